@@ -1,0 +1,1 @@
+"""Suite-wide settings. Area fixtures live in each area's own conftest."""

@@ -1,0 +1,1 @@
+"""Test infrastructure that starts real components (namespaces, daemons)."""

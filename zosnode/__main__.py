@@ -1,0 +1,5 @@
+import sys
+
+from zosnode.cli import main
+
+sys.exit(main())

@@ -1,0 +1,143 @@
+"""Place the artifact's native extensions on disk, verified, before use.
+
+Native modules cannot be imported from a zip. The artifact carries them under
+`_native/`; at start we make sure `<runtime>/<build id>/` holds exactly those
+files with exactly the recorded sha256, and put that directory first on
+sys.path. A directory that differs in any way (missing, extra, truncated or
+altered file, a symlink) is never imported from: it is rebuilt.
+
+The directory is built under a temporary name and renamed into place, so a
+concurrent starter sees either nothing or a complete tree. Two processes
+racing both succeed: the loser of the rename verifies the winner's tree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from zosnode.artifact.record import NATIVE_PREFIX, RECORD_NAME, ArtifactError, Record
+
+RUNTIME_ENV = "ZOSNODE_RUNTIME_DIR"
+_ATTEMPTS = 5
+
+
+def runtime_base() -> Path:
+    explicit = os.environ.get(RUNTIME_ENV)
+    if explicit:
+        return Path(explicit)
+    system = Path("/run/zosnode")
+    if _writable_or_creatable(system):
+        return system
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg and os.access(xdg, os.W_OK):
+        return Path(xdg) / "zosnode"
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".cache"
+    )
+    return Path(cache) / "zosnode"
+
+
+def _writable_or_creatable(path: Path) -> bool:
+    if path.exists():
+        return os.access(path, os.W_OK | os.X_OK)
+    return os.access(path.parent, os.W_OK | os.X_OK)
+
+
+def verify_tree(root: Path, expected: dict[str, str]) -> str | None:
+    """None if `root` holds exactly `expected`, else what is wrong."""
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames:
+            if os.path.islink(os.path.join(dirpath, name)):
+                return f"unexpected symlink {name}"
+        for name in filenames:
+            full = Path(dirpath) / name
+            rel = full.relative_to(root).as_posix()
+            if rel not in expected:
+                return f"unexpected file {rel}"
+            if full.is_symlink():
+                return f"unexpected symlink {rel}"
+            if _sha256(full) != expected[rel]:
+                return f"{rel} does not match its recorded sha256"
+            seen.add(rel)
+    missing = set(expected) - seen
+    if missing:
+        return f"missing {sorted(missing)[0]}"
+    return None
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _extract(zf: zipfile.ZipFile, record: Record, dest: Path) -> None:
+    for rel in sorted(record.native_files):
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        data = zf.read(NATIVE_PREFIX + rel)
+        if hashlib.sha256(data).hexdigest() != record.native_files[rel]:
+            raise ArtifactError(f"artifact member {rel} does not match its record")
+        with open(target, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(target, 0o555 if rel.endswith(".so") else 0o444)
+
+
+def ensure_native(archive: Path, base: Path | None = None) -> tuple[Path, Record]:
+    """Return the verified native directory for `archive`, creating it if needed."""
+    base = base or runtime_base()
+    with zipfile.ZipFile(archive) as zf:
+        record = Record.from_json(zf.read(RECORD_NAME))
+        base.mkdir(mode=0o700, parents=True, exist_ok=True)
+        final = base / record.build_id[:32]
+        for _ in range(_ATTEMPTS):
+            if final.exists():
+                problem = verify_tree(final, record.native_files)
+                if problem is None:
+                    return final, record
+                print(
+                    f"zosnode: runtime {final} rejected ({problem}); rebuilding",
+                    file=sys.stderr,
+                )
+                _retire(final, base)
+                continue
+            tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=base))
+            try:
+                _extract(zf, record, tmp)
+                os.rename(tmp, final)
+            except OSError:
+                # Another starter won the rename (or left a tree): check theirs.
+                shutil.rmtree(tmp, ignore_errors=True)
+                continue
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+        raise ArtifactError(f"could not prepare native runtime under {base}")
+
+
+def _retire(path: Path, base: Path) -> None:
+    """Move a bad tree out of the way atomically, then delete it."""
+    aside = Path(tempfile.mkdtemp(prefix=".stale-", dir=base))
+    try:
+        os.rename(path, aside / "tree")
+    except OSError:
+        pass  # someone else retired it already
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def activate(archive: Path) -> None:
+    """Make the native modules of `archive` importable. Called by __main__."""
+    sys.dont_write_bytecode = True  # nothing may add files beside verified ones
+    native_dir, _ = ensure_native(archive)
+    sys.path.insert(0, str(native_dir))

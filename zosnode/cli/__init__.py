@@ -1,0 +1,95 @@
+"""The `zosnode` command line: one argparse tree, one error policy.
+
+Each subcommand group lives in its own module under `zosnode.cli` and exposes
+`register(subparsers)`; handlers are `def run(args) -> int`. Handlers raise
+`UserError` for user mistakes; `main` turns that into one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import traceback
+from collections.abc import Sequence
+
+from zosnode.errors import UserError
+
+# Order is the order shown in --help.
+GROUPS = (
+    "flist",
+    "keys",
+    "release",
+    "hub",
+    "node",
+    "bootstrap",
+    "initramfs",
+    "audit",
+    "version",
+)
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_USER = 2
+
+
+class CliParser(argparse.ArgumentParser):
+    """argparse with our error policy: one line on stderr, exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        where = self.prog.removeprefix("zosnode").strip()
+        raise UserError(f"{where}: {message}" if where else message)
+
+
+def build_parser() -> CliParser:
+    parser = CliParser(
+        prog="zosnode",
+        description="A network-booted, stateless, no-shell server node.",
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="show a traceback on any failure"
+    )
+    sub = parser.add_subparsers(dest="group", metavar="COMMAND", parser_class=CliParser)
+    for name in GROUPS:
+        module = importlib.import_module(f"zosnode.cli.{name}_cmd")
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args_list
+    try:
+        parser = build_parser()
+        args = parser.parse_args(args_list)
+        handler = getattr(args, "handler", None)
+        if handler is None:
+            # A group given without a command: show what it offers.
+            target = getattr(args, "group_parser", parser)
+            target.print_help(sys.stderr)
+            return EXIT_USER
+        return int(handler(args) or 0)
+    except UserError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"zosnode: error: {_one_line(str(exc))}", file=sys.stderr)
+        return EXIT_USER
+    except KeyboardInterrupt:
+        print("zosnode: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_INTERNAL
+    except Exception as exc:  # noqa: BLE001 - the last line of defence
+        if debug:
+            traceback.print_exc()
+        else:
+            print(
+                f"zosnode: internal error: {type(exc).__name__}: {_one_line(str(exc))}"
+                " (run with --debug for a traceback)",
+                file=sys.stderr,
+            )
+        return EXIT_INTERNAL
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) or "(no detail)"

@@ -1,0 +1,85 @@
+"""`zosnode audit`: what exactly is in this artifact.
+
+Build id, the artifact's sha256, the SBOM of vendored packages and every file
+in the archive with its sha256, for a person or (`--json`) a machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from zosnode.artifact.record import (
+    ArtifactError,
+    file_sha256,
+    read_record,
+    running_archive,
+)
+from zosnode.errors import UserError
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "audit",
+        help="print the build id, sha256, SBOM and files of an artifact",
+        description="Audit a zosnode artifact (by default, the one running).",
+    )
+    p.add_argument("artifact", nargs="?", type=Path, help="a .pyz (default: this one)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=run)
+
+
+def collect(archive: Path) -> dict[str, Any]:
+    record = read_record(archive)
+    files = []
+    with zipfile.ZipFile(archive) as zf:
+        for info in zf.infolist():
+            if info.is_dir():
+                continue
+            data = zf.read(info)
+            files.append(
+                {"path": info.filename, "size": len(data),
+                 "sha256": hashlib.sha256(data).hexdigest()}
+            )
+    return {
+        "artifact": str(archive),
+        "sha256": file_sha256(archive),
+        "build_id": record.build_id,
+        "source_date_epoch": record.source_date_epoch,
+        "python": record.python_tag,
+        "sbom": [p.__dict__ for p in record.packages],
+        "files": files,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    archive = args.artifact or running_archive()
+    if archive is None:
+        raise UserError(
+            "not running from an artifact; give a .pyz path (build one with make zipapp)"
+        )
+    if not archive.is_file():
+        raise UserError(f"{archive}: no such file")
+    try:
+        report = collect(archive)
+    except (ArtifactError, zipfile.BadZipFile) as exc:
+        raise UserError(f"{archive}: not a zosnode artifact ({exc})") from exc
+    if args.json:
+        print(json.dumps(report, indent=1))
+        return 0
+    print(f"artifact  {report['artifact']}")
+    print(f"sha256    {report['sha256']}")
+    print(f"build id  {report['build_id']}")
+    print(f"python    {report['python']}")
+    print("sbom:")
+    for p in report["sbom"]:
+        kind = "native" if p["native"] else "pure"
+        print(f"  {p['name']:<18} {p['version']:<12} {kind:<6} {p['license']:<28} {p['sha256']}")
+    print(f"files: {len(report['files'])}")
+    for f in report["files"]:
+        print(f"  {f['sha256'][:16]}  {f['size']:>9}  {f['path']}")
+    return 0
