@@ -1,0 +1,1 @@
+"""The node agent: everything `zosnode node run` does as PID 1."""
