@@ -30,7 +30,47 @@ def register(sub: Any) -> None:
     )
     p.add_argument("artifact", nargs="?", type=Path, help="a .pyz (default: this one)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument(
+        "--check-imports",
+        action="store_true",
+        help="also import every vendored module through this artifact and report it",
+    )
     p.set_defaults(handler=run)
+
+
+# One importable module per vendored distribution (natives through their
+# compiled part), so --check-imports proves the artifact can load each.
+VENDORED_MODULES = {
+    "trio": "trio",
+    "h11": "h11",
+    "pynacl": "nacl._sodium",
+    "cffi": "_cffi_backend",
+    "cbor2": "cbor2._cbor2",
+    "xxhash": "xxhash._xxhash",
+    "pyroute2": "pyroute2",
+    "pyfuse3": "pyfuse3",
+    "attrs": "attr",
+    "idna": "idna",
+    "outcome": "outcome",
+    "sniffio": "sniffio",
+    "sortedcontainers": "sortedcontainers",
+    "pycparser": "pycparser",
+}
+
+
+def check_imports() -> dict[str, str]:
+    """Import each vendored module; map distribution -> where it loaded from."""
+    import importlib
+
+    loaded: dict[str, str] = {}
+    for dist, module in sorted(VENDORED_MODULES.items()):
+        try:
+            mod = importlib.import_module(module)
+        except ImportError as exc:
+            loaded[dist] = f"FAILED: {exc}"
+        else:
+            loaded[dist] = str(getattr(mod, "__file__", None) or "built-in")
+    return loaded
 
 
 def collect(archive: Path) -> dict[str, Any]:
@@ -68,9 +108,13 @@ def run(args: argparse.Namespace) -> int:
         report = collect(archive)
     except (ArtifactError, zipfile.BadZipFile) as exc:
         raise UserError(f"{archive}: not a zosnode artifact ({exc})") from exc
+    failed = False
+    if args.check_imports:
+        report["imports"] = check_imports()
+        failed = any(v.startswith("FAILED") for v in report["imports"].values())
     if args.json:
         print(json.dumps(report, indent=1))
-        return 0
+        return 1 if failed else 0
     print(f"artifact  {report['artifact']}")
     print(f"sha256    {report['sha256']}")
     print(f"build id  {report['build_id']}")
@@ -82,4 +126,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"files: {len(report['files'])}")
     for f in report["files"]:
         print(f"  {f['sha256'][:16]}  {f['size']:>9}  {f['path']}")
-    return 0
+    for dist, where in report.get("imports", {}).items():
+        print(f"import {dist:<18} {where}")
+    return 1 if failed else 0

@@ -1,0 +1,47 @@
+# zosnode: `make demo` runs the main job, `make test` the whole suite.
+PY      ?= python3
+VENV    := .venv
+VPY     := $(VENV)/bin/python
+WHEELS  := build/wheels
+PYZ     := dist/zosnode.pyz
+STAMP   := $(VENV)/.installed
+
+.PHONY: all test lint unit demo zipapp wheels bench initramfs vm clean
+
+all: zipapp
+
+wheels: $(WHEELS)/vendored.json
+$(WHEELS)/vendored.json: vendor/runtime.lock vendor/source.lock vendor/build.lock vendor/wheelhouse.py
+	$(PY) vendor/wheelhouse.py --wheelhouse $(WHEELS)
+
+# The runtime set comes from the hash-checked wheelhouse (pyfuse3 is built
+# there); only the test tools come from the index.
+$(STAMP): $(WHEELS)/vendored.json pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q --disable-pip-version-check --no-index --find-links $(WHEELS) \
+		$$(cd $(WHEELS) && ls *.whl)
+	$(VPY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	touch $@
+
+zipapp: $(WHEELS)/vendored.json
+	$(PY) build_zipapp.py --wheelhouse $(WHEELS) -o $(PYZ)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check zosnode tests bench build_zipapp.py vendor/wheelhouse.py
+	$(VENV)/bin/mypy
+
+test: $(STAMP) zipapp lint
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/pytest -q $(PYTEST_ARGS)
+
+# The quick loop: everything but the end-to-end tests.
+unit: $(STAMP)
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/pytest -q -m "not slow" $(PYTEST_ARGS)
+
+demo: $(STAMP) zipapp
+	$(VPY) -m zosnode audit $(PYZ)
+
+bench: $(STAMP) zipapp
+	$(VPY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) build dist .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,228 @@
+#!/usr/bin/env python3
+"""Build dist/zosnode.pyz: the one audited artifact.
+
+Reproducible: the same commit and the same wheelhouse give the same bytes
+(entries sorted, timestamps from SOURCE_DATE_EPOCH or the commit time,
+permissions fixed, unchecked-hash .pyc files).
+
+Pure-Python packages sit at the archive root and import straight from the
+zip. Any vendored package with a native extension goes under `_native/`; the
+stdlib-only bootstrap (zosnode/artifact/unpack.py) places those on disk,
+checked against the sha256 list in the build record, before anything else
+is imported.
+
+Usage: python3 build_zipapp.py [--python /usr/bin/python3] [-o dist/zosnode.pyz]
+                               [--anchor FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import email.parser
+import hashlib
+import importlib.util
+import io
+import marshal
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+TOP = Path(__file__).resolve().parent
+sys.path.insert(0, str(TOP))
+
+from zosnode.artifact.record import NATIVE_PREFIX, RECORD_NAME, Package, Record  # noqa: E402
+
+PYC_TAG = f"cpython-{sys.version_info.major}{sys.version_info.minor}"
+ANCHOR_NAME = "zosnode/trust/anchor.cbor"
+MAIN = '''\
+# zosnode artifact entry point: standard library only until natives are verified.
+import os
+import sys
+
+
+def _start():
+    from pathlib import Path
+
+    from zosnode.artifact.record import ArtifactError
+    from zosnode.artifact.unpack import activate
+
+    try:
+        activate(Path(os.path.dirname(os.path.abspath(__file__))))
+    except (ArtifactError, OSError) as exc:
+        print(f"zosnode: cannot start: {exc}", file=sys.stderr)
+        return 1
+    from zosnode.cli import main
+
+    return main()
+
+
+sys.exit(_start())
+'''
+
+
+class BuildError(Exception):
+    pass
+
+
+def source_date_epoch() -> int:
+    env = os.environ.get("SOURCE_DATE_EPOCH")
+    if env:
+        return int(env)
+    try:
+        out = subprocess.run(["git", "-C", str(TOP), "log", "-1", "--format=%ct"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        return int(out)
+    except (OSError, subprocess.CalledProcessError, ValueError):
+        return 315532800  # 1980-01-01, the zip epoch
+
+
+def pyc_bytes(source: bytes, display_name: str) -> bytes:
+    """An unchecked-hash pyc: deterministic, and trusted without the source."""
+    code = compile(source, display_name, "exec", dont_inherit=True, optimize=0)
+    source_hash = importlib.util.source_hash(source)
+    flags = 0b01  # hash-based, check_source off
+    return (importlib.util.MAGIC_NUMBER + flags.to_bytes(4, "little")
+            + source_hash + marshal.dumps(code))
+
+
+def add_python(members: dict[str, bytes], name: str, data: bytes, in_zip: bool) -> None:
+    """Add a .py with its pyc where the importer that will load it looks."""
+    members[name] = data
+    if not name.endswith(".py"):
+        return
+    try:
+        pyc = pyc_bytes(data, name)
+    except SyntaxError:
+        return  # e.g. templates shipped as .py; imported never
+    if in_zip:
+        members[name[:-3] + ".pyc"] = pyc  # zipimport looks beside the source
+    else:
+        head, _, tail = name.rpartition("/")
+        cached = f"{head}/__pycache__/{tail[:-3]}.{PYC_TAG}.pyc" if head else \
+            f"__pycache__/{tail[:-3]}.{PYC_TAG}.pyc"
+        members[cached] = pyc
+
+
+def license_of(metadata: bytes) -> str:
+    msg = email.parser.BytesParser().parsebytes(metadata, headersonly=True)
+    expr = msg.get("License-Expression")
+    if expr:
+        return str(expr)
+    for classifier in msg.get_all("Classifier") or []:
+        if classifier.startswith("License ::"):
+            return str(classifier.split("::")[-1].strip())
+    lic = msg.get("License")
+    return str(lic).splitlines()[0][:40] if lic else "UNKNOWN"
+
+
+def collect(wheelhouse: Path, anchor: Path | None) -> tuple[dict[str, bytes], list[Package]]:
+    sys.path.insert(0, str(TOP / "vendor"))
+    import wheelhouse as wh  # vendor/wheelhouse.py
+
+    vendored = wh.ensure(wheelhouse)
+    members: dict[str, bytes] = {}
+    packages: list[Package] = []
+    for name, info in sorted(vendored.items()):
+        with zipfile.ZipFile(wheelhouse / info["wheel"]) as zf:
+            names = [n for n in zf.namelist() if not n.endswith("/")]
+            native = any(n.endswith(".so") or ".so." in n for n in names)
+            meta = next(n for n in names if n.endswith(".dist-info/METADATA"))
+            packages.append(Package(name=name, version=info["version"],
+                                    license=license_of(zf.read(meta)),
+                                    sha256=info["sha256"], native=native))
+            for n in names:
+                if "/__pycache__/" in n or n.endswith(".pyc"):
+                    continue
+                target = NATIVE_PREFIX + n if native else n
+                add_python(members, target, zf.read(n), in_zip=not native)
+
+    for path in sorted((TOP / "zosnode").rglob("*")):
+        if path.is_dir() or "__pycache__" in path.parts or path.suffix == ".pyc":
+            continue
+        rel = path.relative_to(TOP).as_posix()
+        add_python(members, rel, path.read_bytes(), in_zip=True)
+    if anchor is not None:
+        members[ANCHOR_NAME] = anchor.read_bytes()
+    add_python(members, "__main__.py", MAIN.encode(), in_zip=True)
+    return members, packages
+
+
+def build(output: Path, shebang: str, wheelhouse: Path, anchor: Path | None) -> Record:
+    members, packages = collect(wheelhouse, anchor)
+    native_files = {
+        n[len(NATIVE_PREFIX):]: hashlib.sha256(d).hexdigest()
+        for n, d in members.items() if n.startswith(NATIVE_PREFIX)
+    }
+    ident = hashlib.sha256()
+    for n in sorted(members):
+        ident.update(n.encode() + b"\0" + hashlib.sha256(members[n]).digest())
+    ident.update(shebang.encode())
+    epoch = source_date_epoch()
+    record = Record(
+        build_id=ident.hexdigest(),
+        source_date_epoch=epoch,
+        python_tag=f"cp{sys.version_info.major}{sys.version_info.minor}",
+        packages=tuple(packages),
+        native_files=native_files,
+    )
+    members[RECORD_NAME] = record.to_json()
+
+    stamp = time.gmtime(max(epoch, 315532800))[:6]
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=".zosnode-", dir=output.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(f"#!{shebang}\n".encode())
+            buf = io.BytesIO()
+            with zipfile.ZipFile(buf, "w") as zf:
+                for n in sorted(members):
+                    info = zipfile.ZipInfo(n, date_time=stamp)  # type: ignore[arg-type]
+                    info.compress_type = zipfile.ZIP_DEFLATED
+                    info.create_system = 3
+                    info.external_attr = (0o100644 << 16)
+                    zf.writestr(info, members[n], compresslevel=9)
+            f.write(buf.getvalue())
+            f.flush()
+            os.fsync(f.fileno())
+        # The shebang shifts every offset; zipfile's reader finds the central
+        # directory from the end, so a prefixed archive stays valid.
+        os.chmod(tmp_name, 0o755)
+        os.replace(tmp_name, output)
+    except BaseException:
+        os.unlink(tmp_name)
+        raise
+    return record
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description="Build the zosnode single-file artifact.")
+    ap.add_argument("--python", default="/usr/bin/python3", help="interpreter for the shebang")
+    ap.add_argument("-o", "--output", type=Path, default=TOP / "dist" / "zosnode.pyz")
+    ap.add_argument("--wheelhouse", type=Path, default=TOP / "build" / "wheels")
+    ap.add_argument("--anchor", type=Path,
+                    help="trust anchor to compile in (from zosnode release anchor)")
+    args = ap.parse_args()
+    if sys.version_info[:2] != (3, 11):
+        print("build_zipapp: error: build with CPython 3.11 (the vendored natives are cp311)",
+              file=sys.stderr)
+        return 2
+    if args.anchor is not None and not args.anchor.is_file():
+        print(f"build_zipapp: error: {args.anchor}: no such file", file=sys.stderr)
+        return 2
+    try:
+        record = build(args.output, args.python, args.wheelhouse, args.anchor)
+    except Exception as exc:  # noqa: BLE001 - a build tool's one-line failure
+        print(f"build_zipapp: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    digest = hashlib.sha256(args.output.read_bytes()).hexdigest()
+    size = args.output.stat().st_size
+    print(f"{args.output}  {size} bytes  sha256 {digest}  build {record.build_id[:16]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

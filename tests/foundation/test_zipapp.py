@@ -1,0 +1,107 @@
+"""The artifact: reproducible, self-contained, and it never loads a tampered native."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.foundation.conftest import build
+from zosnode.artifact.record import read_record
+
+NATIVE_DISTS = {"pynacl", "cffi", "cbor2", "xxhash", "pyfuse3"}
+
+
+def run_pyz(pyz: Path, runtime: Path, *argv: str, cwd: Path | None = None
+            ) -> subprocess.CompletedProcess[str]:
+    # A bare interpreter: no environment, isolated mode, no site-packages.
+    env = {"ZOSNODE_RUNTIME_DIR": str(runtime)}
+    return subprocess.run(
+        ["env", "-i", *(f"{k}={v}" for k, v in env.items()), "python3", "-I", str(pyz), *argv],
+        capture_output=True, text=True, cwd=cwd or pyz.parent, timeout=120,
+    )
+
+
+def test_two_builds_are_byte_identical(artifact: Path, tmp_path: Path) -> None:
+    again = build(tmp_path / "again.pyz")
+    assert hashlib.sha256(again.read_bytes()).hexdigest() == \
+        hashlib.sha256(artifact.read_bytes()).hexdigest()
+
+
+def test_audit_json_from_a_bare_interpreter_outside_the_checkout(
+    artifact: Path, tmp_path: Path
+) -> None:
+    proc = run_pyz(artifact, tmp_path / "rt", "audit", "--json", "--check-imports", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["sha256"] == hashlib.sha256(artifact.read_bytes()).hexdigest()
+    assert report["build_id"] == read_record(artifact).build_id
+    names = {p["name"] for p in report["sbom"]}
+    assert {"trio", "h11", "pynacl", "cbor2", "xxhash", "pyroute2", "pyfuse3"} <= names
+    assert {p["name"] for p in report["sbom"] if p["native"]} == NATIVE_DISTS
+    for dist, where in report["imports"].items():
+        assert not where.startswith("FAILED"), (dist, where)
+        if dist in {"pynacl", "cffi", "cbor2", "xxhash", "pyfuse3"}:
+            assert where.startswith(str(tmp_path / "rt")), (dist, where)
+        else:  # pure Python comes straight from the zip
+            assert where.startswith(str(artifact)), (dist, where)
+    assert any(f["path"] == "__main__.py" for f in report["files"])
+
+
+@pytest.mark.parametrize("damage", ["alter", "truncate", "delete", "extra", "symlink"])
+def test_tampered_native_tree_is_detected_and_replaced(
+    artifact: Path, tmp_path: Path, damage: str
+) -> None:
+    runtime = tmp_path / "rt"
+    assert run_pyz(artifact, runtime, "version").returncode == 0
+    record = read_record(artifact)
+    tree = runtime / record.build_id[:32]
+    so = next(p for p in sorted(tree.rglob("*.so")) if "nacl" in p.parts)
+    original = so.read_bytes()
+    so.chmod(0o644)
+    if damage == "alter":
+        data = bytearray(original)
+        data[len(data) // 2] ^= 0xFF
+        so.write_bytes(bytes(data))
+    elif damage == "truncate":
+        so.write_bytes(original[:4096])
+    elif damage == "delete":
+        so.unlink()
+    elif damage == "extra":
+        # A module that would shadow a real one if the tree were trusted.
+        (tree / "trio.py").write_text("raise SystemExit('shadowed')\n")
+    elif damage == "symlink":
+        so.unlink()
+        so.symlink_to("/bin/true")
+
+    proc = run_pyz(artifact, runtime, "audit", "--json", "--check-imports")
+    assert proc.returncode == 0, proc.stderr
+    assert "rejected" in proc.stderr and "rebuilding" in proc.stderr
+    assert not so.is_symlink()
+    assert so.read_bytes() == original
+    assert not (tree / "trio.py").exists()
+    assert not any(v.startswith("FAILED") for v in json.loads(proc.stdout)["imports"].values())
+    # A clean start after repair says nothing.
+    proc = run_pyz(artifact, runtime, "version")
+    assert proc.returncode == 0 and proc.stderr == ""
+
+
+def test_concurrent_starts_on_an_empty_runtime_dir(artifact: Path, tmp_path: Path) -> None:
+    runtime = tmp_path / "rt"
+    env = {"ZOSNODE_RUNTIME_DIR": str(runtime), "PATH": os.environ.get("PATH", "/usr/bin")}
+    procs = [
+        subprocess.Popen(["python3", "-I", str(artifact), "audit", "--json", "--check-imports"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for _ in range(6)
+    ]
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        imports = json.loads(out)["imports"]
+        assert not any(v.startswith("FAILED") for v in imports.values())
+    # Exactly one tree, no temporary leftovers.
+    assert [p.name for p in runtime.iterdir()] == [read_record(artifact).build_id[:32]]
