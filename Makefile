@@ -19,7 +19,7 @@ $(WHEELS)/vendored.json: vendor/runtime.lock vendor/source.lock vendor/build.loc
 $(STAMP): $(WHEELS)/vendored.json pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(VPY) -m pip install -q --disable-pip-version-check --no-index --find-links $(WHEELS) \
-		$$(cd $(WHEELS) && ls *.whl)
+		$(WHEELS)/*.whl
 	$(VPY) -m pip install -q --disable-pip-version-check -e '.[test]'
 	touch $@
 
