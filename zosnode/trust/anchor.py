@@ -1,0 +1,84 @@
+"""The trust anchor compiled into the artifact: initial root, floor, build time.
+
+    {"spec": 1, "root": <bstr: a signed root envelope>,
+     "floor": minimum manifest version, "build_time": unix s}
+
+The anchor's root must carry a threshold of its own signatures (a root that
+does not verify is a build mistake, caught here rather than on a node). The
+build time is the earliest `now` a node will ever use: a node whose clock is
+unset (1970) or behind still refuses anything that expired before the build.
+"""
+
+from __future__ import annotations
+
+import pkgutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from zosnode import canonical
+from zosnode.trust import envelope
+from zosnode.trust.errors import MalformedError, TrustUsageError
+from zosnode.trust.root import MAX_ROOT_BYTES, Root, decode_body
+from zosnode.trust.schema import Fields
+
+SPEC = 1
+MAX_ANCHOR_BYTES = MAX_ROOT_BYTES + 1024
+
+
+@dataclass(frozen=True)
+class Anchor:
+    root_bytes: bytes
+    root: Root
+    floor: int
+    build_time: int
+
+    def encode(self) -> bytes:
+        return canonical.dumps(
+            {"spec": SPEC, "root": self.root_bytes, "floor": self.floor,
+             "build_time": self.build_time}
+        )
+
+
+def make_anchor(root_bytes: bytes, floor: int, build_time: int) -> Anchor:
+    """Build an anchor from a signed root file; refuses a root that does not verify."""
+    if floor < 0 or build_time < 0:
+        raise TrustUsageError("floor and build time must not be negative")
+    return Anchor(root_bytes, verify_self_signed(root_bytes), floor, build_time)
+
+
+def verify_self_signed(root_bytes: bytes) -> Root:
+    env = envelope.decode(root_bytes, max_size=MAX_ROOT_BYTES, kind="root")
+    root = decode_body(env.body)
+    envelope.require_threshold(env, root.keys, root.threshold, f"root v{root.version}'s own keys")
+    return root
+
+
+def decode(data: bytes) -> Anchor:
+    try:
+        value = canonical.loads(data, max_size=MAX_ANCHOR_BYTES, max_depth=4)
+    except canonical.CanonicalError as exc:
+        raise MalformedError(f"anchor: {exc}") from None
+    f = Fields(value, "anchor", ("spec", "root", "floor", "build_time"))
+    if f.integer("spec") != SPEC:
+        raise MalformedError(f"anchor: spec version is not {SPEC}")
+    root_bytes = f.blob("root")
+    floor, build_time = f.integer("floor"), f.integer("build_time")
+    return Anchor(root_bytes, verify_self_signed(root_bytes), floor, build_time)
+
+
+def load_file(path: Path) -> Anchor:
+    """An anchor from a file (tests, workstations). Missing file: TrustUsageError."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise TrustUsageError(f"{path}: {exc.strerror or exc}") from None
+    return decode(data)
+
+
+def load_embedded() -> Anchor | None:
+    """The anchor inside the running artifact, or None when not run from one."""
+    try:
+        data = pkgutil.get_data("zosnode.trust", "anchor.cbor")
+    except OSError:
+        return None
+    return None if data is None else decode(data)

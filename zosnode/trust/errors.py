@@ -1,0 +1,75 @@
+"""The trust layer's errors: one base, our mistakes apart from the peer's.
+
+`TrustUsageError` means WE built something invalid (a bad field value when
+constructing a manifest, a bad key file). Every `Refused` subclass means the
+PEER (hub, mirror, signer, network) sent something we will not trust; each
+attack class has its own type so callers and tests can tell them apart.
+"""
+
+from __future__ import annotations
+
+from zosnode.errors import ZosError
+
+
+class TrustError(ZosError):
+    """Base of every error the trust layer raises."""
+
+
+class TrustUsageError(TrustError):
+    """We asked for something invalid (a local programming or input mistake)."""
+
+
+class Refused(TrustError):
+    """Data from a peer is refused; the subclass says which rule it broke."""
+
+
+class MalformedError(Refused):
+    """Not canonical CBOR, wrong types, duplicate keys, unknown critical fields."""
+
+
+class OversizeError(Refused):
+    """More bytes than the cap for this document or the size the manifest pins."""
+
+
+class ThresholdError(Refused):
+    """Fewer valid signatures from trusted keys than the threshold."""
+
+
+class UnknownKeyError(ThresholdError):
+    """Under threshold, and signatures came from keys the root does not list."""
+
+
+class BadSignatureError(ThresholdError):
+    """Under threshold, and a trusted key's signature is over other bytes."""
+
+
+class RollbackError(Refused):
+    """A version lower than one already trusted or than the compiled-in floor."""
+
+
+class EquivocationError(Refused):
+    """The same version as one already trusted, with different bytes."""
+
+
+class ExpiredError(Refused):
+    """The manifest or the trusted root has expired (freeze attack)."""
+
+
+class WrongChannelError(Refused):
+    """A manifest signed for another channel."""
+
+
+class HashMismatchError(Refused):
+    """Bytes that do not hash to the id the manifest pins."""
+
+
+class RotationError(Refused):
+    """A new root that does not chain from the trusted one (version gap, type)."""
+
+
+class RotationLimitError(Refused):
+    """More root rotations in one refresh than the cap allows."""
+
+
+class AgentTooOldError(Refused):
+    """The manifest needs a newer agent than the one running."""

@@ -1,0 +1,52 @@
+"""ed25519 keys as the trust layer sees them: a key id is the public key in hex.
+
+Pure code: no files here (see `keyfile`). Signatures are over a
+domain-separated message so a root signature can never pass as a manifest
+signature or anything else signed with the same key.
+"""
+
+from __future__ import annotations
+
+import re
+
+from nacl.exceptions import BadSignatureError as NaclBadSignature
+from nacl.signing import SigningKey, VerifyKey
+
+from zosnode.trust.errors import TrustUsageError
+
+KEY_ID_RE = re.compile(r"[0-9a-f]{64}")
+SIGNATURE_LEN = 64
+_DOMAIN = b"zosnode-signed-v1\x00"
+# Documents a key may sign; the kind is part of the signed message.
+KINDS = ("root", "manifest")
+
+
+def is_key_id(value: object) -> bool:
+    return isinstance(value, str) and KEY_ID_RE.fullmatch(value) is not None
+
+
+def key_id(key: SigningKey | VerifyKey) -> str:
+    verify = key.verify_key if isinstance(key, SigningKey) else key
+    return bytes(verify).hex()
+
+
+def signed_message(kind: str, body: bytes) -> bytes:
+    if kind not in KINDS:
+        raise TrustUsageError(f"unknown document kind {kind!r}")
+    return _DOMAIN + kind.encode() + b"\x00" + body
+
+
+def sign(key: SigningKey, kind: str, body: bytes) -> bytes:
+    return bytes(key.sign(signed_message(kind, body)).signature)
+
+
+def signature_valid(kid: str, kind: str, body: bytes, signature: bytes) -> bool:
+    """True only if `signature` is `kid`'s over exactly (kind, body)."""
+    if not is_key_id(kid) or len(signature) != SIGNATURE_LEN:
+        return False
+    try:
+        VerifyKey(bytes.fromhex(kid)).verify(signed_message(kind, body), signature)
+    except (NaclBadSignature, ValueError):
+        # ValueError: a key id that is not a point on the curve.
+        return False
+    return True

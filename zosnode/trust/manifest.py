@@ -1,0 +1,299 @@
+"""The release manifest: everything a node runs, in one signed document.
+
+Body (canonical CBOR, kind "manifest"):
+
+    {"spec": 1, "channel": str, "version": int, "issued_at": int,
+     "expires_at": int, "min_agent_version": "1.2.3", "rollout_ppm": int,
+     "hubs": [url], "mirrors": [url],
+     "flists": [{"name", "id", "size", "mount"}],
+     "services": [{"name", "flist", "argv", "env", "after", "oneshot",
+                   "ready", "restart_initial_ms", "restart_max_ms",
+                   "stop_signal", "stop_timeout_ms"}],
+     "metadata": {...}}
+
+No floats anywhere (canonical CBOR refuses them): durations are integer ms,
+the rollout fraction is parts per million. Every value is checked when the
+dataclass is built, so a `Manifest` in hand is always a sane one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from zosnode import canonical
+from zosnode.trust.errors import MalformedError, OversizeError, TrustUsageError
+from zosnode.trust.schema import MAX_INT, Fields
+
+SPEC = 1
+MAX_MANIFEST_BYTES = 1024 * 1024
+MAX_METADATA_BYTES = 16 * 1024
+MAX_FLISTS = 1024
+MAX_SERVICES = 256
+MAX_URLS = 32
+MAX_FLIST_BYTES = 1 << 36
+PPM = 1_000_000
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+FLIST_ID_RE = re.compile(r"[0-9a-f]{64}")
+AGENT_VERSION_RE = re.compile(r"\d{1,9}(\.\d{1,9}){0,3}")
+URL_RE = re.compile(r"https?://[^\s\x00]{1,2040}")
+STOP_SIGNALS = ("SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGKILL", "SIGUSR1", "SIGUSR2")
+
+_TOP = (
+    "spec", "channel", "version", "issued_at", "expires_at", "min_agent_version",
+    "rollout_ppm", "hubs", "mirrors", "flists", "services", "metadata",
+)
+_PIN = ("name", "id", "size", "mount")
+_SERVICE = (
+    "name", "flist", "argv", "env", "after", "oneshot", "ready",
+    "restart_initial_ms", "restart_max_ms", "stop_signal", "stop_timeout_ms",
+)
+
+
+def _need(ok: bool, message: str) -> None:
+    if not ok:
+        raise TrustUsageError(message)
+
+
+def _name(what: str, value: str) -> None:
+    _need(NAME_RE.fullmatch(value) is not None,
+          f"{what} {value!r} must match {NAME_RE.pattern}")
+
+
+def _argv(what: str, argv: tuple[str, ...]) -> None:
+    _need(len(argv) >= 1 and all(isinstance(a, str) and "\x00" not in a for a in argv),
+          f"{what} must be a non-empty list of strings without NUL")
+    _need(argv[0] != "", f"{what}[0] is empty")
+
+
+def agent_version_tuple(version: str) -> tuple[int, ...]:
+    if AGENT_VERSION_RE.fullmatch(version) is None:
+        raise TrustUsageError(f"agent version {version!r} is not dotted integers like 1.2.3")
+    return tuple(int(p) for p in version.split("."))
+
+
+@dataclass(frozen=True)
+class FlistPin:
+    name: str
+    id: str
+    size: int
+    mount: str
+
+    def __post_init__(self) -> None:
+        _name("flist name", self.name)
+        _need(FLIST_ID_RE.fullmatch(self.id) is not None,
+              f"flist {self.name}: id {self.id!r} is not 64 lowercase hex digits")
+        _need(isinstance(self.size, int) and 1 <= self.size <= MAX_FLIST_BYTES,
+              f"flist {self.name}: size {self.size} is outside 1..{MAX_FLIST_BYTES}")
+        parts = self.mount.split("/")
+        _need(self.mount.startswith("/") and len(self.mount) <= 4096 and "\x00" not in self.mount
+              and (self.mount == "/" or all(p not in ("", ".", "..") for p in parts[1:])),
+              f"flist {self.name}: mount {self.mount!r} must be a normalised absolute path")
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    flist: str
+    argv: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+    after: tuple[str, ...] = ()
+    oneshot: bool = False
+    ready: tuple[str, ...] | None = None
+    restart_initial_ms: int = 500
+    restart_max_ms: int = 30_000
+    stop_signal: str = "SIGTERM"
+    stop_timeout_ms: int = 10_000
+
+    def __post_init__(self) -> None:
+        _name("service name", self.name)
+        _name(f"service {self.name}: flist", self.flist)
+        _argv(f"service {self.name}: argv", self.argv)
+        if self.ready is not None:
+            _argv(f"service {self.name}: ready", self.ready)
+        for k, v in self.env.items():
+            _need(isinstance(k, str) and isinstance(v, str) and k != "" and "=" not in k
+                  and "\x00" not in k + v,
+                  f"service {self.name}: bad environment entry {k!r}")
+        object.__setattr__(self, "env", MappingProxyType(dict(self.env)))
+        for dep in self.after:
+            _name(f"service {self.name}: dependency", dep)
+        _need(len(set(self.after)) == len(self.after) and self.name not in self.after,
+              f"service {self.name}: dependencies repeat or name itself")
+        _need(0 <= self.restart_initial_ms <= self.restart_max_ms <= 86_400_000,
+              f"service {self.name}: need 0 <= restart_initial_ms <= restart_max_ms <= 1 day")
+        _need(self.stop_signal in STOP_SIGNALS,
+              f"service {self.name}: stop_signal {self.stop_signal!r} is not one of "
+              + ", ".join(STOP_SIGNALS))
+        _need(0 <= self.stop_timeout_ms <= 3_600_000,
+              f"service {self.name}: stop_timeout_ms must be 0..3600000")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    channel: str
+    version: int
+    issued_at: int
+    expires_at: int
+    min_agent_version: str = "0"
+    rollout_ppm: int = PPM
+    hubs: tuple[str, ...] = ()
+    mirrors: tuple[str, ...] = ()
+    flists: tuple[FlistPin, ...] = ()
+    services: tuple[ServiceSpec, ...] = ()
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _name("channel", self.channel)
+        _need(1 <= self.version <= MAX_INT, f"version {self.version} must be at least 1")
+        _need(0 <= self.issued_at < self.expires_at <= MAX_INT,
+              f"need 0 <= issued_at ({self.issued_at}) < expires_at ({self.expires_at})")
+        agent_version_tuple(self.min_agent_version)
+        _need(0 <= self.rollout_ppm <= PPM, f"rollout_ppm {self.rollout_ppm} is outside 0..{PPM}")
+        for what, urls in (("hubs", self.hubs), ("mirrors", self.mirrors)):
+            _need(len(urls) <= MAX_URLS, f"more than {MAX_URLS} {what}")
+            for url in urls:
+                _need(URL_RE.fullmatch(url) is not None, f"{what}: {url!r} is not an http(s) URL")
+        _need(len(self.flists) <= MAX_FLISTS, f"more than {MAX_FLISTS} flists")
+        _need(len(self.services) <= MAX_SERVICES, f"more than {MAX_SERVICES} services")
+        names = [p.name for p in self.flists]
+        _need(len(set(names)) == len(names), "two flists share a name")
+        mounts = [p.mount for p in self.flists]
+        _need(len(set(mounts)) == len(mounts), "two flists share a mount point")
+        services = {s.name: s for s in self.services}
+        _need(len(services) == len(self.services), "two services share a name")
+        for s in self.services:
+            _need(s.flist in names, f"service {s.name} runs from flist {s.flist!r}, not pinned")
+            for dep in s.after:
+                _need(dep in services, f"service {s.name} depends on unknown service {dep!r}")
+        _check_acyclic(services)
+        try:
+            encoded = canonical.dumps(dict(self.metadata))
+        except canonical.CanonicalError as exc:
+            raise TrustUsageError(f"metadata: {exc}") from None
+        _need(len(encoded) <= MAX_METADATA_BYTES,
+              f"metadata is {len(encoded)} bytes, over the {MAX_METADATA_BYTES}-byte cap")
+        object.__setattr__(self, "metadata", MappingProxyType(dict(self.metadata)))
+
+    def pin(self, name: str) -> FlistPin:
+        for p in self.flists:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def encode(self) -> bytes:
+        return canonical.dumps(
+            {
+                "spec": SPEC,
+                "channel": self.channel,
+                "version": self.version,
+                "issued_at": self.issued_at,
+                "expires_at": self.expires_at,
+                "min_agent_version": self.min_agent_version,
+                "rollout_ppm": self.rollout_ppm,
+                "hubs": list(self.hubs),
+                "mirrors": list(self.mirrors),
+                "flists": [
+                    {"name": p.name, "id": p.id, "size": p.size, "mount": p.mount}
+                    for p in self.flists
+                ],
+                "services": [_service_map(s) for s in self.services],
+                "metadata": dict(self.metadata),
+            }
+        )
+
+
+def _service_map(s: ServiceSpec) -> dict[str, Any]:
+    return {
+        "name": s.name,
+        "flist": s.flist,
+        "argv": list(s.argv),
+        "env": dict(s.env),
+        "after": list(s.after),
+        "oneshot": s.oneshot,
+        "ready": None if s.ready is None else list(s.ready),
+        "restart_initial_ms": s.restart_initial_ms,
+        "restart_max_ms": s.restart_max_ms,
+        "stop_signal": s.stop_signal,
+        "stop_timeout_ms": s.stop_timeout_ms,
+    }
+
+
+def _check_acyclic(services: Mapping[str, ServiceSpec]) -> None:
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        if state.get(name) == 2:
+            return
+        if state.get(name) == 1:
+            raise TrustUsageError("service dependency cycle: " + " -> ".join((*path, name)))
+        state[name] = 1
+        for dep in services[name].after:
+            visit(dep, (*path, name))
+        state[name] = 2
+
+    for name in services:
+        visit(name, ())
+
+
+def decode_body(body: bytes) -> Manifest:
+    """Parse a manifest body that has already passed signature checks."""
+    try:
+        value = canonical.loads(body, max_size=MAX_MANIFEST_BYTES, max_depth=32)
+    except canonical.CanonicalError as exc:
+        raise MalformedError(f"manifest body: {exc}") from None
+    f = Fields(value, "manifest", _TOP)
+    spec = f.integer("spec")
+    if spec != SPEC:
+        raise MalformedError(f"manifest: spec version {spec} is not supported (want {SPEC})")
+    metadata = f.mapping("metadata")
+    size = len(canonical.dumps(metadata))
+    if size > MAX_METADATA_BYTES:
+        raise OversizeError(
+            f"manifest metadata is {size} bytes, over the {MAX_METADATA_BYTES}-byte cap"
+        )
+    try:
+        pins = tuple(_decode_pin(i, v) for i, v in enumerate(f.array("flists")[: MAX_FLISTS + 1]))
+        services = tuple(
+            _decode_service(i, v) for i, v in enumerate(f.array("services")[: MAX_SERVICES + 1])
+        )
+        return Manifest(
+            channel=f.text("channel"),
+            version=f.integer("version", lo=1),
+            issued_at=f.integer("issued_at"),
+            expires_at=f.integer("expires_at"),
+            min_agent_version=f.text("min_agent_version"),
+            rollout_ppm=f.integer("rollout_ppm", hi=PPM),
+            hubs=f.str_list("hubs"),
+            mirrors=f.str_list("mirrors"),
+            flists=pins,
+            services=services,
+            metadata=metadata,
+        )
+    except TrustUsageError as exc:
+        raise MalformedError(f"manifest: {exc}") from None
+
+
+def _decode_pin(i: int, value: Any) -> FlistPin:
+    f = Fields(value, f"manifest.flists[{i}]", _PIN)
+    return FlistPin(f.text("name"), f.text("id"), f.integer("size", lo=1), f.text("mount"))
+
+
+def _decode_service(i: int, value: Any) -> ServiceSpec:
+    f = Fields(value, f"manifest.services[{i}]", _SERVICE)
+    return ServiceSpec(
+        name=f.text("name"),
+        flist=f.text("flist"),
+        argv=f.str_list("argv"),
+        env=f.str_map("env"),
+        after=f.str_list("after"),
+        oneshot=f.flag("oneshot"),
+        ready=f.optional_str_list("ready"),
+        restart_initial_ms=f.integer("restart_initial_ms"),
+        restart_max_ms=f.integer("restart_max_ms"),
+        stop_signal=f.text("stop_signal"),
+        stop_timeout_ms=f.integer("stop_timeout_ms"),
+    )

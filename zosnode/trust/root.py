@@ -1,0 +1,99 @@
+"""Root metadata: which keys sign releases, how many must agree, until when.
+
+A root is one signed document (kind "root") whose body is:
+
+    {"spec": 1, "version": N, "expires_at": unix s, "threshold": k,
+     "keys": [hex key id, ...] sorted, "manifest_floor": M}
+
+The same k-of-n keys sign manifests and the next root. `manifest_floor` is
+the lowest manifest version nodes may accept once this root is trusted; set
+it when rotating keys so that nodes forget versions a compromised key may
+have pushed up (fast-forward) without allowing a rollback below it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from zosnode import canonical
+from zosnode.trust import keys
+from zosnode.trust.errors import MalformedError, TrustUsageError
+from zosnode.trust.schema import MAX_INT, Fields
+
+SPEC = 1
+MAX_KEYS = 32
+MAX_ROOT_BYTES = 64 * 1024
+_FIELDS = ("spec", "version", "expires_at", "threshold", "keys", "manifest_floor")
+
+
+@dataclass(frozen=True)
+class Root:
+    version: int
+    expires_at: int
+    threshold: int
+    keys: tuple[str, ...]
+    manifest_floor: int = 0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.version <= MAX_INT:
+            raise TrustUsageError(f"root version {self.version} must be at least 1")
+        if not 0 <= self.expires_at <= MAX_INT:
+            raise TrustUsageError(f"root expires_at {self.expires_at} is not a unix time")
+        if not 0 <= self.manifest_floor <= MAX_INT:
+            raise TrustUsageError(f"root manifest_floor {self.manifest_floor} is negative")
+        if not self.keys or len(self.keys) > MAX_KEYS:
+            raise TrustUsageError(f"a root lists 1 to {MAX_KEYS} keys, not {len(self.keys)}")
+        for kid in self.keys:
+            if not keys.is_key_id(kid):
+                raise TrustUsageError(f"key id {kid!r} is not 64 lowercase hex digits")
+        if list(self.keys) != sorted(set(self.keys)):
+            raise TrustUsageError("root keys must be sorted and distinct")
+        if not 1 <= self.threshold <= len(self.keys):
+            raise TrustUsageError(
+                f"threshold {self.threshold} must be between 1 and the {len(self.keys)} keys"
+            )
+
+    def expired(self, now: int) -> bool:
+        return now >= self.expires_at
+
+    def encode(self) -> bytes:
+        return canonical.dumps(
+            {
+                "spec": SPEC,
+                "version": self.version,
+                "expires_at": self.expires_at,
+                "threshold": self.threshold,
+                "keys": list(self.keys),
+                "manifest_floor": self.manifest_floor,
+            }
+        )
+
+
+def make_root(
+    version: int, expires_at: int, threshold: int, key_ids: list[str], manifest_floor: int = 0
+) -> Root:
+    """A root from key ids in any order (they are sorted; duplicates refused)."""
+    if len(set(key_ids)) != len(key_ids):
+        raise TrustUsageError("the same key is listed twice")
+    return Root(version, expires_at, threshold, tuple(sorted(key_ids)), manifest_floor)
+
+
+def decode_body(body: bytes) -> Root:
+    try:
+        value = canonical.loads(body, max_size=MAX_ROOT_BYTES, max_depth=4)
+    except canonical.CanonicalError as exc:
+        raise MalformedError(f"root body: {exc}") from None
+    f = Fields(value, "root", _FIELDS)
+    spec = f.integer("spec")
+    if spec != SPEC:
+        raise MalformedError(f"root: spec version {spec} is not supported (want {SPEC})")
+    try:
+        return Root(
+            version=f.integer("version", lo=1),
+            expires_at=f.integer("expires_at"),
+            threshold=f.integer("threshold", lo=1),
+            keys=f.str_list("keys"),
+            manifest_floor=f.integer("manifest_floor"),
+        )
+    except TrustUsageError as exc:
+        raise MalformedError(f"root: {exc}") from None

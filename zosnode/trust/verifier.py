@@ -1,0 +1,214 @@
+"""The one verifier of roots and release manifests, for node and hub alike.
+
+Sans-IO: the caller fetches bytes and passes them in with `now`; the verifier
+answers with a parsed document or a typed `Refused` error, and remembers what
+it has trusted (the current root, the highest manifest per channel) in memory.
+
+The clock rule: callers pass `now = effective_now(clock, anchor)`, i.e. never
+earlier than the artifact's build time. A node that boots with its clock at
+1970 therefore still refuses anything that expired before its artifact was
+built, and a node whose clock runs ahead refuses early (fails closed).
+
+Root refresh (TUF 5.3): ask the hub for root version N+1 until it says "not
+found"; each new root must be signed by a threshold of the trusted root's
+keys AND a threshold of its own, and carry exactly version N+1. One refresh
+follows at most `max_rotations` roots. After it, the trusted root must not be
+expired.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from zosnode.trust import envelope
+from zosnode.trust.anchor import Anchor
+from zosnode.trust.errors import (
+    AgentTooOldError,
+    EquivocationError,
+    ExpiredError,
+    RollbackError,
+    RotationError,
+    TrustUsageError,
+    WrongChannelError,
+)
+from zosnode.trust.manifest import MAX_MANIFEST_BYTES, Manifest, agent_version_tuple
+from zosnode.trust.manifest import decode_body as decode_manifest_body
+from zosnode.trust.root import MAX_ROOT_BYTES, Root
+from zosnode.trust.root import decode_body as decode_root_body
+
+MAX_ROTATIONS = 32
+
+
+def effective_now(clock: int, anchor: Anchor) -> int:
+    """The time to verify at: the clock, but never before the artifact was built."""
+    return max(clock, anchor.build_time)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """The highest manifest version trusted on a channel and its body's digest."""
+
+    version: int
+    digest: bytes
+
+
+@dataclass(frozen=True)
+class Verified:
+    """A manifest that passed every check, with the exact bytes that did."""
+
+    manifest: Manifest
+    data: bytes
+    signers: frozenset[str]
+
+
+class Verifier:
+    def __init__(self, anchor: Anchor, *, max_rotations: int = MAX_ROTATIONS) -> None:
+        if max_rotations < 1:
+            raise TrustUsageError("max_rotations must be at least 1")
+        self._root = anchor.root
+        self._root_bytes = anchor.root_bytes
+        self._floor = max(anchor.floor, anchor.root.manifest_floor)
+        self._seen: dict[str, Seen] = {}
+        self.max_rotations = max_rotations
+
+    @property
+    def root(self) -> Root:
+        return self._root
+
+    @property
+    def root_bytes(self) -> bytes:
+        return self._root_bytes
+
+    @property
+    def floor(self) -> int:
+        return self._floor
+
+    def seen(self, channel: str) -> Seen | None:
+        return self._seen.get(channel)
+
+    # -- roots -------------------------------------------------------------
+
+    def refresh(self) -> RootRefresh:
+        return RootRefresh(self)
+
+    def accept_root(self, data: bytes) -> Root:
+        """Trust the root after the current one, if it chains correctly."""
+        old = self._root
+        env = envelope.decode(data, max_size=MAX_ROOT_BYTES, kind="root")
+        # The old keys vouch for the new root before we read a field of it.
+        envelope.require_threshold(env, old.keys, old.threshold, f"trusted root v{old.version}")
+        new = decode_root_body(env.body)
+        if new.version <= old.version:
+            raise RollbackError(f"root v{new.version} is not newer than trusted v{old.version}")
+        if new.version != old.version + 1:
+            raise RotationError(
+                f"root v{new.version} skips versions after trusted v{old.version}"
+            )
+        envelope.require_threshold(env, new.keys, new.threshold, f"root v{new.version}'s own keys")
+        if set(new.keys) != set(old.keys):
+            # Keys rotated: versions seen under the old keys may have been
+            # pushed up by a compromised key (fast-forward); the new root's
+            # floor takes their place.
+            self._seen.clear()
+        self._floor = max(self._floor, new.manifest_floor)
+        self._root, self._root_bytes = new, data
+        return new
+
+    def check_root_fresh(self, now: int) -> None:
+        if self._root.expired(now):
+            raise ExpiredError(
+                f"trusted root v{self._root.version} expired at {self._root.expires_at} "
+                f"(now {now}); no newer root was found"
+            )
+
+    # -- manifests ---------------------------------------------------------
+
+    def verify_manifest(
+        self, data: bytes, *, channel: str, now: int, agent_version: str | None = None
+    ) -> Verified:
+        """Verify a signed manifest for `channel` and remember it as trusted.
+
+        Checks, in order: size cap, envelope shape, signature threshold of the
+        trusted root (before reading the body), body schema, channel, rollback
+        against the floor and the highest seen version, same-version
+        equivocation, expiry of the manifest and of the trusted root, and the
+        minimum agent version when `agent_version` is given.
+        """
+        root = self._root
+        env = envelope.decode(data, max_size=MAX_MANIFEST_BYTES, kind="manifest")
+        envelope.require_threshold(env, root.keys, root.threshold, f"trusted root v{root.version}")
+        manifest = decode_manifest_body(env.body)
+        if manifest.channel != channel:
+            raise WrongChannelError(
+                f"manifest is for channel {manifest.channel!r}, not {channel!r}"
+            )
+        if manifest.version < self._floor:
+            raise RollbackError(
+                f"manifest v{manifest.version} is below the version floor {self._floor}"
+            )
+        digest = hashlib.blake2b(env.body, digest_size=32).digest()
+        seen = self._seen.get(channel)
+        if seen is not None:
+            if manifest.version < seen.version:
+                raise RollbackError(
+                    f"manifest v{manifest.version} is older than v{seen.version} already "
+                    f"trusted on {channel!r}"
+                )
+            if manifest.version == seen.version and digest != seen.digest:
+                raise EquivocationError(
+                    f"manifest v{manifest.version} on {channel!r} differs from the "
+                    f"v{seen.version} already trusted"
+                )
+        if now >= manifest.expires_at:
+            raise ExpiredError(
+                f"manifest v{manifest.version} expired at {manifest.expires_at} (now {now})"
+            )
+        self.check_root_fresh(now)
+        if agent_version is not None and agent_version_tuple(
+            agent_version
+        ) < agent_version_tuple(manifest.min_agent_version):
+            raise AgentTooOldError(
+                f"manifest v{manifest.version} needs agent {manifest.min_agent_version}, "
+                f"this is {agent_version}"
+            )
+        self._seen[channel] = Seen(manifest.version, digest)
+        signers = envelope.valid_signers(env, root.keys)
+        return Verified(manifest, data, signers)
+
+
+class RootRefresh:
+    """One root refresh as a sans-IO exchange.
+
+        refresh = verifier.refresh()
+        while (version := refresh.wanted()) is not None:
+            data = fetch(f"roots/{version}.root")   # None on 404
+            if data is None:
+                break
+            refresh.received(data)
+        root = refresh.finish(now)
+    """
+
+    def __init__(self, verifier: Verifier) -> None:
+        self._verifier = verifier
+        self.followed = 0
+
+    @property
+    def capped(self) -> bool:
+        return self.followed >= self._verifier.max_rotations
+
+    def wanted(self) -> int | None:
+        if self.capped:
+            return None
+        return self._verifier.root.version + 1
+
+    def received(self, data: bytes) -> Root:
+        if self.capped:
+            raise TrustUsageError(f"already followed {self.followed} rotations, the cap")
+        root = self._verifier.accept_root(data)
+        self.followed += 1
+        return root
+
+    def finish(self, now: int) -> Root:
+        self._verifier.check_root_fresh(now)
+        return self._verifier.root
