@@ -1,0 +1,102 @@
+"""What goes into the supervisor (events) and what comes out (actions).
+
+Times are integer milliseconds on the caller's monotonic clock. Every event
+about a process carries the `run` number the supervisor gave in its `Spawn`
+(or `Probe`), so that late news about an earlier run is recognised and dropped.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class State(enum.Enum):
+    WAITING = "waiting"  # dependencies not satisfied yet
+    STARTING = "starting"  # spawn asked for, not confirmed
+    RUNNING = "running"  # long-running, readiness probe not yet passed
+    READY = "ready"  # long-running and ready
+    DONE = "done"  # one-shot exited 0
+    BACKOFF = "backoff"  # crashed, waiting for the restart delay
+    FAILED = "failed"  # one-shot exited non-zero: terminal
+    REFUSED = "refused"  # exec refused (outside verified mounts): terminal
+    BLOCKED = "blocked"  # a dependency failed or was refused: terminal
+    STOPPING = "stopping"  # stop signal sent, waiting for exit
+    STOPPED = "stopped"
+
+
+#: States that satisfy a dependant's `after=`.
+SATISFIED = frozenset({State.READY, State.DONE})
+#: States from which nothing more happens until a stop.
+TERMINAL = frozenset({State.FAILED, State.REFUSED, State.BLOCKED, State.STOPPED})
+
+
+# -- events in ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Spawned:
+    name: str
+    run: int
+    pid: int
+
+
+@dataclass(frozen=True)
+class SpawnFailed:
+    name: str
+    run: int
+    reason: str
+    refused: bool  # True: the allow-list said no; terminal, never retried
+
+
+@dataclass(frozen=True)
+class Exited:
+    name: str
+    run: int
+    code: int  # negative: killed by that signal number
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    name: str
+    run: int
+    ok: bool
+
+
+Event = Spawned | SpawnFailed | Exited | ProbeResult
+
+
+# -- actions out -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Spawn:
+    name: str
+    run: int
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class Probe:
+    name: str
+    run: int
+    argv: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Signal:
+    name: str
+    run: int
+    signal: str  # "SIGTERM", ... ; "SIGKILL" when the stop timeout passed
+
+
+@dataclass(frozen=True)
+class StateChanged:
+    name: str
+    state: State
+    detail: str
+    at_ms: int
+
+
+Action = Spawn | Probe | Signal | StateChanged

@@ -1,0 +1,391 @@
+"""The supervisor of one release's services, as a sans-IO state machine.
+
+Events in (`Spawned`, `SpawnFailed`, `Exited`, `ProbeResult`), the clock as an
+argument, actions out (`Spawn`, `Probe`, `Signal`, `StateChanged`). The caller
+sleeps until `next_deadline()` and then calls `tick(now)`; nothing in here
+reads a clock, touches a process or sleeps, so every path is tested with
+plain integers.
+
+Rules:
+- A service starts once every service in its `after` is satisfied: a
+  long-running one READY, a one-shot DONE.
+- A long-running service is READY when started if it has no probe, else once
+  its probe exits 0; failed probes repeat every `probe_interval_ms`.
+- A long-running service that exits (whatever the code) restarts after
+  `restart_initial_ms * 2**(n-1)` capped at `restart_max_ms`, n being its
+  consecutive failures; a run that lasted at least `restart_max_ms` resets n.
+- A one-shot that exits non-zero, or any service whose exec is refused, is
+  terminal; services that (transitively) depend on it become BLOCKED.
+- `stop()` stops dependants before their dependencies: stop signal, then
+  SIGKILL once `stop_timeout_ms` has passed.
+"""
+
+from __future__ import annotations
+
+import signal as _signal
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from zosnode.agent.services.errors import SupervisorUsageError
+from zosnode.agent.services.events import (
+    SATISFIED,
+    TERMINAL,
+    Action,
+    Event,
+    Exited,
+    Probe,
+    ProbeResult,
+    Signal,
+    Spawn,
+    Spawned,
+    SpawnFailed,
+    State,
+    StateChanged,
+)
+from zosnode.trust.manifest import ServiceSpec
+
+PROBE_INTERVAL_MS = 250
+_LIVE = frozenset({State.STARTING, State.RUNNING, State.READY, State.STOPPING})
+_DEAD_END = frozenset({State.FAILED, State.REFUSED, State.BLOCKED})
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    """A snapshot of one service, for the console and the heartbeat."""
+
+    name: str
+    state: State
+    oneshot: bool
+    pid: int | None
+    restarts: int
+    last_exit: int | None
+    detail: str
+
+
+class _Svc:
+    def __init__(self, spec: ServiceSpec) -> None:
+        self.spec = spec
+        self.state = State.WAITING
+        self.detail = ""
+        self.run = 0
+        self.pid: int | None = None
+        self.started_at = 0
+        self.failures = 0
+        self.restarts = 0
+        self.last_exit: int | None = None
+        self.deadline: int | None = None
+        self.probing = False
+
+
+def restart_delay_ms(spec: ServiceSpec, failures: int) -> int:
+    """The wait before restart number `failures` (1-based) of a crashing service."""
+    if failures < 1:
+        raise SupervisorUsageError("failures counts from 1")
+    return min(spec.restart_initial_ms << min(failures - 1, 48), spec.restart_max_ms)
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {_signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+class Supervisor:
+    def __init__(
+        self, specs: Sequence[ServiceSpec], *, probe_interval_ms: int = PROBE_INTERVAL_MS
+    ) -> None:
+        if probe_interval_ms < 1:
+            raise SupervisorUsageError("probe_interval_ms must be at least 1")
+        self._svcs = {s.name: _Svc(s) for s in specs}
+        if len(self._svcs) != len(specs):
+            raise SupervisorUsageError("two services share a name")
+        for s in specs:
+            for dep in s.after:
+                if dep not in self._svcs:
+                    raise SupervisorUsageError(f"service {s.name} depends on unknown {dep!r}")
+        self._order = _topological([s.name for s in specs], self._svcs)
+        self._probe_interval = probe_interval_ms
+        self._now: int | None = None
+        self._started = False
+        self._stopping = False
+
+    # -- queries -----------------------------------------------------------
+
+    def status(self) -> tuple[ServiceStatus, ...]:
+        return tuple(
+            ServiceStatus(
+                name=s.spec.name,
+                state=s.state,
+                oneshot=s.spec.oneshot,
+                pid=s.pid,
+                restarts=s.restarts,
+                last_exit=s.last_exit,
+                detail=s.detail,
+            )
+            for s in (self._svcs[n] for n in self._order)
+        )
+
+    def state(self, name: str) -> State:
+        return self._get(name).state
+
+    @property
+    def all_ready(self) -> bool:
+        """Every service is READY or DONE: the release is up."""
+        return all(s.state in SATISFIED for s in self._svcs.values())
+
+    @property
+    def dead_ends(self) -> tuple[str, ...]:
+        """Services that will never come up in this release (failed, refused, blocked)."""
+        return tuple(n for n in self._order if self._svcs[n].state in _DEAD_END)
+
+    @property
+    def all_stopped(self) -> bool:
+        return self._stopping and all(s.state in TERMINAL for s in self._svcs.values())
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def next_deadline(self) -> int | None:
+        deadlines = [s.deadline for s in self._svcs.values() if s.deadline is not None]
+        return min(deadlines) if deadlines else None
+
+    # -- inputs ------------------------------------------------------------
+
+    def start(self, now: int) -> list[Action]:
+        self._advance(now)
+        if self._started:
+            raise SupervisorUsageError("the supervisor was already started")
+        self._started = True
+        out: list[Action] = []
+        self._start_eligible(now, out)
+        return out
+
+    def handle(self, event: Event, now: int) -> list[Action]:
+        self._advance(now)
+        svc = self._get(event.name)
+        out: list[Action] = []
+        if event.run != svc.run:
+            return out  # news about an earlier run
+        if isinstance(event, Spawned):
+            self._on_spawned(svc, event, now, out)
+        elif isinstance(event, SpawnFailed):
+            self._on_spawn_failed(svc, event, now, out)
+        elif isinstance(event, Exited):
+            self._on_exited(svc, event.code, now, out)
+        elif isinstance(event, ProbeResult):
+            self._on_probe(svc, event.ok, now, out)
+        else:  # pragma: no cover - the union is closed
+            raise SupervisorUsageError(f"unknown event {event!r}")
+        return out
+
+    def tick(self, now: int) -> list[Action]:
+        self._advance(now)
+        out: list[Action] = []
+        for name in self._order:
+            svc = self._svcs[name]
+            if svc.deadline is None or svc.deadline > now:
+                continue
+            svc.deadline = None
+            if svc.state is State.BACKOFF:
+                self._spawn(svc, now, out)
+            elif svc.state is State.RUNNING and not svc.probing:
+                self._probe(svc, out)
+            elif svc.state is State.STOPPING:
+                out.append(Signal(name, svc.run, "SIGKILL"))
+                self._set(svc, State.STOPPING, f"no exit after {svc.spec.stop_timeout_ms} ms: "
+                          "SIGKILL", now, out)
+        return out
+
+    def stop(self, now: int) -> list[Action]:
+        """Stop every service, dependants first. Idempotent."""
+        self._advance(now)
+        self._stopping = True
+        out: list[Action] = []
+        self._stop_eligible(now, out)
+        return out
+
+    # -- transitions -------------------------------------------------------
+
+    def _on_spawned(self, svc: _Svc, ev: Spawned, now: int, out: list[Action]) -> None:
+        if svc.state is State.STOPPING:
+            # The stop raced the spawn: the signal went nowhere, send it again.
+            svc.pid = ev.pid
+            out.append(Signal(svc.spec.name, svc.run, svc.spec.stop_signal))
+            return
+        if svc.state is not State.STARTING:
+            return
+        svc.pid = ev.pid
+        svc.started_at = now
+        if svc.spec.oneshot:
+            self._set(svc, State.RUNNING, f"pid {ev.pid}", now, out)
+        elif svc.spec.ready is None:
+            self._set(svc, State.READY, f"pid {ev.pid}", now, out)
+            self._start_eligible(now, out)
+        else:
+            self._set(svc, State.RUNNING, f"pid {ev.pid}, waiting for readiness", now, out)
+            self._probe(svc, out)
+
+    def _on_spawn_failed(self, svc: _Svc, ev: SpawnFailed, now: int, out: list[Action]) -> None:
+        if svc.state is State.STOPPING:
+            self._stopped(svc, f"never started: {ev.reason}", now, out)
+            return
+        if svc.state is not State.STARTING:
+            return
+        svc.pid = None
+        if ev.refused:
+            self._dead_end(svc, State.REFUSED, f"exec refused: {ev.reason}", now, out)
+        else:
+            self._crashed(svc, f"could not start: {ev.reason}", 127, now, out)
+
+    def _on_exited(self, svc: _Svc, code: int, now: int, out: list[Action]) -> None:
+        svc.pid = None
+        svc.probing = False
+        svc.last_exit = code
+        if svc.state is State.STOPPING or self._stopping:
+            self._stopped(svc, describe_exit(code), now, out)
+            return
+        if svc.state not in (State.STARTING, State.RUNNING, State.READY):
+            return
+        if svc.spec.oneshot and code == 0:
+            svc.failures = 0
+            self._set(svc, State.DONE, "exited with code 0", now, out)
+            self._start_eligible(now, out)
+            return
+        self._crashed(svc, describe_exit(code), code, now, out)
+
+    def _crashed(self, svc: _Svc, why: str, code: int, now: int, out: list[Action]) -> None:
+        svc.last_exit = code
+        if svc.spec.oneshot:
+            self._dead_end(svc, State.FAILED, why, now, out)
+            return
+        if now - svc.started_at >= svc.spec.restart_max_ms and svc.state is not State.STARTING:
+            svc.failures = 0  # it ran long enough: this is a new crash, not a crash loop
+        svc.failures += 1
+        delay = restart_delay_ms(svc.spec, svc.failures)
+        svc.deadline = now + delay
+        self._set(svc, State.BACKOFF, f"{why}; restart in {delay} ms", now, out)
+
+    def _on_probe(self, svc: _Svc, ok: bool, now: int, out: list[Action]) -> None:
+        svc.probing = False
+        if svc.state is not State.RUNNING or svc.spec.oneshot:
+            return
+        if ok:
+            svc.deadline = None
+            self._set(svc, State.READY, f"pid {svc.pid}, ready", now, out)
+            self._start_eligible(now, out)
+        else:
+            svc.deadline = now + self._probe_interval
+
+    def _stopped(self, svc: _Svc, why: str, now: int, out: list[Action]) -> None:
+        svc.deadline = None
+        svc.pid = None
+        self._set(svc, State.STOPPED, why, now, out)
+        self._stop_eligible(now, out)
+
+    def _dead_end(self, svc: _Svc, state: State, why: str, now: int, out: list[Action]) -> None:
+        svc.deadline = None
+        self._set(svc, state, why, now, out)
+        # Block dependants transitively; the order is topological, so one pass suffices.
+        for name in self._order:
+            other = self._svcs[name]
+            if other.state is not State.WAITING:
+                continue
+            bad = [d for d in other.spec.after if self._svcs[d].state in _DEAD_END]
+            if bad:
+                self._set(other, State.BLOCKED, f"dependency {bad[0]} "
+                          f"{self._svcs[bad[0]].state.value}", now, out)
+        if self._stopping:
+            self._stop_eligible(now, out)
+
+    # -- helpers -----------------------------------------------------------
+
+    def _start_eligible(self, now: int, out: list[Action]) -> None:
+        if self._stopping or not self._started:
+            return
+        for name in self._order:
+            svc = self._svcs[name]
+            if svc.state is State.WAITING and all(
+                self._svcs[d].state in SATISFIED for d in svc.spec.after
+            ):
+                self._spawn(svc, now, out)
+
+    def _stop_eligible(self, now: int, out: list[Action]) -> None:
+        for name in reversed(self._order):
+            svc = self._svcs[name]
+            if svc.state in TERMINAL or svc.state is State.STOPPING:
+                continue
+            if any(
+                self._svcs[d].state not in TERMINAL for d in self._dependants(name)
+            ):
+                continue
+            if svc.state in _LIVE:
+                out.append(Signal(name, svc.run, svc.spec.stop_signal))
+                svc.deadline = now + svc.spec.stop_timeout_ms
+                self._set(svc, State.STOPPING, f"sent {svc.spec.stop_signal}", now, out)
+            else:
+                svc.deadline = None
+                self._set(svc, State.STOPPED, f"stopped while {svc.state.value}", now, out)
+                # Its dependencies may now be stoppable: walk again.
+                self._stop_eligible(now, out)
+                return
+
+    def _dependants(self, name: str) -> Iterable[str]:
+        return (n for n, s in self._svcs.items() if name in s.spec.after)
+
+    def _spawn(self, svc: _Svc, now: int, out: list[Action]) -> None:
+        if svc.run > 0:
+            svc.restarts += 1
+        svc.run += 1
+        svc.deadline = None
+        svc.probing = False
+        svc.started_at = now
+        out.append(
+            Spawn(svc.spec.name, svc.run, svc.spec.argv, tuple(sorted(svc.spec.env.items())))
+        )
+        self._set(svc, State.STARTING, f"run {svc.run}", now, out)
+
+    def _probe(self, svc: _Svc, out: list[Action]) -> None:
+        assert svc.spec.ready is not None
+        svc.probing = True
+        out.append(Probe(svc.spec.name, svc.run, svc.spec.ready))
+
+    def _set(self, svc: _Svc, state: State, detail: str, now: int, out: list[Action]) -> None:
+        svc.state = state
+        svc.detail = detail
+        out.append(StateChanged(svc.spec.name, state, detail, now))
+
+    def _get(self, name: str) -> _Svc:
+        try:
+            return self._svcs[name]
+        except KeyError:
+            raise SupervisorUsageError(f"no service named {name!r} in this release") from None
+
+    def _advance(self, now: int) -> None:
+        if self._now is not None and now < self._now:
+            raise SupervisorUsageError(f"time went backwards: {now} < {self._now}")
+        self._now = now
+
+
+def _topological(names: Sequence[str], svcs: dict[str, _Svc]) -> list[str]:
+    """Dependencies before dependants, otherwise in manifest order."""
+    order: list[str] = []
+    state: dict[str, int] = {}
+
+    def visit(name: str) -> None:
+        if state.get(name) == 2:
+            return
+        if state.get(name) == 1:
+            raise SupervisorUsageError(f"dependency cycle through {name!r}")
+        state[name] = 1
+        for dep in svcs[name].spec.after:
+            visit(dep)
+        state[name] = 2
+        order.append(name)
+
+    for n in names:
+        visit(n)
+    return order
