@@ -1,11 +1,98 @@
-"""`zosnode initramfs`: build the node's initramfs."""
+"""`zosnode initramfs`: build the node's initramfs, and list one."""
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
-from zosnode.cli.group import add_group
+from zosnode.cli.group import add_command, add_group
+from zosnode.errors import UserError
 
 
 def register(sub: Any) -> None:
-    add_group(sub, "initramfs", "build the node's initramfs")
+    _, commands = add_group(sub, "initramfs", "build the node's initramfs")
+    p = add_command(commands, "build", "build initramfs.img and vmlinuz from pinned packages",
+                    _build)
+    p.add_argument("--zipapp", type=Path, default=Path("dist/zosnode.pyz"),
+                   help="the artifact to run as /init (built with --python /usr/bin/python3.11)")
+    p.add_argument("-o", "--out", type=Path, default=Path("dist/boot"),
+                   help="output directory (initramfs.img, vmlinuz, initramfs.json)")
+    p.add_argument("--lock", type=Path, default=Path("initramfs/packages.lock"))
+    p.add_argument("--modules", type=Path, default=Path("initramfs/modules.list"))
+    p.add_argument("--cache", type=Path, default=Path("work/cache"),
+                   help="where downloaded .debs are kept")
+    p.add_argument("--compression", default=None,
+                   help="gzip, xz, zstd or none (default: the measured choice)")
+    p.add_argument("--mtime", type=int, default=None,
+                   help="time stamp of every member (default SOURCE_DATE_EPOCH or 0)")
+    p = add_command(commands, "list", "list an initramfs and check it for shells", _list)
+    p.add_argument("image", type=Path)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _build(args: argparse.Namespace) -> int:
+    from zosnode.bootmedia import compression, initramfs
+
+    mtime = args.mtime
+    if mtime is None:
+        env = os.environ.get("SOURCE_DATE_EPOCH", "0")
+        if not env.isdigit():
+            raise UserError(f"SOURCE_DATE_EPOCH={env!r} is not a whole number")
+        mtime = int(env)
+    method = args.compression or compression.DEFAULT
+    result = initramfs.build(initramfs.Inputs(
+        lock=args.lock, modules_list=args.modules, zipapp=args.zipapp, cache=args.cache,
+        compression=method, mtime=mtime))
+    write_atomic(args.out / "initramfs.img", result.image)
+    write_atomic(args.out / "vmlinuz", result.kernel)
+    info = result.info(method)
+    write_atomic(args.out / "initramfs.json",
+                 json.dumps(info, indent=1, sort_keys=True).encode() + b"\n")
+    print(f"{args.out / 'initramfs.img'}  {len(result.image)} bytes ({method}), "
+          f"{result.unpacked_size} unpacked, {result.members} members, "
+          f"kernel {result.kernel_version}, {len(result.modules)} modules")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from zosnode.bootmedia import cpio
+    from zosnode.bootmedia.compression import decompress
+    from zosnode.bootmedia.errors import FormatError
+    from zosnode.bootmedia.initramfs import forbidden_members
+
+    try:
+        data = args.image.read_bytes()
+    except OSError as exc:
+        raise UserError(f"{args.image}: {exc.strerror}") from exc
+    try:
+        entries = cpio.decode(decompress(data))
+    except FormatError as exc:
+        raise UserError(f"{args.image}: not an initramfs: {exc}") from exc
+    for e in entries:
+        extra = f" -> {e.target}" if e.target else ""
+        extra += f" {e.rdev[0]},{e.rdev[1]}" if e.kind in (cpio.Kind.CHAR, cpio.Kind.BLOCK) else ""
+        print(f"{e.mode:07o} {len(e.data):>9} {e.path}{extra}")
+    bad = forbidden_members(e.path for e in entries)
+    if bad:
+        print(f"zosnode: forbidden member in the initramfs: {', '.join(bad)}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,52 @@
+"""initramfs compression: the formats the kernel unpacks, each reproducible.
+
+gzip and xz come from the standard library; zstd from the `zstd` command
+(the standard library has none in 3.11). Chosen by bench/boot_compression.py.
+"""
+
+from __future__ import annotations
+
+import gzip
+import lzma
+import subprocess
+
+from zosnode.bootmedia.errors import BuildInputError
+
+METHODS = ("gzip", "xz", "zstd", "none")
+DEFAULT = "zstd"
+_TIMEOUT_S = 300
+
+
+def compress(data: bytes, method: str) -> bytes:
+    if method == "none":
+        return data
+    if method == "gzip":
+        return gzip.compress(data, compresslevel=9, mtime=0)
+    if method == "xz":
+        # The kernel's xz decoder checks CRC32 only.
+        return lzma.compress(data, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC32)
+    if method == "zstd":
+        try:
+            proc = subprocess.run(["zstd", "-19", "-q", "-c", "--no-progress"], input=data,
+                                  capture_output=True, timeout=_TIMEOUT_S)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise BuildInputError(f"zstd compression needs the zstd command: {exc}") from exc
+        if proc.returncode != 0:
+            raise BuildInputError(f"zstd failed: {proc.stderr.decode(errors='replace').strip()}")
+        return proc.stdout
+    raise BuildInputError(f"compression {method!r} is not one of {', '.join(METHODS)}")
+
+
+def decompress(data: bytes) -> bytes:
+    """Undo `compress`, recognising the format by its magic."""
+    if data[:2] == b"\x1f\x8b":
+        return gzip.decompress(data)
+    if data[:6] == b"\xfd7zXZ\x00":
+        return lzma.decompress(data)
+    if data[:4] == b"\x28\xb5\x2f\xfd":
+        proc = subprocess.run(["zstd", "-d", "-q", "-c"], input=data, capture_output=True,
+                              timeout=_TIMEOUT_S)
+        if proc.returncode != 0:
+            raise BuildInputError("zstd could not decompress the initramfs")
+        return proc.stdout
+    return data

@@ -1,0 +1,175 @@
+"""Assemble the node's initramfs: runtime, kernel modules, device nodes, /init.
+
+The zipapp becomes `/init`; the kernel runs it through its shebang with the
+interpreter collected here. There is no shell, no busybox and no other
+interpreter: `forbidden_members` is what the tests (and `initramfs list
+--check`) use to prove it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+import re
+import tempfile
+import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+
+from zosnode.bootmedia import compression, debs, kmod
+from zosnode.bootmedia.cpio import Entry, Kind, Tree, encode
+from zosnode.bootmedia.errors import BuildInputError
+from zosnode.bootmedia.runtime import PYTHON, collect
+
+INTERPRETER = "/" + PYTHON
+# Directories PID 1 mounts on, plus /run: the artifact unpacks its native
+# modules under /run/zosnode before any agent code could mount a tmpfs, and
+# the initramfs rootfs is itself writable.
+DIRS = ("dev", "proc", "sys", "run", "tmp", "mnt", "etc", "var", "root")
+DEVICES = (  # name, major, minor, permissions
+    ("dev/console", 5, 1, 0o600),
+    ("dev/null", 1, 3, 0o666),
+    ("dev/random", 1, 8, 0o666),
+    ("dev/urandom", 1, 9, 0o666),
+    ("dev/kmsg", 1, 11, 0o644),
+)
+# Anything that could give an interactive or scripted way in.
+_FORBIDDEN = re.compile(
+    r"(^|/)(sh|ash|bash|dash|zsh|ksh|mksh|csh|tcsh|fish|busybox|toybox|perl[0-9.]*|"
+    r"python[0-9.]*-config|pip[0-9.]*|ensurepip|apt|apt-get|dpkg|lua[0-9.]*|tclsh[0-9.]*|"
+    r"ruby[0-9.]*|node|nodejs|php[0-9.]*|awk|gawk|mawk|sed|login|getty|agetty|sshd|"
+    r"telnetd|su|sudo)$")
+
+
+@dataclass(frozen=True)
+class Inputs:
+    lock: Path
+    modules_list: Path
+    zipapp: Path
+    cache: Path
+    compression: str = compression.DEFAULT
+    mtime: int = 0
+
+
+@dataclass(frozen=True)
+class Result:
+    image: bytes  # compressed cpio
+    kernel: bytes  # vmlinuz
+    kernel_version: str
+    unpacked_size: int
+    members: int
+    modules: tuple[str, ...]
+    libraries: tuple[str, ...]
+
+    def info(self, compression_name: str) -> dict[str, object]:
+        return {
+            "compression": compression_name,
+            "initramfs_sha256": hashlib.sha256(self.image).hexdigest(),
+            "initramfs_size": len(self.image),
+            "unpacked_size": self.unpacked_size,
+            "members": self.members,
+            "kernel_version": self.kernel_version,
+            "kernel_sha256": hashlib.sha256(self.kernel).hexdigest(),
+            "kernel_size": len(self.kernel),
+            "modules": list(self.modules),
+            "libraries": list(self.libraries),
+        }
+
+
+def forbidden_members(paths: Iterable[str]) -> list[str]:
+    """Members that are a shell, a package manager or another interpreter."""
+    return sorted(p for p in paths if _FORBIDDEN.search(p))
+
+
+def check_zipapp(data: bytes) -> list[bytes]:
+    """The artifact's native extension files; refuses one with the wrong shebang."""
+    first = data.split(b"\n", 1)[0]
+    if first != f"#!{INTERPRETER}".encode():
+        raise BuildInputError(
+            f"the zipapp's first line is {first[:60]!r}; the initramfs runs {INTERPRETER}: "
+            f"build it with build_zipapp.py --python {INTERPRETER}")
+    try:
+        with zipfile.ZipFile(BytesIO(data)) as zf:
+            return [zf.read(n) for n in sorted(zf.namelist())
+                    if n.endswith(".so") or ".so." in posixpath.basename(n)]
+    except zipfile.BadZipFile as exc:
+        raise BuildInputError(f"the zipapp is not a zip archive: {exc}") from exc
+
+
+def _kernel_parts(root: Path) -> tuple[str, bytes, Path]:
+    mods = sorted((root / "lib" / "modules").iterdir()) if (root / "lib/modules").is_dir() else []
+    if len(mods) != 1:
+        raise BuildInputError("the kernel package must hold exactly one /lib/modules/<version>")
+    version = mods[0].name
+    vmlinuz = root / "boot" / f"vmlinuz-{version}"
+    if not vmlinuz.is_file():
+        raise BuildInputError(f"the kernel package has no boot/vmlinuz-{version}")
+    return version, vmlinuz.read_bytes(), mods[0]
+
+
+def _add_modules(tree: Tree, moddir: Path, version: str,
+                 wanted: tuple[str, ...]) -> tuple[str, ...]:
+    available: dict[str, kmod.Module] = {}
+    for path in sorted(moddir.rglob("*.ko")):
+        rel = path.relative_to(moddir).as_posix()
+        mod = kmod.read_module(rel, path.read_bytes())
+        available[mod.name] = mod
+    builtin_file = moddir / "modules.builtin"
+    builtin = frozenset(
+        kmod.module_name(line) for line in
+        (builtin_file.read_text().split() if builtin_file.exists() else ()))
+    chosen = kmod.resolve(wanted, available, builtin)
+    base = f"lib/modules/{version}"
+    for mod in chosen:
+        tree.add(Entry(f"{base}/{mod.path}", Kind.FILE, 0o644,
+                       data=(moddir / mod.path).read_bytes()))
+    tree.add(Entry(f"{base}/modules.dep", Kind.FILE, 0o644, data=kmod.render_dep(chosen).encode()))
+    tree.add(Entry(f"{base}/modules.alias", Kind.FILE, 0o644,
+                   data=kmod.render_alias(chosen).encode()))
+    return tuple(m.name for m in chosen)
+
+
+def build(inputs: Inputs) -> Result:
+    for path, what in ((inputs.lock, "package lock"), (inputs.modules_list, "module list"),
+                       (inputs.zipapp, "zipapp")):
+        if not path.is_file():
+            raise BuildInputError(f"{path}: {what} not found")
+    if inputs.compression not in compression.METHODS:
+        raise BuildInputError(f"compression {inputs.compression!r} is not one of "
+                              f"{', '.join(compression.METHODS)}")
+    pins = debs.parse_lock(inputs.lock.read_text(), str(inputs.lock))
+    wanted = kmod.parse_list(inputs.modules_list.read_text())
+    zipapp = inputs.zipapp.read_bytes()
+    natives = check_zipapp(zipapp)
+    debs_dir = inputs.cache / "initramfs-debs"
+    files = {pin: debs.fetch(pin, debs_dir) for pin in pins}
+
+    tree = Tree()
+    with tempfile.TemporaryDirectory(prefix="zosnode-initramfs-") as tmp:
+        runtime_root = Path(tmp) / "runtime"
+        kernel_root = Path(tmp) / "kernel"
+        for pin, deb in files.items():
+            debs.extract(deb, kernel_root if pin.role == "kernel" else runtime_root)
+        report = collect(runtime_root, tree, natives)
+        version, kernel, moddir = _kernel_parts(kernel_root)
+        modules = _add_modules(tree, moddir, version, wanted)
+    for d in DIRS:
+        tree.mkdir(d, 0o1777 if d == "tmp" else 0o755)
+    for name, major, minor, perm in DEVICES:
+        tree.add(Entry(name, Kind.CHAR, perm, rdev=(major, minor)))
+    tree.add(Entry("init", Kind.FILE, 0o755, data=zipapp))
+    tree.add(Entry("etc/zosnode-initramfs.json", Kind.FILE, 0o644, data=json.dumps(
+        {"packages": {p.name: p.version for p in pins}, "kernel": version,
+         "init_sha256": hashlib.sha256(zipapp).hexdigest()},
+        sort_keys=True, indent=1).encode() + b"\n"))
+    entries = tree.entries()
+    bad = forbidden_members(e.path for e in entries)
+    if bad:
+        raise BuildInputError(f"the initramfs would contain {bad[0]}: refusing")
+    raw = encode(entries, inputs.mtime)
+    return Result(image=compression.compress(raw, inputs.compression), kernel=kernel,
+                  kernel_version=version, unpacked_size=len(raw), members=len(entries),
+                  modules=modules, libraries=report.libraries)

@@ -1,0 +1,123 @@
+"""Kernel modules for the initramfs: read .modinfo, resolve, write modules.dep.
+
+The agent loads modules with finit_module in modules.dep order and matches
+devices through modules.alias; both files are generated here from the
+modules' own .modinfo sections, so no depmod run is needed and the output
+depends only on the module files. Pure code.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from zosnode.bootmedia.elf import section
+from zosnode.bootmedia.errors import BuildInputError, FormatError
+
+
+def module_name(path_or_name: str) -> str:
+    """The kernel's canonical name: basename, no .ko suffix, '-' read as '_'."""
+    base = posixpath.basename(path_or_name)
+    for suffix in (".ko.xz", ".ko.zst", ".ko.gz", ".ko"):
+        if base.endswith(suffix):
+            base = base[: -len(suffix)]
+            break
+    return base.replace("-", "_")
+
+
+@dataclass(frozen=True)
+class Module:
+    name: str
+    path: str  # relative to /lib/modules/<version>/, e.g. kernel/fs/fuse/fuse.ko
+    depends: tuple[str, ...]
+    aliases: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not self.path.endswith(".ko") or self.path.startswith("/"):
+            raise FormatError(f"module path {self.path!r} is not a relative .ko path")
+
+
+def read_module(path: str, data: bytes) -> Module:
+    info = section(data, ".modinfo")
+    if info is None:
+        raise FormatError(f"{path}: no .modinfo section")
+    depends: tuple[str, ...] = ()
+    aliases: list[str] = []
+    for item in info.split(b"\0"):
+        key, sep, value = item.partition(b"=")
+        if not sep:
+            continue
+        if key == b"depends" and value:
+            depends = tuple(module_name(d) for d in value.decode().split(","))
+        elif key == b"alias":
+            aliases.append(value.decode("ascii", "replace"))
+    return Module(module_name(path), path, depends, tuple(aliases))
+
+
+def resolve(wanted: Iterable[str], available: Mapping[str, Module],
+            builtin: frozenset[str]) -> tuple[Module, ...]:
+    """The wanted modules and their dependencies, each after all it depends on.
+
+    A wanted module that is built into the kernel needs nothing; one that is
+    neither built in nor available is a mistake in the module list.
+    """
+    order: list[Module] = []
+    done: set[str] = set()
+
+    def visit(name: str, chain: tuple[str, ...]) -> None:
+        if name in done or name in builtin:
+            return
+        if name in chain:
+            raise FormatError(f"module dependency cycle: {' -> '.join(chain + (name,))}")
+        mod = available.get(name)
+        if mod is None:
+            via = f" (needed by {chain[-1]})" if chain else ""
+            raise BuildInputError(f"kernel module {name}{via} is not in this kernel")
+        for dep in mod.depends:
+            visit(dep, chain + (name,))
+        done.add(name)
+        order.append(mod)
+
+    for name in wanted:
+        visit(module_name(name), ())
+    return tuple(order)
+
+
+def render_dep(modules: Iterable[Module]) -> str:
+    """modules.dep as depmod writes it: `path: dep-paths`, deps in load order reversed."""
+    by_name = {m.name: m for m in modules}
+    lines = []
+    for mod in sorted(by_name.values(), key=lambda m: m.path):
+        deps = _all_deps(mod, by_name)
+        lines.append(f"{mod.path}:" + "".join(f" {by_name[d].path}" for d in deps))
+    return "".join(line + "\n" for line in lines)
+
+
+def _all_deps(mod: Module, by_name: Mapping[str, Module]) -> list[str]:
+    # depmod lists every transitive dependency, the one to load last first.
+    order: list[str] = []
+
+    def visit(name: str) -> None:
+        for dep in by_name[name].depends:
+            if dep in by_name and dep not in order:
+                visit(dep)
+                order.append(dep)
+
+    visit(mod.name)
+    return list(reversed(order))
+
+
+def render_alias(modules: Iterable[Module]) -> str:
+    lines = sorted(f"alias {a} {m.name}" for m in modules for a in m.aliases)
+    return "".join(line + "\n" for line in lines)
+
+
+def parse_list(text: str) -> tuple[str, ...]:
+    """A module list file: one name a line, `#` comments."""
+    names = []
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if line:
+            names.append(module_name(line))
+    return tuple(names)
