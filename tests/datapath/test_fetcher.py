@@ -1,0 +1,194 @@
+"""The fetcher: failover, health, hash check, resume — against misbehaving mirrors."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+import trio
+
+from tests.lab.faulty_mirror import Fault, FaultyMirror
+from tests.lab.nginx import nginx
+from zosnode.fetch.backoff import Backoff
+from zosnode.fetch.errors import FetchUsageError, Unavailable
+from zosnode.fetch.fetcher import Fetcher, block_path
+from zosnode.fetch.health import Fault as Health
+from zosnode.fetch.health import MirrorHealth
+from zosnode.http.client import HttpClient, Timeouts
+
+
+def _largest(blobs: dict[str, bytes]) -> tuple[str, bytes]:
+    return max(blobs.items(), key=lambda kv: len(kv[1]))
+
+
+def _fetcher(*urls: str, deadline: float = 30.0) -> Fetcher:
+    client = HttpClient(timeouts=Timeouts(connect=2.0, head=3.0, body_idle=3.0))
+    return Fetcher(list(urls), client=client, deadline_s=deadline, attempt_s=5.0)
+
+
+def test_backoff_is_bounded_and_jittered() -> None:
+    b = Backoff(base_s=0.1, cap_s=1.0)
+    assert b.delay(0, 0.5) == pytest.approx(0.05)
+    assert b.delay(10, 0.999) < 1.0
+    assert b.delay(1000, 0.0) == 0.0
+    with pytest.raises(FetchUsageError):
+        b.delay(0, 1.0)
+
+
+def test_health_orders_and_decays() -> None:
+    h = MirrorHealth(["a", "b", "c"], half_life_s=10.0)
+    assert h.order("x", 0.0) == ["a", "b", "c"]
+    h.failed("a", Health.STALL, 0.0)
+    assert h.order("x", 1.0) == ["b", "c", "a"]
+    # After many half-lives the penalty is forgotten.
+    assert h.order("x", 1000.0) == ["a", "b", "c"]
+    h.served_wrong("b", "x", 1000.0)
+    assert h.order("x", 1000.0) == ["a", "c"]
+    assert "b" in h.order("y", 1000.0)
+    assert [i.mirror for i in h.incidents] == ["b"]
+
+
+async def test_fetch_verified(mirror: FaultyMirror, blobs: dict[str, bytes]) -> None:
+    f = _fetcher(mirror.url)
+    for bid, data in blobs.items():
+        assert await f.fetch_block(bid, max_size=len(data)) == data
+    await f.aclose()
+
+
+async def test_corrupt_mirror_is_banned_and_other_serves(
+    mirror: FaultyMirror, mirror2: FaultyMirror, blobs: dict[str, bytes]
+) -> None:
+    bid, data = _largest(blobs)
+    mirror.fail(None, Fault.CORRUPT)
+    f = _fetcher(mirror.url, mirror2.url)
+    got = await f.fetch_block(bid, max_size=len(data))
+    assert hashlib.blake2b(got, digest_size=32).hexdigest() == bid and got == data
+    assert [(i.mirror, i.object_id) for i in f.incidents] == [(mirror.url, bid)]
+    # The liar is never asked for that block again, even when it is healthiest.
+    mirror.heal()
+    for _ in range(3):
+        await f.fetch_block(bid, max_size=len(data))
+    assert mirror.requests[block_path(bid)] == 1
+    await f.aclose()
+
+
+async def test_only_corrupt_mirrors_is_unavailable(
+    mirror: FaultyMirror, blobs: dict[str, bytes]
+) -> None:
+    bid, data = _largest(blobs)
+    mirror.fail(None, Fault.CORRUPT)
+    f = _fetcher(mirror.url)
+    with pytest.raises(Unavailable):
+        await f.fetch_block(bid, max_size=len(data))
+    await f.aclose()
+
+
+async def test_stalled_mirror_fails_over_within_deadline(
+    mirror: FaultyMirror, mirror2: FaultyMirror, blobs: dict[str, bytes],
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    bid, data = _largest(blobs)
+    mirror.fail(None, Fault.STALL_HEAD)
+    f = _fetcher(mirror.url, mirror2.url, deadline=10.0)
+    start = trio.current_time()
+    assert await f.fetch_block(bid, max_size=len(data)) == data
+    assert trio.current_time() - start < 10.0
+    # Demoted: the next block goes to the healthy mirror first, at no delay.
+    other = next(b for b in blobs if b != bid)
+    start = trio.current_time()
+    await f.fetch_block(other, max_size=len(blobs[other]))
+    assert trio.current_time() - start < 0.5
+    await f.aclose()
+
+
+async def test_stall_mid_body_fails_over(
+    mirror: FaultyMirror, mirror2: FaultyMirror, blobs: dict[str, bytes],
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    bid, data = _largest(blobs)
+    mirror.fail(None, Fault.STALL_BODY)
+    f = _fetcher(mirror.url, mirror2.url, deadline=10.0)
+    assert await f.fetch_block(bid, max_size=len(data)) == data
+    await f.aclose()
+
+
+async def test_truncated_response_resumes_with_range(
+    mirror: FaultyMirror, blobs: dict[str, bytes]
+) -> None:
+    bid, data = _largest(blobs)
+    mirror.fail(block_path(bid), Fault.TRUNCATE, times=1)
+    f = _fetcher(mirror.url)
+    assert await f.fetch_block(bid, max_size=len(data)) == data
+    # Two requests: the cut-short one and a range request for the rest.
+    assert mirror.requests[block_path(bid)] == 2
+    await f.aclose()
+
+
+async def test_5xx_retried_with_backoff(
+    mirror: FaultyMirror, blobs: dict[str, bytes], autojump_clock: trio.testing.MockClock
+) -> None:
+    bid, data = _largest(blobs)
+    mirror.fail(None, Fault.ERROR_503, times=3)
+    f = _fetcher(mirror.url)
+    assert await f.fetch_block(bid, max_size=len(data)) == data
+    assert mirror.requests[block_path(bid)] == 4
+    await f.aclose()
+
+
+async def test_hub_killed_mid_read_and_restarted(
+    mirror: FaultyMirror, blobs: dict[str, bytes], autojump_clock: trio.testing.MockClock
+) -> None:
+    bid, data = _largest(blobs)
+    mirror.fail(block_path(bid), Fault.DIE, times=1)
+    f = _fetcher(mirror.url, deadline=30.0)
+    result: list[bytes] = []
+
+    async def read() -> None:
+        result.append(await f.fetch_block(bid, max_size=len(data)))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(read)
+        await trio.sleep(5.0)
+        assert not result
+        await mirror.restart()
+    assert result == [data]
+    await f.aclose()
+
+
+async def test_hub_that_never_returns_gives_unavailable_at_deadline(
+    mirror: FaultyMirror, blobs: dict[str, bytes], autojump_clock: trio.testing.MockClock
+) -> None:
+    bid, data = _largest(blobs)
+    mirror.fail(block_path(bid), Fault.DIE, times=1)
+    f = _fetcher(mirror.url, deadline=20.0)
+    start = trio.current_time()
+    with pytest.raises(Unavailable):
+        await f.fetch_block(bid, max_size=len(data))
+    assert 20.0 <= trio.current_time() - start < 21.0
+    await f.aclose()
+
+
+async def test_oversize_object_refused(
+    mirror: FaultyMirror, blobs: dict[str, bytes], autojump_clock: trio.testing.MockClock
+) -> None:
+    bid, data = _largest(blobs)
+    f = _fetcher(mirror.url, deadline=2.0)
+    with pytest.raises(Unavailable):
+        await f.fetch_block(bid, max_size=len(data) - 1)
+    await f.aclose()
+
+
+async def test_bad_id_is_our_error(mirror: FaultyMirror) -> None:
+    f = _fetcher(mirror.url)
+    with pytest.raises(FetchUsageError):
+        await f.fetch_block("../../etc/passwd")
+    await f.aclose()
+
+
+async def test_fetch_from_nginx(tmp_path: Path, data_dir: Path, blobs: dict[str, bytes]) -> None:
+    with nginx(data_dir, tmp_path / "ng") as server:
+        f = _fetcher(server.url)
+        for bid, data in blobs.items():
+            assert await f.fetch_block(bid) == data
+        await f.aclose()

@@ -1,0 +1,143 @@
+"""The trio + h11 client against real HTTP servers on loopback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+
+from tests.lab.faulty_mirror import Fault, FaultyMirror
+from tests.lab.nginx import nginx
+from zosnode.http.client import (
+    HttpClient,
+    HttpOversize,
+    HttpPeerError,
+    HttpStatusError,
+    HttpTimeout,
+    HttpTruncated,
+    HttpUsageError,
+    Timeouts,
+    split_url,
+)
+
+
+def test_split_url() -> None:
+    origin, target = split_url("http://127.0.0.1:8080/blocks/ab/cd?x=1")
+    assert (origin.host, origin.port, target) == ("127.0.0.1", 8080, "/blocks/ab/cd?x=1")
+    assert split_url("https://[::1]/")[0].host_header == "[::1]"
+    for bad in ("ftp://x/", "http:///nohost", "http://x:99999/", "nonsense"):
+        with pytest.raises(HttpUsageError):
+            split_url(bad)
+
+
+def _path(bid: str) -> str:
+    return f"blocks/{bid[:2]}/{bid}"
+
+
+async def test_get_and_keepalive_reuse(mirror: FaultyMirror, blobs: dict[str, bytes]) -> None:
+    async with HttpClient() as client:
+        for bid, data in blobs.items():
+            resp = await client.get(f"{mirror.url}/{_path(bid)}", max_size=len(data))
+            assert resp.body == data and resp.status == 200
+        # One origin, sequential requests: a single pooled connection served all.
+        assert sum(len(v) for v in client._idle.values()) == 1
+
+
+async def test_range_request(mirror: FaultyMirror, blobs: dict[str, bytes]) -> None:
+    bid, data = max(blobs.items(), key=lambda kv: len(kv[1]))
+    async with HttpClient() as client:
+        resp = await client.get(f"{mirror.url}/{_path(bid)}", max_size=100, byte_range=(10, 109))
+    assert resp.status == 206 and resp.body == data[10:110]
+
+
+async def test_oversize_refused_before_body(mirror: FaultyMirror, blobs: dict[str, bytes]) -> None:
+    bid, data = max(blobs.items(), key=lambda kv: len(kv[1]))
+    async with HttpClient() as client:
+        with pytest.raises(HttpOversize):
+            await client.get(f"{mirror.url}/{_path(bid)}", max_size=len(data) - 1)
+
+
+async def test_status_error(mirror: FaultyMirror) -> None:
+    async with HttpClient() as client:
+        with pytest.raises(HttpStatusError) as info:
+            await client.get(f"{mirror.url}/blocks/00/none", max_size=10)
+    assert info.value.status == 404
+
+
+async def test_truncated_body_keeps_what_came(
+    mirror: FaultyMirror, blobs: dict[str, bytes]
+) -> None:
+    bid, data = max(blobs.items(), key=lambda kv: len(kv[1]))
+    mirror.fail(_path(bid), Fault.TRUNCATE)
+    async with HttpClient() as client:
+        with pytest.raises(HttpTruncated) as info:
+            await client.get(f"{mirror.url}/{_path(bid)}", max_size=len(data))
+    assert info.value.expected == len(data)
+    assert data.startswith(info.value.received) and len(info.value.received) < len(data)
+
+
+async def test_stall_before_head_times_out(
+    mirror: FaultyMirror, blobs: dict[str, bytes], autojump_clock: trio.testing.MockClock
+) -> None:
+    bid = next(iter(blobs))
+    mirror.fail(_path(bid), Fault.STALL_HEAD)
+    async with HttpClient(timeouts=Timeouts(head=3.0)) as client:
+        start = trio.current_time()
+        with pytest.raises(HttpTimeout):
+            await client.get(f"{mirror.url}/{_path(bid)}", max_size=1 << 20)
+        assert 3.0 <= trio.current_time() - start < 4.0
+
+
+async def test_stall_mid_body_times_out(
+    mirror: FaultyMirror, blobs: dict[str, bytes], autojump_clock: trio.testing.MockClock
+) -> None:
+    bid, data = max(blobs.items(), key=lambda kv: len(kv[1]))
+    mirror.fail(_path(bid), Fault.STALL_BODY)
+    async with HttpClient(timeouts=Timeouts(body_idle=2.0)) as client:
+        with pytest.raises(HttpTruncated):
+            await client.get(f"{mirror.url}/{_path(bid)}", max_size=len(data))
+
+
+async def test_connection_refused_is_peer_error(mirror: FaultyMirror) -> None:
+    await mirror.stop()
+    async with HttpClient() as client:
+        with pytest.raises(HttpPeerError):
+            await client.get(f"{mirror.url}/x", max_size=10)
+
+
+async def test_pooled_connection_closed_by_server_is_retried(
+    mirror: FaultyMirror, blobs: dict[str, bytes]
+) -> None:
+    bid, data = next(iter(blobs.items()))
+    async with HttpClient() as client:
+        await client.get(f"{mirror.url}/{_path(bid)}", max_size=len(data))
+        await mirror.stop()  # closes the idle keep-alive connection server side
+        await mirror.restart()
+        resp = await client.get(f"{mirror.url}/{_path(bid)}", max_size=len(data))
+    assert resp.body == data
+
+
+async def test_parallel_requests_are_bounded(
+    mirror: FaultyMirror, blobs: dict[str, bytes]
+) -> None:
+    async with HttpClient(per_origin=2) as client:
+        async with trio.open_nursery() as nursery:
+            for bid, data in blobs.items():
+                nursery.start_soon(
+                    lambda b=bid, d=data: client.get(f"{mirror.url}/{_path(b)}", max_size=len(d))
+                )
+        assert sum(len(v) for v in client._idle.values()) <= 2
+
+
+async def test_against_nginx(tmp_path: Path, data_dir: Path, blobs: dict[str, bytes]) -> None:
+    with nginx(data_dir, tmp_path / "nginx") as server:
+        async with HttpClient() as client:
+            for bid, data in blobs.items():
+                resp = await client.get(f"{server.url}/{_path(bid)}", max_size=len(data))
+                assert resp.body == data
+            bid, data = max(blobs.items(), key=lambda kv: len(kv[1]))
+            part = await client.get(
+                f"{server.url}/{_path(bid)}", max_size=len(data), byte_range=(5, len(data) + 99)
+            )
+            assert part.body == data[5:]

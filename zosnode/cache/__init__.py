@@ -1,0 +1,1 @@
+"""The node's block cache: bounded, LRU, every entry checksummed."""

@@ -1,0 +1,46 @@
+"""The on-disk form of one cached block: a checksummed envelope, pure code.
+
+    magic "ZC1\\n" | xxh3-64(seed, block) as 8 big-endian bytes | block
+
+The seed is drawn per cache instance and kept only in memory, so an entry
+written by this run is checked by a fast keyed sum that a medium cannot
+recompute. An entry from an earlier run (unknown seed) is accepted only after
+its BLAKE2b-256 matches the block id, then rewritten under the current seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from enum import Enum
+
+import xxhash
+
+from zosnode.cache.errors import CorruptEntry
+
+MAGIC = b"ZC1\n"
+HEADER = len(MAGIC) + 8
+
+
+class Check(Enum):
+    FAST = "fast"  # keyed xxh3 matched
+    FULL = "full"  # xxh3 did not, BLAKE2b of the block matched its id: rewrite
+
+
+def checksum(seed: int, block: bytes) -> bytes:
+    return xxhash.xxh3_64_digest(block, seed=seed)
+
+
+def encode(seed: int, block: bytes) -> bytes:
+    return MAGIC + checksum(seed, block) + block
+
+
+def decode(seed: int, block_id: str, data: bytes) -> tuple[bytes, Check]:
+    """The block held by `data`, or CorruptEntry if it fails both checks."""
+    if len(data) < HEADER or not data.startswith(MAGIC):
+        raise CorruptEntry(f"cache entry {block_id}: bad header")
+    block = data[HEADER:]
+    if checksum(seed, block) == data[len(MAGIC) : HEADER]:
+        return block, Check.FAST
+    if hashlib.blake2b(block, digest_size=32).hexdigest() == block_id:
+        return block, Check.FULL
+    raise CorruptEntry(f"cache entry {block_id}: checksum mismatch")

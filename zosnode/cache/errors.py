@@ -1,0 +1,17 @@
+"""The cache layer's errors."""
+
+from __future__ import annotations
+
+from zosnode.errors import ZosError
+
+
+class CacheError(ZosError):
+    """Base of the cache layer's errors."""
+
+
+class CacheUsageError(CacheError):
+    """We configured or called the cache wrongly (bad size, bad id)."""
+
+
+class CorruptEntry(CacheError):
+    """A cached entry failed its checksum: the local medium changed it."""

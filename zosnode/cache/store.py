@@ -1,0 +1,169 @@
+"""The block cache: a directory (tmpfs for RAM, or a disk), bounded, LRU.
+
+Layout: DIR/<id[:2]>/<id>, each file a checksummed entry (`cache.entry`).
+Writes go to a temporary name, then rename, so a crash leaves whole entries
+or none; a disk cache (`durable=True`) also fsyncs. Every read re-checks the
+entry; a corrupt one is deleted and the block fetched again. Concurrent
+readers of a missing block share one fetch. Several processes may share one
+directory (a second mount of an image); each bounds what it adds, and a file
+another process evicted is simply a miss.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import tempfile
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+from zosnode.cache import entry
+from zosnode.cache.errors import CacheUsageError, CorruptEntry
+from zosnode.cache.lru import LruIndex
+
+_ID = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    fetches: int = 0
+    corrupt: int = 0
+    evictions: int = 0
+
+
+class BlockCache:
+    def __init__(
+        self, directory: str | os.PathLike[str], max_bytes: int, *, durable: bool = False
+    ) -> None:
+        self.path = Path(directory)
+        self.durable = durable
+        self.stats = CacheStats()
+        self._lru = LruIndex(max_bytes)
+        self._seed = secrets.randbits(64)
+        self._inflight: dict[str, _Flight] = {}
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._adopt_existing()
+
+    @property
+    def used_bytes(self) -> int:
+        return self._lru.used
+
+    def _file(self, block_id: str) -> Path:
+        if not _ID.fullmatch(block_id):
+            raise CacheUsageError(f"not a block id: {block_id!r}")
+        return self.path / block_id[:2] / block_id
+
+    def _adopt_existing(self) -> None:
+        # Entries from an earlier run count towards the bound, oldest first;
+        # their checksums are checked when they are read.
+        found: list[tuple[float, str, int]] = []
+        for shard in self.path.iterdir():
+            if not shard.is_dir() or len(shard.name) != 2:
+                continue
+            for f in shard.iterdir():
+                if f.name.startswith(".tmp-"):
+                    f.unlink(missing_ok=True)
+                elif _ID.fullmatch(f.name):
+                    st = f.stat()
+                    found.append((st.st_mtime, f.name, st.st_size))
+        for _, name, size in sorted(found):
+            for old in self._lru.add(name, size):
+                self._unlink(old)
+
+    def get(self, block_id: str) -> bytes | None:
+        """The cached block, checked; None if absent or found corrupt (then dropped)."""
+        path = self._file(block_id)
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            self._lru.remove(block_id)
+            self.stats.misses += 1
+            return None
+        try:
+            block, check = entry.decode(self._seed, block_id, data)
+        except CorruptEntry:
+            self.stats.corrupt += 1
+            self.stats.misses += 1
+            self._lru.remove(block_id)
+            self._unlink(block_id)
+            return None
+        self.stats.hits += 1
+        if check is entry.Check.FULL:
+            self.put(block_id, block)
+        else:
+            self._lru.touch(block_id)
+        return block
+
+    def put(self, block_id: str, block: bytes) -> None:
+        """Store a block the caller has verified against its id."""
+        path = self._file(block_id)
+        data = entry.encode(self._seed, block)
+        if len(data) > self._lru.max_bytes:
+            return
+        path.parent.mkdir(exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                if self.durable:
+                    f.flush()
+                    os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        for old in self._lru.add(block_id, len(data)):
+            self._unlink(old)
+            self.stats.evictions += 1
+
+    def discard(self, block_id: str) -> None:
+        """Drop an entry a later check refused."""
+        self._lru.remove(block_id)
+        self._unlink(block_id)
+
+    def _unlink(self, block_id: str) -> None:
+        self._file(block_id).unlink(missing_ok=True)
+
+    async def get_or_fetch(
+        self, block_id: str, fetch: Callable[[], Awaitable[bytes]]
+    ) -> bytes:
+        """The block from the cache, else from `fetch()` (verified by it), fetched once.
+
+        Readers that arrive while a fetch is in flight wait for it and share
+        its result; if it failed, the next of them fetches again.
+        """
+        while True:
+            block = self.get(block_id)
+            if block is not None:
+                return block
+            flight = self._inflight.get(block_id)
+            if flight is None:
+                break
+            await flight.done.wait()
+            if flight.result is not None:
+                return flight.result
+        flight = self._inflight[block_id] = _Flight()
+        try:
+            self.stats.fetches += 1
+            block = await fetch()
+            self.put(block_id, block)
+            flight.result = block
+            return block
+        finally:
+            del self._inflight[block_id]
+            flight.done.set()
+
+
+class _Flight:
+    """One fetch in progress, shared by every reader of the same block."""
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.result: bytes | None = None

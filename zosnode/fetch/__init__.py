@@ -1,0 +1,1 @@
+"""Verified fetching of content-addressed objects from several hubs and mirrors."""

@@ -1,0 +1,21 @@
+"""The fetch layer's errors: our mistakes apart from what mirrors did wrong."""
+
+from __future__ import annotations
+
+from zosnode.errors import ZosError
+
+
+class FetchError(ZosError):
+    """Base of the fetch layer's errors."""
+
+
+class FetchUsageError(FetchError):
+    """We asked for something invalid (no mirrors, a malformed id, a bad cap)."""
+
+
+class Unavailable(FetchError):
+    """No mirror delivered a verified copy within the deadline."""
+
+
+class IntegrityError(FetchError):
+    """A mirror served bytes that do not hash to the id asked for."""
