@@ -1,11 +1,312 @@
-"""`zosnode release`: build, sign and verify release manifests."""
+"""`zosnode release`: build, sign and verify roots and release manifests.
+
+The workflow, all offline except publishing:
+
+    zosnode keys generate -o k1.key                       (on each signer's machine)
+    zosnode release root --key ID1 --key ID2 --key ID3 --threshold 2 --version 1 -o 1.root
+    zosnode release sign 1.root --key k1.key               (each signer, in turn)
+    zosnode release anchor --root 1.root --floor 1 -o anchor.cbor   (for build_zipapp.py)
+    zosnode release build release.toml --store DATA -o stable-7.manifest
+    zosnode release sign stable-7.manifest --key k1.key
+    zosnode release verify stable-7.manifest --anchor anchor.cbor --roots DATA/roots
+
+A refusal by `verify` is reported as one line naming the rule broken, exit 2.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import time
+from pathlib import Path
 from typing import Any
 
-from zosnode.cli.group import add_group
+from zosnode import canonical
+from zosnode.cli.group import add_command, add_group
+from zosnode.errors import UserError, ZosError
+from zosnode.trust import anchor as anchor_mod
+from zosnode.trust import envelope, keyfile, release_toml
+from zosnode.trust.atomicfile import write_atomic
+from zosnode.trust.download import verify_pinned
+from zosnode.trust.errors import Refused, TrustUsageError
+from zosnode.trust.keys import is_key_id, key_id
+from zosnode.trust.manifest import MAX_MANIFEST_BYTES, Manifest
+from zosnode.trust.manifest import decode_body as decode_manifest
+from zosnode.trust.root import MAX_ROOT_BYTES, Root, make_root
+from zosnode.trust.root import decode_body as decode_root
+from zosnode.trust.verifier import Verifier, effective_now
+
+DAY = 86_400
+CAPS = {"root": MAX_ROOT_BYTES, "manifest": MAX_MANIFEST_BYTES}
 
 
 def register(sub: Any) -> None:
-    add_group(sub, "release", "build, sign and verify release manifests")
+    _, commands = add_group(sub, "release", "build, sign and verify release manifests")
+
+    p = add_command(commands, "build", "turn a release TOML into an unsigned manifest", run_build)
+    p.add_argument("toml", type=Path, help="release description (TOML)")
+    p.add_argument("--store", type=Path, required=True,
+                   help="block store DATA dir whose tags/ name the flists")
+    p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument("--now", type=int, help="issued_at default (unix s; default: now)")
+
+    p = add_command(commands, "root", "write an unsigned root (keys, threshold, expiry)", run_root)
+    p.add_argument("--key", action="append", required=True, dest="keys",
+                   help="a key id (64 hex) or a private key file; repeat for each key")
+    p.add_argument("--threshold", type=int, required=True, help="signatures required (k of n)")
+    p.add_argument("--version", type=int, required=True, help="root version (1, then +1)")
+    when = p.add_mutually_exclusive_group()
+    when.add_argument("--expires-at", type=int, help="unix seconds")
+    when.add_argument("--expires-in-days", type=int, default=365)
+    p.add_argument("--manifest-floor", type=int, default=0,
+                   help="lowest manifest version nodes accept under this root")
+    p.add_argument("-o", "--output", type=Path, required=True)
+
+    p = add_command(commands, "sign", "add one signature to a root or manifest", run_sign)
+    p.add_argument("file", type=Path)
+    p.add_argument("--key", type=Path, required=True, help="private key file")
+    p.add_argument("-o", "--output", type=Path, help="write here instead of in place")
+
+    p = add_command(commands, "verify", "verify a root or manifest and say why it fails",
+                    run_verify)
+    p.add_argument("file", type=Path)
+    trust = p.add_mutually_exclusive_group()
+    trust.add_argument("--anchor", type=Path, help="trust anchor (from release anchor)")
+    trust.add_argument("--root", type=Path, help="a trusted signed root file")
+    p.add_argument("--roots", type=Path, help="directory of N.root files to follow rotations")
+    p.add_argument("--channel", help="channel the node follows (default: the manifest's)")
+    p.add_argument("--store", type=Path, help="DATA dir: also check each pinned flist")
+    p.add_argument("--agent-version", help="refuse if the manifest needs a newer agent")
+    p.add_argument("--now", type=int, help="verify as of this unix time (default: now)")
+
+    p = add_command(commands, "anchor", "write the trust anchor build_zipapp.py compiles in",
+                    run_anchor)
+    p.add_argument("--root", type=Path, required=True, help="the initial signed root")
+    p.add_argument("--floor", type=int, default=0, help="lowest manifest version ever accepted")
+    p.add_argument("--build-time", type=int,
+                   help="unix s (default: SOURCE_DATE_EPOCH, else now); nodes never "
+                   "trust a clock earlier than this")
+    p.add_argument("-o", "--output", type=Path, required=True)
+
+    p = add_command(commands, "show", "print a root or manifest as JSON (unverified)", run_show)
+    p.add_argument("file", type=Path)
+
+
+# -- shared plumbing -------------------------------------------------------
+
+
+def _read(path: Path, cap: int, what: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            data = f.read(cap + 1)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such {what}") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a directory, not a {what}") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read: {exc.strerror}") from None
+    if len(data) > cap:
+        raise UserError(f"{path}: larger than the {cap}-byte cap for a {what}")
+    return data
+
+
+def _write(path: Path, data: bytes) -> None:
+    try:
+        write_atomic(path, data)
+    except TrustUsageError as exc:
+        raise UserError(str(exc)) from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write: {exc.strerror}") from None
+
+
+def _refused(path: Path, exc: ZosError) -> UserError:
+    if isinstance(exc, Refused):
+        return UserError(f"{path}: refused: {type(exc).__name__}: {exc}")
+    return UserError(f"{path}: {exc}")
+
+
+def _open_document(path: Path) -> tuple[envelope.Envelope, Root | Manifest]:
+    """Read an envelope of either kind and parse its body (no signature checks)."""
+    data = _read(path, max(CAPS.values()), "root or manifest")
+    try:
+        value = canonical.loads(data, max_size=len(data) or 1, max_depth=8)
+        kind = value.get("kind") if isinstance(value, dict) else None
+        if kind not in CAPS:
+            raise UserError(f"{path}: not a signed root or manifest")
+        env = envelope.decode(data, max_size=CAPS[kind], kind=kind)
+        body: Root | Manifest = decode_root(env.body) if kind == "root" else decode_manifest(
+            env.body
+        )
+    except canonical.CanonicalError as exc:
+        raise UserError(f"{path}: not a signed root or manifest: {exc}") from None
+    except (Refused, TrustUsageError) as exc:
+        raise _refused(path, exc) from None
+    return env, body
+
+
+def _now(value: int | None) -> int:
+    return int(time.time()) if value is None else value
+
+
+# -- commands ---------------------------------------------------------------
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from zosnode.flist.errors import FlistError
+    from zosnode.flist.store import LocalStore
+
+    raw = _read(args.toml, 1 << 20, "release TOML file")
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError:
+        raise UserError(f"{args.toml}: not UTF-8 text") from None
+    if not (args.store / "flists").is_dir():
+        raise UserError(f"{args.store}: not a block store (no flists/ directory)")
+    store = LocalStore(args.store)
+
+    def resolve(name: str) -> tuple[str, int]:
+        try:
+            fid = store.get_tag(name)
+            if fid is None:
+                raise UserError(f"{args.toml}: unknown flist {name!r}: no tag {name!r} in "
+                                f"{args.store}/tags")
+            return fid, len(store.get_flist(fid))
+        except FlistError as exc:
+            raise UserError(f"{args.toml}: flist {name!r}: {exc}") from None
+
+    try:
+        manifest = release_toml.parse(text, resolve, _now(args.now))
+    except TrustUsageError as exc:
+        raise UserError(f"{args.toml}: {exc}") from None
+    _write(args.output, envelope.Envelope("manifest", manifest.encode()).encode())
+    print(f"{args.output}: manifest {manifest.channel} v{manifest.version}, "
+          f"{len(manifest.flists)} flist(s), {len(manifest.services)} service(s), unsigned")
+    return 0
+
+
+def run_root(args: argparse.Namespace) -> int:
+    ids = []
+    for k in args.keys:
+        if is_key_id(k):
+            ids.append(k)
+        else:
+            try:
+                ids.append(keyfile.public_id(Path(k)))
+            except TrustUsageError as exc:
+                raise UserError(f"--key {k}: not a key id, and {exc}") from None
+    expires = (args.expires_at if args.expires_at is not None
+               else _now(None) + args.expires_in_days * DAY)
+    try:
+        root = make_root(args.version, expires, args.threshold, ids, args.manifest_floor)
+    except TrustUsageError as exc:
+        raise UserError(str(exc)) from None
+    _write(args.output, envelope.Envelope("root", root.encode()).encode())
+    print(f"{args.output}: root v{root.version}, {root.threshold} of {len(root.keys)} keys, "
+          "unsigned")
+    return 0
+
+
+def run_sign(args: argparse.Namespace) -> int:
+    try:
+        key = keyfile.load(args.key)
+    except TrustUsageError as exc:
+        raise UserError(str(exc)) from None
+    env, _ = _open_document(args.file)
+    signed = env.with_signature(key)
+    out = args.output or args.file
+    _write(out, signed.encode())
+    again = " (replacing its earlier signature)" if key_id(key) in env.signed_by() else ""
+    print(f"{out}: {env.kind} signed by {key_id(key)}{again}; "
+          f"{len(signed.signatures)} signature(s)")
+    return 0
+
+
+def _trust_from(args: argparse.Namespace) -> anchor_mod.Anchor:
+    try:
+        if args.anchor is not None:
+            return anchor_mod.decode(_read(args.anchor, anchor_mod.MAX_ANCHOR_BYTES, "anchor"))
+        if args.root is not None:
+            return anchor_mod.make_anchor(_read(args.root, MAX_ROOT_BYTES, "root"), 0, 0)
+    except (Refused, TrustUsageError) as exc:
+        raise _refused(args.anchor or args.root, exc) from None
+    embedded = anchor_mod.load_embedded()
+    if embedded is None:
+        raise UserError("give --anchor or --root (no trust anchor is compiled into this copy)")
+    return embedded
+
+
+def _follow(v: Verifier, roots_dir: Path | None, until: int | None) -> None:
+    if roots_dir is None:
+        return
+    if not roots_dir.is_dir():
+        raise UserError(f"{roots_dir}: no such directory")
+    refresh = v.refresh()
+    while (wanted := refresh.wanted()) is not None and (until is None or wanted <= until):
+        path = roots_dir / f"{wanted}.root"
+        if not path.exists():
+            break
+        try:
+            refresh.received(_read(path, MAX_ROOT_BYTES, "root"))
+        except Refused as exc:
+            raise _refused(path, exc) from None
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    anchor = _trust_from(args)
+    v = Verifier(anchor)
+    now = effective_now(_now(args.now), anchor)
+    env, body = _open_document(args.file)
+    data = env.encode()
+    try:
+        if isinstance(body, Root):
+            _follow(v, args.roots, body.version - 1)
+            if not (body.version == v.root.version and data == v.root_bytes):
+                v.accept_root(_read(args.file, MAX_ROOT_BYTES, "root"))
+            v.check_root_fresh(now)
+            print(f"OK: root v{body.version}, {body.threshold} of {len(body.keys)} keys, "
+                  f"expires {body.expires_at}")
+            return 0
+        _follow(v, args.roots, None)
+        raw = _read(args.file, MAX_MANIFEST_BYTES, "manifest")
+        got = v.verify_manifest(raw, channel=args.channel or body.channel, now=now,
+                                agent_version=args.agent_version)
+        m = got.manifest
+        if args.store is not None:
+            for pin in m.flists:
+                path = args.store / "flists" / pin.id
+                verify_pinned(pin, _read(path, pin.size + 1, f"flist ({pin.name})")
+                              if path.exists() else b"")
+    except (Refused, TrustUsageError) as exc:
+        raise _refused(args.file, exc) from None
+    print(f"OK: manifest {m.channel} v{m.version}, signed by {len(got.signers)} of "
+          f"{len(v.root.keys)} keys (threshold {v.root.threshold}, root v{v.root.version}), "
+          f"expires {m.expires_at}" + (f", {len(m.flists)} flist(s) checked" if args.store
+                                        else ""))
+    return 0
+
+
+def run_anchor(args: argparse.Namespace) -> int:
+    build_time = args.build_time
+    if build_time is None:
+        env_time = os.environ.get("SOURCE_DATE_EPOCH")
+        build_time = int(env_time) if env_time and env_time.isdigit() else _now(None)
+    root_bytes = _read(args.root, MAX_ROOT_BYTES, "root")
+    try:
+        anchor = anchor_mod.make_anchor(root_bytes, args.floor, build_time)
+    except (Refused, TrustUsageError) as exc:
+        raise _refused(args.root, exc) from None
+    _write(args.output, anchor.encode())
+    print(f"{args.output}: anchor with root v{anchor.root.version} "
+          f"({anchor.root.threshold} of {len(anchor.root.keys)}), floor {anchor.floor}, "
+          f"build time {anchor.build_time}")
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    env, body = _open_document(args.file)
+    shown = canonical.loads(env.body, max_size=len(env.body))
+    shown["kind"] = env.kind
+    shown["signed_by"] = sorted(env.signed_by())
+    print(json.dumps(shown, indent=2, sort_keys=True))
+    return 0
