@@ -1,0 +1,286 @@
+"""The trio shell around `Supervisor`: real processes, output capture, probes.
+
+Processes are exec'd directly (never through a shell) from the argv that
+`resolve_exec` allows, with exactly the environment the manifest gives (the
+agent's own environment is not inherited), stdin from /dev/null, stdout and
+stderr into the service's `OutputRing`, each in its own session so a stop
+signal reaches its children too. If the runner is cancelled, every process
+it started is killed before it returns: no orphan outlives its supervisor.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import trio
+
+from zosnode.agent.services.allowlist import resolve_exec
+from zosnode.agent.services.errors import ExecRefused, SupervisorUsageError
+from zosnode.agent.services.events import (
+    Action,
+    Event,
+    Exited,
+    Probe,
+    ProbeResult,
+    Signal,
+    Spawn,
+    Spawned,
+    SpawnFailed,
+    StateChanged,
+)
+from zosnode.agent.services.machine import ServiceStatus, Supervisor
+from zosnode.agent.services.ring import OutputRing
+from zosnode.trust.manifest import ServiceSpec
+
+LineSink = Callable[[str, str], None]  # (service, line)
+ChangeSink = Callable[[StateChanged], None]
+
+PROBE_TIMEOUT_S = 5.0
+DRAIN_GRACE_S = 1.0  # how long output may trail a process's exit (children holding the pipe)
+
+
+class _Stop:
+    pass
+
+
+class ServiceRunner:
+    def __init__(
+        self,
+        specs: Sequence[ServiceSpec],
+        *,
+        mounts: Mapping[str, Path],
+        on_line: LineSink | None = None,
+        on_change: ChangeSink | None = None,
+        ring_bytes: int = 64 * 1024,
+        probe_interval_ms: int = 250,
+        probe_timeout_s: float = PROBE_TIMEOUT_S,
+    ) -> None:
+        """`mounts` maps each verified flist's name to where it is mounted."""
+        missing = sorted({s.flist for s in specs} - set(mounts))
+        if missing:
+            raise SupervisorUsageError(f"flists not mounted: {', '.join(missing)}")
+        self._specs = {s.name: s for s in specs}
+        self._mounts = dict(mounts)
+        self._sup = Supervisor(specs, probe_interval_ms=probe_interval_ms)
+        self._rings = {s.name: OutputRing(ring_bytes) for s in specs}
+        self._on_line = on_line
+        self._on_change = on_change
+        self._probe_timeout = probe_timeout_s
+        self._procs: dict[tuple[str, int], subprocess.Popen[bytes]] = {}
+        self._send, self._recv = trio.open_memory_channel[Event | _Stop](256)
+        self._changed = trio.Event()
+        self._t0 = 0.0
+        self._done = trio.Event()
+
+    # -- queries -----------------------------------------------------------
+
+    def status(self) -> tuple[ServiceStatus, ...]:
+        return self._sup.status()
+
+    def output(self, name: str) -> tuple[str, ...]:
+        return self._rings[name].lines()
+
+    @property
+    def all_ready(self) -> bool:
+        return self._sup.all_ready
+
+    @property
+    def dead_ends(self) -> tuple[str, ...]:
+        return self._sup.dead_ends
+
+    async def wait_changed(self) -> None:
+        await self._changed.wait()
+
+    async def wait_settled(self) -> bool:
+        """True once every service is up; False as soon as one never will be."""
+        while True:
+            if self._sup.dead_ends:
+                return False
+            if self._sup.all_ready:
+                return True
+            await self._changed.wait()
+
+    # -- control -----------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Start the services; return once `stop()` has stopped them all."""
+        self._t0 = trio.current_time()
+        try:
+            async with trio.open_nursery() as nursery:
+                self._apply(nursery, self._sup.start(self._now()))
+                task_status.started()
+                await self._loop(nursery)
+        finally:
+            self._kill_all()
+            self._done.set()
+
+    async def stop(self) -> None:
+        """Stop every service (dependants first) and wait until they are gone."""
+        await self._send.send(_Stop())
+        await self._done.wait()
+
+    # -- the loop ----------------------------------------------------------
+
+    def _now(self) -> int:
+        return round((trio.current_time() - self._t0) * 1000)
+
+    async def _loop(self, nursery: trio.Nursery) -> None:
+        while not self._sup.all_stopped:
+            deadline = self._sup.next_deadline()
+            item: Event | _Stop | None = None
+            if deadline is None:
+                item = await self._recv.receive()
+            else:
+                with trio.move_on_at(self._t0 + deadline / 1000):
+                    item = await self._recv.receive()
+            if item is None:
+                actions = self._sup.tick(max(self._now(), deadline or 0))
+            elif isinstance(item, _Stop):
+                actions = self._sup.stop(self._now())
+            else:
+                actions = self._sup.handle(item, self._now())
+            self._apply(nursery, actions)
+
+    def _apply(self, nursery: trio.Nursery, actions: list[Action]) -> None:
+        queue = list(actions)
+        while queue:
+            action = queue.pop(0)
+            if isinstance(action, Spawn):
+                queue += self._spawn(nursery, action)
+            elif isinstance(action, Probe):
+                nursery.start_soon(self._probe, action)
+            elif isinstance(action, Signal):
+                self._signal(action)
+            elif isinstance(action, StateChanged):
+                self._changed.set()
+                self._changed = trio.Event()
+                if self._on_change is not None:
+                    self._on_change(action)
+
+    def _spawn(self, nursery: trio.Nursery, action: Spawn) -> list[Action]:
+        spec = self._specs[action.name]
+        home = self._mounts[spec.flist]
+        now = self._now()
+        try:
+            argv = resolve_exec(action.argv, home=home, mounts=list(self._mounts.values()))
+        except ExecRefused as exc:
+            return self._sup.handle(SpawnFailed(action.name, action.run, str(exc), True), now)
+        try:
+            # Popen, not trio.lowlevel.open_process: it is synchronous, so
+            # the machine learns the pid in the same step that asked for it.
+            popen = subprocess.Popen(
+                argv,
+                env=dict(action.env),
+                cwd=home,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+            )
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            return self._sup.handle(SpawnFailed(action.name, action.run, reason, False), now)
+        nursery.start_soon(self._watch, action.name, action.run, popen)
+        return self._sup.handle(Spawned(action.name, action.run, popen.pid), now)
+
+    async def _watch(self, name: str, run: int, popen: subprocess.Popen[bytes]) -> None:
+        assert popen.stdout is not None
+        stream = trio.lowlevel.FdStream(os.dup(popen.stdout.fileno()))
+        popen.stdout.close()
+        ring = self._rings[name]
+        self._procs[(name, run)] = popen
+        try:
+            async with trio.open_nursery() as inner:
+                drained = trio.Event()
+
+                async def pump() -> None:
+                    try:
+                        while chunk := await stream.receive_some(65536):
+                            self._emit(name, ring.feed(chunk))
+                    finally:
+                        self._emit(name, ring.close())
+                        drained.set()
+
+                inner.start_soon(pump)
+                code = await _wait_exit(popen)
+                with trio.move_on_after(DRAIN_GRACE_S):
+                    await drained.wait()
+                inner.cancel_scope.cancel()
+        finally:
+            await stream.aclose()
+            self._procs.pop((name, run), None)
+        await self._send.send(Exited(name, run, code))
+
+    def _emit(self, name: str, lines: list[str]) -> None:
+        if self._on_line is not None:
+            for line in lines:
+                self._on_line(name, line)
+
+    async def _probe(self, action: Probe) -> None:
+        spec = self._specs[action.name]
+        home = self._mounts[spec.flist]
+        ok = False
+        try:
+            argv = resolve_exec(action.argv, home=home, mounts=list(self._mounts.values()))
+            popen = subprocess.Popen(
+                argv,
+                env=dict(spec.env),
+                cwd=home,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except ExecRefused as exc:
+            self._emit(action.name, [f"readiness probe refused: {exc}"])
+        except OSError as exc:
+            self._emit(action.name, [f"readiness probe failed to start: {exc.strerror}"])
+        else:
+            try:
+                with trio.move_on_after(self._probe_timeout):
+                    ok = await _wait_exit(popen) == 0
+            finally:
+                if popen.poll() is None:
+                    _killpg(popen, signal.SIGKILL)
+                    popen.wait()
+        await self._send.send(ProbeResult(action.name, action.run, ok))
+
+    def _signal(self, action: Signal) -> None:
+        popen = self._procs.get((action.name, action.run))
+        if popen is not None and popen.poll() is None:
+            _killpg(popen, signal.Signals[action.signal])
+
+    def _kill_all(self) -> None:
+        for popen in list(self._procs.values()):
+            if popen.poll() is None:
+                _killpg(popen, signal.SIGKILL)
+                popen.wait()
+
+
+def _killpg(popen: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    try:
+        os.killpg(popen.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+async def _wait_exit(popen: subprocess.Popen[bytes]) -> int:
+    """Wait for the child without blocking trio: pidfd where the kernel has it."""
+    try:
+        fd = os.pidfd_open(popen.pid)
+    except (AttributeError, OSError):
+        fd = -1
+    if fd >= 0:
+        try:
+            await trio.lowlevel.wait_readable(fd)
+        finally:
+            os.close(fd)
+    else:  # no pidfd, or the child was already reaped by a poll()
+        while popen.poll() is None:
+            await trio.sleep(0.05)
+    return popen.wait()
