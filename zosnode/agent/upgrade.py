@@ -1,0 +1,165 @@
+"""When to upgrade, and whether to keep the new release: a sans-IO policy.
+
+The agent polls the hub on a jittered interval (`PollSchedule`), passes every
+manifest the `Verifier` accepted to `UpgradePolicy.offer`, and acts on the
+decision it gets back:
+
+- `Ignore`: same or older version, a version that already failed readiness on
+  this node, or a release whose staged rollout does not include this node.
+- `Stage`: mount the new flists beside the old, start the new services, and
+  report `staged_ready()` or `staged_failed()` before `deadline_ms`; a
+  `tick()` past the deadline gives up on its own.
+- `Switch`: the new release is up; stop and unmount the old one.
+- `Rollback`: stop and unmount the new one, keep the old, report the failure.
+  A failed version is never staged again; a newer one may be.
+
+Rollout: a node takes a release when `rollout_slot(node_id, channel, version)`
+(a stable hash into [0, 1_000_000)) is below the manifest's `rollout_ppm`.
+The slot includes the version so that each release's first wave is a
+different set of nodes.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from dataclasses import dataclass
+
+from zosnode.errors import ZosError
+from zosnode.trust.manifest import PPM, Manifest
+
+
+class UpgradeUsageError(ZosError):
+    """The caller drove the policy wrongly (no staged release, bad schedule)."""
+
+
+def rollout_slot(node_id: str, channel: str, version: int) -> int:
+    digest = hashlib.blake2b(
+        f"zosnode-rollout\x00{node_id}\x00{channel}\x00{version}".encode(), digest_size=8
+    ).digest()
+    return int.from_bytes(digest, "big") % PPM
+
+
+def in_rollout(node_id: str, manifest: Manifest) -> bool:
+    return rollout_slot(node_id, manifest.channel, manifest.version) < manifest.rollout_ppm
+
+
+@dataclass(frozen=True)
+class PollSchedule:
+    """Poll every `interval_ms`, give or take `jitter_ms` (uniform)."""
+
+    interval_ms: int = 60_000
+    jitter_ms: int = 10_000
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.jitter_ms < self.interval_ms:
+            raise UpgradeUsageError("need 0 <= jitter_ms < interval_ms")
+
+    def next_poll(self, now_ms: int, draw: float) -> int:
+        """`draw` in [0, 1) comes from the caller's random source."""
+        if not 0.0 <= draw < 1.0:
+            raise UpgradeUsageError("draw must be in [0, 1)")
+        return now_ms + self.interval_ms - self.jitter_ms + int(2 * self.jitter_ms * draw)
+
+
+class IgnoreWhy(enum.Enum):
+    SAME = "already running"
+    OLDER = "older than the running release"
+    FAILED_BEFORE = "failed readiness on this node before"
+    OUTSIDE_ROLLOUT = "this node is outside the staged rollout"
+    BUSY = "another upgrade is in progress"
+
+
+@dataclass(frozen=True)
+class Ignore:
+    version: int
+    why: IgnoreWhy
+
+
+@dataclass(frozen=True)
+class Stage:
+    manifest: Manifest
+    deadline_ms: int
+
+
+@dataclass(frozen=True)
+class Switch:
+    from_version: int | None
+    to_version: int
+
+
+@dataclass(frozen=True)
+class Rollback:
+    version: int
+    to_version: int | None
+    reason: str
+
+
+Decision = Ignore | Stage | Switch | Rollback
+
+
+class UpgradePolicy:
+    def __init__(
+        self, node_id: str, *, readiness_deadline_ms: int = 120_000, current: int | None = None
+    ) -> None:
+        if readiness_deadline_ms < 1:
+            raise UpgradeUsageError("readiness_deadline_ms must be at least 1")
+        self.node_id = node_id
+        self.readiness_deadline_ms = readiness_deadline_ms
+        self.current = current
+        self._staged: Stage | None = None
+        self._failed: dict[int, str] = {}
+
+    @property
+    def staged(self) -> Stage | None:
+        return self._staged
+
+    @property
+    def failed(self) -> dict[int, str]:
+        """Versions that failed here, with why; reported in heartbeats."""
+        return dict(self._failed)
+
+    def next_deadline(self) -> int | None:
+        return None if self._staged is None else self._staged.deadline_ms
+
+    def offer(self, manifest: Manifest, now_ms: int) -> Ignore | Stage:
+        """A verified manifest arrived (at boot, `current` is None: any version goes)."""
+        v = manifest.version
+        if self._staged is not None:
+            return Ignore(v, IgnoreWhy.BUSY)
+        if self.current is not None and v == self.current:
+            return Ignore(v, IgnoreWhy.SAME)
+        if self.current is not None and v < self.current:
+            return Ignore(v, IgnoreWhy.OLDER)
+        if v in self._failed:
+            return Ignore(v, IgnoreWhy.FAILED_BEFORE)
+        # The first release at boot is taken whatever the rollout: a node must
+        # run something; rollout stages upgrades.
+        if self.current is not None and not in_rollout(self.node_id, manifest):
+            return Ignore(v, IgnoreWhy.OUTSIDE_ROLLOUT)
+        self._staged = Stage(manifest, now_ms + self.readiness_deadline_ms)
+        return self._staged
+
+    def staged_ready(self, now_ms: int) -> Switch:
+        stage = self._take()
+        decision = Switch(self.current, stage.manifest.version)
+        self.current = stage.manifest.version
+        return decision
+
+    def staged_failed(self, reason: str, now_ms: int) -> Rollback:
+        stage = self._take()
+        self._failed[stage.manifest.version] = reason
+        return Rollback(stage.manifest.version, self.current, reason)
+
+    def tick(self, now_ms: int) -> Rollback | None:
+        if self._staged is None or now_ms < self._staged.deadline_ms:
+            return None
+        return self.staged_failed(
+            f"not ready within {self.readiness_deadline_ms} ms", now_ms
+        )
+
+    def _take(self) -> Stage:
+        if self._staged is None:
+            raise UpgradeUsageError("no release is staged")
+        stage, self._staged = self._staged, None
+        return stage
