@@ -1,0 +1,193 @@
+"""Blocks: how file bytes become stored bytes and back.
+
+A block's decoded bytes are either one slice of a large file or several
+small files packed end to end. Stored bytes = encrypt(compress(decoded)),
+both steps optional. The block id is BLAKE2b-256 of the *stored* bytes, so a
+store or mirror can be checked without any key, and a node checks a block
+before it decrypts or decompresses a single byte of it.
+
+Convergent encryption: the key is a keyed hash of the compressed plaintext,
+so equal blocks still deduplicate, and the key is kept only in the flist.
+Because a key only ever encrypts the one plaintext it was derived from, the
+nonce may be derived from the key as well; that keeps builds reproducible.
+"""
+
+from __future__ import annotations
+
+import bz2
+import enum
+import hashlib
+import lzma
+import re
+import zlib
+from dataclasses import dataclass
+
+import nacl.exceptions
+import nacl.secret
+
+from zosnode.flist.errors import FlistInputError, FormatError, IntegrityError
+
+ID_HEX = re.compile(r"[0-9a-f]{64}\Z")
+KEY_SIZE = nacl.secret.SecretBox.KEY_SIZE
+# A decoded block never exceeds this: it bounds memory and decompression.
+MAX_BLOCK_SIZE = 8 * 1024 * 1024
+_OVERHEAD = nacl.secret.SecretBox.MACBYTES
+_KEY_PERSON = b"zosnode-cvg-key"
+_NONCE_PERSON = b"zosnode-cvg-nce"
+
+
+class Compression(enum.IntEnum):
+    """Wire codes of the compressors (all from the standard library)."""
+
+    NONE = 0
+    ZLIB = 1
+    LZMA = 2
+    BZ2 = 3
+
+
+def block_id(stored: bytes) -> str:
+    return hashlib.blake2b(stored, digest_size=32).hexdigest()
+
+
+def check_id(value: str) -> str:
+    if not ID_HEX.match(value):
+        raise FormatError(f"{value!r} is not a 64-digit lowercase hex block id")
+    return value
+
+
+@dataclass(frozen=True)
+class BlockRef:
+    """Where some file bytes live: `length` bytes at `offset` in a decoded block.
+
+    `size` (the decoded size of the whole block), `stored_size`, the
+    compression and the key describe the block itself and are the same in every
+    reference to it.
+    """
+
+    id: str
+    offset: int
+    length: int
+    size: int
+    stored_size: int
+    compression: Compression
+    key: bytes | None = None
+
+    def __post_init__(self) -> None:
+        check_id(self.id)
+        if not 0 < self.size <= MAX_BLOCK_SIZE:
+            raise FormatError(f"block size {self.size} outside 1..{MAX_BLOCK_SIZE}")
+        if self.offset < 0 or self.length <= 0 or self.offset + self.length > self.size:
+            raise FormatError(
+                f"slice {self.offset}+{self.length} does not fit a {self.size}-byte block"
+            )
+        if not 0 < self.stored_size <= MAX_BLOCK_SIZE + 1024 * 1024:
+            raise FormatError(f"stored size {self.stored_size} is out of range")
+        if not isinstance(self.compression, Compression):
+            raise FormatError(f"unknown compression {self.compression!r}")
+        if self.key is not None and len(self.key) != KEY_SIZE:
+            raise FormatError(f"a block key is {KEY_SIZE} bytes, not {len(self.key)}")
+
+
+@dataclass(frozen=True)
+class EncodedBlock:
+    """A block ready for the store, and what a reference needs to read it back."""
+
+    id: str
+    stored: bytes
+    size: int
+    compression: Compression
+    key: bytes | None
+
+    def ref(self, offset: int, length: int) -> BlockRef:
+        return BlockRef(
+            self.id, offset, length, self.size, len(self.stored), self.compression, self.key
+        )
+
+
+def _compress(data: bytes, compression: Compression) -> bytes:
+    if compression is Compression.NONE:
+        return data
+    if compression is Compression.ZLIB:
+        return zlib.compress(data, 6)
+    if compression is Compression.LZMA:
+        return lzma.compress(data, preset=6)
+    if compression is Compression.BZ2:
+        return bz2.compress(data, 9)
+    raise FlistInputError(f"unknown compression {compression!r}")
+
+
+def _decompress(data: bytes, compression: Compression, size: int) -> bytes:
+    # Every decompressor is told the most it may produce, so a hostile block
+    # cannot balloon past the size its reference promised.
+    try:
+        if compression is Compression.NONE:
+            out = data
+        elif compression is Compression.ZLIB:
+            z = zlib.decompressobj()
+            out = z.decompress(data, size + 1)
+            if not z.eof or z.unused_data or z.unconsumed_tail:
+                raise IntegrityError("zlib block is not one complete stream of the stated size")
+        elif compression is Compression.LZMA:
+            lz = lzma.LZMADecompressor()
+            out = lz.decompress(data, size + 1)
+            if not lz.eof or lz.unused_data:
+                raise IntegrityError("lzma block is not one complete stream of the stated size")
+        else:
+            bz = bz2.BZ2Decompressor()
+            out = bz.decompress(data, size + 1)
+            if not bz.eof or bz.unused_data:
+                raise IntegrityError("bz2 block is not one complete stream of the stated size")
+    except (zlib.error, lzma.LZMAError, OSError, EOFError) as exc:
+        raise IntegrityError(f"block does not decompress: {exc}") from None
+    if len(out) != size:
+        raise IntegrityError(f"block decodes to {len(out)} bytes, its reference says {size}")
+    return out
+
+
+def _nonce(key: bytes) -> bytes:
+    return hashlib.blake2b(
+        key, digest_size=nacl.secret.SecretBox.NONCE_SIZE, person=_NONCE_PERSON
+    ).digest()
+
+
+def encode_block(
+    decoded: bytes, compression: Compression, encrypt: bool
+) -> EncodedBlock:
+    if not 0 < len(decoded) <= MAX_BLOCK_SIZE:
+        raise FlistInputError(f"block of {len(decoded)} bytes outside 1..{MAX_BLOCK_SIZE}")
+    body = _compress(decoded, compression)
+    if len(body) >= len(decoded) and compression is not Compression.NONE:
+        # Incompressible: storing it raw is smaller and cheaper to read.
+        body, compression = decoded, Compression.NONE
+    key: bytes | None = None
+    if encrypt:
+        key = hashlib.blake2b(body, digest_size=KEY_SIZE, person=_KEY_PERSON).digest()
+        body = nacl.secret.SecretBox(key).encrypt(body, _nonce(key)).ciphertext
+    return EncodedBlock(block_id(body), body, len(decoded), compression, key)
+
+
+def decode_block(ref: BlockRef, stored: bytes) -> bytes:
+    """Return the whole decoded block named by `ref`, after checking `stored` is it.
+
+    The hash is checked first; nothing is decrypted or decompressed before.
+    """
+    if len(stored) != ref.stored_size:
+        raise IntegrityError(
+            f"block {ref.id} is {len(stored)} bytes, its reference says {ref.stored_size}"
+        )
+    if block_id(stored) != ref.id:
+        raise IntegrityError(f"block {ref.id} does not match its hash")
+    body = stored
+    if ref.key is not None:
+        if len(stored) < _OVERHEAD:
+            raise IntegrityError(f"block {ref.id} is too short to be encrypted")
+        try:
+            body = nacl.secret.SecretBox(ref.key).decrypt(stored, _nonce(ref.key))
+        except nacl.exceptions.CryptoError:
+            raise IntegrityError(f"block {ref.id} does not decrypt with its key") from None
+    return _decompress(body, ref.compression, ref.size)
+
+
+def read_ref(ref: BlockRef, stored: bytes) -> bytes:
+    """The file bytes `ref` points at, from the block's stored bytes."""
+    return decode_block(ref, stored)[ref.offset : ref.offset + ref.length]

@@ -1,0 +1,48 @@
+"""The flist layer's errors.
+
+`FlistError` is the one type this layer raises. Its two branches say whose
+fault it is: `FlistInputError` means the caller asked for something wrong (a
+path that is not in the image, a source that cannot be read); `FlistDataError`
+means bytes handed to us (an flist, a block, an archive) are wrong, which on a
+node means a hub, mirror or disk lied. Both are user-facing on the CLI.
+"""
+
+from __future__ import annotations
+
+from zosnode.errors import ZosError
+
+
+class FlistError(ZosError):
+    """Anything the flist layer refuses."""
+
+
+class FlistInputError(FlistError):
+    """The caller's request cannot be met (bad argument, unreadable source)."""
+
+
+class FlistDataError(FlistError):
+    """Bytes we were given are wrong; the peer, the store or the archive is at fault."""
+
+
+class FormatError(FlistDataError):
+    """An encoded flist that does not follow the spec or breaks a limit."""
+
+
+class UnsupportedVersionError(FormatError):
+    """An flist whose major format version this code does not know."""
+
+
+class IntegrityError(FlistDataError):
+    """A block whose bytes do not match its id, or do not decode as promised."""
+
+
+class MissingBlockError(FlistDataError):
+    """A block the flist references is not in the store."""
+
+    def __init__(self, block_id: str) -> None:
+        super().__init__(f"block {block_id} is missing from the store")
+        self.block_id = block_id
+
+
+class UnsafeTargetError(FlistInputError):
+    """Extraction would write somewhere it must not (outside or over existing files)."""

@@ -1,0 +1,231 @@
+"""Materialise an flist into a directory, and read files out of it (sync front ends).
+
+Every block is verified (decode_block) before a byte of it is written.
+Nothing can land outside the target: names are checked by the format (no
+'/', '.', '..'), each directory is opened relative to its parent's file
+descriptor with O_NOFOLLOW, files are created with O_EXCL|O_NOFOLLOW, and the
+target must be empty, so neither a hostile flist nor something planted in the
+target can redirect a write. Symlinks are created as stored, never followed.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Protocol
+
+from zosnode.flist.blocks import BlockRef, decode_block
+from zosnode.flist.errors import FlistInputError, UnsafeTargetError
+from zosnode.flist.format import Entry, Kind
+from zosnode.flist.view import FlistView
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class BlockSource(Protocol):
+    def get(self, ref: BlockRef) -> bytes:
+        """The STORED bytes of the block `ref` names; the caller verifies them."""
+        ...
+
+
+class BlockReader:
+    """Verified decoded blocks from a source, with a small LRU for packed blocks."""
+
+    def __init__(self, source: BlockSource, keep: int = 8) -> None:
+        self.source = source
+        self.keep = keep
+        self._lru: OrderedDict[str, bytes] = OrderedDict()
+        self.fetched = 0
+
+    def block(self, ref: BlockRef) -> bytes:
+        data = self._lru.get(ref.id)
+        if data is not None:
+            self._lru.move_to_end(ref.id)
+            return data
+        data = decode_block(ref, self.source.get(ref))
+        self.fetched += 1
+        self._lru[ref.id] = data
+        if len(self._lru) > self.keep:
+            self._lru.popitem(last=False)
+        return data
+
+    def read(self, view: FlistView, entry: Entry, offset: int, size: int) -> bytes:
+        out = []
+        for p in view.plan_read(entry, offset, size):
+            if p.ref is None:
+                out.append(bytes(p.length))
+            else:
+                out.append(self.block(p.ref)[p.start : p.start + p.length])
+        return b"".join(out)
+
+
+def _setxattrs(target: str | bytes | int, entry: Entry, follow: bool = True) -> None:
+    for name, value in entry.xattrs:
+        os.setxattr(target, name, value, follow_symlinks=follow)
+
+
+def _apply_attrs(fd: int, entry: Entry, as_root: bool) -> None:
+    # Owner before mode (chown clears set-id bits) and before xattrs (it
+    # clears security.capability); times last (xattrs do not change mtime).
+    if as_root:
+        os.fchown(fd, entry.uid, entry.gid)
+    os.fchmod(fd, entry.mode)
+    _setxattrs(fd, entry)
+    os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
+
+
+def _write_file(fd: int, view: FlistView, entry: Entry, reader: BlockReader) -> None:
+    pos = 0
+    for p in view.plan_read(entry, 0, entry.size):
+        if p.ref is not None:
+            data = reader.block(p.ref)[p.start : p.start + p.length]
+            mv = memoryview(data)
+            while mv:
+                n = os.pwrite(fd, mv, pos)
+                mv = mv[n:]
+                pos += n
+        else:
+            pos += p.length  # a hole: leave it unwritten, truncate sets the size
+    os.ftruncate(fd, entry.size)
+
+
+def extract(
+    view: FlistView,
+    source: BlockSource,
+    target: str | os.PathLike[str],
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Write the whole image into `target` (absent or empty); return bytes written."""
+    tpath = os.fspath(target)
+    try:
+        os.mkdir(tpath, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise FlistInputError(f"cannot create {tpath}: {exc.strerror}") from None
+    try:
+        root_fd = os.open(tpath, _DIR_FLAGS)
+    except OSError as exc:
+        raise UnsafeTargetError(f"{tpath} is not a directory we can open: {exc.strerror}") from None
+    try:
+        if os.listdir(root_fd):
+            raise UnsafeTargetError(f"{tpath} is not empty")
+        return _extract_into(view, BlockReader(source), root_fd, progress)
+    finally:
+        os.close(root_fd)
+
+
+def _extract_into(
+    view: FlistView, reader: BlockReader, root_fd: int,
+    progress: Callable[[int, int], None] | None,
+) -> int:
+    as_root = os.geteuid() == 0
+    total = sum(e.size for e in view.entries)
+    written = 0
+    # A hardlink whose target is not written yet (never, for flists our builder
+    # makes: targets come first) is linked at the end.
+    deferred: list[Entry] = []
+    created: set[int] = set()
+
+    def walk(dir_fd: int, dentry: Entry) -> None:
+        nonlocal written
+        for e in view.children(dentry):
+            name = e.name
+            try:
+                if e.kind is Kind.DIR:
+                    os.mkdir(name, 0o700, dir_fd=dir_fd)
+                    fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+                    try:
+                        walk(fd, e)
+                        _apply_attrs(fd, e, as_root)
+                    finally:
+                        os.close(fd)
+                elif e.kind is Kind.REG:
+                    fd = os.open(name, _FILE_FLAGS, 0o600, dir_fd=dir_fd)
+                    try:
+                        _write_file(fd, view, e, reader)
+                        _apply_attrs(fd, e, as_root)
+                    finally:
+                        os.close(fd)
+                    written += e.size
+                    if progress is not None:
+                        progress(written, total)
+                elif e.kind is Kind.SYMLINK:
+                    os.symlink(e.target, name, dir_fd=dir_fd)
+                    if as_root:
+                        os.chown(name, e.uid, e.gid, dir_fd=dir_fd, follow_symlinks=False)
+                    if e.xattrs:
+                        _setxattrs(f"/proc/self/fd/{dir_fd}/".encode() + name, e, follow=False)
+                    os.utime(name, ns=(e.mtime_ns, e.mtime_ns), dir_fd=dir_fd,
+                             follow_symlinks=False)
+                elif e.kind is Kind.HARDLINK:
+                    if e.link in created:
+                        _link(view, root_fd, e, dir_fd)
+                    else:
+                        deferred.append(e)
+                else:
+                    fmt = {Kind.CHR: 0o020000, Kind.BLK: 0o060000, Kind.FIFO: 0o010000}[e.kind]
+                    os.mknod(name, fmt | 0o600, e.rdev, dir_fd=dir_fd)
+                    fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+                    try:
+                        # O_PATH fds do not take fchown/fchmod; /proc/self/fd does.
+                        proc = f"/proc/self/fd/{fd}"
+                        if as_root:
+                            os.chown(proc, e.uid, e.gid)
+                        os.chmod(proc, e.mode)
+                        _setxattrs(proc, e)
+                        os.utime(proc, ns=(e.mtime_ns, e.mtime_ns))
+                    finally:
+                        os.close(fd)
+                created.add(e.index)
+            except FileExistsError:
+                raise UnsafeTargetError(
+                    f"{view.path_of(e)!r} already exists in the target"
+                ) from None
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise UnsafeTargetError(f"{view.path_of(e)!r}: symlink in the way") from None
+                raise FlistInputError(f"cannot write {view.path_of(e)!r}: {exc}") from None
+
+    walk(root_fd, view.root)
+    for e in deferred:
+        assert e.parent is not None
+        dst_fd = _open_dir(view, root_fd, view.entries[e.parent])
+        try:
+            _link(view, root_fd, e, dst_fd)
+            # Linking touched the directory's times; put them back.
+            parent = view.entries[e.parent]
+            os.utime(dst_fd, ns=(parent.mtime_ns, parent.mtime_ns))
+        finally:
+            os.close(dst_fd)
+    _apply_attrs(root_fd, view.root, as_root)
+    return written
+
+
+def _link(view: FlistView, root_fd: int, e: Entry, dst_fd: int) -> None:
+    target = view.resolve(e)
+    assert target.parent is not None
+    src_fd = _open_dir(view, root_fd, view.entries[target.parent])
+    try:
+        os.link(target.name, e.name, src_dir_fd=src_fd, dst_dir_fd=dst_fd,
+                follow_symlinks=False)
+    finally:
+        os.close(src_fd)
+
+
+def _open_dir(view: FlistView, root_fd: int, entry: Entry) -> int:
+    chain = []
+    e: Entry | None = entry
+    while e is not None and e.parent is not None:
+        chain.append(e.name)
+        e = view.entries[e.parent]
+    fd = os.dup(root_fd)
+    for name in reversed(chain):
+        nfd = os.open(name, _DIR_FLAGS, dir_fd=fd)
+        os.close(fd)
+        fd = nfd
+    return fd

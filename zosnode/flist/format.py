@@ -1,0 +1,390 @@
+"""The flist wire format, version 1 (docs/flist-format.md is the spec).
+
+An flist is one canonical CBOR map:
+
+    {"version": [1, minor],
+     "blocks":  [[id(32 bytes), stored_size, size, compression, key|null], ...],
+     "entries": [[parent|null, name, type, mode, uid, gid, mtime_ns, xattrs, data], ...],
+     "prefetch": [block index, ...],
+     "meta": {str: value}}
+
+Entries are a flat list in tree pre-order; entry 0 is the root directory and
+every other entry names a parent that comes before it, so the tree can have no
+cycles and its depth costs no CBOR nesting. A regular file's data is a list of
+extents, each [block index, offset, length] or [null, 0, length] for a hole.
+Decoding checks every limit before the result is handed to anyone.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from zosnode import canonical
+from zosnode.flist.blocks import BlockRef, Compression
+from zosnode.flist.errors import FormatError, UnsupportedVersionError
+
+MAJOR = 1
+MINOR = 0
+
+MAX_METADATA = 64 * 1024 * 1024
+MAX_ENTRIES = 1_000_000
+MAX_BLOCKS = 1_000_000
+MAX_NAME = 255
+MAX_DEPTH = 128
+MAX_PATH = 4096
+MAX_TARGET = 4095
+MAX_XATTRS = 64
+MAX_XATTR_NAME = 255
+MAX_XATTR_VALUE = 65536
+MAX_EXTENTS = 1 << 20
+MAX_FILE_SIZE = 1 << 44
+MAX_META = 1024 * 1024
+_U32 = 1 << 32
+_I64 = 1 << 63
+
+
+class Kind(enum.IntEnum):
+    DIR = 1
+    REG = 2
+    SYMLINK = 3
+    HARDLINK = 4
+    CHR = 5
+    BLK = 6
+    FIFO = 7
+
+
+@dataclass(frozen=True)
+class Hole:
+    """`length` zero bytes that are not stored anywhere (a sparse region)."""
+
+    length: int
+
+    def __post_init__(self) -> None:
+        if not 0 < self.length <= MAX_FILE_SIZE:
+            raise FormatError(f"hole length {self.length} out of range")
+
+
+Extent = BlockRef | Hole
+
+
+def check_name(name: bytes) -> bytes:
+    if not isinstance(name, bytes):
+        raise FormatError("a name must be bytes")
+    if not name or name in (b".", b".."):
+        raise FormatError(f"name {name!r} is not allowed")
+    if b"/" in name or b"\0" in name:
+        raise FormatError(f"name {name!r} contains '/' or NUL")
+    if len(name) > MAX_NAME:
+        raise FormatError(f"name of {len(name)} bytes is over {MAX_NAME}")
+    return name
+
+
+def _check_int(what: str, value: object, lo: int, hi: int) -> int:
+    if type(value) is not int or not lo <= value < hi:
+        raise FormatError(f"{what} {value!r} is not an integer in [{lo}, {hi})")
+    return value
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One node of the tree. `index` is its position; its inode number is index + 1."""
+
+    index: int
+    parent: int | None
+    name: bytes
+    kind: Kind
+    mode: int = 0
+    uid: int = 0
+    gid: int = 0
+    mtime_ns: int = 0
+    xattrs: tuple[tuple[bytes, bytes], ...] = ()
+    extents: tuple[Extent, ...] = ()
+    target: bytes = b""
+    link: int | None = None
+    rdev: int = 0
+    size: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        _check_int("entry index", self.index, 0, MAX_ENTRIES)
+        if self.index == 0:
+            if self.parent is not None or self.name != b"" or self.kind is not Kind.DIR:
+                raise FormatError("entry 0 must be the root directory, with no name or parent")
+        else:
+            _check_int("parent", self.parent, 0, self.index)
+            check_name(self.name)
+        if not isinstance(self.kind, Kind):
+            raise FormatError(f"unknown entry type {self.kind!r}")
+        _check_int("mode", self.mode, 0, 0o10000)
+        _check_int("uid", self.uid, 0, _U32)
+        _check_int("gid", self.gid, 0, _U32)
+        _check_int("mtime", self.mtime_ns, -_I64, _I64)
+        if len(self.xattrs) > MAX_XATTRS:
+            raise FormatError(f"more than {MAX_XATTRS} xattrs")
+        last = b""
+        for name, value in self.xattrs:
+            if not isinstance(name, bytes) or not isinstance(value, bytes):
+                raise FormatError("xattr names and values are bytes")
+            if not 0 < len(name) <= MAX_XATTR_NAME or b"\0" in name:
+                raise FormatError(f"bad xattr name {name!r}")
+            if len(value) > MAX_XATTR_VALUE:
+                raise FormatError(f"xattr {name!r} value over {MAX_XATTR_VALUE} bytes")
+            if name <= last:
+                raise FormatError("xattrs must be sorted by name without duplicates")
+            last = name
+        size = 0
+        if self.kind is Kind.REG:
+            if len(self.extents) > MAX_EXTENTS:
+                raise FormatError(f"more than {MAX_EXTENTS} extents")
+            size = sum(e.length for e in self.extents)
+            if size > MAX_FILE_SIZE:
+                raise FormatError(f"file size {size} over {MAX_FILE_SIZE}")
+        elif self.extents:
+            raise FormatError("only regular files have extents")
+        if self.kind is Kind.SYMLINK:
+            if not 0 < len(self.target) <= MAX_TARGET or b"\0" in self.target:
+                raise FormatError("a symlink target is 1..4095 bytes without NUL")
+        elif self.target:
+            raise FormatError("only symlinks have a target")
+        if self.kind is Kind.HARDLINK:
+            _check_int("hardlink target", self.link, 0, self.index)
+            if self.mode or self.uid or self.gid or self.mtime_ns or self.xattrs:
+                raise FormatError("a hardlink carries no attributes of its own")
+        elif self.link is not None:
+            raise FormatError("only hardlinks have a link")
+        if self.kind in (Kind.CHR, Kind.BLK):
+            _check_int("rdev", self.rdev, 0, 1 << 64)
+        elif self.rdev:
+            raise FormatError("only device nodes have an rdev")
+        object.__setattr__(self, "size", size)
+
+    @property
+    def ino(self) -> int:
+        return self.index + 1
+
+
+@dataclass(frozen=True)
+class Flist:
+    entries: tuple[Entry, ...]
+    prefetch: tuple[str, ...] = ()
+    metadata: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    def __post_init__(self) -> None:
+        if not 0 < len(self.entries) <= MAX_ENTRIES:
+            raise FormatError(f"entry count {len(self.entries)} outside 1..{MAX_ENTRIES}")
+        depth = [0] * len(self.entries)
+        plen = [0] * len(self.entries)
+        seen: set[tuple[int, bytes]] = set()
+        for i, e in enumerate(self.entries):
+            if e.index != i:
+                raise FormatError(f"entry {i} says it is entry {e.index}")
+            if e.parent is None:
+                continue
+            if self.entries[e.parent].kind is not Kind.DIR:
+                raise FormatError(f"entry {i}'s parent is not a directory")
+            key = (e.parent, e.name)
+            if key in seen:
+                raise FormatError(f"name {e.name!r} appears twice in one directory")
+            seen.add(key)
+            depth[i] = depth[e.parent] + 1
+            plen[i] = plen[e.parent] + 1 + len(e.name)
+            if depth[i] > MAX_DEPTH or plen[i] > MAX_PATH:
+                raise FormatError(f"path of entry {i} is deeper or longer than allowed")
+            if e.kind is Kind.HARDLINK:
+                assert e.link is not None
+                kind = self.entries[e.link].kind
+                if kind in (Kind.DIR, Kind.HARDLINK):
+                    raise FormatError(f"hardlink {i} points at a {kind.name.lower()}")
+        if not isinstance(self.metadata, Mapping):
+            raise FormatError("metadata must be a map")
+        object.__setattr__(self, "metadata", MappingProxyType(dict(self.metadata)))
+
+    def blocks(self) -> dict[str, BlockRef]:
+        """Every distinct block, by id, in first-use order."""
+        out: dict[str, BlockRef] = {}
+        for e in self.entries:
+            for x in e.extents:
+                if isinstance(x, BlockRef) and x.id not in out:
+                    out[x.id] = x
+        return out
+
+
+# --- encoding -------------------------------------------------------------
+
+
+def encode(flist: Flist) -> bytes:
+    blocks = flist.blocks()
+    index = {bid: i for i, bid in enumerate(blocks)}
+    wire_blocks = [
+        [bytes.fromhex(r.id), r.stored_size, r.size, int(r.compression), r.key]
+        for r in blocks.values()
+    ]
+    for bid in flist.prefetch:
+        if bid not in index:
+            raise FormatError(f"prefetch names block {bid} that no file uses")
+    doc = {
+        "version": [MAJOR, MINOR],
+        "blocks": wire_blocks,
+        "entries": [_encode_entry(e, index) for e in flist.entries],
+        "prefetch": [index[b] for b in flist.prefetch],
+        "meta": dict(flist.metadata),
+    }
+    meta = canonical.dumps(doc["meta"])
+    if len(meta) > MAX_META:
+        raise FormatError(f"free-form metadata of {len(meta)} bytes is over {MAX_META}")
+    data = canonical.dumps(doc)
+    if len(data) > MAX_METADATA:
+        raise FormatError(f"flist of {len(data)} bytes is over {MAX_METADATA}")
+    return data
+
+
+def _encode_entry(e: Entry, index: Mapping[str, int]) -> list[Any]:
+    data: Any = None
+    if e.kind is Kind.REG:
+        data = [
+            [None, 0, x.length] if isinstance(x, Hole) else [index[x.id], x.offset, x.length]
+            for x in e.extents
+        ]
+    elif e.kind is Kind.SYMLINK:
+        data = e.target
+    elif e.kind is Kind.HARDLINK:
+        data = e.link
+    elif e.kind in (Kind.CHR, Kind.BLK):
+        data = e.rdev
+    return [
+        e.parent, e.name, int(e.kind), e.mode, e.uid, e.gid, e.mtime_ns,
+        [[n, v] for n, v in e.xattrs], data,
+    ]
+
+
+def flist_id(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=32).hexdigest()
+
+
+# --- decoding -------------------------------------------------------------
+
+
+def decode(data: bytes) -> Flist:
+    """Parse and validate an encoded flist; raise FormatError on anything wrong."""
+    try:
+        doc = canonical.loads(data, max_size=MAX_METADATA)
+    except canonical.CanonicalError as exc:
+        raise FormatError(f"flist is not canonical CBOR: {exc}") from None
+    if not isinstance(doc, dict):
+        raise FormatError("flist is not a CBOR map")
+    version = doc.get("version")
+    if (
+        not isinstance(version, list)
+        or len(version) != 2
+        or not all(type(v) is int and v >= 0 for v in version)
+    ):
+        raise FormatError("flist has no [major, minor] version")
+    if version[0] != MAJOR:
+        raise UnsupportedVersionError(
+            f"flist format {version[0]}.{version[1]} is not supported (this reads {MAJOR}.x)"
+        )
+    if set(doc) != {"version", "blocks", "entries", "prefetch", "meta"}:
+        raise FormatError(f"flist has unexpected or missing fields: {sorted(doc)}")
+    try:
+        return _decode_doc(doc)
+    except FormatError:
+        raise
+    except (TypeError, ValueError, IndexError, KeyError) as exc:
+        raise FormatError(f"malformed flist: {exc}") from None
+
+
+def _list(what: str, value: object, n: int | None = None) -> Sequence[Any]:
+    if not isinstance(value, list) or (n is not None and len(value) != n):
+        raise FormatError(f"{what} must be a list" + (f" of {n}" if n is not None else ""))
+    return value
+
+
+def _decode_doc(doc: dict[str, Any]) -> Flist:
+    wire_blocks = _list("blocks", doc["blocks"])
+    if len(wire_blocks) > MAX_BLOCKS:
+        raise FormatError(f"more than {MAX_BLOCKS} blocks")
+    blocks: list[tuple[str, int, int, Compression, bytes | None]] = []
+    seen_ids: set[str] = set()
+    for wb in wire_blocks:
+        raw, stored_size, size, comp, key = _list("block", wb, 5)
+        if not isinstance(raw, bytes) or len(raw) != 32:
+            raise FormatError("a block id is 32 bytes")
+        bid = raw.hex()
+        if bid in seen_ids:
+            raise FormatError(f"block {bid} is listed twice")
+        seen_ids.add(bid)
+        if type(comp) is not int or comp not in Compression._value2member_map_:
+            raise FormatError(f"unknown compression code {comp!r}")
+        if key is not None and not isinstance(key, bytes):
+            raise FormatError("a block key is bytes or null")
+        # Checked here once so each reference below only checks its slice.
+        BlockRef(bid, 0, 1, size, stored_size, Compression(comp), key)
+        blocks.append((bid, stored_size, size, Compression(comp), key))
+    used = [False] * len(blocks)
+    wire_entries = _list("entries", doc["entries"])
+    if not 0 < len(wire_entries) <= MAX_ENTRIES:
+        raise FormatError(f"entry count {len(wire_entries)} outside 1..{MAX_ENTRIES}")
+    entries = []
+    for i, we in enumerate(wire_entries):
+        parent, name, kind, mode, uid, gid, mtime, xattrs, data = _list("entry", we, 9)
+        if type(kind) is not int or kind not in Kind._value2member_map_:
+            raise FormatError(f"entry {i} has unknown type {kind!r}")
+        k = Kind(kind)
+        xa = tuple(
+            (n, v) for n, v in (_list("xattr", x, 2) for x in _list("xattrs", xattrs))
+        )
+        if len(xa) > MAX_XATTRS:
+            raise FormatError(f"entry {i} has more than {MAX_XATTRS} xattrs")
+        kw: dict[str, Any] = {}
+        if k is Kind.REG:
+            wext = _list("extents", data)
+            if len(wext) > MAX_EXTENTS:
+                raise FormatError(f"entry {i} has more than {MAX_EXTENTS} extents")
+            exts: list[Extent] = []
+            for wx in wext:
+                bi, off, length = _list("extent", wx, 3)
+                if bi is None:
+                    if off != 0:
+                        raise FormatError("a hole has offset 0")
+                    exts.append(Hole(length))
+                    continue
+                _check_int("block index", bi, 0, len(blocks))
+                used[bi] = True
+                bid, ss, size, comp, key = blocks[bi]
+                exts.append(BlockRef(bid, off, length, size, ss, comp, key))
+            kw["extents"] = tuple(exts)
+        elif k is Kind.SYMLINK:
+            if not isinstance(data, bytes):
+                raise FormatError(f"symlink {i} target must be bytes")
+            kw["target"] = data
+        elif k is Kind.HARDLINK:
+            kw["link"] = data
+        elif k in (Kind.CHR, Kind.BLK):
+            kw["rdev"] = data
+        elif data is not None:
+            raise FormatError(f"entry {i} of type {k.name} carries data")
+        entries.append(
+            Entry(
+                index=i, parent=parent, name=name, kind=k, mode=mode, uid=uid, gid=gid,
+                mtime_ns=mtime, xattrs=xa, **kw,
+            )
+        )
+    if not all(used):
+        # Every listed block must be used, so the block table has one form.
+        raise FormatError("the block table lists a block no file uses")
+    prefetch = []
+    for bi in _list("prefetch", doc["prefetch"]):
+        _check_int("prefetch index", bi, 0, len(blocks))
+        prefetch.append(blocks[bi][0])
+    meta = doc["meta"]
+    if not isinstance(meta, dict) or not all(isinstance(k, str) for k in meta):
+        raise FormatError("meta must be a map with text keys")
+    flist = Flist(tuple(entries), tuple(prefetch), meta)
+    # Block table order is first-use order; anything else is a second encoding.
+    if list(flist.blocks()) != [b[0] for b in blocks]:
+        raise FormatError("the block table is not in first-use order")
+    return flist

@@ -1,0 +1,244 @@
+"""Turn a finished tree into an flist and its blocks.
+
+Small files are packed end to end into shared blocks so reading an image does
+not cost one request per file; a pack is cut after a file whose content hash
+has its low bits zero (once the pack is past a minimum), or at a maximum. Cuts
+therefore depend on content, not on position, and a file added or changed in
+a new version disturbs only the pack it lands in. Large files are cut into
+fixed-size chunks aligned to the file's own offsets; all-zero chunks become
+holes. docs/flist-format.md records the measurements behind the sizes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from zosnode.flist.blocks import MAX_BLOCK_SIZE, BlockRef, Compression, EncodedBlock, encode_block
+from zosnode.flist.errors import FlistInputError
+from zosnode.flist.format import Entry, Extent, Flist, Hole, Kind
+from zosnode.flist.tree import Node, Tree
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    compression: Compression = Compression.ZLIB
+    encrypt: bool = False
+    chunk_size: int = 1024 * 1024
+    small_max: int = 128 * 1024
+    pack_min: int = 256 * 1024
+    pack_max: int = 1024 * 1024
+    # A pack is cut after a file whose hash is 0 modulo this (past pack_min).
+    pack_divisor: int = 64
+
+    def __post_init__(self) -> None:
+        if not 4096 <= self.chunk_size <= MAX_BLOCK_SIZE:
+            raise FlistInputError(f"chunk size must be 4 KiB..{MAX_BLOCK_SIZE} bytes")
+        if not 0 <= self.small_max <= self.pack_min <= self.pack_max:
+            raise FlistInputError("need small_max <= pack_min <= pack_max")
+        if self.pack_max + self.small_max > MAX_BLOCK_SIZE:
+            raise FlistInputError("pack_max + small_max must stay under the block size cap")
+        if self.pack_divisor < 1:
+            raise FlistInputError("pack divisor must be at least 1")
+
+
+@dataclass
+class BuildStats:
+    entries: int = 0
+    files: int = 0
+    file_bytes: int = 0
+    blocks: int = 0
+    new_blocks: int = 0
+    new_bytes: int = 0
+    reused_bytes: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+
+# Sink: store one encoded block, return True if it was not there before.
+Sink = Callable[[EncodedBlock], bool]
+Progress = Callable[[BuildStats], None]
+
+
+class _Slot:
+    """A file's place in a pack that is not yet closed."""
+
+    __slots__ = ("offset", "length", "block")
+
+    def __init__(self, offset: int, length: int) -> None:
+        self.offset, self.length = offset, length
+        self.block: EncodedBlock | None = None
+
+
+class Packer:
+    def __init__(self, options: BuildOptions, sink: Sink, progress: Progress | None = None):
+        self.o = options
+        self.sink = sink
+        self.progress = progress
+        self.stats = BuildStats()
+        self._pack = bytearray()
+        self._open: list[_Slot] = []
+        self._small: dict[bytes, _Slot] = {}
+        self._seen_blocks: set[str] = set()
+
+    def _emit(self, decoded: bytes) -> EncodedBlock:
+        block = encode_block(decoded, self.o.compression, self.o.encrypt)
+        if block.id not in self._seen_blocks:
+            self._seen_blocks.add(block.id)
+            self.stats.blocks += 1
+            if self.sink(block):
+                self.stats.new_blocks += 1
+                self.stats.new_bytes += len(block.stored)
+            else:
+                self.stats.reused_bytes += len(block.stored)
+            if self.progress is not None:
+                self.progress(self.stats)
+        return block
+
+    def _cut(self) -> None:
+        if not self._pack:
+            return
+        block = self._emit(bytes(self._pack))
+        for slot in self._open:
+            slot.block = block
+        self._pack.clear()
+        self._open.clear()
+
+    def add_small(self, data: bytes) -> _Slot:
+        digest = hashlib.blake2b(data, digest_size=16).digest()
+        slot = self._small.get(digest)
+        if slot is not None:
+            return slot
+        slot = _Slot(len(self._pack), len(data))
+        self._pack += data
+        self._open.append(slot)
+        self._small[digest] = slot
+        boundary = int.from_bytes(digest[:8], "little") % self.o.pack_divisor == 0
+        if len(self._pack) >= self.o.pack_max or (
+            boundary and len(self._pack) >= self.o.pack_min
+        ):
+            self._cut()
+        return slot
+
+    def add_large(self, read: Callable[[int], bytes], size: int) -> list[Extent | _Slot]:
+        out: list[Extent | _Slot] = []
+        pos = 0
+        while pos < size:
+            want = min(self.o.chunk_size, size - pos)
+            chunk = _read_exactly(read, want)
+            if chunk.count(0) == len(chunk):
+                prev = out[-1] if out else None
+                if isinstance(prev, Hole):
+                    out[-1] = Hole(prev.length + want)
+                else:
+                    out.append(Hole(want))
+            else:
+                out.append(self._emit(chunk).ref(0, want))
+            pos += want
+        return out
+
+    def finish(self) -> None:
+        self._cut()
+
+
+def _read_exactly(read: Callable[[int], bytes], n: int) -> bytes:
+    parts, got = [], 0
+    while got < n:
+        b = read(n - got)
+        if not b:
+            raise FlistInputError("a file got shorter while it was being read")
+        parts.append(b)
+        got += len(b)
+    return b"".join(parts)
+
+
+def _resolve(x: Extent | _Slot) -> Extent:
+    if isinstance(x, _Slot):
+        assert x.block is not None
+        return x.block.ref(x.offset, x.length)
+    return x
+
+
+def build(
+    tree: Tree,
+    sink: Sink,
+    options: BuildOptions | None = None,
+    *,
+    metadata: dict[str, Any] | None = None,
+    prefetch_paths: Sequence[bytes] = (),
+    progress: Progress | None = None,
+) -> tuple[Flist, BuildStats]:
+    """Pack `tree` into blocks (handed to `sink`) and return the flist describing it."""
+    packer = Packer(options or BuildOptions(), sink, progress)
+    stats = packer.stats
+    rows: list[dict[str, Any]] = []
+    first_index: dict[int, int] = {}
+    paths: dict[bytes, int] = {}
+
+    # Pre-order, names sorted as bytes: the order is the tree's, never the source's.
+    stack: list[tuple[int | None, bytes, Node, bytes]] = [(None, b"", tree.root, b"/")]
+    while stack:
+        parent, name, node, path = stack.pop()
+        index = len(rows)
+        paths[path] = index
+        row: dict[str, Any] = {"index": index, "parent": parent, "name": name}
+        stats.entries += 1
+        if node.kind is not Kind.DIR and id(node) in first_index:
+            row.update(kind=Kind.HARDLINK, link=first_index[id(node)])
+            rows.append(row)
+            continue
+        first_index[id(node)] = index
+        row.update(
+            kind=node.kind, mode=node.mode & 0o7777, uid=node.uid, gid=node.gid,
+            mtime_ns=node.mtime_ns, xattrs=tuple(sorted(node.xattrs.items())),
+        )
+        if node.kind is Kind.REG:
+            row["extents"] = _pack_file(packer, node)
+            stats.files += 1
+            stats.file_bytes += node.content.size if node.content else 0
+        elif node.kind is Kind.SYMLINK:
+            row["target"] = node.target
+        elif node.kind in (Kind.CHR, Kind.BLK):
+            row["rdev"] = node.rdev
+        rows.append(row)
+        if node.kind is Kind.DIR:
+            assert node.children is not None
+            base = path if path.endswith(b"/") else path + b"/"
+            for cname in sorted(node.children, reverse=True):
+                stack.append((index, cname, node.children[cname], base + cname))
+    packer.finish()
+
+    entries = []
+    for row in rows:
+        if "extents" in row:
+            row["extents"] = tuple(_resolve(x) for x in row["extents"])
+        entries.append(Entry(**row))
+    prefetch: list[str] = []
+    for p in prefetch_paths:
+        i = paths.get(p)
+        if i is None:
+            raise FlistInputError(f"prefetch path {p!r} is not in the image")
+        e = entries[i]
+        for x in entries[e.link].extents if e.link is not None else e.extents:
+            if isinstance(x, BlockRef) and x.id not in prefetch:
+                prefetch.append(x.id)
+    return Flist(tuple(entries), tuple(prefetch), metadata or {}), stats
+
+
+def _pack_file(packer: Packer, node: Node) -> list[Extent | _Slot]:
+    content = node.content
+    if content is None or content.size == 0:
+        return []
+    with content.opener() as f:
+        if content.size <= packer.o.small_max:
+            data = _read_exactly(f.read, content.size)
+            if f.read(1):
+                raise FlistInputError("a file grew while it was being read")
+            if data.count(0) == len(data):
+                return [Hole(len(data))]
+            return [packer.add_small(data)]
+        out = packer.add_large(f.read, content.size)
+        if f.read(1):
+            raise FlistInputError("a file grew while it was being read")
+        return out

@@ -1,0 +1,131 @@
+"""The local block store: the shared DATA layout on disk.
+
+    blocks/<id[:2]>/<id>   stored block bytes, id = BLAKE2b-256(bytes)
+    flists/<id>            encoded flists, id = BLAKE2b-256(bytes)
+    tags/<name>            one line: the flist id a human name points at
+
+Every write goes to a temporary name in the same directory, is fsynced and
+then renamed, so a crash leaves either the whole object or nothing. Content
+addressing makes rewrites harmless: an id can only ever hold one content.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from zosnode.flist.blocks import BlockRef, block_id, check_id
+from zosnode.flist.errors import FlistInputError, IntegrityError, MissingBlockError
+from zosnode.flist.format import MAX_METADATA, flist_id
+
+_TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+class LocalStore:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._dirs_made: set[str] = set()
+
+    def init(self) -> None:
+        for sub in ("blocks", "flists", "tags"):
+            (self.path / sub).mkdir(parents=True, exist_ok=True)
+
+    # blocks ---------------------------------------------------------------
+
+    def block_path(self, bid: str) -> Path:
+        check_id(bid)
+        return self.path / "blocks" / bid[:2] / bid
+
+    def has_block(self, bid: str) -> bool:
+        return self.block_path(bid).is_file()
+
+    def put_block(self, stored: bytes) -> tuple[str, bool]:
+        """Store a block; return its id and whether it was new."""
+        bid = block_id(stored)
+        path = self.block_path(bid)
+        if path.exists():
+            return bid, False
+        shard = bid[:2]
+        if shard not in self._dirs_made:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._dirs_made.add(shard)
+        write_atomic(path, stored)
+        return bid, True
+
+    def get_block(self, bid: str, max_size: int | None = None) -> bytes:
+        """The stored bytes of a block, unverified (decode_block verifies)."""
+        try:
+            with open(self.block_path(bid), "rb") as f:
+                return f.read() if max_size is None else f.read(max_size + 1)
+        except FileNotFoundError:
+            raise MissingBlockError(bid) from None
+
+    def get(self, ref: BlockRef) -> bytes:
+        """Block source protocol: the stored bytes for `ref` (the caller verifies)."""
+        return self.get_block(ref.id, ref.stored_size)
+
+    # flists ---------------------------------------------------------------
+
+    def put_flist(self, data: bytes) -> str:
+        fid = flist_id(data)
+        path = self.path / "flists" / fid
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, data)
+        return fid
+
+    def get_flist(self, fid: str) -> bytes:
+        check_id(fid)
+        try:
+            with open(self.path / "flists" / fid, "rb") as f:
+                data = f.read(MAX_METADATA + 1)
+        except FileNotFoundError:
+            raise FlistInputError(f"flist {fid} is not in {self.path}") from None
+        if flist_id(data) != fid:
+            raise IntegrityError(f"flist {fid} in {self.path} does not match its hash")
+        return data
+
+    # tags -----------------------------------------------------------------
+
+    def set_tag(self, name: str, fid: str) -> None:
+        if not _TAG.match(name):
+            raise FlistInputError(f"tag {name!r} is not [A-Za-z0-9._-], up to 128 characters")
+        check_id(fid)
+        (self.path / "tags").mkdir(parents=True, exist_ok=True)
+        write_atomic(self.path / "tags" / name, fid.encode() + b"\n")
+
+    def get_tag(self, name: str) -> str | None:
+        if not _TAG.match(name):
+            return None
+        try:
+            text = (self.path / "tags" / name).read_text().strip()
+        except FileNotFoundError:
+            return None
+        check_id(text)
+        return text
+
+    def resolve(self, name: str) -> bytes:
+        """Encoded flist bytes for an id or a tag held in this store."""
+        fid = name if re.fullmatch(r"[0-9a-f]{64}", name) else self.get_tag(name)
+        if fid is None:
+            raise FlistInputError(f"{name!r} is neither a flist id nor a tag in {self.path}")
+        return self.get_flist(fid)

@@ -1,0 +1,191 @@
+"""One read-only view of an flist: the core every front end shares.
+
+extract, cat, ls, diff and the FUSE mount all resolve paths, list children
+and plan reads here; they differ only in how they obtain and use blocks.
+Inode numbers are entry index + 1 (so the root is 1, FUSE's root inode);
+a hardlink entry resolves to the inode of the file it links to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from zosnode.flist.blocks import BlockRef
+from zosnode.flist.errors import FlistInputError
+from zosnode.flist.format import Entry, Flist, Hole, Kind, decode
+
+ROOT_INO = 1
+
+
+@dataclass(frozen=True)
+class ReadPiece:
+    """`length` bytes of a read: from `start` in the decoded block of `ref`, or zeros."""
+
+    ref: BlockRef | None
+    start: int
+    length: int
+
+
+class FlistView:
+    def __init__(self, flist: Flist) -> None:
+        self.flist = flist
+        self.entries = flist.entries
+        n = len(self.entries)
+        self._children: list[dict[bytes, int] | None] = [None] * n
+        self._nlink = [1] * n
+        self._offsets: list[tuple[int, ...] | None] = [None] * n
+        for e in self.entries:
+            if e.kind is Kind.DIR:
+                self._children[e.index] = {}
+                self._nlink[e.index] = 2
+            if e.parent is not None:
+                kids = self._children[e.parent]
+                assert kids is not None
+                kids[e.name] = e.index
+                if e.kind is Kind.DIR:
+                    self._nlink[e.parent] += 1
+            if e.kind is Kind.HARDLINK:
+                assert e.link is not None
+                self._nlink[e.link] += 1
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> FlistView:
+        return cls(decode(data))
+
+    @property
+    def root(self) -> Entry:
+        return self.entries[0]
+
+    def by_ino(self, ino: int) -> Entry:
+        if not 0 < ino <= len(self.entries):
+            raise FlistInputError(f"no inode {ino}")
+        return self.entries[ino - 1]
+
+    def resolve(self, entry: Entry) -> Entry:
+        """The entry that holds the data and attributes (itself unless a hardlink)."""
+        if entry.kind is Kind.HARDLINK:
+            assert entry.link is not None
+            return self.entries[entry.link]
+        return entry
+
+    def nlink(self, entry: Entry) -> int:
+        return self._nlink[self.resolve(entry).index]
+
+    def child(self, parent: Entry, name: bytes) -> Entry | None:
+        kids = self._children[parent.index]
+        if kids is None:
+            return None
+        i = kids.get(name)
+        return None if i is None else self.entries[i]
+
+    def children(self, entry: Entry) -> list[Entry]:
+        """Children in name order (the order the builder wrote them)."""
+        kids = self._children[entry.index]
+        if kids is None:
+            raise FlistInputError(f"{self.path_of(entry)!r} is not a directory")
+        return [self.entries[i] for i in sorted(kids.values(), key=lambda i: self.entries[i].name)]
+
+    def lookup(self, path: str | bytes) -> Entry:
+        """The entry at an absolute or root-relative path; symlinks are not followed."""
+        raw = path.encode() if isinstance(path, str) else path
+        entry = self.root
+        for part in raw.split(b"/"):
+            if part in (b"", b"."):
+                continue
+            found = self.child(entry, part) if entry.kind is Kind.DIR else None
+            if found is None:
+                raise FlistInputError(f"{raw.decode(errors='replace')!r} is not in the flist")
+            entry = found
+        return entry
+
+    def follow(self, path: str | bytes, max_links: int = 40) -> Entry:
+        """Like lookup, but symlinks resolve inside the image (never on the host)."""
+        raw = path.encode() if isinstance(path, str) else path
+        todo = [p for p in raw.split(b"/") if p not in (b"", b".")]
+        todo.reverse()
+        stack: list[Entry] = [self.root]
+        links = 0
+        while todo:
+            part = todo.pop()
+            if part == b"..":
+                if len(stack) > 1:
+                    stack.pop()
+                continue
+            found = self.child(stack[-1], part) if stack[-1].kind is Kind.DIR else None
+            if found is None:
+                raise FlistInputError(f"{raw.decode(errors='replace')!r} is not in the flist")
+            if found.kind is Kind.SYMLINK:
+                links += 1
+                if links > max_links:
+                    raise FlistInputError(f"too many symlinks resolving {raw!r}")
+                target = [p for p in found.target.split(b"/") if p not in (b"", b".")]
+                if found.target.startswith(b"/"):
+                    del stack[1:]
+                todo.extend(reversed(target))
+                continue
+            stack.append(found)
+        return stack[-1]
+
+    def path_of(self, entry: Entry) -> bytes:
+        parts = []
+        e: Entry | None = entry
+        while e is not None and e.parent is not None:
+            parts.append(e.name)
+            e = self.entries[e.parent]
+        return b"/" + b"/".join(reversed(parts))
+
+    def walk(self) -> Iterator[tuple[bytes, Entry]]:
+        """Every entry with its path, parents before children, names in order."""
+        stack: list[tuple[bytes, Entry]] = [(b"/", self.root)]
+        while stack:
+            path, e = stack.pop()
+            yield path, e
+            if e.kind is Kind.DIR:
+                base = path if path.endswith(b"/") else path + b"/"
+                for c in reversed(self.children(e)):
+                    stack.append((base + c.name, c))
+
+    def _extent_offsets(self, entry: Entry) -> tuple[int, ...]:
+        offs = self._offsets[entry.index]
+        if offs is None:
+            pos, acc = 0, []
+            for x in entry.extents:
+                acc.append(pos)
+                pos += x.length
+            offs = self._offsets[entry.index] = tuple(acc)
+        return offs
+
+    def plan_read(self, entry: Entry, offset: int, size: int) -> list[ReadPiece]:
+        """The pieces that make up bytes [offset, offset+size) of a file, clipped at EOF."""
+        entry = self.resolve(entry)
+        if entry.kind is not Kind.REG:
+            raise FlistInputError(f"{self.path_of(entry)!r} is not a regular file")
+        if offset < 0 or size < 0:
+            raise FlistInputError("negative read")
+        end = min(entry.size, offset + size)
+        if offset >= end:
+            return []
+        offs = self._extent_offsets(entry)
+        # Binary search for the first extent that reaches past `offset`.
+        lo, hi = 0, len(offs) - 1
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if offs[mid] <= offset:
+                lo = mid
+            else:
+                hi = mid - 1
+        pieces = []
+        pos = offset
+        i = lo
+        while pos < end:
+            x = entry.extents[i]
+            within = pos - offs[i]
+            take = min(x.length - within, end - pos)
+            if isinstance(x, Hole):
+                pieces.append(ReadPiece(None, 0, take))
+            else:
+                pieces.append(ReadPiece(x, x.offset + within, take))
+            pos += take
+            i += 1
+        return pieces
