@@ -1,0 +1,207 @@
+"""The hub's HTTP routes: static objects, listings, publish, heartbeats, metrics.
+
+Static paths are the shared data layout itself (see `zosnode.hub.keys`), so
+a node cannot tell the hub from nginx serving the same directory; everything
+dynamic lives under /api/v1/ and /metrics. See docs/hub-api.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Collection
+from typing import Any
+
+from zosnode.http.messages import Request, Response, text_response
+from zosnode.hub import keys
+from zosnode.hub.metrics import HubMetrics
+from zosnode.hub.publish import Publisher, PublishRefused
+from zosnode.hub.registry import NodeRegistry
+from zosnode.hub.replay import ReplayCache
+from zosnode.hub.storage import Storage, StorageError
+from zosnode.wire import heartbeat
+from zosnode.wire.errors import WireRefused
+from zosnode.wire.publish_auth import MAX_SKEW_S, verify_request
+
+IMMUTABLE_CACHE = "public, max-age=31536000, immutable"
+MUTABLE_CACHE = "no-cache"
+MAX_MISSING_QUERY = 10_000
+
+
+def json_response(status: int, value: Any, *, route: str) -> Response:
+    body = (json.dumps(value, sort_keys=True, indent=1) + "\n").encode()
+    return Response(status, (("content-type", "application/json"),
+                             ("cache-control", "no-store")), body, route=route)
+
+
+class HubApp:
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        publishers: Collection[str] = (),
+        clock: Callable[[], float] = time.time,
+        max_skew_s: int = MAX_SKEW_S,
+    ) -> None:
+        self.storage = storage
+        self.publishers = frozenset(publishers)
+        self.clock = clock
+        self.max_skew_s = max_skew_s
+        self.publisher = Publisher(storage)
+        self.replays = ReplayCache(max_skew_s)
+        self.registry = NodeRegistry()
+        self.metrics = HubMetrics()
+        self.open_connections: Callable[[], int] = lambda: 0
+
+    async def start(self) -> None:
+        await self.publisher.load_roots()
+
+    def now(self) -> int:
+        return int(self.clock())
+
+    def observe(self, request: Request | None, response: Response, sent: int) -> None:
+        method = request.method if request is not None and request.method in (
+            "GET", "HEAD", "PUT", "POST") else "other"
+        self.metrics.observe(response.route, method, response.status, sent)
+
+    async def handle(self, request: Request) -> Response:
+        try:
+            return await self._route(request)
+        except StorageError as exc:
+            return text_response(503, f"storage unavailable: {exc}", route="error")
+
+    async def _route(self, r: Request) -> Response:
+        static = keys.parse_static(r.path)
+        if static is not None:
+            key, route, kind = static
+            if r.method in ("GET", "HEAD"):
+                return await self._static(key, route, kind)
+            if r.method == "PUT":
+                return await self._publish(r, key, route)
+            return _not_allowed("GET, HEAD, PUT", route)
+        parts = r.path.strip("/").split("/")
+        if parts == ["metrics"]:
+            if r.method not in ("GET", "HEAD"):
+                return _not_allowed("GET, HEAD", "/metrics")
+            text = self.metrics.render(self.open_connections(), self.registry)
+            return Response(200, (("content-type", "text/plain; version=0.0.4"),
+                                  ("cache-control", "no-store")), text.encode(),
+                            route="/metrics")
+        if parts[:2] != ["api", "v1"]:
+            return text_response(404, "not found", route="not-found")
+        api = parts[2:]
+        post = {"heartbeat": self._heartbeat, "missing": self._missing}
+        if len(api) == 1 and api[0] in post:
+            if r.method != "POST":
+                return _not_allowed("POST", f"/api/v1/{api[0]}")
+            return await post[api[0]](r)
+        if r.method not in ("GET", "HEAD"):
+            return _not_allowed("GET, HEAD", "/api/v1")
+        match api:
+            case ["nodes"]:
+                return json_response(200, self.registry.to_json(self.now()),
+                                     route="/api/v1/nodes")
+            case ["channels"]:
+                return json_response(200, {"channels": await self.storage.list("channels")},
+                                     route="/api/v1/channels")
+            case ["channels", channel, "releases"]:
+                try:
+                    keys.check_channel(channel)
+                except keys.KeyError_:
+                    return text_response(404, "no such channel", route="not-found")
+                names = await self.storage.list(f"channels/{channel}/releases")
+                versions = sorted(int(n.removesuffix(".manifest")) for n in names
+                                  if n.removesuffix(".manifest").isdigit())
+                return json_response(200, {"channel": channel, "releases": versions},
+                                     route="/api/v1/channels/releases")
+            case ["flists"]:
+                names = [n for n in await self.storage.list("flists") if keys.is_hex_id(n)]
+                return json_response(200, {"flists": names}, route="/api/v1/flists")
+            case ["roots"]:
+                names = await self.storage.list("roots")
+                versions = sorted(int(n.removesuffix(".root")) for n in names
+                                  if n.removesuffix(".root").isdigit())
+                return json_response(200, {"roots": versions}, route="/api/v1/roots")
+        return text_response(404, "not found", route="not-found")
+
+    async def _static(self, key: str, route: str, kind: str) -> Response:
+        obj = await self.storage.get(key)
+        if obj is None:
+            return text_response(404, "not found", route=route)
+        cid = keys.content_id(key)
+        if cid is not None:
+            etag = f'"{cid}"'
+        elif isinstance(obj.body, bytes):
+            etag = f'"{hashlib.blake2b(obj.body, digest_size=16).hexdigest()}"'
+        else:
+            etag = None
+        headers = [("content-type", "application/octet-stream"),
+                   ("cache-control", IMMUTABLE_CACHE if kind == keys.IMMUTABLE
+                    else MUTABLE_CACHE),
+                   ("accept-ranges", "bytes")]
+        if etag is not None:
+            headers.append(("etag", etag))
+        return Response(200, tuple(headers), obj.body, route=route, ranges=True)
+
+    async def _publish(self, r: Request, key: str, route: str) -> Response:
+        now = self.now()
+        try:
+            signed = verify_request(r.method, r.target, r.body, r.header,
+                                    allowed=self.publishers, now=now,
+                                    max_skew_s=self.max_skew_s)
+        except WireRefused as exc:
+            self.metrics.refused["unauthenticated"] += 1
+            return text_response(401, str(exc), route=f"PUT {route}")
+        if not self.replays.accept(signed.publisher, signed.nonce, signed.timestamp, now):
+            self.metrics.refused["replay"] += 1
+            return text_response(401, "replayed request (nonce already used)",
+                                 route=f"PUT {route}")
+        try:
+            written = await self.publisher.put(key, r.body, now)
+        except PublishRefused as exc:
+            self.metrics.refused[exc.reason] += 1
+            status = 409 if exc.reason in ("not-newer", "root-gap") else 422
+            return text_response(status, f"{exc.reason}: {exc}", route=f"PUT {route}")
+        self.metrics.published[route] += 1
+        return json_response(201, {"stored": written}, route=f"PUT {route}")
+
+    async def _heartbeat(self, r: Request) -> Response:
+        route = "/api/v1/heartbeat"
+        try:
+            hb = heartbeat.decode_verified(r.body)
+        except WireRefused as exc:
+            self.metrics.refused["bad-heartbeat"] += 1
+            return text_response(400, str(exc), route=route)
+        why = self.registry.record(hb, self.now())
+        if why is not None:
+            self.metrics.refused["stale-heartbeat"] += 1
+            return text_response(409, why, route=route)
+        return Response(204, route=route)
+
+    async def _missing(self, r: Request) -> Response:
+        """Which of the given block and flist ids this hub lacks (for `hub push`)."""
+        route = "/api/v1/missing"
+        try:
+            query = json.loads(r.body)
+            wanted = {kind: list(query.get(kind, [])) for kind in ("blocks", "flists")}
+            if not isinstance(query, dict) or set(query) - set(wanted):
+                raise ValueError("expected {\"blocks\": [...], \"flists\": [...]}")
+            if sum(len(v) for v in wanted.values()) > MAX_MISSING_QUERY:
+                raise ValueError(f"at most {MAX_MISSING_QUERY} ids per query")
+            for i in (i for v in wanted.values() for i in v):
+                if not isinstance(i, str) or not keys.is_hex_id(i):
+                    raise ValueError(f"not a 64-hex-digit id: {str(i)[:80]!r}")
+        except (ValueError, AttributeError, TypeError) as exc:
+            return text_response(400, f"bad query: {exc}", route=route)
+        out = {
+            "blocks": [b for b in wanted["blocks"]
+                       if not await self.storage.exists(keys.block_key(b))],
+            "flists": [f for f in wanted["flists"]
+                       if not await self.storage.exists(keys.flist_key(f))],
+        }
+        return json_response(200, out, route=route)
+
+
+def _not_allowed(allow: str, route: str) -> Response:
+    return text_response(405, "method not allowed", route=route, headers=(("allow", allow),))

@@ -1,0 +1,175 @@
+"""What the hub accepts for publication, and why it refuses the rest.
+
+Every check runs on the complete body before anything is written, and each
+object is then written with one atomic put, so a refused or interrupted
+upload leaves nothing visible. The rules:
+
+- a block or an flist must hash (BLAKE2b-256) to the id in its path;
+- an flist must decode, and every block it references must already be here
+  (publishers push blocks first), so a node never meets a dangling id;
+- a root N must be N = current + 1 and chain from the current root (a
+  threshold of the old keys and of its own), or be a self-signed root 1 on a
+  hub that has none yet;
+- a channel manifest must verify against the current root (threshold,
+  schema, channel, expiry), be newer than the channel's current manifest, and
+  pin only flists present here. It is stored as the channel's manifest and
+  as releases/<version>.manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from zosnode.flist import format as flist_format
+from zosnode.flist.errors import FlistError
+from zosnode.http.messages import Body
+from zosnode.hub import keys
+from zosnode.hub.storage import Storage
+from zosnode.trust import envelope
+from zosnode.trust.anchor import make_anchor, verify_self_signed
+from zosnode.trust.errors import TrustError
+from zosnode.trust.manifest import MAX_MANIFEST_BYTES, Manifest
+from zosnode.trust.manifest import decode_body as decode_manifest_body
+from zosnode.trust.root import MAX_ROOT_BYTES, Root
+from zosnode.trust.verifier import Verifier
+from zosnode.wire.errors import WireError
+
+
+class PublishRefused(WireError):
+    """The publication breaks a rule; `reason` is a short metrics label."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def check_content_id(key: str, body: bytes) -> None:
+    want = keys.content_id(key)
+    got = hashlib.blake2b(body, digest_size=32).hexdigest()
+    if want is not None and got != want:
+        raise PublishRefused("hash-mismatch", f"body hashes to {got}, not to {want}")
+
+
+def flist_block_ids(body: bytes) -> list[str]:
+    try:
+        return list(flist_format.decode(body).blocks())
+    except FlistError as exc:
+        raise PublishRefused("bad-flist", f"not a valid flist: {exc}") from None
+
+
+def stored_manifest(data: bytes) -> Manifest:
+    """Decode a manifest this hub already accepted (it was verified then)."""
+    env = envelope.decode(data, max_size=MAX_MANIFEST_BYTES, kind="manifest")
+    return decode_manifest_body(env.body)
+
+
+class Publisher:
+    """The hub's write side; holds the trust state the checks need."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self.verifier: Verifier | None = None
+
+    async def load_roots(self) -> Root | None:
+        """Trust the stored root chain: root 1 (self-signed) and each successor."""
+        first = await self.storage.get(keys.root_key(1))
+        if first is None:
+            return None
+        data = await _read(first.body)
+        self.verifier = Verifier(make_anchor(data, floor=0, build_time=0))
+        refresh = self.verifier.refresh()
+        while (version := refresh.wanted()) is not None:
+            obj = await self.storage.get(keys.root_key(version))
+            if obj is None:
+                break
+            refresh.received(await _read(obj.body))
+        return self.verifier.root
+
+    async def put(self, key: str, body: bytes, now: int) -> list[str]:
+        """Check and store a publication; return the keys written."""
+        if key.startswith("blocks/"):
+            check_content_id(key, body)
+            await self.storage.put(key, body)
+            return [key]
+        if key.startswith("flists/"):
+            check_content_id(key, body)
+            missing = await self.missing([keys.block_key(b) for b in flist_block_ids(body)])
+            if missing:
+                raise PublishRefused(
+                    "missing-blocks",
+                    f"flist references {len(missing)} block(s) not on this hub, "
+                    f"first {missing[0].rsplit('/', 1)[1]}")
+            await self.storage.put(key, body)
+            return [key]
+        if key.startswith("roots/"):
+            return [await self._put_root(key, body)]
+        if key.startswith("channels/") and key.endswith("/manifest"):
+            return await self._put_manifest(key, body, now)
+        raise PublishRefused("bad-path", f"{key} cannot be published")
+
+    async def missing(self, wanted: list[str]) -> list[str]:
+        return [k for k in wanted if not await self.storage.exists(k)]
+
+    async def _put_root(self, key: str, body: bytes) -> str:
+        if len(body) > MAX_ROOT_BYTES:
+            raise PublishRefused("oversize", f"root over {MAX_ROOT_BYTES} bytes")
+        version = int(key.removeprefix("roots/").removesuffix(".root"))
+        try:
+            if self.verifier is None:
+                if version != 1:
+                    raise PublishRefused("root-gap", "this hub has no root yet: publish root 1")
+                verify_self_signed(body)
+                await self.storage.put(key, body)
+                self.verifier = Verifier(make_anchor(body, floor=0, build_time=0))
+                return key
+            current = self.verifier.root.version
+            if version != current + 1:
+                raise PublishRefused("root-gap",
+                                     f"root {version} does not follow the current root {current}")
+            # Check on a scratch verifier so a refused root changes nothing.
+            trial = Verifier(make_anchor(self.verifier.root_bytes, 0, 0))
+            trial.accept_root(body)
+        except TrustError as exc:
+            raise PublishRefused("bad-root", f"root {version} refused: {exc}") from None
+        await self.storage.put(key, body)
+        self.verifier.accept_root(body)
+        return key
+
+    async def _put_manifest(self, key: str, body: bytes, now: int) -> list[str]:
+        channel = key.split("/")[1]
+        if self.verifier is None:
+            raise PublishRefused("no-root", "this hub has no root: publish roots first")
+        current = await self.storage.get(key)
+        trial = Verifier(make_anchor(self.verifier.root_bytes, 0, 0))
+        try:
+            verified = trial.verify_manifest(body, channel=channel, now=now)
+        except TrustError as exc:
+            raise PublishRefused("bad-manifest", f"manifest refused: {exc}") from None
+        manifest = verified.manifest
+        if current is not None:
+            try:
+                old = stored_manifest(await _read(current.body))
+            except TrustError as exc:
+                raise PublishRefused("bad-stored", f"stored manifest unreadable: {exc}") from None
+            if manifest.version <= old.version:
+                raise PublishRefused(
+                    "not-newer",
+                    f"manifest v{manifest.version} is not newer than v{old.version} on {channel}")
+        missing = await self.missing([keys.flist_key(p.id) for p in manifest.flists])
+        if missing:
+            raise PublishRefused("missing-flists",
+                                 f"manifest pins {len(missing)} flist(s) not on this hub")
+        release = keys.release_key(channel, manifest.version)
+        # The release record first: the channel pointer never names a version
+        # whose record is missing.
+        await self.storage.put(release, body)
+        await self.storage.put(key, body)
+        return [release, key]
+
+
+async def _read(body: Body) -> bytes:
+    if isinstance(body, bytes):
+        return body
+    with open(body.path, "rb") as f:
+        f.seek(body.offset)
+        return f.read(body.length)

@@ -1,0 +1,187 @@
+"""`hub push`: publish from a local store, sending only what the hub lacks.
+
+Order matters and follows the hub's rules: roots first (each chains from the
+last), then missing blocks, then flists (whose blocks are now all there),
+then the manifest (whose flists are now all there). Blocks go over several
+keep-alive connections at once; each request is signed separately.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import nacl.signing
+import trio
+
+from zosnode.errors import ZosError
+from zosnode.flist.format import flist_id
+from zosnode.flist.store import LocalStore
+from zosnode.hub import keys
+from zosnode.hub.httpreq import HttpConnection, Origin, Reply, RequestError
+from zosnode.hub.publish import flist_block_ids, stored_manifest
+from zosnode.trust import envelope
+from zosnode.trust.root import MAX_ROOT_BYTES, decode_body
+from zosnode.wire.publish_auth import sign_request
+
+MISSING_BATCH = 5_000
+
+
+class PushError(ZosError):
+    """The hub refused a publication or could not be reached."""
+
+
+@dataclass
+class PushReport:
+    blocks_total: int = 0
+    blocks_sent: int = 0
+    bytes_sent: int = 0
+    flists_sent: int = 0
+    roots_sent: int = 0
+    manifest: str | None = None
+
+
+Progress = Callable[[str], None]
+
+
+class _Hub:
+    def __init__(self, url: str, key: nacl.signing.SigningKey, clock: Callable[[], float]):
+        self.origin, self.base = Origin.from_url(url)
+        self.key = key
+        self.clock = clock
+        self.pool: list[HttpConnection] = []
+
+    async def call(self, method: str, path: str, body: bytes = b"",
+                   signed: bool = False) -> Reply:
+        target = self.base + path
+        headers: tuple[tuple[str, str], ...] = ()
+        if signed:
+            headers = sign_request(self.key, method, target, body, now=int(self.clock()))
+        conn = self.pool.pop() if self.pool else HttpConnection(self.origin, timeout_s=60)
+        try:
+            reply = await conn.request(method, target, body=body, headers=headers)
+        except RequestError as exc:
+            raise PushError(str(exc)) from None
+        self.pool.append(conn)
+        return reply
+
+    async def put(self, key: str, body: bytes) -> None:
+        reply = await self.call("PUT", "/" + key, body, signed=True)
+        if reply.status != 201:
+            raise PushError(f"hub refused {key}: HTTP {reply.status} "
+                            f"{reply.body.decode('utf-8', 'replace').strip()[:300]}")
+
+    async def aclose(self) -> None:
+        for conn in self.pool:
+            await conn.aclose()
+
+
+async def push(
+    store_path: str,
+    hub_url: str,
+    key: nacl.signing.SigningKey,
+    *,
+    flists: Sequence[str] = (),
+    roots: Sequence[bytes] = (),
+    manifest: bytes | None = None,
+    parallel: int = 8,
+    progress: Progress = lambda _m: None,
+    clock: Callable[[], float] = time.time,
+) -> PushReport:
+    store = LocalStore(store_path)
+    report = PushReport()
+    hub = _Hub(hub_url, key, clock)
+    try:
+        for data in roots:
+            await _push_root(hub, data, report, progress)
+        wanted = list(flists) or _all_flists(store_path)
+        encoded = {}
+        for name in wanted:
+            data = store.resolve(name)
+            encoded[keys.check_id(flist_id(data))] = data
+        blocks: dict[str, None] = {}
+        for data in encoded.values():
+            for bid in flist_block_ids(data):
+                blocks.setdefault(bid, None)
+        report.blocks_total = len(blocks)
+        missing_blocks = await _missing(hub, "blocks", list(blocks))
+        missing_flists = set(await _missing(hub, "flists", list(encoded)))
+        progress(f"{len(encoded)} flist(s), {len(blocks)} block(s); hub lacks "
+                 f"{len(missing_blocks)} block(s) and {len(missing_flists)} flist(s)")
+        await _push_blocks(hub, store, missing_blocks, parallel, report, progress)
+        for fid, data in encoded.items():
+            if fid in missing_flists:
+                await hub.put(keys.flist_key(fid), data)
+                report.flists_sent += 1
+                progress(f"flist {fid[:16]}… sent")
+        if manifest is not None:
+            try:
+                m = stored_manifest(manifest)
+            except ZosError as exc:
+                raise PushError(f"manifest does not decode: {exc}") from None
+            await hub.put(keys.manifest_key(m.channel), manifest)
+            report.manifest = f"{m.channel} v{m.version}"
+            progress(f"manifest {m.channel} v{m.version} published")
+    finally:
+        await hub.aclose()
+    return report
+
+
+def _all_flists(store_path: str) -> list[str]:
+    folder = os.path.join(store_path, "flists")
+    try:
+        return sorted(n for n in os.listdir(folder) if keys.is_hex_id(n))
+    except FileNotFoundError:
+        raise PushError(f"{store_path} has no flists/ folder") from None
+
+
+async def _missing(hub: _Hub, kind: str, ids: list[str]) -> list[str]:
+    out: list[str] = []
+    for i in range(0, len(ids), MISSING_BATCH):
+        body = json.dumps({kind: ids[i:i + MISSING_BATCH]}).encode()
+        reply = await hub.call("POST", "/api/v1/missing", body)
+        if reply.status != 200:
+            raise PushError(f"hub refused the missing-objects query: HTTP {reply.status}")
+        out += json.loads(reply.body)[kind]
+    return out
+
+
+async def _push_root(hub: _Hub, data: bytes, report: PushReport, progress: Progress) -> None:
+    try:
+        version = decode_body(envelope.decode(data, max_size=MAX_ROOT_BYTES, kind="root")
+                              .body).version
+    except ZosError as exc:
+        raise PushError(f"root does not decode: {exc}") from None
+    have = await hub.call("GET", "/" + keys.root_key(version))
+    if have.status == 200:
+        if have.body != data:
+            raise PushError(f"hub already has a different root {version}")
+        return
+    await hub.put(keys.root_key(version), data)
+    report.roots_sent += 1
+    progress(f"root {version} published")
+
+
+async def _push_blocks(hub: _Hub, store: LocalStore, ids: list[str], parallel: int,
+                       report: PushReport, progress: Progress) -> None:
+    queue = iter(ids)
+    last = [0.0]
+
+    async def worker() -> None:
+        for bid in queue:
+            data = store.get_block(bid)
+            await hub.put(keys.block_key(bid), data)
+            report.blocks_sent += 1
+            report.bytes_sent += len(data)
+            now = trio.current_time()
+            if now - last[0] >= 1.0 or report.blocks_sent == len(ids):
+                last[0] = now
+                progress(f"blocks {report.blocks_sent}/{len(ids)} "
+                         f"({report.bytes_sent / 1048576:.1f} MiB)")
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(max(1, min(parallel, len(ids)))):
+            nursery.start_soon(worker)

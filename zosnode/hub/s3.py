@@ -1,0 +1,148 @@
+"""The hub's objects in an S3-compatible bucket (path-style requests, SigV4).
+
+Keys map one-to-one to object names under an optional prefix, so the bucket
+holds the same layout as a local data directory. Connections are pooled and
+bounded; every request has a deadline (`HttpConnection`). Anonymous access
+(no credentials) sends unsigned requests, which SeaweedFS allows by default.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+import xml.etree.ElementTree as ET
+from urllib.parse import quote, urlsplit
+
+import trio
+
+from zosnode.hub.httpreq import HttpConnection, Origin, Reply, RequestError
+from zosnode.hub.sigv4 import Credentials, authorization
+from zosnode.hub.storage import StorageError, StoredObject
+
+MAX_OBJECT = 64 * 1024 * 1024
+_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+
+
+class S3Storage:
+    def __init__(self, endpoint: str, bucket: str, prefix: str = "", *,
+                 credentials: Credentials | None = None, max_connections: int = 32,
+                 timeout_s: float = 30.0) -> None:
+        self.origin, base = Origin.from_url(endpoint)
+        if base:
+            raise StorageError(f"S3 endpoint {endpoint!r} must not have a path")
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.credentials = credentials
+        self.timeout_s = timeout_s
+        self._idle: list[HttpConnection] = []
+        self._limit = trio.CapacityLimiter(max_connections)
+
+    @classmethod
+    def from_url(cls, url: str, endpoint: str) -> S3Storage:
+        """`s3://BUCKET[/PREFIX]`, credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY."""
+        parts = urlsplit(url)
+        if parts.scheme != "s3" or not parts.netloc:
+            raise StorageError(f"{url!r} is not s3://BUCKET[/PREFIX]")
+        access = os.environ.get("AWS_ACCESS_KEY_ID")
+        secret = os.environ.get("AWS_SECRET_ACCESS_KEY")
+        region = os.environ.get("AWS_REGION", "us-east-1")
+        creds = Credentials(access, secret, region) if access and secret else None
+        return cls(endpoint, parts.netloc, parts.path, credentials=creds)
+
+    def describe(self) -> str:
+        where = f"{self.bucket}/{self.prefix}" if self.prefix else self.bucket
+        auth = "signed" if self.credentials else "anonymous"
+        return f"S3 bucket {where} at http://{self.origin.netloc} ({auth})"
+
+    def _path(self, key: str) -> str:
+        name = f"{self.prefix}/{key}" if self.prefix else key
+        return f"/{self.bucket}/{name}" if key else f"/{self.bucket}"
+
+    async def _call(self, method: str, path: str, *, query: dict[str, str] | None = None,
+                    body: bytes = b"") -> Reply:
+        query = query or {}
+        payload = hashlib.sha256(body).hexdigest()
+        headers = {"host": self.origin.netloc, "x-amz-content-sha256": payload,
+                   "x-amz-date": time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())}
+        if self.credentials is not None:
+            headers["authorization"] = authorization(
+                self.credentials, method, path, query,
+                {k: v for k, v in headers.items()}, payload, headers["x-amz-date"])
+        target = quote(path, safe="/-_.~")
+        if query:
+            target += "?" + "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}"
+                                     for k, v in sorted(query.items()))
+        send = [(k, v) for k, v in headers.items() if k != "host"]
+        async with self._limit:
+            conn = self._idle.pop() if self._idle else HttpConnection(
+                self.origin, timeout_s=self.timeout_s, max_body=MAX_OBJECT)
+            try:
+                reply = await conn.request(method, target, body=body, headers=send)
+            except RequestError as exc:
+                await conn.aclose()
+                raise StorageError(f"S3 {method} {path}: {exc}") from None
+            self._idle.append(conn)
+        if reply.status >= 500 or reply.status in (401, 403):
+            raise StorageError(f"S3 {method} {path}: HTTP {reply.status} "
+                               f"{reply.body[:200].decode('utf-8', 'replace')}")
+        return reply
+
+    async def create_bucket(self) -> None:
+        reply = await self._call("PUT", self._path(""))
+        if reply.status not in (200, 409):
+            raise StorageError(f"S3 create bucket {self.bucket}: HTTP {reply.status}")
+
+    async def get(self, key: str) -> StoredObject | None:
+        reply = await self._call("GET", self._path(key))
+        if reply.status == 404:
+            return None
+        if reply.status != 200:
+            raise StorageError(f"S3 GET {key}: HTTP {reply.status}")
+        return StoredObject(key, len(reply.body), reply.body)
+
+    async def exists(self, key: str) -> bool:
+        reply = await self._call("HEAD", self._path(key))
+        if reply.status not in (200, 404):
+            raise StorageError(f"S3 HEAD {key}: HTTP {reply.status}")
+        return reply.status == 200
+
+    async def put(self, key: str, data: bytes) -> None:
+        # One PUT: S3 makes an object visible whole or not at all.
+        reply = await self._call("PUT", self._path(key), body=data)
+        if reply.status != 200:
+            raise StorageError(f"S3 PUT {key}: HTTP {reply.status}")
+
+    async def list(self, prefix: str) -> list[str]:
+        folder = f"{self.prefix}/{prefix}/" if self.prefix else f"{prefix}/"
+        names: set[str] = set()
+        token: str | None = None
+        for _page in range(10_000):
+            query = {"list-type": "2", "prefix": folder, "delimiter": "/"}
+            if token:
+                query["continuation-token"] = token
+            reply = await self._call("GET", self._path(""), query=query)
+            if reply.status == 404:
+                return []
+            if reply.status != 200:
+                raise StorageError(f"S3 list {prefix}: HTTP {reply.status}")
+            try:
+                doc = ET.fromstring(reply.body)
+            except ET.ParseError as exc:
+                raise StorageError(f"S3 list {prefix}: bad XML: {exc}") from None
+            for el in doc.iter(f"{_NS}Key"):
+                names.add((el.text or "").removeprefix(folder))
+            for el in doc.iter(f"{_NS}CommonPrefixes"):
+                p = el.find(f"{_NS}Prefix")
+                if p is not None and p.text:
+                    names.add(p.text.removeprefix(folder).rstrip("/"))
+            truncated = doc.find(f"{_NS}IsTruncated")
+            nxt = doc.find(f"{_NS}NextContinuationToken")
+            if truncated is None or truncated.text != "true" or nxt is None:
+                break
+            token = nxt.text
+        return sorted(n for n in names if n and "/" not in n and not n.startswith("."))
+
+    async def aclose(self) -> None:
+        while self._idle:
+            await self._idle.pop().aclose()

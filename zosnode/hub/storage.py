@@ -1,0 +1,129 @@
+"""Where the hub keeps objects: one small interface, two backends.
+
+`LocalStorage` is a directory in the shared DATA layout (so any static web
+server can mirror it); `zosnode.hub.s3.S3Storage` is a bucket. Keys come
+from `zosnode.hub.keys` and are trusted to be well formed here.
+
+Writes are atomic in both: a temp name, fsync, rename locally; a single PUT
+(which S3 makes visible whole or not at all) remotely. A reader never sees a
+half-written object.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from typing import Protocol
+
+import trio
+
+from zosnode.errors import ZosError
+from zosnode.http.messages import Body, FileBody
+
+# Objects up to this size are read into memory (one read, no sendfile setup,
+# and a mutable object such as a channel manifest is served as one snapshot).
+INLINE_MAX = 256 * 1024
+
+
+class StorageError(ZosError):
+    """The backend failed (I/O error, object store refused or unreachable)."""
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    size: int
+    body: Body
+
+
+class Storage(Protocol):
+    async def get(self, key: str) -> StoredObject | None: ...
+
+    async def exists(self, key: str) -> bool: ...
+
+    async def put(self, key: str, data: bytes) -> None: ...
+
+    async def list(self, prefix: str) -> list[str]:
+        """Names of the entries directly under `prefix/` (a folder key)."""
+        ...
+
+    def describe(self) -> str: ...
+
+    async def aclose(self) -> None: ...
+
+
+class LocalStorage:
+    def __init__(self, root: str) -> None:
+        self.root = os.path.abspath(root)
+
+    def describe(self) -> str:
+        return f"local directory {self.root}"
+
+    def _path(self, key: str) -> str:
+        return os.path.join(self.root, *key.split("/"))
+
+    async def get(self, key: str) -> StoredObject | None:
+        # Local reads are synchronous on purpose: objects are small or sent by
+        # sendfile, live in the page cache during a boot storm, and a thread
+        # hop per request would cost more than the read.
+        path = self._path(key)
+        try:
+            if os.stat(path).st_size > INLINE_MAX:
+                size = os.stat(path).st_size
+                return StoredObject(key, size, FileBody(path, 0, size))
+            with open(path, "rb") as f:
+                data = f.read(INLINE_MAX + 1)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return None
+        except OSError as exc:
+            raise StorageError(f"reading {key}: {exc}") from exc
+        if len(data) > INLINE_MAX:  # grew between stat and read: serve by file
+            size = os.stat(path).st_size
+            return StoredObject(key, size, FileBody(path, 0, size))
+        return StoredObject(key, len(data), data)
+
+    async def exists(self, key: str) -> bool:
+        return os.path.isfile(self._path(key))
+
+    async def put(self, key: str, data: bytes) -> None:
+        await trio.to_thread.run_sync(self._put_sync, key, data)
+
+    def _put_sync(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        folder = os.path.dirname(path)
+        tmp = os.path.join(folder, f".tmp-{secrets.token_hex(8)}")
+        try:
+            os.makedirs(folder, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+            dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError as exc:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise StorageError(f"writing {key}: {exc}") from exc
+
+    async def list(self, prefix: str) -> list[str]:
+        try:
+            names = os.listdir(self._path(prefix))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        except OSError as exc:
+            raise StorageError(f"listing {prefix}: {exc}") from exc
+        return sorted(n for n in names if not n.startswith("."))
+
+    async def aclose(self) -> None:
+        return None
