@@ -120,17 +120,20 @@ def valid_signers(env: Envelope, trusted: Collection[str]) -> frozenset[str]:
     )
 
 
-def require_threshold(env: Envelope, trusted: Collection[str], threshold: int, by: str) -> None:
+def require_threshold(
+    env: Envelope, trusted: Collection[str], threshold: int, by: str
+) -> frozenset[str]:
     """Refuse unless at least `threshold` of `trusted` signed this body.
 
     Extra, unknown or broken signatures are ignored when the threshold is met
-    (anyone can append garbage; that must not matter). When it is not met, the
+    (anyone can append garbage; that must not matter); the valid signers are
+    returned. When it is not met, the
     error type says why: a trusted key signed other bytes, or the signatures
     came from keys `by` does not list, or there were simply too few.
     """
     good = valid_signers(env, trusted)
     if len(good) >= threshold:
-        return
+        return good
     unknown = sorted(s.keyid for s in env.signatures if s.keyid not in trusted)
     bad = sorted(s.keyid for s in env.signatures if s.keyid in trusted and s.keyid not in good)
     summary = f"{len(good)} valid signature(s) from {by}, {threshold} required"

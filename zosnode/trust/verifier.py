@@ -159,7 +159,9 @@ class Verifier:
         """
         root = self._root
         env = envelope.decode(data, max_size=MAX_MANIFEST_BYTES, kind="manifest")
-        envelope.require_threshold(env, root.keys, root.threshold, f"trusted root v{root.version}")
+        signers = envelope.require_threshold(
+            env, root.keys, root.threshold, f"trusted root v{root.version}"
+        )
         manifest = decode_manifest_body(env.body)
         if manifest.channel != channel:
             raise WrongChannelError(
@@ -195,7 +197,6 @@ class Verifier:
                 f"this is {agent_version}"
             )
         self._seen[channel] = Seen(manifest.version, digest)
-        signers = envelope.valid_signers(env, root.keys)
         return Verified(manifest, data, signers)
 
 
