@@ -6,7 +6,6 @@ import pytest
 
 from tests.trust.repo_sim import NOW, RepoSim
 from zosnode.trust.errors import EquivocationError, RollbackError
-from zosnode.trust.rollout import in_rollout, rollout_point
 from zosnode.trust.verifier import Seen
 
 
@@ -38,18 +37,3 @@ def test_channels_are_tracked_apart() -> None:
     got = v.verify_manifest(sim.signed_manifest(sim.manifest(version=2, channel="beta")),
                             channel="beta", now=NOW)
     assert got.manifest.version == 2
-
-
-def test_rollout_fraction_is_deterministic_and_only_grows() -> None:
-    sim = RepoSim()
-    nodes = [f"{i:064x}" for i in range(4000)]
-    ten = sim.manifest(version=3, rollout_ppm=100_000)
-    half = sim.manifest(version=3, rollout_ppm=500_000)
-    in_ten = {n for n in nodes if in_rollout(ten, n)}
-    in_half = {n for n in nodes if in_rollout(half, n)}
-    assert in_ten <= in_half
-    assert 300 < len(in_ten) < 500 and 1800 < len(in_half) < 2200
-    assert all(in_rollout(sim.manifest(version=3), n) for n in nodes[:100])
-    assert not any(in_rollout(sim.manifest(version=3, rollout_ppm=0), n) for n in nodes[:100])
-    # Another release picks another subset.
-    assert rollout_point("stable", 3, nodes[0]) != rollout_point("stable", 4, nodes[0])
