@@ -1,11 +1,115 @@
-"""`zosnode node`: the node agent (runs as /init)."""
+"""`zosnode node`: the node agent (runs as /init).
+
+`node run` does PID 1 duties (when PID 1), reads the kernel command line,
+brings the network up (zosnode.agent.bringup) and then awaits the boot stage:
+`zosnode.agent.boot.after_network(config, network, say)` when that module
+exists, which talks to the hub and never returns. Outside PID 1 it can read
+the command line from a string or file and stop after bring-up (tests,
+benchmarks).
+"""
 
 from __future__ import annotations
 
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
-from zosnode.cli.group import add_group
+import trio
+
+from zosnode.agent import bringup, cmdline, pid1
+from zosnode.cli.group import add_command, add_group
+from zosnode.errors import UserError
+
+AfterNetwork = Callable[[cmdline.Config, bringup.Network, pid1.Say], Awaitable[None]]
 
 
 def register(sub: Any) -> None:
-    add_group(sub, "node", "the node agent (runs as /init)")
+    _, commands = add_group(sub, "node", "the node agent (runs as /init)")
+    p = add_command(commands, "run", "run the node agent: PID 1 duties, firewall, network, boot",
+                    run)
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--cmdline", metavar="TEXT",
+                     help="kernel command line to use instead of /proc/cmdline")
+    src.add_argument("--cmdline-file", metavar="FILE", type=Path,
+                     help="read the kernel command line from FILE")
+    p.add_argument("--exit-after-bringup", action="store_true",
+                   help="exit 0 once a NIC is configured (tests, benchmarks; not as PID 1)")
+    p.add_argument("--resolv-conf", metavar="FILE", type=Path, default=Path("/etc/resolv.conf"),
+                   help="where to write the chosen lease's DNS servers")
+    p.add_argument("--fatal-delay", metavar="SECONDS", type=int, default=None,
+                   help="delay before rebooting after a fatal error (PID 1)")
+
+
+def _read_cmdline(args: argparse.Namespace) -> str:
+    if args.cmdline is not None:
+        return str(args.cmdline)
+    path: Path = args.cmdline_file or Path("/proc/cmdline")
+    try:
+        return path.read_text(errors="replace")
+    except OSError as exc:
+        if args.cmdline_file is not None:
+            raise UserError(f"cannot read command line file {path}: {exc.strerror}") from None
+        return ""  # no /proc yet is not a reason to stop a node
+
+
+def _boot_stage() -> AfterNetwork | None:
+    try:
+        module = importlib.import_module("zosnode.agent.boot")
+    except ModuleNotFoundError as exc:
+        if exc.name != "zosnode.agent.boot":
+            raise
+        return None
+    hook: AfterNetwork | None = getattr(module, "after_network", None)
+    return hook
+
+
+def run(args: argparse.Namespace) -> int:
+    is_init = pid1.is_pid1()
+    if is_init and args.exit_after_bringup:
+        raise UserError("--exit-after-bringup makes no sense as PID 1")
+    say = pid1.console_writer(sys.stdout)
+    if is_init:
+        pid1.mount_pseudo(Path("/"), say)
+    parsed = cmdline.parse(_read_cmdline(args))
+    for note in parsed.notes:
+        say(f"cmdline: {note}")
+    config = parsed.config
+    say(f"config: farm {config.farm or '-'} channel {config.channel} "
+        f"hubs {' '.join(config.hubs) or '-'}{' net ' + config.net if config.net else ''}")
+    if is_init:
+        moddir = Path("/lib/modules") / os.uname().release
+        pid1.load_modules(moddir, config.modules, say)
+        pid1.seed_entropy(os.uname().nodename.encode() + os.urandom(0), say)
+    after = None if args.exit_after_bringup else _boot_stage()
+    options = bringup.Options(resolv_conf=args.resolv_conf)
+
+    async def main() -> None:
+        await run_agent(config, say, options, after, args.exit_after_bringup)
+
+    delay = config.fatal_reboot_delay_s if args.fatal_delay is None else args.fatal_delay
+    return pid1.run_node(main, say, delay, pid1=is_init, debug=config.debug or args.debug)
+
+
+async def run_agent(config: cmdline.Config, say: pid1.Say, options: bringup.Options,
+                    after: AfterNetwork | None, exit_after_bringup: bool = False) -> None:
+    """Bring the network up, then hand over to the boot stage; the network keeps running."""
+    async with trio.open_nursery() as nursery:
+        started = trio.current_time()
+        network: bringup.Network = await nursery.start(
+            bringup.Bringup(config, say, options).run)
+        lease = network.lease
+        assert network.chosen is not None and lease is not None
+        say(f"network up on {network.chosen.name}: {lease.address}/{lease.prefixlen} "
+            f"in {trio.current_time() - started:.3f}s")
+        if exit_after_bringup:
+            nursery.cancel_scope.cancel()
+            return
+        if after is None:
+            say("no boot stage in this build; keeping the network up")
+            await trio.sleep_forever()
+        else:
+            await after(config, network, say)

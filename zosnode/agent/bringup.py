@@ -1,0 +1,252 @@
+"""Everything before the node talks to a hub: firewall, NICs, DHCP, the choice.
+
+Order matters: the firewall is applied before any NIC comes up, so there is
+no instant in which the node accepts inbound traffic. Then every Ethernet NIC
+is brought up and runs DHCP in parallel; after the first lease, other NICs get
+`settle_s` to answer, and `zosnode.net.choose` picks the NIC that carries the
+default route (metric 0) and whose DNS servers go into resolv.conf. Other
+leased NICs keep their address and a default route of a higher metric, which
+is also what lets the hub probe run through each NIC. Lost leases and link
+flaps are followed for as long as the node runs.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import random
+import socket
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+
+from zosnode.agent.cmdline import Config
+from zosnode.net import audit, dhcp_io
+from zosnode.net.choose import Candidate, choose
+from zosnode.net.dhcp_client import (
+    Bound,
+    DhcpClient,
+    Event,
+    LeaseLost,
+    Renewed,
+    StateChanged,
+    Timing,
+)
+from zosnode.net.dhcp_client import Lease as Lease
+from zosnode.net.firewall import Firewall
+from zosnode.net.links import Links, Nic, accept_router_adverts, resolv_conf_text, write_atomically
+
+Say = Callable[[str], None]
+CHOSEN_METRIC = 0
+BACKUP_METRIC_BASE = 1000
+HUB_PROBE_TIMEOUT = 1.5
+FIREWALL_CHECK_EVERY = 10.0
+AUDIT_EVERY = 60.0
+
+
+@dataclass
+class Network:
+    """What the rest of the node sees: the chosen NIC and its lease, kept current."""
+
+    chosen: Nic | None = None
+    lease: Lease | None = None
+    leases: dict[str, Lease] = field(default_factory=dict)
+    changed: trio.Event = field(default_factory=trio.Event)
+    audit_findings: list[audit.Finding] = field(default_factory=list)
+
+    def _bump(self) -> None:
+        self.changed.set()
+        self.changed = trio.Event()
+
+
+@dataclass(frozen=True)
+class Options:
+    resolv_conf: Path = Path("/etc/resolv.conf")
+    timing: Timing = Timing()
+    proc_sys: Path = Path("/proc/sys")
+
+
+class Bringup:
+    def __init__(self, config: Config, say: Say, options: Options | None = None,
+                 rng: random.Random | None = None) -> None:
+        self.config = config
+        self.say = say
+        self.options = options or Options()
+        self.rng = rng or random.SystemRandom()
+        self.network = Network()
+        self._nics: dict[str, Nic] = {}
+        self._first_lease = trio.Event()
+        self._settled = False
+        self._links: Links | None = None
+
+    async def run(self, *, task_status: trio.TaskStatus[Network] = trio.TASK_STATUS_IGNORED
+                  ) -> None:
+        """Bring the network up; `started(network)` once a NIC is chosen; runs forever."""
+        firewall = Firewall()
+        links = Links()
+        self._links = links
+        try:
+            firewall.apply()
+            self.say(f"firewall applied (table {firewall.table}): inbound dropped except "
+                     "replies, DHCP and neighbour discovery; forwarding dropped")
+            nics = links.nics()
+            if self.config.net is not None:
+                pinned = [n for n in nics if n.name == self.config.net]
+                if not pinned:
+                    self.say(f"zos.net={self.config.net}: no such NIC; using all of them")
+                else:
+                    nics = pinned
+            if not nics:
+                self.say("no Ethernet NIC found")
+            self._nics = {n.name: n for n in nics}
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._guard_firewall, firewall)
+                nursery.start_soon(self._audit_loop)
+                for nic in nics:
+                    slaac = accept_router_adverts(nic, self.options.proc_sys)
+                    links.set_up(nic)
+                    self.say(f"{nic.name}: up (mac {nic.mac.hex(':')}"
+                             f"{', IPv6 SLAAC on' if slaac else ''})")
+                for nic in nics:
+                    client = DhcpClient(nic.mac, random.Random(self.rng.getrandbits(64)),
+                                        self.options.timing)
+                    await nursery.start(dhcp_io.run_nic, nic, client, links, self._on_event,
+                                        self.say, 0.25, float(self.config.carrier_timeout_s))
+                await self._first_lease.wait()
+                with trio.move_on_after(self.config.settle_s):
+                    while len(self.network.leases) < len(nics):
+                        await self.network.changed.wait()
+                self._settled = True
+                await self._rechoose()
+                while self.network.chosen is None:
+                    await self.network.changed.wait()
+                task_status.started(self.network)
+        finally:
+            links.close()
+            firewall.close()
+
+    # -- events from the DHCP tasks --------------------------------------
+
+    async def _on_event(self, nic: Nic, ev: Event) -> None:
+        assert self._links is not None
+        if isinstance(ev, StateChanged):
+            self.say(f"{nic.name}: dhcp {ev.old.value} -> {ev.new.value} ({ev.reason})")
+        elif isinstance(ev, Bound):
+            lease = ev.lease
+            self._links.add_address(nic, lease.address, lease.prefixlen)
+            self.network.leases[nic.name] = lease
+            self.say(f"{nic.name}: lease {lease.describe()}")
+            self._backup_route(nic, lease)
+            self._first_lease.set()
+            self.network._bump()
+            if self._settled and (self.network.chosen is None):
+                await self._rechoose()
+        elif isinstance(ev, Renewed):
+            self.network.leases[nic.name] = ev.lease
+            if self.network.chosen == nic:
+                self.network.lease = ev.lease
+            self.say(f"{nic.name}: lease renewed for {ev.lease.lease_s}s")
+        elif isinstance(ev, LeaseLost):
+            lease = ev.lease
+            self.network.leases.pop(nic.name, None)
+            self._links.del_address(nic, lease.address, lease.prefixlen)
+            self.say(f"{nic.name}: lease on {lease.address} lost ({ev.reason}); address removed")
+            if self.network.chosen == nic:
+                self.network.chosen = None
+                self.network.lease = None
+                self.say(f"{nic.name}: no longer the chosen NIC")
+                if self._settled:
+                    await self._rechoose()
+            self.network._bump()
+
+    def _backup_route(self, nic: Nic, lease: Lease) -> None:
+        assert self._links is not None
+        if lease.routers:
+            self._links.set_default_route(nic, lease.routers[0],
+                                          BACKUP_METRIC_BASE + nic.index)
+
+    async def _rechoose(self) -> None:
+        assert self._links is not None
+        probes = {name: await self._reaches_hub(self._nics[name], lease)
+                  for name, lease in sorted(self.network.leases.items())}
+        cands = [Candidate(n.name, n.name in self.network.leases, probes.get(n.name, False),
+                           bool(self.network.leases.get(n.name) and
+                                self.network.leases[n.name].routers))
+                 for n in self._nics.values()]
+        choice = choose(cands, self.config.net if self.config.net in self._nics else None)
+        old = self.network.chosen
+        if choice.name is None:
+            self.say(f"no NIC chosen yet: {choice.reason}")
+            return
+        nic = self._nics[choice.name]
+        lease = self.network.leases[nic.name]
+        if old is not None and old != nic:
+            self._links.del_default_route(old, CHOSEN_METRIC)
+        if lease.routers:
+            self._links.set_default_route(nic, lease.routers[0], CHOSEN_METRIC)
+        if lease.dns:
+            write_atomically(self.options.resolv_conf, resolv_conf_text(lease.dns, lease.domain))
+        self.network.chosen = nic
+        self.network.lease = lease
+        gw = lease.routers[0] if lease.routers else "none (on-link only)"
+        self.say(f"chose {nic.name} ({choice.reason}): address {lease.address}/"
+                 f"{lease.prefixlen} gateway {gw} dns {','.join(lease.dns) or 'none'}")
+        self.network._bump()
+
+    async def _reaches_hub(self, nic: Nic, lease: Lease) -> bool:
+        for hub in self.config.hubs:
+            parts = urllib.parse.urlsplit(hub)
+            host = parts.hostname or ""
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            if await _tcp_probe(nic, lease.address, host, port):
+                return True
+        return False
+
+    # -- watchdogs ----------------------------------------------------------
+
+    async def _guard_firewall(self, firewall: Firewall) -> None:
+        while True:
+            await trio.sleep(FIREWALL_CHECK_EVERY)
+            if not firewall.check():
+                firewall.apply()
+                self.say(f"firewall: ruleset changed behind our back; re-applied "
+                         f"(table {firewall.table})")
+
+    async def _audit_loop(self) -> None:
+        reported: set[tuple[str, str, int]] = set()
+        while True:
+            findings = audit.scan()
+            self.network.audit_findings = findings
+            for f in findings:
+                if (f.proto, f.address, f.port) not in reported:
+                    self.say(f"audit: socket listening on a non-loopback address: "
+                             f"{f.describe()}")
+            reported = {(f.proto, f.address, f.port) for f in findings}
+            await trio.sleep(AUDIT_EVERY)
+
+
+async def _tcp_probe(nic: Nic, source: str, host: str, port: int) -> bool:
+    """Can a TCP connection to host:port be opened through this NIC?"""
+    with trio.move_on_after(HUB_PROBE_TIMEOUT):
+        try:
+            infos = await trio.socket.getaddrinfo(host, port, socket.AF_INET,
+                                                  socket.SOCK_STREAM)
+        except OSError:
+            return False
+        for _family, _type, _proto, _name, addr in infos:
+            if ipaddress.ip_address(addr[0]).is_loopback:
+                continue
+            sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            with sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, nic.name.encode())
+                try:
+                    await sock.bind((source, 0))
+                    await sock.connect(addr)
+                    return True
+                except OSError as exc:
+                    if exc.errno == errno.ECONNREFUSED:
+                        return True  # the host answered: the path works
+    return False

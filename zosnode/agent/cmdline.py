@@ -1,0 +1,150 @@
+"""Node configuration: the kernel command line over compiled-in defaults.
+
+Only `zos.*` keys are ours. A bad value is reported and ignored, never fatal:
+a node that cannot parse one flag should still boot with its defaults. Keys
+that try to say whom to trust (a root, a key, an anchor) are refused and
+reported: the trust root comes only from the artifact.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from dataclasses import dataclass, replace
+
+MAX_CMDLINE = 4096  # the kernel's COMMAND_LINE_SIZE on x86_64 is 2048; be generous
+MAX_HUBS = 8
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_IFNAME = re.compile(r"[A-Za-z0-9_.:-]{1,15}")
+_TRUST_KEYS = ("zos.root", "zos.trust", "zos.key", "zos.keys", "zos.anchor", "zos.pubkey",
+               "zos.floor")
+
+
+@dataclass(frozen=True)
+class Config:
+    hubs: tuple[str, ...] = ()
+    farm: str | None = None
+    channel: str = "stable"
+    net: str | None = None  # pin this NIC
+    debug: bool = False
+    modules: tuple[str, ...] = ()  # kernel modules to load, by name
+    fatal_reboot_delay_s: int = 30
+    carrier_timeout_s: int = 10
+    settle_s: int = 2  # after the first lease, how long other NICs may still answer
+
+    def __post_init__(self) -> None:
+        for hub in self.hubs:
+            if _hub_problem(hub):
+                raise ValueError(f"config: bad hub {hub!r}: {_hub_problem(hub)}")
+        if self.fatal_reboot_delay_s < 0 or self.carrier_timeout_s < 0 or self.settle_s < 0:
+            raise ValueError("config: delays must not be negative")
+
+
+DEFAULTS = Config()
+
+
+@dataclass(frozen=True)
+class Parsed:
+    config: Config
+    notes: tuple[str, ...]  # one console line each: what was ignored and why
+
+
+def tokens(text: str) -> list[str]:
+    """Split like the kernel's next_arg(): spaces separate, double quotes group."""
+    out: list[str] = []
+    cur: list[str] = []
+    quoted = False
+    started = False
+    for ch in text:
+        if ch == '"':
+            quoted = not quoted
+            started = True
+        elif ch.isspace() and not quoted:
+            if started:
+                out.append("".join(cur))
+            cur, started = [], False
+        else:
+            cur.append(ch)
+            started = True
+    if started:
+        out.append("".join(cur))
+    return out
+
+
+def _hub_problem(url: str) -> str | None:
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        return str(exc)
+    if parts.scheme not in ("http", "https"):
+        return "scheme must be http or https"
+    if not parts.hostname:
+        return "no host"
+    if parts.username or parts.password:
+        return "credentials are not allowed in a hub URL"
+    if parts.query or parts.fragment:
+        return "no query or fragment allowed"
+    if port == 0:
+        return "port 0"
+    if any(c.isspace() or ord(c) < 32 for c in url):
+        return "control characters"
+    return None
+
+
+def _show(value: str) -> str:
+    shown = value if len(value) <= 60 else value[:57] + "..."
+    return repr(shown)
+
+
+def parse(text: str, defaults: Config = DEFAULTS) -> Parsed:
+    notes: list[str] = []
+    if len(text) > MAX_CMDLINE:
+        notes.append(f"command line longer than {MAX_CMDLINE} bytes: the rest is ignored")
+        text = text[:MAX_CMDLINE]
+    hubs: list[str] = []
+    fields: dict[str, object] = {}
+    for token in tokens(text):
+        key, eq, value = token.partition("=")
+        if not key.startswith("zos."):
+            continue  # console=, quiet and the like are the kernel's
+        if key.lower() in _TRUST_KEYS or key.lower().startswith("zos.trust"):
+            notes.append(f"refused {key}: the trust root is never taken from the command line")
+            continue
+        if key == "zos.hub":
+            problem = "no value" if not eq or not value else _hub_problem(value)
+            if problem:
+                notes.append(f"ignored zos.hub={_show(value)}: {problem}")
+            elif value in hubs:
+                notes.append(f"ignored zos.hub={_show(value)}: given twice")
+            elif len(hubs) >= MAX_HUBS:
+                notes.append(f"ignored zos.hub={_show(value)}: more than {MAX_HUBS} hubs")
+            else:
+                hubs.append(value)
+            continue
+        if key in ("zos.farm", "zos.channel"):
+            name = key[4:]
+            if not eq or not _NAME.fullmatch(value):
+                notes.append(f"ignored {key}={_show(value)}: want 1-64 of A-Z a-z 0-9 _ . -")
+                continue
+            if name in fields:
+                notes.append(f"{key} given again: using {value!r}")
+            fields[name] = value
+            continue
+        if key == "zos.net":
+            if not eq or not _IFNAME.fullmatch(value) or value in (".", ".."):
+                notes.append(f"ignored zos.net={_show(value)}: not an interface name")
+                continue
+            if "net" in fields:
+                notes.append(f"zos.net given again: using {value!r}")
+            fields["net"] = value
+            continue
+        if key == "zos.debug":
+            if eq and value not in ("1", "0", "yes", "no", "true", "false"):
+                notes.append(f"ignored zos.debug={_show(value)}: want 1 or 0")
+                continue
+            fields["debug"] = not eq or value in ("1", "yes", "true")
+            continue
+        notes.append(f"ignored unknown key {_show(key)}")
+    config = replace(defaults, hubs=tuple(hubs) or defaults.hubs, **fields)  # type: ignore[arg-type]
+    return Parsed(config, tuple(notes))

@@ -1,0 +1,307 @@
+"""PID 1 duties: pseudo filesystems, modules, entropy, hostname, reaping, signals, reboot.
+
+Only PID 1 mounts, loads modules or reboots. Outside PID 1 (a test in a
+network namespace, a workstation) `run_node` runs the same agent and turns a
+signal or a fatal error into an exit status instead. As PID 1 it never
+returns: a fatal error is shown on the console and the machine reboots after
+a delay, because an init that exits panics the kernel.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import signal
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import trio
+
+MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x2, 0x4, 0x8
+SYS_FINIT_MODULE = 313  # x86_64
+MODULE_INIT_COMPRESSED_FILE = 4
+CMD_RESTART, CMD_POWER_OFF, CMD_CAD_OFF = 0x01234567, 0x4321FEDC, 0
+STATE_DIR = "var/lib/zosnode"
+
+Say = Callable[[str], None]
+
+
+def is_pid1() -> bool:
+    return os.getpid() == 1
+
+
+def console_writer(stream: TextIO) -> Say:
+    """One `zosnode: ...` line per call, flushed at once (the console is all a farmer has)."""
+
+    def say(line: str) -> None:
+        stream.write(f"zosnode: {line}\n")
+        stream.flush()
+
+    return say
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: str
+    target: str  # relative to the root
+    fstype: str
+    flags: int
+    data: str = ""
+
+
+PSEUDO_MOUNTS = (
+    Mount("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC),
+    Mount("sysfs", "sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC),
+    Mount("devtmpfs", "dev", "devtmpfs", MS_NOSUID, "mode=0755"),
+    Mount("tmpfs", "run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755"),
+    Mount("tmpfs", STATE_DIR, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700"),
+)
+
+
+def mount_pseudo(root: Path, say: Say, mounts: Iterable[Mount] = PSEUDO_MOUNTS) -> None:
+    libc = _libc()
+    for m in mounts:
+        target = root / m.target
+        target.mkdir(parents=True, exist_ok=True)
+        rc = libc.mount(m.source.encode(), str(target).encode(), m.fstype.encode(),
+                        ctypes.c_ulong(m.flags), m.data.encode() or None)
+        if rc != 0:
+            err = ctypes.get_errno()
+            if err == errno.EBUSY:
+                continue  # already mounted (the kernel mounts devtmpfs itself sometimes)
+            say(f"mount {m.fstype} on {target} failed: {os.strerror(err)}")
+        else:
+            say(f"mounted {m.fstype} on {target}")
+
+
+def _norm(name: str) -> str:
+    base = name.rsplit("/", 1)[-1]
+    for ext in (".ko.xz", ".ko.zst", ".ko.gz", ".ko"):
+        if base.endswith(ext):
+            base = base[: -len(ext)]
+    return base.replace("-", "_")
+
+
+def module_order(modules_dep: str, wanted: Iterable[str]) -> tuple[list[str], list[str]]:
+    """Paths to load so every dependency comes first, and the names not found.
+
+    modules.dep lines read `path: dep1 dep2 ...`; dependencies are visited
+    depth first, so a module is always preceded by what it needs.
+    """
+    deps: dict[str, tuple[str, list[str]]] = {}
+    for line in modules_dep.splitlines():
+        path, colon, rest = line.partition(":")
+        if colon:
+            deps[_norm(path)] = (path.strip(), rest.split())
+    order: list[str] = []
+    seen: set[str] = set()
+    missing: list[str] = []
+
+    def visit(name: str, depth: int) -> None:
+        if name in seen or depth > 64:
+            return
+        seen.add(name)
+        path, requires = deps[name]
+        for dep in requires:
+            if _norm(dep) in deps:
+                visit(_norm(dep), depth + 1)
+        order.append(path)
+
+    for want in wanted:
+        key = _norm(want)
+        if key not in deps:
+            missing.append(want)
+        else:
+            visit(key, 0)
+    return order, missing
+
+
+def load_modules(moddir: Path, names: Iterable[str], say: Say) -> int:
+    """finit_module every module (and its dependencies); returns how many loaded."""
+    names = list(names)
+    if not names:
+        return 0
+    try:
+        dep_text = (moddir / "modules.dep").read_text()
+    except OSError as exc:
+        say(f"modules: cannot read {moddir / 'modules.dep'}: {exc.strerror}")
+        return 0
+    order, missing = module_order(dep_text, names)
+    for name in missing:
+        say(f"modules: {name} is not in modules.dep; skipped")
+    libc = _libc()
+    loaded = 0
+    for rel in order:
+        flags = 0 if rel.endswith(".ko") else MODULE_INIT_COMPRESSED_FILE
+        try:
+            fd = os.open(moddir / rel, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            say(f"modules: {rel}: {exc.strerror}")
+            continue
+        try:
+            rc = libc.syscall(SYS_FINIT_MODULE, fd, b"", flags)
+            err = ctypes.get_errno() if rc != 0 else 0
+        finally:
+            os.close(fd)
+        if rc == 0:
+            loaded += 1
+        elif err != errno.EEXIST:
+            say(f"modules: loading {_norm(rel)} failed: {os.strerror(err)}")
+    say(f"modules: {loaded} loaded ({len(order)} wanted with dependencies)")
+    return loaded
+
+
+def seed_entropy(extra: bytes, say: Say, urandom: Path = Path("/dev/urandom")) -> bool:
+    """Mix boot-unique bytes into the pool (uncredited); report if the CRNG is ready."""
+    try:
+        with open(urandom, "wb", buffering=0) as f:
+            f.write(extra + time.monotonic_ns().to_bytes(8, "little")
+                    + time.time_ns().to_bytes(8, "little"))
+    except OSError as exc:
+        say(f"entropy: cannot write {urandom}: {exc.strerror}")
+    try:
+        os.getrandom(1, os.GRND_NONBLOCK)
+        ready = True
+    except BlockingIOError:
+        ready = False
+    say("entropy: kernel random pool ready" if ready else
+        "entropy: kernel random pool not yet initialised; key generation will wait for it")
+    return ready
+
+
+def hostname_for(node_id: str) -> str:
+    return "zos-" + node_id[:16].lower()
+
+
+def set_hostname(node_id: str, say: Say) -> None:
+    name = hostname_for(node_id)
+    try:
+        socket.sethostname(name)
+        say(f"hostname {name}")
+    except OSError as exc:
+        say(f"hostname {name} not set: {exc.strerror}")
+
+
+class Reaper:
+    """Reaps zombies left to us (orphans re-parented to PID 1 or a subreaper).
+
+    Children that their owner waits for itself (trio.Process) are `spare`d by
+    pid: reaping them here would steal their exit status.
+    """
+
+    def __init__(self, proc: Path = Path("/proc")) -> None:
+        self.proc = proc
+        self.spare: set[int] = set()
+        self.reaped = 0
+
+    def reap_once(self) -> list[tuple[int, int]]:
+        me = os.getpid()
+        out = []
+        for entry in self.proc.iterdir():
+            if not entry.name.isdigit():
+                continue
+            pid = int(entry.name)
+            if pid in self.spare:
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+            fields = stat[stat.rfind(")") + 2:].split()
+            if len(fields) < 2 or fields[0] != "Z" or int(fields[1]) != me:
+                continue
+            try:
+                got, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                continue
+            if got:
+                self.reaped += 1
+                out.append((got, status))
+        return out
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                  ) -> None:
+        with trio.open_signal_receiver(signal.SIGCHLD) as signals:
+            task_status.started()
+            self.reap_once()
+            async for _ in signals:
+                self.reap_once()
+
+
+def become_subreaper() -> None:
+    """Outside PID 1, orphans of our children come to us instead (PR_SET_CHILD_SUBREAPER)."""
+    _libc().prctl(36, 1, 0, 0, 0)
+
+
+def reboot(command: int) -> None:
+    os.sync()
+    _libc().reboot(command)
+
+
+Action = str  # "exit", "reboot" or "poweroff"
+
+
+async def _supervise(main: Callable[[], Awaitable[None]], say: Say, pid1: bool) -> Action:
+    action: Action = "exit"
+    async with trio.open_nursery() as nursery:
+        reaper = Reaper()
+        if not pid1:
+            become_subreaper()
+        await nursery.start(reaper.run)
+
+        async def watch_signals() -> None:
+            nonlocal action
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for signum in signals:
+                    # SIGINT is what the kernel sends init on ctrl-alt-del.
+                    action = "poweroff" if signum == signal.SIGTERM else "reboot"
+                    say(f"{signal.Signals(signum).name}: orderly {action}")
+                    nursery.cancel_scope.cancel()
+                    return
+
+        nursery.start_soon(watch_signals)
+        await main()
+        if pid1:
+            raise RuntimeError("the agent returned; PID 1 must not")
+        nursery.cancel_scope.cancel()
+    return action
+
+
+def run_node(main: Callable[[], Awaitable[None]], say: Say, fatal_delay_s: float,
+             pid1: bool | None = None, debug: bool = False) -> int:
+    """Run the agent under PID 1 rules. Returns an exit status only outside PID 1."""
+    pid1 = is_pid1() if pid1 is None else pid1
+    if pid1:
+        # Ctrl-alt-del becomes SIGINT to us instead of an immediate reboot.
+        _libc().reboot(CMD_CAD_OFF)  # glibc supplies the magic numbers
+    try:
+        action = trio.run(_supervise, main, say, pid1)
+    except BaseException as exc:  # noqa: BLE001 - PID 1 must survive anything
+        say(f"fatal: {type(exc).__name__}: {' '.join(str(exc).split()) or '(no detail)'}")
+        if debug:
+            traceback.print_exc(file=sys.stderr)
+        if not pid1:
+            return 1
+        say(f"rebooting in {fatal_delay_s:g}s")
+        time.sleep(fatal_delay_s)
+        reboot(CMD_RESTART)
+        while True:  # reboot(2) does not return; if it ever does, stay alive
+            time.sleep(3600)
+    if pid1:
+        reboot(CMD_POWER_OFF if action == "poweroff" else CMD_RESTART)
+        while True:
+            time.sleep(3600)
+    say(f"stopped ({action})")
+    return 0

@@ -1,0 +1,107 @@
+"""Listening-socket audit: every socket bound to a non-loopback address.
+
+The firewall already drops inbound traffic; the audit reports any process
+that would accept it anyway, so a mistake is seen before it matters.
+`parse` is pure (the text of /proc/net/<proto>); `scan` reads the files.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from zosnode.net.errors import PacketError
+
+TCP_LISTEN = 0x0A
+UDP_UNCONNECTED = 0x07  # TCP_CLOSE: how a bound, unconnected UDP socket shows
+PROTOCOLS = ("tcp", "tcp6", "udp", "udp6")
+
+
+@dataclass(frozen=True)
+class Finding:
+    proto: str
+    address: str
+    port: int
+    inode: int
+    pids: tuple[int, ...] = ()
+
+    def describe(self) -> str:
+        who = ",".join(map(str, self.pids)) or "unknown"
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"{self.proto} {host}:{self.port} (socket inode {self.inode}, pid {who})"
+
+
+def _address(hexaddr: str) -> str:
+    raw = bytes.fromhex(hexaddr)
+    if len(raw) not in (4, 16):
+        raise PacketError(f"audit: address {hexaddr!r} is neither IPv4 nor IPv6")
+    # The kernel prints each 32-bit word in host (little-endian) order.
+    words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+    addr = ipaddress.ip_address(words)
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return str(addr.ipv4_mapped)
+    return str(addr)
+
+
+def parse(proto: str, text: str) -> list[Finding]:
+    """Sockets in one /proc/net table that listen on a non-loopback address."""
+    if proto not in PROTOCOLS:
+        raise ValueError(f"audit: unknown protocol {proto!r}")
+    want = TCP_LISTEN if proto.startswith("tcp") else UDP_UNCONNECTED
+    out: list[Finding] = []
+    for line in text.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 10:
+            continue
+        try:
+            local_hex, port_hex = fields[1].split(":")
+            remote_port = int(fields[2].split(":")[1], 16)
+            state = int(fields[3], 16)
+            inode = int(fields[9])
+            address = _address(local_hex)
+            port = int(port_hex, 16)
+        except (ValueError, IndexError, PacketError):
+            continue
+        if state != want or (proto.startswith("udp") and remote_port != 0):
+            continue
+        if ipaddress.ip_address(address).is_loopback:
+            continue
+        out.append(Finding(proto, address, port, inode))
+    return out
+
+
+def _owners(proc: Path) -> dict[int, list[int]]:
+    owners: dict[int, list[int]] = {}
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fds = list((entry / "fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                owners.setdefault(int(target[8:-1]), []).append(int(entry.name))
+    return owners
+
+
+def scan(proc: Path = Path("/proc")) -> list[Finding]:
+    """Findings for this process's network namespace, with owning pids."""
+    found: list[Finding] = []
+    for proto in PROTOCOLS:
+        try:
+            text = (proc / "net" / proto).read_text()
+        except OSError:
+            continue  # e.g. no IPv6 in this kernel
+        found += parse(proto, text)
+    if not found:
+        return found
+    owners = _owners(proc)
+    return [Finding(f.proto, f.address, f.port, f.inode,
+                    tuple(sorted(set(owners.get(f.inode, ()))))) for f in found]

@@ -1,0 +1,206 @@
+"""DHCPv4 messages (RFC 2131/2132): a strict codec, no sockets.
+
+pyroute2 ships a DHCP codec, but it decodes a truncated option list without
+complaint and raises untyped errors on hostile input; a node facing an
+untrusted network needs every malformed packet refused with one error type,
+so the small subset we speak is encoded and decoded here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+from zosnode.net.errors import NetUsageError, PacketError
+
+BOOTREQUEST = 1
+BOOTREPLY = 2
+MAGIC = b"\x63\x82\x53\x63"
+FIXED = struct.Struct("!BBBBIHH4s4s4s4s16s64s128s4s")  # 240 bytes, magic included
+# A reply larger than this is refused: RFC 2131 clients need only accept 576,
+# and a padded Ethernet frame cannot carry more than 1500.
+MAX_MESSAGE = 1500
+FLAG_BROADCAST = 0x8000
+
+
+class Opt(IntEnum):
+    PAD = 0
+    SUBNET_MASK = 1
+    ROUTER = 3
+    DNS = 6
+    HOST_NAME = 12
+    DOMAIN_NAME = 15
+    BROADCAST = 28
+    REQUESTED_IP = 50
+    LEASE_TIME = 51
+    OVERLOAD = 52
+    MESSAGE_TYPE = 53
+    SERVER_ID = 54
+    PARAM_LIST = 55
+    MESSAGE = 56
+    MAX_SIZE = 57
+    RENEWAL_T1 = 58
+    REBINDING_T2 = 59
+    CLIENT_ID = 61
+    END = 255
+
+
+class MsgType(IntEnum):
+    DISCOVER = 1
+    OFFER = 2
+    REQUEST = 3
+    DECLINE = 4
+    ACK = 5
+    NAK = 6
+    RELEASE = 7
+    INFORM = 8
+
+
+@dataclass(frozen=True)
+class Message:
+    """One DHCP message; options are (code, value) pairs in wire order."""
+
+    op: int
+    xid: int
+    chaddr: bytes
+    options: tuple[tuple[int, bytes], ...]
+    secs: int = 0
+    flags: int = 0
+    ciaddr: str = "0.0.0.0"
+    yiaddr: str = "0.0.0.0"
+    siaddr: str = "0.0.0.0"
+    giaddr: str = "0.0.0.0"
+    _index: dict[int, bytes] = field(default_factory=dict, init=False, repr=False,
+                                     compare=False)
+
+    def __post_init__(self) -> None:
+        if self.op not in (BOOTREQUEST, BOOTREPLY):
+            raise NetUsageError(f"dhcp: op must be 1 or 2, not {self.op}")
+        if not 0 <= self.xid < 2**32 or not 0 <= self.secs < 2**16:
+            raise NetUsageError("dhcp: xid or secs out of range")
+        if not 0 <= self.flags < 2**16:
+            raise NetUsageError("dhcp: flags out of range")
+        if len(self.chaddr) != 6:
+            raise NetUsageError("dhcp: chaddr must be a 6-byte Ethernet address")
+        for addr in (self.ciaddr, self.yiaddr, self.siaddr, self.giaddr):
+            ipaddress.IPv4Address(addr)  # raises ValueError on nonsense
+        for code, value in self.options:
+            if not 0 < code < 255 or len(value) > 255:
+                raise NetUsageError(f"dhcp: option {code} is not encodable")
+        index = self._index
+        for code, value in self.options:
+            # RFC 3396: repeated instances of one option are concatenated.
+            index[code] = index.get(code, b"") + value
+
+    def get(self, code: int) -> bytes | None:
+        return self._index.get(code)
+
+    @property
+    def msg_type(self) -> MsgType | None:
+        raw = self.get(Opt.MESSAGE_TYPE)
+        if raw is None or len(raw) != 1:
+            return None
+        try:
+            return MsgType(raw[0])
+        except ValueError:
+            return None
+
+    def addr(self, code: int) -> str | None:
+        raw = self.get(code)
+        if raw is None or len(raw) != 4:
+            return None
+        return str(ipaddress.IPv4Address(raw))
+
+    def addrs(self, code: int) -> tuple[str, ...]:
+        raw = self.get(code)
+        if raw is None or len(raw) % 4 or not raw:
+            return ()
+        return tuple(str(ipaddress.IPv4Address(raw[i:i + 4])) for i in range(0, len(raw), 4))
+
+    def u32(self, code: int) -> int | None:
+        raw = self.get(code)
+        if raw is None or len(raw) != 4:
+            return None
+        return int.from_bytes(raw, "big")
+
+
+def encode(msg: Message) -> bytes:
+    body = FIXED.pack(
+        msg.op, 1, 6, 0, msg.xid, msg.secs, msg.flags,
+        ipaddress.IPv4Address(msg.ciaddr).packed, ipaddress.IPv4Address(msg.yiaddr).packed,
+        ipaddress.IPv4Address(msg.siaddr).packed, ipaddress.IPv4Address(msg.giaddr).packed,
+        msg.chaddr + bytes(10), bytes(64), bytes(128), MAGIC,
+    )
+    opts = bytearray()
+    for code, value in msg.options:
+        opts += bytes((code, len(value))) + value
+    opts.append(Opt.END)
+    out = body + bytes(opts)
+    # Some relays drop BOOTP packets shorter than the historical 300 bytes.
+    return out + bytes(max(0, 300 - len(out)))
+
+
+def _walk(region: bytes, where: str) -> tuple[list[tuple[int, bytes]], bool]:
+    """Options of one region, and whether END was seen. Refuses overruns."""
+    out: list[tuple[int, bytes]] = []
+    i = 0
+    while i < len(region):
+        code = region[i]
+        if code == Opt.PAD:
+            i += 1
+            continue
+        if code == Opt.END:
+            return out, True
+        if i + 1 >= len(region):
+            raise PacketError(f"dhcp: option {code} in {where} has no length byte")
+        length = region[i + 1]
+        end = i + 2 + length
+        if end > len(region):
+            raise PacketError(f"dhcp: option {code} in {where} runs past the end")
+        out.append((code, region[i + 2:end]))
+        i = end
+    return out, False
+
+
+def decode(data: bytes) -> Message:
+    """Decode one message; padding after END is allowed (RFC 2131 §2)."""
+    if len(data) > MAX_MESSAGE:
+        raise PacketError(f"dhcp: message of {len(data)} bytes exceeds {MAX_MESSAGE}")
+    if len(data) < FIXED.size:
+        raise PacketError(f"dhcp: message of {len(data)} bytes is shorter than the header")
+    (op, htype, hlen, _hops, xid, secs, flags, ci, yi, si, gi, chaddr, sname, bfile,
+     magic) = FIXED.unpack_from(data)
+    if magic != MAGIC:
+        raise PacketError("dhcp: bad magic cookie")
+    if op not in (BOOTREQUEST, BOOTREPLY):
+        raise PacketError(f"dhcp: bad op {op}")
+    if htype != 1 or hlen != 6:
+        raise PacketError("dhcp: not an Ethernet hardware address")
+    options, ended = _walk(data[FIXED.size:], "options")
+    if not ended:
+        raise PacketError("dhcp: options have no END")
+    overload = [v for c, v in options if c == Opt.OVERLOAD]
+    if overload:
+        if len(overload) != 1 or len(overload[0]) != 1 or overload[0][0] not in (1, 2, 3):
+            raise PacketError("dhcp: bad option overload")
+        # RFC 2131 §4.1: file first, then sname.
+        if overload[0][0] & 1:
+            extra, ended = _walk(bfile, "file")
+            if not ended:
+                raise PacketError("dhcp: overloaded file field has no END")
+            options += extra
+        if overload[0][0] & 2:
+            extra, ended = _walk(sname, "sname")
+            if not ended:
+                raise PacketError("dhcp: overloaded sname field has no END")
+            options += extra
+    try:
+        return Message(
+            op=op, xid=xid, chaddr=chaddr[:6], options=tuple(options), secs=secs, flags=flags,
+            ciaddr=str(ipaddress.IPv4Address(ci)), yiaddr=str(ipaddress.IPv4Address(yi)),
+            siaddr=str(ipaddress.IPv4Address(si)), giaddr=str(ipaddress.IPv4Address(gi)),
+        )
+    except NetUsageError as exc:
+        raise PacketError(str(exc)) from None

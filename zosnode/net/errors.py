@@ -1,0 +1,21 @@
+"""Errors of the network layer: ours versus the peer's."""
+
+from __future__ import annotations
+
+from zosnode.errors import ZosError
+
+
+class NetError(ZosError):
+    """Base of every network bring-up error."""
+
+
+class NetUsageError(NetError):
+    """We asked for something impossible (bad argument, missing interface)."""
+
+
+class PacketError(NetError):
+    """A peer sent a packet we refuse (truncated, malformed, hostile)."""
+
+
+class NetSystemError(NetError):
+    """The kernel refused a netlink or nftables request."""

@@ -1,0 +1,182 @@
+"""The node's nftables ruleset, set through netlink (pyroute2), and its drift check.
+
+Policy: inbound dropped except loopback, replies to connections the node
+opened (conntrack established/related), DHCPv4 replies (udp 67 -> 68) and
+the IPv6 neighbour-discovery messages SLAAC needs (router advertisement,
+neighbour solicitation/advertisement, only with hop limit 255 so they cannot
+come from off-link). Forwarding dropped. Outbound allowed.
+
+In nftables a drop in any base chain is final while an accept only ends its
+own chain, so another table cannot open a hole in ours; drift is therefore
+checked on our table alone. Re-applying adds a fresh table before deleting
+the old one, so the node is never unfiltered in between.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from zosnode.net.errors import NetSystemError
+
+TABLE_PREFIX = "zosnode"
+FAMILY_INET = 1
+NF_DROP, NF_ACCEPT = 0, 1
+HOOK_INPUT, HOOK_FORWARD = "input", "forward"
+_META_IIF, _META_NFPROTO, _META_L4PROTO = 4, 15, 16
+_CT_STATE = 0
+_CT_ESTABLISHED, _CT_RELATED = 2, 4
+_BASE_NETWORK, _BASE_TRANSPORT = 1, 2
+_CMP_EQ, _CMP_NEQ = 0, 1
+_LOOPBACK_IFINDEX = 1  # "lo" is ifindex 1 in every network namespace
+_ND_TYPES = (134, 135, 136)  # router advert, neighbour solicit, neighbour advert
+
+Expr = list[dict[str, Any]]
+
+
+def _genex(name: str, **kwargs: Any) -> dict[str, Any]:
+    data = [(f"NFTA_{name.upper()}_{key.upper()}", value) for key, value in kwargs.items()]
+    return {"attrs": [("NFTA_EXPR_NAME", name), ("NFTA_EXPR_DATA", {"attrs": data})]}
+
+
+def _value(raw: bytes) -> dict[str, Any]:
+    return {"attrs": [("NFTA_DATA_VALUE", raw)]}
+
+
+def _cmp(raw: bytes, op: int = _CMP_EQ) -> dict[str, Any]:
+    return _genex("cmp", sreg=1, op=op, data=_value(raw))
+
+
+def _meta(key: int) -> dict[str, Any]:
+    return _genex("meta", key=key, dreg=1)
+
+
+def _payload(base: int, offset: int, length: int) -> dict[str, Any]:
+    return _genex("payload", dreg=1, base=base, offset=offset, len=length)
+
+
+def _verdict(code: int) -> dict[str, Any]:
+    data = {"attrs": [("NFTA_DATA_VERDICT", {"attrs": [("NFTA_VERDICT_CODE", code)]})]}
+    return _genex("immediate", dreg=0, data=data)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One input rule: a readable label and its netlink expressions."""
+
+    label: str
+    exprs: tuple[dict[str, Any], ...]
+
+
+def input_rules() -> tuple[Rule, ...]:
+    accept = _verdict(NF_ACCEPT)
+    rules = [
+        Rule("loopback", (_meta(_META_IIF), _cmp(_LOOPBACK_IFINDEX.to_bytes(4, "little")),
+                          accept)),
+        Rule("replies to our connections", (
+            _genex("ct", key=_CT_STATE, dreg=1),
+            _genex("bitwise", sreg=1, dreg=1, len=4,
+                   mask=_value((_CT_ESTABLISHED | _CT_RELATED).to_bytes(4, "little")),
+                   xor=_value(bytes(4))),
+            _cmp(bytes(4), _CMP_NEQ), accept)),
+        Rule("dhcpv4 replies", (
+            _meta(_META_NFPROTO), _cmp(bytes((socket.AF_INET,))),
+            _meta(_META_L4PROTO), _cmp(bytes((socket.IPPROTO_UDP,))),
+            _payload(_BASE_TRANSPORT, 0, 4), _cmp(b"\x00\x43\x00\x44"), accept)),
+    ]
+    for icmp_type in _ND_TYPES:
+        rules.append(Rule(f"icmpv6 type {icmp_type} (neighbour discovery)", (
+            _meta(_META_NFPROTO), _cmp(bytes((socket.AF_INET6,))),
+            _meta(_META_L4PROTO), _cmp(bytes((socket.IPPROTO_ICMPV6,))),
+            _payload(_BASE_NETWORK, 7, 1), _cmp(b"\xff"),  # hop limit 255: on-link only
+            _payload(_BASE_TRANSPORT, 0, 1), _cmp(bytes((icmp_type,))), accept)))
+    return tuple(rules)
+
+
+class Firewall:
+    """Our table in the current network namespace (call from inside it)."""
+
+    def __init__(self) -> None:
+        from pyroute2.nftables.main import NFTables
+
+        self._nft = NFTables(nfgen_family=FAMILY_INET)
+        self.table: str | None = None
+        self.fingerprint: str | None = None
+        self._generation = 0
+
+    def close(self) -> None:
+        self._nft.close()
+
+    def apply(self) -> str:
+        """Install the ruleset (replacing ours if present); returns its fingerprint."""
+        self._generation += 1
+        new = f"{TABLE_PREFIX}{self._generation}"
+        try:
+            existing = self._our_tables()
+            if new in existing:
+                self._nft.table("del", name=new)
+            self._nft.table("add", name=new)
+            for hook, name in ((HOOK_INPUT, "input"), (HOOK_FORWARD, "forward")):
+                self._nft.chain("add", table=new, name=name, hook=hook, type="filter",
+                                priority=0, policy=NF_DROP)
+            for rule in input_rules():
+                self._nft.rule("add", table=new, chain="input", expressions=[list(rule.exprs)])
+            for old in existing:
+                if old != new:
+                    self._nft.table("del", name=old)
+        except Exception as exc:  # noqa: BLE001 - pyroute2 raises many kinds
+            raise NetSystemError(f"firewall: nftables refused the ruleset: {exc}") from None
+        self.table = new
+        self.fingerprint = self.current_fingerprint()
+        return self.fingerprint
+
+    def _our_tables(self) -> list[str]:
+        return [t.get_attr("NFTA_TABLE_NAME") for t in self._nft.get_tables()
+                if t["nfgen_family"] == FAMILY_INET
+                and str(t.get_attr("NFTA_TABLE_NAME")).startswith(TABLE_PREFIX)]
+
+    def current_fingerprint(self) -> str:
+        """A hash over our tables, chains (hook, policy) and rules as the kernel has them."""
+        parts: list[str] = []
+        try:
+            tables = sorted(self._our_tables())
+            parts.append(repr(tables))
+            for chain in self._nft.get_chains():
+                if chain.get_attr("NFTA_CHAIN_TABLE") in tables:
+                    parts.append(repr((chain.get_attr("NFTA_CHAIN_TABLE"),
+                                       chain.get_attr("NFTA_CHAIN_NAME"),
+                                       chain.get_attr("NFTA_CHAIN_POLICY"),
+                                       _hook(chain))))
+            for rule in self._nft.get_rules():
+                if rule.get_attr("NFTA_RULE_TABLE") in tables:
+                    parts.append(repr((rule.get_attr("NFTA_RULE_CHAIN"),
+                                       _strip(rule.get_attr("NFTA_RULE_EXPRESSIONS")))))
+        except Exception as exc:  # noqa: BLE001
+            raise NetSystemError(f"firewall: cannot read nftables state: {exc}") from None
+        return hashlib.blake2b("\n".join(sorted(parts)).encode(), digest_size=16).hexdigest()
+
+    def check(self) -> bool:
+        """True if the kernel still holds exactly what we applied."""
+        return self.fingerprint is not None and self.current_fingerprint() == self.fingerprint
+
+
+def _hook(chain: Any) -> Any:
+    hook = chain.get_attr("NFTA_CHAIN_HOOK")
+    return None if hook is None else (hook.get_attr("NFTA_HOOK_HOOKNUM"),
+                                      hook.get_attr("NFTA_HOOK_PRIORITY"))
+
+
+def _strip(exprs: Sequence[Any] | None) -> list[Any]:
+    """Expressions as plain data, without counters that change per packet."""
+    out: list[Any] = []
+    for e in exprs or ():
+        name = e.get_attr("NFTA_EXPR_NAME")
+        data = e.get_attr("NFTA_EXPR_DATA")
+        attrs = [] if data is None else [(a[0], repr(a[1])) for a in data["attrs"]]
+        out.append((name, attrs))
+    return out
+
+

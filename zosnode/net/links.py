@@ -1,0 +1,170 @@
+"""Links, addresses, routes and resolv.conf through netlink (pyroute2), plus SLAAC sysctls.
+
+Calls are local kernel requests that answer in microseconds, so they run
+inline on the trio thread; nothing here waits on the network.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from zosnode.net.errors import NetSystemError, NetUsageError
+
+ARPHRD_ETHER = 1
+IFF_UP = 0x1
+IFF_LOWER_UP = 0x10000
+# Kinds the node never treats as a NIC to configure: they are built on top
+# of NICs. A veth is the cable of a test namespace, so it counts as a NIC.
+VIRTUAL_KINDS = frozenset({"bridge", "bond", "vlan", "macvlan", "macvtap", "ipvlan", "tun",
+                           "dummy", "vxlan", "wireguard", "gre", "gretap", "team", "ifb"})
+
+
+@dataclass(frozen=True)
+class Nic:
+    name: str
+    index: int
+    mac: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.mac) != 6 or self.index <= 0:
+            raise NetUsageError(f"nic {self.name}: bad MAC or index")
+
+
+def _kind(link: Any) -> str | None:
+    info = link.get_attr("IFLA_LINKINFO")
+    return None if info is None else info.get_attr("IFLA_INFO_KIND")
+
+
+def _system(what: str, exc: Exception) -> NetSystemError:
+    return NetSystemError(f"netlink: {what}: {exc}")
+
+
+class Links:
+    def __init__(self) -> None:
+        from pyroute2 import IPRoute
+
+        self._ipr = IPRoute()
+
+    def close(self) -> None:
+        self._ipr.close()
+
+    def nics(self) -> list[Nic]:
+        """Ethernet NICs, sorted by name (the order used for every tie)."""
+        out = []
+        try:
+            links = list(self._ipr.get_links())
+        except Exception as exc:  # noqa: BLE001 - pyroute2 raises many kinds
+            raise _system("listing links", exc) from None
+        for link in links:
+            if link["ifi_type"] != ARPHRD_ETHER or _kind(link) in VIRTUAL_KINDS:
+                continue
+            mac = link.get_attr("IFLA_ADDRESS")
+            if not mac:
+                continue
+            out.append(Nic(link.get_attr("IFLA_IFNAME"), link["index"],
+                           bytes.fromhex(mac.replace(":", ""))))
+        return sorted(out, key=lambda n: n.name)
+
+    def set_up(self, nic: Nic) -> None:
+        try:
+            self._ipr.link("set", index=nic.index, state="up")
+        except Exception as exc:  # noqa: BLE001
+            raise _system(f"bringing {nic.name} up", exc) from None
+
+    def carrier(self, nic: Nic) -> bool:
+        try:
+            (link,) = self._ipr.get_links(nic.index)
+        except Exception as exc:  # noqa: BLE001
+            raise _system(f"reading {nic.name}", exc) from None
+        carrier = link.get_attr("IFLA_CARRIER")
+        up = bool(link["flags"] & IFF_UP)
+        if carrier is not None:
+            return up and bool(carrier)
+        return up and bool(link["flags"] & IFF_LOWER_UP)
+
+    def add_address(self, nic: Nic, address: str, prefixlen: int) -> None:
+        try:
+            self._ipr.addr("replace", index=nic.index, address=address, prefixlen=prefixlen)
+        except Exception as exc:  # noqa: BLE001
+            raise _system(f"adding {address}/{prefixlen} to {nic.name}", exc) from None
+
+    def del_address(self, nic: Nic, address: str, prefixlen: int) -> None:
+        try:
+            self._ipr.addr("del", index=nic.index, address=address, prefixlen=prefixlen)
+        except Exception as exc:  # noqa: BLE001
+            if "No such" in str(exc) or "Cannot assign" in str(exc):
+                return  # already gone (e.g. the link went away)
+            raise _system(f"removing {address} from {nic.name}", exc) from None
+
+    def addresses(self, nic: Nic, family: int) -> list[tuple[str, int]]:
+        try:
+            return [(a.get_attr("IFA_ADDRESS"), a["prefixlen"])
+                    for a in self._ipr.get_addr(index=nic.index, family=family)]
+        except Exception as exc:  # noqa: BLE001
+            raise _system(f"reading addresses of {nic.name}", exc) from None
+
+    def set_default_route(self, nic: Nic, gateway: str, metric: int) -> None:
+        try:
+            self._ipr.route("replace", dst="0.0.0.0/0", gateway=gateway, oif=nic.index,
+                            priority=metric)
+        except Exception as exc:  # noqa: BLE001
+            raise _system(f"default route via {gateway} on {nic.name}", exc) from None
+
+    def del_default_route(self, nic: Nic, metric: int) -> None:
+        try:
+            self._ipr.route("del", dst="0.0.0.0/0", oif=nic.index, priority=metric)
+        except Exception as exc:  # noqa: BLE001
+            if "No such" not in str(exc):
+                raise _system("removing the default route", exc) from None
+
+    def default_route(self) -> tuple[int, str] | None:
+        """(output ifindex, gateway) of the IPv4 default route, if any."""
+        try:
+            for r in self._ipr.get_routes(family=2):
+                if r["dst_len"] == 0 and r.get_attr("RTA_GATEWAY"):
+                    return r.get_attr("RTA_OIF"), r.get_attr("RTA_GATEWAY")
+        except Exception as exc:  # noqa: BLE001
+            raise _system("reading routes", exc) from None
+        return None
+
+
+def accept_router_adverts(nic: Nic, proc_sys: Path = Path("/proc/sys")) -> bool:
+    """Turn on SLAAC for a NIC before it comes up. False if IPv6 is absent."""
+    conf = proc_sys / "net" / "ipv6" / "conf" / nic.name
+    if not conf.is_dir():
+        return False
+    for key, value in (("disable_ipv6", "0"), ("accept_ra", "1"), ("autoconf", "1")):
+        try:
+            (conf / key).write_text(value)
+        except OSError as exc:
+            raise NetSystemError(f"sysctl {conf / key}: {exc.strerror}") from None
+    return True
+
+
+def resolv_conf_text(nameservers: tuple[str, ...], domain: str | None) -> str:
+    lines = ["# written by zosnode from its DHCP lease"]
+    if domain and all(c.isalnum() or c in ".-" for c in domain):
+        lines.append(f"search {domain}")
+    lines += [f"nameserver {ns}" for ns in nameservers[:3]]  # glibc reads at most 3
+    return "\n".join(lines) + "\n"
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Temp name, fsync, rename: a reader never sees half a file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
