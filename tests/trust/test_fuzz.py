@@ -18,6 +18,7 @@ from zosnode import canonical
 from zosnode.trust.anchor import decode as decode_anchor
 from zosnode.trust.errors import Refused
 from zosnode.trust.manifest import decode_body as decode_manifest
+from zosnode.trust.root import decode_body as decode_root
 
 SIM = RepoSim(3, 2)
 MANIFEST = SIM.signed_manifest()
@@ -119,6 +120,15 @@ def test_body_parser_alone_raises_only_our_errors(index: int, bit: int) -> None:
     body = flip(SIM.manifest().encode(), index, bit)
     try:
         decode_manifest(body)
+    except Refused:
+        pass
+
+
+@SETTINGS
+@given(st.integers(min_value=0), st.integers(0, 7))
+def test_root_body_parser_alone_raises_only_our_errors(index: int, bit: int) -> None:
+    try:
+        decode_root(flip(SIM.root.encode(), index, bit))
     except Refused:
         pass
 
