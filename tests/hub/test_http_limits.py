@@ -1,0 +1,182 @@
+"""Deadlines, caps and graceful shutdown, on trio's mock clock.
+
+Connections are in-memory stream pairs handed to `HttpServer.handle_stream`,
+so every timing below is exact and no test sleeps for real.
+"""
+
+from __future__ import annotations
+
+import h11
+import pytest
+import trio
+import trio.testing
+
+from zosnode.http.messages import Request, Response
+from zosnode.http.server import HttpServer, Limits
+
+LIMITS = Limits(idle_timeout_s=30, head_timeout_s=10, body_timeout_s=20,
+                handler_timeout_s=40, send_timeout_s=15, shutdown_grace_s=5,
+                max_connections=2)
+
+
+async def slow_handler(request: Request) -> Response:
+    if request.path == "/slow":
+        await trio.sleep(3)
+    if request.path == "/hang":
+        await trio.sleep(1000)
+    return Response(200, (), b"done " + request.path.encode() + b" " + request.body)
+
+
+async def read_all(stream: trio.abc.Stream) -> tuple[bytes, float]:
+    """Everything the server sends until it closes; and the time it closed."""
+    out = b""
+    while True:
+        chunk = await stream.receive_some(65536)
+        if not chunk:
+            return out, trio.current_time()
+        out += chunk
+
+
+async def test_idle_connection_closed_at_idle_deadline(autojump_clock: trio.abc.Clock) -> None:
+    server = HttpServer(slow_handler, LIMITS)
+    client, conn = trio.testing.memory_stream_pair()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server.handle_stream, conn)
+        start = trio.current_time()
+        out, closed = await read_all(client)
+    assert out == b""
+    assert closed - start == pytest.approx(30)
+
+
+async def test_slowloris_cut_at_head_deadline(autojump_clock: trio.abc.Clock) -> None:
+    server = HttpServer(slow_handler, LIMITS)
+    client, conn = trio.testing.memory_stream_pair()
+    result: list[tuple[bytes, float]] = []
+
+    async def drip() -> None:
+        # One header byte per second, forever: never a complete head.
+        for byte in b"GET / HTTP/1.1\r\nHost: x\r\nX-A: " + b"a" * 1000:
+            try:
+                await client.send_all(bytes([byte]))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+            await trio.sleep(1)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server.handle_stream, conn)
+        start = trio.current_time()
+        nursery.start_soon(drip)
+        result.append(await read_all(client))
+        nursery.cancel_scope.cancel()
+    out, closed = result[0]
+    assert out.startswith(b"HTTP/1.1 408 ")
+    assert closed - start == pytest.approx(10, abs=1.01)
+
+
+async def test_idle_keepalive_after_a_request_is_cut(autojump_clock: trio.abc.Clock) -> None:
+    server = HttpServer(slow_handler, LIMITS)
+    client, conn = trio.testing.memory_stream_pair()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server.handle_stream, conn)
+        await client.send_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+        sent = trio.current_time()
+        out, closed = await read_all(client)
+    assert out.startswith(b"HTTP/1.1 200 ") and out.endswith(b"done /a ")
+    assert closed - sent == pytest.approx(30)
+
+
+async def test_slow_body_cut_at_body_deadline(autojump_clock: trio.abc.Clock) -> None:
+    server = HttpServer(slow_handler, LIMITS)
+    client, conn = trio.testing.memory_stream_pair()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server.handle_stream, conn)
+        await client.send_all(b"PUT /x HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nab")
+        start = trio.current_time()
+        out, closed = await read_all(client)
+    assert out.startswith(b"HTTP/1.1 408 ")
+    assert closed - start == pytest.approx(20)
+
+
+async def test_handler_deadline_gives_503(autojump_clock: trio.abc.Clock) -> None:
+    server = HttpServer(slow_handler, LIMITS)
+    client, conn = trio.testing.memory_stream_pair()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server.handle_stream, conn)
+        await client.send_all(b"GET /hang HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        start = trio.current_time()
+        out, closed = await read_all(client)
+    assert out.startswith(b"HTTP/1.1 503 ")
+    assert closed - start == pytest.approx(40)
+
+
+async def test_reader_that_never_reads_is_cut_at_send_deadline(
+        autojump_clock: trio.abc.Clock) -> None:
+    big = b"x" * (4 * 1024 * 1024)
+
+    async def handler(request: Request) -> Response:
+        return Response(200, (), big)
+
+    server = HttpServer(handler, LIMITS)
+    client, conn = trio.testing.lockstep_stream_pair()
+    async with trio.open_nursery() as nursery:
+        done = trio.Event()
+
+        async def serve() -> None:
+            await server.handle_stream(conn)
+            done.set()
+
+        nursery.start_soon(serve)
+        await client.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        start = trio.current_time()
+        await done.wait()  # we never read: the server must give up on its own
+    assert trio.current_time() - start == pytest.approx(15)
+
+
+async def test_graceful_shutdown_finishes_in_flight_requests(
+        autojump_clock: trio.abc.Clock) -> None:
+    server = HttpServer(slow_handler, Limits(shutdown_grace_s=10))
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    results: dict[str, bytes] = {}
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.serve, listeners)
+        busy = await trio.open_tcp_stream("127.0.0.1", port)
+        idle = await trio.open_tcp_stream("127.0.0.1", port)
+        await busy.send_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        await trio.sleep(1)  # /slow is now in its handler
+        assert server.open_connections == 2
+        server.shutdown()
+
+        async def collect(name: str, stream: trio.SocketStream) -> None:
+            results[name] = (await read_all(stream))[0]
+
+        nursery.start_soon(collect, "busy", busy)
+        nursery.start_soon(collect, "idle", idle)
+    assert results["idle"] == b""
+    assert results["busy"].startswith(b"HTTP/1.1 200 ")
+    assert b"connection: close" in results["busy"]
+    assert results["busy"].endswith(b"done /slow ")
+    with pytest.raises(OSError):
+        await trio.open_tcp_stream("127.0.0.1", port)
+
+
+async def test_over_max_connections_get_503_and_others_still_served(
+        autojump_clock: trio.abc.Clock) -> None:
+    server = HttpServer(slow_handler, LIMITS)
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.serve, listeners)
+        held = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(2)]
+        await trio.sleep(0.5)
+        extra = await trio.open_tcp_stream("127.0.0.1", port)
+        out, _ = await read_all(extra)
+        assert out.startswith(b"HTTP/1.1 503 ")
+        await held[0].send_all(b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\n")
+        conn = h11.Connection(h11.CLIENT)
+        conn.receive_data(await held[0].receive_some(65536))
+        event = conn.next_event()
+        assert isinstance(event, h11.Response) and event.status_code == 200
+        for s in held:
+            await s.aclose()
+        server.shutdown()
