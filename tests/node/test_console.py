@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import trio
 
-from zosnode.agent.console import NodeStatus, StatusBoard, console_task, ready_line, render
+from zosnode.agent.console import NodeStatus, StatusBoard, console_task, ready_message, render
 from zosnode.agent.services.events import State
 from zosnode.agent.services.machine import ServiceStatus
 
 
-def test_ready_line() -> None:
-    assert ready_line(7, "ab" * 32) == "zosnode: ready 7 " + "ab" * 32
+def test_ready_message() -> None:
+    assert ready_message(7, "ab" * 32) == "ready 7 " + "ab" * 32
 
 
 def test_render_shows_everything_a_farmer_needs() -> None:

@@ -19,9 +19,10 @@ from zosnode.agent.services.machine import ServiceStatus
 Write = Callable[[str], None]
 
 
-def ready_line(release: int, node_id: str) -> str:
-    """The line tests and farmers wait for."""
-    return f"zosnode: ready {release} {node_id}"
+def ready_message(release: int, node_id: str) -> str:
+    """What the agent says at ready; the console writer's prefix makes it the line
+    tests and farmers wait for: `zosnode: ready <release> <node-id>`."""
+    return f"ready {release} {node_id}"
 
 
 @dataclass(frozen=True)
