@@ -259,3 +259,38 @@ def test_anchor_compiled_into_the_artifact_is_the_trust_source(
                           capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("OK: root v1")
+
+
+def test_manifest_verifies_after_following_rotations_from_a_roots_dir(
+    keys: list[Path], store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    roots = tmp_path / "roots"
+    roots.mkdir()
+    new = tmp_path / "new.key"
+    cli(capsys, "keys", "generate", "-o", new)
+    cli(capsys, "release", "root", "--key", keys[0], "--key", keys[1], "--threshold", "2",
+        "--version", "1", "-o", roots / "1.root")
+    cli(capsys, "release", "root", "--key", new, "--threshold", "1", "--version", "2",
+        "--manifest-floor", "4", "-o", roots / "2.root")
+    for k in keys[:2]:
+        cli(capsys, "release", "sign", roots / "1.root", "--key", k)
+        cli(capsys, "release", "sign", roots / "2.root", "--key", k)
+    cli(capsys, "release", "sign", roots / "2.root", "--key", new)
+    toml = tmp_path / "release.toml"
+    manifest = tmp_path / "m"
+    for version in (3, 4):
+        toml.write_text(RELEASE.format(version=version).replace(
+            '[metadata]', '[metadata]\nraw = [1, 2]'))
+        cli(capsys, "release", "build", toml, "--store", store, "-o", manifest)
+        cli(capsys, "release", "sign", manifest, "--key", new)
+        code, out, err = cli(capsys, "release", "verify", manifest, "--root", roots / "1.root",
+                             "--roots", roots)
+        if version == 3:  # below the new root's floor
+            assert code == 2 and "RollbackError" in one_error(err)
+        else:
+            assert code == 0 and "root v2" in out, err
+    # Without following the rotation, the new key is unknown.
+    code, _, err = cli(capsys, "release", "verify", manifest, "--root", roots / "1.root")
+    assert code == 2 and "UnknownKeyError" in one_error(err)
+    code, out, _ = cli(capsys, "release", "show", manifest)
+    assert code == 0 and '"version": 4' in out

@@ -308,5 +308,15 @@ def run_show(args: argparse.Namespace) -> int:
     shown = canonical.loads(env.body, max_size=len(env.body))
     shown["kind"] = env.kind
     shown["signed_by"] = sorted(env.signed_by())
-    print(json.dumps(shown, indent=2, sort_keys=True))
+    # Metadata may hold byte strings; JSON shows them as hex.
+    print(json.dumps(_jsonable(shown), indent=2, sort_keys=True))
     return 0
+
+
+def _jsonable(value: Any) -> Any:
+    """CBOR to JSON: byte strings as hex, integer map keys as text."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value.hex() if isinstance(value, bytes) else value
