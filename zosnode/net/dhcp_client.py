@@ -336,10 +336,10 @@ class DhcpClient:
                 # A server that moves us is treated as loss of the old lease.
                 lost, self.lease = self.lease, None
                 return [LeaseLost(lost, "server changed our address")] + self._bind(
-                    msg, prefix, now)
+                    msg, prefix, now, fresh=True)
         return self._bind(msg, prefix, now)
 
-    def _bind(self, msg: Message, prefix: int, now: float) -> list[Event]:
+    def _bind(self, msg: Message, prefix: int, now: float, fresh: bool = False) -> list[Event]:
         t = self.timing
         raw = msg.u32(Opt.LEASE_TIME)
         assert raw is not None  # checked by _usable
@@ -366,7 +366,8 @@ class DhcpClient:
         self.deadline = None if lease.infinite else lease.renew_at
         if self.deadline is not None and self.deadline <= now:
             self.deadline = now  # a reply so late that T1 already passed
-        out.append(Renewed(lease) if was in (State.RENEWING, State.REBINDING) else Bound(lease))
+        renewed = was in (State.RENEWING, State.REBINDING) and not fresh
+        out.append(Renewed(lease) if renewed else Bound(lease))
         return out
 
     def _on_nak(self, msg: Message, now: float) -> list[Event]:
