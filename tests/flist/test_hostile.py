@@ -1,0 +1,151 @@
+"""Attacks and faults on the store, the target directory and the input archives."""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from zosnode.flist.builder import build_from
+from zosnode.flist.errors import (
+    FlistDataError,
+    IntegrityError,
+    MissingBlockError,
+    UnsafeTargetError,
+)
+from zosnode.flist.extract import extract
+from zosnode.flist.store import LocalStore
+from zosnode.flist.verify import verify
+from zosnode.flist.view import FlistView
+
+
+def _small_tree(tmp_path: Path) -> Path:
+    src = tmp_path / "src"
+    (src / "etc").mkdir(parents=True)
+    (src / "etc" / "passwd").write_bytes(b"root:x:0:0\n" * 100)
+    (src / "big").write_bytes(os.urandom(2 * 1024 * 1024 + 5))
+    return src
+
+
+def _block_files(store: LocalStore) -> list[Path]:
+    return sorted(p for p in (store.path / "blocks").rglob("*") if p.is_file())
+
+
+def test_missing_block(tmp_path: Path, store: LocalStore) -> None:
+    flist, _ = build_from(str(_small_tree(tmp_path)), store)
+    victim = _block_files(store)[0]
+    victim.unlink()
+    report = verify(flist, store)
+    assert [p for p in report.problems if p[0] == victim.name]
+    with pytest.raises(MissingBlockError):
+        extract(FlistView(flist), store, tmp_path / "out")
+
+
+def test_block_not_matching_its_hash(tmp_path: Path, store: LocalStore) -> None:
+    flist, _ = build_from(str(_small_tree(tmp_path)), store)
+    for victim in _block_files(store):
+        data = bytearray(victim.read_bytes())
+        data[len(data) // 2] ^= 0x55
+        victim.write_bytes(bytes(data))
+    report = verify(flist, store)
+    assert len(report.problems) == report.checked > 0
+    out = tmp_path / "out"
+    with pytest.raises(IntegrityError):
+        extract(FlistView(flist), store, out)
+    # Nothing from a bad block was written: every file that exists is empty.
+    for p in out.rglob("*"):
+        if p.is_file():
+            assert p.stat().st_size == 0
+
+
+def test_block_swapped_for_another_valid_block(tmp_path: Path, store: LocalStore) -> None:
+    # A lying mirror serves a real block under another block's name.
+    flist, _ = build_from(str(_small_tree(tmp_path)), store)
+    files = _block_files(store)
+    assert len(files) >= 2
+    files[0].write_bytes(files[1].read_bytes())
+    with pytest.raises(IntegrityError):
+        extract(FlistView(flist), store, tmp_path / "out")
+
+
+def test_target_must_be_empty(tmp_path: Path, store: LocalStore) -> None:
+    flist, _ = build_from(str(_small_tree(tmp_path)), store)
+    out = tmp_path / "out"
+    out.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    # A symlink planted where the image has a directory would redirect writes.
+    (out / "etc").symlink_to(outside)
+    with pytest.raises(UnsafeTargetError):
+        extract(FlistView(flist), store, out)
+    assert list(outside.iterdir()) == []
+
+
+def test_target_that_is_a_symlink_refused(tmp_path: Path, store: LocalStore) -> None:
+    flist, _ = build_from(str(_small_tree(tmp_path)), store)
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real)
+    with pytest.raises(UnsafeTargetError):
+        extract(FlistView(flist), store, tmp_path / "link")
+
+
+def test_symlinks_in_image_are_never_followed(tmp_path: Path, store: LocalStore) -> None:
+    # An image whose symlink points outside, then a tar member "through" it.
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    tarball = tmp_path / "evil.tar"
+    with tarfile.open(tarball, "w") as tar:
+        link = tarfile.TarInfo("escape")
+        link.type = tarfile.SYMTYPE
+        link.linkname = str(outside)
+        tar.addfile(link)
+        data = b"pwned"
+        f = tarfile.TarInfo("escape/file")
+        f.size = len(data)
+        tar.addfile(f, io.BytesIO(data))
+    flist, _ = build_from(str(tarball), store)
+    view = FlistView(flist)
+    # The member landed inside the image as a directory replacing the symlink,
+    # as tar does; nothing is written through the host's symlink.
+    out = tmp_path / "out"
+    extract(view, store, out)
+    assert list(outside.iterdir()) == []
+    assert (out / "escape" / "file").read_bytes() == b"pwned"
+    assert not (out / "escape").is_symlink()
+
+
+@pytest.mark.parametrize("name", ["../etc/passwd", "a/../../x", "./../x"])
+def test_tar_traversal_names_refused(tmp_path: Path, store: LocalStore, name: str) -> None:
+    tarball = tmp_path / "evil.tar"
+    with tarfile.open(tarball, "w") as tar:
+        info = tarfile.TarInfo(name)
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    with pytest.raises(FlistDataError, match="not allowed"):
+        build_from(str(tarball), store)
+
+
+def test_tar_hardlink_to_nothing_refused(tmp_path: Path, store: LocalStore) -> None:
+    tarball = tmp_path / "evil.tar"
+    with tarfile.open(tarball, "w") as tar:
+        info = tarfile.TarInfo("h")
+        info.type = tarfile.LNKTYPE
+        info.linkname = "does/not/exist"
+        tar.addfile(info)
+    with pytest.raises(FlistDataError, match="hardlink"):
+        build_from(str(tarball), store)
+
+
+def test_truncated_tarball_refused(tmp_path: Path, store: LocalStore) -> None:
+    src = _small_tree(tmp_path)
+    tarball = tmp_path / "t.tar.gz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        tar.add(src, arcname=".")
+    data = tarball.read_bytes()
+    tarball.write_bytes(data[: len(data) // 2])
+    with pytest.raises(FlistDataError):
+        build_from(str(tarball), store)
