@@ -96,3 +96,15 @@ def test_fast_forward_by_compromised_keys_is_undone_by_rotation() -> None:
         follow(fresh, sim.roots)
         fresh.verify_manifest(sim.signed_manifest(sim.manifest(version=5)), channel="stable",
                               now=NOW)
+
+
+def test_rotating_keys_without_raising_the_floor_keeps_rollback_protection() -> None:
+    sim = RepoSim(3, 2)
+    node = sim.verifier()
+    node.verify_manifest(sim.signed_manifest(sim.manifest(version=5)), channel="stable", now=NOW)
+    old_v4 = sim.signed_manifest(sim.manifest(version=4))
+    # Replace one key; two old keys remain trusted and signed v4 long ago.
+    sim.rotate([sim.keys[0], sim.keys[1], key("gen2-new")], 2)
+    follow(node, sim.roots)
+    with pytest.raises(RollbackError, match="older than v5"):
+        node.verify_manifest(old_v4, channel="stable", now=NOW)

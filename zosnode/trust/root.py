@@ -6,9 +6,10 @@ A root is one signed document (kind "root") whose body is:
      "keys": [hex key id, ...] sorted, "manifest_floor": M}
 
 The same k-of-n keys sign manifests and the next root. `manifest_floor` is
-the lowest manifest version nodes may accept once this root is trusted; set
-it when rotating keys so that nodes forget versions a compromised key may
-have pushed up (fast-forward) without allowing a rollback below it.
+the lowest manifest version nodes may accept once this root is trusted. A
+rotation to new keys that raises it makes nodes forget the versions they
+remember (which compromised keys may have pushed up: fast-forward) while
+still refusing anything below it.
 """
 
 from __future__ import annotations

@@ -128,10 +128,11 @@ class Verifier:
                 f"root v{new.version} skips versions after trusted v{old.version}"
             )
         envelope.require_threshold(env, new.keys, new.threshold, f"root v{new.version}'s own keys")
-        if set(new.keys) != set(old.keys):
-            # Keys rotated: versions seen under the old keys may have been
-            # pushed up by a compromised key (fast-forward); the new root's
-            # floor takes their place.
+        if set(new.keys) != set(old.keys) and new.manifest_floor > old.manifest_floor:
+            # Keys rotated with a raised floor: versions seen under the old
+            # keys may have been pushed up by compromised keys (fast-forward);
+            # the new floor takes their place. Without a raised floor they
+            # are kept, so a partial rotation cannot open a rollback.
             self._seen.clear()
         self._floor = max(self._floor, new.manifest_floor)
         self._root, self._root_bytes = new, data
