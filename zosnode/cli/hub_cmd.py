@@ -30,7 +30,7 @@ def register(sub: Any) -> None:
     _, commands = add_group(sub, "hub", "run and talk to a hub")
 
     serve = add_command(commands, "serve", "serve a data directory or bucket over HTTP", _serve)
-    serve.add_argument("--data", required=True, metavar="DIR",
+    serve.add_argument("--data", metavar="DIR",
                        help="the hub data directory (blocks/, flists/, roots/, channels/)")
     serve.add_argument("--store", metavar="s3://BUCKET[/PREFIX]",
                        help="keep objects in an S3 bucket instead of DIR")
@@ -87,6 +87,8 @@ def _storage(args: argparse.Namespace) -> Storage:
             return S3Storage.from_url(args.store, args.s3_endpoint)
         except (StorageError, RequestError) as exc:
             raise UserError(str(exc)) from None
+    if not args.data:
+        raise UserError("give --data DIR or --store s3://BUCKET[/PREFIX]")
     if not os.path.isdir(args.data):
         raise UserError(f"--data {args.data}: no such directory")
     return LocalStorage(args.data)

@@ -88,7 +88,10 @@ class S3Storage:
                                f"{reply.body[:200].decode('utf-8', 'replace')}")
         return reply
 
-    async def create_bucket(self) -> None:
+    async def prepare(self) -> None:
+        """Create the bucket if it does not exist yet."""
+        if (await self._call("HEAD", self._path(""))).status == 200:
+            return
         reply = await self._call("PUT", self._path(""))
         if reply.status not in (200, 409):
             raise StorageError(f"S3 create bucket {self.bucket}: HTTP {reply.status}")

@@ -35,6 +35,7 @@ async def run_hub(
     task_status: trio.TaskStatus[RunningHub] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve a hub until its server is shut down (`RunningHub.server.shutdown()`)."""
+    await storage.prepare()
     app = HubApp(storage, publishers=publishers)
     await app.start()
     root = app.publisher.verifier.root.version if app.publisher.verifier else None

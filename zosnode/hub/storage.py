@@ -50,6 +50,10 @@ class Storage(Protocol):
 
     def describe(self) -> str: ...
 
+    async def prepare(self) -> None:
+        """Create what an empty store needs (folders, the bucket)."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -62,6 +66,10 @@ class LocalStorage:
 
     def _path(self, key: str) -> str:
         return os.path.join(self.root, *key.split("/"))
+
+    async def prepare(self) -> None:
+        for sub in ("blocks", "flists", "roots", "channels"):
+            os.makedirs(os.path.join(self.root, sub), exist_ok=True)
 
     async def get(self, key: str) -> StoredObject | None:
         # Local reads are synchronous on purpose: objects are small or sent by
