@@ -20,3 +20,6 @@ def rich_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("rich") / "tree"
     make_rich_tree(root)
     return root
+
+
+from tests.lab.rootfs import debian_rootfs  # noqa: E402, F401 - a fixture for the slow tests
