@@ -113,6 +113,25 @@ def test_swapped_fields(a: str, b: str, signers: str) -> None:
     assert refused_manifest(data)
 
 
+ROOT_BODY = canonical.loads(cbor2.loads(NEXT_ROOT)["signed"], max_size=1 << 16)
+
+
+@SETTINGS
+@given(st.sampled_from(sorted(ROOT_BODY)), st.sampled_from(sorted(ROOT_BODY)), st.booleans())
+def test_root_swapped_fields(a: str, b: str, resign_below_threshold: bool) -> None:
+    swapped = _swap(ROOT_BODY, a, b)
+    if swapped == ROOT_BODY:
+        return
+    body = cbor2.dumps(swapped, canonical=True)
+    if resign_below_threshold:
+        data = sign("root", body, SIM.keys[:1] + [key("gen2-0"), key("gen2-1")])
+    else:
+        env = cbor2.loads(NEXT_ROOT)
+        env["signed"] = body
+        data = cbor2.dumps(env, canonical=True)
+    assert refused_root(data)
+
+
 @SETTINGS
 @given(st.integers(min_value=0), st.integers(0, 7))
 def test_body_parser_alone_raises_only_our_errors(index: int, bit: int) -> None:

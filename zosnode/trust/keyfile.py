@@ -37,8 +37,8 @@ def load(path: Path) -> SigningKey:
         raise TrustUsageError(f"{path}: no such key file") from None
     except OSError as exc:
         raise TrustUsageError(f"{path}: cannot open key file: {exc.strerror}") from None
-    with os.fdopen(fd, "rb") as f:
-        info = os.fstat(f.fileno())
+    try:
+        info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise TrustUsageError(f"{path}: not a regular file")
         if info.st_mode & 0o077:
@@ -46,7 +46,9 @@ def load(path: Path) -> SigningKey:
                 f"{path}: private key is accessible by group or others "
                 f"(mode {stat.S_IMODE(info.st_mode):04o}); run chmod 600 on it"
             )
-        raw = f.read(MAX_KEY_FILE + 1)
+        raw = os.read(fd, MAX_KEY_FILE + 1)
+    finally:
+        os.close(fd)
     lines = raw.decode("ascii", errors="replace").split()
     if len(raw) > MAX_KEY_FILE or len(lines) != 2 or lines[0] != HEADER:
         raise TrustUsageError(f"{path}: not a zosnode key file (expected {HEADER!r} header)")
