@@ -117,3 +117,18 @@ def test_extension_fields_are_ignored_other_unknown_fields_refused() -> None:
     body["critical"] = True
     with pytest.raises(MalformedError, match="unknown critical field 'critical'"):
         decode_manifest(canonical.dumps(body))
+
+
+def test_root_and_anchor_parsers_refuse_every_truncation_and_trailing_data() -> None:
+    from zosnode.trust.anchor import decode as decode_anchor
+
+    sim = RepoSim()
+    body = sim.root.encode()
+    anchor = sim.anchor().encode()
+    for data, parse in ((body, decode_root), (anchor, decode_anchor)):
+        assert parse(data) is not None
+        for cut in range(len(data)):
+            with pytest.raises(MalformedError):
+                parse(data[:cut])
+        with pytest.raises(MalformedError, match="not canonical"):
+            parse(data + b"\x00")
