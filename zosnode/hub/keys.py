@@ -75,7 +75,9 @@ MUTABLE = "mutable"  # a channel's current manifest: revalidate
 
 def parse_static(path: str) -> tuple[str, str, str] | None:
     """(key, route label, kind) for a static URL path, or None."""
-    parts = path.lstrip("/").split("/")
+    if not path.startswith("/") or path.startswith("//"):
+        return None
+    parts = path[1:].split("/")
     try:
         match parts:
             case ["blocks", prefix, block_id] if block_id[:2] == prefix:
