@@ -236,6 +236,7 @@ class Node:
         self._t0 = trio.current_time() if started_at is None else started_at
         self._nursery: trio.Nursery | None = None
         self._heartbeat_now = trio.Event()
+        self._last_sent = 0
         board.update(
             node_id=identity.node_id, farm=settings.farm, channel=settings.channel,
             phase="fetching manifest",
@@ -247,7 +248,7 @@ class Node:
         return round((trio.current_time() - self._t0) * 1000)
 
     def _mark(self, phase: str) -> None:
-        self.timings.marks[phase] = self._ms()
+        self.timings.marks.setdefault(phase, self._ms())  # boot phases only, not upgrades
 
     def _error(self, text: str) -> None:
         self.say(f"{text}")
@@ -444,7 +445,7 @@ class Node:
             channel=self.settings.channel,
             release=self.policy.current or 0,
             agent_version=self.settings.agent_version,
-            sent_at=int(self._wall()),
+            sent_at=self._sent_at(),
             uptime_s=self._ms() // 1000,
             services=services,
             addresses=tuple(self._addresses()),
@@ -452,6 +453,12 @@ class Node:
             failed_release=self.failed_release,
             boot_timings_ms=dict(self.timings.marks),
         )
+
+    def _sent_at(self) -> int:
+        # The hub keeps only a heartbeat newer than the last: two in one second
+        # (an upgrade's right after a periodic one) must still differ.
+        self._last_sent = max(int(self._wall()), self._last_sent + 1)
+        return self._last_sent
 
     async def send_heartbeat(self) -> bool:
         try:
