@@ -38,6 +38,8 @@ def register(sub: Any) -> None:
                      help="read the kernel command line from FILE")
     p.add_argument("--exit-after-bringup", action="store_true",
                    help="exit 0 once a NIC is configured (tests, benchmarks; not as PID 1)")
+    p.add_argument("--network-only", action="store_true",
+                   help="after bring-up keep the network up and skip the boot stage (tests)")
     p.add_argument("--resolv-conf", metavar="FILE", type=Path, default=Path("/etc/resolv.conf"),
                    help="where to write the chosen lease's DNS servers")
     p.add_argument("--fatal-delay", metavar="SECONDS", type=int, default=None,
@@ -84,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         moddir = Path("/lib/modules") / os.uname().release
         pid1.load_modules(moddir, config.modules, say)
         pid1.seed_entropy(os.uname().nodename.encode() + os.urandom(0), say)
-    after = None if args.exit_after_bringup else _boot_stage()
+    after = None if args.exit_after_bringup or args.network_only else _boot_stage()
     options = bringup.Options(resolv_conf=args.resolv_conf)
 
     async def main() -> None:
@@ -109,7 +111,7 @@ async def run_agent(config: cmdline.Config, say: pid1.Say, options: bringup.Opti
             nursery.cancel_scope.cancel()
             return
         if after is None:
-            say("no boot stage in this build; keeping the network up")
+            say("no boot stage; keeping the network up")
             await trio.sleep_forever()
         else:
             await after(config, network, say)

@@ -1,0 +1,157 @@
+"""Lab topology for bring-up tests: a "lan" namespace with a bridge and dnsmasq,
+"node" namespaces joined to it by veth pairs, the node agent as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.lab.dnsmasq import dhcp_conf, dnsmasq, require_dnsmasq
+from tests.lab.netns import netns, nsexec, require_root, run, unique_name
+
+REPO = Path(__file__).resolve().parents[2]
+LAN_ADDR = "10.77.0.1"
+
+
+@dataclass
+class Lan:
+    ns: str
+    bridge: str
+    tmp: Path
+    ports: list[str] = field(default_factory=list)
+
+    def plug(self, node_ns: str, ifname: str, bridge: str | None = None) -> str:
+        """A veth from `node_ns` (named ifname there) into a bridge; returns the lan end."""
+        peer = unique_name("v")
+        run(nsexec(self.ns, "ip", "link", "add", peer, "type", "veth", "peer", "name", ifname,
+                   "netns", node_ns))
+        run(nsexec(self.ns, "ip", "link", "set", peer, "master", bridge or self.bridge))
+        run(nsexec(self.ns, "ip", "link", "set", peer, "up"))
+        self.ports.append(peer)
+        return peer
+
+    def add_bridge(self, name: str, cidr: str | None = None) -> str:
+        run(nsexec(self.ns, "ip", "link", "add", name, "type", "bridge", "forward_delay", "0"))
+        if cidr:
+            run(nsexec(self.ns, "ip", "addr", "add", cidr, "dev", name))
+        run(nsexec(self.ns, "ip", "link", "set", name, "up"))
+        return name
+
+    def link(self, port: str, up: bool) -> None:
+        run(nsexec(self.ns, "ip", "link", "set", port, "up" if up else "down"))
+
+    @contextmanager
+    def dhcp(self, name: str = "d", first: str = "10.77.0.50", last: str = "10.77.0.99",
+             extra: tuple[str, ...] = (), fresh: bool = False) -> Iterator[Path]:
+        """dnsmasq serving DHCP on the bridge; yields its log path."""
+        conf = self.tmp / f"{name}.conf"
+        leases = self.tmp / f"{name}.leases"
+        if fresh or not leases.exists():
+            leases.write_text("")
+        dhcp_conf(conf, self.bridge, first, last, extra=(
+            # no-ping: dnsmasq otherwise ignores the first DISCOVER for ~3 s while it
+            # pings the address; that is its latency, not ours.
+            f"dhcp-option=option:dns-server,{LAN_ADDR}", "no-ping", *extra), leasefile=leases)
+        log = self.tmp / f"{name}.log"
+        with dnsmasq(self.ns, conf, log):
+            yield log
+
+
+@pytest.fixture
+def lan(tmp_path: Path) -> Iterator[Lan]:
+    require_root()
+    require_dnsmasq()
+    with netns("zl") as ns:
+        bridge = "br0"
+        run(nsexec(ns, "ip", "link", "add", bridge, "type", "bridge", "forward_delay", "0"))
+        run(nsexec(ns, "ip", "addr", "add", f"{LAN_ADDR}/24", "dev", bridge))
+        run(nsexec(ns, "ip", "link", "set", bridge, "up"))
+        yield Lan(ns, bridge, tmp_path)
+
+
+@pytest.fixture
+def node_ns() -> Iterator[str]:
+    with netns("zn") as ns:
+        yield ns
+
+
+class NodeProc:
+    """`zosnode node run` inside a namespace; console lines collected by a thread."""
+
+    def __init__(self, ns: str, args: list[str], tmp: Path) -> None:
+        self.lines: list[tuple[float, str]] = []
+        self._cond = threading.Condition()
+        env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(
+            nsexec(ns, sys.executable, "-m", "zosnode", "node", "run",
+                   "--resolv-conf", str(tmp / "resolv.conf"), *args),
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=env, text=True)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._cond:
+                self.lines.append((time.monotonic(), line.rstrip("\n")))
+                self._cond.notify_all()
+
+    def text(self) -> str:
+        with self._cond:
+            return "\n".join(line for _, line in self.lines)
+
+    def wait_line(self, needle: str, timeout: float, after: int = 0) -> tuple[int, float, str]:
+        """The first line (index >= after) containing needle: (index, time, line)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for i, (t, line) in enumerate(self.lines[after:], after):
+                    if needle in line:
+                        return i, t, line
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
+                    pytest.fail(f"node never printed {needle!r} within {timeout}s:\n"
+                                + "\n".join(x for _, x in self.lines))
+                self._cond.wait(min(left, 0.2))
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        self._reader.join(timeout=5)
+        return self.proc.returncode
+
+
+@pytest.fixture
+def start_node(tmp_path: Path) -> Iterator[object]:
+    with ExitStack() as stack:
+        def start(ns: str, *args: str) -> NodeProc:
+            node = NodeProc(ns, list(args), tmp_path)
+            stack.callback(node.stop)
+            return node
+        yield start
+
+
+def addresses(ns: str, ifname: str) -> list[str]:
+    out = run(nsexec(ns, "ip", "-4", "-o", "addr", "show", "dev", ifname)).stdout
+    return [line.split()[3] for line in out.splitlines()]
+
+
+def default_routes(ns: str) -> str:
+    return run(nsexec(ns, "ip", "-4", "route", "show", "default")).stdout

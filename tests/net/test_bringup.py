@@ -1,0 +1,125 @@
+"""Bring-up against real dnsmasq in namespaces: leases, late servers, two NICs,
+NAK, renewal at T1, expiry, link flaps."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+
+import pytest
+
+from tests.lab.dnsmasq import wait_for_log
+from tests.net.conftest import Lan, NodeProc, addresses, default_routes
+
+HUB = "zos.hub=http://10.77.0.1:8080 zos.farm=f1"
+Start = Callable[..., NodeProc]
+
+
+def test_lease_on_one_nic(lan: Lan, node_ns: str, start_node: Start) -> None:
+    lan.plug(node_ns, "eth0")
+    with lan.dhcp() as log:
+        node = start_node(node_ns, "--cmdline", HUB, "--exit-after-bringup")
+        assert node.proc.wait(timeout=30) == 0, node.text()
+        text = log.read_text()
+    (acked,) = re.findall(r"DHCPACK\(br0\) (\S+) ", text)
+    _, _, line = node.wait_line("chose eth0", 1)
+    assert f"address {acked}/24" in line and "reaches a hub" in line
+    assert addresses(node_ns, "eth0") == [f"{acked}/24"]
+    assert "default via 10.77.0.1 dev eth0" in default_routes(node_ns)
+    resolv = (lan.tmp / "resolv.conf").read_text()
+    assert "nameserver 10.77.0.1" in resolv
+    assert "firewall applied" in node.lines[1][1]  # before any NIC comes up
+    assert node.text().index("firewall applied") < node.text().index("eth0: up")
+
+
+def test_server_appears_later(lan: Lan, node_ns: str, start_node: Start) -> None:
+    lan.plug(node_ns, "eth0")
+    node = start_node(node_ns, "--cmdline", HUB, "--exit-after-bringup")
+    node.wait_line("dhcp init -> selecting", 10)
+    time.sleep(5)  # several DISCOVERs go unanswered
+    assert node.proc.poll() is None
+    with lan.dhcp():
+        appeared = time.monotonic()
+        _, when, _ = node.wait_line("network up on eth0", 20)
+        assert node.proc.wait(timeout=10) == 0
+    # The discovery backoff is capped at 8 s ± 1 s; a lost REQUEST costs 4 s ± 1 s more.
+    assert when - appeared < 15, when - appeared
+
+
+def test_two_nics_only_one_served_is_chosen_deterministically(
+        lan: Lan, start_node: Start) -> None:
+    from tests.lab.netns import netns
+
+    dark = lan.add_bridge("br1", "10.78.0.1/24")  # no DHCP server on this one
+    chosen = []
+    for _ in range(2):
+        with netns("zn") as ns:
+            lan.plug(ns, "eth0", dark)  # sorts first, but gets no lease
+            lan.plug(ns, "eth1")
+            with lan.dhcp(fresh=True):
+                node = start_node(ns, "--cmdline", HUB, "--exit-after-bringup")
+                assert node.proc.wait(timeout=40) == 0, node.text()
+            _, _, line = node.wait_line("chose ", 1)
+            chosen.append(line.split("chose ")[1].split()[0])
+            assert addresses(ns, "eth0") == []
+            assert "dev eth1" in default_routes(ns)
+    assert chosen == ["eth1", "eth1"]
+
+
+def test_link_flap_reacquires_then_nak_moves_us(lan: Lan, node_ns: str,
+                                                 start_node: Start) -> None:
+    port = lan.plug(node_ns, "eth0")
+    with lan.dhcp() as log:
+        node = start_node(node_ns, "--cmdline", HUB, "--network-only")
+        node.wait_line("network up on eth0", 30)
+        (first,) = addresses(node_ns, "eth0")
+        mark = len(node.lines)
+        lan.link(port, up=False)
+        node.wait_line("eth0: carrier lost", 5, mark)
+        node.wait_line("address removed", 5, mark)
+        assert addresses(node_ns, "eth0") == []
+        lan.link(port, up=True)
+        node.wait_line("dhcp init-reboot -> rebooting", 10, mark)
+        node.wait_line("chose eth0", 15, mark)
+        assert addresses(node_ns, "eth0") == [first]
+        assert "DHCPREQUEST(br0) " + first.split("/")[0] in log.read_text()
+    # The server comes back owning another range and says no to the old address.
+    with lan.dhcp("d2", first="10.77.0.150", last="10.77.0.199",
+                  extra=("dhcp-authoritative",)) as log2:
+        mark = len(node.lines)
+        lan.link(port, up=False)
+        node.wait_line("carrier lost", 5, mark)
+        lan.link(port, up=True)
+        node.wait_line("-> init (NAK)", 15, mark)
+        _, _, line = node.wait_line("chose eth0", 30, mark)
+        assert "DHCPNAK(br0)" in log2.read_text()
+    (now,) = addresses(node_ns, "eth0")
+    assert now.startswith("10.77.0.1") and now != first
+    assert int(now.split(".")[3].split("/")[0]) >= 150
+
+
+@pytest.mark.slow
+def test_short_lease_renewed_at_t1_then_expires_and_recovers(
+        lan: Lan, node_ns: str, start_node: Start) -> None:
+    """dnsmasq's shortest lease is 2 min, so expiry takes that long; T1/T2 are set short."""
+    lan.plug(node_ns, "eth0")
+    short = ("dhcp-option=option:T1,3", "dhcp-option=option:T2,5")
+    with lan.dhcp(extra=short) as log:
+        node = start_node(node_ns, "--cmdline", HUB, "--network-only")
+        node.wait_line("network up on eth0", 30)
+        (addr,) = addresses(node_ns, "eth0")
+        ip = addr.split("/")[0]
+        node.wait_line("dhcp bound -> renewing (T1 reached)", 8)
+        node.wait_line("lease renewed", 5)
+        text = wait_for_log(log, f"DHCPACK(br0) {ip}", 5, count=2)
+        assert text.count(f"DHCPREQUEST(br0) {ip}") >= 2
+    # The server is gone: renewing, rebinding, then the lease runs out.
+    node.wait_line("dhcp renewing -> rebinding (T2 reached)", 15)
+    _, lost_at, _ = node.wait_line("lost (lease expired)", 130)
+    assert addresses(node_ns, "eth0") == []
+    node.wait_line("no longer the chosen NIC", 1)
+    mark = len(node.lines)
+    with lan.dhcp():
+        node.wait_line("chose eth0", 20, mark)
+    assert addresses(node_ns, "eth0") == [addr]
