@@ -22,12 +22,18 @@ def is_elf(data: bytes) -> bool:
     return data[:4] == b"\x7fELF"
 
 
-def needed(data: bytes) -> tuple[str, ...]:
-    """The DT_NEEDED names of an ELF64 LE file, in order; () for a static file."""
+def _check_header(data: bytes) -> None:
     if not is_elf(data):
         raise FormatError("not an ELF file")
+    if len(data) < 64:
+        raise FormatError("ELF header truncated")
     if data[4] != 2 or data[5] != 1:
         raise FormatError("only ELF64 little-endian is supported")
+
+
+def needed(data: bytes) -> tuple[str, ...]:
+    """The DT_NEEDED names of an ELF64 LE file, in order; () for a static file."""
+    _check_header(data)
     try:
         phoff, = struct.unpack_from("<Q", data, 0x20)
         phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
@@ -79,8 +85,7 @@ def _file_offset(loads: list[tuple[int, int, int]], vaddr: int) -> int:
 
 def section(data: bytes, wanted: str) -> bytes | None:
     """The bytes of the named section of an ELF64 LE file, or None if absent."""
-    if not is_elf(data) or data[4] != 2 or data[5] != 1:
-        raise FormatError("not an ELF64 little-endian file")
+    _check_header(data)
     try:
         shoff, = struct.unpack_from("<Q", data, 0x28)
         shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)

@@ -26,22 +26,23 @@ LIB_DIRS = ("lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu")
 LOADER = "lib64/ld-linux-x86-64.so.2"
 
 # Top-level stdlib names a node never imports. Interpreters, shells and
-# installers are excluded on principle; the rest to stay small.
+# installers are excluded on principle; the rest to stay small. (pyroute2
+# imports unittest and sqlite3 at import time, so those stay.)
 EXCLUDED = frozenset({
     "test", "idlelib", "tkinter", "turtledemo", "turtle", "lib2to3", "ensurepip", "venv",
-    "distutils", "pydoc_data", "pydoc", "sqlite3", "curses", "dbm", "site-packages",
+    "distutils", "pydoc_data", "pydoc", "curses", "dbm", "site-packages",
     "dist-packages", "sitecustomize", "__phello__", "msilib", "doctest", "pdb", "idle",
     "code", "codeop", "pty", "tty", "cgi", "cgitb", "crypt", "nntplib", "imaplib",
     "poplib", "smtplib", "smtpd", "telnetlib", "ftplib", "mailbox", "mailcap", "sndhdr",
     "imghdr", "aifc", "sunau", "wave", "chunk", "audioop", "ossaudiodev", "nis", "spwd",
     "xdrlib", "pipes", "tabnanny", "trace", "cProfile", "profile", "pstats", "timeit",
     "webbrowser", "antigravity", "this", "zipapp", "py_compile", "compileall",
-    "unittest", "wsgiref", "xmlrpc", "rlcompleter", "readline",
+    "wsgiref", "xmlrpc", "rlcompleter", "readline",
     "_pydecimal", "_pyio", "pickletools", "bdb", "cmd", "_osx_support", "_aix_support",
     "_bootsubprocess", "__hello__",
 })
 EXCLUDED_PREFIXES = ("config-3.11", "_test", "_xx", "xxlimited", "_ctypes_test", "_curses",
-                     "_tkinter", "_dbm", "_gdbm", "_sqlite3", "_crypt", "_lsprof")
+                     "_tkinter", "_dbm", "_gdbm", "_crypt", "_lsprof")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,114 @@
+"""The initramfs boots in QEMU: directly, by a full iPXE netboot, and from the ISO.
+
+Up to the point where the artifact runs as /init (here `zosnode version`,
+then PID 1 exits and the kernel stops QEMU); `test_node_ready.py` goes on
+to `zosnode: ready`.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.boot.conftest import TOP, BootFiles
+from tests.lab import qemu
+from tests.lab.dnsmasq import bridge_with_tap, dnsmasq, http_server
+from tests.lab.netns import netns
+
+pytestmark = pytest.mark.slow
+VERSION_LINE = r"zosnode \d+\.\d+\.\d+ \([0-9a-f]{16}\)"
+BOOT_S = 120  # software emulation on 2 shared cores: typical 6-20 s
+
+
+def zosnode(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "zosnode", *argv], capture_output=True,
+                          text=True, timeout=300, cwd=TOP)
+
+
+def test_direct_boot_runs_the_artifact_as_init(boot_files: BootFiles, tmp_path: Path) -> None:
+    argv = qemu.base_argv(tmp_path / "console.log") + qemu.direct_boot_argv(
+        boot_files.kernel, boot_files.initramfs, "console=ttyS0 panic=-1 quiet -- version")
+    with qemu.vm(argv, tmp_path / "console.log") as vm:
+        vm.wait_for(VERSION_LINE, BOOT_S)
+        vm.wait_exit(30)  # PID 1 returned: the kernel panics, -no-reboot stops QEMU
+
+
+def test_every_vendored_module_imports_in_the_vm(boot_files: BootFiles, tmp_path: Path) -> None:
+    """The trimmed standard library and collected libraries are enough: natives
+    unpack under /run and import, pure packages import from the zip."""
+    argv = qemu.base_argv(tmp_path / "console.log") + qemu.direct_boot_argv(
+        boot_files.kernel, boot_files.initramfs,
+        "console=ttyS0 panic=-1 quiet -- audit --check-imports")
+    with qemu.vm(argv, tmp_path / "console.log") as vm:
+        vm.wait_for(r"import xxhash .*\n", BOOT_S)
+        vm.wait_exit(30)
+        text = vm.text()
+    imports = [ln for ln in text.splitlines() if ln.startswith("import ")]
+    assert len(imports) >= 8, text
+    assert not [ln for ln in imports if "FAILED" in ln], "\n".join(imports)
+    assert "/run/zosnode/" in text  # natives were unpacked into the rootfs' /run
+
+
+def _boot_server(ns: str, tmp: Path, boot_files: BootFiles, hubs: list[str],
+                 init_arg: str = "version") -> Path:
+    """dnsmasq config + TFTP root from the CLI, kernel and initramfs under www/boot/<ch>/."""
+    out = tmp / "bootserver"
+    hub_args = [a for h in hubs for a in ("--hub", h)]
+    proc = zosnode("bootstrap", "dnsmasq", "--farm", "lab", "--channel", "test", *hub_args,
+                   "--timeout-ms", "5000", "--init-arg", init_arg,
+                   "--kernel-arg", "quiet", "-o", str(out), "--interface", "zb0",
+                   "--network", "10.99.0.0/24", "--range", "10.99.0.50,10.99.0.99")
+    assert proc.returncode == 0, proc.stderr
+    www = tmp / "www" / "boot" / "test"
+    www.mkdir(parents=True)
+    (www / "vmlinuz").symlink_to(boot_files.kernel)
+    (www / "initramfs.img").symlink_to(boot_files.initramfs)
+    return out
+
+
+@pytest.mark.usefixtures("root_lab")
+def test_ipxe_netboot_with_hub_fallback(boot_files: BootFiles, tmp_path: Path) -> None:
+    """Firmware iPXE -> dnsmasq DHCP/RA/TFTP -> our script -> first hub refuses ->
+    second hub serves kernel and initramfs -> the artifact runs as /init."""
+    with netns("zb") as ns:
+        bridge_with_tap(ns, "zb0", "zt0", "10.99.0.1/24", "fd99::1/64")
+        dead, live = "http://10.99.0.1:8001", "http://10.99.0.1:8000"
+        server = _boot_server(ns, tmp_path, boot_files, [dead, live])
+        with dnsmasq(ns, server / "dnsmasq.conf", tmp_path / "dnsmasq.log"), \
+                http_server(ns, "10.99.0.1", 8000, tmp_path / "www", tmp_path / "http.log"):
+            console = tmp_path / "console.log"
+            argv = qemu.base_argv(console) + qemu.tap_nic_argv("zt0") + ["-boot", "n"]
+            with qemu.vm(qemu.nsexec_argv(ns, argv), console) as vm:
+                vm.wait_for(r"zosnode: farm lab channel test", BOOT_S)
+                vm.wait_for(r"zosnode: trying http://10\.99\.0\.1:8000", BOOT_S)
+                vm.wait_for(VERSION_LINE, BOOT_S)
+                text = vm.text()
+        http_log = (tmp_path / "http.log").read_text()
+        dns_log = (tmp_path / "dnsmasq.log").read_text()
+    assert text.index("trying http://10.99.0.1:8001") < text.index("trying http://10.99.0.1:8000")
+    assert "GET /boot/test/vmlinuz" in http_log and "GET /boot/test/initramfs.img" in http_log
+    assert "boot.ipxe" in dns_log and "DHCPACK" in dns_log
+
+
+@pytest.mark.usefixtures("root_lab")
+def test_iso_boots_as_cdrom(boot_files: BootFiles, tmp_path: Path) -> None:
+    """SeaBIOS -> El Torito -> isolinux -> iPXE with the farm's script -> /init."""
+    iso = tmp_path / "boot.iso"
+    with netns("zi") as ns:
+        bridge_with_tap(ns, "zb0", "zt0", "10.99.0.1/24", "fd99::1/64")
+        server = _boot_server(ns, tmp_path, boot_files, ["http://10.99.0.1:8000"])
+        proc = zosnode("bootstrap", "iso", "--farm", "lab", "--channel", "test",
+                       "--hub", "http://10.99.0.1:8000", "--init-arg", "version",
+                       "--kernel-arg", "quiet", "-o", str(iso))
+        assert proc.returncode == 0, proc.stderr
+        with dnsmasq(ns, server / "dnsmasq.conf", tmp_path / "dnsmasq.log"), \
+                http_server(ns, "10.99.0.1", 8000, tmp_path / "www", tmp_path / "http.log"):
+            console = tmp_path / "console.log"
+            argv = (qemu.base_argv(console) + qemu.tap_nic_argv("zt0")
+                    + ["-cdrom", str(iso), "-boot", "d"])
+            with qemu.vm(qemu.nsexec_argv(ns, argv), console) as vm:
+                vm.wait_for(r"zosnode: farm lab channel test", BOOT_S)
+                vm.wait_for(VERSION_LINE, BOOT_S)

@@ -1,0 +1,117 @@
+"""The per-farm iPXE script and the node's kernel command line. Pure code.
+
+The script brings up the network (DHCP on any NIC), then tries each hub in
+order for the kernel and the initramfs, with a progress timeout on every
+download; when every hub has failed it waits and starts again, forever. The
+hubs and the channel reach the node on the kernel command line; whom the
+node trusts is compiled into the initramfs and cannot be changed here.
+
+Served paths: `<hub>/boot/<channel>/vmlinuz` and `<hub>/boot/<channel>/initramfs.img`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from zosnode.bootmedia.errors import BuildInputError
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_URL = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/%-]*)?")
+_ARG = re.compile(r"[A-Za-z0-9._,:=/@+-]+")
+KERNEL_NAME = "vmlinuz"
+INITRD_NAME = "initramfs.img"
+
+
+@dataclass(frozen=True)
+class BootConfig:
+    """Everything that makes one farm's boot media differ from another's."""
+
+    farm: str
+    channel: str
+    hubs: tuple[str, ...]
+    console: tuple[str, ...] = ("tty0", "ttyS0,115200")
+    extra_args: tuple[str, ...] = ()  # more kernel arguments, e.g. "quiet"
+    init_args: tuple[str, ...] = ("node", "run")  # passed to /init after "--"
+    timeout_ms: int = 30_000  # per-download progress timeout
+    retry_delay_s: int = 5
+
+    def __post_init__(self) -> None:
+        for what, value in (("farm", self.farm), ("channel", self.channel)):
+            if not _NAME.fullmatch(value):
+                raise BuildInputError(
+                    f"{what} {value!r}: use 1-64 letters, digits, '.', '_' or '-'")
+        if not self.hubs:
+            raise BuildInputError("give at least one hub URL")
+        for hub in self.hubs:
+            if not _URL.fullmatch(hub) or "," in hub:
+                raise BuildInputError(
+                    f"hub {hub!r} is not a plain http(s)://host[:port][/path] URL")
+        for arg in (*self.console, *self.extra_args, *self.init_args):
+            if not _ARG.fullmatch(arg):
+                raise BuildInputError(f"kernel argument {arg!r} has characters iPXE would expand")
+        if not 1_000 <= self.timeout_ms <= 600_000:
+            raise BuildInputError("timeout_ms must be between 1000 and 600000")
+        if not 1 <= self.retry_delay_s <= 3600:
+            raise BuildInputError("retry_delay_s must be between 1 and 3600")
+
+    @property
+    def hub_bases(self) -> tuple[str, ...]:
+        return tuple(h.rstrip("/") for h in self.hubs)
+
+
+def kernel_cmdline(cfg: BootConfig) -> str:
+    """The node's command line: console, farm, channel, hubs, then /init's argv."""
+    parts = [f"console={c}" for c in cfg.console]
+    parts += [f"zosnode.farm={cfg.farm}", f"zosnode.channel={cfg.channel}",
+              "zosnode.hubs=" + ",".join(cfg.hub_bases), "panic=10", *cfg.extra_args]
+    if cfg.init_args:
+        parts += ["--", *cfg.init_args]
+    return " ".join(parts)
+
+
+def boot_urls(cfg: BootConfig, hub: str) -> tuple[str, str]:
+    base = f"{hub.rstrip('/')}/boot/{cfg.channel}"
+    return f"{base}/{KERNEL_NAME}", f"{base}/{INITRD_NAME}"
+
+
+def render_ipxe(cfg: BootConfig) -> str:
+    """The iPXE script for one farm and channel."""
+    # initrd= names the image for the EFI stub; harmless under BIOS.
+    args = kernel_cmdline(cfg).replace(" -- ", f" initrd={INITRD_NAME} -- ", 1) \
+        if cfg.init_args else f"{kernel_cmdline(cfg)} initrd={INITRD_NAME}"
+    lines = [
+        "#!ipxe",
+        f"# zosnode boot loader: farm {cfg.farm}, channel {cfg.channel}",
+        "# Generated; the hubs are tried in order, forever.",
+        ":start",
+        "echo zosnode: farm " + cfg.farm + " channel " + cfg.channel,
+        "isset ${ip} || dhcp || goto wait",
+    ]
+    for i, hub in enumerate(cfg.hub_bases):
+        kernel, initrd = boot_urls(cfg, hub)
+        nxt = f"hub{i + 1}" if i + 1 < len(cfg.hub_bases) else "wait"
+        lines += [
+            f":hub{i}",
+            f"echo zosnode: trying {hub}",
+            "imgfree",
+            f"kernel --name {KERNEL_NAME} --timeout {cfg.timeout_ms} {kernel} {args}"
+            f" || goto {nxt}",
+            f"initrd --name {INITRD_NAME} --timeout {cfg.timeout_ms} {initrd} || goto {nxt}",
+            f"boot || goto {nxt}",
+        ]
+    lines += [
+        ":wait",
+        f"echo zosnode: no hub answered, retrying in {cfg.retry_delay_s} s",
+        # Not every iPXE build has `sleep`; `prompt --timeout` waits the same.
+        f"sleep {cfg.retry_delay_s} || prompt --timeout {cfg.retry_delay_s * 1000} "
+        "zosnode: waiting || goto start",
+        "goto start",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def parse_hubs(values: Sequence[str]) -> tuple[str, ...]:
+    """Hubs from repeated options or comma-separated lists."""
+    return tuple(h for v in values for h in v.split(",") if h)

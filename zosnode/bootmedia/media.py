@@ -1,0 +1,135 @@
+"""Build the loader media: a hybrid ISO (BIOS and UEFI), a USB image, an EFI image.
+
+BIOS: isolinux starts Debian's ipxe.lkrn with the farm's script as its
+initrd; iPXE runs a script handed to it that way. UEFI: a FAT image holding
+a standalone GRUB (grub-mkstandalone) with the embedded configuration from
+`grub.py`. The ISO carries both and an isohybrid MBR/GPT, so the same bytes
+written to a USB stick boot too: the USB image is that hybrid image.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from zosnode.bootmedia.errors import BuildInputError
+from zosnode.bootmedia.grub import MODULES, render_grub
+from zosnode.bootmedia.ipxe import BootConfig, render_ipxe
+
+_TIMEOUT_S = 300
+# Where Debian's boot loader packages put their files.
+IPXE_LKRN = Path("/usr/lib/ipxe/ipxe.lkrn")  # package ipxe
+ISOLINUX_BIN = Path("/usr/lib/ISOLINUX/isolinux.bin")  # package isolinux
+ISOHYBRID_MBR = Path("/usr/lib/ISOLINUX/isohdpfx.bin")
+LDLINUX_C32 = Path("/usr/lib/syslinux/modules/bios/ldlinux.c32")  # package syslinux-common
+GRUB_EFI_DIR = Path("/usr/lib/grub/x86_64-efi")  # package grub-efi-amd64-bin
+EFI_SLACK_KIB = 192
+
+ISOLINUX_CFG = """\
+DEFAULT zosnode
+PROMPT 0
+TIMEOUT 0
+LABEL zosnode
+  KERNEL /ipxe.lkrn
+  INITRD /boot.ipxe
+"""
+
+
+@dataclass(frozen=True)
+class Tools:
+    ipxe_lkrn: Path = IPXE_LKRN
+    isolinux_bin: Path = ISOLINUX_BIN
+    isohybrid_mbr: Path = ISOHYBRID_MBR
+    ldlinux_c32: Path = LDLINUX_C32
+    grub_efi_dir: Path = GRUB_EFI_DIR
+
+    def check(self, efi: bool) -> None:
+        needed = [(self.ipxe_lkrn, "ipxe"), (self.isolinux_bin, "isolinux"),
+                  (self.isohybrid_mbr, "isolinux"), (self.ldlinux_c32, "syslinux-common")]
+        if efi:
+            needed.append((self.grub_efi_dir / "http.mod", "grub-efi-amd64-bin"))
+        for path, package in needed:
+            if not path.exists():
+                raise BuildInputError(f"{path} is missing: install the Debian package {package}")
+        tools = ["xorriso"] + (["grub-mkstandalone", "mformat", "mcopy"] if efi else [])
+        for tool in tools:
+            if shutil.which(tool) is None:
+                raise BuildInputError(f"the {tool} command is missing (xorriso, grub-common, "
+                                      "mtools packages)")
+
+
+def _run(argv: list[str]) -> None:
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BuildInputError(f"{argv[0]}: {exc}") from exc
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["failed"])[-1]
+        raise BuildInputError(f"{argv[0]} failed: {last}")
+
+
+def build_efi_image(cfg: BootConfig, out: Path, tools: Tools = Tools()) -> None:
+    """A FAT image with EFI/BOOT/BOOTX64.EFI: GRUB with the farm's configuration inside."""
+    tools.check(efi=True)
+    with tempfile.TemporaryDirectory(prefix="zosnode-efi-") as tmp:
+        t = Path(tmp)
+        (t / "grub.cfg").write_text(render_grub(cfg))
+        grub = t / "BOOTX64.EFI"
+        _run(["grub-mkstandalone", "-O", "x86_64-efi", "-d", str(tools.grub_efi_dir),
+              "--install-modules=" + " ".join(MODULES), "--modules=" + " ".join(MODULES),
+              "--locales=", "--fonts=", "--themes=", "-o", str(grub),
+              f"boot/grub/grub.cfg={t / 'grub.cfg'}"])
+        img = t / "efi.img"
+        # FAT overhead plus slack, in whole 64 KiB steps: the medium stays small.
+        kib = (grub.stat().st_size // 1024 + EFI_SLACK_KIB + 63) // 64 * 64
+        with open(img, "wb") as f:
+            f.truncate(kib * 1024)
+        _run(["mformat", "-i", str(img), "-N", "5a4f5331", "::"])
+        _run(["mmd", "-i", str(img), "::/EFI", "::/EFI/BOOT"])
+        _run(["mcopy", "-i", str(img), str(grub), "::/EFI/BOOT/BOOTX64.EFI"])
+        _move(img, out)
+
+
+def build_iso(cfg: BootConfig, out: Path, tools: Tools = Tools(), efi: bool = True) -> None:
+    """The hybrid ISO: BIOS (isolinux + iPXE) and, unless efi=False, UEFI (GRUB)."""
+    tools.check(efi=efi)
+    with tempfile.TemporaryDirectory(prefix="zosnode-iso-") as tmp:
+        root = Path(tmp) / "root"
+        (root / "isolinux").mkdir(parents=True)
+        shutil.copyfile(tools.isolinux_bin, root / "isolinux/isolinux.bin")
+        shutil.copyfile(tools.ldlinux_c32, root / "isolinux/ldlinux.c32")
+        (root / "isolinux/isolinux.cfg").write_text(ISOLINUX_CFG)
+        shutil.copyfile(tools.ipxe_lkrn, root / "ipxe.lkrn")
+        (root / "boot.ipxe").write_text(render_ipxe(cfg))
+        argv = ["xorriso", "-as", "mkisofs", "-quiet", "-o", str(Path(tmp) / "out.iso"),
+                "-V", "ZOSNODE", "-J", "-R",
+                "-isohybrid-mbr", str(tools.isohybrid_mbr),
+                "-c", "isolinux/boot.cat", "-b", "isolinux/isolinux.bin",
+                "-no-emul-boot", "-boot-load-size", "4", "-boot-info-table"]
+        if efi:
+            build_efi_image(cfg, root / "efi.img", tools)
+            argv += ["-eltorito-alt-boot", "-e", "efi.img", "-no-emul-boot",
+                     "-isohybrid-gpt-basdat"]
+        _run(argv + [str(root)])
+        _move(Path(tmp) / "out.iso", out)
+
+
+def _move(src: Path, dest: Path) -> None:
+    """Copy beside the destination, fsync, then rename: never a half-written medium."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}-", dir=dest.parent)
+    try:
+        with open(fd, "wb") as f, open(src, "rb") as s:
+            shutil.copyfileobj(s, f)
+            f.flush()
+            import os
+
+            os.fsync(f.fileno())
+        Path(tmp).chmod(0o644)
+        Path(tmp).replace(dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
