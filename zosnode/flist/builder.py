@@ -7,6 +7,7 @@ import tarfile
 from collections.abc import Sequence
 from typing import Any
 
+from zosnode.flist.blocks import EncodedBlock
 from zosnode.flist.errors import FlistInputError
 from zosnode.flist.format import Flist
 from zosnode.flist.pack import BuildOptions, BuildStats, Progress, build
@@ -41,8 +42,8 @@ def build_from(
     metadata: dict[str, Any] = {}
     skipped: list[str] = []
 
-    def sink(block: Any) -> bool:
-        return store.put_block(block.stored)[1]
+    def sink(block: EncodedBlock) -> bool:
+        return store.put_block(block.stored, block.id)[1]
 
     with Spool() as spool:
         if kind == "dir":

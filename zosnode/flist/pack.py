@@ -12,7 +12,10 @@ holes. docs/flist-format.md records the measurements behind the sizes.
 from __future__ import annotations
 
 import hashlib
+import os
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,18 +64,33 @@ Sink = Callable[[EncodedBlock], bool]
 Progress = Callable[[BuildStats], None]
 
 
-class _Slot:
-    """A file's place in a pack that is not yet closed."""
+class _Held:
+    """A block being encoded on a worker thread; `block` is set once it is stored."""
 
-    __slots__ = ("offset", "length", "block")
+    __slots__ = ("future", "block")
 
-    def __init__(self, offset: int, length: int) -> None:
-        self.offset, self.length = offset, length
+    def __init__(self, future: Future[EncodedBlock]) -> None:
+        self.future = future
         self.block: EncodedBlock | None = None
 
 
+class _Slot:
+    """A file's bytes at `offset` in a block that may not be encoded yet."""
+
+    __slots__ = ("offset", "length", "held")
+
+    def __init__(self, offset: int, length: int) -> None:
+        self.offset, self.length = offset, length
+        self.held: _Held | None = None
+
+
 class Packer:
-    def __init__(self, options: BuildOptions, sink: Sink, progress: Progress | None = None):
+    """Packs file bytes into blocks; compression and encryption run on worker
+    threads (zlib, lzma, bz2, hashing and NaCl release the GIL), stores and
+    statistics stay on the caller's thread, in block order."""
+
+    def __init__(self, options: BuildOptions, sink: Sink, progress: Progress | None = None,
+                 workers: int | None = None):
         self.o = options
         self.sink = sink
         self.progress = progress
@@ -81,27 +99,40 @@ class Packer:
         self._open: list[_Slot] = []
         self._small: dict[bytes, _Slot] = {}
         self._seen_blocks: set[str] = set()
+        self._workers = workers or min(4, os.cpu_count() or 1)
+        self._pool = ThreadPoolExecutor(max_workers=self._workers)
+        self._inflight: deque[_Held] = deque()
 
-    def _emit(self, decoded: bytes) -> EncodedBlock:
-        block = encode_block(decoded, self.o.compression, self.o.encrypt)
-        if block.id not in self._seen_blocks:
-            self._seen_blocks.add(block.id)
-            self.stats.blocks += 1
-            if self.sink(block):
-                self.stats.new_blocks += 1
-                self.stats.new_bytes += len(block.stored)
-            else:
-                self.stats.reused_bytes += len(block.stored)
-            if self.progress is not None:
-                self.progress(self.stats)
-        return block
+    def _store(self, held: _Held) -> None:
+        block = held.block = held.future.result()
+        if block.id in self._seen_blocks:
+            return
+        self._seen_blocks.add(block.id)
+        self.stats.blocks += 1
+        if self.sink(block):
+            self.stats.new_blocks += 1
+            self.stats.new_bytes += len(block.stored)
+        else:
+            self.stats.reused_bytes += len(block.stored)
+        if self.progress is not None:
+            self.progress(self.stats)
+
+    def _emit(self, decoded: bytes) -> _Held:
+        held = _Held(
+            self._pool.submit(encode_block, decoded, self.o.compression, self.o.encrypt)
+        )
+        self._inflight.append(held)
+        # Bounded: at most a few blocks in memory ahead of the store.
+        while len(self._inflight) > 2 * self._workers:
+            self._store(self._inflight.popleft())
+        return held
 
     def _cut(self) -> None:
         if not self._pack:
             return
-        block = self._emit(bytes(self._pack))
+        held = self._emit(bytes(self._pack))
         for slot in self._open:
-            slot.block = block
+            slot.held = held
         self._pack.clear()
         self._open.clear()
 
@@ -134,12 +165,19 @@ class Packer:
                 else:
                     out.append(Hole(want))
             else:
-                out.append(self._emit(chunk).ref(0, want))
+                slot = _Slot(0, want)
+                slot.held = self._emit(chunk)
+                out.append(slot)
             pos += want
         return out
 
     def finish(self) -> None:
         self._cut()
+        while self._inflight:
+            self._store(self._inflight.popleft())
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _read_exactly(read: Callable[[int], bytes], n: int) -> bytes:
@@ -155,8 +193,8 @@ def _read_exactly(read: Callable[[int], bytes], n: int) -> bytes:
 
 def _resolve(x: Extent | _Slot) -> Extent:
     if isinstance(x, _Slot):
-        assert x.block is not None
-        return x.block.ref(x.offset, x.length)
+        assert x.held is not None and x.held.block is not None
+        return x.held.block.ref(x.offset, x.length)
     return x
 
 
@@ -171,6 +209,15 @@ def build(
 ) -> tuple[Flist, BuildStats]:
     """Pack `tree` into blocks (handed to `sink`) and return the flist describing it."""
     packer = Packer(options or BuildOptions(), sink, progress)
+    try:
+        return _build(packer, tree, metadata, prefetch_paths)
+    finally:
+        packer.close()
+
+
+def _build(
+    packer: Packer, tree: Tree, metadata: dict[str, Any] | None, prefetch_paths: Sequence[bytes]
+) -> tuple[Flist, BuildStats]:
     stats = packer.stats
     rows: list[dict[str, Any]] = []
     first_index: dict[int, int] = {}

@@ -58,9 +58,13 @@ class LocalStore:
     def has_block(self, bid: str) -> bool:
         return self.block_path(bid).is_file()
 
-    def put_block(self, stored: bytes) -> tuple[str, bool]:
-        """Store a block; return its id and whether it was new."""
-        bid = block_id(stored)
+    def put_block(self, stored: bytes, known_id: str | None = None) -> tuple[str, bool]:
+        """Store a block; return its id and whether it was new.
+
+        `known_id` saves hashing twice when the caller has just computed it
+        (the builder); it must be BLAKE2b-256 of `stored`.
+        """
+        bid = known_id or block_id(stored)
         path = self.block_path(bid)
         if path.exists():
             return bid, False
