@@ -10,6 +10,7 @@ release 2's flist but gives the greeter a readiness probe that always fails.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -30,6 +31,19 @@ def zosnode(*args: str | os.PathLike[str]) -> str:
     if proc.returncode != 0:
         raise RuntimeError(f"zosnode {' '.join(map(str, args))}: {proc.stderr.strip()}")
     return proc.stdout
+
+
+DATA_BYTES = 4 * 1024 * 1024
+
+
+def reference_data(size: int) -> bytes:
+    """Deterministic, incompressible bytes (the same on every machine)."""
+    out = bytearray()
+    counter = 0
+    while len(out) < size:
+        out += hashlib.blake2b(counter.to_bytes(8, "big"), digest_size=64).digest()
+        counter += 1
+    return bytes(out[:size])
 
 
 @dataclass(frozen=True)
@@ -58,10 +72,15 @@ def build(work: Path) -> Kit:
     zosnode("release", "sign", root, "--key", release_key)
     anchor = work / "anchor.cbor"
     zosnode("release", "anchor", "--root", root, "-o", anchor, "--build-time", "0")
-    # Two images: the base tree, and the base tree with release 2's greeter.
-    zosnode("flist", "create", SOURCES / "base", "--store", store, "--tag", "demo-1")
+    # Two images: the base tree (plus a generated data set, so that the image
+    # spans several blocks), and the same with release 2's greeter.
+    tree1 = work / "tree-1"
+    shutil.copytree(SOURCES / "base", tree1)
+    (tree1 / "share").mkdir()
+    (tree1 / "share" / "reference.dat").write_bytes(reference_data(DATA_BYTES))
+    zosnode("flist", "create", tree1, "--store", store, "--tag", "demo-1")
     tree2 = work / "tree-2"
-    shutil.copytree(SOURCES / "base", tree2)
+    shutil.copytree(tree1, tree2)
     shutil.copy(SOURCES / "v2" / "greeter.py", tree2 / "bin" / "greeter.py")
     zosnode("flist", "create", tree2, "--store", store, "--tag", "demo-2")
     kit = Kit(work, store, release_key, publisher_key, publisher_id, root, anchor)

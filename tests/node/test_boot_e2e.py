@@ -1,0 +1,152 @@
+"""End to end in network namespaces: real dnsmasq, the real hub, the real agent.
+
+One lab for the whole story (building it is the expensive part): the node
+starts while the hub is down, boots release 1 once it appears, upgrades to 2
+fetching only the changed block, rolls 3 back, refuses an older and a badly
+signed manifest from a hostile hub, skips a release outside its rollout, and
+keeps running when the hub goes away. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from examples import demo_os
+from examples.demo import Lab
+from tests.lab.netns import require_root
+from zosnode.flist.store import LocalStore
+from zosnode.flist.view import FlistView
+
+pytestmark = pytest.mark.slow
+
+POLL_MS = 1500
+# A bound on waiting for something a poll should see: two poll intervals with
+# their jitter, plus the time to fetch and start a release.
+POLL_WAIT_S = 2 * (POLL_MS * 1.25) / 1000 + 10
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[Lab]:
+    require_root()
+    if shutil.which("dnsmasq") is None:
+        pytest.skip("needs dnsmasq (Debian package dnsmasq-base)")
+    lab = Lab(tmp_path, say=lambda _t: None)
+    try:
+        yield lab
+    finally:
+        lab.close()
+        for ns in (lab.lab_ns, lab.node_ns):
+            assert ns not in os.popen("ip netns list").read()
+
+
+def block_ids(store: Path, tag: str) -> set[str]:
+    s = LocalStore(store)
+    return set(FlistView.from_bytes(s.resolve(tag)).flist.blocks())
+
+
+def test_boot_upgrade_rollback_and_hostile_hub(lab: Lab) -> None:
+    kit = lab.kit = demo_os.build(lab.work / "kit")
+    lab.network()
+
+    # The hub is down at boot: the node retries with backoff, then boots.
+    lab.start_node(poll_ms=POLL_MS, readiness_ms=6000)
+    lab.wait_node(r"network up on ", 30)
+    retries = lab.wait_node(r"no hub answered.*retry in ([\d.]+) s", 20)
+    assert retries
+    lab.start_hub()
+    lab.publish(1, first=True)
+    node_id = lab.wait_node(r"zosnode: ready 1 ([0-9a-f]{64})$", 60).group(1)
+    lines = lab.node_lines()
+    assert sum("no hub answered" in line for line in lines) >= 1
+    assert any(re.search(r"v1 setup: done", line) for line in lines)
+
+    # The heartbeat is listed by the hub, signed by the node id.
+    node = _wait_listed(lab, node_id, lambda n: n["release"] == 1)
+    assert node["farm"] == "demo" and node["addresses"]
+    assert {s["name"]: s["state"] for s in node["services"]} == {
+        "setup": "done", "hwreport": "ready", "greeter": "ready"}
+
+    # Release 2: picked up by a poll; only the block that changed is fetched.
+    v1, v2 = block_ids(kit.store, "demo-1"), block_ids(kit.store, "demo-2")
+    mark = len(lab.node_lines())
+    lab.publish(2)
+    fetched = lab.wait_node(r"flist demo \w+: (\d+) blocks, fetched (\d+) \((\d+) bytes\)",
+                            POLL_WAIT_S, since=mark)
+    assert int(fetched.group(1)) == len(v2) >= 3
+    assert int(fetched.group(2)) == len(v2 - v1) == 1
+    lab.wait_node(r"zosnode: ready 2 " + node_id, 20, since=mark)
+    lab.wait_node(r"greeter: hello from release two", 15, since=mark)
+    lab.wait_node(r"v1 greeter: stopped", 15, since=mark)
+    _wait_listed(lab, node_id, lambda n: n["release"] == 2)
+
+    # Release 3 never becomes ready: back to 2, reported, not retried.
+    mark = len(lab.node_lines())
+    lab.publish(3)
+    lab.wait_node(r"release 3 failed, back on 2: not ready within 6000 ms: greeter",
+                  POLL_WAIT_S + 10, since=mark)
+    node = _wait_listed(lab, node_id, lambda n: n["failed_release"] == 3)
+    assert node["release"] == 2
+    greeter_pid = _pid_of(lab, "v2 greeter")
+    os.kill(greeter_pid, 0)  # release 2's greeter never stopped
+
+    # A hostile hub serves an older manifest, then one signed by a stranger.
+    channel = lab.hub_data / "channels" / demo_os.CHANNEL / "manifest"
+    honest = channel.read_bytes()
+    mark = len(lab.node_lines())
+    channel.write_bytes(kit.manifest(1).read_bytes())
+    lab.wait_node(r"manifest refused: RollbackError", POLL_WAIT_S, since=mark)
+    stranger = kit.work / "stranger.key"
+    demo_os.zosnode("keys", "generate", "-o", stranger)
+    toml = kit.work.joinpath("release-2.toml").read_text().replace("version = 2", "version = 4")
+    demo_os.sign_release(kit, toml, 4, key=stranger)
+    mark = len(lab.node_lines())
+    channel.write_bytes(kit.manifest(4).read_bytes())
+    lab.wait_node(r"manifest refused: (Threshold|UnknownKey|BadSignature)Error", POLL_WAIT_S,
+                  since=mark)
+    channel.write_bytes(honest)
+    assert not any("upgrading" in line for line in lab.node_lines()[mark:])
+
+    # A release outside this node's rollout (0 ppm) is not applied.
+    toml = (kit.work.joinpath("release-2.toml").read_text()
+            .replace("version = 2", "version = 5").replace("rollout_ppm = 1000000",
+                                                           "rollout_ppm = 0"))
+    demo_os.sign_release(kit, toml, 5)
+    mark = len(lab.node_lines())
+    lab.publish(5)
+    lab.wait_node(r"release 5 not applied: this node is outside the staged rollout",
+                  POLL_WAIT_S, since=mark)
+
+    # The hub goes away: the node keeps its release and its services.
+    mark = len(lab.node_lines())
+    lab.stop_hub()
+    lab.wait_node(r"upgrade poll: no hub answered.*; keeping release 2", POLL_WAIT_S,
+                  since=mark)
+    lab.wait_node(r"heartbeat: ", POLL_WAIT_S, since=mark)
+    os.kill(greeter_pid, 0)
+    assert not any("stopped" in line for line in lab.node_lines()[mark:])
+
+
+def _wait_listed(lab: Lab, node_id: str, ok: object) -> dict[str, object]:
+    import time
+
+    deadline = time.monotonic() + 20
+    while True:
+        for n in lab.nodes():
+            if n["node_id"] == node_id and ok(n):  # type: ignore[operator]
+                return n
+        assert time.monotonic() < deadline, f"hub never listed {node_id} as wanted"
+        time.sleep(0.3)
+
+
+def _pid_of(lab: Lab, who: str) -> int:
+    for line in reversed(lab.node_lines()):
+        m = re.search(re.escape(who) + r": ready \(pid (\d+)", line)
+        if m:
+            return int(m.group(1))
+    raise AssertionError(f"no pid for {who}")
