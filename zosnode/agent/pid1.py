@@ -20,7 +20,7 @@ import traceback
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import NoReturn, TextIO
 
 import trio
 
@@ -279,6 +279,25 @@ async def _supervise(main: Callable[[], Awaitable[None]], say: Say, pid1: bool) 
     return action
 
 
+def show_fatal(exc: BaseException, say: Say, debug: bool) -> None:
+    leaf = exc
+    while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
+        leaf = leaf.exceptions[0]  # show the cause, not trio's wrapping
+    say(f"fatal: {type(leaf).__name__}: {' '.join(str(leaf).split()) or '(no detail)'}")
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+
+
+def fatal(exc: BaseException, say: Say, delay_s: float, debug: bool = False) -> NoReturn:
+    """PID 1's answer to anything unexpected: say it, wait, reboot. Never returns."""
+    show_fatal(exc, say, debug)
+    say(f"rebooting in {delay_s:g}s")
+    time.sleep(delay_s)
+    reboot(CMD_RESTART)
+    while True:  # reboot(2) does not return; if it ever does, stay alive
+        time.sleep(3600)
+
+
 def run_node(main: Callable[[], Awaitable[None]], say: Say, fatal_delay_s: float,
              pid1: bool | None = None, debug: bool = False) -> int:
     """Run the agent under PID 1 rules. Returns an exit status only outside PID 1."""
@@ -289,16 +308,10 @@ def run_node(main: Callable[[], Awaitable[None]], say: Say, fatal_delay_s: float
     try:
         action = trio.run(_supervise, main, say, pid1)
     except BaseException as exc:  # noqa: BLE001 - PID 1 must survive anything
-        say(f"fatal: {type(exc).__name__}: {' '.join(str(exc).split()) or '(no detail)'}")
-        if debug:
-            traceback.print_exc(file=sys.stderr)
         if not pid1:
+            show_fatal(exc, say, debug)
             return 1
-        say(f"rebooting in {fatal_delay_s:g}s")
-        time.sleep(fatal_delay_s)
-        reboot(CMD_RESTART)
-        while True:  # reboot(2) does not return; if it ever does, stay alive
-            time.sleep(3600)
+        fatal(exc, say, fatal_delay_s, debug)
     if pid1:
         reboot(CMD_POWER_OFF if action == "poweroff" else CMD_RESTART)
         while True:

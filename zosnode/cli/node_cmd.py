@@ -70,10 +70,19 @@ def _boot_stage() -> AfterNetwork | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    is_init = pid1.is_pid1()
+    say = pid1.console_writer(sys.stdout)
+    if not pid1.is_pid1():
+        return _run(args, say, False)
+    try:
+        return _run(args, say, True)
+    except BaseException as exc:  # noqa: BLE001 - an init that exits panics the kernel
+        delay = 30 if args.fatal_delay is None else args.fatal_delay
+        pid1.fatal(exc, say, delay, args.debug)
+
+
+def _run(args: argparse.Namespace, say: pid1.Say, is_init: bool) -> int:
     if is_init and args.exit_after_bringup:
         raise UserError("--exit-after-bringup makes no sense as PID 1")
-    say = pid1.console_writer(sys.stdout)
     if is_init:
         pid1.mount_pseudo(Path("/"), say)
     parsed = cmdline.parse(_read_cmdline(args))
