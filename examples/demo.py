@@ -165,14 +165,15 @@ class Lab:
 
     # -- node -----------------------------------------------------------------------
 
-    def start_node(self, *, poll_ms: int = 2000, readiness_ms: int = 8000) -> None:
+    def start_node(self, *, poll_ms: int = 2000, readiness_ms: int = 8000,
+                   fuse: bool = False) -> None:
         assert self.kit is not None
         self._spawn("node", self.node_ns, [
             sys.executable, str(REPO / "examples" / "demo_node.py"),
             "--cmdline", f"zos.hub={HUB} zos.farm=demo zos.channel={demo_os.CHANNEL}",
             "--anchor", str(self.kit.anchor), "--run-dir", str(self.work / "node-run"),
             "--poll-ms", str(poll_ms), "--readiness-ms", str(readiness_ms),
-            "--heartbeat-s", "2"])
+            "--heartbeat-s", "2", *(["--fuse"] if fuse else [])])
 
     def stop_node(self) -> None:
         self._stop("node", signal.SIGINT)

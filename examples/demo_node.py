@@ -28,6 +28,7 @@ from zosnode.agent.upgrade import PollSchedule  # noqa: E402
 from zosnode.cli.node_cmd import run_agent  # noqa: E402
 from zosnode.trust.anchor import load_file  # noqa: E402
 
+FUSE_CHILD = [sys.executable, str(Path(__file__).resolve().parent / "fuse_mount_child.py")]
 IMPORTS_MS = round((time.monotonic() - T0) * 1000)
 
 
@@ -40,6 +41,8 @@ def main() -> None:
     p.add_argument("--poll-ms", type=int, default=2000)
     p.add_argument("--readiness-ms", type=int, default=8000)
     p.add_argument("--heartbeat-s", type=float, default=2.0)
+    p.add_argument("--fuse", action="store_true",
+                   help="mount flists through FUSE (one child process per flist)")
     args = p.parse_args()
 
     def say(line: str) -> None:
@@ -62,7 +65,8 @@ def main() -> None:
         say(f"timing imports_ms={IMPORTS_MS} network_ms="
             f"{round((time.monotonic() - T0) * 1000) - IMPORTS_MS}")
         await after_network(config, network, say_, anchor=anchor, run_dir=args.run_dir,
-                            cache_dir=args.cache_dir, settings=settings)
+                            cache_dir=args.cache_dir, settings=settings,
+                            fuse_command=FUSE_CHILD if args.fuse else None)
 
     options = bringup.Options(resolv_conf=args.run_dir / "resolv.conf")
     args.run_dir.mkdir(parents=True, exist_ok=True)

@@ -150,3 +150,32 @@ def _pid_of(lab: Lab, who: str) -> int:
         if m:
             return int(m.group(1))
     raise AssertionError(f"no pid for {who}")
+
+
+def test_fuse_mounts_side_by_side_during_an_upgrade(lab: Lab) -> None:
+    pytest.importorskip("pyfuse3")
+    if not Path("/dev/fuse").exists():
+        pytest.skip("needs /dev/fuse")
+    lab.kit = demo_os.build(lab.work / "kit")
+    lab.network()
+    lab.start_hub()
+    lab.publish(1, first=True)
+    lab.start_node(poll_ms=POLL_MS, readiness_ms=8000, fuse=True)
+    first = lab.wait_node(r"flist demo \w+: FUSE mount at (\S+) \(pid (\d+)\)", 60)
+    node_id = lab.wait_node(r"zosnode: ready 1 ([0-9a-f]{64})$", 30).group(1)
+    # The services ran from the FUSE mount: the exec allow-list resolved them there.
+    assert any("[hwreport] hwreport: cpus=" in line for line in lab.node_lines())
+    mark = len(lab.node_lines())
+    lab.publish(2)
+    second = lab.wait_node(r"flist demo \w+: FUSE mount at (\S+) \(pid (\d+)\)", POLL_WAIT_S,
+                           since=mark)
+    assert second.group(1) != first.group(1) and second.group(2) != first.group(2)
+    lab.wait_node(r"zosnode: ready 2 " + node_id, 30, since=mark)
+    lab.wait_node(r"greeter: hello from release two", 15, since=mark)
+    # The old release's mount process is gone once the switch is done.
+    import time
+
+    deadline = time.monotonic() + 15
+    while Path(f"/proc/{first.group(2)}").exists():
+        assert time.monotonic() < deadline, "release 1's FUSE child outlived the switch"
+        time.sleep(0.1)

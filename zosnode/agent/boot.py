@@ -21,8 +21,10 @@ trio service), with real implementations here: `HubClient` over
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
+import subprocess
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -57,6 +59,7 @@ from zosnode.flist.view import FlistView
 from zosnode.http.client import HttpClient, HttpError, HttpStatusError, Timeouts
 from zosnode.hub.httpreq import HttpConnection, RequestError
 from zosnode.hub.httpreq import Origin as PostOrigin
+from zosnode.mount.service import detach
 from zosnode.trust.anchor import Anchor, load_embedded
 from zosnode.trust.errors import Refused, TrustError
 from zosnode.trust.manifest import MAX_MANIFEST_BYTES, FlistPin, Manifest
@@ -638,6 +641,99 @@ class ExtractMounter:
             shutil.rmtree(where, ignore_errors=True)
 
 
+class FuseChildMounter:
+    """Mount each flist through FUSE in a child process of its own.
+
+    pyfuse3 serves one mount per process, and an upgrade needs the old and
+    the new release mounted at once, so each flist gets a child: `command`
+    (an argv prefix) plus `--flist-file F --cache DIR [--mirror URL]... MOUNTPOINT`.
+    The child prints a line containing `mounted` once the mount is live and
+    unmounts on SIGTERM. Children share the block cache directory, so a block
+    one release fetched is not fetched again for the next. The flist file is
+    the one `Hubs.flist` already checked against the pinned id.
+    """
+
+    def __init__(
+        self,
+        command: Sequence[str],
+        *,
+        mirrors: Sequence[str],
+        cache_dir: Path,
+        flist_dir: Path,
+        say: Say | None = None,
+        start_timeout_s: float = 30.0,
+    ) -> None:
+        self.command = list(command)
+        self.mirrors = list(mirrors)
+        self.cache_dir = cache_dir
+        self.flist_dir = flist_dir
+        self.say = say
+        self.start_timeout_s = start_timeout_s
+
+    async def serve(
+        self,
+        pin: FlistPin,
+        flist: bytes,
+        where: Path,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        self.flist_dir.mkdir(parents=True, exist_ok=True)
+        path = self.flist_dir / pin.id
+        if not path.exists():
+            tmp = path.with_name(f".{pin.id}.tmp")
+            tmp.write_bytes(flist)
+            tmp.rename(path)
+        argv = [*self.command, "--flist-file", str(path), "--cache", str(self.cache_dir)]
+        for mirror in self.mirrors:
+            argv += ["--mirror", mirror]
+        argv.append(str(where))
+        proc = await trio.lowlevel.open_process(
+            # Same process group as the agent: a signal to the group reaches it too.
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        assert proc.stdout is not None
+        try:
+            seen = b""
+            with trio.move_on_after(self.start_timeout_s):
+                while b"mounted" not in seen:
+                    chunk = await proc.stdout.receive_some(4096)
+                    if not chunk:
+                        break
+                    seen = (seen + chunk)[-8192:]
+            if b"mounted" not in seen:
+                text = seen.decode(errors="replace").strip()[-300:]
+                raise ReleaseFailed(f"FUSE mount of {pin.name} at {where} failed: {text}")
+            if self.say is not None:
+                self.say(f"flist {pin.name} {pin.id[:12]}: FUSE mount at {where} "
+                         f"(pid {proc.pid})")
+            task_status.started()
+            # Keep draining the child's output so it never blocks on a full pipe.
+            while await proc.stdout.receive_some(4096):
+                pass
+            await proc.wait()
+            # Not fatal to the agent: the release's services will fail and be reported.
+            if self.say is not None:
+                self.say(f"flist {pin.name}: FUSE mount at {where} ended "
+                         f"(exit {proc.returncode})")
+            await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True):
+                await _end_child(proc)
+                if os.path.ismount(where):
+                    detach(where)
+
+
+async def _end_child(proc: trio.Process) -> None:
+    if proc.returncode is None:
+        proc.terminate()
+        with trio.move_on_after(5):
+            await proc.wait()
+    if proc.returncode is None:
+        proc.kill()
+        await proc.wait()
+
+
 # -- the hook `zosnode node run` calls once the network is up -------------------------------
 
 
@@ -655,6 +751,7 @@ async def after_network(
     cache_dir: Path | None = None,
     cache_bytes: int = 512 * 1024 * 1024,
     settings: BootSettings | None = None,
+    fuse_command: Sequence[str] | None = None,
     task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Boot the release and keep the node up to date; never returns.
@@ -662,7 +759,9 @@ async def after_network(
     The trust anchor is the one compiled into the artifact; `anchor` exists for
     callers that embed the agent (tests, benchmarks), never for the command
     line. `cache_dir` is a disk cache when the node has one: it then also keeps
-    the node key; without it the node id lives in RAM.
+    the node key; without it the node id lives in RAM. With `fuse_command`
+    flists are FUSE mounts served by child processes (`FuseChildMounter`);
+    without it they are extracted into `run_dir` (a tmpfs on a node).
     """
     trusted = anchor if anchor is not None else load_embedded()
     if trusted is None:
@@ -676,15 +775,21 @@ async def after_network(
     identity = load_or_create(cache_dir)
     say(f"node id {identity.node_id} ({identity.source})")
     run_dir.mkdir(parents=True, exist_ok=True)
-    cache = BlockCache(cache_dir / "blocks" if cache_dir else run_dir / "blocks", cache_bytes,
-                       durable=cache_dir is not None)
+    blocks_dir = cache_dir / "blocks" if cache_dir else run_dir / "blocks"
+    cache = BlockCache(blocks_dir, cache_bytes, durable=cache_dir is not None)
     fetcher = Fetcher(config.hubs)
     hubs = HubClient(config.hubs, config.channel, fetcher=fetcher)
+    mounter: Mounter
+    if fuse_command:
+        mounter = FuseChildMounter(fuse_command, mirrors=config.hubs, cache_dir=blocks_dir,
+                                   flist_dir=run_dir / "flists", say=say)
+    else:
+        mounter = ExtractMounter(fetcher, cache, say)
     board = StatusBoard()
     board.update(addresses=tuple(_lease_addresses(network)))
     node = Node(
         settings, anchor=trusted, identity=identity, hubs=hubs,
-        mounter=ExtractMounter(fetcher, cache, say), board=board, say=say,
+        mounter=mounter, board=board, say=say,
         addresses=lambda: _lease_addresses(network),
         audit=lambda: [f.describe() for f in network.audit_findings],
     )
