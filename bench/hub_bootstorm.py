@@ -190,6 +190,25 @@ class PeakRss:
         return 0
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process and its direct children (nginx workers)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pids = [pid]
+    try:
+        pids += [int(c) for c in
+                 Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        pass
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
 def start_hub(data_dir: Path, port: int) -> subprocess.Popen:
     proc = subprocess.Popen(
         [sys.executable, "-m", "zosnode", "hub", "serve", "--data", str(data_dir),
@@ -266,14 +285,20 @@ def main() -> None:
                 for name, workers in runs:
                     results[name] = {}
                     # Interleave the two servers, one pass each.
-                    for server, port in (("hub", hub_port), ("nginx", mirror.port)):
+                    for server, port, pid in (("hub", hub_port, hub.pid),
+                                              ("nginx", mirror.port, mirror.pid)):
+                        cpu0 = cpu_seconds(pid)
                         r = run_client(port, workers, args.deadline)
+                        r["server_cpu_us_per_req"] = (
+                            1e6 * (cpu_seconds(pid) - cpu0) / max(1, r["requests"]))
                         r["rss_peak_mib"] = rss.kib() / 1024 if server == "hub" else None
                         results[name][server] = r
                         print(f"{name:>10} {server:>5}: {r['requests'] / r['elapsed_s']:8.0f} "
                               f"req/s {r['bytes'] / r['elapsed_s'] / 1e6:8.1f} MB/s "
                               f"p50 {r['p50_ms']:.1f} ms p99 {r['p99_ms']:.1f} ms "
-                              f"errors {r['errors']} client cpu {r['client_cpu_s']:.1f} s",
+                              f"errors {r['errors']} "
+                              f"server cpu {r['server_cpu_us_per_req']:.0f} us/req "
+                              f"client cpu {r['client_cpu_s']:.1f} s",
                               flush=True)
                         if r["errors"]:
                             print("   ", r["first_errors"], flush=True)
@@ -287,14 +312,16 @@ def main() -> None:
     print(f"hub peak RSS: {results['boot storm']['hub']['rss_peak_mib']:.0f} MiB")
     print()
     print("| workload | hub req/s | nginx req/s | hub/nginx | hub MB/s | nginx MB/s "
-          "| hub p50/p99 ms | nginx p50/p99 ms | errors hub/nginx |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| hub p50/p99 ms | nginx p50/p99 ms | server CPU us/req hub/nginx "
+          "| errors hub/nginx |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, pair in results.items():
         h, n = pair["hub"], pair["nginx"]
         hr, nr = h["requests"] / h["elapsed_s"], n["requests"] / n["elapsed_s"]
         print(f"| {name} | {hr:.0f} | {nr:.0f} | {hr / nr:.2f} | "
               f"{h['bytes'] / h['elapsed_s'] / 1e6:.0f} | {n['bytes'] / n['elapsed_s'] / 1e6:.0f} "
               f"| {h['p50_ms']:.1f}/{h['p99_ms']:.1f} | {n['p50_ms']:.1f}/{n['p99_ms']:.1f} "
+              f"| {h['server_cpu_us_per_req']:.0f}/{n['server_cpu_us_per_req']:.0f} "
               f"| {h['errors']}/{n['errors']} |")
     if any(r["errors"] for pair in results.values() for r in pair.values()):
         sys.exit(1)

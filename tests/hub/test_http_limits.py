@@ -6,12 +6,14 @@ so every timing below is exact and no test sleeps for real.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import h11
 import pytest
 import trio
 import trio.testing
 
-from zosnode.http.messages import Request, Response
+from zosnode.http.messages import FileBody, Request, Response
 from zosnode.http.server import HttpServer, Limits
 
 LIMITS = Limits(idle_timeout_s=30, head_timeout_s=10, body_timeout_s=20,
@@ -179,4 +181,27 @@ async def test_over_max_connections_get_503_and_others_still_served(
         assert isinstance(event, h11.Response) and event.status_code == 200
         for s in held:
             await s.aclose()
+        server.shutdown()
+
+
+async def test_stuck_reader_of_a_sendfile_body_is_cut(
+        autojump_clock: trio.abc.Clock, tmp_path: Path) -> None:
+    path = tmp_path / "big"
+    path.write_bytes(b"y" * (32 * 1024 * 1024))  # far more than socket buffers hold
+
+    async def handler(request: Request) -> Response:
+        return Response(200, (), FileBody(str(path), 0, path.stat().st_size))
+
+    server = HttpServer(handler, LIMITS)
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.serve, listeners)
+        client = await trio.open_tcp_stream("127.0.0.1", port)
+        await client.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        start = trio.current_time()
+        while server.open_connections:
+            await trio.sleep(0.5)
+        assert trio.current_time() - start == pytest.approx(15, abs=1)
+        await client.aclose()
         server.shutdown()

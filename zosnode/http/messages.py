@@ -7,6 +7,7 @@ newline, a file slice of negative length).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -42,11 +43,14 @@ class FileBody:
 Body = bytes | FileBody
 
 
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_VALUE_BAD = re.compile(r"[\r\n\0]")
+
+
 def _check_header(name: str, value: str) -> None:
-    bad = set("\r\n\0")
-    if not name or any(c in bad or c in " :" for c in name):
+    if _TOKEN.fullmatch(name) is None:
         raise HttpUsageError(f"bad header name {name!r}")
-    if any(c in bad for c in value):
+    if _VALUE_BAD.search(value) is not None:
         raise HttpUsageError(f"bad header value for {name}")
 
 

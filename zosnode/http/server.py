@@ -251,38 +251,22 @@ class HttpServer:
             await self._send_error(stream, conn, head, 413,
                                    f"body over {limits.max_body_bytes} bytes")
             raise _Close
-        chunks: list[bytes] = []
-        size = 0
-        with trio.move_on_after(limits.body_timeout_s) as body_scope:
-            try:
-                while True:
-                    event = conn.next_event()
-                    if event is h11.NEED_DATA:
-                        if conn.they_are_waiting_for_100_continue:
-                            await self._send(stream, conn.send(
-                                h11.InformationalResponse(status_code=100, headers=[])) or b"")
-                        conn.receive_data(bytes(await stream.receive_some(_RECV)))
-                        continue
-                    if isinstance(event, h11.Data):
-                        size += len(event.data)
-                        if size > limits.max_body_bytes:
-                            await self._send_error(stream, conn, head, 413,
-                                                   f"body over {limits.max_body_bytes} bytes")
-                            raise _Close
-                        chunks.append(bytes(event.data))
-                        continue
-                    if isinstance(event, h11.EndOfMessage):
-                        break
-                    # ConnectionClosed mid-body: the client gave up.
-                    raise _Close
-            except h11.RemoteProtocolError as exc:
-                await self._send_error(stream, conn, head, exc.error_status_hint, str(exc))
-                raise _Close from None
-        if body_scope.cancelled_caught:
-            await self._send_error(stream, conn, head, 408, "request body too slow")
-            raise _Close
-        request = Request(head.method, head.target, head.headers, b"".join(chunks))
-        del chunks
+        # Most requests (GET, HEAD) have no body: h11 says so at once, and
+        # they skip the body deadline's cancel scope.
+        try:
+            event = conn.next_event()
+        except h11.RemoteProtocolError as exc:
+            await self._send_error(stream, conn, head, exc.error_status_hint, str(exc))
+            raise _Close from None
+        body = b""
+        if not isinstance(event, h11.EndOfMessage):
+            with trio.move_on_after(limits.body_timeout_s) as body_scope:
+                body = await self._read_body(stream, conn, head, event)
+            if body_scope.cancelled_caught:
+                await self._send_error(stream, conn, head, 408, "request body too slow")
+                raise _Close
+        request = Request(head.method, head.target, head.headers, body)
+        del body
 
         # 3. The handler, under its own deadline.
         try:
@@ -296,6 +280,33 @@ class HttpServer:
             response = text_response(500, "internal error")
         response = semantics.apply(request, response)
         await self._respond(stream, conn, request, response)
+
+    async def _read_body(self, stream: trio.abc.HalfCloseableStream, conn: h11.Connection,
+                         head: Request, event: Any) -> bytes:
+        limit = self.limits.max_body_bytes
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            while not isinstance(event, h11.EndOfMessage):
+                if event is h11.NEED_DATA:
+                    if conn.they_are_waiting_for_100_continue:
+                        await self._send(stream, conn.send(
+                            h11.InformationalResponse(status_code=100, headers=[])) or b"")
+                    conn.receive_data(bytes(await stream.receive_some(_RECV)))
+                elif isinstance(event, h11.Data):
+                    size += len(event.data)
+                    if size > limit:
+                        await self._send_error(stream, conn, head, 413,
+                                               f"body over {limit} bytes")
+                        raise _Close
+                    chunks.append(bytes(event.data))
+                else:
+                    raise _Close  # ConnectionClosed mid-body: the client gave up
+                event = conn.next_event()
+        except h11.RemoteProtocolError as exc:
+            await self._send_error(stream, conn, head, exc.error_status_hint, str(exc))
+            raise _Close from None
+        return b"".join(chunks)
 
     async def _send_error(self, stream: trio.abc.HalfCloseableStream, conn: h11.Connection,
                           request: Request | None, status: int, why: str) -> None:
@@ -334,14 +345,17 @@ class HttpServer:
 
     async def _send_file(self, stream: trio.abc.HalfCloseableStream, conn: h11.Connection,
                          body: FileBody) -> int:
-        # The file was opened by path when the handler built the response;
-        # a file replaced since is still whole (writers rename, never rewrite).
+        # Opened by path when sent: a file replaced since is still whole,
+        # because writers rename and never rewrite in place.
         fd = os.open(body.path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             sock = getattr(stream, "socket", None)
+            # With sendfile the kernel copies it all in one piece; without,
+            # bounded chunks keep memory per connection small.
+            step = body.length if sock is not None else _CHUNK
             done = 0
             while done < body.length:
-                n = min(_CHUNK, body.length - done)
+                n = min(step, body.length - done)
                 piece = body.slice(done, n)
                 parts: list[Any] = conn.send_with_data_passthrough(
                     h11.Data(data=piece)  # type: ignore[arg-type]
@@ -361,20 +375,22 @@ class HttpServer:
 
     async def _sendfile(self, sock: trio.socket.SocketType, fd: int, piece: FileBody) -> None:
         offset, left = piece.offset, piece.length
-        with trio.fail_after(self.limits.send_timeout_s):
-            while left:
-                try:
-                    n = os.sendfile(sock.fileno(), fd, offset, left)
-                except BlockingIOError:
+        while left:
+            try:
+                n = os.sendfile(sock.fileno(), fd, offset, left)
+            except BlockingIOError:
+                # The deadline is per wait: a reader that keeps taking bytes
+                # is served, one that stops for send_timeout_s is cut.
+                with trio.fail_after(self.limits.send_timeout_s):
                     await trio.lowlevel.wait_writable(sock)
-                    continue
-                except (BrokenPipeError, ConnectionResetError) as exc:
-                    raise trio.BrokenResourceError from exc
-                if n == 0:
-                    raise OSError(f"{piece.path} shrank while being served")
-                offset += n
-                left -= n
-            await trio.lowlevel.checkpoint()
+                continue
+            except (BrokenPipeError, ConnectionResetError) as exc:
+                raise trio.BrokenResourceError from exc
+            if n == 0:
+                raise OSError(f"{piece.path} shrank while being served")
+            offset += n
+            left -= n
+        await trio.lowlevel.checkpoint()
 
     async def _send(self, stream: trio.abc.HalfCloseableStream, data: bytes) -> None:
         if data:

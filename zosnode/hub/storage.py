@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -77,18 +78,31 @@ class LocalStorage:
         # hop per request would cost more than the read.
         path = self._path(key)
         try:
-            if os.stat(path).st_size > INLINE_MAX:
-                size = os.stat(path).st_size
-                return StoredObject(key, size, FileBody(path, 0, size))
-            with open(path, "rb") as f:
-                data = f.read(INLINE_MAX + 1)
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:
             raise StorageError(f"reading {key}: {exc}") from exc
-        if len(data) > INLINE_MAX:  # grew between stat and read: serve by file
-            size = os.stat(path).st_size
-            return StoredObject(key, size, FileBody(path, 0, size))
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                return None
+            if info.st_size > INLINE_MAX:
+                return StoredObject(key, info.st_size, FileBody(path, 0, info.st_size))
+            # Exactly st_size bytes of this inode (writers rename, never rewrite).
+            parts = []
+            left = info.st_size
+            while left:
+                piece = os.read(fd, left)
+                if not piece:
+                    raise StorageError(f"{key} shrank while being read")
+                parts.append(piece)
+                left -= len(piece)
+        except OSError as exc:
+            raise StorageError(f"reading {key}: {exc}") from exc
+        finally:
+            os.close(fd)
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
         return StoredObject(key, len(data), data)
 
     async def exists(self, key: str) -> bool:
