@@ -112,3 +112,37 @@ def test_runs_as_a_command(tmp_path: Path) -> None:
     )
     assert res.returncode == 0, res.stderr
     assert len(res.stdout.strip()) == 64
+
+
+def test_create_shows_progress_on_a_terminal(tmp_path: Path) -> None:
+    import pty
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(40):
+        (src / f"f{i}").write_bytes(os.urandom(200_000))
+    leader, follower = pty.openpty()
+    try:
+        res = subprocess.run(
+            [sys.executable, "-m", "zosnode", "flist", "create", str(src),
+             "--store", str(tmp_path / "s")],
+            stdout=subprocess.PIPE, stderr=follower, cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120,
+        )
+        os.close(follower)
+        follower = -1
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        if follower != -1:
+            os.close(follower)
+        os.close(leader)
+    assert res.returncode == 0
+    assert b"\r" in seen and b"blocks" in seen and b"new" in seen

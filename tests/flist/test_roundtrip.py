@@ -30,6 +30,15 @@ def _tar_listing(root: Path) -> list[str]:
     return out.splitlines()
 
 
+def _stat_listing(root: Path) -> list[str]:
+    # stat(1): type+mode (hex), owner, size, links, mtime with ns, device numbers.
+    out = subprocess.run(
+        ["find", ".", "-exec", "stat", "--printf", "%n %f %u %g %s %h %.9Y %t %T\\n", "{}", "+"],
+        cwd=root, check=True, capture_output=True, text=True, errors="surrogateescape",
+    ).stdout
+    return sorted(out.split("\n"))
+
+
 def _roundtrip(src: Path, store: LocalStore, dst: Path, options: BuildOptions) -> FlistView:
     flist, _ = build_from(str(src), store, options)
     data = encode(flist)
@@ -61,6 +70,7 @@ def test_directory_round_trip(rich_tree: Path, store: LocalStore, tmp_path: Path
     )
     assert res.returncode == 0, res.stdout + res.stderr
     assert _tar_listing(rich_tree) == _tar_listing(out)
+    assert _stat_listing(rich_tree) == _stat_listing(out)
     # The sparse file stays sparse: holes are found per chunk, so only the one
     # chunk holding data is written out of 12 MiB.
     st = os.stat(out / "sparse.img")
