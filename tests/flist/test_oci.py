@@ -100,7 +100,11 @@ def make_oci_layout(root: Path, tamper: bool = False) -> Path:
     return root
 
 
-def make_docker_save(path: Path) -> Path:
+def make_docker_save(path: Path, tamper: bool = False) -> Path:
+    config = dict(CONFIG, rootfs={"type": "layers",
+                                  "diff_ids": [_digest(layer) for layer in LAYERS]})
+    config_bytes = json.dumps(config).encode()
+    config_name = hashlib.sha256(config_bytes).hexdigest() + ".json"
     with tarfile.open(path, "w") as tar:
         def add(name: str, data: bytes) -> None:
             info = tarfile.TarInfo(name)
@@ -109,11 +113,11 @@ def make_docker_save(path: Path) -> Path:
 
         names = []
         for i, layer in enumerate(LAYERS):
-            add(f"layer{i}/layer.tar", layer)
+            add(f"layer{i}/layer.tar", LAYERS[0] if tamper and i == 1 else layer)
             names.append(f"layer{i}/layer.tar")
-        add("cfg.json", json.dumps(CONFIG).encode())
+        add(config_name, config_bytes)
         add("manifest.json", json.dumps(
-            [{"Config": "cfg.json", "RepoTags": ["app:1"], "Layers": names}]).encode())
+            [{"Config": config_name, "RepoTags": ["app:1"], "Layers": names}]).encode())
     return path
 
 
@@ -176,6 +180,12 @@ def test_layer_not_matching_its_digest_refused(tmp_path: Path, store: LocalStore
     layout = make_oci_layout(tmp_path / "img", tamper=True)
     with pytest.raises(FlistDataError, match="digest"):
         build_from(str(layout), store)
+
+
+def test_docker_layer_not_matching_diff_id_refused(tmp_path: Path, store: LocalStore) -> None:
+    tarball = make_docker_save(tmp_path / "saved.tar", tamper=True)
+    with pytest.raises(FlistDataError, match="digest"):
+        build_from(str(tarball), store)
 
 
 def test_blob_path_outside_image_refused(tmp_path: Path, store: LocalStore) -> None:

@@ -315,4 +315,5 @@ def register(commands: Any) -> None:
                     _extract)
     p.add_argument("flist")
     p.add_argument("target")
-    p.add_argument("--store", required=True)
+    # Not required by argparse: another block source (--hub) may be added later.
+    p.add_argument("--store", help="the local block store to read blocks from")

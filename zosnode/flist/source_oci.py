@@ -8,6 +8,7 @@ flist's metadata under "oci".
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -77,11 +78,22 @@ class _Blobs:
         except (ValueError, UnicodeDecodeError) as exc:
             raise FlistDataError(f"{name} is not JSON: {exc}") from None
 
-    def check_blob(self, name: str, digest: str) -> None:
+    def check_blob(self, name: str, digest: str, uncompressed: bool = False) -> None:
+        """Check a blob's sha256; with `uncompressed`, of its gunzipped bytes
+        (docker's diff_ids name the uncompressed layer tar)."""
         h = hashlib.sha256()
         with self.open(name) as f:
-            while buf := f.read(1 << 20):
-                h.update(buf)
+            stream: IO[bytes] | gzip.GzipFile = f
+            if uncompressed and f.read(2) == b"\x1f\x8b":
+                f.seek(0)
+                stream = gzip.GzipFile(fileobj=f)
+            else:
+                f.seek(0)
+            try:
+                while buf := stream.read(1 << 20):
+                    h.update(buf)
+            except (OSError, EOFError) as exc:
+                raise FlistDataError(f"{name} does not decompress: {exc}") from None
         _check_digest(name, h.hexdigest(), digest)
 
     def close(self) -> None:
@@ -194,8 +206,16 @@ def tree_from_oci(source: str, spool: Spool) -> tuple[Tree, dict[str, Any]]:
             cname = entry.get("Config")
             if not isinstance(cname, str):
                 raise FlistDataError("docker manifest has no Config")
-            config = blobs.read_json(cname)
-            for name in _strs(entry.get("Layers"), "Layers"):
+            m = re.search(r"([0-9a-f]{64})(\.json)?\Z", cname)
+            config = blobs.read_json(cname, f"sha256:{m.group(1)}" if m else None)
+            rootfs = config.get("rootfs") if isinstance(config, dict) else None
+            diff_ids = _strs(rootfs.get("diff_ids") if isinstance(rootfs, dict) else None,
+                             "rootfs.diff_ids")
+            names = _strs(entry.get("Layers"), "Layers")
+            if len(diff_ids) != len(names):
+                raise FlistDataError("docker image config does not list one diff_id per layer")
+            for name, diff_id in zip(names, diff_ids, strict=True):
+                blobs.check_blob(name, diff_id, uncompressed=True)
                 layers.append((name, None))
         else:
             raise FlistInputError(f"{source} is not an OCI layout or a docker save archive")
