@@ -84,7 +84,7 @@ class Lab:
         _ip("-n", self.lab_ns, "link", "set", self.veth_lab, "up")
         conf = self.work / "dnsmasq.conf"
         conf.write_text(
-            "port=0\ninterface=br0\nbind-interfaces\nno-resolv\nno-hosts\n"
+            "port=0\ninterface=br0\nbind-interfaces\nno-resolv\nno-hosts\nno-ping\n"
             "dhcp-range=10.77.0.50,10.77.0.99,255.255.255.0,1h\n"
             f"dhcp-option=option:router,{LAB_IP}\n"
             f"dhcp-leasefile={self.work / 'dnsmasq.leases'}\n"
