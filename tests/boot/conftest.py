@@ -24,11 +24,12 @@ class BootFiles:
     out: Path
 
 
-def build_zipapp(dest: Path) -> Path:
+def build_zipapp(dest: Path, anchor: Path | None = None) -> Path:
     out = dest / "zosnode-node.pyz"
+    extra = ["--anchor", str(anchor)] if anchor is not None else []
     proc = subprocess.run(
-        [sys.executable, str(TOP / "build_zipapp.py"), "--python", NODE_PYTHON, "-o", str(out)],
-        capture_output=True, text=True, timeout=600, cwd=TOP)
+        [sys.executable, str(TOP / "build_zipapp.py"), "--python", NODE_PYTHON, "-o", str(out),
+         *extra], capture_output=True, text=True, timeout=600, cwd=TOP)
     if proc.returncode != 0:
         pytest.fail(f"build_zipapp.py failed:\n{proc.stdout}\n{proc.stderr}")
     return out

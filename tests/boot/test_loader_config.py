@@ -31,8 +31,8 @@ def test_script_tries_each_hub_in_order_then_waits() -> None:
 
 def test_cmdline_carries_farm_channel_hubs_and_init_args() -> None:
     line = kernel_cmdline(BootConfig("f1", "beta", HUBS, extra_args=("quiet",)))
-    assert "zosnode.farm=f1 zosnode.channel=beta" in line
-    assert "zosnode.hubs=http://10.0.0.1:8080,https://hub.example.net/zos " in line
+    assert "zos.farm=f1 zos.channel=beta" in line
+    assert "zos.hub=http://10.0.0.1:8080 zos.hub=https://hub.example.net/zos " in line
     assert line.endswith("quiet -- node run")
     assert "-- " not in kernel_cmdline(BootConfig("f1", "beta", HUBS, init_args=()))
 
@@ -73,3 +73,10 @@ def test_dnsmasq_accepts_the_config(tmp_path: Path, proxy: bool) -> None:
     proc = subprocess.run(["dnsmasq", "--test", f"--conf-file={conf}"], capture_output=True,
                           text=True, timeout=30)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_boot_files_may_live_apart_from_the_hubs() -> None:
+    cfg = BootConfig("f", "c", ("http://hub:8080",), boot_urls=("http://cdn/a", "http://cdn2"))
+    script = render_ipxe(cfg)
+    assert "http://cdn/a/boot/c/vmlinuz" in script and "http://cdn2/boot/c/initramfs.img" in script
+    assert "http://hub:8080/boot" not in script and "zos.hub=http://hub:8080 " in script

@@ -18,7 +18,7 @@ MODULES = ("normal", "configfile", "echo", "sleep", "test", "net", "efinet", "ht
 
 
 def render_grub(cfg: BootConfig) -> str:
-    hubs = [h for h in cfg.hub_bases if h.startswith("http://")]
+    hubs = [h for h in cfg.boot_bases if h.startswith("http://")]
     if not hubs:
         raise BuildInputError("UEFI media need at least one plain http:// hub (GRUB has no TLS)")
     args = kernel_cmdline(cfg)

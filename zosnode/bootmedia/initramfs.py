@@ -22,6 +22,7 @@ from pathlib import Path
 from zosnode.bootmedia import compression, debs, kmod
 from zosnode.bootmedia.cpio import Entry, Kind, Tree, encode
 from zosnode.bootmedia.errors import BuildInputError
+from zosnode.bootmedia.ipxe import NATIVE_DIR
 from zosnode.bootmedia.runtime import PYTHON, collect
 
 INTERPRETER = "/" + PYTHON
@@ -29,6 +30,7 @@ INTERPRETER = "/" + PYTHON
 # modules under /run/zosnode before any agent code could mount a tmpfs, and
 # the initramfs rootfs is itself writable.
 DIRS = ("dev", "proc", "sys", "run", "tmp", "mnt", "etc", "var", "root")
+MODULES_TO_LOAD = "etc/zosnode/modules"  # one module name a line
 DEVICES = (  # name, major, minor, permissions
     ("dev/console", 5, 1, 0o600),
     ("dev/null", 1, 3, 0o666),
@@ -129,6 +131,11 @@ def _add_modules(tree: Tree, moddir: Path, version: str,
     tree.add(Entry(f"{base}/modules.dep", Kind.FILE, 0o644, data=kmod.render_dep(chosen).encode()))
     tree.add(Entry(f"{base}/modules.alias", Kind.FILE, 0o644,
                    data=kmod.render_alias(chosen).encode()))
+    # What PID 1 should load at boot, in the list's order (it adds dependencies
+    # from modules.dep): the module list minus what the kernel has built in.
+    load = [n for n in wanted if n not in builtin]
+    listing = "".join(f"{n}\n" for n in load).encode()
+    tree.add(Entry(MODULES_TO_LOAD, Kind.FILE, 0o644, data=listing))
     return tuple(m.name for m in chosen)
 
 
@@ -158,6 +165,7 @@ def build(inputs: Inputs) -> Result:
         modules = _add_modules(tree, moddir, version, wanted)
     for d in DIRS:
         tree.mkdir(d, 0o1777 if d == "tmp" else 0o755)
+    tree.mkdir(NATIVE_DIR.lstrip("/"), 0o700)
     for name, major, minor, perm in DEVICES:
         tree.add(Entry(name, Kind.CHAR, perm, rdev=(major, minor)))
     tree.add(Entry("init", Kind.FILE, 0o755, data=zipapp))

@@ -6,7 +6,10 @@ download; when every hub has failed it waits and starts again, forever. The
 hubs and the channel reach the node on the kernel command line; whom the
 node trusts is compiled into the initramfs and cannot be changed here.
 
-Served paths: `<hub>/boot/<channel>/vmlinuz` and `<hub>/boot/<channel>/initramfs.img`.
+Served paths: `<base>/boot/<channel>/vmlinuz` and `<base>/boot/<channel>/initramfs.img`,
+where the bases are the hubs unless separate boot URLs are given (any static
+server or CDN can hold the two files). The command line uses the agent's keys
+(zosnode.agent.cmdline): `zos.farm=`, `zos.channel=`, one `zos.hub=` per hub.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _URL = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/%-]*)?")
 _ARG = re.compile(r"[A-Za-z0-9._,:=/@+-]+")
 KERNEL_NAME = "vmlinuz"
+NATIVE_DIR = "/lib/zosnode"  # created by the initramfs builder
 INITRD_NAME = "initramfs.img"
 
 
@@ -36,6 +40,11 @@ class BootConfig:
     init_args: tuple[str, ...] = ("node", "run")  # passed to /init after "--"
     timeout_ms: int = 30_000  # per-download progress timeout
     retry_delay_s: int = 5
+    boot_urls: tuple[str, ...] = ()  # where vmlinuz/initramfs.img live; () = the hubs
+    # NAME=value words without a dot reach /init as environment variables. The
+    # artifact unpacks its native modules before PID 1 mounts a tmpfs on /run,
+    # which would hide them: keep them in the rootfs instead.
+    init_env: tuple[str, ...] = (f"ZOSNODE_RUNTIME_DIR={NATIVE_DIR}",)
 
     def __post_init__(self) -> None:
         for what, value in (("farm", self.farm), ("channel", self.channel)):
@@ -44,11 +53,14 @@ class BootConfig:
                     f"{what} {value!r}: use 1-64 letters, digits, '.', '_' or '-'")
         if not self.hubs:
             raise BuildInputError("give at least one hub URL")
-        for hub in self.hubs:
+        for hub in (*self.hubs, *self.boot_urls):
             if not _URL.fullmatch(hub) or "," in hub:
                 raise BuildInputError(
                     f"hub {hub!r} is not a plain http(s)://host[:port][/path] URL")
-        for arg in (*self.console, *self.extra_args, *self.init_args):
+        for env in self.init_env:
+            if not re.fullmatch(r"[A-Z][A-Z0-9_]*=[^ ]*", env):
+                raise BuildInputError(f"init environment {env!r} is not NAME=value")
+        for arg in (*self.console, *self.extra_args, *self.init_args, *self.init_env):
             if not _ARG.fullmatch(arg):
                 raise BuildInputError(f"kernel argument {arg!r} has characters iPXE would expand")
         if not 1_000 <= self.timeout_ms <= 600_000:
@@ -60,12 +72,17 @@ class BootConfig:
     def hub_bases(self) -> tuple[str, ...]:
         return tuple(h.rstrip("/") for h in self.hubs)
 
+    @property
+    def boot_bases(self) -> tuple[str, ...]:
+        return tuple(h.rstrip("/") for h in self.boot_urls) or self.hub_bases
+
 
 def kernel_cmdline(cfg: BootConfig) -> str:
     """The node's command line: console, farm, channel, hubs, then /init's argv."""
     parts = [f"console={c}" for c in cfg.console]
-    parts += [f"zosnode.farm={cfg.farm}", f"zosnode.channel={cfg.channel}",
-              "zosnode.hubs=" + ",".join(cfg.hub_bases), "panic=10", *cfg.extra_args]
+    parts += [f"zos.farm={cfg.farm}", f"zos.channel={cfg.channel}",
+              *(f"zos.hub={h}" for h in cfg.hub_bases), "panic=10", *cfg.init_env,
+              *cfg.extra_args]
     if cfg.init_args:
         parts += ["--", *cfg.init_args]
     return " ".join(parts)
@@ -89,9 +106,9 @@ def render_ipxe(cfg: BootConfig) -> str:
         "echo zosnode: farm " + cfg.farm + " channel " + cfg.channel,
         "isset ${ip} || dhcp || goto wait",
     ]
-    for i, hub in enumerate(cfg.hub_bases):
+    for i, hub in enumerate(cfg.boot_bases):
         kernel, initrd = boot_urls(cfg, hub)
-        nxt = f"hub{i + 1}" if i + 1 < len(cfg.hub_bases) else "wait"
+        nxt = f"hub{i + 1}" if i + 1 < len(cfg.boot_bases) else "wait"
         lines += [
             f":hub{i}",
             f"echo zosnode: trying {hub}",

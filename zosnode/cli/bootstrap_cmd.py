@@ -18,6 +18,9 @@ def _common(p: argparse.ArgumentParser, output: bool = True) -> None:
     p.add_argument("--channel", default="stable", help="release channel (default stable)")
     p.add_argument("--hub", action="append", required=True, metavar="URL",
                    help="hub or mirror base URL; repeat (or comma-separate) for fallbacks")
+    p.add_argument("--boot-url", action="append", default=[], metavar="URL",
+                   help="where <URL>/boot/<channel>/{vmlinuz,initramfs.img} are served, if not "
+                        "from the hubs; repeat for fallbacks")
     p.add_argument("--kernel-arg", action="append", default=[], metavar="ARG",
                    help="extra kernel command line argument (repeatable)")
     p.add_argument("--timeout-ms", type=int, default=30_000,
@@ -56,7 +59,8 @@ def _config(args: argparse.Namespace) -> Any:
     from zosnode.bootmedia.ipxe import BootConfig, parse_hubs
 
     cfg = BootConfig(farm=args.farm, channel=args.channel, hubs=parse_hubs(args.hub),
-                     extra_args=tuple(args.kernel_arg), timeout_ms=args.timeout_ms)
+                     extra_args=tuple(args.kernel_arg), timeout_ms=args.timeout_ms,
+                     boot_urls=parse_hubs(args.boot_url))
     if args.init_arg is not None:
         cfg = dataclasses.replace(cfg, init_args=tuple(args.init_arg))
     return cfg

@@ -1,0 +1,147 @@
+"""The initramfs: contents, no shell, reproducible bytes, refused inputs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.boot.conftest import TOP, BootFiles, build_initramfs, require_debian_tools
+from zosnode.bootmedia import cpio
+from zosnode.bootmedia.compression import decompress
+from zosnode.bootmedia.cpio import Kind
+from zosnode.bootmedia.debs import parse_lock
+from zosnode.bootmedia.errors import BuildInputError
+from zosnode.bootmedia.initramfs import forbidden_members
+
+
+def _entries(boot_files: BootFiles) -> dict[str, cpio.Entry]:
+    return {e.path: e for e in cpio.decode(decompress(boot_files.initramfs.read_bytes()))}
+
+
+def test_contents(boot_files: BootFiles) -> None:
+    entries = _entries(boot_files)
+    init = entries["init"]
+    assert init.kind is Kind.FILE and init.perm == 0o755
+    assert init.data == boot_files.zipapp.read_bytes()
+    assert init.data.startswith(b"#!/usr/bin/python3.11\n")
+    assert entries["usr/bin/python3.11"].kind is Kind.FILE
+    assert entries["lib64/ld-linux-x86-64.so.2"].kind is Kind.SYMLINK
+    assert entries["dev/console"].rdev == (5, 1) and entries["dev/urandom"].rdev == (1, 9)
+    assert entries["run"].kind is Kind.DIR and entries["tmp"].perm == 0o1777
+    # Sourceless bytecode only: no .py in the standard library.
+    stdlib = [p for p in entries if p.startswith("usr/lib/python3.11/")]
+    assert "usr/lib/python3.11/os.pyc" in entries
+    assert not [p for p in stdlib if p.endswith(".py")]
+    assert not [p for p in stdlib if "/test/" in p or "/ensurepip/" in p or "/idlelib/" in p]
+    mods = [p for p in entries if p.startswith("lib/modules/")]
+    dep = next(entries[p].data.decode() for p in mods if p.endswith("/modules.dep"))
+    for needed in ("virtio_net.ko:", "fuse.ko:", "nf_tables.ko:", "tun.ko:"):
+        assert needed in dep
+    # Every module modules.dep names is in the archive.
+    base = next(p for p in mods if p.endswith("/modules.dep")).rsplit("/", 1)[0]
+    for line in dep.splitlines():
+        for path in line.replace(":", "").split():
+            assert f"{base}/{path}" in entries
+    # Every member is owned by root with the fixed time: checked on the raw header.
+    raw = decompress(boot_files.initramfs.read_bytes())
+    assert raw.count(b"070701") >= len(entries)
+
+
+def test_no_shell_busybox_or_other_interpreter(boot_files: BootFiles) -> None:
+    entries = _entries(boot_files)
+    assert forbidden_members(entries) == []
+    executables = sorted(p for p, e in entries.items() if e.kind is Kind.FILE
+                         and e.perm & 0o111 and not p.endswith(".so")
+                         and ".so." not in p and "/lib-dynload/" not in p)
+    assert executables == ["init", "usr/bin/python3.11"]
+    proc = subprocess.run([sys.executable, "-m", "zosnode", "initramfs", "list",
+                           str(boot_files.initramfs)], capture_output=True, text=True,
+                          timeout=120, cwd=TOP)
+    assert proc.returncode == 0, proc.stderr
+    assert " init\n" in proc.stdout
+
+
+def test_forbidden_detector_catches_a_shell() -> None:
+    assert forbidden_members(["bin/sh", "usr/bin/busybox", "usr/bin/perl5.36",
+                              "usr/lib/python3.11/os.pyc", "usr/bin/dash"]) == [
+        "bin/sh", "usr/bin/busybox", "usr/bin/dash", "usr/bin/perl5.36"]
+
+
+@pytest.mark.slow
+def test_two_builds_give_identical_bytes(boot_files: BootFiles, tmp_path: Path) -> None:
+    proc = build_initramfs(boot_files.zipapp, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "initramfs.img").read_bytes() == boot_files.initramfs.read_bytes()
+    assert (tmp_path / "vmlinuz").read_bytes() == boot_files.kernel.read_bytes()
+    assert (tmp_path / "initramfs.json").read_bytes() == (
+        boot_files.out / "initramfs.json").read_bytes()
+
+
+def _cli(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "zosnode", *argv], capture_output=True,
+                          text=True, timeout=300, cwd=TOP)
+
+
+def _fake_zipapp(path: Path, shebang: bytes) -> Path:
+    with zipfile.ZipFile(path.with_suffix(".zip"), "w") as zf:
+        zf.writestr("__main__.py", "print('hi')\n")
+    path.write_bytes(shebang + path.with_suffix(".zip").read_bytes())
+    return path
+
+
+def test_zipapp_for_another_interpreter_is_refused(tmp_path: Path) -> None:
+    app = _fake_zipapp(tmp_path / "app.pyz", b"#!/usr/bin/python3\n")
+    proc = _cli("initramfs", "build", "--zipapp", str(app), "-o", str(tmp_path / "o"),
+                "--lock", str(TOP / "initramfs/packages.lock"),
+                "--modules", str(TOP / "initramfs/modules.list"), "--cache", str(tmp_path))
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "--python /usr/bin/python3.11" in proc.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_deb_with_wrong_hash_is_refused(tmp_path: Path) -> None:
+    require_debian_tools()
+    pins = parse_lock((TOP / "initramfs/packages.lock").read_text())
+    cache = tmp_path / "cache"
+    (cache / "initramfs-debs").mkdir(parents=True)
+    # A tampered copy of the first pinned package, where apt would have put it.
+    (cache / "initramfs-debs" / pins[0].deb_name).write_bytes(b"!<arch>\nnot the real one")
+    app = _fake_zipapp(tmp_path / "app.pyz", b"#!/usr/bin/python3.11\n")
+    proc = _cli("initramfs", "build", "--zipapp", str(app), "-o", str(tmp_path / "o"),
+                "--lock", str(TOP / "initramfs/packages.lock"),
+                "--modules", str(TOP / "initramfs/modules.list"), "--cache", str(cache))
+    assert proc.returncode == 2, proc.stderr
+    assert "differs from the pinned" in proc.stderr and proc.stderr.count("\n") == 1
+    assert not (tmp_path / "o").exists()
+
+
+_H = "0" * 64
+
+
+@pytest.mark.parametrize("text, match", [
+    (f"runtime libc6 2.36 abc\nkernel kk 1 {_H}", "64 lowercase hex"),
+    ("runtime libc6 2.36\n", "expected"),
+    (f"runtime aa 1 {_H}\n", "exactly one package must have the role kernel"),
+    (f"weird aa 1 {_H}\nkernel kk 1 {_H}", "role must be"),
+    (f"runtime aa 1 {_H}\nruntime aa 1 {_H}\nkernel kk 1 {_H}", "pinned twice"),
+    (f"runtime A; 1 {_H}\nkernel kk 1 {_H}", "not a Debian package name"),
+])
+def test_lock_parsing(text: str, match: str) -> None:
+    with pytest.raises(BuildInputError, match=match):
+        parse_lock(text)
+
+
+def test_missing_inputs_are_one_line_errors(tmp_path: Path) -> None:
+    proc = _cli("initramfs", "build", "--zipapp", str(tmp_path / "nope.pyz"),
+                "-o", str(tmp_path / "o"))
+    assert proc.returncode == 2 and "not found" in proc.stderr
+    assert proc.stderr.count("\n") == 1
+    proc = _cli("initramfs", "list", str(tmp_path / "nope.img"))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    (tmp_path / "junk.img").write_bytes(b"070701" + b"z" * 200)
+    proc = _cli("initramfs", "list", str(tmp_path / "junk.img"))
+    assert proc.returncode == 2 and "not an initramfs" in proc.stderr
