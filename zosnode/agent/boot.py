@@ -21,6 +21,8 @@ trio service), with real implementations here: `HubClient` over
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import random
 import shutil
@@ -632,13 +634,38 @@ class ExtractMounter:
         if self.say is not None:
             self.say(f"flist {pin.name} {pin.id[:12]}: {len(blocks)} blocks, fetched "
                      f"{fetched[0]} ({fetched[1]} bytes), the rest from the cache")
+        sealed = False
         try:
             await trio.to_thread.run_sync(extract, view, _Held(blocks), where)
             blocks.clear()
+            # Root (every service on a node) could otherwise rewrite verified
+            # files after the check: the tree becomes a read-only bind mount.
+            sealed = seal_readonly(where)
             task_status.started()
             await trio.sleep_forever()
         finally:
+            if sealed:
+                detach(where)
             shutil.rmtree(where, ignore_errors=True)
+
+
+_MS_RDONLY, _MS_REMOUNT, _MS_BIND = 1, 32, 4096
+
+
+def seal_readonly(path: Path) -> bool:
+    """Bind-mount `path` onto itself read-only; False when not root (nothing to seal with)."""
+    if os.geteuid() != 0:
+        return False
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    target = os.fsencode(path)
+    if libc.mount(target, target, None, _MS_BIND, None) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"bind mount of {path}: {os.strerror(err)}")
+    if libc.mount(None, target, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY, None) != 0:
+        err = ctypes.get_errno()
+        detach(path)
+        raise OSError(err, f"read-only remount of {path}: {os.strerror(err)}")
+    return True
 
 
 class FuseChildMounter:
