@@ -5,12 +5,15 @@ from __future__ import annotations
 import http.client
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import h11
 import pytest
 
-from tests.hub.conftest import LiveHub, put_block
+from tests.hub.conftest import LiveHub, put_block, start_hub
+from zosnode.http.server import Limits
+from zosnode.hub.storage import LocalStorage
 
 CURL = ["curl", "-sS", "--max-time", "20"]
 
@@ -207,3 +210,39 @@ def test_unknown_paths_and_methods(live_hub: LiveHub) -> None:
         r = conn.getresponse()
         r.read()
         assert r.status == status, (method, path)
+
+
+def test_slowloris_and_idle_cut_over_real_tcp(data_dir: Path) -> None:
+    # The same deadlines as the mock-clock tests, on a real socket and clock,
+    # kept short: a head must be complete 1 s after its first byte, an idle
+    # connection goes after 1.5 s.
+    live, stop = start_hub(LocalStorage(str(data_dir)),
+                           limits=Limits(head_timeout_s=1.0, idle_timeout_s=1.5))
+    try:
+        with socket.create_connection((live.host, live.port), timeout=10) as s:
+            start = time.monotonic()
+            s.sendall(b"GET / HTTP/1.1\r\n")
+            got = b""
+            for _ in range(40):  # drip a header byte every 0.1 s
+                try:
+                    s.sendall(b"X")
+                except OSError:
+                    break
+                time.sleep(0.1)
+                s.setblocking(False)
+                try:
+                    got += s.recv(4096)
+                except BlockingIOError:
+                    pass
+                finally:
+                    s.setblocking(True)
+                if got:
+                    break
+            assert got.startswith(b"HTTP/1.1 408 ")
+            assert 0.9 < time.monotonic() - start < 2.5
+        with socket.create_connection((live.host, live.port), timeout=10) as s:
+            start = time.monotonic()
+            assert s.recv(4096) == b""  # closed by the server, silently
+            assert 1.4 < time.monotonic() - start < 3.0
+    finally:
+        stop()
