@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import hashlib
 
+import trio
+
 from zosnode.flist import format as flist_format
 from zosnode.flist.errors import FlistError
 from zosnode.http.messages import Body
@@ -69,6 +71,11 @@ class Publisher:
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
         self.verifier: Verifier | None = None
+        # Roots and manifests are check-then-write: serialise them so two
+        # concurrent publications cannot both pass "newer" and land in the
+        # wrong order. (One hub process per store; several hubs writing one
+        # bucket must publish through one of them.)
+        self._trust_lock = trio.Lock()
 
     async def load_roots(self) -> Root | None:
         """Trust the stored root chain: root 1 (self-signed) and each successor."""
@@ -102,9 +109,11 @@ class Publisher:
             await self.storage.put(key, body)
             return [key]
         if key.startswith("roots/"):
-            return [await self._put_root(key, body)]
+            async with self._trust_lock:
+                return [await self._put_root(key, body)]
         if key.startswith("channels/") and key.endswith("/manifest"):
-            return await self._put_manifest(key, body, now)
+            async with self._trust_lock:
+                return await self._put_manifest(key, body, now)
         raise PublishRefused("bad-path", f"{key} cannot be published")
 
     async def missing(self, wanted: list[str]) -> list[str]:
