@@ -12,6 +12,8 @@ import h11
 import pytest
 import trio
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from zosnode.http.messages import FileBody, Request, Response
 from zosnode.http.server import HttpServer, Limits
@@ -205,3 +207,64 @@ async def test_stuck_reader_of_a_sendfile_body_is_cut(
         assert trio.current_time() - start == pytest.approx(15, abs=1)
         await client.aclose()
         server.shutdown()
+
+
+def _serve_bytes(chunks: list[bytes]) -> bytes:
+    """Feed `chunks` to one server connection, then EOF; return all it sent."""
+
+    async def main() -> bytes:
+        server = HttpServer(slow_handler, LIMITS)
+        client, conn = trio.testing.memory_stream_pair()
+        out = b""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server.handle_stream, conn)
+            for chunk in chunks:
+                await client.send_all(chunk)
+            await client.send_eof()
+            out = (await read_all(client))[0]
+        return out
+
+    return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def test_request_fed_byte_by_byte_and_with_trailing_data() -> None:
+    req = b"PUT /x HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc"
+    whole = _serve_bytes([req])
+    assert whole.startswith(b"HTTP/1.1 200 ") and whole.endswith(b"done /x abc")
+    assert _serve_bytes([bytes([b]) for b in req]) == whole
+    # Trailing garbage after a complete request: the request is answered,
+    # then the garbage gets a 400 and the connection closes.
+    out = _serve_bytes([req + b"NOT HTTP\r\n\r\n"])
+    assert out.startswith(whole) and out[len(whole):].startswith(b"HTTP/1.1 400 ")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=400))
+def test_arbitrary_bytes_never_crash_the_server(data: bytes) -> None:
+    out = _serve_bytes([data])
+    # Whatever came in, what goes out is zero or more well-formed responses,
+    # ending cleanly between two of them.
+    conn = h11.Connection(h11.CLIENT)
+    conn.receive_data(out)
+    conn.receive_data(b"")
+    mid_response = False
+    while True:
+        if conn.our_state is h11.IDLE:
+            conn.send(h11.Request(method="GET", target="/", headers=[("host", "x")]))
+            conn.send(h11.EndOfMessage())
+        try:
+            event = conn.next_event()
+        except h11.RemoteProtocolError:
+            assert not mid_response, out
+            break
+        if isinstance(event, h11.Response):
+            mid_response = True
+        elif isinstance(event, h11.EndOfMessage):
+            mid_response = False
+            if conn.their_state is not h11.DONE:
+                break
+            conn.start_next_cycle()
+        elif isinstance(event, h11.ConnectionClosed):
+            break
+        else:
+            assert event is not h11.NEED_DATA, out
