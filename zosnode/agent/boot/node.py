@@ -14,32 +14,26 @@ and relative argv resolve against the flist's directory. A release lives in
 its own cancel scope: cancelling it unmounts, after its runner has stopped.
 
 The I/O this module needs is behind two small protocols, `Hubs` (manifest,
-roots, flists, heartbeats) and `Mounter` (one flist at one directory, as a
-trio service), with real implementations here: `HubClient` over
-`zosnode.http.client` and `ExtractMounter` over the block cache.
+roots, flists, heartbeats; `boot.hubs`) and `Mounter` (one flist at one
+directory, as a trio service; `boot.mounters`).
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import os
 import random
 import shutil
-import subprocess
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import trio
 
-from zosnode import __version__
-from zosnode.agent.bringup import Network
-from zosnode.agent.cmdline import Config
-from zosnode.agent.console import StatusBoard, console_task, ready_message
-from zosnode.agent.identity import NodeIdentity, load_or_create
+from zosnode.agent.boot.errors import HubsUnreachable, ReleaseFailed
+from zosnode.agent.boot.hubs import Hubs
+from zosnode.agent.boot.mounters import Mounter
+from zosnode.agent.console import StatusBoard, ready_message
+from zosnode.agent.identity import NodeIdentity
 from zosnode.agent.services.events import StateChanged
 from zosnode.agent.services.runner import ServiceRunner
 from zosnode.agent.upgrade import (
@@ -49,68 +43,17 @@ from zosnode.agent.upgrade import (
     Stage,
     UpgradePolicy,
 )
-from zosnode.cache.store import BlockCache
-from zosnode.errors import ZosError
 from zosnode.fetch.backoff import Backoff
 from zosnode.fetch.errors import FetchError
-from zosnode.fetch.fetcher import Fetcher
-from zosnode.flist.blocks import BlockRef
 from zosnode.flist.errors import FlistError
-from zosnode.flist.extract import extract
-from zosnode.flist.view import FlistView
-from zosnode.http.client import HttpClient, HttpError, HttpStatusError, Timeouts
-from zosnode.hub.httpreq import HttpConnection, RequestError
-from zosnode.hub.httpreq import Origin as PostOrigin
-from zosnode.mount.service import detach
-from zosnode.trust.anchor import Anchor, load_embedded
+from zosnode.http.client import HttpError
+from zosnode.trust.anchor import Anchor
 from zosnode.trust.errors import Refused, TrustError
-from zosnode.trust.manifest import MAX_MANIFEST_BYTES, FlistPin, Manifest
-from zosnode.trust.root import MAX_ROOT_BYTES
+from zosnode.trust.manifest import Manifest
 from zosnode.trust.verifier import Verifier, effective_now
 from zosnode.wire.heartbeat import Heartbeat, ServiceState, encode_signed
 
 Say = Callable[[str], None]
-
-
-class BootError(ZosError):
-    """Base of the boot sequence's errors."""
-
-
-class HubsUnreachable(BootError):
-    """No hub answered (every one refused, timed out or failed)."""
-
-
-class ReleaseFailed(BootError):
-    """A release could not be brought up (an flist could not be fetched or mounted)."""
-
-
-# -- what boot needs from the outside ------------------------------------------
-
-
-class Hubs(Protocol):
-    async def manifest(self) -> bytes | None:
-        """The channel's manifest; None if unchanged since the last answer."""
-
-    async def root(self, version: int) -> bytes | None:
-        """Signed root `version`, or None when the hubs have none (404)."""
-
-    async def flist(self, pin: FlistPin) -> bytes:
-        """The flist bytes `pin` names, hash-checked against `pin.id`."""
-
-    async def heartbeat(self, data: bytes) -> None:
-        """Deliver a signed heartbeat to a hub."""
-
-
-class Mounter(Protocol):
-    async def serve(
-        self,
-        pin: FlistPin,
-        flist: bytes,
-        where: Path,
-        *,
-        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
-        """Make `flist` readable at `where`, `started()`, and undo it when cancelled."""
 
 
 # -- settings -------------------------------------------------------------------
@@ -479,359 +422,3 @@ class Node:
             with trio.move_on_after(self.settings.heartbeat_interval_s):
                 await self._heartbeat_now.wait()
             self._heartbeat_now = trio.Event()
-
-
-# -- real I/O: hubs over HTTP ---------------------------------------------------------
-
-
-class HubClient:
-    """The hubs of the kernel command line (then the manifest's), tried in turn.
-
-    Manifest polls are conditional (If-None-Match with the hub's ETag): an
-    unchanged manifest costs a 304 and no body. Flists and blocks come through
-    the `Fetcher`, which trusts only hashes.
-    """
-
-    def __init__(
-        self,
-        hubs: Sequence[str],
-        channel: str,
-        *,
-        fetcher: Fetcher,
-        client: HttpClient | None = None,
-        timeout_s: float = 10.0,
-    ) -> None:
-        if not hubs:
-            raise BootError("no hub configured")
-        self.hubs = [h.rstrip("/") for h in hubs]
-        self.channel = channel
-        self.fetcher = fetcher
-        self.client = client or HttpClient(
-            timeouts=Timeouts(connect=timeout_s, head=timeout_s, body_idle=timeout_s)
-        )
-        self.timeout_s = timeout_s
-        self._etags: dict[str, str] = {}
-        self._good = 0  # index of the hub that answered last
-        self.requests = 0
-
-    def _order(self) -> list[str]:
-        return self.hubs[self._good:] + self.hubs[: self._good]
-
-    async def _get(self, path: str, max_size: int, *, conditional: bool) -> bytes | None:
-        errors = []
-        for hub in self._order():
-            headers = {}
-            if conditional and hub in self._etags:
-                headers["If-None-Match"] = self._etags[hub]
-            self.requests += 1
-            try:
-                with trio.fail_after(self.timeout_s * 3):
-                    resp = await self.client.get(f"{hub}/{path}", max_size=max_size,
-                                                 headers=headers)
-            except HttpStatusError as exc:
-                if exc.status == 304:
-                    self._good = self.hubs.index(hub)
-                    return None
-                if exc.status == 404 and not conditional:
-                    self._good = self.hubs.index(hub)
-                    return None
-                errors.append(f"{hub}: HTTP {exc.status}")
-                continue
-            except (HttpError, trio.TooSlowError) as exc:
-                errors.append(f"{hub}: {exc or type(exc).__name__}")
-                continue
-            self._good = self.hubs.index(hub)
-            etag = resp.headers.get("etag")
-            if conditional and etag:
-                self._etags[hub] = etag
-            return resp.body
-        raise HubsUnreachable("no hub answered: " + "; ".join(errors))
-
-    async def manifest(self) -> bytes | None:
-        return await self._get(f"channels/{self.channel}/manifest", MAX_MANIFEST_BYTES,
-                               conditional=True)
-
-    async def root(self, version: int) -> bytes | None:
-        return await self._get(f"roots/{version}.root", MAX_ROOT_BYTES, conditional=False)
-
-    async def flist(self, pin: FlistPin) -> bytes:
-        return await self.fetcher.fetch_flist(pin.id, max_size=pin.size)
-
-    async def heartbeat(self, data: bytes) -> None:
-        errors = []
-        for hub in self._order():
-            origin, _ = PostOrigin.from_url(hub)
-            conn = HttpConnection(origin, timeout_s=self.timeout_s, max_body=64 * 1024)
-            try:
-                reply = await conn.request(
-                    "POST", "/api/v1/heartbeat", body=data,
-                    headers=[("content-type", "application/cbor")],
-                )
-            except RequestError as exc:
-                errors.append(str(exc))
-                continue
-            finally:
-                await conn.aclose()
-            if reply.status in (200, 204):
-                return
-            errors.append(f"{hub}: HTTP {reply.status}")
-        raise HubsUnreachable("heartbeat not accepted: " + "; ".join(errors))
-
-
-# -- real I/O: materialising an flist ---------------------------------------------------------
-
-
-class _Held:
-    """Blocks already fetched and checked, handed to the synchronous extractor."""
-
-    def __init__(self, blocks: dict[str, bytes]) -> None:
-        self.blocks = blocks
-
-    def get(self, ref: BlockRef) -> bytes:
-        return self.blocks[ref.id]
-
-
-class ExtractMounter:
-    """Materialise an flist into a directory (tmpfs on a node) through the block cache.
-
-    Blocks the cache already holds are not fetched again, which is what makes
-    an upgrade cost only its changed blocks. Every block is verified by the
-    fetcher (its hash) and again by the extractor before a byte is written.
-    """
-
-    def __init__(self, fetcher: Fetcher, cache: BlockCache, say: Say | None = None) -> None:
-        self.fetcher = fetcher
-        self.cache = cache
-        self.say = say
-        self.fetched_blocks = 0  # over the agent's life: what upgrades cost
-        self.fetched_bytes = 0
-
-    async def serve(
-        self,
-        pin: FlistPin,
-        flist: bytes,
-        where: Path,
-        *,
-        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
-        view = FlistView.from_bytes(flist)
-        blocks: dict[str, bytes] = {}
-        fetched = [0, 0]
-
-        def fetcher_for(ref: BlockRef) -> Callable[[], Awaitable[bytes]]:
-            async def fetch() -> bytes:
-                data = await self.fetcher.fetch_block(ref.id, max_size=ref.stored_size)
-                fetched[0] += 1
-                fetched[1] += len(data)
-                return data
-
-            return fetch
-
-        for ref in view.flist.blocks().values():
-            blocks[ref.id] = await self.cache.get_or_fetch(ref.id, fetcher_for(ref))
-        self.fetched_blocks += fetched[0]
-        self.fetched_bytes += fetched[1]
-        if self.say is not None:
-            self.say(f"flist {pin.name} {pin.id[:12]}: {len(blocks)} blocks, fetched "
-                     f"{fetched[0]} ({fetched[1]} bytes), the rest from the cache")
-        sealed = False
-        try:
-            await trio.to_thread.run_sync(extract, view, _Held(blocks), where)
-            blocks.clear()
-            # Root (every service on a node) could otherwise rewrite verified
-            # files after the check: the tree becomes a read-only bind mount.
-            sealed = seal_readonly(where)
-            task_status.started()
-            await trio.sleep_forever()
-        finally:
-            if sealed:
-                detach(where)
-            shutil.rmtree(where, ignore_errors=True)
-
-
-_MS_RDONLY, _MS_REMOUNT, _MS_BIND = 1, 32, 4096
-
-
-def seal_readonly(path: Path) -> bool:
-    """Bind-mount `path` onto itself read-only; False when not root (nothing to seal with)."""
-    if os.geteuid() != 0:
-        return False
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    target = os.fsencode(path)
-    if libc.mount(target, target, None, _MS_BIND, None) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"bind mount of {path}: {os.strerror(err)}")
-    if libc.mount(None, target, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY, None) != 0:
-        err = ctypes.get_errno()
-        detach(path)
-        raise OSError(err, f"read-only remount of {path}: {os.strerror(err)}")
-    return True
-
-
-class FuseChildMounter:
-    """Mount each flist through FUSE in a child process of its own.
-
-    pyfuse3 serves one mount per process, and an upgrade needs the old and
-    the new release mounted at once, so each flist gets a child: `command`
-    (an argv prefix) plus `--flist-file F --cache DIR [--mirror URL]... MOUNTPOINT`.
-    The child prints a line containing `mounted` once the mount is live and
-    unmounts on SIGTERM. Children share the block cache directory, so a block
-    one release fetched is not fetched again for the next. The flist file is
-    the one `Hubs.flist` already checked against the pinned id.
-    """
-
-    def __init__(
-        self,
-        command: Sequence[str],
-        *,
-        mirrors: Sequence[str],
-        cache_dir: Path,
-        flist_dir: Path,
-        say: Say | None = None,
-        start_timeout_s: float = 30.0,
-    ) -> None:
-        self.command = list(command)
-        self.mirrors = list(mirrors)
-        self.cache_dir = cache_dir
-        self.flist_dir = flist_dir
-        self.say = say
-        self.start_timeout_s = start_timeout_s
-
-    async def serve(
-        self,
-        pin: FlistPin,
-        flist: bytes,
-        where: Path,
-        *,
-        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
-        self.flist_dir.mkdir(parents=True, exist_ok=True)
-        path = self.flist_dir / pin.id
-        if not path.exists():
-            tmp = path.with_name(f".{pin.id}.tmp")
-            tmp.write_bytes(flist)
-            tmp.rename(path)
-        argv = [*self.command, "--flist-file", str(path), "--cache", str(self.cache_dir)]
-        for mirror in self.mirrors:
-            argv += ["--mirror", mirror]
-        argv.append(str(where))
-        proc = await trio.lowlevel.open_process(
-            # Same process group as the agent: a signal to the group reaches it too.
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        )
-        assert proc.stdout is not None
-        try:
-            seen = b""
-            with trio.move_on_after(self.start_timeout_s):
-                while b"mounted" not in seen:
-                    chunk = await proc.stdout.receive_some(4096)
-                    if not chunk:
-                        break
-                    seen = (seen + chunk)[-8192:]
-            if b"mounted" not in seen:
-                text = seen.decode(errors="replace").strip()[-300:]
-                raise ReleaseFailed(f"FUSE mount of {pin.name} at {where} failed: {text}")
-            if self.say is not None:
-                self.say(f"flist {pin.name} {pin.id[:12]}: FUSE mount at {where} "
-                         f"(pid {proc.pid})")
-            task_status.started()
-            # Keep draining the child's output so it never blocks on a full pipe.
-            while await proc.stdout.receive_some(4096):
-                pass
-            await proc.wait()
-            # Not fatal to the agent: the release's services will fail and be reported.
-            if self.say is not None:
-                self.say(f"flist {pin.name}: FUSE mount at {where} ended "
-                         f"(exit {proc.returncode})")
-            await trio.sleep_forever()
-        finally:
-            with trio.CancelScope(shield=True):
-                await _end_child(proc)
-                if os.path.ismount(where):
-                    detach(where)
-
-
-async def _end_child(proc: trio.Process) -> None:
-    if proc.returncode is None:
-        proc.terminate()
-        with trio.move_on_after(5):
-            await proc.wait()
-    if proc.returncode is None:
-        proc.kill()
-        await proc.wait()
-
-
-# -- the hook `zosnode node run` calls once the network is up -------------------------------
-
-
-def _lease_addresses(network: Network) -> list[str]:
-    return [f"{lease.address}/{lease.prefixlen}" for lease in network.leases.values()]
-
-
-async def after_network(
-    config: Config,
-    network: Network,
-    say: Say,
-    *,
-    anchor: Anchor | None = None,
-    run_dir: Path = Path("/run/zosnode"),
-    cache_dir: Path | None = None,
-    cache_bytes: int = 512 * 1024 * 1024,
-    settings: BootSettings | None = None,
-    fuse_command: Sequence[str] | None = None,
-    task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Boot the release and keep the node up to date; never returns.
-
-    The trust anchor is the one compiled into the artifact; `anchor` exists for
-    callers that embed the agent (tests, benchmarks), never for the command
-    line. `cache_dir` is a disk cache when the node has one: it then also keeps
-    the node key; without it the node id lives in RAM. With `fuse_command`
-    flists are FUSE mounts served by child processes (`FuseChildMounter`);
-    without it they are extracted into `run_dir` (a tmpfs on a node).
-    """
-    trusted = anchor if anchor is not None else load_embedded()
-    if trusted is None:
-        raise BootError("this build carries no trust anchor (build_zipapp.py --anchor)")
-    if not config.hubs:
-        raise BootError("no hub given: boot with zos.hub=http://HOST:PORT")
-    settings = settings or BootSettings(
-        channel=config.channel, farm=config.farm or "", run_dir=run_dir,
-        agent_version=__version__,
-    )
-    identity = load_or_create(cache_dir)
-    say(f"node id {identity.node_id} ({identity.source})")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    blocks_dir = cache_dir / "blocks" if cache_dir else run_dir / "blocks"
-    cache = BlockCache(blocks_dir, cache_bytes, durable=cache_dir is not None)
-    fetcher = Fetcher(config.hubs)
-    hubs = HubClient(config.hubs, config.channel, fetcher=fetcher)
-    mounter: Mounter
-    if fuse_command:
-        mounter = FuseChildMounter(fuse_command, mirrors=config.hubs, cache_dir=blocks_dir,
-                                   flist_dir=run_dir / "flists", say=say)
-    else:
-        mounter = ExtractMounter(fetcher, cache, say)
-    board = StatusBoard()
-    board.update(addresses=tuple(_lease_addresses(network)))
-    node = Node(
-        settings, anchor=trusted, identity=identity, hubs=hubs,
-        mounter=mounter, board=board, say=say,
-        addresses=lambda: _lease_addresses(network),
-        audit=lambda: [f.describe() for f in network.audit_findings],
-    )
-
-    def draw(text: str) -> None:
-        for line in text.splitlines():
-            say(line)
-
-    async def follow_network() -> None:
-        while True:
-            await network.changed.wait()
-            board.update(addresses=tuple(_lease_addresses(network)))
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(follow_network)
-        await nursery.start(console_task, board, draw)
-        await nursery.start(node.run)
-        task_status.started(node)

@@ -1,0 +1,112 @@
+"""The boot stage of the agent: what `zosnode node run` does once the network is up.
+
+`after_network` is the hook the bring-up calls. The sequence itself is
+`node.Node`; the hubs (`hubs`) and the way flists become directories
+(`mounters`) are small protocols with real implementations beside them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import trio
+
+from zosnode import __version__
+from zosnode.agent.boot.errors import BootError, HubsUnreachable, ReleaseFailed
+from zosnode.agent.boot.hubs import HubClient, Hubs
+from zosnode.agent.boot.mounters import (
+    ExtractMounter,
+    FuseChildMounter,
+    Mounter,
+    seal_readonly,
+)
+from zosnode.agent.boot.node import BootSettings, Node, Release, Say
+from zosnode.agent.bringup import Network
+from zosnode.agent.cmdline import Config
+from zosnode.agent.console import StatusBoard, console_task
+from zosnode.agent.identity import load_or_create
+from zosnode.cache.store import BlockCache
+from zosnode.fetch.fetcher import Fetcher
+from zosnode.trust.anchor import Anchor, load_embedded
+
+__all__ = [
+    "BootError", "BootSettings", "ExtractMounter", "FuseChildMounter", "HubClient", "Hubs",
+    "HubsUnreachable", "Mounter", "Node", "Release", "ReleaseFailed", "Say", "after_network",
+    "seal_readonly",
+]
+
+
+# -- the hook `zosnode node run` calls once the network is up -------------------------------
+
+
+def _lease_addresses(network: Network) -> list[str]:
+    return [f"{lease.address}/{lease.prefixlen}" for lease in network.leases.values()]
+
+
+async def after_network(
+    config: Config,
+    network: Network,
+    say: Say,
+    *,
+    anchor: Anchor | None = None,
+    run_dir: Path = Path("/run/zosnode"),
+    cache_dir: Path | None = None,
+    cache_bytes: int = 512 * 1024 * 1024,
+    settings: BootSettings | None = None,
+    fuse_command: Sequence[str] | None = None,
+    task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Boot the release and keep the node up to date; never returns.
+
+    The trust anchor is the one compiled into the artifact; `anchor` exists for
+    callers that embed the agent (tests, benchmarks), never for the command
+    line. `cache_dir` is a disk cache when the node has one: it then also keeps
+    the node key; without it the node id lives in RAM. With `fuse_command`
+    flists are FUSE mounts served by child processes (`FuseChildMounter`);
+    without it they are extracted into `run_dir` (a tmpfs on a node).
+    """
+    trusted = anchor if anchor is not None else load_embedded()
+    if trusted is None:
+        raise BootError("this build carries no trust anchor (build_zipapp.py --anchor)")
+    if not config.hubs:
+        raise BootError("no hub given: boot with zos.hub=http://HOST:PORT")
+    settings = settings or BootSettings(
+        channel=config.channel, farm=config.farm or "", run_dir=run_dir,
+        agent_version=__version__,
+    )
+    identity = load_or_create(cache_dir)
+    say(f"node id {identity.node_id} ({identity.source})")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    blocks_dir = cache_dir / "blocks" if cache_dir else run_dir / "blocks"
+    cache = BlockCache(blocks_dir, cache_bytes, durable=cache_dir is not None)
+    fetcher = Fetcher(config.hubs)
+    hubs = HubClient(config.hubs, config.channel, fetcher=fetcher)
+    mounter: Mounter
+    if fuse_command:
+        mounter = FuseChildMounter(fuse_command, mirrors=config.hubs, cache_dir=blocks_dir,
+                                   flist_dir=run_dir / "flists", say=say)
+    else:
+        mounter = ExtractMounter(fetcher, cache, say)
+    board = StatusBoard()
+    board.update(addresses=tuple(_lease_addresses(network)))
+    node = Node(
+        settings, anchor=trusted, identity=identity, hubs=hubs,
+        mounter=mounter, board=board, say=say,
+        addresses=lambda: _lease_addresses(network),
+        audit=lambda: [f.describe() for f in network.audit_findings],
+    )
+
+    def draw(text: str) -> None:
+        for line in text.splitlines():
+            say(line)
+
+    async def follow_network() -> None:
+        while True:
+            await network.changed.wait()
+            board.update(addresses=tuple(_lease_addresses(network)))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(follow_network)
+        await nursery.start(console_task, board, draw)
+        await nursery.start(node.run)
+        task_status.started(node)
