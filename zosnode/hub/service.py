@@ -50,7 +50,8 @@ async def run_hub(
     log(f"storage: {storage.describe()}")
     log(f"trust: {'root v' + str(root) if root else 'no root yet (publish roots/1.root)'}; "
         f"{len(app.publishers)} publisher key(s)")
-    log(f"listening on {', '.join(f'{h}:{p}' for h, p in addresses)}")
+    shown = (f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in addresses)
+    log(f"listening on {', '.join(shown)}")
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(server.serve, listeners)
