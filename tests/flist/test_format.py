@@ -231,3 +231,41 @@ def test_flist_from_builder_is_valid(rich_tree: Path, store: LocalStore) -> None
 def test_errors_are_one_family() -> None:
     assert issubclass(UnsupportedVersionError, FormatError)
     assert issubclass(FormatError, FlistError)
+
+
+_cbor = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**64) + 1, 2**64 - 1) | st.binary(max_size=40)
+    | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=10)
+    | st.dictionaries(st.text(max_size=8) | st.integers(0, 10), inner, max_size=5),
+    max_leaves=12,
+)
+_scalar = st.none() | st.integers(-(2**64) + 1, 2**64 - 1) | st.binary(max_size=20)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_cbor, st.lists(st.lists(_scalar, min_size=9, max_size=9), max_size=4), _cbor, _cbor)
+def test_property_well_formed_cbor_of_wrong_shape_raises_only_our_error(
+    blocks: Any, entries: Any, prefetch: Any, meta: Any
+) -> None:
+    doc = {"version": [1, 0], "blocks": blocks, "entries": entries,
+           "prefetch": prefetch, "meta": meta}
+    try:
+        decode(canonical.dumps(doc))
+    except FormatError:
+        pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_property_mutated_valid_flist_raises_only_our_error(data: st.DataObject) -> None:
+    doc = _doc(_sample())
+    # Replace one field of one entry or block with an arbitrary value.
+    where = data.draw(st.sampled_from(["entries", "blocks"]))
+    row = data.draw(st.integers(0, len(doc[where]) - 1))
+    col = data.draw(st.integers(0, len(doc[where][row]) - 1))
+    doc[where][row][col] = data.draw(_cbor)
+    try:
+        decode(canonical.dumps(doc))
+    except FormatError:
+        pass

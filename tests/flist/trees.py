@@ -17,6 +17,9 @@ def make_rich_tree(root: Path, big: int = 3 * 1024 * 1024 + 17) -> None:
     (root / "small.txt").write_bytes(b"hello flist\n")
     for i, name in enumerate(ODD_NAMES):
         (root / name).write_bytes(f"odd {i}\n".encode())
+    # Not UTF-8: names are bytes, and must survive as bytes.
+    with open(os.path.join(os.fsencode(root), b"latin1-\xe9t\xe9"), "wb") as f:
+        f.write(b"bytes name")
     d = root / "dir" / "sub" / "deeper"
     d.mkdir(parents=True)
     (d / "leaf").write_bytes(os.urandom(5000))
