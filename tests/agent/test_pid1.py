@@ -78,14 +78,18 @@ REAPER_SCRIPT = textwrap.dedent("""
     spared = os.fork()
     if spared == 0:
         os._exit(7)
-    time.sleep(0.5)
+    def zombies():
+        me = ['Z', str(os.getpid())]
+        return [p for p in os.listdir('/proc') if p.isdigit() and
+                open(f'/proc/{p}/stat').read().rsplit(')', 1)[1].split()[:2] == me]
+    deadline = time.monotonic() + 10
+    while len(zombies()) < 11 and time.monotonic() < deadline:  # 5 children, 5 orphans, 1
+        time.sleep(0.02)
     r = Reaper()
     r.spare.add(spared)
     reaped = r.reap_once()
-    me = ['Z', str(os.getpid())]
-    zombies = [p for p in os.listdir('/proc') if p.isdigit() and
-               open(f'/proc/{p}/stat').read().rsplit(')', 1)[1].split()[:2] == me]
-    print(len(reaped), sorted(set(os.WEXITSTATUS(s) for _, s in reaped)), zombies == [str(spared)],
+    codes = sorted(set(os.WEXITSTATUS(s) for _, s in reaped))
+    print(len(reaped), codes, zombies() == [str(spared)],
           os.waitpid(spared, 0)[1] >> 8)
 """)
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from tests.lab.dnsmasq import wait_for_log
+from tests.lab.netns import nsexec, run
 from tests.net.conftest import Lan, NodeProc, addresses, default_routes
 
 HUB = "zos.hub=http://10.77.0.1:8080 zos.farm=f1"
@@ -123,3 +124,17 @@ def test_short_lease_renewed_at_t1_then_expires_and_recovers(
     with lan.dhcp():
         node.wait_line("chose eth0", 20, mark)
     assert addresses(node_ns, "eth0") == [addr]
+
+
+def test_ipv6_router_advertisements_give_a_slaac_address(lan: Lan, node_ns: str,
+                                                         start_node: Start) -> None:
+    run(nsexec(lan.ns, "ip", "-6", "addr", "add", "fd77::1/64", "dev", lan.bridge, "nodad"))
+    lan.plug(node_ns, "eth0")
+    ra = ("enable-ra", f"dhcp-range=::,constructor:{lan.bridge},ra-only")
+    with lan.dhcp(extra=ra):
+        node = start_node(node_ns, "--cmdline", HUB, "--network-only")
+        node.wait_line("network up on eth0", 30)
+        _, _, line = node.wait_line("IPv6 address fd77:", 30)
+    assert line.split("IPv6 address ")[1].split()[0].endswith("/64")
+    out = run(nsexec(node_ns, "ip", "-6", "addr", "show", "dev", "eth0", "scope", "global"))
+    assert "fd77:" in out.stdout

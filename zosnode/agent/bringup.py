@@ -45,6 +45,7 @@ BACKUP_METRIC_BASE = 1000
 HUB_PROBE_TIMEOUT = 1.5
 FIREWALL_CHECK_EVERY = 10.0
 AUDIT_EVERY = 60.0
+SLAAC_POLL_EVERY = 1.0
 
 
 @dataclass
@@ -105,6 +106,7 @@ class Bringup:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._guard_firewall, firewall)
                 nursery.start_soon(self._audit_loop)
+                nursery.start_soon(self._watch_ipv6, nics)
                 for nic in nics:
                     slaac = accept_router_adverts(nic, self.options.proc_sys)
                     links.set_up(nic)
@@ -152,6 +154,9 @@ class Bringup:
         elif isinstance(ev, LeaseLost):
             lease = ev.lease
             self.network.leases.pop(nic.name, None)
+            self._links.del_default_route(nic, BACKUP_METRIC_BASE + nic.index)
+            if self.network.chosen == nic:
+                self._links.del_default_route(nic, CHOSEN_METRIC)
             self._links.del_address(nic, lease.address, lease.prefixlen)
             self.say(f"{nic.name}: lease on {lease.address} lost ({ev.reason}); address removed")
             if self.network.chosen == nic:
@@ -214,6 +219,21 @@ class Bringup:
                 firewall.apply()
                 self.say(f"firewall: ruleset changed behind our back; re-applied "
                          f"(table {firewall.table})")
+
+    async def _watch_ipv6(self, nics: list[Nic]) -> None:
+        """Report global IPv6 addresses as router advertisements give or take them."""
+        assert self._links is not None
+        known: dict[str, set[str]] = {n.name: set() for n in nics}
+        while True:
+            for nic in nics:
+                now = {f"{a}/{p}" for a, p in self._links.addresses(nic, socket.AF_INET6)
+                       if not ipaddress.ip_address(a).is_link_local}
+                for addr in sorted(now - known[nic.name]):
+                    self.say(f"{nic.name}: IPv6 address {addr} (router advertisement)")
+                for addr in sorted(known[nic.name] - now):
+                    self.say(f"{nic.name}: IPv6 address {addr} gone")
+                known[nic.name] = now
+            await trio.sleep(SLAAC_POLL_EVERY)
 
     async def _audit_loop(self) -> None:
         reported: set[tuple[str, str, int]] = set()

@@ -261,9 +261,12 @@ async def _supervise(main: Callable[[], Awaitable[None]], say: Say, pid1: bool) 
             become_subreaper()
         await nursery.start(reaper.run)
 
-        async def watch_signals() -> None:
+        async def watch_signals(*, task_status: trio.TaskStatus[None]) -> None:
             nonlocal action
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                # Handlers are in place before the agent runs: PID 1 ignores any
+                # signal it has no handler for.
+                task_status.started()
                 async for signum in signals:
                     # SIGINT is what the kernel sends init on ctrl-alt-del.
                     action = "poweroff" if signum == signal.SIGTERM else "reboot"
@@ -271,7 +274,7 @@ async def _supervise(main: Callable[[], Awaitable[None]], say: Say, pid1: bool) 
                     nursery.cancel_scope.cancel()
                     return
 
-        nursery.start_soon(watch_signals)
+        await nursery.start(watch_signals)
         await main()
         if pid1:
             raise RuntimeError("the agent returned; PID 1 must not")
