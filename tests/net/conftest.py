@@ -59,24 +59,32 @@ class Lan:
         if fresh or not leases.exists():
             leases.write_text("")
         dhcp_conf(conf, self.bridge, first, last, extra=(
+            "dhcp-option=option:dns-server,0.0.0.0",  # 0.0.0.0: dnsmasq sends its own address
             # no-ping: dnsmasq otherwise ignores the first DISCOVER for ~3 s while it
             # pings the address; that is its latency, not ours.
-            f"dhcp-option=option:dns-server,{LAN_ADDR}", "no-ping", *extra), leasefile=leases)
+            "no-ping", *extra), leasefile=leases)
         log = self.tmp / f"{name}.log"
         with dnsmasq(self.ns, conf, log):
             yield log
 
 
-@pytest.fixture
-def lan(tmp_path: Path) -> Iterator[Lan]:
+@contextmanager
+def make_lan(tmp: Path, cidr: str = f"{LAN_ADDR}/24") -> Iterator[Lan]:
     require_root()
     require_dnsmasq()
+    tmp.mkdir(parents=True, exist_ok=True)
     with netns("zl") as ns:
         bridge = "br0"
         run(nsexec(ns, "ip", "link", "add", bridge, "type", "bridge", "forward_delay", "0"))
-        run(nsexec(ns, "ip", "addr", "add", f"{LAN_ADDR}/24", "dev", bridge))
+        run(nsexec(ns, "ip", "addr", "add", cidr, "dev", bridge))
         run(nsexec(ns, "ip", "link", "set", bridge, "up"))
-        yield Lan(ns, bridge, tmp_path)
+        yield Lan(ns, bridge, tmp)
+
+
+@pytest.fixture
+def lan(tmp_path: Path) -> Iterator[Lan]:
+    with make_lan(tmp_path) as lan:
+        yield lan
 
 
 @pytest.fixture

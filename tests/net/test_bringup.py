@@ -138,3 +138,26 @@ def test_ipv6_router_advertisements_give_a_slaac_address(lan: Lan, node_ns: str,
     assert line.split("IPv6 address ")[1].split()[0].endswith("/64")
     out = run(nsexec(node_ns, "ip", "-6", "addr", "show", "dev", "eth0", "scope", "global"))
     assert "fd77:" in out.stdout
+
+
+def test_nic_that_reaches_a_hub_wins_over_name_order(lan: Lan, node_ns: str,
+                                                     start_node: Start) -> None:
+    """Both NICs get a lease; only eth1's network reaches the hub, so eth1 is chosen
+    although eth0 sorts first."""
+    from tests.net.conftest import make_lan
+
+    with make_lan(lan.tmp / "second", "10.79.0.1/24") as other:
+        lan.plug(node_ns, "eth0")
+        other.plug(node_ns, "eth1")
+        with lan.dhcp(), other.dhcp(first="10.79.0.50", last="10.79.0.99"):
+            node = start_node(node_ns, "--cmdline", "zos.hub=http://10.79.0.1:8080",
+                              "--exit-after-bringup")
+            assert node.proc.wait(timeout=40) == 0, node.text()
+        _, _, line = node.wait_line("chose ", 1)
+        assert line.split("chose ")[1].startswith("eth1 (reaches a hub (1 other lease))")
+        assert addresses(node_ns, "eth0") and addresses(node_ns, "eth1")
+        routes = [r.split() for r in default_routes(node_ns).splitlines()]
+        chosen = [r for r in routes if "metric" not in r]  # metric 0 is not printed
+        assert len(chosen) == 1 and chosen[0][:5] == ["default", "via", "10.79.0.1", "dev",
+                                                      "eth1"]
+        assert "nameserver 10.79.0.1" in (lan.tmp / "resolv.conf").read_text()
