@@ -55,7 +55,13 @@ def test_block_not_matching_its_hash(tmp_path: Path, store: LocalStore) -> None:
     out = tmp_path / "out"
     with pytest.raises(IntegrityError):
         extract(FlistView(flist), store, out)
-    # Nothing from a bad block was written: every file that exists is empty.
+    # A target that did not exist does not appear half-written.
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src", "store"]
+    # Into an existing (empty) directory: nothing from a bad block is written.
+    out.mkdir()
+    with pytest.raises(IntegrityError):
+        extract(FlistView(flist), store, out)
     for p in out.rglob("*"):
         if p.is_file():
             assert p.stat().st_size == 0

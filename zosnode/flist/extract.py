@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
+import tempfile
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Protocol
@@ -99,14 +101,33 @@ def extract(
     *,
     progress: Callable[[int, int], None] | None = None,
 ) -> int:
-    """Write the whole image into `target` (absent or empty); return bytes written."""
-    tpath = os.fspath(target)
+    """Write the whole image into `target` (absent or empty); return bytes written.
+
+    An absent target appears only when complete: the tree is built under a
+    temporary sibling name and renamed. An existing empty directory (a mount
+    point) is filled in place.
+    """
+    tpath = os.path.abspath(os.fspath(target))
+    if os.path.lexists(tpath):
+        return _extract_at(view, source, tpath, progress)
+    parent = os.path.dirname(tpath)
     try:
-        os.mkdir(tpath, 0o700)
-    except FileExistsError:
-        pass
+        tmp = tempfile.mkdtemp(prefix=".extract-", dir=parent)
     except OSError as exc:
         raise FlistInputError(f"cannot create {tpath}: {exc.strerror}") from None
+    try:
+        written = _extract_at(view, source, tmp, progress)
+        os.rename(tmp, tpath)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return written
+
+
+def _extract_at(
+    view: FlistView, source: BlockSource, tpath: str,
+    progress: Callable[[int, int], None] | None,
+) -> int:
     try:
         root_fd = os.open(tpath, _DIR_FLAGS)
     except OSError as exc:
