@@ -179,3 +179,80 @@ def test_fuse_mounts_side_by_side_during_an_upgrade(lab: Lab) -> None:
     while Path(f"/proc/{first.group(2)}").exists():
         assert time.monotonic() < deadline, "release 1's FUSE child outlived the switch"
         time.sleep(0.1)
+
+
+FAULTY = """
+channel = "demo"
+version = 1
+expires_in_days = 1
+hubs = []
+mirrors = []
+
+[[flists]]
+name = "demo"
+tag = "demo-1"
+mount = "/opt/demo"
+
+[[services]]
+name = "crasher"
+flist = "demo"
+argv = ["python", "bin/crash.py"]
+restart_initial_ms = 200
+restart_max_ms = 1600
+
+[[services]]
+name = "prepare"
+flist = "demo"
+argv = ["python", "bin/fail_setup.py"]
+oneshot = true
+
+[[services]]
+name = "needs-prepare"
+flist = "demo"
+argv = ["python", "bin/greeter.py"]
+after = ["prepare"]
+
+[[services]]
+name = "escape"
+flist = "demo"
+argv = ["/bin/sh", "-c", "echo escaped"]
+
+[[services]]
+name = "fine"
+flist = "demo"
+argv = ["python", "bin/hwreport.py"]
+"""
+
+
+def test_faulty_services_are_contained_and_reported(lab: Lab) -> None:
+    kit = lab.kit = demo_os.build(lab.work / "kit")
+    demo_os.sign_release(kit, FAULTY, 1)
+    lab.network()
+    lab.start_hub()
+    lab.publish(1, first=True)
+    lab.start_node(poll_ms=POLL_MS, readiness_ms=3000)
+    lab.wait_node(r"release 1 is degraded: services never became ready", 60)
+    node_id = lab.wait_node(r"zosnode: degraded 1 ([0-9a-f]{64})$", 10).group(1)
+    assert not any(line.startswith("zosnode: ready") for line in lab.node_lines())
+    # The crasher restarts with growing, capped delays.
+    lab.wait_node(r"v1 crasher: backoff \(exited with code 3; restart in 1600 ms\)", 30)
+    delays = [int(m.group(1)) for line in lab.node_lines()
+              if (m := re.search(r"v1 crasher: backoff .*restart in (\d+) ms", line))]
+    assert delays[:4] == [200, 400, 800, 1600]
+    lines = "\n".join(lab.node_lines())
+    assert "v1 prepare: failed (exited with code 1)" in lines
+    assert "v1 needs-prepare: blocked (dependency prepare failed)" in lines
+    assert "v1 needs-prepare: starting" not in lines
+    assert re.search(r"v1 escape: refused \(exec refused: program '/bin/sh' resolves to "
+                     r"\S+, outside the verified mounts\)", lines)
+    assert "escaped" not in lines
+    # The hub hears all of it in the signed heartbeat.
+    node = _wait_listed(lab, node_id, lambda n: any(
+        s["name"] == "crasher" and s["restarts"] >= 4 for s in n["services"]))
+    states = {s["name"]: (s["state"], s["restarts"]) for s in node["services"]}
+    assert states["prepare"][0] == "failed"
+    assert states["needs-prepare"][0] == "blocked"
+    assert states["escape"] == ("refused", 0)
+    assert states["crasher"][0] in ("backoff", "starting", "ready")
+    assert states["fine"] == ("ready", 0)
+    assert node["failed_release"] == 1

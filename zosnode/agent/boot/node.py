@@ -294,24 +294,39 @@ class Node:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            manifest = await self._first_manifest()
-            self._mark("manifest")
-            stage = self.policy.offer(manifest, self._ms())
-            assert isinstance(stage, Stage)
-            self.board.update(phase=f"starting release {manifest.version}")
-            release, why = await self._bring_up(manifest)
+            attempt = 0
+            while True:
+                manifest = await self._first_manifest()
+                self._mark("manifest")
+                stage = self.policy.offer(manifest, self._ms())
+                assert isinstance(stage, Stage)
+                self.board.update(phase=f"starting release {manifest.version}")
+                release, why = await self._bring_up(manifest)
+                if release.runner is not None:
+                    break
+                # Nothing ran (an flist could not be fetched or mounted): not a
+                # verdict on the release, so forget the attempt and start over.
+                await release.close()
+                self.policy = UpgradePolicy(
+                    self.identity.node_id,
+                    readiness_deadline_ms=self.settings.readiness_deadline_ms,
+                )
+                delay = self.settings.boot_backoff.delay(attempt, self._rng.random())
+                attempt += 1
+                self._error(f"release {manifest.version}: {why}; retry in {delay:.1f} s")
+                await trio.sleep(delay)
             self.policy.staged_ready(self._ms())  # at boot there is nothing to return to
-            if release.runner is None:
-                raise ReleaseFailed(f"release {manifest.version}: {why}")
             self._became_current(release)
             self._mark("services")
-            if why is not None:
+            if why is None:
+                self.board.update(phase="ready")
+                self.say(ready_message(manifest.version, self.identity.node_id))
+            else:
+                # Up and reporting, but not ready: a newer release may fix it.
                 self.failed_release = manifest.version
                 self._error(f"release {manifest.version} is degraded: {why}")
                 self.board.update(phase="degraded")
-            else:
-                self.board.update(phase="ready")
-            self.say(ready_message(manifest.version, self.identity.node_id))
+                self.say(f"degraded {manifest.version} {self.identity.node_id}")
             nursery.start_soon(self._heartbeats)
             task_status.started()
             await self._poll_forever()
