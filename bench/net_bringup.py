@@ -106,6 +106,15 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+# Console lines that mark the agent's phases (time since the process started).
+PHASES = (("first line (interpreter + imports)", "zosnode: config:"),
+          ("firewall applied", "firewall applied"),
+          ("DISCOVER sent", "sending DISCOVER"),
+          ("lease bound", "-> bound"),
+          ("NIC chosen, routes set", "chose "))
+PHASE_TIMES: list[dict[str, float]] = []
+
+
 def one_run(client: str, work: Path) -> tuple[float, float | None, int]:
     topo = Topology(work)
     env = dict(os.environ, PYTHONPATH=str(TOP))
@@ -120,8 +129,16 @@ def one_run(client: str, work: Path) -> tuple[float, float | None, int]:
             argv = nsx(topo.node, shutil.which("pyroute2-dhcp-client") or "pyroute2-dhcp-client",
                        "-R", "eth0")
         t0 = time.monotonic()
-        proc = subprocess.Popen(argv, env=env, cwd=work, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(argv, env=env, cwd=work, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        lines: list[tuple[float, str]] = []
+
+        def read() -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                lines.append((time.monotonic() - t0, line))
+
+        threading.Thread(target=read, daemon=True).start()
         try:
             deadline = t0 + 60
             while not topo.address():
@@ -138,6 +155,13 @@ def one_run(client: str, work: Path) -> tuple[float, float | None, int]:
                 except subprocess.TimeoutExpired:
                     os.kill(proc.pid, signal.SIGKILL)
                     proc.wait()
+        if client == "zosnode":
+            marks = {}
+            for key, needle in PHASES:
+                hit = [t for t, line in lines if needle in line]
+                if hit:
+                    marks[key] = hit[0]
+            PHASE_TIMES.append(marks)
         return elapsed, topo.server_exchange(), rss
     finally:
         topo.close()
@@ -167,6 +191,11 @@ def main() -> int:
               f"dnsmasq DISCOVER->ACK median {statistics.median(server)*1000:.1f} ms; "
               f"RSS median {statistics.median(r[2] for r in rows)/1024:.1f} MiB")
     print(f"ratio zosnode/pyroute2 (start->address): {med['zosnode']/med['pyroute2']:.2f}")
+    print("zosnode phases, median ms since process start:")
+    for key, _ in PHASES:
+        got = [m[key] for m in PHASE_TIMES if key in m]
+        if got:
+            print(f"  {key:36} {statistics.median(got)*1000:7.0f}")
     return 0
 
 
