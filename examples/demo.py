@@ -229,7 +229,7 @@ def run_demo(work: Path, say: Callable[[str], None]) -> None:
         lab.start_node()
         m = lab.wait_node(r"network up on \S+: (\S+)", 30)
         say(f"   DHCP lease {m.group(1)}")
-        lab.wait_node(r"no hub answered.*retry in", 20)
+        lab.wait_node(r"no hub served.*retry in", 20)
         say("   the node cannot reach a hub and backs off, as it should")
         banner("start the hub and publish release 1")
         lab.start_hub()
@@ -237,6 +237,16 @@ def run_demo(work: Path, say: Callable[[str], None]) -> None:
         m = lab.wait_node(r"zosnode: ready 1 ([0-9a-f]{64})", 60)
         node_id = m.group(1)
         say(f"   {m.group(0)}")
+        say(f"   {lab.wait_node(r'hwreport: cpus=.*', 15).group(0)}")
+        time.sleep(1)  # the status block is redrawn at most every 0.5 s
+        say("   the node's console status:")
+        lines = lab.node_lines()
+        top = max(i for i, line in enumerate(lines) if "---- zosnode status ----" in line)
+        for line in lines[top:top + 12]:
+            if line.startswith("zosnode: ") and not line.startswith("zosnode: ["):
+                say(f"     {line.removeprefix('zosnode: ')}")
+            if line.startswith("zosnode: error"):
+                break
         banner("the hub lists the node's signed heartbeat")
         deadline = time.monotonic() + 15
         while not [n for n in lab.nodes() if n["node_id"] == node_id]:

@@ -57,13 +57,13 @@ def test_boot_upgrade_rollback_and_hostile_hub(lab: Lab) -> None:
     # The hub is down at boot: the node retries with backoff, then boots.
     lab.start_node(poll_ms=POLL_MS, readiness_ms=6000)
     lab.wait_node(r"network up on ", 30)
-    retries = lab.wait_node(r"no hub answered.*retry in ([\d.]+) s", 20)
+    retries = lab.wait_node(r"no hub served.*retry in ([\d.]+) s", 20)
     assert retries
     lab.start_hub()
     lab.publish(1, first=True)
     node_id = lab.wait_node(r"zosnode: ready 1 ([0-9a-f]{64})$", 60).group(1)
     lines = lab.node_lines()
-    assert sum("no hub answered" in line for line in lines) >= 1
+    assert sum("no hub served" in line for line in lines) >= 1
     assert any(re.search(r"v1 setup: done", line) for line in lines)
 
     # The heartbeat is listed by the hub, signed by the node id.
@@ -125,7 +125,7 @@ def test_boot_upgrade_rollback_and_hostile_hub(lab: Lab) -> None:
     # The hub goes away: the node keeps its release and its services.
     mark = len(lab.node_lines())
     lab.stop_hub()
-    lab.wait_node(r"upgrade poll: no hub answered.*; keeping release 2", POLL_WAIT_S,
+    lab.wait_node(r"upgrade poll: no hub served.*; keeping release 2", POLL_WAIT_S,
                   since=mark)
     lab.wait_node(r"heartbeat: ", POLL_WAIT_S, since=mark)
     os.kill(greeter_pid, 0)

@@ -94,7 +94,7 @@ class HubClient:
             if conditional and etag:
                 self._etags[hub] = etag
             return resp.body
-        raise HubsUnreachable("no hub answered: " + "; ".join(errors))
+        raise HubsUnreachable(f"no hub served {path}: " + "; ".join(errors))
 
     async def manifest(self) -> bytes | None:
         return await self._get(f"channels/{self.channel}/manifest", MAX_MANIFEST_BYTES,
