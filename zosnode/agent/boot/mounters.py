@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import shutil
 import subprocess
@@ -115,7 +114,9 @@ def seal_readonly(path: Path) -> bool:
     """Bind-mount `path` onto itself read-only; False when not root (nothing to seal with)."""
     if os.geteuid() != 0:
         return False
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    # The interpreter's own symbols: find_library needs ldconfig, which no
+    # initramfs has.
+    libc = ctypes.CDLL(None, use_errno=True)
     target = os.fsencode(path)
     if libc.mount(target, target, None, _MS_BIND, None) != 0:
         err = ctypes.get_errno()
