@@ -155,3 +155,15 @@ def test_truncated_tarball_refused(tmp_path: Path, store: LocalStore) -> None:
     tarball.write_bytes(data[: len(data) // 2])
     with pytest.raises(FlistDataError):
         build_from(str(tarball), store)
+
+
+def test_unreadable_source_file_is_a_user_error(tmp_path: Path, store: LocalStore) -> None:
+    from zosnode.flist.errors import FlistInputError
+    from zosnode.flist.pack import build
+    from zosnode.flist.source_dir import tree_from_dir
+
+    src = _small_tree(tmp_path)
+    tree = tree_from_dir(src)
+    (src / "etc" / "passwd").unlink()  # vanishes between the walk and the read
+    with pytest.raises(FlistInputError, match="cannot read /etc/passwd"):
+        build(tree, lambda b: store.put_block(b.stored)[1])

@@ -241,7 +241,14 @@ def _build(
             mtime_ns=node.mtime_ns, xattrs=tuple(sorted(node.xattrs.items())),
         )
         if node.kind is Kind.REG:
-            row["extents"] = _pack_file(packer, node)
+            try:
+                row["extents"] = _pack_file(packer, node)
+            except OSError as exc:
+                raise FlistInputError(
+                    f"cannot read {path.decode(errors='replace')}: {exc.strerror or exc}"
+                ) from None
+            except FlistInputError as exc:
+                raise FlistInputError(f"{path.decode(errors='replace')}: {exc}") from None
             stats.files += 1
             stats.file_bytes += node.content.size if node.content else 0
         elif node.kind is Kind.SYMLINK:
