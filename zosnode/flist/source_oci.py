@@ -121,13 +121,26 @@ def is_oci_dir(path: str) -> bool:
     )
 
 
-def is_oci_tar(path: str) -> bool:
+def is_oci_tar(path: str, look: int = 64) -> bool:
+    """Whether a tarball looks like an image rather than a root filesystem.
+
+    Only the first members are read, so telling a large rootfs tarball apart
+    does not decompress all of it.
+    """
+    markers = {"manifest.json", "index.json", "oci-layout", "repositories"}
     try:
         with tarfile.open(path, "r:*") as tar:
-            names = {n.removeprefix("./") for n in tar.getnames()}
+            for i, info in enumerate(tar):
+                name = info.name.removeprefix("./")
+                if name in markers or name.startswith("blobs/sha256/") or name.endswith(
+                    "/layer.tar"
+                ):
+                    return True
+                if i >= look:
+                    break
     except (tarfile.TarError, OSError, EOFError):
         return False
-    return "manifest.json" in names or {"oci-layout", "index.json"} <= names
+    return False
 
 
 def _pick_manifest(blobs: _Blobs, index: Any, depth: int = 0) -> dict[str, Any]:
