@@ -45,6 +45,15 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
             assert ns not in os.popen("ip netns list").read()
 
 
+def _objects(store: Path, tag: str) -> list[str]:
+    """The flist file and block files of `tag`, as paths relative to the store."""
+    s = LocalStore(store)
+    fid = s.get_tag(tag)
+    assert fid is not None
+    blocks = FlistView.from_bytes(s.resolve(tag)).flist.blocks()
+    return [f"flists/{fid}", *(f"blocks/{b[:2]}/{b}" for b in blocks)]
+
+
 def block_ids(store: Path, tag: str) -> set[str]:
     s = LocalStore(store)
     return set(FlistView.from_bytes(s.resolve(tag)).flist.blocks())
@@ -72,10 +81,31 @@ def test_boot_upgrade_rollback_and_hostile_hub(lab: Lab) -> None:
     assert {s["name"]: s["state"] for s in node["services"]} == {
         "setup": "done", "hwreport": "ready", "greeter": "ready"}
 
-    # Release 2: picked up by a poll; only the block that changed is fetched.
+    # Release 2 appears, but the hub cannot serve its flist (a hub failing in
+    # the middle of an upgrade): the node keeps release 1 and tries again.
     v1, v2 = block_ids(kit.store, "demo-1"), block_ids(kit.store, "demo-2")
+    greeter_v1 = _pid_of(lab, "v1 greeter")
+    channel = lab.hub_data / "channels" / demo_os.CHANNEL / "manifest"
+    # (`hub push` sent every flist in the store: take release 2's own objects away.)
+    held = set(_objects(kit.store, "demo-1"))
+    for rel in _objects(kit.store, "demo-2"):
+        if rel not in held:
+            (lab.hub_data / rel).unlink()
     mark = len(lab.node_lines())
-    lab.publish(2)
+    channel.write_bytes(kit.manifest(2).read_bytes())
+    lab.wait_node(r"release 2 could not be staged: .*keeping release 1", POLL_WAIT_S + 10,
+                  since=mark)
+    os.kill(greeter_v1, 0)
+    assert not any("ready 2" in line or "v1 greeter: stopp" in line
+                   for line in lab.node_lines()[mark:])
+
+    # The hub gets the objects back: the next poll stages release 2, fetching
+    # only the block that changed.
+    mark = len(lab.node_lines())
+    for rel in _objects(kit.store, "demo-2"):
+        if not (lab.hub_data / rel).exists():
+            (lab.hub_data / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(kit.store / rel, lab.hub_data / rel)
     fetched = lab.wait_node(r"flist demo \w+: (\d+) blocks, fetched (\d+) \((\d+) bytes\)",
                             POLL_WAIT_S, since=mark)
     assert int(fetched.group(1)) == len(v2) >= 3
@@ -96,7 +126,6 @@ def test_boot_upgrade_rollback_and_hostile_hub(lab: Lab) -> None:
     os.kill(greeter_pid, 0)  # release 2's greeter never stopped
 
     # A hostile hub serves an older manifest, then one signed by a stranger.
-    channel = lab.hub_data / "channels" / demo_os.CHANNEL / "manifest"
     honest = channel.read_bytes()
     mark = len(lab.node_lines())
     channel.write_bytes(kit.manifest(1).read_bytes())

@@ -120,3 +120,13 @@ def test_usage_errors() -> None:
         p.staged_failed("x", 0)
     with pytest.raises(UpgradeUsageError):
         UpgradePolicy(NODE, readiness_deadline_ms=0)
+
+
+def test_abandoned_stage_leaves_no_verdict() -> None:
+    p = booted(5)
+    assert isinstance(p.offer(manifest(6), 0), Stage)
+    assert p.abandon().version == 6
+    assert p.staged is None and p.current == 5 and p.failed == {}
+    assert isinstance(p.offer(manifest(6), 10), Stage)
+    with pytest.raises(UpgradeUsageError):
+        UpgradePolicy(NODE).abandon()

@@ -147,9 +147,13 @@ class Bringup:
             if self._settled and (self.network.chosen is None):
                 await self._rechoose()
         elif isinstance(ev, Renewed):
+            old = self.network.leases.get(nic.name)
             self.network.leases[nic.name] = ev.lease
             if self.network.chosen == nic:
                 self.network.lease = ev.lease
+                if old is not None and (old.dns, old.domain) != (ev.lease.dns, ev.lease.domain):
+                    write_atomically(self.options.resolv_conf,
+                                     resolv_conf_text(ev.lease.dns, ev.lease.domain))
             self.say(f"{nic.name}: lease renewed for {ev.lease.lease_s}s")
         elif isinstance(ev, LeaseLost):
             lease = ev.lease

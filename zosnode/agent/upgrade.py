@@ -12,6 +12,8 @@ decision it gets back:
 - `Switch`: the new release is up; stop and unmount the old one.
 - `Rollback`: stop and unmount the new one, keep the old, report the failure.
   A failed version is never staged again; a newer one may be.
+- `abandon()`: the staged release never ran (its flists were out of reach);
+  no verdict is kept and it may be offered again.
 
 Rollout: a node takes a release when `rollout_slot(node_id, channel, version)`
 (a stable hash into [0, 1_000_000)) is below the manifest's `rollout_ppm`.
@@ -150,6 +152,10 @@ class UpgradePolicy:
         stage = self._take()
         self._failed[stage.manifest.version] = reason
         return Rollback(stage.manifest.version, self.current, reason)
+
+    def abandon(self) -> Manifest:
+        """Drop the staged release without a verdict (it never ran: the hubs failed)."""
+        return self._take().manifest
 
     def tick(self, now_ms: int) -> Rollback | None:
         if self._staged is None or now_ms < self._staged.deadline_ms:

@@ -185,6 +185,7 @@ class Node:
         self._nursery: trio.Nursery | None = None
         self._heartbeat_now = trio.Event()
         self._last_sent = 0
+        self._pending: Manifest | None = None  # verified, not staged yet (hubs failed us)
         board.update(
             node_id=identity.node_id, farm=settings.farm, channel=settings.channel,
             phase="fetching manifest",
@@ -353,7 +354,12 @@ class Node:
             self._error(f"upgrade poll: {exc}; keeping release {self.policy.current}")
             return "unreachable"
         if data is None:
-            return "not modified"
+            if self._pending is None:
+                return "not modified"
+            # A release we could not stage (its flist or blocks were out of
+            # reach): the manifest is unchanged, so try it again.
+            manifest = self._pending
+            return await self._offer(manifest)
         try:
             manifest = await self._verified(data)
         except HubsUnreachable as exc:
@@ -364,6 +370,10 @@ class Node:
             self.refusals.append(why)
             self._error(why)
             return "refused"
+        return await self._offer(manifest)
+
+    async def _offer(self, manifest: Manifest) -> str:
+        self._pending = None
         decision = self.policy.offer(manifest, self._ms())
         if isinstance(decision, Ignore):
             if decision.why in (IgnoreWhy.OUTSIDE_ROLLOUT, IgnoreWhy.FAILED_BEFORE):
@@ -385,6 +395,16 @@ class Node:
             self.say(ready_message(manifest.version, self.identity.node_id))
             self._heartbeat_now.set()
             return "switched"
+        if new.runner is None:
+            # Nothing of it ran: the hubs failed us, not the release. Keep the
+            # current one and retry at the next poll; do not remember it as failed.
+            self.policy.abandon()
+            await new.close()
+            self._pending = manifest
+            self._error(f"release {manifest.version} could not be staged: {why}; keeping "
+                        f"release {self.policy.current}, retrying at the next poll")
+            self.board.update(phase="ready")
+            return "deferred"
         rollback = self.policy.staged_failed(why, self._ms())
         await new.close()
         self.failed_release = rollback.version
