@@ -146,3 +146,48 @@ def test_create_shows_progress_on_a_terminal(tmp_path: Path) -> None:
         os.close(leader)
     assert res.returncode == 0
     assert b"\r" in seen and b"blocks" in seen and b"new" in seen
+
+
+def test_extract_without_root_skips_only_what_needs_privilege(
+    rich_tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+    import tempfile
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to build the image and then drop to nobody")
+    shared = Path(tempfile.mkdtemp(prefix="zosnode-nobody-"))
+    try:
+        shared.chmod(0o777)
+        store = shared / "store"
+        rc, out, _ = _run(capsys, "flist", "create", str(rich_tree), "--store", str(store))
+        assert rc == 0
+        fid = out.strip()
+        for p in [store, *store.rglob("*")]:
+            p.chmod(0o755 if p.is_dir() else 0o644)
+        log = shared / "stderr"
+        pid = os.fork()
+        if pid == 0:  # the child drops to nobody and runs the command in-process
+            code = 99
+            try:
+                sys.stderr = open(log, "w")  # noqa: SIM115 - the child exits right after
+                os.setgroups([])
+                os.setresgid(65534, 65534, 65534)
+                os.setresuid(65534, 65534, 65534)
+                code = main(["flist", "extract", fid, str(shared / "out"), "--store", str(store)])
+            finally:
+                sys.stderr.flush()
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        err = log.read_text()
+        assert os.waitstatus_to_exitcode(status) == 0, err
+        assert "skipped (needs root): device /null" in err
+        assert "skipped (needs root): xattr security.capability of /setuid" in err
+        out_dir = shared / "out"
+        assert out_dir.stat().st_uid == 65534
+        assert (out_dir / "large.bin").read_bytes() == (rich_tree / "large.bin").read_bytes()
+        assert (out_dir / "dir" / "hard-small").stat().st_nlink == 2
+        assert os.getxattr(out_dir / "small.txt", "user.comment") == b"a note"
+        assert (out_dir / "setuid").stat().st_mode & 0o7777 == 0o4755
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)

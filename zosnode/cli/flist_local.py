@@ -20,7 +20,7 @@ from zosnode.cli.group import add_command
 from zosnode.errors import UserError
 from zosnode.flist.blocks import Compression
 from zosnode.flist.diff import diff
-from zosnode.flist.errors import FlistDataError, FlistError
+from zosnode.flist.errors import FlistError
 from zosnode.flist.extract import BlockReader, extract
 from zosnode.flist.format import MAX_METADATA, Entry, Kind, encode, flist_id
 from zosnode.flist.pack import BuildOptions, BuildStats
@@ -260,16 +260,18 @@ def _extract(args: argparse.Namespace) -> int:
     store = _store(args)
     assert store is not None
     bar = _Progress()
+    skipped: list[str] = []
     try:
         written = extract(
-            view, store, args.target,
+            view, store, args.target, skipped=skipped,
             progress=lambda done, total: bar.show(f"{_human(done)} of {_human(total)}"),
         )
-    except FlistDataError:
+    finally:
         bar.done()
-        raise
-    bar.done()
-    print(f"extracted {len(view.entries)} entries, {_human(written)}", file=sys.stderr)
+    for what in skipped:
+        print(f"skipped (needs root): {what}", file=sys.stderr)
+    print(f"extracted {len(view.entries) - len(skipped)} entries, {_human(written)}",
+          file=sys.stderr)
     return 0
 
 

@@ -64,19 +64,34 @@ class BlockReader:
         return b"".join(out)
 
 
-def _setxattrs(target: str | bytes | int, entry: Entry, follow: bool = True) -> None:
-    for name, value in entry.xattrs:
-        os.setxattr(target, name, value, follow_symlinks=follow)
+class _Privilege:
+    """What this process may do. Without root, owners are not set, and device
+    nodes and xattrs the kernel refuses (security.*, trusted.*) are skipped and
+    listed, so an image still extracts on a workstation."""
 
+    def __init__(self, skipped: list[str] | None) -> None:
+        self.root = os.geteuid() == 0
+        self.skipped = skipped if skipped is not None else []
 
-def _apply_attrs(fd: int, entry: Entry, as_root: bool) -> None:
-    # Owner before mode (chown clears set-id bits) and before xattrs (it
-    # clears security.capability); times last (xattrs do not change mtime).
-    if as_root:
-        os.fchown(fd, entry.uid, entry.gid)
-    os.fchmod(fd, entry.mode)
-    _setxattrs(fd, entry)
-    os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
+    def setxattrs(self, target: str | bytes | int, entry: Entry, where: bytes,
+                  follow: bool = True) -> None:
+        for name, value in entry.xattrs:
+            try:
+                os.setxattr(target, name, value, follow_symlinks=follow)
+            except PermissionError:
+                if self.root:
+                    raise
+                self.skipped.append(f"xattr {name.decode(errors='replace')} of "
+                                    f"{where.decode(errors='replace')}")
+
+    def apply(self, fd: int, entry: Entry, where: bytes) -> None:
+        # Owner before mode (chown clears set-id bits) and before xattrs (it
+        # clears security.capability); times last (xattrs do not change mtime).
+        if self.root:
+            os.fchown(fd, entry.uid, entry.gid)
+        os.fchmod(fd, entry.mode)
+        self.setxattrs(fd, entry, where)
+        os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
 
 
 def _write_file(fd: int, view: FlistView, entry: Entry, reader: BlockReader) -> None:
@@ -100,8 +115,11 @@ def extract(
     target: str | os.PathLike[str],
     *,
     progress: Callable[[int, int], None] | None = None,
+    skipped: list[str] | None = None,
 ) -> int:
     """Write the whole image into `target` (absent or empty); return bytes written.
+
+    Without root, what needs privilege is left out and described in `skipped`.
 
     An absent target appears only when complete: the tree is built under a
     temporary sibling name and renamed. An existing empty directory (a mount
@@ -109,14 +127,14 @@ def extract(
     """
     tpath = os.path.abspath(os.fspath(target))
     if os.path.lexists(tpath):
-        return _extract_at(view, source, tpath, progress)
+        return _extract_at(view, source, tpath, progress, _Privilege(skipped))
     parent = os.path.dirname(tpath)
     try:
         tmp = tempfile.mkdtemp(prefix=".extract-", dir=parent)
     except OSError as exc:
         raise FlistInputError(f"cannot create {tpath}: {exc.strerror}") from None
     try:
-        written = _extract_at(view, source, tmp, progress)
+        written = _extract_at(view, source, tmp, progress, _Privilege(skipped))
         os.rename(tmp, tpath)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -126,7 +144,7 @@ def extract(
 
 def _extract_at(
     view: FlistView, source: BlockSource, tpath: str,
-    progress: Callable[[int, int], None] | None,
+    progress: Callable[[int, int], None] | None, priv: _Privilege,
 ) -> int:
     try:
         root_fd = os.open(tpath, _DIR_FLAGS)
@@ -135,16 +153,15 @@ def _extract_at(
     try:
         if os.listdir(root_fd):
             raise UnsafeTargetError(f"{tpath} is not empty")
-        return _extract_into(view, BlockReader(source), root_fd, progress)
+        return _extract_into(view, BlockReader(source), root_fd, progress, priv)
     finally:
         os.close(root_fd)
 
 
 def _extract_into(
     view: FlistView, reader: BlockReader, root_fd: int,
-    progress: Callable[[int, int], None] | None,
+    progress: Callable[[int, int], None] | None, priv: _Privilege,
 ) -> int:
-    as_root = os.geteuid() == 0
     total = sum(e.size for e in view.entries)
     written = 0
     # A hardlink whose target is not written yet (never, for flists our builder
@@ -162,14 +179,14 @@ def _extract_into(
                     fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
                     try:
                         walk(fd, e)
-                        _apply_attrs(fd, e, as_root)
+                        priv.apply(fd, e, view.path_of(e))
                     finally:
                         os.close(fd)
                 elif e.kind is Kind.REG:
                     fd = os.open(name, _FILE_FLAGS, 0o600, dir_fd=dir_fd)
                     try:
                         _write_file(fd, view, e, reader)
-                        _apply_attrs(fd, e, as_root)
+                        priv.apply(fd, e, view.path_of(e))
                     finally:
                         os.close(fd)
                     written += e.size
@@ -177,10 +194,11 @@ def _extract_into(
                         progress(written, total)
                 elif e.kind is Kind.SYMLINK:
                     os.symlink(e.target, name, dir_fd=dir_fd)
-                    if as_root:
+                    if priv.root:
                         os.chown(name, e.uid, e.gid, dir_fd=dir_fd, follow_symlinks=False)
                     if e.xattrs:
-                        _setxattrs(f"/proc/self/fd/{dir_fd}/".encode() + name, e, follow=False)
+                        priv.setxattrs(f"/proc/self/fd/{dir_fd}/".encode() + name, e,
+                                       view.path_of(e), follow=False)
                     os.utime(name, ns=(e.mtime_ns, e.mtime_ns), dir_fd=dir_fd,
                              follow_symlinks=False)
                 elif e.kind is Kind.HARDLINK:
@@ -188,6 +206,9 @@ def _extract_into(
                         _link(view, root_fd, e, dir_fd)
                     else:
                         deferred.append(e)
+                elif e.kind in (Kind.CHR, Kind.BLK) and not priv.root:
+                    priv.skipped.append(f"device {view.path_of(e).decode(errors='replace')}")
+                    continue
                 else:
                     fmt = {Kind.CHR: 0o020000, Kind.BLK: 0o060000, Kind.FIFO: 0o010000}[e.kind]
                     os.mknod(name, fmt | 0o600, e.rdev, dir_fd=dir_fd)
@@ -195,10 +216,10 @@ def _extract_into(
                     try:
                         # O_PATH fds do not take fchown/fchmod; /proc/self/fd does.
                         proc = f"/proc/self/fd/{fd}"
-                        if as_root:
+                        if priv.root:
                             os.chown(proc, e.uid, e.gid)
                         os.chmod(proc, e.mode)
-                        _setxattrs(proc, e)
+                        priv.setxattrs(proc, e, view.path_of(e))
                         os.utime(proc, ns=(e.mtime_ns, e.mtime_ns))
                     finally:
                         os.close(fd)
@@ -215,6 +236,10 @@ def _extract_into(
     walk(root_fd, view.root)
     for e in deferred:
         assert e.parent is not None
+        if e.link not in created:
+            # Its target was skipped (a device node, without root).
+            priv.skipped.append(f"hardlink {view.path_of(e).decode(errors='replace')}")
+            continue
         dst_fd = _open_dir(view, root_fd, view.entries[e.parent])
         try:
             _link(view, root_fd, e, dst_fd)
@@ -223,7 +248,7 @@ def _extract_into(
             os.utime(dst_fd, ns=(parent.mtime_ns, parent.mtime_ns))
         finally:
             os.close(dst_fd)
-    _apply_attrs(root_fd, view.root, as_root)
+    priv.apply(root_fd, view.root, b"/")
     return written
 
 
