@@ -109,10 +109,10 @@ def test_vm_netboots_to_ready_refuses_a_stranger_and_upgrades(tmp_path: Path) ->
                 argv = (qemu.base_argv(console, memory_mb=1024) + qemu.tap_nic_argv("zt0")
                         + ["-boot", "n"])
                 with qemu.vm(qemu.nsexec_argv(ns, argv), console, deadline_s=600) as vm:
-                    refused, _ = vm.wait_for(
-                        r"manifest refused: \w+Error[^\n]*", BOOT_S)
-                    assert re.search(r"(Threshold|UnknownKey|BadSignature)Error",
-                                     refused.group(0)), refused.group(0)
+                    # The console says why: no valid signature from a trusted key.
+                    refused, _ = vm.wait_for(r"manifest refused: [^\n]*", BOOT_S)
+                    assert re.search(r"signature|unknown key", refused.group(0)), \
+                        refused.group(0)
                     channel.write_bytes(honest)  # a good manifest is published
                     ready, seconds = vm.wait_for(READY, 120, start=refused.end())
                     assert ready.group(1) == "1"

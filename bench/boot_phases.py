@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""QEMU start to `zosnode: ready`, by phase, against a trivial Python /init.
+
+Both boot the same way, in the same run: a VM with a virtio NIC on a tap in a
+namespace, its firmware iPXE, dnsmasq (DHCP, RA, TFTP), kernel and initramfs
+over HTTP. The node runs the demo OS against the real hub; the floor is the
+same runtime and modules with an /init that only prints (then exits, which
+stops QEMU). Phase boundaries are the first console line of each stage, seen
+by polling the serial log every 20 ms (host wall clock from QEMU start).
+Runs alternate node and floor; medians are reported, and their ratio.
+
+Usage: python3 bench/boot_phases.py [--runs 3] [--tree DIR]
+  --tree: build the artifact from another checkout (default: this one)
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+TOP = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(TOP))
+
+from examples import demo_os  # noqa: E402
+from tests.boot.conftest import NODE_PYTHON, build_initramfs  # noqa: E402
+from tests.lab import qemu  # noqa: E402
+from tests.lab.bootlab import BOOT, HUB, TAP, boot_lab  # noqa: E402
+
+NODE_PHASES = (
+    ("firmware, iPXE DHCP+TFTP", r"zosnode: trying "),
+    ("kernel+initramfs over HTTP", r"Linux version"),
+    ("kernel boot to /init", r"Run /init as init process"),
+    ("python start, agent imports", r"zosnode: mounted proc"),
+    ("modules, firewall, DHCP", r"zosnode: chose \w+"),
+    ("manifest, blocks, mount", r"zosnode: flist \S+ \S+: \d+ blocks"),
+    ("services to ready", r"zosnode: ready 1 "),
+)
+FLOOR_PHASES = NODE_PHASES[:3] + (("python start, print", r"floor: up"),)
+FLOOR_MAIN = 'print("floor: up", flush=True)\n'
+
+
+def timeline(vm: qemu.Vm, phases: tuple[tuple[str, str], ...], limit_s: float) -> list[float]:
+    """Seconds from QEMU start at which each phase's marker first appeared."""
+    marks: list[float] = []
+    pos = 0
+    deadline = time.monotonic() + limit_s
+    for _name, pattern in phases:
+        rx = re.compile(pattern)
+        while True:
+            m = rx.search(vm.text(), pos)
+            if m:
+                marks.append(time.monotonic() - vm.started)
+                pos = m.end()
+                break
+            if vm.proc.poll() is not None and not rx.search(vm.text(), pos):
+                raise SystemExit(f"QEMU exited before {pattern!r}:\n{vm.tail()}")
+            if time.monotonic() > deadline:
+                raise SystemExit(f"no {pattern!r} within {limit_s} s:\n{vm.tail()}")
+            time.sleep(0.02)
+    return marks
+
+
+def build_zipapp(tree: Path, out: Path, anchor: Path) -> Path:
+    subprocess.run([sys.executable, str(tree / "build_zipapp.py"), "--python", NODE_PYTHON,
+                    "-o", str(out), "--wheelhouse", str(TOP / "build/wheels"),
+                    "--anchor", str(anchor)], check=True, capture_output=True, timeout=600)
+    return out
+
+
+def floor_zipapp(out: Path) -> Path:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("__main__.py", FLOOR_MAIN)
+    out.write_bytes(f"#!{NODE_PYTHON}\n".encode() + buf.getvalue())
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--tree", type=Path, default=TOP)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="zosnode-bench-phases-") as tmp:
+        work = Path(tmp)
+        kit = demo_os.build(work / "kit")
+        node_app = build_zipapp(args.tree, work / "node.pyz", kit.anchor)
+        www = work / "lab" / "www" / "boot"
+        for channel, app in ((demo_os.CHANNEL, node_app), ("floor", floor_zipapp(work / "f.pyz"))):
+            proc = build_initramfs(app, www / channel)
+            if proc.returncode != 0:
+                raise SystemExit(proc.stderr)
+        sizes = {c: (www / c / "initramfs.img").stat().st_size for c in (demo_os.CHANNEL, "floor")}
+        node_runs: list[list[float]] = []
+        floor_runs: list[list[float]] = []
+        with boot_lab(work / "lab", "bench", demo_os.CHANNEL, "--hub", HUB,
+                      "--boot-url", BOOT) as lab:
+            lab.start_hub(kit.publisher_id)
+            lab.push(kit.publisher_key, kit.store, kit.manifest(1), root=kit.root)
+            script = work / "lab" / "bootserver" / "tftp" / "boot.ipxe"
+            scripts = {}
+            for channel in (demo_os.CHANNEL, "floor"):
+                scripts[channel] = subprocess.run(
+                    [sys.executable, "-m", "zosnode", "bootstrap", "ipxe", "--farm", "bench",
+                     "--channel", channel, "--hub", HUB, "--boot-url", BOOT],
+                    check=True, capture_output=True, text=True, cwd=TOP).stdout
+            for i in range(args.runs):
+                for channel, phases, runs in ((demo_os.CHANNEL, NODE_PHASES, node_runs),
+                                              ("floor", FLOOR_PHASES, floor_runs)):
+                    script.write_text(scripts[channel])
+                    console = work / f"console-{channel}-{i}.log"
+                    argv = (qemu.base_argv(console, memory_mb=1024) + qemu.tap_nic_argv(TAP)
+                            + ["-boot", "n"])
+                    with qemu.vm(qemu.nsexec_argv(lab.ns, argv), console, 300) as vm:
+                        runs.append(timeline(vm, phases, 240))
+    print(f"{args.runs} runs each, medians; node initramfs {sizes[demo_os.CHANNEL]} bytes, "
+          f"floor initramfs {sizes['floor']} bytes")
+    _report("node (QEMU start to ready)", NODE_PHASES, node_runs)
+    _report("floor (trivial Python /init)", FLOOR_PHASES, floor_runs)
+    node_total = statistics.median(r[-1] for r in node_runs)
+    floor_total = statistics.median(r[-1] for r in floor_runs)
+    print(f"ready {node_total:.1f} s / floor {floor_total:.1f} s = {node_total / floor_total:.2f}x")
+    return 0
+
+
+def _report(title: str, phases: tuple[tuple[str, str], ...], runs: list[list[float]]) -> None:
+    print(title)
+    prev = [0.0] * len(runs)
+    for i, (name, _) in enumerate(phases):
+        spans = [r[i] - p for r, p in zip(runs, prev, strict=True)]
+        prev = [r[i] for r in runs]
+        print(f"  {name:<30} {statistics.median(spans):6.2f} s   "
+              f"(at {statistics.median(r[i] for r in runs):6.2f} s)")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
