@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -162,8 +163,6 @@ def test_boot_upgrade_rollback_and_hostile_hub(lab: Lab) -> None:
 
 
 def _wait_listed(lab: Lab, node_id: str, ok: object) -> dict[str, object]:
-    import time
-
     deadline = time.monotonic() + 20
     while True:
         for n in lab.nodes():
@@ -202,8 +201,6 @@ def test_fuse_mounts_side_by_side_during_an_upgrade(lab: Lab) -> None:
     lab.wait_node(r"zosnode: ready 2 " + node_id, 30, since=mark)
     lab.wait_node(r"greeter: hello from release two", 15, since=mark)
     # The old release's mount process is gone once the switch is done.
-    import time
-
     deadline = time.monotonic() + 15
     while Path(f"/proc/{first.group(2)}").exists():
         assert time.monotonic() < deadline, "release 1's FUSE child outlived the switch"
