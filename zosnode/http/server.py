@@ -201,127 +201,143 @@ class HttpServer:
 
     async def _exchange(self, stream: trio.abc.HalfCloseableStream, conn: h11.Connection,
                         conn_state: _Conn) -> None:
-        limits = self.limits
-        # 1. The request head: idle wait, then a hard deadline from its first byte.
+        # One cancel scope per exchange; its deadline moves with the phase
+        # (idle, head, body, handler, each send). Cancel scopes are a large
+        # share of trio's per-request cost, so one is kept, not five.
         if self._closing:
             raise _Close
-        event: Any
-        with trio.CancelScope(deadline=trio.current_time() + limits.idle_timeout_s) as scope:
+        phase = ["idle"]
+        response: Response | None = None
+        request: Request | None = None
+        with trio.CancelScope(
+                deadline=trio.current_time() + self.limits.idle_timeout_s) as scope:
             conn_state.idle_scope = scope
-            got_bytes = False
+            request = await self._receive(stream, conn, conn_state, scope, phase)
+            phase[0] = "handler"
+            scope.deadline = trio.current_time() + self.limits.handler_timeout_s
             try:
-                while True:
-                    event = conn.next_event()
-                    if event is not h11.NEED_DATA:
-                        break
-                    data = bytes(await stream.receive_some(_RECV))
-                    if data and not got_bytes:
-                        got_bytes = True
-                        conn_state.idle_scope = None
-                        scope.deadline = min(scope.deadline,
-                                             trio.current_time() + limits.head_timeout_s)
-                    conn.receive_data(data)
-            except h11.RemoteProtocolError as exc:
-                conn_state.idle_scope = None
-                await self._send_error(stream, conn, None, exc.error_status_hint, str(exc))
-                raise _Close from None
+                response = await self._handler(request)
+            except Exception as exc:  # noqa: BLE001 - one bad request must not kill the server
+                self._log(f"handler error on {request.method} {request.path}: "
+                          f"{type(exc).__name__}: {exc}")
+                response = text_response(500, "internal error")
+            response = semantics.apply(request, response)
+            phase[0] = "send"
+            await self._respond(stream, conn, request, response, scope)
         conn_state.idle_scope = None
-        if scope.cancelled_caught:
-            if got_bytes:
-                # Slowloris: a head that never completes. Say so and close.
-                await self._send_error(stream, conn, None, 408, "request head too slow")
+        if not scope.cancelled_caught:
+            return
+        if phase[0] == "idle":
             raise _Close
+        if phase[0] == "head":
+            # Slowloris: a head that never completes. Say so and close.
+            await self._send_error(stream, conn, None, 408, "request head too slow")
+            raise _Close
+        if phase[0] == "body":
+            await self._send_error(stream, conn, request, 408, "request body too slow")
+            raise _Close
+        if phase[0] == "handler":
+            await self._send_error(stream, conn, request, 503, "handler timed out")
+            raise _Close
+        raise trio.TooSlowError  # a send made no progress: drop the connection
+
+    async def _receive(self, stream: trio.abc.HalfCloseableStream, conn: h11.Connection,
+                       conn_state: _Conn, scope: trio.CancelScope,
+                       phase: list[str]) -> Request:
+        """Read one request: head (idle, then a hard deadline from its first byte), body."""
+        limits = self.limits
+        event: Any
+        try:
+            while True:
+                event = conn.next_event()
+                if event is not h11.NEED_DATA:
+                    break
+                data = bytes(await stream.receive_some(_RECV))
+                if data and phase[0] == "idle":
+                    phase[0] = "head"
+                    conn_state.idle_scope = None
+                    scope.deadline = min(scope.deadline,
+                                         trio.current_time() + limits.head_timeout_s)
+                conn.receive_data(data)
+        except h11.RemoteProtocolError as exc:
+            conn_state.idle_scope = None
+            await self._send_error(stream, conn, None, exc.error_status_hint, str(exc), scope)
+            raise _Close from None
+        conn_state.idle_scope = None
         if isinstance(event, h11.ConnectionClosed):
             raise _Close
         assert isinstance(event, h11.Request)
+        phase[0] = "head"
         # h11 caps only a head still incomplete; one arriving in a single read
         # is measured here, so the cap holds however the bytes were split.
         head_size = len(event.target) + sum(len(k) + len(v) + 4 for k, v in event.headers)
         if head_size > limits.max_header_bytes:
             await self._send_error(stream, conn, None, 431,
-                                   f"request head over {limits.max_header_bytes} bytes")
+                                   f"request head over {limits.max_header_bytes} bytes", scope)
             raise _Close
         headers = tuple((k.decode("latin-1").lower(), v.decode("latin-1"))
                         for k, v in event.headers)
         head = Request(event.method.decode("ascii"), event.target.decode("latin-1"), headers)
-
-        # 2. The body, capped in size and time.
         length = head.header("content-length")
         if length is not None and int(length) > limits.max_body_bytes:
             await self._send_error(stream, conn, head, 413,
-                                   f"body over {limits.max_body_bytes} bytes")
+                                   f"body over {limits.max_body_bytes} bytes", scope)
             raise _Close
-        # Most requests (GET, HEAD) have no body: h11 says so at once, and
-        # they skip the body deadline's cancel scope.
         try:
             event = conn.next_event()
         except h11.RemoteProtocolError as exc:
-            await self._send_error(stream, conn, head, exc.error_status_hint, str(exc))
+            await self._send_error(stream, conn, head, exc.error_status_hint, str(exc), scope)
             raise _Close from None
-        body = b""
-        if not isinstance(event, h11.EndOfMessage):
-            with trio.move_on_after(limits.body_timeout_s) as body_scope:
-                body = await self._read_body(stream, conn, head, event)
-            if body_scope.cancelled_caught:
-                await self._send_error(stream, conn, head, 408, "request body too slow")
-                raise _Close
-        request = Request(head.method, head.target, head.headers, body)
-        del body
-
-        # 3. The handler, under its own deadline.
-        try:
-            with trio.fail_after(limits.handler_timeout_s):
-                response = await self._handler(request)
-        except trio.TooSlowError:
-            response = text_response(503, "handler timed out")
-        except Exception as exc:  # noqa: BLE001 - one bad request must not kill the server
-            self._log(f"handler error on {request.method} {request.path}: "
-                      f"{type(exc).__name__}: {exc}")
-            response = text_response(500, "internal error")
-        response = semantics.apply(request, response)
-        await self._respond(stream, conn, request, response)
-
-    async def _read_body(self, stream: trio.abc.HalfCloseableStream, conn: h11.Connection,
-                         head: Request, event: Any) -> bytes:
-        limit = self.limits.max_body_bytes
+        if isinstance(event, h11.EndOfMessage):
+            return head  # no body: most requests (GET, HEAD)
+        phase[0] = "body"
+        scope.deadline = trio.current_time() + limits.body_timeout_s
         chunks: list[bytes] = []
         size = 0
         try:
             while not isinstance(event, h11.EndOfMessage):
                 if event is h11.NEED_DATA:
                     if conn.they_are_waiting_for_100_continue:
-                        await self._send(stream, conn.send(
+                        await stream.send_all(conn.send(
                             h11.InformationalResponse(status_code=100, headers=[])) or b"")
                     conn.receive_data(bytes(await stream.receive_some(_RECV)))
                 elif isinstance(event, h11.Data):
                     size += len(event.data)
-                    if size > limit:
+                    if size > limits.max_body_bytes:
                         await self._send_error(stream, conn, head, 413,
-                                               f"body over {limit} bytes")
+                                               f"body over {limits.max_body_bytes} bytes",
+                                               scope)
                         raise _Close
                     chunks.append(bytes(event.data))
                 else:
                     raise _Close  # ConnectionClosed mid-body: the client gave up
                 event = conn.next_event()
         except h11.RemoteProtocolError as exc:
-            await self._send_error(stream, conn, head, exc.error_status_hint, str(exc))
+            await self._send_error(stream, conn, head, exc.error_status_hint, str(exc), scope)
             raise _Close from None
-        return b"".join(chunks)
+        return Request(head.method, head.target, head.headers, b"".join(chunks))
 
     async def _send_error(self, stream: trio.abc.HalfCloseableStream, conn: h11.Connection,
-                          request: Request | None, status: int, why: str) -> None:
+                          request: Request | None, status: int, why: str,
+                          scope: trio.CancelScope | None = None) -> None:
+        """Best effort, within a second: the connection closes after it anyway."""
         if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
         response = text_response(status, why.splitlines()[0][:200] if why else "error")
         try:
-            with trio.move_on_after(1.0):
-                await self._respond(stream, conn, request, response, close=True)
+            with trio.CancelScope() as own:
+                own.deadline = trio.current_time() + 1.0
+                if scope is not None:
+                    scope.deadline = own.deadline + 0.1
+                await self._respond(stream, conn, request, response, own, close=True,
+                                    send_timeout=1.0)
         except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
             pass
 
     async def _respond(self, stream: trio.abc.HalfCloseableStream, conn: h11.Connection,
-                       request: Request | None, response: Response, *,
-                       close: bool = False) -> None:
+                       request: Request | None, response: Response, scope: trio.CancelScope,
+                       *, close: bool = False, send_timeout: float | None = None) -> None:
+        timeout = send_timeout or self.limits.send_timeout_s
         body = response.body
         no_body = (request is not None and request.method == "HEAD") or response.status in (
             204, 304) or response.status < 200
@@ -331,20 +347,20 @@ class HttpServer:
         sent = 0
         if no_body or framed_len == 0:
             out += conn.send(h11.EndOfMessage()) or b""
-            await self._send(stream, out)
+            await self._send(stream, out, scope, timeout)
         elif isinstance(body, bytes):
             out += conn.send(h11.Data(data=body)) or b""
             out += conn.send(h11.EndOfMessage()) or b""
-            await self._send(stream, out)
+            await self._send(stream, out, scope, timeout)
             sent = len(body)
         else:
-            await self._send(stream, out)
-            sent = await self._send_file(stream, conn, body)
-            await self._send(stream, conn.send(h11.EndOfMessage()) or b"")
+            await self._send(stream, out, scope, timeout)
+            sent = await self._send_file(stream, conn, body, scope, timeout)
+            await self._send(stream, conn.send(h11.EndOfMessage()) or b"", scope, timeout)
         self._record(request, response, sent)
 
     async def _send_file(self, stream: trio.abc.HalfCloseableStream, conn: h11.Connection,
-                         body: FileBody) -> int:
+                         body: FileBody, scope: trio.CancelScope, timeout: float) -> int:
         # Opened by path when sent: a file replaced since is still whole,
         # because writers rename and never rewrite in place.
         fd = os.open(body.path, os.O_RDONLY | os.O_CLOEXEC)
@@ -361,41 +377,24 @@ class HttpServer:
                     h11.Data(data=piece)  # type: ignore[arg-type]
                 ) or []
                 for part in parts:
-                    if part is piece:
-                        if sock is not None:
-                            await self._sendfile(sock, fd, piece)
-                        else:
-                            await self._send(stream, _pread_exact(fd, piece))
+                    if part is not piece:
+                        await self._send(stream, bytes(part), scope, timeout)
+                    elif sock is not None:
+                        await _sendfile(sock, fd, piece, scope, timeout)
                     else:
-                        await self._send(stream, bytes(part))
+                        await self._send(stream, _pread_exact(fd, piece), scope, timeout)
                 done += n
             return done
         finally:
             os.close(fd)
 
-    async def _sendfile(self, sock: trio.socket.SocketType, fd: int, piece: FileBody) -> None:
-        offset, left = piece.offset, piece.length
-        while left:
-            try:
-                n = os.sendfile(sock.fileno(), fd, offset, left)
-            except BlockingIOError:
-                # The deadline is per wait: a reader that keeps taking bytes
-                # is served, one that stops for send_timeout_s is cut.
-                with trio.fail_after(self.limits.send_timeout_s):
-                    await trio.lowlevel.wait_writable(sock)
-                continue
-            except (BrokenPipeError, ConnectionResetError) as exc:
-                raise trio.BrokenResourceError from exc
-            if n == 0:
-                raise OSError(f"{piece.path} shrank while being served")
-            offset += n
-            left -= n
-        await trio.lowlevel.checkpoint()
-
-    async def _send(self, stream: trio.abc.HalfCloseableStream, data: bytes) -> None:
+    async def _send(self, stream: trio.abc.HalfCloseableStream, data: bytes,
+                    scope: trio.CancelScope, timeout: float) -> None:
+        # The deadline is per write: a reader that keeps taking bytes is
+        # served, one that stops for `timeout` is cut.
         if data:
-            with trio.fail_after(self.limits.send_timeout_s):
-                await stream.send_all(data)
+            scope.deadline = trio.current_time() + timeout
+            await stream.send_all(data)
 
     def _record(self, request: Request | None, response: Response, sent: int) -> None:
         if self._observe is not None:
@@ -416,6 +415,25 @@ def _head_bytes(conn: h11.Connection, response: Response, length: int, *,
         reason = b""
     return conn.send(h11.Response(status_code=response.status, headers=headers,
                                   reason=reason)) or b""
+
+
+async def _sendfile(sock: trio.socket.SocketType, fd: int, piece: FileBody,
+                    scope: trio.CancelScope, timeout: float) -> None:
+    offset, left = piece.offset, piece.length
+    while left:
+        try:
+            n = os.sendfile(sock.fileno(), fd, offset, left)
+        except BlockingIOError:
+            scope.deadline = trio.current_time() + timeout
+            await trio.lowlevel.wait_writable(sock)
+            continue
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            raise trio.BrokenResourceError from exc
+        if n == 0:
+            raise OSError(f"{piece.path} shrank while being served")
+        offset += n
+        left -= n
+    await trio.lowlevel.checkpoint()
 
 
 def _pread_exact(fd: int, piece: FileBody) -> bytes:
