@@ -115,9 +115,13 @@ def main() -> int:
         # Upgrade on the last node: bytes fetched against the release's size.
         mark = len(lab.node_lines())
         lab.publish(2)
+        t_pub = time.monotonic()
+        lab.wait_node(r"upgrading 1 -> 2", 30, since=mark)
+        t_seen = time.monotonic()
         m = lab.wait_node(r"flist demo \w+: (\d+) blocks, fetched (\d+) \((\d+) bytes\)", 30,
                           since=mark)
         lab.wait_node(r"zosnode: ready 2 ", 30, since=mark)
+        t_ready = time.monotonic()
         time.sleep(1)
         rss_upgraded = rss_kib(lab.procs["node"].pid)
         store = LocalStore(lab.kit.store)
@@ -135,6 +139,8 @@ def main() -> int:
           f"{med['imports'] / py_ms:.1f}x")
     print(f"agent RSS: {rss_ready / 1024:.1f} MiB at ready, {rss_upgraded / 1024:.1f} MiB "
           "after the upgrade")
+    print(f"upgrade 1 -> 2: seen {t_seen - t_pub:.2f} s after publishing (poll every "
+          f"1.0 +- 0.25 s), switched {t_ready - t_seen:.2f} s later")
     print(f"upgrade 1 -> 2: fetched {m.group(2)} of {m.group(1)} blocks, {fetched_bytes} of "
           f"{total} stored bytes ({fetched_bytes / total:.5f} of the release)")
     return 0
