@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import socket
 import subprocess
@@ -207,6 +208,7 @@ def test_push_sends_only_what_is_missing(live_hub: LiveHub, data_dir: Path, tmp_
     roots = [signed_root(1, ROOT_KEYS[:2], ROOT_KEYS, 2)]
     manifest = signed_manifest("stable", 1, ROOT_KEYS[:2],
                                ((image.flist_id, len(image.flist_bytes)),))
+    image.store.set_tag("base-os", image.flist_id)
     # Two blocks are already there.
     for b in image.block_ids[:2]:
         send(live_hub, "PUT", "/" + keys.block_key(b), image.store.get_block(b), publisher_key)
@@ -215,7 +217,8 @@ def test_push_sends_only_what_is_missing(live_hub: LiveHub, data_dir: Path, tmp_
                                    roots=roots, manifest=manifest, progress=lines.append))
     assert report.blocks_total == len(image.block_ids)
     assert report.blocks_sent == len(image.block_ids) - 2
-    assert report.flists_sent == 1 and report.roots_sent == 1
+    assert report.flists_sent == 1 and report.roots_sent == 1 and report.tags_sent == 1
+    assert (data_dir / "tags/base-os").read_text() == image.flist_id + "\n"
     assert report.manifest == "stable v1"
     assert any("blocks" in line for line in lines)
     for b in image.block_ids:
@@ -230,7 +233,7 @@ def test_push_sends_only_what_is_missing(live_hub: LiveHub, data_dir: Path, tmp_
          "--key", str(keyfile), "--store", str(image.store.path)],
         capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith("pushed 0 of")
+    assert out.stdout.startswith("pushed 0 of") and "0 tag(s)" in out.stdout
     assert "hub lacks 0 block(s)" in out.stderr
 
 
@@ -252,3 +255,21 @@ def test_push_user_errors_are_one_line(tmp_path: Path, argv: list[str], message:
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert message in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_tags_name_only_present_flists(live_hub: LiveHub, data_dir: Path, tmp_path: Path,
+                                       publisher_key: nacl.signing.SigningKey) -> None:
+    image = make_image(tmp_path)
+    body = f"{image.flist_id}\n".encode()
+    status, out, _ = send(live_hub, "PUT", "/tags/base", body, publisher_key)
+    assert status == 422 and b"missing-flists" in out
+    for bad in (image.flist_id.encode(), b"x" * 65, body + b"\n"):
+        status, out, _ = send(live_hub, "PUT", "/tags/base", bad, publisher_key)
+        assert status == 422 and b"bad-tag" in out
+    assert send(live_hub, "PUT", "/tags/../x", body, publisher_key)[0] == 404
+    trio.run(lambda: push(str(image.store.path), live_hub.url, publisher_key))
+    assert send(live_hub, "PUT", "/tags/base", body, publisher_key)[0] == 201
+    status, out, _ = send(live_hub, "GET", "/tags/base", b"", None)
+    assert status == 200 and out == body
+    status, out, _ = send(live_hub, "GET", "/api/v1/tags", b"", None)
+    assert status == 200 and json.loads(out) == {"tags": {"base": image.flist_id}}

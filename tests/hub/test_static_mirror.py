@@ -29,6 +29,7 @@ def fetch(url: str, path: str, headers: dict[str, str] | None = None) -> tuple[i
 def test_nginx_serves_byte_identical_objects(live_hub: LiveHub, data_dir: Path,
                                              tmp_path: Path, publisher_key: object) -> None:
     image = make_image(tmp_path)
+    image.store.set_tag("base", image.flist_id)
     roots = [signed_root(1, ROOT_KEYS, ROOT_KEYS, 2)]
     manifest = signed_manifest("stable", 1, ROOT_KEYS,
                                ((image.flist_id, len(image.flist_bytes)),))
@@ -37,7 +38,7 @@ def test_nginx_serves_byte_identical_objects(live_hub: LiveHub, data_dir: Path,
     paths = sorted("/" + str(p.relative_to(data_dir)) for p in data_dir.rglob("*")
                    if p.is_file())
     kinds = {p.split("/")[1] for p in paths}
-    assert kinds == {"blocks", "flists", "roots", "channels"}
+    assert kinds == {"blocks", "flists", "roots", "channels", "tags"}
     assert "/channels/stable/manifest" in paths and "/roots/1.root" in paths
     with nginx(data_dir, tmp_path / "nginx") as mirror:
         for path in paths:

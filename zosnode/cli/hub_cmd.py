@@ -160,7 +160,7 @@ def _push(args: argparse.Namespace) -> int:
         raise UserError(f"push: {exc}") from None
     print(f"pushed {report.blocks_sent} of {report.blocks_total} block(s) "
           f"({report.bytes_sent} bytes), {report.flists_sent} flist(s), "
-          f"{report.roots_sent} root(s)"
+          f"{report.roots_sent} root(s), {report.tags_sent} tag(s)"
           + (f", manifest {report.manifest}" if report.manifest else ""))
     return 0
 

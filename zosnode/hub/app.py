@@ -118,6 +118,14 @@ class HubApp:
             case ["flists"]:
                 names = [n for n in await self.storage.list("flists") if keys.is_hex_id(n)]
                 return json_response(200, {"flists": names}, route="/api/v1/flists")
+            case ["tags"]:
+                names = await self.storage.list("tags")
+                tags = {}
+                for name in names:
+                    obj = await self.storage.get(keys.tag_key(name)) if _is_tag(name) else None
+                    if obj is not None and isinstance(obj.body, bytes):
+                        tags[name] = obj.body.decode("ascii", "replace").strip()
+                return json_response(200, {"tags": tags}, route="/api/v1/tags")
             case ["roots"]:
                 names = await self.storage.list("roots")
                 versions = sorted(int(n.removesuffix(".root")) for n in names
@@ -201,6 +209,14 @@ class HubApp:
                        if not await self.storage.exists(keys.flist_key(f))],
         }
         return json_response(200, out, route=route)
+
+
+def _is_tag(name: str) -> bool:
+    try:
+        keys.check_tag(name)
+    except keys.KeyError_:
+        return False
+    return True
 
 
 def _not_allowed(allow: str, route: str) -> Response:

@@ -14,6 +14,8 @@ from zosnode.errors import ZosError
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _CHANNEL = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+# The flist store's tag names (zosnode.flist.store), so tags/ files match.
+_TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _MAX_VERSION = 2**53
 
 
@@ -47,6 +49,16 @@ def parse_version(text: str) -> int:
     return version
 
 
+def check_tag(value: str) -> str:
+    if _TAG.fullmatch(value) is None:
+        raise KeyError_(f"bad tag name: {value[:80]!r}")
+    return value
+
+
+def tag_key(name: str) -> str:
+    return f"tags/{check_tag(name)}"
+
+
 def block_key(block_id: str) -> str:
     check_id(block_id)
     return f"blocks/{block_id[:2]}/{block_id}"
@@ -70,7 +82,7 @@ def release_key(channel: str, version: int) -> str:
 
 # Kinds of static object, by how they may be cached.
 IMMUTABLE = "immutable"  # content-addressed or versioned: never changes
-MUTABLE = "mutable"  # a channel's current manifest: revalidate
+MUTABLE = "mutable"  # a channel's current manifest, a tag: revalidate
 
 
 def parse_static(path: str) -> tuple[str, str, str] | None:
@@ -86,6 +98,8 @@ def parse_static(path: str) -> tuple[str, str, str] | None:
                 return flist_key(flist_id), "/flists", IMMUTABLE
             case ["roots", name] if name.endswith(".root"):
                 return root_key(parse_version(name.removesuffix(".root"))), "/roots", IMMUTABLE
+            case ["tags", name]:
+                return tag_key(name), "/tags", MUTABLE
             case ["channels", channel, "manifest"]:
                 return manifest_key(channel), "/channels/manifest", MUTABLE
             case ["channels", channel, "releases", name] if name.endswith(".manifest"):

@@ -4,6 +4,7 @@ Every check runs on the complete body before anything is written, and each
 object is then written with one atomic put, so a refused or interrupted
 upload leaves nothing visible. The rules:
 
+- a tag (tags/<name>: an flist id and a newline) must name an flist here;
 - a block or an flist must hash (BLAKE2b-256) to the id in its path;
 - an flist must decode, and every block it references must already be here
   (publishers push blocks first), so a node never meets a dangling id;
@@ -50,6 +51,14 @@ def check_content_id(key: str, body: bytes) -> None:
     got = hashlib.blake2b(body, digest_size=32).hexdigest()
     if want is not None and got != want:
         raise PublishRefused("hash-mismatch", f"body hashes to {got}, not to {want}")
+
+
+def parse_tag(body: bytes) -> str:
+    """The flist id in a tag file: 64 hex digits and a newline (the store's format)."""
+    text = body.decode("ascii", errors="replace")
+    if len(body) != 65 or not text.endswith("\n") or not keys.is_hex_id(text[:64]):
+        raise PublishRefused("bad-tag", "a tag is 64 lowercase hex digits and a newline")
+    return text[:64]
 
 
 def flist_block_ids(body: bytes) -> list[str]:
@@ -106,6 +115,12 @@ class Publisher:
                     "missing-blocks",
                     f"flist references {len(missing)} block(s) not on this hub, "
                     f"first {missing[0].rsplit('/', 1)[1]}")
+            await self.storage.put(key, body)
+            return [key]
+        if key.startswith("tags/"):
+            fid = parse_tag(body)
+            if not await self.storage.exists(keys.flist_key(fid)):
+                raise PublishRefused("missing-flists", f"tag names flist {fid}, not on this hub")
             await self.storage.put(key, body)
             return [key]
         if key.startswith("roots/"):

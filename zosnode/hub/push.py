@@ -41,6 +41,7 @@ class PushReport:
     bytes_sent: int = 0
     flists_sent: int = 0
     roots_sent: int = 0
+    tags_sent: int = 0
     manifest: str | None = None
 
 
@@ -99,9 +100,18 @@ async def push(
             await _push_root(hub, data, report, progress)
         wanted = list(flists) or _all_flists(store_path)
         encoded = {}
+        tags: dict[str, str] = {}
         for name in wanted:
             data = store.resolve(name)
-            encoded[keys.check_id(flist_id(data))] = data
+            fid = keys.check_id(flist_id(data))
+            encoded[fid] = data
+            if not keys.is_hex_id(name):
+                tags[name] = fid
+        if not flists:
+            for name in _all_tags(store_path):
+                target = store.get_tag(name)
+                if target is not None and target in encoded:
+                    tags[name] = target
         blocks: dict[str, None] = {}
         for data in encoded.values():
             for bid in flist_block_ids(data):
@@ -117,6 +127,13 @@ async def push(
                 await hub.put(keys.flist_key(fid), data)
                 report.flists_sent += 1
                 progress(f"flist {fid[:16]}… sent")
+        for name, fid in sorted(tags.items()):
+            have = await hub.call("GET", "/" + keys.tag_key(name))
+            if have.status == 200 and have.body == f"{fid}\n".encode():
+                continue
+            await hub.put(keys.tag_key(name), f"{fid}\n".encode())
+            report.tags_sent += 1
+            progress(f"tag {name} -> {fid[:16]}…")
         if manifest is not None:
             try:
                 m = stored_manifest(manifest)
@@ -136,6 +153,20 @@ def _all_flists(store_path: str) -> list[str]:
         return sorted(n for n in os.listdir(folder) if keys.is_hex_id(n))
     except FileNotFoundError:
         raise PushError(f"{store_path} has no flists/ folder") from None
+
+
+def _all_tags(store_path: str) -> list[str]:
+    try:
+        names = os.listdir(os.path.join(store_path, "tags"))
+    except FileNotFoundError:
+        return []
+    out = []
+    for name in sorted(names):
+        try:
+            out.append(keys.check_tag(name))
+        except keys.KeyError_:
+            continue
+    return out
 
 
 async def _missing(hub: _Hub, kind: str, ids: list[str]) -> list[str]:
