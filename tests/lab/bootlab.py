@@ -92,7 +92,7 @@ def boot_lab(work: Path, farm: str, channel: str, *bootstrap_args: str) -> Itera
     www = work / "www"
     www.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
-        ns = stack.enter_context(netns("zl"))
+        ns = stack.enter_context(netns("zbl"))
         bridge_with_tap(ns, BRIDGE, TAP, f"{LAB_IP}/24", "fd99::1/64")
         conf = bootstrap_server(work / "bootserver", farm, channel, *bootstrap_args)
         stack.enter_context(dnsmasq(ns, conf, work / "dnsmasq.log"))
