@@ -43,6 +43,7 @@ from zosnode.agent.upgrade import (
     Stage,
     UpgradePolicy,
 )
+from zosnode.errors import ZosError
 from zosnode.fetch.backoff import Backoff
 from zosnode.fetch.errors import FetchError
 from zosnode.flist.errors import FlistError
@@ -344,7 +345,12 @@ class Node:
         while True:
             at = self.settings.poll.next_poll(self._ms(), self._rng.random())
             await trio.sleep_until(self._t0 + at / 1000)
-            await self.poll_once()
+            try:
+                await self.poll_once()
+            except ZosError as exc:
+                # A typed failure of one poll is reported, never a reason to drop
+                # the running release (bugs, untyped, still end the agent).
+                self._error(f"upgrade poll failed: {type(exc).__name__}: {exc}")
 
     async def poll_once(self) -> str:
         """One upgrade poll; returns what happened, in words (also on the console)."""
