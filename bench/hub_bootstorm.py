@@ -2,6 +2,8 @@
 
     python3 bench/hub_bootstorm.py [--nodes 1000] [--quick]
 
+Exit status 1 if the hub failed any request.
+
 Builds a data directory in the shared layout (a channel manifest, an flist
 and its blocks of realistic sizes, plus 4 KiB / 64 KiB / 1 MiB object sets),
 then, for the hub (`zosnode hub serve`, one process) and for nginx (one
@@ -323,7 +325,9 @@ def main() -> None:
               f"| {h['p50_ms']:.1f}/{h['p99_ms']:.1f} | {n['p50_ms']:.1f}/{n['p99_ms']:.1f} "
               f"| {h['server_cpu_us_per_req']:.0f}/{n['server_cpu_us_per_req']:.0f} "
               f"| {h['errors']}/{n['errors']} |")
-    if any(r["errors"] for pair in results.values() for r in pair.values()):
+    # The hub must serve every request; the peer's errors are reported only
+    # (the lab nginx has worker_connections 1024, under 1,000 clients + its own).
+    if any(pair["hub"]["errors"] for pair in results.values()):
         sys.exit(1)
 
 
