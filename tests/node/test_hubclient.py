@@ -1,0 +1,78 @@
+"""`HubClient` against the real hub on loopback: failover, conditional polls, heartbeats."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+from zosnode.agent.boot.errors import HubsUnreachable
+from zosnode.agent.boot.hubs import HubClient
+from zosnode.agent.identity import in_ram
+from zosnode.fetch.fetcher import Fetcher
+from zosnode.http.client import HttpClient, Timeouts
+from zosnode.hub.service import RunningHub, run_hub
+from zosnode.hub.storage import LocalStorage
+from zosnode.wire.heartbeat import Heartbeat, encode_signed
+
+
+def dead_url() -> str:
+    """A loopback port nobody listens on (bound, then closed)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def client(hubs: list[str]) -> HubClient:
+    http = HttpClient(timeouts=Timeouts(connect=2, head=2, body_idle=2))
+    return HubClient(hubs, "demo", fetcher=Fetcher(hubs, client=http), client=http, timeout_s=2)
+
+
+def manifest_polls(hub: RunningHub, status: int) -> int:
+    return sum(n for (route, method, st), n in hub.app.metrics.requests.items()
+               if method == "GET" and st == status and "manifest" in route)
+
+
+async def test_failover_conditional_polls_roots_and_heartbeats(tmp_path: Path) -> None:
+    data = tmp_path / "hub"
+    (data / "channels" / "demo").mkdir(parents=True)
+    manifest = data / "channels" / "demo" / "manifest"
+    manifest.write_bytes(b"first manifest bytes")
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            hub: RunningHub = await nursery.start(run_hub, LocalStorage(str(data)), "127.0.0.1:0")
+            hubs = client([dead_url(), hub.url])
+            # The first hub refuses connections: the second answers.
+            assert await hubs.manifest() == b"first manifest bytes"
+            await trio.testing.wait_all_tasks_blocked()  # the hub counts after it answers
+            assert manifest_polls(hub, 200) == 1
+            # Unchanged: a 304 and no body, asked of the hub that answered last.
+            requests = hubs.requests
+            assert await hubs.manifest() is None
+            assert hubs.requests == requests + 1
+            await trio.testing.wait_all_tasks_blocked()
+            assert manifest_polls(hub, 304) == 1
+            manifest.write_bytes(b"second manifest bytes")
+            assert await hubs.manifest() == b"second manifest bytes"
+            # Roots: absent is None, not an error.
+            assert await hubs.root(2) is None
+            # A signed heartbeat is accepted and listed.
+            ident = in_ram()
+            hb = Heartbeat(node_id=ident.node_id, farm="f", channel="demo", release=1,
+                           agent_version="0.1.0", sent_at=1_800_000_000, uptime_s=5)
+            await hubs.heartbeat(encode_signed(hb, ident.signing_key))
+            listed = hub.app.registry.to_json(1_800_000_001)["nodes"]
+            assert [n["node_id"] for n in listed] == [ident.node_id]
+            # The same heartbeat again is stale: the hub says 409, the client reports it.
+            with pytest.raises(HubsUnreachable, match="409"):
+                await hubs.heartbeat(encode_signed(hb, ident.signing_key))
+            hub.server.shutdown()
+    # Every hub down: one typed error naming each.
+    with trio.fail_after(30):
+        down = client([dead_url(), dead_url()])
+        with pytest.raises(HubsUnreachable, match="no hub served channels/demo/manifest"):
+            await down.manifest()
