@@ -147,7 +147,11 @@ class HttpServer:
                 else:
                     nursery.start_soon(self._reject, stream)
                 continue
-            nursery.start_soon(self.handle_stream, stream)
+            # Registered here, not when the task first runs, so a burst of
+            # accepts cannot overshoot max_connections.
+            conn_state = _Conn()
+            self._conns.add(conn_state)
+            nursery.start_soon(self.handle_stream, stream, conn_state)
 
     async def _reject(self, stream: trio.abc.HalfCloseableStream) -> None:
         self._rejecting += 1
@@ -170,10 +174,12 @@ class HttpServer:
             self._rejecting -= 1
             await trio.aclose_forcefully(stream)
 
-    async def handle_stream(self, stream: trio.abc.HalfCloseableStream) -> None:
+    async def handle_stream(self, stream: trio.abc.HalfCloseableStream,
+                            conn_state: _Conn | None = None) -> None:
         """Serve one connection to its end (also usable with in-memory streams)."""
-        conn_state = _Conn()
-        self._conns.add(conn_state)
+        if conn_state is None:
+            conn_state = _Conn()
+            self._conns.add(conn_state)
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_header_bytes)
         graceful = False
         try:
