@@ -55,3 +55,56 @@ async def mirror2(data_dir: Path) -> AsyncIterator[FaultyMirror]:
         await m.start(nursery)
         yield m
         nursery.cancel_scope.cancel()
+
+
+def build_flist(src: Path, data_dir: Path, **build_kw: object) -> tuple[bytes, str]:
+    """Build an flist of `src` with the flist layer's builder into the DATA layout."""
+    from zosnode.flist.format import encode
+    from zosnode.flist.pack import build
+    from zosnode.flist.source_dir import tree_from_dir
+    from zosnode.flist.store import LocalStore
+
+    store = LocalStore(data_dir)
+    store.init()
+    flist, _ = build(tree_from_dir(src), lambda eb: store.put_block(eb.stored)[1], **build_kw)  # type: ignore[arg-type]
+    data = encode(flist)
+    return data, store.put_flist(data)
+
+
+def make_tree(root: Path) -> Path:
+    """A tree with every entry type, odd attributes and files of many sizes."""
+    root.mkdir(parents=True)
+    (root / "etc").mkdir()
+    (root / "etc" / "hostname").write_text("zos\n")
+    (root / "empty").write_bytes(b"")
+    (root / "bin").mkdir(mode=0o755)
+    for i, size in enumerate((1, 100, 4095, 4096, 70_000, 200_000, 1 << 20, 3 * (1 << 20) + 17)):
+        (root / "bin" / f"f{i}").write_bytes(os.urandom(size))
+    with open(root / "sparse", "wb") as f:
+        f.write(b"head")
+        f.seek(5 * (1 << 20))
+        f.write(b"tail")
+    (root / "zeros").write_bytes(bytes(2 << 20))
+    os.symlink("etc/hostname", root / "link")
+    os.symlink("/nonexistent/target", root / "dangling")
+    os.link(root / "bin" / "f3", root / "hard")
+    os.mkfifo(root / "fifo")
+    os.chmod(root / "bin" / "f0", 0o4755)
+    os.chmod(root / "etc" / "hostname", 0o600)
+    os.setxattr(root / "bin" / "f1", "user.zos", b"value\x00\xff")
+    os.setxattr(root / "etc", "user.dir", b"d")
+    if os.geteuid() == 0:
+        os.mknod(root / "null", 0o666 | 0o020000, os.makedev(1, 3))
+        os.chown(root / "bin" / "f2", 1234, 5678)
+        os.chown(root / "link", 42, 43, follow_symlinks=False)
+    deep = root
+    for i in range(20):
+        deep = deep / f"d{i}"
+    deep.mkdir(parents=True)
+    (deep / "leaf").write_text("deep")
+    many = root / "many"
+    many.mkdir()
+    for i in range(300):
+        (many / f"n{i:04d}").write_text(str(i))
+    os.utime(root / "etc" / "hostname", ns=(1_000_000_123, 1_500_000_000_123_456_789))
+    return root

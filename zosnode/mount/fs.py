@@ -1,0 +1,240 @@
+"""The pyfuse3 operations over an FlistView: read-only, lazily fetched.
+
+The image is immutable, so the kernel may cache entries, attributes and file
+data for as long as it likes (long timeouts, keep_cache). Every byte handed
+to the kernel comes from a verified block (`BlockSource`). A block that
+cannot be had within the fetcher's deadline is EIO; anything that would
+change the tree is EROFS (the mount is also `ro`, so the kernel refuses most
+writes before they reach us).
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import os
+from collections.abc import Callable
+from typing import Any
+
+import pyfuse3
+import trio
+
+from zosnode.fetch.errors import FetchError
+from zosnode.fetch.source import BlockSource
+from zosnode.flist.blocks import BlockRef
+from zosnode.flist.errors import FlistError
+from zosnode.flist.format import Entry, Kind
+from zosnode.flist.view import FlistView
+from zosnode.mount.attrs import BLKSIZE, attrs_of
+from zosnode.mount.readahead import ReadPattern
+
+CACHE_TIMEOUT_S = 86400.0
+READAHEAD_BYTES = 4 * 1024 * 1024
+
+
+class _Open:
+    def __init__(self, entry: Entry, window: int) -> None:
+        self.entry = entry
+        self.pattern = ReadPattern(window)
+
+
+class FlistFS(pyfuse3.Operations):
+    enable_writeback_cache = False
+    supports_dot_lookup = True
+
+    def __init__(
+        self,
+        view: FlistView,
+        source: BlockSource,
+        *,
+        readahead_bytes: int = READAHEAD_BYTES,
+        spawn: Callable[[Callable[[], Any]], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self.view = view
+        self.source = source
+        self.readahead_bytes = readahead_bytes
+        # Background work (readahead) goes to the mount service's nursery.
+        self._spawn = spawn
+        self._handles: dict[int, _Open] = {}
+        self._fh = itertools.count(1)
+        self.read_errors = 0
+
+    # --- lookups and attributes ------------------------------------------
+
+    def _entry(self, ino: int) -> Entry:
+        try:
+            return self.view.by_ino(ino)
+        except FlistError:
+            raise pyfuse3.FUSEError(errno.ENOENT) from None
+
+    def _attr(self, entry: Entry) -> pyfuse3.EntryAttributes:
+        a = attrs_of(self.view, entry)
+        out = pyfuse3.EntryAttributes()
+        out.st_ino = a.ino
+        out.generation = 0
+        out.entry_timeout = CACHE_TIMEOUT_S
+        out.attr_timeout = CACHE_TIMEOUT_S
+        out.st_mode = a.mode
+        out.st_nlink = a.nlink
+        out.st_uid = a.uid
+        out.st_gid = a.gid
+        out.st_rdev = a.rdev
+        out.st_size = a.size
+        out.st_blksize = BLKSIZE
+        out.st_blocks = a.blocks
+        out.st_atime_ns = a.mtime_ns
+        out.st_mtime_ns = a.mtime_ns
+        out.st_ctime_ns = a.mtime_ns
+        return out
+
+    async def lookup(self, parent_inode: int, name: bytes, ctx: Any) -> pyfuse3.EntryAttributes:
+        parent = self._entry(parent_inode)
+        if name == b".":
+            return self._attr(parent)
+        if name == b"..":
+            up = parent.parent if parent.parent is not None else parent.index
+            return self._attr(self.view.entries[up])
+        if parent.kind is not Kind.DIR:
+            raise pyfuse3.FUSEError(errno.ENOTDIR)
+        child = self.view.child(parent, name)
+        if child is None:
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        return self._attr(child)
+
+    async def getattr(self, inode: int, ctx: Any) -> pyfuse3.EntryAttributes:
+        return self._attr(self._entry(inode))
+
+    async def readlink(self, inode: int, ctx: Any) -> bytes:
+        e = self._entry(inode)
+        if e.kind is not Kind.SYMLINK:
+            raise pyfuse3.FUSEError(errno.EINVAL)
+        return e.target
+
+    async def getxattr(self, inode: int, name: bytes, ctx: Any) -> bytes:
+        for n, v in self.view.resolve(self._entry(inode)).xattrs:
+            if n == name:
+                return v
+        raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+
+    async def listxattr(self, inode: int, ctx: Any) -> list[bytes]:
+        return [n for n, _ in self.view.resolve(self._entry(inode)).xattrs]
+
+    async def statfs(self, ctx: Any) -> pyfuse3.StatvfsData:
+        st = pyfuse3.StatvfsData()
+        st.f_bsize = BLKSIZE
+        st.f_frsize = BLKSIZE
+        total = sum(e.size for e in self.view.entries)
+        st.f_blocks = (total + BLKSIZE - 1) // BLKSIZE
+        st.f_bfree = st.f_bavail = 0
+        st.f_files = len(self.view.entries)
+        st.f_ffree = st.f_favail = 0
+        st.f_namemax = 255
+        return st
+
+    # --- directories -------------------------------------------------------
+
+    async def opendir(self, inode: int, ctx: Any) -> int:
+        e = self._entry(inode)
+        if e.kind is not Kind.DIR:
+            raise pyfuse3.FUSEError(errno.ENOTDIR)
+        return inode
+
+    async def readdir(self, fh: int, start_id: int, token: Any) -> None:
+        # start_id is the index of the next child to list: stable, since the
+        # tree never changes.
+        children = self.view.children(self._entry(fh))
+        for i in range(start_id, len(children)):
+            c = children[i]
+            if not pyfuse3.readdir_reply(token, c.name, self._attr(c), i + 1):
+                return
+
+    async def releasedir(self, fh: int) -> None:
+        return None
+
+    # --- files ---------------------------------------------------------------
+
+    async def open(self, inode: int, flags: int, ctx: Any) -> pyfuse3.FileInfo:
+        e = self.view.resolve(self._entry(inode))
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND):
+            raise pyfuse3.FUSEError(errno.EROFS)
+        if e.kind is not Kind.REG:
+            raise pyfuse3.FUSEError(errno.EISDIR if e.kind is Kind.DIR else errno.EINVAL)
+        fh = next(self._fh)
+        self._handles[fh] = _Open(e, self.readahead_bytes)
+        return pyfuse3.FileInfo(fh=fh, keep_cache=True)
+
+    async def read(self, fh: int, off: int, size: int) -> bytes:
+        h = self._handles.get(fh)
+        if h is None:
+            raise pyfuse3.FUSEError(errno.EBADF)
+        pieces = self.view.plan_read(h.entry, off, size)
+        try:
+            data = await self.source.read([(p.ref, p.start, p.length) for p in pieces])
+        except (FetchError, FlistError):
+            self.read_errors += 1
+            raise pyfuse3.FUSEError(errno.EIO) from None
+        ahead = h.pattern.observe(off, len(data), h.entry.size)
+        if ahead is not None and self._spawn is not None:
+            refs = {
+                p.ref.id: p.ref
+                for p in self.view.plan_read(h.entry, ahead[0], ahead[1] - ahead[0])
+                if p.ref is not None
+            }
+            for ref in refs.values():
+                self._spawn(_warm(self.source, ref))
+        return data
+
+    async def release(self, fh: int) -> None:
+        self._handles.pop(fh, None)
+
+    # --- everything that writes is refused --------------------------------
+
+    async def setattr(self, inode: int, attr: Any, fields: Any, fh: Any, ctx: Any) -> Any:
+        raise pyfuse3.FUSEError(errno.EROFS)
+
+    async def setxattr(self, inode: int, name: bytes, value: bytes, ctx: Any) -> None:
+        raise pyfuse3.FUSEError(errno.EROFS)
+
+    async def removexattr(self, inode: int, name: bytes, ctx: Any) -> None:
+        raise pyfuse3.FUSEError(errno.EROFS)
+
+    async def create(self, *args: Any) -> Any:
+        raise pyfuse3.FUSEError(errno.EROFS)
+
+    async def mkdir(self, *args: Any) -> Any:
+        raise pyfuse3.FUSEError(errno.EROFS)
+
+    async def mknod(self, *args: Any) -> Any:
+        raise pyfuse3.FUSEError(errno.EROFS)
+
+    async def symlink(self, *args: Any) -> Any:
+        raise pyfuse3.FUSEError(errno.EROFS)
+
+    async def link(self, *args: Any) -> Any:
+        raise pyfuse3.FUSEError(errno.EROFS)
+
+    async def unlink(self, *args: Any) -> None:
+        raise pyfuse3.FUSEError(errno.EROFS)
+
+    async def rmdir(self, *args: Any) -> None:
+        raise pyfuse3.FUSEError(errno.EROFS)
+
+    async def rename(self, *args: Any) -> None:
+        raise pyfuse3.FUSEError(errno.EROFS)
+
+    async def write(self, *args: Any) -> int:
+        raise pyfuse3.FUSEError(errno.EROFS)
+
+
+def _warm(source: BlockSource, ref: BlockRef) -> Callable[[], Any]:
+    async def run() -> None:
+        # Readahead is a hint: a failure here shows up, if at all, when the
+        # block is really read.
+        with trio.move_on_after(source.fetcher.deadline_s):
+            try:
+                await source.stored(ref)
+            except (FetchError, FlistError):
+                pass
+
+    return run

@@ -1,0 +1,174 @@
+"""Mount an flist at a directory for as long as a trio task runs.
+
+`serve_flist` is a long-running service: it reports `started()` once the
+mount is live and unmounts when cancelled or when someone unmounts it from
+outside. A mountpoint left dead by a crashed process (ENOTCONN) is detached
+first. pyfuse3 keeps one session per process, so one process serves one
+mount at a time; a second mount runs in another process and can share the
+cache directory.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+import subprocess
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pyfuse3
+import trio
+
+from zosnode.cache.store import BlockCache
+from zosnode.fetch.fetcher import Fetcher
+from zosnode.fetch.source import BlockSource
+from zosnode.flist.errors import FlistError
+from zosnode.flist.view import FlistView
+from zosnode.mount.errors import MountFailed, MountUsageError
+from zosnode.mount.fs import FlistFS
+from zosnode.mount.prefetch import PrefetchReport, follow_hint
+
+_MNT_DETACH = 2
+_live = False
+
+
+@dataclass
+class MountedFlist:
+    mountpoint: Path
+    view: FlistView
+    source: BlockSource
+    fs: FlistFS
+    prefetch: PrefetchReport = field(default_factory=PrefetchReport)
+    prefetch_done: trio.Event = field(default_factory=trio.Event)
+
+
+def is_stale(mountpoint: Path) -> bool:
+    try:
+        os.stat(mountpoint)
+    except OSError as exc:
+        return exc.errno == errno.ENOTCONN
+    return False
+
+
+def detach(mountpoint: Path) -> None:
+    """Lazily unmount `mountpoint` (the kernel drops it once no one uses it)."""
+    if os.geteuid() == 0:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        if libc.umount2(os.fsencode(mountpoint), _MNT_DETACH) == 0:
+            return
+    subprocess.run(["fusermount3", "-u", "-z", os.fspath(mountpoint)],
+                   capture_output=True, check=False)
+
+
+def recover_stale(mountpoint: Path) -> bool:
+    """Detach a dead FUSE mount left at `mountpoint` by a crash; True if there was one."""
+    if not is_stale(mountpoint):
+        return False
+    detach(mountpoint)
+    if is_stale(mountpoint):
+        raise MountFailed(f"{mountpoint}: a dead mount is there and will not detach")
+    return True
+
+
+def _options() -> set[str]:
+    opts = {"ro", "fsname=zosnode", "subtype=flist", "default_permissions"}
+    if os.geteuid() == 0:
+        opts.add("allow_other")
+    return opts
+
+
+async def serve_flist(
+    flist_bytes: bytes,
+    mountpoint: str | os.PathLike[str],
+    fetcher: Fetcher,
+    cache: BlockCache,
+    *,
+    prefetch: bool = True,
+    hot_bytes: int = 64 * 1024 * 1024,
+    task_status: trio.TaskStatus[MountedFlist] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve the flist at `mountpoint` until cancelled or unmounted from outside.
+
+    `flist_bytes` must already be checked against the id the caller trusts.
+    """
+    global _live
+    mp = Path(mountpoint)
+    try:
+        view = FlistView.from_bytes(flist_bytes)
+    except FlistError as exc:
+        raise MountUsageError(f"not a valid flist: {exc}") from None
+    recover_stale(mp)
+    if not mp.is_dir():
+        raise MountUsageError(f"{mp} is not a directory")
+    if os.path.ismount(mp):
+        raise MountUsageError(f"{mp} is already a mount point")
+    if _live:
+        raise MountUsageError("this process already serves a FUSE mount (pyfuse3 allows one)")
+    source = BlockSource(fetcher, cache, hot_bytes=hot_bytes)
+    async with trio.open_nursery() as nursery:
+        background = trio.CapacityLimiter(4)
+
+        def spawn(fn: Callable[[], Any]) -> None:
+            nursery.start_soon(_limited, background, fn)
+
+        fs = FlistFS(view, source, spawn=spawn)
+        try:
+            pyfuse3.init(fs, os.fspath(mp), _options())
+        except RuntimeError as exc:
+            raise MountFailed(f"cannot mount at {mp}: {exc}") from None
+        _live = True
+        try:
+            handle = MountedFlist(mp, view, source, fs)
+
+            async def run_main() -> None:
+                await pyfuse3.main()
+                # Unmounted from outside: the service is over.
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(run_main)
+            if prefetch and view.flist.prefetch:
+                nursery.start_soon(_prefetch, source, handle)
+            else:
+                handle.prefetch_done.set()
+            task_status.started(handle)
+            await trio.sleep_forever()
+        finally:
+            _live = False
+            pyfuse3.close(unmount=True)
+
+
+async def _prefetch(source: BlockSource, handle: MountedFlist) -> None:
+    try:
+        await follow_hint(source, handle.view.flist, handle.prefetch)
+    finally:
+        handle.prefetch_done.set()
+
+
+async def _limited(limit: trio.CapacityLimiter, fn: Callable[[], Any]) -> None:
+    async with limit:
+        await fn()
+
+
+@asynccontextmanager
+async def mounted(
+    flist_bytes: bytes,
+    mountpoint: str | os.PathLike[str],
+    fetcher: Fetcher,
+    cache: BlockCache,
+    **kwargs: Any,
+) -> AsyncIterator[MountedFlist]:
+    """`serve_flist` for the duration of an `async with` block."""
+    async with trio.open_nursery() as nursery:
+        handle: MountedFlist = await nursery.start(
+            partial(serve_flist, flist_bytes, mountpoint, fetcher, cache, **kwargs)
+        )
+        try:
+            yield handle
+        finally:
+            nursery.cancel_scope.cancel()
