@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 from pathlib import Path
 
@@ -12,10 +13,11 @@ import trio.testing
 from zosnode.agent.boot.errors import HubsUnreachable
 from zosnode.agent.boot.hubs import HubClient
 from zosnode.agent.identity import in_ram
-from zosnode.fetch.fetcher import Fetcher
+from zosnode.fetch.fetcher import Fetcher, object_id
 from zosnode.http.client import HttpClient, Timeouts
 from zosnode.hub.service import RunningHub, run_hub
 from zosnode.hub.storage import LocalStorage
+from zosnode.trust.manifest import FlistPin, Manifest
 from zosnode.wire.heartbeat import Heartbeat, encode_signed
 
 
@@ -76,3 +78,37 @@ async def test_failover_conditional_polls_roots_and_heartbeats(tmp_path: Path) -
         down = client([dead_url(), dead_url()])
         with pytest.raises(HubsUnreachable, match="no hub served channels/demo/manifest"):
             await down.manifest()
+
+
+async def test_adopted_mirrors_serve_gets_but_never_heartbeats(tmp_path: Path) -> None:
+    data = tmp_path / "hub"
+    (data / "channels" / "demo").mkdir(parents=True)
+    (data / "channels" / "demo" / "manifest").write_bytes(b"signed bytes")
+    flist = b"an flist's bytes"
+    fid = object_id(flist)
+    (data / "flists").mkdir()
+    (data / "flists" / fid).write_bytes(flist)
+    mirror_data = tmp_path / "mirror"
+    shutil.copytree(data, mirror_data)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            hub: RunningHub = await nursery.start(run_hub, LocalStorage(str(data)), "127.0.0.1:0")
+            mirror: RunningHub = await nursery.start(run_hub, LocalStorage(str(mirror_data)),
+                                                     "127.0.0.1:0")
+            hubs = client([hub.url])
+            hubs.adopt(Manifest(channel="demo", version=1, issued_at=0, expires_at=10,
+                                mirrors=(mirror.url + "/", hub.url)))
+            assert hubs.hubs == [hub.url] and hubs.mirrors == [mirror.url]
+            hub.server.shutdown()
+            # GETs fall back to the mirror: the manifest, and flists (by hash).
+            assert await hubs.manifest() == b"signed bytes"
+            pin = FlistPin(name="base", id=fid, size=len(flist), mount="/opt/base")
+            assert await hubs.flist(pin) == flist
+            # Heartbeats go to hubs only: a static mirror is never posted to.
+            ident = in_ram()
+            hb = Heartbeat(node_id=ident.node_id, farm="f", channel="demo", release=1,
+                           agent_version="0.1.0", sent_at=1_800_000_000, uptime_s=5)
+            with pytest.raises(HubsUnreachable, match="heartbeat not accepted"):
+                await hubs.heartbeat(encode_signed(hb, ident.signing_key))
+            assert mirror.app.registry.to_json(0)["count"] == 0
+            mirror.server.shutdown()

@@ -83,10 +83,11 @@ async def after_network(
     hubs = HubClient(config.hubs, config.channel, fetcher=fetcher)
     mounter: Mounter
     if fuse_command:
-        mounter = FuseChildMounter(fuse_command, mirrors=config.hubs, cache_dir=blocks_dir,
+        mounter = FuseChildMounter(fuse_command, mirrors=lambda: hubs.sources,
+                                   cache_dir=blocks_dir,
                                    flist_dir=run_dir / "flists", say=say)
     else:
-        mounter = ExtractMounter(fetcher, cache, say)
+        mounter = ExtractMounter(lambda: hubs.fetcher, cache, say)
     board = StatusBoard()
     board.update(addresses=tuple(_lease_addresses(network)))
     node = Node(

@@ -12,7 +12,7 @@ from zosnode.fetch.fetcher import Fetcher
 from zosnode.http.client import HttpClient, HttpError, HttpStatusError, Timeouts
 from zosnode.hub.httpreq import HttpConnection, RequestError
 from zosnode.hub.httpreq import Origin as PostOrigin
-from zosnode.trust.manifest import MAX_MANIFEST_BYTES, FlistPin
+from zosnode.trust.manifest import MAX_MANIFEST_BYTES, FlistPin, Manifest
 from zosnode.trust.root import MAX_ROOT_BYTES
 
 
@@ -29,16 +29,22 @@ class Hubs(Protocol):
     async def heartbeat(self, data: bytes) -> None:
         """Deliver a signed heartbeat to a hub."""
 
+    def adopt(self, manifest: Manifest) -> None:
+        """Also use the hubs and mirrors the running release's signed manifest names."""
+
 
 # -- real I/O: hubs over HTTP ---------------------------------------------------------
 
 
 class HubClient:
-    """The hubs of the kernel command line (then the manifest's), tried in turn.
+    """The hubs of the kernel command line, then the running manifest's, tried in turn.
 
-    Manifest polls are conditional (If-None-Match with the hub's ETag): an
-    unchanged manifest costs a 304 and no body. Flists and blocks come through
-    the `Fetcher`, which trusts only hashes.
+    Hubs are asked starting with the one that answered last; the manifest's
+    mirrors (static copies, possibly stale) only when no hub answers, and
+    never for heartbeats. Manifest polls are conditional (If-None-Match with
+    that source's ETag): an unchanged manifest costs a 304 and no body.
+    Flists and blocks come through `fetcher`, which trusts only hashes and is
+    rebuilt over every source when a manifest is adopted.
     """
 
     def __init__(
@@ -53,6 +59,8 @@ class HubClient:
         if not hubs:
             raise BootError("no hub configured")
         self.hubs = [h.rstrip("/") for h in hubs]
+        self._base = list(self.hubs)  # the command line's: always kept, always first
+        self.mirrors: list[str] = []
         self.channel = channel
         self.fetcher = fetcher
         self.client = client or HttpClient(
@@ -63,8 +71,26 @@ class HubClient:
         self._good = 0  # index of the hub that answered last
         self.requests = 0
 
-    def _order(self) -> list[str]:
-        return self.hubs[self._good:] + self.hubs[: self._good]
+    @property
+    def sources(self) -> list[str]:
+        """Everything GETs may go to: hubs, then mirrors."""
+        return self.hubs + self.mirrors
+
+    def adopt(self, manifest: Manifest) -> None:
+        hubs = list(dict.fromkeys([*self._base, *(h.rstrip("/") for h in manifest.hubs)]))
+        mirrors = [m.rstrip("/") for m in manifest.mirrors if m.rstrip("/") not in hubs]
+        if (hubs, mirrors) != (self.hubs, self.mirrors):
+            self.hubs, self.mirrors = hubs, list(dict.fromkeys(mirrors))
+            self.fetcher = Fetcher(self.sources, client=self.client)
+
+    def _order(self, *, mirrors: bool = True) -> list[str]:
+        good = self._good % len(self.hubs)
+        hubs = self.hubs[good:] + self.hubs[:good]
+        return hubs + self.mirrors if mirrors else hubs
+
+    def _answered(self, source: str) -> None:
+        if source in self.hubs:
+            self._good = self.hubs.index(source)
 
     async def _get(self, path: str, max_size: int, *, conditional: bool) -> bytes | None:
         errors = []
@@ -79,17 +105,17 @@ class HubClient:
                                                  headers=headers)
             except HttpStatusError as exc:
                 if exc.status == 304:
-                    self._good = self.hubs.index(hub)
+                    self._answered(hub)
                     return None
                 if exc.status == 404 and not conditional:
-                    self._good = self.hubs.index(hub)
+                    self._answered(hub)
                     return None
                 errors.append(f"{hub}: HTTP {exc.status}")
                 continue
             except (HttpError, trio.TooSlowError) as exc:
                 errors.append(f"{hub}: {exc or type(exc).__name__}")
                 continue
-            self._good = self.hubs.index(hub)
+            self._answered(hub)
             etag = resp.headers.get("etag")
             if conditional and etag:
                 self._etags[hub] = etag
@@ -108,7 +134,7 @@ class HubClient:
 
     async def heartbeat(self, data: bytes) -> None:
         errors = []
-        for hub in self._order():
+        for hub in self._order(mirrors=False):
             origin, _ = PostOrigin.from_url(hub)
             conn = HttpConnection(origin, timeout_s=self.timeout_s, max_body=64 * 1024)
             try:

@@ -57,7 +57,10 @@ class ExtractMounter:
     fetcher (its hash) and again by the extractor before a byte is written.
     """
 
-    def __init__(self, fetcher: Fetcher, cache: BlockCache, say: Say | None = None) -> None:
+    def __init__(
+        self, fetcher: Callable[[], Fetcher], cache: BlockCache, say: Say | None = None
+    ) -> None:
+        """`fetcher()` is asked at each mount: the sources follow the running manifest."""
         self.fetcher = fetcher
         self.cache = cache
         self.say = say
@@ -73,12 +76,13 @@ class ExtractMounter:
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         view = FlistView.from_bytes(flist)
+        fetcher = self.fetcher()
         blocks: dict[str, bytes] = {}
         fetched = [0, 0]
 
         def fetcher_for(ref: BlockRef) -> Callable[[], Awaitable[bytes]]:
             async def fetch() -> bytes:
-                data = await self.fetcher.fetch_block(ref.id, max_size=ref.stored_size)
+                data = await fetcher.fetch_block(ref.id, max_size=ref.stored_size)
                 fetched[0] += 1
                 fetched[1] += len(data)
                 return data
@@ -144,14 +148,14 @@ class FuseChildMounter:
         self,
         command: Sequence[str],
         *,
-        mirrors: Sequence[str],
+        mirrors: Callable[[], Sequence[str]],
         cache_dir: Path,
         flist_dir: Path,
         say: Say | None = None,
         start_timeout_s: float = 30.0,
     ) -> None:
         self.command = list(command)
-        self.mirrors = list(mirrors)
+        self.mirrors = mirrors  # asked at each mount: they follow the running manifest
         self.cache_dir = cache_dir
         self.flist_dir = flist_dir
         self.say = say
@@ -172,7 +176,7 @@ class FuseChildMounter:
             tmp.write_bytes(flist)
             tmp.rename(path)
         argv = [*self.command, "--flist-file", str(path), "--cache", str(self.cache_dir)]
-        for mirror in self.mirrors:
+        for mirror in self.mirrors():
             argv += ["--mirror", mirror]
         argv.append(str(where))
         proc = await trio.lowlevel.open_process(

@@ -260,6 +260,8 @@ class Node:
     async def _bring_up(self, manifest: Manifest) -> tuple[Release, str | None]:
         """Start `manifest` beside whatever runs; return it with None, or with why it failed."""
         assert self._nursery is not None
+        # Its own hubs and mirrors serve its flists (it is signed; hashes decide).
+        self.hubs.adopt(manifest)
         release = Release(manifest, self.settings.run_dir)
         deadline = trio.current_time() + self.settings.readiness_deadline_ms / 1000
         try:
@@ -406,6 +408,8 @@ class Node:
             # current one and retry at the next poll; do not remember it as failed.
             self.policy.abandon()
             await new.close()
+            if old is not None:
+                self.hubs.adopt(old.manifest)
             self._pending = manifest
             self._error(f"release {manifest.version} could not be staged: {why}; keeping "
                         f"release {self.policy.current}, retrying at the next poll")
@@ -413,6 +417,8 @@ class Node:
             return "deferred"
         rollback = self.policy.staged_failed(why, self._ms())
         await new.close()
+        if old is not None:
+            self.hubs.adopt(old.manifest)
         self.failed_release = rollback.version
         self._error(f"release {rollback.version} failed, back on {rollback.to_version}: {why}")
         self.board.update(phase="ready")
