@@ -268,3 +268,33 @@ def test_arbitrary_bytes_never_crash_the_server(data: bytes) -> None:
             break
         else:
             assert event is not h11.NEED_DATA, out
+
+
+async def test_large_bodies_take_turns(autojump_clock: trio.abc.Clock) -> None:
+    # Two 2 MiB uploads, one large-body slot: the second body is not buffered
+    # past 1 MiB until the first exchange is over, so total memory is bounded.
+    seen: list[tuple[str, float]] = []
+
+    async def handler(request: Request) -> Response:
+        seen.append((request.path, trio.current_time()))
+        await trio.sleep(5)
+        return Response(200, (), b"ok")
+
+    server = HttpServer(handler, Limits(max_large_bodies=1, body_timeout_s=60))
+    body = b"z" * (2 * 1024 * 1024)
+    pairs = [trio.testing.memory_stream_pair() for _ in range(2)]
+
+    async def upload(i: int) -> None:
+        client = pairs[i][0]
+        await client.send_all(f"PUT /{i} HTTP/1.1\r\nHost: x\r\n"
+                              f"Content-Length: {len(body)}\r\n\r\n".encode())
+        await client.send_all(body)
+        await client.send_eof()
+        await read_all(client)
+
+    async with trio.open_nursery() as nursery:
+        for i in range(2):
+            nursery.start_soon(server.handle_stream, pairs[i][1])
+            nursery.start_soon(upload, i)
+    assert [p for p, _ in seen] in (["/0", "/1"], ["/1", "/0"])
+    assert seen[1][1] - seen[0][1] >= 5  # the second handler ran after the first's

@@ -9,8 +9,12 @@ under abuse:
 - a request head must be complete `head_timeout_s` after its first byte
   arrives (slowloris) and must fit in `max_header_bytes` (431);
 - an idle keep-alive connection is closed after `idle_timeout_s`;
-- a body must fit in `max_body_bytes` (413) and arrive within
+- a body must fit in `max_body_bytes` and in the route's own cap
+  (`body_limit`, asked with the request head) (413) and arrive within
   `body_timeout_s`; each write must progress within `send_timeout_s`;
+- bodies over `large_body_bytes` are held by at most `max_large_bodies`
+  requests at once (the others wait, within their body deadline), so total
+  body memory is bounded, not only memory per connection;
 - at most `max_connections` are served; the next ones get a short 503;
 - memory per connection is bounded by the header and body caps: file bodies
   are streamed from disk, never loaded whole.
@@ -40,6 +44,8 @@ Handler = Callable[[Request], Awaitable[Response]]
 # response as sent, and the body bytes written.
 Observer = Callable[[Request | None, Response, int], None]
 Logger = Callable[[str], None]
+# The largest body a request may carry, decided from its head (method, path).
+BodyLimit = Callable[[Request], int]
 
 _RECV = 64 * 1024
 _CHUNK = 256 * 1024
@@ -50,6 +56,8 @@ _SERVER = "zosnode"
 class Limits:
     max_header_bytes: int = 16 * 1024
     max_body_bytes: int = 64 * 1024 * 1024
+    large_body_bytes: int = 1024 * 1024
+    max_large_bodies: int = 16
     max_connections: int = 4096
     idle_timeout_s: float = 30.0
     head_timeout_s: float = 10.0
@@ -75,6 +83,12 @@ class _Conn:
         self.idle_scope: trio.CancelScope | None = None
 
 
+class _BodySlot:
+    """This exchange's claim on one of the `max_large_bodies` slots."""
+
+    held = False
+
+
 class HttpServer:
     def __init__(
         self,
@@ -83,9 +97,12 @@ class HttpServer:
         *,
         observe: Observer | None = None,
         log: Logger | None = None,
+        body_limit: BodyLimit | None = None,
     ) -> None:
         self._handler = handler
         self.limits = limits or Limits()
+        self._body_limit = body_limit
+        self._large_bodies = trio.CapacityLimiter(self.limits.max_large_bodies)
         self._observe = observe
         self._log = log or (lambda _msg: None)
         self._conns: set[_Conn] = set()
@@ -212,13 +229,21 @@ class HttpServer:
         # share of trio's per-request cost, so one is kept, not five.
         if self._closing:
             raise _Close
-        phase = ["idle"]
+        slot = _BodySlot()
+        try:
+            await self._exchange_in(stream, conn, conn_state, ["idle"], slot)
+        finally:
+            if slot.held:
+                self._large_bodies.release_on_behalf_of(slot)
+
+    async def _exchange_in(self, stream: trio.abc.HalfCloseableStream, conn: h11.Connection,
+                           conn_state: _Conn, phase: list[str], slot: _BodySlot) -> None:
         response: Response | None = None
         request: Request | None = None
         with trio.CancelScope(
                 deadline=trio.current_time() + self.limits.idle_timeout_s) as scope:
             conn_state.idle_scope = scope
-            request = await self._receive(stream, conn, conn_state, scope, phase)
+            request = await self._receive(stream, conn, conn_state, scope, phase, slot)
             phase[0] = "handler"
             scope.deadline = trio.current_time() + self.limits.handler_timeout_s
             try:
@@ -249,7 +274,7 @@ class HttpServer:
 
     async def _receive(self, stream: trio.abc.HalfCloseableStream, conn: h11.Connection,
                        conn_state: _Conn, scope: trio.CancelScope,
-                       phase: list[str]) -> Request:
+                       phase: list[str], slot: _BodySlot) -> Request:
         """Read one request: head (idle, then a hard deadline from its first byte), body."""
         limits = self.limits
         event: Any
@@ -284,10 +309,12 @@ class HttpServer:
         headers = tuple((k.decode("latin-1").lower(), v.decode("latin-1"))
                         for k, v in event.headers)
         head = Request(event.method.decode("ascii"), event.target.decode("latin-1"), headers)
+        cap = limits.max_body_bytes
+        if self._body_limit is not None:
+            cap = min(cap, self._body_limit(head))
         length = head.header("content-length")
-        if length is not None and int(length) > limits.max_body_bytes:
-            await self._send_error(stream, conn, head, 413,
-                                   f"body over {limits.max_body_bytes} bytes", scope)
+        if length is not None and int(length) > cap:
+            await self._send_error(stream, conn, head, 413, f"body over {cap} bytes", scope)
             raise _Close
         try:
             event = conn.next_event()
@@ -309,11 +336,13 @@ class HttpServer:
                     conn.receive_data(bytes(await stream.receive_some(_RECV)))
                 elif isinstance(event, h11.Data):
                     size += len(event.data)
-                    if size > limits.max_body_bytes:
+                    if size > cap:
                         await self._send_error(stream, conn, head, 413,
-                                               f"body over {limits.max_body_bytes} bytes",
-                                               scope)
+                                               f"body over {cap} bytes", scope)
                         raise _Close
+                    if size > limits.large_body_bytes and not slot.held:
+                        await self._large_bodies.acquire_on_behalf_of(slot)
+                        slot.held = True
                     chunks.append(bytes(event.data))
                 else:
                     raise _Close  # ConnectionClosed mid-body: the client gave up

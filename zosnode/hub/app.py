@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable, Collection
 from typing import Any
 
+from zosnode.flist.blocks import MAX_BLOCK_SIZE
+from zosnode.flist.format import MAX_METADATA as MAX_FLIST_BYTES
 from zosnode.http.messages import Request, Response, text_response
 from zosnode.hub import keys
 from zosnode.hub.metrics import HubMetrics
@@ -20,6 +22,8 @@ from zosnode.hub.publish import Publisher, PublishRefused
 from zosnode.hub.registry import NodeRegistry
 from zosnode.hub.replay import ReplayCache
 from zosnode.hub.storage import Storage, StorageError
+from zosnode.trust.manifest import MAX_MANIFEST_BYTES
+from zosnode.trust.root import MAX_ROOT_BYTES
 from zosnode.wire import heartbeat
 from zosnode.wire.errors import WireRefused
 from zosnode.wire.publish_auth import MAX_SKEW_S, verify_request
@@ -27,6 +31,16 @@ from zosnode.wire.publish_auth import MAX_SKEW_S, verify_request
 IMMUTABLE_CACHE = "public, max-age=31536000, immutable"
 MUTABLE_CACHE = "no-cache"
 MAX_MISSING_QUERY = 10_000
+MISSING_QUERY_BYTES = MAX_MISSING_QUERY * 72 + 64
+# Per kind of published object: the format's own cap (blocks may carry the
+# encryption overhead on top of the 8 MiB block size).
+BODY_CAPS = {
+    "blocks": MAX_BLOCK_SIZE + 4096,
+    "flists": MAX_FLIST_BYTES,
+    "roots": MAX_ROOT_BYTES,
+    "channels": MAX_MANIFEST_BYTES,
+    "tags": 65,
+}
 
 
 def json_response(status: int, value: Any, *, route: str) -> Response:
@@ -53,6 +67,17 @@ class HubApp:
         self.registry = NodeRegistry()
         self.metrics = HubMetrics()
         self.open_connections: Callable[[], int] = lambda: 0
+
+    def body_limit(self, head: Request) -> int:
+        """The largest body each route takes, so no route buffers more than it needs."""
+        static = keys.parse_static(head.path)
+        if head.method == "PUT" and static is not None:
+            kind = static[0].split("/", 1)[0]
+            return BODY_CAPS.get(kind, 0)
+        if head.method == "POST":
+            return {"/api/v1/heartbeat": heartbeat.MAX_BYTES,
+                    "/api/v1/missing": MISSING_QUERY_BYTES}.get(head.path, 0)
+        return 0
 
     async def start(self) -> None:
         await self.publisher.load_roots()

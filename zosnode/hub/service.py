@@ -40,7 +40,8 @@ async def run_hub(
     await app.start()
     root = app.publisher.verifier.root.version if app.publisher.verifier else None
     listeners = await open_listeners(listen)
-    server = HttpServer(app.handle, limits, observe=app.observe, log=log)
+    server = HttpServer(app.handle, limits, observe=app.observe, log=log,
+                        body_limit=app.body_limit)
     app.open_connections = lambda: server.open_connections
     addresses = tuple(
         (str(sockname[0]), int(sockname[1]))
