@@ -194,3 +194,28 @@ def test_as_pid1_sigterm_is_an_orderly_poweroff() -> None:
     assert "SIGTERM: orderly poweroff" in out
     # reboot(POWER_OFF) from a namespace's init ends it with SIGINT.
     assert proc.returncode in (-signal.SIGINT, 128 + signal.SIGINT), (proc.returncode, out)
+
+
+def test_node_run_refuses_the_host_network_namespace() -> None:
+    """Outside PID 1 the agent would replace a workstation's firewall and routes."""
+    # The missing command line file is a second line of defence: were the guard to
+    # fail, the agent would stop on it before touching the network.
+    out = subprocess.run([sys.executable, "-m", "zosnode", "node", "run",
+                          "--cmdline-file", "/nonexistent/cmdline", "--exit-after-bringup"],
+                         env=ENV, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2
+    assert out.stderr.strip().endswith("(ip netns exec NAME zosnode node run ...)")
+    assert len(out.stderr.strip().splitlines()) == 1 and out.stdout == ""
+
+
+def test_node_run_missing_cmdline_file_is_a_user_error() -> None:
+    require_root()
+    from tests.lab.netns import netns, nsexec
+
+    with netns("zp") as ns:
+        out = subprocess.run(nsexec(ns, sys.executable, "-m", "zosnode", "node", "run",
+                                    "--cmdline-file", "/nonexistent/cmdline"),
+                             env=ENV, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2
+    assert out.stderr == ("zosnode: error: cannot read command line file "
+                          "/nonexistent/cmdline: No such file or directory\n")

@@ -80,9 +80,39 @@ def run(args: argparse.Namespace) -> int:
         pid1.fatal(exc, say, delay, args.debug)
 
 
+def _in_own_netns(run_netns: Path = Path("/run/netns")) -> bool:
+    """True only if we can show we are not in the host's network namespace.
+
+    Either our namespace is one `ip netns` created (a bind mount under
+    /run/netns), or PID 1's namespace is visible and differs from ours. When
+    neither can be shown, the answer is no: guessing wrong would replace a
+    workstation's firewall and routes.
+    """
+    try:
+        mine = os.stat("/proc/self/ns/net")
+    except OSError:
+        return False
+    try:
+        for entry in run_netns.iterdir():
+            st = os.stat(entry)
+            if (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino):
+                return True
+    except OSError:
+        pass
+    try:
+        init = os.stat("/proc/1/ns/net")
+    except OSError:
+        return False
+    return (init.st_dev, init.st_ino) != (mine.st_dev, mine.st_ino)
+
+
 def _run(args: argparse.Namespace, say: pid1.Say, is_init: bool) -> int:
     if is_init and args.exit_after_bringup:
         raise UserError("--exit-after-bringup makes no sense as PID 1")
+    if not is_init and not _in_own_netns():
+        # The agent replaces the firewall, addresses and routes of its namespace.
+        raise UserError("node run outside PID 1 must run in its own network namespace "
+                        "(ip netns exec NAME zosnode node run ...)")
     if is_init:
         pid1.mount_pseudo(Path("/"), say)
     parsed = cmdline.parse(_read_cmdline(args))

@@ -64,8 +64,12 @@ async def run_nic(nic: Nic, client: DhcpClient, links: Links, on_event: OnEvent,
         while True:
             deadline = min(client.deadline if client.deadline is not None else math.inf,
                            next_poll)
+            data = None
             with trio.move_on_at(deadline):
                 data = await sock.recv(MAX_DATAGRAM)
+            if data is not None:
+                # Acting happens outside the receive deadline: a slow handler (the
+                # hub probe) must not be cancelled by the next carrier poll.
                 await _act(nic, sock, client.receive(data, trio.current_time()), on_event)
                 continue
             now = trio.current_time()
