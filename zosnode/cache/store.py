@@ -51,6 +51,10 @@ class BlockCache:
         self._adopt_existing()
 
     @property
+    def max_bytes(self) -> int:
+        return self._lru.max_bytes
+
+    @property
     def used_bytes(self) -> int:
         return self._lru.used
 

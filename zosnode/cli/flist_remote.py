@@ -1,9 +1,264 @@
-"""Commands of `zosnode flist` (see flist_cmd)."""
+"""Commands of `zosnode flist` that fetch from hubs (see flist_cmd).
+
+    flist mount FLIST MOUNTPOINT --hub URL ... [--cache DIR]   (foreground)
+    flist extract FLIST DIR --hub URL ...                       (adds --hub to extract)
+    flist record-prefetch FLIST --hub URL -o OUT --run ARGV...  (boot-order hint)
+
+FLIST is an flist file or a 64-hex id fetched from the hubs and checked
+against that id. Without --cache, blocks are cached in RAM (a tmpfs
+directory shared by every mount on this machine).
+"""
 
 from __future__ import annotations
 
+import argparse
+import os
+import re
+import signal
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
+
+import trio
+
+from zosnode.cache.store import BlockCache
+from zosnode.cli.group import add_command
+from zosnode.errors import UserError, ZosError
+from zosnode.fetch.eager import extract_from_hubs
+from zosnode.fetch.fetcher import Fetcher
+from zosnode.flist.errors import FlistError
+from zosnode.flist.format import MAX_METADATA, decode, flist_id
+from zosnode.flist.store import write_atomic
+from zosnode.mount.service import mounted
+
+RAM_CACHE = Path("/dev/shm/zosnode-cache")
+_ID = re.compile(r"[0-9a-f]{64}")
+
+
+def _cache(args: argparse.Namespace) -> BlockCache:
+    size = args.cache_size * 1024 * 1024
+    if size <= 0:
+        raise UserError("--cache-size must be positive")
+    path = Path(args.cache) if args.cache else RAM_CACHE
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return BlockCache(path, size, durable=bool(args.cache))
+    except OSError as exc:
+        raise UserError(f"cache directory {path}: {exc.strerror}") from None
+
+
+def _fetcher(args: argparse.Namespace) -> Fetcher:
+    if not args.hub:
+        raise UserError("give at least one --hub URL")
+    for url in args.hub:
+        if not re.match(r"https?://[^/]+", url):
+            raise UserError(f"--hub {url!r} is not an http(s) URL")
+    if len(set(args.hub)) != len(args.hub):
+        raise UserError("the same --hub is given twice")
+    return Fetcher(args.hub, deadline_s=args.deadline)
+
+
+async def _flist_bytes(name: str, fetcher: Fetcher) -> bytes:
+    path = Path(name)
+    if path.is_file() or not _ID.fullmatch(name):
+        try:
+            with open(path, "rb") as f:
+                data = f.read(MAX_METADATA + 1)
+        except OSError as exc:
+            raise UserError(
+                f"{name}: {exc.strerror} (give an flist file or a 64-hex id)"
+            ) from None
+        if len(data) > MAX_METADATA:
+            raise UserError(f"{name}: larger than an flist may be")
+        return data
+    try:
+        return await fetcher.fetch_flist(name, max_size=MAX_METADATA)
+    except ZosError as exc:
+        raise UserError(f"flist {name}: {exc}") from None
+
+
+def _check(data: bytes, name: str) -> None:
+    try:
+        decode(data)
+    except FlistError as exc:
+        raise UserError(f"{name}: not a valid flist: {exc}") from None
+
+
+def _run(main: Callable[[], Awaitable[int]]) -> int:
+    async def guarded() -> int:
+        # SIGTERM is a stop like Ctrl-C: cancel, so the mount is taken down.
+        result = 130
+        async with trio.open_nursery() as nursery:
+            async def watch() -> None:
+                with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                    async for _ in signals:
+                        nursery.cancel_scope.cancel()
+                        return
+
+            async def body() -> None:
+                nonlocal result
+                result = await main()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(watch)
+            nursery.start_soon(body)
+        return result
+
+    try:
+        return trio.run(guarded)
+    except BaseExceptionGroup as group:
+        # Our nurseries wrap a user mistake in a group; show it as one.
+        mistakes = group.subgroup(lambda e: isinstance(e, UserError))
+        while mistakes is not None and isinstance(mistakes, BaseExceptionGroup):
+            first = mistakes.exceptions[0]
+            if not isinstance(first, BaseExceptionGroup):
+                raise first from None
+            mistakes = first
+        raise
+
+
+def _mount(args: argparse.Namespace) -> int:
+    mountpoint = Path(args.mountpoint)
+    cache = _cache(args)
+
+    async def main() -> int:
+        fetcher = _fetcher(args)
+        data = await _flist_bytes(args.flist, fetcher)
+        _check(data, args.flist)
+        try:
+            async with mounted(data, mountpoint, fetcher, cache,
+                               prefetch=not args.no_prefetch) as m:
+                print(f"mounted {flist_id(data)} at {mountpoint} (Ctrl-C unmounts)",
+                      file=sys.stderr, flush=True)
+                await m.prefetch_done.wait()
+                if m.prefetch.wanted:
+                    print(f"prefetched {m.prefetch.fetched} of {m.prefetch.wanted} hinted"
+                          " blocks", file=sys.stderr, flush=True)
+                await trio.sleep_forever()
+        except ZosError as exc:
+            raise UserError(str(exc)) from None
+        return 0
+
+    return _run(main)
+
+
+def _extract_remote(args: argparse.Namespace) -> int:
+    scratch: tempfile.TemporaryDirectory[str] | None = None
+    if args.cache is None:
+        # A private RAM cache, gone afterwards; bounded, so a big image streams.
+        scratch = tempfile.TemporaryDirectory(prefix="zosnode-extract-", dir="/dev/shm"
+                                              if os.path.isdir("/dev/shm") else None)
+        args.cache = scratch.name
+    try:
+        cache = _cache(args)
+        skipped: list[str] = []
+
+        async def main() -> int:
+            fetcher = _fetcher(args)
+            data = await _flist_bytes(args.flist, fetcher)
+            _check(data, args.flist)
+            try:
+                written = await extract_from_hubs(
+                    data, args.target, fetcher, cache, parallel=args.parallel,
+                    ahead_bytes=min(128 << 20, cache.max_bytes // 2), skipped=skipped,
+                )
+            except ZosError as exc:
+                raise UserError(str(exc)) from None
+            for what in skipped:
+                print(f"skipped (needs root): {what}", file=sys.stderr)
+            print(f"extracted {written} bytes of files into {args.target}", file=sys.stderr)
+            return 0
+
+        return _run(main)
+    finally:
+        if scratch is not None:
+            scratch.cleanup()
+
+
+def _record(args: argparse.Namespace) -> int:
+    argv = list(args.argv or [])
+    if not argv:
+        raise UserError("give the command to run inside the image: --run COMMAND [ARG...]")
+    cache = _cache(args)
+
+    async def main() -> int:
+        fetcher = _fetcher(args)
+        data = await _flist_bytes(args.flist, fetcher)
+        _check(data, args.flist)
+        with tempfile.TemporaryDirectory(prefix="zosnode-record-") as mnt:
+            async with mounted(data, mnt, fetcher, cache, prefetch=False) as m:
+                proc = await trio.run_process(["chroot", mnt, *argv], check=False)
+                order = list(m.source.first_use)
+        from zosnode.mount.prefetch import with_hint
+
+        hinted = with_hint(decode(data), order)
+        out = Path(args.output)
+        try:
+            write_atomic(out, hinted)
+        except OSError as exc:
+            raise UserError(f"{out}: {exc.strerror}") from None
+        print(f"{flist_id(hinted)}  ({len(order)} blocks hinted; command exited"
+              f" {proc.returncode})")
+        return 0
+
+    return _run(main)
+
+
+def _remote_options(p: argparse.ArgumentParser, *, hub_required: bool) -> None:
+    p.add_argument("--hub", action="append", default=[], metavar="URL",
+                   required=hub_required, help="a hub or mirror base URL (repeatable)")
+    p.add_argument("--cache", metavar="DIR",
+                   help=f"disk block cache (default: RAM, {RAM_CACHE})")
+    p.add_argument("--cache-size", type=int, default=1024, metavar="MIB",
+                   help="cache bound in MiB (default 1024)")
+    p.add_argument("--deadline", type=float, default=30.0, metavar="S",
+                   help="seconds to get one block before giving up (default 30)")
 
 
 def register(commands: Any) -> None:
-    pass
+    p = add_command(commands, "mount", "mount an flist from hubs (foreground; Ctrl-C unmounts)",
+                    _mount)
+    p.add_argument("flist", help="an flist file, or its id to fetch from the hubs")
+    p.add_argument("mountpoint")
+    p.add_argument("--no-prefetch", action="store_true", help="ignore the boot-order hint")
+    _remote_options(p, hub_required=True)
+
+    p = add_command(commands, "record-prefetch",
+                    "run a command in the mounted image and record its block order as a hint",
+                    _record)
+    p.add_argument("flist", help="an flist file, or its id to fetch from the hubs")
+    p.add_argument("-o", "--output", required=True, help="write the hinted flist here")
+    p.add_argument("--run", dest="argv", nargs=argparse.REMAINDER, metavar="COMMAND",
+                   help="the command and its arguments, run by chroot in the image (last)")
+    _remote_options(p, hub_required=True)
+
+    # `flist extract` belongs to flist_local (--store); add --hub to it.
+    extract = commands.choices.get("extract")
+    if extract is None:
+        p = add_command(commands, "extract", "materialise an flist into an empty directory",
+                        _extract_remote)
+        p.add_argument("flist")
+        p.add_argument("target")
+        local: Callable[[argparse.Namespace], int] | None = None
+    else:
+        p = extract
+        local = p.get_default("handler")
+    _remote_options(p, hub_required=False)
+    p.add_argument("--parallel", type=int, default=8, help="blocks fetched at once (--hub)")
+
+    def dispatch(args: argparse.Namespace) -> int:
+        if args.hub:
+            if getattr(args, "store", None):
+                raise UserError("give --store or --hub, not both")
+            if args.parallel < 1:
+                raise UserError("--parallel must be at least 1")
+            return _extract_remote(args)
+        if local is None:
+            raise UserError("give --hub URL (or --store DIR) to read blocks from")
+        if not getattr(args, "store", None):
+            raise UserError("give --store DIR or --hub URL to read blocks from")
+        return local(args)
+
+    p.set_defaults(handler=dispatch)

@@ -49,8 +49,10 @@ class MountedFlist:
 
 
 def is_stale(mountpoint: Path) -> bool:
+    # statfs always reaches the FUSE server; stat may be answered from the
+    # kernel's attribute cache long after the server died.
     try:
-        os.stat(mountpoint)
+        os.statvfs(mountpoint)
     except OSError as exc:
         return exc.errno == errno.ENOTCONN
     return False
@@ -111,11 +113,11 @@ async def serve_flist(
     if _live:
         raise MountUsageError("this process already serves a FUSE mount (pyfuse3 allows one)")
     source = BlockSource(fetcher, cache, hot_bytes=hot_bytes)
-    async with trio.open_nursery() as nursery:
-        background = trio.CapacityLimiter(4)
+    async with trio.open_nursery() as background:
+        limit = trio.CapacityLimiter(4)
 
         def spawn(fn: Callable[[], Any]) -> None:
-            nursery.start_soon(_limited, background, fn)
+            background.start_soon(_limited, limit, fn)
 
         fs = FlistFS(view, source, spawn=spawn)
         try:
@@ -125,22 +127,25 @@ async def serve_flist(
         _live = True
         try:
             handle = MountedFlist(mp, view, source, fs)
+            # pyfuse3.main and its workers must be gone before close() frees
+            # the session, so they live in a nursery that ends first.
+            async with trio.open_nursery() as session:
 
-            async def run_main() -> None:
-                await pyfuse3.main()
-                # Unmounted from outside: the service is over.
-                nursery.cancel_scope.cancel()
+                async def run_main() -> None:
+                    await pyfuse3.main()
+                    # Unmounted from outside: the service is over.
+                    session.cancel_scope.cancel()
 
-            nursery.start_soon(run_main)
-            if prefetch and view.flist.prefetch:
-                nursery.start_soon(_prefetch, source, handle)
-            else:
-                handle.prefetch_done.set()
-            task_status.started(handle)
-            await trio.sleep_forever()
+                session.start_soon(run_main)
+                if prefetch and view.flist.prefetch:
+                    session.start_soon(_prefetch, source, handle)
+                else:
+                    handle.prefetch_done.set()
+                task_status.started(handle)
         finally:
             _live = False
             pyfuse3.close(unmount=True)
+            background.cancel_scope.cancel()
 
 
 async def _prefetch(source: BlockSource, handle: MountedFlist) -> None:
