@@ -37,8 +37,10 @@ test: $(STAMP) zipapp lint
 unit: $(STAMP)
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/pytest -q -m "not slow" $(PYTEST_ARGS)
 
+# A hub and a node booting from it in network namespaces (needs root).
 demo: $(STAMP) zipapp
-	$(VPY) -m zosnode audit $(PYZ)
+	$(VPY) -m zosnode audit $(PYZ) | head -4
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VPY) examples/demo.py
 
 bench: $(STAMP) zipapp
 	$(VPY) bench/run_all.py
