@@ -80,3 +80,15 @@ def test_boot_files_may_live_apart_from_the_hubs() -> None:
     script = render_ipxe(cfg)
     assert "http://cdn/a/boot/c/vmlinuz" in script and "http://cdn2/boot/c/initramfs.img" in script
     assert "http://hub:8080/boot" not in script and "zos.hub=http://hub:8080 " in script
+
+
+def test_grub_config_tries_plain_http_hubs_in_order() -> None:
+    from zosnode.bootmedia.grub import render_grub
+
+    cfg = BootConfig("f", "c", ("https://secure.example", "http://10.0.0.1:8080/zos"))
+    text = render_grub(cfg)
+    assert "(http,10.0.0.1:8080)/zos/boot/c/vmlinuz" in text
+    assert "secure.example" not in text.split("zos.hub=")[0]  # no TLS in GRUB: skipped
+    assert text.rstrip().endswith("done") and "sleep 5" in text
+    with pytest.raises(BuildInputError, match="plain http"):
+        render_grub(BootConfig("f", "c", ("https://only.example",)))

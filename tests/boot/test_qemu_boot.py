@@ -93,9 +93,17 @@ def test_ipxe_netboot_with_hub_fallback(boot_files: BootFiles, tmp_path: Path) -
     assert "boot.ipxe" in dns_log and "DHCPACK" in dns_log
 
 
+OVMF = Path("/usr/share/ovmf/OVMF.fd")
+
+
 @pytest.mark.usefixtures("root_lab")
-def test_iso_boots_as_cdrom(boot_files: BootFiles, tmp_path: Path) -> None:
-    """SeaBIOS -> El Torito -> isolinux -> iPXE with the farm's script -> /init."""
+@pytest.mark.parametrize("firmware", ["bios", "uefi"])
+def test_iso_boots_as_cdrom(boot_files: BootFiles, tmp_path: Path, firmware: str) -> None:
+    """BIOS: SeaBIOS -> El Torito -> isolinux -> iPXE with the farm's script -> /init.
+    UEFI: OVMF -> El Torito EFI image -> GRUB -> DHCP and HTTP -> EFI stub -> /init."""
+    uefi = firmware == "uefi"
+    if uefi and not OVMF.exists():
+        pytest.skip(f"needs {OVMF} (Debian package ovmf) for the UEFI boot")
     iso = tmp_path / "boot.iso"
     with netns("zi") as ns:
         bridge_with_tap(ns, "zb0", "zt0", "10.99.0.1/24", "fd99::1/64")
@@ -108,7 +116,8 @@ def test_iso_boots_as_cdrom(boot_files: BootFiles, tmp_path: Path) -> None:
                 http_server(ns, "10.99.0.1", 8000, tmp_path / "www", tmp_path / "http.log"):
             console = tmp_path / "console.log"
             argv = (qemu.base_argv(console) + qemu.tap_nic_argv("zt0")
-                    + ["-cdrom", str(iso), "-boot", "d"])
+                    + ["-cdrom", str(iso), "-boot", "d"]
+                    + (["-bios", str(OVMF)] if uefi else []))
             with qemu.vm(qemu.nsexec_argv(ns, argv), console) as vm:
                 vm.wait_for(r"zosnode: farm lab channel test", BOOT_S)
                 vm.wait_for(VERSION_LINE, BOOT_S)

@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 from zosnode.bootmedia.errors import BuildInputError
 from zosnode.bootmedia.ipxe import BootConfig, kernel_cmdline
 
-MODULES = ("normal", "configfile", "echo", "sleep", "test", "net", "efinet", "http", "linux",
-           "part_gpt", "fat", "iso9660", "all_video")
+MODULES = ("normal", "configfile", "echo", "sleep", "test", "true", "net", "efinet", "http",
+           "linux", "part_gpt", "fat", "iso9660", "all_video")
 
 
 def render_grub(cfg: BootConfig) -> str:
@@ -27,6 +27,7 @@ def render_grub(cfg: BootConfig) -> str:
         "set timeout=0",
         "insmod efinet",
         "insmod http",
+        f"echo 'zosnode: farm {cfg.farm} channel {cfg.channel}'",
         "while true; do",
         "  net_bootp",
     ]

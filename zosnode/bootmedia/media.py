@@ -107,6 +107,8 @@ def build_iso(cfg: BootConfig, out: Path, tools: Tools = Tools(), efi: bool = Tr
         argv = ["xorriso", "-as", "mkisofs", "-quiet", "-o", str(Path(tmp) / "out.iso"),
                 "-V", "ZOSNODE", "-J", "-R",
                 "-isohybrid-mbr", str(tools.isohybrid_mbr),
+                # No 1 MiB cylinder rounding: keeps the BIOS medium under 1 MB.
+                "-partition_cyl_align", "off",
                 "-c", "isolinux/boot.cat", "-b", "isolinux/isolinux.bin",
                 "-no-emul-boot", "-boot-load-size", "4", "-boot-info-table"]
         if efi:
