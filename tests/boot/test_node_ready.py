@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -78,6 +79,21 @@ def test_vm_netboots_to_ready_refuses_a_stranger_and_upgrades(tmp_path: Path) ->
             lab.push(kit.publisher_key, kit.store, kit.manifest(2))
             vm.wait_for(r"zosnode: ready 2 " + node_id, POLL_S, start=ready.end())
             _wait_listed(lab, node_id, 2)
+
+        # The same VM (same NIC, so the same node id) from the generated ISO.
+        iso = tmp_path / "boot.iso"
+        proc = subprocess.run(
+            [sys.executable, "-m", "zosnode", "bootstrap", "iso", "--no-efi", "--farm", "lab",
+             "--channel", demo_os.CHANNEL, "--hub", HUB, "--boot-url", BOOT,
+             "--kernel-arg", "quiet", "-o", str(iso)],
+            capture_output=True, text=True, cwd=TOP, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        console = tmp_path / "console-iso.log"
+        argv = (qemu.base_argv(console, memory_mb=1024) + qemu.tap_nic_argv(TAP)
+                + ["-cdrom", str(iso), "-boot", "d"])
+        with qemu.vm(qemu.nsexec_argv(lab.ns, argv), console, deadline_s=300) as vm:
+            vm.wait_for(r"zosnode: farm lab channel", BOOT_S)
+            vm.wait_for(r"zosnode: ready 2 [0-9a-f]{64}", BOOT_S)
     print(f"QEMU start to ready: {seconds:.1f} s")
 
 
