@@ -85,9 +85,11 @@ REAPER_SCRIPT = textwrap.dedent("""
     deadline = time.monotonic() + 10
     while len(zombies()) < 11 and time.monotonic() < deadline:  # 5 children, 5 orphans, 1
         time.sleep(0.02)
-    r = Reaper()
+    r = Reaper(grace=2.0)
     r.spare.add(spared)
-    reaped = r.reap_once()
+    assert r.reap_once(100.0) == []           # first seen: an owner may still reap them
+    assert r.reap_once(101.0) == []
+    reaped = r.reap_once(102.0)
     codes = sorted(set(os.WEXITSTATUS(s) for _, s in reaped))
     print(len(reaped), codes, zombies() == [str(spared)],
           os.waitpid(spared, 0)[1] >> 8)
@@ -219,3 +221,30 @@ def test_node_run_missing_cmdline_file_is_a_user_error() -> None:
     assert out.returncode == 2
     assert out.stderr == ("zosnode: error: cannot read command line file "
                           "/nonexistent/cmdline: No such file or directory\n")
+
+
+OWNER_SCRIPT = textwrap.dedent("""
+    import os, subprocess, sys, trio
+    from zosnode.agent.pid1 import Reaper, become_subreaper
+    become_subreaper()
+    async def main():
+        r = Reaper(grace=0.2)
+        async with trio.open_nursery() as n:
+            await n.start(r.run)
+            codes = [(await trio.run_process([sys.executable, "-c", "import sys; sys.exit(7)"],
+                                             check=False)).returncode for _ in range(10)]
+            # An orphan: its parent exits at once; the reaper must collect it.
+            subprocess.run([sys.executable, "-c", "import os\\nif os.fork() == 0: os._exit(5)"])
+            with trio.move_on_after(10):
+                while r.reaped < 1:
+                    await trio.sleep(0.05)
+            print(codes == [7] * 10, r.reaped)
+            n.cancel_scope.cancel()
+    trio.run(main)
+""")
+
+
+def test_reaper_running_beside_trio_processes_keeps_their_exit_status() -> None:
+    out = subprocess.run([sys.executable, "-c", OWNER_SCRIPT], env=ENV, capture_output=True,
+                         text=True, timeout=60)
+    assert out.stdout.split() == ["True", "1"], out.stderr

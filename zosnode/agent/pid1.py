@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import math
 import os
 import signal
 import socket
@@ -196,23 +197,25 @@ def set_hostname(node_id: str, say: Say) -> None:
 class Reaper:
     """Reaps zombies left to us (orphans re-parented to PID 1 or a subreaper).
 
-    Children that their owner waits for itself (trio.Process) are `spare`d by
-    pid: reaping them here would steal their exit status.
+    Children the agent spawned itself (trio.Process) are reaped by their
+    owner, who needs the exit status; reaping them here would turn every
+    status into 0. So a zombie is reaped only after it has stayed a zombie
+    for `grace` seconds (an owner waiting on a pidfd reaps at once), and never
+    if its pid is in `spare`.
     """
 
-    def __init__(self, proc: Path = Path("/proc")) -> None:
+    def __init__(self, grace: float = 2.0, proc: Path = Path("/proc")) -> None:
+        self.grace = grace
         self.proc = proc
         self.spare: set[int] = set()
         self.reaped = 0
+        self._first_seen: dict[int, float] = {}
 
-    def reap_once(self) -> list[tuple[int, int]]:
+    def _zombies(self) -> list[int]:
         me = os.getpid()
         out = []
         for entry in self.proc.iterdir():
             if not entry.name.isdigit():
-                continue
-            pid = int(entry.name)
-            if pid in self.spare:
                 continue
             try:
                 stat = (entry / "stat").read_text()
@@ -220,12 +223,23 @@ class Reaper:
                 continue
             # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
             fields = stat[stat.rfind(")") + 2:].split()
-            if len(fields) < 2 or fields[0] != "Z" or int(fields[1]) != me:
+            if len(fields) >= 2 and fields[0] == "Z" and int(fields[1]) == me:
+                out.append(int(entry.name))
+        return out
+
+    def reap_once(self, now: float) -> list[tuple[int, int]]:
+        """Reap zombies first seen at least `grace` ago; returns (pid, status) pairs."""
+        zombies = [z for z in self._zombies() if z not in self.spare]
+        self._first_seen = {z: self._first_seen.get(z, now) for z in zombies}
+        out = []
+        for pid in zombies:
+            if now - self._first_seen[pid] < self.grace:
                 continue
             try:
                 got, status = os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:
-                continue
+                got, status = 0, 0  # its owner got there first
+            self._first_seen.pop(pid, None)
             if got:
                 self.reaped += 1
                 out.append((got, status))
@@ -235,9 +249,12 @@ class Reaper:
                   ) -> None:
         with trio.open_signal_receiver(signal.SIGCHLD) as signals:
             task_status.started()
-            self.reap_once()
-            async for _ in signals:
-                self.reap_once()
+            while True:
+                self.reap_once(trio.current_time())
+                # Wake on SIGCHLD, and again after the grace period for zombies
+                # seen but not yet old enough.
+                with trio.move_on_after(self.grace if self._first_seen else math.inf):
+                    await signals.__anext__()
 
 
 def become_subreaper() -> None:
