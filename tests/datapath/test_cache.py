@@ -119,6 +119,18 @@ def test_block_bigger_than_cache_is_not_kept(tmp_path: Path) -> None:
     assert cache.get(bid) is None and cache.used_bytes == 0
 
 
+def test_damaged_sum_over_good_block_is_rewritten(tmp_path: Path) -> None:
+    cache = BlockCache(tmp_path / "c", 1 << 20)
+    bid, data = _block(3000)
+    cache.put(bid, data)
+    f = tmp_path / "c" / bid[:2] / bid
+    raw = bytearray(f.read_bytes())
+    raw[len(entry.MAGIC)] ^= 0xFF
+    f.write_bytes(bytes(raw))
+    assert cache.get(bid) == data
+    assert f.read_bytes() == entry.encode(cache._seed, data)
+
+
 def test_restart_adopts_entries_and_checks_them_fully(tmp_path: Path) -> None:
     bid, data = _block(3000)
     first = BlockCache(tmp_path / "c", 1 << 20)
@@ -127,7 +139,7 @@ def test_restart_adopts_entries_and_checks_them_fully(tmp_path: Path) -> None:
     second = BlockCache(tmp_path / "c", 1 << 20)
     assert second.used_bytes == first.used_bytes
     assert not (tmp_path / "c" / bid[:2] / ".tmp-leftover").exists()
-    assert second.get(bid) == data  # BLAKE2b check, then rewritten under the new seed
+    assert second.get(bid) == data
     assert second.get(bid) == data
 
 

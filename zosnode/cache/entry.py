@@ -2,10 +2,12 @@
 
     magic "ZC1\\n" | xxh3-64(seed, block) as 8 big-endian bytes | block
 
-The seed is drawn per cache instance and kept only in memory, so an entry
-written by this run is checked by a fast keyed sum that a medium cannot
-recompute. An entry from an earlier run (unknown seed) is accepted only after
-its BLAKE2b-256 matches the block id, then rewritten under the current seed.
+The xxh3 sum catches accidental corruption (a flipped bit, a torn write) on
+every read at memory speed. It is no defence against someone who rewrites the
+medium on purpose: that is caught by BLAKE2b-256, which the flist layer's
+`decode_block` checks before a byte of a block is used. An entry whose sum
+is damaged but whose block still hashes to its id is accepted (FULL) and
+rewritten by the cache.
 """
 
 from __future__ import annotations

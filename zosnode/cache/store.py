@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from zosnode.cache.errors import CacheUsageError, CorruptEntry
 from zosnode.cache.lru import LruIndex
 
 _ID = re.compile(r"[0-9a-f]{64}")
+SEED = 0x7A6F736E6F6465
 
 
 @dataclass
@@ -45,7 +45,8 @@ class BlockCache:
         self.durable = durable
         self.stats = CacheStats()
         self._lru = LruIndex(max_bytes)
-        self._seed = secrets.randbits(64)
+        # Fixed, so every process sharing the directory reads the same sums.
+        self._seed = SEED
         self._inflight: dict[str, _Flight] = {}
         self.path.mkdir(parents=True, exist_ok=True)
         self._adopt_existing()
@@ -80,24 +81,45 @@ class BlockCache:
             for old in self._lru.add(name, size):
                 self._unlink(old)
 
+    def __contains__(self, block_id: str) -> bool:
+        """Whether this process holds the block (no read, no check)."""
+        return block_id in self._lru
+
     def get(self, block_id: str) -> bytes | None:
         """The cached block, checked; None if absent or found corrupt (then dropped)."""
-        path = self._file(block_id)
+        return self._account_read(block_id, self._read(block_id))
+
+    async def get_async(self, block_id: str) -> bytes | None:
+        """`get`, with the file read and checksum in a worker thread."""
+        found = await trio.to_thread.run_sync(self._read, block_id)
+        return self._account_read(block_id, found)
+
+    def _read(self, block_id: str) -> tuple[bytes, entry.Check] | CorruptEntry | None:
+        # Thread-safe: touches only the file, never the index or the stats.
         try:
-            with open(path, "rb") as f:
+            with open(self._file(block_id), "rb") as f:
                 data = f.read()
         except FileNotFoundError:
+            return None
+        try:
+            return entry.decode(self._seed, block_id, data)
+        except CorruptEntry as exc:
+            return exc
+
+    def _account_read(
+        self, block_id: str, found: tuple[bytes, entry.Check] | CorruptEntry | None
+    ) -> bytes | None:
+        if found is None:
             self._lru.remove(block_id)
             self.stats.misses += 1
             return None
-        try:
-            block, check = entry.decode(self._seed, block_id, data)
-        except CorruptEntry:
+        if isinstance(found, CorruptEntry):
             self.stats.corrupt += 1
             self.stats.misses += 1
             self._lru.remove(block_id)
             self._unlink(block_id)
             return None
+        block, check = found
         self.stats.hits += 1
         if check is entry.Check.FULL:
             self.put(block_id, block)
@@ -107,15 +129,24 @@ class BlockCache:
 
     def put(self, block_id: str, block: bytes) -> None:
         """Store a block the caller has verified against its id."""
+        self._account_write(block_id, self._write(block_id, block))
+
+    async def put_async(self, block_id: str, block: bytes) -> None:
+        """`put`, with the file write in a worker thread."""
+        size = await trio.to_thread.run_sync(self._write, block_id, block)
+        self._account_write(block_id, size)
+
+    def _write(self, block_id: str, block: bytes) -> int | None:
+        # Thread-safe: touches only files, never the index or the stats.
         path = self._file(block_id)
-        data = entry.encode(self._seed, block)
-        if len(data) > self._lru.max_bytes:
-            return
+        if len(block) + entry.HEADER > self._lru.max_bytes:
+            return None
         path.parent.mkdir(exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as f:
-                f.write(data)
+                f.write(entry.MAGIC + entry.checksum(self._seed, block))
+                f.write(block)
                 if self.durable:
                     f.flush()
                     os.fsync(f.fileno())
@@ -123,7 +154,12 @@ class BlockCache:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        for old in self._lru.add(block_id, len(data)):
+        return len(block) + entry.HEADER
+
+    def _account_write(self, block_id: str, size: int | None) -> None:
+        if size is None:
+            return
+        for old in self._lru.add(block_id, size):
             self._unlink(old)
             self.stats.evictions += 1
 
@@ -144,7 +180,7 @@ class BlockCache:
         its result; if it failed, the next of them fetches again.
         """
         while True:
-            block = self.get(block_id)
+            block = await self.get_async(block_id)
             if block is not None:
                 return block
             flight = self._inflight.get(block_id)
@@ -157,7 +193,7 @@ class BlockCache:
         try:
             self.stats.fetches += 1
             block = await fetch()
-            self.put(block_id, block)
+            await self.put_async(block_id, block)
             flight.result = block
             return block
         finally:

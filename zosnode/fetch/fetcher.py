@@ -32,6 +32,7 @@ from zosnode.http.client import (
 MAX_BLOCK_BYTES = 8 * 1024 * 1024 + 4096
 
 _ID = re.compile(r"[0-9a-f]{64}")
+_THREAD_OVER = 256 * 1024
 
 
 def object_id(data: bytes) -> str:
@@ -121,8 +122,13 @@ class Fetcher:
                         continue
                     sources = partial_from | {mirror}
                     partial, partial_from = b"", set()
+                    # hashlib lets go of the GIL: big bodies hash beside the loop.
+                    if len(data) > _THREAD_OVER:
+                        got = await trio.to_thread.run_sync(object_id, data)
+                    else:
+                        got = object_id(data)
                     now = trio.current_time()
-                    if object_id(data) == oid:
+                    if got == oid:
                         self.health.succeeded(mirror, now)
                         return data
                     last = IntegrityError(f"{mirror}/{path}: bytes do not match the id")

@@ -42,9 +42,13 @@ class BlockSource:
 
         return await self.cache.get_or_fetch(ref.id, fetch)
 
-    async def decoded(self, ref: BlockRef) -> bytes:
-        """The whole decoded block `ref` names."""
-        self.first_use.setdefault(ref.id, None)
+    def is_hot(self, block_id: str) -> bool:
+        return block_id in self._hot
+
+    async def decoded(self, ref: BlockRef, *, record: bool = True) -> bytes:
+        """The whole decoded block `ref` names (`record`: a real read, not readahead)."""
+        if record:
+            self.first_use.setdefault(ref.id, None)
         hot = self._hot.get(ref.id)
         if hot is not None:
             self._hot.move_to_end(ref.id)

@@ -58,6 +58,7 @@ class FlistFS(pyfuse3.Operations):
         self._spawn = spawn
         self._handles: dict[int, _Open] = {}
         self._fh = itertools.count(1)
+        self._warming: set[str] = set()
         self.read_errors = 0
 
     # --- lookups and attributes ------------------------------------------
@@ -182,7 +183,9 @@ class FlistFS(pyfuse3.Operations):
                 if p.ref is not None
             }
             for ref in refs.values():
-                self._spawn(_warm(self.source, ref))
+                if ref.id not in self._warming and not self.source.is_hot(ref.id):
+                    self._warming.add(ref.id)
+                    self._spawn(_warm(self.source, ref, self._warming))
         return data
 
     async def release(self, fh: int) -> None:
@@ -227,14 +230,16 @@ class FlistFS(pyfuse3.Operations):
         raise pyfuse3.FUSEError(errno.EROFS)
 
 
-def _warm(source: BlockSource, ref: BlockRef) -> Callable[[], Any]:
+def _warm(source: BlockSource, ref: BlockRef, warming: set[str]) -> Callable[[], Any]:
     async def run() -> None:
         # Readahead is a hint: a failure here shows up, if at all, when the
-        # block is really read.
-        with trio.move_on_after(source.fetcher.deadline_s):
-            try:
-                await source.stored(ref)
-            except (FetchError, FlistError):
-                pass
+        # block is really read. Decoded, so the read finds it in RAM.
+        try:
+            with trio.move_on_after(source.fetcher.deadline_s):
+                await source.decoded(ref, record=False)
+        except (FetchError, FlistError):
+            pass
+        finally:
+            warming.discard(ref.id)
 
     return run
