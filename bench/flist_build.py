@@ -264,7 +264,8 @@ def main() -> int:
     header = [
         "# flist benchmarks",
         "",
-        "Command: `python3 bench/flist_build.py` (as root; the rootfs comes from",
+        "Command: `python3 bench/flist_build.py" + (" --lzma" if args.lzma else "")
+        + "` (as root; `--lzma` adds the slow lzma rows; the rootfs comes from",
         "debootstrap, cached under work/cache/). Machine: "
         f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Other jobs may share the",
