@@ -240,3 +240,40 @@ async def test_cancellation_unmounts(
             assert await trio.to_thread.run_sync(os.path.ismount, tmp_path / "mnt")
             await trio.sleep_forever()
     assert str(tmp_path / "mnt") not in Path("/proc/mounts").read_text()
+
+
+async def test_flipped_bit_in_disk_cache_is_caught_and_fetched_again(
+    tmp_path: Path, tree: tuple[Path, bytes], mirror: FaultyMirror
+) -> None:
+    src, data = tree
+    (tmp_path / "mnt").mkdir()
+    cache_dir = tmp_path / "disk-cache"
+    async with mounted(data, tmp_path / "mnt", _fetcher(mirror.url),
+                       BlockCache(cache_dir, 1 << 30, durable=True)):
+        await trio.to_thread.run_sync((tmp_path / "mnt" / "bin" / "f7").read_bytes)
+    f7 = FlistView.from_bytes(data).lookup("bin/f7")
+    victim = f7.extents[2].id  # type: ignore[union-attr]
+    path = cache_dir / victim[:2] / victim
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0x10
+    path.write_bytes(bytes(raw))
+    before = mirror.requests[block_path(victim)]
+    async with mounted(data, tmp_path / "mnt", _fetcher(mirror.url),
+                       BlockCache(cache_dir, 1 << 30, durable=True)) as m:
+        got = await trio.to_thread.run_sync((tmp_path / "mnt" / "bin" / "f7").read_bytes)
+        assert got == (src / "bin" / "f7").read_bytes()
+        assert m.source.cache.stats.corrupt == 1
+    assert mirror.requests[block_path(victim)] == before + 1
+
+
+async def test_full_cache_evicts_and_reads_go_on(
+    tmp_path: Path, tree: tuple[Path, bytes], mirror: FaultyMirror
+) -> None:
+    src, data = tree
+    (tmp_path / "mnt").mkdir()
+    cache = BlockCache(tmp_path / "small", 2 << 20)  # smaller than the image
+    async with mounted(data, tmp_path / "mnt", _fetcher(mirror.url), cache, hot_bytes=1 << 20):
+        await _diff(src, tmp_path / "mnt")
+    assert cache.stats.evictions > 0 and cache.used_bytes <= 2 << 20
+    on_disk = sum(p.stat().st_size for p in (tmp_path / "small").rglob("*") if p.is_file())
+    assert on_disk <= 2 << 20
