@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.flist.trees import assert_same_tree
+from tests.lab.rootfs import rootfs_tarball
 from zosnode.flist.builder import build_from
 from zosnode.flist.extract import extract
 from zosnode.flist.format import decode, encode
@@ -47,3 +48,6 @@ def test_debian_minbase_round_trip(debian_rootfs: Path, tmp_path: Path) -> None:
     again, again_stats = build_from(str(out), store)
     assert encode(again) == data
     assert again_stats.new_blocks == 0
+    # The tarball the tree came from gives the very same flist too.
+    from_tar, _ = build_from(str(rootfs_tarball()), store)
+    assert encode(from_tar) == data
