@@ -80,6 +80,8 @@ def test_create_inspect_ls_cat_verify_extract(tmp_path: Path, capsys: pytest.Cap
         (["flist", "inspect", "nope"], "give --store"),
         (["flist", "cat", "{tmp}/garbage", "/x"], "--store"),
         (["flist", "create", "{tmp}/garbage", "--store", "{tmp}/s"], "neither a directory"),
+        (["flist", "create", "{tmp}", "--store", "{tmp}/garbage"], "garbage"),
+        (["flist", "extract", "{tmp}/garbage", "{tmp}/x", "--store", "{tmp}"], "canonical"),
     ],
 )
 def test_user_mistakes_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],

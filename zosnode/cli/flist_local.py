@@ -39,6 +39,11 @@ def _user_errors(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.
             return fn(args)
         except FlistError as exc:
             raise UserError(str(exc)) from exc
+        except OSError as exc:
+            # Every path these commands touch is one the user named (a store,
+            # a source, a target), so the OS's complaint is about their input.
+            where = exc.filename if exc.filename is not None else "a file"
+            raise UserError(f"{where}: {exc.strerror or exc}") from exc
 
     return wrapper
 
