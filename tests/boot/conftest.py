@@ -7,6 +7,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,8 +55,16 @@ def require_debian_tools() -> None:
 
 
 @pytest.fixture(scope="session")
-def node_zipapp(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_zipapp(tmp_path_factory.mktemp("zipapp"))
+def demo_kit(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The demo OS (keys, anchor, flists, releases): its anchor goes into the artifact."""
+    from examples import demo_os
+
+    return demo_os.build(tmp_path_factory.mktemp("kit"))
+
+
+@pytest.fixture(scope="session")
+def node_zipapp(tmp_path_factory: pytest.TempPathFactory, demo_kit: Any) -> Path:
+    return build_zipapp(tmp_path_factory.mktemp("zipapp"), anchor=demo_kit.anchor)
 
 
 @pytest.fixture(scope="session")

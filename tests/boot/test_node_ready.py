@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from examples import demo_os
-from tests.boot.conftest import TOP, build_initramfs, build_zipapp, require_debian_tools
+from tests.boot.conftest import TOP, BootFiles
 from tests.lab import qemu
 from tests.lab.bootlab import BOOT, HUB, TAP, BootLab, boot_lab
 from tests.lab.netns import nsexec, run
@@ -43,13 +43,13 @@ def _wait_listed(lab: BootLab, node_id: str, release: int) -> dict[str, object]:
         time.sleep(0.5)
 
 
-def test_vm_netboots_to_ready_refuses_a_stranger_and_upgrades(tmp_path: Path) -> None:
-    require_debian_tools()
-    kit = demo_os.build(tmp_path / "kit")
-    (tmp_path / "app").mkdir()
-    zipapp = build_zipapp(tmp_path / "app", anchor=kit.anchor)
-    proc = build_initramfs(zipapp, tmp_path / "lab" / "www" / "boot" / demo_os.CHANNEL)
-    assert proc.returncode == 0, proc.stderr
+def test_vm_netboots_to_ready_refuses_a_stranger_and_upgrades(
+        tmp_path: Path, demo_kit: demo_os.Kit, boot_files: BootFiles) -> None:
+    kit = demo_kit  # its anchor is compiled into boot_files' artifact
+    www = tmp_path / "lab" / "www" / "boot" / demo_os.CHANNEL
+    www.mkdir(parents=True)
+    (www / "vmlinuz").symlink_to(boot_files.kernel)
+    (www / "initramfs.img").symlink_to(boot_files.initramfs)
 
     with boot_lab(tmp_path / "lab", "lab", demo_os.CHANNEL, "--hub", HUB, "--boot-url", BOOT,
                   "--kernel-arg", "quiet") as lab:
