@@ -78,3 +78,14 @@ def test_version() -> None:
     proc = run_cli("version")
     assert proc.returncode == 0
     assert proc.stdout.startswith("zosnode ")
+
+
+def test_only_the_named_group_is_imported() -> None:
+    # `version` must not pay for the node's or the hub's imports.
+    code = (
+        "import sys; from zosnode.cli import main; main(['version']); "
+        "print(sorted(m for m in ('trio', 'pyroute2', 'nacl', 'pyfuse3') if m in sys.modules))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
