@@ -20,6 +20,7 @@ from zosnode.agent.boot.mounters import (
     Mounter,
     seal_readonly,
 )
+from zosnode.agent import pid1
 from zosnode.agent.boot.node import BootSettings, Node, Release, Say
 from zosnode.agent.bringup import Network
 from zosnode.agent.cmdline import Config
@@ -76,6 +77,8 @@ async def after_network(
     )
     identity = load_or_create(cache_dir)
     say(f"node id {identity.node_id} ({identity.source})")
+    if pid1.is_pid1():
+        pid1.set_hostname(identity.node_id, say)
     run_dir.mkdir(parents=True, exist_ok=True)
     blocks_dir = cache_dir / "blocks" if cache_dir else run_dir / "blocks"
     cache = BlockCache(blocks_dir, cache_bytes, durable=cache_dir is not None)
