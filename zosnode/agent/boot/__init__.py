@@ -12,6 +12,7 @@ from pathlib import Path
 import trio
 
 from zosnode import __version__
+from zosnode.agent import pid1
 from zosnode.agent.boot.errors import BootError, HubsUnreachable, ReleaseFailed
 from zosnode.agent.boot.hubs import HubClient, Hubs
 from zosnode.agent.boot.mounters import (
@@ -20,7 +21,6 @@ from zosnode.agent.boot.mounters import (
     Mounter,
     seal_readonly,
 )
-from zosnode.agent import pid1
 from zosnode.agent.boot.node import BootSettings, Node, Release, Say
 from zosnode.agent.bringup import Network
 from zosnode.agent.cmdline import Config
