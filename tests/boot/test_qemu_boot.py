@@ -89,29 +89,36 @@ def test_ipxe_netboot_with_hub_fallback(boot_files: BootFiles, tmp_path: Path) -
 
 
 OVMF = Path("/usr/share/ovmf/OVMF.fd")
+MEDIA = {  # medium -> (bootstrap command, extra args, QEMU args given the image, UEFI?)
+    "iso-bios": ("iso", ["--no-efi"], lambda img: ["-cdrom", img, "-boot", "d"], False),
+    "iso-uefi": ("iso", [], lambda img: ["-cdrom", img, "-boot", "d"], True),
+    "usb-bios": ("usb", [], lambda img: ["-drive", f"file={img},format=raw,if=ide",
+                                         "-boot", "c"], False),
+    "efi-uefi": ("efi", [], lambda img: ["-drive", f"file={img},format=raw,if=ide"], True),
+}
 
 
 @pytest.mark.usefixtures("root_lab")
-@pytest.mark.parametrize("firmware", ["bios", "uefi"])
-def test_iso_boots_as_cdrom(boot_files: BootFiles, tmp_path: Path, firmware: str) -> None:
-    """BIOS: SeaBIOS -> El Torito -> isolinux -> iPXE with the farm's script -> /init.
-    UEFI: OVMF -> El Torito EFI image -> GRUB -> DHCP and HTTP -> EFI stub -> /init."""
-    uefi = firmware == "uefi"
+@pytest.mark.parametrize("medium", sorted(MEDIA))
+def test_boot_media(boot_files: BootFiles, tmp_path: Path, medium: str) -> None:
+    """BIOS: SeaBIOS -> El Torito or the hybrid MBR -> isolinux -> iPXE with the farm's
+    script. UEFI: OVMF -> GRUB (El Torito EFI image, or the EFI partition image as a
+    disk) -> DHCP and HTTP -> EFI stub. Then the artifact runs as /init."""
+    command, extra, qemu_args, uefi = MEDIA[medium]
     if uefi and not OVMF.exists():
         pytest.skip(f"needs {OVMF} (Debian package ovmf) for the UEFI boot")
-    iso = tmp_path / "boot.iso"
+    image = tmp_path / f"{medium}.img"
     with netns("zi") as ns:
         bridge_with_tap(ns, "zb0", "zt0", "10.99.0.1/24", "fd99::1/64")
         server = _boot_server(ns, tmp_path, boot_files, ["http://10.99.0.1:8000"])
-        proc = zosnode("bootstrap", "iso", "--farm", "lab", "--channel", "test",
+        proc = zosnode("bootstrap", command, *extra, "--farm", "lab", "--channel", "test",
                        "--hub", "http://10.99.0.1:8000", "--init-arg", "version",
-                       "--kernel-arg", "quiet", "-o", str(iso))
+                       "--kernel-arg", "quiet", "-o", str(image))
         assert proc.returncode == 0, proc.stderr
         with dnsmasq(ns, server / "dnsmasq.conf", tmp_path / "dnsmasq.log"), \
                 http_server(ns, "10.99.0.1", 8000, tmp_path / "www", tmp_path / "http.log"):
             console = tmp_path / "console.log"
-            argv = (qemu.base_argv(console) + qemu.tap_nic_argv("zt0")
-                    + ["-cdrom", str(iso), "-boot", "d"]
+            argv = (qemu.base_argv(console) + qemu.tap_nic_argv("zt0") + qemu_args(str(image))
                     + (["-bios", str(OVMF)] if uefi else []))
             with qemu.vm(qemu.nsexec_argv(ns, argv), console) as vm:
                 vm.wait_for(r"zosnode: farm lab channel test", BOOT_S)
