@@ -65,25 +65,32 @@ def _boot_server(ns: str, tmp: Path, boot_files: BootFiles, hubs: list[str],
 
 
 @pytest.mark.usefixtures("root_lab")
-def test_ipxe_netboot_with_hub_fallback(boot_files: BootFiles, tmp_path: Path) -> None:
-    """Firmware iPXE -> dnsmasq DHCP/RA/TFTP -> our script -> first hub refuses ->
-    second hub serves kernel and initramfs -> the artifact runs as /init."""
+def test_ipxe_netboot_retries_and_falls_back(boot_files: BootFiles, tmp_path: Path) -> None:
+    """Firmware iPXE -> dnsmasq DHCP/RA/TFTP -> our script. No hub answers at
+    first: the script waits and starts over. Then the second hub comes up: the
+    first still refuses, the second serves kernel and initramfs -> /init runs."""
     with netns("zb") as ns:
         bridge_with_tap(ns, "zb0", "zt0", "10.99.0.1/24", "fd99::1/64")
         dead, live = "http://10.99.0.1:8001", "http://10.99.0.1:8000"
         server = _boot_server(ns, tmp_path, boot_files, [dead, live])
-        with dnsmasq(ns, server / "dnsmasq.conf", tmp_path / "dnsmasq.log"), \
-                http_server(ns, "10.99.0.1", 8000, tmp_path / "www", tmp_path / "http.log"):
+        with dnsmasq(ns, server / "dnsmasq.conf", tmp_path / "dnsmasq.log"):
             console = tmp_path / "console.log"
             argv = qemu.base_argv(console) + qemu.tap_nic_argv("zt0") + ["-boot", "n"]
             with qemu.vm(qemu.nsexec_argv(ns, argv), console) as vm:
                 vm.wait_for(r"zosnode: farm lab channel test", BOOT_S)
-                vm.wait_for(r"zosnode: trying http://10\.99\.0\.1:8000", BOOT_S)
-                vm.wait_for(VERSION_LINE, BOOT_S)
-                text = vm.text()
+                waiting, _ = vm.wait_for(r"zosnode: no hub answered, retrying in 5 s", BOOT_S)
+                with http_server(ns, "10.99.0.1", 8000, tmp_path / "www",
+                                 tmp_path / "http.log"):
+                    again, _ = vm.wait_for(r"zosnode: trying http://10\.99\.0\.1:8001",
+                                           60, start=waiting.end())
+                    vm.wait_for(r"zosnode: trying http://10\.99\.0\.1:8000", BOOT_S,
+                                start=again.end())
+                    vm.wait_for(VERSION_LINE, BOOT_S)
+                    text = vm.text()
         http_log = (tmp_path / "http.log").read_text()
         dns_log = (tmp_path / "dnsmasq.log").read_text()
-    assert text.index("trying http://10.99.0.1:8001") < text.index("trying http://10.99.0.1:8000")
+    first = text[:text.index("no hub answered")]
+    assert first.index("trying http://10.99.0.1:8001") < first.index("trying http://10.99.0.1:8000")
     assert "GET /boot/test/vmlinuz" in http_log and "GET /boot/test/initramfs.img" in http_log
     assert "boot.ipxe" in dns_log and "DHCPACK" in dns_log
 
