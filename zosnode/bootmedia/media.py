@@ -15,6 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from zosnode.bootmedia.atomic import copy_file
 from zosnode.bootmedia.errors import BuildInputError
 from zosnode.bootmedia.grub import MODULES, render_grub
 from zosnode.bootmedia.ipxe import BootConfig, render_ipxe
@@ -90,7 +91,7 @@ def build_efi_image(cfg: BootConfig, out: Path, tools: Tools = Tools()) -> None:
         _run(["mformat", "-i", str(img), "-N", "5a4f5331", "::"])
         _run(["mmd", "-i", str(img), "::/EFI", "::/EFI/BOOT"])
         _run(["mcopy", "-i", str(img), str(grub), "::/EFI/BOOT/BOOTX64.EFI"])
-        _move(img, out)
+        copy_file(img, out)
 
 
 def build_iso(cfg: BootConfig, out: Path, tools: Tools = Tools(), efi: bool = True) -> None:
@@ -116,22 +117,4 @@ def build_iso(cfg: BootConfig, out: Path, tools: Tools = Tools(), efi: bool = Tr
             argv += ["-eltorito-alt-boot", "-e", "efi.img", "-no-emul-boot",
                      "-isohybrid-gpt-basdat"]
         _run(argv + [str(root)])
-        _move(Path(tmp) / "out.iso", out)
-
-
-def _move(src: Path, dest: Path) -> None:
-    """Copy beside the destination, fsync, then rename: never a half-written medium."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}-", dir=dest.parent)
-    try:
-        with open(fd, "wb") as f, open(src, "rb") as s:
-            shutil.copyfileobj(s, f)
-            f.flush()
-            import os
-
-            os.fsync(f.fileno())
-        Path(tmp).chmod(0o644)
-        Path(tmp).replace(dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        copy_file(Path(tmp) / "out.iso", out)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -67,9 +66,9 @@ def _config(args: argparse.Namespace) -> Any:
 
 
 def _write_text(path: Path, text: str) -> None:
-    from zosnode.cli.initramfs_cmd import write_atomic
+    from zosnode.bootmedia.atomic import write_bytes
 
-    write_atomic(path, text.encode())
+    write_bytes(path, text.encode())
 
 
 def _ipxe(args: argparse.Namespace) -> int:
@@ -101,6 +100,7 @@ def _efi(args: argparse.Namespace) -> int:
 
 def _dnsmasq(args: argparse.Namespace) -> int:
     from zosnode.bootmedia import dnsmasq
+    from zosnode.bootmedia.atomic import copy_file
     from zosnode.bootmedia.ipxe import render_ipxe
 
     first = last = None
@@ -118,7 +118,7 @@ def _dnsmasq(args: argparse.Namespace) -> int:
         src = Path("/usr/lib/ipxe") / name
         if not src.exists():
             raise UserError(f"{src} is missing: install the Debian package ipxe")
-        shutil.copyfile(src, tftp / name)
+        copy_file(src, tftp / name)
     _write_text(args.output / "dnsmasq.conf", conf)
     print(f"{args.output / 'dnsmasq.conf'}: run dnsmasq --no-daemon --conf-file=THAT")
     return 0

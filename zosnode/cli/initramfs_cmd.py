@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -34,23 +33,9 @@ def register(sub: Any) -> None:
     p.add_argument("image", type=Path)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def _build(args: argparse.Namespace) -> int:
     from zosnode.bootmedia import compression, initramfs
+    from zosnode.bootmedia.atomic import write_bytes
 
     mtime = args.mtime
     if mtime is None:
@@ -62,10 +47,10 @@ def _build(args: argparse.Namespace) -> int:
     result = initramfs.build(initramfs.Inputs(
         lock=args.lock, modules_list=args.modules, zipapp=args.zipapp, cache=args.cache,
         compression=method, mtime=mtime))
-    write_atomic(args.out / "initramfs.img", result.image)
-    write_atomic(args.out / "vmlinuz", result.kernel)
+    write_bytes(args.out / "initramfs.img", result.image)
+    write_bytes(args.out / "vmlinuz", result.kernel)
     info = result.info(method)
-    write_atomic(args.out / "initramfs.json",
+    write_bytes(args.out / "initramfs.json",
                  json.dumps(info, indent=1, sort_keys=True).encode() + b"\n")
     print(f"{args.out / 'initramfs.img'}  {len(result.image)} bytes ({method}), "
           f"{result.unpacked_size} unpacked, {result.members} members, "
