@@ -7,7 +7,10 @@ All served from nginx on 127.0.0.1; every figure comes from the same run.
 The kernel's page cache is out of the picture: each timing uses a fresh mount
 (a new superblock), so "warm" means "from zosnode's block cache".
 
-Usage: python3 bench/datapath_fuse.py [--size-mib 512] [--runs 3]   (root)
+The interpreter start is also timed against a mirror that adds --rtt-ms to
+every request (a network's round trip, simulated on loopback).
+
+Usage: python3 bench/datapath_fuse.py [--size-mib 512] [--runs 3] [--rtt-ms 20]   (root)
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import trio
 TOP = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TOP))
 
+from tests.lab.faulty_mirror import FaultyMirror  # noqa: E402
 from tests.lab.nginx import nginx  # noqa: E402
 from zosnode.cache.store import BlockCache  # noqa: E402
 from zosnode.fetch.fetcher import Fetcher  # noqa: E402
@@ -124,6 +128,15 @@ async def run(args: argparse.Namespace, work: Path) -> None:
             shutil.rmtree(cache)
             py_plain.append(await python_start(work, server.url, raw_py, prefetch=False))
             py_hint.append(await python_start(work, server.url, raw_hint, prefetch=True))
+    # The same over a mirror that adds a round trip to every request.
+    lat_plain, lat_hint = [], []
+    async with trio.open_nursery() as nursery:
+        slow = FaultyMirror(data, latency_s=args.rtt_ms / 1000)
+        await slow.start(nursery)
+        for _ in range(args.runs):
+            lat_plain.append(await python_start(work, slow.url, raw_py, prefetch=False))
+            lat_hint.append(await python_start(work, slow.url, raw_hint, prefetch=True))
+        nursery.cancel_scope.cancel()
     shutil.rmtree(shm)
 
     def mbs(times: list[float]) -> float:
@@ -138,12 +151,17 @@ async def run(args: argparse.Namespace, work: Path) -> None:
     print(f"Python start from a cold mount ({len(order)} blocks read; mount to exit):")
     print(f"  no hint              {pp * 1000:8.0f} ms")
     print(f"  prefetch hint        {ph * 1000:8.0f} ms   {ph / pp:.3f} x no hint")
+    lp, lh = statistics.median(lat_plain), statistics.median(lat_hint)
+    print(f"  same, {args.rtt_ms} ms added per request (in-process mirror):")
+    print(f"  no hint              {lp * 1000:8.0f} ms")
+    print(f"  prefetch hint        {lh * 1000:8.0f} ms   {lh / lp:.3f} x no hint")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size-mib", type=int, default=512)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--rtt-ms", type=int, default=20)
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("needs root (FUSE mounts, chroot)", file=sys.stderr)

@@ -40,8 +40,10 @@ _RANGE = re.compile(r"bytes=(\d+)-(\d*)\Z")
 
 
 class FaultyMirror:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, latency_s: float = 0.0) -> None:
         self.root = root.resolve()
+        # Added before every answer: a network's round trip, on loopback.
+        self.latency_s = latency_s
         self.port = 0
         self.requests: Counter[str] = Counter()
         self.faults_served: Counter[str] = Counter()
@@ -151,6 +153,8 @@ class FaultyMirror:
     ) -> bool:
         path = request.target.decode().split("?")[0].lstrip("/")
         self.requests[path] = self.requests[path] + 1
+        if self.latency_s:
+            await trio.sleep(self.latency_s)
         file = (self.root / path).resolve()
         if request.method != b"GET" or not file.is_relative_to(self.root) or not file.is_file():
             await self._status(stream, conn, 404)
