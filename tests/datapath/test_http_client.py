@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+import ssl
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -141,3 +144,38 @@ async def test_against_nginx(tmp_path: Path, data_dir: Path, blobs: dict[str, by
                 f"{server.url}/{_path(bid)}", max_size=len(data), byte_range=(5, len(data) + 99)
             )
             assert part.body == data[5:]
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-addext",
+         "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    return cert, key
+
+
+async def test_https_verified_and_wrong_ca_refused(
+    tmp_path: Path, data_dir: Path, blobs: dict[str, bytes]
+) -> None:
+    cert, key = _self_signed(tmp_path)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    bid, data = next(iter(blobs.items()))
+    async with trio.open_nursery() as nursery:
+        m = FaultyMirror(data_dir, tls=server_ctx)
+        await m.start(nursery)
+        assert m.url.startswith("https://")
+        trusted = ssl.create_default_context(cafile=str(cert))
+        async with HttpClient(ssl_context=trusted) as client:
+            for _ in range(2):  # the second request reuses the TLS connection
+                resp = await client.get(f"{m.url}/{_path(bid)}", max_size=len(data))
+                assert resp.body == data
+        async with HttpClient() as client:  # system CAs: the self-signed cert is refused
+            with pytest.raises(HttpPeerError):
+                await client.get(f"{m.url}/{_path(bid)}", max_size=len(data))
+        nursery.cancel_scope.cancel()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import re
+import ssl
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,8 +41,11 @@ _RANGE = re.compile(r"bytes=(\d+)-(\d*)\Z")
 
 
 class FaultyMirror:
-    def __init__(self, root: Path, *, latency_s: float = 0.0) -> None:
+    def __init__(
+        self, root: Path, *, latency_s: float = 0.0, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.root = root.resolve()
+        self.tls = tls
         # Added before every answer: a network's round trip, on loopback.
         self.latency_s = latency_s
         self.port = 0
@@ -55,7 +59,7 @@ class FaultyMirror:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def fail(self, path: str | None, fault: Fault, times: int | None = None) -> None:
         """Misbehave on `path` (None: every path) the next `times` requests."""
@@ -87,9 +91,12 @@ class FaultyMirror:
         try:
             with trio.CancelScope() as scope:
                 self._scope = scope
-                listeners = await trio.open_tcp_listeners(self.port, host="127.0.0.1")
-                sock = listeners[0].socket
-                self.port = sock.getsockname()[1]
+                tcp = await trio.open_tcp_listeners(self.port, host="127.0.0.1")
+                self.port = tcp[0].socket.getsockname()[1]
+                listeners: list[trio.abc.Listener[trio.abc.Stream]] = list(tcp)
+                if self.tls is not None:
+                    listeners = [trio.SSLListener(t, self.tls, https_compatible=True)
+                                 for t in tcp]
                 async with trio.open_nursery() as inner:
                     await inner.start(trio.serve_listeners, self._handle, listeners)
                     task_status.started()
@@ -108,7 +115,7 @@ class FaultyMirror:
         self.faults_served[rule.fault.value] += 1
         return rule.fault
 
-    async def _handle(self, stream: trio.SocketStream) -> None:
+    async def _handle(self, stream: trio.abc.Stream) -> None:
         conn = h11.Connection(h11.SERVER)
         try:
             while True:
@@ -119,13 +126,14 @@ class FaultyMirror:
                 if not keep or conn.our_state is not h11.DONE:
                     return
                 conn.start_next_cycle()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError):
+        except (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError,
+                ssl.SSLError):
             return
         finally:
             await trio.aclose_forcefully(stream)
 
     async def _next_request(
-        self, stream: trio.SocketStream, conn: h11.Connection
+        self, stream: trio.abc.Stream, conn: h11.Connection
     ) -> h11.Request | None:
         request: h11.Request | None = None
         while True:
@@ -142,14 +150,14 @@ class FaultyMirror:
             elif isinstance(event, h11.ConnectionClosed):
                 return None
 
-    async def _send(self, stream: trio.SocketStream, conn: h11.Connection, *events: object) -> None:
+    async def _send(self, stream: trio.abc.Stream, conn: h11.Connection, *events: object) -> None:
         for event in events:
             data = conn.send(event)  # type: ignore[arg-type]
             if data:
                 await stream.send_all(data)
 
     async def _respond(
-        self, stream: trio.SocketStream, conn: h11.Connection, request: h11.Request
+        self, stream: trio.abc.Stream, conn: h11.Connection, request: h11.Request
     ) -> bool:
         path = request.target.decode().split("?")[0].lstrip("/")
         self.requests[path] = self.requests[path] + 1
@@ -193,7 +201,7 @@ class FaultyMirror:
         await self._send(stream, conn, h11.Data(data=body), h11.EndOfMessage())
         return True
 
-    async def _status(self, stream: trio.SocketStream, conn: h11.Connection, code: int) -> None:
+    async def _status(self, stream: trio.abc.Stream, conn: h11.Connection, code: int) -> None:
         await self._send(
             stream, conn,
             h11.Response(status_code=code, headers=[("Content-Length", "0")]),
