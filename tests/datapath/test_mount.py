@@ -170,10 +170,12 @@ async def test_sequential_read_fetches_ahead(
                 return f.read(256 * 1024)
 
         assert await trio.to_thread.run_sync(head) == (src / "bin" / "f7").read_bytes()[:262144]
-        await trio.sleep(1.0)
         f7 = FlistView.from_bytes(data).lookup("bin/f7")
         later = {x.id for x in f7.extents[1:]}  # type: ignore[union-attr]
-        # Blocks past the first were fetched although nothing read them yet.
+        # Blocks past the first are fetched although nothing reads them yet.
+        with trio.move_on_after(10.0):
+            while not all(b in cache for b in later):
+                await trio.sleep(0.05)
         assert later and all(cache.get(b) is not None for b in later)
 
 
@@ -262,7 +264,8 @@ async def test_flipped_bit_in_disk_cache_is_caught_and_fetched_again(
                        BlockCache(cache_dir, 1 << 30, durable=True)) as m:
         got = await trio.to_thread.run_sync((tmp_path / "mnt" / "bin" / "f7").read_bytes)
         assert got == (src / "bin" / "f7").read_bytes()
-        assert m.source.cache.stats.corrupt == 1
+        # A read and a readahead may both meet the bad entry; one fetch follows.
+        assert m.source.cache.stats.corrupt >= 1
     assert mirror.requests[block_path(victim)] == before + 1
 
 
