@@ -121,12 +121,12 @@ def _run(main: Callable[[], Awaitable[int]]) -> int:
 
 def _mount(args: argparse.Namespace) -> int:
     mountpoint = Path(args.mountpoint)
-    cache = _cache(args)
 
     async def main() -> int:
         fetcher = _fetcher(args)
         data = await _flist_bytes(args.flist, fetcher)
         _check(data, args.flist)
+        cache = _cache(args)
         try:
             async with mounted(data, mountpoint, fetcher, cache,
                                prefetch=not args.no_prefetch) as m:
@@ -181,12 +181,11 @@ def _record(args: argparse.Namespace) -> int:
     argv = list(args.argv or [])
     if not argv:
         raise UserError("give the command to run inside the image: --run COMMAND [ARG...]")
-    cache = _cache(args)
-
     async def main() -> int:
         fetcher = _fetcher(args)
         data = await _flist_bytes(args.flist, fetcher)
         _check(data, args.flist)
+        cache = _cache(args)
         with tempfile.TemporaryDirectory(prefix="zosnode-record-") as mnt:
             async with mounted(data, mnt, fetcher, cache, prefetch=False) as m:
                 proc = await trio.run_process(["chroot", mnt, *argv], check=False)
