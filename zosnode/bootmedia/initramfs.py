@@ -2,8 +2,8 @@
 
 The zipapp becomes `/init`; the kernel runs it through its shebang with the
 interpreter collected here. There is no shell, no busybox and no other
-interpreter: `forbidden_members` is what the tests (and `initramfs list
---check`) use to prove it.
+interpreter: the build refuses to write one, and `forbidden_members` is what
+the tests and `zosnode initramfs list` (exit 1 if one is found) check with.
 """
 
 from __future__ import annotations
