@@ -42,6 +42,18 @@ demo: $(STAMP) zipapp
 	$(VPY) -m zosnode audit $(PYZ) | head -4
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VPY) examples/demo.py
 
+# The node's boot files: an artifact whose shebang is the initramfs's own
+# interpreter (optionally with a trust anchor: make initramfs ANCHOR=FILE),
+# packed with the pinned Debian runtime and kernel modules into dist/boot.
+initramfs: $(STAMP)
+	$(VPY) build_zipapp.py --wheelhouse $(WHEELS) --python /usr/bin/python3.11 \
+		-o build/zosnode-node.pyz $(if $(ANCHOR),--anchor $(ANCHOR))
+	$(VPY) -m zosnode initramfs build --zipapp build/zosnode-node.pyz -o dist/boot
+
+# Netboot the demo node in QEMU on this terminal (root; Ctrl-A X quits).
+vm: $(STAMP)
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VPY) initramfs/vm.py
+
 bench: $(STAMP) zipapp
 	$(VPY) bench/run_all.py
 

@@ -46,6 +46,18 @@ def register(sub: Any) -> None:
                    help="delay before rebooting after a fatal error (PID 1)")
 
 
+# The initramfs builder lists the modules it packed here (one name a line):
+# the image that booted decides what the node loads, not the command line.
+INITRAMFS_MODULES = Path("/etc/zosnode/modules")
+
+
+def _initramfs_modules() -> tuple[str, ...]:
+    try:
+        return tuple(INITRAMFS_MODULES.read_text().split())
+    except OSError:
+        return ()
+
+
 def _read_cmdline(args: argparse.Namespace) -> str:
     if args.cmdline is not None:
         return str(args.cmdline)
@@ -123,7 +135,7 @@ def _run(args: argparse.Namespace, say: pid1.Say, is_init: bool) -> int:
         f"hubs {' '.join(config.hubs) or '-'}{' net ' + config.net if config.net else ''}")
     if is_init:
         moddir = Path("/lib/modules") / os.uname().release
-        pid1.load_modules(moddir, config.modules, say)
+        pid1.load_modules(moddir, config.modules or _initramfs_modules(), say)
         pid1.seed_entropy(os.uname().nodename.encode() + os.urandom(0), say)
     after = None if args.exit_after_bringup or args.network_only else _boot_stage()
     options = bringup.Options(resolv_conf=args.resolv_conf)
