@@ -280,3 +280,21 @@ async def test_full_cache_evicts_and_reads_go_on(
     assert cache.stats.evictions > 0 and cache.used_bytes <= 2 << 20
     on_disk = sum(p.stat().st_size for p in (tmp_path / "small").rglob("*") if p.is_file())
     assert on_disk <= 2 << 20
+
+
+async def test_cache_medium_full_costs_no_read(
+    tmp_path: Path, tree: tuple[Path, bytes], mirror: FaultyMirror
+) -> None:
+    src, data = tree
+    small = tmp_path / "tiny-tmpfs"
+    small.mkdir()
+    (tmp_path / "mnt").mkdir()
+    # The cache believes it may hold 1 GiB; the medium holds 512 KiB.
+    await trio.run_process(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(small)])
+    try:
+        cache = BlockCache(small, 1 << 30)
+        async with mounted(data, tmp_path / "mnt", _fetcher(mirror.url), cache):
+            await _diff(src, tmp_path / "mnt")
+        assert cache.stats.write_errors > 0
+    finally:
+        await trio.run_process(["umount", "-l", str(small)], check=False)

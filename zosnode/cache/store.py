@@ -35,6 +35,7 @@ class CacheStats:
     fetches: int = 0
     corrupt: int = 0
     evictions: int = 0
+    write_errors: int = 0
 
 
 class BlockCache:
@@ -193,7 +194,11 @@ class BlockCache:
         try:
             self.stats.fetches += 1
             block = await fetch()
-            await self.put_async(block_id, block)
+            try:
+                await self.put_async(block_id, block)
+            except OSError:
+                # A full or failing cache medium costs a refetch later, not this read.
+                self.stats.write_errors += 1
             flight.result = block
             return block
         finally:

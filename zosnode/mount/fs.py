@@ -19,7 +19,7 @@ from typing import Any
 import pyfuse3
 import trio
 
-from zosnode.fetch.errors import FetchError
+from zosnode.errors import ZosError
 from zosnode.fetch.source import BlockSource
 from zosnode.flist.blocks import BlockRef
 from zosnode.flist.errors import FlistError
@@ -172,7 +172,8 @@ class FlistFS(pyfuse3.Operations):
         pieces = self.view.plan_read(h.entry, off, size)
         try:
             data = await self.source.read([(p.ref, p.start, p.length) for p in pieces])
-        except (FetchError, FlistError):
+        except (ZosError, OSError):
+            # Unavailable, refused by its hash, or the cache medium failed.
             self.read_errors += 1
             raise pyfuse3.FUSEError(errno.EIO) from None
         ahead = h.pattern.observe(off, len(data), h.entry.size)
@@ -237,7 +238,7 @@ def _warm(source: BlockSource, ref: BlockRef, warming: set[str]) -> Callable[[],
         try:
             with trio.move_on_after(source.fetcher.deadline_s):
                 await source.decoded(ref, record=False)
-        except (FetchError, FlistError):
+        except (ZosError, OSError):
             pass
         finally:
             warming.discard(ref.id)
