@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -44,6 +45,9 @@ def register(sub: Any) -> None:
                    help="where to write the chosen lease's DNS servers")
     p.add_argument("--fatal-delay", metavar="SECONDS", type=int, default=None,
                    help="delay before rebooting after a fatal error (PID 1)")
+    p.add_argument("--mounts", choices=("auto", "fuse", "extract"), default="auto",
+                   help="serve flists lazily through FUSE, or extract them verified into "
+                        "the run directory (auto: FUSE when /dev/fuse and pyfuse3 are there)")
 
 
 # The initramfs builder lists the modules it packed here (one name a line):
@@ -68,6 +72,32 @@ def _read_cmdline(args: argparse.Namespace) -> str:
         if args.cmdline_file is not None:
             raise UserError(f"cannot read command line file {path}: {exc.strerror}") from None
         return ""  # no /proc yet is not a reason to stop a node
+
+
+def _fuse_command(mode: str) -> list[str] | None:
+    """The argv prefix of `zosnode flist mount` from this very artifact, or None to extract."""
+    if mode == "extract":
+        return None
+    usable = Path("/dev/fuse").exists() and importlib.util.find_spec("pyfuse3") is not None
+    if not usable:
+        if mode == "fuse":
+            raise UserError("--mounts fuse: no /dev/fuse or no pyfuse3 on this node")
+        return None
+    from zosnode.artifact.record import running_archive
+
+    archive = running_archive()
+    me = [sys.executable, "-I", str(archive)] if archive else [sys.executable, "-m", "zosnode"]
+    return [*me, "flist", "mount"]
+
+
+def _with_mounts(stage: AfterNetwork, fuse: list[str] | None, say: pid1.Say) -> AfterNetwork:
+    say(f"flists: {'FUSE mounts' if fuse else 'verified extraction'}")
+    full: Callable[..., Awaitable[None]] = stage
+
+    async def after(config: cmdline.Config, network: bringup.Network, say_: pid1.Say) -> None:
+        await full(config, network, say_, fuse_command=fuse)
+
+    return after
 
 
 def _boot_stage() -> AfterNetwork | None:
@@ -138,6 +168,8 @@ def _run(args: argparse.Namespace, say: pid1.Say, is_init: bool) -> int:
         pid1.load_modules(moddir, config.modules or _initramfs_modules(), say)
         pid1.seed_entropy(os.uname().nodename.encode() + os.urandom(0), say)
     after = None if args.exit_after_bringup or args.network_only else _boot_stage()
+    if after is not None:
+        after = _with_mounts(after, _fuse_command(args.mounts), say)
     options = bringup.Options(resolv_conf=args.resolv_conf)
 
     async def main() -> None:

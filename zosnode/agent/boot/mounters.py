@@ -137,9 +137,9 @@ class FuseChildMounter:
 
     pyfuse3 serves one mount per process, and an upgrade needs the old and
     the new release mounted at once, so each flist gets a child: `command`
-    (an argv prefix) plus `--flist-file F --cache DIR [--mirror URL]... MOUNTPOINT`.
-    The child prints a line containing `mounted` once the mount is live and
-    unmounts on SIGTERM. Children share the block cache directory, so a block
+    (the argv of `zosnode flist mount`) plus `FLIST_FILE MOUNTPOINT --cache DIR
+    [--hub URL]...`. The child prints a line containing `mounted` once the
+    mount is live and unmounts on SIGTERM. Children share the block cache directory, so a block
     one release fetched is not fetched again for the next. The flist file is
     the one `Hubs.flist` already checked against the pinned id.
     """
@@ -175,10 +175,9 @@ class FuseChildMounter:
             tmp = path.with_name(f".{pin.id}.tmp")
             tmp.write_bytes(flist)
             tmp.rename(path)
-        argv = [*self.command, "--flist-file", str(path), "--cache", str(self.cache_dir)]
+        argv = [*self.command, str(path), str(where), "--cache", str(self.cache_dir)]
         for mirror in self.mirrors():
-            argv += ["--mirror", mirror]
-        argv.append(str(where))
+            argv += ["--hub", mirror]
         proc = await trio.lowlevel.open_process(
             # Same process group as the agent: a signal to the group reaches it too.
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
