@@ -7,20 +7,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from zosnode.atomicfile import write_atomic
+
 
 def write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_atomic(path, data, mode=mode)
 
 
 def copy_file(src: Path, dest: Path, mode: int = 0o644) -> None:

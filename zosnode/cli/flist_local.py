@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from zosnode.atomicfile import write_atomic
 from zosnode.cli.group import add_command
 from zosnode.errors import UserError
 from zosnode.flist.blocks import Compression
@@ -25,7 +26,7 @@ from zosnode.flist.extract import BlockReader, extract
 from zosnode.flist.format import MAX_METADATA, Entry, Kind, encode, flist_id
 from zosnode.flist.pack import BuildOptions, BuildStats
 from zosnode.flist.stats import flist_stats
-from zosnode.flist.store import LocalStore, write_atomic
+from zosnode.flist.store import LocalStore
 from zosnode.flist.verify import verify
 from zosnode.flist.view import FlistView
 

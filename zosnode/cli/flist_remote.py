@@ -23,6 +23,7 @@ from typing import Any
 
 import trio
 
+from zosnode.atomicfile import write_atomic
 from zosnode.cache.store import BlockCache
 from zosnode.cli.group import add_command
 from zosnode.errors import UserError, ZosError
@@ -30,7 +31,6 @@ from zosnode.fetch.eager import extract_from_hubs
 from zosnode.fetch.fetcher import Fetcher
 from zosnode.flist.errors import FlistError
 from zosnode.flist.format import MAX_METADATA, decode, flist_id
-from zosnode.flist.store import write_atomic
 from zosnode.mount.service import mounted
 
 RAM_CACHE = Path("/dev/shm/zosnode-cache")

@@ -13,31 +13,14 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from pathlib import Path
 
+from zosnode.atomicfile import write_atomic
 from zosnode.flist.blocks import BlockRef, block_id, check_id
 from zosnode.flist.errors import FlistInputError, IntegrityError, MissingBlockError
 from zosnode.flist.format import MAX_METADATA, flist_id
 
 _TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 class LocalStore:

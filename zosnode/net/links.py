@@ -6,12 +6,11 @@ inline on the trio thread; nothing here waits on the network.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from zosnode.atomicfile import write_atomic
 from zosnode.net.errors import NetSystemError, NetUsageError
 
 ARPHRD_ETHER = 1
@@ -154,17 +153,5 @@ def resolv_conf_text(nameservers: tuple[str, ...], domain: str | None) -> str:
 
 
 def write_atomically(path: Path, text: str) -> None:
-    """Temp name, fsync, rename: a reader never sees half a file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Temp name, fsync, rename: a reader never sees half a file (mode 0644)."""
+    write_atomic(path, text.encode())
