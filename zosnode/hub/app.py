@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable, Collection
 from typing import Any
 
+from zosnode.bootmedia.errors import BuildInputError
+from zosnode.bootmedia.ipxe import BootConfig, render_ipxe
 from zosnode.flist.blocks import MAX_BLOCK_SIZE
 from zosnode.flist.format import MAX_METADATA as MAX_FLIST_BYTES
 from zosnode.http.messages import Request, Response, text_response
@@ -151,12 +153,26 @@ class HubApp:
                     if obj is not None and isinstance(obj.body, bytes):
                         tags[name] = obj.body.decode("ascii", "replace").strip()
                 return json_response(200, {"tags": tags}, route="/api/v1/tags")
+            case ["bootstrap", farm, channel, "boot.ipxe"]:
+                return self._ipxe(r, farm, channel)
             case ["roots"]:
                 names = await self.storage.list("roots")
                 versions = sorted(int(n.removesuffix(".root")) for n in names
                                   if n.removesuffix(".root").isdigit())
                 return json_response(200, {"roots": versions}, route="/api/v1/roots")
         return text_response(404, "not found", route="not-found")
+
+    def _ipxe(self, r: Request, farm: str, channel: str) -> Response:
+        """The farm's iPXE script, pointing at this hub (as the client reached it)."""
+        route = "/api/v1/bootstrap"
+        host = r.header("host") or ""
+        try:
+            cfg = BootConfig(farm=farm, channel=channel, hubs=(f"http://{host}",))
+        except BuildInputError as exc:
+            return text_response(400, str(exc), route=route)
+        return Response(200, (("content-type", "text/plain; charset=utf-8"),
+                              ("cache-control", "no-store")),
+                        render_ipxe(cfg).encode(), route=route)
 
     async def _static(self, key: str, route: str, kind: str) -> Response:
         obj = await self.storage.get(key)

@@ -76,6 +76,17 @@ def manifest_key(channel: str) -> str:
     return f"channels/{check_channel(channel)}/manifest"
 
 
+# What `zosnode initramfs build` writes; the operator places them in the data
+# directory (they are not published through the API).
+BOOT_FILES = ("vmlinuz", "initramfs.img")
+
+
+def boot_key(channel: str, name: str) -> str:
+    if name not in BOOT_FILES:
+        raise KeyError_(f"not a boot file: {name[:40]!r}")
+    return f"boot/{check_channel(channel)}/{name}"
+
+
 def release_key(channel: str, version: int) -> str:
     return f"channels/{check_channel(channel)}/releases/{version}.manifest"
 
@@ -100,6 +111,8 @@ def parse_static(path: str) -> tuple[str, str, str] | None:
                 return root_key(parse_version(name.removesuffix(".root"))), "/roots", IMMUTABLE
             case ["tags", name]:
                 return tag_key(name), "/tags", MUTABLE
+            case ["boot", channel, name]:
+                return boot_key(channel, name), "/boot", MUTABLE
             case ["channels", channel, "manifest"]:
                 return manifest_key(channel), "/channels/manifest", MUTABLE
             case ["channels", channel, "releases", name] if name.endswith(".manifest"):
