@@ -193,9 +193,40 @@ class HttpClient:
         for name, value in (headers or {}).items():
             req_headers.append((name, value))
         request = h11.Request(method="GET", target=target, headers=req_headers)
+        wanted = (206,) if byte_range is not None else (200,)
         limit = self._limits.setdefault(origin, trio.Semaphore(self._per_origin))
         async with limit:
-            return await self._exchange(url, origin, request, max_size, byte_range)
+            return await self._exchange(url, origin, request, max_size, byte_range,
+                                        b"", wanted)
+
+    async def post(
+        self,
+        url: str,
+        body: bytes,
+        *,
+        max_size: int,
+        headers: Mapping[str, str] | None = None,
+        ok: tuple[int, ...] = (200, 201, 204),
+    ) -> Response:
+        """POST `body` to `url`; a status outside `ok` raises `HttpStatusError`.
+
+        Same pool, deadlines and response cap as `get` (the node posts its
+        signed heartbeats this way).
+        """
+        if max_size < 0:
+            raise HttpUsageError("max_size must not be negative")
+        origin, target = split_url(url)
+        req_headers = [
+            ("Host", origin.host_header),
+            ("User-Agent", USER_AGENT),
+            ("Content-Length", str(len(body))),
+        ]
+        for name, value in (headers or {}).items():
+            req_headers.append((name, value))
+        request = h11.Request(method="POST", target=target, headers=req_headers)
+        limit = self._limits.setdefault(origin, trio.Semaphore(self._per_origin))
+        async with limit:
+            return await self._exchange(url, origin, request, max_size, None, body, ok)
 
     async def _exchange(
         self,
@@ -204,18 +235,21 @@ class HttpClient:
         request: h11.Request,
         max_size: int,
         byte_range: tuple[int, int] | None,
+        body: bytes,
+        wanted: tuple[int, ...],
     ) -> Response:
         # A pooled connection may have been closed by the server while idle;
         # if it fails before any response byte, retry once on a fresh one.
+        args = (request, max_size, byte_range, body, wanted)
         conn = self._take_idle(origin)
         if conn is not None:
             try:
-                return await self._on_conn(url, origin, conn, request, max_size, byte_range)
+                return await self._on_conn(url, origin, conn, *args)
             except _StaleConnection:
                 pass
         conn = await self._connect(origin)
         try:
-            return await self._on_conn(url, origin, conn, request, max_size, byte_range)
+            return await self._on_conn(url, origin, conn, *args)
         except _StaleConnection:
             raise HttpPeerError(f"{url}: connection closed before a response") from None
 
@@ -246,10 +280,13 @@ class HttpClient:
         request: h11.Request,
         max_size: int,
         byte_range: tuple[int, int] | None,
+        body: bytes,
+        wanted: tuple[int, ...],
     ) -> Response:
         reusable = False
         try:
-            response = await self._roundtrip(url, conn, request, max_size, byte_range)
+            response = await self._roundtrip(url, conn, request, max_size, byte_range,
+                                             body, wanted)
             reusable = (
                 conn.proto.our_state is h11.DONE and conn.proto.their_state is h11.DONE
             )
@@ -268,11 +305,15 @@ class HttpClient:
         request: h11.Request,
         max_size: int,
         byte_range: tuple[int, int] | None,
+        body: bytes,
+        wanted: tuple[int, ...],
     ) -> Response:
         proto = conn.proto
         got_any = False
         try:
             data = proto.send(request) or b""
+            if body:
+                data += proto.send(h11.Data(data=body)) or b""
             data += proto.send(h11.EndOfMessage()) or b""
             with trio.fail_after(self.timeouts.head):
                 await conn.stream.send_all(data)
@@ -300,8 +341,7 @@ class HttpClient:
             raise HttpPeerError(f"{url}: bad response: {exc}") from None
 
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in event.headers}
-        wanted = 206 if byte_range is not None else 200
-        if event.status_code != wanted:
+        if event.status_code not in wanted:
             raise HttpStatusError(url, event.status_code)
         expected = _expected_length(url, headers, byte_range)
         if expected is not None and expected > max_size:

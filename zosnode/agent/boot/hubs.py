@@ -10,8 +10,6 @@ import trio
 from zosnode.agent.boot.errors import BootError, HubsUnreachable
 from zosnode.fetch.fetcher import Fetcher
 from zosnode.http.client import HttpClient, HttpError, HttpStatusError, Timeouts
-from zosnode.hub.httpreq import HttpConnection, RequestError
-from zosnode.hub.httpreq import Origin as PostOrigin
 from zosnode.trust.manifest import MAX_MANIFEST_BYTES, FlistPin, Manifest
 from zosnode.trust.root import MAX_ROOT_BYTES
 
@@ -135,19 +133,12 @@ class HubClient:
     async def heartbeat(self, data: bytes) -> None:
         errors = []
         for hub in self._order(mirrors=False):
-            origin, _ = PostOrigin.from_url(hub)
-            conn = HttpConnection(origin, timeout_s=self.timeout_s, max_body=64 * 1024)
             try:
-                reply = await conn.request(
-                    "POST", "/api/v1/heartbeat", body=data,
-                    headers=[("content-type", "application/cbor")],
+                await self.client.post(
+                    f"{hub.rstrip('/')}/api/v1/heartbeat", data, max_size=64 * 1024,
+                    headers={"Content-Type": "application/cbor"},
                 )
-            except RequestError as exc:
-                errors.append(str(exc))
-                continue
-            finally:
-                await conn.aclose()
-            if reply.status in (200, 204):
                 return
-            errors.append(f"{hub}: HTTP {reply.status}")
+            except HttpError as exc:
+                errors.append(str(exc))
         raise HubsUnreachable("heartbeat not accepted: " + "; ".join(errors))
