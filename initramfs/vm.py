@@ -32,6 +32,10 @@ from tests.lab.bootlab import BOOT, HUB, TAP, boot_lab  # noqa: E402
 
 
 def _terminate(signum: int, _frame: object) -> None:
+    # A second signal (make and the terminal often send one each) must not
+    # cut the teardown short: ignore them from here on.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     raise SystemExit(128 + signum)  # unwinds: the lab is torn down on the way out
 
 
