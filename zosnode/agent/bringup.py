@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import os
 import random
 import socket
 import urllib.parse
@@ -241,8 +242,12 @@ class Bringup:
 
     async def _audit_loop(self) -> None:
         reported: set[tuple[str, str, int]] = set()
+        me = os.getpid()
         while True:
-            findings = audit.scan()
+            # Our own DHCP client must listen on UDP 68 (the firewall admits
+            # only server replies to it); anything else is worth reporting.
+            findings = [f for f in audit.scan()
+                        if not (f.proto.startswith("udp") and f.port == 68 and f.pids == (me,))]
             self.network.audit_findings = findings
             for f in findings:
                 if (f.proto, f.address, f.port) not in reported:
