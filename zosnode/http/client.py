@@ -177,27 +177,14 @@ class HttpClient:
         `HttpStatusError`; a body cut short raises `HttpTruncated` with the
         bytes received so far, so the caller can resume with a range.
         """
-        if max_size < 0:
-            raise HttpUsageError("max_size must not be negative")
-        origin, target = split_url(url)
-        req_headers = [
-            ("Host", origin.host_header),
-            ("User-Agent", USER_AGENT),
-            ("Accept-Encoding", "identity"),
-        ]
+        own = [("Accept-Encoding", "identity")]
         if byte_range is not None:
             first, last = byte_range
             if not 0 <= first <= last:
                 raise HttpUsageError(f"bad byte range {byte_range}")
-            req_headers.append(("Range", f"bytes={first}-{last}"))
-        for name, value in (headers or {}).items():
-            req_headers.append((name, value))
-        request = h11.Request(method="GET", target=target, headers=req_headers)
+            own.append(("Range", f"bytes={first}-{last}"))
         wanted = (206,) if byte_range is not None else (200,)
-        limit = self._limits.setdefault(origin, trio.Semaphore(self._per_origin))
-        async with limit:
-            return await self._exchange(url, origin, request, max_size, byte_range,
-                                        b"", wanted)
+        return await self._send("GET", url, own, headers, max_size, byte_range, b"", wanted)
 
     async def post(
         self,
@@ -213,20 +200,30 @@ class HttpClient:
         Same pool, deadlines and response cap as `get` (the node posts its
         signed heartbeats this way).
         """
+        own = [("Content-Length", str(len(body)))]
+        return await self._send("POST", url, own, headers, max_size, None, body, ok)
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        own: list[tuple[str, str]],
+        headers: Mapping[str, str] | None,
+        max_size: int,
+        byte_range: tuple[int, int] | None,
+        body: bytes,
+        wanted: tuple[int, ...],
+    ) -> Response:
         if max_size < 0:
             raise HttpUsageError("max_size must not be negative")
         origin, target = split_url(url)
-        req_headers = [
-            ("Host", origin.host_header),
-            ("User-Agent", USER_AGENT),
-            ("Content-Length", str(len(body))),
-        ]
-        for name, value in (headers or {}).items():
-            req_headers.append((name, value))
-        request = h11.Request(method="POST", target=target, headers=req_headers)
+        req_headers = [("Host", origin.host_header), ("User-Agent", USER_AGENT), *own,
+                       *(headers or {}).items()]
+        request = h11.Request(method=method, target=target, headers=req_headers)
         limit = self._limits.setdefault(origin, trio.Semaphore(self._per_origin))
         async with limit:
-            return await self._exchange(url, origin, request, max_size, None, body, ok)
+            return await self._exchange(url, origin, request, max_size, byte_range,
+                                        body, wanted)
 
     async def _exchange(
         self,
