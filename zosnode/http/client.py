@@ -222,31 +222,26 @@ class HttpClient:
         request = h11.Request(method=method, target=target, headers=req_headers)
         limit = self._limits.setdefault(origin, trio.Semaphore(self._per_origin))
         async with limit:
-            return await self._exchange(url, origin, request, max_size, byte_range,
-                                        body, wanted)
+            return await self._exchange(url, origin,
+                                        _Call(request, max_size, byte_range, body, wanted))
 
     async def _exchange(
         self,
         url: str,
         origin: Origin,
-        request: h11.Request,
-        max_size: int,
-        byte_range: tuple[int, int] | None,
-        body: bytes,
-        wanted: tuple[int, ...],
+        call: _Call,
     ) -> Response:
         # A pooled connection may have been closed by the server while idle;
         # if it fails before any response byte, retry once on a fresh one.
-        args = (request, max_size, byte_range, body, wanted)
         conn = self._take_idle(origin)
         if conn is not None:
             try:
-                return await self._on_conn(url, origin, conn, *args)
+                return await self._on_conn(url, origin, conn, call)
             except _StaleConnection:
                 pass
         conn = await self._connect(origin)
         try:
-            return await self._on_conn(url, origin, conn, *args)
+            return await self._on_conn(url, origin, conn, call)
         except _StaleConnection:
             raise HttpPeerError(f"{url}: connection closed before a response") from None
 
@@ -274,16 +269,11 @@ class HttpClient:
         url: str,
         origin: Origin,
         conn: _Conn,
-        request: h11.Request,
-        max_size: int,
-        byte_range: tuple[int, int] | None,
-        body: bytes,
-        wanted: tuple[int, ...],
+        call: _Call,
     ) -> Response:
         reusable = False
         try:
-            response = await self._roundtrip(url, conn, request, max_size, byte_range,
-                                             body, wanted)
+            response = await self._roundtrip(url, conn, call)
             reusable = (
                 conn.proto.our_state is h11.DONE and conn.proto.their_state is h11.DONE
             )
@@ -299,12 +289,10 @@ class HttpClient:
         self,
         url: str,
         conn: _Conn,
-        request: h11.Request,
-        max_size: int,
-        byte_range: tuple[int, int] | None,
-        body: bytes,
-        wanted: tuple[int, ...],
+        call: _Call,
     ) -> Response:
+        request, max_size, byte_range, body, wanted = (
+            call.request, call.max_size, call.byte_range, call.body, call.wanted)
         proto = conn.proto
         got_any = False
         try:
@@ -386,6 +374,17 @@ class HttpClient:
         if expected is not None and len(body) != expected:
             raise truncated(f"expected {expected} bytes")
         return body
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One request as it travels through the pool: what to send and what to accept."""
+
+    request: h11.Request
+    max_size: int
+    byte_range: tuple[int, int] | None
+    body: bytes
+    wanted: tuple[int, ...]
 
 
 class _StaleConnection(Exception):
