@@ -1,0 +1,1 @@
+"""The standing fuzz suite: one target per input-facing layer (see budget.py)."""
