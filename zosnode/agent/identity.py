@@ -2,7 +2,7 @@
 
 By default the key lives only in RAM, so a diskless node gets a new id on
 every boot. With a disk cache configured it is kept at `<cache>/node.key`
-(the 32-byte seed, mode 0600, written to a temp name, fsynced, renamed) and
+(the 32-byte seed, mode 0600, written whole or not at all: `atomicfile`) and
 reused. Local disks are untrusted: a key file that is not exactly a seed is
 replaced by a new identity rather than trusted in part, and what happened is
 reported to the caller.
@@ -10,12 +10,12 @@ reported to the caller.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import nacl.signing
 
+from zosnode.atomicfile import write_atomic
 from zosnode.errors import ZosError
 
 KEY_FILE = "node.key"
@@ -67,16 +67,4 @@ def load_or_create(cache: Path | None) -> NodeIdentity:
 
 def _write_private(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    write_atomic(path, data, mode=0o600)

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import trio
 
+from zosnode.atomicfile import TMP_PREFIX, open_atomic
 from zosnode.cache import entry
 from zosnode.cache.errors import CacheUsageError, CorruptEntry
 from zosnode.cache.lru import LruIndex
@@ -73,7 +73,7 @@ class BlockCache:
             if not shard.is_dir() or len(shard.name) != 2:
                 continue
             for f in shard.iterdir():
-                if f.name.startswith(".tmp-"):
+                if f.name.startswith(TMP_PREFIX):
                     f.unlink(missing_ok=True)
                 elif _ID.fullmatch(f.name):
                     st = f.stat()
@@ -143,18 +143,9 @@ class BlockCache:
         if len(block) + entry.HEADER > self._lru.max_bytes:
             return None
         path.parent.mkdir(exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(entry.MAGIC + entry.checksum(self._seed, block))
-                f.write(block)
-                if self.durable:
-                    f.flush()
-                    os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with open_atomic(path, mode=0o600, durable=self.durable) as f:
+            f.write(entry.MAGIC + entry.checksum(self._seed, block))
+            f.write(block)
         return len(block) + entry.HEADER
 
     def _account_write(self, block_id: str, size: int | None) -> None:

@@ -4,7 +4,7 @@
 server can mirror it); `zosnode.hub.s3.S3Storage` is a bucket. Keys come
 from `zosnode.hub.keys` and are trusted to be well formed here.
 
-Writes are atomic in both: a temp name, fsync, rename locally; a single PUT
+Writes are atomic in both: `zosnode.atomicfile` locally; a single PUT
 (which S3 makes visible whole or not at all) remotely. A reader never sees a
 half-written object.
 """
@@ -12,13 +12,13 @@ half-written object.
 from __future__ import annotations
 
 import os
-import secrets
 import stat
 from dataclasses import dataclass
 from typing import Protocol
 
 import trio
 
+from zosnode.atomicfile import write_atomic
 from zosnode.errors import ZosError
 from zosnode.http.messages import Body, FileBody
 
@@ -113,29 +113,10 @@ class LocalStorage:
 
     def _put_sync(self, key: str, data: bytes) -> None:
         path = self._path(key)
-        folder = os.path.dirname(path)
-        tmp = os.path.join(folder, f".tmp-{secrets.token_hex(8)}")
         try:
-            os.makedirs(folder, exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-            dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            write_atomic(path, data)
         except OSError as exc:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
             raise StorageError(f"writing {key}: {exc}") from exc
 
     async def list(self, prefix: str) -> list[str]:
