@@ -1,4 +1,4 @@
-"""`zosnode bootstrap` as a user runs it, and whole-or-nothing output files."""
+"""`zosnode bootstrap` as a user runs it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from tests.boot.conftest import TOP
-from zosnode.bootmedia import atomic
 
 
 def _cli(*argv: str) -> subprocess.CompletedProcess[str]:
@@ -54,14 +53,9 @@ def test_dnsmasq_directory(tmp_path: Path) -> None:
         "boot.ipxe", "ipxe.efi", "undionly.kpxe"]
 
 
-def test_atomic_write_leaves_nothing_on_failure(tmp_path: Path) -> None:
-    target = tmp_path / "out.img"
-    atomic.write_bytes(target, b"old")
-
-    with pytest.raises(TypeError):
-        atomic.write_bytes(target, "not bytes")  # type: ignore[arg-type]
-    assert target.read_bytes() == b"old"
-    assert [p.name for p in tmp_path.iterdir()] == ["out.img"]
-    with pytest.raises(FileNotFoundError):
-        atomic.copy_file(tmp_path / "missing", target)
-    assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["out.img"]
+def test_output_lands_whole_in_a_directory_made_for_it(tmp_path: Path) -> None:
+    out = tmp_path / "new" / "sub" / "boot.ipxe"
+    proc = _cli("ipxe", "--farm", "f1", "--hub", "http://h", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_text().startswith("#!ipxe\n")
+    assert [p.name for p in out.parent.iterdir()] == ["boot.ipxe"]  # no temp left behind

@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from zosnode.bootmedia.atomic import copy_file
+from zosnode.atomicfile import copy_atomic
 from zosnode.bootmedia.errors import BuildInputError
 from zosnode.bootmedia.grub import MODULES, render_grub
 from zosnode.bootmedia.ipxe import BootConfig, render_ipxe
@@ -72,6 +72,11 @@ def _run(argv: list[str]) -> None:
         raise BuildInputError(f"{argv[0]} failed: {last}")
 
 
+def _place(built: Path, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    copy_atomic(built, out)
+
+
 def build_efi_image(cfg: BootConfig, out: Path, tools: Tools = Tools()) -> None:
     """A FAT image with EFI/BOOT/BOOTX64.EFI: GRUB with the farm's configuration inside."""
     tools.check(efi=True)
@@ -91,7 +96,7 @@ def build_efi_image(cfg: BootConfig, out: Path, tools: Tools = Tools()) -> None:
         _run(["mformat", "-i", str(img), "-N", "5a4f5331", "::"])
         _run(["mmd", "-i", str(img), "::/EFI", "::/EFI/BOOT"])
         _run(["mcopy", "-i", str(img), str(grub), "::/EFI/BOOT/BOOTX64.EFI"])
-        copy_file(img, out)
+        _place(img, out)
 
 
 def build_iso(cfg: BootConfig, out: Path, tools: Tools = Tools(), efi: bool = True) -> None:
@@ -117,4 +122,4 @@ def build_iso(cfg: BootConfig, out: Path, tools: Tools = Tools(), efi: bool = Tr
             argv += ["-eltorito-alt-boot", "-e", "efi.img", "-no-emul-boot",
                      "-isohybrid-gpt-basdat"]
         _run(argv + [str(root)])
-        copy_file(Path(tmp) / "out.iso", out)
+        _place(Path(tmp) / "out.iso", out)

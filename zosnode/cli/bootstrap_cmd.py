@@ -66,9 +66,10 @@ def _config(args: argparse.Namespace) -> Any:
 
 
 def _write_text(path: Path, text: str) -> None:
-    from zosnode.bootmedia.atomic import write_bytes
+    from zosnode.atomicfile import write_atomic
 
-    write_bytes(path, text.encode())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, text.encode())
 
 
 def _ipxe(args: argparse.Namespace) -> int:
@@ -99,8 +100,8 @@ def _efi(args: argparse.Namespace) -> int:
 
 
 def _dnsmasq(args: argparse.Namespace) -> int:
+    from zosnode.atomicfile import copy_atomic
     from zosnode.bootmedia import dnsmasq
-    from zosnode.bootmedia.atomic import copy_file
     from zosnode.bootmedia.ipxe import render_ipxe
 
     first = last = None
@@ -118,7 +119,7 @@ def _dnsmasq(args: argparse.Namespace) -> int:
         src = Path("/usr/lib/ipxe") / name
         if not src.exists():
             raise UserError(f"{src} is missing: install the Debian package ipxe")
-        copy_file(src, tftp / name)
+        copy_atomic(src, tftp / name)  # tftp/ exists: the script is in it
     _write_text(args.output / "dnsmasq.conf", conf)
     print(f"{args.output / 'dnsmasq.conf'}: run dnsmasq --no-daemon --conf-file=THAT")
     return 0

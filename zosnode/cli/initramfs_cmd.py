@@ -34,8 +34,8 @@ def register(sub: Any) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
+    from zosnode.atomicfile import write_atomic
     from zosnode.bootmedia import compression, initramfs
-    from zosnode.bootmedia.atomic import write_bytes
 
     mtime = args.mtime
     if mtime is None:
@@ -47,10 +47,11 @@ def _build(args: argparse.Namespace) -> int:
     result = initramfs.build(initramfs.Inputs(
         lock=args.lock, modules_list=args.modules, zipapp=args.zipapp, cache=args.cache,
         compression=method, mtime=mtime))
-    write_bytes(args.out / "initramfs.img", result.image)
-    write_bytes(args.out / "vmlinuz", result.kernel)
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_atomic(args.out / "initramfs.img", result.image)
+    write_atomic(args.out / "vmlinuz", result.kernel)
     info = result.info(method)
-    write_bytes(args.out / "initramfs.json",
+    write_atomic(args.out / "initramfs.json",
                  json.dumps(info, indent=1, sort_keys=True).encode() + b"\n")
     print(f"{args.out / 'initramfs.img'}  {len(result.image)} bytes ({method}), "
           f"{result.unpacked_size} unpacked, {result.members} members, "
