@@ -6,7 +6,8 @@ files with exactly the recorded sha256, and put that directory first on
 sys.path. A directory that differs in any way (missing, extra, truncated or
 altered file, a symlink) is never imported from: it is rebuilt.
 
-The directory is built under a temporary name and renamed into place, so a
+The directory is built under a temporary name and renamed into place
+(`zosnode.atomicfile`, standard library only like this module), so a
 concurrent starter sees either nothing or a complete tree. Two processes
 racing both succeed: the loser of the rename verifies the winner's tree.
 """
@@ -15,13 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
 
 from zosnode.artifact.record import NATIVE_PREFIX, RECORD_NAME, ArtifactError, Record
+from zosnode.atomicfile import new_tree, remove_tree
 
 RUNTIME_ENV = "ZOSNODE_RUNTIME_DIR"
 _ATTEMPTS = 5
@@ -110,30 +110,15 @@ def ensure_native(archive: Path, base: Path | None = None) -> tuple[Path, Record
                     f"zosnode: runtime {final} rejected ({problem}); rebuilding",
                     file=sys.stderr,
                 )
-                _retire(final, base)
+                remove_tree(final)
                 continue
-            tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=base))
             try:
-                _extract(zf, record, tmp)
-                os.rename(tmp, final)
+                with new_tree(final) as tmp:
+                    _extract(zf, record, Path(tmp))
             except OSError:
                 # Another starter won the rename (or left a tree): check theirs.
-                shutil.rmtree(tmp, ignore_errors=True)
                 continue
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
         raise ArtifactError(f"could not prepare native runtime under {base}")
-
-
-def _retire(path: Path, base: Path) -> None:
-    """Move a bad tree out of the way atomically, then delete it."""
-    aside = Path(tempfile.mkdtemp(prefix=".stale-", dir=base))
-    try:
-        os.rename(path, aside / "tree")
-    except OSError:
-        pass  # someone else retired it already
-    shutil.rmtree(aside, ignore_errors=True)
 
 
 def activate(archive: Path) -> None:

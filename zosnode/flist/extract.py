@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
-import tempfile
 from collections import OrderedDict
 from collections.abc import Callable
+from contextlib import ExitStack
 from typing import Protocol
 
+from zosnode.atomicfile import new_tree
 from zosnode.flist.blocks import BlockRef, decode_block
 from zosnode.flist.errors import FlistInputError, UnsafeTargetError
 from zosnode.flist.format import Entry, Kind
@@ -122,24 +122,18 @@ def extract(
     Without root, what needs privilege is left out and described in `skipped`.
 
     An absent target appears only when complete: the tree is built under a
-    temporary sibling name and renamed. An existing empty directory (a mount
-    point) is filled in place.
+    temporary sibling name and renamed (`atomicfile.new_tree`). An existing
+    empty directory (a mount point) is filled in place.
     """
     tpath = os.path.abspath(os.fspath(target))
     if os.path.lexists(tpath):
         return _extract_at(view, source, tpath, progress, _Privilege(skipped))
-    parent = os.path.dirname(tpath)
-    try:
-        tmp = tempfile.mkdtemp(prefix=".extract-", dir=parent)
-    except OSError as exc:
-        raise FlistInputError(f"cannot create {tpath}: {exc.strerror}") from None
-    try:
-        written = _extract_at(view, source, tmp, progress, _Privilege(skipped))
-        os.rename(tmp, tpath)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return written
+    with ExitStack() as stack:
+        try:
+            tmp = stack.enter_context(new_tree(tpath))
+        except OSError as exc:
+            raise FlistInputError(f"cannot create {tpath}: {exc.strerror}") from None
+        return _extract_at(view, source, tmp, progress, _Privilege(skipped))
 
 
 def _extract_at(
