@@ -165,7 +165,9 @@ async def test_concurrent_readers_share_one_fetch(tmp_path: Path) -> None:
     assert calls == 1 and results == [data] * 10
 
 
-async def test_failed_fetch_lets_a_waiter_retry(tmp_path: Path) -> None:
+async def test_failed_fetch_fails_every_waiter_at_once(tmp_path: Path) -> None:
+    # Issue #19: waiters used to fetch again one after another, each paying
+    # a whole deadline; they share the one failure now.
     cache = BlockCache(tmp_path / "c", 1 << 20)
     bid, data = _block(2000)
     calls = 0
@@ -173,21 +175,54 @@ async def test_failed_fetch_lets_a_waiter_retry(tmp_path: Path) -> None:
     async def fetch() -> bytes:
         nonlocal calls
         calls += 1
-        await trio.sleep(0.01)
+        await trio.sleep(0.05)
         if calls == 1:
             raise OSError("first fetch fails")
         return data
 
-    results: list[bytes] = []
-    errors: list[Exception] = []
+    errors: list[tuple[float, Exception]] = []
 
     async def reader() -> None:
         try:
-            results.append(await cache.get_or_fetch(bid, fetch))
+            await cache.get_or_fetch(bid, fetch)
         except OSError as exc:
-            errors.append(exc)
+            errors.append((trio.current_time(), exc))
 
     async with trio.open_nursery() as nursery:
         for _ in range(3):
             nursery.start_soon(reader)
-    assert calls == 2 and len(errors) == 1 and results == [data, data]
+    assert calls == 1 and len(errors) == 3
+    # Together, each with its own instance.
+    assert max(t for t, _ in errors) - min(t for t, _ in errors) < 0.01
+    assert len({id(e) for _, e in errors}) == 3
+    # A reader that comes later fetches anew.
+    assert await cache.get_or_fetch(bid, fetch) == data and calls == 2
+
+
+async def test_cancelled_fetch_lets_a_waiter_fetch(tmp_path: Path) -> None:
+    cache = BlockCache(tmp_path / "c", 1 << 20)
+    bid, data = _block(2000)
+    calls = 0
+    in_flight = trio.Event()
+
+    async def fetch() -> bytes:
+        nonlocal calls
+        calls += 1
+        in_flight.set()
+        await trio.sleep(0.05)
+        return data
+
+    results: list[bytes] = []
+
+    async def first() -> None:
+        with trio.move_on_after(0.02):  # the fetching reader goes away
+            await cache.get_or_fetch(bid, fetch)
+
+    async def waiter() -> None:
+        results.append(await cache.get_or_fetch(bid, fetch))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(first)
+        await in_flight.wait()
+        nursery.start_soon(waiter)
+    assert results == [data] and calls == 2

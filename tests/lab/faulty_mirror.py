@@ -2,16 +2,19 @@
 
 It serves a DATA directory like nginx does (GET, single byte ranges,
 keep-alive) and, for chosen paths, misbehaves: a flipped bit, a stall before
-the head or mid-body, a body cut short, a 5xx, or the whole server dying
-mid-body (a hub killed during a read). It runs inside the test's trio run, so
-stalls cost nothing under the mock clock. `stop()` and `restart()` take the
-listener down and bring it back on the same port.
+the head or mid-body, a head or body dripped a byte a second, a body cut
+short, a 5xx, or the whole server dying mid-body (a hub killed during a
+read). It runs inside the test's trio run, so stalls cost nothing under the
+mock clock. `stop()` and `restart()` take the listener down and bring it back
+on the same port (stopped, it refuses connections). `BlackHole` is an address
+whose connects never complete.
 """
 
 from __future__ import annotations
 
 import enum
 import re
+import socket
 import ssl
 from collections import Counter
 from dataclasses import dataclass
@@ -29,6 +32,8 @@ class Fault(enum.Enum):
     ERROR_500 = "500"
     ERROR_503 = "503"
     DIE = "die"  # half the body, then the whole server goes down
+    DRIP = "drip"  # the head, then the body one byte a second
+    DRIP_HEAD = "drip-head"  # the head itself one byte a second
 
 
 @dataclass
@@ -142,7 +147,7 @@ class FaultyMirror:
                 data = await stream.receive_some(65536)
                 if not data:
                     return None
-                conn.receive_data(data)
+                conn.receive_data(bytes(data))
             elif isinstance(event, h11.Request):
                 request = event
             elif isinstance(event, h11.EndOfMessage):
@@ -150,9 +155,11 @@ class FaultyMirror:
             elif isinstance(event, h11.ConnectionClosed):
                 return None
 
-    async def _send(self, stream: trio.abc.Stream, conn: h11.Connection, *events: object) -> None:
+    async def _send(
+        self, stream: trio.abc.Stream, conn: h11.Connection, *events: h11.Event
+    ) -> None:
         for event in events:
-            data = conn.send(event)  # type: ignore[arg-type]
+            data = conn.send(event)
             if data:
                 await stream.send_all(data)
 
@@ -190,7 +197,14 @@ class FaultyMirror:
             flipped[len(body) // 2] ^= 0x01
             body = bytes(flipped)
         headers.append(("Content-Length", str(len(body))))
-        await self._send(stream, conn, h11.Response(status_code=status, headers=headers))
+        head = h11.Response(status_code=status, headers=headers)
+        if fault is Fault.DRIP_HEAD:
+            await _drip(stream, conn.send(head) or b"")
+            await trio.sleep_forever()
+        await self._send(stream, conn, head)
+        if fault is Fault.DRIP:
+            await _drip(stream, body)
+            return False
         if fault in (Fault.STALL_BODY, Fault.TRUNCATE, Fault.DIE):
             await stream.send_all(body[: len(body) // 2])
             if fault is Fault.STALL_BODY:
@@ -207,3 +221,39 @@ class FaultyMirror:
             h11.Response(status_code=code, headers=[("Content-Length", "0")]),
             h11.EndOfMessage(),
         )
+
+
+async def _drip(stream: trio.abc.Stream, data: bytes) -> None:
+    for i in range(len(data)):
+        await stream.send_all(data[i : i + 1])
+        await trio.sleep(1.0)
+
+
+class BlackHole:
+    """A loopback address whose TCP connects hang: its accept queue is full.
+
+    Linux drops a SYN to a listener whose accept queue is full, as a
+    firewall dropping packets would; one connection fills a queue of 0.
+    (A port that drops SYNs by itself cannot be had on loopback.)
+    """
+
+    def __init__(self) -> None:
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(0)
+        self.port = self._listener.getsockname()[1]
+        self._filler = socket.create_connection(("127.0.0.1", self.port), timeout=2.0)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self._filler.close()
+        self._listener.close()
+
+    def __enter__(self) -> BlackHole:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -11,6 +11,7 @@ another process evicted is simply a miss.
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 from collections.abc import Awaitable, Callable
@@ -169,7 +170,9 @@ class BlockCache:
         """The block from the cache, else from `fetch()` (verified by it), fetched once.
 
         Readers that arrive while a fetch is in flight wait for it and share
-        its result; if it failed, the next of them fetches again.
+        its outcome: its block, or its failure, raised in every one of them at
+        once (each waiting again would put them in a queue, one deadline
+        each). Only if the fetching reader was cancelled does a waiter fetch.
         """
         while True:
             block = await self.get_async(block_id)
@@ -181,6 +184,8 @@ class BlockCache:
             await flight.done.wait()
             if flight.result is not None:
                 return flight.result
+            if flight.error is not None:
+                raise _own_copy(flight.error)
         flight = self._inflight[block_id] = _Flight()
         try:
             self.stats.fetches += 1
@@ -192,6 +197,9 @@ class BlockCache:
                 self.stats.write_errors += 1
             flight.result = block
             return block
+        except Exception as exc:
+            flight.error = exc
+            raise
         finally:
             del self._inflight[block_id]
             flight.done.set()
@@ -203,3 +211,13 @@ class _Flight:
     def __init__(self) -> None:
         self.done = trio.Event()
         self.result: bytes | None = None
+        self.error: Exception | None = None
+
+
+def _own_copy(exc: Exception) -> Exception:
+    """A waiter's own instance of the shared failure: one instance raised in
+    several tasks would collect all their tracebacks and contexts."""
+    try:
+        return copy.copy(exc)
+    except Exception:  # noqa: BLE001 - an exception type copy cannot rebuild
+        return exc

@@ -1,11 +1,26 @@
 """Fetch content-addressed objects from several mirrors; trust only the hash.
 
-Any mirror may lie, stall or die. For each object we ask the healthiest
-mirror first, fail over on any fault, resume a cut-short body with a range
-request, back off with jitter between rounds, and give up at the object's
-deadline. Bytes leave this module only after their BLAKE2b-256 matches the id
-asked for; a mirror that served a wrong copy is demoted, reported, and never
-asked for that object again.
+Any mirror may lie, stall, drip or die. For each object we ask the mirrors
+whose circuit is closed, healthiest first, fail over on any fault, resume a
+cut-short body with a range request, and back off with jitter between
+rounds. A fault opens the mirror's circuit (`health.Breaker`): nobody asks
+it again until its cool-down ends, and then one trial request decides.
+
+Time bounds (defaults; docs/datapath.md has the table):
+
+* fault detection: connect 2 s, no byte for 2 s, the whole head 2.5 s, under
+  32 KiB in any 2 s of the body, 10 s for a whole attempt;
+* no new attempt starts later than `give_up_s` (7.5 s) after the fetch
+  began, and when no mirror may be asked before then the fetch fails at
+  once: so with every mirror faulty, `Unavailable` comes within 10 s
+  (7.5 s + one detection), and at once while every circuit is open;
+* while every circuit is open, fetches wait for the next half-open trial
+  (if it is due within their window) and share its outcome;
+* `deadline_s` caps everything, even a slow transfer that keeps progressing.
+
+Bytes leave this module only after their BLAKE2b-256 matches the id asked
+for; a mirror that served a wrong copy is demoted, reported, and never asked
+for that object again.
 """
 
 from __future__ import annotations
@@ -19,17 +34,23 @@ import trio
 
 from zosnode.fetch.backoff import Backoff
 from zosnode.fetch.errors import FetchUsageError, IntegrityError, Unavailable
-from zosnode.fetch.health import Fault, Incident, MirrorHealth
+from zosnode.fetch.health import BreakerPolicy, Fault, Incident, MirrorHealth, Pass
 from zosnode.http.client import (
     HttpClient,
     HttpPeerError,
+    HttpStatusError,
     HttpTimeout,
     HttpTruncated,
+    Timeouts,
 )
 
 # A stored block is at most this big unless the caller says otherwise: the
 # flist format's largest block plus compression/encryption overhead.
 MAX_BLOCK_BYTES = 8 * 1024 * 1024 + 4096
+
+# Per request, whatever client the fetcher shares: a mirror that sends no
+# byte for 2 s, or drips under 16 KiB/s, is stalled.
+FETCH_TIMEOUTS = Timeouts(connect=2.0, head=2.5, body_idle=2.0, window_bytes=32 * 1024)
 
 _ID = re.compile(r"[0-9a-f]{64}")
 _THREAD_OVER = 256 * 1024
@@ -62,19 +83,27 @@ class Fetcher:
         mirrors: Sequence[str],
         *,
         client: HttpClient | None = None,
+        timeouts: Timeouts = FETCH_TIMEOUTS,
         deadline_s: float = 30.0,
         attempt_s: float = 10.0,
+        give_up_s: float = 7.5,
+        breaker: BreakerPolicy | None = None,
         backoff: Backoff | None = None,
         draw: Callable[[], float] = random.random,
     ) -> None:
-        if deadline_s <= 0 or attempt_s <= 0:
+        if min(deadline_s, attempt_s, give_up_s) <= 0:
             raise FetchUsageError("deadlines must be positive")
-        self.health = MirrorHealth([m.rstrip("/") for m in mirrors])
+        self.health = MirrorHealth([m.rstrip("/") for m in mirrors], breaker=breaker)
         self.client = client or HttpClient()
+        self.timeouts = timeouts
         self.deadline_s = deadline_s
         self.attempt_s = attempt_s
+        self.give_up_s = give_up_s
         self._backoff = backoff or Backoff()
         self._draw = draw
+        # Set (and replaced) whenever a mirror's outcome is reported, so that
+        # fetches waiting for a circuit wake on a trial's result.
+        self._changed = trio.Event()
 
     @property
     def incidents(self) -> list[Incident]:
@@ -97,8 +126,10 @@ class Fetcher:
         _check_id(oid)
         if max_size < 0:
             raise FetchUsageError("max_size must not be negative")
+        total = deadline_s or self.deadline_s
+        give_up = trio.current_time() + min(self.give_up_s, total)
         last: Exception | None = None
-        with trio.move_on_after(deadline_s or self.deadline_s):
+        with trio.move_on_after(total):
             attempt = 0
             partial = b""
             partial_from: set[str] = set()
@@ -106,9 +137,17 @@ class Fetcher:
                 mirrors = self.health.order(oid, trio.current_time())
                 if not mirrors:
                     raise Unavailable(f"{path}: every mirror served a wrong copy")
+                tried = False
                 for mirror in mirrors:
+                    if trio.current_time() > give_up:
+                        break
+                    grant = self.health.admit(mirror, trio.current_time())
+                    if grant is None:
+                        continue
+                    tried = True
                     try:
-                        data = await self._one(mirror, path, max_size, partial)
+                        data = await self._try(mirror, grant, path, oid, max_size, partial,
+                                               partial_from)
                     except HttpTruncated as exc:
                         last = exc
                         if exc.expected is not None and exc.received:
@@ -120,55 +159,104 @@ class Fetcher:
                         last = exc
                         partial, partial_from = b"", set()
                         continue
-                    sources = partial_from | {mirror}
-                    partial, partial_from = b"", set()
-                    # hashlib lets go of the GIL: big bodies hash beside the loop.
-                    if len(data) > _THREAD_OVER:
-                        got = await trio.to_thread.run_sync(object_id, data)
-                    else:
-                        got = object_id(data)
-                    now = trio.current_time()
-                    if got == oid:
-                        self.health.succeeded(mirror, now)
-                        return data
-                    last = IntegrityError(f"{mirror}/{path}: bytes do not match the id")
-                    if len(sources) == 1:
-                        self.health.served_wrong(mirror, oid, now)
-                    else:
-                        # Pieces from several mirrors: the liar is unknown.
-                        for m in sources:
-                            self.health.failed(m, Fault.CORRUPT, now)
-                await trio.sleep(self._backoff.delay(attempt, self._draw()))
-                attempt += 1
-        raise Unavailable(f"{path}: not fetched within {deadline_s or self.deadline_s}s"
+                    return data
+                now = trio.current_time()
+                if now > give_up:
+                    break
+                if tried:
+                    await trio.sleep(min(self._backoff.delay(attempt, self._draw()),
+                                         give_up - now))
+                    attempt += 1
+                    continue
+                # Every circuit is open: wait for the next trial if it is due in
+                # time (or one is out: its outcome wakes us), else fail now.
+                ready = self.health.ready_at(oid, now)
+                if ready is None:
+                    raise Unavailable(f"{path}: every mirror served a wrong copy")
+                if ready > give_up and not self.health.trial_pending(oid):
+                    raise Unavailable(f"{path}: no usable mirror (every circuit open;"
+                                      f" next trial in {ready - now:.1f}s; last: {last})")
+                with trio.move_on_at(min(ready, give_up)):
+                    await self._changed.wait()
+        raise Unavailable(f"{path}: not fetched within {total}s or no mirror usable"
                           f" (last: {last})")
 
-    async def _one(self, mirror: str, path: str, max_size: int, partial: bytes) -> bytes:
-        """One GET (a range GET when resuming); faults are recorded, then re-raised."""
+    async def _try(
+        self, mirror: str, grant: Pass, path: str, oid: str, max_size: int,
+        partial: bytes, partial_from: set[str],
+    ) -> bytes:
+        """One attempt at `mirror`, hash-checked; its outcome goes to the mirror's breaker.
+
+        Raises what the attempt raised (`HttpTruncated` keeps the bytes that
+        came) or `IntegrityError` for a wrong copy.
+        """
+        outcome: Fault | None | str = "abandoned"  # no verdict yet (cancelled)
         url = f"{mirror}/{path}"
         try:
-            with trio.fail_after(self.attempt_s):
-                if partial:
-                    return partial + await self._resume(url, max_size, partial)
-                return (await self.client.get(url, max_size=max_size)).body
-        except trio.TooSlowError:
-            self.health.failed(mirror, Fault.STALL, trio.current_time())
-            raise HttpTimeout(f"{url}: no full answer within {self.attempt_s}s") from None
-        except HttpTruncated:
-            self.health.failed(mirror, Fault.TRUNCATED, trio.current_time())
-            raise
-        except HttpTimeout:
-            self.health.failed(mirror, Fault.STALL, trio.current_time())
-            raise
-        except HttpPeerError:
-            self.health.failed(mirror, Fault.ERROR, trio.current_time())
-            raise
+            try:
+                with trio.fail_after(self.attempt_s):
+                    if partial:
+                        data = partial + await self._resume(url, max_size, partial)
+                    else:
+                        data = (await self.client.get(url, max_size=max_size,
+                                                      timeouts=self.timeouts)).body
+            except trio.TooSlowError:
+                outcome = Fault.STALL
+                raise HttpTimeout(f"{url}: no full answer within {self.attempt_s}s") from None
+            except HttpTruncated:
+                outcome = Fault.TRUNCATED
+                raise
+            except HttpTimeout:
+                outcome = Fault.STALL
+                raise
+            except HttpStatusError as exc:
+                outcome = Fault.ERROR if exc.status >= 500 else Fault.MISSING
+                raise
+            except HttpPeerError:
+                outcome = Fault.ERROR
+                raise
+            # hashlib lets go of the GIL: big bodies hash beside the loop.
+            if len(data) > _THREAD_OVER:
+                got = await trio.to_thread.run_sync(object_id, data)
+            else:
+                got = object_id(data)
+            if got == oid:
+                outcome = None
+                return data
+            outcome = Fault.CORRUPT
+            raise IntegrityError(f"{url}: bytes do not match the id")
+        finally:
+            self._report(mirror, grant, oid, outcome, partial_from)
+
+    def _report(
+        self, mirror: str, grant: Pass, oid: str, outcome: Fault | None | str,
+        partial_from: set[str],
+    ) -> None:
+        now = trio.current_time()
+        if outcome is None:
+            self.health.succeeded(mirror, now, grant)
+        elif outcome is Fault.CORRUPT and not partial_from - {mirror}:
+            self.health.served_wrong(mirror, oid, now, grant)
+        elif outcome is Fault.CORRUPT:
+            # Pieces from several mirrors: the liar is unknown.
+            for m in partial_from | {mirror}:
+                self.health.failed(m, Fault.CORRUPT, now, grant if m == mirror else Pass.NORMAL)
+        elif isinstance(outcome, Fault):
+            self.health.failed(mirror, outcome, now, grant)
+        else:
+            # Cancelled mid-attempt (or our own bug): no verdict; a trial slot is freed.
+            self.health.abandoned(mirror, now, grant)
+        # Fetches waiting for a circuit look again.
+        self._changed.set()
+        self._changed = trio.Event()
 
     async def _resume(self, url: str, max_size: int, partial: bytes) -> bytes:
         if len(partial) >= max_size:
+            # Not the mirror's doing: start over without a verdict on it.
             raise IntegrityError(f"{url}: partial body already at the cap")
         # The total is unknown to a range request; ask for the rest up to the cap.
         resp = await self.client.get(
-            url, max_size=max_size - len(partial), byte_range=(len(partial), max_size - 1)
+            url, max_size=max_size - len(partial), byte_range=(len(partial), max_size - 1),
+            timeouts=self.timeouts,
         )
         return resp.body

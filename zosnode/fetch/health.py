@@ -1,9 +1,19 @@
-"""Mirror health scoring: pure bookkeeping, time passed in by the caller.
+"""Mirror health: pure bookkeeping, time passed in by the caller.
 
-Each failure adds a penalty that decays by half every `half_life_s`, so a
-mirror that errored, stalled or lied sinks in the order and floats back up
-once it behaves. A mirror that served a wrong copy of an object is never
-asked for that object again, and the incident is kept for reporting.
+Two mechanisms, both sans-IO:
+
+* A circuit breaker per mirror decides whether the mirror may be asked at
+  all. One fault (a stall, a drip, a body cut short, a 5xx, a refused or
+  silent connection, a wrong copy) opens it: the mirror is left alone for a
+  cool-down, then exactly one trial request is let through (half-open); its
+  success closes the circuit, its failure opens it again for twice as long
+  (up to a cap). So a dead mirror costs one fault detection, not one per
+  block, and a mirror that comes back is used again without anyone's help.
+* Decaying penalties rank the mirrors that may be asked: each failure adds a
+  penalty that halves every `half_life_s`.
+
+A mirror that served a wrong copy of an object is never asked for that
+object again, and the incident is kept for reporting.
 """
 
 from __future__ import annotations
@@ -18,16 +28,109 @@ from zosnode.fetch.errors import FetchUsageError
 
 class Fault(enum.Enum):
     ERROR = "error"  # refused connection, 5xx, protocol garbage
-    STALL = "stall"  # a deadline passed
+    STALL = "stall"  # a deadline passed: connect, head, no progress, attempt
     TRUNCATED = "truncated"  # body cut short
     CORRUPT = "corrupt"  # bytes that do not hash to the id
+    MISSING = "missing"  # a 4xx: this object is not there; the mirror itself works
 
     @property
     def penalty(self) -> float:
         return _PENALTY[self]
 
+    @property
+    def trips(self) -> bool:
+        """Whether the fault says the mirror is broken (opens its circuit)."""
+        return self is not Fault.MISSING
 
-_PENALTY = {Fault.ERROR: 1.0, Fault.STALL: 2.0, Fault.TRUNCATED: 1.0, Fault.CORRUPT: 16.0}
+
+_PENALTY = {Fault.ERROR: 1.0, Fault.STALL: 2.0, Fault.TRUNCATED: 1.0, Fault.CORRUPT: 16.0,
+            Fault.MISSING: 0.5}
+
+
+class Circuit(enum.Enum):
+    CLOSED = "closed"  # asked normally
+    OPEN = "open"  # cooling down; asked by nobody
+    HALF_OPEN = "half-open"  # one trial request is out
+
+
+class Pass(enum.Enum):
+    """What `admit` granted: an ordinary request or the half-open trial."""
+
+    NORMAL = "normal"
+    TRIAL = "trial"
+
+
+@dataclass(frozen=True)
+class BreakerPolicy:
+    """Cool-down after the first fault, its doubling cap, and the trial's lease.
+
+    The lease only matters if a trial's outcome is never reported (a bug);
+    a cancelled trial is reported as abandoned and frees the slot at once.
+    """
+
+    cooldown_s: float = 1.0
+    max_cooldown_s: float = 30.0
+    trial_lease_s: float = 15.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.cooldown_s <= self.max_cooldown_s:
+            raise FetchUsageError("breaker needs 0 < cooldown <= max_cooldown")
+        if self.trial_lease_s <= 0:
+            raise FetchUsageError("trial_lease_s must be positive")
+
+
+class Breaker:
+    """closed -> open on a fault -> half-open after the cool-down -> closed on success.
+
+    Only the trial's outcome moves a half-open or open circuit: reports from
+    requests let through before it opened are stale and ignored.
+    """
+
+    def __init__(self, policy: BreakerPolicy) -> None:
+        self.policy = policy
+        self.state = Circuit.CLOSED
+        self._until = 0.0  # OPEN: end of the cool-down; HALF_OPEN: end of the lease
+        self._cooldown = policy.cooldown_s
+        self.opened = 0  # times it went from closed to open
+
+    def admit(self, now: float) -> Pass | None:
+        if self.state is Circuit.CLOSED:
+            return Pass.NORMAL
+        if now < self._until:
+            return None
+        self.state = Circuit.HALF_OPEN
+        self._until = now + self.policy.trial_lease_s
+        return Pass.TRIAL
+
+    def ready_at(self, now: float) -> float:
+        """The earliest time `admit` may say yes (a trial in flight: its lease end)."""
+        return now if self.state is Circuit.CLOSED else max(now, self._until)
+
+    @property
+    def trial_pending(self) -> bool:
+        return self.state is Circuit.HALF_OPEN
+
+    def succeeded(self, now: float, grant: Pass) -> None:
+        if self.state is Circuit.CLOSED or grant is Pass.TRIAL:
+            self.state = Circuit.CLOSED
+            self._cooldown = self.policy.cooldown_s
+
+    def failed(self, now: float, grant: Pass) -> None:
+        if self.state is Circuit.CLOSED:
+            self.state = Circuit.OPEN
+            self._cooldown = self.policy.cooldown_s
+            self._until = now + self._cooldown
+            self.opened += 1
+        elif grant is Pass.TRIAL:
+            self.state = Circuit.OPEN
+            self._cooldown = min(self._cooldown * 2, self.policy.max_cooldown_s)
+            self._until = now + self._cooldown
+
+    def abandoned(self, now: float, grant: Pass) -> None:
+        """A request ended without an outcome (cancelled): a trial slot is freed."""
+        if grant is Pass.TRIAL and self.state is Circuit.HALF_OPEN:
+            self.state = Circuit.OPEN
+            self._until = now
 
 
 @dataclass(frozen=True)
@@ -53,6 +156,7 @@ class MirrorHealth:
         mirrors: Sequence[str],
         *,
         half_life_s: float = 30.0,
+        breaker: BreakerPolicy | None = None,
         max_banned: int = 65536,
         max_incidents: int = 256,
     ) -> None:
@@ -65,6 +169,8 @@ class MirrorHealth:
         self.mirrors = tuple(mirrors)
         self._half_life = half_life_s
         self._state = {m: _State() for m in mirrors}
+        policy = breaker or BreakerPolicy()
+        self._breakers = {m: Breaker(policy) for m in mirrors}
         # (mirror, object id) pairs never to ask again; bounded, oldest dropped.
         self._banned: dict[tuple[str, str], None] = {}
         self._max_banned = max_banned
@@ -75,26 +181,66 @@ class MirrorHealth:
         elapsed = max(0.0, now - st.updated)
         return float(st.penalty * 0.5 ** (elapsed / self._half_life))
 
-    def order(self, object_id: str, now: float) -> list[str]:
-        """Mirrors to try for `object_id`, healthiest first, liars for it left out."""
-        usable = [m for m in self.mirrors if (m, object_id) not in self._banned]
-        rank = {m: i for i, m in enumerate(self.mirrors)}
-        return sorted(usable, key=lambda m: (round(self.penalty(m, now), 3), rank[m]))
+    def circuit(self, mirror: str) -> Circuit:
+        return self._breakers[mirror].state
 
-    def succeeded(self, mirror: str, now: float) -> None:
+    def breaker(self, mirror: str) -> Breaker:
+        return self._breakers[mirror]
+
+    def _usable(self, object_id: str) -> list[str]:
+        return [m for m in self.mirrors if (m, object_id) not in self._banned]
+
+    def order(self, object_id: str, now: float) -> list[str]:
+        """Mirrors to try for `object_id`: closed circuits healthiest first, then the
+        rest by when they may be tried; liars for this object left out."""
+        rank = {m: i for i, m in enumerate(self.mirrors)}
+
+        def key(m: str) -> tuple[bool, float, float, int]:
+            b = self._breakers[m]
+            return (b.state is not Circuit.CLOSED, b.ready_at(now),
+                    round(self.penalty(m, now), 3), rank[m])
+
+        return sorted(self._usable(object_id), key=key)
+
+    def admit(self, mirror: str, now: float) -> Pass | None:
+        """Whether `mirror` may be asked now; a TRIAL must be reported like any pass."""
+        return self._breakers[mirror].admit(now)
+
+    def ready_at(self, object_id: str, now: float) -> float | None:
+        """When some mirror usable for `object_id` may next be asked; None: none is."""
+        times = [self._breakers[m].ready_at(now) for m in self._usable(object_id)]
+        return min(times) if times else None
+
+    def trial_pending(self, object_id: str) -> bool:
+        """Whether a trial is out to a mirror usable for `object_id` (its outcome may
+        close a circuit before `ready_at`)."""
+        return any(self._breakers[m].trial_pending for m in self._usable(object_id))
+
+    def succeeded(self, mirror: str, now: float, grant: Pass = Pass.NORMAL) -> None:
         st = self._state[mirror]
         st.penalty = self.penalty(mirror, now) / 2
         st.updated = now
         st.successes += 1
+        self._breakers[mirror].succeeded(now, grant)
 
-    def failed(self, mirror: str, fault: Fault, now: float) -> None:
+    def failed(self, mirror: str, fault: Fault, now: float, grant: Pass = Pass.NORMAL) -> None:
         st = self._state[mirror]
         st.penalty = self.penalty(mirror, now) + fault.penalty
         st.updated = now
         st.failures += 1
+        if fault.trips:
+            self._breakers[mirror].failed(now, grant)
+        elif grant is Pass.TRIAL:
+            # The mirror answered: it works, even if it lacks this object.
+            self._breakers[mirror].succeeded(now, grant)
 
-    def served_wrong(self, mirror: str, object_id: str, now: float) -> None:
-        self.failed(mirror, Fault.CORRUPT, now)
+    def abandoned(self, mirror: str, now: float, grant: Pass) -> None:
+        self._breakers[mirror].abandoned(now, grant)
+
+    def served_wrong(
+        self, mirror: str, object_id: str, now: float, grant: Pass = Pass.NORMAL
+    ) -> None:
+        self.failed(mirror, Fault.CORRUPT, now, grant)
         self._banned[(mirror, object_id)] = None
         if len(self._banned) > self._max_banned:
             del self._banned[next(iter(self._banned))]

@@ -3,9 +3,17 @@
 h11 is the sans-IO protocol core; this module is the thin I/O shell around
 it. One `HttpClient` keeps idle keep-alive connections per origin and bounds
 the requests in flight per origin. Every network wait has a deadline: connect,
-the response head, and each read of the body (a peer that stalls mid-body is
-cut off). A body is never read past `max_size`: a Content-Length over the
-cap is refused before a byte of the body is read.
+the whole response head, and byte progress: no byte for `body_idle` seconds
+before the head is a stall, and in the body every `body_idle` window must
+bring `window_bytes` (so a peer dripping a byte a second is cut off, not only
+one that goes silent). A body is never read past `max_size`: a
+Content-Length over the cap is refused before a byte of the body is read.
+
+Response framing follows RFC 9112 §6.3 strictly, since a lenient reading is
+what request smuggling and desynchronised keep-alive connections feed on: a
+head with both Transfer-Encoding and Content-Length, several Content-Length
+values, a transfer coding other than chunked, or obsolete line folding is
+refused (`HttpMalformed`) and its connection closed, never reused.
 
 Errors: `HttpUsageError` is our mistake (a URL we cannot use); every
 `HttpPeerError` is the peer's (refused connection, bad status, stall,
@@ -14,6 +22,7 @@ truncation, oversize, garbage). Retries across mirrors belong to the fetcher.
 
 from __future__ import annotations
 
+import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -42,6 +51,10 @@ class HttpPeerError(HttpError):
 
 class HttpTimeout(HttpPeerError):
     """A deadline passed: connect, response head, or a stalled body."""
+
+
+class HttpMalformed(HttpPeerError):
+    """A response head we refuse to frame (RFC 9112 §6.3): the connection is dropped."""
 
 
 class HttpStatusError(HttpPeerError):
@@ -105,15 +118,46 @@ def split_url(url: str) -> tuple[Origin, str]:
 
 @dataclass(frozen=True)
 class Timeouts:
-    """Seconds for each network wait; `body_idle` cuts off a stalled body."""
+    """Seconds for each network wait, and the byte-progress rule.
+
+    `head`: the whole response head, from the request sent. `body_idle`: the
+    progress window: no byte for that long before the head, or fewer than
+    `window_bytes` in one window of the body, is a stall.
+    """
 
     connect: float = 5.0
     head: float = 10.0
     body_idle: float = 10.0
+    window_bytes: int = 1
 
     def __post_init__(self) -> None:
         if min(self.connect, self.head, self.body_idle) <= 0:
             raise HttpUsageError("timeouts must be positive")
+        if self.window_bytes < 1:
+            raise HttpUsageError("window_bytes must be at least 1")
+
+
+@dataclass
+class Progress:
+    """The body's byte-progress rule, pure: time is passed in.
+
+    A window opens at `start`; once it has brought `min_bytes` the next one
+    opens. A window that closes short of its quota is a stall: a silent peer
+    and a dripping one fail the same way, within one window.
+    """
+
+    window_s: float
+    min_bytes: int
+    start: float
+    got: int = 0
+
+    def deadline(self) -> float:
+        return self.start + self.window_s
+
+    def received(self, n: int, now: float) -> None:
+        self.got += n
+        if self.got >= self.min_bytes:
+            self.start, self.got = now, 0
 
 
 @dataclass(frozen=True)
@@ -170,12 +214,15 @@ class HttpClient:
         max_size: int,
         byte_range: tuple[int, int] | None = None,
         headers: Mapping[str, str] | None = None,
+        timeouts: Timeouts | None = None,
     ) -> Response:
         """GET `url`; 200 (or 206 for a range) with a body of at most `max_size`.
 
         `byte_range` is (first, last) inclusive. Any other status raises
-        `HttpStatusError`; a body cut short raises `HttpTruncated` with the
-        bytes received so far, so the caller can resume with a range.
+        `HttpStatusError`; a body cut short (or stalled) raises `HttpTruncated`
+        with the bytes received so far, so the caller can resume with a range.
+        `timeouts` replaces the client's for this request (the fetcher's are
+        tighter than those of the hub client it may share a pool with).
         """
         own = [("Accept-Encoding", "identity")]
         if byte_range is not None:
@@ -184,7 +231,8 @@ class HttpClient:
                 raise HttpUsageError(f"bad byte range {byte_range}")
             own.append(("Range", f"bytes={first}-{last}"))
         wanted = (206,) if byte_range is not None else (200,)
-        return await self._send("GET", url, own, headers, max_size, byte_range, b"", wanted)
+        return await self._send("GET", url, own, headers, max_size, byte_range, b"", wanted,
+                                timeouts)
 
     async def post(
         self,
@@ -201,7 +249,7 @@ class HttpClient:
         signed heartbeats this way).
         """
         own = [("Content-Length", str(len(body)))]
-        return await self._send("POST", url, own, headers, max_size, None, body, ok)
+        return await self._send("POST", url, own, headers, max_size, None, body, ok, None)
 
     async def _send(
         self,
@@ -213,6 +261,7 @@ class HttpClient:
         byte_range: tuple[int, int] | None,
         body: bytes,
         wanted: tuple[int, ...],
+        timeouts: Timeouts | None,
     ) -> Response:
         if max_size < 0:
             raise HttpUsageError("max_size must not be negative")
@@ -222,8 +271,8 @@ class HttpClient:
         request = h11.Request(method=method, target=target, headers=req_headers)
         limit = self._limits.setdefault(origin, trio.Semaphore(self._per_origin))
         async with limit:
-            return await self._exchange(url, origin,
-                                        _Call(request, max_size, byte_range, body, wanted))
+            call = _Call(request, max_size, byte_range, body, wanted, timeouts or self.timeouts)
+            return await self._exchange(url, origin, call)
 
     async def _exchange(
         self,
@@ -239,7 +288,7 @@ class HttpClient:
                 return await self._on_conn(url, origin, conn, call)
             except _StaleConnection:
                 pass
-        conn = await self._connect(origin)
+        conn = await self._connect(origin, call.timeouts)
         try:
             return await self._on_conn(url, origin, conn, call)
         except _StaleConnection:
@@ -249,9 +298,9 @@ class HttpClient:
         conns = self._idle.get(origin)
         return conns.pop() if conns else None
 
-    async def _connect(self, origin: Origin) -> _Conn:
+    async def _connect(self, origin: Origin, timeouts: Timeouts) -> _Conn:
         try:
-            with trio.fail_after(self.timeouts.connect):
+            with trio.fail_after(timeouts.connect):
                 stream: trio.abc.Stream = await trio.open_tcp_stream(origin.host, origin.port)
                 if origin.scheme == "https":
                     ctx = self._ssl or ssl.create_default_context()
@@ -274,8 +323,10 @@ class HttpClient:
         reusable = False
         try:
             response = await self._roundtrip(url, conn, call)
+            # Bytes after the body would be read as the next response: drop it.
             reusable = (
                 conn.proto.our_state is h11.DONE and conn.proto.their_state is h11.DONE
+                and not conn.proto.trailing_data[0]
             )
             return response
         finally:
@@ -291,33 +342,40 @@ class HttpClient:
         conn: _Conn,
         call: _Call,
     ) -> Response:
-        request, max_size, byte_range, body, wanted = (
-            call.request, call.max_size, call.byte_range, call.body, call.wanted)
+        request, max_size, byte_range, body, wanted, t = (
+            call.request, call.max_size, call.byte_range, call.body, call.wanted, call.timeouts)
         proto = conn.proto
         got_any = False
+        raw = bytearray()  # what came before the head was complete, to check its framing
+        informational = 0
         try:
             data = proto.send(request) or b""
             if body:
                 data += proto.send(h11.Data(data=body)) or b""
             data += proto.send(h11.EndOfMessage()) or b""
-            with trio.fail_after(self.timeouts.head):
+            with trio.fail_after(t.head):
                 await conn.stream.send_all(data)
                 while True:
                     event = proto.next_event()
                     if event is h11.NEED_DATA:
-                        chunk = await conn.stream.receive_some(_READ_CHUNK)
+                        with trio.move_on_after(t.body_idle) as idle:
+                            chunk = await conn.stream.receive_some(_READ_CHUNK)
+                        if idle.cancelled_caught:
+                            raise HttpTimeout(f"{url}: no byte for {t.body_idle}s")
                         if not chunk and not got_any:
                             raise _StaleConnection
                         got_any = True
+                        raw += chunk
                         proto.receive_data(bytes(chunk))
                         continue
                     if isinstance(event, h11.InformationalResponse):
+                        informational += 1
                         continue
                     if isinstance(event, h11.Response):
                         break
                     raise HttpPeerError(f"{url}: unexpected {type(event).__name__}")
         except trio.TooSlowError:
-            raise HttpTimeout(f"{url}: no response head within {self.timeouts.head}s") from None
+            raise HttpTimeout(f"{url}: no response head within {t.head}s") from None
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             if not got_any:
                 raise _StaleConnection from None
@@ -325,21 +383,25 @@ class HttpClient:
         except h11.RemoteProtocolError as exc:
             raise HttpPeerError(f"{url}: bad response: {exc}") from None
 
+        fault = framing_fault(final_head(bytes(raw), informational))
+        if fault is not None:
+            raise HttpMalformed(f"{url}: refused response head: {fault}")
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in event.headers}
         if event.status_code not in wanted:
             raise HttpStatusError(url, event.status_code)
         expected = _expected_length(url, headers, byte_range)
         if expected is not None and expected > max_size:
             raise HttpOversize(f"{url}: {expected} bytes offered, cap is {max_size}")
-        body = await self._read_body(url, conn, max_size, expected)
+        body = await self._read_body(url, conn, max_size, expected, t)
         return Response(event.status_code, headers, body)
 
     async def _read_body(
-        self, url: str, conn: _Conn, max_size: int, expected: int | None
+        self, url: str, conn: _Conn, max_size: int, expected: int | None, t: Timeouts
     ) -> bytes:
         proto = conn.proto
         parts: list[bytes] = []
         received = 0
+        progress = Progress(t.body_idle, t.window_bytes, trio.current_time())
 
         def truncated(why: str) -> HttpTruncated:
             return HttpTruncated(
@@ -353,12 +415,13 @@ class HttpClient:
                 raise truncated(str(exc)) from None
             if event is h11.NEED_DATA:
                 try:
-                    with trio.fail_after(self.timeouts.body_idle):
+                    with trio.move_on_at(progress.deadline()) as window:
                         chunk = await conn.stream.receive_some(_READ_CHUNK)
-                except trio.TooSlowError:
-                    raise truncated(f"stalled for {self.timeouts.body_idle}s") from None
                 except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                     raise truncated(str(exc)) from None
+                if window.cancelled_caught:
+                    raise truncated(f"stalled: under {t.window_bytes} bytes in {t.body_idle}s")
+                progress.received(len(chunk), trio.current_time())
                 proto.receive_data(bytes(chunk))
                 continue
             if isinstance(event, h11.Data):
@@ -385,10 +448,55 @@ class _Call:
     byte_range: tuple[int, int] | None
     body: bytes
     wanted: tuple[int, ...]
+    timeouts: Timeouts
 
 
 class _StaleConnection(Exception):
     """A connection closed before any response byte (pooled ones age out)."""
+
+
+# h11 ends a head at the first blank line, bare LF or CRLF; so do we.
+_BLANK_LINE = re.compile(rb"\n\r?\n")
+
+
+def final_head(raw: bytes, informational: int) -> bytes:
+    """The final response's head in the bytes read so far (1xx heads come first)."""
+    pos, head = 0, raw
+    for _ in range(informational + 1):
+        m = _BLANK_LINE.search(raw, pos)
+        if m is None:
+            return raw[pos:]
+        head, pos = raw[pos:m.end()], m.end()
+    return head
+
+
+def framing_fault(head: bytes) -> str | None:
+    """Why a response head must be refused under RFC 9112 §6.3 / §5.2, or None.
+
+    Pure. h11 is lenient where the RFC allows it (it merges identical
+    Content-Length values, lets Transfer-Encoding win over Content-Length
+    and unfolds obs-fold lines); a client behind which nothing else parses
+    the stream can afford to refuse all of these, so it does.
+    """
+    fields: dict[bytes, list[bytes]] = {}
+    for line in head.split(b"\n")[1:]:
+        line = line.removesuffix(b"\r")
+        if not line:
+            continue
+        if line[:1] in (b" ", b"\t"):
+            return "obsolete line folding"
+        name, _, value = line.partition(b":")
+        fields.setdefault(name.strip().lower(), []).append(value.strip())
+    lengths = fields.get(b"content-length", [])
+    codings = [c.strip().lower() for v in fields.get(b"transfer-encoding", [])
+               for c in v.split(b",")]
+    if codings and lengths:
+        return "both Transfer-Encoding and Content-Length"
+    if len(lengths) > 1 or any(b"," in v for v in lengths):
+        return "several Content-Length values"
+    if codings and codings != [b"chunked"]:
+        return f"Transfer-Encoding {b', '.join(codings).decode('latin-1')!r} (only chunked)"
+    return None
 
 
 def _expected_length(
