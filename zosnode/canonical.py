@@ -5,8 +5,17 @@ have exactly one encoding. We encode with cbor2's canonical mode (RFC 8949
 core deterministic encoding: shortest forms, sorted map keys, definite
 lengths) and, when decoding, refuse anything that does not re-encode to the
 very same bytes. That single check rejects non-shortest integers, unsorted or
-duplicate map keys (they collapse on decode), indefinite lengths, tags and
-trailing data.
+duplicate map keys (they collapse on decode), indefinite lengths and trailing
+data.
+
+Before cbor2 sees the bytes, one linear pass over the item headers refuses
+what must never reach it: tags (cbor2 acts on some of them: tags 28/29 share
+values, so 135 bytes can expand to a DAG of 2**22 nodes that any walk or
+re-encode takes seconds, or forever, to visit; tag 2 makes an integer of a
+byte string), floats and simple values other than false/true/null, map keys
+that are neither text nor integers, nesting past the depth cap, and lengths
+that run past the end. Integers are the CBOR major types, so -2**64 ..
+2**64-1; `dumps` refuses anything wider rather than emit a bignum tag.
 """
 
 from __future__ import annotations
@@ -35,11 +44,11 @@ def loads(data: bytes, *, max_size: int, max_depth: int = 64) -> Any:
         raise CanonicalError(f"{len(data)} bytes is over the {max_size}-byte cap")
     if not data:
         raise CanonicalError("empty input")
+    _scan(data, max_depth)
     try:
         value = cbor2.loads(data)
     except Exception as exc:  # noqa: BLE001 - cbor2 raises many types on garbage
         raise CanonicalError(f"not valid CBOR: {exc}") from None
-    _check_types(value, 0, max_depth)
     try:
         again = cbor2.dumps(value, canonical=True)
     except Exception as exc:  # noqa: BLE001
@@ -52,15 +61,79 @@ def loads(data: bytes, *, max_size: int, max_depth: int = 64) -> Any:
     return value
 
 
+# Initial bytes of the three simple values we allow: false, true, null.
+_SIMPLE_OK = (0xF4, 0xF5, 0xF6)
+
+
+def _scan(data: bytes, max_depth: int) -> None:
+    """One pass over the item headers; see the module docstring for what it refuses."""
+    end = len(data)
+    pos = 0
+    # Per open container: items still to read, and whether it is a map.
+    left = [1]
+    is_map = [False]
+    while left:
+        if left[-1] == 0:
+            left.pop()
+            is_map.pop()
+            continue
+        key = is_map[-1] and left[-1] % 2 == 0
+        left[-1] -= 1
+        if pos >= end:
+            raise CanonicalError("not valid CBOR: truncated")
+        initial = data[pos]
+        pos += 1
+        major, arg = initial >> 5, initial & 0x1F
+        if arg >= 24:
+            if arg >= 28:
+                if arg == 31 and major in (2, 3, 4, 5):
+                    raise CanonicalError("not canonical CBOR: indefinite length")
+                raise CanonicalError(f"not valid CBOR: reserved header byte 0x{initial:02x}")
+            width = 1 << (arg - 24)
+            if pos + width > end:
+                raise CanonicalError("not valid CBOR: truncated")
+            arg = int.from_bytes(data[pos:pos + width], "big")
+            pos += width
+        if key and major not in (0, 1, 3):
+            raise CanonicalError("a map key must be text or an integer")
+        if major <= 1:
+            continue
+        if major <= 3:
+            if arg > end - pos:
+                raise CanonicalError("not valid CBOR: truncated")
+            pos += arg
+        elif major <= 5:
+            count = arg if major == 4 else 2 * arg
+            if count > end - pos:  # every item takes at least one byte
+                raise CanonicalError("not valid CBOR: truncated")
+            if count and len(left) > max_depth:  # its items would sit deeper
+                raise CanonicalError(f"nested deeper than {max_depth}")
+            left.append(count)
+            is_map.append(major == 5)
+        elif major == 6:
+            raise CanonicalError(f"tag {arg} is not allowed")
+        elif initial not in _SIMPLE_OK:
+            raise CanonicalError(f"float or simple value 0x{initial:02x} is not allowed")
+    if pos != end:
+        raise CanonicalError("not canonical CBOR: trailing data after the document")
+
+
+_MIN_INT = -(1 << 64)
+_MAX_INT = (1 << 64) - 1
+
+
 def _check_types(value: Any, depth: int, max_depth: int = 64) -> None:
     if depth > max_depth:
         raise CanonicalError(f"nested deeper than {max_depth}")
     if not isinstance(value, _ALLOWED):
         raise CanonicalError(f"type {type(value).__name__} is not allowed")
+    if isinstance(value, int) and not _MIN_INT <= value <= _MAX_INT:
+        raise CanonicalError(f"integer {value} does not fit CBOR's 64-bit major types")
     if isinstance(value, dict):
         for k, v in value.items():
-            if not isinstance(k, (str, int)):
+            if not isinstance(k, (str, int)) or isinstance(k, bool):
                 raise CanonicalError(f"map key of type {type(k).__name__} is not allowed")
+            _check_types(k, depth + 1, max_depth)
             _check_types(v, depth + 1, max_depth)
     elif isinstance(value, list):
         for v in value:

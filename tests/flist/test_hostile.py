@@ -1,4 +1,4 @@
-"""Attacks and faults on the store, the target directory and the input archives."""
+"""Attacks and faults on the store, the target directory, input archives and flist bytes."""
 
 from __future__ import annotations
 
@@ -6,17 +6,21 @@ import io
 import os
 import tarfile
 from pathlib import Path
+from typing import Any
 
+import cbor2
 import pytest
 
 from zosnode.flist.builder import build_from
 from zosnode.flist.errors import (
     FlistDataError,
+    FormatError,
     IntegrityError,
     MissingBlockError,
     UnsafeTargetError,
 )
 from zosnode.flist.extract import extract
+from zosnode.flist.format import decode
 from zosnode.flist.store import LocalStore
 from zosnode.flist.verify import verify
 from zosnode.flist.view import FlistView
@@ -167,3 +171,106 @@ def test_unreadable_source_file_is_a_user_error(tmp_path: Path, store: LocalStor
     (src / "etc" / "passwd").unlink()  # vanishes between the walk and the read
     with pytest.raises(FlistInputError, match="cannot read /etc/passwd"):
         build(tree, lambda b: store.put_block(b.stored)[1])
+
+
+# --- hostile flist bytes: only FormatError, one encoding per tree ----------
+
+
+def _sample_doc() -> dict[str, Any]:
+    from zosnode.flist.blocks import Compression, encode_block
+    from zosnode.flist.format import Entry, Flist, Hole, Kind, encode
+
+    blk = encode_block(b"0123456789" * 10, Compression.NONE, False)
+    flist = Flist((
+        Entry(0, None, b"", Kind.DIR, 0o755),
+        Entry(1, 0, b"f", Kind.REG, 0o644, extents=(blk.ref(0, 10), Hole(5))),
+    ))
+    return cbor2.loads(encode(flist))  # type: ignore[no-any-return]
+
+
+def _encode_doc(doc: dict[Any, Any]) -> bytes:
+    return bytes(cbor2.dumps(doc, canonical=True))
+
+
+def test_integer_key_in_the_top_map_is_a_format_error() -> None:
+    # Sorting the keys for the message raised TypeError (str < int).
+    doc: dict[Any, Any] = _sample_doc()
+    doc[1] = 0
+    with pytest.raises(FormatError, match="unexpected or missing fields: 1"):
+        decode(_encode_doc(doc))
+
+
+@pytest.mark.parametrize(
+    "where, value",
+    [
+        (("entries", 1, 8, 1), [None, False, 5]),  # re-encoded as [null, 0, 5]
+        (("entries", 1, 8, 1), [None, 0, True]),
+        (("entries", 1, 8, 0), [0, False, 10]),
+        (("entries", 1, 8, 0), [0, 0, True]),
+        (("blocks", 0, 1), True),
+        (("blocks", 0, 2), True),
+    ],
+)
+def test_a_boolean_is_not_a_number(where: tuple[Any, ...], value: Any) -> None:
+    doc = _sample_doc()
+    node: Any = doc
+    for key in where[:-1]:
+        node = node[key]
+    node[where[-1]] = value
+    with pytest.raises(FormatError, match="not an integer|hole has offset 0"):
+        decode(_encode_doc(doc))
+
+
+def test_every_accepted_version_re_encodes_to_its_bytes() -> None:
+    from zosnode.flist.format import encode
+
+    doc = _sample_doc()
+    doc["version"] = [1, 7]  # a later minor: read, and written back as read
+    data = _encode_doc(doc)
+    flist = decode(data)
+    assert flist.minor == 7
+    assert encode(flist) == data
+
+
+def test_free_form_meta_over_its_cap_is_refused_on_decode() -> None:
+    from zosnode.flist.format import MAX_META
+
+    doc = _sample_doc()
+    doc["meta"] = {"x": b"\0" * MAX_META}  # encode() refuses this, so decode must
+    with pytest.raises(FormatError, match="free-form metadata"):
+        decode(_encode_doc(doc))
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["inspect", "{f}"],
+        ["ls", "{f}", "/"],
+        ["cat", "{f}", "/f", "--store", "{store}"],
+        ["verify", "{f}", "--store", "{store}"],
+        ["diff", "{f}", "{f}"],
+        ["extract", "{f}", "{tmp}/out", "--store", "{store}"],
+        # The mount refuses before it contacts any hub or touches FUSE.
+        ["mount", "{f}", "{tmp}/mnt", "--hub", "http://127.0.0.1:9", "--cache", "{tmp}/c"],
+    ],
+)
+def test_hostile_flist_file_is_a_one_line_user_error(
+    tmp_path: Path, store: LocalStore, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    from zosnode.cli import main
+
+    doc: dict[Any, Any] = _sample_doc()
+    doc[1] = 0
+    hostile = tmp_path / "hostile.flist"
+    hostile.write_bytes(_encode_doc(doc))
+    subs = {"{f}": str(hostile), "{store}": str(store.path), "{tmp}": str(tmp_path)}
+    args = ["flist"]
+    for a in argv:
+        for k, v in subs.items():
+            a = a.replace(k, v)
+        args.append(a)
+    rc = main(args)
+    _, err = capsys.readouterr()
+    assert rc == 2, err
+    assert len(err.strip().splitlines()) == 1 and "unexpected or missing fields" in err, err
+    assert "Traceback" not in err and "internal error" not in err

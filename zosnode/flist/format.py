@@ -65,8 +65,7 @@ class Hole:
     length: int
 
     def __post_init__(self) -> None:
-        if not 0 < self.length <= MAX_FILE_SIZE:
-            raise FormatError(f"hole length {self.length} out of range")
+        _check_int("hole length", self.length, 1, MAX_FILE_SIZE + 1)
 
 
 Extent = BlockRef | Hole
@@ -85,6 +84,8 @@ def check_name(name: bytes) -> bytes:
 
 
 def _check_int(what: str, value: object, lo: int, hi: int) -> int:
+    # `type(...) is int`, not isinstance: a CBOR true is an int to Python, and
+    # accepting it where a number belongs would give one tree two encodings.
     if type(value) is not int or not lo <= value < hi:
         raise FormatError(f"{what} {value!r} is not an integer in [{lo}, {hi})")
     return value
@@ -172,8 +173,12 @@ class Flist:
     entries: tuple[Entry, ...]
     prefetch: tuple[str, ...] = ()
     metadata: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    # The minor version it was read at (a reader keeps what it does not know
+    # in `metadata`), so re-encoding a decoded flist gives back its very bytes.
+    minor: int = MINOR
 
     def __post_init__(self) -> None:
+        _check_int("minor version", self.minor, 0, 1 << 64)
         if not 0 < len(self.entries) <= MAX_ENTRIES:
             raise FormatError(f"entry count {len(self.entries)} outside 1..{MAX_ENTRIES}")
         depth = [0] * len(self.entries)
@@ -227,7 +232,7 @@ def encode(flist: Flist) -> bytes:
         if bid not in index:
             raise FormatError(f"prefetch names block {bid} that no file uses")
     doc = {
-        "version": [MAJOR, MINOR],
+        "version": [MAJOR, flist.minor],
         "blocks": wire_blocks,
         "entries": [_encode_entry(e, index) for e in flist.entries],
         "prefetch": [index[b] for b in flist.prefetch],
@@ -287,14 +292,19 @@ def decode(data: bytes) -> Flist:
         raise UnsupportedVersionError(
             f"flist format {version[0]}.{version[1]} is not supported (this reads {MAJOR}.x)"
         )
-    if set(doc) != {"version", "blocks", "entries", "prefetch", "meta"}:
-        raise FormatError(f"flist has unexpected or missing fields: {sorted(doc)}")
+    if set(doc) != _FIELDS:
+        # Keys may be integers as well as text: name them by repr, never sort both.
+        odd = sorted(repr(k) for k in set(doc) ^ _FIELDS)
+        raise FormatError(f"flist has unexpected or missing fields: {', '.join(odd)}")
     try:
-        return _decode_doc(doc)
+        return _decode_doc(doc, version[1])
     except FormatError:
         raise
     except (TypeError, ValueError, IndexError, KeyError) as exc:
         raise FormatError(f"malformed flist: {exc}") from None
+
+
+_FIELDS = frozenset({"version", "blocks", "entries", "prefetch", "meta"})
 
 
 def _list(what: str, value: object, n: int | None = None) -> Sequence[Any]:
@@ -303,7 +313,7 @@ def _list(what: str, value: object, n: int | None = None) -> Sequence[Any]:
     return value
 
 
-def _decode_doc(doc: dict[str, Any]) -> Flist:
+def _decode_doc(doc: dict[str, Any], minor: int) -> Flist:
     wire_blocks = _list("blocks", doc["blocks"])
     if len(wire_blocks) > MAX_BLOCKS:
         raise FormatError(f"more than {MAX_BLOCKS} blocks")
@@ -321,6 +331,8 @@ def _decode_doc(doc: dict[str, Any]) -> Flist:
             raise FormatError(f"unknown compression code {comp!r}")
         if key is not None and not isinstance(key, bytes):
             raise FormatError("a block key is bytes or null")
+        _check_int("stored size", stored_size, 0, 1 << 64)
+        _check_int("block size", size, 0, 1 << 64)
         # Checked here once so each reference below only checks its slice.
         BlockRef(bid, 0, 1, size, stored_size, Compression(comp), key)
         blocks.append((bid, stored_size, size, Compression(comp), key))
@@ -348,11 +360,13 @@ def _decode_doc(doc: dict[str, Any]) -> Flist:
             for wx in wext:
                 bi, off, length = _list("extent", wx, 3)
                 if bi is None:
-                    if off != 0:
+                    if type(off) is not int or off != 0:
                         raise FormatError("a hole has offset 0")
                     exts.append(Hole(length))
                     continue
                 _check_int("block index", bi, 0, len(blocks))
+                _check_int("extent offset", off, 0, 1 << 64)
+                _check_int("extent length", length, 0, 1 << 64)
                 used[bi] = True
                 bid, ss, size, comp, key = blocks[bi]
                 exts.append(BlockRef(bid, off, length, size, ss, comp, key))
@@ -383,7 +397,11 @@ def _decode_doc(doc: dict[str, Any]) -> Flist:
     meta = doc["meta"]
     if not isinstance(meta, dict) or not all(isinstance(k, str) for k in meta):
         raise FormatError("meta must be a map with text keys")
-    flist = Flist(tuple(entries), tuple(prefetch), meta)
+    # The same cap encode() applies, so whatever decodes also encodes.
+    meta_size = len(canonical.dumps(meta))
+    if meta_size > MAX_META:
+        raise FormatError(f"free-form metadata of {meta_size} bytes is over {MAX_META}")
+    flist = Flist(tuple(entries), tuple(prefetch), meta, minor)
     # Block table order is first-use order; anything else is a second encoding.
     if list(flist.blocks()) != [b[0] for b in blocks]:
         raise FormatError("the block table is not in first-use order")
