@@ -38,9 +38,6 @@ class LocalStore:
         check_id(bid)
         return self.path / "blocks" / bid[:2] / bid
 
-    def has_block(self, bid: str) -> bool:
-        return self.block_path(bid).is_file()
-
     def put_block(self, stored: bytes, known_id: str | None = None) -> tuple[str, bool]:
         """Store a block; return its id and whether it was new.
 

@@ -113,8 +113,3 @@ def text_response(status: int, text: str, *, route: str = "other",
         (text.rstrip("\n") + "\n").encode(),
         route=route,
     )
-
-
-def header_map(headers: tuple[tuple[str, str], ...]) -> dict[str, str]:
-    """Lower-cased names to the last value (for tests and small lookups)."""
-    return {k.lower(): v for k, v in headers}

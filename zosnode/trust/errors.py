@@ -67,9 +67,5 @@ class RotationError(Refused):
     """A new root that does not chain from the trusted one (version gap, type)."""
 
 
-class RotationLimitError(Refused):
-    """More root rotations in one refresh than the cap allows."""
-
-
 class AgentTooOldError(Refused):
     """The manifest needs a newer agent than the one running."""
