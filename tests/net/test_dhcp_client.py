@@ -15,6 +15,8 @@ from zosnode.net.dhcp_client import (
     Bound,
     DhcpClient,
     LeaseLost,
+    Probe,
+    Refused,
     Renewed,
     State,
     StateChanged,
@@ -46,14 +48,22 @@ def answer(req: w.Message, kind: w.MsgType, yiaddr: str = "10.9.0.50", lease: in
                               yiaddr=yiaddr if kind is not w.MsgType.NAK else "0.0.0.0"))
 
 
+def recv(c: DhcpClient, data: bytes, now: float) -> list[object]:
+    """`receive`, with the ARP probe of a new address answered "nobody there"."""
+    ev: list[object] = list(c.receive(data, now))
+    if any(isinstance(e, Probe) for e in ev):
+        ev += c.probed(None, now)
+    return ev
+
+
 def client(**timing: float) -> DhcpClient:
     return DhcpClient(MAC, random.Random(1), Timing(**timing))  # type: ignore[arg-type]
 
 
 def bind(c: DhcpClient, now: float = 0.0, **kw: object) -> list[object]:
     (disc,) = sent(c.start(now))
-    (req,) = sent(c.receive(answer(disc, w.MsgType.OFFER), now + 1.0))
-    return c.receive(answer(req, w.MsgType.ACK, **kw), now + 1.2)  # type: ignore[arg-type]
+    (req,) = sent(recv(c, answer(disc, w.MsgType.OFFER), now + 1.0))
+    return recv(c, answer(req, w.MsgType.ACK, **kw), now + 1.2)  # type: ignore[arg-type]
 
 
 def test_discover_offer_request_ack() -> None:
@@ -64,12 +74,12 @@ def test_discover_offer_request_ack() -> None:
     assert disc.msg_type is w.MsgType.DISCOVER and disc.flags & w.FLAG_BROADCAST
     assert disc.get(61) == b"\x01" + MAC
     assert ev[-1] == Transmit(ev[-1].data, BROADCAST)  # type: ignore[union-attr]
-    ev = c.receive(answer(disc, w.MsgType.OFFER), 1.0)
+    ev = recv(c, answer(disc, w.MsgType.OFFER), 1.0)
     (req,) = sent(ev)
     assert c.state is State.REQUESTING
     assert req.msg_type is w.MsgType.REQUEST and req.xid == disc.xid
     assert req.addr(50) == "10.9.0.50" and req.addr(54) == SERVER
-    ev = c.receive(answer(req, w.MsgType.ACK), 1.5)
+    ev = recv(c, answer(req, w.MsgType.ACK), 1.5)
     (bound,) = [e for e in ev if isinstance(e, Bound)]
     assert c.state is State.BOUND
     lease = bound.lease
@@ -109,7 +119,7 @@ def test_renew_at_t1_unicast_then_ack() -> None:
     assert [e.destination for e in ev if isinstance(e, Transmit)] == [SERVER]
     assert req.ciaddr == "10.9.0.50" and req.get(50) is None and req.get(54) is None
     assert not req.flags & w.FLAG_BROADCAST
-    ev = c.receive(answer(req, w.MsgType.ACK), 52.0)
+    ev = recv(c, answer(req, w.MsgType.ACK), 52.0)
     assert any(isinstance(e, Renewed) for e in ev) and c.state is State.BOUND
     assert c.lease is not None and c.lease.start == 51.0 and c.deadline == 101.0
 
@@ -149,7 +159,7 @@ def test_rebinding_ack_from_another_server_keeps_address() -> None:
     bind(c)
     c.timeout(51.0)
     (req,) = sent(c.timeout(88.0))
-    ev = c.receive(answer(req, w.MsgType.ACK, server="10.9.0.7"), 89.0)
+    ev = recv(c, answer(req, w.MsgType.ACK, server="10.9.0.7"), 89.0)
     assert any(isinstance(e, Renewed) for e in ev)
     assert c.lease is not None and c.lease.server == "10.9.0.7"
 
@@ -158,9 +168,9 @@ def test_ack_moving_us_to_another_address_is_loss_then_bind() -> None:
     c = client()
     bind(c)
     (req,) = sent(c.timeout(51.0))
-    ev = c.receive(answer(req, w.MsgType.ACK, yiaddr="10.9.0.77"), 52.0)
+    ev = recv(c, answer(req, w.MsgType.ACK, yiaddr="10.9.0.77"), 52.0)
     kinds = [type(e) for e in ev if not isinstance(e, StateChanged)]
-    assert kinds == [LeaseLost, Bound]
+    assert kinds == [LeaseLost, Probe, Bound]  # the new address is probed first
     assert c.lease is not None and c.lease.address == "10.9.0.77"
 
 
@@ -168,12 +178,12 @@ def test_ack_moving_us_to_another_address_is_loss_then_bind() -> None:
 def test_nak_drops_lease_and_restarts_after_a_pause(stage: str) -> None:
     c = client()
     (disc,) = sent(c.start(0.0))
-    (req,) = sent(c.receive(answer(disc, w.MsgType.OFFER), 1.0))
+    (req,) = sent(recv(c, answer(disc, w.MsgType.OFFER), 1.0))
     if stage == "renewing":
-        c.receive(answer(req, w.MsgType.ACK), 1.0)
+        recv(c, answer(req, w.MsgType.ACK), 1.0)
         (req,) = sent(c.timeout(51.0))
     now = c.deadline or 0.0 if stage == "requesting" else 52.0
-    ev = c.receive(answer(req, w.MsgType.NAK), now)
+    ev = recv(c, answer(req, w.MsgType.NAK), now)
     assert c.state is State.INIT and c.lease is None and sent(ev) == []
     assert any(isinstance(e, LeaseLost) for e in ev) == (stage == "renewing")
     assert c.deadline == now + Timing().nak_delay
@@ -185,8 +195,9 @@ def test_nak_drops_lease_and_restarts_after_a_pause(stage: str) -> None:
 def test_nak_from_another_server_is_ignored() -> None:
     c = client()
     (disc,) = sent(c.start(0.0))
-    (req,) = sent(c.receive(answer(disc, w.MsgType.OFFER), 1.0))
-    assert c.receive(answer(req, w.MsgType.NAK, server="10.9.0.66"), 1.1) == []
+    (req,) = sent(recv(c, answer(disc, w.MsgType.OFFER), 1.0))
+    (refused,) = recv(c, answer(req, w.MsgType.NAK, server="10.9.0.66"), 1.1)
+    assert refused == Refused("NAK from 10.9.0.66", f"we asked {SERVER}")
     assert c.state is State.REQUESTING
 
 
@@ -200,10 +211,10 @@ def test_init_reboot_after_link_flap_and_nak_fallback() -> None:
     assert c.state is State.REBOOTING
     (req,) = sent(ev)
     assert req.addr(50) == "10.9.0.50" and req.get(54) is None and req.ciaddr == "0.0.0.0"
-    assert any(isinstance(e, Bound) for e in c.receive(answer(req, w.MsgType.ACK), 20.5))
+    assert any(isinstance(e, Bound) for e in recv(c, answer(req, w.MsgType.ACK), 20.5))
     c.link_down(30.0)
     (req,) = sent(c.link_up(31.0))
-    c.receive(answer(req, w.MsgType.NAK), 31.1)
+    recv(c, answer(req, w.MsgType.NAK), 31.1)
     assert c.state is State.INIT
     (disc,) = sent(c.timeout(40.0))
     assert disc.msg_type is w.MsgType.DISCOVER and disc.get(50) is None
@@ -221,7 +232,7 @@ def test_init_reboot_gives_up_after_tries() -> None:
 def test_requesting_gives_up_after_tries() -> None:
     c = client(request_tries=3)
     (disc,) = sent(c.start(0.0))
-    c.receive(answer(disc, w.MsgType.OFFER), 0.5)
+    recv(c, answer(disc, w.MsgType.OFFER), 0.5)
     for _ in range(2):
         assert sent(c.timeout(c.deadline or 0))[0].msg_type is w.MsgType.REQUEST
     assert sent(c.timeout(c.deadline or 0))[0].msg_type is w.MsgType.DISCOVER
@@ -270,16 +281,21 @@ def test_hostile_and_stray_replies_are_dropped() -> None:
         b"",
     ]
     for pkt in hostile:
-        assert c.receive(pkt, 0.5) == [], pkt[:16]
+        # Nothing sent, nothing bound: at most a refusal to log.
+        ev = recv(c, pkt, 0.5)
+        assert all(isinstance(e, Refused) for e in ev), (pkt[:16], ev)
         assert c.state is State.SELECTING
     # Still works after the garbage.
-    assert sent(c.receive(good, 0.6))[0].msg_type is w.MsgType.REQUEST
-    # An ACK without a lease time, while requesting, is dropped too.
+    assert sent(recv(c, good, 0.6))[0].msg_type is w.MsgType.REQUEST
+    # An ACK without a lease time, while requesting, is declined.
     (req,) = sent(c.timeout(c.deadline or 0))
     bad_ack = w.encode(w.Message(op=w.BOOTREPLY, xid=req.xid, chaddr=MAC, yiaddr="10.9.0.50",
                                  options=((53, b"\x05"), (54, bytes([10, 9, 0, 1])),
                                           (1, bytes([255, 255, 255, 0])))))
-    assert c.receive(bad_ack, 5.0) == [] and c.state is State.REQUESTING
+    ev = recv(c, bad_ack, 5.0)
+    assert [m.msg_type for m in sent(ev)] == [w.MsgType.DECLINE]
+    assert Refused("ACK of 10.9.0.50 from 10.9.0.1", "ACK without a lease time") in ev
+    assert c.state is State.INIT and c.lease is None
 
 
 async def drive_until(c: DhcpClient, end: float) -> list[tuple[float, w.Message]]:

@@ -8,11 +8,17 @@ default route (metric 0) and whose DNS servers go into resolv.conf. Other
 leased NICs keep their address and a default route of a higher metric, which
 is also what lets the hub probe run through each NIC. Lost leases and link
 flaps are followed for as long as the node runs.
+
+Nothing a DHCP server sends can stop the node: a lease the kernel refuses
+(an address, a route, resolv.conf) is removed again and declined, and the
+NIC starts over; `zosnode.net.lease_check` refuses most such leases before
+they get here.
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import ipaddress
 import os
 import random
@@ -25,7 +31,7 @@ from pathlib import Path
 import trio
 
 from zosnode.agent.cmdline import Config
-from zosnode.net import audit, dhcp_io
+from zosnode.net import arp, audit, dhcp_io
 from zosnode.net.choose import Candidate, choose
 from zosnode.net.dhcp_client import (
     Bound,
@@ -37,6 +43,7 @@ from zosnode.net.dhcp_client import (
     Timing,
 )
 from zosnode.net.dhcp_client import Lease as Lease
+from zosnode.net.errors import NetSystemError
 from zosnode.net.firewall import Firewall
 from zosnode.net.links import Links, Nic, accept_router_adverts, resolv_conf_text, write_atomically
 
@@ -47,6 +54,7 @@ HUB_PROBE_TIMEOUT = 1.5
 FIREWALL_CHECK_EVERY = 10.0
 AUDIT_EVERY = 60.0
 SLAAC_POLL_EVERY = 1.0
+DEFAULT_ROUTE = "0.0.0.0/0"
 
 
 @dataclass
@@ -69,6 +77,7 @@ class Options:
     resolv_conf: Path = Path("/etc/resolv.conf")
     timing: Timing = Timing()
     proc_sys: Path = Path("/proc/sys")
+    arp_timing: arp.ProbeTiming = arp.ProbeTiming()
 
 
 class Bringup:
@@ -80,6 +89,7 @@ class Bringup:
         self.rng = rng or random.SystemRandom()
         self.network = Network()
         self._nics: dict[str, Nic] = {}
+        self._controls: dict[str, dhcp_io.NicControl] = {}
         self._first_lease = trio.Event()
         self._settled = False
         self._links: Links | None = None
@@ -116,8 +126,11 @@ class Bringup:
                 for nic in nics:
                     client = DhcpClient(nic.mac, random.Random(self.rng.getrandbits(64)),
                                         self.options.timing)
+                    ctl = dhcp_io.NicControl(self.options.arp_timing)
+                    self._controls[nic.name] = ctl
                     await nursery.start(dhcp_io.run_nic, nic, client, links, self._on_event,
-                                        self.say, 0.25, float(self.config.carrier_timeout_s))
+                                        self.say, 0.25, float(self.config.carrier_timeout_s),
+                                        ctl)
                 await self._first_lease.wait()
                 with trio.move_on_after(self.config.settle_s):
                     while len(self.network.leases) < len(nics):
@@ -134,37 +147,31 @@ class Bringup:
     # -- events from the DHCP tasks --------------------------------------
 
     async def _on_event(self, nic: Nic, ev: Event) -> None:
-        assert self._links is not None
         if isinstance(ev, StateChanged):
             self.say(f"{nic.name}: dhcp {ev.old.value} -> {ev.new.value} ({ev.reason})")
         elif isinstance(ev, Bound):
             lease = ev.lease
-            self._links.add_address(nic, lease.address, lease.prefixlen)
+            self._notes(nic, lease)
+            try:
+                self._configure(nic, lease, None)
+            except NetSystemError as exc:
+                self._refuse(nic, lease, exc, chosen=False)
+                return
             self.network.leases[nic.name] = lease
             self.say(f"{nic.name}: lease {lease.describe()}")
-            self._backup_route(nic, lease)
             self._first_lease.set()
             self.network._bump()
             if self._settled and (self.network.chosen is None):
                 await self._rechoose()
         elif isinstance(ev, Renewed):
-            old = self.network.leases.get(nic.name)
-            self.network.leases[nic.name] = ev.lease
-            if self.network.chosen == nic:
-                self.network.lease = ev.lease
-                if old is not None and (old.dns, old.domain) != (ev.lease.dns, ev.lease.domain):
-                    write_atomically(self.options.resolv_conf,
-                                     resolv_conf_text(ev.lease.dns, ev.lease.domain))
-            self.say(f"{nic.name}: lease renewed for {ev.lease.lease_s}s")
+            await self._renewed(nic, ev.lease)
         elif isinstance(ev, LeaseLost):
             lease = ev.lease
             self.network.leases.pop(nic.name, None)
-            self._links.del_default_route(nic, BACKUP_METRIC_BASE + nic.index)
-            if self.network.chosen == nic:
-                self._links.del_default_route(nic, CHOSEN_METRIC)
-            self._links.del_address(nic, lease.address, lease.prefixlen)
+            chosen = self.network.chosen == nic
+            self._unconfigure(nic, lease, chosen)
             self.say(f"{nic.name}: lease on {lease.address} lost ({ev.reason}); address removed")
-            if self.network.chosen == nic:
+            if chosen:
                 self.network.chosen = None
                 self.network.lease = None
                 self.say(f"{nic.name}: no longer the chosen NIC")
@@ -172,39 +179,132 @@ class Bringup:
                     await self._rechoose()
             self.network._bump()
 
-    def _backup_route(self, nic: Nic, lease: Lease) -> None:
+    async def _renewed(self, nic: Nic, lease: Lease) -> None:
+        old = self.network.leases.get(nic.name)
+        chosen = self.network.chosen == nic
+        if old is not None and not old.same_terms(lease):
+            self._notes(nic, lease)
+            try:
+                self._configure(nic, lease, old)
+                if chosen:
+                    self._configure_chosen(nic, lease, old)
+            except NetSystemError as exc:
+                self.network.leases.pop(nic.name, None)
+                self._unconfigure(nic, old, chosen)
+                self._refuse(nic, lease, exc, chosen)
+                if chosen:
+                    self.network.chosen = None
+                    self.network.lease = None
+                    if self._settled:
+                        await self._rechoose()
+                self.network._bump()
+                return
+            self.say(f"{nic.name}: lease renewed with new terms: {lease.describe()}")
+        else:
+            self.say(f"{nic.name}: lease renewed for {lease.lease_s}s")
+        self.network.leases[nic.name] = lease
+        if chosen:
+            self.network.lease = lease
+
+    def _notes(self, nic: Nic, lease: Lease) -> None:
+        for note in lease.notes:
+            self.say(f"{nic.name}: lease {lease.address}: {note}")
+
+    def _configure(self, nic: Nic, lease: Lease, old: Lease | None) -> None:
+        """Address, option 121 routes (on-link ones first) and the backup default route.
+
+        `old` is the same address's previous lease when a renewal changed its terms.
+        """
+        assert self._links is not None
+        links, metric = self._links, BACKUP_METRIC_BASE + nic.index
+        links.add_address(nic, lease.address, lease.prefixlen)
+        if old is not None and old.prefixlen != lease.prefixlen:
+            links.del_address(nic, old.address, old.prefixlen)
+        # A gateway must be reachable when its route goes in: on-link routes first.
+        for route in sorted(lease.routes, key=lambda r: r.gateway is not None):
+            links.set_route(nic, route.destination, route.gateway, metric)
+        if lease.routers:
+            links.set_route(nic, DEFAULT_ROUTE, lease.routers[0], metric)
+        if old is not None:
+            kept = {r.destination for r in lease.routes}
+            for route in old.routes:
+                if route.destination not in kept:
+                    links.del_route(nic, route.destination, metric)
+            if old.routers and not lease.routers:
+                links.del_route(nic, DEFAULT_ROUTE, metric)
+
+    def _configure_chosen(self, nic: Nic, lease: Lease, old: Lease | None) -> None:
+        """The metric-0 default route and resolv.conf of the chosen NIC."""
         assert self._links is not None
         if lease.routers:
-            self._links.set_default_route(nic, lease.routers[0],
-                                          BACKUP_METRIC_BASE + nic.index)
+            self._links.set_route(nic, DEFAULT_ROUTE, lease.routers[0], CHOSEN_METRIC)
+        elif old is not None and old.routers:
+            self._links.del_route(nic, DEFAULT_ROUTE, CHOSEN_METRIC)
+        if lease.dns and (old is None or (old.dns, old.search_domains) !=
+                          (lease.dns, lease.search_domains)):
+            write_atomically(self.options.resolv_conf,
+                             resolv_conf_text(lease.dns, lease.search_domains))
+
+    def _unconfigure(self, nic: Nic, lease: Lease, chosen: bool) -> None:
+        """Undo `_configure` (and `_configure_chosen`), step by step; never raises."""
+        assert self._links is not None
+        links, metric = self._links, BACKUP_METRIC_BASE + nic.index
+        steps = [functools.partial(links.del_route, nic, DEFAULT_ROUTE, m)
+                 for m in ((CHOSEN_METRIC, metric) if chosen else (metric,))]
+        steps += [functools.partial(links.del_route, nic, r.destination, metric)
+                  for r in lease.routes]
+        steps.append(functools.partial(links.del_address, nic, lease.address,
+                                       lease.prefixlen))
+        for step in steps:
+            try:
+                step()
+            except NetSystemError as exc:
+                self.say(f"{nic.name}: {exc}")
+
+    def _refuse(self, nic: Nic, lease: Lease, exc: NetSystemError, chosen: bool) -> None:
+        """The kernel would not take this lease: undo what went in, give it back."""
+        self.say(f"{nic.name}: cannot use the lease on {lease.address} ({exc}); declining it")
+        self._unconfigure(nic, lease, chosen)
+        self._controls[nic.name].decline(str(exc))
 
     async def _rechoose(self) -> None:
-        assert self._links is not None
-        probes = {name: await self._reaches_hub(self._nics[name], lease)
-                  for name, lease in sorted(self.network.leases.items())}
-        cands = [Candidate(n.name, n.name in self.network.leases, probes.get(n.name, False),
-                           bool(self.network.leases.get(n.name) and
-                                self.network.leases[n.name].routers))
-                 for n in self._nics.values()]
-        choice = choose(cands, self.config.net if self.config.net in self._nics else None)
-        old = self.network.chosen
-        if choice.name is None:
-            self.say(f"no NIC chosen yet: {choice.reason}")
+        while True:
+            probes = {name: await self._reaches_hub(self._nics[name], lease)
+                      for name, lease in sorted(self.network.leases.items())}
+            cands = [Candidate(n.name, n.name in self.network.leases, probes.get(n.name, False),
+                               bool(self.network.leases.get(n.name) and
+                                    self.network.leases[n.name].routers))
+                     for n in self._nics.values()]
+            choice = choose(cands, self.config.net if self.config.net in self._nics else None)
+            old = self.network.chosen
+            if choice.name is None:
+                self.say(f"no NIC chosen yet: {choice.reason}")
+                return
+            nic = self._nics[choice.name]
+            lease = self.network.leases[nic.name]
+            if old is not None and old != nic:
+                assert self._links is not None
+                try:
+                    self._links.del_route(old, DEFAULT_ROUTE, CHOSEN_METRIC)
+                except NetSystemError as exc:
+                    self.say(f"{old.name}: {exc}")
+            try:
+                self._configure_chosen(nic, lease, None)
+            except NetSystemError as exc:
+                # Not this NIC, then: its lease goes back, the others are tried.
+                self.network.leases.pop(nic.name, None)
+                self.network.chosen = None
+                self.network.lease = None
+                self._refuse(nic, lease, exc, chosen=True)
+                self.network._bump()
+                continue
+            self.network.chosen = nic
+            self.network.lease = lease
+            gw = lease.routers[0] if lease.routers else "none (on-link only)"
+            self.say(f"chose {nic.name} ({choice.reason}): address {lease.address}/"
+                     f"{lease.prefixlen} gateway {gw} dns {','.join(lease.dns) or 'none'}")
+            self.network._bump()
             return
-        nic = self._nics[choice.name]
-        lease = self.network.leases[nic.name]
-        if old is not None and old != nic:
-            self._links.del_default_route(old, CHOSEN_METRIC)
-        if lease.routers:
-            self._links.set_default_route(nic, lease.routers[0], CHOSEN_METRIC)
-        if lease.dns:
-            write_atomically(self.options.resolv_conf, resolv_conf_text(lease.dns, lease.domain))
-        self.network.chosen = nic
-        self.network.lease = lease
-        gw = lease.routers[0] if lease.routers else "none (on-link only)"
-        self.say(f"chose {nic.name} ({choice.reason}): address {lease.address}/"
-                 f"{lease.prefixlen} gateway {gw} dns {','.join(lease.dns) or 'none'}")
-        self.network._bump()
 
     async def _reaches_hub(self, nic: Nic, lease: Lease) -> bool:
         for hub in self.config.hubs:
@@ -231,8 +331,11 @@ class Bringup:
         known: dict[str, set[str]] = {n.name: set() for n in nics}
         while True:
             for nic in nics:
-                now = {f"{a}/{p}" for a, p in self._links.addresses(nic, socket.AF_INET6)
-                       if not ipaddress.ip_address(a).is_link_local}
+                try:
+                    held = self._links.addresses(nic, socket.AF_INET6)
+                except NetSystemError:
+                    continue  # a NIC that went away: its DHCP task says so
+                now = {f"{a}/{p}" for a, p in held if not ipaddress.ip_address(a).is_link_local}
                 for addr in sorted(now - known[nic.name]):
                     self.say(f"{nic.name}: IPv6 address {addr} (router advertisement)")
                 for addr in sorted(known[nic.name] - now):

@@ -1,9 +1,17 @@
 """DHCPv4 client state machine (RFC 2131 §4.4), sans-IO.
 
-Events in: `start`, `receive(bytes)`, `timeout`, `link_down`, `link_up`, each
-with `now` (seconds on any monotonic clock). Events out: `Transmit` (bytes to
-send to a destination), `Bound`, `Renewed`, `LeaseLost`, `StateChanged`. The
-caller sleeps until `deadline` or the next packet, whichever comes first.
+Events in: `start`, `receive(bytes)`, `timeout`, `link_down`, `link_up`,
+`probed` (the ARP probe's answer), `decline` (the node could not use the
+lease), each with `now` (seconds on any monotonic clock). Events out:
+`Transmit` (bytes to send to a destination), `Probe` (check an address with
+ARP, then call `probed`), `Bound`, `Renewed`, `LeaseLost`, `Refused` (a reply
+for us that we did not use, with the reason), `StateChanged`. The caller
+sleeps until `deadline` or the next packet, whichever comes first.
+
+Every reply is judged as a whole by `zosnode.net.lease_check` before use: an
+unusable OFFER is ignored, an unusable ACK is declined (DHCPDECLINE, then
+discovery again after `decline_wait`, doubling up to `decline_max`), and so is
+an ACK whose address another host answers for (RFC 2131 §3.1 step 5).
 """
 
 from __future__ import annotations
@@ -14,13 +22,16 @@ from dataclasses import dataclass
 from enum import Enum
 
 from zosnode.net import dhcp_wire as wire
-from zosnode.net.dhcp_wire import Message, MsgType, Opt
+from zosnode.net import lease_check
+from zosnode.net.dhcp_wire import Message, MsgType, Opt, Route
 from zosnode.net.errors import NetUsageError, PacketError
+from zosnode.net.lease_check import Terms
 
 BROADCAST = "255.255.255.255"
 INFINITE = 0xFFFFFFFF
-PARAMS = bytes((Opt.SUBNET_MASK, Opt.ROUTER, Opt.DNS, Opt.DOMAIN_NAME, Opt.BROADCAST,
-                Opt.LEASE_TIME, Opt.RENEWAL_T1, Opt.REBINDING_T2))
+PARAMS = bytes((Opt.SUBNET_MASK, Opt.CLASSLESS_ROUTE, Opt.ROUTER, Opt.DNS, Opt.DOMAIN_NAME,
+                Opt.BROADCAST, Opt.LEASE_TIME, Opt.RENEWAL_T1, Opt.REBINDING_T2,
+                Opt.DOMAIN_SEARCH))
 
 
 class State(Enum):
@@ -28,6 +39,7 @@ class State(Enum):
     INIT = "init"
     SELECTING = "selecting"
     REQUESTING = "requesting"
+    CHECKING = "checking"  # ACK in hand, ARP probe under way (RFC 2131 §4.4.1)
     INIT_REBOOT = "init-reboot"
     REBOOTING = "rebooting"
     BOUND = "bound"
@@ -50,12 +62,16 @@ class Timing:
     renew_floor: float = 60.0  # RFC §4.4.5: retry no more often than this...
     min_lease: int = 10  # a hostile 0 s lease must not make us spin
     nak_delay: float = 2.0  # ... nor a stream of NAKs
+    decline_wait: float = 10.0  # RFC 2131 §3.1: at least 10 s after a DECLINE...
+    decline_max: float = 60.0  # ... doubling while every lease is declined
 
     def __post_init__(self) -> None:
         if not (0 < self.initial <= self.max_backoff and 0 <= self.jitter < self.initial):
             raise NetUsageError("dhcp timing: need 0 <= jitter < initial <= max_backoff")
         if self.request_tries < 1 or self.renew_floor <= 0 or self.min_lease < 1:
             raise NetUsageError("dhcp timing: tries, floor and minimum lease must be positive")
+        if not 0 < self.decline_wait <= self.decline_max:
+            raise NetUsageError("dhcp timing: need 0 < decline_wait <= decline_max")
 
 
 @dataclass(frozen=True)
@@ -70,6 +86,9 @@ class Lease:
     t1_s: int
     t2_s: int
     start: float  # when the REQUEST that earned it was sent (RFC §4.4.1)
+    routes: tuple[Route, ...] = ()  # option 121 routes besides the default
+    search: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # what `lease_check` dropped, one line each
 
     def __post_init__(self) -> None:
         ipaddress.IPv4Address(self.address)
@@ -97,7 +116,21 @@ class Lease:
     def describe(self) -> str:
         gw = self.routers[0] if self.routers else "none"
         life = "infinite" if self.infinite else f"{self.lease_s}s"
-        return f"{self.address}/{self.prefixlen} gateway {gw} server {self.server} lease {life}"
+        routes = f" routes {len(self.routes)}" if self.routes else ""
+        return (f"{self.address}/{self.prefixlen} gateway {gw}{routes} server {self.server} "
+                f"lease {life}")
+
+    @property
+    def search_domains(self) -> tuple[str, ...]:
+        """The domain name first, then the search list, without repeats."""
+        return tuple(dict.fromkeys(((self.domain,) if self.domain else ()) + self.search))
+
+    def same_terms(self, other: Lease) -> bool:
+        """Same configuration (timers aside)."""
+        return ((self.address, self.prefixlen, self.routers, self.routes, self.dns,
+                 self.domain, self.search) == (other.address, other.prefixlen, other.routers,
+                                               other.routes, other.dns, other.domain,
+                                               other.search))
 
 
 @dataclass(frozen=True)
@@ -123,13 +156,31 @@ class LeaseLost:
 
 
 @dataclass(frozen=True)
+class Probe:
+    """Check with ARP that nobody holds `address`, then call `DhcpClient.probed`."""
+
+    address: str
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A reply meant for us that we did not use (one console line)."""
+
+    what: str  # "OFFER of 10.0.0.5 from 10.0.0.1", "reply", ...
+    reason: str
+
+    def describe(self) -> str:
+        return f"refused {self.what}: {self.reason}"
+
+
+@dataclass(frozen=True)
 class StateChanged:
     old: State
     new: State
     reason: str
 
 
-Event = Transmit | Bound | Renewed | LeaseLost | StateChanged
+Event = Transmit | Probe | Bound | Renewed | LeaseLost | Refused | StateChanged
 
 
 class DhcpClient:
@@ -146,9 +197,11 @@ class DhcpClient:
         self.deadline: float | None = None
         self._xid = 0
         self._tries = 0
-        self._began = 0.0  # start of this acquisition, for `secs`
+        self._began = 0.0  # start of this exchange, for `secs`
         self._sent_at = 0.0
-        self._offer: Message | None = None
+        self._offer: Terms | None = None
+        self._checking: Terms | None = None  # the ACK whose address is being probed
+        self._declines = 0  # in a row, for the backoff
         self._remembered: str | None = None  # address to ask for in INIT-REBOOT
 
     # -- events in ----------------------------------------------------------
@@ -171,6 +224,7 @@ class DhcpClient:
             self._remembered = self.lease.address
             out.append(LeaseLost(self.lease, "link down"))
             self.lease = None
+        self._checking = None
         out += self._to(State.STOPPED, "link down")
         self.deadline = None
         return out
@@ -196,13 +250,14 @@ class DhcpClient:
         if s is State.BOUND:
             assert self.lease is not None
             out = self._to(State.RENEWING, "T1 reached")
-            self._tries = 0
+            self._declines = 0  # this lease has proven usable
+            self._new_xid(now)  # every exchange has its own transaction id
             return out + self._send_request(now)
         if s is State.RENEWING:
             assert self.lease is not None
             if now >= self.lease.rebind_at:
                 out = self._to(State.REBINDING, "T2 reached")
-                self._tries = 0
+                self._new_xid(now)
                 return out + self._send_request(now)
             return self._send_request(now)
         if s is State.REBINDING:
@@ -216,12 +271,14 @@ class DhcpClient:
         return []
 
     def receive(self, data: bytes, now: float) -> list[Event]:
-        """A datagram arrived on port 68. Anything not for us is dropped."""
+        """A datagram arrived on port 68. Anything not for us is dropped silently."""
         try:
             msg = wire.decode(data)
-        except PacketError:
+        except PacketError as exc:
+            if wire.peek(data) == (self._xid, self.mac) and self._waiting_for_reply():
+                return [Refused("reply", str(exc).removeprefix("dhcp: "))]
             return []
-        if (msg.op != wire.BOOTREPLY or msg.xid != self._xid or msg.chaddr != self.mac):
+        if msg.op != wire.BOOTREPLY or msg.xid != self._xid or msg.chaddr != self.mac:
             return []
         kind = msg.msg_type
         if kind is MsgType.OFFER and self.state is State.SELECTING:
@@ -231,7 +288,24 @@ class DhcpClient:
             return self._on_ack(msg, now)
         if kind is MsgType.NAK and self.state in waiting:
             return self._on_nak(msg, now)
-        return []
+        return [Refused(_what(msg), f"not expected while {self.state.value}")]
+
+    def probed(self, conflict: str | None, now: float) -> list[Event]:
+        """The ARP probe of `Probe.address` ended: None if nobody answered."""
+        if self.state is not State.CHECKING or self._checking is None:
+            return []
+        terms, self._checking = self._checking, None
+        if conflict is not None:
+            return self._decline(terms.address, terms.server, f"address {conflict}", now)
+        return self._bind(terms, now)
+
+    def decline(self, reason: str, now: float) -> list[Event]:
+        """The node could not use the lease it holds (the kernel refused it): give it back."""
+        if self.lease is None:
+            return []
+        lease, self.lease = self.lease, None
+        return [LeaseLost(lease, f"declined: {reason}")] + self._decline(
+            lease.address, lease.server, reason, now)
 
     # -- transitions ----------------------------------------------------------
 
@@ -239,13 +313,19 @@ class DhcpClient:
         old, self.state = self.state, new
         return [StateChanged(old, new, reason)] if old is not new else []
 
+    def _waiting_for_reply(self) -> bool:
+        return self.state in (State.SELECTING, State.REQUESTING, State.REBOOTING,
+                              State.RENEWING, State.REBINDING)
+
     def _backoff(self) -> float:
         doublings = min(max(self._tries - 1, 0), 16)
         base = min(self.timing.initial * float(1 << doublings), self.timing.max_backoff)
         return base + self.rng.uniform(-self.timing.jitter, self.timing.jitter)
 
     def _new_xid(self, now: float) -> None:
-        self._xid = self.rng.getrandbits(32)
+        old = self._xid
+        while self._xid == old:  # a new exchange never answers to the old id
+            self._xid = self.rng.getrandbits(32)
         self._tries = 0
         self._began = now
 
@@ -273,10 +353,8 @@ class DhcpClient:
         dest = BROADCAST
         if s is State.REQUESTING:
             assert self._offer is not None
-            server = self._offer.addr(Opt.SERVER_ID)
-            assert server is not None
-            opts += [(Opt.REQUESTED_IP, ipaddress.IPv4Address(self._offer.yiaddr).packed),
-                     (Opt.SERVER_ID, ipaddress.IPv4Address(server).packed)]
+            opts += [(Opt.REQUESTED_IP, ipaddress.IPv4Address(self._offer.address).packed),
+                     (Opt.SERVER_ID, ipaddress.IPv4Address(self._offer.server).packed)]
         elif s is State.REBOOTING:
             assert self._remembered is not None
             opts.append((Opt.REQUESTED_IP, ipaddress.IPv4Address(self._remembered).packed))
@@ -314,70 +392,99 @@ class DhcpClient:
         return Transmit(wire.encode(msg), dest)
 
     def _on_offer(self, msg: Message, now: float) -> list[Event]:
-        if _usable(msg) is None:
-            return []
-        self._offer = msg
+        verdict = lease_check.check(msg)
+        if isinstance(verdict, lease_check.Unusable):
+            return [Refused(_what(msg), verdict.reason)]  # §4.4.1: wait for another offer
+        terms = verdict.terms
+        self._offer = terms
         self._tries = 0
-        out = self._to(State.REQUESTING, f"offer of {msg.yiaddr} from {msg.addr(Opt.SERVER_ID)}")
+        out = self._to(State.REQUESTING, f"offer of {terms.address} from {terms.server}")
         return out + self._send_request(now)
 
     def _on_ack(self, msg: Message, now: float) -> list[Event]:
-        prefix = _usable(msg)
-        if prefix is None:
-            return []
+        server = msg.addr(Opt.SERVER_ID)
         if self.state is State.REQUESTING:
             assert self._offer is not None
-            if msg.addr(Opt.SERVER_ID) != self._offer.addr(Opt.SERVER_ID):
-                return []
-        renewing = self.state in (State.RENEWING, State.REBINDING)
-        if renewing:
-            assert self.lease is not None
-            if msg.yiaddr != self.lease.address:
-                # A server that moves us is treated as loss of the old lease.
-                lost, self.lease = self.lease, None
-                return [LeaseLost(lost, "server changed our address")] + self._bind(
-                    msg, prefix, now, fresh=True)
-        return self._bind(msg, prefix, now)
+            if server != self._offer.server:
+                return [Refused(_what(msg), f"we asked {self._offer.server}")]
+        verdict = lease_check.check(msg)
+        if isinstance(verdict, lease_check.Unusable):
+            refused: list[Event] = [Refused(_what(msg), verdict.reason)]
+            if server is None or not _unicast(server) or not _unicast(msg.yiaddr):
+                return refused  # nobody to give it back to: ignore it
+            lost: list[Event] = []
+            if self.lease is not None:
+                lost.append(LeaseLost(self.lease, f"refused ACK: {verdict.reason}"))
+                self.lease = None
+            return refused + lost + self._decline(msg.yiaddr, server, verdict.reason, now)
+        terms = verdict.terms
+        out: list[Event] = []
+        if self.lease is not None:
+            if terms.address == self.lease.address:
+                return self._bind(terms, now)  # a renewal: the address is ours already
+            # A server that moves us is treated as loss of the old lease.
+            out.append(LeaseLost(self.lease, "server changed our address"))
+            self.lease = None
+        # A new address: nobody else may hold it (RFC 2131 §4.4.1, RFC 5227).
+        self._checking = terms
+        out += self._to(State.CHECKING, f"ACK of {terms.address} from {terms.server}")
+        self.deadline = None
+        return out + [Probe(terms.address)]
 
-    def _bind(self, msg: Message, prefix: int, now: float, fresh: bool = False) -> list[Event]:
+    def _decline(self, address: str, server: str, reason: str, now: float) -> list[Event]:
+        """DHCPDECLINE, then discovery again after a wait that doubles in a row."""
+        opts = ((Opt.MESSAGE_TYPE, bytes((MsgType.DECLINE,))),
+                (Opt.REQUESTED_IP, ipaddress.IPv4Address(address).packed),
+                (Opt.SERVER_ID, ipaddress.IPv4Address(server).packed),
+                (Opt.CLIENT_ID, b"\x01" + self.mac))
+        decline = Message(op=wire.BOOTREQUEST, xid=self._xid, chaddr=self.mac, options=opts)
         t = self.timing
-        raw = msg.u32(Opt.LEASE_TIME)
-        assert raw is not None  # checked by _usable
+        wait = min(t.decline_wait * float(1 << min(self._declines, 16)), t.decline_max)
+        self._declines += 1
+        self._offer = self._checking = None
+        self._remembered = None
+        self._new_xid(now)
+        out: list[Event] = [Transmit(wire.encode(decline), BROADCAST)]
+        out += self._to(State.INIT, f"declined {address}: {reason}; discovering again in "
+                                    f"{wait:g}s")
+        self.deadline = now + wait
+        return out
+
+    def _bind(self, terms: Terms, now: float) -> list[Event]:
+        t = self.timing
+        raw = terms.lease_s
+        assert raw is not None  # an ACK's terms always carry one
         lease_s = raw if raw == INFINITE else max(raw, t.min_lease)
-        t1 = msg.u32(Opt.RENEWAL_T1)
-        t2 = msg.u32(Opt.REBINDING_T2)
+        t1, t2 = terms.t1_s, terms.t2_s
         if lease_s == INFINITE:
             t1 = t2 = INFINITE
         elif not (t1 and t2 and 0 < t1 <= t2 <= lease_s):
             t1, t2 = lease_s // 2 or 1, max(lease_s * 7 // 8, lease_s // 2 or 1)
-        server = msg.addr(Opt.SERVER_ID)
-        assert server is not None
-        domain = msg.get(Opt.DOMAIN_NAME)
         lease = Lease(
-            address=msg.yiaddr, prefixlen=prefix, server=server, routers=msg.addrs(Opt.ROUTER),
-            dns=msg.addrs(Opt.DNS),
-            domain=domain.decode("ascii", "replace").strip("\x00") if domain else None,
-            lease_s=lease_s, t1_s=t1, t2_s=t2, start=self._sent_at,
+            address=terms.address, prefixlen=terms.prefixlen, server=terms.server,
+            routers=terms.routers, dns=terms.dns, domain=terms.domain, lease_s=lease_s,
+            t1_s=t1, t2_s=t2, start=self._sent_at, routes=terms.routes, search=terms.search,
+            notes=terms.notes,
         )
-        was = self.state
+        renewed = self.lease is not None  # only RENEWING/REBINDING hold one here
         self.lease = lease
         self._remembered = lease.address
-        out = self._to(State.BOUND, f"ACK from {server}")
+        out = self._to(State.BOUND, f"ACK from {terms.server}")
         self.deadline = None if lease.infinite else lease.renew_at
         if self.deadline is not None and self.deadline <= now:
             self.deadline = now  # a reply so late that T1 already passed
-        renewed = was in (State.RENEWING, State.REBINDING) and not fresh
         out.append(Renewed(lease) if renewed else Bound(lease))
         return out
 
     def _on_nak(self, msg: Message, now: float) -> list[Event]:
         expected = None
         if self.state is State.REQUESTING and self._offer is not None:
-            expected = self._offer.addr(Opt.SERVER_ID)
+            expected = self._offer.server
         elif self.lease is not None:
             expected = self.lease.server
-        if expected is not None and msg.addr(Opt.SERVER_ID) not in (None, expected):
-            return []
+        server = msg.addr(Opt.SERVER_ID)
+        if expected is not None and server not in (None, expected):
+            return [Refused(f"NAK from {server}", f"we asked {expected}")]
         out: list[Event] = []
         if self.lease is not None:
             out.append(LeaseLost(self.lease, "NAK"))
@@ -390,24 +497,13 @@ class DhcpClient:
         return out
 
 
-def _usable(msg: Message) -> int | None:
-    """The prefix length if an OFFER/ACK carries what we need, else None."""
-    try:
-        addr = ipaddress.IPv4Address(msg.yiaddr)
-    except ValueError:
-        return None
-    if (addr.is_unspecified or addr.is_multicast or addr.is_loopback
-            or addr == ipaddress.IPv4Address(BROADCAST)):
-        return None
-    if msg.addr(Opt.SERVER_ID) is None:
-        return None
-    if msg.msg_type is MsgType.ACK and msg.u32(Opt.LEASE_TIME) is None:
-        return None
-    mask = msg.addr(Opt.SUBNET_MASK)
-    if mask is None:
-        return None
-    try:
-        prefix = ipaddress.IPv4Network(f"0.0.0.0/{mask}").prefixlen
-    except ValueError:
-        return None  # a non-contiguous mask
-    return prefix
+def _what(msg: Message) -> str:
+    kind = msg.msg_type
+    server = msg.addr(Opt.SERVER_ID)
+    of = "" if kind in (MsgType.NAK, None) else f" of {msg.yiaddr}"
+    return f"{kind.name if kind else 'reply'}{of}{' from ' + server if server else ''}"
+
+
+def _unicast(addr: str) -> bool:
+    a = ipaddress.IPv4Address(addr)
+    return not (a.is_unspecified or a.is_multicast or a.is_reserved or a.is_loopback)

@@ -1,4 +1,5 @@
-"""The trio shell around `DhcpClient`: one UDP socket per NIC, carrier polling.
+"""The trio shell around `DhcpClient`: one UDP socket per NIC, carrier polling,
+ARP probes, refusal lines under a rate limit.
 
 A socket bound to port 68 with SO_BINDTODEVICE receives the broadcast
 replies we ask for while the NIC has no address, and the unicast replies to
@@ -9,18 +10,47 @@ from __future__ import annotations
 
 import errno
 import math
+import random
 import socket
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 import trio
 
-from zosnode.net.dhcp_client import DhcpClient, Event, State, Transmit
+from zosnode.net import arp
+from zosnode.net.dhcp_client import DhcpClient, Event, Probe, Refused, State, Transmit
+from zosnode.net.errors import NetSystemError
 from zosnode.net.links import Links, Nic
+from zosnode.net.loglimit import LineLimit
 
 SERVER_PORT, CLIENT_PORT = 67, 68
 MAX_DATAGRAM = 2048  # larger datagrams are truncated, then refused by the codec
+PACKET_OUTGOING = 4  # sll_pkttype of a frame we sent ourselves
+# At most this many refusal lines per NIC per interval, then one summary line.
+REFUSALS_BURST, REFUSALS_INTERVAL = 10, 10.0
 
 OnEvent = Callable[[Nic, Event], Awaitable[None]]
+Say = Callable[[str], None]
+
+
+@dataclass
+class NicControl:
+    """How the rest of the node talks to one NIC's DHCP task: give the lease back."""
+
+    arp_timing: arp.ProbeTiming = field(default_factory=arp.ProbeTiming)
+    limit: LineLimit = field(default_factory=lambda: LineLimit(REFUSALS_BURST,
+                                                               REFUSALS_INTERVAL))
+    _declines: list[str] = field(default_factory=list)
+    _wake: trio.CancelScope | None = None
+
+    def decline(self, reason: str) -> None:
+        """The lease could not be used (the kernel refused it): DECLINE it and start over."""
+        self._declines.append(reason)
+        if self._wake is not None:
+            self._wake.cancel()
+
+    def _take(self) -> str | None:
+        return self._declines.pop(0) if self._declines else None
 
 
 def open_socket(nic: Nic) -> trio.socket.SocketType:
@@ -35,69 +65,149 @@ def open_socket(nic: Nic) -> trio.socket.SocketType:
     return sock
 
 
+def _carrier(links: Links, nic: Nic, say: Say) -> bool:
+    """A NIC the kernel cannot report on (unplugged, renamed) has no carrier."""
+    try:
+        return links.carrier(nic)
+    except NetSystemError as exc:
+        say(f"{nic.name}: {exc}; treating as no carrier")
+        return False
+
+
 async def run_nic(nic: Nic, client: DhcpClient, links: Links, on_event: OnEvent,
-                  say: Callable[[str], None], carrier_poll: float = 0.25,
-                  carrier_timeout: float = 10.0,
+                  say: Say, carrier_poll: float = 0.25,
+                  carrier_timeout: float = 10.0, control: NicControl | None = None,
                   *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     """Run DHCP on one NIC forever: follows carrier, feeds the client, acts on events."""
+    ctl = control or NicControl()
     with open_socket(nic) as sock:
         await sock.bind(("0.0.0.0", CLIENT_PORT))
         task_status.started()
-        up = links.carrier(nic)
+        act = _Actor(nic, sock, client, on_event, say, ctl)
+        up = _carrier(links, nic, say)
         if not up:
             say(f"{nic.name}: waiting for carrier (up to {carrier_timeout:g}s)")
             with trio.move_on_after(carrier_timeout):
                 while not up:
                     await trio.sleep(carrier_poll)
-                    up = links.carrier(nic)
+                    up = _carrier(links, nic, say)
             say(f"{nic.name}: carrier up" if up else
                 f"{nic.name}: no carrier after {carrier_timeout:g}s; still watching")
         else:
             say(f"{nic.name}: carrier up")
         while not up:
             await trio.sleep(carrier_poll)
-            up = links.carrier(nic)
+            up = _carrier(links, nic, say)
             if up:
                 say(f"{nic.name}: carrier up")
-        await _act(nic, sock, client.start(trio.current_time()), on_event)
+        await act(client.start(trio.current_time()))
         next_poll = trio.current_time() + carrier_poll
         while True:
+            reason = ctl._take()
+            if reason is not None:
+                await act(client.decline(reason, trio.current_time()))
+                continue
             deadline = min(client.deadline if client.deadline is not None else math.inf,
                            next_poll)
             data = None
-            with trio.move_on_at(deadline):
+            with trio.move_on_at(deadline) as ctl._wake:
                 data = await sock.recv(MAX_DATAGRAM)
+            ctl._wake = None
             if data is not None:
                 # Acting happens outside the receive deadline: a slow handler (the
                 # hub probe) must not be cancelled by the next carrier poll.
-                await _act(nic, sock, client.receive(data, trio.current_time()), on_event)
+                await act(client.receive(data, trio.current_time()))
                 continue
             now = trio.current_time()
-            await _act(nic, sock, client.timeout(now), on_event)
+            await act(client.timeout(now))
+            act.flush(now)
             if now >= next_poll:
                 next_poll = now + carrier_poll
-                was, up = up, links.carrier(nic)
+                was, up = up, _carrier(links, nic, say)
                 if was and not up:
                     say(f"{nic.name}: carrier lost")
-                    await _act(nic, sock, client.link_down(now), on_event)
+                    await act(client.link_down(now))
                 elif up and not was:
                     say(f"{nic.name}: carrier up")
-                    await _act(nic, sock, client.link_up(now), on_event)
+                    await act(client.link_up(now))
 
 
-async def _act(nic: Nic, sock: trio.socket.SocketType, events: list[Event],
-               on_event: OnEvent) -> None:
-    for ev in events:
-        if isinstance(ev, Transmit):
-            try:
-                await sock.sendto(ev.data, (ev.destination, SERVER_PORT))
-            except OSError as exc:
-                # A link that just went away: the carrier poll will notice.
-                if exc.errno not in (errno.ENETUNREACH, errno.ENETDOWN, errno.EHOSTUNREACH,
-                                     errno.ENXIO, errno.ENODEV, errno.EADDRNOTAVAIL):
-                    raise
-        else:
-            await on_event(nic, ev)
+class _Actor:
+    """Carries out the client's events: send, probe, log (limited), hand the rest on."""
+
+    def __init__(self, nic: Nic, sock: trio.socket.SocketType, client: DhcpClient,
+                 on_event: OnEvent, say: Say, ctl: NicControl) -> None:
+        self.nic, self.sock, self.client = nic, sock, client
+        self.on_event, self.say, self.ctl = on_event, say, ctl
+
+    async def __call__(self, events: list[Event]) -> None:
+        for ev in events:
+            if isinstance(ev, Transmit):
+                await self._send(ev)
+            elif isinstance(ev, Refused):
+                self._refused(ev.describe())
+            elif isinstance(ev, Probe):
+                conflict = await arp_probe(self.nic, ev.address, self.client.rng,
+                                           self.ctl.arp_timing, self.say)
+                await self(self.client.probed(conflict, trio.current_time()))
+            else:
+                await self.on_event(self.nic, ev)
+
+    async def _send(self, ev: Transmit) -> None:
+        try:
+            await self.sock.sendto(ev.data, (ev.destination, SERVER_PORT))
+        except OSError as exc:
+            # A link that just went away: the carrier poll will notice.
+            if exc.errno not in (errno.ENETUNREACH, errno.ENETDOWN, errno.EHOSTUNREACH,
+                                 errno.ENXIO, errno.ENODEV, errno.EADDRNOTAVAIL):
+                raise
+
+    def _refused(self, line: str) -> None:
+        verdict = self.ctl.limit.admit(trio.current_time())
+        self._summary(verdict.suppressed)
+        if verdict.show:
+            self.say(f"{self.nic.name}: dhcp {line}")
+
+    def flush(self, now: float) -> None:
+        self._summary(self.ctl.limit.flush(now))
+
+    def _summary(self, suppressed: int) -> None:
+        if suppressed:
+            self.say(f"{self.nic.name}: dhcp: {suppressed} more refusals suppressed (at most "
+                     f"{self.ctl.limit.burst} lines per {self.ctl.limit.interval:g}s)")
 
 
-__all__ = ["run_nic", "open_socket", "State"]
+async def arp_probe(nic: Nic, address: str, rng: random.Random, timing: arp.ProbeTiming,
+                    say: Say) -> str | None:
+    """RFC 5227 probes on an AF_PACKET socket: a conflict's description, or None."""
+    try:
+        sock = trio.socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM,
+                                  socket.htons(arp.ETH_P_ARP))
+    except OSError as exc:
+        say(f"{nic.name}: cannot probe {address} with ARP ({exc.strerror}); using it unprobed")
+        return None
+    probe = arp.ArpProbe(nic.mac, address, rng, trio.current_time(), timing)
+    with sock:
+        try:
+            await sock.bind((nic.name, arp.ETH_P_ARP))
+            while probe.verdict is None:
+                for frame in probe.timeout(trio.current_time()):
+                    await sock.sendto(frame, (nic.name, arp.ETH_P_ARP, 0, 0, b"\xff" * 6))
+                if probe.verdict is not None or probe.deadline is None:
+                    break
+                with trio.move_on_at(probe.deadline):
+                    while probe.verdict is None:
+                        frame, where = await sock.recvfrom(128)
+                        if where[2] != PACKET_OUTGOING:
+                            probe.receive(frame, trio.current_time())
+        except OSError as exc:
+            # The link went away mid-probe: the carrier poll will notice.
+            say(f"{nic.name}: ARP probe of {address} failed ({exc.strerror}); using it unprobed")
+            return None
+    verdict = probe.verdict
+    if isinstance(verdict, arp.Conflict):
+        return verdict.describe()
+    return None
+
+
+__all__ = ["run_nic", "open_socket", "arp_probe", "NicControl", "State"]

@@ -44,6 +44,8 @@ class Opt(IntEnum):
     RENEWAL_T1 = 58
     REBINDING_T2 = 59
     CLIENT_ID = 61
+    DOMAIN_SEARCH = 119
+    CLASSLESS_ROUTE = 121
     END = 255
 
 
@@ -124,6 +126,111 @@ class Message:
         if raw is None or len(raw) != 4:
             return None
         return int.from_bytes(raw, "big")
+
+
+@dataclass(frozen=True)
+class Route:
+    """One classless static route (RFC 3442): `gateway` None means on-link."""
+
+    destination: str  # "a.b.c.d/n", host bits zero
+    gateway: str | None
+
+    def __post_init__(self) -> None:
+        try:
+            ipaddress.IPv4Network(self.destination)
+            if self.gateway is not None:
+                ipaddress.IPv4Address(self.gateway)
+        except ValueError as exc:
+            raise NetUsageError(f"dhcp route: {exc}") from None
+
+    @property
+    def network(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(self.destination)
+
+    def describe(self) -> str:
+        return f"{self.destination} {'via ' + self.gateway if self.gateway else 'on-link'}"
+
+
+def classless_routes(raw: bytes) -> tuple[Route, ...]:
+    """Option 121, strictly: any truncation, width over 32 or stray host bit is refused."""
+    if len(raw) < 5:
+        raise PacketError(f"dhcp: classless static routes of {len(raw)} bytes (at least 5)")
+    out: list[Route] = []
+    i = 0
+    while i < len(raw):
+        width = raw[i]
+        if width > 32:
+            raise PacketError(f"dhcp: classless static route of width {width}")
+        significant = (width + 7) // 8
+        end = i + 1 + significant + 4
+        if end > len(raw):
+            raise PacketError("dhcp: classless static route runs past the option")
+        dest = raw[i + 1:i + 1 + significant] + bytes(4 - significant)
+        gateway = raw[i + 1 + significant:end]
+        try:
+            net = ipaddress.IPv4Network((dest, width))
+        except ValueError:
+            raise PacketError(f"dhcp: classless static route {ipaddress.IPv4Address(dest)}/"
+                              f"{width} has host bits set") from None
+        gw = ipaddress.IPv4Address(gateway)
+        out.append(Route(str(net), None if gw.is_unspecified else str(gw)))
+        i = end
+    return tuple(out)
+
+
+def domain_search(raw: bytes) -> tuple[str, ...]:
+    """Option 119 (RFC 3397): DNS names with compression, pointers only backwards.
+
+    Names come back as text (latin-1, so one character is one wire byte) for
+    the caller to judge; only the encoding is checked here.
+    """
+    names: list[str] = []
+    i = 0
+    while i < len(raw):
+        labels, i = _dns_name(raw, i)
+        names.append(".".join(labels))
+    return tuple(names)
+
+
+def _dns_name(raw: bytes, start: int) -> tuple[list[str], int]:
+    """The labels of the name at `start`, and where the next name begins."""
+    labels: list[str] = []
+    pos, resume, floor = start, None, start
+    wire_len = 0
+    while True:
+        if pos >= len(raw):
+            raise PacketError("dhcp: domain search name runs past the option")
+        length = raw[pos]
+        if length == 0:
+            return labels, (pos + 1 if resume is None else resume)
+        if length & 0xC0 == 0xC0:
+            if pos + 1 >= len(raw):
+                raise PacketError("dhcp: domain search pointer is cut short")
+            target = ((length & 0x3F) << 8) | raw[pos + 1]
+            # Strictly backwards, and before every name part seen so far: no loops.
+            if target >= floor:
+                raise PacketError("dhcp: domain search pointer does not point backwards")
+            if resume is None:
+                resume = pos + 2
+            pos = floor = target
+            continue
+        if length & 0xC0:
+            raise PacketError(f"dhcp: domain search label type {length >> 6:#x}")
+        end = pos + 1 + length
+        if end > len(raw):
+            raise PacketError("dhcp: domain search label runs past the option")
+        wire_len += 1 + length
+        if wire_len > 255:
+            raise PacketError("dhcp: domain search name longer than 255 bytes")
+        labels.append(raw[pos + 1:end].decode("latin-1"))
+        pos = end
+
+
+def peek(data: bytes) -> tuple[int, bytes] | None:
+    """(xid, chaddr) of a BOOTREPLY header, even when the rest does not decode."""
+    if len(data) < FIXED.size or data[0] != BOOTREPLY:
+        return None
+    return int.from_bytes(data[4:8], "big"), data[28:34]
 
 
 def encode(msg: Message) -> bytes:

@@ -106,29 +106,25 @@ class Links:
         except Exception as exc:  # noqa: BLE001
             raise _system(f"reading addresses of {nic.name}", exc) from None
 
-    def set_default_route(self, nic: Nic, gateway: str, metric: int) -> None:
+    def set_route(self, nic: Nic, destination: str, gateway: str | None, metric: int) -> None:
+        """A route through this NIC; without a gateway it is on-link (scope link)."""
+        where = f"via {gateway}" if gateway else "on-link"
         try:
-            self._ipr.route("replace", dst="0.0.0.0/0", gateway=gateway, oif=nic.index,
-                            priority=metric)
+            if gateway is None:
+                self._ipr.route("replace", dst=destination, oif=nic.index, priority=metric,
+                                scope=253)  # RT_SCOPE_LINK
+            else:
+                self._ipr.route("replace", dst=destination, gateway=gateway, oif=nic.index,
+                                priority=metric)
         except Exception as exc:  # noqa: BLE001
-            raise _system(f"default route via {gateway} on {nic.name}", exc) from None
+            raise _system(f"route {destination} {where} on {nic.name}", exc) from None
 
-    def del_default_route(self, nic: Nic, metric: int) -> None:
+    def del_route(self, nic: Nic, destination: str, metric: int) -> None:
         try:
-            self._ipr.route("del", dst="0.0.0.0/0", oif=nic.index, priority=metric)
+            self._ipr.route("del", dst=destination, oif=nic.index, priority=metric)
         except Exception as exc:  # noqa: BLE001
             if "No such" not in str(exc):
-                raise _system("removing the default route", exc) from None
-
-    def default_route(self) -> tuple[int, str] | None:
-        """(output ifindex, gateway) of the IPv4 default route, if any."""
-        try:
-            for r in self._ipr.get_routes(family=2):
-                if r["dst_len"] == 0 and r.get_attr("RTA_GATEWAY"):
-                    return r.get_attr("RTA_OIF"), r.get_attr("RTA_GATEWAY")
-        except Exception as exc:  # noqa: BLE001
-            raise _system("reading routes", exc) from None
-        return None
+                raise _system(f"removing the route {destination} on {nic.name}", exc) from None
 
 
 def accept_router_adverts(nic: Nic, proc_sys: Path = Path("/proc/sys")) -> bool:
@@ -144,14 +140,21 @@ def accept_router_adverts(nic: Nic, proc_sys: Path = Path("/proc/sys")) -> bool:
     return True
 
 
-def resolv_conf_text(nameservers: tuple[str, ...], domain: str | None) -> str:
+def resolv_conf_text(nameservers: tuple[str, ...], search: tuple[str, ...]) -> str:
+    """The names were judged by `lease_check`; this refuses anything unsafe once more,
+    since one stray newline would let a server add lines of its own."""
     lines = ["# written by zosnode from its DHCP lease"]
-    if domain and all(c.isalnum() or c in ".-" for c in domain):
-        lines.append(f"search {domain}")
+    safe = [d for d in search if d and len(d) <= 253
+            and all(c.isascii() and (c.isalnum() or c in ".-_") for c in d)]
+    if safe:
+        lines.append("search " + " ".join(safe[:6]))
     lines += [f"nameserver {ns}" for ns in nameservers[:3]]  # glibc reads at most 3
     return "\n".join(lines) + "\n"
 
 
 def write_atomically(path: Path, text: str) -> None:
     """Temp name, fsync, rename: a reader never sees half a file (mode 0644)."""
-    write_atomic(path, text.encode())
+    try:
+        write_atomic(path, text.encode())
+    except OSError as exc:
+        raise NetSystemError(f"writing {path}: {exc.strerror or exc}") from None

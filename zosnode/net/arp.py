@@ -1,0 +1,140 @@
+"""Address conflict detection (RFC 5227) before a leased address is used, sans-IO.
+
+A server can lease an address another host already holds (a stale lease
+file, a static address typed by hand, a rogue). Before configuring it the
+node sends a few ARP probes (sender IP 0.0.0.0, so no neighbour cache learns
+anything from them) and listens: an ARP packet whose sender IP is the
+address, or another host probing for the same address, is a conflict, and
+the lease is declined.
+
+RFC 5227 §1.1 times the probes for a host that may be a laptop on a busy
+Wi-Fi: a random wait up to PROBE_WAIT (1 s), PROBE_NUM (3) probes PROBE_MIN
+to PROBE_MAX (1-2 s) apart, then ANNOUNCE_WAIT (2 s): up to 7 s. A node on a
+wired segment hears an ARP answer within milliseconds, and a node without a
+network is useless, so `ProbeTiming` scales every interval by 1/10 (0.4 to
+0.7 s in all) while keeping the RFC's shape.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+import struct
+from dataclasses import dataclass
+
+from zosnode.net.errors import NetUsageError
+
+ETH_P_ARP = 0x0806
+ARP = struct.Struct("!HHBBH6s4s6s4s")  # Ethernet/IPv4 ARP, 28 bytes
+REQUEST, REPLY = 1, 2
+ZERO_IP = bytes(4)
+
+
+@dataclass(frozen=True)
+class ProbeTiming:
+    wait: float = 0.1  # PROBE_WAIT / 10
+    count: int = 3  # PROBE_NUM
+    gap_min: float = 0.1  # PROBE_MIN / 10
+    gap_max: float = 0.2  # PROBE_MAX / 10
+    last_wait: float = 0.2  # ANNOUNCE_WAIT / 10
+
+    def __post_init__(self) -> None:
+        if not (self.count >= 1 and 0 <= self.wait and 0 < self.gap_min <= self.gap_max
+                and self.last_wait > 0):
+            raise NetUsageError("arp probe timing: need count >= 1, 0 < gap_min <= gap_max, "
+                                "last_wait > 0")
+
+    @property
+    def longest(self) -> float:
+        return self.wait + (self.count - 1) * self.gap_max + self.last_wait
+
+
+@dataclass(frozen=True)
+class Clear:
+    probes: int
+
+
+@dataclass(frozen=True)
+class Conflict:
+    mac: bytes
+    how: str  # "ARP reply", "ARP request", "another host probing for it"
+
+    def describe(self) -> str:
+        return f"in use by {self.mac.hex(':')} ({self.how})"
+
+
+Verdict = Clear | Conflict
+
+
+@dataclass(frozen=True)
+class Packet:
+    op: int
+    sender_mac: bytes
+    sender_ip: bytes
+    target_mac: bytes
+    target_ip: bytes
+
+
+def encode(p: Packet) -> bytes:
+    return ARP.pack(1, 0x0800, 6, 4, p.op, p.sender_mac, p.sender_ip, p.target_mac,
+                    p.target_ip)
+
+
+def decode(data: bytes) -> Packet | None:
+    """An Ethernet/IPv4 ARP packet, or None; trailing Ethernet padding is allowed."""
+    if len(data) < ARP.size:
+        return None
+    htype, ptype, hlen, plen, op, sha, spa, tha, tpa = ARP.unpack_from(data)
+    if (htype, ptype, hlen, plen) != (1, 0x0800, 6, 4) or op not in (REQUEST, REPLY):
+        return None
+    return Packet(op, sha, spa, tha, tpa)
+
+
+class ArpProbe:
+    """Events in: `timeout(now)`, `receive(frame, now)`. Out: frames to send, `verdict`."""
+
+    def __init__(self, mac: bytes, address: str, rng: random.Random, now: float,
+                 timing: ProbeTiming | None = None) -> None:
+        if len(mac) != 6:
+            raise NetUsageError("arp probe: a MAC address is 6 bytes")
+        self.mac = mac
+        self.address = str(ipaddress.IPv4Address(address))
+        self._ip = ipaddress.IPv4Address(address).packed
+        self.rng = rng
+        self.timing = timing or ProbeTiming()
+        self.sent = 0
+        self.verdict: Verdict | None = None
+        self.deadline: float | None = now + rng.uniform(0, self.timing.wait)
+
+    def probe_frame(self) -> bytes:
+        return encode(Packet(REQUEST, self.mac, ZERO_IP, bytes(6), self._ip))
+
+    def timeout(self, now: float) -> list[bytes]:
+        if self.verdict is not None or self.deadline is None or now < self.deadline:
+            return []
+        t = self.timing
+        if self.sent < t.count:
+            self.sent += 1
+            last = self.sent == t.count
+            self.deadline = now + (t.last_wait if last else self.rng.uniform(t.gap_min,
+                                                                             t.gap_max))
+            return [self.probe_frame()]
+        self.verdict = Clear(self.sent)
+        self.deadline = None
+        return []
+
+    def receive(self, frame: bytes, now: float) -> None:
+        """RFC 5227 §2.1.1: a sender IP equal to ours, or someone else's probe for it."""
+        if self.verdict is not None:
+            return
+        p = decode(frame)
+        if p is None or p.sender_mac == self.mac:
+            return  # not ARP, or our own probe looped back
+        if p.sender_ip == self._ip:
+            self._conflict(p.sender_mac, "ARP reply" if p.op == REPLY else "ARP request")
+        elif p.op == REQUEST and p.sender_ip == ZERO_IP and p.target_ip == self._ip:
+            self._conflict(p.sender_mac, "another host probing for it")
+
+    def _conflict(self, mac: bytes, how: str) -> None:
+        self.verdict = Conflict(mac, how)
+        self.deadline = None

@@ -1,0 +1,262 @@
+"""Is an OFFER or ACK usable as a whole? A pure verdict, with the reason.
+
+The DHCP server is not trusted: anyone on the segment can answer. A reply
+the kernel would refuse (a router it cannot reach) or that would hurt the
+node or its neighbours (the server's own address, the subnet's broadcast
+address, a resolv.conf line of 1,200 bytes) is refused here, before any of
+it reaches netlink. The rules are listed in docs/network-bringup.md.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from zosnode.net import dhcp_wire as wire
+from zosnode.net.dhcp_wire import Message, MsgType, Opt, Route
+from zosnode.net.errors import NetUsageError, PacketError
+
+IPv4 = ipaddress.IPv4Address
+MIN_PREFIX = 8  # a wider subnet would put a quarter of the Internet on-link
+MAX_DNS = 3  # glibc reads at most 3 nameservers
+MAX_SEARCH = 6  # nor more than 6 search domains (before glibc 2.26)
+MAX_ROUTES = 64  # option 121 fits ~130 in a packet; more than this is no real network
+MAX_NAME = 253  # RFC 1035: text form of a name, no trailing dot
+MAX_LABEL = 63
+LIMITED_BROADCAST = IPv4("255.255.255.255")
+THIS_NETWORK = ipaddress.IPv4Network("0.0.0.0/8")
+LINK_LOCAL = ipaddress.IPv4Network("169.254.0.0/16")
+# Destinations no DHCP route may claim: loopback, and multicast with class E.
+NOT_ROUTABLE = (ipaddress.IPv4Network("127.0.0.0/8"), ipaddress.IPv4Network("224.0.0.0/3"))
+
+
+class Refusal(Exception):
+    """Internal: raised by a rule, caught by `check`."""
+
+
+@dataclass(frozen=True)
+class Terms:
+    """What a usable reply gives us; `lease_s` is None in an OFFER without one."""
+
+    address: str
+    prefixlen: int
+    server: str
+    routers: tuple[str, ...]  # default gateways, first one used
+    routes: tuple[Route, ...]  # option 121 routes other than the default
+    dns: tuple[str, ...]
+    domain: str | None
+    search: tuple[str, ...]
+    lease_s: int | None
+    t1_s: int | None
+    t2_s: int | None
+    notes: tuple[str, ...]  # what was dropped, one line each
+
+    def __post_init__(self) -> None:
+        IPv4(self.address)
+        if not MIN_PREFIX <= self.prefixlen <= 32 or len(self.dns) > MAX_DNS:
+            raise NetUsageError("lease terms: bad prefix length or too many DNS servers")
+
+
+@dataclass(frozen=True)
+class Usable:
+    terms: Terms
+
+
+@dataclass(frozen=True)
+class Unusable:
+    reason: str
+
+
+Verdict = Usable | Unusable
+
+
+def check(msg: Message) -> Verdict:
+    """Judge an OFFER or ACK as a whole. Never raises on any decoded message."""
+    try:
+        return Usable(_terms(msg))
+    except Refusal as exc:
+        return Unusable(str(exc))
+
+
+def _terms(msg: Message) -> Terms:
+    kind = msg.msg_type
+    if kind not in (MsgType.OFFER, MsgType.ACK):
+        raise Refusal(f"not an OFFER or ACK ({kind.name if kind else 'no message type'})")
+    addr = IPv4(msg.yiaddr)
+    if (addr.is_unspecified or addr in THIS_NETWORK or addr.is_loopback or addr.is_multicast
+            or addr.is_reserved or addr == LIMITED_BROADCAST or addr in LINK_LOCAL):
+        raise Refusal(f"address {addr} is not a host address")
+    server = _one_addr(msg, Opt.SERVER_ID, "server identifier")
+    if server is None:
+        raise Refusal("no server identifier")
+    if (server.is_unspecified or server.is_multicast or server == LIMITED_BROADCAST
+            or server.is_loopback):
+        raise Refusal(f"server identifier {server} is not a unicast address")
+    if server == addr:
+        raise Refusal(f"address {addr} is the server's own address")
+    mask = _one_addr(msg, Opt.SUBNET_MASK, "subnet mask")
+    if mask is None:
+        raise Refusal("no subnet mask")
+    try:
+        prefix = ipaddress.IPv4Network(f"0.0.0.0/{mask}").prefixlen
+    except ValueError:
+        raise Refusal(f"subnet mask {mask} is not contiguous") from None
+    if prefix < MIN_PREFIX:
+        raise Refusal(f"subnet mask {mask} (/{prefix}) is wider than /{MIN_PREFIX}")
+    subnet = ipaddress.IPv4Network(f"{addr}/{prefix}", strict=False)
+    if prefix <= 30:  # /31 (RFC 3021) and /32 have no network or broadcast address
+        if addr == subnet.network_address:
+            raise Refusal(f"address {addr} is the network address of {subnet}")
+        if addr == subnet.broadcast_address:
+            raise Refusal(f"address {addr} is the broadcast address of {subnet}")
+    routers, routes = _routing(msg, addr, subnet)
+    notes: list[str] = []
+    dns = _dns(msg, notes)
+    domain = _domain(msg)
+    search = _search(msg, notes)
+    lease_s = _u32(msg, Opt.LEASE_TIME, "lease time")
+    if kind is MsgType.ACK and lease_s is None:
+        raise Refusal("ACK without a lease time")
+    return Terms(address=str(addr), prefixlen=prefix, server=str(server), routers=routers,
+                 routes=routes, dns=dns, domain=domain, search=search, lease_s=lease_s,
+                 t1_s=_u32(msg, Opt.RENEWAL_T1, "T1"), t2_s=_u32(msg, Opt.REBINDING_T2, "T2"),
+                 notes=tuple(notes))
+
+
+def _one_addr(msg: Message, code: int, what: str) -> IPv4 | None:
+    raw = msg.get(code)
+    if raw is None:
+        return None
+    if len(raw) != 4:
+        raise Refusal(f"{what} option of {len(raw)} bytes")
+    return IPv4(raw)
+
+
+def _addr_list(msg: Message, code: int, what: str) -> tuple[IPv4, ...]:
+    raw = msg.get(code)
+    if raw is None:
+        return ()
+    if not raw or len(raw) % 4:
+        raise Refusal(f"{what} option of {len(raw)} bytes")
+    return tuple(IPv4(raw[i:i + 4]) for i in range(0, len(raw), 4))
+
+
+def _u32(msg: Message, code: int, what: str) -> int | None:
+    raw = msg.get(code)
+    if raw is None:
+        return None
+    if len(raw) != 4:
+        raise Refusal(f"{what} option of {len(raw)} bytes")
+    return int.from_bytes(raw, "big")
+
+
+def _routing(msg: Message, addr: IPv4, subnet: ipaddress.IPv4Network
+             ) -> tuple[tuple[str, ...], tuple[Route, ...]]:
+    """(default gateways, other routes). RFC 3442: with option 121, option 3 is ignored."""
+    raw = msg.get(Opt.CLASSLESS_ROUTE)
+    if raw is None:
+        routers = _addr_list(msg, Opt.ROUTER, "router")
+        for r in routers:
+            _gateway_ok(r, addr, subnet, (), "router")
+        return tuple(str(r) for r in routers), ()
+    try:
+        routes = wire.classless_routes(raw)
+    except PacketError as exc:
+        raise Refusal(str(exc).removeprefix("dhcp: ")) from None
+    if len(routes) > MAX_ROUTES:
+        raise Refusal(f"{len(routes)} classless static routes (at most {MAX_ROUTES})")
+    on_link = tuple(r.network for r in routes if r.gateway is None)
+    defaults: list[str] = []
+    others: list[Route] = []
+    for route in routes:
+        net = route.network
+        if any(net.subnet_of(bad) for bad in NOT_ROUTABLE):
+            raise Refusal(f"classless static route to {net} (loopback, multicast or reserved)")
+        if route.gateway is None:
+            if net.prefixlen == 0:
+                raise Refusal("classless static route makes the whole Internet on-link")
+            others.append(route)
+            continue
+        _gateway_ok(IPv4(route.gateway), addr, subnet, on_link, f"route {net} gateway")
+        if net.prefixlen == 0:
+            defaults.append(route.gateway)
+        else:
+            others.append(route)
+    return tuple(defaults), tuple(others)
+
+
+def _gateway_ok(gw: IPv4, addr: IPv4, subnet: ipaddress.IPv4Network,
+                on_link: tuple[ipaddress.IPv4Network, ...], what: str) -> None:
+    if gw == addr:
+        raise Refusal(f"{what} {gw} is the offered address itself")
+    if (gw.is_unspecified or gw.is_multicast or gw.is_loopback or gw == LIMITED_BROADCAST
+            or gw.is_reserved):
+        raise Refusal(f"{what} {gw} is not a unicast address")
+    if gw in subnet:
+        if subnet.prefixlen <= 30 and gw in (subnet.network_address, subnet.broadcast_address):
+            raise Refusal(f"{what} {gw} is the network or broadcast address of {subnet}")
+        return
+    if not any(gw in net for net in on_link):
+        raise Refusal(f"{what} {gw} is outside {subnet} and no classless static route "
+                      "reaches it")
+
+
+def _dns(msg: Message, notes: list[str]) -> tuple[str, ...]:
+    given = _addr_list(msg, Opt.DNS, "DNS server")
+    usable = [a for a in given if not (a.is_unspecified or a.is_multicast or a.is_reserved
+                                       or a == LIMITED_BROADCAST or a in THIS_NETWORK)]
+    kept = list(dict.fromkeys(usable))[:MAX_DNS]
+    if len(kept) < len(given):
+        notes.append(f"dns: kept {len(kept)} of {len(given)} servers "
+                     f"({len(given) - len(kept)} dropped: unusable, repeated or over "
+                     f"{MAX_DNS})")
+    return tuple(str(a) for a in kept)
+
+
+def _domain(msg: Message) -> str | None:
+    raw = msg.get(Opt.DOMAIN_NAME)
+    if raw is None:
+        return None
+    name = raw.rstrip(b"\x00")  # some servers NUL-terminate it
+    text = name.decode("latin-1")
+    return _name_ok(text, "domain name") or None
+
+
+def _search(msg: Message, notes: list[str]) -> tuple[str, ...]:
+    raw = msg.get(Opt.DOMAIN_SEARCH)
+    if raw is None:
+        return ()
+    try:
+        names = wire.domain_search(raw)
+    except PacketError as exc:
+        raise Refusal(str(exc).removeprefix("dhcp: ")) from None
+    out = [_name_ok(n, "domain search name") for n in names]
+    kept = list(dict.fromkeys(n for n in out if n))[:MAX_SEARCH]
+    if len(kept) < len(names):
+        notes.append(f"search: kept {len(kept)} of {len(names)} domains "
+                     f"({len(names) - len(kept)} dropped: empty, repeated or over {MAX_SEARCH})")
+    return tuple(kept)
+
+
+def _name_ok(text: str, what: str) -> str:
+    """A host name as resolv.conf may carry it: LDH labels (and `_`), RFC 1035 lengths."""
+    name = text[:-1] if text.endswith(".") else text
+    if len(name) > MAX_NAME:
+        raise Refusal(f"{what} of {len(name)} bytes (at most {MAX_NAME})")
+    if not name:
+        return ""
+    for label in name.split("."):
+        if not label:
+            raise Refusal(f"{what} has an empty label")
+        if len(label) > MAX_LABEL:
+            raise Refusal(f"{what} has a label of {len(label)} bytes (at most {MAX_LABEL})")
+        if not all(c.isascii() and (c.isalnum() or c in "-_") for c in label):
+            raise Refusal(f"{what} {_shown(name)} has characters outside letters, digits, "
+                          "'-' and '_'")
+    return name
+
+
+def _shown(text: str) -> str:
+    """A peer's text, safe for one console line."""
+    cut = text[:40]
+    return repr(cut + ("..." if len(text) > 40 else ""))
