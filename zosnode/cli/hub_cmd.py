@@ -89,8 +89,13 @@ def _storage(args: argparse.Namespace) -> Storage:
             raise UserError(str(exc)) from None
     if not args.data:
         raise UserError("give --data DIR or --store s3://BUCKET[/PREFIX]")
-    if not os.path.isdir(args.data):
-        raise UserError(f"--data {args.data}: no such directory")
+    # A new hub starts from an empty directory: make it, as `mkdir -p` would.
+    try:
+        os.makedirs(args.data, mode=0o755, exist_ok=True)
+    except FileExistsError:
+        raise UserError(f"--data {args.data}: not a directory") from None
+    except OSError as exc:
+        raise UserError(f"--data {args.data}: {exc.strerror}") from None
     return LocalStorage(args.data)
 
 
