@@ -1,11 +1,14 @@
 """`zosnode node`: the node agent (runs as /init).
 
 `node run` does PID 1 duties (when PID 1), reads the kernel command line,
-brings the network up (zosnode.agent.bringup) and then awaits the boot stage:
-`zosnode.agent.boot.after_network(config, network, say)` when that module
-exists, which talks to the hub and never returns. Outside PID 1 it can read
-the command line from a string or file and stop after bring-up (tests,
-benchmarks).
+brings the network up (zosnode.agent.bringup) and then awaits the boot stage,
+`zosnode.agent.boot.after_network(config, network, say, fuse_command=...)`,
+which talks to the hub and never returns; `fuse_command` is the argv of a FUSE
+mount child, or None to extract flists (`--mounts`). Without the boot stage
+(`--network-only`, or a build lacking zosnode.agent.boot) the network just
+stays up. Outside PID 1 it must run in a network namespace of its own, can
+read the command line from a string or file and can stop after bring-up
+(tests, benchmarks).
 """
 
 from __future__ import annotations
