@@ -2,14 +2,21 @@
 
 The hub runs on 127.0.0.1 in a background thread with its own trio loop, so
 blocking clients (curl, http.client, raw sockets) can talk to it; it is shut
-down gracefully through its trio token at the end of each test.
+down gracefully through its trio token at the end of each test. Where a test
+must show that the process itself survives, `spawn_hub` runs the real
+`zosnode hub serve` command instead.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,3 +136,49 @@ def big_block(data_dir: Path) -> tuple[str, bytes]:
 def small_block(data_dir: Path) -> tuple[str, bytes]:
     data = os.urandom(4096)
     return put_block(data_dir, data), data
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class HubProcess:
+    """A real `zosnode hub serve` process on 127.0.0.1, its stderr in a file."""
+
+    proc: subprocess.Popen[bytes]
+    host: str
+    port: int
+    log: Path
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("hub did not stop on SIGTERM") from None
+
+
+def spawn_hub(data_dir: Path, log: Path, *args: str) -> HubProcess:
+    """Start `zosnode hub serve --data DATA --listen 127.0.0.1:0 ARGS`; wait for its port."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "zosnode", "hub", "serve", "--data", str(data_dir),
+             "--listen", "127.0.0.1:0", *args],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+    end = time.monotonic() + 30
+    while True:
+        found = re.search(r"listening on 127\.0\.0\.1:(\d+)", log.read_text(errors="replace"))
+        if found:
+            return HubProcess(proc, "127.0.0.1", int(found.group(1)), log)
+        if proc.poll() is not None or time.monotonic() > end:
+            proc.kill()
+            proc.wait()
+            raise RuntimeError(f"hub did not start: {log.read_text(errors='replace')}")
+        time.sleep(0.05)

@@ -166,23 +166,54 @@ async def test_graceful_shutdown_finishes_in_flight_requests(
 
 async def test_over_max_connections_get_503_and_others_still_served(
         autojump_clock: trio.abc.Clock) -> None:
-    server = HttpServer(slow_handler, LIMITS)
+    failures: list[str] = []
+    server = HttpServer(slow_handler, LIMITS, on_failure=failures.append)
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
     port = listeners[0].socket.getsockname()[1]
     async with trio.open_nursery() as nursery:
         await nursery.start(server.serve, listeners)
+        # Both slots busy with a request in its handler: none idle to shed.
         held = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(2)]
+        for s in held:
+            await s.send_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
         await trio.sleep(0.5)
         extra = await trio.open_tcp_stream("127.0.0.1", port)
         out, _ = await read_all(extra)
         assert out.startswith(b"HTTP/1.1 503 ")
-        await held[0].send_all(b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert failures == ["overload"]
         conn = h11.Connection(h11.CLIENT)
         conn.receive_data(await held[0].receive_some(65536))
         event = conn.next_event()
         assert isinstance(event, h11.Response) and event.status_code == 200
         for s in held:
             await s.aclose()
+        server.shutdown()
+
+
+async def test_when_full_the_longest_idle_connection_is_shed_for_a_new_one(
+        autojump_clock: trio.abc.Clock) -> None:
+    # Idle sockets must not lock clients out: at max_connections a new
+    # connection takes the place of the one idle the longest; a busy one is
+    # never shed.
+    failures: list[str] = []
+    server = HttpServer(slow_handler, LIMITS, on_failure=failures.append)
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.serve, listeners)
+        oldest = await trio.open_tcp_stream("127.0.0.1", port)
+        await trio.sleep(1)
+        younger = await trio.open_tcp_stream("127.0.0.1", port)
+        await trio.sleep(1)
+        newcomer = await trio.open_tcp_stream("127.0.0.1", port)
+        await newcomer.send_all(b"GET /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        out, _ = await read_all(newcomer)
+        assert out.startswith(b"HTTP/1.1 200 ") and out.endswith(b"done /ok ")
+        assert (await read_all(oldest))[0] == b""  # shed, silently
+        assert failures == ["shed-idle"]
+        # The younger one was kept and still works.
+        await younger.send_all(b"GET /still HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert (await read_all(younger))[0].endswith(b"done /still ")
         server.shutdown()
 
 

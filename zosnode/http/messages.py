@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 from zosnode.errors import ZosError
+from zosnode.http.requesthead import parse_target
 
 
 class HttpUsageError(ZosError):
@@ -60,14 +60,19 @@ class Request:
     target: str
     headers: tuple[tuple[str, str], ...]
     body: bytes = b""
-    # Path and query are derived from target once, so routes never re-parse.
+    # Path, query and (absolute-form only) authority are derived from the
+    # target once, strictly: a target that is not one of the forms a server
+    # must answer raises HttpRefused (the peer's fault), so routes never
+    # re-parse and never see `//host` or `[` treated as a URL authority.
     path: str = field(init=False)
     query: Mapping[str, str] = field(init=False)
+    authority: str | None = field(init=False)
 
     def __post_init__(self) -> None:
-        parts = urlsplit(self.target)
-        object.__setattr__(self, "path", unquote(parts.path))
-        object.__setattr__(self, "query", dict(parse_qsl(parts.query)))
+        path, query, authority = parse_target(self.method, self.target)
+        object.__setattr__(self, "path", path)
+        object.__setattr__(self, "query", query)
+        object.__setattr__(self, "authority", authority)
 
     def header(self, name: str) -> str | None:
         """The first value of a header (names compare case-insensitively)."""

@@ -15,9 +15,19 @@ under abuse:
 - bodies over `large_body_bytes` are held by at most `max_large_bodies`
   requests at once (the others wait, within their body deadline), so total
   body memory is bounded, not only memory per connection;
-- at most `max_connections` are served; the next ones get a short 503;
+- at most `max_connections` are served; when full, the connection idle the
+  longest is shed to make room, and only when none is idle do new ones get
+  a short 503 (so idle sockets cannot lock clients out);
 - memory per connection is bounded by the header and body caps: file bodies
   are streamed from disk, never loaded whole.
+
+No input from the network is fatal: whatever a connection sends, and
+whatever goes wrong while serving it (a refused head, a library error, a bug
+in a handler or here), ends that connection only, with a 4xx or 500 when a
+response can still be sent; each such end is counted (`on_failure`, by a
+bounded label) and unexpected exceptions are logged as one line. The strict
+checks of the head and target that h11 does not make are in
+`zosnode.http.requesthead`.
 
 `shutdown()` is graceful: no new connections, idle ones are closed, requests
 in flight finish (up to `shutdown_grace_s`) and their connections close.
@@ -31,13 +41,14 @@ import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
+from typing import Any, NoReturn
 
 import h11
 import trio
 
 from zosnode.http import semantics
 from zosnode.http.messages import FileBody, Request, Response, text_response
+from zosnode.http.requesthead import HttpRefused, check_head, head_end
 
 Handler = Callable[[Request], Awaitable[Response]]
 # Called after each exchange: the request (None if it never parsed), the
@@ -46,10 +57,34 @@ Observer = Callable[[Request | None, Response, int], None]
 Logger = Callable[[str], None]
 # The largest body a request may carry, decided from its head (method, path).
 BodyLimit = Callable[[Request], int]
+# Called once for each connection refused or cut, with one of FAILURE_LABELS.
+FailureCounter = Callable[[str], None]
+
+# Every label `on_failure` may be called with (a bounded set, for metrics).
+FAILURE_LABELS = (
+    "bad-request",      # h11 refused the request's syntax (400)
+    "bad-head",         # control bytes or obsolete line folding (400)
+    "bad-framing",      # Content-Length/Transfer-Encoding smuggling signs (400)
+    "bad-target",       # not origin-form, strict absolute-form or OPTIONS * (400)
+    "unsupported",      # a transfer coding or HTTP version we do not serve (501, 505)
+    "head-too-large",   # 431
+    "body-too-large",   # 413
+    "head-timeout",     # 408 (slowloris)
+    "body-timeout",     # 408
+    "handler-timeout",  # 503
+    "handler-error",    # the handler raised: 500
+    "internal-error",   # any other exception while serving the connection: 500
+    "send-timeout",     # the client stopped reading
+    "peer-reset",       # the client broke the connection mid-exchange
+    "overload",         # max_connections reached, none idle: 503
+    "shed-idle",        # an idle connection closed to make room for a new one
+)
+_H11_LABELS = {431: "head-too-large", 501: "unsupported", 413: "body-too-large"}
 
 _RECV = 64 * 1024
 _CHUNK = 256 * 1024
 _SERVER = "zosnode"
+_WARN_EVERY_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -76,11 +111,16 @@ class _Close(Exception):
     """End this connection now (after any response already queued)."""
 
 
+class _Drop(Exception):
+    """End this connection now, without lingering: nothing was sent on it."""
+
+
 class _Conn:
     def __init__(self) -> None:
-        # Cancelled by shutdown() while the connection waits, idle, for a
-        # request; None while a request is being served.
+        # Cancelled by shutdown() or when shed while the connection waits,
+        # idle, for a request; None while a request is being served.
         self.idle_scope: trio.CancelScope | None = None
+        self.shed = False
 
 
 class _BodySlot:
@@ -98,6 +138,7 @@ class HttpServer:
         observe: Observer | None = None,
         log: Logger | None = None,
         body_limit: BodyLimit | None = None,
+        on_failure: FailureCounter | None = None,
     ) -> None:
         self._handler = handler
         self.limits = limits or Limits()
@@ -105,11 +146,17 @@ class HttpServer:
         self._large_bodies = trio.CapacityLimiter(self.limits.max_large_bodies)
         self._observe = observe
         self._log = log or (lambda _msg: None)
+        self._on_failure = on_failure
         self._conns: set[_Conn] = set()
+        # Connections waiting for a request, longest-idle first (dicts keep
+        # insertion order): the ones shed when the server is full.
+        self._idle: dict[_Conn, None] = {}
         self._rejecting = 0
         self._closing = False
         self._accept_scope: trio.CancelScope | None = None
         self._drained = trio.Event()
+        self._warned: dict[str, float] = {}
+        self._unwarned: dict[str, int] = {}
 
     @property
     def open_connections(self) -> int:
@@ -153,37 +200,57 @@ class HttpServer:
                 stream = await listener.accept()
             except OSError as exc:
                 # Out of descriptors or a peer that reset before accept:
-                # back off briefly instead of spinning or dying.
+                # free a descriptor held by an idle connection, or back off
+                # briefly, instead of spinning or dying.
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    self._log(f"accept: {exc}; pausing 100 ms")
-                    await trio.sleep(0.1)
+                    if exc.errno in (errno.EMFILE, errno.ENFILE) and self._shed_idle():
+                        await trio.sleep(0.01)
+                    else:
+                        self._warn("accept", f"accept: {exc}; pausing 100 ms")
+                        await trio.sleep(0.1)
                 continue
-            if len(self._conns) >= self.limits.max_connections:
+            if len(self._conns) >= self.limits.max_connections and not self._shed_idle():
+                self._fail("overload")
                 if self._rejecting >= self.limits.max_connections:
                     await trio.aclose_forcefully(stream)
                 else:
                     nursery.start_soon(self._reject, stream)
                 continue
             # Registered here, not when the task first runs, so a burst of
-            # accepts cannot overshoot max_connections.
+            # accepts cannot overshoot max_connections (beyond the shed
+            # connections still closing: at most as many again).
             conn_state = _Conn()
             self._conns.add(conn_state)
             nursery.start_soon(self.handle_stream, stream, conn_state)
+
+    def _shed_idle(self) -> bool:
+        """Close the connection idle the longest, to make room; False if none is idle."""
+        victim = next(iter(self._idle), None)
+        if victim is None:
+            return False
+        scope = victim.idle_scope
+        self._idle_end(victim)
+        victim.shed = True
+        if scope is not None:
+            scope.cancel()
+        self._fail("shed-idle")
+        return True
+
+    def _idle_begin(self, conn_state: _Conn, scope: trio.CancelScope) -> None:
+        conn_state.idle_scope = scope
+        self._idle[conn_state] = None
+
+    def _idle_end(self, conn_state: _Conn) -> None:
+        conn_state.idle_scope = None
+        self._idle.pop(conn_state, None)
 
     async def _reject(self, stream: trio.abc.HalfCloseableStream) -> None:
         self._rejecting += 1
         try:
             resp = text_response(503, "too many connections", route="overload",
                                  headers=(("retry-after", "1"),))
-            conn = h11.Connection(h11.SERVER)
-            conn.receive_data(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
-            conn.next_event()
-            data = _head_bytes(conn, resp, len(resp.body), close=True)
-            assert isinstance(resp.body, bytes)
-            data += conn.send(h11.Data(data=resp.body)) or b""
-            data += conn.send(h11.EndOfMessage()) or b""
             with trio.move_on_after(1.0):
-                await stream.send_all(data)
+                await stream.send_all(_standalone(resp))
             self._record(None, resp, len(resp.body))
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass
@@ -193,7 +260,11 @@ class HttpServer:
 
     async def handle_stream(self, stream: trio.abc.HalfCloseableStream,
                             conn_state: _Conn | None = None) -> None:
-        """Serve one connection to its end (also usable with in-memory streams)."""
+        """Serve one connection to its end (also usable with in-memory streams).
+
+        Never raises but for cancellation: whatever happens on a connection
+        ends that connection only.
+        """
         if conn_state is None:
             conn_state = _Conn()
             self._conns.add(conn_state)
@@ -208,19 +279,33 @@ class HttpServer:
                 conn.start_next_cycle()
         except _Close:
             graceful = True
-        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
+        except _Drop:
             pass
-        except OSError as exc:
-            self._log(f"connection error: {exc}")
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._fail("peer-reset")
+        except trio.TooSlowError:
+            self._fail("send-timeout")
+        except Exception as exc:  # noqa: BLE001 - no input from the network may stop the server
+            self._fail("internal-error", f"connection error: {type(exc).__name__}: {exc}")
+            graceful = await self._send_500(stream, conn)
         finally:
             try:
                 if graceful:
                     await _linger_close(stream)
             finally:
                 await trio.aclose_forcefully(stream)
+                self._idle_end(conn_state)
                 self._conns.discard(conn_state)
                 if self._closing and not self._conns:
                     self._drained.set()
+
+    async def _send_500(self, stream: trio.abc.HalfCloseableStream,
+                        conn: h11.Connection) -> bool:
+        """After an unexpected error: a 500 if a response can still start; True if sent."""
+        try:
+            return await self._send_error(stream, conn, None, 500, "internal error")
+        except Exception:  # noqa: BLE001 - the connection is being dropped anyway
+            return False
 
     async def _exchange(self, stream: trio.abc.HalfCloseableStream, conn: h11.Connection,
                         conn_state: _Conn) -> None:
@@ -240,36 +325,40 @@ class HttpServer:
                            conn_state: _Conn, phase: list[str], slot: _BodySlot) -> None:
         response: Response | None = None
         request: Request | None = None
+        close = False
         with trio.CancelScope(
                 deadline=trio.current_time() + self.limits.idle_timeout_s) as scope:
-            conn_state.idle_scope = scope
+            self._idle_begin(conn_state, scope)
             request = await self._receive(stream, conn, conn_state, scope, phase, slot)
             phase[0] = "handler"
             scope.deadline = trio.current_time() + self.limits.handler_timeout_s
             try:
                 response = await self._handler(request)
             except Exception as exc:  # noqa: BLE001 - one bad request must not kill the server
-                self._log(f"handler error on {request.method} {request.path}: "
-                          f"{type(exc).__name__}: {exc}")
+                self._fail("handler-error", f"handler error on {request.method} "
+                           f"{request.path[:200]}: {type(exc).__name__}: {exc}")
                 response = text_response(500, "internal error")
+                close = True  # a handler in an unknown state: start afresh
             response = semantics.apply(request, response)
             phase[0] = "send"
-            await self._respond(stream, conn, request, response, scope)
-        conn_state.idle_scope = None
+            await self._respond(stream, conn, request, response, scope, close=close)
+        self._idle_end(conn_state)
         if not scope.cancelled_caught:
             return
-        if phase[0] == "idle":
-            raise _Close
+        if phase[0] == "idle" or conn_state.shed:
+            # Idle timeout, shutdown, or shed for room (a request racing the
+            # shed is dropped, as a client expects of an idle keep-alive
+            # connection closing under it).
+            raise _Drop
         if phase[0] == "head":
             # Slowloris: a head that never completes. Say so and close.
-            await self._send_error(stream, conn, None, 408, "request head too slow")
-            raise _Close
+            await self._refuse(stream, conn, None, 408, "request head too slow", "head-timeout")
         if phase[0] == "body":
-            await self._send_error(stream, conn, request, 408, "request body too slow")
-            raise _Close
+            await self._refuse(stream, conn, request, 408, "request body too slow",
+                               "body-timeout")
         if phase[0] == "handler":
-            await self._send_error(stream, conn, request, 503, "handler timed out")
-            raise _Close
+            await self._refuse(stream, conn, request, 503, "handler timed out",
+                               "handler-timeout")
         raise trio.TooSlowError  # a send made no progress: drop the connection
 
     async def _receive(self, stream: trio.abc.HalfCloseableStream, conn: h11.Connection,
@@ -278,6 +367,11 @@ class HttpServer:
         """Read one request: head (idle, then a hard deadline from its first byte), body."""
         limits = self.limits
         event: Any
+        # The raw bytes of the head are kept (from what h11 already holds, if
+        # pipelined, then each read) for the checks h11 does not make.
+        pending = conn.trailing_data[0]
+        raw = [pending] if pending else []
+        received = len(pending)
         try:
             while True:
                 event = conn.next_event()
@@ -286,15 +380,36 @@ class HttpServer:
                 data = bytes(await stream.receive_some(_RECV))
                 if data and phase[0] == "idle":
                     phase[0] = "head"
-                    conn_state.idle_scope = None
+                    self._idle_end(conn_state)
                     scope.deadline = min(scope.deadline,
                                          trio.current_time() + limits.head_timeout_s)
+                raw.append(data)
+                received += len(data)
+                if received > limits.max_header_bytes:
+                    # Refuse an oversized head before h11 parses it whole: a
+                    # 64 KiB head of tiny headers costs h11 ~15 ms of CPU.
+                    end = head_end(b"".join(raw))
+                    if end < 0 or end > limits.max_header_bytes:
+                        await self._refuse_standalone(
+                            stream, 431, f"request head over {limits.max_header_bytes} bytes",
+                            "head-too-large")
                 conn.receive_data(data)
         except h11.RemoteProtocolError as exc:
-            conn_state.idle_scope = None
-            await self._send_error(stream, conn, None, exc.error_status_hint, str(exc), scope)
-            raise _Close from None
-        conn_state.idle_scope = None
+            self._idle_end(conn_state)
+            status, why = exc.error_status_hint, str(exc)
+            label = _H11_LABELS.get(status, "bad-request")
+            buf = b"".join(raw)
+            end = head_end(buf)
+            if status == 501 and end > 0:
+                # h11 refuses every Transfer-Encoding but chunked with 501;
+                # RFC 9112 §6.3 wants 400 when chunked is not the final
+                # coding (a smuggling sign), which our own check tells.
+                try:
+                    check_head(buf[:end])
+                except HttpRefused as ours:
+                    status, why, label = ours.status, str(ours), ours.label
+            await self._refuse(stream, conn, None, status, why, label, scope)
+        self._idle_end(conn_state)
         if isinstance(event, h11.ConnectionClosed):
             raise _Close
         assert isinstance(event, h11.Request)
@@ -303,24 +418,31 @@ class HttpServer:
         # is measured here, so the cap holds however the bytes were split.
         head_size = len(event.target) + sum(len(k) + len(v) + 4 for k, v in event.headers)
         if head_size > limits.max_header_bytes:
-            await self._send_error(stream, conn, None, 431,
-                                   f"request head over {limits.max_header_bytes} bytes", scope)
-            raise _Close
-        headers = tuple((k.decode("latin-1").lower(), v.decode("latin-1"))
-                        for k, v in event.headers)
-        head = Request(event.method.decode("ascii"), event.target.decode("latin-1"), headers)
+            await self._refuse(stream, conn, None, 431,
+                               f"request head over {limits.max_header_bytes} bytes",
+                               "head-too-large", scope)
+        buf = b"".join(raw)
+        end = head_end(buf)
+        try:
+            check_head(buf[:end] if end > 0 else buf)
+            headers = tuple((k.decode("latin-1"), v.decode("latin-1"))
+                            for k, v in event.headers)  # h11 gives names lower-cased
+            head = Request(event.method.decode("ascii"), event.target.decode("latin-1"),
+                           headers)
+        except HttpRefused as exc:
+            await self._refuse(stream, conn, None, exc.status, str(exc), exc.label, scope)
         cap = limits.max_body_bytes
         if self._body_limit is not None:
             cap = min(cap, self._body_limit(head))
         length = head.header("content-length")
         if length is not None and int(length) > cap:
-            await self._send_error(stream, conn, head, 413, f"body over {cap} bytes", scope)
-            raise _Close
+            await self._refuse(stream, conn, head, 413, f"body over {cap} bytes",
+                               "body-too-large", scope)
         try:
             event = conn.next_event()
         except h11.RemoteProtocolError as exc:
-            await self._send_error(stream, conn, head, exc.error_status_hint, str(exc), scope)
-            raise _Close from None
+            await self._refuse(stream, conn, head, exc.error_status_hint, str(exc),
+                               _H11_LABELS.get(exc.error_status_hint, "bad-request"), scope)
         if isinstance(event, h11.EndOfMessage):
             return head  # no body: most requests (GET, HEAD)
         phase[0] = "body"
@@ -337,9 +459,8 @@ class HttpServer:
                 elif isinstance(event, h11.Data):
                     size += len(event.data)
                     if size > cap:
-                        await self._send_error(stream, conn, head, 413,
-                                               f"body over {cap} bytes", scope)
-                        raise _Close
+                        await self._refuse(stream, conn, head, 413, f"body over {cap} bytes",
+                                           "body-too-large", scope)
                     if size > limits.large_body_bytes and not slot.held:
                         await self._large_bodies.acquire_on_behalf_of(slot)
                         slot.held = True
@@ -348,16 +469,37 @@ class HttpServer:
                     raise _Close  # ConnectionClosed mid-body: the client gave up
                 event = conn.next_event()
         except h11.RemoteProtocolError as exc:
-            await self._send_error(stream, conn, head, exc.error_status_hint, str(exc), scope)
-            raise _Close from None
+            await self._refuse(stream, conn, head, exc.error_status_hint, str(exc),
+                               _H11_LABELS.get(exc.error_status_hint, "bad-request"), scope)
         return Request(head.method, head.target, head.headers, b"".join(chunks))
+
+    async def _refuse(self, stream: trio.abc.HalfCloseableStream, conn: h11.Connection,
+                      request: Request | None, status: int, why: str, label: str,
+                      scope: trio.CancelScope | None = None) -> NoReturn:
+        """Count, answer `status` (best effort) and end the connection."""
+        self._fail(label)
+        await self._send_error(stream, conn, request, status, why, scope)
+        raise _Close
+
+    async def _refuse_standalone(self, stream: trio.abc.HalfCloseableStream, status: int,
+                                 why: str, label: str) -> NoReturn:
+        """As `_refuse`, for a head h11 has not been given (so cannot answer)."""
+        self._fail(label)
+        resp = text_response(status, why)
+        with trio.move_on_after(1.0):
+            await stream.send_all(_standalone(resp))
+        self._record(None, resp, len(resp.body))
+        raise _Close
 
     async def _send_error(self, stream: trio.abc.HalfCloseableStream, conn: h11.Connection,
                           request: Request | None, status: int, why: str,
-                          scope: trio.CancelScope | None = None) -> None:
-        """Best effort, within a second: the connection closes after it anyway."""
+                          scope: trio.CancelScope | None = None) -> bool:
+        """Best effort, within a second: the connection closes after it anyway.
+
+        True if the response was sent.
+        """
         if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
-            return
+            return False
         response = text_response(status, why.splitlines()[0][:200] if why else "error")
         try:
             with trio.CancelScope() as own:
@@ -367,7 +509,8 @@ class HttpServer:
                 await self._respond(stream, conn, request, response, own, close=True,
                                     send_timeout=1.0)
         except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
-            pass
+            return False
+        return not own.cancelled_caught
 
     async def _respond(self, stream: trio.abc.HalfCloseableStream, conn: h11.Connection,
                        request: Request | None, response: Response, scope: trio.CancelScope,
@@ -434,6 +577,45 @@ class HttpServer:
     def _record(self, request: Request | None, response: Response, sent: int) -> None:
         if self._observe is not None:
             self._observe(request, response, sent)
+
+    def _fail(self, label: str, line: str | None = None) -> None:
+        """Count a connection refused or cut; log `line` (an unexpected error) if given."""
+        try:
+            if self._on_failure is not None:
+                self._on_failure(label)
+        except Exception as exc:  # noqa: BLE001 - a metrics sink must not stop the server
+            line = f"{line or label}; and counting it failed: {exc!r}"
+        if line is not None:
+            self._warn(label, line)
+
+    def _warn(self, key: str, line: str) -> None:
+        """Log one line, at most once a second per kind, saying how many were skipped."""
+        now = trio.current_time()
+        last = self._warned.get(key)
+        if last is not None and now - last < _WARN_EVERY_S:
+            self._unwarned[key] = self._unwarned.get(key, 0) + 1
+            return
+        self._warned[key] = now
+        skipped = self._unwarned.pop(key, 0)
+        # repr() keeps whatever the peer put in the message on one line.
+        text = repr(line)[1:-1][:500]
+        if skipped:
+            text += f" ({skipped} more like it in the last {_WARN_EVERY_S:g} s not logged)"
+        try:
+            self._log(text)
+        except Exception:  # noqa: BLE001, S110 - a broken log sink must not stop the server
+            pass
+
+
+def _standalone(response: Response) -> bytes:
+    """The bytes of a closing `response` without a parsed request (h11 needs one)."""
+    conn = h11.Connection(h11.SERVER)
+    conn.receive_data(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+    conn.next_event()
+    data = _head_bytes(conn, response, len(response.body), close=True)
+    assert isinstance(response.body, bytes)
+    data += conn.send(h11.Data(data=response.body)) or b""
+    return data + (conn.send(h11.EndOfMessage()) or b"")
 
 
 def _head_bytes(conn: h11.Connection, response: Response, length: int, *,

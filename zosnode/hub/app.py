@@ -99,6 +99,8 @@ class HubApp:
             return text_response(503, f"storage unavailable: {exc}", route="error")
 
     async def _route(self, r: Request) -> Response:
+        if r.target == "*":  # OPTIONS * (the server refuses * with any other method)
+            return Response(204, (("allow", "GET, HEAD, PUT, POST"),), route="options")
         static = keys.parse_static(r.path)
         if static is not None:
             key, route, kind = static
@@ -165,7 +167,8 @@ class HubApp:
     def _ipxe(self, r: Request, farm: str, channel: str) -> Response:
         """The farm's iPXE script, pointing at this hub (as the client reached it)."""
         route = "/api/v1/bootstrap"
-        host = r.header("host") or ""
+        # An absolute-form target's authority overrides Host (RFC 9112 §3.2.2).
+        host = r.authority or r.header("host") or ""
         try:
             cfg = BootConfig(farm=farm, channel=channel, hubs=(f"http://{host}",))
         except BuildInputError as exc:
@@ -241,6 +244,10 @@ class HubApp:
             for i in (i for v in wanted.values() for i in v):
                 if not isinstance(i, str) or not keys.is_hex_id(i):
                     raise ValueError(f"not a 64-hex-digit id: {str(i)[:80]!r}")
+        except RecursionError:
+            # json nests by recursion: a deeply nested body is the client's
+            # fault, not the hub's (this route's body cap bounds the work).
+            return text_response(400, "bad query: nested too deeply", route=route)
         except (ValueError, AttributeError, TypeError) as exc:
             return text_response(400, f"bad query: {exc}", route=route)
         out = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from zosnode.http.server import FAILURE_LABELS
 from zosnode.hub.registry import NodeRegistry
 
 
@@ -17,10 +18,16 @@ class HubMetrics:
         self.bytes_served: Counter[str] = Counter()
         self.published: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()
+        # Connections refused or cut by the HTTP server, by why (a bounded
+        # set: zosnode.http.server.FAILURE_LABELS).
+        self.connections_failed: Counter[str] = Counter()
 
     def observe(self, route: str, method: str, status: int, sent: int) -> None:
         self.requests[(route, method, status)] += 1
         self.bytes_served[route] += sent
+
+    def connection_failed(self, label: str) -> None:
+        self.connections_failed[label] += 1
 
     def render(self, open_connections: int, registry: NodeRegistry) -> str:
         out = [
@@ -37,6 +44,11 @@ class HubMetrics:
         out += ["# HELP zos_hub_open_connections Client connections open now.",
                 "# TYPE zos_hub_open_connections gauge",
                 f"zos_hub_open_connections {open_connections}"]
+        out += ["# HELP zos_hub_connections_failed_total Connections refused or cut, by reason.",
+                "# TYPE zos_hub_connections_failed_total counter"]
+        for label in sorted({*FAILURE_LABELS, *self.connections_failed}):
+            out.append(f'zos_hub_connections_failed_total{{reason="{_label(label)}"}} '
+                       f"{self.connections_failed[label]}")
         out += ["# HELP zos_hub_published_total Objects accepted by the publish API, by kind.",
                 "# TYPE zos_hub_published_total counter"]
         for kind, n in sorted(self.published.items()):

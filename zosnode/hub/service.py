@@ -41,7 +41,7 @@ async def run_hub(
     root = app.publisher.verifier.root.version if app.publisher.verifier else None
     listeners = await open_listeners(listen)
     server = HttpServer(app.handle, limits, observe=app.observe, log=log,
-                        body_limit=app.body_limit)
+                        body_limit=app.body_limit, on_failure=app.metrics.connection_failed)
     app.open_connections = lambda: server.open_connections
     addresses = tuple(
         (str(sockname[0]), int(sockname[1]))
