@@ -28,7 +28,7 @@ from zosnode.agent.upgrade import PollSchedule  # noqa: E402
 from zosnode.cli.node_cmd import run_agent  # noqa: E402
 from zosnode.trust.anchor import load_file  # noqa: E402
 
-FUSE_CHILD = [sys.executable, "-m", "zosnode", "flist", "mount"]
+FUSE_CHILD = [sys.executable, "-m", "zosnode", "_mount-child"]
 IMPORTS_MS = round((time.monotonic() - T0) * 1000)
 
 

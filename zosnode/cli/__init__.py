@@ -30,6 +30,10 @@ GROUPS = {
     "version": "print the version and build id",
 }
 
+# The agent's FUSE mount child (zosnode.mount.child): not a command for people,
+# so not in --help, and dispatched before argparse so that it loads no group.
+CHILD_COMMAND = "_mount-child"
+
 EXIT_OK = 0
 EXIT_INTERNAL = 1
 EXIT_USER = 2
@@ -72,6 +76,10 @@ def _named_group(argv: Sequence[str]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == [CHILD_COMMAND]:
+        from zosnode.mount.child import main as child_main
+
+        return child_main(args_list[1:])
     debug = "--debug" in args_list
     try:
         parser = build_parser(only=_named_group(args_list))

@@ -25,6 +25,7 @@ from typing import Any
 import trio
 
 from zosnode.agent import bringup, cmdline, pid1
+from zosnode.cli import CHILD_COMMAND
 from zosnode.cli.group import add_command, add_group
 from zosnode.errors import UserError
 
@@ -78,7 +79,7 @@ def _read_cmdline(args: argparse.Namespace) -> str:
 
 
 def _fuse_command(mode: str) -> list[str] | None:
-    """The argv prefix of `zosnode flist mount` from this very artifact, or None to extract."""
+    """The argv of the FUSE mount child from this very artifact, or None to extract."""
     if mode == "extract":
         return None
     usable = Path("/dev/fuse").exists() and importlib.util.find_spec("pyfuse3") is not None
@@ -90,7 +91,7 @@ def _fuse_command(mode: str) -> list[str] | None:
 
     archive = running_archive()
     me = [sys.executable, "-I", str(archive)] if archive else [sys.executable, "-m", "zosnode"]
-    return [*me, "flist", "mount"]
+    return [*me, CHILD_COMMAND]
 
 
 def _with_mounts(stage: AfterNetwork, fuse: list[str] | None, say: pid1.Say) -> AfterNetwork:

@@ -10,11 +10,7 @@ cache directory.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import errno
 import os
-import subprocess
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -30,11 +26,19 @@ from zosnode.fetch.fetcher import Fetcher
 from zosnode.fetch.source import BlockSource
 from zosnode.flist.errors import FlistError
 from zosnode.flist.view import FlistView
-from zosnode.mount.errors import MountFailed, MountUsageError
+from zosnode.mount.errors import (
+    InvalidFlist,
+    MountFailed,
+    MountpointUnusable,
+    MountUsageError,
+)
 from zosnode.mount.fs import FlistFS
+from zosnode.mount.mountpoint import detach, is_stale, recover_stale
 from zosnode.mount.prefetch import PrefetchReport, follow_hint
 
-_MNT_DETACH = 2
+# detach and is_stale live in mountpoint (no pyfuse3); named here for callers of old.
+__all__ = ["MountedFlist", "detach", "is_stale", "mounted", "recover_stale", "serve_flist"]
+
 _live = False
 
 
@@ -46,36 +50,6 @@ class MountedFlist:
     fs: FlistFS
     prefetch: PrefetchReport = field(default_factory=PrefetchReport)
     prefetch_done: trio.Event = field(default_factory=trio.Event)
-
-
-def is_stale(mountpoint: Path) -> bool:
-    # statfs always reaches the FUSE server; stat may be answered from the
-    # kernel's attribute cache long after the server died.
-    try:
-        os.statvfs(mountpoint)
-    except OSError as exc:
-        return exc.errno == errno.ENOTCONN
-    return False
-
-
-def detach(mountpoint: Path) -> None:
-    """Lazily unmount `mountpoint` (the kernel drops it once no one uses it)."""
-    if os.geteuid() == 0:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        if libc.umount2(os.fsencode(mountpoint), _MNT_DETACH) == 0:
-            return
-    subprocess.run(["fusermount3", "-u", "-z", os.fspath(mountpoint)],
-                   capture_output=True, check=False)
-
-
-def recover_stale(mountpoint: Path) -> bool:
-    """Detach a dead FUSE mount left at `mountpoint` by a crash; True if there was one."""
-    if not is_stale(mountpoint):
-        return False
-    detach(mountpoint)
-    if is_stale(mountpoint):
-        raise MountFailed(f"{mountpoint}: a dead mount is there and will not detach")
-    return True
 
 
 def _options() -> set[str]:
@@ -104,12 +78,12 @@ async def serve_flist(
     try:
         view = FlistView.from_bytes(flist_bytes)
     except FlistError as exc:
-        raise MountUsageError(f"not a valid flist: {exc}") from None
+        raise InvalidFlist(f"not a valid flist: {exc}") from None
     recover_stale(mp)
     if not mp.is_dir():
-        raise MountUsageError(f"{mp} is not a directory")
+        raise MountpointUnusable(f"{mp} is not a directory")
     if os.path.ismount(mp):
-        raise MountUsageError(f"{mp} is already a mount point")
+        raise MountpointUnusable(f"{mp} is already a mount point")
     if _live:
         raise MountUsageError("this process already serves a FUSE mount (pyfuse3 allows one)")
     source = BlockSource(fetcher, cache, hot_bytes=hot_bytes)

@@ -16,8 +16,10 @@ from zosnode.agent import pid1
 from zosnode.agent.boot.errors import BootError, HubsUnreachable, ReleaseFailed
 from zosnode.agent.boot.hubs import HubClient, Hubs
 from zosnode.agent.boot.mounters import (
+    ChildLost,
     ExtractMounter,
     FuseChildMounter,
+    MountChildFailed,
     Mounter,
     seal_readonly,
 )
@@ -31,9 +33,9 @@ from zosnode.fetch.fetcher import Fetcher
 from zosnode.trust.anchor import Anchor, load_embedded
 
 __all__ = [
-    "BootError", "BootSettings", "ExtractMounter", "FuseChildMounter", "HubClient", "Hubs",
-    "HubsUnreachable", "Mounter", "Node", "Release", "ReleaseFailed", "Say", "after_network",
-    "seal_readonly",
+    "BootError", "BootSettings", "ChildLost", "ExtractMounter", "FuseChildMounter", "HubClient",
+    "Hubs", "HubsUnreachable", "MountChildFailed", "Mounter", "Node", "Release", "ReleaseFailed",
+    "Say", "after_network", "seal_readonly",
 ]
 
 
@@ -87,8 +89,8 @@ async def after_network(
     mounter: Mounter
     if fuse_command:
         mounter = FuseChildMounter(fuse_command, mirrors=lambda: hubs.sources,
-                                   cache_dir=blocks_dir,
-                                   flist_dir=run_dir / "flists", say=say)
+                                   cache_dir=blocks_dir, cache_bytes=cache_bytes,
+                                   durable=cache_dir is not None, say=say)
     else:
         mounter = ExtractMounter(lambda: hubs.fetcher, cache, say)
     board = StatusBoard()

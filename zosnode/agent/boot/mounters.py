@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Awaitable, Callable, Sequence
+from enum import Enum
 from pathlib import Path
 from typing import Protocol
 
@@ -18,7 +19,16 @@ from zosnode.fetch.fetcher import Fetcher
 from zosnode.flist.blocks import BlockRef
 from zosnode.flist.extract import extract
 from zosnode.flist.view import FlistView
-from zosnode.mount.service import detach
+from zosnode.mount.errors import ProtocolRefused
+from zosnode.mount.mountpoint import detach, libc
+from zosnode.mount.protocol import (
+    Failure,
+    FailureKind,
+    MountRequest,
+    Report,
+    ReportReader,
+    encode_request,
+)
 from zosnode.trust.manifest import FlistPin
 
 Say = Callable[[str], None]
@@ -118,18 +128,32 @@ def seal_readonly(path: Path) -> bool:
     """Bind-mount `path` onto itself read-only; False when not root (nothing to seal with)."""
     if os.geteuid() != 0:
         return False
-    # The interpreter's own symbols: find_library needs ldconfig, which no
-    # initramfs has.
-    libc = ctypes.CDLL(None, use_errno=True)
+    c = libc()
     target = os.fsencode(path)
-    if libc.mount(target, target, None, _MS_BIND, None) != 0:
+    if c.mount(target, target, None, _MS_BIND, None) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"bind mount of {path}: {os.strerror(err)}")
-    if libc.mount(None, target, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY, None) != 0:
+    if c.mount(None, target, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY, None) != 0:
         err = ctypes.get_errno()
         detach(path)
         raise OSError(err, f"read-only remount of {path}: {os.strerror(err)}")
     return True
+
+
+class ChildLost(Enum):
+    """How a mount child can fail without saying why (its own reports are `FailureKind`)."""
+
+    TIMEOUT = "timeout"  # no report within the start deadline
+    EXITED = "exited"  # the report pipe closed with nothing on it
+    GARBLED = "garbled"  # it sent bytes that are not the protocol, or the wrong flist
+
+
+class MountChildFailed(ReleaseFailed):
+    """A FUSE mount child did not mount; `kind` says why, the text is only for people."""
+
+    def __init__(self, kind: FailureKind | ChildLost, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class FuseChildMounter:
@@ -137,11 +161,12 @@ class FuseChildMounter:
 
     pyfuse3 serves one mount per process, and an upgrade needs the old and
     the new release mounted at once, so each flist gets a child: `command`
-    (the argv of `zosnode flist mount`) plus `FLIST_FILE MOUNTPOINT --cache DIR
-    [--hub URL]...`. The child prints a line containing `mounted` once the
-    mount is live and unmounts on SIGTERM. Children share the block cache directory, so a block
-    one release fetched is not fetched again for the next. The flist file is
-    the one `Hubs.flist` already checked against the pinned id.
+    (the argv of `zosnode _mount-child` from this artifact) plus the number of
+    the pipe it reports on. The child reads one `MountRequest` (the flist,
+    already checked against its pin, the mountpoint, the hubs, the cache) on
+    stdin and answers `Ready` or a typed `Failure` (zosnode.mount.protocol);
+    no output is parsed. It unmounts on SIGTERM. Children share the block
+    cache directory, so a block one release fetched is not fetched again.
     """
 
     def __init__(
@@ -150,16 +175,30 @@ class FuseChildMounter:
         *,
         mirrors: Callable[[], Sequence[str]],
         cache_dir: Path,
-        flist_dir: Path,
+        cache_bytes: int = 512 * 1024 * 1024,
+        durable: bool = False,
         say: Say | None = None,
         start_timeout_s: float = 30.0,
+        block_deadline_s: float = 30.0,
+        hot_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self.command = list(command)
         self.mirrors = mirrors  # asked at each mount: they follow the running manifest
         self.cache_dir = cache_dir
-        self.flist_dir = flist_dir
+        self.cache_bytes = cache_bytes
+        self.durable = durable
         self.say = say
         self.start_timeout_s = start_timeout_s
+        self.block_deadline_s = block_deadline_s
+        self.hot_bytes = hot_bytes
+
+    def request(self, flist: bytes, where: Path) -> MountRequest:
+        return MountRequest(
+            flist=flist, mountpoint=str(Path(where).absolute()), hubs=tuple(self.mirrors()),
+            cache_dir=str(self.cache_dir.absolute()), cache_bytes=self.cache_bytes,
+            durable=self.durable, block_deadline_ms=round(self.block_deadline_s * 1000),
+            hot_bytes=self.hot_bytes, prefetch=True,
+        )
 
     async def serve(
         self,
@@ -169,49 +208,89 @@ class FuseChildMounter:
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        self.flist_dir.mkdir(parents=True, exist_ok=True)
-        path = self.flist_dir / pin.id
-        if not path.exists():
-            tmp = path.with_name(f".{pin.id}.tmp")
-            tmp.write_bytes(flist)
-            tmp.rename(path)
-        argv = [*self.command, str(path), str(where), "--cache", str(self.cache_dir)]
-        for mirror in self.mirrors():
-            argv += ["--hub", mirror]
-        proc = await trio.lowlevel.open_process(
-            # Same process group as the agent: a signal to the group reaches it too.
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        )
-        assert proc.stdout is not None
+        frame = encode_request(self.request(flist, where))
+        read_fd, write_fd = os.pipe()
         try:
-            seen = b""
-            with trio.move_on_after(self.start_timeout_s):
-                while b"mounted" not in seen:
-                    chunk = await proc.stdout.receive_some(4096)
-                    if not chunk:
-                        break
-                    seen = (seen + chunk)[-8192:]
-            if b"mounted" not in seen:
-                text = seen.decode(errors="replace").strip()[-300:]
-                raise ReleaseFailed(f"FUSE mount of {pin.name} at {where} failed: {text}")
+            proc = await trio.lowlevel.open_process(
+                [*self.command, str(write_fd)], stdin=subprocess.PIPE, pass_fds=(write_fd,),
+                # Same process group as the agent: a signal to the group reaches it too.
+                # Its stdout and stderr are the agent's: a crash shows on the console.
+            )
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)  # the child holds its end; EOF here means it is gone
+        reports = trio.lowlevel.FdStream(read_fd)
+        reader = ReportReader()
+        mine = False  # only a mount this child made is ours to detach
+        try:
+            first = await self._first_report(proc, frame, reports, reader)
+            if isinstance(first, Failure):
+                raise MountChildFailed(first.kind, f"FUSE mount of {pin.name} at {where}: "
+                                       f"{first.kind.value}: {first.message}")
+            if first.flist_id != pin.id:
+                raise MountChildFailed(ChildLost.GARBLED, f"FUSE mount of {pin.name}: the "
+                                       f"child serves {first.flist_id[:12]}, not {pin.id[:12]}")
+            mine = True
             if self.say is not None:
                 self.say(f"flist {pin.name} {pin.id[:12]}: FUSE mount at {where} "
                          f"(pid {proc.pid})")
             task_status.started()
-            # Keep draining the child's output so it never blocks on a full pipe.
-            while await proc.stdout.receive_some(4096):
-                pass
+            ended = await self._watch(reports, reader)
             await proc.wait()
             # Not fatal to the agent: the release's services will fail and be reported.
             if self.say is not None:
                 self.say(f"flist {pin.name}: FUSE mount at {where} ended "
-                         f"(exit {proc.returncode})")
+                         f"(exit {proc.returncode}{': ' + ended if ended else ''})")
             await trio.sleep_forever()
         finally:
             with trio.CancelScope(shield=True):
+                await reports.aclose()
                 await _end_child(proc)
-                if os.path.ismount(where):
+                if mine and os.path.ismount(where):
                     detach(where)
+
+    async def _first_report(self, proc: trio.Process, frame: bytes,
+                            reports: trio.lowlevel.FdStream, reader: ReportReader) -> Report:
+        assert proc.stdin is not None
+        with trio.move_on_after(self.start_timeout_s):
+            try:
+                await proc.stdin.send_all(frame)
+                await proc.stdin.aclose()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass  # it died early; what it reported (if anything) says why
+            while True:
+                chunk = await reports.receive_some(4096)
+                try:
+                    if not chunk:
+                        reader.eof()
+                        raise MountChildFailed(ChildLost.EXITED,
+                                               "the FUSE mount child exited without a report")
+                    got = reader.feed(chunk)
+                except ProtocolRefused as exc:
+                    raise MountChildFailed(ChildLost.GARBLED,
+                                           f"the FUSE mount child's report: {exc}") from None
+                if got:
+                    return got[0]
+        raise MountChildFailed(ChildLost.TIMEOUT,
+                               f"no report from the FUSE mount child in {self.start_timeout_s:g} s")
+
+    async def _watch(self, reports: trio.lowlevel.FdStream, reader: ReportReader) -> str:
+        """Follow the reports after Ready until the pipe closes; the fatal error, if any."""
+        fatal = ""
+        while chunk := await reports.receive_some(4096):
+            try:
+                for report in reader.feed(chunk):
+                    if isinstance(report, Failure):
+                        fatal = f"{report.kind.value}: {report.message}"
+            except ProtocolRefused as exc:
+                return f"garbled report: {exc}"
+        try:
+            reader.eof()
+        except ProtocolRefused as exc:
+            return f"garbled report: {exc}"
+        return fatal
 
 
 async def _end_child(proc: trio.Process) -> None:

@@ -1,0 +1,177 @@
+"""The FUSE mount child: one process serving one flist for the node agent.
+
+    zosnode _mount-child REPORT_FD      (started by the agent, never by hand)
+
+pyfuse3 serves one mount per process, so the agent starts one of these per
+flist. It reads one `MountRequest` frame from stdin (to EOF), mounts, and
+reports on the inherited pipe REPORT_FD: `Ready` once the mount serves, or a
+`Failure` of a closed kind; a `Failure` after `Ready` means the mount ended.
+SIGTERM or SIGINT unmounts and exits 0. See `zosnode.mount.protocol` and
+docs/datapath.md.
+
+This module imports the data path only (fetch, cache, mount, the flist view,
+the HTTP client): no builder, hub or other command, so that what a node runs
+stays small (`zosnode audit --tcb`).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+
+import trio
+
+from zosnode.cache.errors import CacheError
+from zosnode.cache.store import BlockCache
+from zosnode.errors import ZosError
+from zosnode.fetch.fetcher import Fetcher
+from zosnode.flist.format import flist_id
+from zosnode.mount.errors import (
+    InvalidFlist,
+    MountFailed,
+    MountpointUnusable,
+    ProtocolRefused,
+)
+from zosnode.mount.protocol import (
+    MAX_REQUEST,
+    Failure,
+    FailureKind,
+    MountRequest,
+    Ready,
+    Report,
+    decode_request,
+    encode_report,
+)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class _Reporter:
+    """Writes reports on the pipe; a reader that is gone (the agent died) is not an error."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def send(self, report: Report) -> None:
+        frame = encode_report(report)
+        try:
+            # At most 4 KiB: one atomic pipe write, which the agent drains.
+            os.write(self.fd, frame)
+        except OSError:
+            pass
+
+
+def _failure_of(exc: BaseException) -> Failure:
+    """The kind of a failure before Ready, by exception type (never by its text)."""
+    if isinstance(exc, InvalidFlist):
+        kind = FailureKind.FLIST
+    elif isinstance(exc, MountpointUnusable):
+        kind = FailureKind.MOUNTPOINT
+    elif isinstance(exc, MountFailed):
+        kind = FailureKind.FUSE
+    elif isinstance(exc, ZosError):
+        kind = FailureKind.INTERNAL
+    else:
+        return Failure.of(FailureKind.INTERNAL, f"{type(exc).__name__}: {exc}")
+    return Failure.of(kind, str(exc))
+
+
+def _cache(request: MountRequest) -> BlockCache:
+    path = Path(request.cache_dir)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return BlockCache(path, request.cache_bytes, durable=request.durable)
+
+
+async def serve(request: MountRequest, reporter: _Reporter) -> int:
+    """Mount, report Ready, serve until a signal (0) or the mount ends (fatal, 1)."""
+    # pyfuse3 is loaded only here: a missing one is a FUSE failure, reported.
+    try:
+        from zosnode.mount.service import serve_flist
+    except ImportError as exc:
+        reporter.send(Failure.of(FailureKind.FUSE, f"no FUSE support: {exc}"))
+        return EXIT_FAILED
+    try:
+        cache = _cache(request)
+    except (OSError, CacheError) as exc:
+        reporter.send(Failure.of(FailureKind.CACHE, f"{request.cache_dir}: {exc}"))
+        return EXIT_FAILED
+    fetcher = Fetcher(list(request.hubs), deadline_s=request.block_deadline_ms / 1000)
+    stopped = False
+    ready = False
+    try:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as received, \
+                trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+
+                async def watch() -> None:
+                    nonlocal stopped
+                    async for _ in received:
+                        stopped = True
+                        scope.cancel()
+                        return
+
+                nursery.start_soon(watch)
+                async with trio.open_nursery() as mount:
+                    await mount.start(partial(
+                        serve_flist, request.flist, request.mountpoint, fetcher, cache,
+                        prefetch=request.prefetch, hot_bytes=request.hot_bytes))
+                    ready = True
+                    reporter.send(Ready(flist_id(request.flist)))
+                # serve_flist returned by itself: the mount was taken away from outside.
+                scope.cancel()
+    except Exception as exc:  # noqa: BLE001 - every failure is reported, typed
+        failure = _failure_of(_unwrap(exc))
+        if ready:
+            failure = Failure.of(FailureKind.INTERNAL, failure.message)
+        reporter.send(failure)
+        return EXIT_FAILED
+    if stopped:
+        return EXIT_OK
+    reporter.send(Failure.of(FailureKind.UNMOUNTED,
+                             f"{request.mountpoint} was unmounted from outside"))
+    return EXIT_FAILED
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """The first real error inside nested exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _read_request(stdin: int) -> bytes:
+    chunks: list[bytes] = []
+    total = 0
+    while total <= MAX_REQUEST + 4:
+        chunk = os.read(stdin, 1 << 20)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
+
+
+def main(argv: Sequence[str], stdin: int = 0) -> int:
+    if len(argv) != 1 or not argv[0].isdigit():
+        print("zosnode: error: _mount-child is started by the node agent: "
+              "zosnode _mount-child REPORT_FD", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        os.fstat(int(argv[0]))
+    except OSError:
+        print(f"zosnode: error: _mount-child: report fd {argv[0]} is not open", file=sys.stderr)
+        return EXIT_USAGE
+    reporter = _Reporter(int(argv[0]))
+    try:
+        request = decode_request(_read_request(stdin))
+    except ProtocolRefused as exc:
+        reporter.send(Failure.of(FailureKind.REQUEST, str(exc)))
+        return EXIT_USAGE
+    except OSError as exc:
+        reporter.send(Failure.of(FailureKind.REQUEST, f"reading the request: {exc}"))
+        return EXIT_USAGE
+    return trio.run(serve, request, reporter)
