@@ -337,3 +337,162 @@ async def test_secs_field_counts_from_start(autojump_clock: trio.testing.MockClo
     assert msgs[0][1].secs == 0
     assert [m.secs for _, m in msgs] == [int(t - t0) for t, _ in msgs]
     assert len({m.xid for _, m in msgs}) == 1  # retransmissions keep the xid
+
+
+# -- issue #19: every exchange its own xid; unusable replies ignored or declined ----------
+
+
+def test_every_exchange_has_a_new_xid() -> None:
+    """Finding: renewals reused the xid of the exchange that earned the lease."""
+    c = client(renew_floor=5)
+    (disc,) = sent(c.start(0.0))
+    (req,) = sent(recv(c, answer(disc, w.MsgType.OFFER), 1.0))
+    recv(c, answer(req, w.MsgType.ACK), 1.2)
+    (renew,) = sent(c.timeout(51.0))
+    assert renew.xid != disc.xid
+    (again,) = sent(c.timeout(c.deadline or 0))  # a retransmission of the same renewal
+    assert c.state is State.RENEWING and again.xid == renew.xid
+    (rebind,) = sent(c.timeout(88.0))
+    assert c.state is State.REBINDING and rebind.xid not in (disc.xid, renew.xid)
+    # The old exchange's reply is not taken for the new one.
+    assert recv(c, answer(renew, w.MsgType.ACK), 89.0) == [] and c.state is State.REBINDING
+    ev = recv(c, answer(rebind, w.MsgType.ACK), 89.5)
+    assert any(isinstance(e, Renewed) for e in ev)
+    (second,) = sent(c.timeout(c.deadline or 0))
+    assert second.xid not in (disc.xid, renew.xid, rebind.xid)
+
+
+def test_unusable_offer_is_ignored_with_its_reason_and_a_later_good_one_taken() -> None:
+    c = client()
+    (disc,) = sent(c.start(0.0))
+    ev = recv(c, answer(disc, w.MsgType.OFFER, yiaddr=SERVER), 0.5)
+    assert ev == [Refused(f"OFFER of {SERVER} from {SERVER}",
+                          f"address {SERVER} is the server's own address")]
+    assert c.state is State.SELECTING
+    ev = recv(c, answer(disc, w.MsgType.OFFER, mask=bytes(4)), 0.6)
+    assert "wider than /8" in ev[0].reason  # type: ignore[attr-defined]
+    (req,) = sent(recv(c, answer(disc, w.MsgType.OFFER), 0.7))
+    assert req.msg_type is w.MsgType.REQUEST and req.addr(50) == "10.9.0.50"
+
+
+def test_unusable_ack_is_declined_and_discovery_waits_with_backoff() -> None:
+    """Finding: an off-subnet router reached the kernel, whose refusal was fatal."""
+    c = client()
+    now = 0.0
+    waits = []
+    for i in range(5):
+        (disc,) = sent(c.timeout(now) if c.state is State.INIT else c.start(now))
+        (req,) = sent(recv(c, answer(disc, w.MsgType.OFFER), now + 0.1))
+        if i == 0:  # a router the kernel cannot reach
+            bad = answer(req, w.MsgType.ACK, mask=bytes([255, 255, 255, 128]),
+                         yiaddr="10.9.0.200")
+            why, addr = "router 10.9.0.1 is outside 10.9.0.128/25", "10.9.0.200"
+        else:
+            bad = answer(req, w.MsgType.ACK, mask=bytes([255, 255, 0, 0]), yiaddr="10.9.255.255")
+            why, addr = "broadcast address of 10.9.0.0/16", "10.9.255.255"
+        ev = recv(c, bad, now + 0.2)
+        (refusal,) = [e for e in ev if isinstance(e, Refused)]
+        assert why in refusal.reason
+        (decline,) = sent(ev)
+        assert [e.destination for e in ev if isinstance(e, Transmit)] == [BROADCAST]
+        assert decline.msg_type is w.MsgType.DECLINE and decline.xid == req.xid
+        assert (decline.addr(50), decline.addr(54), decline.ciaddr) == (addr, SERVER, "0.0.0.0")
+        assert c.state is State.INIT and c.lease is None
+        assert c.timeout((c.deadline or 0) - 0.01) == []
+        waits.append((c.deadline or 0) - (now + 0.2))
+        now = c.deadline or 0
+    # RFC 2131 §3.1: at least 10 s, then doubling while every lease is declined.
+    assert waits == pytest.approx([10, 20, 40, 60, 60])
+    (disc,) = sent(c.timeout(now))
+    assert disc.msg_type is w.MsgType.DISCOVER and disc.xid != req.xid
+
+
+def test_ack_from_another_server_than_offered_is_refused_not_declined() -> None:
+    c = client()
+    (disc,) = sent(c.start(0.0))
+    (req,) = sent(recv(c, answer(disc, w.MsgType.OFFER), 0.1))
+    ev = recv(c, answer(req, w.MsgType.ACK, server="10.9.0.66"), 0.2)
+    assert ev == [Refused("ACK of 10.9.0.50 from 10.9.0.66", f"we asked {SERVER}")]
+    assert c.state is State.REQUESTING
+
+
+def test_probe_conflict_declines_and_clear_binds() -> None:
+    for conflict in ("in use by 02:00:00:00:00:01 (ARP reply)", None):
+        c = client()
+        (disc,) = sent(c.start(0.0))
+        (req,) = sent(recv(c, answer(disc, w.MsgType.OFFER), 0.1))
+        assert c.receive(answer(req, w.MsgType.ACK), 0.2)[-1] == Probe("10.9.0.50")
+        ev = c.probed(conflict, 0.9)
+        if conflict is None:
+            assert any(isinstance(e, Bound) for e in ev) and c.state is State.BOUND
+            assert c.lease is not None and c.lease.start == 0.1
+        else:
+            (decline,) = sent(ev)
+            assert decline.msg_type is w.MsgType.DECLINE and decline.addr(50) == "10.9.0.50"
+            (change,) = [e for e in ev if isinstance(e, StateChanged)]
+            assert change.new is State.INIT and conflict in change.reason
+            assert c.deadline == pytest.approx(10.9)
+        assert c.probed(None, 1.0) == []  # a late answer changes nothing
+
+
+def test_the_node_declines_a_lease_the_kernel_refused() -> None:
+    c = client()
+    bind(c)
+    ev = c.decline("netlink: route: Network is unreachable", 5.0)
+    assert [type(e) for e in ev if not isinstance(e, StateChanged)] == [LeaseLost, Transmit]
+    assert ev[0].reason.startswith("declined: netlink")  # type: ignore[union-attr]
+    assert sent(ev)[0].msg_type is w.MsgType.DECLINE
+    assert c.state is State.INIT and c.lease is None and c.deadline == 15.0
+    assert c.decline("again", 6.0) == []  # nothing held, nothing to give back
+
+
+def test_declines_in_a_row_reset_once_a_lease_reaches_t1() -> None:
+    c = client()
+    bind(c)
+    c.decline("x", 5.0)
+    (disc,) = sent(c.timeout(15.0))
+    (req,) = sent(recv(c, answer(disc, w.MsgType.OFFER), 15.1))
+    recv(c, answer(req, w.MsgType.ACK), 15.2)
+    c.decline("y", 16.0)
+    assert c.deadline == 36.0  # 20 s: the second in a row
+    (disc,) = sent(c.timeout(36.0))
+    (req,) = sent(recv(c, answer(disc, w.MsgType.OFFER), 36.1))
+    recv(c, answer(req, w.MsgType.ACK), 36.2)
+    c.timeout(c.deadline or 0)  # T1: this one has proven usable
+    c.decline("z", 100.0)
+    assert c.deadline == 110.0
+
+
+def test_unusable_ack_while_renewing_loses_the_lease_and_declines() -> None:
+    c = client()
+    bind(c)
+    (req,) = sent(c.timeout(51.0))
+    ev = recv(c, answer(req, w.MsgType.ACK, extra=((15, b"x" * 64),)), 52.0)
+    kinds = [type(e) for e in ev if not isinstance(e, StateChanged)]
+    assert kinds == [Refused, LeaseLost, Transmit]
+    assert "label of 64 bytes" in ev[0].reason  # type: ignore[union-attr]
+    assert sent(ev)[0].msg_type is w.MsgType.DECLINE and c.lease is None
+
+
+def test_malformed_reply_for_us_is_refused_others_are_silent() -> None:
+    c = client()
+    (disc,) = sent(c.start(0.0))
+    good = answer(disc, w.MsgType.OFFER)
+    (refusal,) = c.receive(good[:250], 0.1)
+    assert isinstance(refusal, Refused) and "in options" in refusal.reason
+    other = answer(disc, w.MsgType.OFFER, chaddr=b"\x02" * 6)
+    assert c.receive(other[:250], 0.1) == []
+    assert c.receive(answer(disc, w.MsgType.OFFER, xid=disc.xid + 1), 0.1) == []
+
+
+def test_routes_and_search_list_reach_the_lease() -> None:
+    c = client()
+    opt121 = bytes([0, 10, 9, 0, 254, 16, 172, 20, 10, 9, 0, 1])
+    search = b"\x03lab\x07example\x00"
+    bind(c, extra=((121, opt121), (119, search), (15, b"site.example")))
+    assert c.lease is not None
+    assert c.lease.routers == ("10.9.0.254",)  # RFC 3442: option 121 over option 3
+    assert c.lease.routes == (w.Route("172.20.0.0/16", "10.9.0.1"),)
+    assert c.lease.search_domains == ("site.example", "lab.example")
+    (disc,) = sent(client().start(0.0))
+    assert disc.get(55) is not None and 121 in disc.get(55) and 119 in disc.get(55)  # type: ignore[operator]

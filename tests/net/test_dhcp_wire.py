@@ -118,3 +118,34 @@ def test_random_options_never_crash(tail: bytes) -> None:
     except PacketError:
         return
     m.msg_type, m.addr(54), m.addrs(3), m.u32(51)  # accessors must not raise either
+
+
+def test_classless_routes_strict() -> None:
+    raw = bytes([0, 10, 0, 0, 1, 24, 192, 168, 5, 10, 0, 0, 1, 32, 10, 0, 0, 1, 0, 0, 0, 0])
+    assert w.classless_routes(raw) == (w.Route("0.0.0.0/0", "10.0.0.1"),
+                                       w.Route("192.168.5.0/24", "10.0.0.1"),
+                                       w.Route("10.0.0.1/32", None))
+    for bad, why in ((b"", "at least 5"), (bytes([33]) + bytes(8), "width 33"),
+                     (raw[:-1], "runs past"), (bytes([9, 10, 64, 10, 0, 0, 1]), "host bits"),
+                     (bytes([8, 10, 10, 0, 0]), "runs past")):
+        with pytest.raises(PacketError, match=why):
+            w.classless_routes(bad)
+
+
+def test_domain_search_compression_and_hostile_pointers() -> None:
+    raw = b"\x03eng\x07example\x03com\x00\x03ops\xc0\x04\xc0\x00"
+    assert w.domain_search(raw) == ("eng.example.com", "ops.example.com", "eng.example.com")
+    for bad, why in ((b"\x03abc\xc0\x00", "backwards"),  # points at itself: a loop
+                     (b"\xc0\x05", "backwards"), (b"\x03ab", "runs past"),
+                     (b"\x03abc", "runs past"), (b"\x03abc\xc0", "cut short"),
+                     (b"\x41abc\x00", "label type"),
+                     ((b"\x3f" + b"a" * 63) * 4 + b"\x05aaaaa\x00", "255 bytes")):
+        with pytest.raises(PacketError, match=why):
+            w.domain_search(bad)
+
+
+def test_peek_reads_xid_and_chaddr_of_a_broken_reply() -> None:
+    data = w.encode(reply())
+    assert w.peek(data[:240]) == (7, MAC)
+    assert w.peek(data[:100]) is None
+    assert w.peek(b"\x01" + data[1:]) is None  # a request
