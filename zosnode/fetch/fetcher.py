@@ -104,6 +104,7 @@ class Fetcher:
         # Set (and replaced) whenever a mirror's outcome is reported, so that
         # fetches waiting for a circuit wake on a trial's result.
         self._changed = trio.Event()
+        self._slots: dict[str, trio.Semaphore] = {}
 
     @property
     def incidents(self) -> list[Incident]:
@@ -133,6 +134,7 @@ class Fetcher:
             attempt = 0
             partial = b""
             partial_from: set[str] = set()
+            attempted = False  # this fetch sent a request (so it may wait out a cool-down)
             while True:
                 mirrors = self.health.order(oid, trio.current_time())
                 if not mirrors:
@@ -141,14 +143,13 @@ class Fetcher:
                 for mirror in mirrors:
                     if trio.current_time() > give_up:
                         break
-                    grant = self.health.admit(mirror, trio.current_time())
-                    if grant is None:
-                        continue
-                    tried = True
                     try:
-                        data = await self._try(mirror, grant, path, oid, max_size, partial,
+                        data = await self._try(mirror, path, oid, max_size, partial,
                                                partial_from)
+                    except _NotAdmitted:
+                        continue
                     except HttpTruncated as exc:
+                        tried = True
                         last = exc
                         if exc.expected is not None and exc.received:
                             partial_from.add(mirror)
@@ -156,6 +157,7 @@ class Fetcher:
                         continue
                     except (HttpPeerError, IntegrityError) as exc:
                         # A failed resume (416, a 200, a dead mirror) starts over.
+                        tried = True
                         last = exc
                         partial, partial_from = b"", set()
                         continue
@@ -163,17 +165,20 @@ class Fetcher:
                 now = trio.current_time()
                 if now > give_up:
                     break
+                attempted = attempted or tried
                 if tried:
                     await trio.sleep(min(self._backoff.delay(attempt, self._draw()),
                                          give_up - now))
                     attempt += 1
                     continue
-                # Every circuit is open: wait for the next trial if it is due in
-                # time (or one is out: its outcome wakes us), else fail now.
+                # Every circuit is open. A trial that is out decides for everyone
+                # waiting; a fetch that has sent requests itself may wait for the
+                # next trial within its window (a hub restarting under a read); a
+                # fetch that found every circuit already open fails at once.
                 ready = self.health.ready_at(oid, now)
                 if ready is None:
                     raise Unavailable(f"{path}: every mirror served a wrong copy")
-                if ready > give_up and not self.health.trial_pending(oid):
+                if not self.health.trial_pending(oid) and (not attempted or ready > give_up):
                     raise Unavailable(f"{path}: no usable mirror (every circuit open;"
                                       f" next trial in {ready - now:.1f}s; last: {last})")
                 with trio.move_on_at(min(ready, give_up)):
@@ -182,14 +187,31 @@ class Fetcher:
                           f" (last: {last})")
 
     async def _try(
+        self, mirror: str, path: str, oid: str, max_size: int,
+        partial: bytes, partial_from: set[str],
+    ) -> bytes:
+        """One attempt at `mirror` if its circuit lets it, hash-checked; the outcome
+        goes to the mirror's breaker.
+
+        Raises `_NotAdmitted`, what the attempt raised (`HttpTruncated` keeps
+        the bytes that came) or `IntegrityError` for a wrong copy.
+        """
+        if self.health.breaker(mirror).ready_at(trio.current_time()) > trio.current_time():
+            raise _NotAdmitted
+        # Admission is decided once a request slot is ours: requests queued
+        # behind ones that just tripped the circuit are not sent at all.
+        slot = self._slots.setdefault(mirror, trio.Semaphore(self.client.per_origin))
+        async with slot:
+            grant = self.health.admit(mirror, trio.current_time())
+            if grant is None:
+                raise _NotAdmitted
+            return await self._attempt(mirror, grant, path, oid, max_size, partial,
+                                       partial_from)
+
+    async def _attempt(
         self, mirror: str, grant: Pass, path: str, oid: str, max_size: int,
         partial: bytes, partial_from: set[str],
     ) -> bytes:
-        """One attempt at `mirror`, hash-checked; its outcome goes to the mirror's breaker.
-
-        Raises what the attempt raised (`HttpTruncated` keeps the bytes that
-        came) or `IntegrityError` for a wrong copy.
-        """
         outcome: Fault | None | str = "abandoned"  # no verdict yet (cancelled)
         url = f"{mirror}/{path}"
         try:
@@ -260,3 +282,7 @@ class Fetcher:
             timeouts=self.timeouts,
         )
         return resp.body
+
+
+class _NotAdmitted(Exception):
+    """The mirror's circuit is open (or its one trial is out): skip it."""

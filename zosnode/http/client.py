@@ -54,7 +54,8 @@ class HttpTimeout(HttpPeerError):
 
 
 class HttpMalformed(HttpPeerError):
-    """A response head we refuse to frame (RFC 9112 §6.3): the connection is dropped."""
+    """A response head we cannot parse or refuse to frame (RFC 9112 §6.3); its
+    connection is closed, never reused."""
 
 
 class HttpStatusError(HttpPeerError):
@@ -194,6 +195,10 @@ class HttpClient:
         self._ssl = ssl_context
         self._idle: dict[Origin, list[_Conn]] = {}
         self._limits: dict[Origin, trio.Semaphore] = {}
+
+    @property
+    def per_origin(self) -> int:
+        return self._per_origin
 
     async def aclose(self) -> None:
         idle, self._idle = self._idle, {}
@@ -381,7 +386,7 @@ class HttpClient:
                 raise _StaleConnection from None
             raise HttpPeerError(f"{url}: connection failed: {exc}") from None
         except h11.RemoteProtocolError as exc:
-            raise HttpPeerError(f"{url}: bad response: {exc}") from None
+            raise HttpMalformed(f"{url}: bad response head: {exc}") from None
 
         fault = framing_fault(final_head(bytes(raw), informational))
         if fault is not None:
