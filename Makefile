@@ -6,12 +6,18 @@ WHEELS  := build/wheels
 PYZ     := dist/zosnode.pyz
 STAMP   := $(VENV)/.installed
 
-.PHONY: all test lint unit demo zipapp wheels bench initramfs vm clean
+.PHONY: all test lint unit demo zipapp wheels bench initramfs vm clean system
+
+# The Debian packages the build and the tests need: installs what is missing
+# (as root), says what is missing otherwise; quick when all are present.
+system:
+	@bash vendor/install-system.sh
 
 all: zipapp
 
 wheels: $(WHEELS)/vendored.json
-$(WHEELS)/vendored.json: vendor/runtime.lock vendor/source.lock vendor/build.lock vendor/wheelhouse.py
+$(WHEELS)/vendored.json: vendor/runtime.lock vendor/source.lock vendor/build.lock vendor/wheelhouse.py \
+		| system
 	$(PY) vendor/wheelhouse.py --wheelhouse $(WHEELS)
 
 # The runtime set comes from the hash-checked wheelhouse (pyfuse3 is built
@@ -30,7 +36,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check zosnode tests bench build_zipapp.py vendor/wheelhouse.py
 	$(VENV)/bin/mypy
 
-test: $(STAMP) zipapp lint
+test: system $(STAMP) zipapp lint
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/pytest -q $(PYTEST_ARGS)
 
 # The quick loop: everything but the end-to-end tests.
@@ -38,7 +44,7 @@ unit: $(STAMP)
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/pytest -q -m "not slow" $(PYTEST_ARGS)
 
 # A hub and a node booting from it in network namespaces (needs root).
-demo: $(STAMP) zipapp
+demo: system $(STAMP) zipapp
 	$(VPY) -m zosnode audit $(PYZ) | head -4
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VPY) examples/demo.py
 
