@@ -77,9 +77,9 @@ def _named_group(argv: Sequence[str]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == [CHILD_COMMAND]:
-        from zosnode.mount.child import main as child_main
-
-        return child_main(args_list[1:])
+        # By name, like the groups: a node's agent process never loads the child's code.
+        child = importlib.import_module("zosnode.mount.child")
+        return int(child.main(args_list[1:]))
     debug = "--debug" in args_list
     try:
         parser = build_parser(only=_named_group(args_list))

@@ -31,6 +31,12 @@ def register(sub: Any) -> None:
     p.add_argument("artifact", nargs="?", type=Path, help="a .pyz (default: this one)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument(
+        "--tcb",
+        action="store_true",
+        help="instead: the modules of ours that node run and the FUSE mount child import, "
+             "and their lines (default: this artifact or source tree)",
+    )
+    p.add_argument(
         "--check-imports",
         action="store_true",
         help="also import every vendored module through this artifact and report it",
@@ -97,6 +103,8 @@ def collect(archive: Path) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.tcb:
+        return _tcb(args)
     archive = args.artifact or running_archive()
     if archive is None:
         raise UserError(
@@ -129,3 +137,21 @@ def run(args: argparse.Namespace) -> int:
     for dist, where in report.get("imports", {}).items():
         print(f"import {dist:<18} {where}")
     return 1 if failed else 0
+
+
+def _tcb(args: argparse.Namespace) -> int:
+    from zosnode.cli import audit_tcb
+
+    if args.check_imports:
+        raise UserError("--tcb and --check-imports are separate audits")
+    root = args.artifact or audit_tcb.source_root()
+    if args.artifact is not None and not args.artifact.is_file():
+        raise UserError(f"{args.artifact}: no such file")
+    try:
+        tcb = audit_tcb.measure(root.resolve())
+    except audit_tcb.TcbError as exc:
+        if args.artifact is None:
+            raise  # this very tree does not import: our bug
+        raise UserError(f"{args.artifact}: {exc}") from None
+    print(json.dumps(tcb.to_json(), indent=1) if args.json else audit_tcb.render(tcb))
+    return 0

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from zosnode.trust import envelope
-from zosnode.trust.anchor import Anchor
 from zosnode.trust.errors import (
     AgentTooOldError,
     EquivocationError,
@@ -36,6 +36,10 @@ from zosnode.trust.manifest import MAX_MANIFEST_BYTES, Manifest, agent_version_t
 from zosnode.trust.manifest import decode_body as decode_manifest_body
 from zosnode.trust.root import MAX_ROOT_BYTES, Root
 from zosnode.trust.root import decode_body as decode_root_body
+
+if TYPE_CHECKING:
+    # A type only: the anchor module also reads files, which this pure core never does.
+    from zosnode.trust.anchor import Anchor
 
 MAX_ROTATIONS = 32
 
