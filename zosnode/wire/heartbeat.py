@@ -119,7 +119,9 @@ class Heartbeat:
             "boot_timings_ms",
         }
         if set(d) != expected:
-            raise WireUsageError(f"fields differ from the heartbeat's: {sorted(set(d) ^ expected)}")
+            # Keys may be integers too: name them by repr, never sort text with ints.
+            odd = sorted(repr(k) for k in set(d) ^ expected)
+            raise WireUsageError(f"fields differ from the heartbeat's: {', '.join(odd)}")
         services = d["services"]
         if not isinstance(services, list) or not all(
                 isinstance(s, dict) and set(s) == {"name", "state", "restarts"}

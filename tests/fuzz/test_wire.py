@@ -1,0 +1,64 @@
+"""Fuzz target `heartbeat`: the signed node heartbeat the hub decodes from any peer.
+
+The input is tried twice: as the whole wire document, and as a heartbeat body
+signed here with the key whose id the seeds carry (so schema mutations get
+past the signature). Property: `WireRefused` only, and an accepted heartbeat
+re-encodes to the very same body.
+"""
+
+from __future__ import annotations
+
+import nacl.signing
+from hypothesis import strategies as st
+
+from tests.fuzz.budget import Target, fuzz, replay
+from tests.fuzz.mutate import cbor_mutated, mutated
+from zosnode import canonical
+from zosnode.wire.errors import WireRefused
+from zosnode.wire.heartbeat import (
+    DOMAIN,
+    Heartbeat,
+    ServiceState,
+    decode_verified,
+    encode_signed,
+)
+
+NODE = nacl.signing.SigningKey(b"\x07" * 32)
+NODE_ID = NODE.verify_key.encode().hex()
+
+
+def _decoded(wire: bytes) -> None:
+    try:
+        hb = decode_verified(wire)
+    except WireRefused:
+        return
+    body = canonical.loads(wire, max_size=1 << 20)["body"]
+    assert canonical.dumps(hb.to_dict()) == body, "accepted body re-encodes differently"
+
+
+def check_heartbeat(data: bytes) -> None:
+    _decoded(data)
+    sig = NODE.sign(DOMAIN + data).signature
+    _decoded(canonical.dumps({"body": data, "sig": sig}))
+
+
+HEARTBEAT = Target("heartbeat", check_heartbeat)
+
+_HB = Heartbeat(
+    node_id=NODE_ID, farm="farm-7", channel="stable", release=3, agent_version="0.1.0",
+    sent_at=1_700_000_000, uptime_s=42,
+    services=(ServiceState("web", "running", 0), ServiceState("metrics", "backoff", 2)),
+    addresses=("10.0.0.5/24",), audit=("tcp 0.0.0.0:22",), failed_release=2,
+    boot_timings_ms={"dhcp": 800, "mount": 1200},
+)
+BODIES = [canonical.dumps(_HB.to_dict())]
+WIRE = [encode_signed(_HB, NODE)]
+
+test_heartbeat_regressions = replay(HEARTBEAT)
+test_heartbeat_body_cbor = fuzz(HEARTBEAT, cbor_mutated(BODIES))
+test_heartbeat_mutated = fuzz(HEARTBEAT, mutated(WIRE + BODIES))
+test_heartbeat_raw = fuzz(HEARTBEAT, st.binary(max_size=256))
+
+
+def test_seed_is_accepted() -> None:
+    assert decode_verified(WIRE[0]) == _HB
