@@ -441,9 +441,9 @@ class HttpServer:
         try:
             event = conn.next_event()
         except h11.RemoteProtocolError as exc:
-            await self._refuse(stream, conn, head, exc.error_status_hint, str(exc),
-                               _H11_LABELS.get(exc.error_status_hint, "bad-request"), scope)
+            await self._refuse_body(stream, conn, head, exc, scope)
         if isinstance(event, h11.EndOfMessage):
+            await self._check_trailers(stream, conn, head, event, scope)
             return head  # no body: most requests (GET, HEAD)
         phase[0] = "body"
         scope.deadline = trio.current_time() + limits.body_timeout_s
@@ -469,9 +469,30 @@ class HttpServer:
                     raise _Close  # ConnectionClosed mid-body: the client gave up
                 event = conn.next_event()
         except h11.RemoteProtocolError as exc:
-            await self._refuse(stream, conn, head, exc.error_status_hint, str(exc),
-                               _H11_LABELS.get(exc.error_status_hint, "bad-request"), scope)
+            await self._refuse_body(stream, conn, head, exc, scope)
+        await self._check_trailers(stream, conn, head, event, scope)
         return Request(head.method, head.target, head.headers, b"".join(chunks))
+
+    async def _check_trailers(self, stream: trio.abc.HalfCloseableStream, conn: h11.Connection,
+                              head: Request, end: h11.EndOfMessage,
+                              scope: trio.CancelScope) -> None:
+        # Trailers are ignored, but held the head's cap like the head itself
+        # (h11 caps them only while incomplete).
+        if end.headers and sum(len(k) + len(v) + 4 for k, v in end.headers) > \
+                self.limits.max_header_bytes:
+            await self._refuse(stream, conn, head, 413, "chunk header or trailer section too long",
+                               "body-too-large", scope)
+
+    async def _refuse_body(self, stream: trio.abc.HalfCloseableStream, conn: h11.Connection,
+                           head: Request, exc: h11.RemoteProtocolError,
+                           scope: trio.CancelScope) -> NoReturn:
+        if exc.error_status_hint == 431:
+            # Past the head, h11's incomplete-event cap is hit by a chunk
+            # header (its extensions) or the trailers: the body's framing.
+            await self._refuse(stream, conn, head, 413, "chunk header or trailer section too long",
+                               "body-too-large", scope)
+        await self._refuse(stream, conn, head, exc.error_status_hint, str(exc),
+                           _H11_LABELS.get(exc.error_status_hint, "bad-request"), scope)
 
     async def _refuse(self, stream: trio.abc.HalfCloseableStream, conn: h11.Connection,
                       request: Request | None, status: int, why: str, label: str,
