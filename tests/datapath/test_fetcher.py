@@ -15,7 +15,7 @@ from zosnode.fetch.errors import FetchUsageError, Unavailable
 from zosnode.fetch.fetcher import Fetcher, block_path
 from zosnode.fetch.health import Fault as Health
 from zosnode.fetch.health import MirrorHealth, Pass
-from zosnode.http.client import HttpClient, Timeouts
+from zosnode.http.client import Timeouts
 
 
 def _largest(blobs: dict[str, bytes]) -> tuple[str, bytes]:
@@ -29,8 +29,9 @@ def _mid(blobs: dict[str, bytes]) -> tuple[str, bytes]:
 
 
 def _fetcher(*urls: str, deadline: float = 30.0) -> Fetcher:
-    client = HttpClient(timeouts=Timeouts(connect=2.0, head=3.0, body_idle=3.0))
-    return Fetcher(list(urls), client=client, deadline_s=deadline, attempt_s=5.0)
+    # The fetcher's own per-request timeouts apply whatever the client's are.
+    timeouts = Timeouts(connect=2.0, head=3.0, body_idle=3.0, window_bytes=16 * 1024)
+    return Fetcher(list(urls), timeouts=timeouts, deadline_s=deadline, attempt_s=5.0)
 
 
 def test_backoff_is_bounded_and_jittered() -> None:

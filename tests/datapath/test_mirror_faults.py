@@ -465,6 +465,21 @@ async def test_booting_node_with_one_bad_hub_loses_seconds_once(
     assert asked <= 4 and lost <= BOUND_S
 
 
+async def test_fetcher_keeps_its_deadlines_on_a_shared_lenient_client(
+    data_dir: Path, mirror: FaultyMirror, mirror2: FaultyMirror,
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # The node's hub client (10 s timeouts) lends its pool to the fetcher.
+    (bid, data), = _blocks(data_dir, 1)
+    mirror.fail(None, Fault.STALL_HEAD)
+    client = HttpClient(timeouts=Timeouts(connect=10.0, head=10.0, body_idle=10.0))
+    f = Fetcher([mirror.url, mirror2.url], client=client)
+    start = trio.current_time()
+    assert await f.fetch_block(bid, max_size=len(data)) == data
+    assert trio.current_time() - start == pytest.approx(2.0, abs=0.1)
+    await f.aclose()
+
+
 @pytest.fixture
 def lazy_clock() -> trio.testing.MockClock:
     # The block cache reads in worker threads: jump only once truly idle.

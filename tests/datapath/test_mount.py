@@ -19,7 +19,7 @@ from zosnode.cache.store import BlockCache
 from zosnode.fetch.fetcher import Fetcher, block_path
 from zosnode.flist.format import decode
 from zosnode.flist.view import FlistView
-from zosnode.http.client import HttpClient, Timeouts
+from zosnode.http.client import Timeouts
 from zosnode.mount.service import mounted
 
 
@@ -32,8 +32,8 @@ def tree(tmp_path: Path, data_dir: Path) -> tuple[Path, bytes]:
 
 
 def _fetcher(*urls: str, deadline: float = 20.0) -> Fetcher:
-    client = HttpClient(timeouts=Timeouts(connect=1.0, head=2.0, body_idle=2.0))
-    return Fetcher(list(urls), client=client, deadline_s=deadline, attempt_s=3.0)
+    timeouts = Timeouts(connect=1.0, head=2.0, body_idle=2.0, window_bytes=16 * 1024)
+    return Fetcher(list(urls), timeouts=timeouts, deadline_s=deadline, attempt_s=3.0)
 
 
 async def _diff(a: Path, b: Path) -> None:
