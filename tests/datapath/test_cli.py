@@ -26,8 +26,10 @@ TOP = Path(__file__).resolve().parents[2]
 
 
 def zosnode(*args: str, **kw: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "zosnode", *args], cwd=TOP, text=True,
-                          capture_output=True, timeout=120, **kw)  # type: ignore[call-overload]
+    proc: subprocess.CompletedProcess[str] = subprocess.run(  # type: ignore[call-overload]
+        [sys.executable, "-m", "zosnode", *args], cwd=TOP, text=True, capture_output=True,
+        timeout=120, **kw)
+    return proc
 
 
 def _mounts() -> str:

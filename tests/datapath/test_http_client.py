@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import ssl
 import subprocess
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -127,9 +128,8 @@ async def test_parallel_requests_are_bounded(
     async with HttpClient(per_origin=2) as client:
         async with trio.open_nursery() as nursery:
             for bid, data in blobs.items():
-                nursery.start_soon(
-                    lambda b=bid, d=data: client.get(f"{mirror.url}/{_path(b)}", max_size=len(d))
-                )
+                nursery.start_soon(partial(client.get, f"{mirror.url}/{_path(bid)}",
+                                           max_size=len(data)))
         assert sum(len(v) for v in client._idle.values()) <= 2
 
 

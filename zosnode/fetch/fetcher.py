@@ -14,8 +14,10 @@ Time bounds (defaults; docs/datapath.md has the table):
   began, and when no mirror may be asked before then the fetch fails at
   once: so with every mirror faulty, `Unavailable` comes within 10 s
   (7.5 s + one detection), and at once while every circuit is open;
-* while every circuit is open, fetches wait for the next half-open trial
-  (if it is due within their window) and share its outcome;
+* a fetch that finds every circuit open fails at once, unless a trial is
+  out (it waits for that one outcome, shared); a fetch that has sent
+  requests itself waits for the next trial within its window, so a hub
+  restarting under a read costs time, not the read;
 * `deadline_s` caps everything, even a slow transfer that keeps progressing.
 
 Bytes leave this module only after their BLAKE2b-256 matches the id asked
