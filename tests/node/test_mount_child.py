@@ -205,6 +205,17 @@ async def test_child_failure_report_is_passed_on_typed(
     assert err.kind is FailureKind.FUSE
 
 
+async def test_request_the_agent_cannot_build_fails_the_release_typed(
+        tmp_path: Path, image: tuple[bytes, FlistPin]) -> None:
+    raw, pin = image
+    marker = tmp_path / "spawned"
+    fake = _fake(f"open({str(marker)!r}, 'w')")
+    mounter = _mounter(tmp_path, "http://" + "x" * 3000, fake)  # longer than any URL we take
+    err = await _mount_error(mounter, pin, raw, tmp_path)
+    assert err.kind is FailureKind.REQUEST
+    assert not marker.exists()  # no child was started for it
+
+
 # -- the child on its own: stdin in, reports out --------------------------------------------
 
 

@@ -57,10 +57,12 @@ class _Reporter:
         self.fd = fd
 
     def send(self, report: Report) -> None:
-        frame = encode_report(report)
+        frame = memoryview(encode_report(report))
         try:
-            # At most 4 KiB: one atomic pipe write, which the agent drains.
-            os.write(self.fd, frame)
+            # A report is at most ~2 KiB (512 characters of message): the pipe
+            # takes it in one write, blocking only if the agent stopped reading.
+            while frame:
+                frame = frame[os.write(self.fd, frame):]
         except OSError:
             pass
 

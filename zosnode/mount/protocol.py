@@ -28,9 +28,9 @@ HEADER = 4
 MAX_REQUEST = MAX_METADATA + 64 * 1024  # the flist travels inside the request
 MAX_REPORT = 4096
 MAX_MESSAGE = 512  # characters of a failure's message
-MAX_HUBS = 32
+MAX_HUBS = 128  # the command line's hubs, then a manifest's hubs and mirrors (32 each)
 MAX_PATH = 4096
-_URL = re.compile(r"https?://[^/\s]+(/\S*)?")
+_URL = re.compile(r"https?://[^\s\x00]{1,2040}")  # what a manifest accepts
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -87,7 +87,7 @@ class MountRequest:
         if not isinstance(self.hubs, tuple) or not 0 < len(self.hubs) <= MAX_HUBS:
             raise ProtocolUsageError(f"hubs must be a tuple of 1..{MAX_HUBS} URLs")
         for hub in self.hubs:
-            if not isinstance(hub, str) or len(hub) > MAX_PATH or not _URL.fullmatch(hub):
+            if not isinstance(hub, str) or not _URL.fullmatch(hub):
                 raise ProtocolUsageError(f"hub {hub!r} is not an http(s) URL")
         _positive("cache_bytes", self.cache_bytes)
         _positive("block_deadline_ms", self.block_deadline_ms, 24 * 3600 * 1000)

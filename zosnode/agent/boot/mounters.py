@@ -19,7 +19,7 @@ from zosnode.fetch.fetcher import Fetcher
 from zosnode.flist.blocks import BlockRef
 from zosnode.flist.extract import extract
 from zosnode.flist.view import FlistView
-from zosnode.mount.errors import ProtocolRefused
+from zosnode.mount.errors import ProtocolRefused, ProtocolUsageError
 from zosnode.mount.mountpoint import detach, libc
 from zosnode.mount.protocol import (
     Failure,
@@ -208,7 +208,10 @@ class FuseChildMounter:
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        frame = encode_request(self.request(flist, where))
+        try:
+            frame = encode_request(self.request(flist, where))
+        except ProtocolUsageError as exc:
+            raise MountChildFailed(FailureKind.REQUEST, f"mount of {pin.name}: {exc}") from None
         read_fd, write_fd = os.pipe()
         try:
             proc = await trio.lowlevel.open_process(
