@@ -100,6 +100,9 @@ async def test_child_mounts_from_the_hub_and_unmounts_when_cancelled(
     assert not os.path.ismount(where)
     assert str(where) not in _mounts()
     assert len(said) == 1  # the console was told of the mount
+    # The flist went to the child inside the request: no copy of it was written
+    # (there used to be one, renamed into place without an fsync).
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocks", "data", "mnt", "src"]
 
 
 async def test_bad_flist_is_a_typed_failure(

@@ -33,3 +33,23 @@ def test_sealed_tree_refuses_writes_even_from_root(tmp_path: Path) -> None:
         detach(tree)
     assert not os.path.ismount(tree)
     (tree / "bin" / "svc.py").write_text("writable again once unsealed\n")
+
+
+def test_seal_and_detach_need_no_find_library(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node's initramfs has no ldconfig, gcc or ld: libc comes from the process itself."""
+    require_root("a read-only bind mount")
+    import ctypes.util
+
+    def no_tools(name: str) -> str | None:
+        raise AssertionError(f"find_library({name!r}) runs ldconfig/gcc/ld, absent on a node")
+
+    monkeypatch.setattr(ctypes.util, "find_library", no_tools)
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    assert seal_readonly(tree)
+    with pytest.raises(OSError) as info:
+        (tree / "new").write_text("")
+    assert info.value.errno == errno.EROFS
+    detach(tree)
+    (tree / "new").write_text("writable once detached")
