@@ -6,6 +6,7 @@ so every timing below is exact and no test sleeps for real.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import h11
@@ -329,3 +330,64 @@ async def test_large_bodies_take_turns(autojump_clock: trio.abc.Clock) -> None:
             nursery.start_soon(upload, i)
     assert [p for p, _ in seen] in (["/0", "/1"], ["/1", "/0"])
     assert seen[1][1] - seen[0][1] >= 5  # the second handler ran after the first's
+
+
+async def _one_connection(server: HttpServer, data: bytes) -> list[int]:
+    """Serve one in-memory connection that sends `data`; the statuses it got."""
+    client, conn = trio.testing.memory_stream_pair()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server.handle_stream, conn)  # must return, never raise
+        await client.send_all(data)
+        out, _ = await read_all(client)
+        await client.aclose()
+    return [int(code) for code in re.findall(rb"HTTP/1\.1 (\d{3}) ", out)]
+
+
+async def test_an_exception_on_a_connection_ends_only_it_counted_and_logged_once(
+        autojump_clock: trio.abc.Clock) -> None:
+    lines: list[str] = []
+    failures: list[str] = []
+
+    async def handler(request: Request) -> Response:
+        if request.path == "/raise":
+            raise RuntimeError("boom\nwith a second line")
+        if request.path == "/not-a-response":
+            return None  # type: ignore[return-value]  # a bug past the handler, in the server
+        return Response(200, (), b"ok")
+
+    server = HttpServer(handler, LIMITS, log=lines.append, on_failure=failures.append)
+    after = b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\n"
+    # Each error is a 500 and the connection closes: the request behind it
+    # is not served. A healthy connection is served as before.
+    assert await _one_connection(server, b"GET /raise HTTP/1.1\r\nHost: x\r\n\r\n" + after) \
+        == [500]
+    assert await _one_connection(server, b"GET /raise HTTP/1.1\r\nHost: x\r\n\r\n") == [500]
+    assert await _one_connection(
+        server, b"GET /not-a-response HTTP/1.1\r\nHost: x\r\n\r\n" + after) == [500]
+    assert await _one_connection(server, after + after.replace(
+        b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")) == [200, 200]
+    assert failures == ["handler-error", "handler-error", "internal-error"]
+    # One line each, the repeat within a second not logged but counted later.
+    assert len(lines) == 2 and all("\n" not in line for line in lines)
+    assert "RuntimeError: boom\\nwith a second line" in lines[0]
+    assert "internal-error" not in lines[1] and "AttributeError" in lines[1]
+    await trio.sleep(2)
+    assert await _one_connection(server, b"GET /raise HTTP/1.1\r\nHost: x\r\n\r\n") == [500]
+    assert len(lines) == 3 and "(1 more like it" in lines[2]
+
+
+async def test_broken_log_and_metrics_sinks_do_not_stop_the_server(
+        autojump_clock: trio.abc.Clock) -> None:
+    def broken(_: str) -> None:
+        raise OSError("stderr is gone")
+
+    async def handler(request: Request) -> Response:
+        if request.path == "/raise":
+            raise RuntimeError("boom")
+        return Response(200, (), b"ok")
+
+    server = HttpServer(handler, LIMITS, log=broken, on_failure=broken)
+    assert await _one_connection(server, b"GET /raise HTTP/1.1\r\nHost: x\r\n\r\n") == [500]
+    assert await _one_connection(server, b"GET //[ HTTP/1.1\r\nHost: x\r\n\r\n") == [400]
+    assert await _one_connection(
+        server, b"GET /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n") == [200]

@@ -254,6 +254,8 @@ class HttpServer:
             self._record(None, resp, len(resp.body))
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass
+        except Exception as exc:  # noqa: BLE001 - no input from the network may stop the server
+            self._fail("internal-error", f"overload reply: {type(exc).__name__}: {exc}")
         finally:
             self._rejecting -= 1
             await trio.aclose_forcefully(stream)
