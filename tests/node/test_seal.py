@@ -48,8 +48,10 @@ def test_seal_and_detach_need_no_find_library(tmp_path: Path,
     tree = tmp_path / "tree"
     tree.mkdir()
     assert seal_readonly(tree)
-    with pytest.raises(OSError) as info:
-        (tree / "new").write_text("")
-    assert info.value.errno == errno.EROFS
-    detach(tree)
+    try:
+        with pytest.raises(OSError) as info:
+            (tree / "new").write_text("")
+        assert info.value.errno == errno.EROFS
+    finally:
+        detach(tree)
     (tree / "new").write_text("writable once detached")
