@@ -390,14 +390,16 @@ def test_a_thousand_idle_connections_do_not_lock_a_client_out(hub: Hub) -> None:
 
 def test_when_full_idle_connections_are_shed_for_new_clients(tmp_path: Path) -> None:
     # With a low --max-connections, idle sockets holding every slot are shed
-    # (longest idle first) instead of new clients getting 503.
+    # (longest idle first, once idle for a second) instead of new clients
+    # getting 503; the sockets beyond the limit that came while no slot had
+    # been idle that long got the 503.
     for sub in ("blocks", "flists", "roots", "channels"):
         (tmp_path / "data" / sub).mkdir(parents=True)
     small = spawn_hub(tmp_path / "data", tmp_path / "hub.log", "--max-connections", "50")
     try:
         socks = _open_idle(small, 200)
         try:
-            time.sleep(0.5)
+            time.sleep(1.5)
             with socket.create_connection((small.host, small.port), timeout=10) as s:
                 s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
                 out = b""
@@ -406,8 +408,11 @@ def test_when_full_idle_connections_are_shed_for_new_clients(tmp_path: Path) -> 
             assert out.startswith(b"HTTP/1.1 200 "), out[:200]
             shed = [line for line in out.decode().splitlines()
                     if line.startswith('zos_hub_connections_failed_total{reason="shed-idle"}')]
-            assert shed and float(shed[0].split()[1]) >= 150
-            assert b'reason="overload"} 0' in out
+            assert shed and float(shed[0].split()[1]) >= 1
+            overload = [line for line in out.decode().splitlines()
+                        if line.startswith('zos_hub_connections_failed_total{reason="overload"}')]
+            # Each of the 150 over the limit either shed an idle one or got a 503.
+            assert overload and float(shed[0].split()[1]) + float(overload[0].split()[1]) >= 150
         finally:
             for s in socks:
                 s.close()

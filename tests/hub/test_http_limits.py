@@ -218,6 +218,27 @@ async def test_when_full_the_longest_idle_connection_is_shed_for_a_new_one(
         server.shutdown()
 
 
+async def test_a_connection_idle_under_a_second_is_not_shed(
+        autojump_clock: trio.abc.Clock) -> None:
+    # A client pausing between two requests keeps its connection: the
+    # newcomer gets the 503 instead.
+    failures: list[str] = []
+    server = HttpServer(slow_handler, LIMITS, on_failure=failures.append)
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.serve, listeners)
+        held = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(2)]
+        await trio.sleep(0.5)
+        extra = await trio.open_tcp_stream("127.0.0.1", port)
+        assert (await read_all(extra))[0].startswith(b"HTTP/1.1 503 ")
+        assert failures == ["overload"]
+        for s in held:
+            await s.send_all(b"GET /kept HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert (await read_all(s))[0].endswith(b"done /kept ")
+        server.shutdown()
+
+
 async def test_stuck_reader_of_a_sendfile_body_is_cut(
         autojump_clock: trio.abc.Clock, tmp_path: Path) -> None:
     path = tmp_path / "big"

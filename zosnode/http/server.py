@@ -16,8 +16,9 @@ under abuse:
   requests at once (the others wait, within their body deadline), so total
   body memory is bounded, not only memory per connection;
 - at most `max_connections` are served; when full, the connection idle the
-  longest is shed to make room, and only when none is idle do new ones get
-  a short 503 (so idle sockets cannot lock clients out);
+  longest (for at least `_SHED_AFTER_S`) is shed to make room, and only when
+  none is do new ones get a short 503 (so idle sockets cannot lock clients
+  out, and clients between two requests are not churned);
 - memory per connection is bounded by the header and body caps: file bodies
   are streamed from disk, never loaded whole.
 
@@ -85,6 +86,10 @@ _RECV = 64 * 1024
 _CHUNK = 256 * 1024
 _SERVER = "zosnode"
 _WARN_EVERY_S = 1.0
+# An idle connection may be shed for a newcomer only once idle this long: a
+# client pausing between two requests keeps its connection, a parked socket
+# does not.
+_SHED_AFTER_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,7 @@ class _Conn:
         # Cancelled by shutdown() or when shed while the connection waits,
         # idle, for a request; None while a request is being served.
         self.idle_scope: trio.CancelScope | None = None
+        self.idle_since = 0.0
         self.shed = False
 
 
@@ -224,9 +230,9 @@ class HttpServer:
             nursery.start_soon(self.handle_stream, stream, conn_state)
 
     def _shed_idle(self) -> bool:
-        """Close the connection idle the longest, to make room; False if none is idle."""
+        """Close the connection idle the longest, to make room; False if none may be."""
         victim = next(iter(self._idle), None)
-        if victim is None:
+        if victim is None or trio.current_time() - victim.idle_since < _SHED_AFTER_S:
             return False
         scope = victim.idle_scope
         self._idle_end(victim)
@@ -236,8 +242,9 @@ class HttpServer:
         self._fail("shed-idle")
         return True
 
-    def _idle_begin(self, conn_state: _Conn, scope: trio.CancelScope) -> None:
+    def _idle_begin(self, conn_state: _Conn, scope: trio.CancelScope, now: float) -> None:
         conn_state.idle_scope = scope
+        conn_state.idle_since = now
         self._idle[conn_state] = None
 
     def _idle_end(self, conn_state: _Conn) -> None:
@@ -328,9 +335,9 @@ class HttpServer:
         response: Response | None = None
         request: Request | None = None
         close = False
-        with trio.CancelScope(
-                deadline=trio.current_time() + self.limits.idle_timeout_s) as scope:
-            self._idle_begin(conn_state, scope)
+        now = trio.current_time()
+        with trio.CancelScope(deadline=now + self.limits.idle_timeout_s) as scope:
+            self._idle_begin(conn_state, scope, now)
             request = await self._receive(stream, conn, conn_state, scope, phase, slot)
             phase[0] = "handler"
             scope.deadline = trio.current_time() + self.limits.handler_timeout_s
