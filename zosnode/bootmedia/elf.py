@@ -59,7 +59,8 @@ def needed(data: bytes) -> tuple[str, ...]:
                 offsets.append(val)
             elif tag == _DT_STRTAB:
                 strtab_vaddr = val
-    except struct.error as exc:
+    except (struct.error, OverflowError) as exc:
+        # OverflowError: an offset of 2**63 or more does not even fit a C ssize_t.
         raise FormatError(f"ELF headers run past the end: {exc}") from exc
     if not offsets:
         return ()
@@ -92,7 +93,7 @@ def section(data: bytes, wanted: str) -> bytes | None:
         headers = [struct.unpack_from("<IIQQQQ", data, shoff + i * shentsize)
                    for i in range(shnum)]
         names_off = headers[shstrndx][4]
-    except (struct.error, IndexError) as exc:
+    except (struct.error, OverflowError, IndexError) as exc:
         raise FormatError(f"ELF section headers are malformed: {exc}") from exc
     for sh_name, _type, _flags, _addr, sh_offset, sh_size in headers:
         start = names_off + sh_name

@@ -49,7 +49,10 @@ def read_module(path: str, data: bytes) -> Module:
         if not sep:
             continue
         if key == b"depends" and value:
-            depends = tuple(module_name(d) for d in value.decode().split(","))
+            names = value.split(b",")
+            if not all(names) or not value.isascii():
+                raise FormatError(f"{path}: .modinfo depends={value!r} is not a list of names")
+            depends = tuple(module_name(d.decode()) for d in names)
         elif key == b"alias":
             aliases.append(value.decode("ascii", "replace"))
     return Module(module_name(path), path, depends, tuple(aliases))
