@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -66,6 +67,60 @@ class Lan:
         log = self.tmp / f"{name}.log"
         with dnsmasq(self.ns, conf, log):
             yield log
+
+
+    @contextmanager
+    def rogue(self, the_plan: dict[str, object], name: str = "rogue") -> Iterator[RogueLog]:
+        """tests/net/rogue_dhcp.py serving `the_plan` on the bridge; yields its log."""
+        plan_path = self.tmp / f"{name}.json"
+        plan_path.write_text(json.dumps(the_plan))
+        log = RogueLog(self.tmp / f"{name}.jsonl")
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        proc = subprocess.Popen(
+            nsexec(self.ns, sys.executable, "-m", "tests.net.rogue_dhcp", str(plan_path),
+                   str(log.path)), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=open(self.tmp / f"{name}.err", "wb"), env=env)  # noqa: SIM115
+        try:
+            deadline = time.monotonic() + 10
+            while not log.entries():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    err = (self.tmp / f"{name}.err").read_text(errors="replace")
+                    pytest.fail(f"rogue DHCP server did not start:\n{err}")
+                time.sleep(0.05)
+            yield log
+        finally:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    os.kill(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=5)
+
+
+class RogueLog:
+    """What the rogue server received, one dict per request."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def entries(self) -> list[dict[str, object]]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines()
+                if line.endswith("}")]
+
+    def received(self, kind: str) -> list[dict[str, object]]:
+        return [e for e in self.entries() if e.get("type") == kind]
+
+    def wait(self, kind: str, timeout: float, count: int = 1) -> list[dict[str, object]]:
+        deadline = time.monotonic() + timeout
+        while len(got := self.received(kind)) < count:
+            if time.monotonic() > deadline:
+                pytest.fail(f"rogue server never received {count} {kind} in {timeout}s: "
+                            f"{self.entries()}")
+            time.sleep(0.05)
+        return got
 
 
 @contextmanager
@@ -163,3 +218,12 @@ def addresses(ns: str, ifname: str) -> list[str]:
 
 def default_routes(ns: str) -> str:
     return run(nsexec(ns, "ip", "-4", "route", "show", "default")).stdout
+
+
+def mac_of(ns: str, ifname: str) -> str:
+    out = run(nsexec(ns, "ip", "-o", "link", "show", "dev", ifname)).stdout
+    return out.split("link/ether ")[1].split()[0]
+
+
+def all_routes(ns: str) -> str:
+    return run(nsexec(ns, "ip", "-4", "route", "show", "table", "all")).stdout

@@ -161,3 +161,79 @@ def test_nic_that_reaches_a_hub_wins_over_name_order(lan: Lan, node_ns: str,
         assert len(chosen) == 1 and chosen[0][:5] == ["default", "via", "10.79.0.1", "dev",
                                                       "eth1"]
         assert "nameserver 10.79.0.1" in (lan.tmp / "resolv.conf").read_text()
+
+
+# -- issue #19: nothing the network does stops the node ----------------------------------
+
+
+def test_address_held_by_another_host_is_declined(lan: Lan, node_ns: str,
+                                                  start_node: Start) -> None:
+    """dnsmasq leases (statically) an address a second host already uses: the ARP
+    probe hears it, the node declines, and takes another address later."""
+    from tests.lab.netns import netns
+    from tests.net.conftest import mac_of
+
+    lan.plug(node_ns, "eth0")
+    mac = mac_of(node_ns, "eth0")
+    with netns("zs") as squatter:
+        lan.plug(squatter, "eth0")
+        run(nsexec(squatter, "ip", "addr", "add", "10.77.0.60/24", "dev", "eth0"))
+        run(nsexec(squatter, "ip", "link", "set", "eth0", "up"))
+        holder = mac_of(squatter, "eth0")
+        with lan.dhcp(extra=(f"dhcp-host={mac},10.77.0.60",)) as log:
+            node = start_node(node_ns, "--cmdline", HUB, "--network-only")
+            _, t_ack, _ = node.wait_line("-> checking (ACK of 10.77.0.60", 30)
+            _, t_declined, line = node.wait_line("declined 10.77.0.60", 5)
+            assert f"address in use by {holder} (ARP reply)" in line
+            assert addresses(node_ns, "eth0") == []
+            wait_for_log(log, "DHCPDECLINE(br0) 10.77.0.60", 5)
+            print(f"ARP probe until conflict: {t_declined - t_ack:.3f}s")
+            _, _, chose = node.wait_line("chose eth0", 40)
+        assert "10.77.0.60" not in chose and node.proc.poll() is None
+        (now,) = addresses(node_ns, "eth0")
+        assert now != "10.77.0.60/24"
+
+
+def test_free_address_is_probed_then_used(lan: Lan, node_ns: str, start_node: Start) -> None:
+    lan.plug(node_ns, "eth0")
+    with lan.dhcp():
+        node = start_node(node_ns, "--cmdline", HUB, "--exit-after-bringup")
+        assert node.proc.wait(timeout=30) == 0, node.text()
+    _, t_ack, _ = node.wait_line("-> checking (ACK of", 1)
+    _, t_bound, _ = node.wait_line("checking -> bound", 1)
+    print(f"ARP probe of a free address: {t_bound - t_ack:.3f}s")
+    assert t_bound - t_ack < 5  # 0.4-0.7 s by design; generous for a loaded machine
+
+
+def test_dns_the_node_cannot_write_is_declined_not_fatal(lan: Lan, node_ns: str,
+                                                         start_node: Start) -> None:
+    """Finding: any refusal while configuring a lease was fatal (a reboot as PID 1)."""
+    lan.plug(node_ns, "eth0")
+    (lan.tmp / "resolv.conf").mkdir()  # the node's --resolv-conf cannot be written
+    with lan.dhcp() as log:
+        node = start_node(node_ns, "--cmdline", HUB, "--network-only")
+        _, _, line = node.wait_line("cannot use the lease on", 30)
+        assert "writing" in line and "declining it" in line
+        node.wait_line("(declined: ", 5)
+        wait_for_log(log, "DHCPDECLINE(br0)", 5)
+        assert node.proc.poll() is None
+        assert addresses(node_ns, "eth0") == []
+        assert default_routes(node_ns) == ""
+        # It keeps trying, RFC 2131's 10 s apart at first.
+        node.wait_line("dhcp init -> selecting", 15)
+        assert node.proc.poll() is None
+
+
+def test_renewals_use_a_new_xid_each_against_dnsmasq(lan: Lan, node_ns: str,
+                                                     start_node: Start) -> None:
+    lan.plug(node_ns, "eth0")
+    short = ("dhcp-option=option:T1,3", "dhcp-option=option:T2,100")
+    with lan.dhcp(extra=short) as log:
+        node = start_node(node_ns, "--cmdline", HUB, "--network-only")
+        node.wait_line("network up on eth0", 30)
+        (addr,) = addresses(node_ns, "eth0")
+        ip = addr.split("/")[0]
+        text = wait_for_log(log, f"DHCPACK(br0) {ip}", 15, count=3)  # the lease + 2 renewals
+    xids = re.findall(rf"(\d+) DHCPREQUEST\(br0\) {re.escape(ip)}", text)
+    assert len(xids) >= 3 and len(set(xids)) == len(xids), xids
+    assert node.text().count("lease renewed") >= 2
