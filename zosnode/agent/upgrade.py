@@ -27,11 +27,11 @@ import enum
 import hashlib
 from dataclasses import dataclass
 
-from zosnode.errors import ZosError
+from zosnode.errors import UsageError
 from zosnode.trust.manifest import PPM, Manifest
 
 
-class UpgradeUsageError(ZosError):
+class UpgradeUsageError(UsageError):
     """The caller drove the policy wrongly (no staged release, bad schedule)."""
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from zosnode.errors import UserError, ZosError
+from zosnode.errors import UsageError, ZosError
 
 
 class BootMediaError(ZosError):
     """Base of every boot-media failure."""
 
 
-class BuildInputError(BootMediaError, UserError):
+class BuildInputError(BootMediaError, UsageError):
     """What the user gave us is wrong: a missing file, a hash that differs, a bad name."""
 
 

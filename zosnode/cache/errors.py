@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from zosnode.errors import ZosError
+from zosnode.errors import UsageError, ZosError
 
 
 class CacheError(ZosError):
     """Base of the cache layer's errors."""
 
 
-class CacheUsageError(CacheError):
+class CacheUsageError(CacheError, UsageError):
     """We configured or called the cache wrongly (bad size, bad id)."""
 
 

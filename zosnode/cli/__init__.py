@@ -2,7 +2,8 @@
 
 Each subcommand group lives in its own module under `zosnode.cli` and exposes
 `register(subparsers)`; handlers are `def run(args) -> int`. Handlers raise
-`UserError` for user mistakes; `main` turns that into one line and exit 2.
+`UserError` for user mistakes, and a layer's usage error (a `UsageError`) is
+one too: `main` turns either into one line and exit 2 (see `zosnode.errors`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from zosnode.errors import UserError
+from zosnode.errors import UsageError, UserError
 
 # Order is the order shown in --help. Only the group a command line names is
 # imported (its module pulls in trio, pyroute2, ...); the others appear in
@@ -91,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             target.print_help(sys.stderr)
             return EXIT_USER
         return int(handler(args) or 0)
-    except UserError as exc:
+    except UsageError as exc:
         if debug:
             traceback.print_exc()
         print(f"zosnode: error: {_one_line(str(exc))}", file=sys.stderr)

@@ -26,10 +26,10 @@ import trio
 from zosnode.atomicfile import write_atomic
 from zosnode.cache.store import BlockCache
 from zosnode.cli.group import add_command
-from zosnode.errors import UserError, ZosError
+from zosnode.errors import UsageError, UserError, ZosError
 from zosnode.fetch.eager import extract_from_hubs
 from zosnode.fetch.fetcher import Fetcher
-from zosnode.flist.errors import FlistError
+from zosnode.flist.errors import FlistDataError
 from zosnode.flist.format import MAX_METADATA, decode, flist_id
 from zosnode.mount.service import mounted
 
@@ -82,7 +82,7 @@ async def _flist_bytes(name: str, fetcher: Fetcher) -> bytes:
 def _check(data: bytes, name: str) -> None:
     try:
         decode(data)
-    except FlistError as exc:
+    except FlistDataError as exc:
         raise UserError(f"{name}: not a valid flist: {exc}") from None
 
 
@@ -110,7 +110,7 @@ def _run(main: Callable[[], Awaitable[int]]) -> int:
         return trio.run(guarded)
     except BaseExceptionGroup as group:
         # Our nurseries wrap a user mistake in a group; show it as one.
-        mistakes = group.subgroup(lambda e: isinstance(e, UserError))
+        mistakes = group.subgroup(lambda e: isinstance(e, UsageError))
         while mistakes is not None and isinstance(mistakes, BaseExceptionGroup):
             first = mistakes.exceptions[0]
             if not isinstance(first, BaseExceptionGroup):

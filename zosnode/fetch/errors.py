@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from zosnode.errors import ZosError
+from zosnode.errors import UsageError, ZosError
 
 
 class FetchError(ZosError):
     """Base of the fetch layer's errors."""
 
 
-class FetchUsageError(FetchError):
+class FetchUsageError(FetchError, UsageError):
     """We asked for something invalid (no mirrors, a malformed id, a bad cap)."""
 
 

@@ -4,19 +4,21 @@
 fault it is: `FlistInputError` means the caller asked for something wrong (a
 path that is not in the image, a source that cannot be read); `FlistDataError`
 means bytes handed to us (an flist, a block, an archive) are wrong, which on a
-node means a hub, mirror or disk lied. Both are user-facing on the CLI.
+node means a hub, mirror or disk lied. On the CLI both are the user's: an
+input error is a `UsageError` and reaches the user on its own; a data error
+is about a file they named, which the command says (`zosnode.errors`).
 """
 
 from __future__ import annotations
 
-from zosnode.errors import ZosError
+from zosnode.errors import UsageError, ZosError
 
 
 class FlistError(ZosError):
     """Anything the flist layer refuses."""
 
 
-class FlistInputError(FlistError):
+class FlistInputError(FlistError, UsageError):
     """The caller's request cannot be met (bad argument, unreadable source)."""
 
 

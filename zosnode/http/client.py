@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 import h11
 import trio
 
-from zosnode.errors import ZosError
+from zosnode.errors import UsageError, ZosError
 
 _READ_CHUNK = 256 * 1024
 USER_AGENT = "zosnode"
@@ -41,7 +41,7 @@ class HttpError(ZosError):
     """Base of the HTTP client's errors."""
 
 
-class HttpUsageError(HttpError):
+class HttpUsageError(HttpError, UsageError):
     """We asked for something the client cannot do (bad URL, bad argument)."""
 
 

@@ -11,11 +11,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from zosnode.errors import ZosError
+from zosnode.errors import UsageError
 from zosnode.http.requesthead import parse_target
 
 
-class HttpUsageError(ZosError):
+class HttpUsageError(UsageError):
     """WE built an invalid request or response (a bug on our side)."""
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from zosnode.errors import ZosError
+from zosnode.errors import UsageError, ZosError
 
 
 class MountError(ZosError):
     """Base of the mount layer's errors."""
 
 
-class MountUsageError(MountError):
+class MountUsageError(MountError, UsageError):
     """We asked for an impossible mount (one already live in this process)."""
 
 
@@ -25,7 +25,7 @@ class MountFailed(MountError):
     """The kernel or FUSE refused the mount."""
 
 
-class ProtocolUsageError(MountError):
+class ProtocolUsageError(MountError, UsageError):
     """WE tried to build an invalid agent/child message."""
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from zosnode.errors import ZosError
+from zosnode.errors import UsageError, ZosError
 
 
 class NetError(ZosError):
     """Base of every network bring-up error."""
 
 
-class NetUsageError(NetError):
+class NetUsageError(NetError, UsageError):
     """We asked for something impossible (bad argument, missing interface)."""
 
 

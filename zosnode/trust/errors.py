@@ -8,14 +8,14 @@ attack class has its own type so callers and tests can tell them apart.
 
 from __future__ import annotations
 
-from zosnode.errors import ZosError
+from zosnode.errors import UsageError, ZosError
 
 
 class TrustError(ZosError):
     """Base of every error the trust layer raises."""
 
 
-class TrustUsageError(TrustError):
+class TrustUsageError(TrustError, UsageError):
     """We asked for something invalid (a local programming or input mistake)."""
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from zosnode.errors import ZosError
+from zosnode.errors import UsageError, ZosError
 
 
 class WireError(ZosError):
     """Base of every wire-format error."""
 
 
-class WireUsageError(WireError):
+class WireUsageError(WireError, UsageError):
     """WE tried to build or sign something invalid."""
 
 

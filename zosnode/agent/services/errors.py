@@ -7,14 +7,14 @@ asked to run something that does not live in a verified flist mount.
 
 from __future__ import annotations
 
-from zosnode.errors import ZosError
+from zosnode.errors import UsageError, ZosError
 
 
 class ServiceError(ZosError):
     """Base of the service layer's errors."""
 
 
-class SupervisorUsageError(ServiceError):
+class SupervisorUsageError(ServiceError, UsageError):
     """The caller drove the supervisor wrongly."""
 
 
