@@ -2,7 +2,8 @@
 
 create, inspect, ls, cat, diff, verify, extract. Each resolves an flist from a
 file, an id or a tag, builds a FlistView and hands it to a front end in
-zosnode.flist; errors of the flist layer become one line and exit 2.
+zosnode.flist. An flist input error reaches `main` on its own (a `UsageError`);
+bad bytes and the OS's complaints are about what the user named: one line, exit 2.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from zosnode.cli.group import add_command
 from zosnode.errors import UserError
 from zosnode.flist.blocks import Compression
 from zosnode.flist.diff import diff
-from zosnode.flist.errors import FlistError
+from zosnode.flist.errors import FlistDataError
 from zosnode.flist.extract import BlockReader, extract
 from zosnode.flist.format import MAX_METADATA, Entry, Kind, encode, flist_id
 from zosnode.flist.pack import BuildOptions, BuildStats
@@ -38,7 +39,7 @@ def _user_errors(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.
     def wrapper(args: argparse.Namespace) -> int:
         try:
             return fn(args)
-        except FlistError as exc:
+        except FlistDataError as exc:
             raise UserError(str(exc)) from exc
         except OSError as exc:
             # Every path these commands touch is one the user named (a store,

@@ -14,7 +14,7 @@ from typing import Any
 import trio
 
 from zosnode.cli.group import add_command, add_group
-from zosnode.errors import UserError, ZosError
+from zosnode.errors import UsageError, UserError, ZosError
 from zosnode.http.server import Limits
 from zosnode.hub.httpreq import HttpConnection, Origin, RequestError
 from zosnode.hub.push import PushError, push
@@ -22,7 +22,6 @@ from zosnode.hub.s3 import S3Storage
 from zosnode.hub.service import RunningHub, run_hub
 from zosnode.hub.storage import LocalStorage, Storage, StorageError
 from zosnode.trust import keyfile
-from zosnode.trust.errors import TrustError
 from zosnode.trust.keys import is_key_id
 
 
@@ -83,10 +82,7 @@ def _storage(args: argparse.Namespace) -> Storage:
     if args.store:
         if not args.s3_endpoint:
             raise UserError("--store s3://... needs --s3-endpoint http://HOST:PORT")
-        try:
-            return S3Storage.from_url(args.store, args.s3_endpoint)
-        except (StorageError, RequestError) as exc:
-            raise UserError(str(exc)) from None
+        return S3Storage.from_url(args.store, args.s3_endpoint)
     if not args.data:
         raise UserError("give --data DIR or --store s3://BUCKET[/PREFIX]")
     # A new hub starts from an empty directory: make it, as `mkdir -p` would.
@@ -128,7 +124,7 @@ def _serve(args: argparse.Namespace) -> int:
     except BaseExceptionGroup as group:
         # The nursery wraps a start-up failure; surface the user's mistake.
         for leaf in _leaves(group):
-            if isinstance(leaf, UserError):
+            if isinstance(leaf, UsageError):
                 raise leaf from None
             if isinstance(leaf, (ValueError, StorageError)):
                 raise UserError(str(leaf)) from None
@@ -143,10 +139,7 @@ def _leaves(exc: BaseException) -> list[BaseException]:
 
 
 def _push(args: argparse.Namespace) -> int:
-    try:
-        key = keyfile.load(Path(args.key))
-    except TrustError as exc:
-        raise UserError(str(exc)) from None
+    key = keyfile.load(Path(args.key))
     if not os.path.isdir(args.store):
         raise UserError(f"--store {args.store}: no such directory")
     roots = [_read(p, "--root") for p in args.root]
@@ -178,10 +171,7 @@ def _read(path: str, flag: str) -> bytes:
 
 
 def _nodes(args: argparse.Namespace) -> int:
-    try:
-        origin, base = Origin.from_url(args.hub)
-    except RequestError as exc:
-        raise UserError(str(exc)) from None
+    origin, base = Origin.from_url(args.hub)
 
     async def fetch() -> bytes:
         conn = HttpConnection(origin, timeout_s=15)

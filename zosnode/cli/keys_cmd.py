@@ -10,9 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from zosnode.cli.group import add_command, add_group
-from zosnode.errors import UserError
 from zosnode.trust import keyfile
-from zosnode.trust.errors import TrustUsageError
 from zosnode.trust.keys import key_id
 
 
@@ -29,17 +27,11 @@ def register(sub: Any) -> None:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    try:
-        key = keyfile.generate(args.output)
-    except TrustUsageError as exc:
-        raise UserError(str(exc)) from None
+    key = keyfile.generate(args.output)
     print(key_id(key))
     return 0
 
 
 def run_show(args: argparse.Namespace) -> int:
-    try:
-        print(keyfile.public_id(args.key))
-    except TrustUsageError as exc:
-        raise UserError(str(exc)) from None
+    print(keyfile.public_id(args.key))
     return 0

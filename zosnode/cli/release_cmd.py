@@ -24,12 +24,12 @@ from typing import Any
 
 from zosnode import canonical
 from zosnode.cli.group import add_command, add_group
-from zosnode.errors import UserError, ZosError
+from zosnode.errors import UserError
 from zosnode.trust import anchor as anchor_mod
 from zosnode.trust import envelope, keyfile, release_toml
 from zosnode.trust.atomicfile import write_atomic
 from zosnode.trust.download import verify_pinned
-from zosnode.trust.errors import Refused, TrustUsageError
+from zosnode.trust.errors import Refused
 from zosnode.trust.keys import is_key_id, key_id
 from zosnode.trust.manifest import MAX_MANIFEST_BYTES, Manifest
 from zosnode.trust.manifest import decode_body as decode_manifest
@@ -114,16 +114,13 @@ def _read(path: Path, cap: int, what: str) -> bytes:
 def _write(path: Path, data: bytes) -> None:
     try:
         write_atomic(path, data)
-    except TrustUsageError as exc:
-        raise UserError(str(exc)) from None
     except OSError as exc:
         raise UserError(f"{path}: cannot write: {exc.strerror}") from None
 
 
-def _refused(path: Path, exc: ZosError) -> UserError:
-    if isinstance(exc, Refused):
-        return UserError(f"{path}: refused: {type(exc).__name__}: {exc}")
-    return UserError(f"{path}: {exc}")
+def _refused(path: Path, exc: Refused) -> UserError:
+    # A refusal is the bytes' fault; here they are a file the user named.
+    return UserError(f"{path}: refused: {type(exc).__name__}: {exc}")
 
 
 def _open_document(path: Path) -> tuple[envelope.Envelope, Root | Manifest]:
@@ -140,7 +137,7 @@ def _open_document(path: Path) -> tuple[envelope.Envelope, Root | Manifest]:
         )
     except canonical.CanonicalError as exc:
         raise UserError(f"{path}: not a signed root or manifest: {exc}") from None
-    except (Refused, TrustUsageError) as exc:
+    except Refused as exc:
         raise _refused(path, exc) from None
     return env, body
 
@@ -175,10 +172,7 @@ def run_build(args: argparse.Namespace) -> int:
         except FlistError as exc:
             raise UserError(f"{args.toml}: flist {name!r}: {exc}") from None
 
-    try:
-        manifest = release_toml.parse(text, resolve, _now(args.now))
-    except TrustUsageError as exc:
-        raise UserError(f"{args.toml}: {exc}") from None
+    manifest = release_toml.parse(text, resolve, _now(args.now), source=str(args.toml))
     _write(args.output, envelope.Envelope("manifest", manifest.encode()).encode())
     print(f"{args.output}: manifest {manifest.channel} v{manifest.version}, "
           f"{len(manifest.flists)} flist(s), {len(manifest.services)} service(s), unsigned")
@@ -190,17 +184,13 @@ def run_root(args: argparse.Namespace) -> int:
     for k in args.keys:
         if is_key_id(k):
             ids.append(k)
+        elif not os.path.lexists(k):
+            raise UserError(f"--key {k}: not a key id, and no such key file")
         else:
-            try:
-                ids.append(keyfile.public_id(Path(k)))
-            except TrustUsageError as exc:
-                raise UserError(f"--key {k}: not a key id, and {exc}") from None
+            ids.append(keyfile.public_id(Path(k)))
     expires = (args.expires_at if args.expires_at is not None
                else _now(None) + args.expires_in_days * DAY)
-    try:
-        root = make_root(args.version, expires, args.threshold, ids, args.manifest_floor)
-    except TrustUsageError as exc:
-        raise UserError(str(exc)) from None
+    root = make_root(args.version, expires, args.threshold, ids, args.manifest_floor)
     _write(args.output, envelope.Envelope("root", root.encode()).encode())
     print(f"{args.output}: root v{root.version}, {root.threshold} of {len(root.keys)} keys, "
           "unsigned")
@@ -208,10 +198,7 @@ def run_root(args: argparse.Namespace) -> int:
 
 
 def run_sign(args: argparse.Namespace) -> int:
-    try:
-        key = keyfile.load(args.key)
-    except TrustUsageError as exc:
-        raise UserError(str(exc)) from None
+    key = keyfile.load(args.key)
     env, _ = _open_document(args.file)
     signed = env.with_signature(key)
     out = args.output or args.file
@@ -228,7 +215,7 @@ def _trust_from(args: argparse.Namespace) -> anchor_mod.Anchor:
             return anchor_mod.decode(_read(args.anchor, anchor_mod.MAX_ANCHOR_BYTES, "anchor"))
         if args.root is not None:
             return anchor_mod.make_anchor(_read(args.root, MAX_ROOT_BYTES, "root"), 0, 0)
-    except (Refused, TrustUsageError) as exc:
+    except Refused as exc:
         raise _refused(args.anchor or args.root, exc) from None
     embedded = anchor_mod.load_embedded()
     if embedded is None:
@@ -277,7 +264,7 @@ def run_verify(args: argparse.Namespace) -> int:
                 path = args.store / "flists" / pin.id
                 verify_pinned(pin, _read(path, pin.size + 1, f"flist ({pin.name})")
                               if path.exists() else b"")
-    except (Refused, TrustUsageError) as exc:
+    except Refused as exc:
         raise _refused(args.file, exc) from None
     print(f"OK: manifest {m.channel} v{m.version}, signed by {len(got.signers)} of "
           f"{len(v.root.keys)} keys (threshold {v.root.threshold}, root v{v.root.version}), "
@@ -294,7 +281,7 @@ def run_anchor(args: argparse.Namespace) -> int:
     root_bytes = _read(args.root, MAX_ROOT_BYTES, "root")
     try:
         anchor = anchor_mod.make_anchor(root_bytes, args.floor, build_time)
-    except (Refused, TrustUsageError) as exc:
+    except Refused as exc:
         raise _refused(args.root, exc) from None
     _write(args.output, anchor.encode())
     print(f"{args.output}: anchor with root v{anchor.root.version} "

@@ -14,11 +14,15 @@ from urllib.parse import urlsplit
 import h11
 import trio
 
-from zosnode.errors import ZosError
+from zosnode.errors import UsageError, ZosError
 
 
 class RequestError(ZosError):
     """The server could not be reached, timed out, or answered outside HTTP."""
+
+
+class RequestUsageError(RequestError, UsageError):
+    """We were given a URL this client cannot use."""
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ class Origin:
         """The origin and the path prefix of an http:// URL."""
         parts = urlsplit(url)
         if parts.scheme != "http" or not parts.hostname:
-            raise RequestError(f"{url!r} is not an http://HOST[:PORT][/PATH] URL")
+            raise RequestUsageError(f"{url!r} is not an http://HOST[:PORT][/PATH] URL")
         return cls(parts.hostname, parts.port or 80), parts.path.rstrip("/")
 
     @property

@@ -18,7 +18,7 @@ import trio
 
 from zosnode.hub.httpreq import HttpConnection, Origin, Reply, RequestError
 from zosnode.hub.sigv4 import Credentials, authorization
-from zosnode.hub.storage import StorageError, StoredObject
+from zosnode.hub.storage import StorageError, StorageUsageError, StoredObject
 
 MAX_OBJECT = 64 * 1024 * 1024
 _NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
@@ -30,7 +30,7 @@ class S3Storage:
                  timeout_s: float = 30.0) -> None:
         self.origin, base = Origin.from_url(endpoint)
         if base:
-            raise StorageError(f"S3 endpoint {endpoint!r} must not have a path")
+            raise StorageUsageError(f"S3 endpoint {endpoint!r} must not have a path")
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.credentials = credentials
@@ -43,7 +43,7 @@ class S3Storage:
         """`s3://BUCKET[/PREFIX]`, credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY."""
         parts = urlsplit(url)
         if parts.scheme != "s3" or not parts.netloc:
-            raise StorageError(f"{url!r} is not s3://BUCKET[/PREFIX]")
+            raise StorageUsageError(f"{url!r} is not s3://BUCKET[/PREFIX]")
         access = os.environ.get("AWS_ACCESS_KEY_ID")
         secret = os.environ.get("AWS_SECRET_ACCESS_KEY")
         region = os.environ.get("AWS_REGION", "us-east-1")

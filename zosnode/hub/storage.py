@@ -19,7 +19,7 @@ from typing import Protocol
 import trio
 
 from zosnode.atomicfile import write_atomic
-from zosnode.errors import ZosError
+from zosnode.errors import UsageError, ZosError
 from zosnode.http.messages import Body, FileBody
 
 # Objects up to this size are read into memory (one read, no sendfile setup,
@@ -29,6 +29,10 @@ INLINE_MAX = 256 * 1024
 
 class StorageError(ZosError):
     """The backend failed (I/O error, object store refused or unreachable)."""
+
+
+class StorageUsageError(StorageError, UsageError):
+    """We were given a backend that cannot be used (a malformed URL or endpoint)."""
 
 
 @dataclass(frozen=True)

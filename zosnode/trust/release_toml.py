@@ -30,8 +30,8 @@
     notes = "anything"
 
 Pure: the caller reads the file and resolves flist names. Every mistake is a
-`TrustUsageError` naming the key at fault; unknown keys are refused so a typo
-cannot silently drop a setting.
+`TrustUsageError` naming the file (the caller says its name) and the key at
+fault; unknown keys are refused so a typo cannot silently drop a setting.
 """
 
 from __future__ import annotations
@@ -85,7 +85,15 @@ class _Table:
         return None if got is None else tuple(got)
 
 
-def parse(text: str, resolve: Resolver, now: int) -> Manifest:
+def parse(text: str, resolve: Resolver, now: int, *, source: str) -> Manifest:
+    """The manifest `text` describes; `source` names it in every error (`source: ...`)."""
+    try:
+        return _parse(text, resolve, now)
+    except TrustUsageError as exc:
+        raise TrustUsageError(f"{source}: {exc}") from None
+
+
+def _parse(text: str, resolve: Resolver, now: int) -> Manifest:
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
