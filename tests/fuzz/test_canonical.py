@@ -94,8 +94,10 @@ def test_what_the_scan_refuses(data: bytes, needle: str) -> None:
 
 
 def test_dumps_refuses_what_loads_would() -> None:
-    for value in (2**64, -(2**64) - 1, {True: 1}, 1.5):
+    refused: tuple[Any, ...] = (2**64, -(2**64) - 1, {True: 1}, 1.5)
+    for value in refused:
         with pytest.raises(canonical.CanonicalError):
             canonical.dumps(value)
-    for value in (2**64 - 1, -(2**64), {1: True, "a": None}):
+    kept: tuple[Any, ...] = (2**64 - 1, -(2**64), {1: True, "a": None})
+    for value in kept:
         assert canonical.loads(canonical.dumps(value), max_size=MAX) == value
