@@ -17,9 +17,9 @@ from pathlib import Path
 
 from zosnode import canonical
 from zosnode.trust import envelope
-from zosnode.trust.errors import MalformedError, TrustUsageError
+from zosnode.trust.errors import TrustUsageError
 from zosnode.trust.root import MAX_ROOT_BYTES, Root, decode_body
-from zosnode.trust.schema import Fields
+from zosnode.trust.schema import versioned
 
 SPEC = 1
 MAX_ANCHOR_BYTES = MAX_ROOT_BYTES + 1024
@@ -54,13 +54,8 @@ def verify_self_signed(root_bytes: bytes) -> Root:
 
 
 def decode(data: bytes) -> Anchor:
-    try:
-        value = canonical.loads(data, max_size=MAX_ANCHOR_BYTES, max_depth=4)
-    except canonical.CanonicalError as exc:
-        raise MalformedError(f"anchor: {exc}") from None
-    f = Fields(value, "anchor", ("spec", "root", "floor", "build_time"))
-    if f.integer("spec") != SPEC:
-        raise MalformedError(f"anchor: spec version is not {SPEC}")
+    f = versioned(data, "anchor", ("spec", "root", "floor", "build_time"), spec=SPEC,
+                  max_size=MAX_ANCHOR_BYTES, max_depth=4)
     root_bytes = f.blob("root")
     floor, build_time = f.integer("floor"), f.integer("build_time")
     return Anchor(root_bytes, verify_self_signed(root_bytes), floor, build_time)

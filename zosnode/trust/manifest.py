@@ -26,7 +26,7 @@ from typing import Any
 
 from zosnode import canonical
 from zosnode.trust.errors import MalformedError, OversizeError, TrustUsageError
-from zosnode.trust.schema import MAX_INT, Fields
+from zosnode.trust.schema import MAX_INT, Fields, versioned
 
 SPEC = 1
 MAX_MANIFEST_BYTES = 1024 * 1024
@@ -241,14 +241,7 @@ def _check_acyclic(services: Mapping[str, ServiceSpec]) -> None:
 
 def decode_body(body: bytes) -> Manifest:
     """Parse a manifest body that has already passed signature checks."""
-    try:
-        value = canonical.loads(body, max_size=MAX_MANIFEST_BYTES, max_depth=32)
-    except canonical.CanonicalError as exc:
-        raise MalformedError(f"manifest body: {exc}") from None
-    f = Fields(value, "manifest", _TOP)
-    spec = f.integer("spec")
-    if spec != SPEC:
-        raise MalformedError(f"manifest: spec version {spec} is not supported (want {SPEC})")
+    f = versioned(body, "manifest", _TOP, spec=SPEC, max_size=MAX_MANIFEST_BYTES, max_depth=32)
     metadata = f.mapping("metadata")
     size = len(canonical.dumps(metadata))
     if size > MAX_METADATA_BYTES:

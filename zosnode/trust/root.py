@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from zosnode import canonical
 from zosnode.trust import keys
 from zosnode.trust.errors import MalformedError, TrustUsageError
-from zosnode.trust.schema import MAX_INT, Fields
+from zosnode.trust.schema import MAX_INT, versioned
 
 SPEC = 1
 MAX_KEYS = 32
@@ -80,14 +80,7 @@ def make_root(
 
 
 def decode_body(body: bytes) -> Root:
-    try:
-        value = canonical.loads(body, max_size=MAX_ROOT_BYTES, max_depth=4)
-    except canonical.CanonicalError as exc:
-        raise MalformedError(f"root body: {exc}") from None
-    f = Fields(value, "root", _FIELDS)
-    spec = f.integer("spec")
-    if spec != SPEC:
-        raise MalformedError(f"root: spec version {spec} is not supported (want {SPEC})")
+    f = versioned(body, "root", _FIELDS, spec=SPEC, max_size=MAX_ROOT_BYTES, max_depth=4)
     try:
         return Root(
             version=f.integer("version", lo=1),

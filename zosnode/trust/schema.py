@@ -13,10 +13,27 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any
 
+from zosnode import canonical
 from zosnode.trust.errors import MalformedError
 
 EXTENSION_PREFIX = "x-"
 MAX_INT = 2**63 - 1
+
+
+def versioned(
+    data: bytes, where: str, known: Collection[str], *, spec: int, max_size: int, max_depth: int
+) -> Fields:
+    """The fields of a document in format version `spec`: canonical CBOR within the
+    caps, a map of known fields, and a "spec" this code reads (no other)."""
+    try:
+        value = canonical.loads(data, max_size=max_size, max_depth=max_depth)
+    except canonical.CanonicalError as exc:
+        raise MalformedError(f"{where}: {exc}") from None
+    fields = Fields(value, where, known)
+    got = fields.integer("spec")
+    if got != spec:
+        raise MalformedError(f"{where}: spec version {got} is not supported (want {spec})")
+    return fields
 
 
 class Fields:
