@@ -18,26 +18,15 @@ from pathlib import Path
 
 import trio
 
+from zosnode.agent.services import events
 from zosnode.agent.services.allowlist import resolve_exec
 from zosnode.agent.services.errors import ExecRefused, SupervisorUsageError
-from zosnode.agent.services.events import (
-    Action,
-    Event,
-    Exited,
-    Probe,
-    ProbeResult,
-    Signal,
-    Spawn,
-    Spawned,
-    SpawnFailed,
-    StateChanged,
-)
 from zosnode.agent.services.machine import ServiceStatus, Supervisor
 from zosnode.agent.services.ring import OutputRing
 from zosnode.trust.manifest import ServiceSpec
 
 LineSink = Callable[[str, str], None]  # (service, line)
-ChangeSink = Callable[[StateChanged], None]
+ChangeSink = Callable[[events.StateChanged], None]
 
 PROBE_TIMEOUT_S = 5.0
 DRAIN_GRACE_S = 1.0  # how long output may trail a process's exit (children holding the pipe)
@@ -71,7 +60,7 @@ class ServiceRunner:
         self._on_change = on_change
         self._probe_timeout = probe_timeout_s
         self._procs: dict[tuple[str, int], subprocess.Popen[bytes]] = {}
-        self._send, self._recv = trio.open_memory_channel[Event | _Stop](256)
+        self._send, self._recv = trio.open_memory_channel[events.Event | _Stop](256)
         self._changed = trio.Event()
         self._t0 = 0.0
         self._done = trio.Event()
@@ -131,7 +120,7 @@ class ServiceRunner:
     async def _loop(self, nursery: trio.Nursery) -> None:
         while not self._sup.all_stopped:
             deadline = self._sup.next_deadline()
-            item: Event | _Stop | None = None
+            item: events.Event | _Stop | None = None
             if deadline is None:
                 item = await self._recv.receive()
             else:
@@ -145,48 +134,46 @@ class ServiceRunner:
                 actions = self._sup.handle(item, self._now())
             self._apply(nursery, actions)
 
-    def _apply(self, nursery: trio.Nursery, actions: list[Action]) -> None:
+    def _apply(self, nursery: trio.Nursery, actions: list[events.Action]) -> None:
         queue = list(actions)
         while queue:
             action = queue.pop(0)
-            if isinstance(action, Spawn):
+            if isinstance(action, events.Spawn):
                 queue += self._spawn(nursery, action)
-            elif isinstance(action, Probe):
+            elif isinstance(action, events.Probe):
                 nursery.start_soon(self._probe, action)
-            elif isinstance(action, Signal):
+            elif isinstance(action, events.Signal):
                 self._signal(action)
-            elif isinstance(action, StateChanged):
+            elif isinstance(action, events.StateChanged):
                 self._changed.set()
                 self._changed = trio.Event()
                 if self._on_change is not None:
                     self._on_change(action)
 
-    def _spawn(self, nursery: trio.Nursery, action: Spawn) -> list[Action]:
-        spec = self._specs[action.name]
-        home = self._mounts[spec.flist]
-        now = self._now()
+    def _exec(self, name: str, argv: Sequence[str], env: dict[str, str],
+              output: int) -> subprocess.Popen[bytes]:
+        """Start `argv` for service `name`: only a program in a verified mount, from
+        its flist's mount, with exactly `env`, stdout and stderr to `output`, in a
+        session of its own. Raises ExecRefused, or OSError if the kernel refuses."""
+        home = self._mounts[self._specs[name].flist]
+        resolved = resolve_exec(argv, home=home, mounts=list(self._mounts.values()))
+        # Popen, not trio.lowlevel.open_process: it is synchronous, so the
+        # machine learns the pid in the same step that asked for it.
+        return subprocess.Popen(resolved, env=env, cwd=home, stdin=subprocess.DEVNULL,
+                                stdout=output, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+    def _spawn(self, nursery: trio.Nursery, action: events.Spawn) -> list[events.Action]:
+        name, run, now = action.name, action.run, self._now()
         try:
-            argv = resolve_exec(action.argv, home=home, mounts=list(self._mounts.values()))
+            popen = self._exec(name, action.argv, dict(action.env), subprocess.PIPE)
         except ExecRefused as exc:
-            return self._sup.handle(SpawnFailed(action.name, action.run, str(exc), True), now)
-        try:
-            # Popen, not trio.lowlevel.open_process: it is synchronous, so
-            # the machine learns the pid in the same step that asked for it.
-            popen = subprocess.Popen(
-                argv,
-                env=dict(action.env),
-                cwd=home,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                close_fds=True,
-            )
+            return self._sup.handle(events.SpawnFailed(name, run, str(exc), True), now)
         except OSError as exc:
             reason = exc.strerror or type(exc).__name__
-            return self._sup.handle(SpawnFailed(action.name, action.run, reason, False), now)
-        nursery.start_soon(self._watch, action.name, action.run, popen)
-        return self._sup.handle(Spawned(action.name, action.run, popen.pid), now)
+            return self._sup.handle(events.SpawnFailed(name, run, reason, False), now)
+        nursery.start_soon(self._watch, name, run, popen)
+        return self._sup.handle(events.Spawned(name, run, popen.pid), now)
 
     async def _watch(self, name: str, run: int, popen: subprocess.Popen[bytes]) -> None:
         assert popen.stdout is not None
@@ -214,28 +201,18 @@ class ServiceRunner:
         finally:
             await stream.aclose()
             self._procs.pop((name, run), None)
-        await self._send.send(Exited(name, run, code))
+        await self._send.send(events.Exited(name, run, code))
 
     def _emit(self, name: str, lines: list[str]) -> None:
         if self._on_line is not None:
             for line in lines:
                 self._on_line(name, line)
 
-    async def _probe(self, action: Probe) -> None:
-        spec = self._specs[action.name]
-        home = self._mounts[spec.flist]
+    async def _probe(self, action: events.Probe) -> None:
         ok = False
         try:
-            argv = resolve_exec(action.argv, home=home, mounts=list(self._mounts.values()))
-            popen = subprocess.Popen(
-                argv,
-                env=dict(spec.env),
-                cwd=home,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+            env = dict(self._specs[action.name].env)
+            popen = self._exec(action.name, action.argv, env, subprocess.DEVNULL)
         except ExecRefused as exc:
             self._emit(action.name, [f"readiness probe refused: {exc}"])
         except OSError as exc:
@@ -248,9 +225,9 @@ class ServiceRunner:
                 if popen.poll() is None:
                     _killpg(popen, signal.SIGKILL)
                     popen.wait()
-        await self._send.send(ProbeResult(action.name, action.run, ok))
+        await self._send.send(events.ProbeResult(action.name, action.run, ok))
 
-    def _signal(self, action: Signal) -> None:
+    def _signal(self, action: events.Signal) -> None:
         popen = self._procs.get((action.name, action.run))
         if popen is not None and popen.poll() is None:
             _killpg(popen, signal.Signals[action.signal])
