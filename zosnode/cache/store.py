@@ -31,6 +31,10 @@ SEED = 0x7A6F736E6F6465
 
 @dataclass
 class CacheStats:
+    """This process's counts since the cache was opened. A corrupt entry is also a
+    miss (it is dropped and fetched again); a fetch is one call of `fetch()`, and a
+    write error a fetched block the medium would not keep (the read still got it)."""
+
     hits: int = 0
     misses: int = 0
     fetches: int = 0

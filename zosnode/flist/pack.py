@@ -49,6 +49,9 @@ class BuildOptions:
 
 @dataclass
 class BuildStats:
+    """What a build read and stored: `new_*` is what the store lacked, `reused_bytes`
+    what it held already; `skipped` names what an image cannot hold (sockets)."""
+
     entries: int = 0
     files: int = 0
     file_bytes: int = 0

@@ -36,6 +36,9 @@ class PushError(ZosError):
 
 @dataclass
 class PushReport:
+    """What a push sent: only what the hub lacked (of `blocks_total`, the blocks the
+    flists use; likewise flists, roots and tags)."""
+
     blocks_total: int = 0
     blocks_sent: int = 0
     bytes_sent: int = 0
