@@ -192,43 +192,14 @@ class FlistFS(pyfuse3.Operations):
     async def release(self, fh: int) -> None:
         self._handles.pop(fh, None)
 
-    # --- everything that writes is refused --------------------------------
+    # --- everything that writes is refused, by one definition --------------
 
-    async def setattr(self, inode: int, attr: Any, fields: Any, fh: Any, ctx: Any) -> Any:
+    async def _read_only(self, *args: Any, **kwargs: Any) -> Any:
         raise pyfuse3.FUSEError(errno.EROFS)
 
-    async def setxattr(self, inode: int, name: bytes, value: bytes, ctx: Any) -> None:
-        raise pyfuse3.FUSEError(errno.EROFS)
-
-    async def removexattr(self, inode: int, name: bytes, ctx: Any) -> None:
-        raise pyfuse3.FUSEError(errno.EROFS)
-
-    async def create(self, *args: Any) -> Any:
-        raise pyfuse3.FUSEError(errno.EROFS)
-
-    async def mkdir(self, *args: Any) -> Any:
-        raise pyfuse3.FUSEError(errno.EROFS)
-
-    async def mknod(self, *args: Any) -> Any:
-        raise pyfuse3.FUSEError(errno.EROFS)
-
-    async def symlink(self, *args: Any) -> Any:
-        raise pyfuse3.FUSEError(errno.EROFS)
-
-    async def link(self, *args: Any) -> Any:
-        raise pyfuse3.FUSEError(errno.EROFS)
-
-    async def unlink(self, *args: Any) -> None:
-        raise pyfuse3.FUSEError(errno.EROFS)
-
-    async def rmdir(self, *args: Any) -> None:
-        raise pyfuse3.FUSEError(errno.EROFS)
-
-    async def rename(self, *args: Any) -> None:
-        raise pyfuse3.FUSEError(errno.EROFS)
-
-    async def write(self, *args: Any) -> int:
-        raise pyfuse3.FUSEError(errno.EROFS)
+    setattr = setxattr = removexattr = write = _read_only
+    create = mkdir = mknod = symlink = link = _read_only
+    unlink = rmdir = rename = _read_only
 
 
 def _warm(source: BlockSource, ref: BlockRef, warming: set[str]) -> Callable[[], Any]:
