@@ -11,11 +11,11 @@ import trio
 from tests.lab.faulty_mirror import Fault, FaultyMirror
 from tests.lab.nginx import nginx
 from zosnode.fetch.backoff import Backoff
-from zosnode.fetch.errors import FetchUsageError, Unavailable
+from zosnode.fetch.errors import CircuitOpen, FetchUsageError, Unavailable
 from zosnode.fetch.fetcher import Fetcher, block_path
+from zosnode.fetch.health import Circuit, MirrorHealth, Pass
 from zosnode.fetch.health import Fault as Health
-from zosnode.fetch.health import MirrorHealth, Pass
-from zosnode.http.client import Timeouts
+from zosnode.http.client import HttpStatusError, Timeouts
 
 
 def _largest(blobs: dict[str, bytes]) -> tuple[str, bytes]:
@@ -216,3 +216,41 @@ async def test_fetch_from_nginx(tmp_path: Path, data_dir: Path, blobs: dict[str,
         for bid, data in blobs.items():
             assert await f.fetch_block(bid) == data
         await f.aclose()
+
+
+def test_set_mirrors_keeps_what_it_knows() -> None:
+    h = MirrorHealth(["a", "b"])
+    h.failed("a", Health.STALL, 10.0)
+    assert h.circuit("a") is Circuit.OPEN
+    h.set_mirrors(["c", "a"])
+    # "a" keeps its open circuit and penalty; "c" starts closed; "b" is gone.
+    assert h.mirrors == ("c", "a") and h.circuit("a") is Circuit.OPEN
+    assert h.circuit("c") is Circuit.CLOSED and h.penalty("a", 10.0) == Health.STALL.penalty
+    assert h.order("0" * 64, 10.0) == ["c", "a"]
+    for bad in ([], ["a", "a"]):
+        with pytest.raises(FetchUsageError):
+            h.set_mirrors(bad)
+
+
+async def test_ask_shares_the_breaker_of_reads(mirror: FaultyMirror, data_dir: Path) -> None:
+    (data_dir / "roots").mkdir()
+    (data_dir / "roots" / "1.root").write_bytes(b"one")
+    f = _fetcher(mirror.url)
+    assert (await f.ask(mirror.url, "roots/1.root", max_size=10)).body == b"one"
+    # A 404 is an answer: the mirror works, its circuit stays closed.
+    with pytest.raises(HttpStatusError):
+        await f.ask(mirror.url, "roots/2.root", max_size=10)
+    assert (await f.ask(mirror.url, "roots/2.root", max_size=10, ok=(200, 404))).status == 404
+    assert f.health.circuit(mirror.url) is Circuit.CLOSED
+    # A 5xx is a fault: the circuit opens, and the next ask sends nothing.
+    mirror.fail("roots/1.root", Fault.ERROR_503, times=1)
+    with pytest.raises(HttpStatusError):
+        await f.ask(mirror.url, "roots/1.root", max_size=10)
+    assert f.health.circuit(mirror.url) is Circuit.OPEN
+    asked = mirror.requests["roots/1.root"]
+    with pytest.raises(CircuitOpen):
+        await f.ask(mirror.url, "roots/1.root", max_size=10)
+    assert mirror.requests["roots/1.root"] == asked
+    with pytest.raises(FetchUsageError):
+        await f.ask("http://127.0.0.1:9", "roots/1.root", max_size=10)
+    await f.aclose()

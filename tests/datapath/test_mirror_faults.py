@@ -306,6 +306,16 @@ async def test_bytes_after_the_body_forbid_reuse() -> None:
         assert server.connections == 2
 
 
+async def test_a_304_has_no_body_whatever_its_content_length() -> None:
+    # RFC 9110 §8.6: a 304 may carry the Content-Length a 200 would have had.
+    not_modified = b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\nContent-Length: 1000\r\n\r\n"
+    async with raw_server([[not_modified], [GOOD]]) as server, HttpClient() as client:
+        reply = await client.get(server.url, max_size=100, ok=(200, 304))
+        assert (reply.status, reply.body) == (304, b"")
+        assert (await client.get(server.url, max_size=100)).body == b"hello"
+        assert server.connections == 1
+
+
 _T = Timeouts(connect=2.0, head=2.5, body_idle=2.0, window_bytes=4)
 _HEAD = b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n"
 

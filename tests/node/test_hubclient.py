@@ -1,4 +1,5 @@
-"""`HubClient` against the real hub on loopback: failover, conditional polls, heartbeats."""
+"""`HubClient` against the real hub on loopback: failover, conditional polls, heartbeats,
+and a stalled hub in front of a good one."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ import pytest
 import trio
 import trio.testing
 
+from tests.lab.faulty_mirror import Fault, FaultyMirror
 from zosnode.agent.boot.errors import HubsUnreachable
 from zosnode.agent.boot.hubs import HubClient
 from zosnode.agent.identity import in_ram
 from zosnode.fetch.fetcher import Fetcher, object_id
+from zosnode.fetch.health import Circuit
 from zosnode.http.client import HttpClient, Timeouts
 from zosnode.hub.service import RunningHub, run_hub
 from zosnode.hub.storage import LocalStorage
@@ -31,7 +34,7 @@ def dead_url() -> str:
 
 def client(hubs: list[str]) -> HubClient:
     http = HttpClient(timeouts=Timeouts(connect=2, head=2, body_idle=2))
-    return HubClient(hubs, "demo", fetcher=Fetcher(hubs, client=http), client=http, timeout_s=2)
+    return HubClient(hubs, "demo", fetcher=Fetcher(hubs, client=http), client=http)
 
 
 def manifest_polls(hub: RunningHub, status: int) -> int:
@@ -112,3 +115,58 @@ async def test_adopted_mirrors_serve_gets_but_never_heartbeats(tmp_path: Path) -
                 await hubs.heartbeat(encode_signed(hb, ident.signing_key))
             assert mirror.app.registry.to_json(0)["count"] == 0
             mirror.server.shutdown()
+
+
+async def test_a_stalled_hub_costs_one_fault_detection_at_boot(tmp_path: Path) -> None:
+    """The first hub accepts and never answers. A boot's requests (manifest, roots,
+    flists), an adopted manifest that changes the sources, and the next polls ask
+    it once between them: one breaker per hub, shared by the manifest client and
+    the fetcher, kept across `adopt`, with the fetcher's short timeouts."""
+    data = tmp_path / "hub"
+    (data / "channels" / "demo").mkdir(parents=True)
+    (data / "channels" / "demo" / "manifest").write_bytes(b"signed manifest")
+    (data / "roots").mkdir()
+    # Not root 1: the hub would load it as its trust anchor.
+    (data / "roots" / "5.root").write_bytes(b"root five")
+    (data / "flists").mkdir()
+    flists = [b"first flist", b"second flist"]
+    for f in flists:
+        (data / "flists" / object_id(f)).write_bytes(f)
+    pins = [FlistPin(name=f"f{i}", id=object_id(f), size=len(f), mount=f"/opt/{i}")
+            for i, f in enumerate(flists)]
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            stalled = FaultyMirror(data)
+            stalled.fail(None, Fault.STALL_HEAD)
+            await stalled.start(nursery)
+            hub: RunningHub = await nursery.start(run_hub, LocalStorage(str(data)), "127.0.0.1:0")
+            # As `zosnode node run` builds them: the fetcher's defaults throughout.
+            hubs = HubClient([stalled.url, hub.url], "demo",
+                             fetcher=Fetcher([stalled.url, hub.url]))
+            start = trio.current_time()
+            assert await hubs.manifest() == b"signed manifest"
+            first = trio.current_time() - start
+            assert await hubs.root(5) == b"root five"
+            assert await hubs.root(6) is None
+            assert await hubs.flist(pins[0]) == flists[0]
+            assert hubs.fetcher.health.circuit(stalled.url) is not Circuit.CLOSED
+            # The running manifest names a mirror too: the sources change, the
+            # stalled hub's circuit does not.
+            hubs.adopt(Manifest(channel="demo", version=1, issued_at=0, expires_at=10,
+                                hubs=(stalled.url,), mirrors=(dead_url(),)))
+            assert hubs.fetcher.health.circuit(stalled.url) is not Circuit.CLOSED
+            await trio.sleep(1.5)  # past the first cool-down: still not asked while
+            assert await hubs.manifest() is None  # a closed source answers
+            assert await hubs.flist(pins[1]) == flists[1]
+            assert await hubs.root(6) is None
+            lost = trio.current_time() - start
+            asked = sum(stalled.requests.values())
+            print(f"\nstalled hub in front of a good one: first manifest {first:.2f} s, "
+                  f"whole boot sequence {lost - 1.5:.2f} s (without the 1.5 s pause), "
+                  f"the stalled hub asked {asked} time(s)")
+            assert asked == 1
+            # One fault detection (no byte for 2 s: docs/datapath.md), not 10 s
+            # per request; the bound is generous, the figure is printed.
+            assert first < 5.0 and lost - 1.5 < 6.0
+            hub.server.shutdown()
+            nursery.cancel_scope.cancel()

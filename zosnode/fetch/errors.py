@@ -17,5 +17,9 @@ class Unavailable(FetchError):
     """No mirror delivered a verified copy within the deadline."""
 
 
+class CircuitOpen(FetchError):
+    """The mirror's circuit is open (or its one trial is out): it was not asked."""
+
+
 class IntegrityError(FetchError):
     """A mirror served bytes that do not hash to the id asked for."""

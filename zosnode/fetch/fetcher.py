@@ -30,12 +30,13 @@ from __future__ import annotations
 import hashlib
 import random
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 
 import trio
 
 from zosnode.fetch.backoff import Backoff
-from zosnode.fetch.errors import FetchUsageError, IntegrityError, Unavailable
+from zosnode.fetch.errors import CircuitOpen, FetchUsageError, IntegrityError, Unavailable
 from zosnode.fetch.health import BreakerPolicy, Fault, Incident, MirrorHealth, Pass
 from zosnode.http.client import (
     HttpClient,
@@ -43,6 +44,7 @@ from zosnode.http.client import (
     HttpStatusError,
     HttpTimeout,
     HttpTruncated,
+    Response,
     Timeouts,
 )
 
@@ -108,6 +110,10 @@ class Fetcher:
         self._changed = trio.Event()
         self._slots: dict[str, trio.Semaphore] = {}
 
+    def set_mirrors(self, mirrors: Sequence[str]) -> None:
+        """Fetch from `mirrors` from now on; the ones known already keep their health."""
+        self.health.set_mirrors([m.rstrip("/") for m in mirrors])
+
     @property
     def incidents(self) -> list[Incident]:
         """Mirrors caught serving wrong bytes (most recent last)."""
@@ -148,7 +154,7 @@ class Fetcher:
                     try:
                         data = await self._try(mirror, path, oid, max_size, partial,
                                                partial_from)
-                    except _NotAdmitted:
+                    except CircuitOpen:
                         continue
                     except HttpTruncated as exc:
                         tried = True
@@ -195,20 +201,60 @@ class Fetcher:
         """One attempt at `mirror` if its circuit lets it, hash-checked; the outcome
         goes to the mirror's breaker.
 
-        Raises `_NotAdmitted`, what the attempt raised (`HttpTruncated` keeps
+        Raises `CircuitOpen`, what the attempt raised (`HttpTruncated` keeps
         the bytes that came) or `IntegrityError` for a wrong copy.
         """
+        async with self._admitted(mirror) as grant:
+            return await self._attempt(mirror, grant, path, oid, max_size, partial,
+                                       partial_from)
+
+    @asynccontextmanager
+    async def _admitted(self, mirror: str) -> AsyncIterator[Pass]:
+        """A request slot to `mirror` and its breaker's pass, or `CircuitOpen`."""
         if self.health.breaker(mirror).ready_at(trio.current_time()) > trio.current_time():
-            raise _NotAdmitted
+            raise CircuitOpen(f"{mirror}: circuit open")
         # Admission is decided once a request slot is ours: requests queued
         # behind ones that just tripped the circuit are not sent at all.
         slot = self._slots.setdefault(mirror, trio.Semaphore(self.client.per_origin))
         async with slot:
             grant = self.health.admit(mirror, trio.current_time())
             if grant is None:
-                raise _NotAdmitted
-            return await self._attempt(mirror, grant, path, oid, max_size, partial,
-                                       partial_from)
+                raise CircuitOpen(f"{mirror}: circuit open")
+            yield grant
+
+    async def ask(
+        self, mirror: str, path: str, *, max_size: int,
+        headers: Mapping[str, str] | None = None, ok: tuple[int, ...] = (200,),
+    ) -> Response:
+        """One GET of `path` at `mirror`, for what no hash can check (a manifest,
+        a root: their signatures are checked by the caller).
+
+        It goes through the fetcher's own machinery: the mirror's circuit (an
+        open one raises `CircuitOpen` without a request), its request slots,
+        the short timeouts and the attempt bound; the outcome is reported to
+        the same breaker the fetcher's reads use. A status outside `ok` raises
+        `HttpStatusError` (a 4xx says the mirror works; a 5xx is a fault).
+        """
+        if mirror not in self.health.mirrors:
+            raise FetchUsageError(f"{mirror} is not one of this fetcher's mirrors")
+        async with self._admitted(mirror) as grant:
+            outcome: Fault | None | str = "abandoned"
+            url = f"{mirror}/{path}"
+            try:
+                try:
+                    with trio.fail_after(self.attempt_s):
+                        reply = await self.client.get(url, max_size=max_size, headers=headers,
+                                                      timeouts=self.timeouts, ok=ok)
+                except trio.TooSlowError:
+                    outcome = Fault.STALL
+                    raise HttpTimeout(f"{url}: no full answer within {self.attempt_s}s") from None
+                except HttpPeerError as exc:
+                    outcome = _fault(exc)
+                    raise
+                outcome = None
+                return reply
+            finally:
+                self._report(mirror, grant, "", outcome, set())
 
     async def _attempt(
         self, mirror: str, grant: Pass, path: str, oid: str, max_size: int,
@@ -227,17 +273,8 @@ class Fetcher:
             except trio.TooSlowError:
                 outcome = Fault.STALL
                 raise HttpTimeout(f"{url}: no full answer within {self.attempt_s}s") from None
-            except HttpTruncated:
-                outcome = Fault.TRUNCATED
-                raise
-            except HttpTimeout:
-                outcome = Fault.STALL
-                raise
-            except HttpStatusError as exc:
-                outcome = Fault.ERROR if exc.status >= 500 else Fault.MISSING
-                raise
-            except HttpPeerError:
-                outcome = Fault.ERROR
+            except HttpPeerError as exc:
+                outcome = _fault(exc)
                 raise
             # hashlib lets go of the GIL: big bodies hash beside the loop.
             if len(data) > _THREAD_OVER:
@@ -286,5 +323,12 @@ class Fetcher:
         return resp.body
 
 
-class _NotAdmitted(Exception):
-    """The mirror's circuit is open (or its one trial is out): skip it."""
+def _fault(exc: HttpPeerError) -> Fault:
+    """What a failed request says about the mirror."""
+    if isinstance(exc, HttpTruncated):
+        return Fault.TRUNCATED
+    if isinstance(exc, HttpTimeout):
+        return Fault.STALL
+    if isinstance(exc, HttpStatusError):
+        return Fault.ERROR if exc.status >= 500 else Fault.MISSING
+    return Fault.ERROR

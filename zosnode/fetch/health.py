@@ -160,21 +160,30 @@ class MirrorHealth:
         max_banned: int = 65536,
         max_incidents: int = 256,
     ) -> None:
-        if not mirrors:
-            raise FetchUsageError("at least one mirror is needed")
-        if len(set(mirrors)) != len(mirrors):
-            raise FetchUsageError("mirrors must be distinct")
         if half_life_s <= 0:
             raise FetchUsageError("half_life_s must be positive")
-        self.mirrors = tuple(mirrors)
         self._half_life = half_life_s
-        self._state = {m: _State() for m in mirrors}
-        policy = breaker or BreakerPolicy()
-        self._breakers = {m: Breaker(policy) for m in mirrors}
+        self._policy = breaker or BreakerPolicy()
+        self.mirrors: tuple[str, ...] = ()
+        self._state: dict[str, _State] = {}
+        self._breakers: dict[str, Breaker] = {}
+        self.set_mirrors(mirrors)
         # (mirror, object id) pairs never to ask again; bounded, oldest dropped.
         self._banned: dict[tuple[str, str], None] = {}
         self._max_banned = max_banned
         self.incidents: deque[Incident] = deque(maxlen=max_incidents)
+
+    def set_mirrors(self, mirrors: Sequence[str]) -> None:
+        """Ask `mirrors` from now on. One a caller knew already keeps its circuit and
+        penalty (a hub found dead at boot stays demoted when a manifest names it
+        again); a new one starts closed; one left out is forgotten."""
+        if not mirrors:
+            raise FetchUsageError("at least one mirror is needed")
+        if len(set(mirrors)) != len(mirrors):
+            raise FetchUsageError("mirrors must be distinct")
+        self.mirrors = tuple(mirrors)
+        self._state = {m: self._state.get(m) or _State() for m in mirrors}
+        self._breakers = {m: self._breakers.get(m) or Breaker(self._policy) for m in mirrors}
 
     def penalty(self, mirror: str, now: float) -> float:
         st = self._state[mirror]

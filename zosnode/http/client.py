@@ -220,10 +220,12 @@ class HttpClient:
         byte_range: tuple[int, int] | None = None,
         headers: Mapping[str, str] | None = None,
         timeouts: Timeouts | None = None,
+        ok: tuple[int, ...] | None = None,
     ) -> Response:
         """GET `url`; 200 (or 206 for a range) with a body of at most `max_size`.
 
-        `byte_range` is (first, last) inclusive. Any other status raises
+        `byte_range` is (first, last) inclusive. Any other status (or one
+        outside `ok`, when given: a conditional GET takes 304) raises
         `HttpStatusError`; a body cut short (or stalled) raises `HttpTruncated`
         with the bytes received so far, so the caller can resume with a range.
         `timeouts` replaces the client's for this request (the fetcher's are
@@ -235,7 +237,7 @@ class HttpClient:
             if not 0 <= first <= last:
                 raise HttpUsageError(f"bad byte range {byte_range}")
             own.append(("Range", f"bytes={first}-{last}"))
-        wanted = (206,) if byte_range is not None else (200,)
+        wanted = ok or ((206,) if byte_range is not None else (200,))
         return await self._send("GET", url, own, headers, max_size, byte_range, b"", wanted,
                                 timeouts)
 
@@ -394,7 +396,10 @@ class HttpClient:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in event.headers}
         if event.status_code not in wanted:
             raise HttpStatusError(url, event.status_code)
-        expected = _expected_length(url, headers, byte_range)
+        # A HEAD, a 204 and a 304 have no body, whatever Content-Length says
+        # (it may give the size of what a GET would bring); h11 reads none.
+        bodiless = request.method == b"HEAD" or event.status_code in (204, 304)
+        expected = None if bodiless else _expected_length(url, headers, byte_range)
         if expected is not None and expected > max_size:
             raise HttpOversize(f"{url}: {expected} bytes offered, cap is {max_size}")
         body = await self._read_body(url, conn, max_size, expected, t)

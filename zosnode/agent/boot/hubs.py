@@ -8,8 +8,10 @@ from typing import Protocol
 import trio
 
 from zosnode.agent.boot.errors import BootError, HubsUnreachable
+from zosnode.fetch.errors import CircuitOpen
 from zosnode.fetch.fetcher import Fetcher
-from zosnode.http.client import HttpClient, HttpError, HttpStatusError, Timeouts
+from zosnode.fetch.health import Circuit
+from zosnode.http.client import HttpClient, HttpError, HttpStatusError
 from zosnode.trust.manifest import MAX_MANIFEST_BYTES, FlistPin, Manifest
 from zosnode.trust.root import MAX_ROOT_BYTES
 
@@ -41,8 +43,15 @@ class HubClient:
     mirrors (static copies, possibly stale) only when no hub answers, and
     never for heartbeats. Manifest polls are conditional (If-None-Match with
     that source's ETag): an unchanged manifest costs a 304 and no body.
-    Flists and blocks come through `fetcher`, which trusts only hashes and is
-    rebuilt over every source when a manifest is adopted.
+
+    Everything GET goes through `fetcher`: flists and blocks by hash, the
+    manifest and roots (signed, checked by the caller) through `Fetcher.ask`.
+    So one circuit breaker per source decides for all of them, with the
+    fetcher's short byte-progress timeouts: a hub that stalls the manifest
+    costs one fault detection (seconds), then nobody asks it until its
+    cool-down ends and a closed source is out of reach. Adopting a manifest
+    changes the fetcher's sources in place: a source known already keeps its
+    circuit, so a dead hub the manifest names again stays demoted.
     """
 
     def __init__(
@@ -52,19 +61,17 @@ class HubClient:
         *,
         fetcher: Fetcher,
         client: HttpClient | None = None,
-        timeout_s: float = 10.0,
     ) -> None:
         if not hubs:
             raise BootError("no hub configured")
-        self.hubs = [h.rstrip("/") for h in hubs]
+        self.hubs = list(dict.fromkeys(h.rstrip("/") for h in hubs))
         self._base = list(self.hubs)  # the command line's: always kept, always first
         self.mirrors: list[str] = []
         self.channel = channel
         self.fetcher = fetcher
-        self.client = client or HttpClient(
-            timeouts=Timeouts(connect=timeout_s, head=timeout_s, body_idle=timeout_s)
-        )
-        self.timeout_s = timeout_s
+        self.fetcher.set_mirrors(self.sources)
+        # Heartbeats (POSTs) share the fetcher's pool unless told otherwise.
+        self.client = client or fetcher.client
         self._etags: dict[str, str] = {}
         self._good = 0  # index of the hub that answered last
         self.requests = 0
@@ -79,12 +86,21 @@ class HubClient:
         mirrors = [m.rstrip("/") for m in manifest.mirrors if m.rstrip("/") not in hubs]
         if (hubs, mirrors) != (self.hubs, self.mirrors):
             self.hubs, self.mirrors = hubs, list(dict.fromkeys(mirrors))
-            self.fetcher = Fetcher(self.sources, client=self.client)
+            self.fetcher.set_mirrors(self.sources)
 
     def _order(self, *, mirrors: bool = True) -> list[str]:
+        """Hubs from the one that answered last, then mirrors; within each, the
+        sources whose circuit is closed first (the rest by when they may be asked)."""
+        now = trio.current_time()
+        health = self.fetcher.health
+
+        def shut(source: str) -> tuple[bool, float]:
+            breaker = health.breaker(source)
+            return breaker.state is not Circuit.CLOSED, breaker.ready_at(now)
+
         good = self._good % len(self.hubs)
-        hubs = self.hubs[good:] + self.hubs[:good]
-        return hubs + self.mirrors if mirrors else hubs
+        hubs = sorted(self.hubs[good:] + self.hubs[:good], key=shut)
+        return hubs + sorted(self.mirrors, key=shut) if mirrors else hubs
 
     def _answered(self, source: str) -> None:
         if source in self.hubs:
@@ -92,28 +108,30 @@ class HubClient:
 
     async def _get(self, path: str, max_size: int, *, conditional: bool) -> bytes | None:
         errors = []
+        # 404 answers "no such root"; 304 "manifest unchanged".
+        ok = (200, 304) if conditional else (200, 404)
         for hub in self._order():
             headers = {}
             if conditional and hub in self._etags:
                 headers["If-None-Match"] = self._etags[hub]
-            self.requests += 1
             try:
-                with trio.fail_after(self.timeout_s * 3):
-                    resp = await self.client.get(f"{hub}/{path}", max_size=max_size,
-                                                 headers=headers)
+                resp = await self.fetcher.ask(hub, path, max_size=max_size, headers=headers,
+                                              ok=ok)
+            except CircuitOpen:
+                errors.append(f"{hub}: not asked (circuit open)")
+                continue
             except HttpStatusError as exc:
-                if exc.status == 304:
-                    self._answered(hub)
-                    return None
-                if exc.status == 404 and not conditional:
-                    self._answered(hub)
-                    return None
+                self.requests += 1
                 errors.append(f"{hub}: HTTP {exc.status}")
                 continue
-            except (HttpError, trio.TooSlowError) as exc:
-                errors.append(f"{hub}: {exc or type(exc).__name__}")
+            except HttpError as exc:
+                self.requests += 1
+                errors.append(f"{hub}: {exc}")
                 continue
+            self.requests += 1
             self._answered(hub)
+            if resp.status in (304, 404):
+                return None
             etag = resp.headers.get("etag")
             if conditional and etag:
                 self._etags[hub] = etag
@@ -135,7 +153,7 @@ class HubClient:
         for hub in self._order(mirrors=False):
             try:
                 await self.client.post(
-                    f"{hub.rstrip('/')}/api/v1/heartbeat", data, max_size=64 * 1024,
+                    f"{hub}/api/v1/heartbeat", data, max_size=64 * 1024,
                     headers={"Content-Type": "application/cbor"},
                 )
                 return
