@@ -8,98 +8,176 @@ CBOR documents: it replaces one node of the decoded tree by a value of
 another type or an edge value (a boolean where an integer belongs, a float, a
 tag, a bignum, a key that is not text) and re-encodes canonically, so the
 input passes the canonical-CBOR gate and tests the schema behind it.
+
+Each comes in two speeds. The plain strategies make every choice through
+hypothesis (one input per example, the best shrinking). `havoc(seeds)` and
+`cbor_havoc(seeds)` make hypothesis draw only a seed for a `random.Random`
+that then makes `per_example` inputs with the very same mutation code: about
+a millisecond of hypothesis per example on the build machine is then shared
+by many inputs, so cheap targets see ten times as many. A failing input is
+saved as bytes by the harness either way, so weaker shrinking costs little.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import random
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
 
 import cbor2
 from hypothesis import strategies as st
 
+T = TypeVar("T")
+
 # Bytes that mean something to the formats we parse: CBOR simple values,
-# floats, tags and indefinite lengths; sign and width edges.
+# floats, tags and indefinite lengths; sign and width edges; HTTP separators.
 INTERESTING = (
     0x00, 0x01, 0x7F, 0x80, 0xFF, 0x17, 0x18, 0x19, 0x1A, 0x1B, 0x1F,
-    0x3F, 0x5F, 0x7F, 0x9F, 0xBF, 0xC0, 0xC2, 0xD8, 0xF4, 0xF5, 0xF6, 0xF7, 0xF9, 0xFB,
-    0xFF, 0x0A, 0x0D, 0x20, 0x2F, 0x3A,
+    0x3F, 0x5F, 0x9F, 0xBF, 0xC0, 0xC2, 0xD8, 0xF4, 0xF5, 0xF6, 0xF7, 0xF9, 0xFB,
+    0x0A, 0x0D, 0x20, 0x2C, 0x2F, 0x3A, 0x3B,
 )
+_EDGE_INTS = (0, 1, -1, 23, 24, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**63 - 1, 2**63,
+              2**64 - 1, 2**64, -(2**63), -(2**63) - 1, -(2**64), -(2**64) - 1)
+_LEAVES: tuple[Any, ...] = (True, False, None, 0.0, 1.0, -0.0, float("inf"), b"", "",
+                            cbor2.CBORSimpleValue(16), cbor2.undefined)
+_TAGS = (0, 1, 2, 3, 24, 28, 29, 256, 55799)
 
 
-@st.composite
-def _one_mutation(draw: st.DrawFn, data: bytes, seeds: Sequence[bytes]) -> bytes:
+class Choices(Protocol):
+    """Where the mutators get their choices: hypothesis, or a seeded Random."""
+
+    def integer(self, lo: int, hi: int) -> int: ...
+
+    def choice(self, options: Sequence[T]) -> T: ...
+
+    def blob(self, max_size: int) -> bytes: ...
+
+
+class _Drawn:
+    def __init__(self, draw: st.DrawFn) -> None:
+        self._draw = draw
+
+    def integer(self, lo: int, hi: int) -> int:
+        return self._draw(st.integers(lo, hi))
+
+    def choice(self, options: Sequence[T]) -> T:
+        return options[self._draw(st.integers(0, len(options) - 1))]
+
+    def blob(self, max_size: int) -> bytes:
+        return self._draw(st.binary(max_size=max_size))
+
+
+class _Random:
+    def __init__(self, seed: int) -> None:
+        self._rnd = random.Random(seed)
+
+    def integer(self, lo: int, hi: int) -> int:
+        return self._rnd.randint(lo, hi)
+
+    def choice(self, options: Sequence[T]) -> T:
+        return options[self._rnd.randrange(len(options))]
+
+    def blob(self, max_size: int) -> bytes:
+        return self._rnd.randbytes(self._rnd.randint(0, max_size))
+
+
+# --- bytes ----------------------------------------------------------------
+
+
+def mutate_bytes(data: bytes, seeds: Sequence[bytes], c: Choices) -> bytes:
     n = len(data)
-    op = draw(st.integers(0, 7))
-    at = draw(st.integers(0, max(n - 1, 0)))
+    op = c.integer(0, 7)
+    at = c.integer(0, max(n - 1, 0))
     if op == 0 and n:  # flip one bit
         out = bytearray(data)
-        out[at] ^= 1 << draw(st.integers(0, 7))
+        out[at] ^= 1 << c.integer(0, 7)
         return bytes(out)
     if op == 1 and n:  # overwrite with an interesting byte
         out = bytearray(data)
-        out[at] = draw(st.sampled_from(INTERESTING))
+        out[at] = c.choice(INTERESTING)
         return bytes(out)
     if op == 2:  # insert a few bytes
-        return data[:at] + draw(st.binary(min_size=1, max_size=8)) + data[at:]
+        return data[:at] + (c.blob(8) or b"\0") + data[at:]
     if op == 3 and n:  # delete a range
-        return data[:at] + data[at + draw(st.integers(1, min(16, n - at))):]
+        return data[:at] + data[at + c.integer(1, min(16, n - at)):]
     if op == 4 and n:  # duplicate a range in place
-        length = draw(st.integers(1, min(64, n - at)))
+        length = c.integer(1, min(64, n - at))
         return data[:at] + data[at:at + length] * 2 + data[at + length:]
     if op == 5:  # truncate
         return data[:at]
-    if op == 6 and n:  # overwrite a little-endian or big-endian width edge
-        width = draw(st.sampled_from((1, 2, 4, 8)))
-        value = draw(st.sampled_from((0, 1, (1 << (8 * width)) - 1, 1 << (8 * width - 1))))
-        big = draw(st.booleans())
-        edge = value.to_bytes(width, "big" if big else "little")
+    if op == 6 and n:  # overwrite with a width edge, either byte order
+        width = c.choice((1, 2, 4, 8))
+        value = c.choice((0, 1, (1 << (8 * width)) - 1, 1 << (8 * width - 1)))
+        edge = value.to_bytes(width, "big" if c.integer(0, 1) else "little")
         return data[:at] + edge + data[at + width:]
-    other = draw(st.sampled_from(seeds))  # splice: our head, another seed's tail
-    cut = draw(st.integers(0, len(other)))
-    return data[:at] + other[cut:]
+    other = c.choice(seeds)  # splice: our head, another seed's tail
+    return data[:at] + other[c.integer(0, len(other)):]
 
 
-@st.composite
-def _mutated(draw: st.DrawFn, seeds: Sequence[bytes], max_ops: int) -> bytes:
-    data = draw(st.sampled_from(seeds))
-    for _ in range(draw(st.integers(1, max_ops))):
-        data = draw(_one_mutation(data, seeds))
+def _mutated_with(seeds: Sequence[bytes], max_ops: int, c: Choices) -> bytes:
+    data = c.choice(seeds)
+    for _ in range(c.integer(1, max_ops)):
+        data = mutate_bytes(data, seeds, c)
     return data
 
 
 def mutated(seeds: Sequence[bytes], max_ops: int = 4) -> st.SearchStrategy[bytes]:
+    """One mutated seed per example, every choice made by hypothesis."""
+    pool = _check(seeds)
+
+    @st.composite
+    def strategy(draw: st.DrawFn) -> bytes:
+        return _mutated_with(pool, max_ops, _Drawn(draw))
+
+    return strategy()
+
+
+def havoc(seeds: Sequence[bytes], max_ops: int = 6,
+          per_example: int = 32) -> st.SearchStrategy[tuple[bytes, ...]]:
+    """`per_example` mutated seeds per example, from one drawn Random seed."""
+    pool = _check(seeds)
+    return _batches(lambda c: _mutated_with(pool, max_ops, c), per_example)
+
+
+def _check(seeds: Sequence[bytes]) -> list[bytes]:
     if not seeds:
-        raise ValueError("mutated() needs at least one seed")
-    return _mutated(list(seeds), max_ops)
+        raise ValueError("a mutation strategy needs at least one seed")
+    return list(seeds)
 
 
-# --- CBOR trees --------------------------------------------------------------
+def _batches(make: Callable[[Choices], bytes],
+             per_example: int) -> st.SearchStrategy[tuple[bytes, ...]]:
+    def batch(seed: int) -> tuple[bytes, ...]:
+        c = _Random(seed)
+        return tuple(make(c) for _ in range(per_example))
 
-_EDGE_INTS = (0, 1, -1, 23, 24, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**63 - 1, 2**63,
-              2**64 - 1, 2**64, -(2**63), -(2**63) - 1, -(2**64), -(2**64) - 1)
+    return st.integers(0, 2**64 - 1).map(batch)
 
-# Any value that canonical CBOR can carry, plus the ones it must refuse.
-hostile_leaf: st.SearchStrategy[Any] = st.one_of(
-    st.sampled_from((True, False, None, 0.0, 1.0, -0.0, float("inf"), b"", "")),
-    st.sampled_from(_EDGE_INTS),
-    st.integers(),
-    st.binary(max_size=40),
-    st.text(max_size=20),
-    st.builds(cbor2.CBORTag, st.sampled_from((0, 1, 2, 3, 24, 28, 29, 55799)),
-              st.one_of(st.binary(max_size=9), st.integers(0, 3), st.text(max_size=4))),
-    st.builds(cbor2.CBORSimpleValue, st.sampled_from((0, 16, 19, 32, 255))),
-)
 
-cbor_values: st.SearchStrategy[Any] = st.recursive(
-    hostile_leaf,
-    lambda children: st.one_of(
-        st.lists(children, max_size=6),
-        st.dictionaries(st.one_of(st.text(max_size=8), st.integers(-2, 2), st.booleans(),
-                                  st.binary(max_size=4)), children, max_size=6),
-    ),
-    max_leaves=24,
-)
+# --- CBOR trees -------------------------------------------------------------
+
+
+def hostile_value(c: Choices, depth: int = 0) -> Any:
+    """A value canonical CBOR may carry, or one it must refuse (float, tag, ...)."""
+    kind = c.integer(0, 9 if depth < 2 else 6)
+    if kind == 0:
+        return c.choice(_LEAVES)
+    if kind == 1:
+        return c.choice(_EDGE_INTS)
+    if kind == 2:
+        return c.integer(-(2**70), 2**70)
+    if kind == 3:
+        return c.blob(40)
+    if kind == 4:
+        return c.blob(12).decode("latin-1")
+    if kind == 5:
+        return cbor2.CBORTag(c.choice(_TAGS), c.choice((b"\x01", 3, "x", [], b"")))
+    if kind == 6:
+        return c.integer(0, 3)
+    if kind <= 8:
+        return [hostile_value(c, depth + 1) for _ in range(c.integer(0, 4))]
+    keys = ("a", "", "x-ext", 0, -1, "version", "spec")
+    return {c.choice(keys): hostile_value(c, depth + 1) for _ in range(c.integer(0, 3))}
 
 
 def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -126,81 +204,86 @@ def _replace(value: Any, path: tuple[Any, ...], new: Any) -> Any:
     return out_map
 
 
-def _rekey(value: Any, path: tuple[Any, ...], new_key: Any) -> Any:
-    """Rename the map key at the end of `path` (the path must end in a map key)."""
-    *parent_path, key = path
-    parent: Any = value
-    for p in parent_path:
-        parent = parent[p]
-    renamed = {(new_key if k == key else k): v for k, v in parent.items()}
-    return _replace(value, tuple(parent_path), renamed)
-
-
-def _encode(value: Any) -> bytes:
-    try:
-        return bytes(cbor2.dumps(value, canonical=True))
-    except Exception:  # noqa: BLE001 - e.g. a float key; fall back to a plain encoding
-        return bytes(cbor2.dumps(value))
-
-
-@st.composite
-def _cbor_mutated(draw: st.DrawFn, trees: Sequence[Any]) -> bytes:
-    tree = draw(st.sampled_from(trees))
-    for _ in range(draw(st.integers(1, 3))):
-        paths = _paths(tree)
-        path = draw(st.sampled_from(paths))
-        how = draw(st.integers(0, 9))
-        parent: Any = tree
-        for p in path[:-1]:
-            parent = parent[p]
-        if how == 0 and path and isinstance(parent, dict):
-            tree = _rekey(tree, path, draw(st.one_of(
-                st.integers(-1, 3), st.booleans(), st.binary(max_size=3),
-                st.text(max_size=8))))
-        elif how == 1:  # drop an element or field
-            if path and isinstance(parent, list):
-                tree = _replace(tree, path[:-1], [v for i, v in enumerate(parent)
-                                                  if i != path[-1]])
-            elif path and isinstance(parent, dict):
-                tree = _replace(tree, path[:-1], {k: v for k, v in parent.items()
-                                                  if k != path[-1]})
-        elif how == 2:  # duplicate a list element
-            if path and isinstance(parent, list):
-                i = path[-1]
-                tree = _replace(tree, path[:-1], [*parent[:i + 1], parent[i], *parent[i + 1:]])
-        elif how == 3:  # a type-confused twin of the current value
-            current = parent[path[-1]] if path else tree
-            tree = _replace(tree, path, _confused(current, draw))
-        else:
-            tree = _replace(tree, path, draw(cbor_values))
-    return _encode(tree)
-
-
-def _confused(value: Any, draw: st.DrawFn) -> Any:
+def _confused(value: Any, c: Choices) -> Any:
     """The value an over-lenient decoder would take for `value`."""
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, int):
         if value in (0, 1):
             return bool(value)
-        return draw(st.sampled_from((float(value), value + 1, -value, True)))
+        return c.choice((float(value), value + 1, -value, True, cbor2.CBORTag(2, b"\x01")))
     if isinstance(value, bytes):
-        return draw(st.sampled_from((value.hex(), list(value), value + b"\0", value[:-1])))
+        return c.choice((value.hex(), list(value), value + b"\0", value[:-1]))
     if isinstance(value, str):
-        return draw(st.sampled_from((value.encode(), value + "\0", value.upper(), [value])))
+        return c.choice((value.encode(), value + "\0", value.upper(), [value]))
     if isinstance(value, list):
-        return draw(st.sampled_from((tuple(value), dict(enumerate(value)), value[:1], None)))
+        return c.choice((dict(enumerate(value)), value[:1], value + value[-1:], None))
     if isinstance(value, dict):
-        return draw(st.sampled_from((list(value.items()), list(value), None)))
-    return draw(st.sampled_from((0, False, b"")))
+        return c.choice((list(value.items()), list(value), None))
+    return c.choice((0, False, b""))
+
+
+def mutate_tree(tree: Any, c: Choices) -> Any:
+    path = c.choice(_paths(tree))
+    parent: Any = tree
+    for p in path[:-1]:
+        parent = parent[p]
+    how = c.integer(0, 5)
+    if how == 0 and path and isinstance(parent, dict):  # rename a key
+        key = path[-1]
+        new_key = c.choice((0, 1, -1, "", "x-ext", key + "s" if isinstance(key, str) else "k"))
+        renamed = {(new_key if k == key else k): v for k, v in parent.items()}
+        return _replace(tree, path[:-1], renamed)
+    if how == 1 and path:  # drop an element or a field
+        if isinstance(parent, list):
+            return _replace(tree, path[:-1], [v for i, v in enumerate(parent) if i != path[-1]])
+        return _replace(tree, path[:-1], {k: v for k, v in parent.items() if k != path[-1]})
+    if how == 2 and path and isinstance(parent, list):  # duplicate an element
+        i = path[-1]
+        return _replace(tree, path[:-1], [*parent[:i + 1], parent[i], *parent[i + 1:]])
+    current = parent[path[-1]] if path else tree
+    if how <= 3:
+        return _replace(tree, path, _confused(current, c))
+    return _replace(tree, path, hostile_value(c))
+
+
+def encode_any(value: Any) -> bytes:
+    """Canonical CBOR when cbor2 can make it, else cbor2's plain encoding."""
+    try:
+        return bytes(cbor2.dumps(value, canonical=True))
+    except Exception:  # noqa: BLE001 - e.g. a float map key; fall back
+        return bytes(cbor2.dumps(value))
+
+
+def _cbor_with(trees: Sequence[Any], c: Choices) -> bytes:
+    tree = c.choice(trees)
+    for _ in range(c.integer(1, 3)):
+        tree = mutate_tree(tree, c)
+    return encode_any(tree)
 
 
 def cbor_mutated(seeds: Sequence[bytes]) -> st.SearchStrategy[bytes]:
     """Schema-level mutations of CBOR documents (seeds are their encodings)."""
-    trees = [cbor2.loads(s) for s in seeds]
-    return _cbor_mutated(trees)
+    trees = [cbor2.loads(s) for s in _check(seeds)]
+
+    @st.composite
+    def strategy(draw: st.DrawFn) -> bytes:
+        return _cbor_with(trees, _Drawn(draw))
+
+    return strategy()
+
+
+def cbor_havoc(seeds: Sequence[bytes],
+               per_example: int = 16) -> st.SearchStrategy[tuple[bytes, ...]]:
+    trees = [cbor2.loads(s) for s in _check(seeds)]
+    return _batches(lambda c: _cbor_with(trees, c), per_example)
 
 
 def cbor_documents() -> st.SearchStrategy[bytes]:
-    """Arbitrary CBOR documents, canonically encoded when that is possible."""
-    return cbor_values.map(_encode)
+    """Arbitrary small CBOR documents, canonically encoded when possible."""
+
+    @st.composite
+    def strategy(draw: st.DrawFn) -> bytes:
+        return encode_any(hostile_value(_Drawn(draw)))
+
+    return strategy()

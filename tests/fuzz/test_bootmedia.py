@@ -15,7 +15,7 @@ import struct
 from hypothesis import strategies as st
 
 from tests.fuzz.budget import Target, fuzz, replay
-from tests.fuzz.mutate import mutated
+from tests.fuzz.mutate import havoc
 from zosnode.bootmedia import cpio, elf, kmod
 from zosnode.bootmedia.errors import FormatError
 
@@ -109,13 +109,13 @@ CPIO_SEEDS = [
 ]
 
 test_cpio_regressions = replay(CPIO)
-test_cpio_mutated = fuzz(CPIO, mutated(CPIO_SEEDS))
+test_cpio_havoc = fuzz(CPIO, havoc(CPIO_SEEDS))
 test_elf_regressions = replay(ELF)
-test_elf_mutated = fuzz(ELF, mutated(ELF_SEEDS, max_ops=3))
+test_elf_havoc = fuzz(ELF, havoc(ELF_SEEDS, max_ops=3))
 test_elf_raw = fuzz(ELF, st.binary(min_size=64, max_size=300).map(
     lambda b: b"\x7fELF\x02\x01" + b[6:]))
 test_kmod_regressions = replay(KMOD)
-test_kmod_mutated = fuzz(KMOD, mutated(KMOD_SEEDS, max_ops=3))
+test_kmod_havoc = fuzz(KMOD, havoc(KMOD_SEEDS, max_ops=3))
 
 
 def test_seeds_parse() -> None:

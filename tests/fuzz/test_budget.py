@@ -19,6 +19,7 @@ from tests.fuzz.budget import (
     run_budgeted,
     targets,
 )
+from tests.fuzz.mutate import havoc
 
 
 def _never_fails(data: bytes) -> None:
@@ -46,6 +47,18 @@ def test_crasher_is_shrunk_and_saved(tmp_path: Path) -> None:
     assert len(saved) == 1 and saved[0].name.startswith("crash-")
     assert saved[0].read_bytes() == b"\xab\x00\x00"  # the shrunk input
     assert any(str(saved[0]) in note for note in info.value.__notes__)
+
+
+def test_crasher_in_a_havoc_batch_is_saved(tmp_path: Path) -> None:
+    def no_double_zero(data: bytes) -> None:
+        if b"\0\0" in data:
+            raise IndexError("an untyped error escaped")
+
+    target = Target("batch", no_double_zero, root=tmp_path, register=False)
+    with pytest.raises(IndexError):
+        run_budgeted(target, havoc([b"a-b-c-d-e-f"]), seconds=20)
+    (saved,) = (tmp_path / "batch").iterdir()
+    assert b"\0\0" in saved.read_bytes()
 
 
 def test_replay_needs_an_input(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import strategies as st
 
 from tests.fuzz.budget import Target, fuzz, replay
-from tests.fuzz.mutate import cbor_documents, mutated
+from tests.fuzz.mutate import cbor_documents, havoc
 from zosnode import canonical
 
 MAX = 1 << 20
@@ -41,7 +41,7 @@ SEEDS = [
 ]
 
 test_canonical_regressions = replay(CANONICAL)
-test_canonical_mutated = fuzz(CANONICAL, mutated(SEEDS))
+test_canonical_havoc = fuzz(CANONICAL, havoc(SEEDS))
 test_canonical_documents = fuzz(CANONICAL, cbor_documents())
 test_canonical_raw = fuzz(CANONICAL, st.binary(max_size=256))
 

@@ -15,7 +15,7 @@ import os
 from hypothesis import strategies as st
 
 from tests.fuzz.budget import Target, fuzz, replay
-from tests.fuzz.mutate import cbor_documents, cbor_mutated, mutated
+from tests.fuzz.mutate import cbor_documents, cbor_havoc, cbor_mutated, havoc, mutated
 from zosnode.flist.blocks import BlockRef, Compression, encode_block
 from zosnode.flist.errors import FlistError, FormatError
 from zosnode.flist.format import Entry, Flist, Hole, Kind, decode, encode
@@ -98,7 +98,9 @@ SEEDS = _seeds()
 
 test_flist_regressions = replay(FLIST)
 test_flist_mutated_bytes = fuzz(FLIST, mutated(SEEDS))
+test_flist_havoc = fuzz(FLIST, havoc(SEEDS))
 test_flist_mutated_cbor = fuzz(FLIST, cbor_mutated(SEEDS))
+test_flist_cbor_havoc = fuzz(FLIST, cbor_havoc(SEEDS))
 test_flist_cbor_documents = fuzz(FLIST, cbor_documents())
 test_flist_raw_bytes = fuzz(FLIST, st.binary(max_size=512))
 

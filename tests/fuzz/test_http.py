@@ -23,7 +23,7 @@ import trio.testing
 from hypothesis import strategies as st
 
 from tests.fuzz.budget import Target, fuzz, replay
-from tests.fuzz.mutate import mutated
+from tests.fuzz.mutate import havoc, mutated
 from zosnode.http import client as http_client
 from zosnode.http.messages import Request, Response
 from zosnode.http.server import FAILURE_LABELS, HttpServer, Limits
@@ -166,9 +166,10 @@ RESPONSES = [
 
 test_http_server_regressions = replay(SERVER)
 test_http_server_mutated = fuzz(SERVER, mutated(REQUESTS))
+test_http_server_havoc = fuzz(SERVER, havoc(REQUESTS, per_example=8))
 test_http_server_raw = fuzz(SERVER, st.binary(max_size=300))
 test_http_client_regressions = replay(CLIENT)
-test_http_client_mutated = fuzz(CLIENT, mutated(RESPONSES))
+test_http_client_havoc = fuzz(CLIENT, havoc(RESPONSES, per_example=8))
 test_http_client_raw = fuzz(CLIENT, st.binary(max_size=200))
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from tests.fuzz.budget import Target, fuzz, replay
-from tests.fuzz.mutate import cbor_mutated, mutated
+from tests.fuzz.mutate import cbor_havoc, havoc
 from tests.trust.repo_sim import RepoSim, key
 from zosnode import canonical
 from zosnode.trust import envelope
@@ -99,16 +99,16 @@ ENVELOPE_SEEDS = [SIM.signed_manifest(), NEXT_ROOT, SIM.root_bytes]
 ANCHOR_SEEDS = [SIM.anchor().encode(), SIM.anchor(floor=3).encode()]
 
 test_envelope_regressions = replay(ENVELOPE)
-test_envelope_mutated = fuzz(ENVELOPE, mutated(ENVELOPE_SEEDS))
-test_envelope_cbor = fuzz(ENVELOPE, cbor_mutated(ENVELOPE_SEEDS))
+test_envelope_havoc = fuzz(ENVELOPE, havoc(ENVELOPE_SEEDS))
+test_envelope_cbor_havoc = fuzz(ENVELOPE, cbor_havoc(ENVELOPE_SEEDS))
 test_root_regressions = replay(ROOT)
-test_root_mutated = fuzz(ROOT, mutated(ROOT_SEEDS))
-test_root_cbor = fuzz(ROOT, cbor_mutated(ROOT_SEEDS))
+test_root_havoc = fuzz(ROOT, havoc(ROOT_SEEDS))
+test_root_cbor_havoc = fuzz(ROOT, cbor_havoc(ROOT_SEEDS))
 test_manifest_regressions = replay(MANIFEST)
-test_manifest_mutated = fuzz(MANIFEST, mutated(MANIFEST_SEEDS))
-test_manifest_cbor = fuzz(MANIFEST, cbor_mutated(MANIFEST_SEEDS))
+test_manifest_havoc = fuzz(MANIFEST, havoc(MANIFEST_SEEDS))
+test_manifest_cbor_havoc = fuzz(MANIFEST, cbor_havoc(MANIFEST_SEEDS))
 test_anchor_regressions = replay(ANCHOR)
-test_anchor_cbor = fuzz(ANCHOR, cbor_mutated(ANCHOR_SEEDS))
+test_anchor_cbor_havoc = fuzz(ANCHOR, cbor_havoc(ANCHOR_SEEDS))
 test_trust_raw_bytes = fuzz(ENVELOPE, st.binary(max_size=256))
 
 

@@ -12,7 +12,7 @@ import nacl.signing
 from hypothesis import strategies as st
 
 from tests.fuzz.budget import Target, fuzz, replay
-from tests.fuzz.mutate import cbor_mutated, mutated
+from tests.fuzz.mutate import cbor_havoc, havoc
 from zosnode import canonical
 from zosnode.wire.errors import WireRefused
 from zosnode.wire.heartbeat import (
@@ -55,8 +55,8 @@ BODIES = [canonical.dumps(_HB.to_dict())]
 WIRE = [encode_signed(_HB, NODE)]
 
 test_heartbeat_regressions = replay(HEARTBEAT)
-test_heartbeat_body_cbor = fuzz(HEARTBEAT, cbor_mutated(BODIES))
-test_heartbeat_mutated = fuzz(HEARTBEAT, mutated(WIRE + BODIES))
+test_heartbeat_cbor_havoc = fuzz(HEARTBEAT, cbor_havoc(BODIES))
+test_heartbeat_havoc = fuzz(HEARTBEAT, havoc(WIRE + BODIES))
 test_heartbeat_raw = fuzz(HEARTBEAT, st.binary(max_size=256))
 
 
