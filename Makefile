@@ -6,7 +6,7 @@ WHEELS  := build/wheels
 PYZ     := dist/zosnode.pyz
 STAMP   := $(VENV)/.installed
 
-.PHONY: all test lint unit demo zipapp wheels bench initramfs vm clean system
+.PHONY: all test lint unit fuzz demo zipapp wheels bench initramfs vm clean system
 
 # The Debian packages the build and the tests need: installs what is missing
 # (as root), says what is missing otherwise; quick when all are present.
@@ -42,6 +42,13 @@ test: system $(STAMP) zipapp lint
 # The quick loop: everything but the end-to-end tests.
 unit: $(STAMP)
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/pytest -q -m "not slow" $(PYTEST_ARGS)
+
+# The standing fuzz suite with a long budget per fuzz test (make test runs the
+# same tests at 1.5 s each); crashers land in tests/fuzz/regressions/.
+FUZZ_SECONDS ?= 60
+fuzz: $(STAMP)
+	ZOSNODE_FUZZ_SECONDS=$(FUZZ_SECONDS) PATH=$(CURDIR)/$(VENV)/bin:$$PATH \
+		$(VENV)/bin/pytest -q -rA tests/fuzz $(PYTEST_ARGS)
 
 # A hub and a node booting from it in network namespaces (needs root).
 demo: system $(STAMP) zipapp
