@@ -237,3 +237,37 @@ def test_renewals_use_a_new_xid_each_against_dnsmasq(lan: Lan, node_ns: str,
     xids = re.findall(rf"(\d+) DHCPREQUEST\(br0\) {re.escape(ip)}", text)
     assert len(xids) >= 3 and len(set(xids)) == len(xids), xids
     assert node.text().count("lease renewed") >= 2
+
+
+def test_classless_static_routes_installed_then_removed(lan: Lan, node_ns: str,
+                                                        start_node: Start) -> None:
+    """Option 121 (RFC 3442): an on-link route reaches a gateway outside the subnet,
+    the default route goes through it, option 3 is ignored; all of it goes with the lease."""
+    from tests.net.rogue_dhcp import plan, reply
+
+    port = lan.plug(node_ns, "eth0")
+    opt121 = bytes([32, 10, 88, 0, 1, 0, 0, 0, 0,  # 10.88.0.1/32 on-link
+                    0, 10, 88, 0, 1,  # default via 10.88.0.1
+                    16, 172, 20, 10, 77, 0, 1])  # 172.20.0.0/16 via 10.77.0.1
+    ack = reply("ACK", "10.77.0.60", routers=("192.168.1.1",), extra=((121, opt121),))
+    with lan.rogue(plan(lan.bridge, [{"offers": [reply("OFFER", "10.77.0.60")],
+                                      "acks": [ack]}])):
+        node = start_node(node_ns, "--cmdline", HUB, "--network-only")
+        _, _, line = node.wait_line("chose eth0", 30)
+        assert "gateway 10.88.0.1" in line
+        index = int(run(nsexec(node_ns, "cat", "/sys/class/net/eth0/ifindex")).stdout)
+        routes = sorted(r.strip() for r in run(nsexec(node_ns, "ip", "-4", "route")).stdout
+                        .splitlines())
+        metric = 1000 + index
+        assert routes == sorted([
+            "default via 10.88.0.1 dev eth0 proto static",
+            f"default via 10.88.0.1 dev eth0 proto static metric {metric}",
+            "10.77.0.0/24 dev eth0 proto kernel scope link src 10.77.0.60",
+            f"10.88.0.1 dev eth0 proto static scope link metric {metric}",
+            f"172.20.0.0/16 via 10.77.0.1 dev eth0 proto static metric {metric}",
+        ]), routes
+        mark = len(node.lines)
+        lan.link(port, up=False)
+        node.wait_line("address removed", 5, mark)
+        assert run(nsexec(node_ns, "ip", "-4", "route")).stdout == ""
+        assert addresses(node_ns, "eth0") == []
