@@ -44,9 +44,9 @@ def _usage_classes() -> list[tuple[str, str]]:
 
 def test_every_layer_usage_error_is_a_usage_error() -> None:
     classes = _usage_classes()
-    # The base and the layers' today (trust, fetch, cache, mount, net, wire, http,
-    # agent, hub, flist, bootmedia): a scan that finds fewer has stopped looking.
-    assert len(classes) >= 16, classes
+    # The base and at least one for each of trust, fetch, cache, mount, net, wire,
+    # http, agent, flist, bootmedia (and more): a scan that finds fewer has stopped looking.
+    assert len(classes) >= 12, classes
     wrong = []
     for module, name in classes:
         cls = getattr(importlib.import_module(module), name)
