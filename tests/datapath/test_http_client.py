@@ -22,6 +22,8 @@ from zosnode.http.client import (
     HttpTruncated,
     HttpUsageError,
     Timeouts,
+    base_url,
+    run_request,
     split_url,
 )
 
@@ -179,3 +181,73 @@ async def test_https_verified_and_wrong_ca_refused(
             with pytest.raises(HttpPeerError):
                 await client.get(f"{m.url}/{_path(bid)}", max_size=len(data))
         nursery.cancel_scope.cancel()
+
+
+# -- what the hub's tools need: any method and status, bodies, a blocking call ----------
+
+
+def test_base_url() -> None:
+    assert base_url("http://hub:8080/prefix/") == "http://hub:8080/prefix"
+    assert base_url("https://[::1]") == "https://[::1]"
+    for bad in ("ftp://x", "http://", "hub:8080", "http://x/?q=1", "http://x/#f",
+                "http://user:pw@x/", "http://x:99999"):
+        with pytest.raises(HttpUsageError, match="is not an http://HOST"):
+            base_url(bad)
+
+
+async def test_request_any_method_and_status(
+    mirror: FaultyMirror, blobs: dict[str, bytes]
+) -> None:
+    bid, data = max(blobs.items(), key=lambda kv: len(kv[1]))
+    async with HttpClient() as client:
+        # Every status is an answer unless `ok` says otherwise.
+        missing = await client.request("GET", f"{mirror.url}/blocks/00/none", max_size=100)
+        assert missing.status == 404
+        with pytest.raises(HttpStatusError):
+            await client.request("GET", f"{mirror.url}/blocks/00/none", max_size=100, ok=(200,))
+        # A PUT's body goes out whole (the mirror reads it, then refuses the method),
+        # and the connection is reused after.
+        put = await client.request("PUT", f"{mirror.url}/x", body=data, max_size=100)
+        assert put.status == 404
+        head = await client.request("HEAD", f"{mirror.url}/{_path(bid)}", max_size=0)
+        assert head.body == b""
+        got = await client.request("GET", f"{mirror.url}/{_path(bid)}", max_size=len(data))
+        assert got.body == data
+        assert sum(len(v) for v in client._idle.values()) == 1
+        with pytest.raises(HttpUsageError):
+            await client.request("get x", f"{mirror.url}/", max_size=1)
+
+
+async def test_a_peer_that_stops_reading_a_request_body_is_a_stall(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def never_reads(stream: trio.SocketStream) -> None:
+        await trio.sleep_forever()
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(trio.serve_tcp, never_reads, 0,
+                                                host="127.0.0.1"))
+        port = listeners[0].socket.getsockname()[1]
+        async with HttpClient(timeouts=Timeouts(body_idle=1.0, head=60.0)) as client:
+            start = trio.current_time()
+            # More than loopback's socket buffers can hold.
+            with pytest.raises(HttpTimeout, match="took no bytes"):
+                await client.request("PUT", f"http://127.0.0.1:{port}/x",
+                                     body=bytes(64 * 1024 * 1024), max_size=100)
+            assert trio.current_time() - start < 2.0
+        nursery.cancel_scope.cancel()
+
+
+def test_run_request_is_the_blocking_form(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"hello")
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            m = FaultyMirror(tmp_path)
+            await m.start(nursery)
+            url = f"{m.url}/f"
+            reply = await trio.to_thread.run_sync(partial(run_request, "GET", url, max_size=10))
+            assert (reply.status, reply.body) == (200, b"hello")
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)

@@ -97,9 +97,9 @@ class _Canned(http_client.HttpClient):
         return http_client._Conn(mine)
 
 
-def _fetch(data: bytes) -> list[http_client.Response | http_client.HttpPeerError]:
+def _fetch(data: bytes) -> list[http_client.Reply | http_client.HttpPeerError]:
     """The outcome of a GET, a ranged GET and a POST each answered with `data`."""
-    outcomes: list[http_client.Response | http_client.HttpPeerError] = []
+    outcomes: list[http_client.Reply | http_client.HttpPeerError] = []
 
     async def answer(stream: trio.abc.HalfCloseableStream) -> None:
         try:
@@ -131,7 +131,7 @@ def _fetch(data: bytes) -> list[http_client.Response | http_client.HttpPeerError
 
 def check_client(data: bytes) -> None:
     for outcome in _fetch(data):
-        if isinstance(outcome, http_client.Response):
+        if isinstance(outcome, http_client.Reply):
             assert len(outcome.body) <= 64
 
 
@@ -181,8 +181,8 @@ def test_seeds_are_served() -> None:
             out.startswith(b"HTTP/1.1 304 ") or out.startswith(b"HTTP/1.1 100 "), out[:60]
         assert not failures, failures
     got = _fetch(RESPONSES[0])
-    assert isinstance(got[0], http_client.Response) and got[0].body == b"hello"
+    assert isinstance(got[0], http_client.Reply) and got[0].body == b"hello"
     got = _fetch(RESPONSES[1])
-    assert isinstance(got[1], http_client.Response) and got[1].body == b"01234567"
+    assert isinstance(got[1], http_client.Reply) and got[1].body == b"01234567"
     got = _fetch(RESPONSES[2])
-    assert isinstance(got[0], http_client.Response) and got[0].body == b"abc"
+    assert isinstance(got[0], http_client.Reply) and got[0].body == b"abc"

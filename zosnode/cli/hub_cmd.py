@@ -15,8 +15,8 @@ import trio
 
 from zosnode.cli.group import add_command, add_group
 from zosnode.errors import UsageError, UserError, ZosError
+from zosnode.http.client import HttpPeerError, Timeouts, base_url, run_request
 from zosnode.http.server import Limits
-from zosnode.hub.httpreq import HttpConnection, Origin, RequestError
 from zosnode.hub.push import PushError, push
 from zosnode.hub.s3 import S3Storage
 from zosnode.hub.service import RunningHub, run_hub
@@ -152,7 +152,7 @@ def _push(args: argparse.Namespace) -> int:
         report = trio.run(lambda: push(args.store, args.hub, key, flists=args.flist,
                                        roots=roots, manifest=manifest,
                                        parallel=max(1, args.parallel), progress=progress))
-    except (PushError, RequestError) as exc:
+    except PushError as exc:
         raise UserError(str(exc)) from None
     except ZosError as exc:
         raise UserError(f"push: {exc}") from None
@@ -171,22 +171,16 @@ def _read(path: str, flag: str) -> bytes:
 
 
 def _nodes(args: argparse.Namespace) -> int:
-    origin, base = Origin.from_url(args.hub)
-
-    async def fetch() -> bytes:
-        conn = HttpConnection(origin, timeout_s=15)
-        try:
-            reply = await conn.request("GET", base + "/api/v1/nodes")
-        finally:
-            await conn.aclose()
-        if reply.status != 200:
-            raise UserError(f"{args.hub}: HTTP {reply.status} for /api/v1/nodes")
-        return reply.body
-
+    url = base_url(args.hub) + "/api/v1/nodes"
     try:
-        body = trio.run(fetch)
-    except RequestError as exc:
+        reply = run_request("GET", url, max_size=64 * 1024 * 1024,
+                            timeouts=Timeouts(connect=5.0, head=15.0, body_idle=15.0))
+    except HttpPeerError as exc:
+        # The hub the user named cannot be reached: say so, in one line.
         raise UserError(str(exc)) from None
+    if reply.status != 200:
+        raise UserError(f"{args.hub}: HTTP {reply.status} for /api/v1/nodes")
+    body = reply.body
     if args.json:
         sys.stdout.write(body.decode())
         return 0

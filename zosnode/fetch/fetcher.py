@@ -44,7 +44,7 @@ from zosnode.http.client import (
     HttpStatusError,
     HttpTimeout,
     HttpTruncated,
-    Response,
+    Reply,
     Timeouts,
 )
 
@@ -225,7 +225,7 @@ class Fetcher:
     async def ask(
         self, mirror: str, path: str, *, max_size: int,
         headers: Mapping[str, str] | None = None, ok: tuple[int, ...] = (200,),
-    ) -> Response:
+    ) -> Reply:
         """One GET of `path` at `mirror`, for what no hash can check (a manifest,
         a root: their signatures are checked by the caller).
 

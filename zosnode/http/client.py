@@ -1,13 +1,17 @@
-"""The node's HTTP/1.1 client: trio + h11, keep-alive pool, deadlines, size caps.
+"""zosnode's one HTTP/1.1 client: trio + h11, keep-alive pool, deadlines, size caps.
 
-h11 is the sans-IO protocol core; this module is the thin I/O shell around
-it. One `HttpClient` keeps idle keep-alive connections per origin and bounds
-the requests in flight per origin. Every network wait has a deadline: connect,
-the whole response head, and byte progress: no byte for `body_idle` seconds
-before the head is a stall, and in the body every `body_idle` window must
-bring `window_bytes` (so a peer dripping a byte a second is cut off, not only
-one that goes silent). A body is never read past `max_size`: a
-Content-Length over the cap is refused before a byte of the body is read.
+The node's data path (the fetcher, the hub client) and the hub's own tools
+(`hub push`, `hub nodes`, the S3 backend) all use it. h11 is the sans-IO
+protocol core; this module is the thin I/O shell around it. One `HttpClient`
+keeps idle keep-alive connections per origin and bounds the requests in
+flight per origin. Every network wait has a deadline: connect, the whole
+response head, and byte progress: a request body must go out `_SEND_CHUNK`
+bytes per `body_idle`, no byte for `body_idle` seconds before the response
+head is a stall, and in the body every `body_idle` window must bring
+`window_bytes` (so a peer dripping a byte a second is cut off, not only one
+that goes silent). A body is never read past `max_size`: a Content-Length
+over the cap is refused before a byte of the body is read. `run_request` is
+the blocking form for a command that makes one request.
 
 Response framing follows RFC 9112 §6.3 strictly, since a lenient reading is
 what request smuggling and desynchronised keep-alive connections feed on: a
@@ -24,7 +28,7 @@ from __future__ import annotations
 
 import re
 import ssl
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -34,6 +38,7 @@ import trio
 from zosnode.errors import UsageError, ZosError
 
 _READ_CHUNK = 256 * 1024
+_SEND_CHUNK = 64 * 1024
 USER_AGENT = "zosnode"
 
 
@@ -117,6 +122,20 @@ def split_url(url: str) -> tuple[Origin, str]:
     return origin, target
 
 
+def base_url(url: str) -> str:
+    """A base URL a user gave (`--hub`, an S3 endpoint), without its trailing slash:
+    http(s)://HOST[:PORT][/PATH], no query, no fragment. Paths are appended to it."""
+    try:
+        parts = urlsplit(url)
+        split_url(url)
+    except HttpUsageError:
+        parts = None
+    if parts is None or parts.scheme.lower() not in ("http", "https") or parts.query \
+            or parts.fragment or "@" in parts.netloc:
+        raise HttpUsageError(f"{url!r} is not an http://HOST[:PORT][/PATH] URL (or https://)")
+    return url.rstrip("/")
+
+
 @dataclass(frozen=True)
 class Timeouts:
     """Seconds for each network wait, and the byte-progress rule.
@@ -162,10 +181,19 @@ class Progress:
 
 
 @dataclass(frozen=True)
-class Response:
+class Reply:
+    """What came back: the status, the headers (names lowercased), the whole body.
+
+    (The server's side of the same exchange is `zosnode.http.messages.Response`.)
+    """
+
     status: int
     headers: Mapping[str, str]
     body: bytes
+
+
+# `request` takes every status unless told otherwise: the caller reads it.
+ANY_STATUS: Container[int] = range(100, 600)
 
 
 @dataclass
@@ -221,7 +249,7 @@ class HttpClient:
         headers: Mapping[str, str] | None = None,
         timeouts: Timeouts | None = None,
         ok: tuple[int, ...] | None = None,
-    ) -> Response:
+    ) -> Reply:
         """GET `url`; 200 (or 206 for a range) with a body of at most `max_size`.
 
         `byte_range` is (first, last) inclusive. Any other status (or one
@@ -249,14 +277,38 @@ class HttpClient:
         max_size: int,
         headers: Mapping[str, str] | None = None,
         ok: tuple[int, ...] = (200, 201, 204),
-    ) -> Response:
+    ) -> Reply:
         """POST `body` to `url`; a status outside `ok` raises `HttpStatusError`.
 
         Same pool, deadlines and response cap as `get` (the node posts its
         signed heartbeats this way).
         """
-        own = [("Content-Length", str(len(body)))]
-        return await self._send("POST", url, own, headers, max_size, None, body, ok, None)
+        return await self.request("POST", url, body=body, max_size=max_size, headers=headers,
+                                  ok=ok)
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        max_size: int,
+        body: bytes = b"",
+        headers: Mapping[str, str] | None = None,
+        ok: Container[int] = ANY_STATUS,
+        timeouts: Timeouts | None = None,
+    ) -> Reply:
+        """Any method (the hub's tools PUT, HEAD and POST): every status is an
+        answer unless `ok` says which are (others raise `HttpStatusError`).
+
+        Same pool, deadlines, byte-progress rule (for the body sent too) and
+        response cap as `get`. A HEAD, 204 or 304 reply has an empty body.
+        """
+        if not (method.isascii() and method.isalpha() and method.isupper()):
+            raise HttpUsageError(f"bad method {method[:20]!r}")
+        own = []
+        if body or method not in ("GET", "HEAD"):
+            own.append(("Content-Length", str(len(body))))
+        return await self._send(method, url, own, headers, max_size, None, body, ok, timeouts)
 
     async def _send(
         self,
@@ -267,9 +319,9 @@ class HttpClient:
         max_size: int,
         byte_range: tuple[int, int] | None,
         body: bytes,
-        wanted: tuple[int, ...],
+        wanted: Container[int],
         timeouts: Timeouts | None,
-    ) -> Response:
+    ) -> Reply:
         if max_size < 0:
             raise HttpUsageError("max_size must not be negative")
         origin, target = split_url(url)
@@ -286,7 +338,7 @@ class HttpClient:
         url: str,
         origin: Origin,
         call: _Call,
-    ) -> Response:
+    ) -> Reply:
         # A pooled connection may have been closed by the server while idle;
         # if it fails before any response byte, retry once on a fresh one.
         conn = self._take_idle(origin)
@@ -326,7 +378,7 @@ class HttpClient:
         origin: Origin,
         conn: _Conn,
         call: _Call,
-    ) -> Response:
+    ) -> Reply:
         reusable = False
         try:
             response = await self._roundtrip(url, conn, call)
@@ -348,7 +400,7 @@ class HttpClient:
         url: str,
         conn: _Conn,
         call: _Call,
-    ) -> Response:
+    ) -> Reply:
         request, max_size, byte_range, body, wanted, t = (
             call.request, call.max_size, call.byte_range, call.body, call.wanted, call.timeouts)
         proto = conn.proto
@@ -360,8 +412,8 @@ class HttpClient:
             if body:
                 data += proto.send(h11.Data(data=body)) or b""
             data += proto.send(h11.EndOfMessage()) or b""
+            await _send_all(conn.stream, data, url, t)
             with trio.fail_after(t.head):
-                await conn.stream.send_all(data)
                 while True:
                     event = proto.next_event()
                     if event is h11.NEED_DATA:
@@ -403,7 +455,7 @@ class HttpClient:
         if expected is not None and expected > max_size:
             raise HttpOversize(f"{url}: {expected} bytes offered, cap is {max_size}")
         body = await self._read_body(url, conn, max_size, expected, t)
-        return Response(event.status_code, headers, body)
+        return Reply(event.status_code, headers, body)
 
     async def _read_body(
         self, url: str, conn: _Conn, max_size: int, expected: int | None, t: Timeouts
@@ -457,8 +509,19 @@ class _Call:
     max_size: int
     byte_range: tuple[int, int] | None
     body: bytes
-    wanted: tuple[int, ...]
+    wanted: Container[int]
     timeouts: Timeouts
+
+
+async def _send_all(stream: trio.abc.Stream, data: bytes, url: str, t: Timeouts) -> None:
+    """Send under the byte-progress rule: each `_SEND_CHUNK` within `body_idle` (a
+    peer that stops reading a large body is a stall, not a hang)."""
+    view = memoryview(data)
+    for start in range(0, len(view), _SEND_CHUNK):
+        with trio.move_on_after(t.body_idle) as window:
+            await stream.send_all(view[start:start + _SEND_CHUNK])
+        if window.cancelled_caught:
+            raise HttpTimeout(f"{url}: peer took no bytes for {t.body_idle}s")
 
 
 class _StaleConnection(Exception):
@@ -526,3 +589,24 @@ def _expected_length(
         if length is not None and length > want:
             raise HttpOversize(f"{url}: {length} bytes for a {want}-byte range")
     return length
+
+
+def run_request(
+    method: str,
+    url: str,
+    *,
+    max_size: int,
+    body: bytes = b"",
+    headers: Mapping[str, str] | None = None,
+    timeouts: Timeouts | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+) -> Reply:
+    """One request from synchronous code (a CLI command): a client of its own in a
+    trio run of its own, closed after. Every status is returned; errors as `request`."""
+
+    async def one() -> Reply:
+        async with HttpClient(timeouts=timeouts, ssl_context=ssl_context) as client:
+            return await client.request(method, url, max_size=max_size, body=body,
+                                        headers=headers)
+
+    return trio.run(one)

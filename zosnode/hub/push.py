@@ -20,14 +20,19 @@ import trio
 from zosnode.errors import ZosError
 from zosnode.flist.format import flist_id
 from zosnode.flist.store import LocalStore
+from zosnode.http.client import HttpClient, HttpPeerError, Reply, Timeouts, base_url, split_url
 from zosnode.hub import keys
-from zosnode.hub.httpreq import HttpConnection, Origin, Reply, RequestError
 from zosnode.hub.publish import flist_block_ids, stored_manifest
 from zosnode.trust import envelope
 from zosnode.trust.root import MAX_ROOT_BYTES, decode_body
 from zosnode.wire.publish_auth import sign_request
 
 MISSING_BATCH = 5_000
+# A hub answers a publication after checking all of it (an flist: every block
+# it references), so its answer may take a while; bytes must keep moving.
+PUSH_TIMEOUTS = Timeouts(connect=10.0, head=60.0, body_idle=30.0)
+# The largest answer we read: a missing-objects reply for a full batch is ~400 KB.
+MAX_REPLY = 8 * 1024 * 1024
 
 
 class PushError(ZosError):
@@ -52,25 +57,26 @@ Progress = Callable[[str], None]
 
 
 class _Hub:
-    def __init__(self, url: str, key: nacl.signing.SigningKey, clock: Callable[[], float]):
-        self.origin, self.base = Origin.from_url(url)
+    def __init__(self, url: str, key: nacl.signing.SigningKey, clock: Callable[[], float],
+                 parallel: int) -> None:
+        self.base = base_url(url)
         self.key = key
         self.clock = clock
-        self.pool: list[HttpConnection] = []
+        self.client = HttpClient(timeouts=PUSH_TIMEOUTS, per_origin=parallel)
 
     async def call(self, method: str, path: str, body: bytes = b"",
                    signed: bool = False) -> Reply:
-        target = self.base + path
-        headers: tuple[tuple[str, str], ...] = ()
+        url = self.base + path
+        headers = {}
         if signed:
-            headers = sign_request(self.key, method, target, body, now=int(self.clock()))
-        conn = self.pool.pop() if self.pool else HttpConnection(self.origin, timeout_s=60)
+            # What is signed is the request target as sent: the base's path too.
+            headers = dict(sign_request(self.key, method, split_url(url)[1], body,
+                                        now=int(self.clock())))
         try:
-            reply = await conn.request(method, target, body=body, headers=headers)
-        except RequestError as exc:
+            return await self.client.request(method, url, body=body, headers=headers,
+                                             max_size=MAX_REPLY)
+        except HttpPeerError as exc:
             raise PushError(str(exc)) from None
-        self.pool.append(conn)
-        return reply
 
     async def put(self, key: str, body: bytes) -> None:
         reply = await self.call("PUT", "/" + key, body, signed=True)
@@ -79,8 +85,7 @@ class _Hub:
                             f"{reply.body.decode('utf-8', 'replace').strip()[:300]}")
 
     async def aclose(self) -> None:
-        for conn in self.pool:
-            await conn.aclose()
+        await self.client.aclose()
 
 
 async def push(
@@ -97,7 +102,7 @@ async def push(
 ) -> PushReport:
     store = LocalStore(store_path)
     report = PushReport()
-    hub = _Hub(hub_url, key, clock)
+    hub = _Hub(hub_url, key, clock, max(1, parallel))
     try:
         for data in roots:
             await _push_root(hub, data, report, progress)

@@ -2,7 +2,7 @@
 
 Keys map one-to-one to object names under an optional prefix, so the bucket
 holds the same layout as a local data directory. Connections are pooled and
-bounded; every request has a deadline (`HttpConnection`). Anonymous access
+bounded; every wait has a deadline (`zosnode.http.client`). Anonymous access
 (no credentials) sends unsigned requests, which SeaweedFS allows by default.
 """
 
@@ -14,9 +14,14 @@ import time
 import xml.etree.ElementTree as ET
 from urllib.parse import quote, urlsplit
 
-import trio
-
-from zosnode.hub.httpreq import HttpConnection, Origin, Reply, RequestError
+from zosnode.http.client import (
+    HttpClient,
+    HttpPeerError,
+    Reply,
+    Timeouts,
+    base_url,
+    split_url,
+)
 from zosnode.hub.sigv4 import Credentials, authorization
 from zosnode.hub.storage import StorageError, StorageUsageError, StoredObject
 
@@ -28,15 +33,17 @@ class S3Storage:
     def __init__(self, endpoint: str, bucket: str, prefix: str = "", *,
                  credentials: Credentials | None = None, max_connections: int = 32,
                  timeout_s: float = 30.0) -> None:
-        self.origin, base = Origin.from_url(endpoint)
-        if base:
+        self.endpoint = base_url(endpoint)
+        self.origin, base = split_url(self.endpoint)
+        if base != "/":
             raise StorageUsageError(f"S3 endpoint {endpoint!r} must not have a path")
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.credentials = credentials
         self.timeout_s = timeout_s
-        self._idle: list[HttpConnection] = []
-        self._limit = trio.CapacityLimiter(max_connections)
+        self._client = HttpClient(
+            timeouts=Timeouts(connect=timeout_s, head=timeout_s, body_idle=timeout_s),
+            per_origin=max_connections)
 
     @classmethod
     def from_url(cls, url: str, endpoint: str) -> S3Storage:
@@ -53,7 +60,7 @@ class S3Storage:
     def describe(self) -> str:
         where = f"{self.bucket}/{self.prefix}" if self.prefix else self.bucket
         auth = "signed" if self.credentials else "anonymous"
-        return f"S3 bucket {where} at http://{self.origin.netloc} ({auth})"
+        return f"S3 bucket {where} at {self.endpoint} ({auth})"
 
     def _path(self, key: str) -> str:
         name = f"{self.prefix}/{key}" if self.prefix else key
@@ -63,7 +70,7 @@ class S3Storage:
                     body: bytes = b"") -> Reply:
         query = query or {}
         payload = hashlib.sha256(body).hexdigest()
-        headers = {"host": self.origin.netloc, "x-amz-content-sha256": payload,
+        headers = {"host": self.origin.host_header, "x-amz-content-sha256": payload,
                    "x-amz-date": time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())}
         if self.credentials is not None:
             headers["authorization"] = authorization(
@@ -73,16 +80,13 @@ class S3Storage:
         if query:
             target += "?" + "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}"
                                      for k, v in sorted(query.items()))
-        send = [(k, v) for k, v in headers.items() if k != "host"]
-        async with self._limit:
-            conn = self._idle.pop() if self._idle else HttpConnection(
-                self.origin, timeout_s=self.timeout_s, max_body=MAX_OBJECT)
-            try:
-                reply = await conn.request(method, target, body=body, headers=send)
-            except RequestError as exc:
-                await conn.aclose()
-                raise StorageError(f"S3 {method} {path}: {exc}") from None
-            self._idle.append(conn)
+        # The client sends the same Host it was signed with (the origin's).
+        send = {k: v for k, v in headers.items() if k != "host"}
+        try:
+            reply = await self._client.request(method, self.endpoint + target, body=body,
+                                               headers=send, max_size=MAX_OBJECT)
+        except HttpPeerError as exc:
+            raise StorageError(f"S3 {method} {path}: {exc}") from None
         if reply.status >= 500 or reply.status in (401, 403):
             raise StorageError(f"S3 {method} {path}: HTTP {reply.status} "
                                f"{reply.body[:200].decode('utf-8', 'replace')}")
@@ -147,5 +151,4 @@ class S3Storage:
         return sorted(n for n in names if n and "/" not in n and not n.startswith("."))
 
     async def aclose(self) -> None:
-        while self._idle:
-            await self._idle.pop().aclose()
+        await self._client.aclose()
