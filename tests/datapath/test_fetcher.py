@@ -12,10 +12,11 @@ from tests.lab.faulty_mirror import Fault, FaultyMirror
 from tests.lab.nginx import nginx
 from zosnode.fetch.backoff import Backoff
 from zosnode.fetch.errors import CircuitOpen, FetchUsageError, Unavailable
-from zosnode.fetch.fetcher import Fetcher, block_path
+from zosnode.fetch.fetcher import Fetcher
 from zosnode.fetch.health import Circuit, MirrorHealth, Pass
 from zosnode.fetch.health import Fault as Health
 from zosnode.http.client import HttpStatusError, Timeouts
+from zosnode.layout import block_path
 
 
 def _largest(blobs: dict[str, bytes]) -> tuple[str, bytes]:

@@ -33,7 +33,7 @@ from tests.datapath.fuse import require_fuse
 from tests.lab.faulty_mirror import BlackHole, Fault, FaultyMirror
 from zosnode.cache.store import BlockCache
 from zosnode.fetch.errors import FetchUsageError, Unavailable
-from zosnode.fetch.fetcher import Fetcher, block_path
+from zosnode.fetch.fetcher import Fetcher
 from zosnode.fetch.health import (
     Breaker,
     BreakerPolicy,
@@ -54,6 +54,7 @@ from zosnode.http.client import (
     final_head,
     framing_fault,
 )
+from zosnode.layout import block_path
 from zosnode.mount.service import mounted
 
 # docs/datapath.md: with every mirror faulty, Unavailable / EIO within this.

@@ -17,7 +17,7 @@ import trio
 
 from tests.hub.conftest import LiveHub, bid
 from tests.hub.releases import key, make_image, signed_manifest, signed_root
-from zosnode.hub import keys
+from zosnode import layout
 from zosnode.hub.push import push
 from zosnode.trust.keyfile import HEADER
 from zosnode.wire.publish_auth import sign_request
@@ -47,7 +47,7 @@ def files_under(d: Path) -> set[str]:
 def test_unsigned_forged_stale_and_unknown_key_refused(
         live_hub: LiveHub, publisher_key: nacl.signing.SigningKey, data_dir: Path) -> None:
     body = os.urandom(1000)
-    path = "/" + keys.block_key(bid(body))
+    path = "/" + layout.block_path(bid(body))
     before = files_under(data_dir)
     assert send(live_hub, "PUT", path, body, None)[0] == 401
     assert send(live_hub, "PUT", path, body, key("stranger"))[0] == 401
@@ -68,7 +68,7 @@ def test_unsigned_forged_stale_and_unknown_key_refused(
 def test_replayed_request_refused(live_hub: LiveHub,
                                   publisher_key: nacl.signing.SigningKey) -> None:
     body = os.urandom(100)
-    path = "/" + keys.block_key(bid(body))
+    path = "/" + layout.block_path(bid(body))
     status, _, hdrs = send(live_hub, "PUT", path, body, publisher_key)
     assert status == 201
     status, out, _ = send(live_hub, "PUT", path, body, None, headers=hdrs)
@@ -78,7 +78,7 @@ def test_replayed_request_refused(live_hub: LiveHub,
 def test_body_not_hashing_to_its_id_refused(live_hub: LiveHub, data_dir: Path,
                                             publisher_key: nacl.signing.SigningKey) -> None:
     good = os.urandom(500)
-    path = "/" + keys.block_key(bid(good))
+    path = "/" + layout.block_path(bid(good))
     status, out, _ = send(live_hub, "PUT", path, good[:-1] + b"X", publisher_key)
     assert status == 422 and b"hash-mismatch" in out
     fake_flist = b"not an flist"
@@ -90,16 +90,16 @@ def test_body_not_hashing_to_its_id_refused(live_hub: LiveHub, data_dir: Path,
 def test_flist_with_missing_blocks_refused(live_hub: LiveHub, data_dir: Path, tmp_path: Path,
                                           publisher_key: nacl.signing.SigningKey) -> None:
     image = make_image(tmp_path)
-    path = "/" + keys.flist_key(image.flist_id)
+    path = "/" + layout.flist_path(image.flist_id)
     # All blocks but one.
     for b in image.block_ids[1:]:
         stored = image.store.get_block(b)
-        assert send(live_hub, "PUT", "/" + keys.block_key(b), stored, publisher_key)[0] == 201
+        assert send(live_hub, "PUT", "/" + layout.block_path(b), stored, publisher_key)[0] == 201
     status, out, _ = send(live_hub, "PUT", path, image.flist_bytes, publisher_key)
     assert status == 422 and b"missing-blocks" in out
     assert not (data_dir / "flists" / image.flist_id).exists()
     b = image.block_ids[0]
-    assert send(live_hub, "PUT", "/" + keys.block_key(b), image.store.get_block(b),
+    assert send(live_hub, "PUT", "/" + layout.block_path(b), image.store.get_block(b),
                 publisher_key)[0] == 201
     assert send(live_hub, "PUT", path, image.flist_bytes, publisher_key)[0] == 201
 
@@ -159,7 +159,7 @@ def test_roots_and_manifests_verified(live_hub: LiveHub, data_dir: Path, tmp_pat
 def test_interrupted_upload_leaves_nothing(live_hub: LiveHub, data_dir: Path,
                                            publisher_key: nacl.signing.SigningKey) -> None:
     body = os.urandom(2 * 1024 * 1024)
-    path = "/" + keys.block_key(bid(body))
+    path = "/" + layout.block_path(bid(body))
     hdrs = sign_request(publisher_key, "PUT", path, body, now=int(time.time()))
     head = f"PUT {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
     head += "".join(f"{k}: {v}\r\n" for k, v in hdrs) + "\r\n"
@@ -211,7 +211,7 @@ def test_push_sends_only_what_is_missing(live_hub: LiveHub, data_dir: Path, tmp_
     image.store.set_tag("base-os", image.flist_id)
     # Two blocks are already there.
     for b in image.block_ids[:2]:
-        send(live_hub, "PUT", "/" + keys.block_key(b), image.store.get_block(b), publisher_key)
+        send(live_hub, "PUT", "/" + layout.block_path(b), image.store.get_block(b), publisher_key)
     lines: list[str] = []
     report = trio.run(lambda: push(str(image.store.path), live_hub.url, publisher_key,
                                    roots=roots, manifest=manifest, progress=lines.append))
@@ -222,7 +222,7 @@ def test_push_sends_only_what_is_missing(live_hub: LiveHub, data_dir: Path, tmp_
     assert report.manifest == "stable v1"
     assert any("blocks" in line for line in lines)
     for b in image.block_ids:
-        assert (data_dir / keys.block_key(b)).read_bytes() == image.store.get_block(b)
+        assert (data_dir / layout.block_path(b)).read_bytes() == image.store.get_block(b)
     assert (data_dir / "flists" / image.flist_id).read_bytes() == image.flist_bytes
     assert (data_dir / "channels/stable/manifest").read_bytes() == manifest
     # Again, through the CLI: nothing left to send.

@@ -1,4 +1,7 @@
-"""The hub's pure cores: ranges, conditionals, keys, SigV4, request signing, replays."""
+"""The hub's pure cores: ranges, conditionals, SigV4, request signing, replays.
+
+(Its static paths are the shared layout's: tests/foundation/test_layout.py.)
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,6 @@ from hypothesis import strategies as st
 from tests.hub.releases import key
 from zosnode.http.messages import FileBody, HttpUsageError, Request, Response
 from zosnode.http.semantics import apply, etag_matches, parse_range
-from zosnode.hub import keys
 from zosnode.hub.replay import ReplayCache
 from zosnode.hub.sigv4 import EMPTY_SHA256, Credentials, authorization
 from zosnode.wire.errors import WireRefused, WireUsageError
@@ -93,26 +95,6 @@ def test_messages_refuse_invalid_construction() -> None:
     with pytest.raises(HttpUsageError):
         FileBody("/x", 0, 10).slice(5, 6)
     assert Request("GET", "/a%20b?x=1", ()).path == "/a b"
-
-
-@pytest.mark.parametrize("path", [
-    "/blocks/ab/" + "ab" + "c" * 62, "/flists/" + "f" * 64, "/roots/1.root",
-    "/roots/12.root", "/channels/stable/manifest", "/channels/edge-1/releases/3.manifest",
-])
-def test_static_paths_accepted(path: str) -> None:
-    parsed = keys.parse_static(path)
-    assert parsed is not None and parsed[0] == path.lstrip("/")
-
-
-@pytest.mark.parametrize("path", [
-    "/blocks/ac/" + "ab" * 32, "/blocks/ab/" + "AB" * 32, "/blocks/ab/" + "ab" * 31,
-    "/flists/" + "f" * 65, "/roots/0.root", "/roots/01.root", "/roots/-1.root",
-    "/roots/1.root/x", "/channels/../manifest", "/channels/.x/manifest",
-    "/channels/Stable/manifest", "/channels/a/releases/1.root", "/blocks/../../etc/passwd",
-    "/channels/a/releases/99999999999999999999.manifest", "//flists/" + "f" * 64,
-])
-def test_static_paths_refused(path: str) -> None:
-    assert keys.parse_static(path) is None
 
 
 def test_sigv4_matches_aws_published_examples() -> None:

@@ -20,7 +20,7 @@ import pytest
 from tests.hub.releases import key, make_image, signed_manifest, signed_root
 from tests.lab.netns import nsexec
 from tests.lab.seaweed import Seaweed, seaweed
-from zosnode.hub import keys
+from zosnode import layout
 from zosnode.trust.keyfile import HEADER
 
 pytestmark = pytest.mark.slow
@@ -88,14 +88,14 @@ def test_hub_serves_and_push_writes_to_seaweedfs(weed: Seaweed, tmp_path: Path) 
         assert b"manifest stable v1" in out.stdout
         # Through the hub, and straight from the bucket (signed reads only:
         # the anonymous read below must fail), the same bytes.
-        wanted = {keys.flist_key(image.flist_id): image.flist_bytes,
+        wanted = {layout.flist_path(image.flist_id): image.flist_bytes,
                   "channels/stable/manifest": manifest,
                   "channels/stable/releases/1.manifest": manifest}
         for b in image.block_ids:
-            wanted[keys.block_key(b)] = image.store.get_block(b)
+            wanted[layout.block_path(b)] = image.store.get_block(b)
         for key_, data in wanted.items():
             assert curl(weed, f"{HUB}/{key_}") == (200, data), key_
-        assert curl(weed, f"{weed.endpoint}/zoshub/prod/{keys.flist_key(image.flist_id)}")[0] \
+        assert curl(weed, f"{weed.endpoint}/zoshub/prod/{layout.flist_path(image.flist_id)}")[0] \
             in (401, 403)
         status, body = curl(weed, HUB + "/api/v1/flists")
         assert status == 200 and image.flist_id.encode() in body
@@ -107,7 +107,7 @@ def test_hub_serves_and_push_writes_to_seaweedfs(weed: Seaweed, tmp_path: Path) 
         assert out.returncode == 0 and out.stdout.startswith(b"pushed 0 of"), out.stderr
         # Range and conditional requests work the same on this backend.
         b0 = image.block_ids[0]
-        out = in_ns(weed, "curl", "-s", "-r", "0-9", f"{HUB}/{keys.block_key(b0)}")
+        out = in_ns(weed, "curl", "-s", "-r", "0-9", f"{HUB}/{layout.block_path(b0)}")
         assert out.stdout == image.store.get_block(b0)[:10]
     finally:
         hub.send_signal(signal.SIGTERM)

@@ -15,11 +15,12 @@ from tests.lab.faulty_mirror import Fault, FaultyMirror
 from zosnode.agent.boot.errors import HubsUnreachable
 from zosnode.agent.boot.hubs import HubClient
 from zosnode.agent.identity import in_ram
-from zosnode.fetch.fetcher import Fetcher, object_id
+from zosnode.fetch.fetcher import Fetcher
 from zosnode.fetch.health import Circuit
 from zosnode.http.client import HttpClient, Timeouts
 from zosnode.hub.service import RunningHub, run_hub
 from zosnode.hub.storage import LocalStorage
+from zosnode.layout import object_id
 from zosnode.trust.manifest import FlistPin, Manifest
 from zosnode.wire.heartbeat import Heartbeat, encode_signed
 

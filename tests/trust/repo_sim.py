@@ -14,8 +14,8 @@ from typing import Any
 
 from nacl.signing import SigningKey
 
+from zosnode.layout import object_id
 from zosnode.trust.anchor import Anchor, make_anchor
-from zosnode.trust.download import content_id
 from zosnode.trust.envelope import Envelope
 from zosnode.trust.keys import key_id
 from zosnode.trust.manifest import FlistPin, Manifest, ServiceSpec
@@ -63,7 +63,7 @@ class RepoSim:
 
     def manifest(self, version: int = 1, channel: str = "stable", **changes: Any) -> Manifest:
         pins = tuple(
-            FlistPin(name, content_id(flist_bytes(name, version)),
+            FlistPin(name, object_id(flist_bytes(name, version)),
                      len(flist_bytes(name, version)), f"/opt/{name}")
             for name in ("base", "app")
         )

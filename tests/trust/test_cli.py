@@ -12,8 +12,8 @@ import pytest
 
 from zosnode.cli import main
 from zosnode.flist.store import LocalStore
+from zosnode.layout import object_id
 from zosnode.trust import anchor as anchor_mod
-from zosnode.trust.download import content_id
 
 RELEASE = """\
 channel = "stable"
@@ -186,7 +186,7 @@ def test_full_offline_workflow(
     assert fid is not None
     flist = store / "flists" / fid
     flist.write_bytes(flist.read_bytes()[:-1] + b"!")
-    assert content_id(flist.read_bytes()) != fid
+    assert object_id(flist.read_bytes()) != fid
     code, _, err = cli(capsys, "release", "verify", manifest, "--anchor", anchor,
                        "--store", store)
     assert code == 2 and "HashMismatchError" in one_error(err)

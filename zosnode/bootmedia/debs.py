@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zosnode.bootmedia.errors import BuildInputError
+from zosnode.layout import is_hex_id
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9+.-]+")
 _VERSION = re.compile(r"[0-9A-Za-z.+~:-]+")
-_SHA256 = re.compile(r"[0-9a-f]{64}")
 APT_TIMEOUT_S = 300
 
 
@@ -33,7 +33,7 @@ class Pin:
             raise BuildInputError(f"package name {self.name!r} is not a Debian package name")
         if not _VERSION.fullmatch(self.version):
             raise BuildInputError(f"package {self.name}: bad version {self.version!r}")
-        if not _SHA256.fullmatch(self.sha256):
+        if not is_hex_id(self.sha256):
             raise BuildInputError(f"package {self.name}: sha256 must be 64 lowercase hex digits")
         if self.role not in ("runtime", "kernel"):
             raise BuildInputError(f"package {self.name}: role must be runtime or kernel")

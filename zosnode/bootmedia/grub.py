@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from zosnode import layout
 from zosnode.bootmedia.errors import BuildInputError
 from zosnode.bootmedia.ipxe import BootConfig, kernel_cmdline
 
@@ -34,11 +35,11 @@ def render_grub(cfg: BootConfig) -> str:
     for hub in hubs:
         parts = urlsplit(hub)
         host = parts.netloc
-        base = f"{parts.path.rstrip('/')}/boot/{cfg.channel}"
+        base = f"{parts.path.rstrip('/')}/{layout.BOOT}/{cfg.channel}"
         lines += [
             f"  echo 'zosnode: trying {hub}'",
-            f"  if linux (http,{host}){base}/vmlinuz {args}; then",
-            f"    if initrd (http,{host}){base}/initramfs.img; then boot; fi",
+            f"  if linux (http,{host}){base}/{layout.KERNEL} {args}; then",
+            f"    if initrd (http,{host}){base}/{layout.INITRD}; then boot; fi",
             "  fi",
         ]
     lines += [

@@ -18,14 +18,15 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from zosnode import layout
 from zosnode.bootmedia.errors import BuildInputError
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _URL = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/%-]*)?")
 _ARG = re.compile(r"[A-Za-z0-9._,:=/@+-]+")
-KERNEL_NAME = "vmlinuz"
+KERNEL_NAME = layout.KERNEL
 NATIVE_DIR = "/lib/zosnode"  # created by the initramfs builder
-INITRD_NAME = "initramfs.img"
+INITRD_NAME = layout.INITRD
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def kernel_cmdline(cfg: BootConfig) -> str:
 
 
 def boot_urls(cfg: BootConfig, hub: str) -> tuple[str, str]:
-    base = f"{hub.rstrip('/')}/boot/{cfg.channel}"
+    base = f"{hub.rstrip('/')}/{layout.BOOT}/{cfg.channel}"
     return f"{base}/{KERNEL_NAME}", f"{base}/{INITRD_NAME}"
 
 

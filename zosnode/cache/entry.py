@@ -12,12 +12,12 @@ rewritten by the cache.
 
 from __future__ import annotations
 
-import hashlib
 from enum import Enum
 
 import xxhash
 
 from zosnode.cache.errors import CorruptEntry
+from zosnode.layout import object_id
 
 MAGIC = b"ZC1\n"
 HEADER = len(MAGIC) + 8
@@ -43,6 +43,6 @@ def decode(seed: int, block_id: str, data: bytes) -> tuple[bytes, Check]:
     block = data[HEADER:]
     if checksum(seed, block) == data[len(MAGIC) : HEADER]:
         return block, Check.FAST
-    if hashlib.blake2b(block, digest_size=32).hexdigest() == block_id:
+    if object_id(block) == block_id:
         return block, Check.FULL
     raise CorruptEntry(f"cache entry {block_id}: checksum mismatch")

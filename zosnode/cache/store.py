@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import os
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +23,8 @@ from zosnode.atomicfile import TMP_PREFIX, open_atomic
 from zosnode.cache import entry
 from zosnode.cache.errors import CacheUsageError, CorruptEntry
 from zosnode.cache.lru import LruIndex
+from zosnode.layout import is_hex_id, sharded
 
-_ID = re.compile(r"[0-9a-f]{64}")
 SEED = 0x7A6F736E6F6465
 
 
@@ -66,9 +65,9 @@ class BlockCache:
         return self._lru.used
 
     def _file(self, block_id: str) -> Path:
-        if not _ID.fullmatch(block_id):
+        if not is_hex_id(block_id):
             raise CacheUsageError(f"not a block id: {block_id!r}")
-        return self.path / block_id[:2] / block_id
+        return self.path / sharded(block_id)
 
     def _adopt_existing(self) -> None:
         # Entries from an earlier run count towards the bound, oldest first;
@@ -80,7 +79,7 @@ class BlockCache:
             for f in shard.iterdir():
                 if f.name.startswith(TMP_PREFIX):
                     f.unlink(missing_ok=True)
-                elif _ID.fullmatch(f.name):
+                elif is_hex_id(f.name):
                     st = f.stat()
                     found.append((st.st_mtime, f.name, st.st_size))
         for _, name, size in sorted(found):

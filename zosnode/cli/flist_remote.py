@@ -31,10 +31,10 @@ from zosnode.fetch.eager import extract_from_hubs
 from zosnode.fetch.fetcher import Fetcher
 from zosnode.flist.errors import FlistDataError
 from zosnode.flist.format import MAX_METADATA, decode, flist_id
+from zosnode.layout import is_hex_id
 from zosnode.mount.service import mounted
 
 RAM_CACHE = Path("/dev/shm/zosnode-cache")
-_ID = re.compile(r"[0-9a-f]{64}")
 
 
 def _cache(args: argparse.Namespace) -> BlockCache:
@@ -62,7 +62,7 @@ def _fetcher(args: argparse.Namespace) -> Fetcher:
 
 async def _flist_bytes(name: str, fetcher: Fetcher) -> bytes:
     path = Path(name)
-    if path.is_file() or not _ID.fullmatch(name):
+    if path.is_file() or not is_hex_id(name):
         try:
             with open(path, "rb") as f:
                 data = f.read(MAX_METADATA + 1)

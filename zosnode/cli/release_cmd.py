@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from zosnode import canonical
+from zosnode import canonical, layout
 from zosnode.cli.group import add_command, add_group
 from zosnode.errors import UserError
 from zosnode.trust import anchor as anchor_mod
@@ -158,7 +158,7 @@ def run_build(args: argparse.Namespace) -> int:
         text = raw.decode()
     except UnicodeDecodeError:
         raise UserError(f"{args.toml}: not UTF-8 text") from None
-    if not (args.store / "flists").is_dir():
+    if not (args.store / layout.FLISTS).is_dir():
         raise UserError(f"{args.store}: not a block store (no flists/ directory)")
     store = LocalStore(args.store)
 
@@ -230,7 +230,8 @@ def _follow(v: Verifier, roots_dir: Path | None, until: int | None) -> None:
         raise UserError(f"{roots_dir}: no such directory")
     refresh = v.refresh()
     while (wanted := refresh.wanted()) is not None and (until is None or wanted <= until):
-        path = roots_dir / f"{wanted}.root"
+        # A directory of roots named as a hub's roots/ folder names them.
+        path = roots_dir / Path(layout.root_path(wanted)).name
         if not path.exists():
             break
         try:
@@ -261,7 +262,7 @@ def run_verify(args: argparse.Namespace) -> int:
         m = got.manifest
         if args.store is not None:
             for pin in m.flists:
-                path = args.store / "flists" / pin.id
+                path = args.store / layout.flist_path(pin.id)
                 verify_pinned(pin, _read(path, pin.size + 1, f"flist ({pin.name})")
                               if path.exists() else b"")
     except Refused as exc:

@@ -27,9 +27,7 @@ for that object again.
 
 from __future__ import annotations
 
-import hashlib
 import random
-import re
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 
@@ -47,6 +45,7 @@ from zosnode.http.client import (
     Reply,
     Timeouts,
 )
+from zosnode.layout import block_path, flist_path, is_hex_id, object_id
 
 # A stored block is at most this big unless the caller says otherwise: the
 # flist format's largest block plus compression/encryption overhead.
@@ -56,26 +55,11 @@ MAX_BLOCK_BYTES = 8 * 1024 * 1024 + 4096
 # byte for 2 s, or drips under 16 KiB/s, is stalled.
 FETCH_TIMEOUTS = Timeouts(connect=2.0, head=2.5, body_idle=2.0, window_bytes=32 * 1024)
 
-_ID = re.compile(r"[0-9a-f]{64}")
 _THREAD_OVER = 256 * 1024
 
 
-def object_id(data: bytes) -> str:
-    return hashlib.blake2b(data, digest_size=32).hexdigest()
-
-
-def block_path(block_id: str) -> str:
-    _check_id(block_id)
-    return f"blocks/{block_id[:2]}/{block_id}"
-
-
-def flist_path(flist_id: str) -> str:
-    _check_id(flist_id)
-    return f"flists/{flist_id}"
-
-
 def _check_id(oid: str) -> None:
-    if not _ID.fullmatch(oid):
+    if not is_hex_id(oid):
         raise FetchUsageError(f"not a 64-hex-digit object id: {oid!r}")
 
 
@@ -123,9 +107,11 @@ class Fetcher:
         await self.client.aclose()
 
     async def fetch_block(self, block_id: str, *, max_size: int = MAX_BLOCK_BYTES) -> bytes:
+        _check_id(block_id)
         return await self.fetch_object(block_path(block_id), block_id, max_size=max_size)
 
     async def fetch_flist(self, flist_id: str, *, max_size: int) -> bytes:
+        _check_id(flist_id)
         return await self.fetch_object(flist_path(flist_id), flist_id, max_size=max_size)
 
     async def fetch_object(

@@ -18,16 +18,15 @@ import bz2
 import enum
 import hashlib
 import lzma
-import re
 import zlib
 from dataclasses import dataclass
 
 import nacl.exceptions
 import nacl.secret
 
+from zosnode import layout
 from zosnode.flist.errors import FlistInputError, FormatError, IntegrityError
 
-ID_HEX = re.compile(r"[0-9a-f]{64}\Z")
 KEY_SIZE = nacl.secret.SecretBox.KEY_SIZE
 # A decoded block never exceeds this: it bounds memory and decompression.
 MAX_BLOCK_SIZE = 8 * 1024 * 1024
@@ -46,11 +45,11 @@ class Compression(enum.IntEnum):
 
 
 def block_id(stored: bytes) -> str:
-    return hashlib.blake2b(stored, digest_size=32).hexdigest()
+    return layout.object_id(stored)
 
 
 def check_id(value: str) -> str:
-    if not ID_HEX.match(value):
+    if not layout.is_hex_id(value):
         raise FormatError(f"{value!r} is not a 64-digit lowercase hex block id")
     return value
 

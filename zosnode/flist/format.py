@@ -18,13 +18,12 @@ Decoding checks every limit before the result is handed to anyone.
 from __future__ import annotations
 
 import enum
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from zosnode import canonical
+from zosnode import canonical, layout
 from zosnode.flist.blocks import BlockRef, Compression
 from zosnode.flist.errors import FormatError, UnsupportedVersionError
 
@@ -267,7 +266,7 @@ def _encode_entry(e: Entry, index: Mapping[str, int]) -> list[Any]:
 
 
 def flist_id(data: bytes) -> str:
-    return hashlib.blake2b(data, digest_size=32).hexdigest()
+    return layout.object_id(data)
 
 
 # --- decoding -------------------------------------------------------------

@@ -12,7 +12,6 @@ import gzip
 import hashlib
 import json
 import os
-import re
 import tarfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,8 +20,8 @@ from typing import IO, Any
 from zosnode.flist.errors import FlistDataError, FlistInputError
 from zosnode.flist.source_tar import Spool, apply_tar, open_tar
 from zosnode.flist.tree import Tree
+from zosnode.layout import is_hex_id
 
-_DIGEST = re.compile(r"sha256:([0-9a-f]{64})\Z")
 _MAX_JSON = 4 * 1024 * 1024
 _INDEX_TYPES = (
     "application/vnd.oci.image.index.v1+json",
@@ -101,18 +100,27 @@ class _Blobs:
             self.tar.close()
 
 
+def _sha256_hex(digest: object) -> str | None:
+    """The hex of a `sha256:<64 hex>` digest, or None."""
+    if not isinstance(digest, str) or not digest.startswith("sha256:"):
+        return None
+    hexa = digest.removeprefix("sha256:")
+    return hexa if is_hex_id(hexa) else None
+
+
 def _check_digest(name: str, actual: str, digest: str) -> None:
-    m = _DIGEST.match(digest)
-    if m is None:
+    want = _sha256_hex(digest)
+    if want is None:
         raise FlistDataError(f"unsupported digest {digest!r} (only sha256)")
-    if m.group(1) != actual:
+    if want != actual:
         raise FlistDataError(f"{name} does not match its digest {digest}")
 
 
 def _blob_path(digest: object) -> str:
-    if not isinstance(digest, str) or _DIGEST.match(digest) is None:
+    hexa = _sha256_hex(digest)
+    if hexa is None:
         raise FlistDataError(f"bad digest {digest!r}")
-    return "blobs/sha256/" + digest.split(":", 1)[1]
+    return "blobs/sha256/" + hexa
 
 
 def is_oci_dir(path: str) -> bool:
@@ -219,8 +227,9 @@ def tree_from_oci(source: str, spool: Spool) -> tuple[Tree, dict[str, Any]]:
             cname = entry.get("Config")
             if not isinstance(cname, str):
                 raise FlistDataError("docker manifest has no Config")
-            m = re.search(r"([0-9a-f]{64})(\.json)?\Z", cname)
-            config = blobs.read_json(cname, f"sha256:{m.group(1)}" if m else None)
+            # `<64 hex>.json` (or a path ending so) names the config by its digest.
+            tail = cname.removesuffix(".json")[-64:]
+            config = blobs.read_json(cname, f"sha256:{tail}" if is_hex_id(tail) else None)
             rootfs = config.get("rootfs") if isinstance(config, dict) else None
             diff_ids = _strs(rootfs.get("diff_ids") if isinstance(rootfs, dict) else None,
                              "rootfs.diff_ids")

@@ -1,8 +1,7 @@
-"""The local block store: the shared DATA layout on disk.
+"""The local block store: the shared DATA layout on disk (`zosnode.layout`).
 
-    blocks/<id[:2]>/<id>   stored block bytes, id = BLAKE2b-256(bytes)
-    flists/<id>            encoded flists, id = BLAKE2b-256(bytes)
-    tags/<name>            one line: the flist id a human name points at
+It holds blocks (stored bytes), flists (encoded) and tags (one line: the
+flist id a human name points at), at the paths a hub serves them from.
 
 Every write goes to a temporary name in the same directory, is fsynced and
 then renamed, so a crash leaves either the whole object or nothing. Content
@@ -12,15 +11,13 @@ addressing makes rewrites harmless: an id can only ever hold one content.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
+from zosnode import layout
 from zosnode.atomicfile import write_atomic
 from zosnode.flist.blocks import BlockRef, block_id, check_id
 from zosnode.flist.errors import FlistInputError, IntegrityError, MissingBlockError
 from zosnode.flist.format import MAX_METADATA, flist_id
-
-_TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 
 
 class LocalStore:
@@ -29,14 +26,14 @@ class LocalStore:
         self._dirs_made: set[str] = set()
 
     def init(self) -> None:
-        for sub in ("blocks", "flists", "tags"):
+        for sub in (layout.BLOCKS, layout.FLISTS, layout.TAGS):
             (self.path / sub).mkdir(parents=True, exist_ok=True)
 
     # blocks ---------------------------------------------------------------
 
     def block_path(self, bid: str) -> Path:
         check_id(bid)
-        return self.path / "blocks" / bid[:2] / bid
+        return self.path / layout.block_path(bid)
 
     def put_block(self, stored: bytes, known_id: str | None = None) -> tuple[str, bool]:
         """Store a block; return its id and whether it was new.
@@ -71,7 +68,7 @@ class LocalStore:
 
     def put_flist(self, data: bytes) -> str:
         fid = flist_id(data)
-        path = self.path / "flists" / fid
+        path = self.path / layout.flist_path(fid)
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(path, data)
@@ -80,7 +77,7 @@ class LocalStore:
     def get_flist(self, fid: str) -> bytes:
         check_id(fid)
         try:
-            with open(self.path / "flists" / fid, "rb") as f:
+            with open(self.path / layout.flist_path(fid), "rb") as f:
                 data = f.read(MAX_METADATA + 1)
         except FileNotFoundError:
             raise FlistInputError(f"flist {fid} is not in {self.path}") from None
@@ -91,17 +88,17 @@ class LocalStore:
     # tags -----------------------------------------------------------------
 
     def set_tag(self, name: str, fid: str) -> None:
-        if not _TAG.match(name):
+        if not layout.is_tag(name):
             raise FlistInputError(f"tag {name!r} is not [A-Za-z0-9._-], up to 128 characters")
         check_id(fid)
-        (self.path / "tags").mkdir(parents=True, exist_ok=True)
-        write_atomic(self.path / "tags" / name, fid.encode() + b"\n")
+        (self.path / layout.TAGS).mkdir(parents=True, exist_ok=True)
+        write_atomic(self.path / layout.tag_path(name), fid.encode() + b"\n")
 
     def get_tag(self, name: str) -> str | None:
-        if not _TAG.match(name):
+        if not layout.is_tag(name):
             return None
         try:
-            text = (self.path / "tags" / name).read_text().strip()
+            text = (self.path / layout.tag_path(name)).read_text().strip()
         except FileNotFoundError:
             return None
         check_id(text)
@@ -109,7 +106,7 @@ class LocalStore:
 
     def resolve(self, name: str) -> bytes:
         """Encoded flist bytes for an id or a tag held in this store."""
-        fid = name if re.fullmatch(r"[0-9a-f]{64}", name) else self.get_tag(name)
+        fid = name if layout.is_hex_id(name) else self.get_tag(name)
         if fid is None:
             raise FlistInputError(f"{name!r} is neither a flist id nor a tag in {self.path}")
         return self.get_flist(fid)

@@ -1,6 +1,6 @@
 """The hub's HTTP routes: static objects, listings, publish, heartbeats, metrics.
 
-Static paths are the shared data layout itself (see `zosnode.hub.keys`), so
+Static paths are the shared data layout itself (see `zosnode.layout`), so
 a node cannot tell the hub from nginx serving the same directory; everything
 dynamic lives under /api/v1/ and /metrics. See docs/hub-api.md.
 """
@@ -13,12 +13,12 @@ import time
 from collections.abc import Callable, Collection
 from typing import Any
 
+from zosnode import layout
 from zosnode.bootmedia.errors import BuildInputError
 from zosnode.bootmedia.ipxe import BootConfig, render_ipxe
 from zosnode.flist.blocks import MAX_BLOCK_SIZE
 from zosnode.flist.format import MAX_METADATA as MAX_FLIST_BYTES
 from zosnode.http.messages import Request, Response, text_response
-from zosnode.hub import keys
 from zosnode.hub.metrics import HubMetrics
 from zosnode.hub.publish import Publisher, PublishRefused
 from zosnode.hub.registry import NodeRegistry
@@ -37,11 +37,12 @@ MISSING_QUERY_BYTES = MAX_MISSING_QUERY * 72 + 64
 # Per kind of published object: the format's own cap (blocks may carry the
 # encryption overhead on top of the 8 MiB block size).
 BODY_CAPS = {
-    "blocks": MAX_BLOCK_SIZE + 4096,
-    "flists": MAX_FLIST_BYTES,
-    "roots": MAX_ROOT_BYTES,
-    "channels": MAX_MANIFEST_BYTES,
-    "tags": 65,
+    layout.Kind.BLOCK: MAX_BLOCK_SIZE + 4096,
+    layout.Kind.FLIST: MAX_FLIST_BYTES,
+    layout.Kind.ROOT: MAX_ROOT_BYTES,
+    layout.Kind.MANIFEST: MAX_MANIFEST_BYTES,
+    layout.Kind.RELEASE: MAX_MANIFEST_BYTES,  # read, then refused: not publishable
+    layout.Kind.TAG: 65,
 }
 
 
@@ -72,10 +73,9 @@ class HubApp:
 
     def body_limit(self, head: Request) -> int:
         """The largest body each route takes, so no route buffers more than it needs."""
-        static = keys.parse_static(head.path)
+        static = layout.parse_url_path(head.path)
         if head.method == "PUT" and static is not None:
-            kind = static[0].split("/", 1)[0]
-            return BODY_CAPS.get(kind, 0)
+            return BODY_CAPS.get(static.kind, 0)
         if head.method == "POST":
             return {"/api/v1/heartbeat": heartbeat.MAX_BYTES,
                     "/api/v1/missing": MISSING_QUERY_BYTES}.get(head.path, 0)
@@ -101,13 +101,13 @@ class HubApp:
     async def _route(self, r: Request) -> Response:
         if r.target == "*":  # OPTIONS * (the server refuses * with any other method)
             return Response(204, (("allow", "GET, HEAD, PUT, POST"),), route="options")
-        static = keys.parse_static(r.path)
+        static = layout.parse_url_path(r.path)
         if static is not None:
-            key, route, kind = static
+            route = "/" + static.kind.value
             if r.method in ("GET", "HEAD"):
-                return await self._static(key, route, kind)
+                return await self._static(static, route)
             if r.method == "PUT":
-                return await self._publish(r, key, route)
+                return await self._publish(r, static.path, route)
             return _not_allowed("GET, HEAD, PUT", route)
         parts = r.path.strip("/").split("/")
         if parts == ["metrics"]:
@@ -136,31 +136,31 @@ class HubApp:
                                      route="/api/v1/channels")
             case ["channels", channel, "releases"]:
                 try:
-                    keys.check_channel(channel)
-                except keys.KeyError_:
+                    folder = layout.releases_folder(channel)
+                except layout.LayoutError:
                     return text_response(404, "no such channel", route="not-found")
-                names = await self.storage.list(f"channels/{channel}/releases")
-                versions = sorted(int(n.removesuffix(".manifest")) for n in names
-                                  if n.removesuffix(".manifest").isdigit())
+                names = await self.storage.list(folder)
+                versions = sorted(v for n in names if (v := layout.release_version(n)))
                 return json_response(200, {"channel": channel, "releases": versions},
                                      route="/api/v1/channels/releases")
             case ["flists"]:
-                names = [n for n in await self.storage.list("flists") if keys.is_hex_id(n)]
+                names = [n for n in await self.storage.list(layout.FLISTS)
+                         if layout.is_hex_id(n)]
                 return json_response(200, {"flists": names}, route="/api/v1/flists")
             case ["tags"]:
-                names = await self.storage.list("tags")
+                names = await self.storage.list(layout.TAGS)
                 tags = {}
                 for name in names:
-                    obj = await self.storage.get(keys.tag_key(name)) if _is_tag(name) else None
+                    obj = (await self.storage.get(layout.tag_path(name))
+                           if layout.is_tag(name) else None)
                     if obj is not None and isinstance(obj.body, bytes):
                         tags[name] = obj.body.decode("ascii", "replace").strip()
                 return json_response(200, {"tags": tags}, route="/api/v1/tags")
             case ["bootstrap", farm, channel, "boot.ipxe"]:
                 return self._ipxe(r, farm, channel)
             case ["roots"]:
-                names = await self.storage.list("roots")
-                versions = sorted(int(n.removesuffix(".root")) for n in names
-                                  if n.removesuffix(".root").isdigit())
+                names = await self.storage.list(layout.ROOTS)
+                versions = sorted(v for n in names if (v := layout.root_version(n)))
                 return json_response(200, {"roots": versions}, route="/api/v1/roots")
         return text_response(404, "not found", route="not-found")
 
@@ -177,11 +177,11 @@ class HubApp:
                               ("cache-control", "no-store")),
                         render_ipxe(cfg).encode(), route=route)
 
-    async def _static(self, key: str, route: str, kind: str) -> Response:
-        obj = await self.storage.get(key)
+    async def _static(self, static: layout.ObjectPath, route: str) -> Response:
+        obj = await self.storage.get(static.path)
         if obj is None:
             return text_response(404, "not found", route=route)
-        cid = keys.content_id(key)
+        cid = static.object_id
         if cid is not None:
             etag = f'"{cid}"'
         elif isinstance(obj.body, bytes):
@@ -189,7 +189,7 @@ class HubApp:
         else:
             etag = None
         headers = [("content-type", "application/octet-stream"),
-                   ("cache-control", IMMUTABLE_CACHE if kind == keys.IMMUTABLE
+                   ("cache-control", IMMUTABLE_CACHE if static.kind.immutable
                     else MUTABLE_CACHE),
                    ("accept-ranges", "bytes")]
         if etag is not None:
@@ -242,7 +242,7 @@ class HubApp:
             if sum(len(v) for v in wanted.values()) > MAX_MISSING_QUERY:
                 raise ValueError(f"at most {MAX_MISSING_QUERY} ids per query")
             for i in (i for v in wanted.values() for i in v):
-                if not isinstance(i, str) or not keys.is_hex_id(i):
+                if not layout.is_hex_id(i):
                     raise ValueError(f"not a 64-hex-digit id: {str(i)[:80]!r}")
         except RecursionError:
             # json nests by recursion: a deeply nested body is the client's
@@ -252,19 +252,11 @@ class HubApp:
             return text_response(400, f"bad query: {exc}", route=route)
         out = {
             "blocks": [b for b in wanted["blocks"]
-                       if not await self.storage.exists(keys.block_key(b))],
+                       if not await self.storage.exists(layout.block_path(b))],
             "flists": [f for f in wanted["flists"]
-                       if not await self.storage.exists(keys.flist_key(f))],
+                       if not await self.storage.exists(layout.flist_path(f))],
         }
         return json_response(200, out, route=route)
-
-
-def _is_tag(name: str) -> bool:
-    try:
-        keys.check_tag(name)
-    except keys.KeyError_:
-        return False
-    return True
 
 
 def _not_allowed(allow: str, route: str) -> Response:

@@ -19,14 +19,12 @@ upload leaves nothing visible. The rules:
 
 from __future__ import annotations
 
-import hashlib
-
 import trio
 
+from zosnode import layout
 from zosnode.flist import format as flist_format
 from zosnode.flist.errors import FlistError
 from zosnode.http.messages import Body
-from zosnode.hub import keys
 from zosnode.hub.storage import Storage
 from zosnode.trust import envelope
 from zosnode.trust.anchor import make_anchor, verify_self_signed
@@ -46,9 +44,9 @@ class PublishRefused(WireError):
         self.reason = reason
 
 
-def check_content_id(key: str, body: bytes) -> None:
-    want = keys.content_id(key)
-    got = hashlib.blake2b(body, digest_size=32).hexdigest()
+def check_content_id(obj: layout.ObjectPath, body: bytes) -> None:
+    want = obj.object_id
+    got = layout.object_id(body)
     if want is not None and got != want:
         raise PublishRefused("hash-mismatch", f"body hashes to {got}, not to {want}")
 
@@ -56,7 +54,7 @@ def check_content_id(key: str, body: bytes) -> None:
 def parse_tag(body: bytes) -> str:
     """The flist id in a tag file: 64 hex digits and a newline (the store's format)."""
     text = body.decode("ascii", errors="replace")
-    if len(body) != 65 or not text.endswith("\n") or not keys.is_hex_id(text[:64]):
+    if len(body) != 65 or not text.endswith("\n") or not layout.is_hex_id(text[:64]):
         raise PublishRefused("bad-tag", "a tag is 64 lowercase hex digits and a newline")
     return text[:64]
 
@@ -88,14 +86,14 @@ class Publisher:
 
     async def load_roots(self) -> Root | None:
         """Trust the stored root chain: root 1 (self-signed) and each successor."""
-        first = await self.storage.get(keys.root_key(1))
+        first = await self.storage.get(layout.root_path(1))
         if first is None:
             return None
         data = await _read(first.body)
         self.verifier = Verifier(make_anchor(data, floor=0, build_time=0))
         refresh = self.verifier.refresh()
         while (version := refresh.wanted()) is not None:
-            obj = await self.storage.get(keys.root_key(version))
+            obj = await self.storage.get(layout.root_path(version))
             if obj is None:
                 break
             refresh.received(await _read(obj.body))
@@ -103,41 +101,46 @@ class Publisher:
 
     async def put(self, key: str, body: bytes, now: int) -> list[str]:
         """Check and store a publication; return the keys written."""
-        if key.startswith("blocks/"):
-            check_content_id(key, body)
-            await self.storage.put(key, body)
-            return [key]
-        if key.startswith("flists/"):
-            check_content_id(key, body)
-            missing = await self.missing([keys.block_key(b) for b in flist_block_ids(body)])
-            if missing:
-                raise PublishRefused(
-                    "missing-blocks",
-                    f"flist references {len(missing)} block(s) not on this hub, "
-                    f"first {missing[0].rsplit('/', 1)[1]}")
-            await self.storage.put(key, body)
-            return [key]
-        if key.startswith("tags/"):
+        obj = layout.parse_path(key)
+        if obj is None:
+            raise PublishRefused("bad-path", f"{key} cannot be published")
+        kind = obj.kind
+        if kind in (layout.Kind.BLOCK, layout.Kind.FLIST):
+            check_content_id(obj, body)
+            if kind is layout.Kind.FLIST:
+                blocks = flist_block_ids(body)
+                missing = [b for b in blocks
+                           if not await self.storage.exists(layout.block_path(b))]
+                if missing:
+                    raise PublishRefused(
+                        "missing-blocks",
+                        f"flist references {len(missing)} block(s) not on this hub, "
+                        f"first {missing[0]}")
+            await self.storage.put(obj.path, body)
+            return [obj.path]
+        if kind is layout.Kind.TAG:
             fid = parse_tag(body)
-            if not await self.storage.exists(keys.flist_key(fid)):
+            if not await self.storage.exists(layout.flist_path(fid)):
                 raise PublishRefused("missing-flists", f"tag names flist {fid}, not on this hub")
-            await self.storage.put(key, body)
-            return [key]
-        if key.startswith("roots/"):
+            await self.storage.put(obj.path, body)
+            return [obj.path]
+        if kind is layout.Kind.ROOT:
             async with self._trust_lock:
-                return [await self._put_root(key, body)]
-        if key.startswith("channels/") and key.endswith("/manifest"):
+                return [await self._put_root(obj, body)]
+        if kind is layout.Kind.MANIFEST:
             async with self._trust_lock:
-                return await self._put_manifest(key, body, now)
+                return await self._put_manifest(obj, body, now)
         raise PublishRefused("bad-path", f"{key} cannot be published")
 
     async def missing(self, wanted: list[str]) -> list[str]:
         return [k for k in wanted if not await self.storage.exists(k)]
 
-    async def _put_root(self, key: str, body: bytes) -> str:
+    async def _put_root(self, obj: layout.ObjectPath, body: bytes) -> str:
         if len(body) > MAX_ROOT_BYTES:
             raise PublishRefused("oversize", f"root over {MAX_ROOT_BYTES} bytes")
-        version = int(key.removeprefix("roots/").removesuffix(".root"))
+        key = obj.path
+        assert obj.version is not None  # a root's path has one
+        version = obj.version
         try:
             if self.verifier is None:
                 if version != 1:
@@ -159,8 +162,10 @@ class Publisher:
         self.verifier.accept_root(body)
         return key
 
-    async def _put_manifest(self, key: str, body: bytes, now: int) -> list[str]:
-        channel = key.split("/")[1]
+    async def _put_manifest(self, obj: layout.ObjectPath, body: bytes, now: int) -> list[str]:
+        key = obj.path
+        assert obj.channel is not None  # a manifest's path has one
+        channel = obj.channel
         if self.verifier is None:
             raise PublishRefused("no-root", "this hub has no root: publish roots first")
         current = await self.storage.get(key)
@@ -179,11 +184,11 @@ class Publisher:
                 raise PublishRefused(
                     "not-newer",
                     f"manifest v{manifest.version} is not newer than v{old.version} on {channel}")
-        missing = await self.missing([keys.flist_key(p.id) for p in manifest.flists])
+        missing = await self.missing([layout.flist_path(p.id) for p in manifest.flists])
         if missing:
             raise PublishRefused("missing-flists",
                                  f"manifest pins {len(missing)} flist(s) not on this hub")
-        release = keys.release_key(channel, manifest.version)
+        release = layout.release_path(channel, manifest.version)
         # The release record first: the channel pointer never names a version
         # whose record is missing.
         await self.storage.put(release, body)

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 import nacl.signing
 import trio
 
+from zosnode import layout
 from zosnode.errors import ZosError
 from zosnode.flist.format import flist_id
 from zosnode.flist.store import LocalStore
 from zosnode.http.client import HttpClient, HttpPeerError, Reply, Timeouts, base_url, split_url
-from zosnode.hub import keys
 from zosnode.hub.publish import flist_block_ids, stored_manifest
 from zosnode.trust import envelope
 from zosnode.trust.root import MAX_ROOT_BYTES, decode_body
@@ -111,9 +111,9 @@ async def push(
         tags: dict[str, str] = {}
         for name in wanted:
             data = store.resolve(name)
-            fid = keys.check_id(flist_id(data))
+            fid = flist_id(data)
             encoded[fid] = data
-            if not keys.is_hex_id(name):
+            if not layout.is_hex_id(name):
                 tags[name] = fid
         if not flists:
             for name in _all_tags(store_path):
@@ -132,14 +132,14 @@ async def push(
         await _push_blocks(hub, store, missing_blocks, parallel, report, progress)
         for fid, data in encoded.items():
             if fid in missing_flists:
-                await hub.put(keys.flist_key(fid), data)
+                await hub.put(layout.flist_path(fid), data)
                 report.flists_sent += 1
                 progress(f"flist {fid[:16]}… sent")
         for name, fid in sorted(tags.items()):
-            have = await hub.call("GET", "/" + keys.tag_key(name))
+            have = await hub.call("GET", "/" + layout.tag_path(name))
             if have.status == 200 and have.body == f"{fid}\n".encode():
                 continue
-            await hub.put(keys.tag_key(name), f"{fid}\n".encode())
+            await hub.put(layout.tag_path(name), f"{fid}\n".encode())
             report.tags_sent += 1
             progress(f"tag {name} -> {fid[:16]}…")
         if manifest is not None:
@@ -147,7 +147,7 @@ async def push(
                 m = stored_manifest(manifest)
             except ZosError as exc:
                 raise PushError(f"manifest does not decode: {exc}") from None
-            await hub.put(keys.manifest_key(m.channel), manifest)
+            await hub.put(layout.manifest_path(m.channel), manifest)
             report.manifest = f"{m.channel} v{m.version}"
             progress(f"manifest {m.channel} v{m.version} published")
     finally:
@@ -156,25 +156,19 @@ async def push(
 
 
 def _all_flists(store_path: str) -> list[str]:
-    folder = os.path.join(store_path, "flists")
+    folder = os.path.join(store_path, layout.FLISTS)
     try:
-        return sorted(n for n in os.listdir(folder) if keys.is_hex_id(n))
+        return sorted(n for n in os.listdir(folder) if layout.is_hex_id(n))
     except FileNotFoundError:
         raise PushError(f"{store_path} has no flists/ folder") from None
 
 
 def _all_tags(store_path: str) -> list[str]:
     try:
-        names = os.listdir(os.path.join(store_path, "tags"))
+        names = os.listdir(os.path.join(store_path, layout.TAGS))
     except FileNotFoundError:
         return []
-    out = []
-    for name in sorted(names):
-        try:
-            out.append(keys.check_tag(name))
-        except keys.KeyError_:
-            continue
-    return out
+    return [name for name in sorted(names) if layout.is_tag(name)]
 
 
 async def _missing(hub: _Hub, kind: str, ids: list[str]) -> list[str]:
@@ -194,12 +188,12 @@ async def _push_root(hub: _Hub, data: bytes, report: PushReport, progress: Progr
                               .body).version
     except ZosError as exc:
         raise PushError(f"root does not decode: {exc}") from None
-    have = await hub.call("GET", "/" + keys.root_key(version))
+    have = await hub.call("GET", "/" + layout.root_path(version))
     if have.status == 200:
         if have.body != data:
             raise PushError(f"hub already has a different root {version}")
         return
-    await hub.put(keys.root_key(version), data)
+    await hub.put(layout.root_path(version), data)
     report.roots_sent += 1
     progress(f"root {version} published")
 
@@ -212,7 +206,7 @@ async def _push_blocks(hub: _Hub, store: LocalStore, ids: list[str], parallel: i
     async def worker() -> None:
         for bid in queue:
             data = store.get_block(bid)
-            await hub.put(keys.block_key(bid), data)
+            await hub.put(layout.block_path(bid), data)
             report.blocks_sent += 1
             report.bytes_sent += len(data)
             now = trio.current_time()

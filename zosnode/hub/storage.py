@@ -2,7 +2,7 @@
 
 `LocalStorage` is a directory in the shared DATA layout (so any static web
 server can mirror it); `zosnode.hub.s3.S3Storage` is a bucket. Keys come
-from `zosnode.hub.keys` and are trusted to be well formed here.
+from `zosnode.layout` and are trusted to be well formed here.
 
 Writes are atomic in both: `zosnode.atomicfile` locally; a single PUT
 (which S3 makes visible whole or not at all) remotely. A reader never sees a
@@ -18,6 +18,7 @@ from typing import Protocol
 
 import trio
 
+from zosnode import layout
 from zosnode.atomicfile import write_atomic
 from zosnode.errors import UsageError, ZosError
 from zosnode.http.messages import Body, FileBody
@@ -73,7 +74,7 @@ class LocalStorage:
         return os.path.join(self.root, *key.split("/"))
 
     async def prepare(self) -> None:
-        for sub in ("blocks", "flists", "roots", "channels"):
+        for sub in (layout.BLOCKS, layout.FLISTS, layout.ROOTS, layout.CHANNELS):
             os.makedirs(os.path.join(self.root, sub), exist_ok=True)
 
     async def get(self, key: str) -> StoredObject | None:

@@ -21,6 +21,7 @@ from typing import Any
 
 from zosnode import canonical
 from zosnode.flist.format import MAX_METADATA
+from zosnode.layout import is_hex_id
 from zosnode.mount.errors import ProtocolRefused, ProtocolUsageError
 
 VERSION = 1
@@ -31,7 +32,6 @@ MAX_MESSAGE = 512  # characters of a failure's message
 MAX_HUBS = 128  # the command line's hubs, then a manifest's hubs and mirrors (32 each)
 MAX_PATH = 4096
 _URL = re.compile(r"https?://[^\s\x00]{1,2040}")  # what a manifest accepts
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 class FailureKind(Enum):
@@ -103,7 +103,7 @@ class Ready:
     flist_id: str
 
     def __post_init__(self) -> None:
-        if not isinstance(self.flist_id, str) or not _HEX64.fullmatch(self.flist_id):
+        if not is_hex_id(self.flist_id):
             raise ProtocolUsageError("flist_id must be 64 lowercase hex digits")
 
 

@@ -15,11 +15,6 @@ from zosnode.trust.errors import HashMismatchError, OversizeError, TrustUsageErr
 from zosnode.trust.manifest import FlistPin
 
 
-def content_id(data: bytes) -> str:
-    """BLAKE2b-256 in lowercase hex: the id of flists and blocks."""
-    return hashlib.blake2b(data, digest_size=32).hexdigest()
-
-
 class BoundedDownload:
     def __init__(self, expected_id: str, max_size: int, what: str) -> None:
         if max_size < 0:

@@ -7,14 +7,12 @@ signature or anything else signed with the same key.
 
 from __future__ import annotations
 
-import re
-
 from nacl.exceptions import BadSignatureError as NaclBadSignature
 from nacl.signing import SigningKey, VerifyKey
 
+from zosnode.layout import is_hex_id
 from zosnode.trust.errors import TrustUsageError
 
-KEY_ID_RE = re.compile(r"[0-9a-f]{64}")
 SIGNATURE_LEN = 64
 _DOMAIN = b"zosnode-signed-v1\x00"
 # Documents a key may sign; the kind is part of the signed message.
@@ -22,7 +20,8 @@ KINDS = ("root", "manifest")
 
 
 def is_key_id(value: object) -> bool:
-    return isinstance(value, str) and KEY_ID_RE.fullmatch(value) is not None
+    """A key id: the public key in hex, spelled like every 256-bit id (`zosnode.layout`)."""
+    return is_hex_id(value)
 
 
 def key_id(key: SigningKey | VerifyKey) -> str:

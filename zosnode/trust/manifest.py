@@ -25,6 +25,7 @@ from types import MappingProxyType
 from typing import Any
 
 from zosnode import canonical
+from zosnode.layout import is_hex_id
 from zosnode.trust.errors import MalformedError, OversizeError, TrustUsageError
 from zosnode.trust.schema import MAX_INT, Fields, versioned
 
@@ -37,7 +38,6 @@ MAX_URLS = 32
 MAX_FLIST_BYTES = 1 << 36
 PPM = 1_000_000
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
-FLIST_ID_RE = re.compile(r"[0-9a-f]{64}")
 AGENT_VERSION_RE = re.compile(r"\d{1,9}(\.\d{1,9}){0,3}")
 URL_RE = re.compile(r"https?://[^\s\x00]{1,2040}")
 STOP_SIGNALS = ("SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGKILL", "SIGUSR1", "SIGUSR2")
@@ -84,7 +84,7 @@ class FlistPin:
 
     def __post_init__(self) -> None:
         _name("flist name", self.name)
-        _need(FLIST_ID_RE.fullmatch(self.id) is not None,
+        _need(is_hex_id(self.id),
               f"flist {self.name}: id {self.id!r} is not 64 lowercase hex digits")
         _need(isinstance(self.size, int) and 1 <= self.size <= MAX_FLIST_BYTES,
               f"flist {self.name}: size {self.size} is outside 1..{MAX_FLIST_BYTES}")

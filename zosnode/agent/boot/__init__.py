@@ -11,7 +11,7 @@ from pathlib import Path
 
 import trio
 
-from zosnode import __version__
+from zosnode import __version__, layout
 from zosnode.agent import pid1
 from zosnode.agent.boot.errors import BootError, HubsUnreachable, ReleaseFailed
 from zosnode.agent.boot.hubs import HubClient, Hubs
@@ -82,7 +82,8 @@ async def after_network(
     if pid1.is_pid1():
         pid1.set_hostname(identity.node_id, say)
     run_dir.mkdir(parents=True, exist_ok=True)
-    blocks_dir = cache_dir / "blocks" if cache_dir else run_dir / "blocks"
+    # The block cache, sharded like the layout's blocks/ (`layout.sharded`).
+    blocks_dir = (cache_dir or run_dir) / layout.BLOCKS
     cache = BlockCache(blocks_dir, cache_bytes, durable=cache_dir is not None)
     fetcher = Fetcher(config.hubs)
     hubs = HubClient(config.hubs, config.channel, fetcher=fetcher)

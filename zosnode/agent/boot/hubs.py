@@ -12,6 +12,7 @@ from zosnode.fetch.errors import CircuitOpen
 from zosnode.fetch.fetcher import Fetcher
 from zosnode.fetch.health import Circuit
 from zosnode.http.client import HttpClient, HttpError, HttpStatusError
+from zosnode.layout import LayoutError, manifest_path, root_path
 from zosnode.trust.manifest import MAX_MANIFEST_BYTES, FlistPin, Manifest
 from zosnode.trust.root import MAX_ROOT_BYTES
 
@@ -68,6 +69,12 @@ class HubClient:
         self._base = list(self.hubs)  # the command line's: always kept, always first
         self.mirrors: list[str] = []
         self.channel = channel
+        try:
+            self._manifest_path = manifest_path(channel)
+        except LayoutError:
+            # The command line allows names no hub serves (upper case).
+            raise BootError(f"channel {channel!r}: no hub serves it (want 1-64 of "
+                            "a-z 0-9 . _ -)") from None
         self.fetcher = fetcher
         self.fetcher.set_mirrors(self.sources)
         # Heartbeats (POSTs) share the fetcher's pool unless told otherwise.
@@ -139,11 +146,15 @@ class HubClient:
         raise HubsUnreachable(f"no hub served {path}: " + "; ".join(errors))
 
     async def manifest(self) -> bytes | None:
-        return await self._get(f"channels/{self.channel}/manifest", MAX_MANIFEST_BYTES,
+        return await self._get(self._manifest_path, MAX_MANIFEST_BYTES,
                                conditional=True)
 
     async def root(self, version: int) -> bytes | None:
-        return await self._get(f"roots/{version}.root", MAX_ROOT_BYTES, conditional=False)
+        try:
+            path = root_path(version)
+        except LayoutError:
+            return None  # past any version a root may have: there is none
+        return await self._get(path, MAX_ROOT_BYTES, conditional=False)
 
     async def flist(self, pin: FlistPin) -> bytes:
         return await self.fetcher.fetch_flist(pin.id, max_size=pin.size)
