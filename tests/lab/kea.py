@@ -33,7 +33,11 @@ def kea_conf(path: Path, interface: str, subnet: str, pool: str, router: str,
              leasefile: Path | None = None) -> Path:
     """A DHCPv4 config serving one subnet on one interface, leases kept in the temp dir."""
     conf = {"Dhcp4": {
-        "interfaces-config": {"interfaces": [interface], "dhcp-socket-type": "raw"},
+        # A bridge is not "running" until a port has carrier, which may be after
+        # Kea starts (the node brings its end up itself): keep trying for 30 s.
+        "interfaces-config": {"interfaces": [interface], "dhcp-socket-type": "raw",
+                              "service-sockets-max-retries": 300,
+                              "service-sockets-retry-wait-time": 100},
         "lease-database": {"type": "memfile", "persist": True, "lfc-interval": 0,
                            "name": str(leasefile or path.with_suffix(".leases.csv"))},
         "valid-lifetime": lease_s, "min-valid-lifetime": lease_s,
