@@ -178,7 +178,7 @@ def _version_of(name: str, suffix: str) -> int | None:
 # -- parsing ---------------------------------------------------------------------------
 
 
-class Kind(enum.Enum):
+class ObjectKind(enum.Enum):
     """The kinds of object; the value is its folder under the layout (for a hub,
     also its route's name)."""
 
@@ -197,14 +197,14 @@ class Kind(enum.Enum):
     @property
     def immutable(self) -> bool:
         """Content-addressed or versioned: what a path names never changes."""
-        return self in (Kind.BLOCK, Kind.FLIST, Kind.ROOT, Kind.RELEASE)
+        return self in (ObjectKind.BLOCK, ObjectKind.FLIST, ObjectKind.ROOT, ObjectKind.RELEASE)
 
 
 @dataclass(frozen=True)
 class ObjectPath:
     """A path of the layout, parsed: `path` is exactly what the builders make."""
 
-    kind: Kind
+    kind: ObjectKind
     path: str
     object_id: str | None = None  # blocks and flists
     version: int | None = None  # roots and releases
@@ -218,22 +218,22 @@ def parse_path(path: str) -> ObjectPath | None:
     try:
         match parts:
             case ["blocks", prefix, oid] if oid[:2] == prefix:
-                return ObjectPath(Kind.BLOCK, block_path(oid), object_id=oid)
+                return ObjectPath(ObjectKind.BLOCK, block_path(oid), object_id=oid)
             case ["flists", oid]:
-                return ObjectPath(Kind.FLIST, flist_path(oid), object_id=oid)
+                return ObjectPath(ObjectKind.FLIST, flist_path(oid), object_id=oid)
             case ["roots", name] if name.endswith(".root"):
                 version = parse_version(name.removesuffix(".root"))
-                return ObjectPath(Kind.ROOT, root_path(version), version=version)
+                return ObjectPath(ObjectKind.ROOT, root_path(version), version=version)
             case ["tags", name]:
-                return ObjectPath(Kind.TAG, tag_path(name), name=name)
+                return ObjectPath(ObjectKind.TAG, tag_path(name), name=name)
             case ["boot", channel, name]:
-                return ObjectPath(Kind.BOOT, boot_path(channel, name), channel=channel,
+                return ObjectPath(ObjectKind.BOOT, boot_path(channel, name), channel=channel,
                                   name=name)
             case ["channels", channel, "manifest"]:
-                return ObjectPath(Kind.MANIFEST, manifest_path(channel), channel=channel)
+                return ObjectPath(ObjectKind.MANIFEST, manifest_path(channel), channel=channel)
             case ["channels", channel, "releases", name] if name.endswith(".manifest"):
                 version = parse_version(name.removesuffix(".manifest"))
-                return ObjectPath(Kind.RELEASE, release_path(channel, version),
+                return ObjectPath(ObjectKind.RELEASE, release_path(channel, version),
                                   version=version, channel=channel)
     except LayoutError:
         return None

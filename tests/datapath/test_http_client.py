@@ -20,12 +20,12 @@ from zosnode.http.client import (
     HttpStatusError,
     HttpTimeout,
     HttpTruncated,
-    HttpUsageError,
     Timeouts,
     base_url,
     run_request,
     split_url,
 )
+from zosnode.http.errors import HttpUsageError
 
 
 def test_split_url() -> None:

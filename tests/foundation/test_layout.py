@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 import zosnode
 from zosnode import layout
 from zosnode.errors import UsageError
-from zosnode.layout import Kind, LayoutError
+from zosnode.layout import LayoutError, ObjectKind
 
 PACKAGE = Path(zosnode.__file__).resolve().parent
 THE_MODULE = "layout.py"
@@ -69,17 +69,18 @@ def test_is_hex_id() -> None:
 
 
 @pytest.mark.parametrize("path, kind", [
-    ("/blocks/ab/" + ID, Kind.BLOCK), ("/flists/" + "f" * 64, Kind.FLIST),
-    ("/roots/1.root", Kind.ROOT), ("/roots/12.root", Kind.ROOT),
-    ("/tags/base-os", Kind.TAG), ("/boot/stable/initramfs.img", Kind.BOOT),
-    ("/channels/stable/manifest", Kind.MANIFEST),
-    ("/channels/edge-1/releases/3.manifest", Kind.RELEASE),
-    (f"/roots/{2**63 - 1}.root", Kind.ROOT),
+    ("/blocks/ab/" + ID, ObjectKind.BLOCK), ("/flists/" + "f" * 64, ObjectKind.FLIST),
+    ("/roots/1.root", ObjectKind.ROOT), ("/roots/12.root", ObjectKind.ROOT),
+    ("/tags/base-os", ObjectKind.TAG), ("/boot/stable/initramfs.img", ObjectKind.BOOT),
+    ("/channels/stable/manifest", ObjectKind.MANIFEST),
+    ("/channels/edge-1/releases/3.manifest", ObjectKind.RELEASE),
+    (f"/roots/{2**63 - 1}.root", ObjectKind.ROOT),
 ])
-def test_url_paths_accepted(path: str, kind: Kind) -> None:
+def test_url_paths_accepted(path: str, kind: ObjectKind) -> None:
     parsed = layout.parse_url_path(path)
     assert parsed is not None and parsed.path == path[1:] and parsed.kind is kind
-    assert parsed.kind.immutable == (kind in (Kind.BLOCK, Kind.FLIST, Kind.ROOT, Kind.RELEASE))
+    immutable = (ObjectKind.BLOCK, ObjectKind.FLIST, ObjectKind.ROOT, ObjectKind.RELEASE)
+    assert parsed.kind.immutable == (kind in immutable)
 
 
 @pytest.mark.parametrize("path", [
@@ -109,10 +110,11 @@ def test_every_built_path_parses_back(digest: bytes, version: int, channel: str)
     oid = digest.hex()
     if ".." in channel:
         return
-    for path, kind in ((layout.block_path(oid), Kind.BLOCK), (layout.flist_path(oid), Kind.FLIST),
-                       (layout.root_path(version), Kind.ROOT),
-                       (layout.manifest_path(channel), Kind.MANIFEST),
-                       (layout.release_path(channel, version), Kind.RELEASE)):
+    for path, kind in ((layout.block_path(oid), ObjectKind.BLOCK),
+                       (layout.flist_path(oid), ObjectKind.FLIST),
+                       (layout.root_path(version), ObjectKind.ROOT),
+                       (layout.manifest_path(channel), ObjectKind.MANIFEST),
+                       (layout.release_path(channel, version), ObjectKind.RELEASE)):
         parsed = layout.parse_path(path)
         assert parsed is not None and (parsed.kind, parsed.path) == (kind, path)
     release = layout.parse_path(layout.release_path(channel, version))

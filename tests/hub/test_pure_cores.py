@@ -10,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.hub.releases import key
-from zosnode.http.messages import FileBody, HttpUsageError, Request, Response
+from zosnode.http.errors import HttpUsageError
+from zosnode.http.messages import FileBody, Request, Response
 from zosnode.http.semantics import apply, etag_matches, parse_range
 from zosnode.hub.replay import ReplayCache
 from zosnode.hub.sigv4 import EMPTY_SHA256, Credentials, authorization

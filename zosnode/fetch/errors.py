@@ -21,5 +21,6 @@ class CircuitOpen(FetchError):
     """The mirror's circuit is open (or its one trial is out): it was not asked."""
 
 
-class IntegrityError(FetchError):
-    """A mirror served bytes that do not hash to the id asked for."""
+class WrongCopy(FetchError):
+    """A mirror served bytes that do not hash to the id asked for. (A block that
+    does not decode is the flist layer's `IntegrityError`.)"""

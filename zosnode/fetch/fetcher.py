@@ -34,7 +34,7 @@ from contextlib import asynccontextmanager
 import trio
 
 from zosnode.fetch.backoff import Backoff
-from zosnode.fetch.errors import CircuitOpen, FetchUsageError, IntegrityError, Unavailable
+from zosnode.fetch.errors import CircuitOpen, FetchUsageError, Unavailable, WrongCopy
 from zosnode.fetch.health import BreakerPolicy, Fault, Incident, MirrorHealth, Pass
 from zosnode.http.client import (
     HttpClient,
@@ -149,7 +149,7 @@ class Fetcher:
                             partial_from.add(mirror)
                             partial += exc.received
                         continue
-                    except (HttpPeerError, IntegrityError) as exc:
+                    except (HttpPeerError, WrongCopy, _StartOver) as exc:
                         # A failed resume (416, a 200, a dead mirror) starts over.
                         tried = True
                         last = exc
@@ -188,7 +188,7 @@ class Fetcher:
         goes to the mirror's breaker.
 
         Raises `CircuitOpen`, what the attempt raised (`HttpTruncated` keeps
-        the bytes that came) or `IntegrityError` for a wrong copy.
+        the bytes that came), `WrongCopy` for a wrong copy, or `_StartOver`.
         """
         async with self._admitted(mirror) as grant:
             return await self._attempt(mirror, grant, path, oid, max_size, partial,
@@ -271,7 +271,7 @@ class Fetcher:
                 outcome = None
                 return data
             outcome = Fault.CORRUPT
-            raise IntegrityError(f"{url}: bytes do not match the id")
+            raise WrongCopy(f"{url}: bytes do not match the id")
         finally:
             self._report(mirror, grant, oid, outcome, partial_from)
 
@@ -300,13 +300,17 @@ class Fetcher:
     async def _resume(self, url: str, max_size: int, partial: bytes) -> bytes:
         if len(partial) >= max_size:
             # Not the mirror's doing: start over without a verdict on it.
-            raise IntegrityError(f"{url}: partial body already at the cap")
+            raise _StartOver(f"{url}: partial body already at the cap")
         # The total is unknown to a range request; ask for the rest up to the cap.
         resp = await self.client.get(
             url, max_size=max_size - len(partial), byte_range=(len(partial), max_size - 1),
             timeouts=self.timeouts,
         )
         return resp.body
+
+
+class _StartOver(Exception):
+    """The pieces gathered so far cannot be resumed (they already fill the cap)."""
 
 
 def _fault(exc: HttpPeerError) -> Fault:

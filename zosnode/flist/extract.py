@@ -27,7 +27,10 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-class BlockSource(Protocol):
+class StoredBlocks(Protocol):
+    """Where a sync front end reads blocks from: a local store, or memory in tests.
+    (The node's async reader of verified decoded blocks is `zosnode.fetch.source.BlockSource`.)"""
+
     def get(self, ref: BlockRef) -> bytes:
         """The STORED bytes of the block `ref` names; the caller verifies them."""
         ...
@@ -36,7 +39,7 @@ class BlockSource(Protocol):
 class BlockReader:
     """Verified decoded blocks from a source, with a small LRU for packed blocks."""
 
-    def __init__(self, source: BlockSource, keep: int = 8) -> None:
+    def __init__(self, source: StoredBlocks, keep: int = 8) -> None:
         self.source = source
         self.keep = keep
         self._lru: OrderedDict[str, bytes] = OrderedDict()
@@ -111,7 +114,7 @@ def _write_file(fd: int, view: FlistView, entry: Entry, reader: BlockReader) -> 
 
 def extract(
     view: FlistView,
-    source: BlockSource,
+    source: StoredBlocks,
     target: str | os.PathLike[str],
     *,
     progress: Callable[[int, int], None] | None = None,
@@ -137,7 +140,7 @@ def extract(
 
 
 def _extract_at(
-    view: FlistView, source: BlockSource, tpath: str,
+    view: FlistView, source: StoredBlocks, tpath: str,
     progress: Callable[[int, int], None] | None, priv: _Privilege,
 ) -> int:
     try:

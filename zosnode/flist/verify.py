@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from zosnode.flist.blocks import decode_block
 from zosnode.flist.errors import FlistDataError
-from zosnode.flist.extract import BlockSource
+from zosnode.flist.extract import StoredBlocks
 from zosnode.flist.format import Flist
 
 
@@ -16,7 +16,7 @@ class VerifyReport:
     problems: tuple[tuple[str, str], ...]  # block id, what is wrong
 
 
-def verify(flist: Flist, source: BlockSource) -> VerifyReport:
+def verify(flist: Flist, source: StoredBlocks) -> VerifyReport:
     problems = []
     blocks = flist.blocks()
     for bid, ref in blocks.items():

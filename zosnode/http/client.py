@@ -35,19 +35,11 @@ from urllib.parse import urlsplit
 import h11
 import trio
 
-from zosnode.errors import UsageError, ZosError
+from zosnode.http.errors import HttpError, HttpUsageError
 
 _READ_CHUNK = 256 * 1024
 _SEND_CHUNK = 64 * 1024
 USER_AGENT = "zosnode"
-
-
-class HttpError(ZosError):
-    """Base of the HTTP client's errors."""
-
-
-class HttpUsageError(HttpError, UsageError):
-    """We asked for something the client cannot do (bad URL, bad argument)."""
 
 
 class HttpPeerError(HttpError):

@@ -11,12 +11,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from zosnode.errors import UsageError
+from zosnode.http.errors import HttpUsageError
 from zosnode.http.requesthead import parse_target
-
-
-class HttpUsageError(UsageError):
-    """WE built an invalid request or response (a bug on our side)."""
 
 
 @dataclass(frozen=True)

@@ -37,12 +37,12 @@ MISSING_QUERY_BYTES = MAX_MISSING_QUERY * 72 + 64
 # Per kind of published object: the format's own cap (blocks may carry the
 # encryption overhead on top of the 8 MiB block size).
 BODY_CAPS = {
-    layout.Kind.BLOCK: MAX_BLOCK_SIZE + 4096,
-    layout.Kind.FLIST: MAX_FLIST_BYTES,
-    layout.Kind.ROOT: MAX_ROOT_BYTES,
-    layout.Kind.MANIFEST: MAX_MANIFEST_BYTES,
-    layout.Kind.RELEASE: MAX_MANIFEST_BYTES,  # read, then refused: not publishable
-    layout.Kind.TAG: 65,
+    layout.ObjectKind.BLOCK: MAX_BLOCK_SIZE + 4096,
+    layout.ObjectKind.FLIST: MAX_FLIST_BYTES,
+    layout.ObjectKind.ROOT: MAX_ROOT_BYTES,
+    layout.ObjectKind.MANIFEST: MAX_MANIFEST_BYTES,
+    layout.ObjectKind.RELEASE: MAX_MANIFEST_BYTES,  # read, then refused: not publishable
+    layout.ObjectKind.TAG: 65,
 }
 
 

@@ -105,9 +105,9 @@ class Publisher:
         if obj is None:
             raise PublishRefused("bad-path", f"{key} cannot be published")
         kind = obj.kind
-        if kind in (layout.Kind.BLOCK, layout.Kind.FLIST):
+        if kind in (layout.ObjectKind.BLOCK, layout.ObjectKind.FLIST):
             check_content_id(obj, body)
-            if kind is layout.Kind.FLIST:
+            if kind is layout.ObjectKind.FLIST:
                 blocks = flist_block_ids(body)
                 missing = [b for b in blocks
                            if not await self.storage.exists(layout.block_path(b))]
@@ -118,16 +118,16 @@ class Publisher:
                         f"first {missing[0]}")
             await self.storage.put(obj.path, body)
             return [obj.path]
-        if kind is layout.Kind.TAG:
+        if kind is layout.ObjectKind.TAG:
             fid = parse_tag(body)
             if not await self.storage.exists(layout.flist_path(fid)):
                 raise PublishRefused("missing-flists", f"tag names flist {fid}, not on this hub")
             await self.storage.put(obj.path, body)
             return [obj.path]
-        if kind is layout.Kind.ROOT:
+        if kind is layout.ObjectKind.ROOT:
             async with self._trust_lock:
                 return [await self._put_root(obj, body)]
-        if kind is layout.Kind.MANIFEST:
+        if kind is layout.ObjectKind.MANIFEST:
             async with self._trust_lock:
                 return await self._put_manifest(obj, body, now)
         raise PublishRefused("bad-path", f"{key} cannot be published")

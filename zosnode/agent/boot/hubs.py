@@ -11,7 +11,8 @@ from zosnode.agent.boot.errors import BootError, HubsUnreachable
 from zosnode.fetch.errors import CircuitOpen
 from zosnode.fetch.fetcher import Fetcher
 from zosnode.fetch.health import Circuit
-from zosnode.http.client import HttpClient, HttpError, HttpStatusError
+from zosnode.http.client import HttpClient, HttpStatusError
+from zosnode.http.errors import HttpError
 from zosnode.layout import LayoutError, manifest_path, root_path
 from zosnode.trust.manifest import MAX_MANIFEST_BYTES, FlistPin, Manifest
 from zosnode.trust.root import MAX_ROOT_BYTES

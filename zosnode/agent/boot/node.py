@@ -47,7 +47,7 @@ from zosnode.errors import ZosError
 from zosnode.fetch.backoff import Backoff
 from zosnode.fetch.errors import FetchError
 from zosnode.flist.errors import FlistError
-from zosnode.http.client import HttpError
+from zosnode.http.errors import HttpError
 from zosnode.trust.anchor import Anchor
 from zosnode.trust.errors import Refused, TrustError
 from zosnode.trust.manifest import Manifest
