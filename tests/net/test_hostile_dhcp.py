@@ -83,7 +83,10 @@ def test_bad_offers_ignored_each_with_its_reason(lan: Lan, node_ns: str, start_n
     strays = [reply("OFFER", "10.77.0.98", xid_delta=1),
               reply("OFFER", "10.77.0.99", chaddr="02" + mac[2:]),
               reply("OFFER", "10.77.0.97", truncate=250)]
-    good = [reply("OFFER", GOOD)], [reply("ACK", GOOD)]
+    # The sound lease at the end has more DNS servers than glibc reads, and a search list.
+    dns = ("10.77.0.1", "10.77.0.2", "0.0.0.0", "10.77.0.3", "10.77.0.4")
+    names = ((15, b"lab.example"), (119, dns_name("eng.example")))
+    good = [reply("OFFER", GOOD)], [reply("ACK", GOOD, dns=dns, extra=names)]
     the_plan = plan(lan.bridge, [{"offers": bad + strays},
                                  {"offers": good[0], "acks": good[1]}])
     with lan.rogue(the_plan) as log:
@@ -106,8 +109,10 @@ def test_bad_offers_ignored_each_with_its_reason(lan: Lan, node_ns: str, start_n
         "default via 10.77.0.1 dev eth0 proto static",
         f"default via 10.77.0.1 dev eth0 proto static metric {1000 + index}",
         f"10.77.0.0/24 dev eth0 proto kernel scope link src {GOOD}"]
+    assert "eth0: lease 10.77.0.60: dns: kept 3 of 5 servers (2 dropped" in text
     assert (lan.tmp / "resolv.conf").read_text() == (
-        "# written by zosnode from its DHCP lease\nnameserver 10.77.0.1\n")
+        "# written by zosnode from its DHCP lease\nsearch lab.example eng.example\n"
+        "nameserver 10.77.0.1\nnameserver 10.77.0.2\nnameserver 10.77.0.3\n")
 
 
 @pytest.mark.parametrize("name,kw,why", BAD, ids=[b[0] for b in BAD])
