@@ -373,8 +373,9 @@ async def _tcp_probe(nic: Nic, source: str, host: str, port: int) -> bool:
                 continue
             sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             with sock:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, nic.name.encode())
                 try:
+                    # (inside the try: a NIC that went away is "does not reach")
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, nic.name.encode())
                     await sock.bind((source, 0))
                     await sock.connect(addr)
                     return True
