@@ -255,3 +255,13 @@ async def test_ask_shares_the_breaker_of_reads(mirror: FaultyMirror, data_dir: P
     with pytest.raises(FetchUsageError):
         await f.ask("http://127.0.0.1:9", "roots/1.root", max_size=10)
     await f.aclose()
+
+
+def test_an_early_trial_goes_before_the_cool_down_one_at_a_time() -> None:
+    h = MirrorHealth(["a"])
+    h.failed("a", Health.ERROR, 10.0)
+    assert h.admit("a", 10.1) is None  # cooling down (1 s)
+    assert h.admit("a", 10.1, early=True) is Pass.TRIAL
+    assert h.admit("a", 10.2, early=True) is None  # the trial is out
+    h.succeeded("a", 10.3, Pass.TRIAL)
+    assert h.circuit("a") is Circuit.CLOSED

@@ -171,3 +171,31 @@ async def test_a_stalled_hub_costs_one_fault_detection_at_boot(tmp_path: Path) -
             assert first < 5.0 and lost - 1.5 < 6.0
             hub.server.shutdown()
             nursery.cancel_scope.cancel()
+
+
+async def test_a_hub_that_comes_back_is_seen_at_the_next_poll(tmp_path: Path) -> None:
+    """Alone and down, a hub is still asked once per call (the caller paces the
+    calls); back, the next call gets the manifest, whatever its cool-down says, and
+    flists come from it at once."""
+    data = tmp_path / "hub"
+    (data / "channels" / "demo").mkdir(parents=True)
+    (data / "channels" / "demo" / "manifest").write_bytes(b"signed manifest")
+    (data / "flists").mkdir()
+    flist = b"an flist"
+    (data / "flists" / object_id(flist)).write_bytes(flist)
+    pin = FlistPin(name="f", id=object_id(flist), size=len(flist), mount="/opt/f")
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            hub = FaultyMirror(data)
+            await hub.start(nursery)
+            hubs = HubClient([hub.url], "demo", fetcher=Fetcher([hub.url]))
+            await hub.stop()
+            for _ in range(3):
+                with pytest.raises(HubsUnreachable, match="refused|connect"):
+                    await hubs.manifest()
+            assert hubs.requests == 3  # each call asked, open circuit or not
+            await hub.restart()
+            assert await hubs.manifest() == b"signed manifest"
+            assert hubs.fetcher.health.circuit(hub.url) is Circuit.CLOSED
+            assert await hubs.flist(pin) == flist
+            nursery.cancel_scope.cancel()

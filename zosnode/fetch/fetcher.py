@@ -195,15 +195,17 @@ class Fetcher:
                                        partial_from)
 
     @asynccontextmanager
-    async def _admitted(self, mirror: str) -> AsyncIterator[Pass]:
+    async def _admitted(self, mirror: str, *, early: bool = False) -> AsyncIterator[Pass]:
         """A request slot to `mirror` and its breaker's pass, or `CircuitOpen`."""
-        if self.health.breaker(mirror).ready_at(trio.current_time()) > trio.current_time():
+        breaker = self.health.breaker(mirror)
+        if (breaker.trial_pending or not early) \
+                and breaker.ready_at(trio.current_time()) > trio.current_time():
             raise CircuitOpen(f"{mirror}: circuit open")
         # Admission is decided once a request slot is ours: requests queued
         # behind ones that just tripped the circuit are not sent at all.
         slot = self._slots.setdefault(mirror, trio.Semaphore(self.client.per_origin))
         async with slot:
-            grant = self.health.admit(mirror, trio.current_time())
+            grant = self.health.admit(mirror, trio.current_time(), early=early)
             if grant is None:
                 raise CircuitOpen(f"{mirror}: circuit open")
             yield grant
@@ -211,6 +213,7 @@ class Fetcher:
     async def ask(
         self, mirror: str, path: str, *, max_size: int,
         headers: Mapping[str, str] | None = None, ok: tuple[int, ...] = (200,),
+        early: bool = False,
     ) -> Reply:
         """One GET of `path` at `mirror`, for what no hash can check (a manifest,
         a root: their signatures are checked by the caller).
@@ -220,10 +223,12 @@ class Fetcher:
         the short timeouts and the attempt bound; the outcome is reported to
         the same breaker the fetcher's reads use. A status outside `ok` raises
         `HttpStatusError` (a 4xx says the mirror works; a 5xx is a fault).
+        `early`: an open circuit's trial may go before its cool-down ends
+        (`Breaker.admit`), for a caller that has nobody else to ask.
         """
         if mirror not in self.health.mirrors:
             raise FetchUsageError(f"{mirror} is not one of this fetcher's mirrors")
-        async with self._admitted(mirror) as grant:
+        async with self._admitted(mirror, early=early) as grant:
             outcome: Fault | None | str = "abandoned"
             url = f"{mirror}/{path}"
             try:

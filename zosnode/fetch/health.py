@@ -93,10 +93,18 @@ class Breaker:
         self._cooldown = policy.cooldown_s
         self.opened = 0  # times it went from closed to open
 
-    def admit(self, now: float) -> Pass | None:
+    def admit(self, now: float, *, early: bool = False) -> Pass | None:
+        """A pass, or None while cooling down (or while the trial is out).
+
+        `early`: the trial may start before the cool-down ends, for a caller
+        with nobody else to ask that paces its own retries (the node's
+        manifest polls); one trial at a time still.
+        """
         if self.state is Circuit.CLOSED:
             return Pass.NORMAL
-        if now < self._until:
+        if self.state is Circuit.HALF_OPEN and now < self._until:
+            return None
+        if now < self._until and not early:
             return None
         self.state = Circuit.HALF_OPEN
         self._until = now + self.policy.trial_lease_s
@@ -211,9 +219,9 @@ class MirrorHealth:
 
         return sorted(self._usable(object_id), key=key)
 
-    def admit(self, mirror: str, now: float) -> Pass | None:
+    def admit(self, mirror: str, now: float, *, early: bool = False) -> Pass | None:
         """Whether `mirror` may be asked now; a TRIAL must be reported like any pass."""
-        return self._breakers[mirror].admit(now)
+        return self._breakers[mirror].admit(now, early=early)
 
     def ready_at(self, object_id: str, now: float) -> float | None:
         """When some mirror usable for `object_id` may next be asked; None: none is."""

@@ -50,8 +50,11 @@ class HubClient:
     manifest and roots (signed, checked by the caller) through `Fetcher.ask`.
     So one circuit breaker per source decides for all of them, with the
     fetcher's short byte-progress timeouts: a hub that stalls the manifest
-    costs one fault detection (seconds), then nobody asks it until its
-    cool-down ends and a closed source is out of reach. Adopting a manifest
+    costs one fault detection (seconds), then nobody asks it while a source
+    with a closed circuit answers. When every circuit is open, each call still
+    asks one source (the trial, early): the boot loop and the upgrade poll
+    pace their own retries, so a hub that comes back is seen at the next one
+    rather than after its cool-down as well. Adopting a manifest
     changes the fetcher's sources in place: a source known already keeps its
     circuit, so a dead hub the manifest names again stays demoted.
     """
@@ -115,36 +118,55 @@ class HubClient:
             self._good = self.hubs.index(source)
 
     async def _get(self, path: str, max_size: int, *, conditional: bool) -> bytes | None:
-        errors = []
+        errors: list[str] = []
+        order = self._order()
+        before = self.requests
+        for source in order:
+            try:
+                return await self._ask(source, path, max_size, conditional, errors)
+            except _Failed:
+                continue
+        if self.requests == before:
+            # Every circuit is open: nobody else to ask. The first in order (the
+            # one whose cool-down ends first) gets its trial now; our callers pace
+            # their retries, so a hub that comes back is seen at the next one.
+            try:
+                return await self._ask(order[0], path, max_size, conditional, errors,
+                                       early=True)
+            except _Failed:
+                pass
+        raise HubsUnreachable(f"no hub served {path}: " + "; ".join(errors))
+
+    async def _ask(self, source: str, path: str, max_size: int, conditional: bool,
+                   errors: list[str], *, early: bool = False) -> bytes | None:
+        headers = {}
+        if conditional and source in self._etags:
+            headers["If-None-Match"] = self._etags[source]
         # 404 answers "no such root"; 304 "manifest unchanged".
         ok = (200, 304) if conditional else (200, 404)
-        for hub in self._order():
-            headers = {}
-            if conditional and hub in self._etags:
-                headers["If-None-Match"] = self._etags[hub]
-            try:
-                resp = await self.fetcher.ask(hub, path, max_size=max_size, headers=headers,
-                                              ok=ok)
-            except CircuitOpen:
-                errors.append(f"{hub}: not asked (circuit open)")
-                continue
-            except HttpStatusError as exc:
-                self.requests += 1
-                errors.append(f"{hub}: HTTP {exc.status}")
-                continue
-            except HttpError as exc:
-                self.requests += 1
-                errors.append(f"{hub}: {exc}")
-                continue
+        try:
+            resp = await self.fetcher.ask(source, path, max_size=max_size, headers=headers,
+                                          ok=ok, early=early)
+        except CircuitOpen:
+            if not early:
+                errors.append(f"{source}: not asked (circuit open)")
+            raise _Failed from None
+        except HttpStatusError as exc:
             self.requests += 1
-            self._answered(hub)
-            if resp.status in (304, 404):
-                return None
-            etag = resp.headers.get("etag")
-            if conditional and etag:
-                self._etags[hub] = etag
-            return resp.body
-        raise HubsUnreachable(f"no hub served {path}: " + "; ".join(errors))
+            errors.append(f"{source}: HTTP {exc.status}")
+            raise _Failed from None
+        except HttpError as exc:
+            self.requests += 1
+            errors.append(f"{source}: {exc}")
+            raise _Failed from None
+        self.requests += 1
+        self._answered(source)
+        if resp.status in (304, 404):
+            return None
+        etag = resp.headers.get("etag")
+        if conditional and etag:
+            self._etags[source] = etag
+        return resp.body
 
     async def manifest(self) -> bytes | None:
         return await self._get(self._manifest_path, MAX_MANIFEST_BYTES,
@@ -172,3 +194,7 @@ class HubClient:
             except HttpError as exc:
                 errors.append(str(exc))
         raise HubsUnreachable("heartbeat not accepted: " + "; ".join(errors))
+
+
+class _Failed(Exception):
+    """This source did not answer (why is in the caller's list)."""
