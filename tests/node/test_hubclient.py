@@ -12,7 +12,7 @@ import trio
 import trio.testing
 
 from tests.lab.faulty_mirror import Fault, FaultyMirror
-from zosnode.agent.boot.errors import HubsUnreachable
+from zosnode.agent.boot.errors import BootError, HubsUnreachable
 from zosnode.agent.boot.hubs import HubClient
 from zosnode.agent.identity import in_ram
 from zosnode.fetch.fetcher import Fetcher
@@ -199,3 +199,9 @@ async def test_a_hub_that_comes_back_is_seen_at_the_next_poll(tmp_path: Path) ->
             assert hubs.fetcher.health.circuit(hub.url) is Circuit.CLOSED
             assert await hubs.flist(pin) == flist
             nursery.cancel_scope.cancel()
+
+
+def test_a_channel_no_hub_can_serve_is_refused_at_start() -> None:
+    # The command line allows upper case; the layout (and every hub) does not.
+    with pytest.raises(BootError, match="no hub serves it"):
+        HubClient(["http://127.0.0.1:9"], "Stable", fetcher=Fetcher(["http://127.0.0.1:9"]))
