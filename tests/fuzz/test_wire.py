@@ -19,9 +19,9 @@ from zosnode.wire.heartbeat import (
     DOMAIN,
     Heartbeat,
     ServiceState,
-    decode_verified,
     encode_signed,
 )
+from zosnode.wire.heartbeat_verify import decode_verified
 
 NODE = nacl.signing.SigningKey(b"\x07" * 32)
 NODE_ID = NODE.verify_key.encode().hex()

@@ -13,9 +13,9 @@ from zosnode.wire.heartbeat import (
     DOMAIN,
     Heartbeat,
     ServiceState,
-    decode_verified,
     encode_signed,
 )
+from zosnode.wire.heartbeat_verify import decode_verified
 
 NODE = key("node-1")
 NODE_ID = NODE.verify_key.encode().hex()

@@ -26,7 +26,7 @@ from zosnode.hub.replay import ReplayCache
 from zosnode.hub.storage import Storage, StorageError
 from zosnode.trust.manifest import MAX_MANIFEST_BYTES
 from zosnode.trust.root import MAX_ROOT_BYTES
-from zosnode.wire import heartbeat
+from zosnode.wire import heartbeat, heartbeat_verify
 from zosnode.wire.errors import WireRefused
 from zosnode.wire.publish_auth import MAX_SKEW_S, verify_request
 
@@ -221,7 +221,7 @@ class HubApp:
     async def _heartbeat(self, r: Request) -> Response:
         route = "/api/v1/heartbeat"
         try:
-            hb = heartbeat.decode_verified(r.body)
+            hb = heartbeat_verify.decode_verified(r.body)
         except WireRefused as exc:
             self.metrics.refused["bad-heartbeat"] += 1
             return text_response(400, str(exc), route=route)

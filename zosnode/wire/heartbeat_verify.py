@@ -1,0 +1,75 @@
+"""The hub's side of the heartbeat: decode one and check its signature.
+
+A node only encodes heartbeats (`zosnode.wire.heartbeat`); this half runs on
+the hub, so the node's trusted code does not carry it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import nacl.exceptions
+import nacl.signing
+
+from zosnode import canonical
+from zosnode.wire.errors import WireRefused, WireUsageError
+from zosnode.wire.heartbeat import DOMAIN, MAX_BYTES, Heartbeat, ServiceState
+
+_FIELDS = {
+    "node_id", "farm", "channel", "release", "agent_version", "sent_at",
+    "uptime_s", "services", "addresses", "audit", "failed_release",
+    "boot_timings_ms",
+}
+
+
+def from_dict(d: Mapping[str, Any]) -> Heartbeat:
+    """The heartbeat whose `Heartbeat.to_dict` is `d`; WireUsageError unless exactly that shape."""
+    if set(d) != _FIELDS:
+        # Keys may be integers too: name them by repr, never sort text with ints.
+        odd = sorted(repr(k) for k in set(d) ^ _FIELDS)
+        raise WireUsageError(f"fields differ from the heartbeat's: {', '.join(odd)}")
+    services = d["services"]
+    if not isinstance(services, list) or not all(
+            isinstance(s, dict) and set(s) == {"name", "state", "restarts"}
+            for s in services):
+        raise WireUsageError("services must be a list of {name, state, restarts}")
+    for name in ("addresses", "audit"):
+        if not isinstance(d[name], list):
+            raise WireUsageError(f"{name} must be a list")
+    if not isinstance(d["boot_timings_ms"], dict):
+        raise WireUsageError("boot_timings_ms must be a map")
+    return Heartbeat(
+        node_id=d["node_id"], farm=d["farm"], channel=d["channel"],
+        release=d["release"], agent_version=d["agent_version"],
+        sent_at=d["sent_at"], uptime_s=d["uptime_s"],
+        services=tuple(ServiceState(s["name"], s["state"], s["restarts"])
+                       for s in services),
+        addresses=tuple(d["addresses"]), audit=tuple(d["audit"]),
+        failed_release=d["failed_release"],
+        boot_timings_ms=d["boot_timings_ms"],
+    )
+
+
+def decode_verified(data: bytes) -> Heartbeat:
+    """The heartbeat in `data`, if it is well formed and signed by its node id."""
+    try:
+        outer = canonical.loads(data, max_size=MAX_BYTES, max_depth=2)
+    except canonical.CanonicalError as exc:
+        raise WireRefused(f"heartbeat envelope: {exc}") from None
+    if not isinstance(outer, dict) or set(outer) != {"body", "sig"} or not isinstance(
+            outer["body"], bytes) or not isinstance(outer["sig"], bytes):
+        raise WireRefused("heartbeat envelope must be {body: bytes, sig: bytes}")
+    body, sig = outer["body"], outer["sig"]
+    try:
+        fields = canonical.loads(body, max_size=MAX_BYTES, max_depth=4)
+        if not isinstance(fields, dict):
+            raise WireRefused("heartbeat body is not a map")
+        hb = from_dict(fields)
+    except (canonical.CanonicalError, WireUsageError) as exc:
+        raise WireRefused(f"heartbeat body: {exc}") from None
+    try:
+        nacl.signing.VerifyKey(bytes.fromhex(hb.node_id)).verify(DOMAIN + body, sig)
+    except (nacl.exceptions.BadSignatureError, ValueError, nacl.exceptions.ValueError):
+        raise WireRefused("heartbeat signature does not verify for its node id") from None
+    return hb
