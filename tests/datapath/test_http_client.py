@@ -21,10 +21,9 @@ from zosnode.http.client import (
     HttpTimeout,
     HttpTruncated,
     Timeouts,
-    base_url,
-    run_request,
     split_url,
 )
+from zosnode.http.command import base_url, run_request
 from zosnode.http.errors import HttpUsageError
 
 

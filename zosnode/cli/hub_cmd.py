@@ -15,7 +15,8 @@ import trio
 
 from zosnode.cli.group import add_command, add_group
 from zosnode.errors import UsageError, UserError, ZosError
-from zosnode.http.client import HttpPeerError, Timeouts, base_url, run_request
+from zosnode.http.client import HttpPeerError, Timeouts
+from zosnode.http.command import base_url, run_request
 from zosnode.http.server import Limits
 from zosnode.hub.push import PushError, push
 from zosnode.hub.s3 import S3Storage

@@ -10,8 +10,8 @@ bytes per `body_idle`, no byte for `body_idle` seconds before the response
 head is a stall, and in the body every `body_idle` window must bring
 `window_bytes` (so a peer dripping a byte a second is cut off, not only one
 that goes silent). A body is never read past `max_size`: a Content-Length
-over the cap is refused before a byte of the body is read. `run_request` is
-the blocking form for a command that makes one request.
+over the cap is refused before a byte of the body is read. (A command's one
+blocking request is `zosnode.http.command`.)
 
 Response framing follows RFC 9112 §6.3 strictly, since a lenient reading is
 what request smuggling and desynchronised keep-alive connections feed on: a
@@ -112,20 +112,6 @@ def split_url(url: str) -> tuple[Origin, str]:
     if parts.query:
         target += "?" + parts.query
     return origin, target
-
-
-def base_url(url: str) -> str:
-    """A base URL a user gave (`--hub`, an S3 endpoint), without its trailing slash:
-    http(s)://HOST[:PORT][/PATH], no query, no fragment. Paths are appended to it."""
-    try:
-        parts = urlsplit(url)
-        split_url(url)
-    except HttpUsageError:
-        parts = None
-    if parts is None or parts.scheme.lower() not in ("http", "https") or parts.query \
-            or parts.fragment or "@" in parts.netloc:
-        raise HttpUsageError(f"{url!r} is not an http://HOST[:PORT][/PATH] URL (or https://)")
-    return url.rstrip("/")
 
 
 @dataclass(frozen=True)
@@ -581,24 +567,3 @@ def _expected_length(
         if length is not None and length > want:
             raise HttpOversize(f"{url}: {length} bytes for a {want}-byte range")
     return length
-
-
-def run_request(
-    method: str,
-    url: str,
-    *,
-    max_size: int,
-    body: bytes = b"",
-    headers: Mapping[str, str] | None = None,
-    timeouts: Timeouts | None = None,
-    ssl_context: ssl.SSLContext | None = None,
-) -> Reply:
-    """One request from synchronous code (a CLI command): a client of its own in a
-    trio run of its own, closed after. Every status is returned; errors as `request`."""
-
-    async def one() -> Reply:
-        async with HttpClient(timeouts=timeouts, ssl_context=ssl_context) as client:
-            return await client.request(method, url, max_size=max_size, body=body,
-                                        headers=headers)
-
-    return trio.run(one)

@@ -21,7 +21,8 @@ from zosnode import layout
 from zosnode.errors import ZosError
 from zosnode.flist.format import flist_id
 from zosnode.flist.store import LocalStore
-from zosnode.http.client import HttpClient, HttpPeerError, Reply, Timeouts, base_url, split_url
+from zosnode.http.client import HttpClient, HttpPeerError, Reply, Timeouts, split_url
+from zosnode.http.command import base_url
 from zosnode.hub.publish import flist_block_ids, stored_manifest
 from zosnode.trust import envelope
 from zosnode.trust.root import MAX_ROOT_BYTES, decode_body

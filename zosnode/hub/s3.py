@@ -19,9 +19,9 @@ from zosnode.http.client import (
     HttpPeerError,
     Reply,
     Timeouts,
-    base_url,
     split_url,
 )
+from zosnode.http.command import base_url
 from zosnode.hub.sigv4 import Credentials, authorization
 from zosnode.hub.storage import StorageError, StorageUsageError, StoredObject
 
