@@ -26,10 +26,10 @@ sys.path.insert(0, str(TOP))
 
 from tests.lab.nginx import nginx  # noqa: E402
 from tests.lab.rootfs import rootfs_tarball, unpack_rootfs  # noqa: E402
-from zosnode.flist.format import encode  # noqa: E402
 from zosnode.flist.pack import build  # noqa: E402
 from zosnode.flist.source_dir import tree_from_dir  # noqa: E402
 from zosnode.flist.store import LocalStore  # noqa: E402
+from zosnode.flist.writer import encode  # noqa: E402
 
 
 def timed(argv: list[str]) -> float:

@@ -30,12 +30,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.lab.rootfs import rootfs_tarball, unpack_rootfs  # noqa: E402
-from zosnode.flist.blocks import Compression, decode_block, encode_block  # noqa: E402
+from zosnode.flist.blocks import Compression, decode_block  # noqa: E402
 from zosnode.flist.builder import build_from  # noqa: E402
-from zosnode.flist.format import Flist, encode  # noqa: E402
+from zosnode.flist.format import Flist  # noqa: E402
 from zosnode.flist.pack import BuildOptions  # noqa: E402
 from zosnode.flist.stats import fetch_bytes, flist_stats  # noqa: E402
 from zosnode.flist.store import LocalStore  # noqa: E402
+from zosnode.flist.writer import encode, encode_block  # noqa: E402
 
 EXTRA = ("curl", "less", "procps")
 MB = 1_000_000

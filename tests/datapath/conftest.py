@@ -59,10 +59,10 @@ async def mirror2(data_dir: Path) -> AsyncIterator[FaultyMirror]:
 
 def build_flist(src: Path, data_dir: Path, **build_kw: object) -> tuple[bytes, str]:
     """Build an flist of `src` with the flist layer's builder into the DATA layout."""
-    from zosnode.flist.format import encode
     from zosnode.flist.pack import build
     from zosnode.flist.source_dir import tree_from_dir
     from zosnode.flist.store import LocalStore
+    from zosnode.flist.writer import encode
 
     store = LocalStore(data_dir)
     store.init()

@@ -15,10 +15,10 @@ from zosnode.flist.blocks import (
     Compression,
     block_id,
     decode_block,
-    encode_block,
     read_ref,
 )
 from zosnode.flist.errors import FormatError, IntegrityError
+from zosnode.flist.writer import encode_block
 
 DATA = b"flist block bytes " * 1000
 

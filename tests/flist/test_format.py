@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zosnode import canonical
-from zosnode.flist.blocks import Compression, encode_block
+from zosnode.flist.blocks import Compression
 from zosnode.flist.builder import build_from
 from zosnode.flist.errors import FlistError, FormatError, UnsupportedVersionError
 from zosnode.flist.format import (
@@ -22,10 +22,10 @@ from zosnode.flist.format import (
     Hole,
     Kind,
     decode,
-    encode,
     flist_id,
 )
 from zosnode.flist.store import LocalStore
+from zosnode.flist.writer import encode, encode_block
 
 
 def _sample() -> Flist:

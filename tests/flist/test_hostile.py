@@ -177,8 +177,9 @@ def test_unreadable_source_file_is_a_user_error(tmp_path: Path, store: LocalStor
 
 
 def _sample_doc() -> dict[str, Any]:
-    from zosnode.flist.blocks import Compression, encode_block
-    from zosnode.flist.format import Entry, Flist, Hole, Kind, encode
+    from zosnode.flist.blocks import Compression
+    from zosnode.flist.format import Entry, Flist, Hole, Kind
+    from zosnode.flist.writer import encode, encode_block
 
     blk = encode_block(b"0123456789" * 10, Compression.NONE, False)
     flist = Flist((
@@ -222,7 +223,7 @@ def test_a_boolean_is_not_a_number(where: tuple[Any, ...], value: Any) -> None:
 
 
 def test_every_accepted_version_re_encodes_to_its_bytes() -> None:
-    from zosnode.flist.format import encode
+    from zosnode.flist.writer import encode
 
     doc = _sample_doc()
     doc["version"] = [1, 7]  # a later minor: read, and written back as read

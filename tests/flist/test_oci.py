@@ -169,7 +169,8 @@ def test_docker_save_tarball(tmp_path: Path, store: LocalStore) -> None:
 
 
 def test_same_image_same_id_from_both_forms(tmp_path: Path, store: LocalStore) -> None:
-    from zosnode.flist.format import encode, flist_id
+    from zosnode.flist.format import flist_id
+    from zosnode.flist.writer import encode
 
     a, _ = build_from(str(make_oci_layout(tmp_path / "img")), store)
     b, _ = build_from(str(make_docker_save(tmp_path / "saved.tar")), store)

@@ -11,11 +11,12 @@ from tests.flist.trees import assert_same_tree
 from tests.lab.rootfs import rootfs_tarball
 from zosnode.flist.builder import build_from
 from zosnode.flist.extract import extract
-from zosnode.flist.format import decode, encode
+from zosnode.flist.format import decode
 from zosnode.flist.stats import flist_stats
 from zosnode.flist.store import LocalStore
 from zosnode.flist.verify import verify
 from zosnode.flist.view import FlistView
+from zosnode.flist.writer import encode
 
 
 def _listing(root: Path) -> list[str]:

@@ -13,10 +13,11 @@ from tests.flist.trees import assert_same_tree
 from zosnode.flist.blocks import Compression
 from zosnode.flist.builder import build_from
 from zosnode.flist.extract import extract
-from zosnode.flist.format import Kind, decode, encode, flist_id
+from zosnode.flist.format import Kind, decode, flist_id
 from zosnode.flist.pack import BuildOptions
 from zosnode.flist.store import LocalStore
 from zosnode.flist.view import FlistView
+from zosnode.flist.writer import encode
 
 ROOT = os.geteuid() == 0
 

@@ -35,7 +35,7 @@ class _Mem:
         self.blocks: dict[str, bytes] = {}
 
     def sink(self, block: object) -> bool:
-        from zosnode.flist.blocks import EncodedBlock
+        from zosnode.flist.writer import EncodedBlock
 
         assert isinstance(block, EncodedBlock)
         new = block.id not in self.blocks

@@ -57,8 +57,9 @@ NEVER_ON_A_NODE = (
     "zosnode.hub", "zosnode.bootmedia", "zosnode.flist.builder", "zosnode.flist.pack",
     "zosnode.flist.source_dir", "zosnode.flist.source_tar", "zosnode.flist.source_oci",
     "zosnode.flist.store", "zosnode.flist.tree", "zosnode.flist.diff", "zosnode.flist.verify",
+    "zosnode.flist.writer",
     "zosnode.trust.release_toml", "zosnode.trust.keyfile", "zosnode.trust.download",
-    "zosnode.fetch.eager", "zosnode.http.server",
+    "zosnode.fetch.eager", "zosnode.http.server", "zosnode.http.command",
     "zosnode.cli.flist_cmd", "zosnode.cli.flist_local", "zosnode.cli.flist_remote",
     "zosnode.cli.hub_cmd", "zosnode.cli.release_cmd", "zosnode.cli.keys_cmd",
     "zosnode.cli.bootstrap_cmd", "zosnode.cli.initramfs_cmd", "zosnode.cli.audit_cmd",
@@ -162,7 +163,7 @@ def test_the_check_catches_an_edge() -> None:
     # the rule allows: one process loads one of them.
     assert "zosnode.cli.hub_cmd" not in closure and "zosnode.mount.child" not in closure
     # A function-level import is seen (record-prefetch imports with_hint lazily).
-    assert "zosnode.mount.prefetch" in _imports("zosnode.cli.flist_remote")
+    assert "zosnode.flist.writer" in _imports("zosnode.cli.flist_remote")
     # The verifier names the anchor only for type checking.
     assert "zosnode.trust.anchor" not in _imports("zosnode.trust.verifier")
 

@@ -16,10 +16,11 @@ from hypothesis import strategies as st
 
 from tests.fuzz.budget import Target, fuzz, replay
 from tests.fuzz.mutate import cbor_documents, cbor_havoc, cbor_mutated, havoc, mutated
-from zosnode.flist.blocks import BlockRef, Compression, encode_block
+from zosnode.flist.blocks import BlockRef, Compression
 from zosnode.flist.errors import FlistError, FormatError
-from zosnode.flist.format import Entry, Flist, Hole, Kind, decode, encode
+from zosnode.flist.format import Entry, Flist, Hole, Kind, decode
 from zosnode.flist.view import FlistView
+from zosnode.flist.writer import encode, encode_block
 
 
 def _exact_ints(flist: Flist) -> None:

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import nacl.signing
 
-from zosnode.flist.blocks import EncodedBlock
-from zosnode.flist.format import encode
 from zosnode.flist.pack import build
 from zosnode.flist.source_dir import tree_from_dir
 from zosnode.flist.store import LocalStore
+from zosnode.flist.writer import EncodedBlock, encode
 from zosnode.trust.envelope import Envelope
 from zosnode.trust.keys import key_id
 from zosnode.trust.manifest import FlistPin, Manifest

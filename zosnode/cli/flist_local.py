@@ -24,12 +24,13 @@ from zosnode.flist.blocks import Compression
 from zosnode.flist.diff import diff
 from zosnode.flist.errors import FlistDataError
 from zosnode.flist.extract import BlockReader, extract
-from zosnode.flist.format import MAX_METADATA, Entry, Kind, encode, flist_id
+from zosnode.flist.format import MAX_METADATA, Entry, Kind, flist_id
 from zosnode.flist.pack import BuildOptions, BuildStats
 from zosnode.flist.stats import flist_stats
 from zosnode.flist.store import LocalStore
 from zosnode.flist.verify import verify
 from zosnode.flist.view import FlistView
+from zosnode.flist.writer import encode
 
 _COMPRESSIONS = {c.name.lower(): c for c in Compression}
 

@@ -190,7 +190,7 @@ def _record(args: argparse.Namespace) -> int:
             async with mounted(data, mnt, fetcher, cache, prefetch=False) as m:
                 proc = await trio.run_process(["chroot", mnt, *argv], check=False)
                 order = list(m.source.first_use)
-        from zosnode.mount.prefetch import with_hint
+        from zosnode.flist.writer import with_hint
 
         hinted = with_hint(decode(data), order)
         out = Path(args.output)

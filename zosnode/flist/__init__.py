@@ -1,7 +1,7 @@
 """flists: filesystem images as metadata, their bytes in content-addressed blocks.
 
-Modules: `blocks` (block encoding and verification), `format` (the wire
-format), `store` (the local block store), `view` (the read core every front
-end shares), `tree`/`pack` and `source_*` (builders), `extract` (sync
-readers), `diff` and `stats`.
+Modules: `blocks` (block verification), `format` (the wire format),
+`writer` (encoding both, for builders), `store` (the local block store),
+`view` (the read core every front end shares), `tree`/`pack` and `source_*`
+(builders), `extract` (sync readers), `diff` and `stats`.
 """

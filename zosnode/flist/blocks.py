@@ -10,6 +10,7 @@ Convergent encryption: the key is a keyed hash of the compressed plaintext,
 so equal blocks still deduplicate, and the key is kept only in the flist.
 Because a key only ever encrypts the one plaintext it was derived from, the
 nonce may be derived from the key as well; that keeps builds reproducible.
+(Encoding is the builder's: `zosnode.flist.writer`.)
 """
 
 from __future__ import annotations
@@ -25,14 +26,13 @@ import nacl.exceptions
 import nacl.secret
 
 from zosnode import layout
-from zosnode.flist.errors import FlistInputError, FormatError, IntegrityError
+from zosnode.flist.errors import FormatError, IntegrityError
 
 KEY_SIZE = nacl.secret.SecretBox.KEY_SIZE
 # A decoded block never exceeds this: it bounds memory and decompression.
 MAX_BLOCK_SIZE = 8 * 1024 * 1024
 _OVERHEAD = nacl.secret.SecretBox.MACBYTES
-_KEY_PERSON = b"zosnode-cvg-key"
-_NONCE_PERSON = b"zosnode-cvg-nce"
+NONCE_PERSON = b"zosnode-cvg-nce"
 
 
 class Compression(enum.IntEnum):
@@ -87,34 +87,6 @@ class BlockRef:
             raise FormatError(f"a block key is {KEY_SIZE} bytes, not {len(self.key)}")
 
 
-@dataclass(frozen=True)
-class EncodedBlock:
-    """A block ready for the store, and what a reference needs to read it back."""
-
-    id: str
-    stored: bytes
-    size: int
-    compression: Compression
-    key: bytes | None
-
-    def ref(self, offset: int, length: int) -> BlockRef:
-        return BlockRef(
-            self.id, offset, length, self.size, len(self.stored), self.compression, self.key
-        )
-
-
-def _compress(data: bytes, compression: Compression) -> bytes:
-    if compression is Compression.NONE:
-        return data
-    if compression is Compression.ZLIB:
-        return zlib.compress(data, 6)
-    if compression is Compression.LZMA:
-        return lzma.compress(data, preset=6)
-    if compression is Compression.BZ2:
-        return bz2.compress(data, 9)
-    raise FlistInputError(f"unknown compression {compression!r}")
-
-
 def _decompress(data: bytes, compression: Compression, size: int) -> bytes:
     # Every decompressor is told the most it may produce, so a hostile block
     # cannot balloon past the size its reference promised.
@@ -143,26 +115,10 @@ def _decompress(data: bytes, compression: Compression, size: int) -> bytes:
     return out
 
 
-def _nonce(key: bytes) -> bytes:
+def nonce(key: bytes) -> bytes:
     return hashlib.blake2b(
-        key, digest_size=nacl.secret.SecretBox.NONCE_SIZE, person=_NONCE_PERSON
+        key, digest_size=nacl.secret.SecretBox.NONCE_SIZE, person=NONCE_PERSON
     ).digest()
-
-
-def encode_block(
-    decoded: bytes, compression: Compression, encrypt: bool
-) -> EncodedBlock:
-    if not 0 < len(decoded) <= MAX_BLOCK_SIZE:
-        raise FlistInputError(f"block of {len(decoded)} bytes outside 1..{MAX_BLOCK_SIZE}")
-    body = _compress(decoded, compression)
-    if len(body) >= len(decoded) and compression is not Compression.NONE:
-        # Incompressible: storing it raw is smaller and cheaper to read.
-        body, compression = decoded, Compression.NONE
-    key: bytes | None = None
-    if encrypt:
-        key = hashlib.blake2b(body, digest_size=KEY_SIZE, person=_KEY_PERSON).digest()
-        body = nacl.secret.SecretBox(key).encrypt(body, _nonce(key)).ciphertext
-    return EncodedBlock(block_id(body), body, len(decoded), compression, key)
 
 
 def decode_block(ref: BlockRef, stored: bytes) -> bytes:
@@ -181,7 +137,7 @@ def decode_block(ref: BlockRef, stored: bytes) -> bytes:
         if len(stored) < _OVERHEAD:
             raise IntegrityError(f"block {ref.id} is too short to be encrypted")
         try:
-            body = nacl.secret.SecretBox(ref.key).decrypt(stored, _nonce(ref.key))
+            body = nacl.secret.SecretBox(ref.key).decrypt(stored, nonce(ref.key))
         except nacl.exceptions.CryptoError:
             raise IntegrityError(f"block {ref.id} does not decrypt with its key") from None
     return _decompress(body, ref.compression, ref.size)

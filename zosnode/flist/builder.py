@@ -7,7 +7,6 @@ import tarfile
 from collections.abc import Sequence
 from typing import Any
 
-from zosnode.flist.blocks import EncodedBlock
 from zosnode.flist.errors import FlistInputError
 from zosnode.flist.format import Flist
 from zosnode.flist.pack import BuildOptions, BuildStats, Progress, build
@@ -15,6 +14,7 @@ from zosnode.flist.source_dir import tree_from_dir
 from zosnode.flist.source_oci import is_oci_dir, is_oci_tar, tree_from_oci
 from zosnode.flist.source_tar import Spool, tree_from_tar
 from zosnode.flist.store import LocalStore
+from zosnode.flist.writer import EncodedBlock
 
 
 def detect(source: str) -> str:

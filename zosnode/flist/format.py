@@ -217,54 +217,6 @@ class Flist:
         return out
 
 
-# --- encoding -------------------------------------------------------------
-
-
-def encode(flist: Flist) -> bytes:
-    blocks = flist.blocks()
-    index = {bid: i for i, bid in enumerate(blocks)}
-    wire_blocks = [
-        [bytes.fromhex(r.id), r.stored_size, r.size, int(r.compression), r.key]
-        for r in blocks.values()
-    ]
-    for bid in flist.prefetch:
-        if bid not in index:
-            raise FormatError(f"prefetch names block {bid} that no file uses")
-    doc = {
-        "version": [MAJOR, flist.minor],
-        "blocks": wire_blocks,
-        "entries": [_encode_entry(e, index) for e in flist.entries],
-        "prefetch": [index[b] for b in flist.prefetch],
-        "meta": dict(flist.metadata),
-    }
-    meta = canonical.dumps(doc["meta"])
-    if len(meta) > MAX_META:
-        raise FormatError(f"free-form metadata of {len(meta)} bytes is over {MAX_META}")
-    data = canonical.dumps(doc)
-    if len(data) > MAX_METADATA:
-        raise FormatError(f"flist of {len(data)} bytes is over {MAX_METADATA}")
-    return data
-
-
-def _encode_entry(e: Entry, index: Mapping[str, int]) -> list[Any]:
-    data: Any = None
-    if e.kind is Kind.REG:
-        data = [
-            [None, 0, x.length] if isinstance(x, Hole) else [index[x.id], x.offset, x.length]
-            for x in e.extents
-        ]
-    elif e.kind is Kind.SYMLINK:
-        data = e.target
-    elif e.kind is Kind.HARDLINK:
-        data = e.link
-    elif e.kind in (Kind.CHR, Kind.BLK):
-        data = e.rdev
-    return [
-        e.parent, e.name, int(e.kind), e.mode, e.uid, e.gid, e.mtime_ns,
-        [[n, v] for n, v in e.xattrs], data,
-    ]
-
-
 def flist_id(data: bytes) -> str:
     return layout.object_id(data)
 

@@ -19,10 +19,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from zosnode.flist.blocks import MAX_BLOCK_SIZE, BlockRef, Compression, EncodedBlock, encode_block
+from zosnode.flist.blocks import MAX_BLOCK_SIZE, BlockRef, Compression
 from zosnode.flist.errors import FlistInputError
 from zosnode.flist.format import Entry, Extent, Flist, Hole, Kind
 from zosnode.flist.tree import Node, Tree
+from zosnode.flist.writer import EncodedBlock, encode_block
 
 
 @dataclass(frozen=True)

@@ -2,14 +2,12 @@
 
 An flist may list block ids in the order a boot first read them. Right after
 the mount is live we fetch them in that order (a few in parallel) into the
-cache, so the common boot path is local before it is read. Recording is the
-reverse: mount, run something, and keep the order in which blocks were first
-asked for.
+cache, so the common boot path is local before it is read. (Recording the
+order is `flist record-prefetch`'s, with `zosnode.flist.writer.with_hint`.)
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import trio
@@ -17,7 +15,7 @@ import trio
 from zosnode.fetch.errors import FetchError
 from zosnode.fetch.source import BlockSource
 from zosnode.flist.errors import FlistError
-from zosnode.flist.format import Flist, encode
+from zosnode.flist.format import Flist
 
 
 @dataclass
@@ -54,9 +52,3 @@ async def follow_hint(
             await limit.acquire()
             nursery.start_soon(one, bid)
 
-
-def with_hint(flist: Flist, order: list[str]) -> bytes:
-    """The flist re-encoded with `order` (blocks first read, in order) as its hint."""
-    known = flist.blocks()
-    hint = tuple(dict.fromkeys(b for b in order if b in known))
-    return encode(dataclasses.replace(flist, prefetch=hint))
