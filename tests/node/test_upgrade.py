@@ -1,4 +1,4 @@
-"""The upgrade policy: ordering, rollout, readiness deadline, rollback memory."""
+"""The upgrade policy: ordering, rollout, rollback memory."""
 
 from __future__ import annotations
 
@@ -33,57 +33,46 @@ def manifest(version: int, ppm: int = PPM, channel: str = "stable") -> Manifest:
     )
 
 
-def booted(version: int = 5, deadline: int = 1000) -> UpgradePolicy:
-    p = UpgradePolicy(NODE, readiness_deadline_ms=deadline)
-    stage = p.offer(manifest(version), 0)
+def booted(version: int = 5) -> UpgradePolicy:
+    p = UpgradePolicy(NODE)
+    stage = p.offer(manifest(version))
     assert isinstance(stage, Stage)
-    assert p.staged_ready(1) == Switch(None, version)
+    assert p.staged_ready() == Switch(None, version)
     return p
 
 
 def test_boot_takes_the_first_release_whatever_its_rollout() -> None:
     p = UpgradePolicy(NODE)
-    assert isinstance(p.offer(manifest(3, ppm=0), 0), Stage)
+    assert isinstance(p.offer(manifest(3, ppm=0)), Stage)
 
 
-def test_newer_release_is_staged_with_a_deadline_then_switched() -> None:
-    p = booted(5, deadline=1000)
-    stage = p.offer(manifest(6), 100)
-    assert isinstance(stage, Stage) and stage.deadline_ms == 1100
-    assert p.next_deadline() == 1100
-    assert p.offer(manifest(7), 200) == Ignore(7, IgnoreWhy.BUSY)
-    assert p.tick(1099) is None
-    assert p.staged_ready(500) == Switch(5, 6)
-    assert p.current == 6 and p.next_deadline() is None
+def test_newer_release_is_staged_then_switched() -> None:
+    p = booted(5)
+    stage = p.offer(manifest(6))
+    assert isinstance(stage, Stage) and stage.manifest.version == 6
+    assert p.offer(manifest(7)) == Ignore(7, IgnoreWhy.BUSY)
+    assert p.staged_ready() == Switch(5, 6)
+    assert p.current == 6
 
 
 def test_same_and_older_are_ignored() -> None:
     p = booted(5)
-    assert p.offer(manifest(5), 10) == Ignore(5, IgnoreWhy.SAME)
-    assert p.offer(manifest(4), 10) == Ignore(4, IgnoreWhy.OLDER)
+    assert p.offer(manifest(5)) == Ignore(5, IgnoreWhy.SAME)
+    assert p.offer(manifest(4)) == Ignore(4, IgnoreWhy.OLDER)
 
 
 def test_failed_readiness_rolls_back_and_is_not_retried_until_a_newer_one() -> None:
-    p = booted(5, deadline=1000)
-    assert isinstance(p.offer(manifest(6), 0), Stage)
-    assert p.staged_failed("service web failed", 50) == Rollback(6, 5, "service web failed")
+    p = booted(5)
+    assert isinstance(p.offer(manifest(6)), Stage)
+    assert p.staged_failed("service web failed") == Rollback(6, 5, "service web failed")
     assert p.current == 5
-    assert p.offer(manifest(6), 100) == Ignore(6, IgnoreWhy.FAILED_BEFORE)
-    assert p.failed == {6: "service web failed"}
-    assert isinstance(p.offer(manifest(7), 200), Stage)
-
-
-def test_deadline_passing_rolls_back() -> None:
-    p = booted(5, deadline=1000)
-    p.offer(manifest(6), 0)
-    rb = p.tick(1000)
-    assert rb == Rollback(6, 5, "not ready within 1000 ms")
-    assert p.staged is None and p.current == 5
+    assert p.offer(manifest(6)) == Ignore(6, IgnoreWhy.FAILED_BEFORE)
+    assert isinstance(p.offer(manifest(7)), Stage)
 
 
 def test_rollout_fraction() -> None:
     p = booted(5)
-    assert p.offer(manifest(6, ppm=0), 0) == Ignore(6, IgnoreWhy.OUTSIDE_ROLLOUT)
+    assert p.offer(manifest(6, ppm=0)) == Ignore(6, IgnoreWhy.OUTSIDE_ROLLOUT)
     # The slot is stable and roughly uniform: about 30 % of nodes take a 30 % rollout.
     nodes = [f"{i:064x}" for i in range(4000)]
     share = sum(in_rollout(n, manifest(6, ppm=300_000)) for n in nodes) / len(nodes)
@@ -91,9 +80,9 @@ def test_rollout_fraction() -> None:
     assert rollout_slot(NODE, "stable", 6) == rollout_slot(NODE, "stable", 6)
     inside = next(n for n in nodes if in_rollout(n, manifest(6, ppm=10_000)))
     q = UpgradePolicy(inside)
-    q.offer(manifest(5), 0)
-    q.staged_ready(0)
-    assert isinstance(q.offer(manifest(6, ppm=10_000), 0), Stage)
+    q.offer(manifest(5))
+    q.staged_ready()
+    assert isinstance(q.offer(manifest(6, ppm=10_000)), Stage)
     # Widening the rollout never drops a node that was in.
     assert all(
         in_rollout(n, manifest(6, ppm=500_000))
@@ -115,18 +104,16 @@ def test_poll_schedule_jitter_bounds() -> None:
 def test_usage_errors() -> None:
     p = booted(5)
     with pytest.raises(UpgradeUsageError):
-        p.staged_ready(0)
+        p.staged_ready()
     with pytest.raises(UpgradeUsageError):
-        p.staged_failed("x", 0)
-    with pytest.raises(UpgradeUsageError):
-        UpgradePolicy(NODE, readiness_deadline_ms=0)
+        p.staged_failed("x")
 
 
 def test_abandoned_stage_leaves_no_verdict() -> None:
     p = booted(5)
-    assert isinstance(p.offer(manifest(6), 0), Stage)
+    assert isinstance(p.offer(manifest(6)), Stage)
     assert p.abandon().version == 6
-    assert p.staged is None and p.current == 5 and p.failed == {}
-    assert isinstance(p.offer(manifest(6), 10), Stage)
+    assert p.current == 5
+    assert isinstance(p.offer(manifest(6)), Stage)  # no verdict kept, not BUSY
     with pytest.raises(UpgradeUsageError):
         UpgradePolicy(NODE).abandon()

@@ -7,8 +7,8 @@ decision it gets back:
 - `Ignore`: same or older version, a version that already failed readiness on
   this node, or a release whose staged rollout does not include this node.
 - `Stage`: mount the new flists beside the old, start the new services, and
-  report `staged_ready()` or `staged_failed()` before `deadline_ms`; a
-  `tick()` past the deadline gives up on its own.
+  report `staged_ready()` or `staged_failed()` (the agent holds the readiness
+  deadline: `BootSettings.readiness_deadline_ms`).
 - `Switch`: the new release is up; stop and unmount the old one.
 - `Rollback`: stop and unmount the new one, keep the old, report the failure.
   A failed version is never staged again; a newer one may be.
@@ -81,7 +81,6 @@ class Ignore:
 @dataclass(frozen=True)
 class Stage:
     manifest: Manifest
-    deadline_ms: int
 
 
 @dataclass(frozen=True)
@@ -97,34 +96,14 @@ class Rollback:
     reason: str
 
 
-Decision = Ignore | Stage | Switch | Rollback
-
-
 class UpgradePolicy:
-    def __init__(
-        self, node_id: str, *, readiness_deadline_ms: int = 120_000, current: int | None = None
-    ) -> None:
-        if readiness_deadline_ms < 1:
-            raise UpgradeUsageError("readiness_deadline_ms must be at least 1")
+    def __init__(self, node_id: str, *, current: int | None = None) -> None:
         self.node_id = node_id
-        self.readiness_deadline_ms = readiness_deadline_ms
         self.current = current
         self._staged: Stage | None = None
-        self._failed: dict[int, str] = {}
+        self._failed: dict[int, str] = {}  # version -> why it failed here
 
-    @property
-    def staged(self) -> Stage | None:
-        return self._staged
-
-    @property
-    def failed(self) -> dict[int, str]:
-        """Versions that failed here, with why; reported in heartbeats."""
-        return dict(self._failed)
-
-    def next_deadline(self) -> int | None:
-        return None if self._staged is None else self._staged.deadline_ms
-
-    def offer(self, manifest: Manifest, now_ms: int) -> Ignore | Stage:
+    def offer(self, manifest: Manifest) -> Ignore | Stage:
         """A verified manifest arrived (at boot, `current` is None: any version goes)."""
         v = manifest.version
         if self._staged is not None:
@@ -139,16 +118,16 @@ class UpgradePolicy:
         # run something; rollout stages upgrades.
         if self.current is not None and not in_rollout(self.node_id, manifest):
             return Ignore(v, IgnoreWhy.OUTSIDE_ROLLOUT)
-        self._staged = Stage(manifest, now_ms + self.readiness_deadline_ms)
+        self._staged = Stage(manifest)
         return self._staged
 
-    def staged_ready(self, now_ms: int) -> Switch:
+    def staged_ready(self) -> Switch:
         stage = self._take()
         decision = Switch(self.current, stage.manifest.version)
         self.current = stage.manifest.version
         return decision
 
-    def staged_failed(self, reason: str, now_ms: int) -> Rollback:
+    def staged_failed(self, reason: str) -> Rollback:
         stage = self._take()
         self._failed[stage.manifest.version] = reason
         return Rollback(stage.manifest.version, self.current, reason)
@@ -156,13 +135,6 @@ class UpgradePolicy:
     def abandon(self) -> Manifest:
         """Drop the staged release without a verdict (it never ran: the hubs failed)."""
         return self._take().manifest
-
-    def tick(self, now_ms: int) -> Rollback | None:
-        if self._staged is None or now_ms < self._staged.deadline_ms:
-            return None
-        return self.staged_failed(
-            f"not ready within {self.readiness_deadline_ms} ms", now_ms
-        )
 
     def _take(self) -> Stage:
         if self._staged is None:

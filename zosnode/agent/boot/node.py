@@ -139,13 +139,6 @@ class Release:
 # -- the node --------------------------------------------------------------------
 
 
-@dataclass
-class Timings:
-    """Milliseconds from agent start to each phase's end (the heartbeat carries them)."""
-
-    marks: dict[str, int] = field(default_factory=dict)
-
-
 class Node:
     def __init__(
         self,
@@ -175,11 +168,10 @@ class Node:
         self._addresses = addresses
         self._audit = audit
         self._rng = rng or random.SystemRandom()
-        self.policy = UpgradePolicy(
-            identity.node_id, readiness_deadline_ms=settings.readiness_deadline_ms
-        )
+        self.policy = UpgradePolicy(identity.node_id)
         self.current: Release | None = None
-        self.timings = Timings()
+        # Milliseconds from agent start to each boot phase's end (the heartbeat carries them).
+        self.boot_timings: dict[str, int] = {}
         self.failed_release: int | None = None
         self.refusals: list[str] = []  # what hubs sent that we refused, newest last
         self._t0 = trio.current_time() if started_at is None else started_at
@@ -198,10 +190,10 @@ class Node:
         return round((trio.current_time() - self._t0) * 1000)
 
     def _mark(self, phase: str) -> None:
-        self.timings.marks.setdefault(phase, self._ms())  # boot phases only, not upgrades
+        self.boot_timings.setdefault(phase, self._ms())  # boot phases only, not upgrades
 
     def _error(self, text: str) -> None:
-        self.say(f"{text}")
+        self.say(text)
         self.board.update(last_error=text)
 
     def _now(self) -> int:
@@ -215,11 +207,8 @@ class Node:
 
         return changed
 
-    def _on_line(self, release: Release) -> Callable[[str, str], None]:
-        def line(name: str, text: str) -> None:
-            self.say(f"[{name}] {text}")
-
-        return line
+    def _service_line(self, name: str, text: str) -> None:
+        self.say(f"[{name}] {text}")
 
     # -- fetching and verifying ----------------------------------------------------
 
@@ -268,7 +257,7 @@ class Node:
             with trio.fail_at(deadline):
                 await self._nursery.start(
                     release.serve, self.hubs, self.mounter,
-                    self._on_change(release), self._on_line(release),
+                    self._on_change(release), self._service_line,
                 )
         except ReleaseFailed as exc:
             return release, str(exc)
@@ -302,7 +291,7 @@ class Node:
             while True:
                 manifest = await self._first_manifest()
                 self._mark("manifest")
-                stage = self.policy.offer(manifest, self._ms())
+                stage = self.policy.offer(manifest)
                 assert isinstance(stage, Stage)
                 self.board.update(phase=f"starting release {manifest.version}")
                 release, why = await self._bring_up(manifest)
@@ -311,15 +300,12 @@ class Node:
                 # Nothing ran (an flist could not be fetched or mounted): not a
                 # verdict on the release, so forget the attempt and start over.
                 await release.close()
-                self.policy = UpgradePolicy(
-                    self.identity.node_id,
-                    readiness_deadline_ms=self.settings.readiness_deadline_ms,
-                )
+                self.policy = UpgradePolicy(self.identity.node_id)
                 delay = self.settings.boot_backoff.delay(attempt, self._rng.random())
                 attempt += 1
                 self._error(f"release {manifest.version}: {why}; retry in {delay:.1f} s")
                 await trio.sleep(delay)
-            self.policy.staged_ready(self._ms())  # at boot there is nothing to return to
+            self.policy.staged_ready()  # at boot there is nothing to return to
             self._became_current(release)
             self._mark("services")
             if why is None:
@@ -358,18 +344,9 @@ class Node:
         """One upgrade poll; returns what happened, in words (also on the console)."""
         try:
             data = await self.hubs.manifest()
-        except HubsUnreachable as exc:
-            self._error(f"upgrade poll: {exc}; keeping release {self.policy.current}")
-            return "unreachable"
-        if data is None:
-            if self._pending is None:
-                return "not modified"
-            # A release we could not stage (its flist or blocks were out of
-            # reach): the manifest is unchanged, so try it again.
-            manifest = self._pending
-            return await self._offer(manifest)
-        try:
-            manifest = await self._verified(data)
+            # Unchanged: a release we could not stage (its flist or blocks were
+            # out of reach) is tried again.
+            manifest = self._pending if data is None else await self._verified(data)
         except HubsUnreachable as exc:
             self._error(f"upgrade poll: {exc}; keeping release {self.policy.current}")
             return "unreachable"
@@ -378,11 +355,13 @@ class Node:
             self.refusals.append(why)
             self._error(why)
             return "refused"
+        if manifest is None:
+            return "not modified"
         return await self._offer(manifest)
 
     async def _offer(self, manifest: Manifest) -> str:
         self._pending = None
-        decision = self.policy.offer(manifest, self._ms())
+        decision = self.policy.offer(manifest)
         if isinstance(decision, Ignore):
             if decision.why in (IgnoreWhy.OUTSIDE_ROLLOUT, IgnoreWhy.FAILED_BEFORE):
                 self.say(f"release {decision.version} not applied: {decision.why.value}")
@@ -395,7 +374,7 @@ class Node:
         self.say(f"upgrading {self.policy.current} -> {manifest.version}")
         new, why = await self._bring_up(manifest)
         if why is None:
-            self.policy.staged_ready(self._ms())
+            self.policy.staged_ready()
             self._became_current(new)
             if old is not None:
                 await old.close()
@@ -403,25 +382,21 @@ class Node:
             self.say(ready_message(manifest.version, self.identity.node_id))
             self._heartbeat_now.set()
             return "switched"
+        await new.close()
+        if old is not None:
+            self.hubs.adopt(old.manifest)
+        self.board.update(phase="ready")
         if new.runner is None:
             # Nothing of it ran: the hubs failed us, not the release. Keep the
             # current one and retry at the next poll; do not remember it as failed.
             self.policy.abandon()
-            await new.close()
-            if old is not None:
-                self.hubs.adopt(old.manifest)
             self._pending = manifest
             self._error(f"release {manifest.version} could not be staged: {why}; keeping "
                         f"release {self.policy.current}, retrying at the next poll")
-            self.board.update(phase="ready")
             return "deferred"
-        rollback = self.policy.staged_failed(why, self._ms())
-        await new.close()
-        if old is not None:
-            self.hubs.adopt(old.manifest)
+        rollback = self.policy.staged_failed(why)
         self.failed_release = rollback.version
         self._error(f"release {rollback.version} failed, back on {rollback.to_version}: {why}")
-        self.board.update(phase="ready")
         self._heartbeat_now.set()
         return "rolled back"
 
@@ -446,7 +421,7 @@ class Node:
             addresses=tuple(self._addresses()),
             audit=tuple(self._audit()),
             failed_release=self.failed_release,
-            boot_timings_ms=dict(self.timings.marks),
+            boot_timings_ms=dict(self.boot_timings),
         )
 
     def _sent_at(self) -> int:
