@@ -19,7 +19,7 @@ dataclass is built, so a `Manifest` in hand is always a sane one.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -163,13 +163,9 @@ class Manifest:
         _need(len(set(names)) == len(names), "two flists share a name")
         mounts = [p.mount for p in self.flists]
         _need(len(set(mounts)) == len(mounts), "two flists share a mount point")
-        services = {s.name: s for s in self.services}
-        _need(len(services) == len(self.services), "two services share a name")
         for s in self.services:
             _need(s.flist in names, f"service {s.name} runs from flist {s.flist!r}, not pinned")
-            for dep in s.after:
-                _need(dep in services, f"service {s.name} depends on unknown service {dep!r}")
-        _check_acyclic(services)
+        start_order(self.services)
         try:
             encoded = canonical.dumps(dict(self.metadata))
         except canonical.CanonicalError as exc:
@@ -222,7 +218,15 @@ def _service_map(s: ServiceSpec) -> dict[str, Any]:
     }
 
 
-def _check_acyclic(services: Mapping[str, ServiceSpec]) -> None:
+def start_order(services: Sequence[ServiceSpec]) -> tuple[str, ...]:
+    """Service names, each after those it depends on, otherwise in manifest order.
+
+    Refuses repeated names, unknown dependencies and cycles (the one check of
+    them, for the manifest and the supervisor alike).
+    """
+    by_name = {s.name: s for s in services}
+    _need(len(by_name) == len(services), "two services share a name")
+    order: list[str] = []
     state: dict[str, int] = {}  # 1 = on the current path, 2 = done
 
     def visit(name: str, path: tuple[str, ...]) -> None:
@@ -231,12 +235,15 @@ def _check_acyclic(services: Mapping[str, ServiceSpec]) -> None:
         if state.get(name) == 1:
             raise TrustUsageError("service dependency cycle: " + " -> ".join((*path, name)))
         state[name] = 1
-        for dep in services[name].after:
+        for dep in by_name[name].after:
+            _need(dep in by_name, f"service {name} depends on unknown service {dep!r}")
             visit(dep, (*path, name))
         state[name] = 2
+        order.append(name)
 
-    for name in services:
+    for name in by_name:
         visit(name, ())
+    return tuple(order)
 
 
 def decode_body(body: bytes) -> Manifest:

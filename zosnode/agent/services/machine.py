@@ -42,7 +42,8 @@ from zosnode.agent.services.events import (
     State,
     StateChanged,
 )
-from zosnode.trust.manifest import ServiceSpec
+from zosnode.trust.errors import TrustUsageError
+from zosnode.trust.manifest import ServiceSpec, start_order
 
 PROBE_INTERVAL_MS = 250
 _LIVE = frozenset({State.STARTING, State.RUNNING, State.READY, State.STOPPING})
@@ -99,14 +100,11 @@ class Supervisor:
     ) -> None:
         if probe_interval_ms < 1:
             raise SupervisorUsageError("probe_interval_ms must be at least 1")
+        try:
+            self._order = start_order(specs)
+        except TrustUsageError as exc:
+            raise SupervisorUsageError(str(exc)) from None
         self._svcs = {s.name: _Svc(s) for s in specs}
-        if len(self._svcs) != len(specs):
-            raise SupervisorUsageError("two services share a name")
-        for s in specs:
-            for dep in s.after:
-                if dep not in self._svcs:
-                    raise SupervisorUsageError(f"service {s.name} depends on unknown {dep!r}")
-        self._order = _topological([s.name for s in specs], self._svcs)
         self._probe_interval = probe_interval_ms
         self._now: int | None = None
         self._started = False
@@ -144,10 +142,6 @@ class Supervisor:
     @property
     def all_stopped(self) -> bool:
         return self._stopping and all(s.state in TERMINAL for s in self._svcs.values())
-
-    @property
-    def stopping(self) -> bool:
-        return self._stopping
 
     def next_deadline(self) -> int | None:
         deadlines = [s.deadline for s in self._svcs.values() if s.deadline is not None]
@@ -368,24 +362,3 @@ class Supervisor:
         if self._now is not None and now < self._now:
             raise SupervisorUsageError(f"time went backwards: {now} < {self._now}")
         self._now = now
-
-
-def _topological(names: Sequence[str], svcs: dict[str, _Svc]) -> list[str]:
-    """Dependencies before dependants, otherwise in manifest order."""
-    order: list[str] = []
-    state: dict[str, int] = {}
-
-    def visit(name: str) -> None:
-        if state.get(name) == 2:
-            return
-        if state.get(name) == 1:
-            raise SupervisorUsageError(f"dependency cycle through {name!r}")
-        state[name] = 1
-        for dep in svcs[name].spec.after:
-            visit(dep)
-        state[name] = 2
-        order.append(name)
-
-    for n in names:
-        visit(n)
-    return order

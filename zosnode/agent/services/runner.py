@@ -74,10 +74,6 @@ class ServiceRunner:
         return self._rings[name].lines()
 
     @property
-    def all_ready(self) -> bool:
-        return self._sup.all_ready
-
-    @property
     def dead_ends(self) -> tuple[str, ...]:
         return self._sup.dead_ends
 
