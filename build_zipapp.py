@@ -22,8 +22,10 @@ import email.parser
 import hashlib
 import importlib.util
 import io
+import json
 import marshal
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -62,6 +64,14 @@ def _start():
 
 sys.exit(_start())
 '''
+
+
+# Files of a vendored wheel that nothing imports at run time: the packages'
+# own test suites and the C/Cython sources and type stubs their natives were
+# built from (the wheel's sha256 in the build record still names what they
+# came from). About 1 MB of the artifact, and the roots of much of the stdlib
+# the initramfs would otherwise carry (zosnode/bootmedia/closure.py).
+_NOT_RUN = re.compile(r"(^|/)_?tests?/|\.(c|h|cpp|pyx|pxd|pxi|pyi)$")
 
 
 class BuildError(Exception):
@@ -135,7 +145,7 @@ def collect(wheelhouse: Path, anchor: Path | None) -> tuple[dict[str, bytes], li
                                     license=license_of(zf.read(meta)),
                                     sha256=info["sha256"], native=native))
             for n in names:
-                if "/__pycache__/" in n or n.endswith(".pyc"):
+                if "/__pycache__/" in n or n.endswith(".pyc") or _NOT_RUN.search(n):
                     continue
                 target = NATIVE_PREFIX + n if native else n
                 add_python(members, target, zf.read(n), in_zip=not native)
@@ -149,6 +159,18 @@ def collect(wheelhouse: Path, anchor: Path | None) -> tuple[dict[str, bytes], li
         members[ANCHOR_NAME] = anchor.read_bytes()
     add_python(members, "__main__.py", MAIN.encode(), in_zip=True)
     return members, packages
+
+
+def record_json(record: Record) -> bytes:
+    """The build record as the artifact carries it (`Record.from_json` reads it)."""
+    data = {
+        "build_id": record.build_id,
+        "source_date_epoch": record.source_date_epoch,
+        "python_tag": record.python_tag,
+        "packages": [p.__dict__ for p in record.packages],
+        "native_files": dict(sorted(record.native_files.items())),
+    }
+    return json.dumps(data, indent=1, sort_keys=True).encode() + b"\n"
 
 
 def build(output: Path, shebang: str, wheelhouse: Path, anchor: Path | None) -> Record:
@@ -169,7 +191,7 @@ def build(output: Path, shebang: str, wheelhouse: Path, anchor: Path | None) -> 
         packages=tuple(packages),
         native_files=native_files,
     )
-    members[RECORD_NAME] = record.to_json()
+    members[RECORD_NAME] = record_json(record)
 
     stamp = time.gmtime(max(epoch, 315532800))[:6]
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from zosnode.artifact.record import read_record
+from zosnode.cli.audit_cmd import read_record
 
 TOP = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(TOP / "vendor"))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.foundation.conftest import build
-from zosnode.artifact.record import read_record
+from zosnode.cli.audit_cmd import read_record
 
 NATIVE_DISTS = {"pynacl", "cffi", "cbor2", "xxhash", "pyfuse3"}
 

@@ -1,18 +1,15 @@
 """The build record every artifact carries (`zosnode/_artifact.json`).
 
 Written by build_zipapp.py; read by the unpacker (to check native files
-before loading them) and by `zosnode audit`.
+before loading them) and by `zosnode audit` (`read_record`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import sys
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 RECORD_NAME = "zosnode/_artifact.json"
 NATIVE_PREFIX = "_native/"
@@ -53,16 +50,6 @@ class Record:
         except (ValueError, KeyError, TypeError) as exc:
             raise ArtifactError(f"build record is malformed: {exc}") from exc
 
-    def to_json(self) -> bytes:
-        data: dict[str, Any] = {
-            "build_id": self.build_id,
-            "source_date_epoch": self.source_date_epoch,
-            "python_tag": self.python_tag,
-            "packages": [p.__dict__ for p in self.packages],
-            "native_files": dict(sorted(self.native_files.items())),
-        }
-        return json.dumps(data, indent=1, sort_keys=True).encode() + b"\n"
-
 
 def running_archive() -> Path | None:
     """The .pyz this process runs from, or None when run from a checkout."""
@@ -73,21 +60,9 @@ def running_archive() -> Path | None:
     return Path(archive) if archive else None
 
 
-def read_record(archive: Path) -> Record:
-    try:
-        with zipfile.ZipFile(archive) as zf:
-            return Record.from_json(zf.read(RECORD_NAME))
-    except (OSError, zipfile.BadZipFile, KeyError) as exc:
-        raise ArtifactError(f"{archive}: cannot read build record: {exc}") from exc
-
-
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def python_tag() -> str:
-    return f"cp{sys.version_info.major}{sys.version_info.minor}"

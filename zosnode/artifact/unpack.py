@@ -20,7 +20,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from zosnode.artifact.record import NATIVE_PREFIX, RECORD_NAME, ArtifactError, Record
+from zosnode.artifact.record import NATIVE_PREFIX, RECORD_NAME, ArtifactError, Record, file_sha256
 from zosnode.atomicfile import new_tree, remove_tree
 
 RUNTIME_ENV = "ZOSNODE_RUNTIME_DIR"
@@ -63,21 +63,13 @@ def verify_tree(root: Path, expected: dict[str, str]) -> str | None:
                 return f"unexpected file {rel}"
             if full.is_symlink():
                 return f"unexpected symlink {rel}"
-            if _sha256(full) != expected[rel]:
+            if file_sha256(full) != expected[rel]:
                 return f"{rel} does not match its recorded sha256"
             seen.add(rel)
     missing = set(expected) - seen
     if missing:
         return f"missing {sorted(missing)[0]}"
     return None
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _extract(zf: zipfile.ZipFile, record: Record, dest: Path) -> None:

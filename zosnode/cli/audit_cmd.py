@@ -14,12 +14,22 @@ from pathlib import Path
 from typing import Any
 
 from zosnode.artifact.record import (
+    RECORD_NAME,
     ArtifactError,
+    Record,
     file_sha256,
-    read_record,
     running_archive,
 )
 from zosnode.errors import UserError
+
+
+def read_record(archive: Path) -> Record:
+    """The build record an artifact carries."""
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            return Record.from_json(zf.read(RECORD_NAME))
+    except (OSError, zipfile.BadZipFile, KeyError) as exc:
+        raise ArtifactError(f"{archive}: cannot read build record: {exc}") from exc
 
 
 def register(sub: Any) -> None:

@@ -18,7 +18,7 @@ def run(args: argparse.Namespace) -> int:
     archive = running_archive()
     build = "checkout"
     if archive is not None:
-        from zosnode.artifact.record import read_record
+        from zosnode.cli.audit_cmd import read_record
 
         build = read_record(archive).build_id[:16]
     print(f"zosnode {zosnode.__version__} ({build})")
