@@ -19,6 +19,8 @@ from zosnode.http.client import HttpPeerError, Timeouts
 from zosnode.http.command import base_url, run_request
 from zosnode.http.server import Limits
 from zosnode.hub.push import PushError, push
+from zosnode.hub.registry import Registry, RegistryError
+from zosnode.hub.registry_db import open_backend
 from zosnode.hub.s3 import S3Storage
 from zosnode.hub.service import RunningHub, run_hub
 from zosnode.hub.storage import LocalStorage, Storage, StorageError
@@ -41,6 +43,14 @@ def register(sub: Any) -> None:
     serve.add_argument("--publishers-file", metavar="FILE",
                        help="file of allowed publisher key ids, one per line")
     serve.add_argument("--max-connections", type=int, default=4096, metavar="N")
+    serve.add_argument("--registry", metavar="URL",
+                       help="node registry: postgresql://... (several replicas) or "
+                            "sqlite:PATH (default: DIR/.hub/registry.sqlite3; in memory "
+                            "with --store and no DIR)")
+    serve.add_argument("--history-days", type=int, default=30, metavar="N",
+                       help="days of node history kept (default 30)")
+    serve.add_argument("--stale-after", type=int, default=600, metavar="S",
+                       help="seconds without a heartbeat before a node counts as stale")
 
     pusher = add_command(commands, "push", "publish flists, roots and a manifest to a hub",
                          _push)
@@ -102,12 +112,15 @@ def _serve(args: argparse.Namespace) -> int:
     if args.max_connections < 1:
         raise UserError("--max-connections must be at least 1")
     limits = Limits(max_connections=args.max_connections)
+    registry = Registry(open_backend(args.registry, args.data),
+                        history_days=args.history_days, stale_after_s=args.stale_after)
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
             try:
                 hub: RunningHub = await nursery.start(
                     lambda task_status: run_hub(storage, args.listen, publishers=publishers,
+                                                registry=registry,
                                                 limits=limits, log=_log,
                                                 task_status=task_status))
             except OSError as exc:
@@ -127,7 +140,7 @@ def _serve(args: argparse.Namespace) -> int:
         for leaf in _leaves(group):
             if isinstance(leaf, UsageError):
                 raise leaf from None
-            if isinstance(leaf, (ValueError, StorageError)):
+            if isinstance(leaf, (ValueError, StorageError, RegistryError)):
                 raise UserError(str(leaf)) from None
         raise
     return 0

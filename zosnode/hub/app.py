@@ -21,7 +21,7 @@ from zosnode.flist.format import MAX_METADATA as MAX_FLIST_BYTES
 from zosnode.http.messages import Request, Response, text_response
 from zosnode.hub.metrics import HubMetrics
 from zosnode.hub.publish import Publisher, PublishRefused
-from zosnode.hub.registry import NodeRegistry
+from zosnode.hub.registry import PublishLockBusy, Registry, RegistryError
 from zosnode.hub.replay import ReplayCache
 from zosnode.hub.storage import Storage, StorageError
 from zosnode.trust.manifest import MAX_MANIFEST_BYTES
@@ -58,6 +58,7 @@ class HubApp:
         storage: Storage,
         *,
         publishers: Collection[str] = (),
+        registry: Registry,
         clock: Callable[[], float] = time.time,
         max_skew_s: int = MAX_SKEW_S,
     ) -> None:
@@ -65,9 +66,9 @@ class HubApp:
         self.publishers = frozenset(publishers)
         self.clock = clock
         self.max_skew_s = max_skew_s
-        self.publisher = Publisher(storage)
+        self.registry = registry
+        self.publisher = Publisher(storage, lock=registry.publish_lock)
         self.replays = ReplayCache(max_skew_s)
-        self.registry = NodeRegistry()
         self.metrics = HubMetrics()
         self.open_connections: Callable[[], int] = lambda: 0
 
@@ -97,6 +98,10 @@ class HubApp:
             return await self._route(request)
         except StorageError as exc:
             return text_response(503, f"storage unavailable: {exc}", route="error")
+        except RegistryError as exc:
+            # The database is down or busy: the node retries its heartbeat.
+            return text_response(503, f"registry unavailable: {exc}", route="error",
+                                 headers=(("retry-after", "5"),))
 
     async def _route(self, r: Request) -> Response:
         if r.target == "*":  # OPTIONS * (the server refuses * with any other method)
@@ -113,7 +118,11 @@ class HubApp:
         if parts == ["metrics"]:
             if r.method not in ("GET", "HEAD"):
                 return _not_allowed("GET, HEAD", "/metrics")
-            text = self.metrics.render(self.open_connections(), self.registry)
+            try:
+                summary = await self.registry.summary(self.now())
+            except RegistryError:
+                summary = None  # the rest of the metrics still say what the hub does
+            text = self.metrics.render(self.open_connections(), summary)
             return Response(200, (("content-type", "text/plain; version=0.0.4"),
                                   ("cache-control", "no-store")), text.encode(),
                             route="/metrics")
@@ -129,8 +138,15 @@ class HubApp:
             return _not_allowed("GET, HEAD", "/api/v1")
         match api:
             case ["nodes"]:
-                return json_response(200, self.registry.to_json(self.now()),
+                return json_response(200, await self.registry.to_json_async(self.now()),
                                      route="/api/v1/nodes")
+            case ["nodes", node_id, "history"]:
+                if not layout.is_hex_id(node_id):
+                    return text_response(404, "not found", route="not-found")
+                events = await self.registry.history(node_id)
+                return json_response(200, {"node_id": node_id, "events": [
+                    {"at": e.at, "kind": e.kind, "detail": e.detail} for e in events]},
+                    route="/api/v1/nodes/history")
             case ["channels"]:
                 return json_response(200, {"channels": await self.storage.list("channels")},
                                      route="/api/v1/channels")
@@ -211,6 +227,9 @@ class HubApp:
                                  route=f"PUT {route}")
         try:
             written = await self.publisher.put(key, r.body, now)
+        except PublishLockBusy as exc:
+            return text_response(503, f"busy: {exc}", route=f"PUT {route}",
+                                 headers=(("retry-after", "1"),))
         except PublishRefused as exc:
             self.metrics.refused[exc.reason] += 1
             status = 409 if exc.reason in ("not-newer", "root-gap") else 422
@@ -225,7 +244,7 @@ class HubApp:
         except WireRefused as exc:
             self.metrics.refused["bad-heartbeat"] += 1
             return text_response(400, str(exc), route=route)
-        why = self.registry.record(hb, self.now())
+        why = await self.registry.record(hb, self.now())
         if why is not None:
             self.metrics.refused["stale-heartbeat"] += 1
             return text_response(409, why, route=route)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from zosnode.http.server import FAILURE_LABELS
-from zosnode.hub.registry import NodeRegistry
+from zosnode.hub.registry import Summary
 
 
 def _label(value: str) -> str:
@@ -29,7 +29,8 @@ class HubMetrics:
     def connection_failed(self, label: str) -> None:
         self.connections_failed[label] += 1
 
-    def render(self, open_connections: int, registry: NodeRegistry) -> str:
+    def render(self, open_connections: int, registry: Summary | None) -> str:
+        """The text; `registry` None when the database cannot be read now."""
         out = [
             "# HELP zos_hub_requests_total HTTP requests answered, by route and status.",
             "# TYPE zos_hub_requests_total counter",
@@ -57,12 +58,24 @@ class HubMetrics:
                 "# TYPE zos_hub_refused_total counter"]
         for reason, n in sorted(self.refused.items()):
             out.append(f'zos_hub_refused_total{{reason="{_label(reason)}"}} {n}')
+        out += ["# HELP zos_hub_registry_up Whether the node registry database answered.",
+                "# TYPE zos_hub_registry_up gauge",
+                f"zos_hub_registry_up {0 if registry is None else 1}"]
+        if registry is None:
+            return "\n".join(out) + "\n"
         out += ["# HELP zos_hub_nodes Nodes known by their latest heartbeat.",
                 "# TYPE zos_hub_nodes gauge",
-                f"zos_hub_nodes {len(registry)}",
-                "# HELP zos_hub_nodes_by_release Nodes by the release they report running.",
+                f"zos_hub_nodes {registry.count}",
+                "# HELP zos_hub_nodes_stale Nodes not heard from within the stale time.",
+                "# TYPE zos_hub_nodes_stale gauge",
+                f"zos_hub_nodes_stale {registry.stale}",
+                "# HELP zos_hub_nodes_by_state Nodes by the state of their latest heartbeat.",
+                "# TYPE zos_hub_nodes_by_state gauge"]
+        for state, n in sorted(registry.by_state.items()):
+            out.append(f'zos_hub_nodes_by_state{{state="{_label(state)}"}} {n}')
+        out += ["# HELP zos_hub_nodes_by_release Nodes by the release they report running.",
                 "# TYPE zos_hub_nodes_by_release gauge"]
-        for (channel, release), n in sorted(registry.by_release().items()):
+        for (channel, release), n in sorted(registry.by_release.items()):
             out.append(f'zos_hub_nodes_by_release{{channel="{_label(channel)}",'
                        f'release="{release}"}} {n}')
         return "\n".join(out) + "\n"

@@ -19,6 +19,9 @@ upload leaves nothing visible. The rules:
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
 import trio
 
 from zosnode import layout
@@ -72,16 +75,24 @@ def stored_manifest(data: bytes) -> Manifest:
     return decode_manifest_body(env.body)
 
 
+@asynccontextmanager
+async def _no_lock() -> AsyncIterator[None]:
+    yield
+
+
 class Publisher:
     """The hub's write side; holds the trust state the checks need."""
 
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, *,
+                 lock: Callable[[], AbstractAsyncContextManager[None]] = _no_lock) -> None:
         self.storage = storage
         self.verifier: Verifier | None = None
         # Roots and manifests are check-then-write: serialise them so two
         # concurrent publications cannot both pass "newer" and land in the
-        # wrong order. (One hub process per store; several hubs writing one
-        # bucket must publish through one of them.)
+        # wrong order. `lock` serialises them across every hub replica on
+        # the store (the registry database's publish lock); the trio lock,
+        # within this process.
+        self._shared_lock = lock
         self._trust_lock = trio.Lock()
 
     async def load_roots(self) -> Root | None:
@@ -125,10 +136,12 @@ class Publisher:
             await self.storage.put(obj.path, body)
             return [obj.path]
         if kind is layout.ObjectKind.ROOT:
-            async with self._trust_lock:
+            async with self._trust_lock, self._shared_lock():
+                await self.load_roots()  # another replica may have published one
                 return [await self._put_root(obj, body)]
         if kind is layout.ObjectKind.MANIFEST:
-            async with self._trust_lock:
+            async with self._trust_lock, self._shared_lock():
+                await self.load_roots()
                 return await self._put_manifest(obj, body, now)
         raise PublishRefused("bad-path", f"{key} cannot be published")
 
