@@ -136,7 +136,7 @@ class Timeouts:
 
 
 @dataclass
-class Progress:
+class ByteProgress:
     """The body's byte-progress rule, pure: time is passed in.
 
     A window opens at `start`; once it has brought `min_bytes` the next one
@@ -441,7 +441,7 @@ class HttpClient:
         proto = conn.proto
         parts: list[bytes] = []
         received = 0
-        progress = Progress(t.body_idle, t.window_bytes, trio.current_time())
+        progress = ByteProgress(t.body_idle, t.window_bytes, trio.current_time())
 
         def truncated(why: str) -> HttpTruncated:
             return HttpTruncated(
