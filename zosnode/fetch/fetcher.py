@@ -30,6 +30,7 @@ from __future__ import annotations
 import random
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 import trio
 
@@ -180,20 +181,6 @@ class Fetcher:
         raise Unavailable(f"{path}: not fetched within {total}s or no mirror usable"
                           f" (last: {last})")
 
-    async def _try(
-        self, mirror: str, path: str, oid: str, max_size: int,
-        partial: bytes, partial_from: set[str],
-    ) -> bytes:
-        """One attempt at `mirror` if its circuit lets it, hash-checked; the outcome
-        goes to the mirror's breaker.
-
-        Raises `CircuitOpen`, what the attempt raised (`HttpTruncated` keeps
-        the bytes that came), `WrongCopy` for a wrong copy, or `_StartOver`.
-        """
-        async with self._admitted(mirror) as grant:
-            return await self._attempt(mirror, grant, path, oid, max_size, partial,
-                                       partial_from)
-
     @asynccontextmanager
     async def _admitted(self, mirror: str, *, early: bool = False) -> AsyncIterator[Pass]:
         """A request slot to `mirror` and its breaker's pass, or `CircuitOpen`."""
@@ -233,12 +220,7 @@ class Fetcher:
             url = f"{mirror}/{path}"
             try:
                 try:
-                    with trio.fail_after(self.attempt_s):
-                        reply = await self.client.get(url, max_size=max_size, headers=headers,
-                                                      timeouts=self.timeouts, ok=ok)
-                except trio.TooSlowError:
-                    outcome = Fault.STALL
-                    raise HttpTimeout(f"{url}: no full answer within {self.attempt_s}s") from None
+                    reply = await self._get(url, max_size=max_size, headers=headers, ok=ok)
                 except HttpPeerError as exc:
                     outcome = _fault(exc)
                     raise
@@ -247,38 +229,40 @@ class Fetcher:
             finally:
                 self._report(mirror, grant, "", outcome, set())
 
-    async def _attempt(
-        self, mirror: str, grant: Pass, path: str, oid: str, max_size: int,
+    async def _try(
+        self, mirror: str, path: str, oid: str, max_size: int,
         partial: bytes, partial_from: set[str],
     ) -> bytes:
-        outcome: Fault | None | str = "abandoned"  # no verdict yet (cancelled)
-        url = f"{mirror}/{path}"
-        try:
+        """One attempt at `mirror` if its circuit lets it, hash-checked; the outcome
+        goes to the mirror's breaker.
+
+        Raises `CircuitOpen`, what the attempt raised (`HttpTruncated` keeps
+        the bytes that came), `WrongCopy` for a wrong copy, or `_StartOver`.
+        """
+        async with self._admitted(mirror) as grant:
+            outcome: Fault | None | str = "abandoned"  # no verdict yet (cancelled)
+            url = f"{mirror}/{path}"
             try:
-                with trio.fail_after(self.attempt_s):
+                try:
                     if partial:
                         data = partial + await self._resume(url, max_size, partial)
                     else:
-                        data = (await self.client.get(url, max_size=max_size,
-                                                      timeouts=self.timeouts)).body
-            except trio.TooSlowError:
-                outcome = Fault.STALL
-                raise HttpTimeout(f"{url}: no full answer within {self.attempt_s}s") from None
-            except HttpPeerError as exc:
-                outcome = _fault(exc)
-                raise
-            # hashlib lets go of the GIL: big bodies hash beside the loop.
-            if len(data) > _THREAD_OVER:
-                got = await trio.to_thread.run_sync(object_id, data)
-            else:
-                got = object_id(data)
-            if got == oid:
-                outcome = None
-                return data
-            outcome = Fault.CORRUPT
-            raise WrongCopy(f"{url}: bytes do not match the id")
-        finally:
-            self._report(mirror, grant, oid, outcome, partial_from)
+                        data = (await self._get(url, max_size=max_size)).body
+                except HttpPeerError as exc:
+                    outcome = _fault(exc)
+                    raise
+                # hashlib lets go of the GIL: big bodies hash beside the loop.
+                if len(data) > _THREAD_OVER:
+                    got = await trio.to_thread.run_sync(object_id, data)
+                else:
+                    got = object_id(data)
+                if got == oid:
+                    outcome = None
+                    return data
+                outcome = Fault.CORRUPT
+                raise WrongCopy(f"{url}: bytes do not match the id")
+            finally:
+                self._report(mirror, grant, oid, outcome, partial_from)
 
     def _report(
         self, mirror: str, grant: Pass, oid: str, outcome: Fault | None | str,
@@ -302,15 +286,22 @@ class Fetcher:
         self._changed.set()
         self._changed = trio.Event()
 
+    async def _get(self, url: str, **kw: Any) -> Reply:
+        """A GET with the fetcher's timeouts within the attempt bound (an overrun is
+        an `HttpTimeout`, a stall)."""
+        try:
+            with trio.fail_after(self.attempt_s):
+                return await self.client.get(url, timeouts=self.timeouts, **kw)
+        except trio.TooSlowError:
+            raise HttpTimeout(f"{url}: no full answer within {self.attempt_s}s") from None
+
     async def _resume(self, url: str, max_size: int, partial: bytes) -> bytes:
         if len(partial) >= max_size:
             # Not the mirror's doing: start over without a verdict on it.
             raise _StartOver(f"{url}: partial body already at the cap")
         # The total is unknown to a range request; ask for the rest up to the cap.
-        resp = await self.client.get(
-            url, max_size=max_size - len(partial), byte_range=(len(partial), max_size - 1),
-            timeouts=self.timeouts,
-        )
+        resp = await self._get(url, max_size=max_size - len(partial),
+                               byte_range=(len(partial), max_size - 1))
         return resp.body
 
 
