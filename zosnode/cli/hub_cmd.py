@@ -68,6 +68,10 @@ def register(sub: Any) -> None:
     nodes.add_argument("--hub", required=True, metavar="URL")
     nodes.add_argument("--json", action="store_true", help="print the hub's JSON as is")
 
+    from zosnode.cli import hub_maintenance  # gc, verify, mirror
+
+    hub_maintenance.register(commands)
+
 
 def _log(msg: str) -> None:
     print(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} hub: {msg}",

@@ -1,0 +1,282 @@
+"""`hub gc`: delete the blocks and flists no retained release, tag or recent
+publication needs, safely beside a publish in progress.
+
+Retention (what is kept, whatever its age):
+
+- every channel's current manifest and, of its release records
+  (`releases/<N>.manifest`), the newest `keep` (all of them by default),
+  plus every record newer than the current manifest (a publish writes the
+  record first, then the pointer);
+- every flist those manifests pin, every flist a tag names, and every flist
+  younger than the grace period (a publish uploads flists before the
+  manifest that pins them);
+- every block those flists reference, and every block younger than the
+  grace period (a publish uploads blocks before the flist that lists them).
+
+Everything else older than the grace period (object mtime / S3
+LastModified) is deleted: release records outside `keep` first, then
+flists, then blocks, so nothing left ever points at what is gone.
+
+The race with a publish: new objects are young, so the grace period keeps
+them. The danger is an old, unreferenced block or flist that a publish
+starts to use again (push asks what the hub lacks, so it does not upload it
+again). Hence the guard: after the mark, and again before each delete phase
+and at least once a second while deleting, gc re-reads the flists, tags,
+channel pointers and release records; whatever appeared since is marked
+live (with what it references) and taken off the sweep list. Before each
+delete the object is stat'ed again and kept if it has become young. At the
+end a last re-read checks that nothing now live was deleted (the window is
+at most one re-check interval); if something was, gc names it and exits 1
+so the operator re-runs `hub push`, which uploads what the hub lacks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from zosnode import layout
+from zosnode.errors import ZosError
+from zosnode.flist import format as flist_format
+from zosnode.flist.errors import FlistError
+from zosnode.hub import inventory
+from zosnode.hub.inventory import Listed, Progress
+from zosnode.hub.publish import stored_manifest
+from zosnode.hub.storage import Storage
+from zosnode.trust.errors import TrustError
+
+RECHECK_S = 1.0
+
+
+class GcError(ZosError):
+    """gc cannot decide safely (a retained manifest or flist does not decode)."""
+
+
+@dataclass(frozen=True)
+class GcPolicy:
+    grace_s: float
+    keep: int | None = None  # release records per channel; None: all
+
+    def __post_init__(self) -> None:
+        if self.grace_s < 0:
+            raise ValueError("the grace period cannot be negative")
+        if self.keep is not None and self.keep < 1:
+            raise ValueError("--keep must be at least 1")
+
+
+@dataclass
+class GcReport:
+    dry_run: bool = False
+    objects_scanned: int = 0
+    bytes_scanned: int = 0
+    manifests_retained: int = 0
+    flists_live: int = 0
+    blocks_live: int = 0
+    kept_young: int = 0
+    rescued: int = 0
+    deleted_releases: int = 0
+    deleted_flists: int = 0
+    deleted_blocks: int = 0
+    bytes_freed: int = 0
+    lost: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+Hook = Callable[[], Awaitable[None]]
+
+
+async def _nothing() -> None:
+    return None
+
+
+def retained_versions(versions: list[int], head: int | None, keep: int | None) -> set[int]:
+    """Which release records of one channel are kept (pure)."""
+    ordered = sorted(versions)
+    kept = set(ordered if keep is None else ordered[-keep:])
+    if head is not None:
+        kept |= {v for v in ordered if v >= head}
+    return kept
+
+
+class _Marker:
+    """The live set, grown by each (re-)read of the store's pointers."""
+
+    def __init__(self, storage: Storage, policy: GcPolicy) -> None:
+        self.storage = storage
+        self.policy = policy
+        self.flists: set[str] = set()
+        self.blocks: set[str] = set()
+        self.releases: set[str] = set()  # keys of retained release records
+        self.seen_flists: set[str] = set()
+        self.manifests = 0
+        self.reads = 0
+
+    async def _bytes(self, key: str) -> bytes | None:
+        return await inventory.read(self.storage, key)
+
+    async def _manifest_flists(self, key: str) -> list[str]:
+        data = await self._bytes(key)
+        if data is None:
+            return []  # replaced or removed meanwhile: its successor is read too
+        try:
+            return [p.id for p in stored_manifest(data).flists]
+        except TrustError as exc:
+            raise GcError(f"{key} does not decode ({exc}): fix it first (hub verify)") from None
+
+    async def mark_flist(self, fid: str) -> None:
+        if fid in self.flists:
+            return
+        self.flists.add(fid)
+        data = await self._bytes(layout.flist_path(fid))
+        if data is None:
+            return  # pinned but missing: hub verify's business, nothing to keep
+        try:
+            self.blocks.update(flist_format.decode(data).blocks())
+        except FlistError as exc:
+            raise GcError(f"flist {fid} does not decode ({exc}): fix it first") from None
+
+    async def read(self, now: float, flists: list[Listed] | None = None) -> None:
+        """Mark from everything the store points at now."""
+        storage = self.storage
+        for channel in await storage.list(layout.CHANNELS):
+            try:
+                head_key = layout.manifest_path(channel)
+            except layout.LayoutError:
+                continue
+            head: int | None = None
+            head_data = await self._bytes(head_key)
+            if head_data is not None:
+                try:
+                    m = stored_manifest(head_data)
+                except TrustError as exc:
+                    raise GcError(f"{head_key} does not decode ({exc})") from None
+                head = m.version
+                self.manifests += 1
+                for fid in (p.id for p in m.flists):
+                    await self.mark_flist(fid)
+            names = await storage.list(layout.releases_folder(channel))
+            versions = [v for v in map(layout.release_version, names) if v is not None]
+            for v in retained_versions(versions, head, self.policy.keep):
+                key = layout.release_path(channel, v)
+                if key not in self.releases:
+                    self.releases.add(key)
+                    self.manifests += 1
+                    for fid in await self._manifest_flists(key):
+                        await self.mark_flist(fid)
+        for name in await storage.list(layout.TAGS):
+            if not layout.is_tag(name):
+                continue
+            data = await self._bytes(layout.tag_path(name))
+            if data is not None and len(data) == 65 and layout.is_hex_id(data[:64].decode()):
+                await self.mark_flist(data[:64].decode())
+        if flists is None:
+            flists = await inventory.walk(storage, [layout.FLISTS])
+        young = now - self.policy.grace_s
+        known = set(self.seen_flists) if self.reads else None
+        self.reads += 1
+        for obj in flists:
+            parsed = layout.parse_path(obj.key)
+            if parsed is None or parsed.object_id is None:
+                continue
+            fid = parsed.object_id
+            # Young, or new since the first read (an upload in flight): live.
+            if obj.mtime >= young or (known is not None and fid not in known):
+                await self.mark_flist(fid)
+            self.seen_flists.add(fid)
+
+
+async def collect(storage: Storage, policy: GcPolicy, *, now: Callable[[], float] = time.time,
+                  dry_run: bool = False, progress: Progress | None = None,
+                  after_mark: Hook = _nothing, recheck: bool = True) -> GcReport:
+    """Run gc on `storage`. `after_mark` runs between the mark and the sweep (a test
+    forces a race there); `recheck=False` turns the publish guard off (for the
+    test that shows it matters)."""
+    meter = progress or Progress()
+    started = time.monotonic()
+    report = GcReport(dry_run=dry_run)
+    t0 = now()
+    meter.phase("list", 0, 0)
+    objects = await inventory.walk(storage, [layout.BLOCKS, layout.FLISTS, layout.CHANNELS])
+    report.objects_scanned = len(objects)
+    report.bytes_scanned = sum(o.size for o in objects)
+    meter.add(len(objects), report.bytes_scanned)
+    marker = _Marker(storage, policy)
+    meter.phase("mark", 0, 0)
+    await marker.read(t0, [o for o in objects if o.key.startswith(layout.FLISTS + "/")])
+    old = t0 - policy.grace_s
+    doomed: dict[str, list[Listed]] = {"releases": [], "flists": [], "blocks": []}
+    for obj in objects:
+        parsed = layout.parse_path(obj.key)
+        if parsed is None:
+            continue
+        kind = parsed.kind
+        if kind is layout.ObjectKind.RELEASE:
+            if obj.key not in marker.releases:
+                doomed["releases"].append(obj)
+            continue
+        if kind not in (layout.ObjectKind.BLOCK, layout.ObjectKind.FLIST):
+            continue
+        live = marker.blocks if kind is layout.ObjectKind.BLOCK else marker.flists
+        if parsed.object_id in live:
+            continue
+        if obj.mtime >= old:
+            report.kept_young += 1
+            continue
+        doomed["blocks" if kind is layout.ObjectKind.BLOCK else "flists"].append(obj)
+    await after_mark()
+    deleted_blocks: set[str] = set()
+    deleted_flists: set[str] = set()
+    last_check = [time.monotonic()]
+
+    async def guard(force: bool) -> None:
+        if recheck and (force or time.monotonic() - last_check[0] >= RECHECK_S):
+            await marker.read(now())
+            last_check[0] = time.monotonic()
+
+    for phase in ("releases", "flists", "blocks"):
+        await guard(True)
+        todo = doomed[phase]
+        meter.phase(f"delete {phase}", len(todo), sum(o.size for o in todo))
+        for obj in todo:
+            await guard(False)
+            parsed = layout.parse_path(obj.key)
+            assert parsed is not None  # only parsed keys were doomed
+            if phase == "releases":
+                if obj.key in marker.releases:
+                    report.rescued += 1
+                    continue
+            else:
+                live = marker.blocks if phase == "blocks" else marker.flists
+                if parsed.object_id in live:
+                    report.rescued += 1
+                    continue
+            if not dry_run:
+                fresh = await inventory.stat(storage, obj.key)
+                if fresh is None:
+                    continue
+                if fresh.mtime >= now() - policy.grace_s:
+                    report.rescued += 1  # uploaded again meanwhile
+                    continue
+                await inventory.delete(storage, obj.key)
+            if phase == "blocks":
+                assert parsed.object_id is not None
+                deleted_blocks.add(parsed.object_id)
+                report.deleted_blocks += 1
+            elif phase == "flists":
+                assert parsed.object_id is not None
+                deleted_flists.add(parsed.object_id)
+                report.deleted_flists += 1
+            else:
+                report.deleted_releases += 1
+            report.bytes_freed += obj.size
+            meter.add(1, obj.size)
+    if recheck and not dry_run:
+        await marker.read(now())
+        report.lost = sorted([layout.block_path(b) for b in deleted_blocks & marker.blocks]
+                             + [layout.flist_path(f) for f in deleted_flists & marker.flists])
+    report.manifests_retained = len(marker.releases)
+    report.flists_live = len(marker.flists)
+    report.blocks_live = len(marker.blocks)
+    report.seconds = time.monotonic() - started
+    return report
