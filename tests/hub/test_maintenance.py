@@ -327,3 +327,84 @@ async def test_mirror_refuses_a_bad_block_and_what_needs_it(tmp_path: Path) -> N
     assert refused == {layout.block_path(a.block_ids[0]), layout.flist_path(a.flist_id),
                        layout.release_path("stable", 1), layout.manifest_path("stable")}
     assert not (tmp_path / "mirror" / layout.manifest_path("stable")).exists()
+
+
+CREDS = ("zosmaint", "zosmaint-secret-key-for-tests")
+
+
+@pytest.mark.slow
+async def test_verify_gc_and_mirror_on_seaweedfs(tmp_path: Path) -> None:
+    """The same commands on a real S3 store: mirror a hub directory into a bucket,
+    verify it, gc an orphan by its LastModified, flip a bit and truncate an flist
+    in the bucket and see verify name both, mirror the bucket back to a directory."""
+    from tests.lab.netns import nsexec
+    from tests.lab.seaweed import seaweed
+
+    hub = await new_hub(tmp_path / "data")
+    a = image_of(random_tree(tmp_path / "a", 6, 50), tmp_path / "sa")
+    orphan = image_of(random_tree(tmp_path / "o", 1, 51), tmp_path / "so")
+    await release(hub, 1, a)
+    for bid in orphan.block_ids:
+        await hub.pub.put(layout.block_path(bid), orphan.store.get_block(bid), int(time.time()))
+    total = len(await inventory.walk(hub.storage))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(PYTHONPATH=str(REPO), AWS_ACCESS_KEY_ID=CREDS[0],
+               AWS_SECRET_ACCESS_KEY=CREDS[1])
+
+    with seaweed(tmp_path / "weed", credentials=CREDS) as sw:
+        bucket = ["--store", "s3://zosmaint/hub", "--s3-endpoint", sw.endpoint]
+
+        def run(*argv: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(nsexec(sw.ns, sys.executable, "-m", "zosnode", *argv),
+                                  capture_output=True, text=True, cwd=REPO, env=env,
+                                  timeout=300)
+
+        up = run("hub", "mirror", "--data", str(hub.dir), "--to", "s3://zosmaint/hub",
+                 "--to-s3-endpoint", sw.endpoint, "--json")
+        assert up.returncode == 0, up.stderr
+        assert json.loads(up.stdout)["copied"] == total
+        ok = run("hub", "verify", *bucket, "--json")
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        summary = json.loads(ok.stdout)
+        print(f"verify on SeaweedFS: {summary['objects']} objects, {summary['bytes']} bytes "
+              f"in {summary['seconds']:.3f} s")
+        assert summary["objects"] == total and summary["problems"] == []
+        time.sleep(1.1)  # LastModified has one-second resolution
+        gc = run("hub", "gc", *bucket, "--grace", "0s", "--json")
+        assert gc.returncode == 0, gc.stderr
+        report = json.loads(gc.stdout)
+        print(f"gc on SeaweedFS: {report['objects_scanned']} objects in "
+              f"{report['seconds']:.3f} s")
+        assert report["deleted_blocks"] == len(orphan.block_ids)
+        assert report["deleted_flists"] == 0 and report["blocks_live"] == len(a.block_ids)
+        back = tmp_path / "back"
+        down = run("hub", "mirror", *bucket, "--to", str(back), "--json")
+        assert down.returncode == 0, down.stderr
+        assert (await verify(LocalStorage(str(back)))).problems == []
+        assert blocks_on(back) == set(a.block_ids)
+
+        # Damage two objects in the bucket, through the S3 API.
+        bad_block = layout.block_path(a.block_ids[0])
+        flipped = bytearray((hub.dir / bad_block).read_bytes())
+        flipped[0] ^= 0x01
+        (tmp_path / "flipped").write_bytes(bytes(flipped))
+        flist_key = layout.flist_path(a.flist_id)
+        (tmp_path / "cut").write_bytes((hub.dir / flist_key).read_bytes()[:-3])
+        script = (
+            "import sys, trio\n"
+            "from zosnode.hub.s3 import S3Storage\n"
+            "s = S3Storage.from_url('s3://zosmaint/hub', sys.argv[1])\n"
+            "async def main():\n"
+            "    for key, path in zip(sys.argv[2::2], sys.argv[3::2]):\n"
+            "        await s.put(key, open(path, 'rb').read())\n"
+            "    await s.aclose()\n"
+            "trio.run(main)\n")
+        damage = subprocess.run(
+            nsexec(sw.ns, sys.executable, "-c", script, sw.endpoint, bad_block,
+                   str(tmp_path / "flipped"), flist_key, str(tmp_path / "cut")),
+            capture_output=True, text=True, cwd=REPO, env=env, timeout=60)
+        assert damage.returncode == 0, damage.stderr
+        bad = run("hub", "verify", *bucket)
+        assert bad.returncode == 1, bad.stderr
+        named = {line.split(":")[0] for line in bad.stdout.splitlines()}
+        assert named == {bad_block, flist_key}, bad.stdout
