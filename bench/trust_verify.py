@@ -31,7 +31,13 @@ from zosnode.trust.anchor import make_anchor  # noqa: E402
 from zosnode.trust.envelope import Envelope  # noqa: E402
 from zosnode.trust.keys import key_id, signed_message  # noqa: E402
 from zosnode.trust.manifest import FlistPin, Manifest, ServiceSpec  # noqa: E402
-from zosnode.trust.root import make_root  # noqa: E402
+from zosnode.trust.signing import (
+    encode_envelope,
+    encode_manifest,
+    encode_root,
+    make_root,
+    with_signature,
+)  # noqa: E402
 from zosnode.trust.verifier import Verifier  # noqa: E402
 
 NOW = 1_790_000_000
@@ -45,14 +51,14 @@ def key(label: str) -> SigningKey:
 def signed(kind: str, body: bytes, signers: list[SigningKey]) -> bytes:
     env = Envelope(kind, body)
     for k in signers:
-        env = env.with_signature(k)
-    return env.encode()
+        env = with_signature(env, k)
+    return encode_envelope(env)
 
 
 def build() -> tuple[bytes, bytes, dict[int, bytes], list[SigningKey]]:
     keys = [key(f"g0-{i}") for i in range(3)]
     root = make_root(1, NOW + YEAR, 3, [key_id(k) for k in keys])
-    root_bytes = signed("root", root.encode(), keys)
+    root_bytes = signed("root", encode_root(root), keys)
     pins = tuple(
         FlistPin(f"flist{i:02d}", hashlib.blake2b(str(i).encode(), digest_size=32).hexdigest(),
                  10_000 + i, f"/opt/f{i:02d}")
@@ -66,13 +72,13 @@ def build() -> tuple[bytes, bytes, dict[int, bytes], list[SigningKey]]:
     manifest = Manifest("stable", 42, NOW - 60, NOW + 30 * 86_400, "0.1.0", 1_000_000,
                         ("https://hub1.example", "https://hub2.example"),
                         ("https://mirror.example",), pins, services, {"notes": "bench"})
-    manifest_bytes = signed("manifest", manifest.encode(), keys)
+    manifest_bytes = signed("manifest", encode_manifest(manifest), keys)
     chain: dict[int, bytes] = {}
     old, old_threshold = keys, 3
     for v in range(2, 12):  # 10 rotations, each to a fresh 2-of-3 key set
         new = [key(f"g{v}-{i}") for i in range(3)]
         r = make_root(v, NOW + YEAR, 2, [key_id(k) for k in new])
-        chain[v] = signed("root", r.encode(), old[:old_threshold] + new[:2])
+        chain[v] = signed("root", encode_root(r), old[:old_threshold] + new[:2])
         old, old_threshold = new, 2
     return root_bytes, manifest_bytes, chain, keys
 

@@ -24,6 +24,12 @@ from zosnode.trust.manifest import ServiceSpec
 from zosnode.trust.manifest import decode_body as decode_manifest
 from zosnode.trust.root import decode_body as decode_root
 from zosnode.trust.schema import EXTENSION_PREFIX
+from zosnode.trust.signing import (
+    encode_anchor,
+    encode_envelope,
+    encode_manifest,
+    encode_root,
+)
 
 MAX = 1 << 20
 
@@ -49,7 +55,7 @@ def check_envelope(data: bytes) -> None:
             env = envelope.decode(data, max_size=MAX, kind=kind)
         except Refused:
             continue
-        assert env.encode() == _expected(data, ("signatures",))
+        assert encode_envelope(env) == _expected(data, ("signatures",))
 
 
 def check_root(data: bytes) -> None:
@@ -57,7 +63,7 @@ def check_root(data: bytes) -> None:
         root = decode_root(data)
     except Refused:
         return
-    assert root.encode() == _expected(data)
+    assert encode_root(root) == _expected(data)
 
 
 def check_manifest(data: bytes) -> None:
@@ -65,7 +71,7 @@ def check_manifest(data: bytes) -> None:
         manifest = decode_manifest(data)
     except Refused:
         return
-    assert manifest.encode() == _expected(data, ("flists", "services"))
+    assert encode_manifest(manifest) == _expected(data, ("flists", "services"))
 
 
 def check_anchor(data: bytes) -> None:
@@ -73,7 +79,7 @@ def check_anchor(data: bytes) -> None:
         anchor = decode_anchor(data)
     except Refused:
         return
-    assert anchor.encode() == _expected(data)
+    assert encode_anchor(anchor) == _expected(data)
 
 
 ENVELOPE = Target("envelope", check_envelope)
@@ -91,12 +97,12 @@ _rich = SIM.manifest(
     ),
     rollout_ppm=1, min_agent_version="1.2.3.4",
 )
-MANIFEST_SEEDS = [SIM.manifest().encode(), _rich.encode(), SIM.manifest(services=(),
-                                                                        flists=()).encode()]
+MANIFEST_SEEDS = [encode_manifest(SIM.manifest()), encode_manifest(_rich),
+                  encode_manifest(SIM.manifest(services=(), flists=()))]
 NEXT_ROOT = RepoSim(3, 2).rotate([key(f"gen2-{i}") for i in range(3)], 2, manifest_floor=5)
-ROOT_SEEDS = [SIM.root.encode(), envelope.decode(NEXT_ROOT, max_size=MAX, kind="root").body]
+ROOT_SEEDS = [encode_root(SIM.root), envelope.decode(NEXT_ROOT, max_size=MAX, kind="root").body]
 ENVELOPE_SEEDS = [SIM.signed_manifest(), NEXT_ROOT, SIM.root_bytes]
-ANCHOR_SEEDS = [SIM.anchor().encode(), SIM.anchor(floor=3).encode()]
+ANCHOR_SEEDS = [encode_anchor(SIM.anchor()), encode_anchor(SIM.anchor(floor=3))]
 
 test_envelope_regressions = replay(ENVELOPE)
 test_envelope_havoc = fuzz(ENVELOPE, havoc(ENVELOPE_SEEDS))

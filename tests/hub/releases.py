@@ -17,7 +17,13 @@ from zosnode.flist.writer import EncodedBlock, encode
 from zosnode.trust.envelope import Envelope
 from zosnode.trust.keys import key_id
 from zosnode.trust.manifest import FlistPin, Manifest
-from zosnode.trust.root import make_root
+from zosnode.trust.signing import (
+    encode_envelope,
+    encode_manifest,
+    encode_root,
+    make_root,
+    with_signature,
+)
 
 
 def key(name: str) -> nacl.signing.SigningKey:
@@ -59,10 +65,10 @@ def signed_root(version: int, signers: list[nacl.signing.SigningKey],
                 expires_at: int | None = None) -> bytes:
     root = make_root(version, expires_at or int(time.time()) + 86400 * 365, threshold,
                      [key_id(k) for k in keys])
-    env = Envelope("root", root.encode())
+    env = Envelope("root", encode_root(root))
     for k in signers:
-        env = env.with_signature(k)
-    return env.encode()
+        env = with_signature(env, k)
+    return encode_envelope(env)
 
 
 def signed_manifest(channel: str, version: int, signers: list[nacl.signing.SigningKey],
@@ -72,7 +78,7 @@ def signed_manifest(channel: str, version: int, signers: list[nacl.signing.Signi
                  expires_at=now + 86400,
                  flists=tuple(FlistPin(f"img{i}", fid, size, f"/mnt/img{i}")
                               for i, (fid, size) in enumerate(flists)))
-    env = Envelope("manifest", m.encode())
+    env = Envelope("manifest", encode_manifest(m))
     for k in signers:
-        env = env.with_signature(k)
-    return env.encode()
+        env = with_signature(env, k)
+    return encode_envelope(env)

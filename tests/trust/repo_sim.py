@@ -19,7 +19,14 @@ from zosnode.trust.anchor import Anchor, make_anchor
 from zosnode.trust.envelope import Envelope
 from zosnode.trust.keys import key_id
 from zosnode.trust.manifest import FlistPin, Manifest, ServiceSpec
-from zosnode.trust.root import Root, make_root
+from zosnode.trust.root import Root
+from zosnode.trust.signing import (
+    encode_envelope,
+    encode_manifest,
+    encode_root,
+    make_root,
+    with_signature,
+)
 from zosnode.trust.verifier import Verifier
 
 NOW = 1_790_000_000
@@ -35,8 +42,8 @@ def key(label: str) -> SigningKey:
 def sign(kind: str, body: bytes, signers: Sequence[SigningKey]) -> bytes:
     env = Envelope(kind, body)
     for k in signers:
-        env = env.with_signature(k)
-    return env.encode()
+        env = with_signature(env, k)
+    return encode_envelope(env)
 
 
 def flist_bytes(name: str, version: int = 1) -> bytes:
@@ -47,7 +54,7 @@ class RepoSim:
     def __init__(self, n: int = 3, threshold: int = 2, label: str = "gen1") -> None:
         self.keys = [key(f"{label}-{i}") for i in range(n)]
         self.root = make_root(1, NOW + 365 * DAY, threshold, [key_id(k) for k in self.keys])
-        self.root_bytes = sign("root", self.root.encode(), self.keys[:threshold])
+        self.root_bytes = sign("root", encode_root(self.root), self.keys[:threshold])
         self.roots: dict[int, bytes] = {1: self.root_bytes}
         self.first_root_bytes = self.root_bytes
 
@@ -90,7 +97,7 @@ class RepoSim:
         self, manifest: Manifest | None = None, signers: Sequence[SigningKey] | None = None
     ) -> bytes:
         m = manifest if manifest is not None else self.manifest()
-        return sign("manifest", m.encode(), self.signers if signers is None else signers)
+        return sign("manifest", encode_manifest(m), self.signers if signers is None else signers)
 
     def rotate(
         self,
@@ -111,7 +118,7 @@ class RepoSim:
         )
         olds = list(self.signers if old_signers is None else old_signers)
         news = list(new_keys[:threshold] if new_signers is None else new_signers)
-        signed = sign("root", new.encode(), olds + [k for k in news if k not in olds])
+        signed = sign("root", encode_root(new), olds + [k for k in news if k not in olds])
         self.root, self.keys = new, list(new_keys)
         self.roots[new.version] = signed
         return signed

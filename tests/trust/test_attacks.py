@@ -39,6 +39,12 @@ from zosnode.trust.errors import (
 )
 from zosnode.trust.manifest import MAX_MANIFEST_BYTES
 from zosnode.trust.root import MAX_ROOT_BYTES
+from zosnode.trust.signing import (
+    encode_envelope,
+    encode_manifest,
+    encode_root,
+    with_signature,
+)
 from zosnode.trust.verifier import Verifier, effective_now
 
 
@@ -48,7 +54,7 @@ def verify(v: Verifier, data: bytes, now: int = NOW, channel: str = "stable") ->
 
 def raw_body(sim: RepoSim, **changes: Any) -> dict[str, Any]:
     """The manifest body as a plain map, to build what the dataclass refuses."""
-    body: dict[str, Any] = canonical.loads(sim.manifest().encode(), max_size=1 << 20)
+    body: dict[str, Any] = canonical.loads(encode_manifest(sim.manifest()), max_size=1 << 20)
     body.update(changes)
     return body
 
@@ -57,7 +63,7 @@ def raw_body(sim: RepoSim, **changes: Any) -> dict[str, Any]:
 
 
 def unsigned(sim: RepoSim) -> None:
-    verify(sim.verifier(), sign("manifest", sim.manifest().encode(), []))
+    verify(sim.verifier(), sign("manifest", encode_manifest(sim.manifest()), []))
 
 
 def signed_by_attacker_keys(sim: RepoSim) -> None:
@@ -67,8 +73,8 @@ def signed_by_attacker_keys(sim: RepoSim) -> None:
 
 def signatures_over_other_bytes(sim: RepoSim) -> None:
     good = decode_envelope(sim.signed_manifest(), max_size=1 << 20, kind="manifest")
-    evil = sim.manifest(services=(), metadata={"owned": True}).encode()
-    verify(sim.verifier(), Envelope("manifest", evil, good.signatures).encode())
+    evil = encode_manifest(sim.manifest(services=(), metadata={"owned": True}))
+    verify(sim.verifier(), encode_envelope(Envelope("manifest", evil, good.signatures)))
 
 
 def one_key_compromised_below_threshold(sim: RepoSim) -> None:
@@ -83,7 +89,7 @@ def one_key_compromised_plus_attacker_key(sim: RepoSim) -> None:
 
 def root_signature_replayed_as_manifest(sim: RepoSim) -> None:
     env = decode_envelope(sim.root_bytes, max_size=1 << 20, kind="root")
-    verify(sim.verifier(), Envelope("manifest", env.body, env.signatures).encode())
+    verify(sim.verifier(), encode_envelope(Envelope("manifest", env.body, env.signatures)))
 
 
 def rollback_below_seen(sim: RepoSim) -> None:
@@ -329,13 +335,13 @@ def test_repoll_of_the_same_manifest_is_accepted() -> None:
 def test_garbage_signatures_do_not_block_a_met_threshold() -> None:
     sim = RepoSim()
     good = decode_envelope(sim.signed_manifest(), max_size=1 << 20, kind="manifest")
-    junk = Envelope("manifest", good.body).with_signature(key("stranger")).signatures
+    junk = with_signature(Envelope("manifest", good.body), key("stranger")).signatures
     broken = dataclasses.replace(
-        Envelope("manifest", good.body).with_signature(sim.keys[2]).signatures[0],
+        with_signature(Envelope("manifest", good.body), sim.keys[2]).signatures[0],
         sig=bytes(64),
     )
     sigs = tuple(sorted((*good.signatures, *junk, broken), key=lambda s: s.keyid))
-    verify(sim.verifier(), Envelope("manifest", good.body, sigs).encode())
+    verify(sim.verifier(), encode_envelope(Envelope("manifest", good.body, sigs)))
 
 
 def test_clock_rule_uses_build_time_only_when_clock_is_behind() -> None:
@@ -347,4 +353,4 @@ def test_clock_rule_uses_build_time_only_when_clock_is_behind() -> None:
 def test_anchor_refuses_a_root_without_its_own_threshold() -> None:
     sim = RepoSim()
     with pytest.raises(ThresholdError):
-        make_anchor(sign("root", sim.root.encode(), sim.keys[:1]), 0, BUILD_TIME)
+        make_anchor(sign("root", encode_root(sim.root), sim.keys[:1]), 0, BUILD_TIME)

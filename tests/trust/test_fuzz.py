@@ -19,6 +19,7 @@ from zosnode.trust.anchor import decode as decode_anchor
 from zosnode.trust.errors import Refused
 from zosnode.trust.manifest import decode_body as decode_manifest
 from zosnode.trust.root import decode_body as decode_root
+from zosnode.trust.signing import encode_anchor, encode_manifest, encode_root
 
 SIM = RepoSim(3, 2)
 MANIFEST = SIM.signed_manifest()
@@ -88,7 +89,7 @@ def _swap(value: dict[str, Any], a: str, b: str) -> dict[str, Any]:
     return out
 
 
-BODY = canonical.loads(SIM.manifest().encode(), max_size=1 << 20)
+BODY = canonical.loads(encode_manifest(SIM.manifest()), max_size=1 << 20)
 
 
 @SETTINGS
@@ -136,7 +137,7 @@ def test_root_swapped_fields(a: str, b: str, resign_below_threshold: bool) -> No
 @given(st.integers(min_value=0), st.integers(0, 7))
 def test_body_parser_alone_raises_only_our_errors(index: int, bit: int) -> None:
     # Past the signature check (as if a key signed garbage): still only ours.
-    body = flip(SIM.manifest().encode(), index, bit)
+    body = flip(encode_manifest(SIM.manifest()), index, bit)
     try:
         decode_manifest(body)
     except Refused:
@@ -147,7 +148,7 @@ def test_body_parser_alone_raises_only_our_errors(index: int, bit: int) -> None:
 @given(st.integers(min_value=0), st.integers(0, 7))
 def test_root_body_parser_alone_raises_only_our_errors(index: int, bit: int) -> None:
     try:
-        decode_root(flip(SIM.root.encode(), index, bit))
+        decode_root(flip(encode_root(SIM.root), index, bit))
     except Refused:
         pass
 
@@ -155,7 +156,7 @@ def test_root_body_parser_alone_raises_only_our_errors(index: int, bit: int) -> 
 @SETTINGS
 @given(st.integers(min_value=0), st.integers(0, 7))
 def test_anchor_decoder_raises_only_our_errors(index: int, bit: int) -> None:
-    data = flip(ANCHOR.encode(), index, bit)
+    data = flip(encode_anchor(ANCHOR), index, bit)
     try:
         decode_anchor(data)
     except Refused:

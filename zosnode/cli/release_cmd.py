@@ -33,8 +33,16 @@ from zosnode.trust.errors import Refused
 from zosnode.trust.keys import is_key_id, key_id
 from zosnode.trust.manifest import MAX_MANIFEST_BYTES, Manifest
 from zosnode.trust.manifest import decode_body as decode_manifest
-from zosnode.trust.root import MAX_ROOT_BYTES, Root, make_root
+from zosnode.trust.root import MAX_ROOT_BYTES, Root
 from zosnode.trust.root import decode_body as decode_root
+from zosnode.trust.signing import (
+    encode_anchor,
+    encode_envelope,
+    encode_manifest,
+    encode_root,
+    make_root,
+    with_signature,
+)
 from zosnode.trust.verifier import Verifier, effective_now
 
 DAY = 86_400
@@ -173,7 +181,7 @@ def run_build(args: argparse.Namespace) -> int:
             raise UserError(f"{args.toml}: flist {name!r}: {exc}") from None
 
     manifest = release_toml.parse(text, resolve, _now(args.now), source=str(args.toml))
-    _write(args.output, envelope.Envelope("manifest", manifest.encode()).encode())
+    _write(args.output, encode_envelope(envelope.Envelope("manifest", encode_manifest(manifest))))
     print(f"{args.output}: manifest {manifest.channel} v{manifest.version}, "
           f"{len(manifest.flists)} flist(s), {len(manifest.services)} service(s), unsigned")
     return 0
@@ -191,7 +199,7 @@ def run_root(args: argparse.Namespace) -> int:
     expires = (args.expires_at if args.expires_at is not None
                else _now(None) + args.expires_in_days * DAY)
     root = make_root(args.version, expires, args.threshold, ids, args.manifest_floor)
-    _write(args.output, envelope.Envelope("root", root.encode()).encode())
+    _write(args.output, encode_envelope(envelope.Envelope("root", encode_root(root))))
     print(f"{args.output}: root v{root.version}, {root.threshold} of {len(root.keys)} keys, "
           "unsigned")
     return 0
@@ -200,10 +208,11 @@ def run_root(args: argparse.Namespace) -> int:
 def run_sign(args: argparse.Namespace) -> int:
     key = keyfile.load(args.key)
     env, _ = _open_document(args.file)
-    signed = env.with_signature(key)
+    signed = with_signature(env, key)
     out = args.output or args.file
-    _write(out, signed.encode())
-    again = " (replacing its earlier signature)" if key_id(key) in env.signed_by() else ""
+    _write(out, encode_envelope(signed))
+    replaced = key_id(key) in {s.keyid for s in env.signatures}
+    again = " (replacing its earlier signature)" if replaced else ""
     print(f"{out}: {env.kind} signed by {key_id(key)}{again}; "
           f"{len(signed.signatures)} signature(s)")
     return 0
@@ -245,7 +254,7 @@ def run_verify(args: argparse.Namespace) -> int:
     v = Verifier(anchor)
     now = effective_now(_now(args.now), anchor)
     env, body = _open_document(args.file)
-    data = env.encode()
+    data = encode_envelope(env)
     try:
         if isinstance(body, Root):
             _follow(v, args.roots, body.version - 1)
@@ -284,7 +293,7 @@ def run_anchor(args: argparse.Namespace) -> int:
         anchor = anchor_mod.make_anchor(root_bytes, args.floor, build_time)
     except Refused as exc:
         raise _refused(args.root, exc) from None
-    _write(args.output, anchor.encode())
+    _write(args.output, encode_anchor(anchor))
     print(f"{args.output}: anchor with root v{anchor.root.version} "
           f"({anchor.root.threshold} of {len(anchor.root.keys)}), floor {anchor.floor}, "
           f"build time {anchor.build_time}")
@@ -295,7 +304,7 @@ def run_show(args: argparse.Namespace) -> int:
     env, body = _open_document(args.file)
     shown = canonical.loads(env.body, max_size=len(env.body))
     shown["kind"] = env.kind
-    shown["signed_by"] = sorted(env.signed_by())
+    shown["signed_by"] = sorted(s.keyid for s in env.signatures)
     # Metadata may hold byte strings; JSON shows them as hex.
     print(json.dumps(_jsonable(shown), indent=2, sort_keys=True))
     return 0

@@ -15,7 +15,6 @@ import pkgutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from zosnode import canonical
 from zosnode.trust import envelope
 from zosnode.trust.errors import TrustUsageError
 from zosnode.trust.root import MAX_ROOT_BYTES, Root, decode_body
@@ -31,12 +30,6 @@ class Anchor:
     root: Root
     floor: int
     build_time: int
-
-    def encode(self) -> bytes:
-        return canonical.dumps(
-            {"spec": SPEC, "root": self.root_bytes, "floor": self.floor,
-             "build_time": self.build_time}
-        )
 
 
 def make_anchor(root_bytes: bytes, floor: int, build_time: int) -> Anchor:

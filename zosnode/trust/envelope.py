@@ -14,8 +14,6 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
-from nacl.signing import SigningKey
-
 from zosnode import canonical
 from zosnode.trust import keys
 from zosnode.trust.errors import (
@@ -58,28 +56,6 @@ class Envelope:
         if len(ids) > MAX_SIGNATURES:
             raise TrustUsageError(f"more than {MAX_SIGNATURES} signatures")
 
-    def encode(self) -> bytes:
-        return canonical.dumps(
-            {
-                "kind": self.kind,
-                "signed": self.body,
-                "signatures": [{"keyid": s.keyid, "sig": s.sig} for s in self.signatures],
-            }
-        )
-
-    def signed_by(self) -> frozenset[str]:
-        return frozenset(s.keyid for s in self.signatures)
-
-    def with_signature(self, key: SigningKey) -> Envelope:
-        """This envelope plus `key`'s signature (replacing an older one by it)."""
-        kid = keys.key_id(key)
-        fresh = Signature(kid, keys.sign(key, self.kind, self.body))
-        others = [s for s in self.signatures if s.keyid != kid]
-        return Envelope(self.kind, self.body, tuple(sorted([*others, fresh], key=_by_id)))
-
-
-def _by_id(sig: Signature) -> str:
-    return sig.keyid
 
 
 def decode(data: bytes, *, max_size: int, kind: str) -> Envelope:

@@ -35,10 +35,6 @@ def signed_message(kind: str, body: bytes) -> bytes:
     return _DOMAIN + kind.encode() + b"\x00" + body
 
 
-def sign(key: SigningKey, kind: str, body: bytes) -> bytes:
-    return bytes(key.sign(signed_message(kind, body)).signature)
-
-
 def signature_valid(kid: str, kind: str, body: bytes, signature: bytes) -> bool:
     """True only if `signature` is `kid`'s over exactly (kind, body)."""
     if not is_key_id(kid) or len(signature) != SIGNATURE_LEN:

@@ -13,7 +13,8 @@ Body (canonical CBOR, kind "manifest"):
 
 No floats anywhere (canonical CBOR refuses them): durations are integer ms,
 the rollout fraction is parts per million. Every value is checked when the
-dataclass is built, so a `Manifest` in hand is always a sane one.
+dataclass is built, so a `Manifest` in hand is always a sane one. Encoding
+one is the publisher's business (`zosnode.trust.signing`).
 """
 
 from __future__ import annotations
@@ -180,42 +181,6 @@ class Manifest:
                 return p
         raise KeyError(name)
 
-    def encode(self) -> bytes:
-        return canonical.dumps(
-            {
-                "spec": SPEC,
-                "channel": self.channel,
-                "version": self.version,
-                "issued_at": self.issued_at,
-                "expires_at": self.expires_at,
-                "min_agent_version": self.min_agent_version,
-                "rollout_ppm": self.rollout_ppm,
-                "hubs": list(self.hubs),
-                "mirrors": list(self.mirrors),
-                "flists": [
-                    {"name": p.name, "id": p.id, "size": p.size, "mount": p.mount}
-                    for p in self.flists
-                ],
-                "services": [_service_map(s) for s in self.services],
-                "metadata": dict(self.metadata),
-            }
-        )
-
-
-def _service_map(s: ServiceSpec) -> dict[str, Any]:
-    return {
-        "name": s.name,
-        "flist": s.flist,
-        "argv": list(s.argv),
-        "env": dict(s.env),
-        "after": list(s.after),
-        "oneshot": s.oneshot,
-        "ready": None if s.ready is None else list(s.ready),
-        "restart_initial_ms": s.restart_initial_ms,
-        "restart_max_ms": s.restart_max_ms,
-        "stop_signal": s.stop_signal,
-        "stop_timeout_ms": s.stop_timeout_ms,
-    }
 
 
 def start_order(services: Sequence[ServiceSpec]) -> tuple[str, ...]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from zosnode import canonical
 from zosnode.trust import keys
 from zosnode.trust.errors import MalformedError, TrustUsageError
 from zosnode.trust.schema import MAX_INT, versioned
@@ -56,27 +55,6 @@ class Root:
 
     def expired(self, now: int) -> bool:
         return now >= self.expires_at
-
-    def encode(self) -> bytes:
-        return canonical.dumps(
-            {
-                "spec": SPEC,
-                "version": self.version,
-                "expires_at": self.expires_at,
-                "threshold": self.threshold,
-                "keys": list(self.keys),
-                "manifest_floor": self.manifest_floor,
-            }
-        )
-
-
-def make_root(
-    version: int, expires_at: int, threshold: int, key_ids: list[str], manifest_floor: int = 0
-) -> Root:
-    """A root from key ids in any order (they are sorted; duplicates refused)."""
-    if len(set(key_ids)) != len(key_ids):
-        raise TrustUsageError("the same key is listed twice")
-    return Root(version, expires_at, threshold, tuple(sorted(key_ids)), manifest_floor)
 
 
 def decode_body(body: bytes) -> Root:
