@@ -40,7 +40,8 @@ NODE_PHASES = (
     ("kernel boot to /init", r"Run /init as init process"),
     ("python start, agent imports", r"zosnode: mounted proc"),
     ("modules, firewall, DHCP", r"zosnode: chose \w+"),
-    ("manifest, blocks, mount", r"zosnode: flist \S+ \S+: \d+ blocks"),
+    # The extraction path prints "<n> blocks", the FUSE path "FUSE mount at".
+    ("manifest, mount", r"zosnode: flist \S+ \S+: (?:\d+ blocks|FUSE mount at)"),
     ("services to ready", r"zosnode: ready 1 "),
 )
 FLOOR_PHASES = NODE_PHASES[:3] + (("python start, print", r"floor: up"),)
