@@ -42,6 +42,7 @@ from zosnode.fetch.health import (
     Pass,
 )
 from zosnode.fetch.health import Fault as Health
+from zosnode.flist.browse import lookup
 from zosnode.flist.view import FlistView
 from zosnode.http.client import (
     HttpClient,
@@ -576,7 +577,7 @@ def shared_tree(tmp_path: Path, data_dir: Path) -> tuple[Path, bytes, str]:
         (src / f"f{i}").write_bytes(content)
     data, _ = build_flist(src, data_dir)
     view = FlistView.from_bytes(data)
-    ids = {getattr(view.lookup(f"f{i}").extents[0], "id", None) for i in range(4)}
+    ids = {getattr(lookup(view, f"f{i}").extents[0], "id", None) for i in range(4)}
     assert len(ids) == 1, "the four files should share one block"
     (bid,) = ids
     assert isinstance(bid, str)

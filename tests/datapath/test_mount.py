@@ -17,6 +17,7 @@ from tests.lab.faulty_mirror import Fault, FaultyMirror
 from tests.lab.nginx import nginx
 from zosnode.cache.store import BlockCache
 from zosnode.fetch.fetcher import Fetcher
+from zosnode.flist.browse import lookup
 from zosnode.flist.format import decode
 from zosnode.flist.view import FlistView
 from zosnode.http.client import Timeouts
@@ -141,7 +142,7 @@ async def test_hub_killed_mid_read_then_restarted(
 ) -> None:
     src, data = tree
     ref = decode(data).blocks()
-    big = FlistView.from_bytes(data).lookup("bin/f7").extents[1]
+    big = lookup(FlistView.from_bytes(data), "bin/f7").extents[1]
     assert big.__class__.__name__ == "BlockRef" and getattr(big, "id", None) in ref
     mirror.fail(block_path(big.id), Fault.DIE, times=1)  # type: ignore[union-attr]
     (tmp_path / "mnt").mkdir()
@@ -171,7 +172,7 @@ async def test_sequential_read_fetches_ahead(
                 return f.read(256 * 1024)
 
         assert await trio.to_thread.run_sync(head) == (src / "bin" / "f7").read_bytes()[:262144]
-        f7 = FlistView.from_bytes(data).lookup("bin/f7")
+        f7 = lookup(FlistView.from_bytes(data), "bin/f7")
         later = {x.id for x in f7.extents[1:]}  # type: ignore[union-attr]
         # Blocks past the first are fetched although nothing reads them yet.
         with trio.move_on_after(10.0):
@@ -254,7 +255,7 @@ async def test_flipped_bit_in_disk_cache_is_caught_and_fetched_again(
     async with mounted(data, tmp_path / "mnt", _fetcher(mirror.url),
                        BlockCache(cache_dir, 1 << 30, durable=True)):
         await trio.to_thread.run_sync((tmp_path / "mnt" / "bin" / "f7").read_bytes)
-    f7 = FlistView.from_bytes(data).lookup("bin/f7")
+    f7 = lookup(FlistView.from_bytes(data), "bin/f7")
     victim = f7.extents[2].id  # type: ignore[union-attr]
     path = cache_dir / victim[:2] / victim
     raw = bytearray(path.read_bytes())

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from zosnode.flist.browse import lookup, read_range, walk
 from zosnode.flist.builder import build_from, detect
 from zosnode.flist.errors import FlistDataError
 from zosnode.flist.extract import BlockReader
@@ -125,14 +126,14 @@ def _check_image(view: FlistView, store: LocalStore) -> None:
     reader = BlockReader(store)
 
     def cat(p: str) -> bytes:
-        e = view.resolve(view.lookup(p))
-        return reader.read(view, e, 0, e.size)
+        e = view.resolve(lookup(view, p))
+        return read_range(reader, view, e, 0, e.size)
 
     assert cat("/bin/app") == b"app v2"
     assert cat("/etc/keep") == b"keep"
-    assert view.child(view.lookup("/etc"), b"gone") is None
-    assert [c.name for c in view.children(view.lookup("/var/cache"))] == [b"new"]
-    assert view.lookup("/srv").kind is Kind.DIR
+    assert view.child(lookup(view, "/etc"), b"gone") is None
+    assert [c.name for c in view.children(lookup(view, "/var/cache"))] == [b"new"]
+    assert lookup(view, "/srv").kind is Kind.DIR
     oci = view.flist.metadata["oci"]
     assert oci["entrypoint"] == ["/bin/app"]
     assert oci["cmd"] == ["--serve", "x y"]
@@ -140,7 +141,7 @@ def _check_image(view: FlistView, store: LocalStore) -> None:
     assert oci["workdir"] == "/srv"
     assert oci["user"] == "1000:1000"
     # No whiteout markers survive into the image.
-    assert not any(b".wh." in p for p, _ in view.walk())
+    assert not any(b".wh." in p for p, _ in walk(view))
 
 
 def test_oci_layout_directory(tmp_path: Path, store: LocalStore) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from tests.flist.trees import assert_same_tree
 from zosnode.flist.blocks import Compression
+from zosnode.flist.browse import follow, lookup, read_range
 from zosnode.flist.builder import build_from
 from zosnode.flist.extract import extract
 from zosnode.flist.format import Kind, decode, flist_id
@@ -92,8 +93,8 @@ def test_reproducible_and_deduplicated(rich_tree: Path, tmp_path: Path) -> None:
     assert encode(f3) == encode(f1)
     # large.bin and its copy share every block.
     view = FlistView(f1)
-    large = view.resolve(view.lookup("/large.bin"))
-    assert large.extents == view.lookup("/dir/large-copy.bin").extents
+    large = view.resolve(lookup(view, "/large.bin"))
+    assert large.extents == lookup(view, "/dir/large-copy.bin").extents
 
 
 def test_encrypted_blocks_hide_plaintext(tmp_path: Path) -> None:
@@ -145,12 +146,12 @@ def test_cat_and_plan_read(rich_tree: Path, store: LocalStore) -> None:
     view = FlistView(flist)
     reader = BlockReader(store)
     data = (rich_tree / "large.bin").read_bytes()
-    entry = view.lookup("/large.bin")
+    entry = lookup(view, "/large.bin")
     for off, size in [(0, 10), (1024 * 1024 - 5, 10), (len(data) - 3, 100), (len(data), 5),
                       (123_456, 2 * 1024 * 1024)]:
-        assert reader.read(view, entry, off, size) == data[off : off + size]
-    sparse = view.lookup("/sparse.img")
-    got = reader.read(view, sparse, 5 * 1024 * 1024 - 2, 10)
+        assert read_range(reader, view, entry, off, size) == data[off : off + size]
+    sparse = lookup(view, "/sparse.img")
+    got = read_range(reader, view, sparse, 5 * 1024 * 1024 - 2, 10)
     assert got == b"\0\0middle\0\0"
-    assert view.follow("/link-rel") == view.lookup("/small.txt")
-    assert view.nlink(view.lookup("/small.txt")) == 2
+    assert follow(view, "/link-rel") == lookup(view, "/small.txt")
+    assert view.nlink(lookup(view, "/small.txt")) == 2

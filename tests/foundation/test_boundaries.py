@@ -57,7 +57,7 @@ NEVER_ON_A_NODE = (
     "zosnode.hub", "zosnode.bootmedia", "zosnode.flist.builder", "zosnode.flist.pack",
     "zosnode.flist.source_dir", "zosnode.flist.source_tar", "zosnode.flist.source_oci",
     "zosnode.flist.store", "zosnode.flist.tree", "zosnode.flist.diff", "zosnode.flist.verify",
-    "zosnode.flist.writer",
+    "zosnode.flist.writer", "zosnode.flist.browse",
     "zosnode.trust.release_toml", "zosnode.trust.keyfile", "zosnode.trust.download",
     "zosnode.fetch.eager", "zosnode.http.server", "zosnode.http.command",
     "zosnode.cli.flist_cmd", "zosnode.cli.flist_local", "zosnode.cli.flist_remote",

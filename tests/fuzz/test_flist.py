@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from tests.fuzz.budget import Target, fuzz, replay
 from tests.fuzz.mutate import cbor_documents, cbor_havoc, cbor_mutated, havoc, mutated
 from zosnode.flist.blocks import BlockRef, Compression
+from zosnode.flist.browse import follow, lookup, walk
 from zosnode.flist.errors import FlistError, FormatError
 from zosnode.flist.format import Entry, Flist, Hole, Kind, decode
 from zosnode.flist.view import FlistView
@@ -39,11 +40,11 @@ def _exact_ints(flist: Flist) -> None:
 
 def _walk(flist: Flist) -> None:
     view = FlistView(flist)
-    for path, e in view.walk():
-        assert view.lookup(path) is e
+    for path, e in walk(view):
+        assert lookup(view, path) is e
         if e.kind is Kind.SYMLINK:
             try:
-                view.follow(path)
+                follow(view, path)
             except FlistError:
                 pass
         target = view.resolve(e)

@@ -21,6 +21,7 @@ from zosnode.atomicfile import write_atomic
 from zosnode.cli.group import add_command
 from zosnode.errors import UserError
 from zosnode.flist.blocks import Compression
+from zosnode.flist.browse import follow, lookup, read_range
 from zosnode.flist.diff import diff
 from zosnode.flist.errors import FlistDataError
 from zosnode.flist.extract import BlockReader, extract
@@ -198,7 +199,7 @@ def _ls_line(view: FlistView, e: Entry) -> str:
 @_user_errors
 def _ls(args: argparse.Namespace) -> int:
     view = _load(args, args.flist)
-    entry = view.lookup(args.path)
+    entry = lookup(view, args.path)
     entries = view.children(entry) if entry.kind is Kind.DIR else [entry]
     for e in entries:
         print(_ls_line(view, e) if args.long else os.fsdecode(e.name))
@@ -210,14 +211,14 @@ def _cat(args: argparse.Namespace) -> int:
     view = _load(args, args.flist)
     store = _store(args)
     assert store is not None
-    entry = view.resolve(view.follow(args.path))
+    entry = view.resolve(follow(view, args.path))
     if entry.kind is not Kind.REG:
         raise UserError(f"{args.path} is not a regular file")
     reader = BlockReader(store)
     out = sys.stdout.buffer
     step = 1 << 20
     for offset in range(0, entry.size, step):
-        out.write(reader.read(view, entry, offset, step))
+        out.write(read_range(reader, view, entry, offset, step))
     out.flush()
     return 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from zosnode.flist.browse import walk
 from zosnode.flist.format import Entry, Kind
 from zosnode.flist.stats import fetch_bytes
 from zosnode.flist.view import FlistView
@@ -43,8 +44,8 @@ def _what_changed(a: FlistView, ea: Entry, b: FlistView, eb: Entry) -> str | Non
 
 
 def diff(a: FlistView, b: FlistView) -> FlistDiff:
-    pa = dict(a.walk())
-    pb = dict(b.walk())
+    pa = dict(walk(a))
+    pb = dict(walk(b))
     changed = []
     for path, eb in pb.items():
         ea = pa.get(path)

@@ -57,15 +57,6 @@ class BlockReader:
             self._lru.popitem(last=False)
         return data
 
-    def read(self, view: FlistView, entry: Entry, offset: int, size: int) -> bytes:
-        out = []
-        for p in view.plan_read(entry, offset, size):
-            if p.ref is None:
-                out.append(bytes(p.length))
-            else:
-                out.append(self.block(p.ref)[p.start : p.start + p.length])
-        return b"".join(out)
-
 
 class _Privilege:
     """What this process may do. Without root, owners are not set, and device

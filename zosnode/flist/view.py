@@ -1,14 +1,14 @@
 """One read-only view of an flist: the core every front end shares.
 
-extract, cat, ls, diff and the FUSE mount all resolve paths, list children
-and plan reads here; they differ only in how they obtain and use blocks.
+extract, cat, ls, diff and the FUSE mount all list children and plan reads
+here; they differ only in how they obtain and use blocks. (Resolving a path
+given as text is the command line's: `zosnode.flist.browse`.)
 Inode numbers are entry index + 1 (so the root is 1, FUSE's root inode);
 a hardlink entry resolves to the inode of the file it links to.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from zosnode.flist.blocks import BlockRef
@@ -86,47 +86,6 @@ class FlistView:
             raise FlistInputError(f"{self.path_of(entry)!r} is not a directory")
         return [self.entries[i] for i in sorted(kids.values(), key=lambda i: self.entries[i].name)]
 
-    def lookup(self, path: str | bytes) -> Entry:
-        """The entry at an absolute or root-relative path; symlinks are not followed."""
-        raw = path.encode() if isinstance(path, str) else path
-        entry = self.root
-        for part in raw.split(b"/"):
-            if part in (b"", b"."):
-                continue
-            found = self.child(entry, part) if entry.kind is Kind.DIR else None
-            if found is None:
-                raise FlistInputError(f"{raw.decode(errors='replace')!r} is not in the flist")
-            entry = found
-        return entry
-
-    def follow(self, path: str | bytes, max_links: int = 40) -> Entry:
-        """Like lookup, but symlinks resolve inside the image (never on the host)."""
-        raw = path.encode() if isinstance(path, str) else path
-        todo = [p for p in raw.split(b"/") if p not in (b"", b".")]
-        todo.reverse()
-        stack: list[Entry] = [self.root]
-        links = 0
-        while todo:
-            part = todo.pop()
-            if part == b"..":
-                if len(stack) > 1:
-                    stack.pop()
-                continue
-            found = self.child(stack[-1], part) if stack[-1].kind is Kind.DIR else None
-            if found is None:
-                raise FlistInputError(f"{raw.decode(errors='replace')!r} is not in the flist")
-            if found.kind is Kind.SYMLINK:
-                links += 1
-                if links > max_links:
-                    raise FlistInputError(f"too many symlinks resolving {raw!r}")
-                target = [p for p in found.target.split(b"/") if p not in (b"", b".")]
-                if found.target.startswith(b"/"):
-                    del stack[1:]
-                todo.extend(reversed(target))
-                continue
-            stack.append(found)
-        return stack[-1]
-
     def path_of(self, entry: Entry) -> bytes:
         parts = []
         e: Entry | None = entry
@@ -134,17 +93,6 @@ class FlistView:
             parts.append(e.name)
             e = self.entries[e.parent]
         return b"/" + b"/".join(reversed(parts))
-
-    def walk(self) -> Iterator[tuple[bytes, Entry]]:
-        """Every entry with its path, parents before children, names in order."""
-        stack: list[tuple[bytes, Entry]] = [(b"/", self.root)]
-        while stack:
-            path, e = stack.pop()
-            yield path, e
-            if e.kind is Kind.DIR:
-                base = path if path.endswith(b"/") else path + b"/"
-                for c in reversed(self.children(e)):
-                    stack.append((base + c.name, c))
 
     def _extent_offsets(self, entry: Entry) -> tuple[int, ...]:
         offs = self._offsets[entry.index]
