@@ -154,8 +154,6 @@ class Incident:
 class _State:
     penalty: float = 0.0
     updated: float = 0.0
-    successes: int = 0
-    failures: int = 0
 
 
 class MirrorHealth:
@@ -237,14 +235,12 @@ class MirrorHealth:
         st = self._state[mirror]
         st.penalty = self.penalty(mirror, now) / 2
         st.updated = now
-        st.successes += 1
         self._breakers[mirror].succeeded(now, grant)
 
     def failed(self, mirror: str, fault: Fault, now: float, grant: Pass = Pass.NORMAL) -> None:
         st = self._state[mirror]
         st.penalty = self.penalty(mirror, now) + fault.penalty
         st.updated = now
-        st.failures += 1
         if fault.trips:
             self._breakers[mirror].failed(now, grant)
         elif grant is Pass.TRIAL:
@@ -262,7 +258,3 @@ class MirrorHealth:
         if len(self._banned) > self._max_banned:
             del self._banned[next(iter(self._banned))]
         self.incidents.append(Incident(mirror, object_id, now))
-
-    def stats(self, mirror: str) -> tuple[int, int]:
-        st = self._state[mirror]
-        return st.successes, st.failures
