@@ -20,7 +20,8 @@ from tests.lab.nginx import Nginx, nginx
 from zosnode.cache.store import BlockCache
 from zosnode.fetch.fetcher import Fetcher
 from zosnode.flist.format import decode
-from zosnode.mount.service import is_stale, mounted
+from zosnode.mount.mountpoint import is_stale
+from zosnode.mount.service import mounted
 
 TOP = Path(__file__).resolve().parents[2]
 

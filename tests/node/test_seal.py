@@ -10,7 +10,7 @@ import pytest
 
 from tests.lab.netns import require_root
 from zosnode.agent.boot import seal_readonly
-from zosnode.mount.service import detach
+from zosnode.mount.mountpoint import detach
 
 
 def test_sealed_tree_refuses_writes_even_from_root(tmp_path: Path) -> None:

@@ -33,11 +33,8 @@ from zosnode.mount.errors import (
     MountUsageError,
 )
 from zosnode.mount.fs import FlistFS
-from zosnode.mount.mountpoint import detach, is_stale, recover_stale
+from zosnode.mount.mountpoint import recover_stale
 from zosnode.mount.prefetch import PrefetchReport, follow_hint
-
-# detach and is_stale live in mountpoint (no pyfuse3); named here for callers of old.
-__all__ = ["MountedFlist", "detach", "is_stale", "mounted", "recover_stale", "serve_flist"]
 
 _live = False
 
