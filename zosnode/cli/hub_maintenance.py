@@ -111,6 +111,18 @@ def _run(storages: list[Storage], work: Callable[[], Awaitable[T]]) -> T:
     except StorageError as exc:
         # The store the user named cannot be read or written: one line.
         raise UserError(str(exc)) from None
+    except BaseExceptionGroup as group:
+        # A parallel copy's worker failed: the same, from inside the nursery.
+        found = group.subgroup(lambda e: isinstance(e, StorageError))
+        if found is not None:
+            raise UserError(str(_first(found))) from None
+        raise
+
+
+def _first(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _summary(args: argparse.Namespace, report: object, text: str) -> None:

@@ -139,7 +139,7 @@ class _Marker:
     async def read(self, now: float, flists: list[Listed] | None = None) -> None:
         """Mark from everything the store points at now."""
         storage = self.storage
-        for channel in await storage.list(layout.CHANNELS):
+        for channel in await inventory.names(storage, layout.CHANNELS):
             try:
                 head_key = layout.manifest_path(channel)
             except layout.LayoutError:
@@ -155,7 +155,7 @@ class _Marker:
                 self.manifests += 1
                 for fid in (p.id for p in m.flists):
                     await self.mark_flist(fid)
-            names = await storage.list(layout.releases_folder(channel))
+            names = await inventory.names(storage, layout.releases_folder(channel))
             versions = [v for v in map(layout.release_version, names) if v is not None]
             for v in retained_versions(versions, head, self.policy.keep):
                 key = layout.release_path(channel, v)
@@ -164,7 +164,7 @@ class _Marker:
                     self.manifests += 1
                     for fid in await self._manifest_flists(key):
                         await self.mark_flist(fid)
-        for name in await storage.list(layout.TAGS):
+        for name in await inventory.names(storage, layout.TAGS):
             if not layout.is_tag(name):
                 continue
             data = await self._bytes(layout.tag_path(name))

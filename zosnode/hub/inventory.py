@@ -15,12 +15,16 @@ deletes: only an operator's maintenance run does. Both backends:
 from __future__ import annotations
 
 import calendar
+import functools
 import os
 import stat as stat_mod
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
+
+import trio
 
 from zosnode import layout
 from zosnode.hub.s3 import S3Storage
@@ -31,6 +35,22 @@ from zosnode.hub.storage import LocalStorage, Storage, StorageError
 FOLDERS = (layout.BLOCKS, layout.FLISTS, layout.ROOTS, layout.CHANNELS, layout.TAGS,
            layout.BOOT)
 _NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+# A bucket may answer a passing 500 ("please try again": SeaweedFS does, right
+# after a volume is added); every operation here is idempotent, so it is retried.
+RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0)
+T = TypeVar("T")
+
+
+async def retrying(storage: Storage, op: Callable[[], Awaitable[T]]) -> T:
+    """`op()`, again after a short pause when a bucket fails (a directory is not retried)."""
+    for delay in RETRY_DELAYS_S:
+        try:
+            return await op()
+        except StorageError:
+            if not isinstance(storage, S3Storage):
+                raise
+        await trio.sleep(delay)
+    return await op()
 
 
 @dataclass(frozen=True)
@@ -66,7 +86,7 @@ async def stat(storage: Storage, key: str) -> Listed | None:
             raise StorageError(f"stat {key}: {exc}") from exc
         return Listed(key, info.st_size, info.st_mtime)
     if isinstance(storage, S3Storage):
-        reply = await storage._call("HEAD", storage._path(key))  # noqa: SLF001 - same package
+        reply = await retrying(storage, lambda: storage._call("HEAD", storage._path(key)))
         if reply.status == 404:
             return None
         if reply.status != 200:
@@ -92,7 +112,7 @@ async def delete(storage: Storage, key: str) -> None:
             raise StorageError(f"deleting {key}: {exc}") from exc
         return
     if isinstance(storage, S3Storage):
-        reply = await storage._call("DELETE", storage._path(key))  # noqa: SLF001
+        reply = await retrying(storage, lambda: storage._call("DELETE", storage._path(key)))
         if reply.status not in (200, 204, 404):
             raise StorageError(f"S3 DELETE {key}: HTTP {reply.status}")
         return
@@ -135,7 +155,8 @@ async def _walk_s3(storage: S3Storage, folder: str) -> list[Listed]:
         query = {"list-type": "2", "prefix": want, "max-keys": "1000"}
         if token:
             query["continuation-token"] = token
-        reply = await storage._call("GET", storage._path(""), query=query)  # noqa: SLF001
+        reply = await retrying(storage, functools.partial(
+            storage._call, "GET", storage._path(""), query=dict(query)))
         if reply.status == 404:
             return out
         if reply.status != 200:
@@ -177,7 +198,7 @@ class Progress:
 
 async def read(storage: Storage, key: str) -> bytes | None:
     """The whole object at `key` (a local one is read from its file), or None."""
-    obj = await storage.get(key)
+    obj = await retrying(storage, lambda: storage.get(key))
     if obj is None:
         return None
     body = obj.body
@@ -191,3 +212,13 @@ async def read(storage: Storage, key: str) -> bytes | None:
         return None  # deleted between the open and now
     except OSError as exc:
         raise StorageError(f"reading {key}: {exc}") from exc
+
+
+async def write(storage: Storage, key: str, data: bytes) -> None:
+    """Put `data` at `key` whole (retried on a bucket: a put of the same bytes is idempotent)."""
+    await retrying(storage, lambda: storage.put(key, data))
+
+
+async def names(storage: Storage, folder: str) -> list[str]:
+    """`storage.list(folder)`, retried on a bucket."""
+    return await retrying(storage, lambda: storage.list(folder))

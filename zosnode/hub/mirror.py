@@ -138,7 +138,7 @@ async def mirror(source: Storage, target: Storage, *, dry_run: bool = False,
             meter.add(1, obj.size)
             return
         if not dry_run:
-            await target.put(obj.key, data)
+            await inventory.write(target, obj.key, data)
         on_target.add(obj.key)
         report.copied += 1
         report.bytes_copied += len(data)
