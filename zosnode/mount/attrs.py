@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import stat
-from dataclasses import dataclass
 
 from zosnode.flist.format import Entry, Kind
 from zosnode.flist.view import FlistView
@@ -19,33 +18,24 @@ TYPE_BITS = {
 BLKSIZE = 128 * 1024
 
 
-@dataclass(frozen=True)
-class Attrs:
-    ino: int
-    mode: int
-    nlink: int
-    uid: int
-    gid: int
-    rdev: int
-    size: int
-    blocks: int
-    mtime_ns: int
-
-
-def attrs_of(view: FlistView, entry: Entry) -> Attrs:
-    """The attributes of `entry`; a hardlink reports those of the file it names."""
+def attrs_of(view: FlistView, entry: Entry) -> dict[str, int]:
+    """The stat fields of `entry` by their `pyfuse3.EntryAttributes` names; a hardlink
+    reports those of the file it names. The image never changes: a, m, c times are one."""
     e = view.resolve(entry)
     size = e.size if e.kind is Kind.REG else len(e.target) if e.kind is Kind.SYMLINK else 0
     if e.kind is Kind.DIR:
         size = 4096
-    return Attrs(
-        ino=e.ino,
-        mode=TYPE_BITS[e.kind] | e.mode,
-        nlink=view.nlink(e),
-        uid=e.uid,
-        gid=e.gid,
-        rdev=e.rdev,
-        size=size,
-        blocks=(size + 511) // 512,
-        mtime_ns=e.mtime_ns,
-    )
+    return {
+        "st_ino": e.ino,
+        "st_mode": TYPE_BITS[e.kind] | e.mode,
+        "st_nlink": view.nlink(e),
+        "st_uid": e.uid,
+        "st_gid": e.gid,
+        "st_rdev": e.rdev,
+        "st_size": size,
+        "st_blksize": BLKSIZE,
+        "st_blocks": (size + 511) // 512,
+        "st_atime_ns": e.mtime_ns,
+        "st_mtime_ns": e.mtime_ns,
+        "st_ctime_ns": e.mtime_ns,
+    }

@@ -70,23 +70,12 @@ class FlistFS(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.ENOENT) from None
 
     def _attr(self, entry: Entry) -> pyfuse3.EntryAttributes:
-        a = attrs_of(self.view, entry)
         out = pyfuse3.EntryAttributes()
-        out.st_ino = a.ino
+        for name, value in attrs_of(self.view, entry).items():
+            setattr(out, name, value)
         out.generation = 0
         out.entry_timeout = CACHE_TIMEOUT_S
         out.attr_timeout = CACHE_TIMEOUT_S
-        out.st_mode = a.mode
-        out.st_nlink = a.nlink
-        out.st_uid = a.uid
-        out.st_gid = a.gid
-        out.st_rdev = a.rdev
-        out.st_size = a.size
-        out.st_blksize = BLKSIZE
-        out.st_blocks = a.blocks
-        out.st_atime_ns = a.mtime_ns
-        out.st_mtime_ns = a.mtime_ns
-        out.st_ctime_ns = a.mtime_ns
         return out
 
     async def lookup(self, parent_inode: int, name: bytes, ctx: Any) -> pyfuse3.EntryAttributes:
