@@ -87,19 +87,14 @@ async def run_nic(nic: Nic, client: DhcpClient, links: Links, on_event: OnEvent,
         up = _carrier(links, nic, say)
         if not up:
             say(f"{nic.name}: waiting for carrier (up to {carrier_timeout:g}s)")
-            with trio.move_on_after(carrier_timeout):
-                while not up:
-                    await trio.sleep(carrier_poll)
-                    up = _carrier(links, nic, say)
-            say(f"{nic.name}: carrier up" if up else
-                f"{nic.name}: no carrier after {carrier_timeout:g}s; still watching")
-        else:
-            say(f"{nic.name}: carrier up")
+        give_up: float | None = trio.current_time() + carrier_timeout
         while not up:
             await trio.sleep(carrier_poll)
             up = _carrier(links, nic, say)
-            if up:
-                say(f"{nic.name}: carrier up")
+            if not up and give_up is not None and trio.current_time() >= give_up:
+                say(f"{nic.name}: no carrier after {carrier_timeout:g}s; still watching")
+                give_up = None
+        say(f"{nic.name}: carrier up")
         await act(client.start(trio.current_time()))
         next_poll = trio.current_time() + carrier_poll
         while True:

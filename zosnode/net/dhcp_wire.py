@@ -115,18 +115,6 @@ class Message:
             return None
         return str(ipaddress.IPv4Address(raw))
 
-    def addrs(self, code: int) -> tuple[str, ...]:
-        raw = self.get(code)
-        if raw is None or len(raw) % 4 or not raw:
-            return ()
-        return tuple(str(ipaddress.IPv4Address(raw[i:i + 4])) for i in range(0, len(raw), 4))
-
-    def u32(self, code: int) -> int | None:
-        raw = self.get(code)
-        if raw is None or len(raw) != 4:
-            return None
-        return int.from_bytes(raw, "big")
-
 
 @dataclass(frozen=True)
 class Route:

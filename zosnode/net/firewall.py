@@ -34,9 +34,6 @@ _CMP_EQ, _CMP_NEQ = 0, 1
 _LOOPBACK_IFINDEX = 1  # "lo" is ifindex 1 in every network namespace
 _ND_TYPES = (134, 135, 136)  # router advert, neighbour solicit, neighbour advert
 
-Expr = list[dict[str, Any]]
-
-
 def _genex(name: str, **kwargs: Any) -> dict[str, Any]:
     data = [(f"NFTA_{name.upper()}_{key.upper()}", value) for key, value in kwargs.items()]
     return {"attrs": [("NFTA_EXPR_NAME", name), ("NFTA_EXPR_DATA", {"attrs": data})]}

@@ -142,12 +142,8 @@ def _addr_list(msg: Message, code: int, what: str) -> tuple[IPv4, ...]:
 
 
 def _u32(msg: Message, code: int, what: str) -> int | None:
-    raw = msg.get(code)
-    if raw is None:
-        return None
-    if len(raw) != 4:
-        raise Refusal(f"{what} option of {len(raw)} bytes")
-    return int.from_bytes(raw, "big")
+    four = _one_addr(msg, code, what)  # the same four bytes, big-endian
+    return None if four is None else int(four)
 
 
 def _routing(msg: Message, addr: IPv4, subnet: ipaddress.IPv4Network

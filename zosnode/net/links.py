@@ -6,6 +6,8 @@ inline on the trio thread; nothing here waits on the network.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,8 +40,14 @@ def _kind(link: Any) -> str | None:
     return None if info is None else info.get_attr("IFLA_INFO_KIND")
 
 
-def _system(what: str, exc: Exception) -> NetSystemError:
-    return NetSystemError(f"netlink: {what}: {exc}")
+@contextmanager
+def _netlink(what: str, gone: tuple[str, ...] = ()) -> Iterator[None]:
+    """A pyroute2 failure as NetSystemError; one saying the object is `gone` is no failure."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - pyroute2 raises many kinds
+        if not any(g in str(exc) for g in gone):
+            raise NetSystemError(f"netlink: {what}: {exc}") from None
 
 
 class Links:
@@ -54,10 +62,8 @@ class Links:
     def nics(self) -> list[Nic]:
         """Ethernet NICs, sorted by name (the order used for every tie)."""
         out = []
-        try:
+        with _netlink("listing links"):
             links = list(self._ipr.get_links())
-        except Exception as exc:  # noqa: BLE001 - pyroute2 raises many kinds
-            raise _system("listing links", exc) from None
         for link in links:
             if link["ifi_type"] != ARPHRD_ETHER or _kind(link) in VIRTUAL_KINDS:
                 continue
@@ -69,16 +75,12 @@ class Links:
         return sorted(out, key=lambda n: n.name)
 
     def set_up(self, nic: Nic) -> None:
-        try:
+        with _netlink(f"bringing {nic.name} up"):
             self._ipr.link("set", index=nic.index, state="up")
-        except Exception as exc:  # noqa: BLE001
-            raise _system(f"bringing {nic.name} up", exc) from None
 
     def carrier(self, nic: Nic) -> bool:
-        try:
+        with _netlink(f"reading {nic.name}"):
             (link,) = self._ipr.get_links(nic.index)
-        except Exception as exc:  # noqa: BLE001
-            raise _system(f"reading {nic.name}", exc) from None
         carrier = link.get_attr("IFLA_CARRIER")
         up = bool(link["flags"] & IFF_UP)
         if carrier is not None:
@@ -86,45 +88,33 @@ class Links:
         return up and bool(link["flags"] & IFF_LOWER_UP)
 
     def add_address(self, nic: Nic, address: str, prefixlen: int) -> None:
-        try:
+        with _netlink(f"adding {address}/{prefixlen} to {nic.name}"):
             self._ipr.addr("replace", index=nic.index, address=address, prefixlen=prefixlen)
-        except Exception as exc:  # noqa: BLE001
-            raise _system(f"adding {address}/{prefixlen} to {nic.name}", exc) from None
 
     def del_address(self, nic: Nic, address: str, prefixlen: int) -> None:
-        try:
+        # Already gone (e.g. the link went away) is fine.
+        with _netlink(f"removing {address} from {nic.name}", gone=("No such", "Cannot assign")):
             self._ipr.addr("del", index=nic.index, address=address, prefixlen=prefixlen)
-        except Exception as exc:  # noqa: BLE001
-            if "No such" in str(exc) or "Cannot assign" in str(exc):
-                return  # already gone (e.g. the link went away)
-            raise _system(f"removing {address} from {nic.name}", exc) from None
 
     def addresses(self, nic: Nic, family: int) -> list[tuple[str, int]]:
-        try:
+        with _netlink(f"reading addresses of {nic.name}"):
             return [(a.get_attr("IFA_ADDRESS"), a["prefixlen"])
                     for a in self._ipr.get_addr(index=nic.index, family=family)]
-        except Exception as exc:  # noqa: BLE001
-            raise _system(f"reading addresses of {nic.name}", exc) from None
 
     def set_route(self, nic: Nic, destination: str, gateway: str | None, metric: int) -> None:
         """A route through this NIC; without a gateway it is on-link (scope link)."""
         where = f"via {gateway}" if gateway else "on-link"
-        try:
+        with _netlink(f"route {destination} {where} on {nic.name}"):
             if gateway is None:
                 self._ipr.route("replace", dst=destination, oif=nic.index, priority=metric,
                                 scope=253)  # RT_SCOPE_LINK
             else:
                 self._ipr.route("replace", dst=destination, gateway=gateway, oif=nic.index,
                                 priority=metric)
-        except Exception as exc:  # noqa: BLE001
-            raise _system(f"route {destination} {where} on {nic.name}", exc) from None
 
     def del_route(self, nic: Nic, destination: str, metric: int) -> None:
-        try:
+        with _netlink(f"removing the route {destination} on {nic.name}", gone=("No such",)):
             self._ipr.route("del", dst=destination, oif=nic.index, priority=metric)
-        except Exception as exc:  # noqa: BLE001
-            if "No such" not in str(exc):
-                raise _system(f"removing the route {destination} on {nic.name}", exc) from None
 
 
 def accept_router_adverts(nic: Nic, proc_sys: Path = Path("/proc/sys")) -> bool:
