@@ -408,3 +408,56 @@ async def test_verify_gc_and_mirror_on_seaweedfs(tmp_path: Path) -> None:
         assert bad.returncode == 1, bad.stderr
         named = {line.split(":")[0] for line in bad.stdout.splitlines()}
         assert named == {bad_block, flist_key}, bad.stdout
+
+
+def test_the_meter_line_counts_rate_and_time_left() -> None:
+    from zosnode.cli.meter import MeterState
+
+    state = MeterState("copy", objects=10, size=10 * 1048576, done_objects=5,
+                       done_bytes=5 * 1048576, started=100.0)
+    assert state.line(102.0) == "copy: 5/10 objects, 5.0 MiB/10.0 MiB, 2.5 MiB/s, 2 s left"
+    unknown = MeterState("list", started=0.0, done_objects=3)
+    assert unknown.line(1.0) == "list: 3 objects, 0 B, 0 B/s"
+
+
+def test_a_root_gap_and_a_stranger_signed_manifest_are_named() -> None:
+    from zosnode.hub.verify import check_manifest, check_root_chain
+
+    r1 = signed_root(1, KEYS, KEYS, 1)
+    r3 = signed_root(3, KEYS, KEYS, 1)
+    chain, problems = check_root_chain({1: r1, 3: r3})
+    assert len(chain) == 1
+    assert [p.line() for p in problems] == [f"{layout.root_path(3)}: gap: no root 2"]
+    stranger = signed_manifest("stable", 1, [key("someone else")])
+    _, what = check_manifest("k", stranger, chain, "stable", 1)
+    assert what is not None and "threshold" in what
+    ours = signed_manifest("stable", 1, KEYS)
+    assert check_manifest("k", ours, chain, "stable", 1)[1] is None
+    assert check_manifest("k", ours, chain, "stable", 2)[1] == "holds version 1"
+    assert check_manifest("k", ours, chain, "beta", None)[1] == "is for channel 'stable'"
+
+
+async def test_gc_cli_dry_run_json_and_user_mistakes(tmp_path: Path) -> None:
+    hub = await new_hub(tmp_path / "data")
+    orphan = image_of(random_tree(tmp_path / "o", 2, 60), tmp_path / "so")
+    await upload(hub, orphan)
+    age_everything(hub.dir, 2 * DAY)
+    before = blocks_on(hub.dir)
+    dry = zosnode("hub", "gc", "--data", str(hub.dir), "--grace", "1d", "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    doc = json.loads(dry.stdout)
+    assert doc["dry_run"] and doc["deleted_blocks"] == len(before) and doc["deleted_flists"] == 1
+    assert blocks_on(hub.dir) == before
+    assert dry.stderr == ""  # stdout is not a terminal: no progress line
+    real = zosnode("hub", "gc", "--data", str(hub.dir), "--grace", "1d")
+    assert real.returncode == 0 and blocks_on(hub.dir) == set()
+    for argv, says in [
+        (["hub", "gc", "--data", str(hub.dir), "--grace", "soon"], "duration"),
+        (["hub", "gc", "--data", str(tmp_path / "nope"), "--grace", "1h"], "no such directory"),
+        (["hub", "verify", "--store", "s3://b"], "--s3-endpoint"),
+        (["hub", "mirror", "--data", str(hub.dir), "--to", "s3://b"], "endpoint"),
+    ]:
+        out = zosnode(*argv)
+        assert out.returncode == 2, (argv, out.stderr)
+        assert says in out.stderr and "Traceback" not in out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1
