@@ -37,6 +37,14 @@ def test_contents(boot_files: BootFiles) -> None:
     assert "usr/lib/python3.11/os.pyc" in entries
     assert not [p for p in stdlib if p.endswith(".py")]
     assert not [p for p in stdlib if "/test/" in p or "/ensurepip/" in p or "/idlelib/" in p]
+    # Only what the artifact loads (closure.py): what its imports reach, the
+    # codecs looked up by name, and what pyfuse3's import-time metadata read
+    # needs; not modules nothing imports.
+    for kept in ("encodings/idna.pyc", "email/parser.pyc", "ssl.pyc", "_strptime.pyc"):
+        assert f"usr/lib/python3.11/{kept}" in entries, kept
+    for dropped in ("xml/dom/minidom.pyc", "zoneinfo/__init__.pyc", "mimetypes.pyc"):
+        assert f"usr/lib/python3.11/{dropped}" not in entries, dropped
+    assert not [p for p in stdlib if "/_codecs_jp." in p or "/_multibytecodec." in p]
     mods = [p for p in entries if p.startswith("lib/modules/")]
     dep = next(entries[p].data.decode() for p in mods if p.endswith("/modules.dep"))
     for needed in ("virtio_net.ko:", "fuse.ko:", "nf_tables.ko:", "tun.ko:"):
@@ -63,6 +71,9 @@ def test_no_shell_busybox_or_other_interpreter(boot_files: BootFiles) -> None:
                           timeout=120, cwd=TOP)
     assert proc.returncode == 0, proc.stderr
     assert " init\n" in proc.stdout
+    parts = dict(ln.split(None, 1) for ln in proc.stdout.splitlines()[-6:])
+    assert list(parts) == ["interpreter", "stdlib", "libraries", "artifact", "modules", "other"]
+    assert int(parts["artifact"].split()[1]) == len(boot_files.zipapp.read_bytes())
 
 
 def test_forbidden_detector_catches_a_shell() -> None:

@@ -14,18 +14,20 @@ import posixpath
 import re
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
 
-from zosnode.bootmedia import compression, debs, kmod
+from zosnode.bootmedia import closure, compression, debs, kmod
 from zosnode.bootmedia.cpio import Entry, Kind, Tree, encode
 from zosnode.bootmedia.errors import BuildInputError
 from zosnode.bootmedia.ipxe import NATIVE_DIR
-from zosnode.bootmedia.runtime import PYTHON, collect
+from zosnode.bootmedia.runtime import PYTHON, STDLIB, collect
 
 INTERPRETER = "/" + PYTHON
+STDLIB_DIR = STDLIB + "/"
 # Directories PID 1 mounts on, plus /run: the artifact unpacks its native
 # modules under /run/zosnode before any agent code could mount a tmpfs, and
 # the initramfs rootfs is itself writable.
@@ -79,6 +81,35 @@ class Result:
             "modules": list(self.modules),
             "libraries": list(self.libraries),
         }
+
+
+PARTS = ("interpreter", "stdlib", "libraries", "artifact", "modules", "other")
+
+
+def part_of(path: str) -> str:
+    """Which part of the initramfs a member belongs to (for `initramfs list`)."""
+    if path == PYTHON:
+        return "interpreter"
+    if path.startswith(STDLIB_DIR):
+        return "stdlib"
+    if path.startswith("lib/modules/"):
+        return "modules"
+    if path == "init":
+        return "artifact"
+    if path.startswith(("lib/", "lib64/", "usr/lib/")):
+        return "libraries"
+    return "other"
+
+
+def part_sizes(entries: Iterable[Entry]) -> dict[str, tuple[int, int, int]]:
+    """Per part: members, bytes, and bytes once deflated (each member alone, level 6)."""
+    sizes = {p: [0, 0, 0] for p in PARTS}
+    for e in entries:
+        s = sizes[part_of(e.path)]
+        s[0] += 1
+        s[1] += len(e.data)
+        s[2] += len(zlib.compress(e.data, 6)) if e.data else 0
+    return {p: (s[0], s[1], s[2]) for p, s in sizes.items()}
 
 
 def forbidden_members(paths: Iterable[str]) -> list[str]:
@@ -160,7 +191,8 @@ def build(inputs: Inputs) -> Result:
         kernel_root = Path(tmp) / "kernel"
         for pin, deb in files.items():
             debs.extract(deb, kernel_root if pin.role == "kernel" else runtime_root)
-        report = collect(runtime_root, tree, natives)
+        report = collect(runtime_root, tree, natives, closure.artifact_roots(zipapp),
+                         zipapp)
         version, kernel, moddir = _kernel_parts(kernel_root)
         modules = _add_modules(tree, moddir, version, wanted)
     for d in DIRS:

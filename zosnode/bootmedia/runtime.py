@@ -1,8 +1,8 @@
 """Collect a minimal CPython runtime from unpacked Debian packages.
 
-Takes the interpreter, the standard library compiled to sourceless pycs
-(minus the parts a node never imports: tests, GUIs, installers, other
-language front ends), the extension modules whose libraries the pinned set
+Takes the interpreter, the standard library modules the artifact loads
+(closure.py; never tests, GUIs, installers, other language front ends)
+compiled to sourceless pycs, the extension modules whose libraries the pinned set
 provides, and the shared libraries reached from the interpreter and the
 artifact's native modules by DT_NEEDED. Nothing else.
 """
@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from zosnode.bootmedia import elf
+from zosnode.bootmedia import closure, elf
 from zosnode.bootmedia.cpio import Entry, Kind, Tree
 from zosnode.bootmedia.errors import BuildInputError
 from zosnode.bootmedia.pyc import check_compiler, sourceless_pyc
@@ -116,11 +116,15 @@ class _Libraries:
         return data
 
 
-def collect(root: Path, tree: Tree, natives: Iterable[bytes]) -> RuntimeReport:
+def collect(root: Path, tree: Tree, natives: Iterable[bytes],
+            roots: Iterable[str] | None = None, zipapp: bytes | None = None) -> RuntimeReport:
     """Add the runtime under `root` (unpacked runtime packages) to `tree`.
 
     `natives` are the artifact's native extension files: their libraries are
-    added too, so that the artifact's own imports work at boot.
+    added too, so that the artifact's own imports work at boot. `roots` are
+    the module names the artifact imports: given, only the stdlib modules that
+    importing them and every module of `zipapp` loads are taken (closure.py);
+    else all but `EXCLUDED`.
     """
     check_compiler()
     if not (root / PYTHON).is_file():
@@ -136,12 +140,22 @@ def collect(root: Path, tree: Tree, natives: Iterable[bytes]) -> RuntimeReport:
     skipped: list[str] = []
     count = 0
     base = root / STDLIB
+    keep: frozenset[str] | None = None
+    if roots is not None:
+        index = closure.stdlib_index(base)
+        try:
+            mods = closure.traced(roots, root, PYTHON, LOADER, LIB_DIRS, index, zipapp)
+        except closure.TraceError as exc:
+            raise BuildInputError(str(exc)) from exc
+        keep = frozenset(index[n] for n in mods)
     for dirpath, dirnames, filenames in os.walk(base):
         dirnames.sort()
         for name in sorted(filenames):
             full = Path(dirpath) / name
             rel = full.relative_to(base).as_posix()
             if _excluded(rel) or full.is_symlink() or "__pycache__" in rel:
+                continue
+            if keep is not None and rel not in keep:
                 continue
             if name.endswith(".py"):
                 src = full.read_bytes()

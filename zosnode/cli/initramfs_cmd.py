@@ -63,7 +63,7 @@ def _list(args: argparse.Namespace) -> int:
     from zosnode.bootmedia import cpio
     from zosnode.bootmedia.compression import decompress
     from zosnode.bootmedia.errors import FormatError
-    from zosnode.bootmedia.initramfs import forbidden_members
+    from zosnode.bootmedia.initramfs import forbidden_members, part_sizes
 
     try:
         data = args.image.read_bytes()
@@ -77,6 +77,10 @@ def _list(args: argparse.Namespace) -> int:
         extra = f" -> {e.target}" if e.target else ""
         extra += f" {e.rdev[0]},{e.rdev[1]}" if e.kind in (cpio.Kind.CHAR, cpio.Kind.BLOCK) else ""
         print(f"{e.mode:07o} {len(e.data):>9} {e.path}{extra}")
+    print(f"{len(data)} bytes compressed, {sum(len(e.data) for e in entries)} in "
+          f"{len(entries)} members; by part (members, bytes, deflated alone):")
+    for part, (count, raw, deflated) in part_sizes(entries).items():
+        print(f"  {part:<12} {count:>5} {raw:>10} {deflated:>10}")
     bad = forbidden_members(e.path for e in entries)
     if bad:
         print(f"zosnode: forbidden member in the initramfs: {', '.join(bad)}", file=sys.stderr)

@@ -1,0 +1,101 @@
+"""The stdlib closure the initramfs keeps, and the per-part sizes `initramfs list` prints."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from zosnode.bootmedia import closure
+from zosnode.bootmedia.cpio import Entry, Kind
+from zosnode.bootmedia.initramfs import part_of, part_sizes
+
+HOST_STDLIB = Path("/usr/lib/python3.11")
+
+
+def test_imports_at_any_depth_and_relative_ones_resolved() -> None:
+    src = b"""
+import os.path
+from . import sibling
+from ..up import thing
+def f():
+    try:
+        import json
+    except ImportError:
+        pass
+    from email import message
+"""
+    found = set(closure.imports_of(src, "pkg.sub.mod", is_package=False))
+    assert {"os", "os.path", "json", "email", "email.message", "pkg.sub", "pkg.sub.sibling",
+            "pkg.up", "pkg.up.thing"} <= found
+    assert not set(closure.imports_of(b"def (:", "x", False))  # unparsable: nothing
+
+
+def test_native_strings_give_candidate_names() -> None:
+    assert {"_strptime", "xml", "xml.etree"} <= set(closure.native_names(
+        b"\0\x01_strptime\0xml.etree\0"))
+
+
+def test_artifact_roots_read_python_and_natives(tmp_path: Path) -> None:
+    app = tmp_path / "a.zip"
+    with zipfile.ZipFile(app, "w") as zf:
+        zf.writestr("pkg/__init__.py", "import hashlib\nfrom . import mod\n")
+        zf.writestr("_native/ext.cpython-311-x86_64-linux-gnu.so", b"\x7fELF\0ssl\0")
+    roots = closure.artifact_roots(app.read_bytes())
+    assert {"hashlib", "pkg.mod", "ssl"} <= roots
+
+
+@pytest.mark.skipif(not (HOST_STDLIB / "os.py").exists()
+                    or not Path("/usr/bin/python3.11").exists(),
+                    reason="needs the Debian python3.11 at /usr/bin (the runtime the image pins)")
+def test_traced_keeps_what_an_import_loads_and_nothing_unrelated() -> None:
+    index = closure.stdlib_index(HOST_STDLIB)
+    mods = closure.traced({"json", "not_a_module", "this"}, Path("/"), "usr/bin/python3.11",
+                          "lib64/ld-linux-x86-64.so.2",
+                          ("lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu"), index)
+    assert {"json", "json.decoder", "re", "encodings", "encodings.idna", "_strptime",
+            "site"} <= mods
+    # What the always-kept codecs import: encodings.idna, for a host name in
+    # getaddrinfo, needs stringprep and unicodedata (the first VM boot with
+    # the trimmed stdlib died there: "unknown encoding: idna").
+    assert {"stringprep", "encodings.shift_jis"} <= mods  # unicodedata is built in
+    assert "_codecs_jp" not in mods and "_multibytecodec" not in mods
+    assert "unittest" not in mods and "sqlite3" not in mods and "this" not in mods
+    assert mods <= set(index)
+
+
+def test_traced_failure_is_a_trace_error(tmp_path: Path) -> None:
+    with pytest.raises(closure.TraceError):
+        closure.traced({"json"}, tmp_path, "usr/bin/python3.11", "lib64/ld.so", (), {"json": ""})
+
+
+def test_part_sizes() -> None:
+    entries = [Entry("init", Kind.FILE, 0o755, data=b"#!x\n" * 10),
+               Entry("usr/bin/python3.11", Kind.FILE, 0o755, data=b"\x7fELF"),
+               Entry("usr/lib/python3.11/os.pyc", Kind.FILE, 0o644, data=b"o"),
+               Entry("usr/lib/x86_64-linux-gnu/libssl.so.3", Kind.FILE, 0o755, data=b"s"),
+               Entry("lib/modules/6.1/kernel/fuse.ko", Kind.FILE, 0o644, data=b"k"),
+               Entry("dev", Kind.DIR, 0o755)]
+    sizes = part_sizes(entries)
+    assert sizes["artifact"][:2] == (1, 40) and 0 < sizes["artifact"][2] < 40
+    assert sizes["interpreter"][:2] == (1, 4)
+    assert [sizes[p][0] for p in ("stdlib", "libraries", "modules", "other")] == [1, 1, 1, 1]
+    assert part_of("lib64/ld-linux-x86-64.so.2") == "libraries"
+
+
+@pytest.mark.skipif(not Path("/usr/bin/python3.11").exists(),
+                    reason="needs the Debian python3.11 at /usr/bin (the runtime the image pins)")
+def test_traced_runs_the_artifact_modules_import_time_code(tmp_path: Path) -> None:
+    """pyfuse3 reads its own metadata at import time, which imports email.parser
+    inside a stdlib function: no import statement of the artifact names it."""
+    app = tmp_path / "a.zip"
+    with zipfile.ZipFile(app, "w") as zf:
+        zf.writestr("pkg/__init__.py", "import email\nemail.message_from_string('a: b')\n")
+        zf.writestr("__main__.py", "raise SystemExit('never run')\n")
+    index = closure.stdlib_index(HOST_STDLIB)
+    args = (Path("/"), "usr/bin/python3.11", "lib64/ld-linux-x86-64.so.2",
+            ("lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu"), index)
+    data = app.read_bytes()
+    assert "email.parser" in closure.traced(closure.artifact_roots(data), *args, zipapp=data)
+    assert "email.parser" not in closure.traced(closure.artifact_roots(data), *args)
