@@ -48,9 +48,6 @@ class Fields:
         self._map: dict[str, Any] = value
         self._where = where
 
-    def has(self, name: str) -> bool:
-        return name in self._map
-
     def _get(self, name: str) -> Any:
         try:
             return self._map[name]

@@ -49,25 +49,13 @@ def effective_now(clock: int, anchor: Anchor) -> int:
     return max(clock, anchor.build_time)
 
 
-def _digest(body: bytes) -> bytes:
-    return hashlib.blake2b(body, digest_size=32).digest()
-
-
-def body_digest(data: bytes) -> bytes:
-    """The digest equivocation is judged by: the signed body, not the signatures."""
-    return _digest(envelope.decode(data, max_size=MAX_MANIFEST_BYTES, kind="manifest").body)
-
-
 @dataclass(frozen=True)
 class Seen:
-    """The highest manifest version trusted on a channel and its body's digest."""
+    """The highest manifest version trusted on a channel, and the digest of its
+    signed body (equivocation is judged by the body, not the signatures)."""
 
     version: int
     digest: bytes
-
-    @staticmethod
-    def of(verified: Verified) -> Seen:
-        return Seen(verified.manifest.version, body_digest(verified.data))
 
 
 @dataclass(frozen=True)
@@ -97,21 +85,8 @@ class Verifier:
     def root_bytes(self) -> bytes:
         return self._root_bytes
 
-    @property
-    def floor(self) -> int:
-        return self._floor
-
     def seen(self, channel: str) -> Seen | None:
         return self._seen.get(channel)
-
-    def remember(self, channel: str, seen: Seen) -> None:
-        """Restore what the caller persisted (e.g. a hub's current manifest).
-
-        Only ever raises what is remembered, so a stale record cannot lower it.
-        """
-        current = self._seen.get(channel)
-        if current is None or seen.version > current.version:
-            self._seen[channel] = seen
 
     # -- roots -------------------------------------------------------------
 
@@ -176,7 +151,7 @@ class Verifier:
             raise RollbackError(
                 f"manifest v{manifest.version} is below the version floor {self._floor}"
             )
-        digest = _digest(env.body)
+        digest = hashlib.blake2b(env.body, digest_size=32).digest()
         seen = self._seen.get(channel)
         if seen is not None:
             if manifest.version < seen.version:
