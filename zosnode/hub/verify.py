@@ -48,7 +48,7 @@ class Problem:
 
 
 @dataclass
-class VerifyReport:
+class StoreVerifyReport:
     objects: int = 0
     bytes: int = 0
     problems: list[Problem] = field(default_factory=list)
@@ -117,11 +117,11 @@ def check_manifest(key: str, data: bytes, roots: list[Root], channel: str,
 
 
 async def verify(storage: Storage, *, progress: Progress | None = None,
-                 now: float | None = None) -> VerifyReport:
+                 now: float | None = None) -> StoreVerifyReport:
     meter = progress or Progress()
     started = time.monotonic()
     clock = time.time() if now is None else now
-    report = VerifyReport()
+    report = StoreVerifyReport()
     meter.phase("list", 0, 0)
     objects = await inventory.walk(storage)
     report.objects = len(objects)
