@@ -14,6 +14,8 @@ import time
 import xml.etree.ElementTree as ET
 from urllib.parse import quote, urlsplit
 
+import trio
+
 from zosnode.http.client import (
     HttpClient,
     HttpPeerError,
@@ -94,11 +96,21 @@ class S3Storage:
 
     async def prepare(self) -> None:
         """Create the bucket if it does not exist yet."""
-        if (await self._call("HEAD", self._path(""))).status == 200:
-            return
-        reply = await self._call("PUT", self._path(""))
-        if reply.status not in (200, 409):
-            raise StorageError(f"S3 create bucket {self.bucket}: HTTP {reply.status}")
+        # Replicas starting together race to create it: SeaweedFS answers
+        # one of them 500, so look again before giving up.
+        for attempt in range(10):
+            try:
+                if (await self._call("HEAD", self._path(""))).status == 200:
+                    return
+                reply = await self._call("PUT", self._path(""))
+                if reply.status in (200, 409):
+                    return
+                failure = StorageError(f"S3 create bucket {self.bucket}: HTTP {reply.status}")
+            except StorageError as exc:
+                failure = exc
+            if attempt == 9:
+                raise failure
+            await trio.sleep(min(2.0, 0.2 * (attempt + 1)))
 
     async def get(self, key: str) -> StoredObject | None:
         reply = await self._call("GET", self._path(key))
