@@ -76,7 +76,7 @@ async def test_corrupt_mirror_is_banned_and_other_serves(
     f = _fetcher(mirror.url, mirror2.url)
     got = await f.fetch_block(bid, max_size=len(data))
     assert hashlib.blake2b(got, digest_size=32).hexdigest() == bid and got == data
-    assert [(i.mirror, i.object_id) for i in f.incidents] == [(mirror.url, bid)]
+    assert [(i.mirror, i.object_id) for i in f.health.incidents] == [(mirror.url, bid)]
     # The liar is never asked for that block again, even when it is healthiest.
     mirror.heal()
     for _ in range(3):

@@ -45,12 +45,12 @@ from zosnode.fetch.health import Fault as Health
 from zosnode.flist.browse import lookup
 from zosnode.flist.view import FlistView
 from zosnode.http.client import (
+    ByteProgress,
     HttpClient,
     HttpMalformed,
     HttpPeerError,
     HttpTimeout,
     HttpTruncated,
-    Progress,
     Timeouts,
     final_head,
     framing_fault,
@@ -168,7 +168,7 @@ def test_open_circuits_rank_after_closed_ones_by_when_they_may_be_tried() -> Non
 
 
 def test_progress_rule_counts_bytes_per_window() -> None:
-    p = Progress(window_s=2.0, min_bytes=10, start=0.0)
+    p = ByteProgress(window_s=2.0, min_bytes=10, start=0.0)
     assert p.deadline() == 2.0
     p.received(5, 1.0)
     assert p.deadline() == 2.0  # short of the quota: the same window
@@ -443,7 +443,7 @@ async def test_fault_in_front_of_a_good_mirror_costs_seconds_once(
     report(f"fetcher, {kind:10s} in front of a good mirror: {lost:.1f}s lost over 6 blocks")
     assert lost <= BOUND_S
     if kind == "corrupt":
-        assert [i.mirror for i in f.incidents] == [url]
+        assert [i.mirror for i in f.health.incidents] == [url]
 
 
 async def test_booting_node_with_one_bad_hub_loses_seconds_once(

@@ -113,7 +113,7 @@ async def test_corrupting_mirror_never_shows_a_wrong_byte(
     async with mounted(data, tmp_path / "mnt", fetcher, BlockCache(tmp_path / "c", 1 << 30)):
         await _diff(src, tmp_path / "mnt")
     assert mirror.faults_served["corrupt"] >= 1
-    assert {i.mirror for i in fetcher.incidents} == {mirror.url}
+    assert {i.mirror for i in fetcher.health.incidents} == {mirror.url}
 
 
 async def test_unreachable_block_is_eio_at_its_deadline(

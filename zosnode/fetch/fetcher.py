@@ -36,7 +36,7 @@ import trio
 
 from zosnode.fetch.backoff import Backoff
 from zosnode.fetch.errors import CircuitOpen, FetchUsageError, Unavailable, WrongCopy
-from zosnode.fetch.health import BreakerPolicy, Fault, Incident, MirrorHealth, Pass
+from zosnode.fetch.health import BreakerPolicy, Fault, MirrorHealth, Pass
 from zosnode.http.client import (
     HttpClient,
     HttpPeerError,
@@ -98,11 +98,6 @@ class Fetcher:
     def set_mirrors(self, mirrors: Sequence[str]) -> None:
         """Fetch from `mirrors` from now on; the ones known already keep their health."""
         self.health.set_mirrors([m.rstrip("/") for m in mirrors])
-
-    @property
-    def incidents(self) -> list[Incident]:
-        """Mirrors caught serving wrong bytes (most recent last)."""
-        return list(self.health.incidents)
 
     async def aclose(self) -> None:
         await self.client.aclose()
