@@ -461,3 +461,74 @@ async def test_gc_cli_dry_run_json_and_user_mistakes(tmp_path: Path) -> None:
         assert out.returncode == 2, (argv, out.stderr)
         assert says in out.stderr and "Traceback" not in out.stderr
         assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_gc_process_held_while_hub_push_publishes_through_a_live_hub(tmp_path: Path) -> None:
+    """The race end to end: a real hub, `hub push` over HTTP, `hub gc` as a process
+    held between its mark and its sweep (ZOSNODE_TEST_GC_HOLD) while the next
+    release, reusing a retired release's blocks, is pushed and committed."""
+    from tests.hub.conftest import spawn_hub
+    from zosnode.trust.keyfile import HEADER
+
+    publisher = key("maint publisher")
+    keyfile = tmp_path / "pub.key"
+    keyfile.write_text(f"{HEADER}\n{bytes(publisher).hex()}\n")
+    keyfile.chmod(0o600)
+    data = tmp_path / "data"
+    data.mkdir()
+    retired_src = random_tree(tmp_path / "retired", 6, 70)
+    retired = image_of(retired_src, tmp_path / "s-retired")
+    kept = image_of(random_tree(tmp_path / "kept", 3, 71), tmp_path / "s-kept")
+    nxt_src = tmp_path / "next"
+    shutil.copytree(retired_src, nxt_src)
+    (nxt_src / "new").write_bytes(os.urandom(250_000))
+    nxt = image_of(nxt_src, tmp_path / "s-next")
+    (tmp_path / "root1").write_bytes(signed_root(1, KEYS, KEYS, 1))
+    hub = spawn_hub(data, tmp_path / "hub.log", "--publisher", publisher.verify_key.encode().hex())
+    try:
+        url = f"http://{hub.host}:{hub.port}"
+
+        def push(image: Image, version: int, *extra: str) -> None:
+            manifest = tmp_path / f"m{version}"
+            manifest.write_bytes(signed_manifest(
+                "stable", version, KEYS, ((image.flist_id, len(image.flist_bytes)),)))
+            out = zosnode("hub", "push", "--hub", url, "--key", str(keyfile), "--store",
+                          str(image.store.path), "--manifest", str(manifest), *extra)
+            assert out.returncode == 0, out.stderr
+
+        push(retired, 1, "--root", str(tmp_path / "root1"))
+        push(kept, 2)
+        for sub in (layout.BLOCKS, layout.FLISTS, layout.CHANNELS, layout.ROOTS):
+            age_everything(data / sub, 3 * DAY)
+        hold = tmp_path / "hold"
+        gc = subprocess.Popen(
+            [sys.executable, "-m", "zosnode", "hub", "gc", "--data", str(data), "--grace", "1d",
+             "--keep", "1", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO), "ZOSNODE_TEST_GC_HOLD": str(hold)})
+        try:
+            end = time.monotonic() + 60
+            while not Path(f"{hold}.marked").exists():
+                assert gc.poll() is None, gc.stderr.read() if gc.stderr else ""
+                assert time.monotonic() < end, "gc never finished its mark"
+                time.sleep(0.05)
+            push(nxt, 3)  # the hub has the reused blocks: push sends only the new ones
+            hold.touch()
+            out, err = gc.communicate(timeout=120)
+        finally:
+            if gc.poll() is None:
+                gc.kill()
+                gc.wait()
+        assert gc.returncode == 0, err
+        report = json.loads(out)
+        print(f"gc held across a push: deleted {report['deleted_blocks']} blocks, "
+              f"rescued {report['rescued']}")
+        assert report["lost"] == [] and report["rescued"] > 0
+        # what did go: the retired release's record and its flist
+        assert (report["deleted_releases"], report["deleted_flists"]) == (1, 1)
+        missing = [b for b in nxt.block_ids if not (data / layout.block_path(b)).exists()]
+        assert missing == []
+        check = zosnode("hub", "verify", "--data", str(data))
+        assert check.returncode == 0, check.stdout + check.stderr
+    finally:
+        assert hub.stop() == 0

@@ -140,6 +140,23 @@ def _rate(size: int, seconds: float) -> str:
     return f"{human_bytes(size / max(seconds, 1e-6))}/s"
 
 
+# Fault injection for the race test (tests/hub/test_maintenance.py): gc writes
+# FILE.marked after its mark, then waits (at most 120 s) for FILE to exist.
+HOLD_ENV = "ZOSNODE_TEST_GC_HOLD"
+
+
+async def _no_hold() -> None:
+    return None
+
+
+async def _hold(path: str) -> None:
+    with open(path + ".marked", "w"):
+        pass
+    with trio.move_on_after(120):
+        while not os.path.exists(path):
+            await trio.sleep(0.05)
+
+
 def _gc(args: argparse.Namespace) -> int:
     grace = parse_duration(args.grace)
     try:
@@ -148,9 +165,11 @@ def _gc(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     storage = open_storage(args)
     meter = Meter()
+    hold = os.environ.get(HOLD_ENV)
     try:
-        report = _run([storage], lambda: collect(storage, policy, dry_run=args.dry_run,
-                                                 progress=meter))
+        report = _run([storage], lambda: collect(
+            storage, policy, dry_run=args.dry_run, progress=meter,
+            after_mark=(lambda: _hold(hold)) if hold else _no_hold))
     except GcError as exc:
         raise UserError(str(exc)) from None
     meter.finish()
