@@ -4,17 +4,16 @@
 brings the network up (zosnode.agent.bringup) and then awaits the boot stage,
 `zosnode.agent.boot.after_network(config, network, say, fuse_command=...)`,
 which talks to the hub and never returns; `fuse_command` is the argv of a FUSE
-mount child, or None to extract flists (`--mounts`). Without the boot stage
-(`--network-only`, or a build lacking zosnode.agent.boot) the network just
-stays up. Outside PID 1 it must run in a network namespace of its own, can
-read the command line from a string or file and can stop after bring-up
-(tests, benchmarks).
+mount child, or None to extract flists (`--mounts`). With `--network-only`
+the boot stage is not even imported and the network just stays up. Outside
+PID 1 it must run in a network namespace of its own, can read the command
+line from a string or file and can stop after bring-up (tests, benchmarks).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
+import functools
 import importlib.util
 import os
 import sys
@@ -94,27 +93,6 @@ def _fuse_command(mode: str) -> list[str] | None:
     return [*me, CHILD_COMMAND]
 
 
-def _with_mounts(stage: AfterNetwork, fuse: list[str] | None, say: pid1.Say) -> AfterNetwork:
-    say(f"flists: {'FUSE mounts' if fuse else 'verified extraction'}")
-    full: Callable[..., Awaitable[None]] = stage
-
-    async def after(config: cmdline.Config, network: bringup.Network, say_: pid1.Say) -> None:
-        await full(config, network, say_, fuse_command=fuse)
-
-    return after
-
-
-def _boot_stage() -> AfterNetwork | None:
-    try:
-        module = importlib.import_module("zosnode.agent.boot")
-    except ModuleNotFoundError as exc:
-        if exc.name != "zosnode.agent.boot":
-            raise
-        return None
-    hook: AfterNetwork | None = getattr(module, "after_network", None)
-    return hook
-
-
 def run(args: argparse.Namespace) -> int:
     say = pid1.console_writer(sys.stdout)
     if not pid1.is_pid1():
@@ -171,9 +149,13 @@ def _run(args: argparse.Namespace, say: pid1.Say, is_init: bool) -> int:
         moddir = Path("/lib/modules") / os.uname().release
         pid1.load_modules(moddir, config.modules or _initramfs_modules(), say)
         pid1.seed_entropy(os.uname().nodename.encode() + os.urandom(0), say)
-    after = None if args.exit_after_bringup or args.network_only else _boot_stage()
-    if after is not None:
-        after = _with_mounts(after, _fuse_command(args.mounts), say)
+    after: AfterNetwork | None = None
+    if not (args.exit_after_bringup or args.network_only):
+        from zosnode.agent.boot import after_network
+
+        fuse = _fuse_command(args.mounts)
+        say(f"flists: {'FUSE mounts' if fuse else 'verified extraction'}")
+        after = functools.partial(after_network, fuse_command=fuse)
     options = bringup.Options(resolv_conf=args.resolv_conf)
 
     async def main() -> None:
