@@ -29,7 +29,7 @@ def test_persisted_on_a_cache_and_reused(tmp_path: Path) -> None:
 
 def test_signature_verifies_under_the_node_id() -> None:
     ident = in_ram()
-    sig = ident.sign(b"hello")
+    sig = ident.signing_key.sign(b"hello").signature
     nacl.signing.VerifyKey(bytes.fromhex(ident.node_id)).verify(b"hello", sig)
 
 

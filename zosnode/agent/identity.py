@@ -35,9 +35,6 @@ class NodeIdentity:
     def node_id(self) -> str:
         return bytes(self.signing_key.verify_key).hex()
 
-    def sign(self, message: bytes) -> bytes:
-        return bytes(self.signing_key.sign(message).signature)
-
 
 def decode_seed(data: bytes) -> nacl.signing.SigningKey:
     if len(data) != SEED_BYTES:
@@ -61,10 +58,6 @@ def load_or_create(cache: Path | None) -> NodeIdentity:
     except (OSError, IdentityError) as exc:
         why = str(exc)
     key = nacl.signing.SigningKey.generate()
-    _write_private(path, bytes(key))
-    return NodeIdentity(key, f"replaced: {why}" if why else "created")
-
-
-def _write_private(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, data, mode=0o600)
+    write_atomic(path, bytes(key), mode=0o600)
+    return NodeIdentity(key, f"replaced: {why}" if why else "created")

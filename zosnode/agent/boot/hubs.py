@@ -113,10 +113,6 @@ class HubClient:
         hubs = sorted(self.hubs[good:] + self.hubs[:good], key=shut)
         return hubs + sorted(self.mirrors, key=shut) if mirrors else hubs
 
-    def _answered(self, source: str) -> None:
-        if source in self.hubs:
-            self._good = self.hubs.index(source)
-
     async def _get(self, path: str, max_size: int, *, conditional: bool) -> bytes | None:
         errors: list[str] = []
         order = self._order()
@@ -151,16 +147,14 @@ class HubClient:
             if not early:
                 errors.append(f"{source}: not asked (circuit open)")
             raise _Failed from None
-        except HttpStatusError as exc:
-            self.requests += 1
-            errors.append(f"{source}: HTTP {exc.status}")
-            raise _Failed from None
         except HttpError as exc:
             self.requests += 1
-            errors.append(f"{source}: {exc}")
+            why = f"HTTP {exc.status}" if isinstance(exc, HttpStatusError) else str(exc)
+            errors.append(f"{source}: {why}")
             raise _Failed from None
         self.requests += 1
-        self._answered(source)
+        if source in self.hubs:
+            self._good = self.hubs.index(source)
         if resp.status in (304, 404):
             return None
         etag = resp.headers.get("etag")

@@ -74,8 +74,6 @@ class ExtractMounter:
         self.fetcher = fetcher
         self.cache = cache
         self.say = say
-        self.fetched_blocks = 0  # over the agent's life: what upgrades cost
-        self.fetched_bytes = 0
 
     async def serve(
         self,
@@ -101,8 +99,6 @@ class ExtractMounter:
 
         for ref in view.flist.blocks().values():
             blocks[ref.id] = await self.cache.get_or_fetch(ref.id, fetcher_for(ref))
-        self.fetched_blocks += fetched[0]
-        self.fetched_bytes += fetched[1]
         if self.say is not None:
             self.say(f"flist {pin.name} {pin.id[:12]}: {len(blocks)} blocks, fetched "
                      f"{fetched[0]} ({fetched[1]} bytes), the rest from the cache")
@@ -282,14 +278,11 @@ class FuseChildMounter:
     async def _watch(self, reports: trio.lowlevel.FdStream, reader: ReportReader) -> str:
         """Follow the reports after Ready until the pipe closes; the fatal error, if any."""
         fatal = ""
-        while chunk := await reports.receive_some(4096):
-            try:
+        try:
+            while chunk := await reports.receive_some(4096):
                 for report in reader.feed(chunk):
                     if isinstance(report, Failure):
                         fatal = f"{report.kind.value}: {report.message}"
-            except ProtocolRefused as exc:
-                return f"garbled report: {exc}"
-        try:
             reader.eof()
         except ProtocolRefused as exc:
             return f"garbled report: {exc}"
