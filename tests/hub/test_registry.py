@@ -227,6 +227,10 @@ def test_registry_survives_hub_restart(kind: str, tmp_path: Path,
         _, metrics = request(hub.port, "GET", "/metrics")
         assert b"zos_hub_nodes 25\n" in metrics
         assert b'zos_hub_nodes_by_release{channel="stable",release="2"} 12' in metrics
+        # The registry file is in the data directory, never served.
+        if kind == "sqlite":
+            assert (data / ".hub" / "registry.sqlite3").is_file()
+            assert request(hub.port, "GET", "/.hub/registry.sqlite3")[0] == 404
         # The kept sent_at survived too: a replay is still refused.
         assert request_hb(hub.port, names[0], 1, now) == 409
         assert ("PostgreSQL" if kind == "postgresql" else "SQLite") in hub.log_text()
@@ -286,3 +290,17 @@ def test_postgres_outage_heartbeats_503_data_still_served(pg: Postgres,
         assert {n["release"] for n in doc["nodes"]} == {1, 2}  # type: ignore[attr-defined]
     finally:
         assert hub.stop() == 0, hub.log_text()
+
+
+def test_static_mirror_config_hides_the_registry(tmp_path: Path) -> None:
+    # The nginx rule docs/operations.md gives for serving a data directory.
+    from tests.lab.nginx import nginx
+
+    data = tmp_path / "data"
+    db = SqliteRegistry(str(data / ".hub" / "registry.sqlite3"))
+    db.migrate()
+    db.close()
+    block = put_block(data, b"served")
+    with nginx(data, tmp_path / "nginx") as mirror:
+        assert request(mirror.port, "GET", f"/blocks/{block[:2]}/{block}") == (200, b"served")
+        assert request(mirror.port, "GET", "/.hub/registry.sqlite3")[0] == 404

@@ -41,6 +41,8 @@ http {{
         listen 127.0.0.1:{port};
         root {root};
         location / {{ limit_except GET HEAD {{ deny all; }} }}
+        # A data directory's .hub/ holds the node registry: never served.
+        location ~ /\\. {{ return 404; }}
     }}
 }}
 """
