@@ -19,16 +19,14 @@ the one check of that spelling.
 
 Pure: no I/O. The builders check every part, so a path built here stays in
 its folder (no "..", "/" or absolute name reaches a storage backend or a
-URL). `parse_path` is their inverse and answers None for anything else,
-which is how a hub tells an object's URL from every other.
+URL). Their inverse, which a hub needs and a node does not, is
+`zosnode.hub.objects.parse_path`: built on these names and builders.
 """
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import re
-from dataclasses import dataclass
 
 from zosnode.errors import UsageError
 
@@ -39,6 +37,12 @@ TAGS = "tags"
 ROOTS = "roots"
 CHANNELS = "channels"
 BOOT = "boot"
+
+# Names inside a channel's folder, and the suffixes of versioned files.
+MANIFEST = "manifest"
+RELEASES = "releases"
+ROOT_SUFFIX = ".root"
+RELEASE_SUFFIX = ".manifest"
 
 KERNEL = "vmlinuz"
 INITRD = "initramfs.img"
@@ -52,7 +56,7 @@ _CHANNEL = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 # The trust documents' integer bound (zosnode.trust.schema), so every version a
 # root or manifest may have has a path.
-_MAX_VERSION = 2**63 - 1
+MAX_VERSION = 2**63 - 1
 
 
 class LayoutError(UsageError):
@@ -97,20 +101,9 @@ def is_tag(value: str) -> bool:
     return _TAG.fullmatch(value) is not None
 
 
-def parse_version(text: str) -> int:
-    """A version as written in a path: decimal, no leading zero, 1 .. 2**63 - 1."""
-    if not text.isascii() or not text.isdigit() or len(text) > 19 or (
-            len(text) > 1 and text[0] == "0"):
-        raise LayoutError(f"bad version: {text[:40]!r}")
-    version = int(text)
-    if not 0 < version <= _MAX_VERSION:
-        raise LayoutError(f"version out of range: {version}")
-    return version
-
-
 def _check_version(version: int) -> int:
     if isinstance(version, bool) or not isinstance(version, int) \
-            or not 0 < version <= _MAX_VERSION:
+            or not 0 < version <= MAX_VERSION:
         raise LayoutError(f"version out of range: {version!r}")
     return version
 
@@ -131,19 +124,19 @@ def tag_path(name: str) -> str:
 
 
 def root_path(version: int) -> str:
-    return f"{ROOTS}/{_check_version(version)}.root"
+    return f"{ROOTS}/{_check_version(version)}{ROOT_SUFFIX}"
 
 
 def manifest_path(channel: str) -> str:
-    return f"{CHANNELS}/{check_channel(channel)}/manifest"
+    return f"{CHANNELS}/{check_channel(channel)}/{MANIFEST}"
 
 
 def releases_folder(channel: str) -> str:
-    return f"{CHANNELS}/{check_channel(channel)}/releases"
+    return f"{CHANNELS}/{check_channel(channel)}/{RELEASES}"
 
 
 def release_path(channel: str, version: int) -> str:
-    return f"{releases_folder(channel)}/{_check_version(version)}.manifest"
+    return f"{releases_folder(channel)}/{_check_version(version)}{RELEASE_SUFFIX}"
 
 
 def boot_folder(channel: str) -> str:
@@ -154,94 +147,3 @@ def boot_path(channel: str, name: str) -> str:
     if name not in BOOT_FILES:
         raise LayoutError(f"not a boot file: {name[:40]!r}")
     return f"{boot_folder(channel)}/{name}"
-
-
-def root_version(name: str) -> int | None:
-    """The version a file name in roots/ holds (`7.root`), or None."""
-    return _version_of(name, ".root")
-
-
-def release_version(name: str) -> int | None:
-    """The version a file name in a channel's releases/ holds (`7.manifest`), or None."""
-    return _version_of(name, ".manifest")
-
-
-def _version_of(name: str, suffix: str) -> int | None:
-    if not name.endswith(suffix):
-        return None
-    try:
-        return parse_version(name.removesuffix(suffix))
-    except LayoutError:
-        return None
-
-
-# -- parsing ---------------------------------------------------------------------------
-
-
-class ObjectKind(enum.Enum):
-    """The kinds of object; the value is its folder under the layout (for a hub,
-    also its route's name)."""
-
-    BLOCK = "blocks"
-    FLIST = "flists"
-    TAG = "tags"
-    ROOT = "roots"
-    MANIFEST = "channels/manifest"
-    RELEASE = "channels/releases"
-    BOOT = "boot"
-
-    @property
-    def folder(self) -> str:
-        return self.value.split("/", 1)[0]
-
-    @property
-    def immutable(self) -> bool:
-        """Content-addressed or versioned: what a path names never changes."""
-        return self in (ObjectKind.BLOCK, ObjectKind.FLIST, ObjectKind.ROOT, ObjectKind.RELEASE)
-
-
-@dataclass(frozen=True)
-class ObjectPath:
-    """A path of the layout, parsed: `path` is exactly what the builders make."""
-
-    kind: ObjectKind
-    path: str
-    object_id: str | None = None  # blocks and flists
-    version: int | None = None  # roots and releases
-    channel: str | None = None  # manifests, releases, boot files
-    name: str | None = None  # tags and boot files
-
-
-def parse_path(path: str) -> ObjectPath | None:
-    """What a relative layout path (a storage key) names, or None."""
-    parts = path.split("/")
-    try:
-        match parts:
-            case ["blocks", prefix, oid] if oid[:2] == prefix:
-                return ObjectPath(ObjectKind.BLOCK, block_path(oid), object_id=oid)
-            case ["flists", oid]:
-                return ObjectPath(ObjectKind.FLIST, flist_path(oid), object_id=oid)
-            case ["roots", name] if name.endswith(".root"):
-                version = parse_version(name.removesuffix(".root"))
-                return ObjectPath(ObjectKind.ROOT, root_path(version), version=version)
-            case ["tags", name]:
-                return ObjectPath(ObjectKind.TAG, tag_path(name), name=name)
-            case ["boot", channel, name]:
-                return ObjectPath(ObjectKind.BOOT, boot_path(channel, name), channel=channel,
-                                  name=name)
-            case ["channels", channel, "manifest"]:
-                return ObjectPath(ObjectKind.MANIFEST, manifest_path(channel), channel=channel)
-            case ["channels", channel, "releases", name] if name.endswith(".manifest"):
-                version = parse_version(name.removesuffix(".manifest"))
-                return ObjectPath(ObjectKind.RELEASE, release_path(channel, version),
-                                  version=version, channel=channel)
-    except LayoutError:
-        return None
-    return None
-
-
-def parse_url_path(url_path: str) -> ObjectPath | None:
-    """What a URL path (`/blocks/ab/ab…`) names, or None (no other leading slashes)."""
-    if not url_path.startswith("/"):
-        return None
-    return parse_path(url_path[1:])

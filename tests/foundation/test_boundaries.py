@@ -37,7 +37,7 @@ PURE_CORES = (
     "zosnode.mount.attrs", "zosnode.mount.readahead", "zosnode.mount.protocol",
     "zosnode.wire.heartbeat", "zosnode.wire.publish_auth",
     "zosnode.http.messages", "zosnode.http.semantics", "zosnode.http.requesthead",
-    "zosnode.hub.replay", "zosnode.layout", "zosnode.hub.sigv4",
+    "zosnode.hub.replay", "zosnode.layout", "zosnode.hub.objects", "zosnode.hub.sigv4",
     "zosnode.bootmedia.cpio", "zosnode.bootmedia.ipxe",
 )
 IMPURE = frozenset({

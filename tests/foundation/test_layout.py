@@ -1,6 +1,7 @@
 """One spelling of the shared data layout and its ids: `zosnode.layout`.
 
-The layout's paths and parser, then a guard: no other module under zosnode/
+The layout's paths and the hub's parser of them (`zosnode.hub.objects`, built
+on the layout's names), then a guard: no other module under zosnode/
 spells the 64-hex id pattern, a layout path (`blocks/...`, `flists/...`,
 `roots/...`, `channels/...`, `tags/...`), a layout folder joined onto a path,
 or the object id's hash. The modules are parsed (the AST): docstrings may
@@ -20,7 +21,9 @@ from hypothesis import strategies as st
 import zosnode
 from zosnode import layout
 from zosnode.errors import UsageError
-from zosnode.layout import LayoutError, ObjectKind
+from zosnode.hub import objects
+from zosnode.hub.objects import ObjectKind
+from zosnode.layout import LayoutError
 
 PACKAGE = Path(zosnode.__file__).resolve().parent
 THE_MODULE = "layout.py"
@@ -77,7 +80,7 @@ def test_is_hex_id() -> None:
     (f"/roots/{2**63 - 1}.root", ObjectKind.ROOT),
 ])
 def test_url_paths_accepted(path: str, kind: ObjectKind) -> None:
-    parsed = layout.parse_url_path(path)
+    parsed = objects.parse_url_path(path)
     assert parsed is not None and parsed.path == path[1:] and parsed.kind is kind
     immutable = (ObjectKind.BLOCK, ObjectKind.FLIST, ObjectKind.ROOT, ObjectKind.RELEASE)
     assert parsed.kind.immutable == (kind in immutable)
@@ -93,13 +96,13 @@ def test_url_paths_accepted(path: str, kind: ObjectKind) -> None:
     f"/roots/{2**63}.root",
 ])
 def test_url_paths_refused(path: str) -> None:
-    assert layout.parse_url_path(path) is None
+    assert objects.parse_url_path(path) is None
 
 
 @given(st.text(alphabet="abcdef0123456789/.-_rotsflibkcnemaSg", max_size=90))
 def test_a_parsed_path_is_the_one_its_builder_makes(path: str) -> None:
     # The parser names nothing the builders would not build: one spelling each.
-    parsed = layout.parse_path(path)
+    parsed = objects.parse_path(path)
     if parsed is not None:
         assert parsed.path == path
 
@@ -115,12 +118,12 @@ def test_every_built_path_parses_back(digest: bytes, version: int, channel: str)
                        (layout.root_path(version), ObjectKind.ROOT),
                        (layout.manifest_path(channel), ObjectKind.MANIFEST),
                        (layout.release_path(channel, version), ObjectKind.RELEASE)):
-        parsed = layout.parse_path(path)
+        parsed = objects.parse_path(path)
         assert parsed is not None and (parsed.kind, parsed.path) == (kind, path)
-    release = layout.parse_path(layout.release_path(channel, version))
+    release = objects.parse_path(layout.release_path(channel, version))
     assert release is not None and (release.channel, release.version) == (channel, version)
-    assert layout.root_version(f"{version}.root") == version
-    assert layout.release_version(f"{version}.manifest") == version
+    assert objects.root_version(f"{version}.root") == version
+    assert objects.release_version(f"{version}.manifest") == version
 
 
 # -- the guard --------------------------------------------------------------------------

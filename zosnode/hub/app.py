@@ -20,6 +20,13 @@ from zosnode.flist.blocks import MAX_BLOCK_SIZE
 from zosnode.flist.format import MAX_METADATA as MAX_FLIST_BYTES
 from zosnode.http.messages import Request, Response, text_response
 from zosnode.hub.metrics import HubMetrics
+from zosnode.hub.objects import (
+    ObjectKind,
+    ObjectPath,
+    parse_url_path,
+    release_version,
+    root_version,
+)
 from zosnode.hub.publish import Publisher, PublishRefused
 from zosnode.hub.registry import PublishLockBusy, Registry, RegistryError
 from zosnode.hub.replay import ReplayCache
@@ -37,12 +44,12 @@ MISSING_QUERY_BYTES = MAX_MISSING_QUERY * 72 + 64
 # Per kind of published object: the format's own cap (blocks may carry the
 # encryption overhead on top of the 8 MiB block size).
 BODY_CAPS = {
-    layout.ObjectKind.BLOCK: MAX_BLOCK_SIZE + 4096,
-    layout.ObjectKind.FLIST: MAX_FLIST_BYTES,
-    layout.ObjectKind.ROOT: MAX_ROOT_BYTES,
-    layout.ObjectKind.MANIFEST: MAX_MANIFEST_BYTES,
-    layout.ObjectKind.RELEASE: MAX_MANIFEST_BYTES,  # read, then refused: not publishable
-    layout.ObjectKind.TAG: 65,
+    ObjectKind.BLOCK: MAX_BLOCK_SIZE + 4096,
+    ObjectKind.FLIST: MAX_FLIST_BYTES,
+    ObjectKind.ROOT: MAX_ROOT_BYTES,
+    ObjectKind.MANIFEST: MAX_MANIFEST_BYTES,
+    ObjectKind.RELEASE: MAX_MANIFEST_BYTES,  # read, then refused: not publishable
+    ObjectKind.TAG: 65,
 }
 
 
@@ -74,7 +81,7 @@ class HubApp:
 
     def body_limit(self, head: Request) -> int:
         """The largest body each route takes, so no route buffers more than it needs."""
-        static = layout.parse_url_path(head.path)
+        static = parse_url_path(head.path)
         if head.method == "PUT" and static is not None:
             return BODY_CAPS.get(static.kind, 0)
         if head.method == "POST":
@@ -106,7 +113,7 @@ class HubApp:
     async def _route(self, r: Request) -> Response:
         if r.target == "*":  # OPTIONS * (the server refuses * with any other method)
             return Response(204, (("allow", "GET, HEAD, PUT, POST"),), route="options")
-        static = layout.parse_url_path(r.path)
+        static = parse_url_path(r.path)
         if static is not None:
             route = "/" + static.kind.value
             if r.method in ("GET", "HEAD"):
@@ -156,7 +163,7 @@ class HubApp:
                 except layout.LayoutError:
                     return text_response(404, "no such channel", route="not-found")
                 names = await self.storage.list(folder)
-                versions = sorted(v for n in names if (v := layout.release_version(n)))
+                versions = sorted(v for n in names if (v := release_version(n)))
                 return json_response(200, {"channel": channel, "releases": versions},
                                      route="/api/v1/channels/releases")
             case ["flists"]:
@@ -176,7 +183,7 @@ class HubApp:
                 return self._ipxe(r, farm, channel)
             case ["roots"]:
                 names = await self.storage.list(layout.ROOTS)
-                versions = sorted(v for n in names if (v := layout.root_version(n)))
+                versions = sorted(v for n in names if (v := root_version(n)))
                 return json_response(200, {"roots": versions}, route="/api/v1/roots")
         return text_response(404, "not found", route="not-found")
 
@@ -193,7 +200,7 @@ class HubApp:
                               ("cache-control", "no-store")),
                         render_ipxe(cfg).encode(), route=route)
 
-    async def _static(self, static: layout.ObjectPath, route: str) -> Response:
+    async def _static(self, static: ObjectPath, route: str) -> Response:
         obj = await self.storage.get(static.path)
         if obj is None:
             return text_response(404, "not found", route=route)

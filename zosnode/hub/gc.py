@@ -42,6 +42,7 @@ from zosnode.flist import format as flist_format
 from zosnode.flist.errors import FlistError
 from zosnode.hub import inventory
 from zosnode.hub.inventory import Listed, Progress
+from zosnode.hub.objects import ObjectKind, parse_path, release_version
 from zosnode.hub.publish import stored_manifest
 from zosnode.hub.storage import Storage
 from zosnode.trust.errors import TrustError
@@ -156,7 +157,7 @@ class _Marker:
                 for fid in (p.id for p in m.flists):
                     await self.mark_flist(fid)
             names = await inventory.names(storage, layout.releases_folder(channel))
-            versions = [v for v in map(layout.release_version, names) if v is not None]
+            versions = [v for v in map(release_version, names) if v is not None]
             for v in retained_versions(versions, head, self.policy.keep):
                 key = layout.release_path(channel, v)
                 if key not in self.releases:
@@ -176,7 +177,7 @@ class _Marker:
         known = set(self.seen_flists) if self.reads else None
         self.reads += 1
         for obj in flists:
-            parsed = layout.parse_path(obj.key)
+            parsed = parse_path(obj.key)
             if parsed is None or parsed.object_id is None:
                 continue
             fid = parsed.object_id
@@ -207,23 +208,23 @@ async def collect(storage: Storage, policy: GcPolicy, *, now: Callable[[], float
     old = t0 - policy.grace_s
     doomed: dict[str, list[Listed]] = {"releases": [], "flists": [], "blocks": []}
     for obj in objects:
-        parsed = layout.parse_path(obj.key)
+        parsed = parse_path(obj.key)
         if parsed is None:
             continue
         kind = parsed.kind
-        if kind is layout.ObjectKind.RELEASE:
+        if kind is ObjectKind.RELEASE:
             if obj.key not in marker.releases:
                 doomed["releases"].append(obj)
             continue
-        if kind not in (layout.ObjectKind.BLOCK, layout.ObjectKind.FLIST):
+        if kind not in (ObjectKind.BLOCK, ObjectKind.FLIST):
             continue
-        live = marker.blocks if kind is layout.ObjectKind.BLOCK else marker.flists
+        live = marker.blocks if kind is ObjectKind.BLOCK else marker.flists
         if parsed.object_id in live:
             continue
         if obj.mtime >= old:
             report.kept_young += 1
             continue
-        doomed["blocks" if kind is layout.ObjectKind.BLOCK else "flists"].append(obj)
+        doomed["blocks" if kind is ObjectKind.BLOCK else "flists"].append(obj)
     await after_mark()
     deleted_blocks: set[str] = set()
     deleted_flists: set[str] = set()
@@ -240,7 +241,7 @@ async def collect(storage: Storage, policy: GcPolicy, *, now: Callable[[], float
         meter.phase(f"delete {phase}", len(todo), sum(o.size for o in todo))
         for obj in todo:
             await guard(False)
-            parsed = layout.parse_path(obj.key)
+            parsed = parse_path(obj.key)
             assert parsed is not None  # only parsed keys were doomed
             if phase == "releases":
                 if obj.key in marker.releases:

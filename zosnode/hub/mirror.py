@@ -30,13 +30,14 @@ from zosnode.flist import format as flist_format
 from zosnode.flist.errors import FlistError
 from zosnode.hub import inventory
 from zosnode.hub.inventory import Listed, Progress
+from zosnode.hub.objects import ObjectKind, ObjectPath, parse_path
 from zosnode.hub.publish import stored_manifest
 from zosnode.hub.storage import Storage
 from zosnode.trust import envelope
 from zosnode.trust.errors import TrustError
 from zosnode.trust.root import MAX_ROOT_BYTES
 
-K = layout.ObjectKind
+K = ObjectKind
 ORDER = (K.BLOCK, K.FLIST, K.ROOT, K.RELEASE, K.TAG, K.BOOT, K.MANIFEST)
 
 
@@ -51,7 +52,7 @@ class MirrorReport:
     seconds: float = 0.0
 
 
-def refusal(parsed: layout.ObjectPath, data: bytes) -> str | None:
+def refusal(parsed: ObjectPath, data: bytes) -> str | None:
     """Why `data` must not be copied to `parsed.path`, or None (pure)."""
     kind = parsed.kind
     if kind in (K.BLOCK, K.FLIST):
@@ -79,7 +80,7 @@ def refusal(parsed: layout.ObjectPath, data: bytes) -> str | None:
     return None
 
 
-def _needs(parsed: layout.ObjectPath, data: bytes) -> list[str]:
+def _needs(parsed: ObjectPath, data: bytes) -> list[str]:
     """The keys that must be on the mirror before this object may be (pure)."""
     if parsed.kind is K.FLIST:
         return [layout.block_path(b) for b in flist_format.decode(data).blocks()]
@@ -102,10 +103,10 @@ async def mirror(source: Storage, target: Storage, *, dry_run: bool = False,
     have = {o.key: o for o in await inventory.walk(target)}
     report.objects = len(wanted)
     on_target = set(have)
-    groups: dict[layout.ObjectKind, list[tuple[Listed, layout.ObjectPath]]] = {
+    groups: dict[ObjectKind, list[tuple[Listed, ObjectPath]]] = {
         k: [] for k in ORDER}
     for obj in wanted:
-        parsed = layout.parse_path(obj.key)
+        parsed = parse_path(obj.key)
         if parsed is None:
             report.refused.append(f"{obj.key}: not an object of the layout")
             continue
@@ -116,7 +117,7 @@ async def mirror(source: Storage, target: Storage, *, dry_run: bool = False,
     todo = [item for k in ORDER for item in groups[k]]
     meter.phase("copy", len(todo), sum(o.size for o, _ in todo))
 
-    async def copy(obj: Listed, parsed: layout.ObjectPath) -> None:
+    async def copy(obj: Listed, parsed: ObjectPath) -> None:
         data = await inventory.read(source, obj.key)
         if data is None:
             report.refused.append(f"{obj.key}: vanished from the source")
@@ -145,9 +146,9 @@ async def mirror(source: Storage, target: Storage, *, dry_run: bool = False,
         meter.add(1, len(data))
 
     for kind in ORDER:
-        items: Iterator[tuple[Listed, layout.ObjectPath]] = iter(groups[kind])
+        items: Iterator[tuple[Listed, ObjectPath]] = iter(groups[kind])
 
-        async def worker(items: Iterator[tuple[Listed, layout.ObjectPath]] = items) -> None:
+        async def worker(items: Iterator[tuple[Listed, ObjectPath]] = items) -> None:
             for obj, parsed in items:
                 await copy(obj, parsed)
 

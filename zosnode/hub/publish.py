@@ -28,6 +28,7 @@ from zosnode import layout
 from zosnode.flist import format as flist_format
 from zosnode.flist.errors import FlistError
 from zosnode.http.messages import Body
+from zosnode.hub.objects import ObjectKind, ObjectPath, parse_path
 from zosnode.hub.storage import Storage
 from zosnode.trust import envelope
 from zosnode.trust.anchor import make_anchor, verify_self_signed
@@ -47,7 +48,7 @@ class PublishRefused(WireError):
         self.reason = reason
 
 
-def check_content_id(obj: layout.ObjectPath, body: bytes) -> None:
+def check_content_id(obj: ObjectPath, body: bytes) -> None:
     want = obj.object_id
     got = layout.object_id(body)
     if want is not None and got != want:
@@ -112,13 +113,13 @@ class Publisher:
 
     async def put(self, key: str, body: bytes, now: int) -> list[str]:
         """Check and store a publication; return the keys written."""
-        obj = layout.parse_path(key)
+        obj = parse_path(key)
         if obj is None:
             raise PublishRefused("bad-path", f"{key} cannot be published")
         kind = obj.kind
-        if kind in (layout.ObjectKind.BLOCK, layout.ObjectKind.FLIST):
+        if kind in (ObjectKind.BLOCK, ObjectKind.FLIST):
             check_content_id(obj, body)
-            if kind is layout.ObjectKind.FLIST:
+            if kind is ObjectKind.FLIST:
                 blocks = flist_block_ids(body)
                 missing = [b for b in blocks
                            if not await self.storage.exists(layout.block_path(b))]
@@ -129,17 +130,17 @@ class Publisher:
                         f"first {missing[0]}")
             await self.storage.put(obj.path, body)
             return [obj.path]
-        if kind is layout.ObjectKind.TAG:
+        if kind is ObjectKind.TAG:
             fid = parse_tag(body)
             if not await self.storage.exists(layout.flist_path(fid)):
                 raise PublishRefused("missing-flists", f"tag names flist {fid}, not on this hub")
             await self.storage.put(obj.path, body)
             return [obj.path]
-        if kind is layout.ObjectKind.ROOT:
+        if kind is ObjectKind.ROOT:
             async with self._trust_lock, self._shared_lock():
                 await self.load_roots()  # another replica may have published one
                 return [await self._put_root(obj, body)]
-        if kind is layout.ObjectKind.MANIFEST:
+        if kind is ObjectKind.MANIFEST:
             async with self._trust_lock, self._shared_lock():
                 await self.load_roots()
                 return await self._put_manifest(obj, body, now)
@@ -148,7 +149,7 @@ class Publisher:
     async def missing(self, wanted: list[str]) -> list[str]:
         return [k for k in wanted if not await self.storage.exists(k)]
 
-    async def _put_root(self, obj: layout.ObjectPath, body: bytes) -> str:
+    async def _put_root(self, obj: ObjectPath, body: bytes) -> str:
         if len(body) > MAX_ROOT_BYTES:
             raise PublishRefused("oversize", f"root over {MAX_ROOT_BYTES} bytes")
         key = obj.path
@@ -175,7 +176,7 @@ class Publisher:
         self.verifier.accept_root(body)
         return key
 
-    async def _put_manifest(self, obj: layout.ObjectPath, body: bytes, now: int) -> list[str]:
+    async def _put_manifest(self, obj: ObjectPath, body: bytes, now: int) -> list[str]:
         key = obj.path
         assert obj.channel is not None  # a manifest's path has one
         channel = obj.channel

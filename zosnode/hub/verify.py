@@ -28,6 +28,7 @@ from zosnode.flist import format as flist_format
 from zosnode.flist.errors import FlistError
 from zosnode.hub import inventory
 from zosnode.hub.inventory import Listed, Progress
+from zosnode.hub.objects import ObjectKind, ObjectPath, parse_path
 from zosnode.hub.storage import Storage
 from zosnode.trust import envelope
 from zosnode.trust.anchor import make_anchor, verify_self_signed
@@ -127,16 +128,16 @@ async def verify(storage: Storage, *, progress: Progress | None = None,
     report.objects = len(objects)
     report.bytes = sum(o.size for o in objects)
     bad = report.problems.append
-    by_kind: dict[layout.ObjectKind, list[tuple[Listed, layout.ObjectPath]]] = {
-        k: [] for k in layout.ObjectKind}
+    by_kind: dict[ObjectKind, list[tuple[Listed, ObjectPath]]] = {
+        k: [] for k in ObjectKind}
     for obj in objects:
-        parsed = layout.parse_path(obj.key)
+        parsed = parse_path(obj.key)
         if parsed is None:
             bad(Problem(obj.key, "not an object of the layout"))
             continue
         by_kind[parsed.kind].append((obj, parsed))
-    blocks = {p.object_id for _, p in by_kind[layout.ObjectKind.BLOCK]}
-    flists = {p.object_id for _, p in by_kind[layout.ObjectKind.FLIST]}
+    blocks = {p.object_id for _, p in by_kind[ObjectKind.BLOCK]}
+    flists = {p.object_id for _, p in by_kind[ObjectKind.FLIST]}
     meter.phase("check", len(objects), report.bytes)
 
     async def body(obj: Listed) -> bytes | None:
@@ -146,12 +147,12 @@ async def verify(storage: Storage, *, progress: Progress | None = None,
             bad(Problem(obj.key, "vanished while being checked"))
         return data
 
-    for obj, parsed in by_kind[layout.ObjectKind.BLOCK]:
+    for obj, parsed in by_kind[ObjectKind.BLOCK]:
         data = await body(obj)
         if data is not None and parsed.object_id is not None:
             if (what := check_content(obj.key, parsed.object_id, data)) is not None:
                 bad(Problem(obj.key, what))
-    for obj, parsed in by_kind[layout.ObjectKind.FLIST]:
+    for obj, parsed in by_kind[ObjectKind.FLIST]:
         data = await body(obj)
         if data is None or parsed.object_id is None:
             continue
@@ -168,14 +169,14 @@ async def verify(storage: Storage, *, progress: Progress | None = None,
             bad(Problem(obj.key, f"references {len(missing)} block(s) not stored, "
                                  f"first {missing[0]}"))
     roots: dict[int, bytes] = {}
-    for obj, parsed in by_kind[layout.ObjectKind.ROOT]:
+    for obj, parsed in by_kind[ObjectKind.ROOT]:
         data = await body(obj)
         if data is not None and parsed.version is not None:
             roots[parsed.version] = data
     chain, root_problems = check_root_chain(roots)
     report.problems += root_problems
     releases: dict[str, bytes] = {}
-    for kind in (layout.ObjectKind.RELEASE, layout.ObjectKind.MANIFEST):
+    for kind in (ObjectKind.RELEASE, ObjectKind.MANIFEST):
         for obj, parsed in by_kind[kind]:
             data = await body(obj)
             if data is None or parsed.channel is None:
@@ -192,13 +193,13 @@ async def verify(storage: Storage, *, progress: Progress | None = None,
             if missing_f:
                 bad(Problem(obj.key, f"pins {len(missing_f)} flist(s) not stored, "
                                      f"first {missing_f[0]}"))
-            if kind is layout.ObjectKind.RELEASE:
+            if kind is ObjectKind.RELEASE:
                 releases[obj.key] = data
             else:
                 record = layout.release_path(parsed.channel, manifest.version)
                 if releases.get(record) != data:
                     bad(Problem(obj.key, f"differs from {record} (or it is missing)"))
-    for obj, _parsed in by_kind[layout.ObjectKind.TAG]:
+    for obj, _parsed in by_kind[ObjectKind.TAG]:
         data = await body(obj)
         if data is None:
             continue
@@ -207,7 +208,7 @@ async def verify(storage: Storage, *, progress: Progress | None = None,
             bad(Problem(obj.key, "not an flist id and a newline"))
         elif text[:64] not in flists:
             bad(Problem(obj.key, f"names flist {text[:64]}, not stored"))
-    for obj, _ in by_kind[layout.ObjectKind.BOOT]:
+    for obj, _ in by_kind[ObjectKind.BOOT]:
         meter.add(1, obj.size)
     report.seconds = time.monotonic() - started
     return report
