@@ -3,10 +3,11 @@
 Order matters: the firewall is applied before any NIC comes up, so there is
 no instant in which the node accepts inbound traffic. Then every Ethernet NIC
 is brought up and runs DHCP in parallel; after the first lease, other NICs get
-`settle_s` to answer, and `zosnode.net.choose` picks the NIC that carries the
-default route (metric 0) and whose DNS servers go into resolv.conf. Other
-leased NICs keep their address and a default route of a higher metric, which
-is also what lets the hub probe run through each NIC. Lost leases and link
+up to `settle_s` to answer (no wait once every NIC with carrier holds a lease,
+or the tie-winning one's lease reaches a hub), and `zosnode.net.choose` picks
+the NIC that carries the default route (metric 0) and whose DNS servers go
+into resolv.conf. Other leased NICs keep their address and a default route of
+a higher metric, which is also what lets the hub probe run through each NIC. Lost leases and link
 flaps are followed for as long as the node runs.
 
 Nothing a DHCP server sends can stop the node: a lease the kernel refuses
@@ -32,7 +33,7 @@ import trio
 
 from zosnode.agent.cmdline import Config
 from zosnode.net import arp, audit, dhcp_io
-from zosnode.net.choose import Candidate, choose
+from zosnode.net.choose import Candidate, choose, decided, preferred
 from zosnode.net.dhcp_client import (
     Bound,
     DhcpClient,
@@ -133,8 +134,11 @@ class Bringup:
                                         ctl)
                 await self._first_lease.wait()
                 with trio.move_on_after(self.config.settle_s):
-                    while len(self.network.leases) < len(nics):
-                        await self.network.changed.wait()
+                    while True:
+                        changed = self.network.changed  # a change during the probe counts
+                        if await self._decided():
+                            break
+                        await changed.wait()
                 self._settled = True
                 await self._rechoose()
                 while self.network.chosen is None:
@@ -305,6 +309,22 @@ class Bringup:
                      f"{lease.prefixlen} gateway {gw} dns {','.join(lease.dns) or 'none'}")
             self.network._bump()
             return
+
+    async def _decided(self) -> bool:
+        """No other lease can change the choice (`zosnode.net.choose.decided`)."""
+        assert self._links is not None
+        carrier: set[str] = set()
+        for name, nic in self._nics.items():
+            try:
+                if self._links.carrier(nic):
+                    carrier.add(name)
+            except NetSystemError:
+                pass  # gone or unreadable: no carrier, as the DHCP task treats it
+        leased = self.network.leases
+        best = preferred(carrier)
+        if carrier <= leased.keys() or best is None or best not in leased:
+            return decided(leased, carrier, False)
+        return decided(leased, carrier, await self._reaches_hub(self._nics[best], leased[best]))
 
     async def _reaches_hub(self, nic: Nic, lease: Lease) -> bool:
         for hub in self.config.hubs:

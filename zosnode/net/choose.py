@@ -6,11 +6,15 @@
 4. Then a NIC whose lease names a gateway.
 5. Ties go to the lowest interface name (byte order), so the same wiring
    gives the same choice on every boot.
+
+The choice waits (at most the settle window) only while another lease could
+still change it: not once every NIC with carrier holds a lease, nor once
+the NIC that wins every tie holds a lease that reaches a hub (`decided`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 
@@ -49,3 +53,20 @@ def choose(candidates: Iterable[Candidate], pinned: str | None = None) -> Choice
     others = len(leased) - 1
     return Choice(best.name, why + (f" ({others} other lease{'s' * (others != 1)})"
                                     if others else ""))
+
+
+def preferred(carrier: Iterable[str]) -> str | None:
+    """The NIC no other can outrank once its lease reaches a hub: the lowest name
+    among those with carrier (rules 3 and 5)."""
+    return min(carrier, key=str.encode, default=None)
+
+
+def decided(leased: Collection[str], carrier: Collection[str],
+            preferred_reaches_hub: bool) -> bool:
+    """Whether waiting for more leases could no longer change `choose`'s answer.
+
+    `preferred_reaches_hub`: `preferred(carrier)` holds a lease from which a
+    hub answered. A NIC without carrier cannot lease, so it is not waited for
+    (one that gains carrier later is taken by the next re-choice).
+    """
+    return set(carrier) <= set(leased) or preferred_reaches_hub
