@@ -7,8 +7,8 @@ up to `settle_s` to answer (no wait once every NIC with carrier holds a lease,
 or the tie-winning one's lease reaches a hub), and `zosnode.net.choose` picks
 the NIC that carries the default route (metric 0) and whose DNS servers go
 into resolv.conf. Other leased NICs keep their address and a default route of
-a higher metric, which is also what lets the hub probe run through each NIC. Lost leases and link
-flaps are followed for as long as the node runs.
+a higher metric, which is also what lets the hub probe run through each NIC.
+Lost leases and link flaps are followed for as long as the node runs.
 
 Nothing a DHCP server sends can stop the node: a lease the kernel refuses
 (an address, a route, resolv.conf) is removed again and declined, and the
