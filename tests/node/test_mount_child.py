@@ -19,7 +19,7 @@ import trio
 
 from tests.datapath.conftest import build_flist
 from tests.datapath.fuse import require_fuse
-from zosnode.agent.boot import ChildLost, FuseChildMounter, MountChildFailed
+from zosnode.agent.boot.mounters import ChildLost, FuseChildMounter, MountChildFailed
 from zosnode.hub.service import RunningHub, run_hub
 from zosnode.hub.storage import LocalStorage
 from zosnode.mount.mountpoint import detach

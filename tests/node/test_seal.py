@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.lab.netns import require_root
-from zosnode.agent.boot import seal_readonly
+from zosnode.agent.boot.mounters import seal_readonly
 from zosnode.mount.mountpoint import detach
 
 

@@ -16,6 +16,12 @@ MAX_CMDLINE = 4096  # the kernel's COMMAND_LINE_SIZE on x86_64 is 2048; be gener
 MAX_HUBS = 8
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _IFNAME = re.compile(r"[A-Za-z0-9_.:-]{1,15}")
+# zos.<field>=<text>: the pattern a value must match, and what a bad one is told.
+_TEXT_KEYS = {
+    "zos.farm": (_NAME, "want 1-64 of A-Z a-z 0-9 _ . -"),
+    "zos.channel": (_NAME, "want 1-64 of A-Z a-z 0-9 _ . -"),
+    "zos.net": (_IFNAME, "not an interface name"),
+}
 _TRUST_KEYS = ("zos.root", "zos.trust", "zos.key", "zos.keys", "zos.anchor", "zos.pubkey",
                "zos.floor")
 
@@ -122,22 +128,14 @@ def parse(text: str, defaults: Config = DEFAULTS) -> Parsed:
             else:
                 hubs.append(value)
             continue
-        if key in ("zos.farm", "zos.channel"):
-            name = key[4:]
-            if not eq or not _NAME.fullmatch(value):
-                notes.append(f"ignored {key}={_show(value)}: want 1-64 of A-Z a-z 0-9 _ . -")
+        if key in _TEXT_KEYS:
+            pattern, want = _TEXT_KEYS[key]
+            if not eq or not pattern.fullmatch(value) or value in (".", ".."):
+                notes.append(f"ignored {key}={_show(value)}: {want}")
                 continue
-            if name in fields:
+            if key[4:] in fields:
                 notes.append(f"{key} given again: using {value!r}")
-            fields[name] = value
-            continue
-        if key == "zos.net":
-            if not eq or not _IFNAME.fullmatch(value) or value in (".", ".."):
-                notes.append(f"ignored zos.net={_show(value)}: not an interface name")
-                continue
-            if "net" in fields:
-                notes.append(f"zos.net given again: using {value!r}")
-            fields["net"] = value
+            fields[key[4:]] = value
             continue
         if key == "zos.debug":
             if eq and value not in ("1", "0", "yes", "no", "true", "false"):

@@ -262,9 +262,11 @@ def become_subreaper() -> None:
     _libc().prctl(36, 1, 0, 0, 0)
 
 
-def reboot(command: int) -> None:
+def reboot(command: int) -> NoReturn:
     os.sync()
     _libc().reboot(command)
+    while True:  # reboot(2) does not return; if it ever does, stay alive
+        time.sleep(3600)
 
 
 Action = str  # "exit", "reboot" or "poweroff"
@@ -314,8 +316,6 @@ def fatal(exc: BaseException, say: Say, delay_s: float, debug: bool = False) -> 
     say(f"rebooting in {delay_s:g}s")
     time.sleep(delay_s)
     reboot(CMD_RESTART)
-    while True:  # reboot(2) does not return; if it ever does, stay alive
-        time.sleep(3600)
 
 
 def run_node(main: Callable[[], Awaitable[None]], say: Say, fatal_delay_s: float,
@@ -334,7 +334,5 @@ def run_node(main: Callable[[], Awaitable[None]], say: Say, fatal_delay_s: float
         fatal(exc, say, fatal_delay_s, debug)
     if pid1:
         reboot(CMD_POWER_OFF if action == "poweroff" else CMD_RESTART)
-        while True:
-            time.sleep(3600)
     say(f"stopped ({action})")
     return 0

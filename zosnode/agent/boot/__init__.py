@@ -13,17 +13,10 @@ import trio
 
 from zosnode import __version__, layout
 from zosnode.agent import pid1
-from zosnode.agent.boot.errors import BootError, HubsUnreachable, ReleaseFailed
-from zosnode.agent.boot.hubs import HubClient, Hubs
-from zosnode.agent.boot.mounters import (
-    ChildLost,
-    ExtractMounter,
-    FuseChildMounter,
-    MountChildFailed,
-    Mounter,
-    seal_readonly,
-)
-from zosnode.agent.boot.node import BootSettings, Node, Release, Say
+from zosnode.agent.boot.errors import BootError
+from zosnode.agent.boot.hubs import HubClient
+from zosnode.agent.boot.mounters import ExtractMounter, FuseChildMounter, Mounter
+from zosnode.agent.boot.node import BootSettings, Node, Say
 from zosnode.agent.bringup import Network
 from zosnode.agent.cmdline import Config
 from zosnode.agent.console import StatusBoard, console_task
@@ -32,11 +25,7 @@ from zosnode.cache.store import BlockCache
 from zosnode.fetch.fetcher import Fetcher
 from zosnode.trust.anchor import Anchor, load_embedded
 
-__all__ = [
-    "BootError", "BootSettings", "ChildLost", "ExtractMounter", "FuseChildMounter", "HubClient",
-    "Hubs", "HubsUnreachable", "MountChildFailed", "Mounter", "Node", "Release", "ReleaseFailed",
-    "Say", "after_network", "seal_readonly",
-]
+__all__ = ["BootSettings", "after_network"]
 
 
 # -- the hook `zosnode node run` calls once the network is up -------------------------------
