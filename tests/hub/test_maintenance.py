@@ -532,3 +532,48 @@ def test_gc_process_held_while_hub_push_publishes_through_a_live_hub(tmp_path: P
         assert check.returncode == 0, check.stdout + check.stderr
     finally:
         assert hub.stop() == 0
+
+
+@pytest.mark.slow
+def test_after_gc_the_retained_release_boots_a_node_in_the_namespace_lab(
+        tmp_path: Path) -> None:
+    """Releases 1 and 2 published, release 1 retired (`--keep 1`, its tag removed),
+    gc deletes its own blocks; `hub verify` is clean and a node booted in the lab
+    reaches release 2 from what is left."""
+    from examples import demo_os
+    from examples.demo import Lab
+    from tests.lab.netns import require_root
+    from zosnode.flist.view import FlistView
+
+    require_root()
+    if shutil.which("dnsmasq") is None:
+        pytest.skip("needs dnsmasq (Debian package dnsmasq-base)")
+    lab = Lab(tmp_path, say=lambda _t: None)
+    try:
+        kit = lab.kit = demo_os.build(tmp_path / "kit")
+        lab.network()
+        lab.start_hub()
+        lab.publish(1, first=True)
+        lab.publish(2)
+        data = lab.hub_data
+        (data / layout.tag_path("demo-1")).unlink()
+        for sub in (layout.BLOCKS, layout.FLISTS, layout.CHANNELS, layout.ROOTS):
+            age_everything(data / sub, 3 * DAY)
+        store = LocalStore(kit.store)
+        v1, v2 = (set(FlistView.from_bytes(store.resolve(t)).flist.blocks())
+                  for t in ("demo-1", "demo-2"))
+        assert v1 - v2
+        gc = zosnode("hub", "gc", "--data", str(data), "--grace", "1d", "--keep", "1", "--json")
+        assert gc.returncode == 0, gc.stderr
+        report = json.loads(gc.stdout)
+        assert report["deleted_releases"] == 1 and report["deleted_flists"] == 1
+        assert report["deleted_blocks"] == len(v1 - v2)
+        assert not any((data / layout.block_path(b)).exists() for b in v1 - v2)
+        check = zosnode("hub", "verify", "--data", str(data))
+        assert check.returncode == 0, check.stdout + check.stderr
+        lab.start_node(poll_ms=1500, readiness_ms=6000)
+        node_id = lab.wait_node(r"zosnode: ready 2 ([0-9a-f]{64})$", 90).group(1)
+        print(f"node {node_id[:12]} booted release 2 after gc deleted "
+              f"{report['deleted_blocks']} block(s)")
+    finally:
+        lab.close()
