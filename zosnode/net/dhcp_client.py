@@ -47,6 +47,10 @@ class State(Enum):
     REBINDING = "rebinding"
 
 
+# States in which a REQUEST is out and an ACK or NAK is awaited.
+_REQUESTED = frozenset({State.REQUESTING, State.REBOOTING, State.RENEWING, State.REBINDING})
+
+
 @dataclass(frozen=True)
 class Timing:
     """Retransmission policy. RFC 2131 §4.1: 4 s doubling to 64 s, ±1 s random.
@@ -275,7 +279,8 @@ class DhcpClient:
         try:
             msg = wire.decode(data)
         except PacketError as exc:
-            if wire.peek(data) == (self._xid, self.mac) and self._waiting_for_reply():
+            if wire.peek(data) == (self._xid, self.mac) and (
+                    self.state is State.SELECTING or self.state in _REQUESTED):
                 return [Refused("reply", str(exc).removeprefix("dhcp: "))]
             return []
         if msg.op != wire.BOOTREPLY or msg.xid != self._xid or msg.chaddr != self.mac:
@@ -283,10 +288,9 @@ class DhcpClient:
         kind = msg.msg_type
         if kind is MsgType.OFFER and self.state is State.SELECTING:
             return self._on_offer(msg, now)
-        waiting = (State.REQUESTING, State.REBOOTING, State.RENEWING, State.REBINDING)
-        if kind is MsgType.ACK and self.state in waiting:
+        if kind is MsgType.ACK and self.state in _REQUESTED:
             return self._on_ack(msg, now)
-        if kind is MsgType.NAK and self.state in waiting:
+        if kind is MsgType.NAK and self.state in _REQUESTED:
             return self._on_nak(msg, now)
         return [Refused(_what(msg), f"not expected while {self.state.value}")]
 
@@ -312,10 +316,6 @@ class DhcpClient:
     def _to(self, new: State, reason: str) -> list[Event]:
         old, self.state = self.state, new
         return [StateChanged(old, new, reason)] if old is not new else []
-
-    def _waiting_for_reply(self) -> bool:
-        return self.state in (State.SELECTING, State.REQUESTING, State.REBOOTING,
-                              State.RENEWING, State.REBINDING)
 
     def _backoff(self) -> float:
         doublings = min(max(self._tries - 1, 0), 16)

@@ -135,9 +135,6 @@ class Route:
     def network(self) -> ipaddress.IPv4Network:
         return ipaddress.IPv4Network(self.destination)
 
-    def describe(self) -> str:
-        return f"{self.destination} {'via ' + self.gateway if self.gateway else 'on-link'}"
-
 
 def classless_routes(raw: bytes) -> tuple[Route, ...]:
     """Option 121, strictly: any truncation, width over 32 or stray host bit is refused."""

@@ -173,7 +173,6 @@ class Node:
         # Milliseconds from agent start to each boot phase's end (the heartbeat carries them).
         self.boot_timings: dict[str, int] = {}
         self.failed_release: int | None = None
-        self.refusals: list[str] = []  # what hubs sent that we refused, newest last
         self._t0 = trio.current_time() if started_at is None else started_at
         self._nursery: trio.Nursery | None = None
         self._heartbeat_now = trio.Event()
@@ -238,7 +237,6 @@ class Node:
                 why = str(exc)
             except Refused as exc:
                 why = f"manifest refused: {exc}"
-                self.refusals.append(why)
             delay = self.settings.boot_backoff.delay(attempt, self._rng.random())
             self._error(f"{why}; retry in {delay:.1f} s")
             attempt += 1
@@ -352,7 +350,6 @@ class Node:
             return "unreachable"
         except Refused as exc:
             why = f"manifest refused: {type(exc).__name__}: {exc}"
-            self.refusals.append(why)
             self._error(why)
             return "refused"
         if manifest is None:

@@ -172,8 +172,6 @@ class Supervisor:
             self._on_exited(svc, event.code, now, out)
         elif isinstance(event, ProbeResult):
             self._on_probe(svc, event.ok, now, out)
-        else:  # pragma: no cover - the union is closed
-            raise SupervisorUsageError(f"unknown event {event!r}")
         return out
 
     def tick(self, now: int) -> list[Action]:
