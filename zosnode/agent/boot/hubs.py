@@ -1,9 +1,8 @@
-"""The hubs, as the boot sequence sees them: a protocol and its HTTP implementation."""
+"""The hubs, as the boot sequence sees them: manifests, roots, flists and heartbeats over HTTP."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
 
 import trio
 
@@ -16,26 +15,6 @@ from zosnode.http.errors import HttpError
 from zosnode.layout import LayoutError, manifest_path, root_path
 from zosnode.trust.manifest import MAX_MANIFEST_BYTES, FlistPin, Manifest
 from zosnode.trust.root import MAX_ROOT_BYTES
-
-
-class Hubs(Protocol):
-    async def manifest(self) -> bytes | None:
-        """The channel's manifest; None if unchanged since the last answer."""
-
-    async def root(self, version: int) -> bytes | None:
-        """Signed root `version`, or None when the hubs have none (404)."""
-
-    async def flist(self, pin: FlistPin) -> bytes:
-        """The flist bytes `pin` names, hash-checked against `pin.id`."""
-
-    async def heartbeat(self, data: bytes) -> None:
-        """Deliver a signed heartbeat to a hub."""
-
-    def adopt(self, manifest: Manifest) -> None:
-        """Also use the hubs and mirrors the running release's signed manifest names."""
-
-
-# -- real I/O: hubs over HTTP ---------------------------------------------------------
 
 
 class HubClient:
@@ -93,6 +72,7 @@ class HubClient:
         return self.hubs + self.mirrors
 
     def adopt(self, manifest: Manifest) -> None:
+        """Also use the hubs and mirrors the running release's signed manifest names."""
         hubs = list(dict.fromkeys([*self._base, *(h.rstrip("/") for h in manifest.hubs)]))
         mirrors = [m.rstrip("/") for m in manifest.mirrors if m.rstrip("/") not in hubs]
         if (hubs, mirrors) != (self.hubs, self.mirrors):
@@ -163,10 +143,12 @@ class HubClient:
         return resp.body
 
     async def manifest(self) -> bytes | None:
+        """The channel's manifest; None if unchanged since the last answer."""
         return await self._get(self._manifest_path, MAX_MANIFEST_BYTES,
                                conditional=True)
 
     async def root(self, version: int) -> bytes | None:
+        """Signed root `version`, or None when the hubs have none (404)."""
         try:
             path = root_path(version)
         except LayoutError:
@@ -174,9 +156,11 @@ class HubClient:
         return await self._get(path, MAX_ROOT_BYTES, conditional=False)
 
     async def flist(self, pin: FlistPin) -> bytes:
+        """The flist bytes `pin` names, hash-checked against `pin.id`."""
         return await self.fetcher.fetch_flist(pin.id, max_size=pin.size)
 
     async def heartbeat(self, data: bytes) -> None:
+        """Deliver a signed heartbeat to a hub (never to a mirror)."""
         errors = []
         for hub in self._order(mirrors=False):
             try:

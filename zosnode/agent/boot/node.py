@@ -13,9 +13,9 @@ comes up beside the old; the manifest's `mount` is the flist's logical place
 and relative argv resolve against the flist's directory. A release lives in
 its own cancel scope: cancelling it unmounts, after its runner has stopped.
 
-The I/O this module needs is behind two small protocols, `Hubs` (manifest,
-roots, flists, heartbeats; `boot.hubs`) and `Mounter` (one flist at one
-directory, as a trio service; `boot.mounters`).
+The I/O this module needs is the hubs (manifest, roots, flists, heartbeats;
+`boot.hubs.HubClient`) and a `Mounter` (one flist at one directory, as a
+trio service; `boot.mounters`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from pathlib import Path
 import trio
 
 from zosnode.agent.boot.errors import HubsUnreachable, ReleaseFailed
-from zosnode.agent.boot.hubs import Hubs
+from zosnode.agent.boot.hubs import HubClient
 from zosnode.agent.boot.mounters import Mounter
 from zosnode.agent.console import StatusBoard, ready_message
 from zosnode.agent.identity import NodeIdentity
@@ -93,7 +93,7 @@ class Release:
 
     async def serve(
         self,
-        hubs: Hubs,
+        hubs: HubClient,
         mounter: Mounter,
         on_change: Callable[[StateChanged], None],
         on_line: Callable[[str, str], None],
@@ -146,7 +146,7 @@ class Node:
         *,
         anchor: Anchor,
         identity: NodeIdentity,
-        hubs: Hubs,
+        hubs: HubClient,
         mounter: Mounter,
         board: StatusBoard,
         say: Say,
