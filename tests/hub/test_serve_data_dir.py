@@ -40,7 +40,11 @@ def test_a_missing_data_directory_is_created(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0, log.read_text()
     assert stat.S_IMODE(data.stat().st_mode) & 0o755 == 0o755
-    assert sorted(p.name for p in data.iterdir()) == ["blocks", "channels", "flists", "roots"]
+    assert sorted(p.name for p in data.iterdir()) == [".hub", "blocks", "channels", "flists",
+                                                      "roots"]
+    # The node registry, private to the hub (never served, not world-readable).
+    assert stat.S_IMODE((data / ".hub").stat().st_mode) == 0o700
+    assert (data / ".hub" / "registry.sqlite3").is_file()
 
 
 def test_a_data_path_that_is_a_file_is_a_one_line_mistake(tmp_path: Path) -> None:
