@@ -37,7 +37,7 @@ FOLDERS = (layout.BLOCKS, layout.FLISTS, layout.ROOTS, layout.CHANNELS, layout.T
 _NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 # A bucket may answer a passing 500 ("please try again": SeaweedFS does, right
 # after a volume is added); every operation here is idempotent, so it is retried.
-RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0)
+RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0)
 T = TypeVar("T")
 
 

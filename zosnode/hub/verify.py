@@ -23,6 +23,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import trio
+
 from zosnode import layout
 from zosnode.flist import format as flist_format
 from zosnode.flist.errors import FlistError
@@ -118,7 +120,7 @@ def check_manifest(key: str, data: bytes, roots: list[Root], channel: str,
 
 
 async def verify(storage: Storage, *, progress: Progress | None = None,
-                 now: float | None = None) -> StoreVerifyReport:
+                 now: float | None = None, parallel: int = 8) -> StoreVerifyReport:
     meter = progress or Progress()
     started = time.monotonic()
     clock = time.time() if now is None else now
@@ -147,11 +149,21 @@ async def verify(storage: Storage, *, progress: Progress | None = None,
             bad(Problem(obj.key, "vanished while being checked"))
         return data
 
-    for obj, parsed in by_kind[ObjectKind.BLOCK]:
-        data = await body(obj)
-        if data is not None and parsed.object_id is not None:
-            if (what := check_content(obj.key, parsed.object_id, data)) is not None:
-                bad(Problem(obj.key, what))
+    queue = iter(by_kind[ObjectKind.BLOCK])
+
+    async def check_blocks() -> None:
+        for obj, parsed in queue:
+            data = await body(obj)
+            if data is not None and parsed.object_id is not None:
+                if (what := check_content(obj.key, parsed.object_id, data)) is not None:
+                    bad(Problem(obj.key, what))
+
+    # Blocks are most of a store: several reads at once (a bucket answers each
+    # GET in a round trip; a directory's reads are synchronous anyway).
+    async with trio.open_nursery() as nursery:
+        for _ in range(max(1, parallel)):
+            nursery.start_soon(check_blocks)
+    report.problems.sort(key=lambda p: p.key)
     for obj, parsed in by_kind[ObjectKind.FLIST]:
         data = await body(obj)
         if data is None or parsed.object_id is None:
