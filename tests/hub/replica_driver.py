@@ -16,6 +16,7 @@ import json
 import sys
 import threading
 import time
+from pathlib import Path
 
 from tests.hub.releases import key
 from zosnode.trust.envelope import Envelope
@@ -115,9 +116,119 @@ def condput(endpoint: str) -> dict[str, object]:
             "if_match_wrong_etag": im, "after_if_match": after_im}
 
 
+RETRY_STATUSES = (502, 503, 504)
+
+
+def node_get(conn_box: list[http.client.HTTPConnection], port: int, method: str, path: str,
+             body: bytes = b"", attempts: int = 20) -> tuple[int, bytes, int]:
+    """One request as a node makes it: on a cut connection or a 5xx, retry."""
+    retries = 0
+    for _ in range(attempts):
+        try:
+            c = conn_box[0]
+            c.request(method, path, body=body if method == "POST" else None)
+            r = c.getresponse()
+            data = r.read()
+            if r.status not in RETRY_STATUSES:
+                return r.status, data, retries
+        except (OSError, http.client.HTTPException):
+            conn_box[0].close()
+            conn_box[0] = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        retries += 1
+        time.sleep(0.2)
+    raise RuntimeError(f"{method} {path}: no answer after {attempts} attempts")
+
+
+def storm(port: int, store: str, nodes: int, parallel: int) -> dict[str, object]:
+    import hashlib
+
+    import trio
+
+    from tests.hub.releases import signed_manifest, signed_root
+    from zosnode import layout
+    from zosnode.flist.store import LocalStore
+    from zosnode.hub.push import push
+    from zosnode.wire.heartbeat import Heartbeat, ServiceState, encode_signed
+
+    fid = sorted(p.name for p in (Path(store) / "flists").iterdir())[0]
+    size = len(LocalStore(Path(store)).get_flist(fid))
+    hub = f"http://127.0.0.1:{port}"
+    trio.run(lambda: push(store, hub, PUBLISHER,
+                          roots=[signed_root(1, ROOT_KEYS, ROOT_KEYS, 1)],
+                          manifest=signed_manifest("stable", 1, ROOT_KEYS, ((fid, size),))))
+    from zosnode.hub.publish import flist_block_ids
+
+    flist = LocalStore(Path(store)).get_flist(fid)
+    blocks = flist_block_ids(flist)
+    acked: dict[str, int] = {}
+    failures: list[str] = []
+    retries = [0]
+    lock = threading.Lock()
+    todo = list(range(nodes))
+    print("STORM START", flush=True)
+    t0 = time.monotonic()
+
+    def boot(i: int) -> None:
+        box = [http.client.HTTPConnection("127.0.0.1", port, timeout=30)]
+        k = key(f"storm-node-{i}")
+        nid = k.verify_key.encode().hex()
+        try:
+            st, _, r1 = node_get(box, port, "GET", "/channels/stable/manifest")
+            st2, data, r2 = node_get(box, port, "GET", f"/{layout.flist_path(fid)}")
+            assert st == 200 and st2 == 200 and layout.object_id(data) == fid, "flist"
+            n = 0
+            for b in blocks:
+                st, data, r = node_get(box, port, "GET", f"/{layout.block_path(b)}")
+                assert st == 200 and hashlib.blake2b(data, digest_size=32).hexdigest() == b
+                n += r
+            sent = int(time.time()) * 1000 + i  # strictly increasing per node
+            for beat in range(3):
+                hb = Heartbeat(node_id=nid, farm="storm", channel="stable", release=1,
+                               agent_version="0.1.0", sent_at=sent + beat, uptime_s=beat,
+                               services=(ServiceState("web", "running"),))
+                st, _, r = node_get(box, port, "POST", "/api/v1/heartbeat",
+                                    encode_signed(hb, k))
+                n += r
+                if st == 204:
+                    with lock:
+                        acked[nid] = sent + beat
+                time.sleep(0.05)
+            with lock:
+                retries[0] += r1 + r2 + n
+        except Exception as exc:  # noqa: BLE001 - a failed boot is the finding
+            with lock:
+                failures.append(f"node {i}: {exc!r}")
+        finally:
+            box[0].close()
+
+    def worker() -> None:
+        while True:
+            with lock:
+                if not todo:
+                    return
+                i = todo.pop()
+            boot(i)
+
+    threads = [threading.Thread(target=worker) for _ in range(parallel)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(600)
+    took = time.monotonic() - t0
+    status, body = request(port, "GET", "/api/v1/nodes")
+    kept = {n["node_id"]: n["sent_at"] for n in json.loads(body)["nodes"]} if status == 200 else {}
+    lost = [nid for nid, at in acked.items() if kept.get(nid, -1) < at]
+    return {"nodes": nodes, "failures": failures[:5], "failed": len(failures),
+            "acked_nodes": len(acked), "lost": lost[:5], "lost_count": len(lost),
+            "retries": retries[0], "seconds": round(took, 2), "requests_per_node":
+            2 + len(blocks) + 3}
+
+
 def main() -> None:
     if sys.argv[1] == "race":
         out = race([int(p) for p in sys.argv[2:]])
+    elif sys.argv[1] == "storm":
+        out = storm(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
     else:
         out = condput(sys.argv[2])
     print(json.dumps(out))

@@ -117,3 +117,118 @@ def test_three_replicas_publish_race(weed: Seaweed, pg: Postgres, tmp_path: Path
     for log in logs:
         text = log.read_text()
         assert "PostgreSQL" in text and "stopped" in text, text
+
+
+LB_PORT = 7080
+STORM_PORTS = (7081, 7082, 7083)
+LB_CONFIG = """\
+daemon off;
+master_process on;
+worker_processes 1;
+user root;
+pid {work}/nginx.pid;
+error_log {work}/error.log warn;
+events {{ worker_connections 2048; }}
+http {{
+    access_log off;
+    client_body_temp_path {work}/body;
+    proxy_temp_path {work}/proxy;
+    fastcgi_temp_path {work}/fastcgi;
+    uwsgi_temp_path {work}/uwsgi;
+    scgi_temp_path {work}/scgi;
+    upstream zoshub {{
+        {servers}
+        keepalive 32;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://zoshub;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_next_upstream error timeout http_502 http_503 non_idempotent;
+            proxy_next_upstream_tries 3;
+            proxy_connect_timeout 2s;
+            client_max_body_size 64m;
+        }}
+        location ~ /\\. {{ return 404; }}
+    }}
+}}
+"""
+
+
+def test_boot_storm_through_nginx_survives_a_killed_replica(
+        weed: Seaweed, pg: Postgres, tmp_path: Path) -> None:
+    from tests.hub.releases import make_image
+
+    nginx_bin = "/usr/sbin/nginx"
+    if not Path(nginx_bin).exists():
+        pytest.skip("needs nginx (apt nginx-light)")
+    db = "storm"
+    pg.psql(f"CREATE DATABASE {db}")
+    registry = pg.url.replace("/postgres?", f"/{db}?")
+    image = make_image(tmp_path, files=8)
+    work = tmp_path / "nginx"
+    work.mkdir()
+    (work / "nginx.conf").write_text(LB_CONFIG.format(
+        work=work, port=LB_PORT,
+        servers="\n        ".join(f"server 127.0.0.1:{p} max_fails=1 fail_timeout=30s;"
+                                  for p in STORM_PORTS)))
+    procs: list[subprocess.Popen[bytes]] = []
+    logs: list[Path] = []
+    lb = None
+    try:
+        for port in STORM_PORTS:
+            if procs:
+                wait_up(weed, STORM_PORTS[0], procs[0], logs[0])
+            log = tmp_path / f"hub{port}.log"
+            logs.append(log)
+            with open(log, "wb") as f:
+                procs.append(subprocess.Popen(
+                    nsexec(weed.ns, sys.executable, "-m", "zosnode", "hub", "serve",
+                           "--store", "s3://zoshub/storm", "--s3-endpoint", weed.endpoint,
+                           "--listen", f"127.0.0.1:{port}", "--registry", registry,
+                           "--publisher", PUBLISHER.verify_key.encode().hex()),
+                    stdout=f, stderr=subprocess.STDOUT, env=env(), cwd=REPO))
+        for port, proc, log in zip(STORM_PORTS, procs, logs, strict=True):
+            wait_up(weed, port, proc, log)
+        lb = subprocess.Popen(nsexec(weed.ns, nginx_bin, "-c", str(work / "nginx.conf"),
+                                     "-p", str(work), "-e", str(work / "error.log")),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        driver = subprocess.Popen(
+            nsexec(weed.ns, sys.executable, "-m", "tests.hub.replica_driver", "storm",
+                   str(LB_PORT), str(image.store.path), "120", "16"),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env(), cwd=REPO, text=True)
+        assert driver.stdout is not None
+        line = driver.stdout.readline()
+        assert line.strip() == "STORM START", line + (driver.stderr.read() if driver.stderr
+                                                       else "")
+        time.sleep(1.0)
+        procs[1].kill()  # SIGKILL, mid-storm
+        procs[1].wait()
+        out, err = driver.communicate(timeout=600)
+        assert driver.returncode == 0, err
+        result = json.loads(out.strip().splitlines()[-1])
+        print(f"boot storm through nginx, replica {STORM_PORTS[1]} SIGKILLed after 1 s: "
+              f"{result}")
+        assert result["failed"] == 0, result
+        assert result["acked_nodes"] == 120 and result["lost_count"] == 0, result
+        # The kill was felt: nginx saw the dead replica fail and went on.
+        felt = [line for line in (work / "error.log").read_text().splitlines()
+                if f"127.0.0.1:{STORM_PORTS[1]}" in line]
+        print(f"nginx error.log lines about the killed replica: {len(felt)}")
+        assert felt
+    finally:
+        if lb is not None:
+            lb.terminate()
+            lb.wait(timeout=10)
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
