@@ -110,6 +110,7 @@ class _Marker:
         self.blocks: set[str] = set()
         self.releases: set[str] = set()  # keys of retained release records
         self.seen_flists: set[str] = set()
+        self.absent: set[str] = set()  # live flists not stored (yet)
         self.manifests = 0
         self.reads = 0
 
@@ -126,12 +127,16 @@ class _Marker:
             raise GcError(f"{key} does not decode ({exc}): fix it first (hub verify)") from None
 
     async def mark_flist(self, fid: str) -> None:
-        if fid in self.flists:
+        if fid in self.flists and fid not in self.absent:
             return
         self.flists.add(fid)
         data = await self._bytes(layout.flist_path(fid))
         if data is None:
-            return  # pinned but missing: hub verify's business, nothing to keep
+            # Pinned but missing (hub verify's business): read again at the next
+            # re-read, in case a publish uploads it meanwhile.
+            self.absent.add(fid)
+            return
+        self.absent.discard(fid)
         try:
             self.blocks.update(flist_format.decode(data).blocks())
         except FlistError as exc:
