@@ -56,6 +56,7 @@ def test_heartbeats_listed_latest_per_node(live_hub: LiveHub) -> None:
                               live_hub.url], capture_output=True, text=True, timeout=60)
     assert out_cli.returncode == 0, out_cli.stderr
     assert "2 node(s)" in out_cli.stdout and "web=running" in out_cli.stdout
+    assert out_cli.stdout.count(" ready ") == 2  # the STATE column, from the registry
 
     metrics = get(live_hub, "/metrics").decode()
     assert 'zos_hub_nodes_by_release{channel="stable",release="2"} 1' in metrics
@@ -63,6 +64,8 @@ def test_heartbeats_listed_latest_per_node(live_hub: LiveHub) -> None:
     assert 'zos_hub_requests_total{route="/api/v1/heartbeat",method="POST",status="204"} 3' \
         in metrics
     assert 'zos_hub_refused_total{reason="stale-heartbeat"} 1' in metrics
+    assert 'zos_hub_nodes_by_state{state="ready"} 2' in metrics
+    assert "zos_hub_registry_up 1" in metrics and "zos_hub_nodes_stale " in metrics
     assert "zos_hub_open_connections 1" in metrics
 
 

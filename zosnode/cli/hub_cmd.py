@@ -203,11 +203,14 @@ def _nodes(args: argparse.Namespace) -> int:
         sys.stdout.write(body.decode())
         return 0
     doc = json.loads(body)
-    print(f"{'NODE':<16} {'FARM':<12} {'CHANNEL':<10} {'RELEASE':>7} {'UPTIME':>8} "
-          f"{'SEEN':>6}  SERVICES")
+    print(f"{'NODE':<16} {'FARM':<12} {'CHANNEL':<10} {'RELEASE':>7} {'STATE':<8} "
+          f"{'UPTIME':>8} {'SEEN':>6}  SERVICES")
+    stale = 0
     for n in doc["nodes"]:
         services = ",".join(f"{s['name']}={s['state']}" for s in n["services"]) or "-"
+        state = n.get("state", "-") + ("*" if n.get("stale") else "")
+        stale += bool(n.get("stale"))
         print(f"{n['node_id'][:16]:<16} {n['farm'][:12]:<12} {n['channel'][:10]:<10} "
-              f"{n['release']:>7} {n['uptime_s']:>7}s {n['age_s']:>5}s  {services}")
-    print(f"{doc['count']} node(s)")
+              f"{n['release']:>7} {state:<8} {n['uptime_s']:>7}s {n['age_s']:>5}s  {services}")
+    print(f"{doc['count']} node(s)" + (f", {stale} stale (*)" if stale else ""))
     return 0
