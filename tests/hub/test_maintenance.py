@@ -338,9 +338,10 @@ CREDS = ("zosmaint", "zosmaint-secret-key-for-tests")
 
 @pytest.mark.slow
 async def test_verify_gc_and_mirror_on_seaweedfs(tmp_path: Path) -> None:
-    """The same commands on a real S3 store: mirror a hub directory into a bucket,
-    verify it, gc an orphan by its LastModified, flip a bit and truncate an flist
-    in the bucket and see verify name both, mirror the bucket back to a directory."""
+    """The same commands on a real S3 store: mirror a hub directory into a bucket
+    and that bucket into a second one, verify both, gc an orphan by its
+    LastModified, mirror the bucket back to a directory, flip a bit and truncate
+    an flist in the bucket and see verify name both."""
     from tests.lab.netns import nsexec
     from tests.lab.seaweed import seaweed
 
@@ -373,6 +374,13 @@ async def test_verify_gc_and_mirror_on_seaweedfs(tmp_path: Path) -> None:
         print(f"verify on SeaweedFS: {summary['objects']} objects, {summary['bytes']} bytes "
               f"in {summary['seconds']:.3f} s")
         assert summary["objects"] == total and summary["problems"] == []
+        # bucket to bucket: a second bucket on the same store
+        second = run("hub", "mirror", *bucket, "--to", "s3://zosmaint2", "--json")
+        assert second.returncode == 0, second.stderr
+        assert json.loads(second.stdout)["copied"] == total
+        ok2 = run("hub", "verify", "--store", "s3://zosmaint2", "--s3-endpoint", sw.endpoint,
+                  "--json")
+        assert ok2.returncode == 0 and json.loads(ok2.stdout)["objects"] == total
         time.sleep(1.1)  # LastModified has one-second resolution
         gc = run("hub", "gc", *bucket, "--grace", "0s", "--json")
         assert gc.returncode == 0, gc.stderr
