@@ -599,8 +599,8 @@ def test_mirror_killed_midway_then_rerun_copies_only_the_rest(tmp_path: Path) ->
     src = tmp_path / "data"
     (src / layout.FLISTS).mkdir(parents=True)
     ids = []
-    for _ in range(400):
-        block = os.urandom(32 * 1024)
+    for _ in range(1200):  # enough that the poll below sees it midway
+        block = os.urandom(16 * 1024)
         bid = layout.object_id(block)
         path = src / layout.block_path(bid)
         path.parent.mkdir(parents=True, exist_ok=True)
