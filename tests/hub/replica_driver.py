@@ -224,9 +224,27 @@ def storm(port: int, store: str, nodes: int, parallel: int) -> dict[str, object]
             2 + len(blocks) + 3}
 
 
+def probe(ports: list[int], paths: list[str], sent_at: int) -> dict[str, object]:
+    """Every path on every replica, and one heartbeat through each: the statuses."""
+    out: dict[str, object] = {}
+    k = key("outage-node")
+    from zosnode.wire.heartbeat import Heartbeat, encode_signed
+
+    for i, port in enumerate(ports):
+        out[f"{port} get"] = sorted({request(port, "GET", p)[0] for p in paths})
+        hb = Heartbeat(node_id=k.verify_key.encode().hex(), farm="f", channel="stable",
+                       release=1, agent_version="0.1.0", sent_at=sent_at + i, uptime_s=1)
+        out[f"{port} heartbeat"] = request(port, "POST", "/api/v1/heartbeat",
+                                           encode_signed(hb, k))[0]
+    return out
+
+
 def main() -> None:
     if sys.argv[1] == "race":
         out = race([int(p) for p in sys.argv[2:]])
+    elif sys.argv[1] == "probe":
+        out = probe([int(p) for p in sys.argv[3].split(",")], sys.argv[4].split(","),
+                    int(sys.argv[2]))
     elif sys.argv[1] == "storm":
         out = storm(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
     else:

@@ -232,3 +232,98 @@ def test_boot_storm_through_nginx_survives_a_killed_replica(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+OUTAGE_S = float(os.environ.get("ZOS_PG_OUTAGE_S", "30"))
+OUTAGE_PORTS = (7091, 7092, 7093)
+
+
+def test_replicas_serve_through_a_postgres_outage(weed: Seaweed, pg: Postgres,
+                                                  tmp_path: Path) -> None:
+    from tests.hub.releases import make_image, signed_manifest, signed_root
+    from zosnode import layout
+    from zosnode.trust.keyfile import HEADER
+
+    pg.psql("CREATE DATABASE outage")
+    registry = pg.url.replace("/postgres?", "/outage?")
+    image = make_image(tmp_path, files=4)
+    keyfile = tmp_path / "pub.key"
+    keyfile.write_text(f"{HEADER}\n{bytes(PUBLISHER).hex()}\n")
+    keyfile.chmod(0o600)
+    from tests.hub.replica_driver import ROOT_KEYS
+
+    (tmp_path / "root1").write_bytes(signed_root(1, ROOT_KEYS, ROOT_KEYS, 1))
+    (tmp_path / "manifest").write_bytes(signed_manifest(
+        "stable", 1, ROOT_KEYS, ((image.flist_id, len(image.flist_bytes)),)))
+    procs: list[subprocess.Popen[bytes]] = []
+    logs: list[Path] = []
+    try:
+        for port in OUTAGE_PORTS:
+            if procs:
+                wait_up(weed, OUTAGE_PORTS[0], procs[0], logs[0])
+            log = tmp_path / f"hub{port}.log"
+            logs.append(log)
+            with open(log, "wb") as f:
+                procs.append(subprocess.Popen(
+                    nsexec(weed.ns, sys.executable, "-m", "zosnode", "hub", "serve",
+                           "--store", "s3://zoshub/outage", "--s3-endpoint", weed.endpoint,
+                           "--listen", f"127.0.0.1:{port}", "--registry", registry,
+                           "--publisher", PUBLISHER.verify_key.encode().hex()),
+                    stdout=f, stderr=subprocess.STDOUT, env=env(), cwd=REPO))
+        for port, proc, log in zip(OUTAGE_PORTS, procs, logs, strict=True):
+            wait_up(weed, port, proc, log)
+        out = in_ns(weed, sys.executable, "-m", "zosnode", "hub", "push", "--hub",
+                    f"http://127.0.0.1:{OUTAGE_PORTS[0]}", "--key", str(keyfile),
+                    "--store", str(image.store.path), "--root", str(tmp_path / "root1"),
+                    "--manifest", str(tmp_path / "manifest"))
+        assert out.returncode == 0, out.stderr
+        # A boot file, put in the bucket by the operator (not a publication).
+        out = in_ns(weed, "curl", "-s", "-f", "-X", "PUT", "--data-binary", "kernel bytes",
+                    f"{weed.endpoint}/zoshub/outage/boot/stable/vmlinuz")
+        assert out.returncode == 0, out.stderr
+        paths = ["/boot/stable/vmlinuz", "/channels/stable/manifest",
+                 f"/{layout.flist_path(image.flist_id)}",
+                 *(f"/{layout.block_path(b)}" for b in image.block_ids)]
+        ports = ",".join(map(str, OUTAGE_PORTS))
+        now = int(time.time())
+
+        def probe(sent_at: int) -> dict[str, object]:
+            res = in_ns(weed, sys.executable, "-m", "tests.hub.replica_driver", "probe",
+                        str(sent_at), ports, ",".join(paths))
+            assert res.returncode == 0, res.stderr
+            doc: dict[str, object] = json.loads(res.stdout)
+            return doc
+
+        before = probe(now)
+        assert all(v in ([200], 204) for v in before.values()), before
+        pg.stop()
+        t0 = time.monotonic()
+        rounds = 0
+        try:
+            while time.monotonic() - t0 < OUTAGE_S:
+                rounds += 1
+                during = probe(now + 10 * rounds)
+                for port in OUTAGE_PORTS:
+                    assert during[f"{port} get"] == [200], during
+                    assert during[f"{port} heartbeat"] == 503, during
+                time.sleep(1)
+        finally:
+            pg.start()
+        print(f"PostgreSQL stopped {time.monotonic() - t0:.1f} s: {rounds} probes of "
+              f"{len(paths)} objects x 3 replicas all 200, heartbeats all 503")
+        end = time.monotonic() + 30
+        while True:
+            after = probe(now + 100_000 + int(time.monotonic() - t0) * 10)
+            if all(after[f"{p} heartbeat"] == 204 for p in OUTAGE_PORTS):
+                break
+            assert time.monotonic() < end, after
+            time.sleep(1)
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
