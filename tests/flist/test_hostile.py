@@ -16,12 +16,11 @@ from zosnode.flist.errors import (
     FlistDataError,
     FormatError,
     IntegrityError,
-    MissingBlockError,
     UnsafeTargetError,
 )
 from zosnode.flist.extract import extract
 from zosnode.flist.format import decode
-from zosnode.flist.store import LocalStore
+from zosnode.flist.store import LocalStore, MissingBlockError
 from zosnode.flist.verify import verify
 from zosnode.flist.view import FlistView
 

@@ -38,13 +38,5 @@ class IntegrityError(FlistDataError):
     """A block whose bytes do not match its id, or do not decode as promised."""
 
 
-class MissingBlockError(FlistDataError):
-    """A block the flist references is not in the store."""
-
-    def __init__(self, block_id: str) -> None:
-        super().__init__(f"block {block_id} is missing from the store")
-        self.block_id = block_id
-
-
 class UnsafeTargetError(FlistInputError):
     """Extraction would write somewhere it must not (outside or over existing files)."""

@@ -16,8 +16,16 @@ from pathlib import Path
 from zosnode import layout
 from zosnode.atomicfile import write_atomic
 from zosnode.flist.blocks import BlockRef, block_id, check_id
-from zosnode.flist.errors import FlistInputError, IntegrityError, MissingBlockError
+from zosnode.flist.errors import FlistDataError, FlistInputError, IntegrityError
 from zosnode.flist.format import MAX_METADATA, flist_id
+
+
+class MissingBlockError(FlistDataError):
+    """A block the flist references is not in the store."""
+
+    def __init__(self, block_id: str) -> None:
+        super().__init__(f"block {block_id} is missing from the store")
+        self.block_id = block_id
 
 
 class LocalStore:
