@@ -319,7 +319,8 @@ class HttpClient:
     ) -> Reply:
         # A pooled connection may have been closed by the server while idle;
         # if it fails before any response byte, retry once on a fresh one.
-        conn = self._take_idle(origin)
+        idle = self._idle.get(origin)
+        conn = idle.pop() if idle else None
         if conn is not None:
             try:
                 return await self._on_conn(url, origin, conn, call)
@@ -330,10 +331,6 @@ class HttpClient:
             return await self._on_conn(url, origin, conn, call)
         except _StaleConnection:
             raise HttpPeerError(f"{url}: connection closed before a response") from None
-
-    def _take_idle(self, origin: Origin) -> _Conn | None:
-        conns = self._idle.get(origin)
-        return conns.pop() if conns else None
 
     async def _connect(self, origin: Origin, timeouts: Timeouts) -> _Conn:
         try:
