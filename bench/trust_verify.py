@@ -27,7 +27,6 @@ from nacl.signing import SigningKey, VerifyKey
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from zosnode.trust.anchor import make_anchor  # noqa: E402
 from zosnode.trust.envelope import Envelope  # noqa: E402
 from zosnode.trust.keys import key_id, signed_message  # noqa: E402
 from zosnode.trust.manifest import FlistPin, Manifest, ServiceSpec  # noqa: E402
@@ -35,6 +34,7 @@ from zosnode.trust.signing import (
     encode_envelope,
     encode_manifest,
     encode_root,
+    make_anchor,
     make_root,
     with_signature,
 )  # noqa: E402

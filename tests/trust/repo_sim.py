@@ -15,7 +15,7 @@ from typing import Any
 from nacl.signing import SigningKey
 
 from zosnode.layout import object_id
-from zosnode.trust.anchor import Anchor, make_anchor
+from zosnode.trust.anchor import Anchor
 from zosnode.trust.envelope import Envelope
 from zosnode.trust.keys import key_id
 from zosnode.trust.manifest import FlistPin, Manifest, ServiceSpec
@@ -24,6 +24,7 @@ from zosnode.trust.signing import (
     encode_envelope,
     encode_manifest,
     encode_root,
+    make_anchor,
     make_root,
     with_signature,
 )

@@ -19,7 +19,6 @@ import pytest
 from tests.trust.repo_sim import BUILD_TIME, DAY, NOW, RepoSim, flist_bytes, key, sign
 from zosnode import canonical
 from zosnode.trust import download
-from zosnode.trust.anchor import make_anchor
 from zosnode.trust.envelope import Envelope
 from zosnode.trust.envelope import decode as decode_envelope
 from zosnode.trust.errors import (
@@ -43,6 +42,7 @@ from zosnode.trust.signing import (
     encode_envelope,
     encode_manifest,
     encode_root,
+    make_anchor,
     with_signature,
 )
 from zosnode.trust.verifier import Verifier, effective_now

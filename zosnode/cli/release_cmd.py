@@ -40,6 +40,7 @@ from zosnode.trust.signing import (
     encode_envelope,
     encode_manifest,
     encode_root,
+    make_anchor,
     make_root,
     with_signature,
 )
@@ -223,7 +224,7 @@ def _trust_from(args: argparse.Namespace) -> anchor_mod.Anchor:
         if args.anchor is not None:
             return anchor_mod.decode(_read(args.anchor, anchor_mod.MAX_ANCHOR_BYTES, "anchor"))
         if args.root is not None:
-            return anchor_mod.make_anchor(_read(args.root, MAX_ROOT_BYTES, "root"), 0, 0)
+            return make_anchor(_read(args.root, MAX_ROOT_BYTES, "root"), 0, 0)
     except Refused as exc:
         raise _refused(args.anchor or args.root, exc) from None
     embedded = anchor_mod.load_embedded()
@@ -290,7 +291,7 @@ def run_anchor(args: argparse.Namespace) -> int:
         build_time = int(env_time) if env_time and env_time.isdigit() else _now(None)
     root_bytes = _read(args.root, MAX_ROOT_BYTES, "root")
     try:
-        anchor = anchor_mod.make_anchor(root_bytes, args.floor, build_time)
+        anchor = make_anchor(root_bytes, args.floor, build_time)
     except Refused as exc:
         raise _refused(args.root, exc) from None
     _write(args.output, encode_anchor(anchor))

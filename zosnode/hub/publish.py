@@ -31,11 +31,12 @@ from zosnode.http.messages import Body
 from zosnode.hub.objects import ObjectKind, ObjectPath, parse_path
 from zosnode.hub.storage import Storage
 from zosnode.trust import envelope
-from zosnode.trust.anchor import make_anchor, verify_self_signed
+from zosnode.trust.anchor import verify_self_signed
 from zosnode.trust.errors import TrustError
 from zosnode.trust.manifest import MAX_MANIFEST_BYTES, Manifest
 from zosnode.trust.manifest import decode_body as decode_manifest_body
 from zosnode.trust.root import MAX_ROOT_BYTES, Root
+from zosnode.trust.signing import make_anchor
 from zosnode.trust.verifier import Verifier
 from zosnode.wire.errors import WireError
 

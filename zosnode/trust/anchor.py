@@ -32,13 +32,6 @@ class Anchor:
     build_time: int
 
 
-def make_anchor(root_bytes: bytes, floor: int, build_time: int) -> Anchor:
-    """Build an anchor from a signed root file; refuses a root that does not verify."""
-    if floor < 0 or build_time < 0:
-        raise TrustUsageError("floor and build time must not be negative")
-    return Anchor(root_bytes, verify_self_signed(root_bytes), floor, build_time)
-
-
 def verify_self_signed(root_bytes: bytes) -> Root:
     env = envelope.decode(root_bytes, max_size=MAX_ROOT_BYTES, kind="root")
     root = decode_body(env.body)

@@ -14,7 +14,7 @@ from nacl.signing import SigningKey
 from zosnode import canonical
 from zosnode.trust import keys
 from zosnode.trust.anchor import SPEC as ANCHOR_SPEC
-from zosnode.trust.anchor import Anchor
+from zosnode.trust.anchor import Anchor, verify_self_signed
 from zosnode.trust.envelope import Envelope, Signature
 from zosnode.trust.errors import TrustUsageError
 from zosnode.trust.manifest import SPEC as MANIFEST_SPEC
@@ -107,6 +107,13 @@ def with_signature(env: Envelope, key: SigningKey) -> Envelope:
 
 def _by_id(sig: Signature) -> str:
     return sig.keyid
+
+
+def make_anchor(root_bytes: bytes, floor: int, build_time: int) -> Anchor:
+    """Build an anchor from a signed root file; refuses a root that does not verify."""
+    if floor < 0 or build_time < 0:
+        raise TrustUsageError("floor and build time must not be negative")
+    return Anchor(root_bytes, verify_self_signed(root_bytes), floor, build_time)
 
 
 def encode_anchor(anchor: Anchor) -> bytes:
