@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import trio
 
 from zosnode.net import arp
-from zosnode.net.dhcp_client import DhcpClient, Event, Probe, Refused, State, Transmit
+from zosnode.net.dhcp_client import DhcpClient, Event, Probe, Refused, Transmit
 from zosnode.net.errors import NetSystemError
 from zosnode.net.links import Links, Nic
 from zosnode.net.loglimit import LineLimit
@@ -204,5 +204,3 @@ async def arp_probe(nic: Nic, address: str, rng: random.Random, timing: arp.Prob
         return verdict.describe()
     return None
 
-
-__all__ = ["run_nic", "open_socket", "arp_probe", "NicControl", "State"]

@@ -87,10 +87,6 @@ class Release:
         self._scope = trio.CancelScope()
         self._gone = trio.Event()
 
-    @property
-    def version(self) -> int:
-        return self.manifest.version
-
     async def serve(
         self,
         hubs: HubClient,
@@ -202,7 +198,7 @@ class Node:
         def changed(ch: StateChanged) -> None:
             if self.current is release and release.runner is not None:
                 self.board.update(services=release.runner.status())
-            self.say(f"v{release.version} {ch.name}: {ch.state.value} ({ch.detail})")
+            self.say(f"v{release.manifest.version} {ch.name}: {ch.state.value} ({ch.detail})")
 
         return changed
 
@@ -278,7 +274,7 @@ class Node:
     def _became_current(self, release: Release) -> None:
         self.current = release
         assert release.runner is not None
-        self.board.update(release=release.version, services=release.runner.status())
+        self.board.update(release=release.manifest.version, services=release.runner.status())
 
     # -- the service -------------------------------------------------------------------------
 
