@@ -33,6 +33,7 @@ sys.path.insert(0, str(TOP))
 from tests.lab.faulty_mirror import FaultyMirror  # noqa: E402
 from tests.lab.nginx import nginx  # noqa: E402
 from zosnode.cache.store import BlockCache  # noqa: E402
+from zosnode.cli.flist_remote import mounted  # noqa: E402
 from zosnode.fetch.fetcher import Fetcher  # noqa: E402
 from zosnode.flist.blocks import Compression  # noqa: E402
 from zosnode.flist.format import decode  # noqa: E402
@@ -40,7 +41,6 @@ from zosnode.flist.pack import BuildOptions, build  # noqa: E402
 from zosnode.flist.source_dir import tree_from_dir  # noqa: E402
 from zosnode.flist.store import LocalStore  # noqa: E402
 from zosnode.flist.writer import encode, with_hint  # noqa: E402
-from zosnode.mount.service import mounted  # noqa: E402
 
 PY = "/usr/bin/python3.11"
 

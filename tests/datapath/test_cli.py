@@ -18,10 +18,10 @@ from tests.datapath.conftest import build_flist, make_tree
 from tests.datapath.fuse import require_fuse, snapshot
 from tests.lab.nginx import Nginx, nginx
 from zosnode.cache.store import BlockCache
+from zosnode.cli.flist_remote import mounted
 from zosnode.fetch.fetcher import Fetcher
 from zosnode.flist.format import decode
 from zosnode.mount.mountpoint import is_stale
-from zosnode.mount.service import mounted
 
 TOP = Path(__file__).resolve().parents[2]
 

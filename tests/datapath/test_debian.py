@@ -13,8 +13,8 @@ from tests.datapath.fuse import require_fuse, snapshot
 from tests.lab.nginx import nginx
 from tests.lab.rootfs import debian_rootfs  # noqa: F401 - a fixture
 from zosnode.cache.store import BlockCache
+from zosnode.cli.flist_remote import mounted
 from zosnode.fetch.fetcher import Fetcher
-from zosnode.mount.service import mounted
 
 pytestmark = pytest.mark.slow
 

@@ -10,11 +10,11 @@ import trio
 from tests.datapath.conftest import build_flist, make_tree
 from tests.datapath.fuse import require_fuse, snapshot
 from zosnode.cache.store import BlockCache
+from zosnode.cli.flist_remote import mounted
 from zosnode.fetch.eager import extract_from_hubs
 from zosnode.fetch.fetcher import Fetcher
 from zosnode.hub.service import run_hub
 from zosnode.hub.storage import LocalStorage
-from zosnode.mount.service import mounted
 
 
 async def test_mount_and_extract_from_the_hub(tmp_path: Path, data_dir: Path) -> None:

@@ -32,6 +32,7 @@ from tests.datapath.conftest import build_flist, put_block
 from tests.datapath.fuse import require_fuse
 from tests.lab.faulty_mirror import BlackHole, Fault, FaultyMirror
 from zosnode.cache.store import BlockCache
+from zosnode.cli.flist_remote import mounted
 from zosnode.fetch.errors import FetchUsageError, Unavailable
 from zosnode.fetch.fetcher import Fetcher
 from zosnode.fetch.health import (
@@ -56,7 +57,6 @@ from zosnode.http.client import (
     framing_fault,
 )
 from zosnode.layout import block_path
-from zosnode.mount.service import mounted
 
 # docs/datapath.md: with every mirror faulty, Unavailable / EIO within this.
 BOUND_S = 10.0

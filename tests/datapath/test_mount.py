@@ -16,13 +16,13 @@ from tests.datapath.fuse import require_fuse, snapshot
 from tests.lab.faulty_mirror import Fault, FaultyMirror
 from tests.lab.nginx import nginx
 from zosnode.cache.store import BlockCache
+from zosnode.cli.flist_remote import mounted
 from zosnode.fetch.fetcher import Fetcher
 from zosnode.flist.browse import lookup
 from zosnode.flist.format import decode
 from zosnode.flist.view import FlistView
 from zosnode.http.client import Timeouts
 from zosnode.layout import block_path
-from zosnode.mount.service import mounted
 
 
 @pytest.fixture

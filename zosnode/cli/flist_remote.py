@@ -17,7 +17,9 @@ import re
 import signal
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,28 @@ from zosnode.fetch.fetcher import Fetcher
 from zosnode.flist.errors import FlistDataError
 from zosnode.flist.format import MAX_METADATA, decode, flist_id
 from zosnode.layout import is_hex_id
-from zosnode.mount.service import mounted
+from zosnode.mount.service import MountedFlist, serve_flist
+
+
+@asynccontextmanager
+async def mounted(
+    flist_bytes: bytes,
+    mountpoint: str | os.PathLike[str],
+    fetcher: Fetcher,
+    cache: BlockCache,
+    **kwargs: Any,
+) -> AsyncIterator[MountedFlist]:
+    """`serve_flist` for the duration of an `async with` block (`flist mount`,
+    `record-prefetch`; the node's mount child serves its one mount itself)."""
+    async with trio.open_nursery() as nursery:
+        handle: MountedFlist = await nursery.start(
+            partial(serve_flist, flist_bytes, mountpoint, fetcher, cache, **kwargs)
+        )
+        try:
+            yield handle
+        finally:
+            nursery.cancel_scope.cancel()
+
 
 RAM_CACHE = Path("/dev/shm/zosnode-cache")
 

@@ -11,10 +11,8 @@ cache directory.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -129,22 +127,3 @@ async def _prefetch(source: BlockSource, handle: MountedFlist) -> None:
 async def _limited(limit: trio.CapacityLimiter, fn: Callable[[], Any]) -> None:
     async with limit:
         await fn()
-
-
-@asynccontextmanager
-async def mounted(
-    flist_bytes: bytes,
-    mountpoint: str | os.PathLike[str],
-    fetcher: Fetcher,
-    cache: BlockCache,
-    **kwargs: Any,
-) -> AsyncIterator[MountedFlist]:
-    """`serve_flist` for the duration of an `async with` block."""
-    async with trio.open_nursery() as nursery:
-        handle: MountedFlist = await nursery.start(
-            partial(serve_flist, flist_bytes, mountpoint, fetcher, cache, **kwargs)
-        )
-        try:
-            yield handle
-        finally:
-            nursery.cancel_scope.cancel()
