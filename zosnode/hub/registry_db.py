@@ -75,6 +75,10 @@ _UPSERT = (
     "WHERE nodes.sent_at < excluded.sent_at"
 )
 NOT_NEWER = "not newer than the heartbeat already kept"
+# Counting every row for each new node costs O(fleet) per insert; far from
+# the cap a count this recent (plus the inserts since) is good enough.
+COUNT_MARGIN = 1000
+COUNT_MAX_AGE_S = 5.0
 
 
 class _Sql:
@@ -82,6 +86,7 @@ class _Sql:
 
     serial = ""
     for_update = ""
+    _count: tuple[int, float] | None = None  # (nodes, monotonic time counted)
 
     def q(self, sql: str) -> str:
         return sql
@@ -122,9 +127,15 @@ class _Sql:
             if row is not None and hb.sent_at <= int(row[1]):
                 return NOT_NEWER
             if row is None:
-                cur.execute("SELECT COUNT(*) FROM nodes")
-                if int(cur.fetchone()[0]) >= max_nodes:
+                known = self._count
+                fresh = known is not None and time.monotonic() - known[1] < COUNT_MAX_AGE_S
+                if known is None or not fresh or known[0] >= max_nodes - COUNT_MARGIN:
+                    cur.execute("SELECT COUNT(*) FROM nodes")
+                    known = (int(cur.fetchone()[0]), time.monotonic())
+                if known[0] >= max_nodes:
+                    self._count = known
                     return "node registry is full"
+                self._count = (known[0] + 1, known[1])
             cur.execute(self.q(_UPSERT), (hb.node_id, hb.farm, hb.channel, hb.release,
                                           node_state(hb), hb.sent_at, now, heartbeat_json(hb)))
             if cur.rowcount == 0:  # a newer one landed between our read and write
