@@ -304,3 +304,49 @@ def test_static_mirror_config_hides_the_registry(tmp_path: Path) -> None:
     with nginx(data, tmp_path / "nginx") as mirror:
         assert request(mirror.port, "GET", f"/blocks/{block[:2]}/{block}") == (200, b"served")
         assert request(mirror.port, "GET", "/.hub/registry.sqlite3")[0] == 404
+
+
+def test_node_state_and_history_events_are_pure() -> None:
+    from zosnode.hub.registry import events_for, node_state
+
+    assert node_state(heartbeat("x", 0, 1)) == "booting"
+    assert node_state(heartbeat("x", 1, 1)) == "ready"
+    assert node_state(heartbeat("x", 1, 1, state="backoff")) == "starting"
+    assert node_state(heartbeat("x", 1, 1, state="failed")) == "failed"
+    assert node_state(heartbeat("x", 2, 1, failed=3)) == "degraded"
+    assert node_state(heartbeat("x", 3, 1, failed=3)) == "ready"  # an old failure
+    same = heartbeat("x", 1, 1)
+    assert events_for(same, heartbeat("x", 1, 2), 9) == []
+    assert [e.kind for e in events_for(same, heartbeat("x", 2, 2, failed=3), 9)] == [
+        "release", "failure", "state"]
+
+
+async def test_a_slow_database_does_not_block_the_event_loop(tmp_path: Path) -> None:
+    # Registry calls run in worker threads: while one is stuck for 1 s, the
+    # loop goes on serving (here: a ticker).
+    import trio
+
+    from zosnode.hub.registry import Registry
+
+    class Slow(SqliteRegistry):
+        def record(self, hb: Heartbeat, now: int, max_nodes: int) -> str | None:
+            time.sleep(1.0)
+            return super().record(hb, now, max_nodes)
+
+    reg = Registry(Slow(str(tmp_path / "r.sqlite3")))
+    await reg.migrate()
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await trio.sleep(0.05)
+            ticks += 1
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ticker)
+        assert await reg.record(heartbeat("slow", 1, 1), 5) is None
+        nursery.cancel_scope.cancel()
+    print(f"ticks during a 1 s database call: {ticks}")
+    assert ticks >= 10
+    await reg.aclose()
