@@ -9,6 +9,11 @@ constants in the ELF file). Then, by running: the pinned runtime's own
 interpreter imports each root that is a stdlib module (`traced`), and every
 module that import loads is kept, plus `ALWAYS`.
 
+The tracer runs the import-time code of every module of the artifact on the
+build machine (isolated: -I, an empty environment but PATH and LANG, a
+temporary working directory); the artifact is the one just built and
+audited, so that is code the builder already trusts.
+
 What this leaves out: a stdlib module that another stdlib module imports
 only inside a function the node calls, and that no module-level import
 reaches. Following those statically as well takes 442 of 588 modules (most
