@@ -74,23 +74,31 @@ class IgnoreWhy(enum.Enum):
 
 @dataclass(frozen=True)
 class Ignore:
+    """Leave the offered manifest alone, and say why."""
+
     version: int
     why: IgnoreWhy
 
 
 @dataclass(frozen=True)
 class Stage:
+    """Mount and start this release beside the running one."""
+
     manifest: Manifest
 
 
 @dataclass(frozen=True)
 class Switch:
+    """The staged release became ready: it is now the running one."""
+
     from_version: int | None
     to_version: int
 
 
 @dataclass(frozen=True)
 class Rollback:
+    """The staged release failed: stop it, keep `to_version`, remember the failure."""
+
     version: int
     to_version: int | None
     reason: str
