@@ -11,6 +11,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,10 +28,12 @@ from zosnode.flist.source_dir import tree_from_dir
 from zosnode.flist.store import LocalStore
 from zosnode.flist.writer import EncodedBlock, encode
 from zosnode.hub import inventory
-from zosnode.hub.gc import GcPolicy, collect, retained_versions
+from zosnode.hub.gc import GcPolicy, Lock, collect, retained_versions
 from zosnode.hub.inventory import Progress
 from zosnode.hub.mirror import mirror
-from zosnode.hub.publish import Publisher, stored_manifest
+from zosnode.hub.publish import Publisher, PublishRefused, stored_manifest
+from zosnode.hub.registry import Registry
+from zosnode.hub.registry_db import SqliteRegistry
 from zosnode.hub.storage import LocalStorage
 from zosnode.hub.verify import verify
 
@@ -225,6 +229,195 @@ async def test_without_the_guard_the_same_race_loses_blocks(tmp_path: Path) -> N
     assert any("not stored" in p.what for p in problems)
 
 
+def assert_every_flist_whole(data: Path) -> int:
+    """Every block every stored flist references is stored, sound; returns the count."""
+    checked = 0
+    for f in (data / layout.FLISTS).rglob("*"):
+        if not f.is_file() or not layout.is_hex_id(f.name):
+            continue
+        for bid in decode(f.read_bytes()).blocks():
+            block = data / layout.block_path(bid)
+            assert block.exists(), f"flist {f.name[:12]} references deleted block {bid[:12]}"
+            assert layout.object_id(block.read_bytes()) == bid
+            checked += 1
+    return checked
+
+
+def watched(lock: Lock, wanting: trio.Event, holding: trio.Event | None = None,
+            until: trio.Event | None = None) -> Lock:
+    """`lock`, setting `wanting` when asked for; the first time it is held it sets
+    `holding` and waits for `until` (the other side now waiting for it)."""
+    first = [True]
+
+    @asynccontextmanager
+    async def cm() -> AsyncIterator[None]:
+        wanting.set()
+        async with lock():
+            if first[0] and holding is not None and until is not None:
+                first[0] = False
+                holding.set()
+                await until.wait()
+                await trio.sleep(0.3)  # the other side is in its flock poll by now
+            yield
+    return cm
+
+
+async def _retired_and_next(tmp_path: Path) -> tuple[Hub, Image, Image, set[str], Path]:
+    """v1 (retired by --keep 1) and v2 published and aged; `nxt` ships v1's files
+    again plus a new one. The hub's publisher and gc share an flock publish lock
+    (separate registries on one file, as separate processes would)."""
+    hub = await new_hub(tmp_path / "data")
+    retired_src = random_tree(tmp_path / "retired", 6, 80)
+    retired = image_of(retired_src, tmp_path / "s-retired")
+    kept = image_of(random_tree(tmp_path / "kept", 3, 81), tmp_path / "s-kept")
+    await release(hub, 1, retired)
+    await release(hub, 2, kept)
+    age_everything(hub.dir, 3 * DAY)
+    nxt_src = tmp_path / "next"
+    shutil.copytree(retired_src, nxt_src)
+    (nxt_src / "new").write_bytes(os.urandom(250_000))
+    nxt = image_of(nxt_src, tmp_path / "s-next")
+    reused = set(nxt.block_ids) & set(retired.block_ids)
+    assert reused and set(nxt.block_ids) - reused
+    return hub, retired, nxt, reused, tmp_path / "data" / ".hub" / "registry.sqlite3"
+
+
+async def test_a_publish_reusing_a_doomed_block_waits_for_gcs_batch_then_is_refused(
+        tmp_path: Path) -> None:
+    """gc holds the publish lock inside its first block batch (after its re-read);
+    the flist publish reusing old blocks waits for the lock, then finds them
+    deleted and is refused; nothing stored names a deleted block; the retry push
+    makes (uploading what the hub now lacks) restores them."""
+    hub, _, nxt, reused, db = await _retired_and_next(tmp_path)
+    hub_side, gc_side = Registry(SqliteRegistry(str(db))), Registry(SqliteRegistry(str(db)))
+    publish_wants = trio.Event()
+    hub.pub = Publisher(hub.storage, lock=watched(hub_side.publish_lock, publish_wants))
+    await hub.pub.load_roots()
+    in_lock = trio.Event()
+    outcome: dict[str, object] = {}
+
+    async def held(phase: str) -> None:
+        if phase == "blocks" and not in_lock.is_set():
+            in_lock.set()
+            with trio.move_on_after(10):  # a publish that takes no lock never asks
+                await publish_wants.wait()
+            await trio.sleep(0.3)  # the publish is in its flock poll by now
+            outcome["waiting"] = time.monotonic()
+
+    async def publisher() -> None:
+        await in_lock.wait()
+        try:
+            await upload(hub, nxt)  # the hub has the reused blocks: only new ones go
+        except PublishRefused as exc:
+            outcome["refused"] = exc.reason
+            outcome["at"] = time.monotonic()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(publisher)
+        report = await collect(hub.storage, GcPolicy(grace_s=DAY, keep=1),
+                               lock=gc_side.publish_lock, in_batch=held)
+    assert_every_flist_whole(hub.dir)  # (a publish without the lock fails here)
+    assert outcome.get("refused") == "missing-blocks", outcome
+    assert isinstance(outcome["at"], float) and isinstance(outcome["waiting"], float)
+    print(f"publish waited {outcome['at'] - outcome['waiting']:.3f} s for gc's batch; gc: "
+          f"{report.batches} batches, longest hold {report.max_hold_s:.3f} s")
+    assert not (hub.dir / layout.flist_path(nxt.flist_id)).exists()
+    assert not any((hub.dir / layout.block_path(b)).exists() for b in reused)
+    assert report.lost == []
+    # What `hub push` does on missing-blocks: ask again, send what is missing, retry.
+    assert await upload(hub, nxt) == len(reused)
+    body = signed_manifest("stable", 3, KEYS, ((nxt.flist_id, len(nxt.flist_bytes)),))
+    await hub.pub.put(layout.manifest_path("stable"), body, int(time.time()))
+    assert assert_every_flist_whole(hub.dir) >= len(nxt.block_ids)
+    assert (await verify(hub.storage)).problems == []
+    await hub_side.aclose()
+    await gc_side.aclose()
+
+
+async def test_a_publish_holding_the_lock_first_makes_gc_wait_and_keep_its_blocks(
+        tmp_path: Path) -> None:
+    """The reverse order: the flist publish holds the lock (checked, not yet written)
+    when gc's first batch asks for it; gc waits, re-reads under the lock, sees the
+    new flist and keeps every block it reuses."""
+    hub, _, nxt, reused, db = await _retired_and_next(tmp_path)
+    hub_side, gc_side = Registry(SqliteRegistry(str(db))), Registry(SqliteRegistry(str(db)))
+    publish_wants, publish_holds, gc_wants = trio.Event(), trio.Event(), trio.Event()
+    hub.pub = Publisher(hub.storage, lock=watched(hub_side.publish_lock, publish_wants,
+                                                  publish_holds, gc_wants))
+    await hub.pub.load_roots()
+    marked = trio.Event()
+
+    async def after_mark() -> None:
+        marked.set()
+        with trio.fail_after(30):
+            await publish_holds.wait()
+
+    async def publisher() -> None:
+        await marked.wait()
+        await upload(hub, nxt)
+        body = signed_manifest("stable", 3, KEYS, ((nxt.flist_id, len(nxt.flist_bytes)),))
+        await hub.pub.put(layout.manifest_path("stable"), body, int(time.time()))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(publisher)
+        report = await collect(hub.storage, GcPolicy(grace_s=DAY, keep=1),
+                               lock=watched(gc_side.publish_lock, gc_wants),
+                               after_mark=after_mark)
+    print(f"gc waited for the publish: rescued {report.rescued}, deleted "
+          f"{report.deleted_blocks} blocks in {report.batches} batches")
+    assert report.rescued >= len(reused) and report.lost == []
+    assert report.deleted_flists == 1  # v1's flist went; its blocks are all nxt's
+    assert all((hub.dir / layout.block_path(b)).exists() for b in nxt.block_ids)
+    assert assert_every_flist_whole(hub.dir) >= len(nxt.block_ids)
+    assert (await verify(hub.storage)).problems == []
+    await hub_side.aclose()
+    await gc_side.aclose()
+
+
+async def test_a_manifest_reusing_a_doomed_flist_waits_then_is_refused(tmp_path: Path) -> None:
+    """Likewise for a manifest: it pins the retired release's (old, doomed) flist
+    again while gc holds the lock in its flist batch; it waits, is refused
+    missing-flists, and nothing stored pins a deleted flist."""
+    hub, retired, _, _, db = await _retired_and_next(tmp_path)
+    hub_side, gc_side = Registry(SqliteRegistry(str(db))), Registry(SqliteRegistry(str(db)))
+    publish_wants = trio.Event()
+    hub.pub = Publisher(hub.storage, lock=watched(hub_side.publish_lock, publish_wants))
+    await hub.pub.load_roots()
+    in_lock = trio.Event()
+    refused: list[str] = []
+
+    async def held(phase: str) -> None:
+        if phase == "flists" and not in_lock.is_set():
+            in_lock.set()
+            with trio.move_on_after(10):  # a publish that takes no lock never asks
+                await publish_wants.wait()
+            await trio.sleep(0.3)
+
+    async def publisher() -> None:
+        await in_lock.wait()
+        body = signed_manifest("stable", 3, KEYS,
+                               ((retired.flist_id, len(retired.flist_bytes)),))
+        try:
+            await hub.pub.put(layout.manifest_path("stable"), body, int(time.time()))
+        except PublishRefused as exc:
+            refused.append(exc.reason)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(publisher)
+        report = await collect(hub.storage, GcPolicy(grace_s=DAY, keep=1),
+                               lock=gc_side.publish_lock, in_batch=held)
+    assert refused == ["missing-flists"]
+    assert stored_manifest((hub.dir / layout.manifest_path("stable")).read_bytes()).version == 2
+    assert report.lost == [] and report.deleted_flists == 1
+    for record in (hub.dir / layout.releases_folder("stable")).iterdir():
+        for pin in stored_manifest(record.read_bytes()).flists:
+            assert (hub.dir / layout.flist_path(pin.id)).exists()
+    assert_every_flist_whole(hub.dir)
+    assert (await verify(hub.storage)).problems == []
+    await hub_side.aclose()
+    await gc_side.aclose()
+
+
 def zosnode(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "zosnode", *argv], capture_output=True,
                           text=True, cwd=REPO, timeout=300,
@@ -382,7 +575,9 @@ async def test_verify_gc_and_mirror_on_seaweedfs(tmp_path: Path) -> None:
                   "--json")
         assert ok2.returncode == 0 and json.loads(ok2.stdout)["objects"] == total
         time.sleep(1.1)  # LastModified has one-second resolution
-        gc = run("hub", "gc", *bucket, "--grace", "0s", "--json")
+        refused = run("hub", "gc", *bucket, "--grace", "0s")
+        assert refused.returncode == 2 and "--no-lock" in refused.stderr, refused.stderr
+        gc = run("hub", "gc", *bucket, "--grace", "0s", "--json", "--no-lock")  # no hub here
         assert gc.returncode == 0, gc.stderr
         report = json.loads(gc.stdout)
         print(f"gc on SeaweedFS: {report['objects_scanned']} objects in "
@@ -467,6 +662,13 @@ async def test_gc_cli_dry_run_json_and_user_mistakes(tmp_path: Path) -> None:
         (["hub", "gc", "--data", str(hub.dir), "--grace", "soon"], "duration"),
         (["hub", "gc", "--data", str(tmp_path / "nope"), "--grace", "1h"], "no such directory"),
         (["hub", "verify", "--store", "s3://b"], "--s3-endpoint"),
+        # a bucket and no registry: gc cannot take the hubs' publish lock
+        (["hub", "gc", "--store", "s3://b", "--s3-endpoint", "http://127.0.0.1:9",
+          "--grace", "1h"], "--no-lock"),
+        (["hub", "gc", "--data", str(hub.dir), "--grace", "1h", "--no-lock", "--registry",
+          "sqlite:x"], "not both"),
+        (["hub", "gc", "--data", str(hub.dir), "--grace", "1h", "--registry", "mysql://x"],
+         "expected postgresql"),
         (["hub", "mirror", "--data", str(hub.dir), "--to", "s3://b"], "endpoint"),
     ]:
         out = zosnode(*argv)
@@ -540,6 +742,97 @@ def test_gc_process_held_while_hub_push_publishes_through_a_live_hub(tmp_path: P
         assert (report["deleted_releases"], report["deleted_flists"]) == (1, 1)
         missing = [b for b in nxt.block_ids if not (data / layout.block_path(b)).exists()]
         assert missing == []
+        check = zosnode("hub", "verify", "--data", str(data))
+        assert check.returncode == 0, check.stdout + check.stderr
+    finally:
+        assert hub.stop() == 0
+
+
+@pytest.mark.parametrize("phase", ["flists", "blocks"])
+def test_hub_push_waits_for_gc_holding_the_lock_and_resends_what_it_deleted(
+        tmp_path: Path, phase: str) -> None:
+    """End to end: `hub gc` (a process) holds the publish lock inside its first
+    flist or block batch (ZOSNODE_TEST_GC_HOLD_IN); `hub push` meanwhile publishes
+    v3, which reuses v1's retired flist (flists) or v1's retired blocks (blocks).
+    Its publication waits for the lock, is refused (the objects are gone), and
+    push sends them again and retries by itself: exit 0, nothing dangling."""
+    from tests.hub.conftest import spawn_hub
+    from zosnode.trust.keyfile import HEADER
+
+    publisher = key("maint publisher")
+    keyfile = tmp_path / "pub.key"
+    keyfile.write_text(f"{HEADER}\n{bytes(publisher).hex()}\n")
+    keyfile.chmod(0o600)
+    data = tmp_path / "data"
+    data.mkdir()
+    retired_src = random_tree(tmp_path / "retired", 6, 90)
+    retired = image_of(retired_src, tmp_path / "s-retired")
+    kept = image_of(random_tree(tmp_path / "kept", 3, 91), tmp_path / "s-kept")
+    nxt_src = tmp_path / "next"
+    shutil.copytree(retired_src, nxt_src)
+    (nxt_src / "new").write_bytes(os.urandom(250_000))
+    nxt = image_of(nxt_src, tmp_path / "s-next")
+    third = retired if phase == "flists" else nxt
+    (tmp_path / "root1").write_bytes(signed_root(1, KEYS, KEYS, 1))
+    hub = spawn_hub(data, tmp_path / "hub.log", "--publisher", publisher.verify_key.encode().hex())
+    try:
+        url = f"http://{hub.host}:{hub.port}"
+
+        def push_argv(image: Image, version: int, *extra: str) -> list[str]:
+            manifest = tmp_path / f"m{version}"
+            manifest.write_bytes(signed_manifest(
+                "stable", version, KEYS, ((image.flist_id, len(image.flist_bytes)),)))
+            return [sys.executable, "-m", "zosnode", "hub", "push", "--hub", url, "--key",
+                    str(keyfile), "--store", str(image.store.path), "--manifest",
+                    str(manifest), *extra]
+
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        for image, version, extra in ((retired, 1, ("--root", str(tmp_path / "root1"))),
+                                      (kept, 2, ())):
+            done = subprocess.run(push_argv(image, version, *extra), capture_output=True,
+                                  text=True, cwd=REPO, env=env, timeout=120)
+            assert done.returncode == 0, done.stderr
+        for sub in (layout.BLOCKS, layout.FLISTS, layout.CHANNELS, layout.ROOTS):
+            age_everything(data / sub, 3 * DAY)
+        hold = tmp_path / "hold"
+        gc = subprocess.Popen(
+            [sys.executable, "-m", "zosnode", "hub", "gc", "--data", str(data), "--grace", "1d",
+             "--keep", "1", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, cwd=REPO,
+            env={**env, "ZOSNODE_TEST_GC_HOLD": str(hold), "ZOSNODE_TEST_GC_HOLD_IN": phase})
+        pusher = None
+        try:
+            end = time.monotonic() + 60
+            while not Path(f"{hold}.marked").exists():
+                assert gc.poll() is None, gc.stderr.read() if gc.stderr else ""
+                assert time.monotonic() < end, "gc never reached its batch"
+                time.sleep(0.05)
+            started = time.monotonic()
+            pusher = subprocess.Popen(push_argv(third, 3), stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
+            time.sleep(2.0)  # push asks what the hub lacks and reaches the lock
+            assert pusher.poll() is None, "push did not wait for gc's lock"
+            hold.touch()
+            out, err = gc.communicate(timeout=120)
+            pushed, push_err = pusher.communicate(timeout=120)
+            print(f"push held {time.monotonic() - started:.2f} s behind gc's {phase} batch")
+        finally:
+            for proc in (gc, pusher):
+                if proc is not None and proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+        assert gc.returncode == 0, err
+        assert pusher.returncode == 0, push_err
+        assert "since we asked (hub gc?)" in push_err, push_err
+        report = json.loads(out)
+        print(f"gc: deleted {report['deleted_flists']} flists, {report['deleted_blocks']} "
+              f"blocks in {report['batches']} batches, longest hold {report['max_hold_s']:.3f}"
+              f" s; push: {pushed.strip()}")
+        assert report["lost"] == [] and report["locked"]
+        assert (report["deleted_flists"] if phase == "flists" else report["deleted_blocks"]) > 0
+        assert_every_flist_whole(data)
+        head = stored_manifest((data / layout.manifest_path("stable")).read_bytes())
+        assert head.version == 3 and [p.id for p in head.flists] == [third.flist_id]
         check = zosnode("hub", "verify", "--data", str(data))
         assert check.returncode == 0, check.stdout + check.stderr
     finally:

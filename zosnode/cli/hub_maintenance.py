@@ -14,6 +14,7 @@ import os
 import re
 import sys
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 
 import trio
@@ -21,8 +22,10 @@ import trio
 from zosnode.cli.group import add_command
 from zosnode.cli.meter import Meter, human_bytes
 from zosnode.errors import UserError
-from zosnode.hub.gc import GcError, GcPolicy, collect
+from zosnode.hub.gc import GcError, GcPolicy, GcReport, Lock, collect
 from zosnode.hub.mirror import mirror
+from zosnode.hub.registry import Registry, RegistryError
+from zosnode.hub.registry_db import open_backend
 from zosnode.hub.s3 import S3Storage
 from zosnode.hub.storage import LocalStorage, Storage, StorageError
 from zosnode.hub.verify import verify
@@ -56,6 +59,13 @@ def register(commands: Any) -> None:
     gc.add_argument("--keep", type=int, metavar="N",
                     help="release records kept per channel, newest first (default: all)")
     gc.add_argument("--dry-run", action="store_true", help="say what would go, delete nothing")
+    gc.add_argument("--registry", metavar="URL",
+                    help="the hubs' registry, whose publish lock gc deletes under: "
+                         "postgresql://... or sqlite:PATH (as hub serve; default: "
+                         "DIR/.hub/registry.sqlite3)")
+    gc.add_argument("--no-lock", action="store_true",
+                    help="delete without the publish lock: only safe when no hub is "
+                         "publishing (needed with --store and no --registry)")
 
     ver = add_command(commands, "verify", "re-hash every stored object; exit 1 if any is bad",
                       _verify)
@@ -140,9 +150,14 @@ def _rate(size: int, seconds: float) -> str:
     return f"{human_bytes(size / max(seconds, 1e-6))}/s"
 
 
-# Fault injection for the race test (tests/hub/test_maintenance.py): gc writes
-# FILE.marked after its mark, then waits (at most 120 s) for FILE to exist.
+# Fault injection for the race tests (tests/hub/test_maintenance.py): gc writes
+# FILE.marked after its mark, then waits (at most 120 s) for FILE to exist;
+# with HOLD_IN_ENV set to a phase (releases, flists, blocks) it does so in
+# that phase's first delete batch instead, holding the publish lock.
 HOLD_ENV = "ZOSNODE_TEST_GC_HOLD"
+HOLD_IN_ENV = "ZOSNODE_TEST_GC_HOLD_IN"
+# How long gc waits for a publication to release the publish lock.
+GC_LOCK_WAIT_S = 300.0
 
 
 async def _no_hold() -> None:
@@ -157,6 +172,20 @@ async def _hold(path: str) -> None:
             await trio.sleep(0.05)
 
 
+def _gc_registry(args: argparse.Namespace) -> Registry | None:
+    """The registry whose publish lock gc deletes under; None: no lock."""
+    if args.no_lock:
+        if args.registry:
+            raise UserError("give --registry URL or --no-lock, not both")
+        return None
+    if args.registry is None and args.dry_run:
+        return None  # deletes nothing: no publication to keep out
+    if args.registry is None and not args.data:
+        raise UserError("hub gc --store: give --registry URL (the hubs' registry: gc "
+                        "deletes under its publish lock), or --no-lock if no hub publishes")
+    return Registry(open_backend(args.registry, args.data))
+
+
 def _gc(args: argparse.Namespace) -> int:
     grace = parse_duration(args.grace)
     try:
@@ -164,14 +193,42 @@ def _gc(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UserError(str(exc)) from None
     storage = open_storage(args)
+    registry = _gc_registry(args)
+    lock: Lock | None = None
+    if registry is not None:
+        held = registry
+
+        def lock() -> AbstractAsyncContextManager[None]:
+            return held.publish_lock(GC_LOCK_WAIT_S)
+
     meter = Meter()
     hold = os.environ.get(HOLD_ENV)
+    hold_in = os.environ.get(HOLD_IN_ENV)
+
+    async def in_batch(phase: str) -> None:
+        nonlocal hold_in
+        if hold and phase == hold_in:
+            hold_in = None  # the first batch of that phase only
+            await _hold(hold)
+
+    async def work() -> GcReport:
+        try:
+            return await collect(
+                storage, policy, dry_run=args.dry_run, progress=meter, lock=lock,
+                after_mark=(lambda: _hold(hold)) if hold and not hold_in else _no_hold,
+                in_batch=in_batch)
+        finally:
+            if registry is not None:
+                await registry.aclose()
+
     try:
-        report = _run([storage], lambda: collect(
-            storage, policy, dry_run=args.dry_run, progress=meter,
-            after_mark=(lambda: _hold(hold)) if hold else _no_hold))
+        report = _run([storage], work)
     except GcError as exc:
         raise UserError(str(exc)) from None
+    except RegistryError as exc:
+        # The lock cannot be had (database down, a publication holding it
+        # too long): nothing is half-done, gc can simply run again.
+        raise UserError(f"hub gc: publish lock: {exc}") from None
     meter.finish()
     verb = "would delete" if args.dry_run else "deleted"
     for key in report.lost:
@@ -182,7 +239,10 @@ def _gc(args: argparse.Namespace) -> int:
              f"{report.seconds:.1f} s; live {report.flists_live} flists, {report.blocks_live} "
              f"blocks; {verb} {report.deleted_blocks} blocks, {report.deleted_flists} flists, "
              f"{report.deleted_releases} release records ({human_bytes(report.bytes_freed)}); "
-             f"kept {report.kept_young} young, {report.rescued} rescued by the publish guard")
+             f"kept {report.kept_young} young, {report.rescued} rescued by the publish guard; "
+             f"{report.batches} batch(es)"
+             + (f" under the publish lock, longest hold {report.max_hold_s:.2f} s"
+                if report.locked else " without the publish lock"))
     return 1 if report.lost else 0
 
 

@@ -20,20 +20,34 @@ flists, then blocks, so nothing left ever points at what is gone.
 The race with a publish: new objects are young, so the grace period keeps
 them. The danger is an old, unreferenced block or flist that a publish
 starts to use again (push asks what the hub lacks, so it does not upload it
-again). Hence the guard: after the mark, and again before each delete phase
-and at least once a second while deleting, gc re-reads the flists, tags,
-channel pointers and release records; whatever appeared since is marked
-live (with what it references) and taken off the sweep list. Before each
-delete the object is stat'ed again and kept if it has become young. At the
-end a last re-read checks that nothing now live was deleted (the window is
-at most one re-check interval); if something was, gc names it and exits 1
-so the operator re-runs `hub push`, which uploads what the hub lacks.
+again). The hub checks that an flist's blocks, a tag's flist and a
+manifest's flists are present, and writes it, under the shared publish lock
+(the registry's: an flock beside the SQLite file, or a PostgreSQL advisory
+lock). gc deletes in batches (at most BATCH_MAX deletes and BATCH_S seconds
+of deleting per batch, never across phases), each under that same lock and
+after a re-read, under the lock, of the flists, tags, channel pointers and
+release records: whatever appeared since is marked live (with what it
+references) and kept. So, for a publish that reuses a doomed object:
+
+- committed before the batch took the lock: the re-read sees it, the object
+  is kept;
+- checked after the batch released the lock: the object is already gone,
+  the hub refuses the publication (missing-blocks / missing-flists), and
+  `hub push` sends what the hub now lacks and retries once.
+
+No flist, tag or manifest the hub accepts ever names an object gc deleted.
+Each object is also stat'ed just before its delete and kept if it has
+become young (uploaded again). Without the lock (`lock=None`: `--no-lock`,
+only safe when no hub is publishing) the re-reads still run before each
+batch, and a last re-read names anything now live that was deleted
+(`lost`, exit 1: re-run `hub push`). With the lock, `lost` stays empty.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 
 from zosnode import layout
@@ -47,7 +61,10 @@ from zosnode.hub.publish import stored_manifest
 from zosnode.hub.storage import Storage
 from zosnode.trust.errors import TrustError
 
-RECHECK_S = 1.0
+# One lock hold: publishes wait at most about this long for a batch.
+BATCH_MAX = 256
+BATCH_S = 1.0
+Lock = Callable[[], AbstractAsyncContextManager[None]]
 
 
 class GcError(ZosError):
@@ -81,14 +98,27 @@ class GcReport:
     deleted_blocks: int = 0
     bytes_freed: int = 0
     lost: list[str] = field(default_factory=list)
+    locked: bool = False
+    batches: int = 0
+    max_hold_s: float = 0.0  # the longest lock hold (re-read and deletes)
     seconds: float = 0.0
 
 
 Hook = Callable[[], Awaitable[None]]
+BatchHook = Callable[[str], Awaitable[None]]
 
 
 async def _nothing() -> None:
     return None
+
+
+async def _nothing_in(_phase: str) -> None:
+    return None
+
+
+@asynccontextmanager
+async def _unlocked() -> AsyncIterator[None]:
+    yield
 
 
 def retained_versions(versions: list[int], head: int | None, keep: int | None) -> set[int]:
@@ -194,13 +224,15 @@ class _Marker:
 
 async def collect(storage: Storage, policy: GcPolicy, *, now: Callable[[], float] = time.time,
                   dry_run: bool = False, progress: Progress | None = None,
-                  after_mark: Hook = _nothing, recheck: bool = True) -> GcReport:
-    """Run gc on `storage`. `after_mark` runs between the mark and the sweep (a test
-    forces a race there); `recheck=False` turns the publish guard off (for the
-    test that shows it matters)."""
+                  lock: Lock | None = None, after_mark: Hook = _nothing,
+                  in_batch: BatchHook = _nothing_in, recheck: bool = True) -> GcReport:
+    """Run gc on `storage`, each delete batch under `lock` (the hubs' publish lock;
+    None: no lock). `after_mark` runs between the mark and the sweep, `in_batch`
+    inside each batch's lock hold after its re-read (tests force races there);
+    `recheck=False` turns the re-reads off (for the test that shows they matter)."""
     meter = progress or Progress()
     started = time.monotonic()
-    report = GcReport(dry_run=dry_run)
+    report = GcReport(dry_run=dry_run, locked=lock is not None)
     t0 = now()
     meter.phase("list", 0, 0)
     objects = await inventory.walk(storage, [layout.BLOCKS, layout.FLISTS, layout.CHANNELS])
@@ -233,50 +265,61 @@ async def collect(storage: Storage, policy: GcPolicy, *, now: Callable[[], float
     await after_mark()
     deleted_blocks: set[str] = set()
     deleted_flists: set[str] = set()
-    last_check = [time.monotonic()]
+    hold = lock or _unlocked
 
-    async def guard(force: bool) -> None:
-        if recheck and (force or time.monotonic() - last_check[0] >= RECHECK_S):
-            await marker.read(now())
-            last_check[0] = time.monotonic()
+    async def sweep(phase: str, obj: Listed) -> None:
+        parsed = parse_path(obj.key)
+        assert parsed is not None  # only parsed keys were doomed
+        if phase == "releases":
+            if obj.key in marker.releases:
+                report.rescued += 1
+                return
+        else:
+            live = marker.blocks if phase == "blocks" else marker.flists
+            if parsed.object_id in live:
+                report.rescued += 1
+                return
+        if not dry_run:
+            fresh = await inventory.stat(storage, obj.key)
+            if fresh is None:
+                return
+            if fresh.mtime >= now() - policy.grace_s:
+                report.rescued += 1  # uploaded again meanwhile
+                return
+            await inventory.delete(storage, obj.key)
+        if phase == "blocks":
+            assert parsed.object_id is not None
+            deleted_blocks.add(parsed.object_id)
+            report.deleted_blocks += 1
+        elif phase == "flists":
+            assert parsed.object_id is not None
+            deleted_flists.add(parsed.object_id)
+            report.deleted_flists += 1
+        else:
+            report.deleted_releases += 1
+        report.bytes_freed += obj.size
+        meter.add(1, obj.size)
 
     for phase in ("releases", "flists", "blocks"):
-        await guard(True)
         todo = doomed[phase]
         meter.phase(f"delete {phase}", len(todo), sum(o.size for o in todo))
-        for obj in todo:
-            await guard(False)
-            parsed = parse_path(obj.key)
-            assert parsed is not None  # only parsed keys were doomed
-            if phase == "releases":
-                if obj.key in marker.releases:
-                    report.rescued += 1
-                    continue
-            else:
-                live = marker.blocks if phase == "blocks" else marker.flists
-                if parsed.object_id in live:
-                    report.rescued += 1
-                    continue
-            if not dry_run:
-                fresh = await inventory.stat(storage, obj.key)
-                if fresh is None:
-                    continue
-                if fresh.mtime >= now() - policy.grace_s:
-                    report.rescued += 1  # uploaded again meanwhile
-                    continue
-                await inventory.delete(storage, obj.key)
-            if phase == "blocks":
-                assert parsed.object_id is not None
-                deleted_blocks.add(parsed.object_id)
-                report.deleted_blocks += 1
-            elif phase == "flists":
-                assert parsed.object_id is not None
-                deleted_flists.add(parsed.object_id)
-                report.deleted_flists += 1
-            else:
-                report.deleted_releases += 1
-            report.bytes_freed += obj.size
-            meter.add(1, obj.size)
+        at = 0
+        while at < len(todo):
+            async with hold():
+                taken = time.monotonic()
+                report.batches += 1
+                # Under the lock: every flist, tag and manifest a publish
+                # committed is visible now, and none can be committed until
+                # this batch's deletes are done.
+                if recheck:
+                    await marker.read(now())
+                await in_batch(phase)
+                first, end = at, min(len(todo), at + BATCH_MAX)
+                deleting = time.monotonic()
+                while at < end and (at == first or time.monotonic() - deleting < BATCH_S):
+                    await sweep(phase, todo[at])
+                    at += 1
+                report.max_hold_s = max(report.max_hold_s, time.monotonic() - taken)
     if recheck and not dry_run:
         await marker.read(now())
         report.lost = sorted([layout.block_path(b) for b in deleted_blocks & marker.blocks]

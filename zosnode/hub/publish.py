@@ -15,6 +15,11 @@ upload leaves nothing visible. The rules:
   schema, channel, expiry), be newer than the channel's current manifest, and
   pin only flists present here. It is stored as the channel's manifest and
   as releases/<version>.manifest.
+
+The presence checks and the writes of flists, tags and manifests (and of
+roots) run under the shared publish lock, which `hub gc` also holds around
+each batch of deletes (`zosnode.hub.gc`): gc never deletes an object between
+such a check and its write.
 """
 
 from __future__ import annotations
@@ -93,7 +98,8 @@ class Publisher:
         # concurrent publications cannot both pass "newer" and land in the
         # wrong order. `lock` serialises them across every hub replica on
         # the store (the registry database's publish lock); the trio lock,
-        # within this process.
+        # within this process. Flists and tags take `lock` too, around their
+        # presence check and write: `hub gc` deletes under it.
         self._shared_lock = lock
         self._trust_lock = trio.Lock()
 
@@ -120,8 +126,16 @@ class Publisher:
         kind = obj.kind
         if kind in (ObjectKind.BLOCK, ObjectKind.FLIST):
             check_content_id(obj, body)
-            if kind is ObjectKind.FLIST:
-                blocks = flist_block_ids(body)
+            if kind is ObjectKind.BLOCK:
+                # No lock: a block is content-addressed and young, and gc
+                # never deletes a block younger than its grace period.
+                await self.storage.put(obj.path, body)
+                return [obj.path]
+            blocks = flist_block_ids(body)
+            # Check and write under the publish lock `hub gc` deletes under:
+            # a block gc deletes is gone before this check, or seen by gc's
+            # re-read (under the lock) once this flist is stored.
+            async with self._shared_lock():
                 missing = [b for b in blocks
                            if not await self.storage.exists(layout.block_path(b))]
                 if missing:
@@ -129,13 +143,15 @@ class Publisher:
                         "missing-blocks",
                         f"flist references {len(missing)} block(s) not on this hub, "
                         f"first {missing[0]}")
-            await self.storage.put(obj.path, body)
+                await self.storage.put(obj.path, body)
             return [obj.path]
         if kind is ObjectKind.TAG:
             fid = parse_tag(body)
-            if not await self.storage.exists(layout.flist_path(fid)):
-                raise PublishRefused("missing-flists", f"tag names flist {fid}, not on this hub")
-            await self.storage.put(obj.path, body)
+            async with self._shared_lock():  # as for an flist: gc deletes flists under it
+                if not await self.storage.exists(layout.flist_path(fid)):
+                    raise PublishRefused("missing-flists",
+                                         f"tag names flist {fid}, not on this hub")
+                await self.storage.put(obj.path, body)
             return [obj.path]
         if kind is ObjectKind.ROOT:
             async with self._trust_lock, self._shared_lock():

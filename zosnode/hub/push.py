@@ -40,6 +40,14 @@ class PushError(ZosError):
     """The hub refused a publication or could not be reached."""
 
 
+class PushRefused(PushError):
+    """The hub refused one publication; `reason` is its label (missing-blocks...)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 @dataclass
 class PushReport:
     """What a push sent: only what the hub lacked (of `blocks_total`, the blocks the
@@ -82,8 +90,9 @@ class _Hub:
     async def put(self, key: str, body: bytes) -> None:
         reply = await self.call("PUT", "/" + key, body, signed=True)
         if reply.status != 201:
-            raise PushError(f"hub refused {key}: HTTP {reply.status} "
-                            f"{reply.body.decode('utf-8', 'replace').strip()[:300]}")
+            text = reply.body.decode("utf-8", "replace").strip()[:300]
+            raise PushRefused(text.split(":", 1)[0] if reply.status == 422 else "",
+                              f"hub refused {key}: HTTP {reply.status} {text}")
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -131,16 +140,15 @@ async def push(
         progress(f"{len(encoded)} flist(s), {len(blocks)} block(s); hub lacks "
                  f"{len(missing_blocks)} block(s) and {len(missing_flists)} flist(s)")
         await _push_blocks(hub, store, missing_blocks, parallel, report, progress)
-        for fid, data in encoded.items():
+        sender = _Sender(hub, store, encoded, parallel, report, progress)
+        for fid in encoded:
             if fid in missing_flists:
-                await hub.put(layout.flist_path(fid), data)
-                report.flists_sent += 1
-                progress(f"flist {fid[:16]}… sent")
+                await sender.flist(fid)
         for name, fid in sorted(tags.items()):
             have = await hub.call("GET", "/" + layout.tag_path(name))
             if have.status == 200 and have.body == f"{fid}\n".encode():
                 continue
-            await hub.put(layout.tag_path(name), f"{fid}\n".encode())
+            await sender.again_if_lost(layout.tag_path(name), f"{fid}\n".encode(), [fid])
             report.tags_sent += 1
             progress(f"tag {name} -> {fid[:16]}…")
         if manifest is not None:
@@ -148,7 +156,8 @@ async def push(
                 m = stored_manifest(manifest)
             except ZosError as exc:
                 raise PushError(f"manifest does not decode: {exc}") from None
-            await hub.put(layout.manifest_path(m.channel), manifest)
+            await sender.again_if_lost(layout.manifest_path(m.channel), manifest,
+                                       [p.id for p in m.flists])
             report.manifest = f"{m.channel} v{m.version}"
             progress(f"manifest {m.channel} v{m.version} published")
     finally:
@@ -197,6 +206,54 @@ async def _push_root(hub: _Hub, data: bytes, report: PushReport, progress: Progr
     await hub.put(layout.root_path(version), data)
     report.roots_sent += 1
     progress(f"root {version} published")
+
+
+class _Sender:
+    """Flists, tags and the manifest, each sent again once if the hub lost, between
+    our missing-objects query and the publication, an old object it reuses (a
+    `hub gc` deleted it: the hub then refuses with missing-blocks/-flists)."""
+
+    def __init__(self, hub: _Hub, store: LocalStore, encoded: dict[str, bytes], parallel: int,
+                 report: PushReport, progress: Progress) -> None:
+        self.hub, self.store, self.encoded = hub, store, encoded
+        self.parallel, self.report, self.progress = parallel, report, progress
+
+    async def flist(self, fid: str) -> None:
+        data = self.encoded.get(fid)
+        if data is None:
+            try:
+                data = self.store.resolve(fid)
+            except ZosError as exc:
+                raise PushError(f"the hub lacks flist {fid}, not in the local store either: "
+                                f"{exc}") from None
+        key = layout.flist_path(fid)
+        try:
+            await self.hub.put(key, data)
+        except PushRefused as exc:
+            if exc.reason != "missing-blocks":
+                raise
+            lost = await _missing(self.hub, "blocks", list(dict.fromkeys(flist_block_ids(data))))
+            self.progress(f"the hub lost {len(lost)} block(s) of flist {fid[:16]}… since we "
+                          f"asked (hub gc?): sending them, then the flist again")
+            await _push_blocks(self.hub, self.store, lost, self.parallel, self.report,
+                               self.progress)
+            await self.hub.put(key, data)
+        self.report.flists_sent += 1
+        self.progress(f"flist {fid[:16]}… sent")
+
+    async def again_if_lost(self, key: str, body: bytes, flists: list[str]) -> None:
+        """PUT a tag or manifest naming `flists`; once more after re-sending lost ones."""
+        try:
+            await self.hub.put(key, body)
+        except PushRefused as exc:
+            if exc.reason != "missing-flists":
+                raise
+            lost = await _missing(self.hub, "flists", list(dict.fromkeys(flists)))
+            self.progress(f"the hub lost {len(lost)} flist(s) for {key} since we asked "
+                          f"(hub gc?): sending them, then {key} again")
+            for fid in lost:
+                await self.flist(fid)
+            await self.hub.put(key, body)
 
 
 async def _push_blocks(hub: _Hub, store: LocalStore, ids: list[str], parallel: int,
