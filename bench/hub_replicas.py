@@ -2,7 +2,7 @@
 
     python3 bench/hub_replicas.py [--nodes 500] [--rounds 1]
 
-Figures: BENCHMARKS.md and bench/hub.md, "boot storm with replicas".
+Figures: bench/hub.md and BENCHMARKS.md, "Boot storm with 1 and 3 replicas".
 
 The deployment an operator runs (docs/operations.md): `hub serve` replicas on
 one SeaweedFS bucket (`--store s3://...`) and one PostgreSQL registry, nginx
@@ -42,7 +42,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.hub_bootstorm import build_data, cpu_seconds  # noqa: E402
+from bench.hub_bootstorm import PeakRss, build_data, cpu_seconds  # noqa: E402
 
 HUB_PORTS = (7101, 7102, 7103)
 LB_PORT = 7110
@@ -189,6 +189,9 @@ def main() -> int:
                           f"nginx {r['nginx_us']:.0f} weed {r['weed_us']:.0f}", flush=True)
                     if r["errors"]:
                         print("   ", r["first_errors"], flush=True)
+            # VmHWM: each replica's peak over the whole run (replica 1 serves
+            # both hub cases); an S3 object is held whole while it is sent.
+            rss = [PeakRss(h.pid).kib() / 1024 for h in hubs]
         finally:
             for proc in reversed(procs):
                 stop(proc)
@@ -197,6 +200,8 @@ def main() -> int:
           f"Python {platform.python_version()}, load {os.getloadavg()[0]:.2f}")
     print(f"boot storm: {args.nodes} nodes x (manifest + flist + {len(data['boot']) - 2} "
           f"blocks, {data['boot_bytes'] / 1e6:.2f} MB), {args.rounds} round(s)")
+    print("hub peak RSS (VmHWM) per replica: "
+          + ", ".join(f"{m:.0f} MiB" for m in rss))
     print()
     static = [r["rps"] for r in results["nginx static"]]
     print("| case | req/s | / nginx static | MB/s | p50/p99 ms | errors "
