@@ -38,6 +38,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -77,7 +78,8 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def run_client(ns: str, port: int, workers: list, deadline: float) -> dict:
+def run_client(ns: str, port: int, workers: list[list[tuple[str, str | None]]],
+               deadline: float) -> dict[str, Any]:
     """bench/hub_bootstorm.py's client process, run inside the namespace."""
     from tests.lab.netns import nsexec
 
@@ -93,7 +95,7 @@ def run_client(ns: str, port: int, workers: list, deadline: float) -> dict:
         os.unlink(f.name)
     if out.returncode != 0:
         raise RuntimeError(f"client failed: {out.stderr[-2000:]}")
-    result: dict = json.loads(out.stdout)
+    result: dict[str, Any] = json.loads(out.stdout)
     return result
 
 
@@ -118,7 +120,7 @@ def main() -> int:
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env["PYTHONPATH"] = str(REPO)
-    results: dict[str, list[dict]] = {"1 replica": [], "3 replicas + nginx LB": [],
+    results: dict[str, list[dict[str, Any]]] = {"1 replica": [], "3 replicas + nginx LB": [],
                                       "nginx static": []}
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory(prefix="hub-replicas-") as tmp_s, \
@@ -168,10 +170,11 @@ def main() -> int:
                 wait_http(sw.ns, f"http://127.0.0.1:{port}/channels/stable/manifest", proc,
                           work / "error.log")
             # (name, port, hub pids, nginx pids): CPU is counted per kind.
-            cases = (("1 replica", HUB_PORTS[0], [hubs[0].pid], []),
-                     ("3 replicas + nginx LB", LB_PORT, [h.pid for h in hubs],
-                      [nginx_procs["lb"].pid]),
-                     ("nginx static", STATIC_PORT, [], [nginx_procs["static"].pid]))
+            cases: list[tuple[str, int, list[int], list[int]]] = [
+                ("1 replica", HUB_PORTS[0], [hubs[0].pid], []),
+                ("3 replicas + nginx LB", LB_PORT, [h.pid for h in hubs],
+                 [nginx_procs["lb"].pid]),
+                ("nginx static", STATIC_PORT, [], [nginx_procs["static"].pid])]
             for rnd in range(args.rounds):
                 for name, port, hub_pids, nginx_pids in cases:
                     kinds = {"hub_us": hub_pids, "nginx_us": nginx_pids, "weed_us": [sw.pid]}
