@@ -34,7 +34,7 @@ from zosnode.hub.mirror import mirror
 from zosnode.hub.publish import Publisher, PublishRefused, stored_manifest
 from zosnode.hub.registry import Registry
 from zosnode.hub.registry_db import SqliteRegistry
-from zosnode.hub.storage import LocalStorage
+from zosnode.hub.storage import LocalStorage, StorageError
 from zosnode.hub.verify import verify
 
 REPO = Path(__file__).resolve().parents[2]
@@ -416,6 +416,46 @@ async def test_a_manifest_reusing_a_doomed_flist_waits_then_is_refused(tmp_path:
     assert (await verify(hub.storage)).problems == []
     await hub_side.aclose()
     await gc_side.aclose()
+
+
+class SlowHeads(LocalStorage):
+    """Each presence check takes 2 ms (an S3 HEAD); one given key fails."""
+
+    failing: str | None = None
+    asked = 0
+
+    async def exists(self, key: str) -> bool:
+        self.asked += 1
+        await trio.sleep(0.002)
+        if key == self.failing:
+            raise StorageError(f"S3 HEAD {key}: HTTP 500")
+        return await super().exists(key)
+
+
+async def test_an_flists_presence_check_under_the_lock_asks_8_at_a_time(
+        autojump_clock: trio.abc.Clock, tmp_path: Path) -> None:
+    """The check holds the publish lock (gc waits for it): 1,400 HEADs of 2 ms take
+    0.35 s, not 2.8 s; a store failure is one StorageError (the hub's 503)."""
+
+    storage = SlowHeads(str(tmp_path / "data"))
+    await storage.prepare()
+    pub = Publisher(storage)
+    image = image_of(random_tree(tmp_path / "t", 3, 95), tmp_path / "st")
+    for bid in image.block_ids:
+        await pub.put(layout.block_path(bid), image.store.get_block(bid), int(time.time()))
+    keys = [layout.block_path(b) for b in image.block_ids] * 700
+    storage.asked = 0
+    t0 = trio.current_time()
+    assert await pub.missing(keys) == []
+    took = trio.current_time() - t0
+    print(f"{len(keys)} presence checks of 2 ms: {took:.2f} s under the lock")
+    assert storage.asked == len(keys) and took < len(keys) * 0.002 / 4
+    absent = layout.block_path("ab" * 32)
+    assert await pub.missing(keys[:5] + [absent] + keys[:5]) == [absent]
+    storage.failing = keys[3]
+    with pytest.raises(StorageError):
+        await pub.put(layout.flist_path(image.flist_id), image.flist_bytes, int(time.time()))
+    assert not (tmp_path / "data" / layout.flist_path(image.flist_id)).exists()
 
 
 def zosnode(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -34,7 +34,7 @@ from zosnode.flist import format as flist_format
 from zosnode.flist.errors import FlistError
 from zosnode.http.messages import Body
 from zosnode.hub.objects import ObjectKind, ObjectPath, parse_path
-from zosnode.hub.storage import Storage
+from zosnode.hub.storage import Storage, StorageError
 from zosnode.trust import envelope
 from zosnode.trust.anchor import verify_self_signed
 from zosnode.trust.errors import TrustError
@@ -80,6 +80,15 @@ def stored_manifest(data: bytes) -> Manifest:
     """Decode a manifest this hub already accepted (it was verified then)."""
     env = envelope.decode(data, max_size=MAX_MANIFEST_BYTES, kind="manifest")
     return decode_manifest_body(env.body)
+
+
+PRESENCE_PARALLEL = 8
+
+
+def _first(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
 
 
 @asynccontextmanager
@@ -136,13 +145,12 @@ class Publisher:
             # a block gc deletes is gone before this check, or seen by gc's
             # re-read (under the lock) once this flist is stored.
             async with self._shared_lock():
-                missing = [b for b in blocks
-                           if not await self.storage.exists(layout.block_path(b))]
+                missing = await self.missing([layout.block_path(b) for b in blocks])
                 if missing:
                     raise PublishRefused(
                         "missing-blocks",
                         f"flist references {len(missing)} block(s) not on this hub, "
-                        f"first {missing[0]}")
+                        f"first {missing[0].rsplit('/', 1)[-1]}")
                 await self.storage.put(obj.path, body)
             return [obj.path]
         if kind is ObjectKind.TAG:
@@ -164,7 +172,26 @@ class Publisher:
         raise PublishRefused("bad-path", f"{key} cannot be published")
 
     async def missing(self, wanted: list[str]) -> list[str]:
-        return [k for k in wanted if not await self.storage.exists(k)]
+        """The keys of `wanted` not stored, in order. Asked PRESENCE_PARALLEL at a
+        time: this runs under the publish lock, and on S3 each is a HEAD."""
+        present = [True] * len(wanted)
+        todo = iter(range(len(wanted)))
+
+        async def worker() -> None:
+            for i in todo:
+                present[i] = await self.storage.exists(wanted[i])
+
+        try:
+            async with trio.open_nursery() as nursery:
+                for _ in range(min(PRESENCE_PARALLEL, len(wanted))):
+                    nursery.start_soon(worker)
+        except BaseExceptionGroup as group:
+            # The store failed: the one StorageError the caller maps to 503.
+            failed = group.subgroup(lambda e: isinstance(e, StorageError))
+            if failed is None:
+                raise
+            raise _first(failed) from None
+        return [k for k, ok in zip(wanted, present, strict=True) if not ok]
 
     async def _put_root(self, obj: ObjectPath, body: bytes) -> str:
         if len(body) > MAX_ROOT_BYTES:
