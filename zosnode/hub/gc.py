@@ -35,7 +35,9 @@ references) and kept. So, for a publish that reuses a doomed object:
   the hub refuses the publication (missing-blocks / missing-flists), and
   `hub push` sends what the hub now lacks and retries once.
 
-No flist, tag or manifest the hub accepts ever names an object gc deleted.
+So, as long as gc and every hub publishing to the store use the same
+registry (hence the same lock), no flist, tag or manifest a hub accepts
+ever names an object gc deleted.
 Each object is also stat'ed just before its delete and kept if it has
 become young (uploaded again). Without the lock (`lock=None`: `--no-lock`,
 only safe when no hub is publishing) the re-reads still run before each
