@@ -3,7 +3,10 @@
 Order matters and follows the hub's rules: roots first (each chains from the
 last), then missing blocks, then flists (whose blocks are now all there),
 then the manifest (whose flists are now all there). Blocks go over several
-keep-alive connections at once; each request is signed separately.
+keep-alive connections at once; each request is signed separately. A `hub
+gc` may delete an old object we reuse between our missing-objects query and
+the publication that needs it (the hub then refuses it: missing-blocks /
+missing-flists): we ask again, send what is missing and retry that once.
 """
 
 from __future__ import annotations
