@@ -81,9 +81,9 @@ class HubApp:
 
     def body_limit(self, head: Request) -> int:
         """The largest body each route takes, so no route buffers more than it needs."""
-        static = parse_url_path(head.path)
-        if head.method == "PUT" and static is not None:
-            return BODY_CAPS.get(static.kind, 0)
+        if head.method == "PUT":
+            static = parse_url_path(head.path)
+            return BODY_CAPS.get(static.kind, 0) if static is not None else 0
         if head.method == "POST":
             return {"/api/v1/heartbeat": heartbeat.MAX_BYTES,
                     "/api/v1/missing": MISSING_QUERY_BYTES}.get(head.path, 0)
