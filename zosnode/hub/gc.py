@@ -324,8 +324,11 @@ async def collect(storage: Storage, policy: GcPolicy, *, now: Callable[[], float
                 report.max_hold_s = max(report.max_hold_s, time.monotonic() - taken)
     if recheck and not dry_run:
         await marker.read(now())
-        report.lost = sorted([layout.block_path(b) for b in deleted_blocks & marker.blocks]
-                             + [layout.flist_path(f) for f in deleted_flists & marker.flists])
+        # Deleted and needed again is lost only while it is missing: a push
+        # refused by a batch re-sends what the batch deleted.
+        needed = sorted([layout.block_path(b) for b in deleted_blocks & marker.blocks]
+                        + [layout.flist_path(f) for f in deleted_flists & marker.flists])
+        report.lost = [key for key in needed if not await storage.exists(key)]
     report.manifests_retained = len(marker.releases)
     report.flists_live = len(marker.flists)
     report.blocks_live = len(marker.blocks)
