@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.lab import daemon
 from tests.lab.netns import nsexec, run
 
 
@@ -42,20 +43,11 @@ def dnsmasq(ns: str, conf: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]
                    "--pid-file=", f"--conf-file={conf}"),
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 10
-        while b"started" not in log.read_bytes():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"dnsmasq did not start:\n{log.read_text(errors='replace')}")
-            time.sleep(0.05)
+        daemon.wait_ready(proc, lambda: b"started" in log.read_bytes(), "dnsmasq", 10,
+                          lambda: log.read_text(errors="replace"))
         yield proc
     finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
+        daemon.stop(proc)
 
 
 @contextmanager

@@ -11,15 +11,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from tests.lab import daemon
 from tests.lab.netns import nsexec
 
 
@@ -67,17 +66,8 @@ def kea(ns: str, conf: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 env=env)
     try:
-        deadline = time.monotonic() + 15
-        while b"DHCP4_STARTED" not in log.read_bytes():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"kea-dhcp4 did not start:\n{log.read_text(errors='replace')}")
-            time.sleep(0.05)
+        daemon.wait_ready(proc, lambda: b"DHCP4_STARTED" in log.read_bytes(), "kea-dhcp4", 15,
+                          lambda: log.read_text(errors="replace"))
         yield proc
     finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
+        daemon.stop(proc, grace=10)

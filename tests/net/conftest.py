@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.lab import daemon
 from tests.lab.dnsmasq import dhcp_conf, dnsmasq, require_dnsmasq
 from tests.lab.netns import netns, nsexec, require_root, run, unique_name
 
@@ -81,21 +82,12 @@ class Lan:
                    str(log.path)), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=open(self.tmp / f"{name}.err", "wb"), env=env)  # noqa: SIM115
         try:
-            deadline = time.monotonic() + 10
-            while not log.entries():
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    err = (self.tmp / f"{name}.err").read_text(errors="replace")
-                    pytest.fail(f"rogue DHCP server did not start:\n{err}")
-                time.sleep(0.05)
+            daemon.wait_ready(
+                proc, lambda: bool(log.entries()), "rogue DHCP server", 10,
+                lambda: (self.tmp / f"{name}.err").read_text(errors="replace"))
             yield log
         finally:
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    os.kill(proc.pid, signal.SIGKILL)
-                    proc.wait(timeout=5)
+            daemon.stop(proc)
 
 
 class RogueLog:
