@@ -13,7 +13,7 @@ import pytest
 from tests.foundation.conftest import build
 from zosnode.cli.audit_cmd import read_record
 
-NATIVE_DISTS = {"pynacl", "cffi", "cbor2", "xxhash", "pyfuse3"}
+NATIVE_DISTS = {"pynacl", "cffi", "cbor2", "xxhash", "pyfuse3", "backports-zstd"}
 
 
 def run_pyz(pyz: Path, runtime: Path, *argv: str, cwd: Path | None = None
@@ -45,7 +45,7 @@ def test_audit_json_from_a_bare_interpreter_outside_the_checkout(
     assert {p["name"] for p in report["sbom"] if p["native"]} == NATIVE_DISTS
     for dist, where in report["imports"].items():
         assert not where.startswith("FAILED"), (dist, where)
-        if dist in {"pynacl", "cffi", "cbor2", "xxhash", "pyfuse3"}:
+        if dist in NATIVE_DISTS:
             assert where.startswith(str(tmp_path / "rt")), (dist, where)
         else:  # pure Python comes straight from the zip
             assert where.startswith(str(artifact)), (dist, where)

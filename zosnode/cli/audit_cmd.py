@@ -63,6 +63,7 @@ VENDORED_MODULES = {
     "cffi": "_cffi_backend",
     "cbor2": "cbor2._cbor2",
     "xxhash": "xxhash._xxhash",
+    "backports-zstd": "backports.zstd._zstd",
     "pyroute2": "pyroute2",
     "pyfuse3": "pyfuse3",
     "attrs": "attr",
