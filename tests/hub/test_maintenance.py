@@ -142,14 +142,14 @@ async def test_gc_deletes_only_what_nothing_retained_needs(tmp_path: Path) -> No
     assert blocks_on(hub.dir) == before
     report = await collect(hub.storage, GcPolicy(grace_s=DAY, keep=1))
     print(f"gc: {report.objects_scanned} objects in {report.seconds:.3f} s")
-    assert (dry.deleted_blocks, dry.deleted_flists, dry.deleted_releases) == (
-        report.deleted_blocks, report.deleted_flists, report.deleted_releases)
+    assert (dry.deleted['blocks'], dry.deleted['flists'], dry.deleted['releases']) == (
+        report.deleted['blocks'], report.deleted['flists'], report.deleted['releases'])
     after = blocks_on(hub.dir)
     gone_expected = (set(a.block_ids) | set(orphan.block_ids)) - set(b.block_ids) \
         - set(tagged.block_ids)
     assert before - after == gone_expected
     assert set(b.block_ids) | set(tagged.block_ids) | set(young.block_ids) <= after
-    assert report.deleted_releases == 1  # v1's record: outside --keep 1
+    assert report.deleted['releases'] == 1  # v1's record: outside --keep 1
     assert not (hub.dir / layout.flist_path(a.flist_id)).exists()
     assert not (hub.dir / layout.flist_path(orphan.flist_id)).exists()
     for kept in (b, tagged, young):
@@ -160,7 +160,7 @@ async def test_gc_deletes_only_what_nothing_retained_needs(tmp_path: Path) -> No
 
     # Without --keep every release is retained: a second gc finds nothing to do.
     again = await collect(hub.storage, GcPolicy(grace_s=DAY))
-    assert again.deleted_blocks == again.deleted_flists == 0
+    assert again.deleted['blocks'] == again.deleted['flists'] == 0
 
 
 async def _gc_racing_a_publish(tmp_path: Path, recheck: bool) -> tuple[Hub, Image, list[str]]:
@@ -199,7 +199,7 @@ async def _gc_racing_a_publish(tmp_path: Path, recheck: bool) -> tuple[Hub, Imag
         nursery.start_soon(publisher)
         report = await collect(hub.storage, GcPolicy(grace_s=DAY, keep=1), after_mark=hold,
                                recheck=recheck)
-    print(f"gc (recheck={recheck}): deleted {report.deleted_blocks} blocks, "
+    print(f"gc (recheck={recheck}): deleted {report.deleted['blocks']} blocks, "
           f"rescued {report.rescued}, lost {len(report.lost)}")
     return hub, nxt, [k for k in map(layout.block_path, nxt.block_ids)
                       if not (hub.dir / k).exists()]
@@ -364,9 +364,9 @@ async def test_a_publish_holding_the_lock_first_makes_gc_wait_and_keep_its_block
                                lock=watched(gc_side.publish_lock, gc_wants),
                                after_mark=after_mark)
     print(f"gc waited for the publish: rescued {report.rescued}, deleted "
-          f"{report.deleted_blocks} blocks in {report.batches} batches")
+          f"{report.deleted['blocks']} blocks in {report.batches} batches")
     assert report.rescued >= len(reused) and report.lost == []
-    assert report.deleted_flists == 1  # v1's flist went; its blocks are all nxt's
+    assert report.deleted['flists'] == 1  # v1's flist went; its blocks are all nxt's
     assert all((hub.dir / layout.block_path(b)).exists() for b in nxt.block_ids)
     assert assert_every_flist_whole(hub.dir) >= len(nxt.block_ids)
     assert (await verify(hub.storage)).problems == []
@@ -408,7 +408,7 @@ async def test_a_manifest_reusing_a_doomed_flist_waits_then_is_refused(tmp_path:
                                lock=gc_side.publish_lock, in_batch=held)
     assert refused == ["missing-flists"]
     assert stored_manifest((hub.dir / layout.manifest_path("stable")).read_bytes()).version == 2
-    assert report.lost == [] and report.deleted_flists == 1
+    assert report.lost == [] and report.deleted['flists'] == 1
     for record in (hub.dir / layout.releases_folder("stable")).iterdir():
         for pin in stored_manifest(record.read_bytes()).flists:
             assert (hub.dir / layout.flist_path(pin.id)).exists()
@@ -622,8 +622,8 @@ async def test_verify_gc_and_mirror_on_seaweedfs(tmp_path: Path) -> None:
         report = json.loads(gc.stdout)
         print(f"gc on SeaweedFS: {report['objects_scanned']} objects in "
               f"{report['seconds']:.3f} s")
-        assert report["deleted_blocks"] == len(orphan.block_ids)
-        assert report["deleted_flists"] == 0 and report["blocks_live"] == len(a.block_ids)
+        assert report["deleted"]["blocks"] == len(orphan.block_ids)
+        assert report["deleted"]["flists"] == 0 and report["live"]["blocks"] == len(a.block_ids)
         back = tmp_path / "back"
         down = run("hub", "mirror", *bucket, "--to", str(back), "--json")
         assert down.returncode == 0, down.stderr
@@ -693,7 +693,7 @@ async def test_gc_cli_dry_run_json_and_user_mistakes(tmp_path: Path) -> None:
     dry = zosnode("hub", "gc", "--data", str(hub.dir), "--grace", "1d", "--dry-run", "--json")
     assert dry.returncode == 0, dry.stderr
     doc = json.loads(dry.stdout)
-    assert doc["dry_run"] and doc["deleted_blocks"] == len(before) and doc["deleted_flists"] == 1
+    assert doc["dry_run"] and doc["deleted"] == {"blocks": len(before), "flists": 1, "releases": 0}
     assert blocks_on(hub.dir) == before
     assert dry.stderr == ""  # stdout is not a terminal: no progress line
     real = zosnode("hub", "gc", "--data", str(hub.dir), "--grace", "1d")
@@ -775,11 +775,11 @@ def test_gc_process_held_while_hub_push_publishes_through_a_live_hub(tmp_path: P
                 gc.wait()
         assert gc.returncode == 0, err
         report = json.loads(out)
-        print(f"gc held across a push: deleted {report['deleted_blocks']} blocks, "
+        print(f"gc held across a push: deleted {report['deleted']['blocks']} blocks, "
               f"rescued {report['rescued']}")
         assert report["lost"] == [] and report["rescued"] > 0
         # what did go: the retired release's record and its flist
-        assert (report["deleted_releases"], report["deleted_flists"]) == (1, 1)
+        assert (report["deleted"]["releases"], report["deleted"]["flists"]) == (1, 1)
         missing = [b for b in nxt.block_ids if not (data / layout.block_path(b)).exists()]
         assert missing == []
         check = zosnode("hub", "verify", "--data", str(data))
@@ -865,11 +865,11 @@ def test_hub_push_waits_for_gc_holding_the_lock_and_resends_what_it_deleted(
         assert pusher.returncode == 0, push_err
         assert "since we asked (hub gc?)" in push_err, push_err
         report = json.loads(out)
-        print(f"gc: deleted {report['deleted_flists']} flists, {report['deleted_blocks']} "
+        print(f"gc: deleted {report['deleted']['flists']} flists, {report['deleted']['blocks']} "
               f"blocks in {report['batches']} batches, longest hold {report['max_hold_s']:.3f}"
               f" s; push: {pushed.strip()}")
         assert report["lost"] == [] and report["locked"]
-        assert (report["deleted_flists"] if phase == "flists" else report["deleted_blocks"]) > 0
+        assert report["deleted"][phase] > 0
         assert_every_flist_whole(data)
         head = stored_manifest((data / layout.manifest_path("stable")).read_bytes())
         assert head.version == 3 and [p.id for p in head.flists] == [third.flist_id]
@@ -911,15 +911,15 @@ def test_after_gc_the_retained_release_boots_a_node_in_the_namespace_lab(
         gc = zosnode("hub", "gc", "--data", str(data), "--grace", "1d", "--keep", "1", "--json")
         assert gc.returncode == 0, gc.stderr
         report = json.loads(gc.stdout)
-        assert report["deleted_releases"] == 1 and report["deleted_flists"] == 1
-        assert report["deleted_blocks"] == len(v1 - v2)
+        assert report["deleted"]["releases"] == 1 and report["deleted"]["flists"] == 1
+        assert report["deleted"]["blocks"] == len(v1 - v2)
         assert not any((data / layout.block_path(b)).exists() for b in v1 - v2)
         check = zosnode("hub", "verify", "--data", str(data))
         assert check.returncode == 0, check.stdout + check.stderr
         lab.start_node(poll_ms=1500, readiness_ms=6000)
         node_id = lab.wait_node(r"zosnode: ready 2 ([0-9a-f]{64})$", 90).group(1)
         print(f"node {node_id[:12]} booted release 2 after gc deleted "
-              f"{report['deleted_blocks']} block(s)")
+              f"{report['deleted']['blocks']} block(s)")
     finally:
         lab.close()
 

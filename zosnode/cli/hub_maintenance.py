@@ -234,11 +234,12 @@ def _gc(args: argparse.Namespace) -> int:
     for key in report.lost:
         print(f"{key}: deleted while a publish began to use it again: re-run hub push",
               file=sys.stderr)
+    live, gone = report.live, report.deleted
     _summary(args, report,
              f"{report.objects_scanned} objects ({human_bytes(report.bytes_scanned)}) in "
-             f"{report.seconds:.1f} s; live {report.flists_live} flists, {report.blocks_live} "
-             f"blocks; {verb} {report.deleted_blocks} blocks, {report.deleted_flists} flists, "
-             f"{report.deleted_releases} release records ({human_bytes(report.bytes_freed)}); "
+             f"{report.seconds:.1f} s; live {live['flists']} flists, {live['blocks']} "
+             f"blocks; {verb} {gone['blocks']} blocks, {gone['flists']} flists, "
+             f"{gone['releases']} release records ({human_bytes(report.bytes_freed)}); "
              f"kept {report.kept_young} young, {report.rescued} rescued by the publish guard; "
              f"{report.batches} batch(es)"
              + (f" under the publish lock, longest hold {report.max_hold_s:.2f} s"

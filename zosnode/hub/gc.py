@@ -85,22 +85,27 @@ class GcPolicy:
             raise ValueError("--keep must be at least 1")
 
 
+KINDS = ("releases", "flists", "blocks")  # the sweep's order: what refers first goes first
+
+
+def _per_kind() -> dict[str, int]:
+    return dict.fromkeys(KINDS, 0)
+
+
 @dataclass
 class GcReport:
     dry_run: bool = False
+    locked: bool = False
     objects_scanned: int = 0
     bytes_scanned: int = 0
-    manifests_retained: int = 0
-    flists_live: int = 0
-    blocks_live: int = 0
+    # Per kind (KINDS): what the mark found referenced, and what the sweep
+    # deleted (or would have, on a dry run).
+    live: dict[str, int] = field(default_factory=_per_kind)
+    deleted: dict[str, int] = field(default_factory=_per_kind)
+    bytes_freed: int = 0
     kept_young: int = 0
     rescued: int = 0
-    deleted_releases: int = 0
-    deleted_flists: int = 0
-    deleted_blocks: int = 0
-    bytes_freed: int = 0
     lost: list[str] = field(default_factory=list)
-    locked: bool = False
     batches: int = 0
     max_hold_s: float = 0.0  # the longest lock hold (re-read and deletes)
     seconds: float = 0.0
@@ -245,7 +250,7 @@ async def collect(storage: Storage, policy: GcPolicy, *, now: Callable[[], float
     meter.phase("mark", 0, 0)
     await marker.read(t0, [o for o in objects if o.key.startswith(layout.FLISTS + "/")])
     old = t0 - policy.grace_s
-    doomed: dict[str, list[Listed]] = {"releases": [], "flists": [], "blocks": []}
+    doomed: dict[str, list[Listed]] = {kind: [] for kind in KINDS}
     for obj in objects:
         parsed = parse_path(obj.key)
         if parsed is None:
@@ -289,20 +294,14 @@ async def collect(storage: Storage, policy: GcPolicy, *, now: Callable[[], float
                 report.rescued += 1  # uploaded again meanwhile
                 return
             await inventory.delete(storage, obj.key)
-        if phase == "blocks":
+        if phase != "releases":
             assert parsed.object_id is not None
-            deleted_blocks.add(parsed.object_id)
-            report.deleted_blocks += 1
-        elif phase == "flists":
-            assert parsed.object_id is not None
-            deleted_flists.add(parsed.object_id)
-            report.deleted_flists += 1
-        else:
-            report.deleted_releases += 1
+            (deleted_blocks if phase == "blocks" else deleted_flists).add(parsed.object_id)
+        report.deleted[phase] += 1
         report.bytes_freed += obj.size
         meter.add(1, obj.size)
 
-    for phase in ("releases", "flists", "blocks"):
+    for phase in KINDS:
         todo = doomed[phase]
         meter.phase(f"delete {phase}", len(todo), sum(o.size for o in todo))
         at = 0
@@ -329,8 +328,7 @@ async def collect(storage: Storage, policy: GcPolicy, *, now: Callable[[], float
         needed = sorted([layout.block_path(b) for b in deleted_blocks & marker.blocks]
                         + [layout.flist_path(f) for f in deleted_flists & marker.flists])
         report.lost = [key for key in needed if not await storage.exists(key)]
-    report.manifests_retained = len(marker.releases)
-    report.flists_live = len(marker.flists)
-    report.blocks_live = len(marker.blocks)
+    report.live = {"releases": len(marker.releases), "flists": len(marker.flists),
+                   "blocks": len(marker.blocks)}
     report.seconds = time.monotonic() - started
     return report
