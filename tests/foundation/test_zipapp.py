@@ -13,7 +13,8 @@ import pytest
 from tests.foundation.conftest import build
 from zosnode.cli.audit_cmd import read_record
 
-NATIVE_DISTS = {"pynacl", "cffi", "cbor2", "xxhash", "pyfuse3", "backports-zstd"}
+NATIVE_DISTS = {"pynacl", "cffi", "cbor2", "xxhash", "pyfuse3", "backports-zstd",
+                "pyfastcdc"}
 
 
 def run_pyz(pyz: Path, runtime: Path, *argv: str, cwd: Path | None = None

@@ -64,6 +64,8 @@ VENDORED_MODULES = {
     "cbor2": "cbor2._cbor2",
     "xxhash": "xxhash._xxhash",
     "backports-zstd": "backports.zstd._zstd",
+    "pyfastcdc": "pyfastcdc.cy.fastcdc",
+    "typing-extensions": "typing_extensions",
     "pyroute2": "pyroute2",
     "pyfuse3": "pyfuse3",
     "attrs": "attr",
