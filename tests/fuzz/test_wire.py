@@ -17,7 +17,11 @@ from zosnode import canonical
 from zosnode.wire.errors import WireRefused
 from zosnode.wire.heartbeat import (
     DOMAIN,
+    CacheReport,
+    DiskReport,
+    HardwareReport,
     Heartbeat,
+    Refusal,
     ServiceState,
     encode_signed,
 )
@@ -51,8 +55,15 @@ _HB = Heartbeat(
     addresses=("10.0.0.5/24",), audit=("tcp 0.0.0.0:22",), failed_release=2,
     boot_timings_ms={"dhcp": 800, "mount": 1200},
 )
-BODIES = [canonical.dumps(_HB.to_dict())]
-WIRE = [encode_signed(_HB, NODE)]
+# The later, optional fields too, so mutations reach their decoding.
+_HB_FULL = Heartbeat(
+    **{**_HB.__dict__, "secure_boot": "enabled", "identity_source": "disk",
+       "hardware": HardwareReport(2, 1 << 30, (DiskReport("vda", 1 << 26, "QEMU", "cache"),)),
+       "cache": CacheReport("disk", 1 << 26, 1 << 20, 9, 1, 1),
+       "refusals": (Refusal("mirror", "block id mismatch", 1_700_000_000),)},
+)
+BODIES = [canonical.dumps(_HB.to_dict()), canonical.dumps(_HB_FULL.to_dict())]
+WIRE = [encode_signed(_HB, NODE), encode_signed(_HB_FULL, NODE)]
 
 test_heartbeat_regressions = replay(HEARTBEAT)
 test_heartbeat_cbor_havoc = fuzz(HEARTBEAT, cbor_havoc(BODIES))

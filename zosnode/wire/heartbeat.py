@@ -6,6 +6,10 @@ over `DOMAIN + body`. The node id IS the hex public key, so the hub needs no
 enrolment: a heartbeat proves it came from the holder of that id, and
 `sent_at` lets the hub refuse one older than the last it kept (replays).
 The hub decodes and checks it with `zosnode.wire.heartbeat_verify`.
+
+The fields after `boot_timings_ms` came later: `to_dict` leaves each out while
+it holds its default, so an old hub still takes a heartbeat that says nothing
+new, and the hub takes an old node's heartbeat with them absent.
 """
 
 from __future__ import annotations
@@ -51,6 +55,79 @@ class ServiceState:
         _count("restarts", self.restarts)
 
 
+def _one_of(name: str, value: object, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise WireUsageError(f"{name} must be one of {', '.join(allowed)}")
+    return str(value)
+
+
+IDENTITY_SOURCES = ("tpm", "disk", "ram", "unknown")
+DISK_ROLES = ("cache", "untouched")
+REFUSAL_KINDS = ("dhcp", "manifest", "mirror")
+CACHE_PLACES = ("disk", "ram")
+
+
+@dataclass(frozen=True)
+class DiskReport:
+    name: str  # the kernel's name, e.g. "vda"
+    size_bytes: int
+    model: str
+    role: str  # "cache" (the node writes it) or "untouched"
+
+    def __post_init__(self) -> None:
+        _text("disk name", self.name, 32)
+        _count("disk size", self.size_bytes)
+        _text("disk model", self.model, 64)
+        _one_of("disk role", self.role, DISK_ROLES)
+
+
+@dataclass(frozen=True)
+class HardwareReport:
+    cpus: int
+    memory_bytes: int
+    disks: tuple[DiskReport, ...] = ()
+
+    def __post_init__(self) -> None:
+        _count("cpus", self.cpus)
+        _count("memory", self.memory_bytes)
+        if len(self.disks) > 64 or not all(isinstance(d, DiskReport) for d in self.disks):
+            raise WireUsageError("disks must be at most 64 DiskReport values")
+        object.__setattr__(self, "disks", tuple(self.disks))
+
+
+@dataclass(frozen=True)
+class CacheReport:
+    """The block cache: where it lives, its bound and use, and what it caught."""
+
+    place: str  # "disk" or "ram" (no usable cache disk, or it failed)
+    size_bytes: int  # the bound
+    used_bytes: int
+    hits: int
+    misses: int
+    refetched: int  # blocks read from the disk that failed their id check
+    note: str = ""  # why it is in RAM, when it fell back
+
+    def __post_init__(self) -> None:
+        _one_of("cache place", self.place, CACHE_PLACES)
+        for name in ("size_bytes", "used_bytes", "hits", "misses", "refetched"):
+            _count(f"cache {name}", getattr(self, name))
+        _text("cache note", self.note)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """The last thing of one kind the node refused, why, and when (unix seconds)."""
+
+    kind: str
+    reason: str
+    at: int
+
+    def __post_init__(self) -> None:
+        _one_of("refusal kind", self.kind, REFUSAL_KINDS)
+        _text("refusal reason", self.reason)
+        _count("refusal time", self.at)
+
+
 @dataclass(frozen=True)
 class Heartbeat:
     node_id: str  # hex ed25519 public key
@@ -66,6 +143,12 @@ class Heartbeat:
     audit: tuple[str, ...] = ()
     failed_release: int | None = None
     boot_timings_ms: Mapping[str, int] = field(default_factory=dict)
+    # Optional on the wire (see the module docstring).
+    secure_boot: str = "unknown"
+    identity_source: str = "unknown"  # where the node key came from: tpm, disk, ram
+    hardware: HardwareReport | None = None
+    cache: CacheReport | None = None
+    refusals: tuple[Refusal, ...] = ()  # the last of each kind
 
     def __post_init__(self) -> None:
         if not is_hex_id(self.node_id):
@@ -88,6 +171,16 @@ class Heartbeat:
             _text("timing name", k, 64)
             _count(f"timing {k}", v)
         object.__setattr__(self, "boot_timings_ms", MappingProxyType(timings))
+        _text("secure_boot", self.secure_boot, 32)
+        _one_of("identity_source", self.identity_source, IDENTITY_SOURCES)
+        if self.hardware is not None and not isinstance(self.hardware, HardwareReport):
+            raise WireUsageError("hardware must be a HardwareReport")
+        if self.cache is not None and not isinstance(self.cache, CacheReport):
+            raise WireUsageError("cache must be a CacheReport")
+        kinds = [r.kind for r in self.refusals if isinstance(r, Refusal)]
+        if len(kinds) != len(self.refusals) or len(set(kinds)) != len(kinds):
+            raise WireUsageError("refusals must be Refusal values, one per kind")
+        object.__setattr__(self, "refusals", tuple(self.refusals))
         object.__setattr__(self, "services", tuple(self.services))
         object.__setattr__(self, "addresses", tuple(self.addresses))
         object.__setattr__(self, "audit", tuple(self.audit))
@@ -109,7 +202,31 @@ class Heartbeat:
             "audit": list(self.audit),
             "failed_release": self.failed_release,
             "boot_timings_ms": dict(self.boot_timings_ms),
+            **self._optional(),
         }
+
+    def _optional(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.secure_boot != "unknown":
+            out["secure_boot"] = self.secure_boot
+        if self.identity_source != "unknown":
+            out["identity_source"] = self.identity_source
+        if self.hardware is not None:
+            hw = self.hardware
+            out["hardware"] = {
+                "cpus": hw.cpus, "memory_bytes": hw.memory_bytes,
+                "disks": [{"name": d.name, "size_bytes": d.size_bytes, "model": d.model,
+                           "role": d.role} for d in hw.disks],
+            }
+        if self.cache is not None:
+            c = self.cache
+            out["cache"] = {"place": c.place, "size_bytes": c.size_bytes,
+                            "used_bytes": c.used_bytes, "hits": c.hits, "misses": c.misses,
+                            "refetched": c.refetched, "note": c.note}
+        if self.refusals:
+            out["refusals"] = [{"kind": r.kind, "reason": r.reason, "at": r.at}
+                               for r in self.refusals]
+        return out
 
 
 def encode_signed(hb: Heartbeat, signing_key: nacl.signing.SigningKey) -> bytes:

@@ -14,20 +14,54 @@ import nacl.signing
 
 from zosnode import canonical
 from zosnode.wire.errors import WireRefused, WireUsageError
-from zosnode.wire.heartbeat import DOMAIN, MAX_BYTES, Heartbeat, ServiceState
+from zosnode.wire.heartbeat import (
+    DOMAIN,
+    MAX_BYTES,
+    CacheReport,
+    DiskReport,
+    HardwareReport,
+    Heartbeat,
+    Refusal,
+    ServiceState,
+)
 
 _FIELDS = {
     "node_id", "farm", "channel", "release", "agent_version", "sent_at",
     "uptime_s", "services", "addresses", "audit", "failed_release",
     "boot_timings_ms",
 }
+# Added later: absent means the default (an older node, or nothing to say).
+_OPTIONAL = {"secure_boot", "identity_source", "hardware", "cache", "refusals"}
+_DISK = {"name", "size_bytes", "model", "role"}
+_HARDWARE = {"cpus", "memory_bytes", "disks"}
+_CACHE = {"place", "size_bytes", "used_bytes", "hits", "misses", "refetched", "note"}
+_REFUSAL = {"kind", "reason", "at"}
+
+
+def _shaped(name: str, value: object, keys: set[str]) -> dict[str, Any]:
+    if not isinstance(value, dict) or set(value) != keys:
+        raise WireUsageError(f"{name} must be a map of {', '.join(sorted(keys))}")
+    return value
+
+
+def _list(name: str, value: object) -> list[Any]:
+    if not isinstance(value, list):
+        raise WireUsageError(f"{name} must be a list")
+    return value
+
+
+def _hardware(value: object) -> HardwareReport:
+    hw = _shaped("hardware", value, _HARDWARE)
+    disks = tuple(DiskReport(**_shaped("disk", d, _DISK))
+                  for d in _list("disks", hw["disks"]))
+    return HardwareReport(cpus=hw["cpus"], memory_bytes=hw["memory_bytes"], disks=disks)
 
 
 def from_dict(d: Mapping[str, Any]) -> Heartbeat:
     """The heartbeat whose `Heartbeat.to_dict` is `d`; WireUsageError unless exactly that shape."""
-    if set(d) != _FIELDS:
+    if not _FIELDS <= set(d) <= _FIELDS | _OPTIONAL:
         # Keys may be integers too: name them by repr, never sort text with ints.
-        odd = sorted(repr(k) for k in set(d) ^ _FIELDS)
+        odd = sorted(repr(k) for k in (set(d) - _FIELDS - _OPTIONAL) | (_FIELDS - set(d)))
         raise WireUsageError(f"fields differ from the heartbeat's: {', '.join(odd)}")
     services = d["services"]
     if not isinstance(services, list) or not all(
@@ -39,7 +73,7 @@ def from_dict(d: Mapping[str, Any]) -> Heartbeat:
             raise WireUsageError(f"{name} must be a list")
     if not isinstance(d["boot_timings_ms"], dict):
         raise WireUsageError("boot_timings_ms must be a map")
-    return Heartbeat(
+    hb = Heartbeat(
         node_id=d["node_id"], farm=d["farm"], channel=d["channel"],
         release=d["release"], agent_version=d["agent_version"],
         sent_at=d["sent_at"], uptime_s=d["uptime_s"],
@@ -48,7 +82,17 @@ def from_dict(d: Mapping[str, Any]) -> Heartbeat:
         addresses=tuple(d["addresses"]), audit=tuple(d["audit"]),
         failed_release=d["failed_release"],
         boot_timings_ms=d["boot_timings_ms"],
+        secure_boot=d.get("secure_boot", "unknown"),
+        identity_source=d.get("identity_source", "unknown"),
+        hardware=_hardware(d["hardware"]) if "hardware" in d else None,
+        cache=CacheReport(**_shaped("cache", d["cache"], _CACHE)) if "cache" in d else None,
+        refusals=tuple(Refusal(**_shaped("refusal", r, _REFUSAL))
+                       for r in _list("refusals", d.get("refusals", []))),
     )
+    if set(hb.to_dict()) != set(d):
+        # One encoding per heartbeat: an optional field is absent, not its default.
+        raise WireUsageError("an optional field holds its default value")
+    return hb
 
 
 def decode_verified(data: bytes) -> Heartbeat:
