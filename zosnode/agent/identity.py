@@ -1,15 +1,25 @@
 """The node's ed25519 identity: its node id is the hex public key.
 
-By default the key lives only in RAM, so a diskless node gets a new id on
-every boot. With a disk cache configured it is kept at `<cache>/node.key`
-(the 32-byte seed, mode 0600, written whole or not at all: `atomicfile`) and
-reused. Local disks are untrusted: a key file that is not exactly a seed is
-replaced by a new identity rather than trusted in part, and what happened is
-reported to the caller.
+The seed comes from the first source that works, and `NodeIdentity.source`
+says which (docs/identity.md):
+
+- `tpm`: a TPM 2.0 at /dev/tpmrm0 computes it as HMAC(a primary key derived
+  from its owner seed, a fixed label), so the same machine gets the same id at
+  every boot and the seed is written nowhere; the cache disk is then not used
+  for it at all.
+- `disk`: a cache disk keeps it at `<cache>/node.key` (the 32-byte seed, mode
+  0600, written whole or not at all: `atomicfile`). Local disks are
+  untrusted: a key file that is not exactly a seed is replaced by a new
+  identity rather than trusted in part.
+- `ram`: neither, so a new id at every boot.
+
+`detail` says how (the TPM's maker, "loaded", "created", "replaced: why",
+and why a TPM that is there could not be used).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,9 +27,17 @@ import nacl.signing
 
 from zosnode.atomicfile import write_atomic
 from zosnode.errors import ZosError
+from zosnode.tpm import device
+from zosnode.tpm.device import TPM_DEVICE, Transport
+from zosnode.tpm.errors import TpmError
 
 KEY_FILE = "node.key"
 SEED_BYTES = 32
+SOURCES = ("tpm", "disk", "ram")
+# What the TPM's HMAC key is applied to. Changing it changes every node id.
+TPM_LABEL = b"zosnode node identity v1"
+
+Tpm = Path | Callable[[], Transport] | None
 
 
 class IdentityError(ZosError):
@@ -29,11 +47,19 @@ class IdentityError(ZosError):
 @dataclass(frozen=True)
 class NodeIdentity:
     signing_key: nacl.signing.SigningKey
-    source: str  # "ram", "created", "loaded", or "replaced: <why>"
+    source: str  # one of SOURCES
+    detail: str = ""
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise ValueError(f"identity source {self.source!r} is not one of {SOURCES}")
 
     @property
     def node_id(self) -> str:
         return bytes(self.signing_key.verify_key).hex()
+
+    def describe(self) -> str:
+        return f"{self.source}: {self.detail}" if self.detail else self.source
 
 
 def decode_seed(data: bytes) -> nacl.signing.SigningKey:
@@ -42,22 +68,55 @@ def decode_seed(data: bytes) -> nacl.signing.SigningKey:
     return nacl.signing.SigningKey(data)
 
 
-def in_ram() -> NodeIdentity:
-    return NodeIdentity(nacl.signing.SigningKey.generate(), "ram")
+def in_ram(detail: str = "") -> NodeIdentity:
+    return NodeIdentity(nacl.signing.SigningKey.generate(), "ram", detail)
 
 
-def load_or_create(cache: Path | None) -> NodeIdentity:
-    if cache is None:
-        return in_ram()
+def from_tpm(open_tpm: Callable[[], Transport]) -> NodeIdentity:
+    """The TPM-derived identity; `TpmError` when the TPM cannot give it."""
+    tpm = open_tpm()
+    try:
+        maker = device.manufacturer(tpm)
+        seed = device.derive(tpm, TPM_LABEL)
+    finally:
+        tpm.close()
+    return NodeIdentity(nacl.signing.SigningKey(seed), "tpm", maker)
+
+
+def on_disk(cache: Path, note: str = "") -> NodeIdentity:
     path = cache / KEY_FILE
     why = ""
     try:
-        return NodeIdentity(decode_seed(path.read_bytes()[: SEED_BYTES + 1]), "loaded")
+        with path.open("rb") as f:
+            key = decode_seed(f.read(SEED_BYTES + 1))
+        return NodeIdentity(key, "disk", "loaded" + note)
     except FileNotFoundError:
         pass
     except (OSError, IdentityError) as exc:
         why = str(exc)
     key = nacl.signing.SigningKey.generate()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, bytes(key), mode=0o600)
-    return NodeIdentity(key, f"replaced: {why}" if why else "created")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, bytes(key), mode=0o600)
+    except OSError as exc:  # a read-only, full or vanished disk: RAM, never a failed boot
+        return NodeIdentity(key, "ram", f"cannot write {path}: {exc.strerror}{note}")
+    return NodeIdentity(key, "disk", (f"replaced: {why}" if why else "created") + note)
+
+
+def load_or_create(cache: Path | None, tpm: Tpm = TPM_DEVICE) -> NodeIdentity:
+    """The TPM's identity if there is one that works, else the cache disk's, else RAM's.
+
+    `tpm` is the device path (absent: no TPM), a function opening a transport
+    (tests: swtpm), or None to use none."""
+    note = ""
+    if isinstance(tpm, Path):
+        path = tpm
+        tpm = (lambda: device.Device(path)) if path.exists() else None
+    if tpm is not None:
+        try:
+            return from_tpm(tpm)
+        except TpmError as exc:
+            note = f"; TPM unusable: {exc}"
+    if cache is None:
+        return in_ram(note.lstrip("; "))
+    return on_disk(cache, note)

@@ -67,7 +67,7 @@ async def after_network(
         agent_version=__version__,
     )
     identity = load_or_create(cache_dir)
-    say(f"node id {identity.node_id} ({identity.source})")
+    say(f"node id {identity.node_id} (identity from {identity.describe()})")
     if pid1.is_pid1():
         pid1.set_hostname(identity.node_id, say)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,130 @@
+"""The thin shell around `codec`: send a command to a TPM and read its response
+within a deadline, and derive a secret from the node's TPM.
+
+`Device` is the kernel's resource-managed `/dev/tpmrm0` (the kernel flushes
+whatever we leave loaded when the file closes). `SwtpmSocket` speaks to
+`swtpm socket --tpm2 --server type=unixio,path=...`, for tests and the
+benchmark; both carry raw TPM 2.0 command and response bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol, TypeVar
+
+from zosnode.tpm import codec
+from zosnode.tpm.errors import TpmDeviceError, TpmError, TpmResponseError
+
+TPM_DEVICE = Path("/dev/tpmrm0")
+TIMEOUT_S = 10.0  # a CreatePrimary of an HMAC key takes milliseconds; RSA would take seconds
+RETRIES = 3  # for the warnings that ask for the same command again
+
+T = TypeVar("T")
+
+
+class Transport(Protocol):
+    def transact(self, command: bytes, timeout_s: float) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class Device:
+    """A TPM character device: one write of the command, one read of the response."""
+
+    def __init__(self, path: Path = TPM_DEVICE) -> None:
+        try:
+            # Non-blocking: the kernel runs the command in the background and
+            # poll() says when the response is there, so the wait has a deadline.
+            self.fd = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:
+            raise TpmDeviceError(f"{path}: {exc.strerror}") from None
+        self.path = path
+
+    def transact(self, command: bytes, timeout_s: float) -> bytes:
+        try:
+            if os.write(self.fd, command) != len(command):
+                raise TpmDeviceError(f"{self.path}: short write")
+            poller = select.poll()
+            poller.register(self.fd, select.POLLIN)
+            if not poller.poll(int(timeout_s * 1000)):
+                raise TpmDeviceError(f"{self.path}: no response within {timeout_s:.0f} s")
+            return os.read(self.fd, codec.MAX_RESPONSE + 1)
+        except OSError as exc:
+            raise TpmDeviceError(f"{self.path}: {exc.strerror}") from None
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class SwtpmSocket:
+    """swtpm's data channel on a Unix socket: a response is read to the size in its header."""
+
+    def __init__(self, path: Path) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.sock.settimeout(TIMEOUT_S)
+            self.sock.connect(str(path))
+        except OSError as exc:
+            self.sock.close()
+            raise TpmDeviceError(f"{path}: {exc}") from None
+        self.path = path
+
+    def transact(self, command: bytes, timeout_s: float) -> bytes:
+        deadline = time.monotonic() + timeout_s
+        try:
+            self.sock.sendall(command)
+            data = b""
+            want = codec.HEADER.size
+            while len(data) < want:
+                self.sock.settimeout(max(deadline - time.monotonic(), 0.001))
+                chunk = self.sock.recv(min(want - len(data), codec.MAX_RESPONSE))
+                if not chunk:
+                    raise TpmDeviceError(f"{self.path}: swtpm closed the connection")
+                data += chunk
+                if len(data) >= codec.HEADER.size:
+                    want = min(codec.HEADER.unpack_from(data)[1], codec.MAX_RESPONSE + 1)
+            return data
+        except OSError as exc:
+            raise TpmDeviceError(f"{self.path}: {exc or 'timed out'}") from None
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def call(tpm: Transport, command: bytes, parse: Callable[[bytes], T],
+         timeout_s: float = TIMEOUT_S) -> T:
+    """One command and its parsed response, sent again on a retry warning."""
+    for attempt in range(RETRIES + 1):
+        try:
+            return parse(tpm.transact(command, timeout_s))
+        except TpmResponseError as exc:
+            if exc.code not in codec.RETRYABLE or attempt == RETRIES:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def derive(tpm: Transport, label: bytes) -> bytes:
+    """HMAC-SHA256(the identity primary key, label): computed inside the TPM, stored nowhere.
+
+    The key exists in the TPM only while this runs: created from the owner
+    seed and the fixed template, used once, flushed."""
+    primary = call(tpm, codec.create_primary_hmac(), codec.parse_create_primary)
+    try:
+        digest = call(tpm, codec.hmac(primary.handle, label), codec.parse_hmac)
+    except BaseException:
+        with contextlib.suppress(TpmError):
+            call(tpm, codec.flush_context(primary.handle), codec.parse_flush_context)
+        raise
+    call(tpm, codec.flush_context(primary.handle), codec.parse_flush_context)
+    return digest
+
+
+def manufacturer(tpm: Transport) -> str:
+    return call(tpm, codec.get_manufacturer(), codec.parse_manufacturer)
