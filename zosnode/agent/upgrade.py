@@ -19,12 +19,22 @@ Rollout: a node takes a release when `rollout_slot(node_id, channel, version)`
 (a stable hash into [0, 1_000_000)) is below the manifest's `rollout_ppm`.
 The slot includes the version so that each release's first wave is a
 different set of nodes.
+
+Steering a rollout (`zosnode release rollout|pause|resume`) re-issues the
+release as a newer manifest with the same contents and, in its signed
+metadata, `"zos.rollout": {"of": V, "paused": bool}`: V is the version it
+re-issues. The slot is then drawn for V, so raising the fraction only adds
+nodes; a node already running V (or a re-issue of it) ignores the re-issue
+as the release it runs; and a paused one is not staged by a node that runs
+an older release. The pause is part of the signed manifest, so a mirror
+cannot forge one (nor drop one: it would be serving an older manifest).
 """
 
 from __future__ import annotations
 
 import enum
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from zosnode.errors import UsageError
@@ -42,8 +52,30 @@ def rollout_slot(node_id: str, channel: str, version: int) -> int:
     return int.from_bytes(digest, "big") % PPM
 
 
+ROLLOUT_KEY = "zos.rollout"
+
+
+def _rollout_meta(manifest: Manifest) -> Mapping[str, object]:
+    raw = manifest.metadata.get(ROLLOUT_KEY)
+    return raw if isinstance(raw, Mapping) else {}
+
+
+def rollout_release(manifest: Manifest) -> int:
+    """The version whose contents and rollout this manifest carries (itself unless
+    it is a re-issue; anything malformed counts as a plain release)."""
+    of = _rollout_meta(manifest).get("of")
+    if isinstance(of, int) and not isinstance(of, bool) and 1 <= of <= manifest.version:
+        return of
+    return manifest.version
+
+
+def rollout_paused(manifest: Manifest) -> bool:
+    return _rollout_meta(manifest).get("paused") is True
+
+
 def in_rollout(node_id: str, manifest: Manifest) -> bool:
-    return rollout_slot(node_id, manifest.channel, manifest.version) < manifest.rollout_ppm
+    slot = rollout_slot(node_id, manifest.channel, rollout_release(manifest))
+    return slot < manifest.rollout_ppm
 
 
 @dataclass(frozen=True)
@@ -69,6 +101,7 @@ class IgnoreWhy(enum.Enum):
     OLDER = "older than the running release"
     FAILED_BEFORE = "failed readiness on this node before"
     OUTSIDE_ROLLOUT = "this node is outside the staged rollout"
+    PAUSED = "the rollout is paused"
     BUSY = "another upgrade is in progress"
 
 
@@ -108,22 +141,28 @@ class UpgradePolicy:
     def __init__(self, node_id: str, *, current: int | None = None) -> None:
         self.node_id = node_id
         self.current = current
+        # The release the running manifest carries (rollout_release): a
+        # re-issue of it is the same release, not an upgrade.
+        self.current_release = current
         self._staged: Stage | None = None
         self._failed: dict[int, str] = {}  # version -> why it failed here
 
     def offer(self, manifest: Manifest) -> Ignore | Stage:
         """A verified manifest arrived (at boot, `current` is None: any version goes)."""
         v = manifest.version
+        release = rollout_release(manifest)
         if self._staged is not None:
             return Ignore(v, IgnoreWhy.BUSY)
-        if self.current is not None and v == self.current:
+        if self.current is not None and (v == self.current or release == self.current_release):
             return Ignore(v, IgnoreWhy.SAME)
         if self.current is not None and v < self.current:
             return Ignore(v, IgnoreWhy.OLDER)
-        if v in self._failed:
+        if v in self._failed or release in self._failed:
             return Ignore(v, IgnoreWhy.FAILED_BEFORE)
         # The first release at boot is taken whatever the rollout: a node must
         # run something; rollout stages upgrades.
+        if self.current is not None and rollout_paused(manifest):
+            return Ignore(v, IgnoreWhy.PAUSED)
         if self.current is not None and not in_rollout(self.node_id, manifest):
             return Ignore(v, IgnoreWhy.OUTSIDE_ROLLOUT)
         self._staged = Stage(manifest)
@@ -133,11 +172,13 @@ class UpgradePolicy:
         stage = self._take()
         decision = Switch(self.current, stage.manifest.version)
         self.current = stage.manifest.version
+        self.current_release = rollout_release(stage.manifest)
         return decision
 
     def staged_failed(self, reason: str) -> Rollback:
         stage = self._take()
         self._failed[stage.manifest.version] = reason
+        self._failed[rollout_release(stage.manifest)] = reason
         return Rollback(stage.manifest.version, self.current, reason)
 
     def abandon(self) -> Manifest:

@@ -10,6 +10,22 @@ The workflow, all offline except publishing:
     zosnode release sign stable-7.manifest --key k1.key
     zosnode release verify stable-7.manifest --anchor anchor.cbor --roots DATA/roots
 
+Steering a published release, each a new signed manifest put to the hub
+(the hub's Releases page shows these lines ready to paste):
+
+    zosnode release rollout --hub URL --channel stable --fraction 0.25 --key k1.key \
+        --publisher-key pub.key
+    zosnode release pause  --hub URL --channel stable --key k1.key --publisher-key pub.key
+    zosnode release resume --hub URL --channel stable --key k1.key --publisher-key pub.key
+    zosnode release promote --hub URL --from testing --to stable --key k1.key \
+        --publisher-key pub.key
+
+Each fetches the channel's current manifest, re-issues its contents as the
+next version (`zosnode.agent.upgrade` explains the `zos.rollout` metadata
+nodes obey), signs it with every `--key` and publishes it; with `-o FILE`
+it writes the document instead, for more signers (`release sign`) and `hub
+push --manifest`.
+
 A refusal by `verify` is reported as one line naming the rule broken, exit 2.
 """
 
@@ -18,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -31,7 +48,7 @@ from zosnode.trust.atomicfile import write_atomic
 from zosnode.trust.download import verify_pinned
 from zosnode.trust.errors import Refused
 from zosnode.trust.keys import is_key_id, key_id
-from zosnode.trust.manifest import MAX_MANIFEST_BYTES, Manifest
+from zosnode.trust.manifest import MAX_MANIFEST_BYTES, PPM, Manifest
 from zosnode.trust.manifest import decode_body as decode_manifest
 from zosnode.trust.root import MAX_ROOT_BYTES, Root
 from zosnode.trust.root import decode_body as decode_root
@@ -100,6 +117,38 @@ def register(sub: Any) -> None:
 
     p = add_command(commands, "show", "print a root or manifest as JSON (unverified)", run_show)
     p.add_argument("file", type=Path)
+
+    p = add_command(commands, "rollout", "set the rollout fraction of a channel's release",
+                    run_rollout)
+    _steer_args(p)
+    p.add_argument("--fraction", required=True,
+                   help="share of nodes that take the release: 0..1 or a percentage (25%%)")
+    p = add_command(commands, "pause", "pause a channel's rollout (nodes not on it stay)",
+                    run_pause)
+    _steer_args(p)
+    p = add_command(commands, "resume", "resume a paused rollout", run_resume)
+    _steer_args(p)
+    p = add_command(commands, "promote", "publish a channel's release on another channel",
+                    run_promote)
+    _steer_args(p, channel=False)
+    p.add_argument("--from", dest="source", required=True, help="channel to take it from")
+    p.add_argument("--to", dest="target", required=True, help="channel to publish it on")
+    p.add_argument("--release", type=int, help="the source channel's release (default: current)")
+    p.add_argument("--fraction", help="rollout fraction on the target (default: the source's)")
+
+
+def _steer_args(p: argparse.ArgumentParser, channel: bool = True) -> None:
+    p.add_argument("--hub", required=True, metavar="URL", help="the hub to read and publish to")
+    if channel:
+        p.add_argument("--channel", required=True)
+    p.add_argument("--key", action="append", default=[], type=Path, dest="keys",
+                   help="release signer's private key file (repeat up to the threshold)")
+    p.add_argument("--publisher-key", type=Path, help="publisher key file (to publish)")
+    p.add_argument("-o", "--output", type=Path,
+                   help="write the signed document here instead of publishing it")
+    p.add_argument("--expires-in-days", type=int,
+                   help="validity of the new manifest (default: as long as the current one)")
+    p.add_argument("--now", type=int, help="issued_at (unix s; default: now)")
 
 
 # -- shared plumbing -------------------------------------------------------
@@ -318,3 +367,177 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, list):
         return [_jsonable(v) for v in value]
     return value.hex() if isinstance(value, bytes) else value
+
+
+# -- steering a published release -------------------------------------------------
+
+
+def _fraction_ppm(text: str) -> int:
+    raw = text.strip()
+    try:
+        share = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+    except ValueError:
+        raise UserError(f"--fraction {text!r}: give 0..1 or a percentage like 25%") from None
+    if not 0.0 <= share <= 1.0:
+        raise UserError(f"--fraction {text!r}: must be between 0 and 1 (0% and 100%)")
+    return round(share * PPM)
+
+
+def _hub_get(hub: str, path: str) -> bytes | None:
+    from zosnode.http.client import HttpPeerError
+    from zosnode.http.command import base_url, run_request
+    from zosnode.http.errors import HttpUsageError
+
+    try:
+        reply = run_request("GET", base_url(hub) + path, max_size=MAX_MANIFEST_BYTES)
+    except (HttpPeerError, HttpUsageError) as exc:
+        raise UserError(f"--hub {hub}: {exc}") from None
+    if reply.status == 404:
+        return None
+    if reply.status != 200:
+        raise UserError(f"--hub {hub}: HTTP {reply.status} for {path}")
+    return reply.body
+
+
+def _current(hub: str, channel: str) -> Manifest | None:
+    from zosnode.hub.publish import stored_manifest
+
+    try:
+        layout.check_channel(channel)
+    except layout.LayoutError as exc:
+        raise UserError(str(exc)) from None
+    data = _hub_get(hub, "/" + layout.manifest_path(channel))
+    if data is None:
+        return None
+    try:
+        return stored_manifest(data)
+    except Refused as exc:
+        raise UserError(f"{hub}: the {channel} manifest does not decode: {exc}") from None
+
+
+def _reissue(args: argparse.Namespace, m: Manifest, **changes: Any) -> int:
+    """Sign `m` with `changes` as the next version; publish it or write it."""
+    import dataclasses
+
+    now = _now(args.now)
+    days = args.expires_in_days
+    life = days * DAY if days is not None else max(DAY, m.expires_at - m.issued_at)
+    if life <= 0:
+        raise UserError("--expires-in-days must be at least 1")
+    changes.setdefault("version", m.version + 1)
+    new = dataclasses.replace(m, issued_at=now, expires_at=now + life, **changes)
+    if not args.keys and args.output is None:
+        raise UserError("give --key SIGNER.key (a release signer), or -o FILE to sign later")
+    env = envelope.Envelope("manifest", encode_manifest(new))
+    for path in args.keys:
+        env = with_signature(env, keyfile.load(path))
+    data = encode_envelope(env)
+    what = (f"manifest {new.channel} v{new.version} ({_describe(new)}), "
+            f"{len(env.signatures)} signature(s)")
+    if args.output is not None:
+        _write(args.output, data)
+        print(f"{args.output}: {what}; add signatures with `zosnode release sign`, then "
+              "`zosnode hub push --manifest`")
+        return 0
+    if args.publisher_key is None:
+        raise UserError("give --publisher-key KEYFILE to publish (or -o FILE)")
+    _publish(args.hub, keyfile.load(args.publisher_key), new.channel, data)
+    print(f"published {what} to {args.hub}")
+    return 0
+
+
+def _describe(m: Manifest) -> str:
+    from zosnode.agent.upgrade import rollout_paused, rollout_release
+
+    of = rollout_release(m)
+    text = f"rollout {m.rollout_ppm / PPM:.2%}" + (", paused" if rollout_paused(m) else "")
+    return text + (f", release {of} re-issued" if of != m.version else "")
+
+
+def _publish(hub: str, key: Any, channel: str, data: bytes) -> None:
+    from zosnode.http.client import HttpPeerError
+    from zosnode.http.command import base_url, run_request
+    from zosnode.wire.publish_auth import sign_request
+
+    target = "/" + layout.manifest_path(channel)
+    headers = dict(sign_request(key, "PUT", target, data, now=int(time.time())))
+    try:
+        reply = run_request("PUT", base_url(hub) + target, body=data, headers=headers,
+                            max_size=64 * 1024)
+    except HttpPeerError as exc:
+        raise UserError(f"--hub {hub}: {exc}") from None
+    if reply.status != 201:
+        text = reply.body.decode("utf-8", "replace").strip().splitlines()
+        raise UserError(f"{hub} refused the manifest: HTTP {reply.status}: "
+                        f"{(text or [''])[0][:200]}")
+
+
+def _steered(args: argparse.Namespace) -> Manifest:
+    m = _current(args.hub, args.channel)
+    if m is None:
+        raise UserError(f"{args.hub}: channel {args.channel!r} has no published release")
+    return m
+
+
+def _rollout_meta(m: Manifest, paused: bool) -> dict[str, Any]:
+    from zosnode.agent.upgrade import ROLLOUT_KEY, rollout_release
+
+    return {**m.metadata, ROLLOUT_KEY: {"of": rollout_release(m), "paused": paused}}
+
+
+def run_rollout(args: argparse.Namespace) -> int:
+    from zosnode.agent.upgrade import rollout_paused
+
+    ppm = _fraction_ppm(args.fraction)
+    m = _steered(args)
+    if ppm < m.rollout_ppm:
+        print(f"note: lowering the fraction from {m.rollout_ppm / PPM:.2%} does not move "
+              "nodes that already took the release back", file=sys.stderr)
+    return _reissue(args, m, rollout_ppm=ppm, metadata=_rollout_meta(m, rollout_paused(m)))
+
+
+def run_pause(args: argparse.Namespace) -> int:
+    from zosnode.agent.upgrade import rollout_paused
+
+    m = _steered(args)
+    if rollout_paused(m):
+        raise UserError(f"channel {args.channel!r}: the rollout of v{m.version} is already "
+                        "paused")
+    return _reissue(args, m, metadata=_rollout_meta(m, True))
+
+
+def run_resume(args: argparse.Namespace) -> int:
+    from zosnode.agent.upgrade import rollout_paused
+
+    m = _steered(args)
+    if not rollout_paused(m):
+        raise UserError(f"channel {args.channel!r}: the rollout of v{m.version} is not paused")
+    return _reissue(args, m, metadata=_rollout_meta(m, False))
+
+
+def run_promote(args: argparse.Namespace) -> int:
+    from zosnode.agent.upgrade import ROLLOUT_KEY
+    from zosnode.hub.publish import stored_manifest
+
+    if args.source == args.target:
+        raise UserError("--from and --to name the same channel")
+    if args.release is None:
+        src = _current(args.hub, args.source)
+    else:
+        try:
+            path = "/" + layout.release_path(args.source, args.release)
+        except layout.LayoutError as exc:
+            raise UserError(str(exc)) from None
+        data = _hub_get(args.hub, path)
+        try:
+            src = stored_manifest(data) if data is not None else None
+        except Refused as exc:
+            raise UserError(f"{args.hub}: {path} does not decode: {exc}") from None
+    if src is None:
+        raise UserError(f"{args.hub}: channel {args.source!r} has no such release")
+    dest = _current(args.hub, args.target)
+    metadata = {k: v for k, v in src.metadata.items() if k != ROLLOUT_KEY}
+    metadata["zos.promoted"] = {"channel": src.channel, "version": src.version}
+    ppm = _fraction_ppm(args.fraction) if args.fraction else src.rollout_ppm
+    return _reissue(args, src, channel=args.target, metadata=metadata, rollout_ppm=ppm,
+                    version=dest.version + 1 if dest is not None else 1)

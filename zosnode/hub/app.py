@@ -31,6 +31,7 @@ from zosnode.hub.publish import Publisher, PublishRefused
 from zosnode.hub.registry import PublishLockBusy, Registry, RegistryError
 from zosnode.hub.replay import ReplayCache
 from zosnode.hub.storage import Storage, StorageError
+from zosnode.hub.web.site import WebSite
 from zosnode.trust.manifest import MAX_MANIFEST_BYTES
 from zosnode.trust.root import MAX_ROOT_BYTES
 from zosnode.wire import heartbeat, heartbeat_verify
@@ -78,6 +79,8 @@ class HubApp:
         self.replays = ReplayCache(max_skew_s)
         self.metrics = HubMetrics()
         self.open_connections: Callable[[], int] = lambda: 0
+        # The web pages and their JSON twins (boot media, fleet, releases).
+        self.web = WebSite(storage, registry, now=self.now)
 
     def body_limit(self, head: Request) -> int:
         """The largest body each route takes, so no route buffers more than it needs."""
@@ -133,6 +136,9 @@ class HubApp:
             return Response(200, (("content-type", "text/plain; version=0.0.4"),
                                   ("cache-control", "no-store")), text.encode(),
                             route="/metrics")
+        page = await self.web.handle(r)
+        if page is not None:
+            return page
         if parts[:2] != ["api", "v1"]:
             return text_response(404, "not found", route="not-found")
         api = parts[2:]

@@ -1,0 +1,341 @@
+"""The web pages' routes: gather data (storage, registry), render, respond.
+
+`WebSite.handle` answers the paths it owns and returns None for the rest, so
+the hub's router (`zosnode.hub.app`) stays the one place that orders routes:
+
+    /  /media/preview  /media/download  /fleet  /fleet/<node>  /releases
+    /static/hub.css
+    /api/v1/media  /api/v1/media/download  /api/v1/fleet  /api/v1/nodes/<node>
+    /api/v1/releases
+
+Every HTML response carries a Content-Security-Policy that allows no script
+at all and styles from this hub only; values are escaped by the templates
+(`markup`), and a 400 page says what was wrong with the request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from zosnode import layout
+from zosnode.http.messages import FileBody, Request, Response
+from zosnode.hub.publish import stored_manifest
+from zosnode.hub.registry import NodeRecord, Registry
+from zosnode.hub.storage import LocalStorage, Storage
+from zosnode.hub.web import fleet, pages
+from zosnode.hub.web.errors import PageInputError
+from zosnode.hub.web.markup import Markup, url
+from zosnode.hub.web.media_cache import MediaBuildError, MediaBusy, MediaCache
+from zosnode.hub.web.media_spec import ALLOWED_TEXT, KINDS, parse_query
+from zosnode.hub.web.style import CSS
+from zosnode.trust.errors import Refused
+from zosnode.trust.manifest import Manifest
+
+CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+       "frame-ancestors 'none'")
+HTML_HEADERS = (
+    ("content-type", "text/html; charset=utf-8"),
+    ("cache-control", "no-store"),
+    ("content-security-policy", CSP),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "same-origin"),
+)
+CSS_BYTES = CSS.encode()
+CSS_ETAG = '"' + hashlib.blake2b(CSS_BYTES, digest_size=16).hexdigest() + '"'
+HISTORY_SHOWN = 20
+# A fleet of 10,000 nodes is read from the registry once per this many
+# seconds at most, however many pages are asked for meanwhile.
+FLEET_SNAPSHOT_S = 2.0
+
+
+def html_response(status: int, body: Markup, route: str,
+                  headers: tuple[tuple[str, str], ...] = ()) -> Response:
+    return Response(status, HTML_HEADERS + headers, body.encode(), route=route)
+
+
+def _json(status: int, value: Any, route: str) -> Response:
+    body = (json.dumps(value, sort_keys=True, indent=1) + "\n").encode()
+    return Response(status, (("content-type", "application/json"),
+                             ("cache-control", "no-store"),
+                             ("x-content-type-options", "nosniff")), body, route=route)
+
+
+class WebSite:
+    def __init__(self, storage: Storage, registry: Registry, *,
+                 now: Callable[[], int], media_dir: Path | None = None,
+                 media_cache: MediaCache | None = None) -> None:
+        self.storage = storage
+        self.registry = registry
+        self.now = now
+        if media_cache is None:
+            if media_dir is None:
+                media_dir = (Path(storage.root) / ".hub" / "media"
+                             if isinstance(storage, LocalStorage)
+                             else Path(tempfile.gettempdir()) / f"zosnode-media-{os.getpid()}")
+            media_cache = MediaCache(media_dir)
+        self.media = media_cache
+        self._boot_hashes: dict[tuple[str, int, int, int], str] = {}
+        self._snapshot: tuple[float, list[NodeRecord]] | None = None
+        self._snapshot_lock = trio.Lock()
+
+    async def handle(self, r: Request) -> Response | None:
+        parts = [p for p in r.path.split("/") if p] if r.path != "/" else []
+        api = parts[:2] == ["api", "v1"]
+        rest = parts[2:] if api else parts
+        if api and not rest or (api and rest[0] not in ("media", "fleet", "nodes", "releases")):
+            return None
+        if api and rest[0] == "nodes" and len(rest) != 2:
+            return None  # /api/v1/nodes and .../history are the registry API's
+        if not api and (not rest or rest[0] not in ("media", "fleet", "releases", "static")) \
+                and rest:
+            return None
+        if r.method not in ("GET", "HEAD"):
+            return Response(405, (("allow", "GET, HEAD"),), b"method not allowed\n",
+                            route="/web")
+        try:
+            return await self._route(r, rest, api)
+        except PageInputError as exc:
+            return self._error(400, "Bad request", str(exc), api)
+
+    def _error(self, status: int, title: str, why: str, api: bool,
+               headers: tuple[tuple[str, str], ...] = ()) -> Response:
+        if api:
+            return _json(status, {"error": why}, route="/web/error")
+        return html_response(status, pages.error_page(status, title, why), "/web/error",
+                             headers)
+
+    async def _route(self, r: Request, rest: list[str], api: bool) -> Response:
+        match rest:
+            case [] if not api:
+                return html_response(200, pages.media_form(await self._channels(),
+                                                           r.query), "/")
+            case ["static", "hub.css"] if not api:
+                return Response(200, (("content-type", "text/css; charset=utf-8"),
+                                      ("cache-control", "no-cache"), ("etag", CSS_ETAG)),
+                                CSS_BYTES, route="/static")
+            case ["media"] if api:
+                if not r.query.get("farm"):
+                    return _json(200, {"kinds": {k.name: {"title": k.title,
+                                                          "filename": k.filename,
+                                                          "instructions": k.instructions}
+                                                 for k in KINDS.values()},
+                                       "channels": await self._channels(),
+                                       "allowed_args": ALLOWED_TEXT},
+                                 route="/api/v1/media")
+                return await self._preview(r, api=True)
+            case ["media", "preview"] if not api:
+                return await self._preview(r, api=False)
+            case ["media", "download"]:
+                return await self._download(r, api)
+            case ["fleet"]:
+                return await self._fleet(r, api)
+            case ["fleet", node_id] if not api:
+                return await self._node(node_id, api=False)
+            case ["nodes", node_id] if api:
+                return await self._node(node_id, api=True)
+            case ["releases"]:
+                return await self._releases(r, api)
+        return self._error(404, "Not found", "no such page", api)
+
+    # -- boot media --------------------------------------------------------------------
+
+    def _hub_url(self, r: Request) -> str:
+        host = r.authority or r.header("host") or ""
+        return f"http://{host}"
+
+    async def _channels(self) -> list[str]:
+        names = set(await self.storage.list(layout.CHANNELS))
+        names |= set(await self.storage.list(layout.BOOT))
+        return sorted(n for n in names if _is_channel(n))
+
+    async def _known_channel(self, channel: str) -> bool:
+        return (await self.storage.exists(layout.manifest_path(channel))
+                or await self.storage.exists(layout.boot_path(channel, layout.KERNEL)))
+
+    async def _preview(self, r: Request, api: bool) -> Response:
+        req = parse_query(r.query)
+        hub = self._hub_url(r)
+        line = req.cmdline(hub)
+        if not await self._known_channel(req.channel):
+            return self._error(404, "Not found", f"no channel {req.channel!r} on this hub", api)
+        if api:
+            kind = KINDS[req.kind]
+            return _json(200, {"farm": req.farm, "channel": req.channel, "kind": req.kind,
+                               "args": list(req.extra), "cmdline": line,
+                               "filename": kind.filename, "instructions": kind.instructions,
+                               "download": url("/api/v1/media/download", req.query())},
+                         route="/api/v1/media")
+        return html_response(200, pages.media_preview(req, line), "/media/preview")
+
+    async def _download(self, r: Request, api: bool) -> Response:
+        req = parse_query(r.query)
+        hub = self._hub_url(r)
+        cfg = req.config(hub)
+        if not await self._known_channel(req.channel):
+            # Never a build for a channel this hub does not serve.
+            return self._error(404, "Not found", f"no channel {req.channel!r} on this hub", api)
+        key = req.key(hub, await self._boot_file_hashes(req.channel))
+        try:
+            data = await self.media.get(key, req.kind, cfg)
+        except MediaBusy as exc:
+            return self._error(503, "Busy", str(exc), api, (("retry-after", "10"),))
+        except MediaBuildError as exc:
+            return self._error(500, "Build failed", str(exc), api)
+        kind = KINDS[req.kind]
+        return Response(200, (("content-type", kind.content_type),
+                              ("content-disposition", f'attachment; filename="{kind.filename}"'),
+                              ("cache-control", "no-store"), ("etag", f'"{key}"'),
+                              ("x-content-type-options", "nosniff")),
+                        data, route="/media/download", ranges=True)
+
+    async def _boot_file_hashes(self, channel: str) -> tuple[str, str]:
+        out = []
+        for name in layout.BOOT_FILES:
+            obj = await self.storage.get(layout.boot_path(channel, name))
+            if obj is None:
+                out.append("absent")
+            elif isinstance(obj.body, bytes):
+                out.append(hashlib.blake2b(obj.body, digest_size=16).hexdigest())
+            else:
+                out.append(await self._file_hash(obj.body))
+        return out[0], out[1]
+
+    async def _file_hash(self, body: FileBody) -> str:
+        """BLAKE2b of a boot file, remembered by inode, size and mtime (it is large)."""
+        try:
+            st = os.stat(body.path)
+        except OSError:
+            return "absent"
+        sig = (body.path, st.st_ino, st.st_size, st.st_mtime_ns)
+        known = self._boot_hashes.get(sig)
+        if known is not None:
+            return known
+
+        def digest() -> str:
+            h = hashlib.blake2b(digest_size=16)
+            with open(body.path, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    h.update(chunk)
+            return h.hexdigest()
+
+        value = await trio.to_thread.run_sync(digest)
+        if len(self._boot_hashes) > 256:
+            self._boot_hashes.clear()
+        self._boot_hashes[sig] = value
+        return value
+
+    # -- fleet --------------------------------------------------------------------------
+
+    async def _records(self) -> list[NodeRecord]:
+        async with self._snapshot_lock:
+            now = trio.current_time()
+            if self._snapshot is not None and now - self._snapshot[0] < FLEET_SNAPSHOT_S:
+                return self._snapshot[1]
+            records = await self.registry.nodes()
+            self._snapshot = (trio.current_time(), records)
+            return records
+
+    async def _current_manifests(self) -> dict[str, Manifest]:
+        out = {}
+        for name in await self.storage.list(layout.CHANNELS):
+            if not _is_channel(name):
+                continue
+            m = await self._manifest(layout.manifest_path(name))
+            if m is not None:
+                out[name] = m
+        return out
+
+    async def _manifest(self, key: str) -> Manifest | None:
+        obj = await self.storage.get(key)
+        if obj is None:
+            return None
+        data = obj.body if isinstance(obj.body, bytes) else await trio.to_thread.run_sync(
+            Path(obj.body.path).read_bytes)
+        try:
+            return stored_manifest(data)
+        except Refused:
+            return None
+
+    async def _fleet(self, r: Request, api: bool) -> Response:
+        q = fleet.parse_query(r.query)
+        now = self.now()
+        records = await self._records()
+        view = fleet.select(records, q, now, self.registry.stale_after_s,
+                            await self._current_manifests())
+        if api:
+            return _json(200, fleet.fleet_json(view, q, now), route="/api/v1/fleet")
+        return html_response(200, pages.fleet_page(view, q, now), "/fleet")
+
+    async def _node(self, node_id: str, api: bool) -> Response:
+        if not layout.is_hex_id(node_id):
+            return self._error(404, "Not found", "no such node (a node id is 64 hex digits)",
+                               api)
+        now = self.now()
+        records = [rec for rec in await self._records() if rec.heartbeat.node_id == node_id]
+        if not records:
+            return self._error(404, "Not found", "this hub has not heard from that node", api)
+        rec = records[0]
+        state = fleet.fleet_state(rec, now, self.registry.stale_after_s,
+                                  await self._current_manifests())
+        events = await self.registry.history(node_id)
+        if api:
+            return _json(200, {**fleet.node_json(rec, now, state), "history": [
+                {"at": e.at, "kind": e.kind, "detail": e.detail} for e in events]},
+                route="/api/v1/nodes/node")
+        return html_response(200, pages.node_page(rec, state, events, now), "/fleet/node")
+
+    # -- releases -----------------------------------------------------------------------
+
+    async def _releases(self, r: Request, api: bool) -> Response:
+        from zosnode.agent.upgrade import rollout_paused, rollout_release
+        from zosnode.hub.objects import release_version, root_version
+
+        now = self.now()
+        roots = sorted(v for n in await self.storage.list(layout.ROOTS)
+                       if (v := root_version(n)))
+        summary = await self.registry.summary(now)
+        channels = []
+        for name in await self.storage.list(layout.CHANNELS):
+            if not _is_channel(name):
+                continue
+            versions = sorted((v for n in await self.storage.list(layout.releases_folder(name))
+                               if (v := release_version(n))), reverse=True)
+            history = []
+            for v in versions[:HISTORY_SHOWN]:
+                m = await self._manifest(layout.release_path(name, v))
+                if m is not None:
+                    history.append(pages.ReleaseInfo(
+                        m.version, m.issued_at, m.rollout_ppm, rollout_paused(m),
+                        rollout_release(m), len(m.flists), len(m.services)))
+            current_m = await self._manifest(layout.manifest_path(name))
+            current = next((h for h in history if current_m and h.version == current_m.version),
+                           None)
+            if current is None and current_m is not None:
+                current = pages.ReleaseInfo(
+                    current_m.version, current_m.issued_at, current_m.rollout_ppm,
+                    rollout_paused(current_m), rollout_release(current_m),
+                    len(current_m.flists), len(current_m.services))
+            nodes = {rel: n for (c, rel), n in summary.by_release.items() if c == name}
+            channels.append(pages.ChannelInfo(name, current, tuple(history), len(versions),
+                                              nodes))
+        hub = self._hub_url(r)
+        if api:
+            return _json(200, pages.releases_json(channels, roots, hub),
+                         route="/api/v1/releases")
+        return html_response(200, pages.releases_page(channels, roots, hub, now), "/releases")
+
+
+def _is_channel(name: str) -> bool:
+    try:
+        layout.check_channel(name)
+    except layout.LayoutError:
+        return False
+    return True
