@@ -11,6 +11,7 @@ same relative paths, which are also the URL paths a node asks for:
     channels/<channel>/manifest                the channel's current signed manifest
     channels/<channel>/releases/<v>.manifest   every manifest the channel has had
     boot/<channel>/vmlinuz, initramfs.img      what iPXE and GRUB load
+    boot/<channel>/zosnode.efi                 the signed UKI (UEFI, Secure Boot)
 
 An object id is BLAKE2b-256 of the object's bytes in 64 lowercase hex
 digits. Every 256-bit id zosnode writes (ed25519 key ids, SHA-256 pins of
@@ -46,9 +47,10 @@ RELEASE_SUFFIX = ".manifest"
 
 KERNEL = "vmlinuz"
 INITRD = "initramfs.img"
-# What `zosnode initramfs build` writes; the operator places them in the data
-# directory (they are not published through the API).
-BOOT_FILES = (KERNEL, INITRD)
+UKI = "zosnode.efi"  # the signed unified kernel image (`zosnode bootstrap uki`)
+# What `zosnode initramfs build` and `bootstrap uki` write; the operator places
+# them in the data directory (they are not published through the API).
+BOOT_FILES = (KERNEL, INITRD, UKI)
 
 _HEX_ID = re.compile(r"[0-9a-f]{64}")
 _CHANNEL = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
