@@ -43,6 +43,12 @@ def tap_nic_argv(tap: str, mac: str = "52:54:00:12:34:56") -> list[str]:
             "-device", f"virtio-net-pci,netdev=n0,mac={mac}"]
 
 
+def tpm_argv(ctrl: Path) -> list[str]:
+    """A TPM 2.0 on the TIS interface, emulated by `swtpm socket --ctrl type=unixio,path=ctrl`."""
+    return ["-chardev", f"socket,id=chrtpm,path={ctrl}",
+            "-tpmdev", "emulator,id=tpm0,chardev=chrtpm", "-device", "tpm-tis,tpmdev=tpm0"]
+
+
 class Vm:
     """A running QEMU; use `wait_for` to follow its console."""
 
