@@ -19,7 +19,7 @@ from zosnode.flist.store import LocalStore
 from zosnode.flist.tree import Content, Node, Tree
 from zosnode.flist.view import ROOT_INO, FlistView
 
-SMALL = BuildOptions(compression=Compression.NONE, chunk_size=4096, small_max=1024,
+SMALL = BuildOptions(compression=Compression.NONE, chunking="fixed", chunk_size=4096, small_max=1024,
                      pack_min=2048, pack_max=8192)
 
 

@@ -57,7 +57,7 @@ NEVER_ON_A_NODE = (
     "zosnode.hub", "zosnode.bootmedia", "zosnode.flist.builder", "zosnode.flist.pack",
     "zosnode.flist.source_dir", "zosnode.flist.source_tar", "zosnode.flist.source_oci",
     "zosnode.flist.store", "zosnode.flist.tree", "zosnode.flist.diff", "zosnode.flist.verify",
-    "zosnode.flist.writer", "zosnode.flist.browse",
+    "zosnode.flist.writer", "zosnode.flist.browse", "zosnode.flist.cdc",
     "zosnode.trust.release_toml", "zosnode.trust.keyfile", "zosnode.trust.download",
     "zosnode.trust.signing", "zosnode.wire.heartbeat_verify",
     "zosnode.fetch.eager", "zosnode.http.server", "zosnode.http.command",

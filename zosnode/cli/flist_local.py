@@ -291,7 +291,7 @@ def register(commands: Any) -> None:
     p.add_argument("--store", required=True, help="the block store directory (created if absent)")
     p.add_argument("--tag", help="also point tags/NAME at the new flist")
     p.add_argument("--type", choices=("auto", "dir", "tar", "oci"), default="auto")
-    p.add_argument("--compression", choices=sorted(_COMPRESSIONS), default="zlib")
+    p.add_argument("--compression", choices=sorted(_COMPRESSIONS), default="zstd")
     p.add_argument("--encrypt", action="store_true",
                    help="convergent encryption: stores learn nothing from the blocks")
     p.add_argument("--prefetch", action="append", default=[], metavar="PATH",

@@ -28,7 +28,7 @@ from zosnode.flist.blocks import BlockRef, Compression
 from zosnode.flist.errors import FormatError, UnsupportedVersionError
 
 MAJOR = 1
-MINOR = 0
+MINOR = 1
 
 MAX_METADATA = 64 * 1024 * 1024
 MAX_ENTRIES = 1_000_000

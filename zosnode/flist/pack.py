@@ -4,22 +4,32 @@ Small files are packed end to end into shared blocks so reading an image does
 not cost one request per file; a pack is cut after a file whose content hash
 has its low bits zero (once the pack is past a minimum), or at a maximum. Cuts
 therefore depend on content, not on position, and a file added or changed in
-a new version disturbs only the pack it lands in. Large files are cut into
-fixed-size chunks aligned to the file's own offsets; all-zero chunks become
-holes. docs/flist-format.md records the measurements behind the sizes.
+a new version disturbs only the pack it lands in. Large files are cut where
+their content says (FastCDC, `zosnode.flist.cdc`), so bytes inserted into a
+file change only the chunks around them; all-zero chunks become holes. The
+fixed-offset cutting of format 1.0 stays available (`chunking="fixed"`).
+docs/flist-format.md records the measurements behind the sizes.
+
+Both cores: each block is compressed, encrypted, hashed (once: its id) and
+stored on a worker thread (zstd, zlib, BLAKE2b, NaCl and file writes release
+the GIL); reading the tree, cutting and the statistics stay on the caller's
+thread, in block order, so the flist is the same whatever the threads did.
+At most `2 * workers` blocks are in flight, which bounds memory.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO, Literal
 
 from zosnode.flist.blocks import MAX_BLOCK_SIZE, BlockRef, Compression
+from zosnode.flist.cdc import CdcSizes, cut
 from zosnode.flist.errors import FlistInputError
 from zosnode.flist.format import Entry, Extent, Flist, Hole, Kind
 from zosnode.flist.tree import Node, Tree
@@ -28,9 +38,17 @@ from zosnode.flist.writer import EncodedBlock, encode_block
 
 @dataclass(frozen=True)
 class BuildOptions:
-    compression: Compression = Compression.ZLIB
+    compression: Compression = Compression.ZSTD
     encrypt: bool = False
+    # None: the codec's measured default (zstd: writer.ZSTD_LEVEL).
+    level: int | None = None
+    # Large files: "cdc" cuts by content (cdc_min/avg/max), "fixed" at multiples
+    # of chunk_size (format 1.0's layout).
+    chunking: Literal["cdc", "fixed"] = "cdc"
     chunk_size: int = 1024 * 1024
+    cdc_min: int = 256 * 1024
+    cdc_avg: int = 1024 * 1024
+    cdc_max: int = 4 * 1024 * 1024
     small_max: int = 128 * 1024
     pack_min: int = 256 * 1024
     pack_max: int = 1024 * 1024
@@ -46,6 +64,17 @@ class BuildOptions:
             raise FlistInputError("pack_max + small_max must stay under the block size cap")
         if self.pack_divisor < 1:
             raise FlistInputError("pack divisor must be at least 1")
+        if self.chunking not in ("cdc", "fixed"):
+            raise FlistInputError(f"unknown chunking {self.chunking!r}")
+        if self.cdc_max > MAX_BLOCK_SIZE:
+            raise FlistInputError(f"content-defined chunks may not exceed {MAX_BLOCK_SIZE} bytes")
+        self.cdc_sizes()  # validated here, not at the first large file
+        if self.level is not None and self.compression is Compression.ZSTD and not (
+                -7 <= self.level <= 22):
+            raise FlistInputError(f"zstd level {self.level} is outside -7..22")
+
+    def cdc_sizes(self) -> CdcSizes:
+        return CdcSizes(self.cdc_min, self.cdc_avg, self.cdc_max)
 
 
 @dataclass
@@ -63,17 +92,40 @@ class BuildStats:
     skipped: list[str] = field(default_factory=list)
 
 
-# Sink: store one encoded block, return True if it was not there before.
+# Zeros this long inside a content-defined chunk are a hole, not stored bytes.
+HOLE_MIN = 64 * 1024
+_ZERO_RUN = bytes(HOLE_MIN)
+
+# Sink: store one encoded block, return True if it was not there before. It
+# runs on the packer's worker threads, at most once per block id per build.
 Sink = Callable[[EncodedBlock], bool]
 Progress = Callable[[BuildStats], None]
 
 
+class _Claim:
+    """The one store of a block id in a build, done by whichever worker got it first."""
+
+    __slots__ = ("done", "new", "error")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.new = False
+        self.error: BaseException | None = None
+
+    def wait(self) -> bool:
+        self.done.wait()
+        if self.error is not None:
+            raise self.error
+        return self.new
+
+
 class _Held:
-    """A block being encoded on a worker thread; `block` is set once it is stored."""
+    """A block being encoded and stored on a worker thread; `block` is set once
+    the caller's thread has accounted for it."""
 
     __slots__ = ("future", "block")
 
-    def __init__(self, future: Future[EncodedBlock]) -> None:
+    def __init__(self, future: Future[tuple[EncodedBlock, _Claim]]) -> None:
         self.future = future
         self.block: EncodedBlock | None = None
 
@@ -89,9 +141,8 @@ class _Slot:
 
 
 class Packer:
-    """Packs file bytes into blocks; compression and encryption run on worker
-    threads (zlib, lzma, bz2, hashing and NaCl release the GIL), stores and
-    statistics stay on the caller's thread, in block order."""
+    """Packs file bytes into blocks; encoding and storing run on worker threads,
+    statistics on the caller's thread, in block order (see the module doc)."""
 
     def __init__(self, options: BuildOptions, sink: Sink, progress: Progress | None = None,
                  workers: int | None = None):
@@ -106,14 +157,36 @@ class Packer:
         self._workers = workers or min(4, os.cpu_count() or 1)
         self._pool = ThreadPoolExecutor(max_workers=self._workers)
         self._inflight: deque[_Held] = deque()
+        # Equal blocks encoded at once on two threads are stored once.
+        self._claims: dict[str, _Claim] = {}
+        self._claims_lock = threading.Lock()
+
+    def _work(self, decoded: bytes) -> tuple[EncodedBlock, _Claim]:
+        """On a worker: encode (the block's one hash), then store it unless claimed."""
+        block = encode_block(decoded, self.o.compression, self.o.encrypt, self.o.level)
+        with self._claims_lock:
+            claim = self._claims.get(block.id)
+            if claim is not None:
+                return block, claim
+            claim = self._claims[block.id] = _Claim()
+        try:
+            claim.new = self.sink(block)
+        except BaseException as exc:
+            claim.error = exc
+            raise
+        finally:
+            claim.done.set()
+        return block, claim
 
     def _store(self, held: _Held) -> None:
-        block = held.block = held.future.result()
+        block, claim = held.future.result()
+        held.block = block
         if block.id in self._seen_blocks:
             return
         self._seen_blocks.add(block.id)
+        new = claim.wait()
         self.stats.blocks += 1
-        if self.sink(block):
+        if new:
             self.stats.new_blocks += 1
             self.stats.new_bytes += len(block.stored)
         else:
@@ -122,9 +195,7 @@ class Packer:
             self.progress(self.stats)
 
     def _emit(self, decoded: bytes) -> _Held:
-        held = _Held(
-            self._pool.submit(encode_block, decoded, self.o.compression, self.o.encrypt)
-        )
+        held = _Held(self._pool.submit(self._work, decoded))
         self._inflight.append(held)
         # Bounded: at most a few blocks in memory ahead of the store.
         while len(self._inflight) > 2 * self._workers:
@@ -156,24 +227,52 @@ class Packer:
             self._cut()
         return slot
 
-    def add_large(self, read: Callable[[int], bytes], size: int) -> list[Extent | _Slot]:
+    def add_large(self, f: BinaryIO, size: int) -> list[Extent | _Slot]:
         out: list[Extent | _Slot] = []
+        for chunk in self._chunks(f, size):
+            for zeros, piece in self._pieces(chunk):
+                if zeros:
+                    prev = out[-1] if out else None
+                    if isinstance(prev, Hole):
+                        out[-1] = Hole(prev.length + len(piece))
+                    else:
+                        out.append(Hole(len(piece)))
+                else:
+                    slot = _Slot(0, len(piece))
+                    slot.held = self._emit(piece)
+                    out.append(slot)
+        return out
+
+    def _pieces(self, chunk: bytes) -> Iterator[tuple[bool, bytes]]:
+        """A chunk as (is zeros, bytes) runs: a fixed chunk whole; a content-defined
+        one split at every run of at least HOLE_MIN zeros, which become holes (a
+        zero run has no cut points, so a sparse region would otherwise be stored
+        in the max-size chunks around it)."""
+        if self.o.chunking == "fixed":
+            yield chunk.count(0) == len(chunk), chunk
+            return
+        pos, n = 0, len(chunk)
+        while pos < n:
+            start = chunk.find(_ZERO_RUN, pos)
+            if start < 0:
+                yield False, chunk[pos:] if pos else chunk
+                return
+            if start > pos:
+                yield False, chunk[pos:start]
+            rest = chunk[start:]
+            end = start + len(rest) - len(rest.lstrip(b"\0"))
+            yield True, chunk[start:end]
+            pos = end
+
+    def _chunks(self, f: BinaryIO, size: int) -> Iterator[bytes]:
+        if self.o.chunking == "cdc":
+            yield from cut(f, size, self.o.cdc_sizes())
+            return
         pos = 0
         while pos < size:
             want = min(self.o.chunk_size, size - pos)
-            chunk = _read_exactly(read, want)
-            if chunk.count(0) == len(chunk):
-                prev = out[-1] if out else None
-                if isinstance(prev, Hole):
-                    out[-1] = Hole(prev.length + want)
-                else:
-                    out.append(Hole(want))
-            else:
-                slot = _Slot(0, want)
-                slot.held = self._emit(chunk)
-                out.append(slot)
+            yield _read_exactly(f.read, want)
             pos += want
-        return out
 
     def finish(self) -> None:
         self._cut()
@@ -296,7 +395,7 @@ def _pack_file(packer: Packer, node: Node) -> list[Extent | _Slot]:
             if data.count(0) == len(data):
                 return [Hole(len(data))]
             return [packer.add_small(data)]
-        out = packer.add_large(f.read, content.size)
+        out = packer.add_large(f, content.size)
         if f.read(1):
             raise FlistInputError("a file grew while it was being read")
         return out

@@ -20,7 +20,15 @@ from typing import Any
 import nacl.secret
 
 from zosnode import canonical
-from zosnode.flist.blocks import KEY_SIZE, MAX_BLOCK_SIZE, BlockRef, Compression, block_id, nonce
+from zosnode.flist.blocks import (
+    KEY_SIZE,
+    MAX_BLOCK_SIZE,
+    BlockRef,
+    Compression,
+    block_id,
+    nonce,
+    zstd,
+)
 from zosnode.flist.errors import FlistInputError, FormatError
 from zosnode.flist.format import MAJOR, MAX_META, MAX_METADATA, Entry, Flist, Hole, Kind
 
@@ -44,9 +52,19 @@ class EncodedBlock:
         )
 
 
-def _compress(data: bytes, compression: Compression) -> bytes:
+# zstd's level, chosen on the Debian minbase tree (docs/flist-format.md,
+# bench/flist.md): past it, each level costs more build time than it saves bytes.
+ZSTD_LEVEL = 3
+
+
+def _compress(data: bytes, compression: Compression, level: int | None = None) -> bytes:
     if compression is Compression.NONE:
         return data
+    if compression is Compression.ZSTD:
+        # One-shot: the frame records its content size and a window no larger
+        # than the block, which the reader's window limit relies on.
+        out: bytes = zstd.compress(data, level=ZSTD_LEVEL if level is None else level)
+        return out
     if compression is Compression.ZLIB:
         return zlib.compress(data, 6)
     if compression is Compression.LZMA:
@@ -57,11 +75,12 @@ def _compress(data: bytes, compression: Compression) -> bytes:
 
 
 def encode_block(
-    decoded: bytes, compression: Compression, encrypt: bool
+    decoded: bytes, compression: Compression, encrypt: bool, level: int | None = None
 ) -> EncodedBlock:
+    """Compress, maybe encrypt, and hash `decoded`: the one hash a block gets at build."""
     if not 0 < len(decoded) <= MAX_BLOCK_SIZE:
         raise FlistInputError(f"block of {len(decoded)} bytes outside 1..{MAX_BLOCK_SIZE}")
-    body = _compress(decoded, compression)
+    body = _compress(decoded, compression, level)
     if len(body) >= len(decoded) and compression is not Compression.NONE:
         # Incompressible: storing it raw is smaller and cheaper to read.
         body, compression = decoded, Compression.NONE
