@@ -133,9 +133,12 @@ def check_kernel_args(text: str) -> tuple[str, ...]:
             notes = cmdline.parse(word).notes
             if notes:  # what the node itself would say, booted with it
                 raise PageInputError(f"kernel argument {_shown(word)}: {notes[0]}")
-            if key not in ZOS_KEYS:
+            if key in ("zos.farm", "zos.channel"):
                 raise PageInputError(f"kernel argument {_shown(word)}: set {key[4:]} with "
-                                      "its own field")
+                                     "its own field")
+            if key not in ZOS_KEYS:
+                raise PageInputError(f"kernel argument {_shown(word)}: only "
+                                     + ", ".join(ZOS_KEYS) + " may be given here")
         elif not any(p.fullmatch(word) for p in KERNEL_OPTIONS):
             raise PageInputError(f"kernel argument {_shown(word)} is not allowed; allowed: "
                                   + ALLOWED_TEXT)

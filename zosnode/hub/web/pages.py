@@ -165,11 +165,12 @@ def _fleet_row(rec: NodeRecord, state: str, now: int) -> Markup:
     return render(
         '<tr><td class="mono"><a href="{href}">{short}</a></td><td>{farm}</td>'
         '<td>{channel}</td><td class="num">{release}</td><td>{state}</td>'
-        '<td>{identity}</td><td class="mono">{addresses}</td><td>{seen}</td></tr>',
+        '<td>{identity}</td><td class="mono">{addresses}</td><td class="seen">{seen}</td></tr>',
         href=url(f"/fleet/{hb.node_id}"), short=hb.node_id[:16], farm=hb.farm,
         channel=hb.channel, release=hb.release, state=_state(state),
         identity=identity if isinstance(identity, str) and identity != "unknown" else DASH,
-        addresses=", ".join(hb.addresses[:4]) or DASH, seen=when(rec.received_at, now))
+        addresses=", ".join(hb.addresses[:2]) + (" …" if len(hb.addresses) > 2 else "")
+        or DASH, seen=when(rec.received_at, now))
 
 
 def node_page(rec: NodeRecord, state: str, events: Sequence[Event], now: int) -> Markup:

@@ -26,6 +26,8 @@ pre{background:#f3f5f7;border:1px solid var(--line);border-radius:6px;padding:.6
 white-space:pre-wrap;word-break:break-all}
 form.stack{display:grid;gap:.8rem;max-width:36rem}
 form.filters{display:flex;flex-wrap:wrap;gap:.6rem;align-items:end}
+form.filters select{max-width:14rem}
+td.seen{white-space:nowrap}
 label{display:grid;gap:.2rem;font-weight:600}
 input[type=text],select{font:inherit;padding:.45rem;border:1px solid var(--line);
 border-radius:4px;width:100%}
