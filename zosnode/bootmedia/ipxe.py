@@ -10,6 +10,15 @@ Served paths: `<base>/boot/<channel>/vmlinuz` and `<base>/boot/<channel>/initram
 where the bases are the hubs unless separate boot URLs are given (any static
 server or CDN can hold the two files). The command line uses the agent's keys
 (zosnode.agent.cmdline): `zos.farm=`, `zos.channel=`, one `zos.hub=` per hub.
+
+With `uki` (UEFI Secure Boot) an EFI iPXE chains the signed unified kernel
+image `<base>/boot/<channel>/zosnode.efi` instead, through the firmware's
+image loader, which checks its signature. The stub inside it ignores the
+command line under Secure Boot, so the farm's settings travel as a second
+file, `zosnode.cred` (`render_settings`), fetched from beside the script
+(the TFTP root or the hub's bootstrap route) and handed to the stub, which
+packs it into the initramfs (zosnode.agent.settings). A BIOS iPXE still loads
+kernel and initramfs, unverified.
 """
 
 from __future__ import annotations
@@ -27,6 +36,12 @@ _ARG = re.compile(r"[A-Za-z0-9._,:=/@+-]+")
 KERNEL_NAME = layout.KERNEL
 NATIVE_DIR = "/lib/zosnode"  # created by the initramfs builder
 INITRD_NAME = layout.INITRD
+UKI_NAME = layout.UKI
+SETTINGS_NAME = "zosnode.cred"  # the stub packs *.cred into /.extra/credentials/
+# iPXE's EFI file system shows the downloaded images in one flat root, and
+# opens that root for any name that starts with "."; the stub looks for
+# `<image name>.extra.d`, so a leading dot makes it find the settings file.
+UKI_IMAGE_NAME = "." + UKI_NAME
 
 
 @dataclass(frozen=True)
@@ -46,6 +61,7 @@ class BootConfig:
     # artifact unpacks its native modules before PID 1 mounts a tmpfs on /run,
     # which would hide them: keep them in the rootfs instead.
     init_env: tuple[str, ...] = (f"ZOSNODE_RUNTIME_DIR={NATIVE_DIR}",)
+    uki: bool = False  # EFI iPXE chains the signed UKI (Secure Boot) instead of kernel+initrd
 
     def __post_init__(self) -> None:
         for what, value in (("farm", self.farm), ("channel", self.channel)):
@@ -89,6 +105,13 @@ def kernel_cmdline(cfg: BootConfig) -> str:
     return " ".join(parts)
 
 
+def render_settings(cfg: BootConfig) -> str:
+    """The per-farm settings beside a signed UKI: the `zos.*` words of the command line."""
+    words = [f"zos.farm={cfg.farm}", f"zos.channel={cfg.channel}",
+             *(f"zos.hub={h}" for h in cfg.hub_bases)]
+    return " ".join(words) + "\n"
+
+
 def boot_urls(cfg: BootConfig, hub: str) -> tuple[str, str]:
     base = f"{hub.rstrip('/')}/{layout.BOOT}/{cfg.channel}"
     return f"{base}/{KERNEL_NAME}", f"{base}/{INITRD_NAME}"
@@ -107,6 +130,8 @@ def render_ipxe(cfg: BootConfig) -> str:
         "echo zosnode: farm " + cfg.farm + " channel " + cfg.channel,
         "isset ${ip} || dhcp || goto wait",
     ]
+    if cfg.uki:
+        lines.append("iseq ${platform} efi && goto uki0 || goto hub0")
     for i, hub in enumerate(cfg.boot_bases):
         kernel, initrd = boot_urls(cfg, hub)
         nxt = f"hub{i + 1}" if i + 1 < len(cfg.boot_bases) else "wait"
@@ -119,6 +144,8 @@ def render_ipxe(cfg: BootConfig) -> str:
             f"initrd --name {INITRD_NAME} --timeout {cfg.timeout_ms} {initrd} || goto {nxt}",
             f"boot || goto {nxt}",
         ]
+    if cfg.uki:
+        lines += _uki_lines(cfg, kernel_cmdline(cfg))
     lines += [
         ":wait",
         f"echo zosnode: no hub answered, retrying in {cfg.retry_delay_s} s",
@@ -128,6 +155,27 @@ def render_ipxe(cfg: BootConfig) -> str:
         "goto start",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _uki_lines(cfg: BootConfig, args: str) -> list[str]:
+    # The settings come from beside the script (a relative URL); the image from
+    # each boot base in turn. `chain` hands both to the firmware's loader: under
+    # Secure Boot an image not signed by db is refused there ("Access Denied").
+    # The arguments matter only with Secure Boot off (the stub then takes them).
+    lines = []
+    for i, hub in enumerate(cfg.boot_bases):
+        url = f"{hub}/{layout.BOOT}/{cfg.channel}/{UKI_NAME}"
+        nxt = f"uki{i + 1}" if i + 1 < len(cfg.boot_bases) else "wait"
+        lines += [
+            f":uki{i}",
+            f"echo zosnode: trying {hub} (signed image)",
+            "imgfree",
+            f"imgfetch --name {SETTINGS_NAME} --timeout {cfg.timeout_ms} {SETTINGS_NAME}"
+            " || goto wait",
+            f"chain --name {UKI_IMAGE_NAME} --timeout {cfg.timeout_ms} {url} {args}"
+            f" || goto {nxt}",
+        ]
+    return lines
 
 
 def parse_hubs(values: Sequence[str]) -> tuple[str, ...]:

@@ -5,6 +5,12 @@ initrd; iPXE runs a script handed to it that way. UEFI: a FAT image holding
 a standalone GRUB (grub-mkstandalone) with the embedded configuration from
 `grub.py`. The ISO carries both and an isohybrid MBR/GPT, so the same bytes
 written to a USB stick boot too: the USB image is that hybrid image.
+
+Given a signed unified kernel image (`uki.py`), the UEFI path has no GRUB at
+all: the image is `EFI/BOOT/BOOTX64.EFI` itself, so the firmware checks its
+signature under Secure Boot, and the farm's settings are
+`EFI/BOOT/BOOTX64.EFI.extra.d/zosnode.cred` beside it (the stub packs them
+into the initramfs). GRUB could only chainload a signed image through shim.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from pathlib import Path
 from zosnode.atomicfile import copy_atomic
 from zosnode.bootmedia.errors import BuildInputError
 from zosnode.bootmedia.grub import MODULES, render_grub
-from zosnode.bootmedia.ipxe import BootConfig, render_ipxe
+from zosnode.bootmedia.ipxe import SETTINGS_NAME, BootConfig, render_ipxe, render_settings
 
 _TIMEOUT_S = 300
 # Where Debian's boot loader packages put their files.
@@ -77,8 +83,34 @@ def _place(built: Path, out: Path) -> None:
     copy_atomic(built, out)
 
 
-def build_efi_image(cfg: BootConfig, out: Path, tools: Tools = Tools()) -> None:
-    """A FAT image with EFI/BOOT/BOOTX64.EFI: GRUB with the farm's configuration inside."""
+def _uki_efi_image(cfg: BootConfig, uki: Path, out: Path) -> None:
+    if not uki.is_file():
+        raise BuildInputError(f"{uki} is missing: the signed UKI (zosnode bootstrap uki)")
+    for tool in ("mformat", "mmd", "mcopy"):
+        if shutil.which(tool) is None:
+            raise BuildInputError(f"the {tool} command is missing (mtools package)")
+    with tempfile.TemporaryDirectory(prefix="zosnode-efi-") as tmp:
+        t = Path(tmp)
+        (t / SETTINGS_NAME).write_text(render_settings(cfg))
+        img = t / "efi.img"
+        kib = (uki.stat().st_size // 1024 + EFI_SLACK_KIB * 4 + 1023) // 1024 * 1024
+        with open(img, "wb") as f:
+            f.truncate(kib * 1024)
+        _run(["mformat", "-i", str(img), "-N", "5a4f5331", "::"])
+        extra = "::/EFI/BOOT/BOOTX64.EFI.extra.d"
+        _run(["mmd", "-i", str(img), "::/EFI", "::/EFI/BOOT", extra])
+        _run(["mcopy", "-i", str(img), str(uki), "::/EFI/BOOT/BOOTX64.EFI"])
+        _run(["mcopy", "-i", str(img), str(t / SETTINGS_NAME), f"{extra}/{SETTINGS_NAME}"])
+        _place(img, out)
+
+
+def build_efi_image(cfg: BootConfig, out: Path, tools: Tools = Tools(),
+                    uki: Path | None = None) -> None:
+    """A FAT image with EFI/BOOT/BOOTX64.EFI: GRUB with the farm's configuration inside,
+    or the signed UKI `uki` with the farm's settings beside it."""
+    if uki is not None:
+        _uki_efi_image(cfg, uki, out)
+        return
     tools.check(efi=True)
     with tempfile.TemporaryDirectory(prefix="zosnode-efi-") as tmp:
         t = Path(tmp)
@@ -99,9 +131,11 @@ def build_efi_image(cfg: BootConfig, out: Path, tools: Tools = Tools()) -> None:
         _place(img, out)
 
 
-def build_iso(cfg: BootConfig, out: Path, tools: Tools = Tools(), efi: bool = True) -> None:
-    """The hybrid ISO: BIOS (isolinux + iPXE) and, unless efi=False, UEFI (GRUB)."""
-    tools.check(efi=efi)
+def build_iso(cfg: BootConfig, out: Path, tools: Tools = Tools(), efi: bool = True,
+              uki: Path | None = None) -> None:
+    """The hybrid ISO: BIOS (isolinux + iPXE) and, unless efi=False, UEFI (GRUB, or the
+    signed UKI `uki` when given)."""
+    tools.check(efi=efi and uki is None)
     with tempfile.TemporaryDirectory(prefix="zosnode-iso-") as tmp:
         root = Path(tmp) / "root"
         (root / "isolinux").mkdir(parents=True)
@@ -118,7 +152,7 @@ def build_iso(cfg: BootConfig, out: Path, tools: Tools = Tools(), efi: bool = Tr
                 "-c", "isolinux/boot.cat", "-b", "isolinux/isolinux.bin",
                 "-no-emul-boot", "-boot-load-size", "4", "-boot-info-table"]
         if efi:
-            build_efi_image(cfg, root / "efi.img", tools)
+            build_efi_image(cfg, root / "efi.img", tools, uki=uki)
             argv += ["-eltorito-alt-boot", "-e", "efi.img", "-no-emul-boot",
                      "-isohybrid-gpt-basdat"]
         _run(argv + [str(root)])

@@ -23,7 +23,7 @@ from typing import Any
 
 import trio
 
-from zosnode.agent import bringup, cmdline, pid1
+from zosnode.agent import bringup, cmdline, pid1, settings
 from zosnode.cli import CHILD_COMMAND
 from zosnode.cli.group import add_command, add_group
 from zosnode.errors import UserError
@@ -139,8 +139,11 @@ def _run(args: argparse.Namespace, say: pid1.Say, is_init: bool) -> int:
                         "(ip netns exec NAME zosnode node run ...)")
     if is_init:
         pid1.mount_pseudo(Path("/"), say)
-    parsed = cmdline.parse(_read_cmdline(args))
-    for note in parsed.notes:
+    # A signed kernel image's farm settings (zosnode.agent.settings); never with --cmdline.
+    extra = settings.load() if args.cmdline is None and args.cmdline_file is None \
+        else settings.NONE
+    parsed = cmdline.parse(_read_cmdline(args), extra.config)
+    for note in (*extra.notes, *parsed.notes):
         say(f"cmdline: {note}")
     config = parsed.config
     say(f"config: farm {config.farm or '-'} channel {config.channel} "

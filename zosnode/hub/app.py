@@ -11,11 +11,12 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Collection
+from dataclasses import replace
 from typing import Any
 
 from zosnode import layout
 from zosnode.bootmedia.errors import BuildInputError
-from zosnode.bootmedia.ipxe import BootConfig, render_ipxe
+from zosnode.bootmedia.ipxe import SETTINGS_NAME, BootConfig, render_ipxe, render_settings
 from zosnode.flist.blocks import MAX_BLOCK_SIZE
 from zosnode.flist.format import MAX_METADATA as MAX_FLIST_BYTES
 from zosnode.http.messages import Request, Response, text_response
@@ -186,25 +187,31 @@ class HubApp:
                         tags[name] = obj.body.decode("ascii", "replace").strip()
                 return json_response(200, {"tags": tags}, route="/api/v1/tags")
             case ["bootstrap", farm, channel, "boot.ipxe"]:
-                return self._ipxe(r, farm, channel)
+                return await self._ipxe(r, farm, channel)
+            case ["bootstrap", farm, channel, name] if name == SETTINGS_NAME:
+                return await self._ipxe(r, farm, channel, settings=True)
             case ["roots"]:
                 names = await self.storage.list(layout.ROOTS)
                 versions = sorted(v for n in names if (v := root_version(n)))
                 return json_response(200, {"roots": versions}, route="/api/v1/roots")
         return text_response(404, "not found", route="not-found")
 
-    def _ipxe(self, r: Request, farm: str, channel: str) -> Response:
-        """The farm's iPXE script, pointing at this hub (as the client reached it)."""
+    async def _ipxe(self, r: Request, farm: str, channel: str,
+                    settings: bool = False) -> Response:
+        """The farm's iPXE script, pointing at this hub (as the client reached it); it
+        chains the signed UKI on EFI when the channel has one. With `settings` the
+        settings file that script hands to the UKI (unsigned: farm, channel, hub)."""
         route = "/api/v1/bootstrap"
         # An absolute-form target's authority overrides Host (RFC 9112 §3.2.2).
         host = r.authority or r.header("host") or ""
         try:
             cfg = BootConfig(farm=farm, channel=channel, hubs=(f"http://{host}",))
-        except BuildInputError as exc:
+            uki = await self.storage.exists(layout.boot_path(channel, layout.UKI))
+        except (BuildInputError, layout.LayoutError) as exc:
             return text_response(400, str(exc), route=route)
+        text = render_settings(cfg) if settings else render_ipxe(replace(cfg, uki=uki))
         return Response(200, (("content-type", "text/plain; charset=utf-8"),
-                              ("cache-control", "no-store")),
-                        render_ipxe(cfg).encode(), route=route)
+                              ("cache-control", "no-store")), text.encode(), route=route)
 
     async def _static(self, static: ObjectPath, route: str) -> Response:
         obj = await self.storage.get(static.path)

@@ -1,0 +1,75 @@
+"""Did the firmware verify what it booted? Secure Boot state from the EFI variables.
+
+"on": UEFI with Secure Boot enforcing, so the firmware checked the signed
+kernel image (docs/boot-trust.md). "off": UEFI without it. "bios": no EFI at
+all (no /sys/firmware/efi), so nothing checked the kernel and initramfs.
+"unknown": UEFI, but the variable could not be read. The heartbeat and the
+console carry it; only "on" means the boot chain was verified.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import functools
+import os
+from pathlib import Path
+
+EFI_DIR = Path("/sys/firmware/efi")
+EFIVARS = EFI_DIR / "efivars"
+# EFI_GLOBAL_VARIABLE's SecureBoot: 4 bytes of attributes, then one byte, 1 = enforcing.
+SECURE_BOOT_VAR = "SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"
+STATES = ("on", "off", "bios", "unknown")
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
+
+
+def state(efi: bool, efivars_mounted: bool, value: bytes | None) -> str:
+    """The state from what the system shows. Pure.
+
+    `value` is the variable file's bytes, None when it does not exist.
+    """
+    if not efi:
+        return "bios"
+    if not efivars_mounted:
+        return "unknown"
+    if value is None:
+        return "off"  # firmware without Secure Boot support has no such variable
+    if len(value) != 5:
+        return "unknown"
+    return {0: "off", 1: "on"}.get(value[4], "unknown")
+
+
+def _mount_efivarfs() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    flags = _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
+    if libc.mount(b"efivarfs", str(EFIVARS).encode(), b"efivarfs", ctypes.c_ulong(flags),
+                  None) != 0 and ctypes.get_errno() != errno.EBUSY:
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+
+
+def read(mount: bool) -> str:
+    """This machine's state; with `mount` (PID 1 only) efivarfs is mounted first if needed."""
+    if not EFI_DIR.is_dir():
+        return "bios"
+    mounted = os.path.ismount(EFIVARS)
+    if not mounted and mount and EFIVARS.is_dir():
+        try:
+            _mount_efivarfs()
+            mounted = True
+        except OSError:
+            pass
+    value: bytes | None = None
+    if mounted:
+        try:
+            value = (EFIVARS / SECURE_BOOT_VAR).read_bytes()
+        except FileNotFoundError:
+            value = None
+        except OSError:
+            return "unknown"
+    return state(True, mounted, value)
+
+
+@functools.cache
+def node_state() -> str:
+    """Read once per boot: Secure Boot cannot change while the node runs."""
+    return read(mount=os.getpid() == 1)

@@ -1,0 +1,60 @@
+"""Per-farm settings beside a signed kernel image: farm, channel, hubs.
+
+A signed unified kernel image carries its own command line, the same for
+every farm, and under Secure Boot the systemd stub ignores any other. The
+farm's settings come as a file the stub adds to the initramfs: it packs every
+`*.cred` file found in `<image>.extra.d/` beside the image into
+`/.extra/credentials/` (boot media put `zosnode.cred` there; iPXE hands the
+file over with the image). The file holds command-line words and is read with
+the command line's own parser, so a value is validated exactly as on the
+command line and a trust key is refused the same way. It is not signed and so
+says nothing about trust: only the per-farm keys below are taken from it, and
+the command line wins over it where both set a key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from zosnode.agent import cmdline
+
+SETTINGS_FILE = Path("/.extra/credentials/zosnode.cred")
+# What differs per farm and may therefore come unsigned. Everything else
+# (zos.cache.format, say) can only be set on the command line.
+PER_FARM = ("zos.farm", "zos.channel", "zos.hub", "zos.net", "zos.debug")
+NONE = cmdline.Parsed(cmdline.DEFAULTS, ())
+
+
+def parse(text: str, defaults: cmdline.Config = cmdline.DEFAULTS) -> cmdline.Parsed:
+    """The settings file's words; notes say `settings: ...`. Pure."""
+    notes: list[str] = []
+    if len(text) > cmdline.MAX_CMDLINE:
+        notes.append(f"longer than {cmdline.MAX_CMDLINE} bytes: the rest is ignored")
+        text = text[:cmdline.MAX_CMDLINE]
+    kept: list[str] = []
+    for token in cmdline.tokens(text):
+        key = token.partition("=")[0]
+        if key in PER_FARM:
+            kept.append(f'"{token}"')
+        elif key.startswith("zos."):
+            # A trust key is refused with the command line's own words.
+            refused = [n for n in cmdline.parse(f'"{token}"').notes if n.startswith("refused")]
+            notes += refused or [f"ignored {key[:40]!r}: not a per-farm setting "
+                                 "(command line only)"]
+        else:
+            notes.append(f"ignored {key[:40]!r}: the settings carry zos.* keys only")
+    parsed = cmdline.parse(" ".join(kept), defaults)
+    return cmdline.Parsed(parsed.config,
+                          tuple(f"settings: {n}" for n in (*notes, *parsed.notes)))
+
+
+def load(path: Path = SETTINGS_FILE) -> cmdline.Parsed:
+    """The settings file if the boot put one there; none is no error."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(cmdline.MAX_CMDLINE + 1)
+    except FileNotFoundError:
+        return NONE
+    except OSError as exc:
+        return cmdline.Parsed(cmdline.DEFAULTS, (f"settings: {path} unreadable: {exc.strerror}",))
+    return parse(raw.decode("utf-8", "replace"))
