@@ -1,176 +1,239 @@
 #!/usr/bin/env python3
-"""FUSE reads: a 512 MiB file cold (through nginx) and warm (block cache) vs tmpfs;
-and starting a Python interpreter from a mounted image, cold, with and without
-the boot-order prefetch hint.
+"""FUSE reads through the command a node runs, against a trivial pyfuse3 file system.
 
-All served from nginx on 127.0.0.1; every figure comes from the same run.
-The kernel's page cache is out of the picture: each timing uses a fresh mount
-(a new superblock), so "warm" means "from zosnode's block cache".
+Every figure comes from one run, on loopback, caches and copies on tmpfs:
 
-The interpreter start is also timed against a mirror that adds --rtt-ms to
-every request (a network's round trip, simulated on loopback).
+* sequential `dd bs=1M` of one SIZE_MIB file of random bytes (stored raw:
+  incompressible) from tmpfs; from the trivial file system of
+  bench/fuse_trivial.py (constant buffer, same 1 MiB requests, keep_cache);
+  from `zosnode flist mount FLIST MNT --hub URL --cache DIR` (a separate
+  process, as on a node) cold (empty cache, blocks from nginx) and warm
+  (a fresh mount over the cache the cold run filled);
+* the same for a tree of shared libraries (compressible, the builder's
+  default compression), every file read with dd;
+* random 4 KiB reads (pread at aligned random offsets) for a fixed time,
+  against tmpfs and a fresh warm mount;
+* the mount process's peak RSS (VmHWM) over the cold read of SIZE_MIB.
 
-Usage: python3 bench/datapath_fuse.py [--size-mib 512] [--runs 3] [--rtt-ms 20]   (root)
+Each mount is fresh, so the kernel's page cache serves nothing.
+
+Usage: python3 bench/datapath_fuse.py [--size-mib 1024] [--libs-mib 256] [--runs 3]   (root)
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-
-import trio
 
 TOP = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TOP))
 
-from tests.lab.faulty_mirror import FaultyMirror  # noqa: E402
 from tests.lab.nginx import nginx  # noqa: E402
-from zosnode.cache.store import BlockCache  # noqa: E402
-from zosnode.cli.flist_remote import mounted  # noqa: E402
-from zosnode.fetch.fetcher import Fetcher  # noqa: E402
-from zosnode.flist.blocks import Compression  # noqa: E402
-from zosnode.flist.format import decode  # noqa: E402
-from zosnode.flist.pack import BuildOptions, build  # noqa: E402
-from zosnode.flist.source_dir import tree_from_dir  # noqa: E402
-from zosnode.flist.store import LocalStore  # noqa: E402
-from zosnode.flist.writer import encode, with_hint  # noqa: E402
 
-PY = "/usr/bin/python3.11"
+PY = sys.executable
+LIBDIR = Path("/usr/lib/x86_64-linux-gnu")
 
 
-def make_flist(src: Path, data: Path, options: BuildOptions | None = None) -> bytes:
-    store = LocalStore(data)
-    store.init()
-    flist, _ = build(tree_from_dir(src), lambda eb: store.put_block(eb.stored)[1], options)
-    raw = encode(flist)
-    store.put_flist(raw)
-    return raw
+def zosnode(*args: str) -> list[str]:
+    return [PY, "-m", "zosnode", *args]
 
 
-def python_tree(root: Path) -> Path:
-    """The interpreter, its shared libraries and the standard library."""
-    libs = subprocess.run(["ldd", PY], capture_output=True, text=True, check=True).stdout
-    paths = [PY] + [w for w in libs.split() if w.startswith("/")]
-    for p in paths:
-        dst = root / p.lstrip("/")
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(os.path.realpath(p), dst)
-    shutil.copytree("/usr/lib/python3.11", root / "usr/lib/python3.11", symlinks=True,
-                    ignore=shutil.ignore_patterns("test", "__pycache__", "dist-packages"))
+def build(src: Path, store: Path) -> Path:
+    out = store.parent / f"{src.name}.flist"
+    subprocess.run(zosnode("flist", "create", str(src), "--store", str(store), "-o", str(out)),
+                   check=True, cwd=TOP, stdout=subprocess.DEVNULL)
+    return out
+
+
+def lib_tree(root: Path, limit: int) -> Path:
+    """Shared libraries of this machine, up to `limit` bytes, in name order."""
+    total = 0
+    for dirpath, _, files in sorted(os.walk(LIBDIR)):
+        for name in sorted(files):
+            p = Path(dirpath) / name
+            if ".so" not in name or p.is_symlink() or not p.is_file():
+                continue
+            dst = root / p.relative_to(LIBDIR)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(p, dst)
+            total += dst.stat().st_size
+            if total >= limit:
+                return root
     return root
 
 
-async def timed_dd(path: Path) -> float:
+@contextmanager
+def mount(argv: list[str], mnt: Path, ready: bytes) -> Iterator[subprocess.Popen[bytes]]:
+    """A file system process serving `mnt`, once it says `ready`; stopped by SIGINT."""
+    proc = subprocess.Popen(argv, cwd=TOP, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        assert proc.stdout is not None
+        while ready not in (line := proc.stdout.readline()):
+            if not line:
+                raise RuntimeError(f"{argv[:4]} exited before it was ready")
+        yield proc
+    finally:
+        proc.send_signal(2)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@contextmanager
+def zos_mount(flist: Path, mnt: Path, url: str, cache: Path, cache_mib: int
+              ) -> Iterator[subprocess.Popen[bytes]]:
+    with mount(zosnode("flist", "mount", str(flist), str(mnt), "--hub", url, "--cache",
+                       str(cache), "--cache-size", str(cache_mib), "--no-prefetch"),
+               mnt, b"mounted ") as proc:
+        yield proc
+
+
+def dd(paths: list[Path]) -> float:
     t0 = time.perf_counter()
-    await trio.run_process(["dd", f"if={path}", "of=/dev/null", "bs=1M"],
-                           capture_stderr=True)
+    for p in paths:
+        subprocess.run(["dd", f"if={p}", "of=/dev/null", "bs=1M"], check=True,
+                       capture_output=True)
     return time.perf_counter() - t0
 
 
-async def fuse_read(work: Path, url: str, raw: bytes, cache_dir: Path, name: str) -> float:
-    mnt = Path(tempfile.mkdtemp(dir=work))
-    async with mounted(raw, mnt, Fetcher([url]), BlockCache(cache_dir, 4 << 30)):
-        return await timed_dd(mnt / name)
+def files_under(root: Path) -> list[Path]:
+    return sorted(Path(d) / f for d, _, fs in os.walk(root) for f in fs)
 
 
-async def python_start(work: Path, url: str, raw: bytes, prefetch: bool) -> float:
-    mnt = Path(tempfile.mkdtemp(dir=work))
-    cache = Path(tempfile.mkdtemp(dir="/dev/shm"))
+def random_iops(path: Path, seconds: float) -> float:
+    size = path.stat().st_size
+    rng = random.Random(1)
+    fd = os.open(path, os.O_RDONLY)
     try:
+        n = 0
+        end = time.perf_counter() + seconds
         t0 = time.perf_counter()
-        async with mounted(raw, mnt, Fetcher([url]), BlockCache(cache, 1 << 30),
-                           prefetch=prefetch):
-            await trio.run_process(["chroot", str(mnt), PY, "-c", "import json, asyncio"])
-            return time.perf_counter() - t0
+        while True:
+            for _ in range(256):
+                os.pread(fd, 4096, rng.randrange(size // 4096) * 4096)
+            n += 256
+            if time.perf_counter() >= end:
+                break
+        return n / (time.perf_counter() - t0)
     finally:
-        shutil.rmtree(cache)
+        os.close(fd)
 
 
-async def run(args: argparse.Namespace, work: Path) -> None:
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run(args: argparse.Namespace, work: Path, shm: Path) -> None:
     size = args.size_mib << 20
-    src = work / "big"
-    src.mkdir()
-    with open(src / "file", "wb") as f:
+    big = work / "big"
+    big.mkdir()
+    with open(big / "file", "wb") as f:
         for _ in range(args.size_mib):
             f.write(os.urandom(1 << 20))
-    shm = Path(tempfile.mkdtemp(dir="/dev/shm"))
-    shutil.copy(src / "file", shm / "file")
-    data = work / "data"
-    raw_big = make_flist(src, data, BuildOptions(compression=Compression.NONE))
-    pysrc = python_tree(work / "py")
-    raw_py = make_flist(pysrc, data)
+    shutil.copyfile(big / "file", shm / "file")
+    libs = lib_tree(shm / "libs", args.libs_mib << 20)
+    lib_files = files_under(libs)
+    lib_bytes = sum(p.stat().st_size for p in lib_files)
+    store = work / "www" / "data"
+    big_fl, libs_fl = build(big, store), build(libs, store)
+    cache_mib = 2 * args.size_mib + 64
+    rows: dict[str, list[float]] = {}
 
-    with nginx(data, work / "nginx") as server:
-        # Record the hint: run the interpreter once and keep the block order.
-        mnt = Path(tempfile.mkdtemp(dir=work))
-        rec_cache = Path(tempfile.mkdtemp(dir="/dev/shm"))
-        async with mounted(raw_py, mnt, Fetcher([server.url]), BlockCache(rec_cache, 1 << 30),
-                           prefetch=False) as m:
-            await trio.run_process(["chroot", str(mnt), PY, "-c", "import json, asyncio"])
-            order = list(m.source.first_use)
-        shutil.rmtree(rec_cache)
-        raw_hint = with_hint(decode(raw_py), order)
-        LocalStore(data).put_flist(raw_hint)
+    def add(name: str, value: float) -> None:
+        rows.setdefault(name, []).append(value)
 
-        tmpfs, cold, warm, py_plain, py_hint = [], [], [], [], []
+    def fresh(tag: str) -> Path:
+        mnt = Path(tempfile.mkdtemp(prefix=tag, dir=work))
+        return mnt
+
+    with nginx(store, work / "nginx") as server:
         for _ in range(args.runs):
-            cache = Path(tempfile.mkdtemp(dir="/dev/shm"))
-            tmpfs.append(await timed_dd(shm / "file"))
-            cold.append(await fuse_read(work, server.url, raw_big, cache, "file"))
-            warm.append(await fuse_read(work, server.url, raw_big, cache, "file"))
+            add("tmpfs", size / dd([shm / "file"]))
+            mnt = fresh("t")
+            with mount([PY, str(TOP / "bench" / "fuse_trivial.py"), str(mnt),
+                        str(args.size_mib)], mnt, b"ready"):
+                add("trivial", size / dd([mnt / "file"]))
+            cache = Path(tempfile.mkdtemp(dir=shm))
+            mnt = fresh("c")
+            with zos_mount(big_fl, mnt, server.url, cache, cache_mib) as proc:
+                add("cold", size / dd([mnt / "file"]))
+                add("rss", peak_rss_mib(proc.pid))
+            mnt = fresh("w")
+            with zos_mount(big_fl, mnt, server.url, cache, cache_mib):
+                add("warm", size / dd([mnt / "file"]))
+            mnt = fresh("r")
+            with zos_mount(big_fl, mnt, server.url, cache, cache_mib):
+                add("iops", random_iops(mnt / "file", args.iops_s))
+            add("iops_tmpfs", random_iops(shm / "file", args.iops_s))
             shutil.rmtree(cache)
-            py_plain.append(await python_start(work, server.url, raw_py, prefetch=False))
-            py_hint.append(await python_start(work, server.url, raw_hint, prefetch=True))
-    # The same over a mirror that adds a round trip to every request.
-    lat_plain, lat_hint = [], []
-    async with trio.open_nursery() as nursery:
-        slow = FaultyMirror(data, latency_s=args.rtt_ms / 1000)
-        await slow.start(nursery)
-        for _ in range(args.runs):
-            lat_plain.append(await python_start(work, slow.url, raw_py, prefetch=False))
-            lat_hint.append(await python_start(work, slow.url, raw_hint, prefetch=True))
-        nursery.cancel_scope.cancel()
-    shutil.rmtree(shm)
+            cache = Path(tempfile.mkdtemp(dir=shm))
+            add("libs_tmpfs", lib_bytes / dd(lib_files))
+            for kind in ("libs_cold", "libs_warm"):
+                mnt = fresh("l")
+                with zos_mount(libs_fl, mnt, server.url, cache, cache_mib):
+                    add(kind, lib_bytes / dd([mnt / p.relative_to(libs) for p in lib_files]))
+            shutil.rmtree(cache)
 
-    def mbs(times: list[float]) -> float:
-        return size / statistics.median(times) / 1e6
+    def med(name: str) -> float:
+        return statistics.median(rows[name])
 
-    t, c, w = mbs(tmpfs), mbs(cold), mbs(warm)
-    print(f"FUSE sequential read of {args.size_mib} MiB (median of {args.runs}, dd bs=1M):")
-    print(f"  tmpfs                {t:8.0f} MB/s")
-    print(f"  mount, cold (nginx)  {c:8.0f} MB/s   {c / t:.3f} x tmpfs")
-    print(f"  mount, warm (cache)  {w:8.0f} MB/s   {w / t:.3f} x tmpfs")
-    pp, ph = statistics.median(py_plain), statistics.median(py_hint)
-    print(f"Python start from a cold mount ({len(order)} blocks read; mount to exit):")
-    print(f"  no hint              {pp * 1000:8.0f} ms")
-    print(f"  prefetch hint        {ph * 1000:8.0f} ms   {ph / pp:.3f} x no hint")
-    lp, lh = statistics.median(lat_plain), statistics.median(lat_hint)
-    print(f"  same, {args.rtt_ms} ms added per request (in-process mirror):")
-    print(f"  no hint              {lp * 1000:8.0f} ms")
-    print(f"  prefetch hint        {lh * 1000:8.0f} ms   {lh / lp:.3f} x no hint")
+    def mbs(name: str) -> str:
+        return f"{med(name) / 1e6:8.0f} MB/s  (" + ", ".join(
+            f"{v / 1e6:.0f}" for v in rows[name]) + ")"
+
+    print(f"FUSE, median of {args.runs} (all runs in brackets), fresh mount each time,"
+          f" `zosnode flist mount` as its own process:")
+    print(f"sequential dd bs=1M of a {args.size_mib} MiB file of random bytes:")
+    print(f"  tmpfs                    {mbs('tmpfs')}")
+    print(f"  trivial pyfuse3 FS       {mbs('trivial')}")
+    triv = med("trivial")
+    print(f"  zosnode, warm cache      {mbs('warm')}   {med('warm') / triv:.2f} x trivial")
+    print(f"  zosnode, cold (nginx)    {mbs('cold')}   {med('cold') / triv:.2f} x trivial")
+    print(f"  mount process peak RSS over the cold read: {med('rss'):.0f} MiB"
+          f" ({', '.join(f'{v:.0f}' for v in rows['rss'])})")
+    print(f"random 4 KiB preads, {args.iops_s:.0f} s each:")
+    print(f"  tmpfs                    {med('iops_tmpfs'):8.0f} IOPS")
+    print(f"  zosnode, warm cache      {med('iops'):8.0f} IOPS")
+    print(f"{len(lib_files)} shared libraries, {lib_bytes / 1e6:.0f} MB, each read with dd"
+          f" (builder's default compression):")
+    print(f"  tmpfs                    {mbs('libs_tmpfs')}")
+    print(f"  zosnode, cold (nginx)    {mbs('libs_cold')}")
+    print(f"  zosnode, warm cache      {mbs('libs_warm')}")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size-mib", type=int, default=512)
+    ap.add_argument("--size-mib", type=int, default=1024)
+    ap.add_argument("--libs-mib", type=int, default=256)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--rtt-ms", type=int, default=20)
+    ap.add_argument("--iops-s", type=float, default=3.0)
     args = ap.parse_args()
     if os.geteuid() != 0:
-        print("needs root (FUSE mounts, chroot)", file=sys.stderr)
+        print("needs root (FUSE mounts)", file=sys.stderr)
         return 2
     work = Path(tempfile.mkdtemp(prefix="zosnode-bench-fuse-"))
+    shm = Path(tempfile.mkdtemp(prefix="zosnode-bench-fuse-", dir="/dev/shm"))
     try:
-        trio.run(run, args, work)
+        run(args, work, shm)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(shm, ignore_errors=True)
     return 0
 
 

@@ -16,6 +16,7 @@ import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import trio
 
@@ -26,6 +27,7 @@ from zosnode.cache.lru import LruIndex
 from zosnode.layout import is_hex_id, sharded
 
 SEED = 0x7A6F736E6F6465
+T = TypeVar("T")
 
 
 @dataclass
@@ -99,6 +101,27 @@ class BlockCache:
         found = await trio.to_thread.run_sync(self._read, block_id)
         return self._account_read(block_id, found)
 
+    async def get_checked(
+        self, block_id: str, check: Callable[[bytes], T | None],
+        limiter: trio.CapacityLimiter | None = None,
+    ) -> T | None:
+        """`check(block)` of the cached block, in the worker thread that read it
+        (one thread hop: read, checksum, then the caller's hash and decode).
+        None if absent, corrupt, or refused by `check` (then dropped too)."""
+
+        def work() -> tuple[tuple[bytes, entry.Check] | CorruptEntry | None, T | None]:
+            found = self._read(block_id)
+            if found is None or isinstance(found, CorruptEntry):
+                return found, None
+            value = check(found[0])
+            if value is None:
+                return CorruptEntry(f"cache entry {block_id}: refused by its check"), None
+            return found, value
+
+        found, value = await trio.to_thread.run_sync(work, limiter=limiter)
+        self._account_read(block_id, found)
+        return value
+
     def _read(self, block_id: str) -> tuple[bytes, entry.Check] | CorruptEntry | None:
         # Thread-safe: touches only the file, never the index or the stats.
         try:
@@ -168,9 +191,11 @@ class BlockCache:
         self._file(block_id).unlink(missing_ok=True)
 
     async def get_or_fetch(
-        self, block_id: str, fetch: Callable[[], Awaitable[bytes]]
+        self, block_id: str, fetch: Callable[[], Awaitable[bytes]], *, looked: bool = False
     ) -> bytes:
         """The block from the cache, else from `fetch()` (verified by it), fetched once.
+
+        `looked`: the caller has just found it missing; the first look is skipped.
 
         Readers that arrive while a fetch is in flight wait for it and share
         its outcome: its block, or its failure, raised in every one of them at
@@ -178,9 +203,11 @@ class BlockCache:
         each). Only if the fetching reader was cancelled does a waiter fetch.
         """
         while True:
-            block = await self.get_async(block_id)
-            if block is not None:
-                return block
+            if not looked:
+                block = await self.get_async(block_id)
+                if block is not None:
+                    return block
+            looked = False
             flight = self._inflight.get(block_id)
             if flight is None:
                 break

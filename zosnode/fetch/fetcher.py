@@ -30,13 +30,14 @@ from __future__ import annotations
 import random
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
 from zosnode.fetch.backoff import Backoff
 from zosnode.fetch.errors import CircuitOpen, FetchUsageError, Unavailable, WrongCopy
 from zosnode.fetch.health import BreakerPolicy, Fault, MirrorHealth, Pass
+from zosnode.fetch.workers import on_cpu
 from zosnode.http.client import (
     HttpClient,
     HttpPeerError,
@@ -56,7 +57,12 @@ MAX_BLOCK_BYTES = 8 * 1024 * 1024 + 4096
 # byte for 2 s, or drips under 16 KiB/s, is stalled.
 FETCH_TIMEOUTS = Timeouts(connect=2.0, head=2.5, body_idle=2.0, window_bytes=32 * 1024)
 
-_THREAD_OVER = 256 * 1024
+T = TypeVar("T")
+
+# A check of fetched bytes: what they decode to, or None if they are not the
+# object asked for (a wrong copy). It may raise for a faithful copy that is
+# unusable (not the mirror's fault: the caller's reference is wrong).
+Check = Callable[[bytes], T | None]
 
 
 def _check_id(oid: str) -> None:
@@ -114,6 +120,22 @@ class Fetcher:
         self, path: str, oid: str, *, max_size: int, deadline_s: float | None = None
     ) -> bytes:
         """The object at `path` on some mirror, verified to hash to `oid`."""
+        return (await self._fetch(path, oid, max_size, deadline_s, None))[0]
+
+    async def fetch_checked(
+        self, path: str, oid: str, check: Check[T], *, max_size: int,
+        deadline_s: float | None = None,
+    ) -> tuple[bytes, T]:
+        """Like `fetch_object`, with `check` (run in a CPU worker) deciding whether
+        a copy is the object instead of the fetcher's own hash: a check that
+        hashes and decodes in one pass saves hashing each block twice. Returns the
+        bytes and what `check` made of them."""
+        return await self._fetch(path, oid, max_size, deadline_s, check)
+
+    async def _fetch(
+        self, path: str, oid: str, max_size: int, deadline_s: float | None,
+        check: Check[Any] | None,
+    ) -> tuple[bytes, Any]:
         _check_id(oid)
         if max_size < 0:
             raise FetchUsageError("max_size must not be negative")
@@ -135,7 +157,7 @@ class Fetcher:
                         break
                     try:
                         data = await self._try(mirror, path, oid, max_size, partial,
-                                               partial_from)
+                                               partial_from, check)
                     except CircuitOpen:
                         continue
                     except HttpTruncated as exc:
@@ -226,8 +248,8 @@ class Fetcher:
 
     async def _try(
         self, mirror: str, path: str, oid: str, max_size: int,
-        partial: bytes, partial_from: set[str],
-    ) -> bytes:
+        partial: bytes, partial_from: set[str], check: Check[Any] | None,
+    ) -> tuple[bytes, Any]:
         """One attempt at `mirror` if its circuit lets it, hash-checked; the outcome
         goes to the mirror's breaker.
 
@@ -247,13 +269,19 @@ class Fetcher:
                     outcome = _fault(exc)
                     raise
                 # hashlib lets go of the GIL: big bodies hash beside the loop.
-                if len(data) > _THREAD_OVER:
-                    got = await trio.to_thread.run_sync(object_id, data)
+                if check is None:
+                    ok = await on_cpu(object_id, data, size=len(data)) == oid
+                    value: Any = True
                 else:
-                    got = object_id(data)
-                if got == oid:
+                    try:
+                        value = await on_cpu(check, data, size=len(data))
+                    except Exception:
+                        outcome = None  # a faithful copy the caller cannot use
+                        raise
+                    ok = value is not None
+                if ok:
                     outcome = None
-                    return data
+                    return data, value
                 outcome = Fault.CORRUPT
                 raise WrongCopy(f"{url}: bytes do not match the id")
             finally:

@@ -1,26 +1,45 @@
 """Decoded, verified blocks for readers: a small RAM hot set, the cache, the mirrors.
 
 This is what the FUSE mount and the eager extract read through. A block
-comes from the hot set of decoded blocks (process memory), else from the
-block cache (checksummed), else from the fetcher (hash-checked); it is then
-decoded by the flist layer, which checks the hash again before it decrypts or
-decompresses. A cached copy that fails that check is dropped and fetched anew.
+comes from the hot set of decoded blocks (process memory, trusted: it was
+checked when it came in), else from the block cache, else from the mirrors.
+Either way `decode_block` hashes it against its id before it decrypts or
+decompresses a byte, and that is the one BLAKE2b the block costs: a fetched
+block is checked and decoded in the same pass (`Fetcher.fetch_checked`), so
+the fetcher does not hash it first. A cached copy that fails the check is
+dropped and fetched anew.
+
+Hashing, decryption and decompression run in the CPU workers
+(`zosnode.fetch.workers`), one per core. Readers of a block being decoded
+wait for that one decode (readahead and a read of the same block share it).
 """
 
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict
 
 import trio
 
 from zosnode.cache.store import BlockCache
 from zosnode.fetch.fetcher import Fetcher
+from zosnode.fetch.workers import cpu_limiter, on_cpu
 from zosnode.flist.blocks import BlockRef, decode_block
 from zosnode.flist.errors import IntegrityError
+from zosnode.layout import block_path, object_id
 
-# Decoding a large block (hash, decrypt, decompress) goes to a thread so the
-# event loop keeps serving other reads; tiny ones are cheaper inline.
-_THREAD_OVER = 256 * 1024
+
+def checked_decode(ref: BlockRef, stored: bytes) -> bytes | None:
+    """The decoded block, None if `stored` is not the block `ref` names (a
+    wrong copy); IntegrityError if it is the block but does not decode (the
+    reference is wrong, no mirror's fault). For `Fetcher.fetch_checked`."""
+    try:
+        return decode_block(ref, stored)
+    except IntegrityError:
+        # Rare: a second hash to tell a lying mirror from a bad reference.
+        if len(stored) == ref.stored_size and object_id(stored) == ref.id:
+            raise
+        return None
 
 
 class BlockSource:
@@ -32,7 +51,9 @@ class BlockSource:
         self._hot: OrderedDict[str, bytes] = OrderedDict()
         self._hot_used = 0
         self._hot_max = hot_bytes
+        self._decoding: dict[str, _Decode] = {}
         self.first_use: dict[str, None] = {}  # block ids in the order first asked for
+        self.decodes = 0  # blocks hashed and decoded (each costs one BLAKE2b)
 
     async def stored(self, ref: BlockRef) -> bytes:
         """The block's stored bytes, from the cache or a mirror (verified)."""
@@ -45,33 +66,67 @@ class BlockSource:
     def is_hot(self, block_id: str) -> bool:
         return block_id in self._hot
 
-    async def decoded(self, ref: BlockRef, *, record: bool = True) -> bytes:
-        """The whole decoded block `ref` names (`record`: a real read, not readahead)."""
+    def hot(self, block_id: str) -> bytes | None:
+        """The decoded block if it is in RAM (no I/O, no check: it was checked)."""
+        return self._hot.get(block_id)
+
+    async def decoded(self, ref: BlockRef, *, record: bool = True, keep: bool = True) -> bytes:
+        """The whole decoded block `ref` names (`record`: a real read, not readahead;
+        `keep`: into the hot set)."""
         if record:
             self.first_use.setdefault(ref.id, None)
-        hot = self._hot.get(ref.id)
-        if hot is not None:
-            self._hot.move_to_end(ref.id)
-            return hot
-        for attempt in (0, 1):
-            stored = await self.stored(ref)
-            try:
-                if len(stored) > _THREAD_OVER:
-                    data = await trio.to_thread.run_sync(decode_block, ref, stored)
-                else:
-                    data = decode_block(ref, stored)
+        while True:
+            hot = self._hot.get(ref.id)
+            if hot is not None:
+                self._hot.move_to_end(ref.id)
+                return hot
+            flight = self._decoding.get(ref.id)
+            if flight is None:
                 break
-            except IntegrityError:
-                # The fetcher checked the hash, so this copy came from the
-                # cache and was damaged there (or a size lie): drop, refetch.
-                self.cache.discard(ref.id)
-                if attempt:
-                    raise
-        self._keep(ref.id, data)
-        return data
+            await flight.done.wait()
+            if flight.result is not None:
+                return flight.result
+            if flight.error is not None:
+                raise _own_copy(flight.error)
+            # The decoding reader was cancelled: try again ourselves.
+        flight = self._decoding[ref.id] = _Decode()
+        try:
+            data = await self._load(ref)
+            if keep:
+                self._keep(ref.id, data)
+            flight.result = data
+            return data
+        except Exception as exc:
+            flight.error = exc
+            raise
+        finally:
+            del self._decoding[ref.id]
+            flight.done.set()
+
+    async def _load(self, ref: BlockRef) -> bytes:
+        self.decodes += 1
+        # A cached copy: read, checksummed, hashed and decoded in one worker.
+        data = await self.cache.get_checked(ref.id, lambda b: checked_decode(ref, b),
+                                            cpu_limiter())
+        if data is not None:
+            return data
+        fetched: list[bytes] = []
+
+        async def fetch() -> bytes:
+            stored, data = await self.fetcher.fetch_checked(
+                block_path(ref.id), ref.id, lambda b: checked_decode(ref, b),
+                max_size=ref.stored_size)
+            fetched.append(data)
+            return stored
+
+        stored = await self.cache.get_or_fetch(ref.id, fetch, looked=True)
+        if fetched:
+            return fetched[0]
+        # Another reader's fetch (a prefetch of the stored block) brought it.
+        return await on_cpu(decode_block, ref, stored, size=ref.size)
 
     def _keep(self, bid: str, data: bytes) -> None:
-        if len(data) > self._hot_max:
+        if len(data) > self._hot_max or bid in self._hot:
             return
         self._hot[bid] = data
         self._hot_used += len(data)
@@ -79,12 +134,37 @@ class BlockSource:
             _, old = self._hot.popitem(last=False)
             self._hot_used -= len(old)
 
-    async def read(self, pieces: list[tuple[BlockRef | None, int, int]]) -> bytes:
-        """Concatenate (ref, start, length) pieces; a None ref is a run of zeros."""
-        out = []
+    async def read(self, pieces: list[tuple[BlockRef | None, int, int]]) -> bytes | memoryview:
+        """Concatenate (ref, start, length) pieces; a None ref is a run of zeros.
+
+        One piece is returned as a view of the decoded block, without a copy.
+        """
+        if len(pieces) == 1:
+            ref, start, length = pieces[0]
+            if ref is None:
+                return bytes(length)
+            return memoryview(await self.decoded(ref))[start : start + length]
+        out: list[bytes | memoryview] = []
         for ref, start, length in pieces:
             if ref is None:
                 out.append(bytes(length))
             else:
-                out.append((await self.decoded(ref))[start : start + length])
+                out.append(memoryview(await self.decoded(ref))[start : start + length])
         return b"".join(out)
+
+
+class _Decode:
+    """One decode in progress, shared by every reader of the same block."""
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.result: bytes | None = None
+        self.error: Exception | None = None
+
+
+def _own_copy(exc: Exception) -> Exception:
+    """A waiter's own instance of the shared failure (see `cache.store`)."""
+    try:
+        return copy.copy(exc)
+    except Exception:  # noqa: BLE001 - an exception type copy cannot rebuild
+        return exc

@@ -47,6 +47,12 @@ class MountedFlist:
     prefetch_done: trio.Event = field(default_factory=trio.Event)
 
 
+# Read requests of up to 1 MiB (libfuse's largest, its max_pages), with the
+# page cache kept (keep_cache, no direct_io) so executables can be mmapped.
+# (No max_read mount option: libfuse refuses one pyfuse3's init() does not repeat.)
+MAX_READ = 1024 * 1024
+
+
 def _options() -> set[str]:
     opts = {"ro", "fsname=zosnode", "subtype=flist", "default_permissions"}
     if os.geteuid() == 0:
@@ -106,6 +112,8 @@ async def serve_flist(
                     session.cancel_scope.cancel()
 
                 session.start_soon(run_main)
+                # Before anyone is told: a file opened earlier keeps the old window.
+                await _raise_readahead(mp)
                 if prefetch and view.flist.prefetch:
                     session.start_soon(_prefetch, source, handle)
                 else:
@@ -115,6 +123,26 @@ async def serve_flist(
             _live = False
             pyfuse3.close(unmount=True)
             background.cancel_scope.cancel()
+
+
+async def _raise_readahead(mp: Path) -> None:
+    """Let the kernel read ahead (and so ask) up to MAX_READ at a time.
+
+    A FUSE mount's bdi starts at 128 KiB of readahead, and the INIT reply can
+    only lower it, so it is raised through sysfs once INIT is done: a stat of
+    the mountpoint (in a thread: this loop answers it) returns only then. A
+    file takes its window when it is opened, so this comes before the mount
+    is reported live. Not root, or no sysfs: reads stay at 128 KiB, slower but
+    the same bytes.
+    """
+    with trio.move_on_after(10):
+        try:
+            st = await trio.to_thread.run_sync(os.stat, mp, abandon_on_cancel=True)
+            knob = Path(f"/sys/class/bdi/{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
+                        "/read_ahead_kb")
+            knob.write_text(str(MAX_READ // 1024))
+        except OSError:
+            pass
 
 
 async def _prefetch(source: BlockSource, handle: MountedFlist) -> None:

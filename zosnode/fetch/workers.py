@@ -1,0 +1,39 @@
+"""The worker threads that hash, decrypt and decompress blocks: one per core.
+
+hashlib (BLAKE2b over 2 KiB), zlib, lzma, bz2, zstd and PyNaCl (through cffi)
+let go of the GIL while they work, so these threads run beside the event
+loop and beside each other. More of them than cores would only queue on the
+CPU and hold more blocks in memory at once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import TypeVar
+
+import trio
+
+T = TypeVar("T")
+
+# Under this, a thread hop costs more than the work (about 50 µs a hop).
+INLINE_UNDER = 64 * 1024
+
+_LIMITER: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar("zosnode_cpu")
+
+
+def cpu_limiter() -> trio.CapacityLimiter:
+    """This trio run's limiter for CPU work: as many threads as cores."""
+    try:
+        return _LIMITER.get()
+    except LookupError:
+        limiter = trio.CapacityLimiter(max(1, len(os.sched_getaffinity(0))))
+        _LIMITER.set(limiter)
+        return limiter
+
+
+async def on_cpu(fn: Callable[..., T], *args: object, size: int) -> T:
+    """`fn(*args)` in a CPU worker thread, or inline when `size` bytes is little work."""
+    if size < INLINE_UNDER:
+        return fn(*args)
+    return await trio.to_thread.run_sync(fn, *args, limiter=cpu_limiter())
