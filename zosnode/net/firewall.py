@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from zosnode.net import netlink
 from zosnode.net.errors import NetSystemError
 
 TABLE_PREFIX = "zosnode"
@@ -97,9 +98,7 @@ class Firewall:
     """Our table in the current network namespace (call from inside it)."""
 
     def __init__(self) -> None:
-        from pyroute2.nftables.main import NFTables
-
-        self._nft = NFTables(nfgen_family=FAMILY_INET)
+        self._nft = netlink.nftables(FAMILY_INET)
         self.table: str | None = None
         self.fingerprint: str | None = None
         self._generation = 0

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from zosnode.atomicfile import write_atomic
+from zosnode.net import netlink
 from zosnode.net.errors import NetSystemError, NetUsageError
 
 ARPHRD_ETHER = 1
@@ -52,9 +53,7 @@ def _netlink(what: str, gone: tuple[str, ...] = ()) -> Iterator[None]:
 
 class Links:
     def __init__(self) -> None:
-        from pyroute2 import IPRoute
-
-        self._ipr = IPRoute()
+        self._ipr = netlink.iproute()
 
     def close(self) -> None:
         self._ipr.close()
