@@ -23,7 +23,7 @@ from typing import Any
 
 import trio
 
-from zosnode.agent import bringup, cmdline, pid1, settings
+from zosnode.agent import bringup, cmdline, pid1, secureboot, settings
 from zosnode.cli import CHILD_COMMAND
 from zosnode.cli.group import add_command, add_group
 from zosnode.errors import UserError
@@ -152,6 +152,8 @@ def _run(args: argparse.Namespace, say: pid1.Say, is_init: bool) -> int:
         moddir = Path("/lib/modules") / os.uname().release
         pid1.load_modules(moddir, config.modules or _initramfs_modules(), say)
         pid1.seed_entropy(os.uname().nodename.encode() + os.urandom(0), say)
+        # After the modules (efivarfs); "on" means the firmware checked this image.
+        say(f"secure boot: {secureboot.node_state()}")
     after: AfterNetwork | None = None
     if not (args.exit_after_bringup or args.network_only):
         from zosnode.agent.boot import after_network
