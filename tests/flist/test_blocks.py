@@ -16,6 +16,7 @@ from zosnode.flist.blocks import (
     block_id,
     decode_block,
     read_ref,
+    zstd,
 )
 from zosnode.flist.errors import FormatError, IntegrityError
 from zosnode.flist.writer import encode_block
@@ -111,3 +112,71 @@ def test_property_arbitrary_stored_bytes(junk: bytes, compression: Compression, 
         decode_block(ref, junk)
     except IntegrityError:
         pass
+
+
+# --- zstd (format 1.1) ------------------------------------------------------
+
+
+def _zstd_ref(body: bytes, size: int) -> BlockRef:
+    return BlockRef(block_id(body), 0, 1, size, len(body), Compression.ZSTD)
+
+
+def test_zstd_is_the_default_and_compresses() -> None:
+    from zosnode.flist.pack import BuildOptions
+
+    assert BuildOptions().compression is Compression.ZSTD
+    b = encode_block(DATA, Compression.ZSTD, False)
+    assert b.compression is Compression.ZSTD and len(b.stored) < len(DATA) // 10
+    assert zstd.get_frame_info(b.stored).decompressed_size == len(DATA)
+
+
+def test_zstd_bomb_bounded() -> None:
+    # 8 MiB of zeros in a 300-byte frame, under a reference promising 1 KiB:
+    # refused after producing at most 1 KiB + 1, not 8 MiB.
+    bomb = zstd.compress(bytes(8 * 1024 * 1024))
+    with pytest.raises(IntegrityError):
+        decode_block(_zstd_ref(bomb, 1024), bomb)
+
+
+def test_zstd_frame_header_size_is_not_trusted() -> None:
+    # A frame that says nothing of its size, and one that decodes short.
+    c = zstd.ZstdCompressor()
+    unsized = c.compress(DATA) + c.flush()
+    assert zstd.get_frame_info(unsized).decompressed_size is None
+    assert decode_block(_zstd_ref(unsized, len(DATA)), unsized) == DATA
+    with pytest.raises(IntegrityError, match="decodes to"):
+        decode_block(_zstd_ref(unsized, len(DATA) + 1), unsized)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "trailing", "two frames", "skippable only"])
+def test_zstd_stream_must_be_one_whole_frame(damage: str) -> None:
+    frame = zstd.compress(DATA)
+    body = {
+        "truncated": frame[:-5],
+        "trailing": frame + b"\0",
+        "two frames": frame + zstd.compress(b"more"),
+        # A skippable frame (magic 0x184D2A50) holding nothing a reader may use.
+        "skippable only": (0x184D2A50).to_bytes(4, "little") + (4).to_bytes(4, "little") + b"xxxx",
+    }[damage]
+    with pytest.raises(IntegrityError):
+        decode_block(_zstd_ref(body, len(DATA)), body)
+
+
+def test_zstd_window_past_the_largest_block_refused() -> None:
+    # The window is the decoder's other allocation: a frame asking 128 MiB is
+    # refused even though its content is small.
+    c = zstd.ZstdCompressor(options={zstd.CompressionParameter.window_log: 27})
+    body = c.compress(bytes(60000)) + c.flush()
+    with pytest.raises(IntegrityError, match="decompress"):
+        decode_block(_zstd_ref(body, 60000), body)
+    # The builder's own frames for the largest block fit the limit.
+    big = os.urandom(4096) * 2048
+    b = encode_block(big, Compression.ZSTD, False, level=19)
+    assert decode_block(b.ref(0, 1), b.stored) == big
+
+
+@pytest.mark.parametrize("compression", [Compression.ZLIB, Compression.LZMA, Compression.BZ2])
+def test_format_1_0_codecs_still_decode(compression: Compression) -> None:
+    b = encode_block(DATA, compression, True)
+    assert b.compression is compression
+    assert decode_block(b.ref(0, 1), b.stored) == DATA

@@ -19,8 +19,8 @@ from zosnode.flist.store import LocalStore
 from zosnode.flist.tree import Content, Node, Tree
 from zosnode.flist.view import ROOT_INO, FlistView
 
-SMALL = BuildOptions(compression=Compression.NONE, chunking="fixed", chunk_size=4096, small_max=1024,
-                     pack_min=2048, pack_max=8192)
+SMALL = BuildOptions(compression=Compression.NONE, chunking="fixed", chunk_size=4096,
+                     small_max=1024, pack_min=2048, pack_max=8192)
 
 
 def _tree(files: dict[bytes, bytes]) -> Tree:

@@ -309,9 +309,12 @@ def build(
     metadata: dict[str, Any] | None = None,
     prefetch_paths: Sequence[bytes] = (),
     progress: Progress | None = None,
+    workers: int | None = None,
 ) -> tuple[Flist, BuildStats]:
-    """Pack `tree` into blocks (handed to `sink`) and return the flist describing it."""
-    packer = Packer(options or BuildOptions(), sink, progress)
+    """Pack `tree` into blocks (handed to `sink`) and return the flist describing it.
+
+    The flist does not depend on `workers` (default: the cores, at most 4)."""
+    packer = Packer(options or BuildOptions(), sink, progress, workers)
     try:
         return _build(packer, tree, metadata, prefetch_paths)
     finally:
