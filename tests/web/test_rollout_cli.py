@@ -149,3 +149,31 @@ async def test_a_mirror_cannot_forge_a_pause(web_hub: WebHub, tmp_path: Path) ->
         path.write_bytes(genuine)
         await trio.to_thread.run_sync(web_hub.publish, manifest("stable", 2))
         assert await node.poll() == "switched to 2"
+
+
+def test_steering_mistakes_are_one_line_and_exit_2(web_hub: WebHub, tmp_path: Path) -> None:
+    import subprocess
+
+    web_hub.publish(manifest("stable", 1))
+    signer = keyfile(tmp_path / "s.key", SIGNER)
+    for argv, why in (
+        (["rollout", "--channel", "stable", "--fraction", "2", "--key", str(signer)],
+         "between 0 and 1"),
+        (["rollout", "--channel", "stable", "--fraction", "half"], "percentage"),
+        (["pause", "--channel", "stable"], "give --key"),
+        (["pause", "--channel", "stable", "--key", str(signer)], "--publisher-key"),
+        (["resume", "--channel", "stable", "--key", str(signer)], "not paused"),
+        (["pause", "--channel", "nosuch", "--key", str(signer)], "no published release"),
+        (["pause", "--channel", "Bad/Name", "--key", str(signer)], "bad channel name"),
+        (["promote", "--from", "stable", "--to", "stable"], "same channel"),
+    ):
+        proc = subprocess.run([sys.executable, "-m", "zosnode", "release", *argv[:1],
+                               "--hub", web_hub.url, *argv[1:]], capture_output=True,
+                              text=True, cwd=TOP, timeout=60)
+        assert proc.returncode == 2 and why in proc.stderr, (argv, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    out = tmp_path / "v2.manifest"
+    proc = subprocess.run([sys.executable, "-m", "zosnode", "release", "pause", "--hub",
+                           web_hub.url, "--channel", "stable", "-o", str(out)],
+                          capture_output=True, text=True, cwd=TOP, timeout=60)
+    assert proc.returncode == 0 and "0 signature(s)" in proc.stdout and out.exists()

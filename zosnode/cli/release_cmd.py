@@ -386,11 +386,11 @@ def _fraction_ppm(text: str) -> int:
 def _hub_get(hub: str, path: str) -> bytes | None:
     from zosnode.http.client import HttpPeerError
     from zosnode.http.command import base_url, run_request
-    from zosnode.http.errors import HttpUsageError
 
+    url = base_url(hub) + path
     try:
-        reply = run_request("GET", base_url(hub) + path, max_size=MAX_MANIFEST_BYTES)
-    except (HttpPeerError, HttpUsageError) as exc:
+        reply = run_request("GET", url, max_size=MAX_MANIFEST_BYTES)
+    except HttpPeerError as exc:
         raise UserError(f"--hub {hub}: {exc}") from None
     if reply.status == 404:
         return None
@@ -402,10 +402,7 @@ def _hub_get(hub: str, path: str) -> bytes | None:
 def _current(hub: str, channel: str) -> Manifest | None:
     from zosnode.hub.publish import stored_manifest
 
-    try:
-        layout.check_channel(channel)
-    except layout.LayoutError as exc:
-        raise UserError(str(exc)) from None
+    layout.check_channel(channel)
     data = _hub_get(hub, "/" + layout.manifest_path(channel))
     if data is None:
         return None
@@ -524,10 +521,7 @@ def run_promote(args: argparse.Namespace) -> int:
     if args.release is None:
         src = _current(args.hub, args.source)
     else:
-        try:
-            path = "/" + layout.release_path(args.source, args.release)
-        except layout.LayoutError as exc:
-            raise UserError(str(exc)) from None
+        path = "/" + layout.release_path(args.source, args.release)
         data = _hub_get(args.hub, path)
         try:
             src = stored_manifest(data) if data is not None else None
