@@ -98,3 +98,29 @@ def test_config_refuses_bad_values_when_built() -> None:
         Config(hubs=("gopher://x",))
     with pytest.raises(ValueError):
         Config(fatal_reboot_delay_s=-1)
+
+
+@pytest.mark.parametrize(("text", "cache", "fmt"), [
+    ("zos.cache=auto", "auto", None),
+    ("zos.cache=LABEL=ZOSCACHE", "LABEL=ZOSCACHE", None),
+    ("zos.cache=UUID=0A1B2C3D-0000-4000-8000-00000000000F",
+     "UUID=0a1b2c3d-0000-4000-8000-00000000000f", None),
+    ("zos.cache=auto zos.cache.format=/dev/vdb", "auto", "/dev/vdb"),
+    ("zos.cache.format=/dev/nvme0n1", None, "/dev/nvme0n1"),
+])
+def test_cache_keys(text: str, cache: str | None, fmt: str | None) -> None:
+    p = parse(text)
+    assert p.notes == ()
+    assert (p.config.cache, p.config.cache_format) == (cache, fmt)
+
+
+@pytest.mark.parametrize("text", [
+    "zos.cache", "zos.cache=", "zos.cache=yes", "zos.cache=LABEL=", "zos.cache=LABEL=a/b",
+    "zos.cache=LABEL=" + "x" * 17, "zos.cache=UUID=xyz", "zos.cache=/dev/vdb",
+    "zos.cache.format", "zos.cache.format=vdb", "zos.cache.format=/dev/../etc/passwd",
+    "zos.cache.format=/dev/disk/by-id/x", "zos.cache.format=/dev/VDB",
+])
+def test_bad_cache_keys_are_ignored_and_reported(text: str) -> None:
+    p = parse(text)
+    assert (p.config.cache, p.config.cache_format) == (None, None)
+    assert len(p.notes) == 1 and p.notes[0].startswith("ignored zos.cache")

@@ -22,6 +22,9 @@ _TEXT_KEYS = {
     "zos.channel": (_NAME, "want 1-64 of A-Z a-z 0-9 _ . -"),
     "zos.net": (_IFNAME, "not an interface name"),
 }
+# zos.cache=auto | LABEL=<label> | UUID=<uuid>: which filesystem is the block cache.
+_CACHE = re.compile(r"auto|LABEL=[A-Za-z0-9_.-]{1,16}|UUID=[0-9a-fA-F-]{32,36}")
+_DEVICE = re.compile(r"/dev/[a-z][a-z0-9]{1,31}")  # a whole disk, by kernel name
 _TRUST_KEYS = ("zos.root", "zos.trust", "zos.key", "zos.keys", "zos.anchor", "zos.pubkey",
                "zos.floor")
 
@@ -37,6 +40,8 @@ class Config:
     fatal_reboot_delay_s: int = 30
     carrier_timeout_s: int = 10
     settle_s: int = 2  # after the first lease, how long other NICs may still answer
+    cache: str | None = None  # "auto", "LABEL=..." or "UUID=...": the disk block cache
+    cache_format: str | None = None  # a blank disk to make the cache on (/dev/...)
 
     def __post_init__(self) -> None:
         for hub in self.hubs:
@@ -136,6 +141,18 @@ def parse(text: str, defaults: Config = DEFAULTS) -> Parsed:
             if key[4:] in fields:
                 notes.append(f"{key} given again: using {value!r}")
             fields[key[4:]] = value
+            continue
+        if key in ("zos.cache", "zos.cache.format"):
+            pattern = _CACHE if key == "zos.cache" else _DEVICE
+            if not eq or not pattern.fullmatch(value):
+                want = ("want auto, LABEL=<label> or UUID=<uuid>" if key == "zos.cache"
+                        else "want a disk as /dev/<name>")
+                notes.append(f"ignored {key}={_show(value)}: {want}")
+                continue
+            field = "cache" if key == "zos.cache" else "cache_format"
+            if field in fields:
+                notes.append(f"{key} given again: using {value!r}")
+            fields[field] = "UUID=" + value[5:].lower() if value.startswith("UUID=") else value
             continue
         if key == "zos.debug":
             if eq and value not in ("1", "0", "yes", "no", "true", "false"):

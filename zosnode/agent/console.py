@@ -2,8 +2,11 @@
 
 The node has no shell and no login; the console is the only place a farmer
 looks. It shows who the node is, where it is on the network, what it runs,
-each service's state and the last error, and is redrawn when any of that
-changes (at most every `min_interval_s`, so a crash loop cannot flood it).
+each service's state, the error now in the way (if any) and the last one
+resolved, with how long ago it happened, and is redrawn when any of that
+changes (at most every `min_interval_s`, so a crash loop cannot flood it; an
+age alone changing is no reason to redraw). Times are the agent's monotonic
+clock (trio's), in seconds.
 """
 
 from __future__ import annotations
@@ -25,6 +28,15 @@ def ready_message(release: int, node_id: str) -> str:
     return f"ready {release} {node_id}"
 
 
+def _ago(seconds: float) -> str:
+    s = max(0, int(seconds))
+    if s < 120:
+        return f"{s} s ago"
+    if s < 7200:
+        return f"{s // 60} min ago"
+    return f"{s // 3600} h ago"
+
+
 @dataclass(frozen=True)
 class NodeStatus:
     node_id: str = ""
@@ -34,10 +46,14 @@ class NodeStatus:
     addresses: tuple[str, ...] = ()
     release: int | None = None
     services: tuple[ServiceStatus, ...] = ()
-    last_error: str | None = None
+    error: str | None = None  # what is wrong now
+    error_at: float = 0.0
+    last_error: str | None = None  # the last one since resolved
+    last_error_at: float = 0.0
 
 
-def render(status: NodeStatus) -> str:
+def render(status: NodeStatus, now: float | None = None) -> str:
+    """The status screen; `now` (same clock as the errors' times) adds their ages."""
     release = "none" if status.release is None else str(status.release)
     lines = [
         "---- zosnode status ----",
@@ -51,7 +67,14 @@ def render(status: NodeStatus) -> str:
         extra = f" restarts={s.restarts}" if s.restarts else ""
         detail = f" ({s.detail})" if s.detail else ""
         lines.append(f"  {s.name:<20} {s.state.value:<9}{extra}{detail}")
-    lines.append(f"error    {status.last_error or '-'}")
+    def aged(text: str | None, at: float) -> str:
+        if text is None:
+            return "-"
+        return text if now is None else f"{text} ({_ago(now - at)})"
+
+    lines.append(f"error    {aged(status.error, status.error_at)}")
+    if status.last_error is not None:
+        lines.append(f"last     {aged(status.last_error, status.last_error_at)}")
     return "\n".join(lines)
 
 
@@ -73,6 +96,17 @@ class StatusBoard:
             self._changed.set()
             self._changed = trio.Event()
 
+    def fail(self, text: str, now: float) -> None:
+        """`text` is what is wrong now (the same error again keeps its first time)."""
+        st = self._status
+        self.update(error=text, error_at=st.error_at if st.error == text else now)
+
+    def resolve(self) -> None:
+        """Whatever was wrong is no more: it becomes the last error, keeping its time."""
+        st = self._status
+        if st.error is not None:
+            self.update(error=None, last_error=st.error, last_error_at=st.error_at)
+
     async def wait_changed(self) -> None:
         await self._changed.wait()
 
@@ -85,13 +119,13 @@ async def console_task(
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Draw the board now and after each change, never more often than the interval."""
-    shown = ""
+    shown: NodeStatus | None = None
     task_status.started()
     while True:
-        text = render(board.status)
-        if text != shown:
-            write(text)
-            shown = text
+        status = board.status
+        if status != shown:
+            write(render(status, trio.current_time()))
+            shown = status
         await trio.sleep(min_interval_s)
-        if render(board.status) == shown:
+        if board.status == shown:
             await board.wait_changed()

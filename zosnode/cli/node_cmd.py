@@ -23,7 +23,7 @@ from typing import Any
 
 import trio
 
-from zosnode.agent import bringup, cmdline, pid1, secureboot, settings
+from zosnode.agent import bringup, cmdline, phases, pid1, secureboot, settings
 from zosnode.cli import CHILD_COMMAND
 from zosnode.cli.group import add_command, add_group
 from zosnode.errors import UserError
@@ -131,6 +131,7 @@ def _in_own_netns(run_netns: Path = Path("/run/netns")) -> bool:
 
 
 def _run(args: argparse.Namespace, say: pid1.Say, is_init: bool) -> int:
+    boot = phases.BootClock()  # from this process's start
     if is_init and args.exit_after_bringup:
         raise UserError("--exit-after-bringup makes no sense as PID 1")
     if not is_init and not _in_own_netns():
@@ -154,13 +155,14 @@ def _run(args: argparse.Namespace, say: pid1.Say, is_init: bool) -> int:
         pid1.seed_entropy(os.uname().nodename.encode() + os.urandom(0), say)
         # After the modules (efivarfs); "on" means the firmware checked this image.
         say(f"secure boot: {secureboot.node_state()}")
+    boot.mark("modules")
     after: AfterNetwork | None = None
     if not (args.exit_after_bringup or args.network_only):
         from zosnode.agent.boot import after_network
 
         fuse = _fuse_command(args.mounts)
         say(f"flists: {'FUSE mounts' if fuse else 'verified extraction'}")
-        after = functools.partial(after_network, fuse_command=fuse)
+        after = functools.partial(after_network, fuse_command=fuse, boot=boot)
     options = bringup.Options(resolv_conf=args.resolv_conf)
 
     async def main() -> None:

@@ -6,13 +6,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import trio
 
 from zosnode import __version__, layout
-from zosnode.agent import pid1
+from zosnode.agent import cachedisk, pid1
 from zosnode.agent.boot.errors import BootError
 from zosnode.agent.boot.hubs import HubClient
 from zosnode.agent.boot.mounters import ExtractMounter, FuseChildMounter, Mounter
@@ -21,9 +22,11 @@ from zosnode.agent.bringup import Network
 from zosnode.agent.cmdline import Config
 from zosnode.agent.console import StatusBoard, console_task
 from zosnode.agent.identity import load_or_create
+from zosnode.agent.phases import BootClock
 from zosnode.cache.store import BlockCache
 from zosnode.fetch.fetcher import Fetcher
 from zosnode.trust.anchor import Anchor, load_embedded
+from zosnode.wire.heartbeat import CacheReport
 
 __all__ = ["BootSettings", "after_network"]
 
@@ -46,6 +49,7 @@ async def after_network(
     cache_bytes: int = 512 * 1024 * 1024,
     settings: BootSettings | None = None,
     fuse_command: Sequence[str] | None = None,
+    boot: BootClock | None = None,
     task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Boot the release and keep the node up to date; never returns.
@@ -56,7 +60,11 @@ async def after_network(
     the node key; without it the node id lives in RAM. With `fuse_command`
     flists are FUSE mounts served by child processes (`FuseChildMounter`);
     without it they are extracted into `run_dir` (a tmpfs on a node).
+    `zos.cache=` on the command line finds the cache disk (`cachedisk`),
+    which then takes `cache_dir`'s place; `boot` holds the phases so far.
     """
+    boot = boot or BootClock()
+    boot.mark("network")
     trusted = anchor if anchor is not None else load_embedded()
     if trusted is None:
         raise BootError("this build carries no trust anchor (build_zipapp.py --anchor)")
@@ -66,6 +74,23 @@ async def after_network(
         channel=config.channel, farm=config.farm or "", run_dir=run_dir,
         agent_version=__version__,
     )
+    disk: cachedisk.CacheDisk | None = None
+    note = ""
+    if config.cache or config.cache_format:
+        found = await trio.to_thread.run_sync(functools.partial(
+            cachedisk.open_cache, config.cache, config.cache_format, cache_bytes, say))
+        if isinstance(found, str):
+            note = found
+            say(f"cache: {found}; blocks are kept in RAM")
+        else:
+            disk, cache_dir, cache_bytes = found, found.path, found.size_bytes
+            say(f"cache: {found.fs.device} (ext4 {found.fs.label} {found.fs.uuid}) at "
+                f"{found.path}, up to {found.size_bytes >> 20} MiB")
+    boot.mark("cache")
+    hardware = cachedisk.hardware(disk.fs.disk if disk else None)
+    say(f"hardware: {hardware.cpus} CPUs, {hardware.memory_bytes >> 20} MiB, disks "
+        + (", ".join(f"{d.name} {d.size_bytes >> 20} MiB {d.model or '-'} {d.role}"
+                     for d in hardware.disks) or "-"))
     identity = load_or_create(cache_dir)
     say(f"node id {identity.node_id} (identity from {identity.describe()})")
     if pid1.is_pid1():
@@ -73,7 +98,13 @@ async def after_network(
     run_dir.mkdir(parents=True, exist_ok=True)
     # The block cache, sharded like the layout's blocks/ (`layout.sharded`).
     blocks_dir = (cache_dir or run_dir) / layout.BLOCKS
-    cache = BlockCache(blocks_dir, cache_bytes, durable=cache_dir is not None)
+    try:
+        cache = BlockCache(blocks_dir, cache_bytes, durable=cache_dir is not None)
+    except OSError as exc:  # a disk that failed since: RAM, never a failed boot
+        note = f"{blocks_dir}: {exc.strerror or exc}"
+        say(f"cache: {note}; blocks are kept in RAM")
+        disk, cache_dir, blocks_dir = None, None, run_dir / layout.BLOCKS
+        cache = BlockCache(blocks_dir, cache_bytes)
     fetcher = Fetcher(config.hubs)
     hubs = HubClient(config.hubs, config.channel, fetcher=fetcher)
     mounter: Mounter
@@ -83,6 +114,16 @@ async def after_network(
                                    durable=cache_dir is not None, say=say)
     else:
         mounter = ExtractMounter(lambda: hubs.fetcher, cache, say)
+    report: Callable[[], CacheReport | None]
+    if disk is not None:
+        first_use = cachedisk.FirstUse(cache, lambda: hubs.fetcher, say)
+        mounter = cachedisk.VettingMounter(mounter, first_use)
+        report = functools.partial(first_use.report, "disk")
+    else:
+        def report() -> CacheReport:
+            s = cache.stats
+            return CacheReport("ram", cache.max_bytes, cachedisk.used_bytes(blocks_dir),
+                               s.hits, s.misses, 0, note)
     board = StatusBoard()
     board.update(addresses=tuple(_lease_addresses(network)))
     node = Node(
@@ -90,6 +131,7 @@ async def after_network(
         mounter=mounter, board=board, say=say,
         addresses=lambda: _lease_addresses(network),
         audit=lambda: [f.describe() for f in network.audit_findings],
+        boot=boot, hardware=hardware, cache_report=report,
     )
 
     def draw(text: str) -> None:

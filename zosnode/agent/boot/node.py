@@ -34,6 +34,8 @@ from zosnode.agent.boot.hubs import HubClient
 from zosnode.agent.boot.mounters import Mounter
 from zosnode.agent.console import StatusBoard, ready_message
 from zosnode.agent.identity import NodeIdentity
+from zosnode.agent.phases import BootClock, phases_message
+from zosnode.agent.secureboot import node_state as secure_boot_state
 from zosnode.agent.services.events import StateChanged
 from zosnode.agent.services.runner import ServiceRunner
 from zosnode.agent.upgrade import (
@@ -52,7 +54,15 @@ from zosnode.trust.anchor import Anchor
 from zosnode.trust.errors import Refused, TrustError
 from zosnode.trust.manifest import Manifest
 from zosnode.trust.verifier import Verifier, effective_now
-from zosnode.wire.heartbeat import Heartbeat, ServiceState, encode_signed
+from zosnode.wire.heartbeat import (
+    IDENTITY_SOURCES,
+    CacheReport,
+    HardwareReport,
+    Heartbeat,
+    Refusal,
+    ServiceState,
+    encode_signed,
+)
 
 Say = Callable[[str], None]
 
@@ -151,6 +161,10 @@ class Node:
         audit: Callable[[], Sequence[str]] = tuple,
         rng: random.Random | None = None,
         started_at: float | None = None,
+        boot: BootClock | None = None,
+        hardware: HardwareReport | None = None,
+        cache_report: Callable[[], CacheReport | None] = lambda: None,
+        dhcp_refusal: Callable[[], Refusal | None] = lambda: None,
     ) -> None:
         self.settings = settings
         self.anchor = anchor
@@ -167,7 +181,11 @@ class Node:
         self.policy = UpgradePolicy(identity.node_id)
         self.current: Release | None = None
         # Milliseconds from agent start to each boot phase's end (the heartbeat carries them).
-        self.boot_timings: dict[str, int] = {}
+        self.boot = boot or BootClock()
+        self.hardware = hardware
+        self._cache_report = cache_report  # blocking: run in a thread
+        self._dhcp_refusal = dhcp_refusal
+        self.refusals: dict[str, Refusal] = {}  # the last of each kind
         self.failed_release: int | None = None
         self._t0 = trio.current_time() if started_at is None else started_at
         self._nursery: trio.Nursery | None = None
@@ -184,12 +202,29 @@ class Node:
     def _ms(self) -> int:
         return round((trio.current_time() - self._t0) * 1000)
 
+    @property
+    def boot_timings(self) -> dict[str, int]:
+        return self.boot.ends
+
     def _mark(self, phase: str) -> None:
-        self.boot_timings.setdefault(phase, self._ms())  # boot phases only, not upgrades
+        self.boot.mark(phase)  # boot phases only, not upgrades
 
     def _error(self, text: str) -> None:
         self.say(text)
-        self.board.update(last_error=text)
+        self.board.fail(text, trio.current_time())
+
+    def _refused(self, kind: str, why: str) -> None:
+        self.refusals[kind] = Refusal(kind, why[:256], max(0, int(self._wall())))
+
+    def _mirror_refusal(self) -> Refusal | None:
+        """The last wrong copy a hub or mirror served the agent's fetcher, in wall time."""
+        incidents = self.hubs.fetcher.health.incidents
+        if not incidents:
+            return None
+        last = incidents[-1]
+        at = self._wall() - (trio.current_time() - last.at)
+        return Refusal("mirror", f"{last.mirror} served a wrong copy of {last.object_id}"[:256],
+                       max(0, int(at)))
 
     def _now(self) -> int:
         return effective_now(int(self._wall()), self.anchor)
@@ -233,6 +268,7 @@ class Node:
                 why = str(exc)
             except Refused as exc:
                 why = f"manifest refused: {exc}"
+                self._refused("manifest", str(exc))
             delay = self.settings.boot_backoff.delay(attempt, self._rng.random())
             self._error(f"{why}; retry in {delay:.1f} s")
             attempt += 1
@@ -257,7 +293,7 @@ class Node:
             return release, str(exc)
         except trio.TooSlowError:
             return release, "flists not mounted within the readiness deadline"
-        self._mark("mount")
+        self._mark("mounts")
         assert release.runner is not None
         with trio.move_on_at(deadline):
             if await release.runner.wait_settled():
@@ -284,6 +320,7 @@ class Node:
             attempt = 0
             while True:
                 manifest = await self._first_manifest()
+                self.board.resolve()
                 self._mark("manifest")
                 stage = self.policy.offer(manifest)
                 assert isinstance(stage, Stage)
@@ -303,8 +340,11 @@ class Node:
             self._became_current(release)
             self._mark("services")
             if why is None:
+                self.board.resolve()
                 self.board.update(phase="ready")
+                self._mark("ready")
                 self.say(ready_message(manifest.version, self.identity.node_id))
+                self.say(phases_message(self.boot.ends))
             else:
                 # Up and reporting, but not ready: a newer release may fix it.
                 self.failed_release = manifest.version
@@ -346,8 +386,10 @@ class Node:
             return "unreachable"
         except Refused as exc:
             why = f"manifest refused: {type(exc).__name__}: {exc}"
+            self._refused("manifest", f"{type(exc).__name__}: {exc}")
             self._error(why)
             return "refused"
+        self.board.resolve()  # the hubs answered and what they sent passed
         if manifest is None:
             return "not modified"
         return await self._offer(manifest)
@@ -395,7 +437,7 @@ class Node:
 
     # -- heartbeats --------------------------------------------------------------------------
 
-    def heartbeat(self) -> Heartbeat:
+    def heartbeat(self, cache: CacheReport | None = None) -> Heartbeat:
         services: tuple[ServiceState, ...] = ()
         if self.current is not None and self.current.runner is not None:
             services = tuple(
@@ -415,7 +457,19 @@ class Node:
             audit=tuple(self._audit()),
             failed_release=self.failed_release,
             boot_timings_ms=dict(self.boot_timings),
+            identity_source=_source(self.identity.source),
+            hardware=self.hardware,
+            cache=cache,
+            refusals=self._all_refusals(),
+            secure_boot=secure_boot_state(),
         )
+
+    def _all_refusals(self) -> tuple[Refusal, ...]:
+        found = dict(self.refusals)
+        for r in (self._dhcp_refusal(), self._mirror_refusal()):
+            if r is not None:
+                found[r.kind] = r
+        return tuple(found[k] for k in sorted(found))
 
     def _sent_at(self) -> int:
         # The hub keeps only a heartbeat newer than the last: two in one second
@@ -425,10 +479,19 @@ class Node:
 
     async def send_heartbeat(self) -> bool:
         try:
-            await self.hubs.heartbeat(encode_signed(self.heartbeat(), self.identity.signing_key))
+            cache = await trio.to_thread.run_sync(self._cache_report)
+        except (OSError, ZosError) as exc:
+            self.say(f"cache report: {exc}")
+            cache = None
+        hb = self.heartbeat(cache)
+        try:
+            await self.hubs.heartbeat(encode_signed(hb, self.identity.signing_key))
         except HubsUnreachable as exc:
             self._error(f"heartbeat: {exc}")
             return False
+        if self.board.status.error is not None and self.board.status.error.startswith(
+                "heartbeat:"):
+            self.board.resolve()
         return True
 
     async def _heartbeats(self) -> None:
@@ -437,3 +500,11 @@ class Node:
             with trio.move_on_after(self.settings.heartbeat_interval_s):
                 await self._heartbeat_now.wait()
             self._heartbeat_now = trio.Event()
+
+
+def _source(source: str) -> str:
+    """The heartbeat's word for where the node key came from (tpm, disk, ram)."""
+    if source in IDENTITY_SOURCES:
+        return source
+    # Loaders that say what they did with the key file: it lives on the disk.
+    return "ram" if source.startswith("ram") else "disk"

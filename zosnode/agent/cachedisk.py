@@ -1,0 +1,379 @@
+"""The local disk as an untrusted block cache, used only when asked and only if labelled.
+
+`zos.cache=auto` takes the first ext4 filesystem labelled `ZOSCACHE` (by the
+kernel's device name order), `zos.cache=LABEL=x` / `UUID=u` a named one. The
+superblocks are read here (no blkid): a disk whose filesystem does not carry
+that label is never mounted, never written. `zos.cache.format=/dev/X` makes
+the cache on X with mke2fs, only if X is blank: no byte other than zero in its
+first and last MiB, so no partition table and no filesystem signature of any
+kind (the known ones are named in the refusal).
+
+Nothing on the disk is trusted. The node key kept there is a key, not a
+secret anyone else's trust rests on (docs/node-run.md); a cached block is
+checked against its BLAKE2b id once per boot before its first use
+(`FirstUse`), an altered one dropped, fetched again and counted. Anything
+wrong with the disk (absent, read-only, full, failing) leaves the node on its
+RAM cache with one console line and a note in the heartbeat, never a failed
+boot.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import functools
+import os
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+from zosnode.agent.boot.mounters import Mounter
+from zosnode.cache.store import BlockCache
+from zosnode.errors import ZosError
+from zosnode.fetch.fetcher import Fetcher
+from zosnode.flist.blocks import block_id
+from zosnode.flist.format import decode as decode_flist
+from zosnode.mount.mountpoint import libc
+from zosnode.trust.manifest import FlistPin
+from zosnode.wire.heartbeat import CacheReport, DiskReport, HardwareReport
+
+Say = Callable[[str], None]
+
+LABEL = "ZOSCACHE"
+MIB = 1 << 20
+MOUNTPOINT = Path("/run/zosnode-cache")
+# ext2/3/4 superblock: at byte 1024; magic 0xEF53 at +56, uuid at +104, label at +120.
+_SB, _MAGIC, _UUID, _NAME = 1024, 56, 104, 120
+_MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_NOATIME = 2, 4, 8, 1024
+# (offset, bytes, name) of signatures a disk in use carries near its start.
+_SIGNATURES = (
+    (510, b"\x55\xaa", "an MBR or boot sector"),
+    (512, b"EFI PART", "a GPT"),
+    (1080, b"\x53\xef", "an ext2/3/4 filesystem"),
+    (0, b"XFSB", "an XFS filesystem"),
+    (65600, b"_BHRfS_M", "a btrfs filesystem"),
+    (0, b"LUKS\xba\xbe", "a LUKS volume"),
+    (536, b"LVM2 001", "an LVM physical volume"),
+    (4086, b"SWAPSPACE2", "swap space"),
+    (4096, b"\xfc\x4e\x2b\xa9", "an md RAID member"),
+    (32769, b"CD001", "an ISO 9660 image"),
+)
+
+
+class CacheDiskError(OSError):
+    """The cache disk cannot be used (the node goes on with its RAM cache)."""
+
+
+# -- pure: what the bytes on a disk say ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Filesystem:
+    device: str  # kernel name: "vdb", "nvme0n1p2"
+    disk: str  # the whole disk it is on: "vdb", "nvme0n1"
+    label: str
+    uuid: str
+
+
+def ext4_identity(head: bytes) -> tuple[str, str] | None:
+    """(label, uuid) of the ext2/3/4 filesystem whose first 2 KiB are `head`; None if not one."""
+    sb = head[_SB:_SB + 1024]
+    if len(sb) < _NAME + 16 or sb[_MAGIC:_MAGIC + 2] != b"\x53\xef":
+        return None
+    label = sb[_NAME:_NAME + 16].split(b"\0", 1)[0].decode("ascii", "replace")
+    u = sb[_UUID:_UUID + 16].hex()
+    return label, f"{u[:8]}-{u[8:12]}-{u[12:16]}-{u[16:20]}-{u[20:]}"
+
+
+def matches(spec: str, fs: Filesystem) -> bool:
+    """Whether `fs` is the one `zos.cache=<spec>` names."""
+    if spec == "auto":
+        return fs.label == LABEL
+    kind, _, value = spec.partition("=")
+    return fs.label == value if kind == "LABEL" else fs.uuid == value
+
+
+def choose(spec: str, found: Sequence[Filesystem]) -> Filesystem | None:
+    return next((fs for fs in sorted(found, key=lambda f: f.device) if matches(spec, fs)), None)
+
+
+def signatures(head: bytes, tail: bytes) -> list[str]:
+    """Why a disk whose first and last MiB are `head` and `tail` is not blank ([] if it is)."""
+    found = [name for at, magic, name in _SIGNATURES if head[at:at + len(magic)] == magic]
+    if tail[-512:].startswith(b"EFI PART") or b"EFI PART" in tail[-512 * 9:]:
+        found.append("a backup GPT")
+    if not found and (head.strip(b"\0") or tail.strip(b"\0")):
+        found.append("data")
+    return found
+
+
+def bound(configured: int, fs_bytes: int) -> int:
+    """The cache's size bound: what was asked, at most 90 % of the filesystem."""
+    return max(1, min(configured, fs_bytes * 9 // 10))
+
+
+# -- the disk, through /sys and /dev -------------------------------------------------------
+
+
+def _whole_disk(sys_block: Path, name: str) -> str:
+    entry = sys_block / name
+    if (entry / "partition").exists():
+        return entry.resolve().parent.name
+    return name
+
+
+def _skipped(name: str) -> bool:
+    return name.startswith(("loop", "ram", "zram", "sr", "fd", "nbd", "dm-", "md"))
+
+
+def filesystems(sys_block: Path = Path("/sys/class/block"), dev: Path = Path("/dev")
+                ) -> list[Filesystem]:
+    """Every ext2/3/4 filesystem on a block device (read only: 2 KiB of each)."""
+    out = []
+    try:
+        names = sorted(p.name for p in sys_block.iterdir())
+    except OSError:
+        return []
+    for name in names:
+        if _skipped(name):
+            continue
+        try:
+            with open(dev / name, "rb") as f:
+                ident = ext4_identity(f.read(2048))
+        except OSError:
+            continue
+        if ident is not None:
+            out.append(Filesystem(name, _whole_disk(sys_block, name), *ident))
+    return out
+
+
+def blank_check(device: Path) -> list[str]:
+    """`signatures` of `device`'s first and last MiB."""
+    with open(device, "rb") as f:
+        head = f.read(MIB)
+        size = f.seek(0, os.SEEK_END)
+        f.seek(max(0, size - MIB))
+        tail = f.read(MIB)
+    return signatures(head, tail)
+
+
+def format_blank(device: Path, say: Say, mkfs: str = "/sbin/mke2fs") -> bool:
+    """Make an ext4 `ZOSCACHE` on `device` if it is blank; False (and why, said) otherwise."""
+    try:
+        found = blank_check(device)
+    except OSError as exc:
+        say(f"cache: not formatting {device}: {exc.strerror or exc}")
+        return False
+    if found:
+        say(f"cache: not formatting {device}: it holds {', '.join(found)}")
+        return False
+    if not Path(mkfs).exists():
+        say(f"cache: not formatting {device}: no {mkfs} in this image")
+        return False
+    done = subprocess.run([mkfs, "-q", "-t", "ext4", "-L", LABEL, "-m", "0", str(device)],
+                          capture_output=True, check=False, timeout=300,
+                          env={"MKE2FS_CONFIG": "/dev/null"})
+    if done.returncode != 0:
+        say(f"cache: mke2fs {device} failed: {done.stderr.decode(errors='replace')[:200]}")
+        return False
+    say(f"cache: formatted {device} as ext4 {LABEL}")
+    return True
+
+
+def _mount(device: Path, target: Path) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    flags = _MS_NOSUID | _MS_NODEV | _MS_NOEXEC | _MS_NOATIME
+    # errors=remount-ro: a failing disk turns read-only (writes then fail and are
+    # counted) instead of being written on.
+    if libc().mount(os.fsencode(device), os.fsencode(target), b"ext4", flags,
+                    b"errors=remount-ro") != 0:
+        err = ctypes.get_errno()
+        raise CacheDiskError(err, f"mount {device}: {os.strerror(err)}")
+
+
+def _probe(target: Path) -> None:
+    """Write, sync and remove a small file: a read-only or full disk shows here."""
+    probe = target / ".probe"
+    fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, b"\0" * 4096)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+        probe.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class CacheDisk:
+    fs: Filesystem
+    path: Path  # where it is mounted
+    size_bytes: int  # the cache's bound on it
+
+
+def open_cache(spec: str | None, format_device: str | None, configured_bytes: int,
+               say: Say, *, wait_s: float = 3.0, mountpoint: Path = MOUNTPOINT,
+               sys_block: Path = Path("/sys/class/block"), dev: Path = Path("/dev"),
+               ) -> CacheDisk | str:
+    """Find, (format,) mount and probe the cache filesystem; blocking.
+
+    Returns the mounted cache, or why there is none (the node stays on RAM).
+    Disks can show up a little after their driver loads (AHCI, NVMe scan
+    asynchronously): a wanted filesystem is looked for up to `wait_s`.
+    """
+    spec = spec or "auto"
+    if format_device is not None:
+        name = format_device.removeprefix("/dev/")
+        if not any(fs.disk == name for fs in filesystems(sys_block, dev)):
+            format_blank(dev / name, say)
+    deadline = time.monotonic() + wait_s
+    while (fs := choose(spec, filesystems(sys_block, dev))) is None:
+        if time.monotonic() >= deadline:
+            return f"no filesystem matches zos.cache={spec}"
+        time.sleep(0.2)
+    try:
+        _mount(dev / fs.device, mountpoint)
+    except CacheDiskError as exc:
+        return str(exc)
+    try:
+        _probe(mountpoint)
+        st = os.statvfs(mountpoint)
+    except OSError as exc:
+        why = {errno.EROFS: "read-only", errno.ENOSPC: "full"}.get(exc.errno or 0, "")
+        libc().umount2(os.fsencode(mountpoint), 2)  # MNT_DETACH
+        return f"{fs.device} is {why or 'unusable'}: {exc.strerror or exc}"
+    size = bound(configured_bytes, st.f_blocks * st.f_frsize)
+    return CacheDisk(fs, mountpoint, size)
+
+
+# -- the hardware report -------------------------------------------------------------------
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def hardware(cache_disk: str | None, sys_block: Path = Path("/sys/block"),
+             meminfo: Path = Path("/proc/meminfo")) -> HardwareReport:
+    """CPUs, memory and every real disk (size, model, and whether the node writes it)."""
+    mem = 0
+    for line in _read(meminfo).splitlines():
+        if line.startswith("MemTotal:"):
+            mem = int(line.split()[1]) * 1024
+    disks = []
+    try:
+        names = sorted(p.name for p in sys_block.iterdir())
+    except OSError:
+        names = []
+    for name in names:
+        if _skipped(name) or not (sys_block / name / "device").exists():
+            continue
+        sectors = _read(sys_block / name / "size")
+        model = _read(sys_block / name / "device" / "model") or _read(
+            sys_block / name / "device" / "vendor")
+        disks.append(DiskReport(name[:32], int(sectors) * 512 if sectors.isdigit() else 0,
+                                model[:64], "cache" if name == cache_disk else "untouched"))
+    return HardwareReport(os.cpu_count() or 0, mem, tuple(disks[:64]))
+
+
+# -- blocks from the disk: checked once per boot before their first use --------------------
+
+
+class FirstUse:
+    """Checks the cached blocks of each flist about to be mounted against their ids.
+
+    The disk is untrusted, so before a release's first read each of its blocks
+    the disk holds is hashed (BLAKE2b, its id); one that does not match (or
+    whose entry is damaged) is dropped, fetched again from the hubs and
+    counted. A block checked once is not checked again in this boot (the
+    readers still hash what they decode: this pass is what detects and
+    reports). `hits`/`misses` count the flists' blocks found good on the
+    disk or not.
+    """
+
+    def __init__(self, cache: BlockCache, fetcher: Callable[[], Fetcher], say: Say) -> None:
+        self.cache = cache
+        self.fetcher = fetcher
+        self.say = say
+        self.checked: set[str] = set()
+        self.hits = self.misses = self.refetched = 0
+
+    def _check(self, ids: list[str]) -> list[str]:
+        """The ids among `ids` that were on the disk but not as themselves (dropped)."""
+        bad = []
+        for bid in ids:
+            corrupt = self.cache.stats.corrupt
+            block = self.cache.get(bid)
+            if block is not None and block_id(block) == bid:
+                self.hits += 1
+                continue
+            self.misses += 1
+            if block is not None:
+                self.cache.discard(bid)
+                bad.append(bid)
+            elif self.cache.stats.corrupt > corrupt:
+                bad.append(bid)
+        return bad
+
+    async def vet(self, flist: bytes) -> None:
+        refs = decode_flist(flist).blocks()
+        ids = [i for i in refs if i not in self.checked]
+        self.checked.update(ids)
+        bad = await trio.to_thread.run_sync(self._check, ids)
+        for bid in bad:
+            self.say(f"cache: block {bid[:16]} altered on the disk; dropped, fetching it again")
+            self.refetched += 1
+            fetch = functools.partial(self.fetcher().fetch_block, bid,
+                                      max_size=refs[bid].stored_size)
+            try:
+                await self.cache.get_or_fetch(bid, fetch)
+            except (ZosError, OSError) as exc:
+                self.say(f"cache: block {bid[:16]}: {exc}; the readers will fetch it")
+
+    def report(self, place: str, note: str = "") -> CacheReport:
+        """The heartbeat's cache state (blocking: sums the directory, which the FUSE
+        children write too)."""
+        s = self.cache.stats
+        return CacheReport(place, self.cache.max_bytes, used_bytes(self.cache.path),
+                           hits=self.hits, misses=self.misses, refetched=self.refetched,
+                           note=note or (f"{s.write_errors} blocks not kept (write errors)"
+                                         if s.write_errors else ""))
+
+
+def used_bytes(directory: Path, limit: int = 1_000_000) -> int:
+    """The bytes of the files in a cache directory's shards (at most `limit` files)."""
+    total = n = 0
+    try:
+        with os.scandir(directory) as shards:
+            for shard in shards:
+                if not shard.is_dir(follow_symlinks=False):
+                    continue
+                with os.scandir(shard.path) as files:
+                    for f in files:
+                        total += f.stat(follow_symlinks=False).st_size
+                        n += 1
+                        if n >= limit:
+                            return total
+    except OSError:
+        pass
+    return total
+
+
+class VettingMounter:
+    """A `Mounter` that runs `FirstUse.vet` on each flist before the mount reads it."""
+
+    def __init__(self, inner: Mounter, first_use: FirstUse) -> None:
+        self.inner = inner
+        self.first_use = first_use
+
+    async def serve(self, pin: FlistPin, flist: bytes, where: Path, *,
+                    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        await self.first_use.vet(flist)
+        await self.inner.serve(pin, flist, where, task_status=task_status)
+
