@@ -79,9 +79,10 @@ def one_run(lab: Lab) -> tuple[dict[str, int], int]:
     phases = {
         "imports": int(imp.group(1)),
         "network": int(imp.group(2)),
-        "manifest": int(marks["manifest"]),
-        "mount": int(marks["mount"]) - int(marks["manifest"]),
-        "services": int(marks["services"]) - int(marks["mount"]),
+        # The heartbeat's marks count from the agent process's start.
+        "manifest": int(marks["manifest"]) - int(marks["cache"]),
+        "mount": int(marks["mounts"]) - int(marks["manifest"]),
+        "services": int(marks["services"]) - int(marks["mounts"]),
         "wall": wall_ms,
     }
     phases["total"] = sum(phases[k] for k in ("imports", "network", "manifest", "mount",

@@ -350,3 +350,33 @@ async def test_a_slow_database_does_not_block_the_event_loop(tmp_path: Path) -> 
     print(f"ticks during a 1 s database call: {ticks}")
     assert ticks >= 10
     await reg.aclose()
+
+
+def test_the_whole_heartbeat_is_kept_and_listed(tmp_path: Path) -> None:
+    """The newer fields survive the database and the JSON API shows every field."""
+    from zosnode.hub.registry import Registry
+    from zosnode.wire.heartbeat import CacheReport, DiskReport, HardwareReport, Refusal
+
+    db = SqliteRegistry(str(tmp_path / "reg.sqlite3"))
+    db.migrate()
+    rich = Heartbeat(**{**heartbeat("rich", 1, 100).__dict__,
+                        "identity_source": "disk", "secure_boot": "on",
+                        "hardware": HardwareReport(2, 1 << 30, (
+                            DiskReport("vda", 1 << 26, "QEMU", "cache"),)),
+                        "cache": CacheReport("disk", 1 << 26, 1 << 20, 3, 1, 1),
+                        "refusals": (Refusal("manifest", "expired", 90),)})
+    plain = heartbeat("plain", 1, 100)
+    for hb in (rich, plain):
+        assert db.record(hb, 101, 10) is None
+    stored = {r.heartbeat.node_id: r.heartbeat for r in db.nodes()}
+    assert stored[rich.node_id] == rich and stored[plain.node_id] == plain
+    listed = {n["node_id"]: n for n in Registry(db).to_json(102)["nodes"]}
+    r, p = listed[rich.node_id], listed[plain.node_id]
+    assert r["identity_source"] == "disk" and r["secure_boot"] == "on"
+    assert r["hardware"]["disks"] == [{"name": "vda", "size_bytes": 1 << 26, "model": "QEMU",
+                                       "role": "cache"}]
+    assert r["cache"]["refetched"] == 1 and r["cache"]["hit_rate"] == 0.75
+    assert r["refusals"] == [{"kind": "manifest", "reason": "expired", "at": 90}]
+    assert (p["identity_source"], p["hardware"], p["cache"], p["refusals"]) == (
+        "unknown", None, None, [])
+    db.close()

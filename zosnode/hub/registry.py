@@ -113,6 +113,17 @@ def events_for(old: Heartbeat | None, new: Heartbeat, now: int) -> list[Event]:
     return out
 
 
+def heartbeat_view(hb: Heartbeat) -> dict[str, Any]:
+    """The heartbeat for people and tools: every field, the optional ones at their
+    defaults too (the signed form leaves those out), and the cache's hit rate."""
+    d: dict[str, Any] = {"secure_boot": hb.secure_boot, "identity_source": hb.identity_source,
+                         "hardware": None, "cache": None, "refusals": [], **hb.to_dict()}
+    if d["cache"] is not None:
+        looked = hb.cache.hits + hb.cache.misses if hb.cache else 0
+        d["cache"]["hit_rate"] = round(hb.cache.hits / looked, 3) if hb.cache and looked else None
+    return d
+
+
 def heartbeat_json(hb: Heartbeat) -> str:
     return json.dumps(hb.to_dict(), sort_keys=True, separators=(",", ":"))
 
@@ -203,7 +214,7 @@ class Registry:
         return {
             "count": len(records),
             "nodes": [
-                {**r.heartbeat.to_dict(), "received_at": r.received_at,
+                {**heartbeat_view(r.heartbeat), "received_at": r.received_at,
                  "age_s": max(0, now - r.received_at), "state": r.state,
                  "stale": now - r.received_at > self.stale_after_s}
                 for r in records
