@@ -28,7 +28,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.tpm import swtpm  # noqa: E402
 from zosnode.agent import identity  # noqa: E402
-from zosnode.tpm import device  # noqa: E402
 
 
 def _ms(fn: Callable[[], object]) -> float:
@@ -50,8 +49,8 @@ def main() -> int:
         cache = work / "cache"
         identity.load_or_create(cache, tpm=None)  # node.key for the disk source
         with swtpm.server(work / "state", work / "tpm.sock") as sock:
-            def tpm() -> device.SwtpmSocket:
-                return device.SwtpmSocket(sock)
+            def tpm() -> swtpm.SwtpmSocket:
+                return swtpm.SwtpmSocket(sock)
 
             first = _ms(lambda: identity.load_or_create(None, tpm=tpm))
             times: dict[str, list[float]] = {"tpm": [], "disk": [], "ram": []}

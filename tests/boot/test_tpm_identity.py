@@ -91,7 +91,7 @@ def test_the_tpm_gives_the_same_id_at_every_boot_and_the_seed_is_on_no_disk(
 
     # The seed, derived from TPM state A by the test itself with the same codec.
     with swtpm.server(tpm_a, tmp_path / "a.sock") as sock:
-        tpm = device.SwtpmSocket(sock)
+        tpm = swtpm.SwtpmSocket(sock)
         try:
             seed = device.derive(tpm, TPM_LABEL)
         finally:

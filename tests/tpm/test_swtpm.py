@@ -23,7 +23,7 @@ LABEL = identity.TPM_LABEL
 
 
 def _derive(sock: Path, label: bytes = LABEL) -> bytes:
-    tpm = device.SwtpmSocket(sock)
+    tpm = swtpm.SwtpmSocket(sock)
     try:
         return device.derive(tpm, label)
     finally:
@@ -47,7 +47,7 @@ def test_same_tpm_same_seed_fresh_tpm_other_seed(tmp_path: Path) -> None:
 
 def test_the_primary_is_the_same_object_each_time(tmp_path: Path) -> None:
     with swtpm.server(tmp_path / "state", tmp_path / "s.sock") as sock:
-        tpm = device.SwtpmSocket(sock)
+        tpm = swtpm.SwtpmSocket(sock)
         try:
             assert device.manufacturer(tpm)  # "IBM SW TPM" for swtpm
             names = []
@@ -70,8 +70,8 @@ def test_identity_from_the_tpm_leaves_the_disk_alone(tmp_path: Path) -> None:
     old = b"\x07" * 32
     (other / identity.KEY_FILE).write_bytes(old)  # a node that once had a disk identity
     with swtpm.server(tmp_path / "state", tmp_path / "s.sock") as sock:
-        def open_tpm() -> device.SwtpmSocket:
-            return device.SwtpmSocket(sock)
+        def open_tpm() -> swtpm.SwtpmSocket:
+            return swtpm.SwtpmSocket(sock)
 
         a = identity.load_or_create(cache, tpm=open_tpm)
         b = identity.load_or_create(other, tpm=open_tpm)

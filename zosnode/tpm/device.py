@@ -2,9 +2,9 @@
 within a deadline, and derive a secret from the node's TPM.
 
 `Device` is the kernel's resource-managed `/dev/tpmrm0` (the kernel flushes
-whatever we leave loaded when the file closes). `SwtpmSocket` speaks to
-`swtpm socket --tpm2 --server type=unixio,path=...`, for tests and the
-benchmark; both carry raw TPM 2.0 command and response bytes.
+whatever we leave loaded when the file closes); tests and the benchmark use
+swtpm's socket instead (`tests/tpm/swtpm.py`). Both carry raw TPM 2.0
+command and response bytes.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import select
-import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -60,41 +59,6 @@ class Device:
 
     def close(self) -> None:
         os.close(self.fd)
-
-
-class SwtpmSocket:
-    """swtpm's data channel on a Unix socket: a response is read to the size in its header."""
-
-    def __init__(self, path: Path) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            self.sock.settimeout(TIMEOUT_S)
-            self.sock.connect(str(path))
-        except OSError as exc:
-            self.sock.close()
-            raise TpmDeviceError(f"{path}: {exc}") from None
-        self.path = path
-
-    def transact(self, command: bytes, timeout_s: float) -> bytes:
-        deadline = time.monotonic() + timeout_s
-        try:
-            self.sock.sendall(command)
-            data = b""
-            want = codec.HEADER.size
-            while len(data) < want:
-                self.sock.settimeout(max(deadline - time.monotonic(), 0.001))
-                chunk = self.sock.recv(min(want - len(data), codec.MAX_RESPONSE))
-                if not chunk:
-                    raise TpmDeviceError(f"{self.path}: swtpm closed the connection")
-                data += chunk
-                if len(data) >= codec.HEADER.size:
-                    want = min(codec.HEADER.unpack_from(data)[1], codec.MAX_RESPONSE + 1)
-            return data
-        except OSError as exc:
-            raise TpmDeviceError(f"{self.path}: {exc or 'timed out'}") from None
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def call(tpm: Transport, command: bytes, parse: Callable[[bytes], T],
