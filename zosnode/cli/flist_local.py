@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import os
 import stat
 import sys
@@ -19,6 +20,7 @@ from typing import Any
 
 from zosnode.atomicfile import write_atomic
 from zosnode.cli.group import add_command
+from zosnode.cli.meter import Meter
 from zosnode.errors import UserError
 from zosnode.flist.blocks import Compression
 from zosnode.flist.browse import follow, lookup, read_range
@@ -83,25 +85,6 @@ def _human(n: float) -> str:
     return str(n)
 
 
-class _Progress:
-    """A one-line progress display, only when stderr is a terminal."""
-
-    def __init__(self) -> None:
-        self.tty = sys.stderr.isatty()
-        self.last = 0.0
-
-    def show(self, text: str) -> None:
-        now = time.monotonic()
-        if self.tty and now - self.last > 0.1:
-            self.last = now
-            sys.stderr.write(f"\r\x1b[K{text}")
-            sys.stderr.flush()
-
-    def done(self) -> None:
-        if self.tty:
-            sys.stderr.write("\r\x1b[K")
-
-
 # --- create ---------------------------------------------------------------
 
 
@@ -112,22 +95,23 @@ def _create(args: argparse.Namespace) -> int:
     store = LocalStore(args.store)
     store.init()
     options = BuildOptions(
-        compression=_COMPRESSIONS[args.compression], encrypt=args.encrypt,
+        compression=_COMPRESSIONS[args.compression], encrypt=args.encrypt, level=args.level,
+        chunking=args.chunking,
     )
-    bar = _Progress()
+    meter = Meter.on_stderr()
+    meter.phase("create", 0, 0, unit="files")
 
     def progress(s: BuildStats) -> None:
-        bar.show(
-            f"{s.files} files, {_human(s.file_bytes)} read, {s.blocks} blocks, "
-            f"{_human(s.new_bytes)} new, {_human(s.reused_bytes)} reused"
-        )
+        meter.update(s.files, s.read_bytes, objects=s.total_files, size=s.total_bytes)
 
     started = time.monotonic()
-    flist, stats = build_from(
-        args.source, store, options, kind=args.type,
-        prefetch_paths=[os.fsencode(p) for p in args.prefetch], progress=progress,
-    )
-    bar.done()
+    try:
+        flist, stats = build_from(
+            args.source, store, options, kind=args.type,
+            prefetch_paths=[os.fsencode(p) for p in args.prefetch], progress=progress,
+        )
+    finally:
+        meter.finish()
     data = encode(flist)
     fid = store.put_flist(data)
     if args.tag:
@@ -135,6 +119,19 @@ def _create(args: argparse.Namespace) -> int:
     if args.output:
         write_atomic_path(args.output, data)
     took = time.monotonic() - started
+    for path in stats.skipped:
+        print(f"skipped (socket): {path}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({
+            "id": fid, "entries": stats.entries, "files": stats.files,
+            "file_bytes": stats.file_bytes, "blocks": stats.blocks,
+            "new_blocks": stats.new_blocks, "new_bytes": stats.new_bytes,
+            "reused_bytes": stats.reused_bytes, "flist_bytes": len(data),
+            "seconds": round(took, 3),
+            "bytes_per_second": round(stats.file_bytes / took) if took > 0 else None,
+            "skipped": stats.skipped,
+        }, sort_keys=True))
+        return 0
     print(
         f"{stats.entries} entries, {stats.files} files, {_human(stats.file_bytes)}; "
         f"{stats.blocks} blocks: {stats.new_blocks} new ({_human(stats.new_bytes)}), "
@@ -142,8 +139,6 @@ def _create(args: argparse.Namespace) -> int:
         f"{took:.1f} s",
         file=sys.stderr,
     )
-    for path in stats.skipped:
-        print(f"skipped (socket): {path}", file=sys.stderr)
     print(fid)
     return 0
 
@@ -268,20 +263,36 @@ def _extract(args: argparse.Namespace) -> int:
     view = _load(args, args.flist)
     store = _store(args)
     assert store is not None
-    bar = _Progress()
+    meter = Meter.on_stderr()
+    meter.phase("extract", 0, 0)
     skipped: list[str] = []
+    started = time.monotonic()
     try:
         written = extract(
             view, store, args.target, skipped=skipped,
-            progress=lambda done, total: bar.show(f"{_human(done)} of {_human(total)}"),
+            progress=lambda done, total: meter.update(0, done, size=total),
         )
     finally:
-        bar.done()
+        meter.finish()
+    _extract_summary(args, len(view.entries), written, skipped, time.monotonic() - started)
+    return 0
+
+
+def _extract_summary(args: argparse.Namespace, entries: int, written: int,
+                     skipped: list[str], took: float) -> None:
+    """The end of `flist extract` (local or from hubs): one line, or --json on stdout."""
     for what in skipped:
         print(f"skipped (needs root): {what}", file=sys.stderr)
-    print(f"extracted {len(view.entries) - len(skipped)} entries, {_human(written)}",
-          file=sys.stderr)
-    return 0
+    if getattr(args, "json", False):
+        print(json.dumps({
+            "target": args.target, "entries": entries - len(skipped), "bytes": written,
+            "seconds": round(took, 3),
+            "bytes_per_second": round(written / took) if took > 0 else None,
+            "skipped": skipped,
+        }, sort_keys=True))
+        return
+    print(f"extracted {entries - len(skipped)} entries, {_human(written)} into {args.target}"
+          f" in {took:.1f} s", file=sys.stderr)
 
 
 def register(commands: Any) -> None:
@@ -292,6 +303,12 @@ def register(commands: Any) -> None:
     p.add_argument("--tag", help="also point tags/NAME at the new flist")
     p.add_argument("--type", choices=("auto", "dir", "tar", "oci"), default="auto")
     p.add_argument("--compression", choices=sorted(_COMPRESSIONS), default="zstd")
+    p.add_argument("--level", type=int, default=None,
+                   help="compression level (default: the codec's measured one, zstd 3)")
+    p.add_argument("--chunking", choices=("cdc", "fixed"), default="cdc",
+                   help="large files cut by content (default) or at fixed 1 MiB offsets")
+    p.add_argument("--json", action="store_true",
+                   help="print a JSON summary on stdout instead of the id")
     p.add_argument("--encrypt", action="store_true",
                    help="convergent encryption: stores learn nothing from the blocks")
     p.add_argument("--prefetch", action="append", default=[], metavar="PATH",
@@ -328,3 +345,4 @@ def register(commands: Any) -> None:
     p.add_argument("target")
     # Not required by argparse: another block source (--hub) may be added later.
     p.add_argument("--store", help="the local block store to read blocks from")
+    p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ from typing import Any
 import trio
 
 from zosnode.cli.group import add_command, add_group
+from zosnode.cli.meter import Meter
 from zosnode.errors import UsageError, UserError, ZosError
 from zosnode.http.client import HttpPeerError, Timeouts
 from zosnode.http.command import base_url, run_request
@@ -63,6 +65,8 @@ def register(sub: Any) -> None:
                         help="signed root file to publish first (repeatable, in order)")
     pusher.add_argument("--manifest", metavar="FILE", help="signed manifest to publish last")
     pusher.add_argument("--parallel", type=int, default=8, metavar="N")
+    pusher.add_argument("--json", action="store_true",
+                        help="print a JSON summary of what was sent on stdout")
 
     nodes = add_command(commands, "nodes", "list the nodes a hub has heard from", _nodes)
     nodes.add_argument("--hub", required=True, metavar="URL")
@@ -163,17 +167,32 @@ def _push(args: argparse.Namespace) -> int:
     roots = [_read(p, "--root") for p in args.root]
     manifest = _read(args.manifest, "--manifest") if args.manifest else None
 
-    def progress(msg: str) -> None:
-        print(f"push: {msg}", file=sys.stderr, flush=True)
+    meter = Meter.on_stderr()
 
+    def progress(msg: str) -> None:
+        if meter.show:
+            meter.note(f"push: {msg}")
+        else:
+            print(f"push: {msg}", file=sys.stderr, flush=True)
+
+    started = time.monotonic()
     try:
         report = trio.run(lambda: push(args.store, args.hub, key, flists=args.flist,
                                        roots=roots, manifest=manifest,
-                                       parallel=max(1, args.parallel), progress=progress))
+                                       parallel=max(1, args.parallel), progress=progress,
+                                       meter=meter))
     except PushError as exc:
         raise UserError(str(exc)) from None
     except ZosError as exc:
         raise UserError(f"push: {exc}") from None
+    finally:
+        meter.finish()
+    took = time.monotonic() - started
+    if args.json:
+        print(json.dumps({**dataclasses.asdict(report), "seconds": round(took, 3),
+                          "bytes_per_second": round(report.bytes_sent / took) if took > 0
+                          else None}, sort_keys=True))
+        return 0
     print(f"pushed {report.blocks_sent} of {report.blocks_total} block(s) "
           f"({report.bytes_sent} bytes), {report.flists_sent} flist(s), "
           f"{report.roots_sent} root(s), {report.tags_sent} tag(s)"

@@ -1,8 +1,11 @@
-"""The maintenance commands' progress line: objects and bytes done, rate, time left.
+"""The long commands' progress line: objects and bytes done, rate, time left.
 
-Shown on stderr, redrawn at most ten times a second, only when stdout is a
-terminal (a script piping the output, or reading `--json`, sees nothing of
-it). The arithmetic is `MeterState.line`, pure: the clock is passed in.
+Shown on stderr, redrawn at most ten times a second, only on a terminal: the
+maintenance commands (`hub gc/verify/mirror`) ask whether stdout is one, the
+commands whose stdout is their result (`flist create`, `flist extract`, `hub
+push`) whether stderr is (`Meter.on_stderr`); a script piping the output, or
+reading `--json`, sees nothing of it. The arithmetic is `MeterState.line`,
+pure: the clock is passed in.
 """
 
 from __future__ import annotations
@@ -31,13 +34,16 @@ class MeterState:
     done_objects: int = 0
     done_bytes: int = 0
     started: float = 0.0
+    unit: str = "objects"
 
     def line(self, now: float) -> str:
         took = max(now - self.started, 1e-6)
-        parts = [f"{self.name}: {self.done_objects}"
-                 + (f"/{self.objects}" if self.objects else "") + " objects",
-                 human_bytes(self.done_bytes)
-                 + (f"/{human_bytes(self.size)}" if self.size else "")]
+        done = human_bytes(self.done_bytes) + (f"/{human_bytes(self.size)}" if self.size else "")
+        if self.objects or self.done_objects:
+            parts = [f"{self.name}: {self.done_objects}"
+                     + (f"/{self.objects}" if self.objects else "") + f" {self.unit}", done]
+        else:  # bytes are all it counts
+            parts = [f"{self.name}: {done}"]
         rate = self.done_bytes / took
         parts.append(f"{human_bytes(rate)}/s")
         if self.size and self.done_bytes and rate > 0:
@@ -55,14 +61,32 @@ class Meter(Progress):
         self.state = MeterState()
         self.last = 0.0
 
-    def phase(self, name: str, objects: int, size: int) -> None:
+    @classmethod
+    def on_stderr(cls) -> Meter:
+        """For a command whose stdout is its result: drawn when stderr is a terminal."""
+        return cls(sys.stderr, show=sys.stderr.isatty())
+
+    def phase(self, name: str, objects: int, size: int, unit: str = "objects") -> None:
         self._draw(force=True)
-        self.state = MeterState(name, objects, size, started=time.monotonic())
+        self.state = MeterState(name, objects, size, started=time.monotonic(), unit=unit)
 
     def add(self, objects: int, size: int) -> None:
         self.state.done_objects += objects
         self.state.done_bytes += size
         self._draw()
+
+    def update(self, done_objects: int, done_bytes: int, *, objects: int | None = None,
+               size: int | None = None) -> None:
+        """Set what is done so far (and the totals, once they are known)."""
+        if objects is not None:
+            self.state.objects = objects
+        if size is not None:
+            self.state.size = size
+        self.state.done_objects, self.state.done_bytes = done_objects, done_bytes
+        self._draw()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.state.started if self.state.name else 0.0
 
     def note(self, line: str) -> None:
         if self.show:

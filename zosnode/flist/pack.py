@@ -35,6 +35,10 @@ from zosnode.flist.format import Entry, Extent, Flist, Hole, Kind
 from zosnode.flist.tree import Node, Tree
 from zosnode.flist.writer import EncodedBlock, encode_block
 
+# Levels each codec accepts (none: only 0).
+_LEVELS = {Compression.NONE: (0, 0), Compression.ZLIB: (0, 9), Compression.LZMA: (0, 9),
+           Compression.BZ2: (1, 9), Compression.ZSTD: (-7, 22)}
+
 
 @dataclass(frozen=True)
 class BuildOptions:
@@ -69,9 +73,12 @@ class BuildOptions:
         if self.cdc_max > MAX_BLOCK_SIZE:
             raise FlistInputError(f"content-defined chunks may not exceed {MAX_BLOCK_SIZE} bytes")
         self.cdc_sizes()  # validated here, not at the first large file
-        if self.level is not None and self.compression is Compression.ZSTD and not (
-                -7 <= self.level <= 22):
-            raise FlistInputError(f"zstd level {self.level} is outside -7..22")
+        if self.level is not None:
+            low, high = _LEVELS[self.compression]
+            if not low <= self.level <= high:
+                raise FlistInputError(
+                    f"{self.compression.name.lower()} level {self.level} is outside "
+                    f"{low}..{high}")
 
     def cdc_sizes(self) -> CdcSizes:
         return CdcSizes(self.cdc_min, self.cdc_avg, self.cdc_max)
@@ -85,6 +92,10 @@ class BuildStats:
     entries: int = 0
     files: int = 0
     file_bytes: int = 0
+    # What the whole tree holds (known before packing starts: for progress).
+    total_files: int = 0
+    total_bytes: int = 0
+    read_bytes: int = 0  # of total_bytes, read so far (mid-file too)
     blocks: int = 0
     new_blocks: int = 0
     new_bytes: int = 0
@@ -212,6 +223,7 @@ class Packer:
         self._open.clear()
 
     def add_small(self, data: bytes) -> _Slot:
+        self.stats.read_bytes += len(data)
         digest = hashlib.blake2b(data, digest_size=16).digest()
         slot = self._small.get(digest)
         if slot is not None:
@@ -230,6 +242,7 @@ class Packer:
     def add_large(self, f: BinaryIO, size: int) -> list[Extent | _Slot]:
         out: list[Extent | _Slot] = []
         for chunk in self._chunks(f, size):
+            self.stats.read_bytes += len(chunk)
             for zeros, piece in self._pieces(chunk):
                 if zeros:
                     prev = out[-1] if out else None
@@ -315,6 +328,9 @@ def build(
 
     The flist does not depend on `workers` (default: the cores, at most 4)."""
     packer = Packer(options or BuildOptions(), sink, progress, workers)
+    packer.stats.total_files, packer.stats.total_bytes = _totals(tree)
+    if progress is not None:
+        progress(packer.stats)
     try:
         return _build(packer, tree, metadata, prefetch_paths)
     finally:
@@ -386,6 +402,23 @@ def _build(
     return Flist(tuple(entries), tuple(prefetch), metadata or {}), stats
 
 
+def _totals(tree: Tree) -> tuple[int, int]:
+    """Regular files and their bytes, each inode once (hardlinks share one)."""
+    seen: set[int] = set()
+    files = size = 0
+    stack = [tree.root]
+    while stack:
+        node = stack.pop()
+        if node.kind is Kind.DIR:
+            assert node.children is not None
+            stack.extend(node.children.values())
+        elif node.kind is Kind.REG and id(node) not in seen:
+            seen.add(id(node))
+            files += 1
+            size += node.content.size if node.content else 0
+    return files, size
+
+
 def _pack_file(packer: Packer, node: Node) -> list[Extent | _Slot]:
     content = node.content
     if content is None or content.size == 0:
@@ -396,6 +429,7 @@ def _pack_file(packer: Packer, node: Node) -> list[Extent | _Slot]:
             if f.read(1):
                 raise FlistInputError("a file grew while it was being read")
             if data.count(0) == len(data):
+                packer.stats.read_bytes += len(data)
                 return [Hole(len(data))]
             return [packer.add_small(data)]
         out = packer.add_large(f, content.size)

@@ -66,11 +66,11 @@ def _compress(data: bytes, compression: Compression, level: int | None = None) -
         out: bytes = zstd.compress(data, level=ZSTD_LEVEL if level is None else level)
         return out
     if compression is Compression.ZLIB:
-        return zlib.compress(data, 6)
+        return zlib.compress(data, 6 if level is None else level)
     if compression is Compression.LZMA:
-        return lzma.compress(data, preset=6)
+        return lzma.compress(data, preset=6 if level is None else level)
     if compression is Compression.BZ2:
-        return bz2.compress(data, 9)
+        return bz2.compress(data, 9 if level is None else level)
     raise FlistInputError(f"unknown compression {compression!r}")
 
 
