@@ -150,6 +150,10 @@ def test_ovmf_store_gets_the_keys_with_secure_boot_on(keyset: keys.KeySet,
     listing = subprocess.run([tool, "-i", str(out), "-p"], capture_output=True, text=True,
                              check=True).stdout
     assert "SecureBootEnable    : bool: ON" in listing
+    keys.enrol_ovmf(keyset, template, out, secure_boot=False)
+    off = subprocess.run([tool, "-i", str(out), "-p"], capture_output=True, text=True,
+                         check=True).stdout
+    assert "SecureBootEnable    : bool: off" in off and "PK " in off
     for var in ("PK", "KEK", "db"):
         assert any(line.split(":")[0].strip() == var for line in listing.splitlines()), listing
 

@@ -126,4 +126,5 @@ def enrol_ovmf(keys: KeySet, template: Path, out: Path, secure_boot: bool = True
             "--set-pk", owner, str(keys.cert("PK")), "--add-kek", owner, str(keys.cert("KEK")),
             "--add-db", owner, str(keys.cert("db"))]
     out.parent.mkdir(parents=True, exist_ok=True)
-    _run([*argv, "--sb"] if secure_boot else argv)
+    # With a PK enrolled OVMF enforces unless SecureBootEnable says otherwise.
+    _run([*argv, "--sb"] if secure_boot else [*argv, "--set-false", "SecureBootEnable"])
