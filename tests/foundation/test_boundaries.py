@@ -38,7 +38,7 @@ PURE_CORES = (
     "zosnode.wire.heartbeat", "zosnode.wire.heartbeat_verify", "zosnode.wire.publish_auth",
     "zosnode.http.messages", "zosnode.http.semantics", "zosnode.http.requesthead",
     "zosnode.hub.replay", "zosnode.layout", "zosnode.hub.objects", "zosnode.hub.sigv4",
-    "zosnode.bootmedia.cpio", "zosnode.bootmedia.ipxe",
+    "zosnode.bootmedia.cpio", "zosnode.bootmedia.ipxe", "zosnode.tpm.codec",
 )
 IMPURE = frozenset({
     "trio", "socket", "time", "os", "subprocess", "select", "selectors", "threading",

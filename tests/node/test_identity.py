@@ -96,6 +96,19 @@ def test_a_tpm_that_fails_falls_back_and_says_why(tmp_path: Path) -> None:
         "disk: loaded; TPM unusable: /dev/tpmrm0: Permission denied")
 
 
+def test_a_tpm_without_a_maker_string_still_gives_the_identity() -> None:
+    tpm = r.Scripted(r.error(0x1C4), *GOOD_TPM[1:])
+    ident = load_or_create(None, tpm=lambda: tpm)
+    assert ident.source == "tpm" and bytes(ident.signing_key) == r.DIGEST
+    assert ident.detail.startswith("maker unknown: TPM refused GetCapability: TPM_RC_VALUE")
+
+
+def test_a_device_that_is_not_a_tpm_is_refused_not_trusted(tmp_path: Path) -> None:
+    ident = load_or_create(tmp_path, tpm=Path("/dev/null"))  # writes vanish, reads say EOF
+    assert ident.source == "disk"
+    assert ident.detail.endswith("TPM unusable: CreatePrimary response truncated at byte 0")
+
+
 def test_the_source_is_one_of_three() -> None:
     with pytest.raises(ValueError):
         NodeIdentity(nacl.signing.SigningKey.generate(), "created")

@@ -29,7 +29,7 @@ from zosnode.atomicfile import write_atomic
 from zosnode.errors import ZosError
 from zosnode.tpm import device
 from zosnode.tpm.device import TPM_DEVICE, Transport
-from zosnode.tpm.errors import TpmError
+from zosnode.tpm.errors import TpmError, TpmFormatError, TpmResponseError
 
 KEY_FILE = "node.key"
 SEED_BYTES = 32
@@ -76,7 +76,10 @@ def from_tpm(open_tpm: Callable[[], Transport]) -> NodeIdentity:
     """The TPM-derived identity; `TpmError` when the TPM cannot give it."""
     tpm = open_tpm()
     try:
-        maker = device.manufacturer(tpm)
+        try:
+            maker = device.manufacturer(tpm)
+        except (TpmResponseError, TpmFormatError) as exc:  # a label only: not worth the id
+            maker = f"maker unknown: {exc}"
         seed = device.derive(tpm, TPM_LABEL)
     finally:
         tpm.close()
