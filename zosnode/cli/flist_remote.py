@@ -168,36 +168,27 @@ def _mount(args: argparse.Namespace) -> int:
 
 
 def _extract_remote(args: argparse.Namespace) -> int:
-    scratch: tempfile.TemporaryDirectory[str] | None = None
-    if args.cache is None:
-        # A private RAM cache, gone afterwards; bounded, so a big image streams.
-        scratch = tempfile.TemporaryDirectory(prefix="zosnode-extract-", dir="/dev/shm"
-                                              if os.path.isdir("/dev/shm") else None)
-        args.cache = scratch.name
-    try:
-        cache = _cache(args)
-        skipped: list[str] = []
+    # Without --cache, no cache: blocks go from the network to the writer.
+    cache = _cache(args) if args.cache else None
+    skipped: list[str] = []
 
-        async def main() -> int:
-            fetcher = _fetcher(args)
-            data = await _flist_bytes(args.flist, fetcher)
-            _check(data, args.flist)
-            try:
-                written = await extract_from_hubs(
-                    data, args.target, fetcher, cache, parallel=args.parallel,
-                    ahead_bytes=min(128 << 20, cache.max_bytes // 2), skipped=skipped,
-                )
-            except ZosError as exc:
-                raise UserError(str(exc)) from None
-            for what in skipped:
-                print(f"skipped (needs root): {what}", file=sys.stderr)
-            print(f"extracted {written} bytes of files into {args.target}", file=sys.stderr)
-            return 0
+    async def main() -> int:
+        fetcher = _fetcher(args)
+        data = await _flist_bytes(args.flist, fetcher)
+        _check(data, args.flist)
+        try:
+            written = await extract_from_hubs(
+                data, args.target, fetcher, cache, parallel=args.parallel,
+                ahead_bytes=args.ahead * 1024 * 1024, skipped=skipped,
+            )
+        except ZosError as exc:
+            raise UserError(str(exc)) from None
+        for what in skipped:
+            print(f"skipped (needs root): {what}", file=sys.stderr)
+        print(f"extracted {written} bytes of files into {args.target}", file=sys.stderr)
+        return 0
 
-        return _run(main)
-    finally:
-        if scratch is not None:
-            scratch.cleanup()
+    return _run(main)
 
 
 def _record(args: argparse.Namespace) -> int:
@@ -269,6 +260,8 @@ def register(commands: Any) -> None:
         local = p.get_default("handler")
     _remote_options(p, hub_required=False)
     p.add_argument("--parallel", type=int, default=8, help="blocks fetched at once (--hub)")
+    p.add_argument("--ahead", type=int, default=64, metavar="MIB",
+                   help="decoded blocks held ahead of the writer, in MiB (--hub; default 64)")
 
     def dispatch(args: argparse.Namespace) -> int:
         if args.hub:
@@ -276,6 +269,8 @@ def register(commands: Any) -> None:
                 raise UserError("give --store or --hub, not both")
             if args.parallel < 1:
                 raise UserError("--parallel must be at least 1")
+            if args.ahead < 1:
+                raise UserError("--ahead must be at least 1 MiB")
             return _extract_remote(args)
         if local is None:
             raise UserError("give --hub URL (or --store DIR) to read blocks from")

@@ -43,8 +43,11 @@ def checked_decode(ref: BlockRef, stored: bytes) -> bytes | None:
 
 
 class BlockSource:
+    """`cache` None: blocks come from the mirrors only (a one-off extract)."""
+
     def __init__(
-        self, fetcher: Fetcher, cache: BlockCache, *, hot_bytes: int = 64 * 1024 * 1024
+        self, fetcher: Fetcher, cache: BlockCache | None, *,
+        hot_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self.fetcher = fetcher
         self.cache = cache
@@ -54,6 +57,8 @@ class BlockSource:
         self._decoding: dict[str, _Decode] = {}
         self.first_use: dict[str, None] = {}  # block ids in the order first asked for
         self.decodes = 0  # blocks hashed and decoded (each costs one BLAKE2b)
+        self.fetched_blocks = 0  # from the mirrors, and their stored bytes
+        self.fetched_bytes = 0
 
     async def stored(self, ref: BlockRef) -> bytes:
         """The block's stored bytes, from the cache or a mirror (verified)."""
@@ -61,6 +66,8 @@ class BlockSource:
         async def fetch() -> bytes:
             return await self.fetcher.fetch_block(ref.id, max_size=ref.stored_size)
 
+        if self.cache is None:
+            return await fetch()
         return await self.cache.get_or_fetch(ref.id, fetch)
 
     def is_hot(self, block_id: str) -> bool:
@@ -105,20 +112,25 @@ class BlockSource:
 
     async def _load(self, ref: BlockRef) -> bytes:
         self.decodes += 1
-        # A cached copy: read, checksummed, hashed and decoded in one worker.
-        data = await self.cache.get_checked(ref.id, lambda b: checked_decode(ref, b),
-                                            cpu_limiter())
-        if data is not None:
-            return data
         fetched: list[bytes] = []
 
         async def fetch() -> bytes:
             stored, data = await self.fetcher.fetch_checked(
                 block_path(ref.id), ref.id, lambda b: checked_decode(ref, b),
                 max_size=ref.stored_size)
+            self.fetched_blocks += 1
+            self.fetched_bytes += len(stored)
             fetched.append(data)
             return stored
 
+        if self.cache is None:
+            await fetch()
+            return fetched[0]
+        # A cached copy: read, checksummed, hashed and decoded in one worker.
+        data = await self.cache.get_checked(ref.id, lambda b: checked_decode(ref, b),
+                                            cpu_limiter())
+        if data is not None:
+            return data
         stored = await self.cache.get_or_fetch(ref.id, fetch, looked=True)
         if fetched:
             return fetched[0]

@@ -36,6 +36,14 @@ class StoredBlocks(Protocol):
         ...
 
 
+class DecodedBlocks(Protocol):
+    """What the writer reads: whole decoded blocks, each verified against its id."""
+
+    def block(self, ref: BlockRef) -> bytes:
+        """The decoded block `ref` names, checked (`decode_block`) before it is returned."""
+        ...
+
+
 class BlockReader:
     """Verified decoded blocks from a source, with a small LRU for packed blocks."""
 
@@ -88,12 +96,32 @@ class _Privilege:
         os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
 
 
-def _write_file(fd: int, view: FlistView, entry: Entry, reader: BlockReader) -> None:
+def read_order(view: FlistView) -> list[BlockRef]:
+    """The blocks `extract` asks for, in the order it asks (a block read for
+    consecutive pieces counted once): what a pipeline fetches ahead of it."""
+    order: list[BlockRef] = []
+    last = ""
+
+    def walk(d: Entry) -> None:
+        nonlocal last
+        for e in view.children(d):
+            if e.kind is Kind.DIR:
+                walk(e)
+            elif e.kind is Kind.REG:
+                for p in view.plan_read(e, 0, e.size):
+                    if p.ref is not None and p.ref.id != last:
+                        order.append(p.ref)
+                        last = p.ref.id
+
+    walk(view.root)
+    return order
+
+
+def _write_file(fd: int, view: FlistView, entry: Entry, reader: DecodedBlocks) -> None:
     pos = 0
     for p in view.plan_read(entry, 0, entry.size):
         if p.ref is not None:
-            data = reader.block(p.ref)[p.start : p.start + p.length]
-            mv = memoryview(data)
+            mv = memoryview(reader.block(p.ref))[p.start : p.start + p.length]
             while mv:
                 n = os.pwrite(fd, mv, pos)
                 mv = mv[n:]
@@ -119,19 +147,33 @@ def extract(
     temporary sibling name and renamed (`atomicfile.new_tree`). An existing
     empty directory (a mount point) is filled in place.
     """
+    return extract_blocks(view, BlockReader(source), target, progress=progress,
+                          skipped=skipped)
+
+
+def extract_blocks(
+    view: FlistView,
+    blocks: DecodedBlocks,
+    target: str | os.PathLike[str],
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    skipped: list[str] | None = None,
+) -> int:
+    """`extract` from verified decoded blocks (a pipeline's: `zosnode.fetch.eager`),
+    asked for in `read_order`."""
     tpath = os.path.abspath(os.fspath(target))
     if os.path.lexists(tpath):
-        return _extract_at(view, source, tpath, progress, _Privilege(skipped))
+        return _extract_at(view, blocks, tpath, progress, _Privilege(skipped))
     with ExitStack() as stack:
         try:
             tmp = stack.enter_context(new_tree(tpath))
         except OSError as exc:
             raise FlistInputError(f"cannot create {tpath}: {exc.strerror}") from None
-        return _extract_at(view, source, tmp, progress, _Privilege(skipped))
+        return _extract_at(view, blocks, tmp, progress, _Privilege(skipped))
 
 
 def _extract_at(
-    view: FlistView, source: StoredBlocks, tpath: str,
+    view: FlistView, blocks: DecodedBlocks, tpath: str,
     progress: Callable[[int, int], None] | None, priv: _Privilege,
 ) -> int:
     try:
@@ -141,13 +183,13 @@ def _extract_at(
     try:
         if os.listdir(root_fd):
             raise UnsafeTargetError(f"{tpath} is not empty")
-        return _extract_into(view, BlockReader(source), root_fd, progress, priv)
+        return _extract_into(view, blocks, root_fd, progress, priv)
     finally:
         os.close(root_fd)
 
 
 def _extract_into(
-    view: FlistView, reader: BlockReader, root_fd: int,
+    view: FlistView, reader: DecodedBlocks, root_fd: int,
     progress: Callable[[int, int], None] | None, priv: _Privilege,
 ) -> int:
     total = sum(e.size for e in view.entries)

@@ -6,7 +6,7 @@ import ctypes
 import os
 import shutil
 import subprocess
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from enum import Enum
 from pathlib import Path
 from typing import Protocol
@@ -16,8 +16,8 @@ import trio
 from zosnode.agent.boot.errors import ReleaseFailed
 from zosnode.cache.store import BlockCache
 from zosnode.fetch.fetcher import Fetcher
-from zosnode.flist.blocks import BlockRef
-from zosnode.flist.extract import extract
+from zosnode.fetch.pipeline import extract_view
+from zosnode.fetch.source import BlockSource
 from zosnode.flist.view import FlistView
 from zosnode.mount.errors import ProtocolRefused, ProtocolUsageError
 from zosnode.mount.mountpoint import detach, libc
@@ -49,22 +49,14 @@ class Mounter(Protocol):
 # -- real I/O: materialising an flist ---------------------------------------------------------
 
 
-class _Held:
-    """Blocks already fetched and checked, handed to the synchronous extractor."""
-
-    def __init__(self, blocks: dict[str, bytes]) -> None:
-        self.blocks = blocks
-
-    def get(self, ref: BlockRef) -> bytes:
-        return self.blocks[ref.id]
-
-
 class ExtractMounter:
     """Materialise an flist into a directory (tmpfs on a node) through the block cache.
 
     Blocks the cache already holds are not fetched again, which is what makes
-    an upgrade cost only its changed blocks. Every block is verified by the
-    fetcher (its hash) and again by the extractor before a byte is written.
+    an upgrade cost only its changed blocks. The data path's one extract
+    engine (`zosnode.fetch.pipeline`) writes it: pipelined, a bounded number of
+    decoded bytes in memory, every block hashed against its id before a byte
+    of it is written.
     """
 
     def __init__(
@@ -84,28 +76,14 @@ class ExtractMounter:
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         view = FlistView.from_bytes(flist)
-        fetcher = self.fetcher()
-        blocks: dict[str, bytes] = {}
-        fetched = [0, 0]
-
-        def fetcher_for(ref: BlockRef) -> Callable[[], Awaitable[bytes]]:
-            async def fetch() -> bytes:
-                data = await fetcher.fetch_block(ref.id, max_size=ref.stored_size)
-                fetched[0] += 1
-                fetched[1] += len(data)
-                return data
-
-            return fetch
-
-        for ref in view.flist.blocks().values():
-            blocks[ref.id] = await self.cache.get_or_fetch(ref.id, fetcher_for(ref))
-        if self.say is not None:
-            self.say(f"flist {pin.name} {pin.id[:12]}: {len(blocks)} blocks, fetched "
-                     f"{fetched[0]} ({fetched[1]} bytes), the rest from the cache")
+        source = BlockSource(self.fetcher(), self.cache, hot_bytes=0)
         sealed = False
         try:
-            await trio.to_thread.run_sync(extract, view, _Held(blocks), where)
-            blocks.clear()
+            await extract_view(view, where, source)
+            if self.say is not None:
+                self.say(f"flist {pin.name} {pin.id[:12]}: {len(view.flist.blocks())} blocks,"
+                         f" fetched {source.fetched_blocks} ({source.fetched_bytes} bytes),"
+                         " the rest from the cache")
             # Root (every service on a node) could otherwise rewrite verified
             # files after the check: the tree becomes a read-only bind mount.
             sealed = seal_readonly(where)

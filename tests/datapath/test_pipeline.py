@@ -1,0 +1,246 @@
+"""The data path's read engine: one BLAKE2b per block, shared decodes, the one
+pipelined extract (bounded memory, parallel fetches), 1 MiB FUSE requests."""
+
+from __future__ import annotations
+
+import hashlib
+import mmap
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from tests.datapath.conftest import build_flist, make_tree
+from tests.datapath.fuse import require_fuse, snapshot
+from tests.lab.faulty_mirror import FaultyMirror
+from zosnode.cache import entry
+from zosnode.cache.store import SEED, BlockCache
+from zosnode.fetch import fetcher as fetcher_mod
+from zosnode.fetch.eager import extract_from_hubs
+from zosnode.fetch.errors import FetchError
+from zosnode.fetch.fetcher import Fetcher
+from zosnode.fetch.pipeline import PipelineReport, extract_view
+from zosnode.fetch.source import BlockSource
+from zosnode.flist import blocks as blocks_mod
+from zosnode.flist.blocks import BlockRef, Compression
+from zosnode.flist.extract import read_order
+from zosnode.flist.pack import BuildOptions
+from zosnode.flist.view import FlistView
+from zosnode.layout import block_path
+
+MiB = 1 << 20
+
+
+def random_tree(root: Path, files: int, size: int) -> Path:
+    root.mkdir(parents=True)
+    for i in range(files):
+        (root / f"f{i:02}").write_bytes(os.urandom(size))
+    (root / "small").write_bytes(b"hello\n")
+    return root
+
+
+def raw_flist(src: Path, data_dir: Path) -> bytes:
+    raw, _ = build_flist(src, data_dir, options=BuildOptions(compression=Compression.NONE))
+    return raw
+
+
+@pytest.fixture
+def hashes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts BLAKE2b-256 block hashes made by the fetcher and by decode_block."""
+    count = [0]
+
+    def counting(data: bytes) -> str:
+        count[0] += 1
+        return hashlib.blake2b(data, digest_size=32).hexdigest()
+
+    monkeypatch.setattr(blocks_mod, "block_id", counting)
+    monkeypatch.setattr(fetcher_mod, "object_id", counting)
+    return count
+
+
+def refs_of(raw: bytes) -> list[BlockRef]:
+    return list(FlistView.from_bytes(raw).flist.blocks().values())
+
+
+async def test_a_fetched_block_is_hashed_once_and_readers_share_its_decode(
+    tmp_path: Path, data_dir: Path, mirror: FaultyMirror, hashes: list[int]
+) -> None:
+    refs = refs_of(raw_flist(random_tree(tmp_path / "src", 2, 3 * MiB), data_dir))
+    source = BlockSource(Fetcher([mirror.url]), BlockCache(tmp_path / "c", 1 << 30))
+    hashes[0] = 0  # the builder's
+    got: list[bytes] = []
+    async with trio.open_nursery() as nursery:
+        for ref in refs:
+            for _ in range(3):  # a read and two readaheads of the same block at once
+                nursery.start_soon(_append, got, source.decoded(ref))
+    # On main: the fetcher's hash, then decode_block's, once per reader: 4 a block.
+    assert hashes[0] == len(refs)
+    assert source.decodes == len(refs) and len(got) == 3 * len(refs)
+    assert all(mirror.requests[block_path(r.id)] == 1 for r in refs)
+
+
+async def _append(out: list[bytes], aw: Any) -> None:
+    out.append(await aw)
+
+
+async def test_a_cache_entry_forged_with_a_valid_checksum_is_refused(
+    tmp_path: Path, data_dir: Path, mirror: FaultyMirror
+) -> None:
+    # Someone who can write the cache medium rewrites an entry, checksum and
+    # all: the xxh3 envelope passes, BLAKE2b does not, the block is fetched again.
+    ref = refs_of(raw_flist(random_tree(tmp_path / "src", 1, 100_000), data_dir))[0]
+    cache = BlockCache(tmp_path / "c", 1 << 30)
+    true = (data_dir / block_path(ref.id)).read_bytes()
+    forged = bytes(b ^ 0xFF for b in true)
+    path = tmp_path / "c" / ref.id[:2] / ref.id
+    path.parent.mkdir(parents=True)
+    path.write_bytes(entry.encode(SEED, forged))
+    source = BlockSource(Fetcher([mirror.url]), cache)
+    assert await source.decoded(ref) == true  # stored raw: decoded == stored
+    assert cache.stats.corrupt == 1 and mirror.requests[block_path(ref.id)] == 1
+    assert entry.decode(SEED, ref.id, path.read_bytes())[0] == true
+
+
+class CountingFetcher(Fetcher):
+    """How many block fetches are out at once."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.now = self.most = 0
+
+    async def _counted(self, fn: Callable[[], Any]) -> Any:
+        self.now += 1
+        self.most = max(self.most, self.now)
+        try:
+            return await fn()
+        finally:
+            self.now -= 1
+
+    async def fetch_block(self, block_id: str, *, max_size: int = 0) -> bytes:
+        data: bytes = await self._counted(lambda: super(CountingFetcher, self).fetch_block(
+            block_id, max_size=max_size))
+        return data
+
+    async def fetch_checked(self, *args: Any, **kw: Any) -> Any:
+        return await self._counted(lambda: super(CountingFetcher, self).fetch_checked(
+            *args, **kw))
+
+
+async def test_extract_is_pipelined_in_bounded_memory(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    src = random_tree(tmp_path / "src", 6, 2 * MiB)
+    raw = raw_flist(src, data_dir)
+    view = FlistView.from_bytes(raw)
+    biggest = max(r.size for r in read_order(view))
+    async with trio.open_nursery() as nursery:
+        slow = FaultyMirror(data_dir, latency_s=0.02)
+        await slow.start(nursery)
+        fetcher = CountingFetcher([slow.url])
+        report = PipelineReport()
+        source = BlockSource(fetcher, None, hot_bytes=0)
+        await extract_view(view, tmp_path / "out", source, parallel=4, ahead_bytes=2 * MiB,
+                           report=report)
+        nursery.cancel_scope.cancel()
+    assert snapshot(tmp_path / "out") == snapshot(src)
+    print(f"\npipeline: {len(read_order(view))} blocks, {fetcher.most} fetches at once,"
+          f" peak {report.peak_held} decoded bytes held (bound {max(2 * MiB, biggest)})")
+    assert 2 <= fetcher.most <= 4
+    assert report.peak_held <= max(2 * MiB, biggest)
+    assert source.decodes == len(read_order(view))
+
+
+async def test_node_extraction_fallback_fetches_in_parallel(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    from zosnode.agent.boot.mounters import ExtractMounter
+    from zosnode.flist.format import flist_id
+    from zosnode.trust.manifest import FlistPin
+
+    src = random_tree(tmp_path / "src", 4, MiB)
+    raw = raw_flist(src, data_dir)
+    said: list[str] = []
+    async with trio.open_nursery() as nursery:
+        slow = FaultyMirror(data_dir, latency_s=0.02)
+        await slow.start(nursery)
+        fetcher = CountingFetcher([slow.url])
+        cache = BlockCache(tmp_path / "cache", 1 << 30)
+        mounter = ExtractMounter(lambda: fetcher, cache, say=said.append)
+        pin = FlistPin("os", flist_id(raw), len(raw), "/")
+        await nursery.start(mounter.serve, pin, raw, tmp_path / "out")
+        assert snapshot(tmp_path / "out") == snapshot(src)
+        nursery.cancel_scope.cancel()
+    # On main: one block after another, every one held in RAM until the end.
+    assert fetcher.most >= 2
+    assert f"fetched {len(refs_of(raw))} " in said[0]
+    assert all(r.id in cache for r in refs_of(raw))  # kept for the next upgrade
+
+
+async def test_a_block_larger_than_declared_fails_the_extract_plainly(
+    tmp_path: Path, data_dir: Path, mirror: FaultyMirror
+) -> None:
+    src = random_tree(tmp_path / "src", 1, 300_000)
+    raw = raw_flist(src, data_dir)
+    ref = refs_of(raw)[0]
+    bloated = data_dir / block_path(ref.id)
+    bloated.write_bytes(bloated.read_bytes() + os.urandom(4 * MiB))
+    fetcher = Fetcher([mirror.url], give_up_s=0.3, deadline_s=2.0)
+    with pytest.raises(FetchError):  # itself, not wrapped in an exception group
+        await extract_from_hubs(raw, tmp_path / "out", fetcher, None)
+    assert not (tmp_path / "out").exists()
+
+
+async def test_mount_reads_in_1_mib_requests_and_mmap_works(
+    tmp_path: Path, data_dir: Path, mirror: FaultyMirror, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    require_fuse()
+    from zosnode.cli.flist_remote import mounted
+    from zosnode.mount.fs import FlistFS
+
+    src = random_tree(tmp_path / "src", 1, 8 * MiB)
+    raw = raw_flist(src, data_dir)
+    sizes: list[int] = []
+    read = FlistFS.read
+
+    async def recording(self: FlistFS, fh: int, off: int, size: int) -> Any:
+        sizes.append(size)
+        return await read(self, fh, off, size)
+
+    monkeypatch.setattr(FlistFS, "read", recording)
+    (tmp_path / "mnt").mkdir()
+    want = (src / "f00").read_bytes()
+    async with mounted(raw, tmp_path / "mnt", Fetcher([mirror.url]),
+                       BlockCache(tmp_path / "c", 1 << 30)):
+
+        def read_all() -> tuple[bytes, bytes]:
+            with open(tmp_path / "mnt" / "f00", "rb") as f:
+                data = f.read()
+                with mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as m:
+                    return data, m[:]
+
+        data, mapped = await trio.to_thread.run_sync(read_all)
+    assert data == want and mapped == want
+    print(f"\nFUSE read requests: {len(sizes)}, largest {max(sizes)} bytes")
+    # On main: 128 KiB, the kernel's default for a FUSE mount.
+    assert max(sizes) == MiB
+
+
+def test_read_order_is_the_order_extract_asks(tmp_path: Path, data_dir: Path) -> None:
+    src = make_tree(tmp_path / "src")
+    raw, _ = build_flist(src, data_dir)
+    view = FlistView.from_bytes(raw)
+    asked: list[str] = []
+
+    class Recording:
+        def block(self, ref: BlockRef) -> bytes:
+            asked.append(ref.id)
+            return blocks_mod.decode_block(ref, (data_dir / block_path(ref.id)).read_bytes())
+
+    from zosnode.flist.extract import extract_blocks
+
+    extract_blocks(view, Recording(), tmp_path / "out")
+    collapsed = [b for i, b in enumerate(asked) if i == 0 or asked[i - 1] != b]
+    assert collapsed == [r.id for r in read_order(view)]

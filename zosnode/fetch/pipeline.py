@@ -1,0 +1,174 @@
+"""The one extract engine: an flist from hubs into a directory, pipelined, in bounded memory.
+
+Used by `flist extract --hub` and eager fetch (`zosnode.fetch.eager`) and by
+the node's extraction fallback (`zosnode.agent.boot.mounters.ExtractMounter`).
+The flist layer's `extract_blocks` writes (safe paths, attributes,
+hardlinks) in a worker thread and asks for blocks in `read_order`.
+Meanwhile a feed fetches them in that order, `parallel` at a time, and has
+them hashed and decoded in the CPU workers (one BLAKE2b each:
+`BlockSource`), so the writer, the network and both cores work at once.
+
+Memory is bounded: the feed holds at most `ahead_bytes` of decoded blocks
+(those fetched or in flight and not yet written), plus one block larger than
+that if the image has one; a block goes as soon as the writer has used it
+for the last time in the window. A mirror that sends more than a block's
+stored size is cut off at that size (`Fetcher`), and a slow one at its
+deadline: the writer then fails with the fetch's error.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import trio
+
+from zosnode.fetch.source import BlockSource
+from zosnode.flist.blocks import BlockRef
+from zosnode.flist.extract import extract_blocks, read_order
+from zosnode.flist.view import FlistView
+
+
+@dataclass
+class PipelineReport:
+    """What an extract held: the most decoded bytes at once, and how many blocks."""
+
+    peak_held: int = 0
+    blocks: int = 0
+
+
+class _Feed:
+    """Decoded blocks fetched ahead of a synchronous writer, in its order."""
+
+    def __init__(self, source: BlockSource, order: list[BlockRef], ahead_bytes: int) -> None:
+        self.source = source
+        self.order = order
+        self.ahead_bytes = ahead_bytes
+        self.held = 0  # decoded bytes fetched or in flight, not yet used up
+        self.peak = 0
+        self._pos = 0  # the writer's position in `order`
+        self._scheduled = 0  # the feed's
+        self._uses: dict[str, int] = {}  # scheduled uses not yet taken
+        self._done: dict[str, trio.Event] = {}
+        self._data: dict[str, bytes] = {}
+        self._error: dict[str, Exception] = {}
+        self._moved = trio.Event()  # the writer took a block, or the feed scheduled one
+
+    def _poke(self) -> None:
+        self._moved.set()
+        self._moved = trio.Event()
+
+    async def run(self, parallel: int) -> None:
+        limit = trio.Semaphore(parallel)
+        async with trio.open_nursery() as nursery:
+            for ref in self.order:
+                if ref.id in self._uses:
+                    self._uses[ref.id] += 1  # held already, for a later use too
+                else:
+                    # Over budget: wait for the writer, unless nothing is held (a
+                    # block bigger than the whole budget still goes, alone).
+                    while self.held and self.held + ref.size > self.ahead_bytes:
+                        await self._moved.wait()
+                    await limit.acquire()
+                    self._uses[ref.id] = 1
+                    self._done[ref.id] = trio.Event()
+                    self.held += ref.size
+                    self.peak = max(self.peak, self.held)
+                    nursery.start_soon(self._one, ref, limit)
+                self._scheduled += 1
+                self._poke()
+
+    async def _one(self, ref: BlockRef, limit: trio.Semaphore) -> None:
+        try:
+            self._data[ref.id] = await self.source.decoded(ref, record=False, keep=False)
+        except Exception as exc:  # noqa: BLE001 - raised in the writer, which reports it
+            self._error[ref.id] = exc
+        finally:
+            limit.release()
+            self._done[ref.id].set()
+
+    async def take(self, ref: BlockRef) -> bytes:
+        """The writer's next block (off the expected order: fetched for it alone)."""
+        pos = self._pos
+        if pos >= len(self.order) or self.order[pos].id != ref.id:
+            return await self.source.decoded(ref, record=False, keep=False)
+        self._pos += 1
+        while self._scheduled <= pos:
+            await self._moved.wait()
+        await self._done[ref.id].wait()
+        error = self._error.get(ref.id)
+        data = self._data.get(ref.id)
+        self._uses[ref.id] -= 1
+        if not self._uses[ref.id]:
+            del self._uses[ref.id], self._done[ref.id]
+            self._data.pop(ref.id, None)
+            self._error.pop(ref.id, None)
+            self.held -= ref.size
+            self._poke()
+        if error is not None:
+            raise _own_copy(error)
+        assert data is not None
+        return data
+
+
+class _WriterBlocks:
+    """`DecodedBlocks` for the writer thread: one hop into trio per block."""
+
+    def __init__(self, feed: _Feed) -> None:
+        self._feed = feed
+        self._last: tuple[str, bytes] | None = None
+
+    def block(self, ref: BlockRef) -> bytes:
+        # Consecutive pieces of one block (packed small files) take it once,
+        # as `read_order` counts it.
+        if self._last is not None and self._last[0] == ref.id:
+            return self._last[1]
+        data = trio.from_thread.run(self._feed.take, ref)
+        self._last = (ref.id, data)
+        return data
+
+
+async def extract_view(
+    view: FlistView,
+    target: str | os.PathLike[str],
+    source: BlockSource,
+    *,
+    parallel: int = 8,
+    ahead_bytes: int = 64 * 1024 * 1024,
+    progress: Callable[[int, int], None] | None = None,
+    skipped: list[str] | None = None,
+    report: PipelineReport | None = None,
+) -> int:
+    """Write the whole image into `target` (absent or empty) from `source`; bytes written."""
+    feed = _Feed(source, read_order(view), ahead_bytes)
+    if report is not None:
+        report.blocks = len(feed.order)
+
+    def work() -> int:
+        return extract_blocks(view, _WriterBlocks(feed), target, progress=progress,
+                              skipped=skipped)
+
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(feed.run, parallel)
+            written = await trio.to_thread.run_sync(work)
+            nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # Only the writer fails (the feed keeps fetch errors for it): callers
+        # get its error itself, as from the flist layer's extract.
+        if len(group.exceptions) == 1 and isinstance(group.exceptions[0], Exception):
+            raise group.exceptions[0] from None
+        raise
+    finally:
+        if report is not None:
+            report.peak_held = feed.peak
+    return written
+
+
+def _own_copy(exc: Exception) -> Exception:
+    try:
+        return copy.copy(exc)
+    except Exception:  # noqa: BLE001 - an exception type copy cannot rebuild
+        return exc
