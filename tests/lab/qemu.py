@@ -43,6 +43,16 @@ def tap_nic_argv(tap: str, mac: str = "52:54:00:12:34:56") -> list[str]:
             "-device", f"virtio-net-pci,netdev=n0,mac={mac}"]
 
 
+def disk_argv(*disks: Path | tuple[Path, str]) -> list[str]:
+    """Raw virtio disks, in order (vda, vdb, ...); `(path, "ro")` attaches one read-only."""
+    out = []
+    for d in disks:
+        path, mode = d if isinstance(d, tuple) else (d, "rw")
+        ro = ",readonly=on" if mode == "ro" else ""
+        out += ["-drive", f"file={path},format=raw,if=virtio,cache=unsafe{ro}"]
+    return out
+
+
 def tpm_argv(ctrl: Path) -> list[str]:
     """A TPM 2.0 on the TIS interface, emulated by `swtpm socket --ctrl type=unixio,path=ctrl`."""
     return ["-chardev", f"socket,id=chrtpm,path={ctrl}",

@@ -152,3 +152,15 @@ async def test_undoing_a_lease_never_raises(tmp_path: Path) -> None:
     await b._on_event(ETH0, LeaseLost(lease(), "link down"))
     assert any("del addr 10.9.0.50" in x for x in said)
     assert b.network.chosen is None
+
+
+async def test_the_last_refused_reply_is_kept_for_the_heartbeat(tmp_path: Path) -> None:
+    from zosnode.net.dhcp_client import Refused
+
+    b, _ = bringup(tmp_path, FakeLinks())
+    assert b.network.last_refusal is None
+    await b._on_event(ETH0, Refused("OFFER of 10.9.0.66 from 10.9.0.6", "no router"))
+    await b._on_event(ETH0, Refused("ACK of 10.9.0.67 from 10.9.0.7", "lease too short"))
+    assert b.network.last_refusal is not None
+    why, at = b.network.last_refusal
+    assert why == "eth0: refused ACK of 10.9.0.67 from 10.9.0.7: lease too short" and at > 0

@@ -24,6 +24,7 @@ import ipaddress
 import os
 import random
 import socket
+import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from zosnode.net.dhcp_client import (
     DhcpClient,
     Event,
     LeaseLost,
+    Refused,
     Renewed,
     StateChanged,
     Timing,
@@ -67,6 +69,8 @@ class Network:
     leases: dict[str, Lease] = field(default_factory=dict)
     changed: trio.Event = field(default_factory=trio.Event)
     audit_findings: list[audit.Finding] = field(default_factory=list)
+    # The last DHCP reply refused, with the wall-clock time (for the heartbeat).
+    last_refusal: tuple[str, float] | None = None
 
     def _bump(self) -> None:
         self.changed.set()
@@ -169,6 +173,8 @@ class Bringup:
                 await self._rechoose()
         elif isinstance(ev, Renewed):
             await self._renewed(nic, ev.lease)
+        elif isinstance(ev, Refused):
+            self.network.last_refusal = (f"{nic.name}: {ev.describe()}", time.time())
         elif isinstance(ev, LeaseLost):
             lease = ev.lease
             self.network.leases.pop(nic.name, None)

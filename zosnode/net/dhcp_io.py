@@ -141,6 +141,7 @@ class _Actor:
                 await self._send(ev)
             elif isinstance(ev, Refused):
                 self._refused(ev.describe())
+                await self.on_event(self.nic, ev)  # the last one goes into the heartbeat
             elif isinstance(ev, Probe):
                 conflict = await arp_probe(self.nic, ev.address, self.client.rng,
                                            self.ctl.arp_timing, self.say)

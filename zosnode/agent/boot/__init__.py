@@ -26,7 +26,7 @@ from zosnode.agent.phases import BootClock
 from zosnode.cache.store import BlockCache
 from zosnode.fetch.fetcher import Fetcher
 from zosnode.trust.anchor import Anchor, load_embedded
-from zosnode.wire.heartbeat import CacheReport
+from zosnode.wire.heartbeat import CacheReport, Refusal
 
 __all__ = ["BootSettings", "after_network"]
 
@@ -36,6 +36,13 @@ __all__ = ["BootSettings", "after_network"]
 
 def _lease_addresses(network: Network) -> list[str]:
     return [f"{lease.address}/{lease.prefixlen}" for lease in network.leases.values()]
+
+
+def _dhcp_refusal(network: Network) -> Refusal | None:
+    if network.last_refusal is None:
+        return None
+    why, at = network.last_refusal
+    return Refusal("dhcp", why[:256], max(0, int(at)))
 
 
 async def after_network(
@@ -132,6 +139,7 @@ async def after_network(
         addresses=lambda: _lease_addresses(network),
         audit=lambda: [f.describe() for f in network.audit_findings],
         boot=boot, hardware=hardware, cache_report=report,
+        dhcp_refusal=lambda: _dhcp_refusal(network),
     )
 
     def draw(text: str) -> None:
