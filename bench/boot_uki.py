@@ -22,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 TOP = Path(__file__).resolve().parents[1]
@@ -60,7 +61,7 @@ def main() -> int:
                  "initramfs": (boot / "initramfs.img").stat().st_size,
                  "uki unsigned": sb.uki_unsigned.stat().st_size,
                  "uki signed": sb.uki.stat().st_size, "EFI image": image.stat().st_size}
-        paths = {
+        paths: dict[str, Callable[[Path], list[str]]] = {
             "kernel+initrd (BIOS iPXE)": lambda c: qemu.base_argv(c, 1024)
             + qemu.tap_nic_argv(TAP) + ["-boot", "n"],
             "UKI netboot (OVMF SB)": lambda c: qemu.base_argv(c, 1024) + ovmf.nic_argv(TAP)
