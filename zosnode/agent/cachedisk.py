@@ -275,8 +275,7 @@ def hardware(cache_disk: str | None, sys_block: Path = Path("/sys/block"),
         if _skipped(name) or not (sys_block / name / "device").exists():
             continue
         sectors = _read(sys_block / name / "size")
-        model = _read(sys_block / name / "device" / "model") or _read(
-            sys_block / name / "device" / "vendor")
+        model = _read(sys_block / name / "device" / "model")  # none on virtio
         disks.append(DiskReport(name[:32], int(sectors) * 512 if sectors.isdigit() else 0,
                                 model[:64], "cache" if name == cache_disk else "untouched"))
     return HardwareReport(os.cpu_count() or 0, mem, tuple(disks[:64]))
