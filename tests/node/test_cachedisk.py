@@ -92,6 +92,14 @@ def test_nothing_found_means_ram_without_touching_anything(tmp_path: Path) -> No
     assert (dev / "vda").read_bytes() == before and not (tmp_path / "mnt").exists()
 
 
+def test_a_read_only_disk_is_not_mounted(tmp_path: Path) -> None:
+    sys_block, dev = fake_block_tree(tmp_path, {"vda": superblock(b"ZOSCACHE")})
+    (sys_block / "vda" / "ro").write_text("1\n")
+    got = cachedisk.open_cache("auto", None, 1 << 30, print, wait_s=0,
+                               mountpoint=tmp_path / "mnt", sys_block=sys_block, dev=dev)
+    assert got == "vda is read-only" and not (tmp_path / "mnt").exists()
+
+
 def blank(size: int = 4 * MIB) -> bytearray:
     return bytearray(size)
 

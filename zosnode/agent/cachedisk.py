@@ -192,7 +192,7 @@ def _mount(device: Path, target: Path) -> None:
     if libc().mount(os.fsencode(device), os.fsencode(target), b"ext4", flags,
                     b"errors=remount-ro") != 0:
         err = ctypes.get_errno()
-        raise CacheDiskError(err, f"mount {device}: {os.strerror(err)}")
+        raise CacheDiskError(err, f"cannot mount {device}: {os.strerror(err)}")
 
 
 def _probe(target: Path) -> None:
@@ -234,10 +234,12 @@ def open_cache(spec: str | None, format_device: str | None, configured_bytes: in
         if time.monotonic() >= deadline:
             return f"no filesystem matches zos.cache={spec}"
         time.sleep(0.2)
+    if _read(sys_block / fs.device / "ro") == "1":
+        return f"{fs.device} is read-only"
     try:
         _mount(dev / fs.device, mountpoint)
     except CacheDiskError as exc:
-        return str(exc)
+        return exc.strerror or str(exc)
     try:
         _probe(mountpoint)
         st = os.statvfs(mountpoint)
