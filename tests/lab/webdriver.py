@@ -136,6 +136,13 @@ class Session:
             pass
 
 
+def downloaded(path: Path) -> bool:
+    """Whether Chromium finished downloading `path` (it may reserve the name with an
+    empty file while the bytes go to a .crdownload beside it)."""
+    busy = any(p.suffix == ".crdownload" for p in path.parent.iterdir())
+    return not busy and path.exists() and path.stat().st_size > 0
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

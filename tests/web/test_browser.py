@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab.webdriver import Session, chromium
+from tests.lab.webdriver import Session, chromium, downloaded
 from tests.web.conftest import SHOTS, WebHub, manifest
 from zosnode.wire.heartbeat import DiskReport, HardwareReport, Refusal, ServiceState
 
@@ -78,7 +78,7 @@ def test_farmer_chooses_a_farm_and_an_iso_and_downloads_it(web_hub: WebHub,
         b.click(b.find("#download"))
         iso = downloads / "zosnode.iso"
         deadline = time.monotonic() + 60
-        while not iso.exists():
+        while not downloaded(iso):
             assert time.monotonic() < deadline, list(downloads.iterdir())
             time.sleep(0.2)
         no_script_ran(b)
