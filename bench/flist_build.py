@@ -1,14 +1,21 @@
 """flist benchmarks against casync on a real Debian rootfs, in one run.
 
-    python3 bench/flist_build.py [--quick]
+    python3 bench/flist_build.py [--quick] [--lzma] [--no-plus] [--image-mib N]
 
-1. Build throughput (MB/s of file bytes) of `zosnode flist create` vs `casync make`.
-2. Cost of compression and convergent encryption (time and stored bytes).
-3. Dedupe between two related trees (minbase, then minbase + curl, less, procps):
-   store growth for the second, and bytes a node holding the first must fetch
-   for the second, against casync's chunk store on the same pair.
-4. Requests needed to read every file once (distinct blocks / chunks) vs file count.
-5. The block-size sweep behind the defaults in docs/flist-format.md.
+1. Build throughput (MB/s of file bytes) of the real `zosnode flist create`
+   command (a separate process, as a user runs it) against `casync make`,
+   interleaved, best of two each.
+2. Cost of each codec and level, and of convergent encryption, per block.
+3. Extraction into a directory against `casync extract`.
+4. Dedupe between two related trees (minbase, then minbase + curl, less,
+   procps): bytes a node holding the first must fetch for the second, against
+   casync's chunk store on the same pair (skipped with --no-plus).
+5. A large file (1 GiB) with 4 KiB inserted in its middle: the bytes a node
+   holding the old version fetches (blocks of the new flist not in the old),
+   against casync (bytes of the new chunks in the .castr store), and the
+   content-defined chunk size's trade-off (bytes fetched against requests).
+6. Requests needed to read every file once (distinct blocks / chunks).
+7. The fixed block-size sweep behind the small-file packing (not --quick).
 
 Writes bench/flist.md. Needs root (debootstrap; cached under work/cache/).
 """
@@ -16,8 +23,10 @@ Writes bench/flist.md. Needs root (debootstrap; cached under work/cache/).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import random
 import shutil
 import subprocess
 import sys
@@ -32,7 +41,7 @@ sys.path.insert(0, str(REPO))
 from tests.lab.rootfs import rootfs_tarball, unpack_rootfs  # noqa: E402
 from zosnode.flist.blocks import Compression, decode_block  # noqa: E402
 from zosnode.flist.builder import build_from  # noqa: E402
-from zosnode.flist.format import Flist  # noqa: E402
+from zosnode.flist.format import Flist, decode  # noqa: E402
 from zosnode.flist.pack import BuildOptions  # noqa: E402
 from zosnode.flist.stats import fetch_bytes, flist_stats  # noqa: E402
 from zosnode.flist.store import LocalStore  # noqa: E402
@@ -40,6 +49,7 @@ from zosnode.flist.writer import encode, encode_block  # noqa: E402
 
 EXTRA = ("curl", "less", "procps")
 MB = 1_000_000
+MiB = 1 << 20
 
 
 def warm(tree: Path) -> None:
@@ -53,47 +63,294 @@ def warm(tree: Path) -> None:
                         pass
 
 
+def cli_create(src: Path, store: Path, *flags: str) -> tuple[dict[str, Any], float]:
+    """`zosnode flist create --json` as a separate process; its summary (plus its
+    peak RSS, "rss_mib") and wall time."""
+    t = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "zosnode", "flist", "create", str(src), "--store",
+             str(store), "--json", *flags], cwd=REPO, stdout=out, stderr=subprocess.DEVNULL,
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        took = time.perf_counter() - t
+        if proc.returncode != 0:
+            raise RuntimeError(f"flist create {src} failed ({proc.returncode})")
+        out.seek(0)
+        doc: dict[str, Any] = json.loads(out.read())
+    doc["rss_mib"] = usage.ru_maxrss / 1024
+    return doc, took
+
+
+def load(store: Path, fid: str) -> Flist:
+    return decode(LocalStore(store).get_flist(fid))
+
+
 def ours(tree: Path, store: Path, options: BuildOptions) -> tuple[Flist, Any, float]:
+    """In process (for the sweeps, where only the layout matters)."""
     t = time.perf_counter()
     flist, stats = build_from(str(tree), LocalStore(store), options)
     LocalStore(store).put_flist(encode(flist))
     return flist, stats, time.perf_counter() - t
 
 
-def casync_make(tree: Path, store: Path, index: Path, compression: str) -> float:
+def casync_make(src: Path, store: Path, index: Path, compression: str) -> float:
     t = time.perf_counter()
     subprocess.run(
         ["casync", "make", f"--store={store}", f"--compression={compression}",
-         str(index), str(tree)], check=True, capture_output=True,
+         str(index), str(src)], check=True, capture_output=True,
     )
     return time.perf_counter() - t
 
 
 def caidx_chunks(index: Path) -> list[str]:
-    """Chunk ids in a casync index: 48-byte header, 16-byte table header,
-    40-byte items (u64 end offset, 32-byte id), 40-byte tail."""
+    """Chunk ids in a casync index (.caidx or .caibx): 48-byte header, 16-byte
+    table header, 40-byte items (u64 end offset, 32-byte id), 40-byte tail."""
     data = index.read_bytes()
     body = data[64:-40]
     if len(body) % 40:
-        raise RuntimeError(f"{index}: unexpected caidx layout")
+        raise RuntimeError(f"{index}: unexpected casync index layout")
     return [body[i + 8 : i + 40].hex() for i in range(0, len(body), 40)]
 
 
 def chunk_sizes(store: Path) -> dict[str, int]:
-    out = {}
-    for p in store.rglob("*.cacnk"):
-        out[p.name.removesuffix(".cacnk")] = p.stat().st_size
-    return out
+    return {p.name.removesuffix(".cacnk"): p.stat().st_size for p in store.rglob("*.cacnk")}
 
 
 def dir_bytes(store: Path) -> int:
     return sum(p.stat().st_size for p in store.rglob("*") if p.is_file())
 
 
+def write_image(path: Path, size: int, insert_at: int | None, seed: int = 1) -> None:
+    """`size` pseudo-random bytes (seeded), with 4 KiB of others at `insert_at`."""
+    r = random.Random(seed)
+    done = 0
+    with open(path, "wb") as f:
+        while done < size:
+            n = min(64 * MiB, size - done)
+            piece = r.randbytes(n)
+            if insert_at is not None and done <= insert_at < done + n:
+                cut = insert_at - done
+                f.write(piece[:cut])
+                f.write(random.Random(seed + 1).randbytes(4096))
+                f.write(piece[cut:])
+            else:
+                f.write(piece)
+            done += n
+
+
+def build_table(base: Path, work: Path, rows: list[str], lzma: bool) -> tuple[str, Flist]:
+    builds = [
+        ("zstd (default)", ()),
+        ("zlib", ("--compression", "zlib")),
+        ("none", ("--compression", "none")),
+        ("zstd + encrypt", ("--encrypt",)),
+    ]
+    if lzma:
+        builds.append(("lzma", ("--compression", "lzma")))
+    results: dict[str, tuple[dict[str, Any], float, int]] = {}
+    casync: dict[str, tuple[float, int]] = {}
+    # Interleaved, into fresh stores, best of two: ours, then casync, twice.
+    for attempt in range(2):
+        for i, (name, flags) in enumerate(builds):
+            store = work / f"s-{i}-{attempt}"
+            doc, took = cli_create(base, store, *flags)
+            if name not in results or took < results[name][1]:
+                results[name] = (doc, took, dir_bytes(store / "blocks"))
+            if i == 0:
+                for comp in ("zstd", "gzip"):
+                    cstore = work / f"ca-{comp}-{attempt}"
+                    t = casync_make(base, cstore, work / f"base-{comp}.caidx", comp)
+                    if comp not in casync or t < casync[comp][0]:
+                        casync[comp] = (t, dir_bytes(cstore))
+    base_doc, base_time, _ = results["zstd (default)"]
+    fb = base_doc["file_bytes"]
+    base_flist = load(work / "s-0-0", base_doc["id"])
+    st = flist_stats(base_flist)
+    rows.append("## Build throughput on Debian bookworm minbase\n")
+    rows.append(f"Tree: {st.entries} entries, {st.by_kind.get('reg', 0)} regular files, "
+                f"{fb / MB:.1f} MB of file bytes (page cache warm). Ours is the real command, "
+                "`zosnode flist create SRC --store DIR --json`, a separate process each time "
+                "(interpreter start, tree walk, every block compressed, hashed and written with "
+                "fsync, the flist written); best of two, interleaved with casync's.\n")
+    rows.append("| builder | time s | MB/s | store MB | peak RSS MiB |")
+    rows.append("|---|---:|---:|---:|---:|")
+    for name, (doc, took, sbytes) in results.items():
+        rows.append(f"| zosnode flist create, {name} | {took:.2f} | {fb / MB / took:.1f} | "
+                    f"{sbytes / MB:.1f} | {doc['rss_mib']:.0f} |")
+    for comp, (took, sbytes) in casync.items():
+        rows.append(f"| casync make --compression={comp} | {took:.2f} | {fb / MB / took:.1f} | "
+                    f"{sbytes / MB:.1f} | |")
+    ratio = casync["zstd"][0] / base_time
+    rows.append(f"\nRatio zosnode (zstd) / casync (zstd) build throughput: **{ratio:.2f}x**; "
+                f"zosnode (zlib, 1.0's default) / casync (gzip): "
+                f"**{casync['gzip'][0] / results['zlib'][1]:.2f}x**.\n")
+    return base_doc["id"], base_flist
+
+
+def codec_table(work: Path, rows: list[str], lzma: bool) -> None:
+    raw = [p.read_bytes() for p in sorted((work / "s-2-0" / "blocks").rglob("*"))
+           if p.is_file()]
+    raw_bytes = sum(len(b) for b in raw)
+    rows.append("## Per-block cost of each codec and level (one thread, blocks in memory)\n")
+    rows.append(f"All {len(raw)} blocks of the rootfs (content-defined chunks and packs), "
+                f"{raw_bytes / MB:.1f} MB decoded. Encode = what the builder does per block "
+                "(compress, encrypt, hash); decode = what a node does (hash check, decrypt, "
+                "decompress). The zstd level is chosen from these rows "
+                "(docs/flist-format.md).\n")
+    rows.append("| option | encode MB/s | decode MB/s | stored/decoded |")
+    rows.append("|---|---:|---:|---:|")
+    codecs: list[tuple[str, Compression, bool, int | None]] = [
+        ("none", Compression.NONE, False, None), ("none + encrypt", Compression.NONE, True, None),
+        ("zlib 6 (1.0's default)", Compression.ZLIB, False, None),
+        ("zlib + encrypt", Compression.ZLIB, True, None),
+        ("bz2 9", Compression.BZ2, False, None),
+    ]
+    codecs += [(f"zstd {lv}" + (" (default)" if lv == 3 else ""), Compression.ZSTD, False, lv)
+               for lv in (1, 2, 3, 5, 9, 12, 19)]
+    codecs.append(("zstd 3 + encrypt", Compression.ZSTD, True, 3))
+    if lzma:
+        codecs.append(("lzma 6", Compression.LZMA, False, None))
+    for name, comp, enc, level in codecs:
+        t = time.perf_counter()
+        encoded = [encode_block(b, comp, enc, level) for b in raw]
+        t_enc = time.perf_counter() - t
+        t = time.perf_counter()
+        for e in encoded:
+            decode_block(e.ref(0, 1), e.stored)
+        t_dec = time.perf_counter() - t
+        ratio = sum(len(e.stored) for e in encoded) / raw_bytes
+        rows.append(f"| {name} | {raw_bytes / MB / t_enc:.1f} | {raw_bytes / MB / t_dec:.1f} "
+                    f"| {ratio:.3f} |")
+    rows.append("")
+
+
+def extract_table(base_flist: Flist, work: Path, fb: int, rows: list[str]) -> None:
+    from zosnode.flist.extract import extract
+    from zosnode.flist.view import FlistView
+
+    t = time.perf_counter()
+    extract(FlistView(base_flist), LocalStore(work / "s-0-0"), work / "x-ours")
+    ours_x = time.perf_counter() - t
+    t = time.perf_counter()
+    subprocess.run(["casync", "extract", f"--store={work / 'ca-zstd-0'}",
+                    str(work / "base-zstd.caidx"), str(work / "x-ca")],
+                   check=True, capture_output=True)
+    ca_x = time.perf_counter() - t
+    rows.append("## Extraction into a directory (every block verified)\n")
+    rows.append("| extractor | time s | MB/s |")
+    rows.append("|---|---:|---:|")
+    rows.append(f"| zosnode extract (zstd store, in process) | {ours_x:.2f} | "
+                f"{fb / MB / ours_x:.1f} |")
+    rows.append(f"| casync extract (zstd store) | {ca_x:.2f} | {fb / MB / ca_x:.1f} |")
+    rows.append(f"\nRatio zosnode / casync extraction throughput: **{ca_x / ours_x:.2f}x**.\n")
+
+
+def dedupe_table(base: Path, plus: Path, work: Path, rows: list[str]) -> None:
+    store = work / "dedupe"
+    a_doc, _ = cli_create(base, store)
+    b_doc, _ = cli_create(plus, store)
+    a, b = load(store, a_doc["id"]), load(store, b_doc["id"])
+    nblocks, nbytes = fetch_bytes(a, b)
+    cstore = work / "ca-dedupe"
+    casync_make(base, cstore, work / "a.caidx", "zstd")
+    casync_make(plus, cstore, work / "b.caidx", "zstd")
+    after = chunk_sizes(cstore)
+    a_chunks = set(caidx_chunks(work / "a.caidx"))
+    b_chunks = set(caidx_chunks(work / "b.caidx"))
+    if any(c not in after for c in b_chunks):
+        raise RuntimeError("caidx parse gave ids not in the store")
+    ca_fetch = sum(after[c] for c in b_chunks - a_chunks)
+    pst = flist_stats(b)
+    rows.append("## Dedupe: minbase, then minbase + " + ", ".join(EXTRA) + "\n")
+    rows.append(f"Second tree: {pst.file_bytes / MB:.1f} MB of file bytes; stored size of "
+                f"everything it references: zosnode {pst.stored_bytes / MB:.1f} MB.\n")
+    rows.append("| | store growth for the 2nd MB | a node holding the 1st fetches MB "
+                "| requests |")
+    rows.append("|---|---:|---:|---:|")
+    rows.append(f"| zosnode (zstd, CDC) | {b_doc['new_bytes'] / MB:.2f} | {nbytes / MB:.2f} | "
+                f"{nblocks} |")
+    rows.append(f"| casync (zstd, default 64 KiB chunks) | {ca_fetch / MB:.2f} | "
+                f"{ca_fetch / MB:.2f} | {len(b_chunks - a_chunks)} |")
+    rows.append(f"\nRatio of bytes fetched, zosnode / casync: "
+                f"**{nbytes / max(ca_fetch, 1):.2f}**.\n")
+
+
+def insert_table(work: Path, image_mib: int, rows: list[str]) -> None:
+    size = image_mib * MiB
+    d1, d2 = work / "img-v1", work / "img-v2"
+    d1.mkdir()
+    d2.mkdir()
+    write_image(d1 / "disk.img", size, None)
+    write_image(d2 / "disk.img", size, size // 2)
+    store = work / "img-store"
+    v1_doc, t1 = cli_create(d1, store)
+    v2_doc, t2 = cli_create(d2, store)
+    v1, v2 = load(store, v1_doc["id"]), load(store, v2_doc["id"])
+    nblocks, nbytes = fetch_bytes(v1, v2)
+    cstore = work / "img-castr"
+    c1 = casync_make(d1 / "disk.img", cstore, work / "v1.caibx", "zstd")
+    c2 = casync_make(d2 / "disk.img", cstore, work / "v2.caibx", "zstd")
+    sizes = chunk_sizes(cstore)
+    old, new = set(caidx_chunks(work / "v1.caibx")), caidx_chunks(work / "v2.caibx")
+    new_chunks = set(new) - old
+    ca_bytes = sum(sizes[c] for c in new_chunks)
+    fixed_store = work / "img-fixed"
+    f1, _ = cli_create(d1, fixed_store, "--chunking", "fixed")
+    f2, _ = cli_create(d2, fixed_store, "--chunking", "fixed")
+    fixed_blocks, fixed_bytes = fetch_bytes(load(fixed_store, f1["id"]),
+                                            load(fixed_store, f2["id"]))
+    rows.append(f"## A {image_mib} MiB file with 4 KiB inserted in its middle\n")
+    rows.append("Pseudo-random (incompressible) bytes, seeded; version 2 is version 1 with "
+                "4 KiB of other bytes inserted at the middle. Fetched = the stored bytes of "
+                "the blocks of version 2's flist that version 1's lacks (what a node holding "
+                "version 1 downloads); for casync the bytes of the new chunks in the .castr "
+                "store (chunks of v2.caibx not in v1.caibx). Builds: "
+                f"zosnode {t1:.1f} s and {t2:.1f} s (peak RSS {v2_doc['rss_mib']:.0f} MiB), "
+                f"casync {c1:.1f} s and {c2:.1f} s.\n")
+    rows.append("| | fetched MB | new blocks / chunks | blocks / chunks in the file |")
+    rows.append("|---|---:|---:|---:|")
+    rows.append(f"| zosnode flist create (CDC 256 KiB / 1 MiB / 4 MiB, default) | "
+                f"{nbytes / MB:.3f} | {nblocks} | {flist_stats(v2).blocks} |")
+    rows.append(f"| zosnode flist create --chunking fixed (1.0's 1 MiB offsets) | "
+                f"{fixed_bytes / MB:.3f} | {fixed_blocks} | "
+                f"{flist_stats(load(fixed_store, f2['id'])).blocks} |")
+    rows.append(f"| casync make --compression=zstd (16 / 64 / 256 KiB) | {ca_bytes / MB:.3f} | "
+                f"{len(new_chunks)} | {len(new)} |")
+    rows.append(f"\nRatio of bytes fetched, zosnode / casync: **{nbytes / max(ca_bytes, 1):.2f}"
+                f"x**.\n")
+    # The trade-off: smaller content-defined chunks fetch fewer bytes after an
+    # insertion and cost more requests to read the file.
+    rows.append("Content-defined chunk size against bytes fetched and requests (in process, "
+                "no compression; the same pair):\n")
+    rows.append("| CDC min / avg / max KiB | fetched MB | new blocks | blocks in the file "
+                "| blocks per GiB |")
+    rows.append("|---:|---:|---:|---:|---:|")
+    for lo, avg, hi in ((16, 64, 256), (64, 256, 1024), (256, 1024, 4096)):
+        opts = BuildOptions(compression=Compression.NONE, cdc_min=lo * 1024,
+                            cdc_avg=avg * 1024, cdc_max=hi * 1024)
+        sw = work / f"img-sweep-{avg}"
+        a, _, _ = ours(d1, sw, opts)
+        b, _, _ = ours(d2, sw, opts)
+        n, nb = fetch_bytes(a, b)
+        blocks = flist_stats(b).blocks
+        rows.append(f"| {lo} / {avg} / {hi} | {nb / MB:.3f} | {n} | {blocks} | "
+                    f"{blocks * 1024 / image_mib:.0f} |")
+        shutil.rmtree(sw)
+    rows.append("")
+    for p in (d1, d2, store, cstore, fixed_store):
+        shutil.rmtree(p, ignore_errors=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="skip the block-size sweep")
-    ap.add_argument("--lzma", action="store_true", help="also time lzma (about a minute)")
+    ap.add_argument("--quick", action="store_true", help="skip the fixed block-size sweep")
+    ap.add_argument("--lzma", action="store_true", help="also time lzma (about two minutes)")
+    ap.add_argument("--no-plus", action="store_true",
+                    help="skip the dedupe pair (needs a second debootstrap, cached)")
+    ap.add_argument("--image-mib", type=int, default=1024,
+                    help="size of the large file of the insertion test (default 1024)")
     args = ap.parse_args()
     if shutil.which("casync") is None:
         print("casync is not installed (apt-get install casync)", file=sys.stderr)
@@ -102,133 +359,19 @@ def main() -> int:
     rows: list[str] = []
     try:
         base = unpack_rootfs(rootfs_tarball(), work / "base")
-        plus = unpack_rootfs(rootfs_tarball(EXTRA), work / "plus")
         warm(base)
-        warm(plus)
+        _, base_flist = build_table(base, work, rows, args.lzma)
+        fb = flist_stats(base_flist).file_bytes
+        codec_table(work, rows, args.lzma)
+        extract_table(base_flist, work, fb, rows)
+        if not args.no_plus:
+            plus = unpack_rootfs(rootfs_tarball(EXTRA), work / "plus")
+            warm(plus)
+            dedupe_table(base, plus, work, rows)
+        insert_table(work, args.image_mib, rows)
 
-        # 1 + 2: throughput and option costs ------------------------------
-        builds = [
-            ("zlib (default)", BuildOptions()),
-            ("none", BuildOptions(compression=Compression.NONE)),
-            ("zlib + encrypt", BuildOptions(encrypt=True)),
-        ]
-        if args.lzma:
-            builds.append(("lzma", BuildOptions(compression=Compression.LZMA)))
-        results = {}
-        # Best of two runs each, into fresh stores, for both tools.
-        for name, opts in builds:
-            best = None
-            for attempt in range(2):
-                store = work / f"s-{len(results)}-{attempt}"
-                flist, stats, took = ours(base, store, opts)
-                if best is None or took < best[2]:
-                    best = (flist, stats, took, dir_bytes(store / "blocks"))
-            assert best is not None
-            results[name] = best
-        ca_gz = min(casync_make(base, work / f"ca-gz{i}", work / "base-gz.caidx", "gzip")
-                    for i in range(2))
-        ca_zstd = min(casync_make(base, work / f"ca-zstd{i}", work / "base-zstd.caidx", "zstd")
-                      for i in range(2))
-        base_flist, base_stats, base_time, _ = results["zlib (default)"]
-        fb = base_stats.file_bytes
         st = flist_stats(base_flist)
-        rows.append("## Build throughput on Debian bookworm minbase\n")
-        rows.append(f"Tree: {st.entries} entries, {st.by_kind.get('reg', 0)} regular files, "
-                    f"{fb / MB:.1f} MB of file bytes (page cache warm).\n")
-        rows.append("| builder | time s | MB/s | store MB |")
-        rows.append("|---|---:|---:|---:|")
-        for name, (_, _, took, sbytes) in results.items():
-            rows.append(f"| zosnode flist create, {name} | {took:.2f} | {fb / MB / took:.1f} | "
-                        f"{sbytes / MB:.1f} |")
-        rows.append(f"| casync make --compression=gzip | {ca_gz:.2f} | {fb / MB / ca_gz:.1f} | "
-                    f"{dir_bytes(work / 'ca-gz0') / MB:.1f} |")
-        rows.append(f"| casync make --compression=zstd | {ca_zstd:.2f} | "
-                    f"{fb / MB / ca_zstd:.1f} | {dir_bytes(work / 'ca-zstd0') / MB:.1f} |")
-        rows.append(f"\nRatio zosnode (zlib) / casync (gzip) throughput: "
-                    f"**{ca_gz / base_time:.2f}x**; vs casync (zstd): "
-                    f"**{ca_zstd / base_time:.2f}x**.\n")
-
-        # 1a: per-block CPU cost of each option, no I/O ----------------------
-        raw = [p.read_bytes() for p in sorted((work / "s-1-0" / "blocks").rglob("*"))
-               if p.is_file()]
-        raw_bytes = sum(len(b) for b in raw)
-        rows.append("## Per-block cost of each option (one thread, blocks in memory)\n")
-        rows.append(f"All {len(raw)} blocks of the rootfs, {raw_bytes / MB:.1f} MB decoded. "
-                    "Encode = what the builder does per block; decode = what a node does "
-                    "(hash check, decrypt, decompress).\n")
-        rows.append("| option | encode MB/s | decode MB/s | stored/decoded |")
-        rows.append("|---|---:|---:|---:|")
-        codecs = [("none", Compression.NONE, False), ("none + encrypt", Compression.NONE, True),
-                  ("zlib", Compression.ZLIB, False), ("zlib + encrypt", Compression.ZLIB, True),
-                  ("bz2", Compression.BZ2, False)]
-        if args.lzma:
-            codecs.append(("lzma", Compression.LZMA, False))
-        for name, comp, enc in codecs:
-            t = time.perf_counter()
-            encoded = [encode_block(b, comp, enc) for b in raw]
-            t_enc = time.perf_counter() - t
-            t = time.perf_counter()
-            for e in encoded:
-                decode_block(e.ref(0, 1), e.stored)
-            t_dec = time.perf_counter() - t
-            ratio = sum(len(e.stored) for e in encoded) / raw_bytes
-            rows.append(f"| {name} | {raw_bytes / MB / t_enc:.1f} | {raw_bytes / MB / t_dec:.1f} "
-                        f"| {ratio:.3f} |")
-        rows.append("")
-
-        # 1b: extraction (what a node without FUSE does) -----------------
-        from zosnode.flist.extract import extract
-        from zosnode.flist.view import FlistView
-
-        t = time.perf_counter()
-        extract(FlistView(base_flist), LocalStore(work / "s-0-0"), work / "x-ours")
-        ours_x = time.perf_counter() - t
-        t = time.perf_counter()
-        subprocess.run(["casync", "extract", f"--store={work / 'ca-gz0'}",
-                        str(work / "base-gz.caidx"), str(work / "x-ca")],
-                       check=True, capture_output=True)
-        ca_x = time.perf_counter() - t
-        rows.append("## Extraction into a directory (every block verified)\n")
-        rows.append("| extractor | time s | MB/s |")
-        rows.append("|---|---:|---:|")
-        rows.append(f"| zosnode flist extract (zlib store) | {ours_x:.2f} | "
-                    f"{fb / MB / ours_x:.1f} |")
-        rows.append(f"| casync extract (gzip store) | {ca_x:.2f} | {fb / MB / ca_x:.1f} |")
-        rows.append(f"\nRatio zosnode / casync extraction throughput: **{ca_x / ours_x:.2f}x**.\n")
-
-        # 3: dedupe between versions --------------------------------------
-        store = work / "dedupe"
-        _, s1, _ = ours(base, store, BuildOptions())
-        plus_flist, s2, _ = ours(plus, store, BuildOptions())
-        nblocks, nbytes = fetch_bytes(base_flist, plus_flist)
-        cstore = work / "ca-dedupe"
-        casync_make(base, cstore, work / "a.caidx", "gzip")
-        before = chunk_sizes(cstore)
-        casync_make(plus, cstore, work / "b.caidx", "gzip")
-        after = chunk_sizes(cstore)
-        a_chunks = set(caidx_chunks(work / "a.caidx"))
-        b_chunks = set(caidx_chunks(work / "b.caidx"))
-        missing = [c for c in b_chunks if c not in after]
-        if missing:
-            raise RuntimeError(f"caidx parse gave {len(missing)} ids not in the store")
-        ca_growth = sum(v for k, v in after.items() if k not in before)
-        ca_fetch = sum(after[c] for c in b_chunks - a_chunks)
-        pst = flist_stats(plus_flist)
-        rows.append("## Dedupe: minbase, then minbase + " + ", ".join(EXTRA) + "\n")
-        rows.append(f"Second tree: {pst.file_bytes / MB:.1f} MB of file bytes; "
-                    f"stored size of everything it references: zosnode "
-                    f"{pst.stored_bytes / MB:.1f} MB.\n")
-        rows.append("| | store growth for the 2nd MB | a node holding the 1st fetches MB "
-                    "| requests |")
-        rows.append("|---|---:|---:|---:|")
-        rows.append(f"| zosnode (zlib) | {s2.new_bytes / MB:.2f} | {nbytes / MB:.2f} | "
-                    f"{nblocks} |")
-        rows.append(f"| casync (gzip, default 64 KiB chunks) | {ca_growth / MB:.2f} | "
-                    f"{ca_fetch / MB:.2f} | {len(b_chunks - a_chunks)} |")
-        rows.append(f"\nRatio of bytes fetched, zosnode / casync: "
-                    f"**{nbytes / max(ca_fetch, 1):.2f}**.\n")
-
-        # 4: requests to read everything ------------------------------------
+        a_chunks = set(caidx_chunks(work / "base-zstd.caidx"))
         files = st.by_kind.get("reg", 0)
         rows.append("## Requests to read every file of the rootfs once\n")
         rows.append("| | requests | per file |")
@@ -237,18 +380,18 @@ def main() -> int:
         rows.append(f"| zosnode blocks | {st.blocks} | {st.blocks / files:.3f} |")
         rows.append(f"| casync chunks | {len(a_chunks)} | {len(a_chunks) / files:.3f} |\n")
 
-        # 5: sweep ---------------------------------------------------------
-        if not args.quick:
-            rows.append("## Block-size sweep (no compression, so bytes are raw)\n")
+        if not args.quick and not args.no_plus:
+            plus = work / "plus"
+            rows.append("## Block-size sweep (fixed chunks, no compression, so bytes are raw)\n")
             rows.append("| chunk KiB | pack min-max KiB | small max KiB | blocks (requests) "
                         "| fetch for 2nd MB | blocks to fetch |")
             rows.append("|---:|---:|---:|---:|---:|---:|")
             for chunk, pmin, pmax, small in [
                 (256, 64, 256, 32), (1024, 256, 1024, 128), (4096, 1024, 4096, 512),
             ]:
-                opts = BuildOptions(compression=Compression.NONE, chunk_size=chunk * 1024,
-                                    pack_min=pmin * 1024, pack_max=pmax * 1024,
-                                    small_max=small * 1024)
+                opts = BuildOptions(compression=Compression.NONE, chunking="fixed",
+                                    chunk_size=chunk * 1024, pack_min=pmin * 1024,
+                                    pack_max=pmax * 1024, small_max=small * 1024)
                 sw = work / f"sweep-{chunk}-{pmin}"
                 fa, _, _ = ours(base, sw, opts)
                 fbb, _, _ = ours(plus, sw, opts)
@@ -262,15 +405,18 @@ def main() -> int:
     cpu = next((line.split(":", 1)[1].strip() for line in
                 Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
                "?")
+    load1 = os.getloadavg()[0]
+    flags = " ".join(f for f, on in (("--quick", args.quick), ("--lzma", args.lzma),
+                                     ("--no-plus", args.no_plus)) if on)
     header = [
         "# flist benchmarks",
         "",
-        "Command: `python3 bench/flist_build.py" + (" --lzma" if args.lzma else "")
-        + "` (as root; `--lzma` adds the slow lzma rows; the rootfs comes from",
-        "debootstrap, cached under work/cache/). Machine: "
+        f"Command: `python3 bench/flist_build.py{' ' + flags if flags else ''}` (as root; the "
+        "rootfs comes from debootstrap, cached under work/cache/). Machine: "
         f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Other jobs may share the",
-        "machine: compare the ratios, measured in the same run, more than the absolute times.",
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average {load1:.1f} at the "
+        "end. Other jobs may share the machine: compare the ratios, measured in the same run, "
+        "more than the absolute times.",
         "",
     ]
     text = "\n".join(header + rows) + "\n"

@@ -94,9 +94,14 @@ def _create(args: argparse.Namespace) -> int:
 
     store = LocalStore(args.store)
     store.init()
+    sizes: dict[str, int] = {}
+    if args.chunk_kib is not None:
+        n = args.chunk_kib * 1024
+        sizes = {"chunk_size": n} if args.chunking == "fixed" else {
+            "cdc_min": n // 4, "cdc_avg": n, "cdc_max": n * 4}
     options = BuildOptions(
         compression=_COMPRESSIONS[args.compression], encrypt=args.encrypt, level=args.level,
-        chunking=args.chunking,
+        chunking=args.chunking, **sizes,
     )
     meter = Meter.on_stderr()
     meter.phase("create", 0, 0, unit="files")
@@ -307,6 +312,9 @@ def register(commands: Any) -> None:
                    help="compression level (default: the codec's measured one, zstd 3)")
     p.add_argument("--chunking", choices=("cdc", "fixed"), default="cdc",
                    help="large files cut by content (default) or at fixed 1 MiB offsets")
+    p.add_argument("--chunk-kib", type=int, metavar="KIB",
+                   help="large files' chunk size: the content-defined target (min a quarter, "
+                        "max four times; default 1024) or the fixed size")
     p.add_argument("--json", action="store_true",
                    help="print a JSON summary on stdout instead of the id")
     p.add_argument("--encrypt", action="store_true",

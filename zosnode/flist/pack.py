@@ -131,14 +131,15 @@ class _Claim:
 
 
 class _Held:
-    """A block being encoded and stored on a worker thread; `block` is set once
-    the caller's thread has accounted for it."""
+    """A block being encoded and stored on a worker thread. Once the caller's
+    thread has accounted for it only `ref` is kept (a reference to the whole
+    block), not its bytes: what a build holds is the blocks in flight."""
 
-    __slots__ = ("future", "block")
+    __slots__ = ("future", "ref")
 
     def __init__(self, future: Future[tuple[EncodedBlock, _Claim]]) -> None:
-        self.future = future
-        self.block: EncodedBlock | None = None
+        self.future: Future[tuple[EncodedBlock, _Claim]] | None = future
+        self.ref: BlockRef | None = None
 
 
 class _Slot:
@@ -165,7 +166,10 @@ class Packer:
         self._open: list[_Slot] = []
         self._small: dict[bytes, _Slot] = {}
         self._seen_blocks: set[str] = set()
-        self._workers = workers or min(4, os.cpu_count() or 1)
+        # Twice the cores: a worker waiting on its block's fsync leaves its core
+        # to another one's compression (measured: 2 workers 1.96 s, 4 1.38 s,
+        # 6 1.78 s for the Debian minbase tree on 2 cores).
+        self._workers = workers or min(8, 2 * (os.cpu_count() or 1))
         self._pool = ThreadPoolExecutor(max_workers=self._workers)
         self._inflight: deque[_Held] = deque()
         # Equal blocks encoded at once on two threads are stored once.
@@ -190,8 +194,10 @@ class Packer:
         return block, claim
 
     def _store(self, held: _Held) -> None:
+        assert held.future is not None
         block, claim = held.future.result()
-        held.block = block
+        held.future = None
+        held.ref = block.ref(0, block.size)
         if block.id in self._seen_blocks:
             return
         self._seen_blocks.add(block.id)
@@ -309,8 +315,9 @@ def _read_exactly(read: Callable[[int], bytes], n: int) -> bytes:
 
 def _resolve(x: Extent | _Slot) -> Extent:
     if isinstance(x, _Slot):
-        assert x.held is not None and x.held.block is not None
-        return x.held.block.ref(x.offset, x.length)
+        assert x.held is not None and x.held.ref is not None
+        r = x.held.ref
+        return BlockRef(r.id, x.offset, x.length, r.size, r.stored_size, r.compression, r.key)
     return x
 
 
@@ -326,7 +333,7 @@ def build(
 ) -> tuple[Flist, BuildStats]:
     """Pack `tree` into blocks (handed to `sink`) and return the flist describing it.
 
-    The flist does not depend on `workers` (default: the cores, at most 4)."""
+    The flist does not depend on `workers` (default: twice the cores, at most 8)."""
     packer = Packer(options or BuildOptions(), sink, progress, workers)
     packer.stats.total_files, packer.stats.total_bytes = _totals(tree)
     if progress is not None:
