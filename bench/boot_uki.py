@@ -71,6 +71,7 @@ def main() -> int:
         }
         times: dict[str, list[float]] = {name: [] for name in paths}
         kernel_at: dict[str, list[float]] = {name: [] for name in paths}
+        script_at: dict[str, list[float]] = {name: [] for name in paths}
         with boot_lab(work / "lab", "bench", demo_os.CHANNEL, "--hub", HUB, "--boot-url", BOOT,
                       "--kernel-arg", "quiet", "--uki", "--efi-loader", str(sb.ipxe)) as lab:
             lab.start_hub(kit.publisher_id)
@@ -79,6 +80,9 @@ def main() -> int:
                 for name, argv in paths.items():
                     console = work / f"console-{i}-{len(times[name])}-{name[:3]}.log"
                     with qemu.vm(qemu.nsexec_argv(lab.ns, argv(console)), console, 420) as vm:
+                        if "netboot" in name or "iPXE" in name:  # the script has started
+                            _, at = vm.wait_for(r"zosnode: farm bench channel", 300)
+                            script_at[name].append(at)
                         _, at = vm.wait_for(r"zosnode: mounted proc", 300)
                         kernel_at[name].append(at)
                         _, ready = vm.wait_for(READY, 300)
@@ -86,7 +90,9 @@ def main() -> int:
     print("sizes: " + ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in sizes.items()))
     print(f"{args.runs} run(s) each, medians, QEMU start to:")
     for name in paths:
-        print(f"  {name:<28} /init {statistics.median(kernel_at[name]):6.1f} s   "
+        script = (f"script {statistics.median(script_at[name]):5.1f} s   " if script_at[name]
+                  else " " * 17)
+        print(f"  {name:<28} {script}/init {statistics.median(kernel_at[name]):6.1f} s   "
               f"ready {statistics.median(times[name]):6.1f} s   "
               f"(runs: {', '.join(f'{t:.1f}' for t in times[name])})")
     return 0

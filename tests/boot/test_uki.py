@@ -290,3 +290,24 @@ def test_hub_serves_the_uki_its_script_and_the_settings(
     assert (status, cred) == (200, "zos.farm=farm-7 zos.channel=stable "
                                    "zos.hub=http://hub.example:8080\n")
     assert _get(live_hub, "/api/v1/bootstrap/farm%20x/stable/zosnode.cred")[0] == 400
+
+
+def test_dnsmasq_uki_serves_settings_and_the_signed_loader(tmp_path: Path) -> None:
+    if not Path("/usr/lib/ipxe/undionly.kpxe").exists():
+        pytest.skip("needs /usr/lib/ipxe (Debian package ipxe)")
+    signed = tmp_path / "ipxe-signed.efi"
+    signed.write_bytes(b"MZ a signed iPXE")
+    out = tmp_path / "srv"
+    proc = _cli("dnsmasq", "--farm", "f1", "--channel", "beta", "--hub", HUB, "--uki",
+                "--efi-loader", str(signed), "-o", str(out), "--interface", "br0",
+                "--network", "10.99.0.0/24")
+    assert proc.returncode == 0, proc.stderr
+    tftp = out / "tftp"
+    assert (tftp / "ipxe.efi").read_bytes() == b"MZ a signed iPXE"
+    assert (tftp / "zosnode.cred").read_text() == \
+        f"zos.farm=f1 zos.channel=beta zos.hub={HUB}\n"
+    assert "chain --name .zosnode.efi" in (tftp / "boot.ipxe").read_text()
+    settings_file = tmp_path / "zosnode.cred"
+    assert _cli("settings", "--farm", "f1", "--channel", "beta", "--hub", HUB,
+                "-o", str(settings_file)).returncode == 0
+    assert settings_file.read_text() == (tftp / "zosnode.cred").read_text()
