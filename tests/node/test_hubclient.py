@@ -205,3 +205,32 @@ def test_a_channel_no_hub_can_serve_is_refused_at_start() -> None:
     # The command line allows upper case; the layout (and every hub) does not.
     with pytest.raises(BootError, match="no hub serves it"):
         HubClient(["http://127.0.0.1:9"], "Stable", fetcher=Fetcher(["http://127.0.0.1:9"]))
+
+
+async def test_flists_kept_on_a_cache_disk_are_checked_before_use(tmp_path: Path) -> None:
+    data = tmp_path / "hub"
+    flist = b"an flist's bytes"
+    fid = object_id(flist)
+    (data / "flists").mkdir(parents=True)
+    (data / "flists" / fid).write_bytes(flist)
+    pin = FlistPin(name="base", id=fid, size=len(flist), mount="/opt/base")
+    kept = tmp_path / "disk" / "flists"
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            hub: RunningHub = await nursery.start(run_hub, LocalStorage(str(data)), "127.0.0.1:0")
+
+            async def flist_gets() -> int:
+                await trio.testing.wait_all_tasks_blocked()  # the hub counts after sending
+                return sum(n for (route, method, st), n in hub.app.metrics.requests.items()
+                           if method == "GET" and st == 200 and "flist" in route)
+
+            http = HttpClient(timeouts=Timeouts(connect=2, head=2, body_idle=2))
+            hubs = HubClient([hub.url], "demo", fetcher=Fetcher([hub.url], client=http),
+                             client=http, flist_dir=kept)
+            assert await hubs.flist(pin) == flist and await flist_gets() == 1
+            assert (kept / fid).read_bytes() == flist
+            assert await hubs.flist(pin) == flist and await flist_gets() == 1  # from the disk
+            (kept / fid).write_bytes(b"an flist's bytez")  # the disk is not trusted
+            assert await hubs.flist(pin) == flist and await flist_gets() == 2
+            assert (kept / fid).read_bytes() == flist
+            hub.server.shutdown()

@@ -113,7 +113,8 @@ async def after_network(
         disk, cache_dir, blocks_dir = None, None, run_dir / layout.BLOCKS
         cache = BlockCache(blocks_dir, cache_bytes)
     fetcher = Fetcher(config.hubs)
-    hubs = HubClient(config.hubs, config.channel, fetcher=fetcher)
+    hubs = HubClient(config.hubs, config.channel, fetcher=fetcher,
+                     flist_dir=disk.path / layout.FLISTS if disk else None)
     mounter: Mounter
     if fuse_command:
         mounter = FuseChildMounter(fuse_command, mirrors=lambda: hubs.sources,

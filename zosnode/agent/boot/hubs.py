@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import trio
 
 from zosnode.agent.boot.errors import BootError, HubsUnreachable
+from zosnode.atomicfile import write_atomic
 from zosnode.fetch.errors import CircuitOpen
 from zosnode.fetch.fetcher import Fetcher
 from zosnode.fetch.health import Circuit
 from zosnode.http.client import HttpClient, HttpStatusError
 from zosnode.http.errors import HttpError
-from zosnode.layout import LayoutError, manifest_path, root_path
+from zosnode.layout import LayoutError, manifest_path, object_id, root_path
 from zosnode.trust.manifest import MAX_MANIFEST_BYTES, FlistPin, Manifest
 from zosnode.trust.root import MAX_ROOT_BYTES
 
@@ -45,6 +47,7 @@ class HubClient:
         *,
         fetcher: Fetcher,
         client: HttpClient | None = None,
+        flist_dir: Path | None = None,
     ) -> None:
         if not hubs:
             raise BootError("no hub configured")
@@ -65,6 +68,8 @@ class HubClient:
         self._etags: dict[str, str] = {}
         self._good = 0  # index of the hub that answered last
         self.requests = 0
+        # A cache disk's flists/: kept across reboots, checked against the pin before use.
+        self.flist_dir = flist_dir
 
     @property
     def sources(self) -> list[str]:
@@ -157,7 +162,25 @@ class HubClient:
 
     async def flist(self, pin: FlistPin) -> bytes:
         """The flist bytes `pin` names, hash-checked against `pin.id`."""
-        return await self.fetcher.fetch_flist(pin.id, max_size=pin.size)
+        kept = self.flist_dir / pin.id if self.flist_dir is not None else None
+        if kept is not None:
+            try:
+                with kept.open("rb") as f:
+                    data = f.read(pin.size + 1)
+                if object_id(data) == pin.id:
+                    return data
+            except OSError:
+                pass
+        data = await self.fetcher.fetch_flist(pin.id, max_size=pin.size)
+        if kept is not None:
+            try:
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                for old in sorted(kept.parent.iterdir(), key=lambda p: p.stat().st_mtime)[:-63]:
+                    old.unlink()  # the newest 64 only: a bounded cost on the disk
+                write_atomic(kept, data, mode=0o600)
+            except OSError:
+                pass  # a full or failing disk: fetched again next boot
+        return data
 
     async def heartbeat(self, data: bytes) -> None:
         """Deliver a signed heartbeat to a hub (never to a mirror)."""
