@@ -5,7 +5,7 @@ Every figure comes from one run, on loopback, caches and copies on tmpfs:
 
 * sequential `dd bs=1M` of one SIZE_MIB file of random bytes (stored raw:
   incompressible) from tmpfs; from the trivial file system of
-  bench/fuse_trivial.py (constant buffer, same 1 MiB requests, keep_cache);
+  bench/_fuse_trivial.py (constant buffer, same 1 MiB requests, keep_cache);
   from `zosnode flist mount FLIST MNT --hub URL --cache DIR` (a separate
   process, as on a node) cold (empty cache, blocks from nginx) and warm
   (a fresh mount over the cache the cold run filled);
@@ -17,7 +17,12 @@ Every figure comes from one run, on loopback, caches and copies on tmpfs:
 
 Each mount is fresh, so the kernel's page cache serves nothing.
 
-Usage: python3 bench/datapath_fuse.py [--size-mib 1024] [--libs-mib 256] [--runs 3]   (root)
+With --eager it then runs bench/datapath_eager.py's comparison (Debian
+minbase extracted from the hub against `curl | zstd -d | tar -x`), so one
+command gives every figure of bench/datapath.md.
+
+Usage: python3 bench/datapath_fuse.py [--size-mib 1024] [--libs-mib 256] [--runs 3] [--eager]
+       (root)
 """
 
 from __future__ import annotations
@@ -166,7 +171,7 @@ def run(args: argparse.Namespace, work: Path, shm: Path) -> None:
         for _ in range(args.runs):
             add("tmpfs", size / dd([shm / "file"]))
             mnt = fresh("t")
-            with mount([PY, str(TOP / "bench" / "fuse_trivial.py"), str(mnt),
+            with mount([PY, str(TOP / "bench" / "_fuse_trivial.py"), str(mnt),
                         str(args.size_mib)], mnt, b"ready"):
                 add("trivial", size / dd([mnt / "file"]))
             cache = Path(tempfile.mkdtemp(dir=shm))
@@ -223,6 +228,8 @@ def main() -> int:
     ap.add_argument("--libs-mib", type=int, default=256)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--iops-s", type=float, default=3.0)
+    ap.add_argument("--eager", action="store_true",
+                    help="then the eager extract comparison (bench/datapath_eager.py)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("needs root (FUSE mounts)", file=sys.stderr)
@@ -234,6 +241,11 @@ def main() -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(shm, ignore_errors=True)
+    if args.eager:
+        sys.path.insert(0, str(TOP / "bench"))
+        import datapath_eager
+
+        return datapath_eager.run(args.runs, casync=False)
     return 0
 
 

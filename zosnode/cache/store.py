@@ -54,7 +54,7 @@ class BlockCache:
         self._lru = LruIndex(max_bytes)
         # Fixed, so every process sharing the directory reads the same sums.
         self._seed = SEED
-        self._inflight: dict[str, _Flight] = {}
+        self._inflight: dict[str, Flight] = {}
         self.path.mkdir(parents=True, exist_ok=True)
         self._adopt_existing()
 
@@ -215,8 +215,8 @@ class BlockCache:
             if flight.result is not None:
                 return flight.result
             if flight.error is not None:
-                raise _own_copy(flight.error)
-        flight = self._inflight[block_id] = _Flight()
+                raise own_copy(flight.error)
+        flight = self._inflight[block_id] = Flight()
         try:
             self.stats.fetches += 1
             block = await fetch()
@@ -235,8 +235,9 @@ class BlockCache:
             flight.done.set()
 
 
-class _Flight:
-    """One fetch in progress, shared by every reader of the same block."""
+class Flight:
+    """One fetch (or decode: `fetch.source`) in progress, shared by every reader
+    of the same block."""
 
     def __init__(self) -> None:
         self.done = trio.Event()
@@ -244,7 +245,7 @@ class _Flight:
         self.error: Exception | None = None
 
 
-def _own_copy(exc: Exception) -> Exception:
+def own_copy(exc: Exception) -> Exception:
     """A waiter's own instance of the shared failure: one instance raised in
     several tasks would collect all their tracebacks and contexts."""
     try:

@@ -18,13 +18,13 @@ deadline: the writer then fails with the fetch's error.
 
 from __future__ import annotations
 
-import copy
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import trio
 
+from zosnode.cache.store import own_copy
 from zosnode.fetch.source import BlockSource
 from zosnode.flist.blocks import BlockRef
 from zosnode.flist.extract import extract_blocks, read_order
@@ -108,7 +108,7 @@ class _Feed:
             self.held -= ref.size
             self._poke()
         if error is not None:
-            raise _own_copy(error)
+            raise own_copy(error)
         assert data is not None
         return data
 
@@ -165,10 +165,3 @@ async def extract_view(
         if report is not None:
             report.peak_held = feed.peak
     return written
-
-
-def _own_copy(exc: Exception) -> Exception:
-    try:
-        return copy.copy(exc)
-    except Exception:  # noqa: BLE001 - an exception type copy cannot rebuild
-        return exc

@@ -16,12 +16,9 @@ wait for that one decode (readahead and a read of the same block share it).
 
 from __future__ import annotations
 
-import copy
 from collections import OrderedDict
 
-import trio
-
-from zosnode.cache.store import BlockCache
+from zosnode.cache.store import BlockCache, Flight, own_copy
 from zosnode.fetch.fetcher import Fetcher
 from zosnode.fetch.workers import cpu_limiter, on_cpu
 from zosnode.flist.blocks import BlockRef, decode_block
@@ -54,7 +51,7 @@ class BlockSource:
         self._hot: OrderedDict[str, bytes] = OrderedDict()
         self._hot_used = 0
         self._hot_max = hot_bytes
-        self._decoding: dict[str, _Decode] = {}
+        self._decoding: dict[str, Flight] = {}
         self.first_use: dict[str, None] = {}  # block ids in the order first asked for
         self.decodes = 0  # blocks hashed and decoded (each costs one BLAKE2b)
         self.fetched_blocks = 0  # from the mirrors, and their stored bytes
@@ -94,9 +91,9 @@ class BlockSource:
             if flight.result is not None:
                 return flight.result
             if flight.error is not None:
-                raise _own_copy(flight.error)
+                raise own_copy(flight.error)
             # The decoding reader was cancelled: try again ourselves.
-        flight = self._decoding[ref.id] = _Decode()
+        flight = self._decoding[ref.id] = Flight()
         try:
             data = await self._load(ref)
             if keep:
@@ -151,32 +148,10 @@ class BlockSource:
 
         One piece is returned as a view of the decoded block, without a copy.
         """
-        if len(pieces) == 1:
-            ref, start, length = pieces[0]
-            if ref is None:
-                return bytes(length)
-            return memoryview(await self.decoded(ref))[start : start + length]
         out: list[bytes | memoryview] = []
         for ref, start, length in pieces:
             if ref is None:
                 out.append(bytes(length))
             else:
                 out.append(memoryview(await self.decoded(ref))[start : start + length])
-        return b"".join(out)
-
-
-class _Decode:
-    """One decode in progress, shared by every reader of the same block."""
-
-    def __init__(self) -> None:
-        self.done = trio.Event()
-        self.result: bytes | None = None
-        self.error: Exception | None = None
-
-
-def _own_copy(exc: Exception) -> Exception:
-    """A waiter's own instance of the shared failure (see `cache.store`)."""
-    try:
-        return copy.copy(exc)
-    except Exception:  # noqa: BLE001 - an exception type copy cannot rebuild
-        return exc
+        return out[0] if len(out) == 1 else b"".join(out)

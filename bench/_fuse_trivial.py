@@ -7,7 +7,7 @@ raised to 1 MiB after INIT), same keep_cache, same pyfuse3 and trio: what is
 left is FUSE and Python's floor. Runs in the foreground until SIGINT/SIGTERM;
 prints "ready" on stdout once reads are served.
 
-Usage: python3 bench/fuse_trivial.py MOUNTPOINT SIZE_MIB   (root)
+Usage: python3 bench/_fuse_trivial.py MOUNTPOINT SIZE_MIB   (root)
 """
 
 from __future__ import annotations
