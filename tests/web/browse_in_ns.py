@@ -41,17 +41,20 @@ def download(hub: str, farm: str, out: Path) -> dict[str, object]:
 
 
 def fleet(hub: str, farm: str, deadline_s: float) -> dict[str, object]:
+    """Reload the fleet page filtered by `farm` until its node shows as ready."""
     with chromium() as b:
         deadline = time.monotonic() + deadline_s
+        row: list[str] | None = None
         while True:
-            b.get(f"{hub}/fleet?farm={farm}&state=ready")
+            b.get(f"{hub}/fleet?farm={farm}")
             rows = b.find_all("#nodes tbody tr")
             if rows:
-                cells = b.text(rows[0]).split()
-                b.screenshot(TOP / "docs" / "screenshots" / "fleet-after-boot.png")
-                return {"row": cells, "seconds_left": round(deadline - time.monotonic(), 1)}
+                row = b.text(rows[0]).split()
+                if "ready" in row:
+                    b.screenshot(TOP / "docs" / "screenshots" / "fleet-after-boot.png")
+                    return {"row": row, "ready": True}
             if time.monotonic() > deadline:
-                return {"row": None, "page": b.text(b.find("main"))}
+                return {"row": row, "ready": False}
             time.sleep(1)
 
 

@@ -178,3 +178,16 @@ def test_fleet_states_filters_counts_and_pages() -> None:
     for bad in ({"state": "x"}, {"page": "0"}, {"release": "-1"}, {"per_page": "5000"}):
         with pytest.raises(PageInputError):
             fleet.parse_query(bad)
+
+
+def test_a_node_whose_services_are_ready_is_ready() -> None:
+    """The supervisor's words (zosnode.agent.services.events.State): "ready" and
+    "done" are up; the registry once counted "ready" as still starting."""
+    from zosnode.agent.services.events import State
+    from zosnode.hub.registry import node_state
+
+    up = record(1, received=10, states=(State.READY.value, State.DONE.value)).heartbeat
+    assert node_state(up) == "ready"
+    assert fleet.fleet_state(NodeRecord(up, 10), 10, 600, {}) == "ready"
+    probing = record(2, received=10, states=(State.STARTING.value,)).heartbeat
+    assert node_state(probing) == "starting"

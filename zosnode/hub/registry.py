@@ -93,7 +93,10 @@ def node_state(hb: Heartbeat) -> str:
         return "failed"
     if hb.failed_release is not None and hb.failed_release > hb.release:
         return "degraded"
-    if states - {"running", "done"}:
+    # A node's supervisor reports "ready" (long-running, probe passed) and
+    # "done" (one-shot exited 0) when up; "running" is counted up too (a
+    # service without a probe, as older agents reported it).
+    if states - {"running", "ready", "done"}:
         return "starting"
     return "ready"
 
