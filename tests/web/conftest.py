@@ -79,6 +79,17 @@ class WebHub:
         assert status == 201, body
 
 
+def require_media_tools() -> None:
+    """Skip unless the Debian packages the media builders run are installed."""
+    from zosnode.bootmedia.errors import BuildInputError
+    from zosnode.bootmedia.media import Tools
+
+    try:
+        Tools().check(efi=True)
+    except BuildInputError as exc:
+        pytest.skip(f"boot media tools: {exc}")
+
+
 def manifest(channel: str, version: int, **kw: Any) -> Manifest:
     now = int(time.time())
     return Manifest(channel=channel, version=version, issued_at=now - 10,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.lab.webdriver import Session, chromium, downloaded
-from tests.web.conftest import SHOTS, WebHub, manifest
+from tests.web.conftest import SHOTS, WebHub, manifest, require_media_tools
 from zosnode.wire.heartbeat import DiskReport, HardwareReport, Refusal, ServiceState
 
 MARK = "window.__pwned=1"
@@ -58,6 +58,7 @@ def hostile_node(hub: WebHub) -> str:
 
 def test_farmer_chooses_a_farm_and_an_iso_and_downloads_it(web_hub: WebHub,
                                                            tmp_path: Path) -> None:
+    require_media_tools()
     web_hub.publish(manifest("stable", 1))
     downloads = tmp_path / "downloads"
     downloads.mkdir()

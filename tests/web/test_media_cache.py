@@ -12,7 +12,7 @@ from pathlib import Path
 
 import trio
 
-from tests.web.conftest import WebHub, manifest
+from tests.web.conftest import WebHub, manifest, require_media_tools
 from zosnode.bootmedia.ipxe import BootConfig
 from zosnode.hub.web.media_cache import MediaBuildError, MediaCache
 
@@ -134,6 +134,7 @@ def _rss_kib(field: str) -> int:
 
 def test_50_concurrent_requests_for_distinct_farms_stay_in_the_bounds(
         web_hub: WebHub, tmp_path: Path) -> None:
+    require_media_tools()
     web_hub.publish(manifest("stable", 1))
     max_files, max_bytes = 8, 16 * 1024 * 1024
     media = MediaCache(tmp_path / "bounded", max_files=max_files, max_bytes=max_bytes,

@@ -2,7 +2,9 @@
 
 Static paths are the shared data layout itself (see `zosnode.layout`), so
 a node cannot tell the hub from nginx serving the same directory; everything
-dynamic lives under /api/v1/ and /metrics. See docs/hub-api.md.
+dynamic lives under /api/v1/ and /metrics; the web pages for people
+(`zosnode.hub.web`) answer /, /media/, /fleet, /releases and /static/.
+See docs/hub-api.md.
 """
 
 from __future__ import annotations
