@@ -10,10 +10,12 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import trio
 
 from tests.web.conftest import WebHub, manifest, require_media_tools
 from zosnode.bootmedia.ipxe import BootConfig
+from zosnode.hub.web import media_cache
 from zosnode.hub.web.media_cache import MediaBuildError, MediaCache
 
 CFG = BootConfig(farm="f", channel="stable", hubs=("http://hub:1",))
@@ -188,3 +190,37 @@ def test_50_concurrent_requests_for_distinct_farms_stay_in_the_bounds(
           f"(bounds {max_files} / {max_bytes / 2**20:.0f} MiB); RSS {rss_before // 1024} -> "
           f"peak {_rss_kib('VmHWM') // 1024} MiB")
     assert len(ok) >= 25  # the build timeout (50 s) is generous even on 2 loaded cores
+
+
+async def test_no_build_slot_in_time_is_busy_and_its_waiters_are_told(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(media_cache, "SLOT_WAIT_S", 0.3)
+    b = Counting(delay=1.0)
+    c = cache(tmp_path, b, max_builds=1)
+    outcome: dict[str, str] = {}
+
+    async def one(name: str, k: str) -> None:
+        try:
+            await c.get(k, "iso", CFG)
+            outcome[name] = "ok"
+        except media_cache.MediaBusy:
+            outcome[name] = "busy"
+
+    async with trio.open_nursery() as n:
+        n.start_soon(one, "first", key(1))
+        await trio.sleep(0.05)
+        n.start_soon(one, "second", key(2))  # waits for the one slot: too long
+        await trio.sleep(0.05)
+        n.start_soon(one, "same as second", key(2))
+    assert outcome == {"first": "ok", "second": "busy", "same as second": "busy"}
+    assert b.calls == 1 and os.listdir(c.directory) == [key(1)]
+
+
+async def test_a_build_whose_client_went_away_still_lands_in_the_cache(
+        tmp_path: Path) -> None:
+    b = Counting(delay=0.3)
+    c = cache(tmp_path, b)
+    with trio.move_on_after(0.05):
+        await c.get(key(1), "iso", CFG)
+    assert os.listdir(c.directory) == [key(1)] and c.stats().files == 1
+    assert await c.get(key(1), "iso", CFG) and b.calls == 1

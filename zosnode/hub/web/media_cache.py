@@ -44,8 +44,9 @@ DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 DEFAULT_MAX_FILES = 64
 DEFAULT_MAX_BUILDS = 2
 MAX_MEDIUM_BYTES = 64 * 1024 * 1024
-# Waiting for a build slot and the build itself, together.
-BUILD_TIMEOUT_S = 50.0
+# How long a request waits for a build slot (a build itself is bounded by
+# its subprocesses' timeouts, zosnode.bootmedia.media).
+SLOT_WAIT_S = 50.0
 
 Builder = Callable[[BootConfig, Path], None]
 
@@ -154,20 +155,27 @@ class MediaCache:
         if running is not None:
             self._waits += 1
             await running.done.wait()
-            if running.error is not None:
-                raise running.error
-            assert running.data is not None
+            if running.data is None:
+                raise running.error or MediaBusy("the build was abandoned; try again")
             return running.data
         build = self._building[key] = _Build()
         try:
-            with trio.move_on_after(BUILD_TIMEOUT_S) as scope:
-                async with self._slots:
+            slot = False
+            with trio.move_on_after(SLOT_WAIT_S):
+                await self._slots.acquire()
+                slot = True
+            if slot:
+                try:
                     build.data = await self._build(key, kind, cfg)
-            if scope.cancelled_caught:
+                finally:
+                    self._slots.release()
+            else:
                 build.error = MediaBusy("media builds are busy; try again in a minute")
         except MediaBuildError as exc:
             build.error = exc
         finally:
+            if build.data is None and build.error is None:  # cancelled: the client went
+                build.error = MediaBusy("the build was abandoned; try again")
             build.done.set()
             del self._building[key]
         if build.error is not None:
@@ -187,17 +195,20 @@ class MediaCache:
         self._builds += 1
         self._evict(room_for=1)
         self._reserved += 1
-        try:
-            data = await trio.to_thread.run_sync(self._build_sync, key, builder, cfg,
-                                                 abandon_on_cancel=False)
-        finally:
-            self._reserved -= 1
+        # Shielded: a build that started finishes and is accounted for (the
+        # file is in the cache directory) even if its client went away.
+        with trio.CancelScope(shield=True):
+            try:
+                data = await trio.to_thread.run_sync(self._build_sync, key, builder, cfg)
+            finally:
+                self._reserved -= 1
+            if data is not None:
+                self._entries[key] = len(data)
+                self._evict(room_for=0)
+                if key not in self._entries:  # larger than the whole byte bound: not kept
+                    self._unlink(key)
         if data is None:
             raise MediaBuildError(f"the {kind} medium is over {MAX_MEDIUM_BYTES} bytes")
-        self._entries[key] = len(data)
-        self._evict(room_for=0)
-        if key not in self._entries:  # larger than the whole byte bound: not kept
-            self._unlink(key)
         return data
 
     def _build_sync(self, key: str, builder: Builder, cfg: BootConfig) -> bytes | None:
