@@ -14,6 +14,7 @@ import pytest
 
 from tests.lab.webdriver import Session, chromium, downloaded
 from tests.web.conftest import SHOTS, WebHub, manifest, require_media_tools
+from zosnode.agent.upgrade import ROLLOUT_KEY
 from zosnode.wire.heartbeat import DiskReport, HardwareReport, Refusal, ServiceState
 
 MARK = "window.__pwned=1"
@@ -134,11 +135,29 @@ def test_releases_page_shows_rollout_progress_and_the_commands(fleet_hub: WebHub
         command = b.text(b.find("pre.command"))
         assert command.startswith(f"zosnode release pause --hub {fleet_hub.url} "
                                   "--channel stable")
+        # Paused (a signed re-issue of v2): the page says so and offers resume.
+        fleet_hub.publish(manifest("stable", 3, rollout_ppm=250_000,
+                                   metadata={ROLLOUT_KEY: {"of": 2, "paused": True}}))
+        b.get(fleet_hub.url + "/releases")
+        text = b.text(b.find(".channel"))
+        assert "v3 (release v2), rollout 25%, PAUSED" in text
+        assert "4 of 12 node(s) on the current release" in text  # v2's nodes are on it
+        assert b.text(b.find("pre.command")).startswith("zosnode release resume ")
         shot(b, "releases")
     doc = json.loads(fleet_hub.request("GET", "/api/v1/releases")[2])
     ch = doc["channels"][0]
-    assert doc["roots"] == [1] and ch["current"]["version"] == 2
+    assert doc["roots"] == [1] and ch["current"]["version"] == 3
+    assert ch["current"]["paused"] and ch["current"]["release"] == 2
     assert ch["nodes_by_release"] == {"1": 8, "2": 4} and ch["nodes_on_current"] == 4
+
+
+def test_a_publisher_cannot_name_a_channel_with_markup(web_hub: WebHub) -> None:
+    """Channel names (the one publisher string the pages show besides numbers)
+    are layout names: markup is refused before anything is stored."""
+    for target in ("/channels/%3Cscript%3E/manifest", "/channels/a%22b/manifest"):
+        status, _, _ = web_hub.request("PUT", target, b"x")
+        assert 400 <= status < 500  # refused (404, or 413: no route takes a body)
+    assert not [p for p in (web_hub.data / "channels").iterdir() if p.name != "stable"]
 
 
 @pytest.mark.parametrize(("query", "why"), [
