@@ -94,12 +94,12 @@ class WebSite:
         parts = [p for p in r.path.split("/") if p] if r.path != "/" else []
         api = parts[:2] == ["api", "v1"]
         rest = parts[2:] if api else parts
-        if api and not rest or (api and rest[0] not in ("media", "fleet", "nodes", "releases")):
-            return None
-        if api and rest[0] == "nodes" and len(rest) != 2:
-            return None  # /api/v1/nodes and .../history are the registry API's
-        if not api and (not rest or rest[0] not in ("media", "fleet", "releases", "static")) \
-                and rest:
+        if api:
+            # /api/v1/nodes and .../history stay the registry API's.
+            if not rest or rest[0] not in ("media", "fleet", "nodes", "releases") or (
+                    rest[0] == "nodes" and len(rest) != 2):
+                return None
+        elif rest and rest[0] not in ("media", "fleet", "releases", "static"):
             return None
         if r.method not in ("GET", "HEAD"):
             return Response(405, (("allow", "GET, HEAD"),), b"method not allowed\n",
