@@ -63,7 +63,7 @@ def _tampered(signed: Path, out: Path) -> Path:
     return out
 
 
-def test_changed_stranger_or_unsigned_uki_refused_sb_off_and_bios_report_unverified(
+def test_changed_stranger_or_unsigned_uki_refused_iso_boots_sb_off_and_bios_unverified(
         kit: ovmf.SecureBootKit, boot_files: BootFiles, tmp_path: Path) -> None:
     bad = [_efi_image(tmp_path / f"{name}.img", image) for name, image in (
         ("changed", _tampered(kit.uki, tmp_path / "changed.efi")),
@@ -82,13 +82,25 @@ def test_changed_stranger_or_unsigned_uki_refused_sb_off_and_bios_report_unverif
     assert "zosnode:" not in text and "Linux version" not in text  # nothing of it ran
     print(f"three images refused {refused_s:.1f} s after QEMU start")
 
+    # The hybrid ISO's UEFI path: the signed UKI from its El Torito EFI image, the
+    # farm's settings from the zosnode.cred beside it.
+    iso = tmp_path / "uki.iso"
+    _bootstrap("iso", "--uki", str(kit.uki), "--farm", "lab", "--channel", demo_os.CHANNEL,
+               "--hub", HUB, "-o", str(iso))
+    console = tmp_path / "iso.log"
+    argv = (qemu.base_argv(console) + ovmf.firmware_argv(kit.vars_copy(tmp_path / "v2.fd"))
+            + ["-cdrom", str(iso), "-boot", "d"])
+    with qemu.vm(argv, console) as vm:
+        vm.wait_for(rf"zosnode: config: farm lab channel {demo_os.CHANNEL} hubs {HUB}", BOOT_S)
+        vm.wait_for(r"zosnode: secure boot: on", 60)
     # Secure Boot off: the same signed image boots, and the node says unverified.
     console = tmp_path / "sb-off.log"
     argv = (qemu.base_argv(console)
-            + ovmf.firmware_argv(kit.vars_copy(tmp_path / "v2.fd", secure_boot=False))
+            + ovmf.firmware_argv(kit.vars_copy(tmp_path / "v3.fd", secure_boot=False))
             + ovmf.disk_argv(_efi_image(tmp_path / "good.img", kit.uki)))
     with qemu.vm(argv, console) as vm:
-        vm.wait_for(r"zosnode: secure boot: off", BOOT_S)
+        vm.wait_for(rf"zosnode: config: farm lab channel {demo_os.CHANNEL} hubs {HUB}", BOOT_S)
+        vm.wait_for(r"zosnode: secure boot: off", 60)
     # BIOS (SeaBIOS, kernel and initramfs as today): no EFI at all.
     console = tmp_path / "bios.log"
     argv = qemu.base_argv(console) + qemu.direct_boot_argv(

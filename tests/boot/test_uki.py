@@ -172,7 +172,7 @@ def test_efi_image_is_the_uki_with_the_farm_settings_beside_it(parts: tuple[Path
                           capture_output=True, check=True).stdout
     assert boot == image.read_bytes()
     cred = subprocess.run(["mtype", "-i", str(medium),
-                           "::/EFI/BOOT/BOOTX64.EFI.extra.d/zosnode.cred"],
+                           "::/loader/credentials/zosnode.cred"],
                           capture_output=True, check=True).stdout.decode()
     assert cred == render_settings(cfg) == f"zos.farm=farm-7 zos.channel=beta zos.hub={HUB}\n"
     with pytest.raises(BuildInputError):
@@ -220,12 +220,14 @@ def test_the_command_line_wins_over_the_settings() -> None:
 
 
 def test_settings_file_missing_long_or_binary(tmp_path: Path) -> None:
-    assert settings.load(tmp_path / "none.cred") == settings.NONE
-    path = tmp_path / "zosnode.cred"
+    assert settings.load((tmp_path / "none.cred",)) == settings.NONE
+    path, second = tmp_path / "zosnode.cred", tmp_path / "global.cred"
+    second.write_text("zos.farm=second")
+    assert settings.load((path, second)).config.farm == "second"  # the first that exists
     path.write_bytes(b"zos.farm=f " + b"x" * 5000)
-    assert any("longer than" in n for n in settings.load(path).notes)
+    assert any("longer than" in n for n in settings.load((path, second)).notes)
     path.write_bytes(b"\xff\xfe zos.farm=f\x00")
-    assert settings.load(path).config.farm is None  # "f\x00" is no farm name
+    assert settings.load((path,)).config.farm is None  # "f\x00" is no farm name
 
 
 @pytest.mark.parametrize("efi, mounted, value, want", [

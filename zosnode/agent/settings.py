@@ -4,8 +4,9 @@ A signed unified kernel image carries its own command line, the same for
 every farm, and under Secure Boot the systemd stub ignores any other. The
 farm's settings come as a file the stub adds to the initramfs: it packs every
 `*.cred` file found in `<image>.extra.d/` beside the image into
-`/.extra/credentials/` (boot media put `zosnode.cred` there; iPXE hands the
-file over with the image). The file holds command-line words and is read with
+`/.extra/credentials/` (iPXE hands the file over that way), and those in
+`loader/credentials/` on the image's volume into `/.extra/global_credentials/`
+(where the boot media put `zosnode.cred`). The file holds command-line words and is read with
 the command line's own parser, so a value is validated exactly as on the
 command line and a trust key is refused the same way. It is not signed and so
 says nothing about trust: only the per-farm keys below are taken from it, and
@@ -18,7 +19,9 @@ from pathlib import Path
 
 from zosnode.agent import cmdline
 
-SETTINGS_FILE = Path("/.extra/credentials/zosnode.cred")
+# The first that exists is read.
+SETTINGS_FILES = (Path("/.extra/credentials/zosnode.cred"),
+                  Path("/.extra/global_credentials/zosnode.cred"))
 # What differs per farm and may therefore come unsigned. Everything else
 # (zos.cache.format, say) can only be set on the command line.
 PER_FARM = ("zos.farm", "zos.channel", "zos.hub", "zos.net", "zos.debug")
@@ -48,13 +51,16 @@ def parse(text: str, defaults: cmdline.Config = cmdline.DEFAULTS) -> cmdline.Par
                           tuple(f"settings: {n}" for n in (*notes, *parsed.notes)))
 
 
-def load(path: Path = SETTINGS_FILE) -> cmdline.Parsed:
+def load(paths: tuple[Path, ...] = SETTINGS_FILES) -> cmdline.Parsed:
     """The settings file if the boot put one there; none is no error."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(cmdline.MAX_CMDLINE + 1)
-    except FileNotFoundError:
-        return NONE
-    except OSError as exc:
-        return cmdline.Parsed(cmdline.DEFAULTS, (f"settings: {path} unreadable: {exc.strerror}",))
-    return parse(raw.decode("utf-8", "replace"))
+    for path in paths:
+        try:
+            with open(path, "rb") as f:
+                raw = f.read(cmdline.MAX_CMDLINE + 1)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            return cmdline.Parsed(cmdline.DEFAULTS,
+                                  (f"settings: {path} unreadable: {exc.strerror}",))
+        return parse(raw.decode("utf-8", "replace"))
+    return NONE

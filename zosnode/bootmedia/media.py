@@ -9,8 +9,8 @@ written to a USB stick boot too: the USB image is that hybrid image.
 Given a signed unified kernel image (`uki.py`), the UEFI path has no GRUB at
 all: the image is `EFI/BOOT/BOOTX64.EFI` itself, so the firmware checks its
 signature under Secure Boot, and the farm's settings are
-`EFI/BOOT/BOOTX64.EFI.extra.d/zosnode.cred` beside it (the stub packs them
-into the initramfs). GRUB could only chainload a signed image through shim.
+`loader/credentials/zosnode.cred` beside it (the stub packs them into the
+initramfs). GRUB could only chainload a signed image through shim.
 """
 
 from __future__ import annotations
@@ -97,10 +97,13 @@ def _uki_efi_image(cfg: BootConfig, uki: Path, out: Path) -> None:
         with open(img, "wb") as f:
             f.truncate(kib * 1024)
         _run(["mformat", "-i", str(img), "-N", "5a4f5331", "::"])
-        extra = "::/EFI/BOOT/BOOTX64.EFI.extra.d"
-        _run(["mmd", "-i", str(img), "::/EFI", "::/EFI/BOOT", extra])
+        # The stub's global credentials directory: unlike `<image>.extra.d` it does not
+        # depend on the image's device path, which OVMF gives no usable file path
+        # for on the ISO's El Torito partition.
+        creds = "::/loader/credentials"
+        _run(["mmd", "-i", str(img), "::/EFI", "::/EFI/BOOT", "::/loader", creds])
+        _run(["mcopy", "-i", str(img), str(t / SETTINGS_NAME), f"{creds}/{SETTINGS_NAME}"])
         _run(["mcopy", "-i", str(img), str(uki), "::/EFI/BOOT/BOOTX64.EFI"])
-        _run(["mcopy", "-i", str(img), str(t / SETTINGS_NAME), f"{extra}/{SETTINGS_NAME}"])
         _place(img, out)
 
 
