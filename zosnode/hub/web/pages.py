@@ -115,7 +115,7 @@ def _state(state: str) -> Markup:
     return render('<span class="state state-{s}">{s}</span>', s=state)
 
 
-def fleet_page(view: FleetView, q: FleetQuery, now: int) -> Markup:
+def fleet_page(view: FleetView, q: FleetQuery, now: int, as_of: int) -> Markup:
     filters = render(
         '<form class="filters" method="get" action="/fleet">'
         '<label>Farm <select name="farm">{farms}</select></label>'
@@ -147,14 +147,15 @@ def fleet_page(view: FleetView, q: FleetQuery, now: int) -> Markup:
         nav.append(render('<a href="{h}" rel="next">Next \u2192</a>',
                           h=url("/fleet", [*query, ("page", view.page + 1)])))
     body = render(
-        '{filters}<p id="summary">{matched} of {total} node(s).</p>'
+        '{filters}<p id="summary">{matched} of {total} node(s), as of {as_of}.</p>'
         '<h2>Per release</h2><ul class="counts" id="by-release">{releases}</ul>'
         '<h2>Per state</h2><ul class="counts">{states}</ul>'
         '<div class="table"><table id="nodes"><thead><tr><th>Node</th><th>Farm</th>'
         '<th>Channel</th><th>Release</th><th>State</th><th>Identity</th><th>Addresses</th>'
         '<th>Last seen</th></tr></thead><tbody>{rows}</tbody></table></div>'
         '<nav class="pages">{nav}</nav>',
-        filters=filters, matched=view.matched, total=view.total, releases=releases,
+        filters=filters, matched=view.matched, total=view.total,
+        as_of=f"{max(0, now - as_of)} s ago", releases=releases,
         states=states, rows=rows, nav=join(nav))
     return page("Fleet", body, json_url=url("/api/v1/fleet", [*query, ("page", view.page)]))
 

@@ -86,7 +86,8 @@ class WebSite:
             media_cache = MediaCache(media_dir)
         self.media = media_cache
         self._boot_hashes: dict[tuple[str, int, int, int], str] = {}
-        self._snapshot: tuple[float, list[NodeRecord]] | None = None
+        # (trio time read, wall-clock time read, records)
+        self._snapshot: tuple[float, int, list[NodeRecord]] | None = None
         self._snapshot_lock = trio.Lock()
         self._refreshing = False
 
@@ -238,14 +239,15 @@ class WebSite:
 
     # -- fleet --------------------------------------------------------------------------
 
-    async def _records(self) -> list[NodeRecord]:
-        """The fleet, as of at most a few seconds ago (stale while revalidated).
+    async def _records(self) -> tuple[int, list[NodeRecord]]:
+        """The fleet as of at most a few seconds ago, and when it was read (unix s).
 
         Reading and decoding 10,000 heartbeats takes ~0.5 s on the test
         machine: a page never waits for it once a snapshot exists. A snapshot
         older than FLEET_SNAPSHOT_S is served while one background read
         replaces it; only one older than FLEET_MAX_STALE_S (or none) is read
-        on the request's time.
+        on the request's time (not read when the hub starts: nodes that
+        heartbeat in the first seconds would be missing from the first page).
         """
         now = trio.current_time()
         snap = self._snapshot
@@ -253,19 +255,26 @@ class WebSite:
             async with self._snapshot_lock:
                 snap = self._snapshot
                 if snap is None or trio.current_time() - snap[0] > FLEET_MAX_STALE_S:
-                    started = trio.current_time()
-                    snap = self._snapshot = (started, await self.registry.nodes())
-            return snap[1]
-        if now - snap[0] > FLEET_SNAPSHOT_S and not self._refreshing:
+                    snap = await self._read()
+            return snap[1], snap[2]
+        if now - snap[0] > FLEET_SNAPSHOT_S:
+            self.warm()
+        return snap[1], snap[2]
+
+    async def _read(self) -> tuple[float, int, list[NodeRecord]]:
+        started, wall = trio.current_time(), self.now()
+        snap = self._snapshot = (started, wall, await self.registry.nodes())
+        return snap
+
+    def warm(self) -> None:
+        """Read the fleet in the background (once at a time)."""
+        if not self._refreshing:
             self._refreshing = True
             trio.lowlevel.spawn_system_task(self._refresh)
-        return snap[1]
 
     async def _refresh(self) -> None:
         try:
-            started = trio.current_time()
-            records = await self.registry.nodes()
-            self._snapshot = (started, records)
+            await self._read()
         except Exception:  # noqa: BLE001, S110 - the next page reads it itself
             pass
         finally:
@@ -295,19 +304,21 @@ class WebSite:
     async def _fleet(self, r: Request, api: bool) -> Response:
         q = fleet.parse_query(r.query)
         now = self.now()
-        records = await self._records()
+        as_of, records = await self._records()
         view = fleet.select(records, q, now, self.registry.stale_after_s,
                             await self._current_manifests())
         if api:
-            return _json(200, fleet.fleet_json(view, q, now), route="/api/v1/fleet")
-        return html_response(200, pages.fleet_page(view, q, now), "/fleet")
+            return _json(200, {**fleet.fleet_json(view, q, now), "as_of": as_of},
+                         route="/api/v1/fleet")
+        return html_response(200, pages.fleet_page(view, q, now, as_of), "/fleet")
 
     async def _node(self, node_id: str, api: bool) -> Response:
         if not layout.is_hex_id(node_id):
             return self._error(404, "Not found", "no such node (a node id is 64 hex digits)",
                                api)
         now = self.now()
-        records = [rec for rec in await self._records() if rec.heartbeat.node_id == node_id]
+        _, fleet_now = await self._records()
+        records = [rec for rec in fleet_now if rec.heartbeat.node_id == node_id]
         if not records:
             return self._error(404, "Not found", "this hub has not heard from that node", api)
         rec = records[0]
