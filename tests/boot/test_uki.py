@@ -262,6 +262,9 @@ def test_cli_builds_signs_and_refuses_in_one_line(parts: tuple[Path, Path], tmp_
         bad = _cli("uki", "--kernel", str(kernel), "--initramfs", str(initrd), *argv,
                    "-o", str(tmp_path / "x.efi"))
         assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    medium = _cli("efi", "--uki", str(out), "--farm", "f", "--hub", HUB, "--kernel-arg", "quiet",
+                  "-o", str(tmp_path / "esp.img"))
+    assert medium.returncode == 2 and "signed into the UKI" in medium.stderr
     again = _cli("secureboot-keys", "--out", str(keyset.directory))
     assert again.returncode == 2 and "not overwritten" in again.stderr
 

@@ -123,6 +123,15 @@ def _config(args: argparse.Namespace) -> Any:
     return cfg
 
 
+def _uki_medium(args: argparse.Namespace) -> Path | None:
+    """The --uki image of a medium; the command line is signed into it, not on the medium."""
+    uki: Path | None = args.uki
+    if uki is not None and (args.kernel_arg or args.init_arg is not None):
+        raise UserError("--kernel-arg and --init-arg are signed into the UKI "
+                        "(zosnode bootstrap uki), not set on the medium")
+    return uki
+
+
 def _write_text(path: Path, text: str) -> None:
     from zosnode.atomicfile import write_atomic
 
@@ -146,7 +155,7 @@ def _iso(args: argparse.Namespace) -> int:
 
     if args.uki is not None and args.no_efi:
         raise UserError("--uki is the UEFI path: not with --no-efi")
-    build_iso(_config(args), args.output, efi=not args.no_efi, uki=args.uki)
+    build_iso(_config(args), args.output, efi=not args.no_efi, uki=_uki_medium(args))
     print(f"{args.output}  {args.output.stat().st_size} bytes")
     return 0
 
@@ -154,7 +163,7 @@ def _iso(args: argparse.Namespace) -> int:
 def _efi(args: argparse.Namespace) -> int:
     from zosnode.bootmedia.media import build_efi_image
 
-    build_efi_image(_config(args), args.output, uki=args.uki)
+    build_efi_image(_config(args), args.output, uki=_uki_medium(args))
     print(f"{args.output}  {args.output.stat().st_size} bytes")
     return 0
 
