@@ -89,6 +89,18 @@ class Session:
     def find(self, css: str) -> str:
         return str(self.cmd("POST", "/element", {"using": "css selector", "value": css})[ELEMENT])
 
+    def wait_for(self, css: str, timeout_s: float = 15.0) -> str:
+        """The first element matching `css`, once there (a click's navigation may
+        still be loading when the click returns)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            found = self.find_all(css)
+            if found:
+                return found[0]
+            if time.monotonic() > deadline:
+                raise WebDriverError(404, "no such element", f"{css} at {self.url}")
+            time.sleep(0.1)
+
     def find_all(self, css: str) -> list[str]:
         found = self.cmd("POST", "/elements", {"using": "css selector", "value": css})
         return [str(e[ELEMENT]) for e in found]

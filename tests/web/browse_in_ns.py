@@ -29,7 +29,7 @@ def download(hub: str, farm: str, out: Path) -> dict[str, object]:
         b.click(b.find("details summary"))
         b.type(b.find("#args"), "quiet")
         b.click(b.find("#preview"))
-        line = b.text(b.find("#cmdline"))
+        line = b.text(b.wait_for("#cmdline"))
         b.click(b.find("#download"))
         iso = out / "zosnode.iso"
         deadline = time.monotonic() + 120

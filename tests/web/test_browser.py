@@ -70,8 +70,8 @@ def test_farmer_chooses_a_farm_and_an_iso_and_downloads_it(web_hub: WebHub,
         b.click(b.find("input[name=kind][value=iso]"))
         shot(b, "media")
         b.click(b.find("#preview"))
+        line = b.text(b.wait_for("#cmdline"))
         assert "/media/preview?" in b.url
-        line = b.text(b.find("#cmdline"))
         assert "zos.farm=farm-42" in line and "zos.channel=stable" in line
         assert f"zos.hub={web_hub.url}" in line
         shot(b, "media-preview")
