@@ -29,6 +29,11 @@ import pytest
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
+# The README's screenshots are refreshed on request only (ZOSNODE_UPDATE_SCREENSHOTS=1),
+# so a test run leaves the checkout as it found it; otherwise a temp directory.
+SHOTS = (Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+         if os.environ.get("ZOSNODE_UPDATE_SCREENSHOTS") == "1"
+         else Path(tempfile.gettempdir()) / "zosnode-screenshots")
 ELEMENT = "element-6066-11e4-a52e-4f735466cecf"
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 TOP = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(TOP))
 
-from tests.lab.webdriver import chromium, downloaded  # noqa: E402
+from tests.lab.webdriver import SHOTS, chromium, downloaded  # noqa: E402
 
 
 def download(hub: str, farm: str, out: Path) -> dict[str, object]:
@@ -51,7 +51,7 @@ def fleet(hub: str, farm: str, deadline_s: float) -> dict[str, object]:
             if rows:
                 row = b.text(rows[0]).split()
                 if "ready" in row:
-                    b.screenshot(TOP / "docs" / "screenshots" / "fleet-after-boot.png")
+                    b.screenshot(SHOTS / "fleet-after-boot.png")
                     return {"row": row, "ready": True}
             if time.monotonic() > deadline:
                 return {"row": row, "ready": False}

@@ -30,7 +30,6 @@ from zosnode.wire.heartbeat import Heartbeat, ServiceState, encode_signed
 from zosnode.wire.publish_auth import sign_request
 
 TOP = Path(__file__).resolve().parents[2]
-SHOTS = TOP / "docs" / "screenshots"
 SIGNER = key("web signer")
 PUBLISHER = key("web publisher")
 

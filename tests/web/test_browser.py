@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab.webdriver import Session, chromium, downloaded
-from tests.web.conftest import SHOTS, WebHub, manifest, require_media_tools
+from tests.lab.webdriver import SHOTS, Session, chromium, downloaded
+from tests.web.conftest import WebHub, manifest, require_media_tools
 from zosnode.agent.upgrade import ROLLOUT_KEY
 from zosnode.wire.heartbeat import DiskReport, HardwareReport, Refusal, ServiceState
 
