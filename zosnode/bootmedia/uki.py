@@ -72,7 +72,7 @@ def cmdline(cfg: UkiConfig) -> str:
     return " ".join(parts)
 
 
-def os_release(cfg: UkiConfig) -> str:
+def os_release() -> str:
     return (f"NAME=zosnode\nID=zosnode\nVERSION_ID={__version__}\n"
             f"PRETTY_NAME=\"zosnode {__version__}\"\n")
 
@@ -184,7 +184,7 @@ def build_uki(kernel: Path, initramfs: Path, out: Path, cfg: UkiConfig = UkiConf
         t = Path(tmp)
         files = {".osrel": t / "osrel", ".cmdline": t / "cmdline",
                  ".initrd": initramfs, ".linux": kernel}
-        (t / "osrel").write_text(os_release(cfg))
+        (t / "osrel").write_text(os_release())
         (t / "cmdline").write_text(cmdline(cfg))
         if cfg.uname:
             (t / "uname").write_text(cfg.uname)
