@@ -12,10 +12,12 @@ from zosnode.mount.protocol import (
     MAX_MESSAGE,
     MAX_REPORT,
     MAX_REQUEST,
+    CacheCounts,
     Failure,
     FailureKind,
     MountRequest,
     Ready,
+    Report,
     ReportReader,
     decode_request,
     encode_report,
@@ -170,8 +172,10 @@ def test_reader_refuses_a_frame_cut_by_eof() -> None:
     [Ready(FID), Ready(FID)],
     [Failure(FailureKind.FLIST, "x"), Ready(FID)],
     [Failure(FailureKind.FLIST, "x"), Failure(FailureKind.FLIST, "x")],
+    [CacheCounts(1, 0, 0, 0, 0, 0), Ready(FID)],  # counts only once the mount serves
+    [Ready(FID), Failure(FailureKind.UNMOUNTED, "x"), CacheCounts(1, 0, 0, 0, 0, 0)],
 ])
-def test_reader_refuses_out_of_order_reports(reports: list[Ready | Failure]) -> None:
+def test_reader_refuses_out_of_order_reports(reports: list[Report]) -> None:
     reader = ReportReader()
     data = b"".join(encode_report(r) for r in reports)
     with pytest.raises(ProtocolRefused):
@@ -195,6 +199,12 @@ def test_reader_refuses_trailing_garbage_after_failure() -> None:
     {"type": "ready", "flist_id": "zz"},
     {"type": "ready", "flist_id": 1},
     {"type": "hello"},
+    {"type": "counts", "hits": 1, "misses": 0, "fetches": 0, "corrupt": 0,
+     "write_errors": 0},
+    {"type": "counts", "hits": -1, "misses": 0, "fetches": 0, "corrupt": 0,
+     "write_errors": 0, "discarded": 0},
+    {"type": "counts", "hits": True, "misses": 0, "fetches": 0, "corrupt": 0,
+     "write_errors": 0, "discarded": 0},
     ["ready"],
     "ready",
 ])
@@ -228,3 +238,13 @@ def test_request_decoder_on_noise_only_refuses(noise: bytes) -> None:
         decode_request(noise)
     except ProtocolRefused:
         pass
+
+
+def test_cache_counts_follow_ready_any_number_of_times() -> None:
+    counts = [CacheCounts(1, 2, 2, 0, 0, 0), CacheCounts(9, 2, 2, 1, 1, 1)]
+    reports: list[Report] = [Ready(FID), *counts, Failure(FailureKind.UNMOUNTED, "gone")]
+    data = b"".join(encode_report(r) for r in reports)
+    assert ReportReader().feed(data) == [Ready(FID), *counts,
+                                         Failure(FailureKind.UNMOUNTED, "gone")]
+    with pytest.raises(ProtocolUsageError):
+        CacheCounts(0, 0, 0, 0, 0, 2**63)

@@ -24,10 +24,12 @@ from zosnode.hub.service import RunningHub, run_hub
 from zosnode.hub.storage import LocalStorage
 from zosnode.mount.mountpoint import detach
 from zosnode.mount.protocol import (
+    CacheCounts,
     Failure,
     FailureKind,
     MountRequest,
     Ready,
+    Report,
     ReportReader,
     encode_report,
     encode_request,
@@ -222,7 +224,7 @@ async def test_request_the_agent_cannot_build_fails_the_release_typed(
 # -- the child on its own: stdin in, reports out --------------------------------------------
 
 
-def _run_child(stdin: bytes, *extra: str) -> tuple[int, list[Ready | Failure], str]:
+def _run_child(stdin: bytes, *extra: str) -> tuple[int, list[Report], str]:
     read_fd, write_fd = os.pipe()
     try:
         proc = subprocess.run([*CHILD, *(extra or (str(write_fd),))], input=stdin,
@@ -267,7 +269,7 @@ async def test_child_reports_unmounted_from_outside_as_fatal(
     os.close(write_fd)
     reports = trio.lowlevel.FdStream(read_fd)
     reader = ReportReader()
-    got: list[Ready | Failure] = []
+    got: list[Report] = []
     try:
         assert proc.stdin is not None
         await proc.stdin.send_all(encode_request(request))
@@ -275,13 +277,16 @@ async def test_child_reports_unmounted_from_outside_as_fatal(
         with trio.fail_after(30):
             while not got:
                 got += reader.feed(await reports.receive_some(4096))
-        assert got == [Ready(pin.id)]
+        assert got[0] == Ready(pin.id)
         await trio.to_thread.run_sync(detach, where)  # taken away from outside
         with trio.fail_after(30):
             while chunk := await reports.receive_some(4096):
                 got += reader.feed(chunk)
             reader.eof()
             assert await proc.wait() == 1
+        # Its cache's counts follow Ready (for the heartbeat), then the fatal failure.
+        assert isinstance(got[1], CacheCounts) and got[1].misses == 0
+        got = [r for r in got if not isinstance(r, CacheCounts)]
         assert [type(r) for r in got] == [Ready, Failure]
         assert isinstance(got[1], Failure) and got[1].kind is FailureKind.UNMOUNTED
     finally:

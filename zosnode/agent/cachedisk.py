@@ -25,6 +25,7 @@ import functools
 import os
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ from zosnode.fetch.fetcher import Fetcher
 from zosnode.flist.blocks import block_id
 from zosnode.flist.format import decode as decode_flist
 from zosnode.mount.mountpoint import libc
+from zosnode.mount.protocol import COUNTS, CacheCounts
 from zosnode.trust.manifest import FlistPin
 from zosnode.wire.heartbeat import CacheReport, DiskReport, HardwareReport
 
@@ -294,8 +296,8 @@ class FirstUse:
     whose entry is damaged) is dropped, fetched again from the hubs and
     counted. A block checked once is not checked again in this boot (the
     readers still hash what they decode: this pass is what detects and
-    reports). `hits`/`misses` count the flists' blocks found good on the
-    disk or not.
+    reports). `own` is what this pass added to the cache's counts, which are
+    the readers' otherwise.
     """
 
     def __init__(self, cache: BlockCache, fetcher: Callable[[], Fetcher], say: Say) -> None:
@@ -303,7 +305,8 @@ class FirstUse:
         self.fetcher = fetcher
         self.say = say
         self.checked: set[str] = set()
-        self.hits = self.misses = self.refetched = 0
+        self.refetched = 0
+        self.own = Counter[str]()
 
     def _check(self, ids: list[str]) -> list[str]:
         """The ids among `ids` that were on the disk but not as themselves (dropped)."""
@@ -311,14 +314,10 @@ class FirstUse:
         for bid in ids:
             corrupt = self.cache.stats.corrupt
             block = self.cache.get(bid)
-            if block is not None and block_id(block) == bid:
-                self.hits += 1
-                continue
-            self.misses += 1
-            if block is not None:
+            if block is not None and block_id(block) != bid:
                 self.cache.discard(bid)
                 bad.append(bid)
-            elif self.cache.stats.corrupt > corrupt:
+            elif block is None and self.cache.stats.corrupt > corrupt:
                 bad.append(bid)
         return bad
 
@@ -326,25 +325,43 @@ class FirstUse:
         refs = decode_flist(flist).blocks()
         ids = [i for i in refs if i not in self.checked]
         self.checked.update(ids)
-        bad = await trio.to_thread.run_sync(self._check, ids)
-        for bid in bad:
-            self.say(f"cache: block {bid[:16]} altered on the disk; dropped, fetching it again")
-            self.refetched += 1
-            fetch = functools.partial(self.fetcher().fetch_block, bid,
-                                      max_size=refs[bid].stored_size)
-            try:
-                await self.cache.get_or_fetch(bid, fetch)
-            except (ZosError, OSError) as exc:
-                self.say(f"cache: block {bid[:16]}: {exc}; the readers will fetch it")
+        before = _counts(self.cache.stats)
+        try:
+            for bid in await trio.to_thread.run_sync(self._check, ids):
+                self.say(f"cache: block {bid[:16]} altered on the disk; dropped, fetching it "
+                         "again")
+                self.refetched += 1
+                fetch = functools.partial(self.fetcher().fetch_block, bid,
+                                          max_size=refs[bid].stored_size)
+                try:
+                    await self.cache.get_or_fetch(bid, fetch)
+                except (ZosError, OSError) as exc:
+                    self.say(f"cache: block {bid[:16]}: {exc}; the readers will fetch it")
+        finally:
+            self.own.update(_counts(self.cache.stats) - before)
 
-    def report(self, place: str, note: str = "") -> CacheReport:
-        """The heartbeat's cache state (blocking: sums the directory, which the FUSE
-        children write too)."""
-        s = self.cache.stats
-        return CacheReport(place, self.cache.max_bytes, used_bytes(self.cache.path),
-                           hits=self.hits, misses=self.misses, refetched=self.refetched,
-                           note=note or (f"{s.write_errors} blocks not kept (write errors)"
-                                         if s.write_errors else ""))
+
+def _counts(stats: object) -> Counter[str]:
+    return Counter({n: getattr(stats, n) for n in COUNTS})
+
+
+def cache_report(place: str, cache: BlockCache, note: str, first_use: FirstUse | None,
+                 children: Callable[[], CacheCounts] | None) -> CacheReport:
+    """The heartbeat's cache state: the readers' hits and misses (the agent's own and
+    the FUSE children's), blocks found altered (at boot or by a reader) and fetched
+    again. Blocking: sums the directory, which the children write too."""
+    readers = _counts(cache.stats)
+    refetched = 0
+    if first_use is not None:
+        readers.subtract(first_use.own)
+        refetched = first_use.refetched
+    if children is not None:
+        readers.update(_counts(children()))
+    refetched += readers["corrupt"] + readers["discarded"]
+    if not note and readers["write_errors"]:
+        note = f"{readers['write_errors']} blocks not kept (write errors)"
+    return CacheReport(place, cache.max_bytes, used_bytes(cache.path), hits=readers["hits"],
+                       misses=readers["misses"], refetched=refetched, note=note)
 
 
 def used_bytes(directory: Path, limit: int = 1_000_000) -> int:

@@ -34,7 +34,9 @@ T = TypeVar("T")
 class CacheStats:
     """This process's counts since the cache was opened. A corrupt entry is also a
     miss (it is dropped and fetched again); a fetch is one call of `fetch()`, and a
-    write error a fetched block the medium would not keep (the read still got it)."""
+    write error a fetched block the medium would not keep (the read still got it);
+    discarded, an entry whose fast checksum held but a later check (its BLAKE2b id)
+    refused: rewritten on purpose, since an accident fails the checksum."""
 
     hits: int = 0
     misses: int = 0
@@ -42,6 +44,7 @@ class CacheStats:
     corrupt: int = 0
     evictions: int = 0
     write_errors: int = 0
+    discarded: int = 0
 
 
 class BlockCache:
@@ -184,6 +187,7 @@ class BlockCache:
 
     def discard(self, block_id: str) -> None:
         """Drop an entry a later check refused."""
+        self.stats.discarded += 1
         self._lru.remove(block_id)
         self._unlink(block_id)
 

@@ -37,7 +37,9 @@ from zosnode.mount.errors import (
     ProtocolRefused,
 )
 from zosnode.mount.protocol import (
+    COUNTS,
     MAX_REQUEST,
+    CacheCounts,
     Failure,
     FailureKind,
     MountRequest,
@@ -48,6 +50,7 @@ from zosnode.mount.protocol import (
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+COUNTS_EVERY_S = 2.0
 
 
 class _Reporter:
@@ -80,6 +83,17 @@ def _failure_of(exc: BaseException) -> Failure:
     else:
         return Failure.of(FailureKind.INTERNAL, f"{type(exc).__name__}: {exc}")
     return Failure.of(kind, str(exc))
+
+
+async def _send_counts(cache: BlockCache, reporter: _Reporter) -> None:
+    """The cache's counts to the agent when they changed (its heartbeat's hit rate)."""
+    sent = None
+    while True:
+        counts = CacheCounts(**{n: getattr(cache.stats, n) for n in COUNTS})
+        if counts != sent:
+            reporter.send(counts)
+            sent = counts
+        await trio.sleep(COUNTS_EVERY_S)
 
 
 def _cache(request: MountRequest) -> BlockCache:
@@ -123,6 +137,7 @@ async def serve(request: MountRequest, reporter: _Reporter) -> int:
                         prefetch=request.prefetch, hot_bytes=request.hot_bytes))
                     ready = True
                     reporter.send(Ready(flist_id(request.flist)))
+                    nursery.start_soon(_send_counts, cache, reporter)
                 # serve_flist returned by itself: the mount was taken away from outside.
                 scope.cancel()
     except Exception as exc:  # noqa: BLE001 - every failure is reported, typed

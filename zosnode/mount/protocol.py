@@ -3,8 +3,9 @@
 The agent starts one child per flist (`zosnode _mount-child FD`). It writes one
 `MountRequest` frame on the child's stdin and closes it; the child answers on
 the inherited pipe FD with `Ready` once the mount serves, or a `Failure`; after
-`Ready` it may still send one `Failure` (the mount ended: fatal). Nothing
-follows a `Failure`.
+`Ready` it sends `CacheCounts` whenever its block cache's counts changed (at
+most every few seconds, for the heartbeat) and may send one `Failure` (the
+mount ended: fatal). Nothing follows a `Failure`.
 
 A frame is a 4-byte big-endian length, then that many bytes of one canonical
 CBOR map whose "type" names the message. Decoding refuses a short frame, an
@@ -125,7 +126,28 @@ class Failure:
         return cls(kind, text[:MAX_MESSAGE])
 
 
-Report = Ready | Failure
+COUNTS = ("hits", "misses", "fetches", "corrupt", "write_errors", "discarded")
+
+
+@dataclass(frozen=True)
+class CacheCounts:
+    """The child's block cache counts so far (`zosnode.cache.store.CacheStats`)."""
+
+    hits: int
+    misses: int
+    fetches: int
+    corrupt: int
+    write_errors: int
+    discarded: int
+
+    def __post_init__(self) -> None:
+        for name in COUNTS:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**63:
+                raise ProtocolUsageError(f"{name} must be an integer in 0..2^63-1")
+
+
+Report = Ready | Failure | CacheCounts
 
 # -- encoding -------------------------------------------------------------------------------
 
@@ -150,6 +172,8 @@ def encode_request(request: MountRequest) -> bytes:
 def encode_report(report: Report) -> bytes:
     if isinstance(report, Ready):
         return _frame({"type": "ready", "flist_id": report.flist_id}, MAX_REPORT)
+    if isinstance(report, CacheCounts):
+        return _frame({"type": "counts", **{n: getattr(report, n) for n in COUNTS}}, MAX_REPORT)
     return _frame({"type": "failure", "kind": report.kind.value, "message": report.message},
                   MAX_REPORT)
 
@@ -235,6 +259,9 @@ def decode_report(payload: bytes) -> Report:
             except ValueError:
                 raise ProtocolRefused(f"unknown failure kind {body['kind']!r}") from None
             return Failure(failure_kind, body["message"])
+        if kind == "counts":
+            body = _fields(value, dict.fromkeys(COUNTS, int))
+            return CacheCounts(**{n: body[n] for n in COUNTS})
     except ProtocolUsageError as exc:
         raise ProtocolRefused(f"{kind} report: {exc}") from None
     raise ProtocolRefused(f"unknown report type {kind!r}")
@@ -243,9 +270,9 @@ def decode_report(payload: bytes) -> Report:
 class ReportReader:
     """The agent's side of the report pipe: bytes in, reports out, in the allowed order.
 
-    `Ready` or `Failure` first; after `Ready` at most one `Failure`; nothing
-    after a `Failure`. Any violation, or a frame cut short by `eof()`, is
-    `ProtocolRefused`, and the reader stays refused.
+    `Ready` or `Failure` first; after `Ready` any number of `CacheCounts` and at
+    most one `Failure`; nothing after a `Failure`. Any violation, or a frame cut
+    short by `eof()`, is `ProtocolRefused`, and the reader stays refused.
     """
 
     def __init__(self) -> None:
@@ -281,6 +308,9 @@ class ReportReader:
             if self.ready:
                 raise ProtocolRefused("ready twice")
             self.ready = True
+        elif isinstance(report, CacheCounts):
+            if not self.ready:
+                raise ProtocolRefused("cache counts before ready")
         else:
             self.failed = True
         return report

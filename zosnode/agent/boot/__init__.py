@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import trio
@@ -26,7 +26,7 @@ from zosnode.agent.phases import BootClock
 from zosnode.cache.store import BlockCache
 from zosnode.fetch.fetcher import Fetcher
 from zosnode.trust.anchor import Anchor, load_embedded
-from zosnode.wire.heartbeat import CacheReport, Refusal
+from zosnode.wire.heartbeat import Refusal
 
 __all__ = ["BootSettings", "after_network"]
 
@@ -122,16 +122,13 @@ async def after_network(
                                    durable=cache_dir is not None, say=say)
     else:
         mounter = ExtractMounter(lambda: hubs.fetcher, cache, say)
-    report: Callable[[], CacheReport | None]
+    children = mounter.cache_counts if isinstance(mounter, FuseChildMounter) else None
+    first_use = None
     if disk is not None:
         first_use = cachedisk.FirstUse(cache, lambda: hubs.fetcher, say)
         mounter = cachedisk.VettingMounter(mounter, first_use)
-        report = functools.partial(first_use.report, "disk")
-    else:
-        def report() -> CacheReport:
-            s = cache.stats
-            return CacheReport("ram", cache.max_bytes, cachedisk.used_bytes(blocks_dir),
-                               s.hits, s.misses, 0, note)
+    report = functools.partial(cachedisk.cache_report, "disk" if disk else "ram", cache, note,
+                               first_use, children)
     board = StatusBoard()
     board.update(addresses=tuple(_lease_addresses(network)))
     node = Node(

@@ -22,9 +22,12 @@ from zosnode.flist.view import FlistView
 from zosnode.mount.errors import ProtocolRefused, ProtocolUsageError
 from zosnode.mount.mountpoint import detach, libc
 from zosnode.mount.protocol import (
+    COUNTS,
+    CacheCounts,
     Failure,
     FailureKind,
     MountRequest,
+    Ready,
     Report,
     ReportReader,
     encode_request,
@@ -165,6 +168,14 @@ class FuseChildMounter:
         self.start_timeout_s = start_timeout_s
         self.block_deadline_s = block_deadline_s
         self.hot_bytes = hot_bytes
+        # The children's block cache counts: the running ones' last report, and
+        # the sum of those that ended (this boot's totals, for the heartbeat).
+        self._counts: dict[int, CacheCounts] = {}
+        self._ended = CacheCounts(0, 0, 0, 0, 0, 0)
+
+    def cache_counts(self) -> CacheCounts:
+        every = [self._ended, *self._counts.values()]
+        return CacheCounts(**{n: sum(getattr(c, n) for c in every) for n in COUNTS})
 
     def request(self, flist: bytes, where: Path) -> MountRequest:
         return MountRequest(
@@ -206,6 +217,7 @@ class FuseChildMounter:
             if isinstance(first, Failure):
                 raise MountChildFailed(first.kind, f"FUSE mount of {pin.name} at {where}: "
                                        f"{first.kind.value}: {first.message}")
+            assert isinstance(first, Ready)  # the reader takes nothing else first
             if first.flist_id != pin.id:
                 raise MountChildFailed(ChildLost.GARBLED, f"FUSE mount of {pin.name}: the "
                                        f"child serves {first.flist_id[:12]}, not {pin.id[:12]}")
@@ -214,7 +226,7 @@ class FuseChildMounter:
                 self.say(f"flist {pin.name} {pin.id[:12]}: FUSE mount at {where} "
                          f"(pid {proc.pid})")
             task_status.started()
-            ended = await self._watch(reports, reader)
+            ended = await self._watch(reports, reader, proc.pid)
             await proc.wait()
             # Not fatal to the agent: the release's services will fail and be reported.
             if self.say is not None:
@@ -222,6 +234,10 @@ class FuseChildMounter:
                          f"(exit {proc.returncode}{': ' + ended if ended else ''})")
             await trio.sleep_forever()
         finally:
+            last = self._counts.pop(proc.pid, None)
+            if last is not None:
+                self._ended = CacheCounts(**{n: getattr(self._ended, n) + getattr(last, n)
+                                             for n in COUNTS})
             with trio.CancelScope(shield=True):
                 await reports.aclose()
                 await _end_child(proc)
@@ -249,17 +265,23 @@ class FuseChildMounter:
                     raise MountChildFailed(ChildLost.GARBLED,
                                            f"the FUSE mount child's report: {exc}") from None
                 if got:
+                    for later in got[1:]:  # counts that came in the same read
+                        if isinstance(later, CacheCounts):
+                            self._counts[proc.pid] = later
                     return got[0]
         raise MountChildFailed(ChildLost.TIMEOUT,
                                f"no report from the FUSE mount child in {self.start_timeout_s:g} s")
 
-    async def _watch(self, reports: trio.lowlevel.FdStream, reader: ReportReader) -> str:
+    async def _watch(self, reports: trio.lowlevel.FdStream, reader: ReportReader,
+                     pid: int) -> str:
         """Follow the reports after Ready until the pipe closes; the fatal error, if any."""
         fatal = ""
         try:
             while chunk := await reports.receive_some(4096):
                 for report in reader.feed(chunk):
-                    if isinstance(report, Failure):
+                    if isinstance(report, CacheCounts):
+                        self._counts[pid] = report
+                    elif isinstance(report, Failure):
                         fatal = f"{report.kind.value}: {report.message}"
             reader.eof()
         except ProtocolRefused as exc:
