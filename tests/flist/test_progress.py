@@ -120,12 +120,14 @@ def test_create_json_summary(tmp_path: Path) -> None:
     assert doc["seconds"] > 0 and doc["bytes_per_second"] > 0
 
 
-def test_push_shows_progress_on_a_terminal_and_a_json_summary(tmp_path: Path) -> None:
+def test_push_and_extract_from_the_hub_show_progress_and_a_json_summary(
+        tmp_path: Path) -> None:
     src = _tree(tmp_path / "src")
     store = str(tmp_path / "store")
     rc, out, err, _ = _run("flist", "create", str(src), "--store", store, "--tag", "t",
                            tty=False)
     assert rc == 0, err
+    fid = out.strip()
     key = nacl.signing.SigningKey.generate()
     keyfile = tmp_path / "pub.key"
     keyfile.write_text(f"{HEADER}\n{bytes(key).hex()}\n")
@@ -145,5 +147,14 @@ def test_push_shows_progress_on_a_terminal_and_a_json_summary(tmp_path: Path) ->
         assert "\r" not in err and "\x1b" not in err
         doc = json.loads(out)
         assert doc["blocks_sent"] == 0 and doc["blocks_total"] > 0 and doc["seconds"] > 0
+        # What was pushed comes back: `flist extract --hub` draws the same meter.
+        rc, out, err, took = _run("flist", "extract", fid, str(tmp_path / "x1"),
+                                  "--hub", live.url, tty=True)
+        assert rc == 0, err
+        _check_meter(err, took, "extract: ")
+        rc, out, err, _ = _run("flist", "extract", fid, str(tmp_path / "x2"),
+                               "--hub", live.url, "--json", tty=False)
+        assert rc == 0 and "\r" not in err and "\x1b" not in err, err
+        assert json.loads(out)["bytes"] == 6 * (6 << 20) + 400 * 2000
     finally:
         stop()

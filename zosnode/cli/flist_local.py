@@ -279,11 +279,11 @@ def _extract(args: argparse.Namespace) -> int:
         )
     finally:
         meter.finish()
-    _extract_summary(args, len(view.entries), written, skipped, time.monotonic() - started)
+    extract_summary(args, len(view.entries), written, skipped, time.monotonic() - started)
     return 0
 
 
-def _extract_summary(args: argparse.Namespace, entries: int, written: int,
+def extract_summary(args: argparse.Namespace, entries: int, written: int,
                      skipped: list[str], took: float) -> None:
     """The end of `flist extract` (local or from hubs): one line, or --json on stdout."""
     for what in skipped:

@@ -27,7 +27,9 @@ import trio
 
 from zosnode.atomicfile import write_atomic
 from zosnode.cache.store import BlockCache
+from zosnode.cli.flist_local import extract_summary
 from zosnode.cli.group import add_command
+from zosnode.cli.meter import Meter
 from zosnode.errors import UsageError, UserError, ZosError
 from zosnode.fetch.fetcher import Fetcher
 from zosnode.fetch.pipeline import extract_view
@@ -179,16 +181,20 @@ def _extract_remote(args: argparse.Namespace) -> int:
         data = await _flist_bytes(args.flist, fetcher)
         # Decoded once (a large image's metadata takes a tenth of a second).
         view = FlistView(_check(data, args.flist))
+        meter = Meter.on_stderr()
+        meter.phase("extract", 0, 0)
+        started = trio.current_time()
         try:
             written = await extract_view(
                 view, args.target, BlockSource(fetcher, cache, hot_bytes=0),
                 parallel=args.parallel, ahead_bytes=args.ahead * 1024 * 1024, skipped=skipped,
+                progress=lambda done, total: meter.update(0, done, size=total),
             )
         except ZosError as exc:
             raise UserError(str(exc)) from None
-        for what in skipped:
-            print(f"skipped (needs root): {what}", file=sys.stderr)
-        print(f"extracted {written} bytes of files into {args.target}", file=sys.stderr)
+        finally:
+            meter.finish()
+        extract_summary(args, len(view.entries), written, skipped, trio.current_time() - started)
         return 0
 
     return _run(main)
