@@ -176,9 +176,13 @@ def format_blank(device: Path, say: Say, mkfs: str = "/sbin/mke2fs") -> bool:
     if not Path(mkfs).exists():
         say(f"cache: not formatting {device}: no {mkfs} in this image")
         return False
-    done = subprocess.run([mkfs, "-q", "-t", "ext4", "-L", LABEL, "-m", "0", str(device)],
-                          capture_output=True, check=False, timeout=300,
-                          env={"MKE2FS_CONFIG": "/dev/null"})
+    try:
+        done = subprocess.run([mkfs, "-q", "-t", "ext4", "-L", LABEL, "-m", "0", str(device)],
+                              capture_output=True, check=False, timeout=300,
+                              env={"MKE2FS_CONFIG": "/dev/null"})
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        say(f"cache: mke2fs {device}: {exc}")
+        return False
     if done.returncode != 0:
         say(f"cache: mke2fs {device} failed: {done.stderr.decode(errors='replace')[:200]}")
         return False
