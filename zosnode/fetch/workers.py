@@ -16,8 +16,8 @@ import trio
 
 T = TypeVar("T")
 
-# Under this, a thread hop costs more than the work (about 50 µs a hop).
-INLINE_UNDER = 64 * 1024
+# Up to this, a thread hop costs more than the work (about 50 µs a hop).
+INLINE_UP_TO = 64 * 1024
 
 _LIMITER: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar("zosnode_cpu")
 
@@ -34,6 +34,6 @@ def cpu_limiter() -> trio.CapacityLimiter:
 
 async def on_cpu(fn: Callable[..., T], *args: object, size: int) -> T:
     """`fn(*args)` in a CPU worker thread, or inline when `size` bytes is little work."""
-    if size < INLINE_UNDER:
+    if size <= INLINE_UP_TO:
         return fn(*args)
     return await trio.to_thread.run_sync(fn, *args, limiter=cpu_limiter())

@@ -163,16 +163,17 @@ class FlistFS(pyfuse3.Operations):
         if h is None:
             raise pyfuse3.FUSEError(errno.EBADF)
         pieces = self.view.plan_read(h.entry, off, size)
+        # Observed as the request comes, not when its data is ready: the
+        # kernel's readahead requests are in order, their answers need not be.
+        ahead = h.pattern.observe(off, sum(p.length for p in pieces), h.entry.size)
+        if ahead is not None and self._spawn is not None:
+            self._read_ahead(h.entry, ahead[0], ahead[1])
         try:
-            data = await self.source.read([(p.ref, p.start, p.length) for p in pieces])
+            return await self.source.read([(p.ref, p.start, p.length) for p in pieces])
         except (ZosError, OSError):
             # Unavailable, refused by its hash, or the cache medium failed.
             self.read_errors += 1
             raise pyfuse3.FUSEError(errno.EIO) from None
-        ahead = h.pattern.observe(off, len(data), h.entry.size)
-        if ahead is not None and self._spawn is not None:
-            self._read_ahead(h.entry, ahead[0], ahead[1])
-        return data
 
     def _read_ahead(self, entry: Entry, start: int, end: int) -> None:
         seen: set[str] = set()

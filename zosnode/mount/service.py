@@ -30,7 +30,7 @@ from zosnode.mount.errors import (
     MountpointUnusable,
     MountUsageError,
 )
-from zosnode.mount.fs import FlistFS
+from zosnode.mount.fs import READAHEAD_BYTES, FlistFS
 from zosnode.mount.mountpoint import recover_stale
 from zosnode.mount.prefetch import PrefetchReport, follow_hint
 
@@ -94,7 +94,10 @@ async def serve_flist(
         def spawn(fn: Callable[[], Any]) -> None:
             background.start_soon(_limited, limit, fn)
 
-        fs = FlistFS(view, source, spawn=spawn)
+        # Readahead lands in the hot set: a window past a quarter of it would
+        # evict what it fetched before it is read.
+        fs = FlistFS(view, source, spawn=spawn,
+                     readahead_bytes=min(READAHEAD_BYTES, max(hot_bytes // 4, 1)))
         try:
             pyfuse3.init(fs, os.fspath(mp), _options())
         except RuntimeError as exc:
