@@ -278,67 +278,100 @@ def dedupe_table(base: Path, plus: Path, work: Path, rows: list[str]) -> None:
 
 def insert_table(work: Path, image_mib: int, rows: list[str]) -> None:
     size = image_mib * MiB
-    d1, d2 = work / "img-v1", work / "img-v2"
+    where = (0.25, 0.5, 0.75)
+    d1 = work / "img-v1"
     d1.mkdir()
-    d2.mkdir()
     write_image(d1 / "disk.img", size, None)
-    write_image(d2 / "disk.img", size, size // 2)
-    store = work / "img-store"
+    store, fixed_store, cstore = work / "img-store", work / "img-fixed", work / "img-castr"
     v1_doc, t1 = cli_create(d1, store)
-    v2_doc, t2 = cli_create(d2, store)
-    v1, v2 = load(store, v1_doc["id"]), load(store, v2_doc["id"])
-    nblocks, nbytes = fetch_bytes(v1, v2)
-    cstore = work / "img-castr"
+    f1_doc, _ = cli_create(d1, fixed_store, "--chunking", "fixed")
     c1 = casync_make(d1 / "disk.img", cstore, work / "v1.caibx", "zstd")
-    c2 = casync_make(d2 / "disk.img", cstore, work / "v2.caibx", "zstd")
-    sizes = chunk_sizes(cstore)
-    old, new = set(caidx_chunks(work / "v1.caibx")), caidx_chunks(work / "v2.caibx")
-    new_chunks = set(new) - old
-    ca_bytes = sum(sizes[c] for c in new_chunks)
-    fixed_store = work / "img-fixed"
-    f1, _ = cli_create(d1, fixed_store, "--chunking", "fixed")
-    f2, _ = cli_create(d2, fixed_store, "--chunking", "fixed")
-    fixed_blocks, fixed_bytes = fetch_bytes(load(fixed_store, f1["id"]),
-                                            load(fixed_store, f2["id"]))
-    rows.append(f"## A {image_mib} MiB file with 4 KiB inserted in its middle\n")
+    v1, f1 = load(store, v1_doc["id"]), load(fixed_store, f1_doc["id"])
+    old = set(caidx_chunks(work / "v1.caibx"))
+    sweep = [(16, 64, 256), (64, 256, 1024), (256, 1024, 4096)]
+    sweep_v1 = {}
+    for lo, avg, hi in sweep:
+        opts = BuildOptions(compression=Compression.NONE, cdc_min=lo * 1024,
+                            cdc_avg=avg * 1024, cdc_max=hi * 1024)
+        sweep_v1[avg] = (opts, ours(d1, work / f"img-sweep-{avg}", opts)[0])
+    ours_fetch, fixed_fetch, ca_fetch = [], [], []
+    sweep_fetch: dict[int, list[tuple[int, int, int]]] = {avg: [] for _, avg, _ in sweep}
+    t2 = c2 = 0.0
+    rss = 0.0
+    v2_blocks = ca_chunks = fixed_total = 0
+    for i, w in enumerate(where):
+        d2 = work / f"img-v2-{i}"
+        d2.mkdir()
+        write_image(d2 / "disk.img", size, int(size * w))
+        v2_doc, t2 = cli_create(d2, store)
+        rss = max(rss, v1_doc["rss_mib"], v2_doc["rss_mib"])
+        v2 = load(store, v2_doc["id"])
+        ours_fetch.append(fetch_bytes(v1, v2))
+        v2_blocks = flist_stats(v2).blocks
+        f2_doc, _ = cli_create(d2, fixed_store, "--chunking", "fixed")
+        f2 = load(fixed_store, f2_doc["id"])
+        fixed_fetch.append(fetch_bytes(f1, f2))
+        fixed_total = flist_stats(f2).blocks
+        index = work / f"v2-{i}.caibx"
+        c2 = casync_make(d2 / "disk.img", cstore, index, "zstd")
+        sizes = chunk_sizes(cstore)
+        new = caidx_chunks(index)
+        ca_chunks = len(new)
+        fresh = set(new) - old
+        ca_fetch.append((len(fresh), sum(sizes[c] for c in fresh)))
+        for _, avg, _ in sweep:
+            opts, a = sweep_v1[avg]
+            b, _, _ = ours(d2, work / f"img-sweep-{avg}", opts)
+            n, nb = fetch_bytes(a, b)
+            sweep_fetch[avg].append((n, nb, flist_stats(b).blocks))
+        shutil.rmtree(d2)
+
+    def mean(xs: list[tuple[int, int]], k: int) -> float:
+        return sum(x[k] for x in xs) / len(xs)
+
+    ours_mb, ca_mb = mean(ours_fetch, 1) / MB, mean(ca_fetch, 1) / MB
+    rows.append(f"## A {image_mib} MiB file with 4 KiB inserted\n")
     rows.append("Pseudo-random (incompressible) bytes, seeded; version 2 is version 1 with "
-                "4 KiB of other bytes inserted at the middle. Fetched = the stored bytes of "
-                "the blocks of version 2's flist that version 1's lacks (what a node holding "
+                "4 KiB of other bytes inserted at a quarter, the middle, or three quarters "
+                "of the file (three pairs, means below). Fetched = the stored bytes of the "
+                "blocks of version 2's flist that version 1's lacks (what a node holding "
                 "version 1 downloads); for casync the bytes of the new chunks in the .castr "
-                "store (chunks of v2.caibx not in v1.caibx). Builds: "
-                f"zosnode {t1:.1f} s and {t2:.1f} s (peak RSS {v2_doc['rss_mib']:.0f} MiB), "
-                f"casync {c1:.1f} s and {c2:.1f} s.\n")
-    rows.append("| | fetched MB | new blocks / chunks | blocks / chunks in the file |")
-    rows.append("|---|---:|---:|---:|")
+                "store (chunks of v2.caibx not in v1.caibx). One build each: "
+                f"zosnode {t1:.1f} s then {t2:.1f} s (peak RSS {rss:.0f} MiB), casync "
+                f"{c1:.1f} s then {c2:.1f} s.\n")
+    rows.append("| | fetched MB (each pair) | mean MB | new blocks / chunks "
+                "| blocks / chunks in the file |")
+    rows.append("|---|---:|---:|---:|---:|")
+
+    def each(xs: list[tuple[int, int]]) -> str:
+        return " / ".join(f"{x[1] / MB:.3f}" for x in xs)
+
     rows.append(f"| zosnode flist create (CDC 256 KiB / 1 MiB / 4 MiB, default) | "
-                f"{nbytes / MB:.3f} | {nblocks} | {flist_stats(v2).blocks} |")
+                f"{each(ours_fetch)} | {ours_mb:.3f} | {mean(ours_fetch, 0):.1f} | "
+                f"{v2_blocks} |")
     rows.append(f"| zosnode flist create --chunking fixed (1.0's 1 MiB offsets) | "
-                f"{fixed_bytes / MB:.3f} | {fixed_blocks} | "
-                f"{flist_stats(load(fixed_store, f2['id'])).blocks} |")
-    rows.append(f"| casync make --compression=zstd (16 / 64 / 256 KiB) | {ca_bytes / MB:.3f} | "
-                f"{len(new_chunks)} | {len(new)} |")
-    rows.append(f"\nRatio of bytes fetched, zosnode / casync: **{nbytes / max(ca_bytes, 1):.2f}"
-                f"x**.\n")
+                f"{each(fixed_fetch)} | {mean(fixed_fetch, 1) / MB:.1f} | "
+                f"{mean(fixed_fetch, 0):.0f} | {fixed_total} |")
+    rows.append(f"| casync make --compression=zstd (16 / 64 / 256 KiB) | {each(ca_fetch)} | "
+                f"{ca_mb:.3f} | {mean(ca_fetch, 0):.1f} | {ca_chunks} |")
+    rows.append(f"\nRatio of bytes fetched, zosnode / casync (means): "
+                f"**{ours_mb / max(ca_mb, 1e-9):.2f}x**.\n")
     # The trade-off: smaller content-defined chunks fetch fewer bytes after an
     # insertion and cost more requests to read the file.
     rows.append("Content-defined chunk size against bytes fetched and requests (in process, "
-                "no compression; the same pair):\n")
-    rows.append("| CDC min / avg / max KiB | fetched MB | new blocks | blocks in the file "
-                "| blocks per GiB |")
+                "no compression; the same three pairs, means):\n")
+    rows.append("| CDC min / avg / max KiB | fetched MB | new blocks | blocks per GiB "
+                "| fetched / casync |")
     rows.append("|---:|---:|---:|---:|---:|")
-    for lo, avg, hi in ((16, 64, 256), (64, 256, 1024), (256, 1024, 4096)):
-        opts = BuildOptions(compression=Compression.NONE, cdc_min=lo * 1024,
-                            cdc_avg=avg * 1024, cdc_max=hi * 1024)
-        sw = work / f"img-sweep-{avg}"
-        a, _, _ = ours(d1, sw, opts)
-        b, _, _ = ours(d2, sw, opts)
-        n, nb = fetch_bytes(a, b)
-        blocks = flist_stats(b).blocks
-        rows.append(f"| {lo} / {avg} / {hi} | {nb / MB:.3f} | {n} | {blocks} | "
-                    f"{blocks * 1024 / image_mib:.0f} |")
-        shutil.rmtree(sw)
+    for lo, avg, hi in sweep:
+        xs = sweep_fetch[avg]
+        blocks = xs[-1][2]
+        fetched = sum(x[1] for x in xs) / len(xs) / MB
+        rows.append(f"| {lo} / {avg} / {hi} | {fetched:.3f} | "
+                    f"{sum(x[0] for x in xs) / len(xs):.1f} | {blocks * 1024 / image_mib:.0f} | "
+                    f"{fetched / max(ca_mb, 1e-9):.2f}x |")
     rows.append("")
-    for p in (d1, d2, store, cstore, fixed_store):
+    for p in (d1, store, cstore, fixed_store, *(work / f"img-sweep-{a}" for _, a, _ in sweep)):
         shutil.rmtree(p, ignore_errors=True)
 
 
