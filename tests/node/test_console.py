@@ -16,13 +16,15 @@ def test_ready_message() -> None:
 
 def test_render_shows_everything_a_farmer_needs() -> None:
     text = render(NodeStatus(
-        node_id="cd" * 32, farm="farm1", channel="stable", phase="ready",
+        node_id="cd" * 32, identity="disk", cache="disk vda, up to 49 MiB",
+        farm="farm1", channel="stable", phase="ready",
         addresses=("10.0.0.5/24",), release=3,
         services=(ServiceStatus("web", State.BACKOFF, False, None, 2, 1, "exited with code 1"),),
         error="hub http://h1 unreachable",
     ))
-    for want in ("cd" * 32, "farm1", "stable", "ready", "10.0.0.5/24", "release  3",
-                 "web", "backoff", "restarts=2", "exited with code 1", "hub http://h1"):
+    for want in ("cd" * 32 + " (disk)", "cache    disk vda, up to 49 MiB", "farm1", "stable",
+                 "ready", "10.0.0.5/24", "release  3", "web", "backoff", "restarts=2",
+                 "exited with code 1", "hub http://h1"):
         assert want in text
 
 

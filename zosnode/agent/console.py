@@ -40,6 +40,8 @@ def _ago(seconds: float) -> str:
 @dataclass(frozen=True)
 class NodeStatus:
     node_id: str = ""
+    identity: str = ""  # where its key came from: tpm, disk, ram
+    cache: str = ""  # where the block cache lives, e.g. "disk vda, up to 49 MiB"
     farm: str = ""
     channel: str = ""
     phase: str = "starting"
@@ -57,10 +59,12 @@ def render(status: NodeStatus, now: float | None = None) -> str:
     release = "none" if status.release is None else str(status.release)
     lines = [
         "---- zosnode status ----",
-        f"node     {status.node_id or '-'}",
+        f"node     {status.node_id or '-'}"
+        + (f" ({status.identity})" if status.identity else ""),
         f"farm     {status.farm or '-'}   channel {status.channel or '-'}",
         f"phase    {status.phase}",
         f"network  {', '.join(status.addresses) or '-'}",
+        f"cache    {status.cache or '-'}",
         f"release  {release}",
     ]
     for s in status.services:

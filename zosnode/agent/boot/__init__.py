@@ -130,7 +130,9 @@ async def after_network(
     report = functools.partial(cachedisk.cache_report, "disk" if disk else "ram", cache, note,
                                first_use, children)
     board = StatusBoard()
-    board.update(addresses=tuple(_lease_addresses(network)))
+    board.update(addresses=tuple(_lease_addresses(network)),
+                 cache=(f"disk {disk.fs.device}, up to {disk.size_bytes >> 20} MiB" if disk
+                        else f"RAM{' (' + note + ')' if note else ''}"))
     node = Node(
         settings, anchor=trusted, identity=identity, hubs=hubs,
         mounter=mounter, board=board, say=say,

@@ -193,7 +193,8 @@ class Node:
         self._last_sent = 0
         self._pending: Manifest | None = None  # verified, not staged yet (hubs failed us)
         board.update(
-            node_id=identity.node_id, farm=settings.farm, channel=settings.channel,
+            node_id=identity.node_id, identity=_source(identity.source),
+            farm=settings.farm, channel=settings.channel,
             phase="fetching manifest",
         )
 
