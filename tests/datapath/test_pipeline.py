@@ -244,3 +244,46 @@ def test_read_order_is_the_order_extract_asks(tmp_path: Path, data_dir: Path) ->
     extract_blocks(view, Recording(), tmp_path / "out")
     collapsed = [b for i, b in enumerate(asked) if i == 0 or asked[i - 1] != b]
     assert collapsed == [r.id for r in read_order(view)]
+
+
+async def test_readahead_follows_requests_whose_answers_come_out_of_order(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    pytest.importorskip("pyfuse3")
+    import trio.testing
+
+    from zosnode.flist.browse import lookup
+    from zosnode.mount.fs import FlistFS
+
+    view = FlistView.from_bytes(raw_flist(random_tree(tmp_path / "src", 1, 6 * MiB), data_dir))
+    entry = lookup(view, "f00")
+    first = view.plan_read(entry, 0, 1)[0].ref
+    assert first is not None
+    first_id = first.id
+
+    class Gated:
+        """Answers every read at once but those of the first block, held until let go."""
+
+        fetcher = Fetcher(["http://127.0.0.1:9"])
+        gate = trio.Event()
+
+        def is_hot(self, block_id: str) -> bool:
+            return False
+
+        async def read(self, pieces: list[tuple[BlockRef | None, int, int]]) -> bytes:
+            if any(ref is not None and ref.id == first_id for ref, _, _ in pieces):
+                await self.gate.wait()
+            return bytes(sum(n for _, _, n in pieces))
+
+    source = Gated()
+    warmed: list[object] = []
+    fs = FlistFS(view, source, readahead_bytes=4 * MiB,  # type: ignore[arg-type]
+                 spawn=warmed.append)
+    fi = await fs.open(entry.index + 1, os.O_RDONLY, None)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(fs.read, fi.fh, 0, MiB)  # the first request, answered last
+        await trio.testing.wait_all_tasks_blocked()
+        await fs.read(fi.fh, MiB, MiB)  # the kernel's next readahead request
+        source.gate.set()
+    # On main the answers were observed in their order (1 MiB, then 0): no stream.
+    assert warmed
