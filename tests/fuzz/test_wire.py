@@ -21,7 +21,7 @@ from zosnode.wire.heartbeat import (
     DiskReport,
     HardwareReport,
     Heartbeat,
-    Refusal,
+    RefusalReport,
     ServiceState,
     encode_signed,
 )
@@ -60,7 +60,7 @@ _HB_FULL = Heartbeat(
     **{**_HB.__dict__, "secure_boot": "enabled", "identity_source": "disk",
        "hardware": HardwareReport(2, 1 << 30, (DiskReport("vda", 1 << 26, "QEMU", "cache"),)),
        "cache": CacheReport("disk", 1 << 26, 1 << 20, 9, 1, 1),
-       "refusals": (Refusal("mirror", "block id mismatch", 1_700_000_000),)},
+       "refusals": (RefusalReport("mirror", "block id mismatch", 1_700_000_000),)},
 )
 BODIES = [canonical.dumps(_HB.to_dict()), canonical.dumps(_HB_FULL.to_dict())]
 WIRE = [encode_signed(_HB, NODE), encode_signed(_HB_FULL, NODE)]

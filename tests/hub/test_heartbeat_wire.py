@@ -15,7 +15,7 @@ from zosnode.wire.heartbeat import (
     DiskReport,
     HardwareReport,
     Heartbeat,
-    Refusal,
+    RefusalReport,
     ServiceState,
     encode_signed,
 )
@@ -93,8 +93,8 @@ def full() -> Heartbeat:
             DiskReport("vda", 1 << 30, "QEMU HARDDISK", "cache"),
             DiskReport("nvme0n1", 1 << 40, "Samsung 980", "untouched"))),
         cache=CacheReport("disk", 1 << 30, 5 << 20, hits=90, misses=10, refetched=1),
-        refusals=(Refusal("manifest", "signature does not verify", 1_700_000_000),
-                  Refusal("dhcp", "offer from a rogue server", 1_699_999_000)),
+        refusals=(RefusalReport("manifest", "signature does not verify", 1_700_000_000),
+                  RefusalReport("dhcp", "offer from a rogue server", 1_699_999_000)),
     )
 
 
@@ -146,6 +146,6 @@ def test_the_fullest_heartbeat_fits() -> None:
     disks = tuple(DiskReport(f"d{i:030d}", 2**62, "m" * 64, "untouched") for i in range(64))
     hb = heartbeat(
         hardware=HardwareReport(2**20, 2**62, disks),
-        refusals=tuple(Refusal(k, "r" * 256, 2**62) for k in ("dhcp", "manifest", "mirror")),
+        refusals=tuple(RefusalReport(k, "r" * 256, 2**62) for k in ("dhcp", "manifest", "mirror")),
         cache=CacheReport("ram", 1, 1, 1, 1, 1, "n" * 256), secure_boot="s" * 32)
     assert decode_verified(encode_signed(hb, NODE)) == hb

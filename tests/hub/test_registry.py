@@ -355,7 +355,7 @@ async def test_a_slow_database_does_not_block_the_event_loop(tmp_path: Path) -> 
 def test_the_whole_heartbeat_is_kept_and_listed(tmp_path: Path) -> None:
     """The newer fields survive the database and the JSON API shows every field."""
     from zosnode.hub.registry import Registry
-    from zosnode.wire.heartbeat import CacheReport, DiskReport, HardwareReport, Refusal
+    from zosnode.wire.heartbeat import CacheReport, DiskReport, HardwareReport, RefusalReport
 
     db = SqliteRegistry(str(tmp_path / "reg.sqlite3"))
     db.migrate()
@@ -364,7 +364,7 @@ def test_the_whole_heartbeat_is_kept_and_listed(tmp_path: Path) -> None:
                         "hardware": HardwareReport(2, 1 << 30, (
                             DiskReport("vda", 1 << 26, "QEMU", "cache"),)),
                         "cache": CacheReport("disk", 1 << 26, 1 << 20, 3, 1, 1),
-                        "refusals": (Refusal("manifest", "expired", 90),)})
+                        "refusals": (RefusalReport("manifest", "expired", 90),)})
     plain = heartbeat("plain", 1, 100)
     for hb in (rich, plain):
         assert db.record(hb, 101, 10) is None

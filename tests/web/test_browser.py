@@ -15,7 +15,7 @@ import pytest
 from tests.lab.webdriver import SHOTS, Session, chromium, downloaded
 from tests.web.conftest import WebHub, manifest, require_media_tools
 from zosnode.agent.upgrade import ROLLOUT_KEY
-from zosnode.wire.heartbeat import DiskReport, HardwareReport, Refusal, ServiceState
+from zosnode.wire.heartbeat import DiskReport, HardwareReport, RefusalReport, ServiceState
 
 MARK = "window.__pwned=1"
 HOSTILE = (f"<script>{MARK};alert(1)</script>", f'"><img src=x onerror="{MARK};alert(1)">',
@@ -53,8 +53,8 @@ def hostile_node(hub: WebHub) -> str:
         identity_source="disk",
         hardware=HardwareReport(cpus=2, memory_bytes=1 << 30, disks=(
             DiskReport(name="vda", size_bytes=1 << 34, model=HOSTILE[1], role="cache"),)),
-        refusals=(Refusal(kind="manifest", reason=HOSTILE[0], at=int(time.time()) - 30),
-                  Refusal(kind="dhcp", reason=HOSTILE[1], at=int(time.time()) - 90)))
+        refusals=(RefusalReport(kind="manifest", reason=HOSTILE[0], at=int(time.time()) - 30),
+                  RefusalReport(kind="dhcp", reason=HOSTILE[1], at=int(time.time()) - 90)))
 
 
 def test_farmer_chooses_a_farm_and_an_iso_and_downloads_it(web_hub: WebHub,

@@ -16,7 +16,6 @@ initramfs). GRUB could only chainload a signed image through shim.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +24,8 @@ from zosnode.atomicfile import copy_atomic
 from zosnode.bootmedia.errors import BuildInputError
 from zosnode.bootmedia.grub import MODULES, render_grub
 from zosnode.bootmedia.ipxe import SETTINGS_NAME, BootConfig, render_ipxe, render_settings
+from zosnode.bootmedia.tools import run as run_tool
 
-_TIMEOUT_S = 300
 # Where Debian's boot loader packages put their files.
 IPXE_LKRN = Path("/usr/lib/ipxe/ipxe.lkrn")  # package ipxe
 ISOLINUX_BIN = Path("/usr/lib/ISOLINUX/isolinux.bin")  # package isolinux
@@ -68,14 +67,6 @@ class Tools:
                                       "mtools packages)")
 
 
-def _run(argv: list[str]) -> None:
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=_TIMEOUT_S)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise BuildInputError(f"{argv[0]}: {exc}") from exc
-    if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["failed"])[-1]
-        raise BuildInputError(f"{argv[0]} failed: {last}")
 
 
 def _place(built: Path, out: Path) -> None:
@@ -96,14 +87,14 @@ def _uki_efi_image(cfg: BootConfig, uki: Path, out: Path) -> None:
         kib = (uki.stat().st_size // 1024 + EFI_SLACK_KIB * 4 + 1023) // 1024 * 1024
         with open(img, "wb") as f:
             f.truncate(kib * 1024)
-        _run(["mformat", "-i", str(img), "-N", "5a4f5331", "::"])
+        run_tool(["mformat", "-i", str(img), "-N", "5a4f5331", "::"])
         # The stub's global credentials directory: unlike `<image>.extra.d` it does not
         # depend on the image's device path, which OVMF gives no usable file path
         # for on the ISO's El Torito partition.
         creds = "::/loader/credentials"
-        _run(["mmd", "-i", str(img), "::/EFI", "::/EFI/BOOT", "::/loader", creds])
-        _run(["mcopy", "-i", str(img), str(t / SETTINGS_NAME), f"{creds}/{SETTINGS_NAME}"])
-        _run(["mcopy", "-i", str(img), str(uki), "::/EFI/BOOT/BOOTX64.EFI"])
+        run_tool(["mmd", "-i", str(img), "::/EFI", "::/EFI/BOOT", "::/loader", creds])
+        run_tool(["mcopy", "-i", str(img), str(t / SETTINGS_NAME), f"{creds}/{SETTINGS_NAME}"])
+        run_tool(["mcopy", "-i", str(img), str(uki), "::/EFI/BOOT/BOOTX64.EFI"])
         _place(img, out)
 
 
@@ -119,7 +110,7 @@ def build_efi_image(cfg: BootConfig, out: Path, tools: Tools = Tools(),
         t = Path(tmp)
         (t / "grub.cfg").write_text(render_grub(cfg))
         grub = t / "BOOTX64.EFI"
-        _run(["grub-mkstandalone", "-O", "x86_64-efi", "-d", str(tools.grub_efi_dir),
+        run_tool(["grub-mkstandalone", "-O", "x86_64-efi", "-d", str(tools.grub_efi_dir),
               "--install-modules=" + " ".join(MODULES), "--modules=" + " ".join(MODULES),
               "--locales=", "--fonts=", "--themes=", "-o", str(grub),
               f"boot/grub/grub.cfg={t / 'grub.cfg'}"])
@@ -128,9 +119,9 @@ def build_efi_image(cfg: BootConfig, out: Path, tools: Tools = Tools(),
         kib = (grub.stat().st_size // 1024 + EFI_SLACK_KIB + 63) // 64 * 64
         with open(img, "wb") as f:
             f.truncate(kib * 1024)
-        _run(["mformat", "-i", str(img), "-N", "5a4f5331", "::"])
-        _run(["mmd", "-i", str(img), "::/EFI", "::/EFI/BOOT"])
-        _run(["mcopy", "-i", str(img), str(grub), "::/EFI/BOOT/BOOTX64.EFI"])
+        run_tool(["mformat", "-i", str(img), "-N", "5a4f5331", "::"])
+        run_tool(["mmd", "-i", str(img), "::/EFI", "::/EFI/BOOT"])
+        run_tool(["mcopy", "-i", str(img), str(grub), "::/EFI/BOOT/BOOTX64.EFI"])
         _place(img, out)
 
 
@@ -158,5 +149,5 @@ def build_iso(cfg: BootConfig, out: Path, tools: Tools = Tools(), efi: bool = Tr
             build_efi_image(cfg, root / "efi.img", tools, uki=uki)
             argv += ["-eltorito-alt-boot", "-e", "efi.img", "-no-emul-boot",
                      "-isohybrid-gpt-basdat"]
-        _run(argv + [str(root)])
+        run_tool(argv + [str(root)])
         _place(Path(tmp) / "out.iso", out)

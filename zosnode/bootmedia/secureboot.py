@@ -18,17 +18,16 @@ way in. Real hardware: docs/boot-trust.md.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from zosnode.bootmedia import tools
 from zosnode.bootmedia.errors import BuildInputError
 
 KEY_NAMES = ("PK", "KEK", "db")
 OWNER_FILE = "owner.guid"
-_TIMEOUT_S = 120
 VIRT_FW_VARS = "virt-fw-vars"
 
 
@@ -56,14 +55,6 @@ class KeySet:
                 raise BuildInputError(f"{self.cert(name)} is missing")
 
 
-def _run(argv: list[str], cwd: Path | None = None) -> None:
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=_TIMEOUT_S, cwd=cwd)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise BuildInputError(f"{argv[0]}: {exc}") from exc
-    if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["failed"])[-1]
-        raise BuildInputError(f"{argv[0]} failed: {last}")
 
 
 def make_keys(out: Path, common_name: str = "zosnode farm", days: int = 3650) -> KeySet:
@@ -81,11 +72,11 @@ def make_keys(out: Path, common_name: str = "zosnode farm", days: int = 3650) ->
     owner = str(uuid.uuid4())
     (out / OWNER_FILE).write_text(owner + "\n")
     for name in KEY_NAMES:
-        _run(["openssl", "req", "-new", "-x509", "-newkey", "rsa:2048", "-sha256", "-nodes",
+        tools.run(["openssl", "req", "-new", "-x509", "-newkey", "rsa:2048", "-sha256", "-nodes",
               "-days", str(days), "-subj", f"/CN={common_name} {name}/",
               "-keyout", str(keys.key(name)), "-out", str(keys.cert(name))])
         keys.key(name).chmod(0o600)
-        _run(["openssl", "x509", "-in", str(keys.cert(name)), "-outform", "DER",
+        tools.run(["openssl", "x509", "-in", str(keys.cert(name)), "-outform", "DER",
               "-out", str(out / f"{name}.cer")])
     if shutil.which("cert-to-efi-sig-list") and shutil.which("sign-efi-sig-list"):
         _auth_files(keys, owner)
@@ -97,10 +88,11 @@ def _auth_files(keys: KeySet, owner: str) -> None:
     signer = {"PK": "PK", "KEK": "PK", "db": "KEK"}
     for name in KEY_NAMES:
         esl = keys.directory / f"{name}.esl"
-        _run(["cert-to-efi-sig-list", "-g", owner, str(keys.cert(name)), str(esl)])
+        tools.run(["cert-to-efi-sig-list", "-g", owner, str(keys.cert(name)), str(esl)])
         by = signer[name]
-        _run(["sign-efi-sig-list", "-g", owner, "-k", str(keys.key(by)), "-c", str(keys.cert(by)),
-              name, str(esl), str(keys.directory / f"{name}.auth")])
+        tools.run(["sign-efi-sig-list", "-g", owner, "-k", str(keys.key(by)),
+                   "-c", str(keys.cert(by)), name, str(esl),
+                   str(keys.directory / f"{name}.auth")])
 
 
 def virt_fw_vars() -> str:
@@ -127,4 +119,4 @@ def enrol_ovmf(keys: KeySet, template: Path, out: Path, secure_boot: bool = True
             "--add-db", owner, str(keys.cert("db"))]
     out.parent.mkdir(parents=True, exist_ok=True)
     # With a PK enrolled OVMF enforces unless SecureBootEnable says otherwise.
-    _run([*argv, "--sb"] if secure_boot else [*argv, "--set-false", "SecureBootEnable"])
+    tools.run([*argv, "--sb"] if secure_boot else [*argv, "--set-false", "SecureBootEnable"])

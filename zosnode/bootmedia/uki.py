@@ -21,7 +21,6 @@ directory, `--` and /init's arguments. Farm, channel and hubs are not in it.
 from __future__ import annotations
 
 import re
-import shutil
 import struct
 import subprocess
 import tempfile
@@ -30,11 +29,11 @@ from pathlib import Path
 
 from zosnode import __version__
 from zosnode.atomicfile import copy_atomic
+from zosnode.bootmedia import tools
 from zosnode.bootmedia.errors import BuildInputError, FormatError
 from zosnode.bootmedia.ipxe import NATIVE_DIR
 
 STUB = Path("/usr/lib/systemd/boot/efi/linuxx64.efi.stub")  # package systemd-boot-efi
-_TIMEOUT_S = 300
 _ARG = re.compile(r"[A-Za-z0-9._,:=/@+-]+")
 _UNAME = re.compile(r"[A-Za-z0-9._+-]{1,64}")
 _PAGE = 0x1000
@@ -152,26 +151,14 @@ def section_addresses(stub: PeLayout, sizes: dict[str, int]) -> dict[str, int]:
 # -- building and signing -----------------------------------------------------------
 
 
-def _run(argv: list[str]) -> None:
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=_TIMEOUT_S)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise BuildInputError(f"{argv[0]}: {exc}") from exc
-    if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["failed"])[-1]
-        raise BuildInputError(f"{argv[0]} failed: {last}")
 
 
-def _need(tool: str, package: str) -> None:
-    if shutil.which(tool) is None:
-        raise BuildInputError(f"the {tool} command is missing: install the Debian package "
-                              f"{package}")
 
 
 def build_uki(kernel: Path, initramfs: Path, out: Path, cfg: UkiConfig = UkiConfig(),
               stub: Path = STUB) -> None:
     """Write the unsigned UKI to `out`: byte-identical for the same inputs."""
-    _need("objcopy", "binutils")
+    tools.need("objcopy", "binutils")
     for path, what in ((stub, "the systemd EFI stub (package systemd-boot-efi)"),
                        (kernel, "the kernel"), (initramfs, "the initramfs")):
         if not path.is_file():
@@ -195,7 +182,7 @@ def build_uki(kernel: Path, initramfs: Path, out: Path, cfg: UkiConfig = UkiConf
             argv += ["--add-section", f"{name}={files[name]}",
                      "--change-section-vma", f"{name}={vma:#x}"]
         built = t / "uki.efi"
-        _run([*argv, str(stub), str(built)])
+        tools.run([*argv, str(stub), str(built)])
         built.write_bytes(normalise(built.read_bytes()))
         out.parent.mkdir(parents=True, exist_ok=True)
         copy_atomic(built, out)
@@ -203,13 +190,13 @@ def build_uki(kernel: Path, initramfs: Path, out: Path, cfg: UkiConfig = UkiConf
 
 def sign(unsigned: Path, out: Path, key: Path, cert: Path) -> None:
     """Authenticode-sign an EFI binary (UKI, iPXE) with a db key: `sbsign`."""
-    _need("sbsign", "sbsigntool")
+    tools.need("sbsign", "sbsigntool")
     for path in (unsigned, key, cert):
         if not path.is_file():
             raise BuildInputError(f"{path} is missing")
     with tempfile.TemporaryDirectory(prefix="zosnode-sign-") as tmp:
         signed = Path(tmp) / "signed.efi"
-        _run(["sbsign", "--key", str(key), "--cert", str(cert), "--output", str(signed),
+        tools.run(["sbsign", "--key", str(key), "--cert", str(cert), "--output", str(signed),
               str(unsigned)])
         out.parent.mkdir(parents=True, exist_ok=True)
         copy_atomic(signed, out)
@@ -217,9 +204,9 @@ def sign(unsigned: Path, out: Path, key: Path, cert: Path) -> None:
 
 def verify(image: Path, cert: Path) -> bool:
     """True when `image` carries a valid signature by `cert` (sbverify)."""
-    _need("sbverify", "sbsigntool")
+    tools.need("sbverify", "sbsigntool")
     proc = subprocess.run(["sbverify", "--cert", str(cert), str(image)], capture_output=True,
-                          text=True, timeout=_TIMEOUT_S)
+                          text=True, timeout=tools.TIMEOUT_S)
     return proc.returncode == 0
 
 

@@ -115,7 +115,7 @@ class CacheReport:
 
 
 @dataclass(frozen=True)
-class Refusal:
+class RefusalReport:
     """The last thing of one kind the node refused, why, and when (unix seconds)."""
 
     kind: str
@@ -148,7 +148,7 @@ class Heartbeat:
     identity_source: str = "unknown"  # where the node key came from: tpm, disk, ram
     hardware: HardwareReport | None = None
     cache: CacheReport | None = None
-    refusals: tuple[Refusal, ...] = ()  # the last of each kind
+    refusals: tuple[RefusalReport, ...] = ()  # the last of each kind
 
     def __post_init__(self) -> None:
         if not is_hex_id(self.node_id):
@@ -177,9 +177,9 @@ class Heartbeat:
             raise WireUsageError("hardware must be a HardwareReport")
         if self.cache is not None and not isinstance(self.cache, CacheReport):
             raise WireUsageError("cache must be a CacheReport")
-        kinds = [r.kind for r in self.refusals if isinstance(r, Refusal)]
+        kinds = [r.kind for r in self.refusals if isinstance(r, RefusalReport)]
         if len(kinds) != len(self.refusals) or len(set(kinds)) != len(kinds):
-            raise WireUsageError("refusals must be Refusal values, one per kind")
+            raise WireUsageError("refusals must be RefusalReport values, one per kind")
         object.__setattr__(self, "refusals", tuple(self.refusals))
         object.__setattr__(self, "services", tuple(self.services))
         object.__setattr__(self, "addresses", tuple(self.addresses))

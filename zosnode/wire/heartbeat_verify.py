@@ -21,7 +21,7 @@ from zosnode.wire.heartbeat import (
     DiskReport,
     HardwareReport,
     Heartbeat,
-    Refusal,
+    RefusalReport,
     ServiceState,
 )
 
@@ -86,7 +86,7 @@ def from_dict(d: Mapping[str, Any]) -> Heartbeat:
         identity_source=d.get("identity_source", "unknown"),
         hardware=_hardware(d["hardware"]) if "hardware" in d else None,
         cache=CacheReport(**_shaped("cache", d["cache"], _CACHE)) if "cache" in d else None,
-        refusals=tuple(Refusal(**_shaped("refusal", r, _REFUSAL))
+        refusals=tuple(RefusalReport(**_shaped("refusal", r, _REFUSAL))
                        for r in _list("refusals", d.get("refusals", []))),
     )
     if set(hb.to_dict()) != set(d):

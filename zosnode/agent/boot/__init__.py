@@ -26,7 +26,7 @@ from zosnode.agent.phases import BootClock
 from zosnode.cache.store import BlockCache
 from zosnode.fetch.fetcher import Fetcher
 from zosnode.trust.anchor import Anchor, load_embedded
-from zosnode.wire.heartbeat import Refusal
+from zosnode.wire.heartbeat import RefusalReport
 
 __all__ = ["BootSettings", "after_network"]
 
@@ -38,11 +38,11 @@ def _lease_addresses(network: Network) -> list[str]:
     return [f"{lease.address}/{lease.prefixlen}" for lease in network.leases.values()]
 
 
-def _dhcp_refusal(network: Network) -> Refusal | None:
+def _dhcp_refusal(network: Network) -> RefusalReport | None:
     if network.last_refusal is None:
         return None
     why, at = network.last_refusal
-    return Refusal("dhcp", why[:256], max(0, int(at)))
+    return RefusalReport("dhcp", why[:256], max(0, int(at)))
 
 
 async def after_network(

@@ -59,7 +59,7 @@ from zosnode.wire.heartbeat import (
     CacheReport,
     HardwareReport,
     Heartbeat,
-    Refusal,
+    RefusalReport,
     ServiceState,
     encode_signed,
 )
@@ -164,7 +164,7 @@ class Node:
         boot: BootClock | None = None,
         hardware: HardwareReport | None = None,
         cache_report: Callable[[], CacheReport | None] = lambda: None,
-        dhcp_refusal: Callable[[], Refusal | None] = lambda: None,
+        dhcp_refusal: Callable[[], RefusalReport | None] = lambda: None,
     ) -> None:
         self.settings = settings
         self.anchor = anchor
@@ -185,7 +185,7 @@ class Node:
         self.hardware = hardware
         self._cache_report = cache_report  # blocking: run in a thread
         self._dhcp_refusal = dhcp_refusal
-        self.refusals: dict[str, Refusal] = {}  # the last of each kind
+        self.refusals: dict[str, RefusalReport] = {}  # the last of each kind
         self.failed_release: int | None = None
         self._t0 = trio.current_time() if started_at is None else started_at
         self._nursery: trio.Nursery | None = None
@@ -215,17 +215,17 @@ class Node:
         self.board.fail(text, trio.current_time())
 
     def _refused(self, kind: str, why: str) -> None:
-        self.refusals[kind] = Refusal(kind, why[:256], max(0, int(self._wall())))
+        self.refusals[kind] = RefusalReport(kind, why[:256], max(0, int(self._wall())))
 
-    def _mirror_refusal(self) -> Refusal | None:
+    def _mirror_refusal(self) -> RefusalReport | None:
         """The last wrong copy a hub or mirror served the agent's fetcher, in wall time."""
         incidents = self.hubs.fetcher.health.incidents
         if not incidents:
             return None
         last = incidents[-1]
         at = self._wall() - (trio.current_time() - last.at)
-        return Refusal("mirror", f"{last.mirror} served a wrong copy of {last.object_id}"[:256],
-                       max(0, int(at)))
+        why = f"{last.mirror} served a wrong copy of {last.object_id}"
+        return RefusalReport("mirror", why[:256], max(0, int(at)))
 
     def _now(self) -> int:
         return effective_now(int(self._wall()), self.anchor)
@@ -465,7 +465,7 @@ class Node:
             secure_boot=secure_boot_state(),
         )
 
-    def _all_refusals(self) -> tuple[Refusal, ...]:
+    def _all_refusals(self) -> tuple[RefusalReport, ...]:
         found = dict(self.refusals)
         for r in (self._dhcp_refusal(), self._mirror_refusal()):
             if r is not None:

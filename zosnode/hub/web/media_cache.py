@@ -91,7 +91,7 @@ class _Build:
 
 
 @dataclass(frozen=True)
-class CacheStats:
+class MediaCacheStats:
     files: int
     bytes: int
     builds: int  # builds started since the hub started
@@ -134,8 +134,8 @@ class MediaCache:
             self._entries[name] = size
         self._evict(room_for=0)
 
-    def stats(self) -> CacheStats:
-        return CacheStats(len(self._entries), sum(self._entries.values()), self._builds,
+    def stats(self) -> MediaCacheStats:
+        return MediaCacheStats(len(self._entries), sum(self._entries.values()), self._builds,
                           self._hits, self._waits)
 
     async def get(self, key: str, kind: str, cfg: BootConfig) -> bytes:
