@@ -107,7 +107,9 @@ def on(version: int, node: str = NODE) -> UpgradePolicy:
 
 def test_a_paused_rollout_is_not_staged_and_resuming_it_is() -> None:
     p = on(1)
-    assert p.offer(reissue(3, of=2, paused=True)) == Ignore(3, IgnoreWhy.PAUSED)
+    paused = p.offer(reissue(3, of=2, paused=True))
+    assert paused == Ignore(3, IgnoreWhy.PAUSED)
+    assert paused.describe() == "release 3 not applied: the rollout is paused"  # the console line
     assert p.current == 1
     stage = p.offer(reissue(4, of=2, paused=False))
     assert isinstance(stage, Stage)

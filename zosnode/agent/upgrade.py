@@ -112,6 +112,9 @@ class Ignore:
     version: int
     why: IgnoreWhy
 
+    def describe(self) -> str:
+        return f"release {self.version} not applied: {self.why.value}"
+
 
 @dataclass(frozen=True)
 class Stage:

@@ -399,8 +399,9 @@ class Node:
         self._pending = None
         decision = self.policy.offer(manifest)
         if isinstance(decision, Ignore):
-            if decision.why in (IgnoreWhy.OUTSIDE_ROLLOUT, IgnoreWhy.FAILED_BEFORE):
-                self.say(f"release {decision.version} not applied: {decision.why.value}")
+            if decision.why in (IgnoreWhy.OUTSIDE_ROLLOUT, IgnoreWhy.FAILED_BEFORE,
+                                IgnoreWhy.PAUSED):
+                self.say(decision.describe())
             return decision.why.name.lower()
         return await self._upgrade(manifest)
 
