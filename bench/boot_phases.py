@@ -44,6 +44,8 @@ NODE_PHASES = (
     ("manifest, mount", r"zosnode: flist \S+ \S+: (?:\d+ blocks|FUSE mount at)"),
     ("services to ready", r"zosnode: ready 1 "),
 )
+MEMORY = re.compile(r"agent memory: ([\d.]+) MiB resident, peak ([\d.]+) MiB")
+AGENT_PHASES = re.compile(r"boot phases: [^\r\n]*")
 FLOOR_PHASES = NODE_PHASES[:3] + (("python start, print", r"floor: up"),)
 FLOOR_MAIN = 'print("floor: up", flush=True)\n'
 
@@ -101,6 +103,8 @@ def main() -> int:
         sizes = {c: (www / c / "initramfs.img").stat().st_size for c in (demo_os.CHANNEL, "floor")}
         node_runs: list[list[float]] = []
         floor_runs: list[list[float]] = []
+        memory: list[tuple[float, float]] = []  # the agent's MiB at ready: resident, peak
+        agent_lines: list[str] = []
         with boot_lab(work / "lab", "bench", demo_os.CHANNEL, "--hub", HUB,
                       "--boot-url", BOOT) as lab:
             lab.start_hub(kit.publisher_id)
@@ -121,6 +125,8 @@ def main() -> int:
                             + ["-boot", "n"])
                     with qemu.vm(qemu.nsexec_argv(lab.ns, argv), console, 300) as vm:
                         runs.append(timeline(vm, phases, 240))
+                        if channel == demo_os.CHANNEL:
+                            _agent_report(vm, memory, agent_lines)
     print(f"{args.runs} runs each, medians; node initramfs {sizes[demo_os.CHANNEL]} bytes, "
           f"floor initramfs {sizes['floor']} bytes")
     _report("node (QEMU start to ready)", NODE_PHASES, node_runs)
@@ -128,7 +134,26 @@ def main() -> int:
     node_total = statistics.median(r[-1] for r in node_runs)
     floor_total = statistics.median(r[-1] for r in floor_runs)
     print(f"ready {node_total:.1f} s / floor {floor_total:.1f} s = {node_total / floor_total:.2f}x")
+    for line in agent_lines:
+        print(f"  agent: {line}")
+    if memory:
+        print(f"agent memory at ready, median: {statistics.median(m[0] for m in memory):.1f} MiB"
+              f" resident, peak {statistics.median(m[1] for m in memory):.1f} MiB")
     return 0
+
+
+def _agent_report(vm: qemu.Vm, memory: list[tuple[float, float]], lines: list[str]) -> None:
+    """The agent's own phase line and its memory at ready (printed just after ready)."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        m = MEMORY.search(vm.text())
+        if m:
+            memory.append((float(m.group(1)), float(m.group(2))))
+            phases = AGENT_PHASES.search(vm.text())
+            if phases:
+                lines.append(phases.group(0))
+            return
+        time.sleep(0.1)
 
 
 def _report(title: str, phases: tuple[tuple[str, str], ...], runs: list[list[float]]) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import trio
 
 from zosnode.agent.console import NodeStatus, StatusBoard, console_task, ready_message, render
-from zosnode.agent.phases import BootClock, phases_message, process_start
+from zosnode.agent.phases import BootClock, memory_message, phases_message, process_start
 from zosnode.agent.services.events import State
 from zosnode.agent.services.machine import ServiceStatus
 
@@ -102,3 +104,13 @@ def test_boot_clock_marks_once_from_the_start() -> None:
     assert clock.ends == {"modules": 500, "network": 2750}
     start = process_start()
     assert start is not None and 0 < start <= BootClock().start + 1
+
+
+def test_agent_memory_line(tmp_path: Path) -> None:
+    status = tmp_path / "status"
+    status.write_text("Name:\tpython3\nVmHWM:\t   41062 kB\nVmRSS:\t   39117 kB\n")
+    assert memory_message(status) == "agent memory: 38.2 MiB resident, peak 40.1 MiB"
+    status.write_text("Name:\tpython3\n")
+    assert memory_message(status) == "agent memory: unknown (KeyError)"
+    assert memory_message(tmp_path / "absent").startswith("agent memory: unknown")
+    assert memory_message().startswith("agent memory: ")  # this process

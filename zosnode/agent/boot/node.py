@@ -34,7 +34,7 @@ from zosnode.agent.boot.hubs import HubClient
 from zosnode.agent.boot.mounters import Mounter
 from zosnode.agent.console import StatusBoard, ready_message
 from zosnode.agent.identity import NodeIdentity
-from zosnode.agent.phases import BootClock, phases_message
+from zosnode.agent.phases import BootClock, memory_message, phases_message
 from zosnode.agent.secureboot import node_state as secure_boot_state
 from zosnode.agent.services.events import StateChanged
 from zosnode.agent.services.runner import ServiceRunner
@@ -346,6 +346,7 @@ class Node:
                 self._mark("ready")
                 self.say(ready_message(manifest.version, self.identity.node_id))
                 self.say(phases_message(self.boot.ends))
+                self.say(memory_message())
             else:
                 # Up and reporting, but not ready: a newer release may fix it.
                 self.failed_release = manifest.version
