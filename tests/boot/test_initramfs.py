@@ -65,14 +65,16 @@ def test_no_shell_busybox_or_other_interpreter(boot_files: BootFiles) -> None:
     executables = sorted(p for p, e in entries.items() if e.kind is Kind.FILE
                          and e.perm & 0o111 and not p.endswith(".so")
                          and ".so." not in p and "/lib-dynload/" not in p)
-    assert executables == ["init", "usr/bin/python3.11"]
+    assert executables == ["init", "sbin/mke2fs", "usr/bin/python3.11"]
     proc = subprocess.run([sys.executable, "-m", "zosnode", "initramfs", "list",
                            str(boot_files.initramfs)], capture_output=True, text=True,
                           timeout=120, cwd=TOP)
     assert proc.returncode == 0, proc.stderr
     assert " init\n" in proc.stdout
-    parts = dict(ln.split(None, 1) for ln in proc.stdout.splitlines()[-6:])
-    assert list(parts) == ["interpreter", "stdlib", "libraries", "artifact", "modules", "other"]
+    parts = dict(ln.split(None, 1) for ln in proc.stdout.splitlines()[-7:])
+    assert list(parts) == ["interpreter", "programs", "stdlib", "libraries", "artifact",
+                           "modules", "other"]
+    assert int(parts["programs"].split()[0]) == 1  # mke2fs, for zos.cache.format=
     assert int(parts["artifact"].split()[1]) == len(boot_files.zipapp.read_bytes())
 
 

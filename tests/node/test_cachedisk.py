@@ -238,3 +238,18 @@ def test_first_use_finds_altered_blocks_once_per_boot(tmp_path: Path) -> None:
     report = cachedisk.cache_report("disk", first.cache, "", first, lambda: children)
     assert (report.hits, report.misses, report.refetched) == (len(ids) - 1 + 5, 1 + 1, 3)
     assert report.note == "2 blocks not kept (write errors)"
+
+
+@pytest.mark.skipif(not Path("/sbin/mke2fs").exists(), reason="needs mke2fs (e2fsprogs)")
+def test_format_with_the_real_mke2fs(tmp_path: Path) -> None:
+    # The agent runs mke2fs with an empty environment and no stdin, as in the
+    # initramfs (which has no mke2fs.conf; tests/boot/test_cache_disk_format.py).
+    said: list[str] = []
+    empty = tmp_path / "blank.img"
+    with open(empty, "wb") as f:
+        f.truncate(16 * MIB)
+    assert cachedisk.format_blank(empty, said.append), said
+    assert said[-1] == f"cache: formatted {empty} as ext4 ZOSCACHE"
+    with open(empty, "rb") as f:
+        f.seek(1024 + 0x78)
+        assert f.read(16).rstrip(b"\0") == b"ZOSCACHE"

@@ -177,14 +177,17 @@ def format_blank(device: Path, say: Say, mkfs: str = "/sbin/mke2fs") -> bool:
         say(f"cache: not formatting {device}: no {mkfs} in this image")
         return False
     try:
+        # No mke2fs.conf in the initramfs: its built-in defaults define ext4
+        # (an empty config would not). It says why it failed on stdout.
         done = subprocess.run([mkfs, "-q", "-t", "ext4", "-L", LABEL, "-m", "0", str(device)],
-                              capture_output=True, check=False, timeout=300,
-                              env={"MKE2FS_CONFIG": "/dev/null"})
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, check=False, timeout=300, env={})
     except (OSError, subprocess.TimeoutExpired) as exc:
         say(f"cache: mke2fs {device}: {exc}")
         return False
     if done.returncode != 0:
-        say(f"cache: mke2fs {device} failed: {done.stderr.decode(errors='replace')[:200]}")
+        why = " ".join(done.stdout.decode(errors="replace").split())[:200]
+        say(f"cache: mke2fs {device} failed: {why or f'exit status {done.returncode}'}")
         return False
     say(f"cache: formatted {device} as ext4 {LABEL}")
     return True

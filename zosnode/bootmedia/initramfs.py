@@ -24,7 +24,7 @@ from zosnode.bootmedia import closure, compression, debs, kmod
 from zosnode.bootmedia.cpio import Entry, Kind, Tree, encode
 from zosnode.bootmedia.errors import BuildInputError
 from zosnode.bootmedia.ipxe import NATIVE_DIR
-from zosnode.bootmedia.runtime import PYTHON, STDLIB, collect
+from zosnode.bootmedia.runtime import PROGRAMS, PYTHON, STDLIB, collect
 
 INTERPRETER = "/" + PYTHON
 STDLIB_DIR = STDLIB + "/"
@@ -83,13 +83,15 @@ class Result:
         }
 
 
-PARTS = ("interpreter", "stdlib", "libraries", "artifact", "modules", "other")
+PARTS = ("interpreter", "programs", "stdlib", "libraries", "artifact", "modules", "other")
 
 
 def part_of(path: str) -> str:
     """Which part of the initramfs a member belongs to (for `initramfs list`)."""
     if path == PYTHON:
         return "interpreter"
+    if path in PROGRAMS:
+        return "programs"
     if path.startswith(STDLIB_DIR):
         return "stdlib"
     if path.startswith("lib/modules/"):

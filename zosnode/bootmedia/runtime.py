@@ -3,8 +3,9 @@
 Takes the interpreter, the standard library modules the artifact loads
 (closure.py; never tests, GUIs, installers, other language front ends)
 compiled to sourceless pycs, the extension modules whose libraries the pinned set
-provides, and the shared libraries reached from the interpreter and the
-artifact's native modules by DT_NEEDED. Nothing else.
+provides, the few `PROGRAMS` the agent runs, and the shared libraries reached
+from the interpreter, those programs and the artifact's native modules by
+DT_NEEDED. Nothing else.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ PYTHON = "usr/bin/python3.11"
 STDLIB = "usr/lib/python3.11"
 LIB_DIRS = ("lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu")
 LOADER = "lib64/ld-linux-x86-64.so.2"
+# The only programs besides the interpreter, each with the libraries it needs:
+# mke2fs formats a blank disk named by `zos.cache.format=` (agent/cachedisk.py).
+# Never a shell or an interpreter (initramfs.forbidden_members).
+PROGRAMS = ("sbin/mke2fs",)
 
 # Top-level stdlib names a node never imports. Interpreters, shells and
 # installers are excluded on principle; the rest to stay small. (pyroute2
@@ -135,6 +140,12 @@ def collect(root: Path, tree: Tree, natives: Iterable[bytes],
     libs.add_needed(python)
     libs._add_path(LOADER)
     for data in natives:
+        libs.add_needed(data)
+    for program in PROGRAMS:
+        if not (root / program).is_file():
+            raise BuildInputError(f"{program} is not in the runtime packages")
+        data = (root / program).read_bytes()
+        tree.add(Entry(program, Kind.FILE, 0o755, data=data))
         libs.add_needed(data)
 
     skipped: list[str] = []
