@@ -55,7 +55,6 @@ from zosnode.trust.errors import Refused, TrustError
 from zosnode.trust.manifest import Manifest
 from zosnode.trust.verifier import Verifier, effective_now
 from zosnode.wire.heartbeat import (
-    IDENTITY_SOURCES,
     CacheReport,
     HardwareReport,
     Heartbeat,
@@ -193,7 +192,7 @@ class Node:
         self._last_sent = 0
         self._pending: Manifest | None = None  # verified, not staged yet (hubs failed us)
         board.update(
-            node_id=identity.node_id, identity=_source(identity.source),
+            node_id=identity.node_id, identity=identity.source,
             farm=settings.farm, channel=settings.channel,
             phase="fetching manifest",
         )
@@ -460,7 +459,7 @@ class Node:
             audit=tuple(self._audit()),
             failed_release=self.failed_release,
             boot_timings_ms=dict(self.boot_timings),
-            identity_source=_source(self.identity.source),
+            identity_source=self.identity.source,
             hardware=self.hardware,
             cache=cache,
             refusals=self._all_refusals(),
@@ -504,10 +503,3 @@ class Node:
                 await self._heartbeat_now.wait()
             self._heartbeat_now = trio.Event()
 
-
-def _source(source: str) -> str:
-    """The heartbeat's word for where the node key came from (tpm, disk, ram)."""
-    if source in IDENTITY_SOURCES:
-        return source
-    # Loaders that say what they did with the key file: it lives on the disk.
-    return "ram" if source.startswith("ram") else "disk"
