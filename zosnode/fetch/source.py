@@ -70,10 +70,6 @@ class BlockSource:
     def is_hot(self, block_id: str) -> bool:
         return block_id in self._hot
 
-    def hot(self, block_id: str) -> bytes | None:
-        """The decoded block if it is in RAM (no I/O, no check: it was checked)."""
-        return self._hot.get(block_id)
-
     async def decoded(self, ref: BlockRef, *, record: bool = True, keep: bool = True) -> bytes:
         """The whole decoded block `ref` names (`record`: a real read, not readahead;
         `keep`: into the hot set)."""
