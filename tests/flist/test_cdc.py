@@ -115,3 +115,18 @@ def test_threads_change_nothing_and_equal_blocks_are_stored_once() -> None:
         assert sink.calls == len(sink.blocks) == stats.blocks == stats.new_blocks
         results.append((encode(flist), stats.blocks, stats.new_bytes))
     assert results[0] == results[1]
+
+
+def test_the_chunker_is_never_loaded_by_a_node() -> None:
+    # pyfastcdc is imported by cdc.cut alone, which only the builder calls: the
+    # node's entry points (node run, the mount child) never load it.
+    import subprocess
+    import sys
+
+    code = ("import sys, zosnode.cli, zosnode.cli.node_cmd, zosnode.agent.boot, "
+            "zosnode.mount.child, zosnode.flist.blocks; "
+            "print(sorted(m for m in sys.modules if m.startswith(('pyfastcdc', "
+            "'zosnode.flist.cdc', 'zosnode.flist.pack'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60)
+    assert out.stdout.strip() == "[]", out.stdout
