@@ -84,7 +84,8 @@ async def run_shown(argv: list[str], keys: dict[str, Path]) -> str:
 async def test_pause_from_the_page_command_holds_nodes_and_resume_upgrades_them(
         web_hub: WebHub, tmp_path: Path) -> None:
     keys = {"SIGNER.key": keyfile(tmp_path / "signer.key", SIGNER),
-            "PUBLISHER.key": keyfile(tmp_path / "publisher.key", PUBLISHER)}
+            "PUBLISHER.key": keyfile(tmp_path / "publisher.key", PUBLISHER),
+            "TRUSTED.root": web_hub.data / "roots" / "1.root"}
     root = (web_hub.data / "roots" / "1.root").read_bytes()
     web_hub.publish(manifest("stable", 1))
     behind = PollingNode(web_hub.url, "aa" * 32, root)
@@ -156,6 +157,7 @@ def test_steering_mistakes_are_one_line_and_exit_2(web_hub: WebHub, tmp_path: Pa
 
     web_hub.publish(manifest("stable", 1))
     signer = keyfile(tmp_path / "s.key", SIGNER)
+    trusted = ["--root", str(web_hub.data / "roots" / "1.root")]
     for argv, why in (
         (["rollout", "--channel", "stable", "--fraction", "2", "--key", str(signer)],
          "between 0 and 1"),
@@ -168,12 +170,41 @@ def test_steering_mistakes_are_one_line_and_exit_2(web_hub: WebHub, tmp_path: Pa
         (["promote", "--from", "stable", "--to", "stable"], "same channel"),
     ):
         proc = subprocess.run([sys.executable, "-m", "zosnode", "release", *argv[:1],
-                               "--hub", web_hub.url, *argv[1:]], capture_output=True,
+                               "--hub", web_hub.url, *trusted, *argv[1:]], capture_output=True,
                               text=True, cwd=TOP, timeout=60)
         assert proc.returncode == 2 and why in proc.stderr, (argv, proc.stderr)
         assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
     out = tmp_path / "v2.manifest"
     proc = subprocess.run([sys.executable, "-m", "zosnode", "release", "pause", "--hub",
-                           web_hub.url, "--channel", "stable", "-o", str(out)],
+                           web_hub.url, *trusted, "--channel", "stable", "-o", str(out)],
                           capture_output=True, text=True, cwd=TOP, timeout=60)
     assert proc.returncode == 0 and "0 signature(s)" in proc.stdout and out.exists()
+
+
+def test_steering_refuses_a_manifest_the_operator_does_not_trust(
+        web_hub: WebHub, tmp_path: Path) -> None:
+    """The signers re-sign what the hub serves: a hub or mirror that forged it (here
+    other contents under a stranger's signature) must not get it signed."""
+    import subprocess
+
+    from zosnode.trust.envelope import Envelope
+    from zosnode.trust.signing import encode_envelope, encode_manifest, with_signature
+
+    web_hub.publish(manifest("stable", 1))
+    path = web_hub.data / "channels" / "stable" / "manifest"
+    genuine = path.read_bytes()
+    forged = manifest("stable", 7, metadata={"note": "not what the signers published"})
+    path.write_bytes(encode_envelope(with_signature(
+        Envelope("manifest", encode_manifest(forged)), nacl.signing.SigningKey.generate())))
+    signer = keyfile(tmp_path / "s.key", SIGNER)
+    publisher = keyfile(tmp_path / "p.key", PUBLISHER)
+    proc = subprocess.run(
+        [sys.executable, "-m", "zosnode", "release", "pause", "--hub", web_hub.url,
+         "--root", str(web_hub.data / "roots" / "1.root"), "--channel", "stable",
+         "--key", str(signer), "--publisher-key", str(publisher)],
+        capture_output=True, text=True, cwd=TOP, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "does not verify against the trust you gave" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert path.read_bytes() != genuine  # nothing was published over it
+    assert b"not what the signers published" in path.read_bytes()

@@ -20,8 +20,9 @@ Steering a published release, each a new signed manifest put to the hub
     zosnode release promote --hub URL --from testing --to stable --key k1.key \
         --publisher-key pub.key
 
-Each fetches the channel's current manifest, re-issues its contents as the
-next version (`zosnode.agent.upgrade` explains the `zos.rollout` metadata
+Each fetches the channel's current manifest, verifies it as a node would
+(`--anchor` or `--root`, else the anchor compiled into this copy; the hub's
+roots followed), re-issues its contents as the next version (`zosnode.agent.upgrade` explains the `zos.rollout` metadata
 nodes obey), signs it with every `--key` and publishes it; with `-o FILE`
 it writes the document instead, for more signers (`release sign`) and `hub
 push --manifest`.
@@ -139,6 +140,11 @@ def register(sub: Any) -> None:
 
 def _steer_args(p: argparse.ArgumentParser, channel: bool = True) -> None:
     p.add_argument("--hub", required=True, metavar="URL", help="the hub to read and publish to")
+    trust = p.add_mutually_exclusive_group()
+    trust.add_argument("--anchor", type=Path,
+                       help="trust anchor the hub's manifest must verify against "
+                            "(default: the one compiled into this copy)")
+    trust.add_argument("--root", type=Path, help="a trusted signed root file, instead")
     if channel:
         p.add_argument("--channel", required=True)
     p.add_argument("--key", action="append", default=[], type=Path, dest="keys",
@@ -399,17 +405,44 @@ def _hub_get(hub: str, path: str) -> bytes | None:
     return reply.body
 
 
-def _current(hub: str, channel: str) -> Manifest | None:
-    from zosnode.hub.publish import stored_manifest
-
+def _current(args: argparse.Namespace, channel: str) -> Manifest | None:
     layout.check_channel(channel)
-    data = _hub_get(hub, "/" + layout.manifest_path(channel))
+    data = _hub_get(args.hub, "/" + layout.manifest_path(channel))
     if data is None:
         return None
+    return _trusted(args, data, channel, f"the {channel} manifest")
+
+
+def _trusted(args: argparse.Namespace, data: bytes, channel: str, what: str, *,
+             as_issued: bool = False) -> Manifest:
+    """The hub's copy of a manifest, checked as a node checks it (the trust anchor,
+    the hub's roots followed, the signature threshold). Steering re-signs its
+    contents, so contents a hub or mirror forged must never reach a signer.
+    `as_issued` checks an old release as of its own issue time (it may have
+    expired since; its signatures have not)."""
+    from zosnode.hub.publish import stored_manifest
+
     try:
-        return stored_manifest(data)
+        claimed = stored_manifest(data)
     except Refused as exc:
-        raise UserError(f"{hub}: the {channel} manifest does not decode: {exc}") from None
+        raise UserError(f"{args.hub}: {what} does not decode: {exc}") from None
+    anchor = _trust_from(args)
+    v = Verifier(anchor)
+    refresh = v.refresh()
+    while (wanted := refresh.wanted()) is not None:
+        raw = _hub_get(args.hub, "/" + layout.root_path(wanted))
+        if raw is None:
+            break
+        try:
+            refresh.received(raw)
+        except Refused as exc:
+            raise UserError(f"{args.hub}: root v{wanted}: {exc}") from None
+    now = claimed.issued_at if as_issued else effective_now(_now(args.now), anchor)
+    try:
+        return v.verify_manifest(data, channel=channel, now=now).manifest
+    except Refused as exc:
+        raise UserError(f"{args.hub}: {what} does not verify against the trust you gave "
+                        f"(--anchor/--root): {exc}") from None
 
 
 def _reissue(args: argparse.Namespace, m: Manifest, **changes: Any) -> int:
@@ -470,7 +503,7 @@ def _publish(hub: str, key: Any, channel: str, data: bytes) -> None:
 
 
 def _steered(args: argparse.Namespace) -> Manifest:
-    m = _current(args.hub, args.channel)
+    m = _current(args, args.channel)
     if m is None:
         raise UserError(f"{args.hub}: channel {args.channel!r} has no published release")
     return m
@@ -514,22 +547,18 @@ def run_resume(args: argparse.Namespace) -> int:
 
 def run_promote(args: argparse.Namespace) -> int:
     from zosnode.agent.upgrade import ROLLOUT_KEY
-    from zosnode.hub.publish import stored_manifest
 
     if args.source == args.target:
         raise UserError("--from and --to name the same channel")
     if args.release is None:
-        src = _current(args.hub, args.source)
+        src = _current(args, args.source)
     else:
         path = "/" + layout.release_path(args.source, args.release)
         data = _hub_get(args.hub, path)
-        try:
-            src = stored_manifest(data) if data is not None else None
-        except Refused as exc:
-            raise UserError(f"{args.hub}: {path} does not decode: {exc}") from None
+        src = _trusted(args, data, args.source, path, as_issued=True) if data else None
     if src is None:
         raise UserError(f"{args.hub}: channel {args.source!r} has no such release")
-    dest = _current(args.hub, args.target)
+    dest = _current(args, args.target)
     metadata = {k: v for k, v in src.metadata.items() if k != ROLLOUT_KEY}
     metadata["zos.promoted"] = {"channel": src.channel, "version": src.version}
     ppm = _fraction_ppm(args.fraction) if args.fraction else src.rollout_ppm

@@ -272,7 +272,7 @@ def _pct(ppm: int) -> str:
 
 
 def commands(hub: str, channel: str, paused: bool) -> list[str]:
-    tail = "--key SIGNER.key --publisher-key PUBLISHER.key"
+    tail = "--root TRUSTED.root --key SIGNER.key --publisher-key PUBLISHER.key"
     steer = "resume" if paused else "pause"
     return [f"zosnode release {steer} --hub {hub} --channel {channel} {tail}",
             f"zosnode release rollout --hub {hub} --channel {channel} --fraction 50% {tail}",
