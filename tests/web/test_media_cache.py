@@ -224,3 +224,20 @@ async def test_a_build_whose_client_went_away_still_lands_in_the_cache(
         await c.get(key(1), "iso", CFG)
     assert os.listdir(c.directory) == [key(1)] and c.stats().files == 1
     assert await c.get(key(1), "iso", CFG) and b.calls == 1
+
+
+def test_a_hub_on_s3_keeps_its_media_in_a_directory_it_removes() -> None:
+    # No data directory to keep built media beside: one of its own, gone at close
+    # (it was a fixed /tmp/zosnode-media-<pid> that outlived the hub).
+    from zosnode.hub.registry import Registry
+    from zosnode.hub.registry_db import SqliteRegistry
+    from zosnode.hub.s3 import S3Storage
+    from zosnode.hub.web.site import WebSite
+
+    site = WebSite(S3Storage("http://127.0.0.1:9", "bucket"),
+                   Registry(SqliteRegistry(":memory:")), now=lambda: 0)
+    where = site.media.directory
+    assert where.is_dir() and where.name.startswith("zosnode-media-")
+    (where / "leftover.iso").write_bytes(b"x")
+    site.close()
+    assert not where.exists()

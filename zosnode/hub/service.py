@@ -73,6 +73,7 @@ async def run_hub(
             await nursery.start(serve)
             task_status.started(hub)
     finally:
+        app.web.close()
         await storage.aclose()
         with trio.CancelScope(shield=True):
             await registry.aclose()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -78,11 +79,16 @@ class WebSite:
         self.storage = storage
         self.registry = registry
         self.now = now
+        # A hub on S3 keeps its media cache in a directory of its own for its
+        # lifetime (removed by `close`); on a data directory, beside the data.
+        self._own_media_dir: Path | None = None
         if media_cache is None:
             if media_dir is None:
-                media_dir = (Path(storage.root) / ".hub" / "media"
-                             if isinstance(storage, LocalStorage)
-                             else Path(tempfile.gettempdir()) / f"zosnode-media-{os.getpid()}")
+                if isinstance(storage, LocalStorage):
+                    media_dir = Path(storage.root) / ".hub" / "media"
+                else:
+                    media_dir = self._own_media_dir = Path(
+                        tempfile.mkdtemp(prefix="zosnode-media-"))
             media_cache = MediaCache(media_dir)
         self.media = media_cache
         self._boot_hashes: dict[tuple[str, int, int, int], str] = {}
@@ -90,6 +96,11 @@ class WebSite:
         self._snapshot: tuple[float, int, list[NodeRecord]] | None = None
         self._snapshot_lock = trio.Lock()
         self._refreshing = False
+
+    def close(self) -> None:
+        """Remove the media cache directory this site made for itself, if any."""
+        if self._own_media_dir is not None:
+            shutil.rmtree(self._own_media_dir, ignore_errors=True)
 
     async def handle(self, r: Request) -> Response | None:
         parts = [p for p in r.path.split("/") if p] if r.path != "/" else []
