@@ -22,8 +22,9 @@ Steering a published release, each a new signed manifest put to the hub
 
 Each fetches the channel's current manifest, verifies it as a node would
 (`--anchor` or `--root`, else the anchor compiled into this copy; the hub's
-roots followed), re-issues its contents as the next version (`zosnode.agent.upgrade` explains the `zos.rollout` metadata
-nodes obey), signs it with every `--key` and publishes it; with `-o FILE`
+roots followed), re-issues its contents as the next version
+(`zosnode.agent.upgrade` explains the `zos.rollout` metadata nodes obey),
+signs it with every `--key` and publishes it; with `-o FILE`
 it writes the document instead, for more signers (`release sign`) and `hub
 push --manifest`.
 
