@@ -294,3 +294,6 @@ async def test_child_reports_unmounted_from_outside_as_fatal(
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+        # Failed before the detach: the killed child left a dead mount; never leave it.
+        if where.resolve().as_posix() in Path("/proc/self/mounts").read_text():
+            detach(where)
