@@ -29,13 +29,13 @@ from zosnode.flist.store import LocalStore
 from zosnode.flist.writer import EncodedBlock, encode
 from zosnode.hub import inventory
 from zosnode.hub.gc import GcPolicy, Lock, collect, retained_versions
-from zosnode.hub.inventory import Progress
 from zosnode.hub.mirror import mirror
 from zosnode.hub.publish import Publisher, PublishRefused, stored_manifest
 from zosnode.hub.registry import Registry
 from zosnode.hub.registry_db import SqliteRegistry
 from zosnode.hub.storage import LocalStorage, StorageError
 from zosnode.hub.verify import verify
+from zosnode.progress import Progress
 
 REPO = Path(__file__).resolve().parents[2]
 KEYS = [key("maint-a")]

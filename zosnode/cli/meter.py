@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import TextIO
 
-from zosnode.hub.inventory import Progress
+from zosnode.progress import Progress
 
 
 def human_bytes(n: float) -> str:

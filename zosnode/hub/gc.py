@@ -57,10 +57,11 @@ from zosnode.errors import ZosError
 from zosnode.flist import format as flist_format
 from zosnode.flist.errors import FlistError
 from zosnode.hub import inventory
-from zosnode.hub.inventory import Listed, Progress
+from zosnode.hub.inventory import Listed
 from zosnode.hub.objects import ObjectKind, parse_path, release_version
 from zosnode.hub.publish import stored_manifest
 from zosnode.hub.storage import Storage
+from zosnode.progress import Progress
 from zosnode.trust.errors import TrustError
 
 # One lock hold: publishes wait at most about this long for a batch.

@@ -178,24 +178,6 @@ async def _walk_s3(storage: S3Storage, folder: str) -> list[Listed]:
     return out
 
 
-class Progress:
-    """What a maintenance run reports as it goes; the default shows nothing.
-
-    `phase` starts a step with its totals (objects, bytes; 0 when unknown);
-    `add` counts what was done in it. The command line's terminal meter
-    (`zosnode.cli.meter`) is one.
-    """
-
-    def phase(self, name: str, objects: int, size: int) -> None:
-        return None
-
-    def add(self, objects: int, size: int) -> None:
-        return None
-
-    def note(self, line: str) -> None:
-        return None
-
-
 async def read(storage: Storage, key: str) -> bytes | None:
     """The whole object at `key` (a local one is read from its file), or None."""
     obj = await retrying(storage, lambda: storage.get(key))

@@ -26,8 +26,8 @@ from zosnode.flist.format import flist_id
 from zosnode.flist.store import LocalStore
 from zosnode.http.client import HttpClient, HttpPeerError, Reply, Timeouts, split_url
 from zosnode.http.command import base_url
-from zosnode.hub.inventory import Progress as Meter
 from zosnode.hub.publish import flist_block_ids, stored_manifest
+from zosnode.progress import Progress as Meter
 from zosnode.trust import envelope
 from zosnode.trust.root import MAX_ROOT_BYTES, decode_body
 from zosnode.wire.publish_auth import sign_request

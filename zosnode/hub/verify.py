@@ -29,9 +29,10 @@ from zosnode import layout
 from zosnode.flist import format as flist_format
 from zosnode.flist.errors import FlistError
 from zosnode.hub import inventory
-from zosnode.hub.inventory import Listed, Progress
+from zosnode.hub.inventory import Listed
 from zosnode.hub.objects import ObjectKind, ObjectPath, parse_path
 from zosnode.hub.storage import Storage
+from zosnode.progress import Progress
 from zosnode.trust import envelope
 from zosnode.trust.anchor import verify_self_signed
 from zosnode.trust.errors import TrustError
