@@ -154,7 +154,7 @@ def test_cache_disk_keeps_blocks_and_identity_catches_tampering_and_spares_other
         # Boot 1 meets a manifest signed by a stranger first.
         channel = lab.hub_data / "channels" / demo_os.CHANNEL / "manifest"
         honest = channel.read_bytes()
-        stranger = kit.work / "stranger.key"
+        stranger = tmp_path / "stranger.key"  # the kit is shared by the session
         demo_os.zosnode("keys", "generate", "-o", stranger)
         toml = kit.work.joinpath("release-1.toml").read_text().replace("version = 1",
                                                                        "version = 7")

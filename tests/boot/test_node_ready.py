@@ -58,7 +58,7 @@ def test_vm_netboots_to_ready_refuses_a_stranger_and_upgrades(
         # The hub first serves a manifest signed by a key the node does not trust.
         channel = lab.hub_data / "channels" / demo_os.CHANNEL / "manifest"
         honest = channel.read_bytes()
-        stranger = kit.work / "stranger.key"
+        stranger = tmp_path / "stranger.key"  # the kit is shared by the session
         demo_os.zosnode("keys", "generate", "-o", stranger)
         toml = kit.work.joinpath("release-1.toml").read_text().replace("version = 1",
                                                                        "version = 7")
