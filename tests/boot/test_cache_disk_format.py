@@ -15,6 +15,7 @@ import shutil
 import struct
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,7 +55,10 @@ def test_format_makes_the_cache_on_a_blank_disk_and_refuses_one_with_data(
     data_sum = sha256(data)
     times: dict[str, float] = {}
 
-    def boot(lab: BootLab, name: str, device: str) -> tuple[str, str, str]:
+    def boot(lab: BootLab, name: str, device: str) -> tuple[str, str, str, dict[str, Any]]:
+        """Boot to ready; the id, its source, the console and the hub's record of the
+        node from its first heartbeat (taken while the VM runs: it follows ready)."""
+        started = time.time()
         console = tmp_path / f"console-{name}.log"
         append = cmdline("zos.cache=auto", f"zos.cache.format={device}")
         argv = (qemu.base_argv(console, memory_mb=1024) + qemu.tap_nic_argv(TAP)
@@ -64,25 +68,24 @@ def test_format_makes_the_cache_on_a_blank_disk_and_refuses_one_with_data(
             ident, _ = vm.wait_for(IDENTITY, BOOT_S)
             ready, times[name] = vm.wait_for(READY, BOOT_S, start=ident.end())
             assert ready.group(2) == ident.group(1)
-            return ident.group(1), ident.group(2), vm.text()
+            hb = heartbeat_of(lab, ident.group(1), started)
+            return ident.group(1), ident.group(2), vm.text(), hb
 
     with boot_lab(tmp_path / "lab", "lab", demo_os.CHANNEL, "--hub", HUB) as lab:
         lab.start_hub(kit.publisher_id)
         lab.push(kit.publisher_key, kit.store, kit.manifest(1), root=kit.root)
 
-        started = time.time()
-        first, source, text = boot(lab, "format", "/dev/vdb")
+        first, source, text, hb = boot(lab, "format", "/dev/vdb")
         assert "cache: formatted /dev/vdb as ext4 ZOSCACHE" in text, text[-3000:]
         assert source.startswith("disk"), source
-        hb = heartbeat_of(lab, first, started)
         assert hb["identity_source"] == "disk"
         roles = {d["name"]: d["role"] for d in hb["hardware"]["disks"]}
         assert roles == {"vda": "untouched", "vdb": "cache"}, roles
 
-        started = time.time()
-        second, source, text = boot(lab, "refuse", "/dev/vda")
+        second, source, text, hb = boot(lab, "refuse", "/dev/vda")
         assert "cache: not formatting /dev/vda: it holds data" in text, text[-3000:]
         assert second == first and source.startswith("disk")
+        assert hb["identity_source"] == "disk"
     assert ext4_label(blank) == "ZOSCACHE"
     assert ext4_label(data) is None and sha256(data) == data_sum
     print("QEMU start to ready: formatting vdb {format:.1f} s, refusing vda {refuse:.1f} s"
