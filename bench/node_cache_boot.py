@@ -36,7 +36,6 @@ from tests.boot.test_cache_disk import (  # noqa: E402
     BOOT_S,
     MIB,
     READY,
-    hub_text,
     make_ext4,
     settled_blocks,
 )
@@ -48,7 +47,7 @@ from zosnode.bootmedia.ipxe import BootConfig, kernel_cmdline  # noqa: E402
 def all_bytes(lab: BootLab) -> int:
     """Response bytes on every route but /metrics (this script's own polling)."""
     return sum(int(m.group(2)) for m in re.finditer(
-        r'zos_hub_bytes_served_total\{route="([^"]*)"\} (\d+)', hub_text(lab, "/metrics"))
+        r'zos_hub_bytes_served_total\{route="([^"]*)"\} (\d+)', lab.hub_get("/metrics"))
         if m.group(1) != "/metrics")
 
 

@@ -99,6 +99,15 @@ def sign_release(kit: Kit, toml: str, version: int, key: Path | None = None) -> 
     return out
 
 
+def stranger_release(kit: Kit, key: Path, version: int) -> bytes:
+    """Release 1's contents as `version`, signed by a new key at `key` that no node
+    trusts (what a hostile hub serves in the boot tests)."""
+    zosnode("keys", "generate", "-o", key)
+    toml = (kit.work / "release-1.toml").read_text().replace("version = 1",
+                                                             f"version = {version}")
+    return sign_release(kit, toml, version, key=key).read_bytes()
+
+
 def publish(kit: Kit, hub: str, version: int, *, first: bool = False) -> None:
     """Push the release's flist blocks (only what the hub lacks) and its manifest."""
     roots = ["--root", str(kit.root)] if first else []

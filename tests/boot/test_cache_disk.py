@@ -17,11 +17,9 @@ sha256 never changes. The degraded cases are in test_cache_disk_degraded.py.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -77,19 +75,9 @@ def mounted(image: Path, where: Path) -> Iterator[Path]:
         subprocess.run(["umount", str(where)], check=True)
 
 
-def hub_json(lab: BootLab, path: str) -> dict[str, Any]:
-    return dict(json.loads(hub_text(lab, path)))
-
-
-def hub_text(lab: BootLab, path: str) -> str:
-    return lab.in_ns(sys.executable, "-c",
-                     "import urllib.request,sys;sys.stdout.write(urllib.request.urlopen("
-                     f"'{HUB}{path}',timeout=5).read().decode())")
-
-
 def blocks_served(lab: BootLab) -> tuple[int, int]:
     """(block GETs answered 200, bytes of block bodies) from the hub's metrics."""
-    text = hub_text(lab, "/metrics")
+    text = lab.hub_get("/metrics")
     n = sum(int(m.group(1)) for m in re.finditer(
         r'zos_hub_requests_total\{route="/blocks",method="GET",status="200"\} (\d+)', text))
     b = re.search(r'zos_hub_bytes_served_total\{route="/blocks"\} (\d+)', text)
@@ -113,7 +101,7 @@ def heartbeat_of(lab: BootLab, node_id: str, after: float,
     that `want`s (heartbeats come at ready, then every 30 s)."""
     deadline = time.monotonic() + 90
     while True:
-        for n in hub_json(lab, "/api/v1/nodes")["nodes"]:
+        for n in lab.hub_json("/api/v1/nodes")["nodes"]:
             if n["node_id"] == node_id and n["received_at"] >= int(after) and want(n):
                 return dict(n)
         assert time.monotonic() < deadline, f"no heartbeat from {node_id} as wanted"
@@ -154,11 +142,7 @@ def test_cache_disk_keeps_blocks_and_identity_catches_tampering_and_spares_other
         # Boot 1 meets a manifest signed by a stranger first.
         channel = lab.hub_data / "channels" / demo_os.CHANNEL / "manifest"
         honest = channel.read_bytes()
-        stranger = tmp_path / "stranger.key"  # the kit is shared by the session
-        demo_os.zosnode("keys", "generate", "-o", stranger)
-        toml = kit.work.joinpath("release-1.toml").read_text().replace("version = 1",
-                                                                       "version = 7")
-        channel.write_bytes(demo_os.sign_release(kit, toml, 7, key=stranger).read_bytes())
+        channel.write_bytes(demo_os.stranger_release(kit, tmp_path / "stranger.key", 7))
         def publish_honest(vm: qemu.Vm, start: int) -> None:
             vm.wait_for(r"manifest refused: [^\n]*", BOOT_S, start=start)
             channel.write_bytes(honest)  # the node retries (backing off from 0.5 s)

@@ -33,10 +33,7 @@ POLL_S = 30 + 5 + 30  # the agent's default poll interval and jitter, plus a rel
 def _wait_listed(lab: BootLab, node_id: str, release: int) -> dict[str, object]:
     deadline = time.monotonic() + 60
     while True:
-        out = lab.in_ns(sys.executable, "-c",
-                        "import urllib.request,sys;sys.stdout.write(urllib.request.urlopen("
-                        f"'{HUB}/api/v1/nodes',timeout=5).read().decode())")
-        for n in json.loads(out)["nodes"]:
+        for n in lab.hub_json("/api/v1/nodes")["nodes"]:
             if n["node_id"] == node_id and n["release"] == release:
                 return dict(n)
         assert time.monotonic() < deadline, f"the hub never listed {node_id} at {release}"
@@ -58,11 +55,7 @@ def test_vm_netboots_to_ready_refuses_a_stranger_and_upgrades(
         # The hub first serves a manifest signed by a key the node does not trust.
         channel = lab.hub_data / "channels" / demo_os.CHANNEL / "manifest"
         honest = channel.read_bytes()
-        stranger = tmp_path / "stranger.key"  # the kit is shared by the session
-        demo_os.zosnode("keys", "generate", "-o", stranger)
-        toml = kit.work.joinpath("release-1.toml").read_text().replace("version = 1",
-                                                                       "version = 7")
-        channel.write_bytes(demo_os.sign_release(kit, toml, 7, key=stranger).read_bytes())
+        channel.write_bytes(demo_os.stranger_release(kit, tmp_path / "stranger.key", 7))
 
         console = tmp_path / "console.log"
         argv = qemu.base_argv(console, memory_mb=1024) + qemu.tap_nic_argv(TAP) + ["-boot", "n"]

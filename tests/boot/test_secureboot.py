@@ -11,7 +11,6 @@ Secure Boot off and BIOS boot and say so.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -113,10 +112,7 @@ def test_changed_stranger_or_unsigned_uki_refused_iso_boots_sb_off_and_bios_unve
 def _listed(lab: BootLab, node_id: str) -> dict[str, object]:
     deadline = time.monotonic() + 60
     while True:
-        out = lab.in_ns(sys.executable, "-c",
-                        "import urllib.request,sys;sys.stdout.write(urllib.request.urlopen("
-                        f"'{HUB}/api/v1/nodes',timeout=5).read().decode())")
-        for n in json.loads(out)["nodes"]:
+        for n in lab.hub_json("/api/v1/nodes")["nodes"]:
             if n["node_id"] == node_id:
                 return dict(n)
         assert time.monotonic() < deadline, f"the hub never listed {node_id}"

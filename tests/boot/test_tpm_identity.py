@@ -11,8 +11,6 @@ disk and in the consoles.
 
 from __future__ import annotations
 
-import json
-import sys
 import time
 from pathlib import Path
 
@@ -37,10 +35,7 @@ DISK_BYTES = 16 * 1024 * 1024
 
 
 def _nodes(lab: BootLab) -> list[dict[str, object]]:
-    out = lab.in_ns(sys.executable, "-c",
-                    "import urllib.request,sys;sys.stdout.write(urllib.request.urlopen("
-                    f"'{HUB}/api/v1/nodes',timeout=5).read().decode())")
-    return list(json.loads(out)["nodes"])
+    return list(lab.hub_json("/api/v1/nodes")["nodes"])
 
 
 def _wait_heartbeats(lab: BootLab, node_id: str, after: float) -> list[dict[str, object]]:

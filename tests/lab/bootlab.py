@@ -7,6 +7,7 @@ deleted by name on exit. Shared by the VM tests, the boot benchmark and
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.lab.dnsmasq import bridge_with_tap, dnsmasq, http_server
 from tests.lab.netns import netns, nsexec
@@ -43,6 +45,15 @@ class BootLab:
         if proc.returncode != 0:
             raise RuntimeError(f"{' '.join(argv[:6])}: {proc.stderr[-2000:]}")
         return proc.stdout
+
+    def hub_get(self, path: str) -> str:
+        """GET `path` from the lab's hub, from inside the namespace (the hub listens there)."""
+        return self.in_ns(sys.executable, "-c",
+                          "import urllib.request,sys;sys.stdout.write(urllib.request.urlopen("
+                          f"'{HUB}{path}',timeout=5).read().decode())")
+
+    def hub_json(self, path: str) -> Any:
+        return json.loads(self.hub_get(path))
 
     def start_hub(self, publisher_id: str) -> None:
         self.hub_data.mkdir(exist_ok=True)
