@@ -23,7 +23,7 @@ from zosnode.http.client import (
     Timeouts,
     split_url,
 )
-from zosnode.http.command import base_url, run_request
+from zosnode.http.command import ToolClient, base_url, run_request
 from zosnode.http.errors import HttpUsageError
 
 
@@ -198,7 +198,7 @@ async def test_request_any_method_and_status(
     mirror: FaultyMirror, blobs: dict[str, bytes]
 ) -> None:
     bid, data = max(blobs.items(), key=lambda kv: len(kv[1]))
-    async with HttpClient() as client:
+    async with ToolClient() as client:
         # Every status is an answer unless `ok` says otherwise.
         missing = await client.request("GET", f"{mirror.url}/blocks/00/none", max_size=100)
         assert missing.status == 404
@@ -227,7 +227,7 @@ async def test_a_peer_that_stops_reading_a_request_body_is_a_stall(
         listeners = await nursery.start(partial(trio.serve_tcp, never_reads, 0,
                                                 host="127.0.0.1"))
         port = listeners[0].socket.getsockname()[1]
-        async with HttpClient(timeouts=Timeouts(body_idle=1.0, head=60.0)) as client:
+        async with ToolClient(timeouts=Timeouts(body_idle=1.0, head=60.0)) as client:
             start = trio.current_time()
             # More than loopback's socket buffers can hold.
             with pytest.raises(HttpTimeout, match="took no bytes"):

@@ -1,8 +1,8 @@
 """zosnode's one HTTP/1.1 client: trio + h11, keep-alive pool, deadlines, size caps.
 
-The node's data path (the fetcher, the hub client) and the hub's own tools
-(`hub push`, `hub nodes`, the S3 backend) all use it. h11 is the sans-IO
-protocol core; this module is the thin I/O shell around it. One `HttpClient`
+The node's data path (the fetcher, the hub client) uses it; the hub's tools use
+`zosnode.http.command.ToolClient` (any method, every status). h11 is the
+sans-IO protocol core; this module is the thin I/O shell around it. One `HttpClient`
 keeps idle keep-alive connections per origin and bounds the requests in
 flight per origin. Every network wait has a deadline: connect, the whole
 response head, and byte progress: a request body must go out `_SEND_CHUNK`
@@ -10,8 +10,7 @@ bytes per `body_idle`, no byte for `body_idle` seconds before the response
 head is a stall, and in the body every `body_idle` window must bring
 `window_bytes` (so a peer dripping a byte a second is cut off, not only one
 that goes silent). A body is never read past `max_size`: a Content-Length
-over the cap is refused before a byte of the body is read. (A command's one
-blocking request is `zosnode.http.command`.)
+over the cap is refused before a byte of the body is read.
 
 Response framing follows RFC 9112 §6.3 strictly, since a lenient reading is
 what request smuggling and desynchronised keep-alive connections feed on: a
@@ -30,6 +29,7 @@ import re
 import ssl
 from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
+from typing import Self
 from urllib.parse import urlsplit
 
 import h11
@@ -170,10 +170,6 @@ class Reply:
     body: bytes
 
 
-# `request` takes every status unless told otherwise: the caller reads it.
-ANY_STATUS: Container[int] = range(100, 600)
-
-
 @dataclass
 class _Conn:
     stream: trio.abc.Stream
@@ -212,7 +208,7 @@ class HttpClient:
             for conn in conns:
                 await conn.close()
 
-    async def __aenter__(self) -> HttpClient:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -256,49 +252,16 @@ class HttpClient:
         headers: Mapping[str, str] | None = None,
         ok: tuple[int, ...] = (200, 201, 204),
     ) -> Reply:
-        """POST `body` to `url`; a status outside `ok` raises `HttpStatusError`.
-
-        Same pool, deadlines and response cap as `get` (the node posts its
-        signed heartbeats this way).
-        """
-        return await self.request("POST", url, body=body, max_size=max_size, headers=headers,
-                                  ok=ok)
-
-    async def request(
-        self,
-        method: str,
-        url: str,
-        *,
-        max_size: int,
-        body: bytes = b"",
-        headers: Mapping[str, str] | None = None,
-        ok: Container[int] = ANY_STATUS,
-        timeouts: Timeouts | None = None,
-    ) -> Reply:
-        """Any method (the hub's tools PUT, HEAD and POST): every status is an
-        answer unless `ok` says which are (others raise `HttpStatusError`).
-
-        Same pool, deadlines, byte-progress rule (for the body sent too) and
-        response cap as `get`. A HEAD, 204 or 304 reply has an empty body.
-        """
-        if not (method.isascii() and method.isalpha() and method.isupper()):
-            raise HttpUsageError(f"bad method {method[:20]!r}")
-        own = []
-        if body or method not in ("GET", "HEAD"):
-            own.append(("Content-Length", str(len(body))))
-        return await self._send(method, url, own, headers, max_size, None, body, ok, timeouts)
+        """POST `body` to `url` (the node's signed heartbeats); a status outside
+        `ok` raises `HttpStatusError`. Same pool, deadlines and response cap as
+        `get`, and the byte-progress rule for the body sent too."""
+        own = [("Content-Length", str(len(body)))]
+        return await self._send("POST", url, own, headers, max_size, None, body, ok, None)
 
     async def _send(
-        self,
-        method: str,
-        url: str,
-        own: list[tuple[str, str]],
-        headers: Mapping[str, str] | None,
-        max_size: int,
-        byte_range: tuple[int, int] | None,
-        body: bytes,
-        wanted: Container[int],
-        timeouts: Timeouts | None,
+        self, method: str, url: str, own: list[tuple[str, str]],
+        headers: Mapping[str, str] | None, max_size: int, byte_range: tuple[int, int] | None,
+        body: bytes, wanted: Container[int], timeouts: Timeouts | None,
     ) -> Reply:
         if max_size < 0:
             raise HttpUsageError("max_size must not be negative")
@@ -311,12 +274,7 @@ class HttpClient:
             call = _Call(request, max_size, byte_range, body, wanted, timeouts or self.timeouts)
             return await self._exchange(url, origin, call)
 
-    async def _exchange(
-        self,
-        url: str,
-        origin: Origin,
-        call: _Call,
-    ) -> Reply:
+    async def _exchange(self, url: str, origin: Origin, call: _Call) -> Reply:
         # A pooled connection may have been closed by the server while idle;
         # if it fails before any response byte, retry once on a fresh one.
         idle = self._idle.get(origin)
@@ -347,13 +305,7 @@ class HttpClient:
             raise HttpPeerError(f"{origin.host}:{origin.port}: connect failed: {exc}") from None
         return _Conn(stream)
 
-    async def _on_conn(
-        self,
-        url: str,
-        origin: Origin,
-        conn: _Conn,
-        call: _Call,
-    ) -> Reply:
+    async def _on_conn(self, url: str, origin: Origin, conn: _Conn, call: _Call) -> Reply:
         reusable = False
         try:
             response = await self._roundtrip(url, conn, call)
@@ -370,22 +322,16 @@ class HttpClient:
             else:
                 await conn.close()
 
-    async def _roundtrip(
-        self,
-        url: str,
-        conn: _Conn,
-        call: _Call,
-    ) -> Reply:
-        request, max_size, byte_range, body, wanted, t = (
-            call.request, call.max_size, call.byte_range, call.body, call.wanted, call.timeouts)
+    async def _roundtrip(self, url: str, conn: _Conn, call: _Call) -> Reply:
+        request, t = call.request, call.timeouts
         proto = conn.proto
         got_any = False
         raw = bytearray()  # what came before the head was complete, to check its framing
         informational = 0
         try:
             data = proto.send(request) or b""
-            if body:
-                data += proto.send(h11.Data(data=body)) or b""
+            if call.body:
+                data += proto.send(h11.Data(data=call.body)) or b""
             data += proto.send(h11.EndOfMessage()) or b""
             await _send_all(conn.stream, data, url, t)
             with trio.fail_after(t.head):
@@ -421,15 +367,15 @@ class HttpClient:
         if fault is not None:
             raise HttpMalformed(f"{url}: refused response head: {fault}")
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in event.headers}
-        if event.status_code not in wanted:
+        if event.status_code not in call.wanted:
             raise HttpStatusError(url, event.status_code)
         # A HEAD, a 204 and a 304 have no body, whatever Content-Length says
         # (it may give the size of what a GET would bring); h11 reads none.
         bodiless = request.method == b"HEAD" or event.status_code in (204, 304)
-        expected = None if bodiless else _expected_length(url, headers, byte_range)
-        if expected is not None and expected > max_size:
-            raise HttpOversize(f"{url}: {expected} bytes offered, cap is {max_size}")
-        body = await self._read_body(url, conn, max_size, expected, t)
+        expected = None if bodiless else _expected_length(url, headers, call.byte_range)
+        if expected is not None and expected > call.max_size:
+            raise HttpOversize(f"{url}: {expected} bytes offered, cap is {call.max_size}")
+        body = await self._read_body(url, conn, call.max_size, expected, t)
         return Reply(event.status_code, headers, body)
 
     async def _read_body(

@@ -24,8 +24,8 @@ from zosnode import layout
 from zosnode.errors import ZosError
 from zosnode.flist.format import flist_id
 from zosnode.flist.store import LocalStore
-from zosnode.http.client import HttpClient, HttpPeerError, Reply, Timeouts, split_url
-from zosnode.http.command import base_url
+from zosnode.http.client import HttpPeerError, Reply, Timeouts, split_url
+from zosnode.http.command import ToolClient, base_url
 from zosnode.hub.publish import flist_block_ids, stored_manifest
 from zosnode.progress import Progress as Meter
 from zosnode.trust import envelope
@@ -75,7 +75,7 @@ class _Hub:
         self.base = base_url(url)
         self.key = key
         self.clock = clock
-        self.client = HttpClient(timeouts=PUSH_TIMEOUTS, per_origin=parallel)
+        self.client = ToolClient(timeouts=PUSH_TIMEOUTS, per_origin=parallel)
         self.meter: Meter | None = None
 
     async def call(self, method: str, path: str, body: bytes = b"",

@@ -16,14 +16,8 @@ from urllib.parse import quote, urlsplit
 
 import trio
 
-from zosnode.http.client import (
-    HttpClient,
-    HttpPeerError,
-    Reply,
-    Timeouts,
-    split_url,
-)
-from zosnode.http.command import base_url
+from zosnode.http.client import HttpPeerError, Reply, Timeouts, split_url
+from zosnode.http.command import ToolClient, base_url
 from zosnode.hub.sigv4 import Credentials, authorization
 from zosnode.hub.storage import StorageError, StorageUsageError, StoredObject
 
@@ -43,7 +37,7 @@ class S3Storage:
         self.prefix = prefix.strip("/")
         self.credentials = credentials
         self.timeout_s = timeout_s
-        self._client = HttpClient(
+        self._client = ToolClient(
             timeouts=Timeouts(connect=timeout_s, head=timeout_s, body_idle=timeout_s),
             per_origin=max_connections)
 
