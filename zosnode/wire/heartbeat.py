@@ -14,6 +14,7 @@ new, and the hub takes an old node's heartbeat with them absent.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -186,47 +187,27 @@ class Heartbeat:
         object.__setattr__(self, "audit", tuple(self.audit))
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "node_id": self.node_id,
-            "farm": self.farm,
-            "channel": self.channel,
-            "release": self.release,
-            "agent_version": self.agent_version,
-            "sent_at": self.sent_at,
-            "uptime_s": self.uptime_s,
-            "services": [
-                {"name": s.name, "state": s.state, "restarts": s.restarts}
-                for s in self.services
-            ],
-            "addresses": list(self.addresses),
-            "audit": list(self.audit),
-            "failed_release": self.failed_release,
-            "boot_timings_ms": dict(self.boot_timings_ms),
-            **self._optional(),
-        }
-
-    def _optional(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if self.secure_boot != "unknown":
-            out["secure_boot"] = self.secure_boot
-        if self.identity_source != "unknown":
-            out["identity_source"] = self.identity_source
-        if self.hardware is not None:
-            hw = self.hardware
-            out["hardware"] = {
-                "cpus": hw.cpus, "memory_bytes": hw.memory_bytes,
-                "disks": [{"name": d.name, "size_bytes": d.size_bytes, "model": d.model,
-                           "role": d.role} for d in hw.disks],
-            }
-        if self.cache is not None:
-            c = self.cache
-            out["cache"] = {"place": c.place, "size_bytes": c.size_bytes,
-                            "used_bytes": c.used_bytes, "hits": c.hits, "misses": c.misses,
-                            "refetched": c.refetched, "note": c.note}
-        if self.refusals:
-            out["refusals"] = [{"kind": r.kind, "reason": r.reason, "at": r.at}
-                               for r in self.refusals]
+        out: dict[str, Any] = _plain(self)
+        for name, default in _OPTIONAL.items():  # see the module docstring
+            if getattr(self, name) == default:
+                del out[name]
         return out
+
+
+# The fields an old hub does not know, and the default that leaves each out.
+_OPTIONAL: dict[str, object] = {"secure_boot": "unknown", "identity_source": "unknown",
+                                "hardware": None, "cache": None, "refusals": ()}
+
+
+def _plain(value: Any) -> Any:
+    """A report as data for CBOR: a dataclass as the map of its fields, tuples as arrays."""
+    if dataclasses.is_dataclass(value):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return dict(value)
+    return value
 
 
 def encode_signed(hb: Heartbeat, signing_key: nacl.signing.SigningKey) -> bytes:
