@@ -15,7 +15,7 @@ from zosnode.agent.upgrade import (
     rollout_paused,
     rollout_release,
 )
-from zosnode.hub.registry import NodeRecord
+from zosnode.hub.registry import FleetRow, NodeRecord, fleet_row
 from zosnode.hub.web import fleet
 from zosnode.hub.web.errors import PageInputError
 from zosnode.hub.web.markup import Markup, escape, join, render, url
@@ -154,11 +154,11 @@ def test_malformed_rollout_metadata_is_a_plain_release(meta: dict[str, object]) 
 
 
 def record(i: int, *, received: int, release: int = 1, farm: str = "a",
-           states: tuple[str, ...] = ("running",), failed: int | None = None) -> NodeRecord:
+           states: tuple[str, ...] = ("running",), failed: int | None = None) -> FleetRow:
     hb = Heartbeat(node_id=f"{i:064x}", farm=farm, channel="stable", release=release,
                    agent_version="1", sent_at=received, uptime_s=1, failed_release=failed,
                    services=tuple(ServiceState(f"s{j}", s) for j, s in enumerate(states)))
-    return NodeRecord(hb, received)
+    return fleet_row(NodeRecord(hb, received))
 
 
 def test_fleet_states_filters_counts_and_pages() -> None:
@@ -186,10 +186,9 @@ def test_a_node_whose_services_are_ready_is_ready() -> None:
     """The supervisor's words (zosnode.agent.services.events.State): "ready" and
     "done" are up; the registry once counted "ready" as still starting."""
     from zosnode.agent.services.events import State
-    from zosnode.hub.registry import node_state
 
-    up = record(1, received=10, states=(State.READY.value, State.DONE.value)).heartbeat
-    assert node_state(up) == "ready"
-    assert fleet.fleet_state(NodeRecord(up, 10), 10, 600, {}) == "ready"
-    probing = record(2, received=10, states=(State.STARTING.value,)).heartbeat
-    assert node_state(probing) == "starting"
+    up = record(1, received=10, states=(State.READY.value, State.DONE.value))
+    assert up.state == "ready"
+    assert fleet.fleet_state(up, 10, 600, {}) == "ready"
+    probing = record(2, received=10, states=(State.STARTING.value,))
+    assert probing.state == "starting"

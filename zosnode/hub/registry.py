@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import trio
 
@@ -62,6 +62,27 @@ class NodeRecord:
     @property
     def state(self) -> str:
         return node_state(self.heartbeat)
+
+
+class FleetRow(NamedTuple):
+    """What the fleet pages filter and count a node by: columns the hub wrote at
+    ingest from a heartbeat it had verified, read without decoding the heartbeat
+    (10,000 of them cost ~0.3 s to decode; these ~20 ms to read). A tuple, not
+    a validated dataclass: one per node per fleet page."""
+
+    node_id: str
+    farm: str
+    channel: str
+    release: int
+    state: str  # node_state() of the heartbeat
+    failed_release: int | None
+    received_at: int
+
+
+def fleet_row(rec: NodeRecord) -> FleetRow:
+    hb = rec.heartbeat
+    return FleetRow(hb.node_id, hb.farm, hb.channel, hb.release, node_state(hb),
+                    hb.failed_release, rec.received_at)
 
 
 @dataclass(frozen=True)
@@ -150,6 +171,14 @@ class RegistryBackend(Protocol):
 
     def nodes(self) -> list[NodeRecord]: ...
 
+    def fleet_rows(self) -> list[FleetRow]:
+        """Every node's FleetRow, by node id."""
+        ...
+
+    def records(self, node_ids: list[str]) -> dict[str, NodeRecord]:
+        """The nodes of `node_ids` the registry holds, by node id."""
+        ...
+
     def summary(self, stale_before: int) -> Summary: ...
 
     def history(self, node_id: str, limit: int) -> list[Event]: ...
@@ -196,6 +225,12 @@ class Registry:
 
     async def nodes(self) -> list[NodeRecord]:
         return await self._run(self.backend.nodes)
+
+    async def fleet_rows(self) -> list[FleetRow]:
+        return await self._run(self.backend.fleet_rows)
+
+    async def records(self, node_ids: list[str]) -> dict[str, NodeRecord]:
+        return await self._run(self.backend.records, node_ids)
 
     async def summary(self, now: int) -> Summary:
         return await self._run(self.backend.summary, now - self.stale_after_s)

@@ -8,9 +8,9 @@ migration once; a database whose schema is newer than this hub knows is
 refused rather than written with old assumptions.
 
 Tables: `nodes`, the latest heartbeat per node (a row per node id, the whole
-heartbeat as JSON beside the columns the queries group by), and
-`node_events`, the history (release changes, failures, state changes), pruned
-by age. A heartbeat is one transaction: read the row (FOR UPDATE on
+heartbeat as JSON beside the columns the queries and the fleet pages filter
+and group by), and `node_events`, the history (release changes, failures,
+state changes), pruned by age. A heartbeat is one transaction: read the row (FOR UPDATE on
 PostgreSQL), upsert guarded by `sent_at`, append its events.
 
 psycopg is imported only when a postgresql:// registry is asked for: the node
@@ -26,13 +26,14 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
 from zosnode.hub.registry import (
     Event,
+    FleetRow,
     NodeRecord,
     PublishLockBusy,
     RegistryBackend,
@@ -46,9 +47,26 @@ from zosnode.hub.registry import (
 )
 from zosnode.wire.heartbeat import Heartbeat
 
-# Statements use %s placeholders (psycopg's); SQLite's ? is substituted.
-# {serial} is the one dialect difference in the DDL.
-MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
+
+def _fill_fleet_columns(cur: Any, q: Callable[[str], str]) -> None:
+    """v2: fill `failed_release` for the rows a v1 hub wrote, and recompute
+    `state` (an older hub's node_state may differ from today's)."""
+    cur.execute("SELECT node_id, heartbeat FROM nodes")
+    rows = cur.fetchall()
+    updates = []
+    for node_id, text in rows:
+        hb = heartbeat_from_json(text)
+        updates.append((hb.failed_release, node_state(hb), node_id))
+    if updates:
+        cur.executemany(q("UPDATE nodes SET failed_release = %s, state = %s "
+                          "WHERE node_id = %s"), updates)
+
+
+# A step is SQL or a function of (cursor, q). Statements use %s placeholders
+# (psycopg's); SQLite's ? is substituted. {serial} is the one dialect
+# difference in the DDL.
+Step = str | Callable[[Any, Callable[[str], str]], None]
+MIGRATIONS: tuple[tuple[int, tuple[Step, ...]], ...] = (
     (1, (
         "CREATE TABLE nodes (node_id TEXT PRIMARY KEY, farm TEXT NOT NULL, "
         "channel TEXT NOT NULL, release BIGINT NOT NULL, state TEXT NOT NULL, "
@@ -60,6 +78,12 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
         "CREATE INDEX node_events_by_at ON node_events (at)",
         "CREATE INDEX node_events_by_node ON node_events (node_id, id)",
     )),
+    # The fleet pages filter and count from columns, never decoding 10,000
+    # heartbeats (`FleetRow`); failed_release is the one they lacked.
+    (2, (
+        "ALTER TABLE nodes ADD COLUMN failed_release BIGINT",
+        _fill_fleet_columns,
+    )),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 # Advisory lock keys (PostgreSQL): any constant no other application uses.
@@ -67,10 +91,11 @@ MIGRATION_LOCK = 0x7A6F_7368_7562_0001
 PUBLISH_LOCK = 0x7A6F_7368_7562_0002
 
 _UPSERT = (
-    "INSERT INTO nodes (node_id, farm, channel, release, state, sent_at, received_at, "
-    "heartbeat) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+    "INSERT INTO nodes (node_id, farm, channel, release, state, failed_release, sent_at, "
+    "received_at, heartbeat) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
     "ON CONFLICT (node_id) DO UPDATE SET farm = excluded.farm, channel = excluded.channel, "
-    "release = excluded.release, state = excluded.state, sent_at = excluded.sent_at, "
+    "release = excluded.release, state = excluded.state, "
+    "failed_release = excluded.failed_release, sent_at = excluded.sent_at, "
     "received_at = excluded.received_at, heartbeat = excluded.heartbeat "
     "WHERE nodes.sent_at < excluded.sent_at"
 )
@@ -79,6 +104,8 @@ NOT_NEWER = "not newer than the heartbeat already kept"
 # the cap a count this recent (plus the inserts since) is good enough.
 COUNT_MARGIN = 1000
 COUNT_MAX_AGE_S = 5.0
+# Ids per `records` query (a fleet page asks for at most 1,000).
+RECORDS_PER_QUERY = 500
 
 
 class _Sql:
@@ -114,7 +141,10 @@ class _Sql:
                 if version <= have:
                     continue
                 for stmt in statements:
-                    cur.execute(stmt.format(serial=self.serial))
+                    if isinstance(stmt, str):
+                        cur.execute(stmt.format(serial=self.serial))
+                    else:
+                        stmt(cur, self.q)
                 cur.execute(self.q("INSERT INTO schema_migrations (version, applied_at) "
                                    "VALUES (%s, %s)"), (version, int(time.time())))
         return SCHEMA_VERSION
@@ -137,7 +167,8 @@ class _Sql:
                     return "node registry is full"
                 self._count = (known[0] + 1, known[1])
             cur.execute(self.q(_UPSERT), (hb.node_id, hb.farm, hb.channel, hb.release,
-                                          node_state(hb), hb.sent_at, now, heartbeat_json(hb)))
+                                          node_state(hb), hb.failed_release, hb.sent_at, now,
+                                          heartbeat_json(hb)))
             if cur.rowcount == 0:  # a newer one landed between our read and write
                 return NOT_NEWER
             old = heartbeat_from_json(row[0]) if row is not None else None
@@ -152,6 +183,24 @@ class _Sql:
             cur.execute("SELECT heartbeat, received_at FROM nodes ORDER BY node_id")
             rows = cur.fetchall()
         return [NodeRecord(heartbeat_from_json(text), int(at)) for text, at in rows]
+
+    def fleet_rows(self) -> list[FleetRow]:
+        with self.tx(write=False) as cur:
+            cur.execute("SELECT node_id, farm, channel, release, state, failed_release, "
+                        "received_at FROM nodes ORDER BY node_id")
+            return [FleetRow._make(row) for row in cur.fetchall()]
+
+    def records(self, node_ids: list[str]) -> dict[str, NodeRecord]:
+        out: dict[str, NodeRecord] = {}
+        with self.tx(write=False) as cur:
+            for i in range(0, len(node_ids), RECORDS_PER_QUERY):
+                chunk = node_ids[i:i + RECORDS_PER_QUERY]
+                cur.execute(self.q("SELECT heartbeat, received_at FROM nodes WHERE node_id IN ("
+                                   + ", ".join(["%s"] * len(chunk)) + ")"), chunk)
+                for text, at in cur.fetchall():
+                    hb = heartbeat_from_json(text)
+                    out[hb.node_id] = NodeRecord(hb, int(at))
+        return out
 
     def summary(self, stale_before: int) -> Summary:
         with self.tx(write=False) as cur:

@@ -1,21 +1,22 @@
 """The fleet as the pages show it: a state per node, filters, counts, pages. Pure.
 
-Input is the registry's records (the latest heartbeat of each node, when it
-was received) and the channels' current manifests; `now` is passed in. The
-fields issue-by-issue added to the heartbeat (identity source, hardware,
-refusals) are read from its dict form, defensively: a node that does not
-send them shows nothing for them.
+Input is the registry's `FleetRow`s (the columns of each node's latest
+heartbeat a filter or count needs, no heartbeat decoded) and the channels'
+current manifests; `now` is passed in. Only the nodes on the page shown are
+read whole (`NodeRecord`). The fields issue-by-issue added to the heartbeat
+(identity source, hardware, refusals) are read from its dict form,
+defensively: a node that does not send them shows nothing for them.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from zosnode.agent.upgrade import in_rollout, rollout_paused
-from zosnode.hub.registry import NodeRecord, node_state
+from zosnode.hub.registry import FleetRow, NodeRecord
 from zosnode.hub.web.errors import PageInputError
 from zosnode.trust.manifest import Manifest
 
@@ -58,21 +59,20 @@ def parse_query(query: Mapping[str, str]) -> FleetQuery:
                       per_page=number("per_page", PAGE_SIZE, MAX_PAGE_SIZE))
 
 
-def fleet_state(rec: NodeRecord, now: int, stale_after_s: int,
+def fleet_state(row: FleetRow, now: int, stale_after_s: int,
                 current: Mapping[str, Manifest]) -> str:
     """One word: stale, then the node's own state; `upgrading` when a release in
     its channel's rollout (not paused) is newer than the one it runs."""
-    if now - rec.received_at > stale_after_s:
+    if now - row.received_at > stale_after_s:
         return "stale"
-    hb = rec.heartbeat
-    state = node_state(hb)
+    state = row.state
     if state == "degraded":
         return "failed-release"
     if state == "ready":
-        m = current.get(hb.channel)
-        if (m is not None and m.version > hb.release and hb.release > 0
-                and hb.failed_release != m.version and not rollout_paused(m)
-                and in_rollout(hb.node_id, m)):
+        m = current.get(row.channel)
+        if (m is not None and m.version > row.release and row.release > 0
+                and row.failed_release != m.version and not rollout_paused(m)
+                and in_rollout(row.node_id, m)):
             return "upgrading"
     return state
 
@@ -95,47 +95,56 @@ class FleetView:
     matched: int  # nodes the filters keep
     page: int
     pages: int
-    rows: tuple[tuple[NodeRecord, str], ...]  # this page: (record, fleet state)
+    rows: tuple[tuple[FleetRow, str], ...]  # this page: (row, fleet state)
     by_release: tuple[tuple[str, int, int], ...]  # (channel, release, nodes), of matched
     by_state: tuple[tuple[str, int], ...]
     farms: tuple[str, ...]
     channels: tuple[str, ...]
 
 
-def select(records: Sequence[NodeRecord], q: FleetQuery, now: int, stale_after_s: int,
+def select(rows: Sequence[FleetRow], q: FleetQuery, now: int, stale_after_s: int,
            current: Mapping[str, Manifest]) -> FleetView:
-    kept: list[tuple[NodeRecord, str]] = []
+    kept: list[tuple[FleetRow, str]] = []
     by_release: Counter[tuple[str, int]] = Counter()
     by_state: Counter[str] = Counter()
     farms: set[str] = set()
     channels: set[str] = set()
     want_release = int(q.release) if q.release else None
-    for rec in records:
-        hb = rec.heartbeat
-        farms.add(hb.farm)
-        channels.add(hb.channel)
-        if q.farm and hb.farm != q.farm or q.channel and hb.channel != q.channel:
+    for row in rows:
+        farms.add(row.farm)
+        channels.add(row.channel)
+        if q.farm and row.farm != q.farm or q.channel and row.channel != q.channel:
             continue
-        if want_release is not None and hb.release != want_release:
+        if want_release is not None and row.release != want_release:
             continue
-        state = fleet_state(rec, now, stale_after_s, current)
+        state = fleet_state(row, now, stale_after_s, current)
         if q.state and state != q.state:
             continue
-        kept.append((rec, state))
-        by_release[(hb.channel, hb.release)] += 1
+        kept.append((row, state))
+        by_release[(row.channel, row.release)] += 1
         by_state[state] += 1
     pages = max(1, -(-len(kept) // q.per_page))
     page = min(q.page, pages)
     start = (page - 1) * q.per_page
     return FleetView(
-        total=len(records), matched=len(kept), page=page, pages=pages,
+        total=len(rows), matched=len(kept), page=page, pages=pages,
         rows=tuple(kept[start:start + q.per_page]),
         by_release=tuple((c, r, n) for (c, r), n in sorted(by_release.items())),
         by_state=tuple((s, by_state[s]) for s in STATES if by_state[s]),
         farms=tuple(sorted(farms)[:500]), channels=tuple(sorted(channels)[:500]))
 
 
-def fleet_json(view: FleetView, q: FleetQuery, now: int) -> dict[str, Any]:
+def page_records(view: FleetView, records: Mapping[str, NodeRecord]
+                 ) -> list[tuple[NodeRecord, str]]:
+    """The page's rows whole, in order; the state is the one the filter saw. A
+    node's record may be a heartbeat newer than its row (read a moment later);
+    nodes are never deleted, so none is missing but the code does not rely on it."""
+    return [(records[row.node_id], state) for row, state in view.rows
+            if row.node_id in records]
+
+
+def fleet_json(view: FleetView, rows: Sequence[tuple[NodeRecord, str]], q: FleetQuery,
+               now: int) -> dict[str, Any]:
     return {
         "total": view.total, "matched": view.matched, "page": view.page,
         "pages": view.pages, "per_page": q.per_page,
@@ -144,10 +153,6 @@ def fleet_json(view: FleetView, q: FleetQuery, now: int) -> dict[str, Any]:
         "by_release": [{"channel": c, "release": r, "nodes": n}
                        for c, r, n in view.by_release],
         "by_state": dict(view.by_state),
-        "nodes": [node_json(rec, now, state) for rec, state in view.rows],
+        "nodes": [node_json(rec, now, state) for rec, state in rows],
     }
 
-
-def release_progress(records: Iterable[NodeRecord], channel: str) -> Counter[int]:
-    """Nodes of `channel` on each release."""
-    return Counter(r.heartbeat.release for r in records if r.heartbeat.channel == channel)

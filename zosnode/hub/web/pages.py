@@ -115,7 +115,8 @@ def _state(state: str) -> Markup:
     return render('<span class="state state-{s}">{s}</span>', s=state)
 
 
-def fleet_page(view: FleetView, q: FleetQuery, now: int, as_of: int) -> Markup:
+def fleet_page(view: FleetView, rows: Sequence[tuple[NodeRecord, str]], q: FleetQuery,
+               now: int) -> Markup:
     filters = render(
         '<form class="filters" method="get" action="/fleet">'
         '<label>Farm <select name="farm">{farms}</select></label>'
@@ -134,7 +135,7 @@ def fleet_page(view: FleetView, q: FleetQuery, now: int, as_of: int) -> Markup:
                            release=r, n=n) for c, r, n in view.by_release)
     states = join(render('<li>{state}: {n}</li>', state=_state(s), n=n)
                   for s, n in view.by_state)
-    rows = join(_fleet_row(rec, state, now) for rec, state in view.rows)
+    table = join(_fleet_row(rec, state, now) for rec, state in rows)
     query = [*base, ("release", q.release)]
     if q.per_page != 100:
         query.append(("per_page", q.per_page))
@@ -147,7 +148,7 @@ def fleet_page(view: FleetView, q: FleetQuery, now: int, as_of: int) -> Markup:
         nav.append(render('<a href="{h}" rel="next">Next \u2192</a>',
                           h=url("/fleet", [*query, ("page", view.page + 1)])))
     body = render(
-        '{filters}<p id="summary">{matched} of {total} node(s), as of {as_of}.</p>'
+        '{filters}<p id="summary">{matched} of {total} node(s).</p>'
         '<h2>Per release</h2><ul class="counts" id="by-release">{releases}</ul>'
         '<h2>Per state</h2><ul class="counts">{states}</ul>'
         '<div class="table"><table id="nodes"><thead><tr><th>Node</th><th>Farm</th>'
@@ -155,8 +156,7 @@ def fleet_page(view: FleetView, q: FleetQuery, now: int, as_of: int) -> Markup:
         '<th>Last seen</th></tr></thead><tbody>{rows}</tbody></table></div>'
         '<nav class="pages">{nav}</nav>',
         filters=filters, matched=view.matched, total=view.total,
-        as_of=f"{max(0, now - as_of)} s ago", releases=releases,
-        states=states, rows=rows, nav=join(nav))
+        releases=releases, states=states, rows=table, nav=join(nav))
     return page("Fleet", body, json_url=url("/api/v1/fleet", [*query, ("page", view.page)]))
 
 
