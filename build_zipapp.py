@@ -57,7 +57,7 @@ def _start():
     except (ArtifactError, OSError) as exc:
         print(f"zosnode: cannot start: {exc}", file=sys.stderr)
         return 1
-    from zosnode.cli import main
+    from zosnode.entry import main
 
     return main()
 

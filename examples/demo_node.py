@@ -24,8 +24,8 @@ import trio  # noqa: E402
 
 from zosnode.agent import bringup, cmdline  # noqa: E402
 from zosnode.agent.boot import BootSettings, after_network  # noqa: E402
+from zosnode.agent.main import run_agent  # noqa: E402
 from zosnode.agent.upgrade import PollSchedule  # noqa: E402
-from zosnode.cli.node_cmd import run_agent  # noqa: E402
 from zosnode.trust.anchor import load_file  # noqa: E402
 
 FUSE_CHILD = [sys.executable, "-m", "zosnode", "_mount-child"]

@@ -1,5 +1,5 @@
 import sys
 
-from zosnode.cli import main
+from zosnode.entry import main
 
 sys.exit(main())

@@ -8,9 +8,10 @@ Usage errors: each layer's "the caller asked for something invalid" class
 (`TrustUsageError`, `FetchUsageError`, ...; flist and bootmedia say
 `...InputError`) also subclasses `UsageError`, keeping its place under its
 layer's base. A layer cannot tell whether its caller is our code or a person;
-a command can: it passes on what the user typed. So `zosnode.cli.main` catches
-`UsageError` once and reports it as the user's mistake (one line on stderr,
-exit 2, `--debug` for the traceback), and no command translates one by hand
+a command can: it passes on what the user typed. So the one error policy
+(`zosnode.entry.guarded`, for the CLI and `node run`) catches `UsageError`
+and reports it as the user's mistake (one line on stderr, exit 2, `--debug`
+for the traceback), and no command translates one by hand
 (`tests/foundation/test_usage_errors.py`). Hence a usage error's message must
 stand alone: it names the file, argument or field it is about.
 

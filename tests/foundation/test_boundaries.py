@@ -45,11 +45,11 @@ IMPURE = frozenset({
     "asyncio", "ssl", "shutil", "tempfile", "pathlib", "ctypes", "pyfuse3", "pyroute2",
 })
 
-# The node's entry points: `node run` (the CLI's node group and the boot stage
-# it imports by name) and the FUSE mount child.
+# The node's entry points, which `zosnode.entry` dispatches by name: `node run`
+# (the agent and the boot stage it imports by name) and the FUSE mount child.
 ENTRY_POINTS = {
-    "node run": ("zosnode.cli", "zosnode.cli.node_cmd", "zosnode.agent.boot"),
-    "mount child": ("zosnode.cli", "zosnode.mount.child"),
+    "node run": ("zosnode.entry", "zosnode.agent.main", "zosnode.agent.boot"),
+    "mount child": ("zosnode.entry", "zosnode.mount.child"),
 }
 # What a node never runs: the hub, the builders, boot media, release tooling,
 # and every other command group.
@@ -65,6 +65,8 @@ NEVER_ON_A_NODE = (
     "zosnode.cli.hub_cmd", "zosnode.cli.release_cmd", "zosnode.cli.keys_cmd",
     "zosnode.cli.bootstrap_cmd", "zosnode.cli.initramfs_cmd", "zosnode.cli.audit_cmd",
     "zosnode.cli.audit_tcb", "zosnode.cli.version_cmd",
+    # The command line itself: a node's two commands come in through zosnode.entry.
+    "zosnode.cli",
 )
 # The mount child serves a mount; the agent's own parts are not its business.
 NEVER_IN_THE_CHILD = ("zosnode.agent", "zosnode.net", "zosnode.trust", "zosnode.wire",
@@ -200,7 +202,7 @@ def _check_report(report: dict[str, object]) -> None:
     node = {r["module"] for r in rows if "node run" in r["entry_points"]}
     child = {r["module"] for r in rows if "mount child" in r["entry_points"]}
     assert {"zosnode.agent.boot.node", "zosnode.agent.boot.mounters", "zosnode.net.dhcp_client",
-            "zosnode.trust.verifier", "zosnode.mount.protocol", "zosnode.cli.node_cmd",
+            "zosnode.trust.verifier", "zosnode.mount.protocol", "zosnode.agent.main",
             "zosnode.artifact.unpack"} <= node
     assert {"zosnode.mount.child", "zosnode.mount.service", "zosnode.mount.fs",
             "zosnode.fetch.fetcher", "zosnode.cache.store", "zosnode.http.client",

@@ -3,18 +3,18 @@
 Each subcommand group lives in its own module under `zosnode.cli` and exposes
 `register(subparsers)`; handlers are `def run(args) -> int`. Handlers raise
 `UserError` for user mistakes, and a layer's usage error (a `UsageError`) is
-one too: `main` turns either into one line and exit 2 (see `zosnode.errors`).
+one too: `main` turns either into one line and exit 2 (`zosnode.entry.guarded`;
+see `zosnode.errors`).
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
-import traceback
 from collections.abc import Sequence
 
-from zosnode.errors import UsageError, UserError
+from zosnode import entry
+from zosnode.entry import CHILD_COMMAND, EXIT_USER, NODE_RUN, CliParser, guarded
 
 # Order is the order shown in --help. Only the group a command line names is
 # imported (its module pulls in trio, pyroute2, ...); the others appear in
@@ -30,22 +30,6 @@ GROUPS = {
     "audit": "print the build id, sha256, SBOM and files of an artifact",
     "version": "print the version and build id",
 }
-
-# The agent's FUSE mount child (zosnode.mount.child): not a command for people,
-# so not in --help, and dispatched before argparse so that it loads no group.
-CHILD_COMMAND = "_mount-child"
-
-EXIT_OK = 0
-EXIT_INTERNAL = 1
-EXIT_USER = 2
-
-
-class CliParser(argparse.ArgumentParser):
-    """argparse with our error policy: one line on stderr, exit 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        where = self.prog.removeprefix("zosnode").strip()
-        raise UserError(f"{where}: {message}" if where else message)
 
 
 def build_parser(only: str | None = None) -> CliParser:
@@ -76,13 +60,12 @@ def _named_group(argv: Sequence[str]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The whole command line (a node's two commands come in through `zosnode.entry`)."""
     args_list = list(sys.argv[1:] if argv is None else argv)
-    if args_list[:1] == [CHILD_COMMAND]:
-        # By name, like the groups: a node's agent process never loads the child's code.
-        child = importlib.import_module("zosnode.mount.child")
-        return int(child.main(args_list[1:]))
-    debug = "--debug" in args_list
-    try:
+    if args_list[:1] == [CHILD_COMMAND] or args_list[:2] == NODE_RUN:
+        return entry.main(args_list)
+
+    def command() -> int:
         parser = build_parser(only=_named_group(args_list))
         args = parser.parse_args(args_list)
         handler = getattr(args, "handler", None)
@@ -92,27 +75,5 @@ def main(argv: Sequence[str] | None = None) -> int:
             target.print_help(sys.stderr)
             return EXIT_USER
         return int(handler(args) or 0)
-    except UsageError as exc:
-        if debug:
-            traceback.print_exc()
-        print(f"zosnode: error: {_one_line(str(exc))}", file=sys.stderr)
-        return EXIT_USER
-    except KeyboardInterrupt:
-        print("zosnode: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        return EXIT_INTERNAL
-    except Exception as exc:  # noqa: BLE001 - the last line of defence
-        if debug:
-            traceback.print_exc()
-        else:
-            print(
-                f"zosnode: internal error: {type(exc).__name__}: {_one_line(str(exc))}"
-                " (run with --debug for a traceback)",
-                file=sys.stderr,
-            )
-        return EXIT_INTERNAL
 
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split()) or "(no detail)"
+    return guarded(command, debug="--debug" in args_list)

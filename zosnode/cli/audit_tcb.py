@@ -1,9 +1,10 @@
 """`zosnode audit --tcb`: the node's trusted code base, measured by importing it.
 
 The TCB is every module of our own package that a node runs: what `node run`
-loads (the CLI's node group and the boot stage it imports by name), what the
-FUSE mount child loads (`zosnode _mount-child`), and the artifact's start-up
-(`zosnode.artifact.unpack`) that runs before either. Each entry point is
+loads (`zosnode.entry`, the agent and the boot stage it imports by name), what
+the FUSE mount child loads (`zosnode _mount-child`), and the artifact's
+start-up (`zosnode.artifact.unpack`) that runs before either; `zosnode.entry`
+dispatches both by name without loading the command line. Each entry point is
 imported in a fresh interpreter, from the artifact (natives activated as its
 `__main__` does) or from this source tree. Then every `zosnode` module that a
 loaded module names in an import statement, at top level or inside a function
@@ -24,18 +25,18 @@ from pathlib import Path
 
 from zosnode.errors import ZosError
 
-# entry point -> (CLI groups whose parser is built, modules imported by name)
-ENTRY_POINTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "node run": (("node",), ("zosnode.agent.boot",)),
-    "mount child": ((), ("zosnode.mount.child",)),
+# entry point -> the modules `zosnode.entry` imports by name for it
+ENTRY_POINTS: dict[str, tuple[str, ...]] = {
+    "node run": ("zosnode.entry", "zosnode.agent.main", "zosnode.agent.boot"),
+    "mount child": ("zosnode.entry", "zosnode.mount.child"),
 }
 TAGS = {"node run": "n", "mount child": "c"}
 
 # Runs in a fresh `python -I`: argv = root (a .pyz or the directory holding the
-# zosnode package), groups, modules (JSON). Prints {module: non-blank lines}.
+# zosnode package), modules (JSON). Prints {module: non-blank lines}.
 _PROBE = r"""
 import ast, importlib, importlib.util, json, os, sys
-root, groups, modules = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+root, modules = sys.argv[1], json.loads(sys.argv[2])
 sys.path.insert(0, root)
 if os.path.isfile(root):
     from pathlib import Path
@@ -43,9 +44,6 @@ if os.path.isfile(root):
     activate(Path(root))
 else:
     import zosnode.artifact.unpack
-import zosnode.cli
-for g in groups:
-    zosnode.cli.build_parser(only=g)
 for m in modules:
     importlib.import_module(m)
 
@@ -146,14 +144,14 @@ def source_root() -> Path:
     return Path(zosnode.__file__).resolve().parent.parent
 
 
-def probe(root: Path, groups: tuple[str, ...], modules: tuple[str, ...]) -> dict[str, int]:
+def probe(root: Path, modules: tuple[str, ...]) -> dict[str, int]:
     proc = subprocess.run(
-        [sys.executable, "-I", "-c", _PROBE, str(root), json.dumps(groups), json.dumps(modules)],
+        [sys.executable, "-I", "-c", _PROBE, str(root), json.dumps(modules)],
         capture_output=True, text=True, timeout=120, cwd="/", stdin=subprocess.DEVNULL,
     )
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise TcbError(f"importing {', '.join(groups + modules)} from {root} failed: {last}")
+        raise TcbError(f"importing {', '.join(modules)} from {root} failed: {last}")
     lines: dict[str, int] = json.loads(proc.stdout)
     return lines
 
@@ -161,8 +159,8 @@ def probe(root: Path, groups: tuple[str, ...], modules: tuple[str, ...]) -> dict
 def measure(root: Path) -> Tcb:
     modules: dict[str, int] = {}
     entries: dict[str, frozenset[str]] = {}
-    for entry, (groups, names) in ENTRY_POINTS.items():
-        found = probe(root, groups, names)
+    for entry, names in ENTRY_POINTS.items():
+        found = probe(root, names)
         modules.update(found)
         entries[entry] = frozenset(found)
     return Tcb(str(root), modules, entries)

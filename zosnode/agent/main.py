@@ -1,0 +1,196 @@
+"""`zosnode node run`: the node agent (runs as /init), entered by `zosnode.entry`.
+
+It does PID 1 duties (when PID 1), reads the kernel command line,
+brings the network up (zosnode.agent.bringup) and then awaits the boot stage,
+`zosnode.agent.boot.after_network(config, network, say, fuse_command=...)`,
+which talks to the hub and never returns; `fuse_command` is the argv of a FUSE
+mount child, or None to extract flists (`--mounts`). With `--network-only`
+the boot stage is not even imported and the network just stays up. Outside
+PID 1 it must run in a network namespace of its own, can read the command
+line from a string or file and can stop after bring-up (tests, benchmarks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib.util
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+import trio
+
+from zosnode.agent import bringup, cmdline, phases, pid1, secureboot, settings
+from zosnode.entry import CHILD_COMMAND, CliParser
+from zosnode.errors import UserError
+
+AfterNetwork = Callable[[cmdline.Config, bringup.Network, pid1.Say], Awaitable[None]]
+HELP = "run the node agent: PID 1 duties, firewall, network, boot"
+
+
+def main(argv: Sequence[str]) -> int:
+    """`zosnode node run ARGV` (`zosnode --debug node run` comes through the CLI)."""
+    parser = CliParser(prog="zosnode node run", description=HELP)
+    add_arguments(parser)
+    return run(parser.parse_args(argv, argparse.Namespace(debug=False)))
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--cmdline", metavar="TEXT",
+                     help="kernel command line to use instead of /proc/cmdline")
+    src.add_argument("--cmdline-file", metavar="FILE", type=Path,
+                     help="read the kernel command line from FILE")
+    p.add_argument("--exit-after-bringup", action="store_true",
+                   help="exit 0 once a NIC is configured (tests, benchmarks; not as PID 1)")
+    p.add_argument("--network-only", action="store_true",
+                   help="after bring-up keep the network up and skip the boot stage (tests)")
+    p.add_argument("--resolv-conf", metavar="FILE", type=Path, default=Path("/etc/resolv.conf"),
+                   help="where to write the chosen lease's DNS servers")
+    p.add_argument("--fatal-delay", metavar="SECONDS", type=int, default=None,
+                   help="delay before rebooting after a fatal error (PID 1)")
+    p.add_argument("--mounts", choices=("auto", "fuse", "extract"), default="auto",
+                   help="serve flists lazily through FUSE, or extract them verified into "
+                        "the run directory (auto: FUSE when /dev/fuse and pyfuse3 are there)")
+
+
+# The initramfs builder lists the modules it packed here (one name a line):
+# the image that booted decides what the node loads, not the command line.
+INITRAMFS_MODULES = Path("/etc/zosnode/modules")
+
+
+def _initramfs_modules() -> tuple[str, ...]:
+    try:
+        return tuple(INITRAMFS_MODULES.read_text().split())
+    except OSError:
+        return ()
+
+
+def _read_cmdline(args: argparse.Namespace) -> str:
+    if args.cmdline is not None:
+        return str(args.cmdline)
+    path: Path = args.cmdline_file or Path("/proc/cmdline")
+    try:
+        return path.read_text(errors="replace")
+    except OSError as exc:
+        if args.cmdline_file is not None:
+            raise UserError(f"cannot read command line file {path}: {exc.strerror}") from None
+        return ""  # no /proc yet is not a reason to stop a node
+
+
+def _fuse_command(mode: str) -> list[str] | None:
+    """The argv of the FUSE mount child from this very artifact, or None to extract."""
+    if mode == "extract":
+        return None
+    usable = Path("/dev/fuse").exists() and importlib.util.find_spec("pyfuse3") is not None
+    if not usable:
+        if mode == "fuse":
+            raise UserError("--mounts fuse: no /dev/fuse or no pyfuse3 on this node")
+        return None
+    from zosnode.artifact.record import running_archive
+
+    archive = running_archive()
+    me = [sys.executable, "-I", str(archive)] if archive else [sys.executable, "-m", "zosnode"]
+    return [*me, CHILD_COMMAND]
+
+
+def run(args: argparse.Namespace) -> int:
+    say = pid1.console_writer(sys.stdout)
+    if not pid1.is_pid1():
+        return _run(args, say, False)
+    try:
+        return _run(args, say, True)
+    except BaseException as exc:  # noqa: BLE001 - an init that exits panics the kernel
+        delay = 30 if args.fatal_delay is None else args.fatal_delay
+        pid1.fatal(exc, say, delay, args.debug)
+
+
+def _in_own_netns(run_netns: Path = Path("/run/netns")) -> bool:
+    """True only if we can show we are not in the host's network namespace.
+
+    Either our namespace is one `ip netns` created (a bind mount under
+    /run/netns), or PID 1's namespace is visible and differs from ours. When
+    neither can be shown, the answer is no: guessing wrong would replace a
+    workstation's firewall and routes.
+    """
+    try:
+        mine = os.stat("/proc/self/ns/net")
+    except OSError:
+        return False
+    try:
+        for entry in run_netns.iterdir():
+            st = os.stat(entry)
+            if (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino):
+                return True
+    except OSError:
+        pass
+    try:
+        init = os.stat("/proc/1/ns/net")
+    except OSError:
+        return False
+    return (init.st_dev, init.st_ino) != (mine.st_dev, mine.st_ino)
+
+
+def _run(args: argparse.Namespace, say: pid1.Say, is_init: bool) -> int:
+    boot = phases.BootClock()  # from this process's start
+    if is_init and args.exit_after_bringup:
+        raise UserError("--exit-after-bringup makes no sense as PID 1")
+    if not is_init and not _in_own_netns():
+        # The agent replaces the firewall, addresses and routes of its namespace.
+        raise UserError("node run outside PID 1 must run in its own network namespace "
+                        "(ip netns exec NAME zosnode node run ...)")
+    if is_init:
+        pid1.mount_pseudo(Path("/"), say)
+    # A signed kernel image's farm settings (zosnode.agent.settings); never with --cmdline.
+    extra = settings.load() if args.cmdline is None and args.cmdline_file is None \
+        else settings.NONE
+    parsed = cmdline.parse(_read_cmdline(args), extra.config)
+    for note in (*extra.notes, *parsed.notes):
+        say(f"cmdline: {note}")
+    config = parsed.config
+    say(f"config: farm {config.farm or '-'} channel {config.channel} "
+        f"hubs {' '.join(config.hubs) or '-'}{' net ' + config.net if config.net else ''}")
+    if is_init:
+        moddir = Path("/lib/modules") / os.uname().release
+        pid1.load_modules(moddir, config.modules or _initramfs_modules(), say)
+        pid1.seed_entropy(os.uname().nodename.encode() + os.urandom(0), say)
+        # After the modules (efivarfs); "on" means the firmware checked this image.
+        say(f"secure boot: {secureboot.node_state()}")
+    boot.mark("modules")
+    after: AfterNetwork | None = None
+    if not (args.exit_after_bringup or args.network_only):
+        from zosnode.agent.boot import after_network
+
+        fuse = _fuse_command(args.mounts)
+        say(f"flists: {'FUSE mounts' if fuse else 'verified extraction'}")
+        after = functools.partial(after_network, fuse_command=fuse, boot=boot)
+    options = bringup.Options(resolv_conf=args.resolv_conf)
+
+    async def main() -> None:
+        await run_agent(config, say, options, after, args.exit_after_bringup)
+
+    delay = config.fatal_reboot_delay_s if args.fatal_delay is None else args.fatal_delay
+    return pid1.run_node(main, say, delay, pid1=is_init, debug=config.debug or args.debug)
+
+
+async def run_agent(config: cmdline.Config, say: pid1.Say, options: bringup.Options,
+                    after: AfterNetwork | None, exit_after_bringup: bool = False) -> None:
+    """Bring the network up, then hand over to the boot stage; the network keeps running."""
+    async with trio.open_nursery() as nursery:
+        started = trio.current_time()
+        network: bringup.Network = await nursery.start(
+            bringup.Bringup(config, say, options).run)
+        lease = network.lease
+        assert network.chosen is not None and lease is not None
+        say(f"network up on {network.chosen.name}: {lease.address}/{lease.prefixlen} "
+            f"in {trio.current_time() - started:.3f}s")
+        if exit_after_bringup:
+            nursery.cancel_scope.cancel()
+            return
+        if after is None:
+            say("no boot stage; keeping the network up")
+            await trio.sleep_forever()
+        else:
+            await after(config, network, say)

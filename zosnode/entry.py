@@ -1,0 +1,75 @@
+"""What `zosnode ARGS` runs, and the one error policy every command shares.
+
+A node runs two commands: `node run` (its /init) and the FUSE mount child.
+Both are dispatched here by name, before argparse or any command group is
+loaded, so a node never imports the command line (`zosnode audit --tcb`);
+everything else goes to `zosnode.cli`. Standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+
+from zosnode.errors import UsageError, UserError
+
+# The agent's FUSE mount child (zosnode.mount.child): not a command for people.
+CHILD_COMMAND = "_mount-child"
+NODE_RUN = ["node", "run"]
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_USER = 2
+
+
+class CliParser(argparse.ArgumentParser):
+    """argparse with our error policy: one line on stderr, exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        where = self.prog.removeprefix("zosnode").strip()
+        raise UserError(f"{where}: {message}" if where else message)
+
+
+def guarded(command: Callable[[], int], debug: bool) -> int:
+    """Run a command under the policy: a `UsageError` is the user's (one line, exit 2);
+    anything else is ours (exit 1, the traceback only with --debug)."""
+    try:
+        return int(command() or 0)
+    except UsageError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"zosnode: error: {_one_line(str(exc))}", file=sys.stderr)
+        return EXIT_USER
+    except KeyboardInterrupt:
+        print("zosnode: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_INTERNAL
+    except Exception as exc:  # noqa: BLE001 - the last line of defence
+        if debug:
+            traceback.print_exc()
+        else:
+            print(
+                f"zosnode: internal error: {type(exc).__name__}: {_one_line(str(exc))}"
+                " (run with --debug for a traceback)",
+                file=sys.stderr,
+            )
+        return EXIT_INTERNAL
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) or "(no detail)"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    # By name: one process loads one of them (tests/foundation/test_boundaries.py).
+    if args[:1] == [CHILD_COMMAND]:
+        return int(importlib.import_module("zosnode.mount.child").main(args[1:]))
+    if args[:2] == NODE_RUN:
+        node = importlib.import_module("zosnode.agent.main")
+        return guarded(lambda: int(node.main(args[2:])), debug=False)
+    return int(importlib.import_module("zosnode.cli").main(args))
