@@ -44,10 +44,6 @@ class ProbeTiming:
             raise NetUsageError("arp probe timing: need count >= 1, 0 < gap_min <= gap_max, "
                                 "last_wait > 0")
 
-    @property
-    def longest(self) -> float:
-        return self.wait + (self.count - 1) * self.gap_max + self.last_wait
-
 
 @dataclass(frozen=True)
 class Clear:
@@ -98,16 +94,12 @@ class ArpProbe:
         if len(mac) != 6:
             raise NetUsageError("arp probe: a MAC address is 6 bytes")
         self.mac = mac
-        self.address = str(ipaddress.IPv4Address(address))
         self._ip = ipaddress.IPv4Address(address).packed
         self.rng = rng
         self.timing = timing or ProbeTiming()
         self.sent = 0
         self.verdict: Verdict | None = None
         self.deadline: float | None = now + rng.uniform(0, self.timing.wait)
-
-    def probe_frame(self) -> bytes:
-        return encode(Packet(REQUEST, self.mac, ZERO_IP, bytes(6), self._ip))
 
     def timeout(self, now: float) -> list[bytes]:
         if self.verdict is not None or self.deadline is None or now < self.deadline:
@@ -118,7 +110,7 @@ class ArpProbe:
             last = self.sent == t.count
             self.deadline = now + (t.last_wait if last else self.rng.uniform(t.gap_min,
                                                                              t.gap_max))
-            return [self.probe_frame()]
+            return [encode(Packet(REQUEST, self.mac, ZERO_IP, bytes(6), self._ip))]
         self.verdict = Clear(self.sent)
         self.deadline = None
         return []

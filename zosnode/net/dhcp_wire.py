@@ -278,16 +278,12 @@ def decode(data: bytes) -> Message:
         if len(overload) != 1 or len(overload[0]) != 1 or overload[0][0] not in (1, 2, 3):
             raise PacketError("dhcp: bad option overload")
         # RFC 2131 §4.1: file first, then sname.
-        if overload[0][0] & 1:
-            extra, ended = _walk(bfile, "file")
-            if not ended:
-                raise PacketError("dhcp: overloaded file field has no END")
-            options += extra
-        if overload[0][0] & 2:
-            extra, ended = _walk(sname, "sname")
-            if not ended:
-                raise PacketError("dhcp: overloaded sname field has no END")
-            options += extra
+        for bit, region, where in ((1, bfile, "file"), (2, sname, "sname")):
+            if overload[0][0] & bit:
+                extra, ended = _walk(region, where)
+                if not ended:
+                    raise PacketError(f"dhcp: overloaded {where} field has no END")
+                options += extra
     try:
         return Message(
             op=op, xid=xid, chaddr=chaddr[:6], options=tuple(options), secs=secs, flags=flags,
