@@ -66,7 +66,7 @@ class LayoutError(UsageError):
     caller asked for a path that cannot exist."""
 
 
-def object_id(data: bytes) -> str:
+def object_id(data: bytes | memoryview) -> str:
     """The id of a block or an flist: BLAKE2b-256 of its bytes, in hex."""
     return hashlib.blake2b(data, digest_size=32).hexdigest()
 

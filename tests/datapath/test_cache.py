@@ -154,7 +154,7 @@ async def test_concurrent_readers_share_one_fetch(tmp_path: Path) -> None:
         await trio.sleep(0.01)
         return data
 
-    results: list[bytes] = []
+    results: list[bytes | memoryview] = []
 
     async def reader() -> None:
         results.append(await cache.get_or_fetch(bid, fetch))
@@ -212,7 +212,7 @@ async def test_cancelled_fetch_lets_a_waiter_fetch(tmp_path: Path) -> None:
         await trio.sleep(0.05)
         return data
 
-    results: list[bytes] = []
+    results: list[bytes | memoryview] = []
 
     async def first() -> None:
         with trio.move_on_after(0.02):  # the fetching reader goes away

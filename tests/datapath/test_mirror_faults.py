@@ -506,7 +506,7 @@ async def test_readers_of_one_block_share_one_failure_then_fail_fast_then_recove
     f = Fetcher([mirror.url])
     cache = BlockCache(tmp_path / "cache", 1 << 20)
 
-    async def read() -> bytes:
+    async def read() -> bytes | memoryview:
         return await cache.get_or_fetch(bid, lambda: f.fetch_block(bid, max_size=len(data)))
 
     ends: list[float] = []

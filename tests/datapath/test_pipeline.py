@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import mmap
 import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -104,6 +106,51 @@ async def test_a_cache_entry_forged_with_a_valid_checksum_is_refused(
     assert await source.decoded(ref) == true  # stored raw: decoded == stored
     assert cache.stats.corrupt == 1 and mirror.requests[block_path(ref.id)] == 1
     assert entry.decode(SEED, ref.id, path.read_bytes())[0] == true
+
+
+@pytest.fixture
+def ram() -> Any:
+    """A directory on the tmpfs /dev/shm (the node's RAM cache lives on a tmpfs)."""
+    if not Path("/dev/shm").is_dir():
+        pytest.skip("no /dev/shm here")
+    d = Path(tempfile.mkdtemp(prefix="zosnode-test-", dir="/dev/shm"))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_only_a_cache_in_ram_that_no_one_else_may_write_is_trusted(
+    tmp_path: Path, ram: Path
+) -> None:
+    assert BlockCache(ram / "c", 1 << 20).trusted
+    assert not BlockCache(tmp_path / "c", 1 << 20).trusted  # a disk (pytest's tmp)
+    (ram / "shared").mkdir()
+    (ram / "shared").chmod(0o777)
+    assert not BlockCache(ram / "shared", 1 << 20).trusted
+
+
+@pytest.mark.parametrize("medium", ["ram", "disk"])
+async def test_a_fresh_reader_of_a_ram_cache_hashes_nothing_and_of_a_disk_everything(
+    tmp_path: Path, ram: Path, data_dir: Path, mirror: FaultyMirror, hashes: list[int],
+    medium: str,
+) -> None:
+    # One BLAKE2b per block per boot: a block in the node's RAM cache was
+    # verified before it was put there; a disk's is hashed by every reader.
+    raw = raw_flist(random_tree(tmp_path / "src", 2, 3 * MiB), data_dir)
+    refs = refs_of(raw)
+    where = (ram if medium == "ram" else tmp_path) / "c"
+    first = BlockSource(Fetcher([mirror.url]), BlockCache(where, 1 << 30))
+    hashes[0] = 0
+    for ref in refs:
+        await first.decoded(ref)
+    assert hashes[0] == len(refs)
+    hashes[0] = 0
+    fresh = BlockSource(Fetcher([mirror.url]), BlockCache(where, 1 << 30))  # a new mount
+    for ref in refs:
+        got = await fresh.decoded(ref)
+        assert bytes(got) == (data_dir / block_path(ref.id)).read_bytes()
+    # On main: a hash per block on either medium.
+    assert hashes[0] == (0 if medium == "ram" else len(refs))
+    assert all(mirror.requests[block_path(r.id)] == 1 for r in refs)
 
 
 class CountingFetcher(Fetcher):
@@ -237,7 +284,7 @@ def test_read_order_is_the_order_extract_asks(tmp_path: Path, data_dir: Path) ->
     asked: list[str] = []
 
     class Recording:
-        def block(self, ref: BlockRef) -> bytes:
+        def block(self, ref: BlockRef) -> bytes | memoryview:
             asked.append(ref.id)
             return blocks_mod.decode_block(ref, (data_dir / block_path(ref.id)).read_bytes())
 
@@ -270,11 +317,11 @@ async def test_readahead_follows_requests_whose_answers_come_out_of_order(
         def is_hot(self, block_id: str) -> bool:
             return False
 
-        async def read(self, pieces: list[tuple[BlockRef | None, int, int]]) -> bytes:
+        async def views(self, pieces: list[tuple[BlockRef | None, int, int]]) -> list[bytes]:
             self.reads += 1
             if self.reads == 1:
                 await self.gate.wait()
-            return bytes(sum(n for _, _, n in pieces))
+            return [bytes(n) for _, _, n in pieces]
 
     source = Gated()
     warmed: list[object] = []

@@ -28,7 +28,7 @@ class Check(Enum):
     FULL = "full"  # xxh3 did not, BLAKE2b of the block matched its id: rewrite
 
 
-def checksum(seed: int, block: bytes) -> bytes:
+def checksum(seed: int, block: bytes | memoryview) -> bytes:
     return xxhash.xxh3_64_digest(block, seed=seed)
 
 
@@ -38,10 +38,14 @@ def encode(seed: int, block: bytes) -> bytes:
 
 def decode(seed: int, block_id: str, data: bytes) -> tuple[bytes, Check]:
     """The block held by `data`, or CorruptEntry if it fails both checks."""
-    if len(data) < HEADER or not data.startswith(MAGIC):
+    return check(seed, block_id, data[:HEADER], data[HEADER:])
+
+
+def check(seed: int, block_id: str, header: bytes, block: bytes) -> tuple[bytes, Check]:
+    """`decode` of an entry read as its header and its block (no copy of the block)."""
+    if len(header) < HEADER or not header.startswith(MAGIC):
         raise CorruptEntry(f"cache entry {block_id}: bad header")
-    block = data[HEADER:]
-    if checksum(seed, block) == data[len(MAGIC) : HEADER]:
+    if checksum(seed, block) == header[len(MAGIC) : HEADER]:
         return block, Check.FAST
     if object_id(block) == block_id:
         return block, Check.FULL

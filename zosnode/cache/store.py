@@ -7,12 +7,22 @@ entry; a corrupt one is deleted and the block fetched again. Concurrent
 readers of a missing block share one fetch. Several processes may share one
 directory (a second mount of an image); each bounds what it adds, and a file
 another process evicted is simply a miss.
+
+A cache in the node's RAM (tmpfs or ramfs, its directory writable by this
+user alone) is `trusted`: it cannot outlive the boot, and only `put` writes
+it, after the caller verified the block; so its entries need no second hash
+(one BLAKE2b per block per boot) and no checksum (RAM, like the process's
+own). Anywhere else (a disk, any medium another boot or user could change)
+every read is checksummed and the reader hashes what it decodes.
 """
 
 from __future__ import annotations
 
 import copy
+import ctypes
+import mmap
 import os
+import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +38,19 @@ from zosnode.layout import is_hex_id, sharded
 
 SEED = 0x7A6F736E6F6465
 T = TypeVar("T")
+_RAM_FS = (0x01021994, 0x858458F6)  # statfs f_type of tmpfs and ramfs
+# A block as read: bytes, or a trusted cache's mapped file (`BlockCache.trusted`).
+Block = bytes | memoryview
+
+
+def in_node_ram(path: Path) -> bool:
+    """Whether `path` is a directory in RAM that only this user may write."""
+    buf = ctypes.create_string_buffer(256)  # struct statfs; f_type comes first
+    if ctypes.CDLL(None, use_errno=True).statfs(os.fsencode(path), buf) != 0:
+        return False
+    st = os.stat(path)
+    return (struct.unpack_from("l", buf)[0] in _RAM_FS and st.st_uid == os.geteuid()
+            and not st.st_mode & 0o022)
 
 
 @dataclass
@@ -58,7 +81,8 @@ class BlockCache:
         # Fixed, so every process sharing the directory reads the same sums.
         self._seed = SEED
         self._inflight: dict[str, Flight] = {}
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.trusted = in_node_ram(self.path)
         self._adopt_existing()
 
     @property
@@ -95,24 +119,24 @@ class BlockCache:
         """Whether this process holds the block (no read, no check)."""
         return block_id in self._lru
 
-    def get(self, block_id: str) -> bytes | None:
+    def get(self, block_id: str) -> Block | None:
         """The cached block, checked; None if absent or found corrupt (then dropped)."""
         return self._account_read(block_id, self._read(block_id))
 
-    async def get_async(self, block_id: str) -> bytes | None:
+    async def get_async(self, block_id: str) -> Block | None:
         """`get`, with the file read and checksum in a worker thread."""
         found = await trio.to_thread.run_sync(self._read, block_id)
         return self._account_read(block_id, found)
 
     async def get_checked(
-        self, block_id: str, check: Callable[[bytes], T | None],
+        self, block_id: str, check: Callable[[Block], T | None],
         limiter: trio.CapacityLimiter | None = None,
     ) -> T | None:
         """`check(block)` of the cached block, in the worker thread that read it
         (one thread hop: read, checksum, then the caller's hash and decode).
         None if absent, corrupt, or refused by `check` (then dropped too)."""
 
-        def work() -> tuple[tuple[bytes, entry.Check] | CorruptEntry | None, T | None]:
+        def work() -> tuple[tuple[Block, entry.Check] | CorruptEntry | None, T | None]:
             found = self._read(block_id)
             if found is None or isinstance(found, CorruptEntry):
                 return found, None
@@ -125,21 +149,33 @@ class BlockCache:
         self._account_read(block_id, found)
         return value
 
-    def _read(self, block_id: str) -> tuple[bytes, entry.Check] | CorruptEntry | None:
+    def _read(self, block_id: str) -> tuple[Block, entry.Check] | CorruptEntry | None:
         # Thread-safe: touches only the file, never the index or the stats.
         try:
-            with open(self._file(block_id), "rb") as f:
-                data = f.read()
+            fd = os.open(self._file(block_id), os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             return None
         try:
-            return entry.decode(self._seed, block_id, data)
+            size = os.fstat(fd).st_size
+            if self.trusted and size > entry.HEADER:
+                # The RAM's own pages, mapped: no copy, no fresh memory. Writers
+                # replace a file (rename), never change it, so the bytes stay.
+                view = memoryview(mmap.mmap(fd, size, prot=mmap.PROT_READ,
+                                            flags=mmap.MAP_SHARED | mmap.MAP_POPULATE))
+                if view[: len(entry.MAGIC)] == entry.MAGIC:
+                    return view[entry.HEADER :], entry.Check.FAST
+            header = os.pread(fd, entry.HEADER, 0)
+            block = os.pread(fd, max(0, size - entry.HEADER), entry.HEADER)
+        finally:
+            os.close(fd)
+        try:
+            return entry.check(self._seed, block_id, header, block)
         except CorruptEntry as exc:
             return exc
 
     def _account_read(
-        self, block_id: str, found: tuple[bytes, entry.Check] | CorruptEntry | None
-    ) -> bytes | None:
+        self, block_id: str, found: tuple[Block, entry.Check] | CorruptEntry | None
+    ) -> Block | None:
         if found is None:
             self._lru.remove(block_id)
             self.stats.misses += 1
@@ -158,16 +194,16 @@ class BlockCache:
             self._lru.touch(block_id)
         return block
 
-    def put(self, block_id: str, block: bytes) -> None:
+    def put(self, block_id: str, block: Block) -> None:
         """Store a block the caller has verified against its id."""
         self._account_write(block_id, self._write(block_id, block))
 
-    async def put_async(self, block_id: str, block: bytes) -> None:
+    async def put_async(self, block_id: str, block: Block) -> None:
         """`put`, with the file write in a worker thread."""
         size = await trio.to_thread.run_sync(self._write, block_id, block)
         self._account_write(block_id, size)
 
-    def _write(self, block_id: str, block: bytes) -> int | None:
+    def _write(self, block_id: str, block: Block) -> int | None:
         # Thread-safe: touches only files, never the index or the stats.
         path = self._file(block_id)
         if len(block) + entry.HEADER > self._lru.max_bytes:
@@ -196,7 +232,7 @@ class BlockCache:
 
     async def get_or_fetch(
         self, block_id: str, fetch: Callable[[], Awaitable[bytes]], *, looked: bool = False
-    ) -> bytes:
+    ) -> Block:
         """The block from the cache, else from `fetch()` (verified by it), fetched once.
 
         `looked`: the caller has just found it missing; the first look is skipped.
@@ -245,7 +281,7 @@ class Flight:
 
     def __init__(self) -> None:
         self.done = trio.Event()
-        self.result: bytes | None = None
+        self.result: Block | None = None
         self.error: Exception | None = None
 
 

@@ -26,7 +26,7 @@ import trio
 
 from zosnode.cache.store import own_copy
 from zosnode.fetch.source import BlockSource
-from zosnode.flist.blocks import BlockRef
+from zosnode.flist.blocks import BlockRef, Buffer
 from zosnode.flist.extract import extract_blocks, read_order
 from zosnode.flist.view import FlistView
 
@@ -52,7 +52,7 @@ class _Feed:
         self._scheduled = 0  # the feed's
         self._uses: dict[str, int] = {}  # scheduled uses not yet taken
         self._done: dict[str, trio.Event] = {}
-        self._data: dict[str, bytes] = {}
+        self._data: dict[str, Buffer] = {}
         self._error: dict[str, Exception] = {}
         self._moved = trio.Event()  # the writer took a block, or the feed scheduled one
 
@@ -89,7 +89,7 @@ class _Feed:
             limit.release()
             self._done[ref.id].set()
 
-    async def take(self, ref: BlockRef) -> bytes:
+    async def take(self, ref: BlockRef) -> Buffer:
         """The writer's next block (off the expected order: fetched for it alone)."""
         pos = self._pos
         if pos >= len(self.order) or self.order[pos].id != ref.id:
@@ -118,9 +118,9 @@ class _WriterBlocks:
 
     def __init__(self, feed: _Feed) -> None:
         self._feed = feed
-        self._last: tuple[str, bytes] | None = None
+        self._last: tuple[str, Buffer] | None = None
 
-    def block(self, ref: BlockRef) -> bytes:
+    def block(self, ref: BlockRef) -> Buffer:
         # Consecutive pieces of one block (packed small files) take it once,
         # as `read_order` counts it.
         if self._last is not None and self._last[0] == ref.id:

@@ -7,7 +7,8 @@ Either way `decode_block` hashes it against its id before it decrypts or
 decompresses a byte, and that is the one BLAKE2b the block costs: a fetched
 block is checked and decoded in the same pass (`Fetcher.fetch_checked`), so
 the fetcher does not hash it first. A cached copy that fails the check is
-dropped and fetched anew.
+dropped and fetched anew. A trusted cache's copy (`BlockCache.trusted`: in
+RAM, so verified this boot before it was put) is decoded without a hash.
 
 Hashing, decryption and decompression run in the CPU workers
 (`zosnode.fetch.workers`), one per core. Readers of a block being decoded
@@ -21,12 +22,12 @@ from collections import OrderedDict
 from zosnode.cache.store import BlockCache, Flight, own_copy
 from zosnode.fetch.fetcher import Fetcher
 from zosnode.fetch.workers import cpu_limiter, on_cpu
-from zosnode.flist.blocks import BlockRef, decode_block
+from zosnode.flist.blocks import BlockRef, Buffer, decode_block, decode_verified
 from zosnode.flist.errors import IntegrityError
 from zosnode.layout import block_path, object_id
 
 
-def checked_decode(ref: BlockRef, stored: bytes) -> bytes | None:
+def checked_decode(ref: BlockRef, stored: Buffer) -> Buffer | None:
     """The decoded block, None if `stored` is not the block `ref` names (a
     wrong copy); IntegrityError if it is the block but does not decode (the
     reference is wrong, no mirror's fault). For `Fetcher.fetch_checked`."""
@@ -48,7 +49,7 @@ class BlockSource:
     ) -> None:
         self.fetcher = fetcher
         self.cache = cache
-        self._hot: OrderedDict[str, bytes] = OrderedDict()
+        self._hot: OrderedDict[str, Buffer] = OrderedDict()
         self._hot_used = 0
         self._hot_max = hot_bytes
         self._decoding: dict[str, Flight] = {}
@@ -57,7 +58,7 @@ class BlockSource:
         self.fetched_blocks = 0  # from the mirrors, and their stored bytes
         self.fetched_bytes = 0
 
-    async def stored(self, ref: BlockRef) -> bytes:
+    async def stored(self, ref: BlockRef) -> Buffer:
         """The block's stored bytes, from the cache or a mirror (verified)."""
 
         async def fetch() -> bytes:
@@ -70,7 +71,7 @@ class BlockSource:
     def is_hot(self, block_id: str) -> bool:
         return block_id in self._hot
 
-    async def decoded(self, ref: BlockRef, *, record: bool = True, keep: bool = True) -> bytes:
+    async def decoded(self, ref: BlockRef, *, record: bool = True, keep: bool = True) -> Buffer:
         """The whole decoded block `ref` names (`record`: a real read, not readahead;
         `keep`: into the hot set)."""
         if record:
@@ -103,14 +104,20 @@ class BlockSource:
             del self._decoding[ref.id]
             flight.done.set()
 
-    async def _load(self, ref: BlockRef) -> bytes:
+    async def _load(self, ref: BlockRef) -> Buffer:
         self.decodes += 1
-        fetched: list[bytes] = []
+        fetched: list[Buffer] = []
+
+        def check(stored: Buffer) -> Buffer | None:
+            return checked_decode(ref, stored)
+
+        def trusted(stored: Buffer) -> Buffer | None:
+            return decode_verified(ref, stored)
 
         async def fetch() -> bytes:
-            stored, data = await self.fetcher.fetch_checked(
-                block_path(ref.id), ref.id, lambda b: checked_decode(ref, b),
-                max_size=ref.stored_size)
+            got: tuple[bytes, Buffer] = await self.fetcher.fetch_checked(
+                block_path(ref.id), ref.id, check, max_size=ref.stored_size)
+            stored, data = got
             self.fetched_blocks += 1
             self.fetched_bytes += len(stored)
             fetched.append(data)
@@ -119,9 +126,11 @@ class BlockSource:
         if self.cache is None:
             await fetch()
             return fetched[0]
-        # A cached copy: read, checksummed, hashed and decoded in one worker.
-        data = await self.cache.get_checked(ref.id, lambda b: checked_decode(ref, b),
-                                            cpu_limiter())
+        # A cached copy: read, checksummed, hashed and decoded in one worker;
+        # from a trusted cache (RAM, this boot's, verified when it came in),
+        # read and decoded only.
+        data: Buffer | None = await self.cache.get_checked(
+            ref.id, trusted if self.cache.trusted else check, cpu_limiter())
         if data is not None:
             return data
         stored = await self.cache.get_or_fetch(ref.id, fetch, looked=True)
@@ -130,7 +139,7 @@ class BlockSource:
         # Another reader's fetch (a prefetch of the stored block) brought it.
         return await on_cpu(decode_block, ref, stored, size=ref.size)
 
-    def _keep(self, bid: str, data: bytes) -> None:
+    def _keep(self, bid: str, data: Buffer) -> None:
         if len(data) > self._hot_max or bid in self._hot:
             return
         self._hot[bid] = data
@@ -139,15 +148,13 @@ class BlockSource:
             _, old = self._hot.popitem(last=False)
             self._hot_used -= len(old)
 
-    async def read(self, pieces: list[tuple[BlockRef | None, int, int]]) -> bytes | memoryview:
-        """Concatenate (ref, start, length) pieces; a None ref is a run of zeros.
-
-        One piece is returned as a view of the decoded block, without a copy.
-        """
-        out: list[bytes | memoryview] = []
+    async def views(self, pieces: list[tuple[BlockRef | None, int, int]]) -> list[Buffer]:
+        """The (ref, start, length) pieces as views of decoded blocks, without a
+        copy; a None ref is a run of zeros."""
+        out: list[Buffer] = []
         for ref, start, length in pieces:
             if ref is None:
                 out.append(bytes(length))
             else:
                 out.append(memoryview(await self.decoded(ref))[start : start + length])
-        return out[0] if len(out) == 1 else b"".join(out)
+        return out

@@ -56,7 +56,7 @@ class Compression(enum.IntEnum):
     ZSTD = 4
 
 
-def block_id(stored: bytes) -> str:
+def block_id(stored: bytes | memoryview) -> str:
     return layout.object_id(stored)
 
 
@@ -99,7 +99,7 @@ class BlockRef:
             raise FormatError(f"a block key is {KEY_SIZE} bytes, not {len(self.key)}")
 
 
-def _decompress(data: bytes, compression: Compression, size: int) -> bytes:
+def _decompress(data: Buffer, compression: Compression, size: int) -> Buffer:
     # Every decompressor is told the most it may produce, so a hostile block
     # cannot balloon past the size its reference promised.
     try:
@@ -129,7 +129,7 @@ def _decompress(data: bytes, compression: Compression, size: int) -> bytes:
     return out
 
 
-def _unzstd(data: bytes, size: int) -> bytes:
+def _unzstd(data: Buffer, size: int) -> bytes:
     # One frame, at most size + 1 bytes out (one past the promise shows a
     # liar), no trailing bytes. The frame header's own content size is not
     # trusted: max_length bounds the output, and the window (the decoder's
@@ -148,7 +148,11 @@ def nonce(key: bytes) -> bytes:
     ).digest()
 
 
-def decode_block(ref: BlockRef, stored: bytes) -> bytes:
+# Bytes, or a view of them (a trusted cache's mapped file): decoded as they are.
+Buffer = bytes | memoryview
+
+
+def decode_block(ref: BlockRef, stored: Buffer) -> Buffer:
     """Return the whole decoded block named by `ref`, after checking `stored` is it.
 
     The hash is checked first; nothing is decrypted or decompressed before.
@@ -159,17 +163,23 @@ def decode_block(ref: BlockRef, stored: bytes) -> bytes:
         )
     if block_id(stored) != ref.id:
         raise IntegrityError(f"block {ref.id} does not match its hash")
+    return decode_verified(ref, stored)
+
+
+def decode_verified(ref: BlockRef, stored: Buffer) -> Buffer:
+    """`decode_block` of bytes already checked against `ref.id` in this boot
+    (a trusted cache's: `zosnode.cache.store`); a raw block is not copied."""
     body = stored
     if ref.key is not None:
         if len(stored) < _OVERHEAD:
             raise IntegrityError(f"block {ref.id} is too short to be encrypted")
         try:
-            body = nacl.secret.SecretBox(ref.key).decrypt(stored, nonce(ref.key))
+            body = nacl.secret.SecretBox(ref.key).decrypt(bytes(stored), nonce(ref.key))
         except nacl.exceptions.CryptoError:
             raise IntegrityError(f"block {ref.id} does not decrypt with its key") from None
     return _decompress(body, ref.compression, ref.size)
 
 
-def read_ref(ref: BlockRef, stored: bytes) -> bytes:
+def read_ref(ref: BlockRef, stored: Buffer) -> Buffer:
     """The file bytes `ref` points at, from the block's stored bytes."""
     return decode_block(ref, stored)[ref.offset : ref.offset + ref.length]

@@ -76,7 +76,7 @@ def walk(view: FlistView) -> Iterator[tuple[bytes, Entry]]:
 def read_range(reader: BlockReader, view: FlistView, entry: Entry, offset: int,
                size: int) -> bytes:
     """Bytes [offset, offset+size) of a file, each block verified by `reader`."""
-    out = []
+    out: list[bytes | memoryview] = []
     for p in view.plan_read(entry, offset, size):
         if p.ref is None:
             out.append(bytes(p.length))

@@ -18,7 +18,7 @@ from contextlib import ExitStack
 from typing import Protocol
 
 from zosnode.atomicfile import new_tree
-from zosnode.flist.blocks import BlockRef, decode_block
+from zosnode.flist.blocks import BlockRef, Buffer, decode_block
 from zosnode.flist.errors import FlistInputError, UnsafeTargetError
 from zosnode.flist.format import Entry, Kind
 from zosnode.flist.view import FlistView
@@ -39,7 +39,7 @@ class StoredBlocks(Protocol):
 class DecodedBlocks(Protocol):
     """What the writer reads: whole decoded blocks, each verified against its id."""
 
-    def block(self, ref: BlockRef) -> bytes:
+    def block(self, ref: BlockRef) -> Buffer:
         """The decoded block `ref` names, checked (`decode_block`) before it is returned."""
         ...
 
@@ -50,10 +50,10 @@ class BlockReader:
     def __init__(self, source: StoredBlocks, keep: int = 8) -> None:
         self.source = source
         self.keep = keep
-        self._lru: OrderedDict[str, bytes] = OrderedDict()
+        self._lru: OrderedDict[str, Buffer] = OrderedDict()
         self.fetched = 0
 
-    def block(self, ref: BlockRef) -> bytes:
+    def block(self, ref: BlockRef) -> Buffer:
         data = self._lru.get(ref.id)
         if data is not None:
             self._lru.move_to_end(ref.id)

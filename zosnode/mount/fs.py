@@ -32,6 +32,7 @@ CACHE_TIMEOUT_S = 86400.0
 # Past a sequential reader's position, fetched and decoded before it asks:
 # enough blocks in flight to keep the fetch pipeline and both cores busy.
 READAHEAD_BYTES = 16 * 1024 * 1024
+MAX_READ = 1024 * 1024  # the largest request the kernel sends (mount.service)
 
 
 class _Open:
@@ -61,6 +62,9 @@ class FlistFS(pyfuse3.Operations):
         self._handles: dict[int, _Open] = {}
         self._fh = itertools.count(1)
         self._warming: set[str] = set()
+        # pyfuse3 copies a read's answer into its reply before any other task
+        # runs, so one buffer serves every read that spans blocks.
+        self._joined = bytearray(MAX_READ)
         self.read_errors = 0
 
     # --- lookups and attributes ------------------------------------------
@@ -158,7 +162,8 @@ class FlistFS(pyfuse3.Operations):
 
     async def read(self, fh: int, off: int, size: int) -> bytes | memoryview:  # type: ignore[override]
         # The kernel asks up to 1 MiB at a time (max_read, the bdi's readahead);
-        # the answer is a view of a verified decoded block, copied once, by libfuse.
+        # the answer is a view of a verified decoded block (copied once, by
+        # libfuse), or of the pieces of two joined in one buffer.
         h = self._handles.get(fh)
         if h is None:
             raise pyfuse3.FUSEError(errno.EBADF)
@@ -169,11 +174,20 @@ class FlistFS(pyfuse3.Operations):
         if ahead is not None and self._spawn is not None:
             self._read_ahead(h.entry, ahead[0], ahead[1])
         try:
-            return await self.source.read([(p.ref, p.start, p.length) for p in pieces])
+            views = await self.source.views([(p.ref, p.start, p.length) for p in pieces])
         except (ZosError, OSError):
             # Unavailable, refused by its hash, or the cache medium failed.
             self.read_errors += 1
             raise pyfuse3.FUSEError(errno.EIO) from None
+        if len(views) == 1:
+            return views[0]
+        n = sum(len(v) for v in views)
+        out = memoryview(self._joined)[:n] if n <= MAX_READ else memoryview(bytearray(n))
+        at = 0
+        for v in views:
+            out[at : at + len(v)] = v
+            at += len(v)
+        return out
 
     def _read_ahead(self, entry: Entry, start: int, end: int) -> None:
         seen: set[str] = set()
