@@ -116,12 +116,8 @@ def split_url(url: str) -> tuple[Origin, str]:
 
 @dataclass(frozen=True)
 class Timeouts:
-    """Seconds for each network wait, and the byte-progress rule.
-
-    `head`: the whole response head, from the request sent. `body_idle`: the
-    progress window: no byte for that long before the head, or fewer than
-    `window_bytes` in one window of the body, is a stall.
-    """
+    """Seconds for each network wait (`head`: the whole response head, from the
+    request sent), and the byte-progress rule of the module docstring."""
 
     connect: float = 5.0
     head: float = 10.0
@@ -160,10 +156,7 @@ class ByteProgress:
 
 @dataclass(frozen=True)
 class Reply:
-    """What came back: the status, the headers (names lowercased), the whole body.
-
-    (The server's side of the same exchange is `zosnode.http.messages.Response`.)
-    """
+    """What came back: the status, the headers (names lowercased), the whole body."""
 
     status: int
     headers: Mapping[str, str]

@@ -23,6 +23,7 @@ from zosnode.trust.errors import (
     ThresholdError,
     TrustUsageError,
     UnknownKeyError,
+    need,
 )
 from zosnode.trust.schema import Fields
 
@@ -35,10 +36,9 @@ class Signature:
     sig: bytes
 
     def __post_init__(self) -> None:
-        if not keys.is_key_id(self.keyid):
-            raise TrustUsageError(f"key id {self.keyid!r} is not 64 lowercase hex digits")
-        if len(self.sig) != keys.SIGNATURE_LEN:
-            raise TrustUsageError(f"a signature is {keys.SIGNATURE_LEN} bytes, not {len(self.sig)}")
+        need(keys.is_key_id(self.keyid), f"key id {self.keyid!r} is not 64 lowercase hex digits")
+        need(len(self.sig) == keys.SIGNATURE_LEN,
+             f"a signature is {keys.SIGNATURE_LEN} bytes, not {len(self.sig)}")
 
 
 @dataclass(frozen=True)
@@ -48,13 +48,10 @@ class Envelope:
     signatures: tuple[Signature, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.kind not in keys.KINDS:
-            raise TrustUsageError(f"unknown document kind {self.kind!r}")
+        need(self.kind in keys.KINDS, f"unknown document kind {self.kind!r}")
         ids = [s.keyid for s in self.signatures]
-        if ids != sorted(set(ids)):
-            raise TrustUsageError("signatures must be sorted by key id, one per key")
-        if len(ids) > MAX_SIGNATURES:
-            raise TrustUsageError(f"more than {MAX_SIGNATURES} signatures")
+        need(ids == sorted(set(ids)), "signatures must be sorted by key id, one per key")
+        need(len(ids) <= MAX_SIGNATURES, f"more than {MAX_SIGNATURES} signatures")
 
 
 

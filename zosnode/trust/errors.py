@@ -19,6 +19,12 @@ class TrustUsageError(TrustError, UsageError):
     """We asked for something invalid (a local programming or input mistake)."""
 
 
+def need(ok: bool, message: str) -> None:
+    """The check of every field a trust document is built with."""
+    if not ok:
+        raise TrustUsageError(message)
+
+
 class Refused(TrustError):
     """Data from a peer is refused; the subclass says which rule it broke."""
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from zosnode import canonical
 from zosnode.layout import is_hex_id
-from zosnode.trust.errors import MalformedError, OversizeError, TrustUsageError
+from zosnode.trust.errors import MalformedError, OversizeError, TrustUsageError, need
 from zosnode.trust.schema import MAX_INT, Fields, versioned
 
 SPEC = 1
@@ -54,20 +54,15 @@ _SERVICE = (
 )
 
 
-def _need(ok: bool, message: str) -> None:
-    if not ok:
-        raise TrustUsageError(message)
-
-
 def _name(what: str, value: str) -> None:
-    _need(NAME_RE.fullmatch(value) is not None,
+    need(NAME_RE.fullmatch(value) is not None,
           f"{what} {value!r} must match {NAME_RE.pattern}")
 
 
 def _argv(what: str, argv: tuple[str, ...]) -> None:
-    _need(len(argv) >= 1 and all(isinstance(a, str) and "\x00" not in a for a in argv),
+    need(len(argv) >= 1 and all(isinstance(a, str) and "\x00" not in a for a in argv),
           f"{what} must be a non-empty list of strings without NUL")
-    _need(argv[0] != "", f"{what}[0] is empty")
+    need(argv[0] != "", f"{what}[0] is empty")
 
 
 def agent_version_tuple(version: str) -> tuple[int, ...]:
@@ -85,12 +80,12 @@ class FlistPin:
 
     def __post_init__(self) -> None:
         _name("flist name", self.name)
-        _need(is_hex_id(self.id),
+        need(is_hex_id(self.id),
               f"flist {self.name}: id {self.id!r} is not 64 lowercase hex digits")
-        _need(isinstance(self.size, int) and 1 <= self.size <= MAX_FLIST_BYTES,
+        need(isinstance(self.size, int) and 1 <= self.size <= MAX_FLIST_BYTES,
               f"flist {self.name}: size {self.size} is outside 1..{MAX_FLIST_BYTES}")
         parts = self.mount.split("/")
-        _need(self.mount.startswith("/") and len(self.mount) <= 4096 and "\x00" not in self.mount
+        need(self.mount.startswith("/") and len(self.mount) <= 4096 and "\x00" not in self.mount
               and (self.mount == "/" or all(p not in ("", ".", "..") for p in parts[1:])),
               f"flist {self.name}: mount {self.mount!r} must be a normalised absolute path")
 
@@ -116,20 +111,20 @@ class ServiceSpec:
         if self.ready is not None:
             _argv(f"service {self.name}: ready", self.ready)
         for k, v in self.env.items():
-            _need(isinstance(k, str) and isinstance(v, str) and k != "" and "=" not in k
+            need(isinstance(k, str) and isinstance(v, str) and k != "" and "=" not in k
                   and "\x00" not in k + v,
                   f"service {self.name}: bad environment entry {k!r}")
         object.__setattr__(self, "env", MappingProxyType(dict(self.env)))
         for dep in self.after:
             _name(f"service {self.name}: dependency", dep)
-        _need(len(set(self.after)) == len(self.after) and self.name not in self.after,
+        need(len(set(self.after)) == len(self.after) and self.name not in self.after,
               f"service {self.name}: dependencies repeat or name itself")
-        _need(0 <= self.restart_initial_ms <= self.restart_max_ms <= 86_400_000,
+        need(0 <= self.restart_initial_ms <= self.restart_max_ms <= 86_400_000,
               f"service {self.name}: need 0 <= restart_initial_ms <= restart_max_ms <= 1 day")
-        _need(self.stop_signal in STOP_SIGNALS,
+        need(self.stop_signal in STOP_SIGNALS,
               f"service {self.name}: stop_signal {self.stop_signal!r} is not one of "
               + ", ".join(STOP_SIGNALS))
-        _need(0 <= self.stop_timeout_ms <= 3_600_000,
+        need(0 <= self.stop_timeout_ms <= 3_600_000,
               f"service {self.name}: stop_timeout_ms must be 0..3600000")
 
 
@@ -149,29 +144,29 @@ class Manifest:
 
     def __post_init__(self) -> None:
         _name("channel", self.channel)
-        _need(1 <= self.version <= MAX_INT, f"version {self.version} must be at least 1")
-        _need(0 <= self.issued_at < self.expires_at <= MAX_INT,
+        need(1 <= self.version <= MAX_INT, f"version {self.version} must be at least 1")
+        need(0 <= self.issued_at < self.expires_at <= MAX_INT,
               f"need 0 <= issued_at ({self.issued_at}) < expires_at ({self.expires_at})")
         agent_version_tuple(self.min_agent_version)
-        _need(0 <= self.rollout_ppm <= PPM, f"rollout_ppm {self.rollout_ppm} is outside 0..{PPM}")
+        need(0 <= self.rollout_ppm <= PPM, f"rollout_ppm {self.rollout_ppm} is outside 0..{PPM}")
         for what, urls in (("hubs", self.hubs), ("mirrors", self.mirrors)):
-            _need(len(urls) <= MAX_URLS, f"more than {MAX_URLS} {what}")
+            need(len(urls) <= MAX_URLS, f"more than {MAX_URLS} {what}")
             for url in urls:
-                _need(URL_RE.fullmatch(url) is not None, f"{what}: {url!r} is not an http(s) URL")
-        _need(len(self.flists) <= MAX_FLISTS, f"more than {MAX_FLISTS} flists")
-        _need(len(self.services) <= MAX_SERVICES, f"more than {MAX_SERVICES} services")
+                need(URL_RE.fullmatch(url) is not None, f"{what}: {url!r} is not an http(s) URL")
+        need(len(self.flists) <= MAX_FLISTS, f"more than {MAX_FLISTS} flists")
+        need(len(self.services) <= MAX_SERVICES, f"more than {MAX_SERVICES} services")
         names = [p.name for p in self.flists]
-        _need(len(set(names)) == len(names), "two flists share a name")
+        need(len(set(names)) == len(names), "two flists share a name")
         mounts = [p.mount for p in self.flists]
-        _need(len(set(mounts)) == len(mounts), "two flists share a mount point")
+        need(len(set(mounts)) == len(mounts), "two flists share a mount point")
         for s in self.services:
-            _need(s.flist in names, f"service {s.name} runs from flist {s.flist!r}, not pinned")
+            need(s.flist in names, f"service {s.name} runs from flist {s.flist!r}, not pinned")
         start_order(self.services)
         try:
             encoded = canonical.dumps(dict(self.metadata))
         except canonical.CanonicalError as exc:
             raise TrustUsageError(f"metadata: {exc}") from None
-        _need(len(encoded) <= MAX_METADATA_BYTES,
+        need(len(encoded) <= MAX_METADATA_BYTES,
               f"metadata is {len(encoded)} bytes, over the {MAX_METADATA_BYTES}-byte cap")
         object.__setattr__(self, "metadata", MappingProxyType(dict(self.metadata)))
 
@@ -190,7 +185,7 @@ def start_order(services: Sequence[ServiceSpec]) -> tuple[str, ...]:
     them, for the manifest and the supervisor alike).
     """
     by_name = {s.name: s for s in services}
-    _need(len(by_name) == len(services), "two services share a name")
+    need(len(by_name) == len(services), "two services share a name")
     order: list[str] = []
     state: dict[str, int] = {}  # 1 = on the current path, 2 = done
 
@@ -201,7 +196,7 @@ def start_order(services: Sequence[ServiceSpec]) -> tuple[str, ...]:
             raise TrustUsageError("service dependency cycle: " + " -> ".join((*path, name)))
         state[name] = 1
         for dep in by_name[name].after:
-            _need(dep in by_name, f"service {name} depends on unknown service {dep!r}")
+            need(dep in by_name, f"service {name} depends on unknown service {dep!r}")
             visit(dep, (*path, name))
         state[name] = 2
         order.append(name)

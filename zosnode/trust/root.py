@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from zosnode.trust import keys
-from zosnode.trust.errors import MalformedError, TrustUsageError
+from zosnode.trust.errors import MalformedError, TrustUsageError, need
 from zosnode.trust.schema import MAX_INT, versioned
 
 SPEC = 1
@@ -35,23 +35,18 @@ class Root:
     manifest_floor: int = 0
 
     def __post_init__(self) -> None:
-        if not 1 <= self.version <= MAX_INT:
-            raise TrustUsageError(f"root version {self.version} must be at least 1")
-        if not 0 <= self.expires_at <= MAX_INT:
-            raise TrustUsageError(f"root expires_at {self.expires_at} is not a unix time")
-        if not 0 <= self.manifest_floor <= MAX_INT:
-            raise TrustUsageError(f"root manifest_floor {self.manifest_floor} is negative")
-        if not self.keys or len(self.keys) > MAX_KEYS:
-            raise TrustUsageError(f"a root lists 1 to {MAX_KEYS} keys, not {len(self.keys)}")
+        need(1 <= self.version <= MAX_INT, f"root version {self.version} must be at least 1")
+        need(0 <= self.expires_at <= MAX_INT,
+             f"root expires_at {self.expires_at} is not a unix time")
+        need(0 <= self.manifest_floor <= MAX_INT,
+             f"root manifest_floor {self.manifest_floor} is negative")
+        need(bool(self.keys) and len(self.keys) <= MAX_KEYS,
+             f"a root lists 1 to {MAX_KEYS} keys, not {len(self.keys)}")
         for kid in self.keys:
-            if not keys.is_key_id(kid):
-                raise TrustUsageError(f"key id {kid!r} is not 64 lowercase hex digits")
-        if list(self.keys) != sorted(set(self.keys)):
-            raise TrustUsageError("root keys must be sorted and distinct")
-        if not 1 <= self.threshold <= len(self.keys):
-            raise TrustUsageError(
-                f"threshold {self.threshold} must be between 1 and the {len(self.keys)} keys"
-            )
+            need(keys.is_key_id(kid), f"key id {kid!r} is not 64 lowercase hex digits")
+        need(list(self.keys) == sorted(set(self.keys)), "root keys must be sorted and distinct")
+        need(1 <= self.threshold <= len(self.keys),
+             f"threshold {self.threshold} must be between 1 and the {len(self.keys)} keys")
 
     def expired(self, now: int) -> bool:
         return now >= self.expires_at
