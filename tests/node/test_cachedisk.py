@@ -221,7 +221,7 @@ def test_first_use_finds_altered_blocks_once_per_boot(tmp_path: Path) -> None:
     (cache.path / ids[2][:2] / ids[2]).unlink()
 
     said: list[str] = []
-    first = FirstUse(BlockCache(cache.path, 64 * MIB), lambda: fetcher, said.append)  # type: ignore[arg-type, return-value]
+    first = FirstUse(None, BlockCache(cache.path, 64 * MIB), lambda: fetcher, said.append)  # type: ignore[arg-type, return-value]
     trio.run(first.vet, data)
     assert first.refetched == 2 and sorted(fetcher.fetched) == sorted(ids[:2])
     assert sum("altered on the disk" in line for line in said) == 2

@@ -1,50 +1,43 @@
-"""The bounded output ring: whole, byte by byte, over-long lines, and the bound."""
+"""A service's output as lines: whole, byte by byte, over-long lines, and the bound."""
 
 from __future__ import annotations
 
 import pytest
 
-from zosnode.agent.services.ring import OutputRing
+from zosnode.agent.services.ring import OutputLines
 
 TEXT = b"first line\nsecond\r\nthird \xff bytes\nno newline"
 
 
 def test_whole_and_byte_by_byte_agree() -> None:
-    whole = OutputRing()
+    whole = OutputLines()
     got_whole = whole.feed(TEXT) + whole.close()
-    split = OutputRing()
+    split = OutputLines()
     got_split: list[str] = []
     for i in range(len(TEXT)):
         got_split += split.feed(TEXT[i : i + 1])
     got_split += split.close()
     assert got_whole == got_split == ["first line", "second", "third \ufffd bytes", "no newline"]
-    assert whole.lines() == split.lines()
 
 
 def test_trailing_partial_waits_for_its_newline() -> None:
-    ring = OutputRing()
-    assert ring.feed(b"abc") == []
-    assert ring.feed(b"def\nxy") == ["abcdef"]
-    assert ring.lines() == ("abcdef",)
-
-
-def test_keeps_only_the_newest_lines_within_the_bound() -> None:
-    ring = OutputRing(max_bytes=100, max_line=50)
-    for i in range(1000):
-        ring.feed(f"line {i:04d}\n".encode())
-    assert ring.size <= 100
-    assert ring.lines()[-1] == "line 0999"
-    assert len(ring.lines()) == 100 // len("line 0000\n")
-    assert ring.dropped == 1000 - len(ring.lines())
+    lines = OutputLines()
+    assert lines.feed(b"abc") == []
+    assert lines.feed(b"def\nxy") == ["abcdef"]
+    assert lines.close() == ["xy"] and lines.close() == []
 
 
 def test_a_line_without_newline_is_cut_not_grown() -> None:
-    ring = OutputRing(max_bytes=1000, max_line=10)
-    out = ring.feed(b"x" * 35)
+    lines = OutputLines(max_line=10)
+    out = lines.feed(b"x" * 35)
     assert out == ["x" * 10] * 3
-    assert ring.close() == ["x" * 5]
+    assert len(lines._partial) == 5  # what is held never exceeds one line
+    assert lines.close() == ["x" * 5]
+    for _ in range(1000):
+        lines.feed(b"y" * 7)
+        assert len(lines._partial) <= 10
 
 
-def test_bad_bounds() -> None:
+def test_bad_bound() -> None:
     with pytest.raises(ValueError):
-        OutputRing(max_bytes=10, max_line=20)
+        OutputLines(max_line=0)

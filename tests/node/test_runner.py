@@ -36,6 +36,9 @@ class Recorder:
     def change(self, ch: StateChanged) -> None:
         self.changes.append(ch)
 
+    def output(self, name: str) -> list[str]:
+        return [text for who, text in self.lines if who == name]
+
     def states(self, name: str) -> list[State]:
         return [c.state for c in self.changes if c.name == name]
 
@@ -90,10 +93,10 @@ async def test_output_is_captured_and_mirrored_and_env_is_exactly_the_manifests(
         async with trio.open_nursery() as n:
             await n.start(r.run)
             assert await r.wait_settled()
-            while len(r.output("hello")) < 3:
+            while len(rec.output("hello")) < 3:
                 await trio.sleep(0.02)
             await r.stop()
-    out = r.output("hello")
+    out = rec.output("hello")
     assert out[0] == "hello from node"
     # Only the manifest's variable (and what CPython itself sets) reaches the service.
     keys = set(out[1].removeprefix("keys ").split(","))
@@ -146,7 +149,7 @@ async def test_crashing_service_restarts_with_growing_delays(mount: Path) -> Non
     starts = [c.at_ms for c in rec.changes if c.state is State.STARTING]
     for backoff, delay, start in zip(backoffs, scheduled, starts[1:], strict=False):
         assert start - backoff.at_ms >= delay
-    assert r.output("crash").count("crashing") >= 5
+    assert rec.output("crash").count("crashing") >= 5
 
 
 async def test_failed_oneshot_blocks_dependants_and_is_reported(mount: Path) -> None:
@@ -199,7 +202,7 @@ async def test_stop_kills_a_service_that_ignores_its_stop_signal(mount: Path) ->
     with trio.fail_after(LIMIT_S):
         async with trio.open_nursery() as n:
             await n.start(r.run)
-            while "ignoring SIGTERM" not in r.output("stubborn"):
+            while "ignoring SIGTERM" not in rec.output("stubborn"):
                 await trio.sleep(0.02)
             pid = r.status()[0].pid
             assert pid is not None

@@ -19,7 +19,6 @@ boot.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import functools
 import os
@@ -32,6 +31,7 @@ from pathlib import Path
 
 import trio
 
+from zosnode.agent import pid1
 from zosnode.agent.boot.mounters import Mounter
 from zosnode.cache.store import BlockCache
 from zosnode.errors import ZosError
@@ -50,7 +50,6 @@ MIB = 1 << 20
 MOUNTPOINT = Path("/run/zosnode-cache")
 # ext2/3/4 superblock: at byte 1024; magic 0xEF53 at +56, uuid at +104, label at +120.
 _SB, _MAGIC, _UUID, _NAME = 1024, 56, 104, 120
-_MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_NOATIME = 2, 4, 8, 1024
 # (offset, bytes, name) of signatures a disk in use carries near its start.
 _SIGNATURES = (
     (510, b"\x55\xaa", "an MBR or boot sector"),
@@ -195,12 +194,12 @@ def format_blank(device: Path, say: Say, mkfs: str = "/sbin/mke2fs") -> bool:
 
 def _mount(device: Path, target: Path) -> None:
     target.mkdir(parents=True, exist_ok=True)
-    flags = _MS_NOSUID | _MS_NODEV | _MS_NOEXEC | _MS_NOATIME
     # errors=remount-ro: a failing disk turns read-only (writes then fail and are
     # counted) instead of being written on.
-    if libc().mount(os.fsencode(device), os.fsencode(target), b"ext4", flags,
-                    b"errors=remount-ro") != 0:
-        err = ctypes.get_errno()
+    err = pid1.mount(device, target, "ext4",
+                     pid1.MS_NOSUID | pid1.MS_NODEV | pid1.MS_NOEXEC | pid1.MS_NOATIME,
+                     "errors=remount-ro")
+    if err:
         raise CacheDiskError(err, f"cannot mount {device}: {os.strerror(err)}")
 
 
@@ -296,7 +295,7 @@ def hardware(cache_disk: str | None, sys_block: Path = Path("/sys/block"),
 
 
 class FirstUse:
-    """Checks the cached blocks of each flist about to be mounted against their ids.
+    """A `Mounter` that first checks the flist's cached blocks against their ids.
 
     The disk is untrusted, so before a release's first read each of its blocks
     the disk holds is hashed (BLAKE2b, its id); one that does not match (or
@@ -307,7 +306,9 @@ class FirstUse:
     the readers' otherwise.
     """
 
-    def __init__(self, cache: BlockCache, fetcher: Callable[[], Fetcher], say: Say) -> None:
+    def __init__(self, inner: Mounter, cache: BlockCache, fetcher: Callable[[], Fetcher],
+                 say: Say) -> None:
+        self.inner = inner
         self.cache = cache
         self.fetcher = fetcher
         self.say = say
@@ -327,6 +328,11 @@ class FirstUse:
             elif block is None and self.cache.stats.corrupt > corrupt:
                 bad.append(bid)
         return bad
+
+    async def serve(self, pin: FlistPin, flist: bytes, where: Path, *,
+                    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        await self.vet(flist)
+        await self.inner.serve(pin, flist, where, task_status=task_status)
 
     async def vet(self, flist: bytes) -> None:
         refs = decode_flist(flist).blocks()
@@ -388,17 +394,3 @@ def used_bytes(directory: Path, limit: int = 1_000_000) -> int:
     except OSError:
         pass
     return total
-
-
-class VettingMounter:
-    """A `Mounter` that runs `FirstUse.vet` on each flist before the mount reads it."""
-
-    def __init__(self, inner: Mounter, first_use: FirstUse) -> None:
-        self.inner = inner
-        self.first_use = first_use
-
-    async def serve(self, pin: FlistPin, flist: bytes, where: Path, *,
-                    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        await self.first_use.vet(flist)
-        await self.inner.serve(pin, flist, where, task_status=task_status)
-

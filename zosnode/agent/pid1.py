@@ -25,7 +25,9 @@ from typing import NoReturn, TextIO
 
 import trio
 
-MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x2, 0x4, 0x8
+from zosnode.mount.mountpoint import libc as _libc
+
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_NOATIME = 0x1, 0x2, 0x4, 0x8, 0x400
 SYS_FINIT_MODULE = 313  # x86_64
 MODULE_INIT_COMPRESSED_FILE = 4
 CMD_RESTART, CMD_POWER_OFF, CMD_CAD_OFF = 0x01234567, 0x4321FEDC, 0
@@ -48,8 +50,12 @@ def console_writer(stream: TextIO) -> Say:
     return say
 
 
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
+def mount(source: str | Path, target: Path, fstype: str, flags: int, data: str = "") -> int:
+    """mount(2): 0, or the errno it failed with."""
+    if _libc().mount(os.fsencode(source), os.fsencode(target), fstype.encode(),
+                     ctypes.c_ulong(flags), data.encode() or None) != 0:
+        return ctypes.get_errno()
+    return 0
 
 
 @dataclass(frozen=True)
@@ -71,19 +77,14 @@ PSEUDO_MOUNTS = (
 
 
 def mount_pseudo(root: Path, say: Say, mounts: Iterable[Mount] = PSEUDO_MOUNTS) -> None:
-    libc = _libc()
     for m in mounts:
         target = root / m.target
         target.mkdir(parents=True, exist_ok=True)
-        rc = libc.mount(m.source.encode(), str(target).encode(), m.fstype.encode(),
-                        ctypes.c_ulong(m.flags), m.data.encode() or None)
-        if rc != 0:
-            err = ctypes.get_errno()
-            if err == errno.EBUSY:
-                continue  # already mounted (the kernel mounts devtmpfs itself sometimes)
-            say(f"mount {m.fstype} on {target} failed: {os.strerror(err)}")
-        else:
-            say(f"mounted {m.fstype} on {target}")
+        err = mount(m.source, target, m.fstype, m.flags, m.data)
+        if err == errno.EBUSY:
+            continue  # already mounted (the kernel mounts devtmpfs itself sometimes)
+        say(f"mount {m.fstype} on {target} failed: {os.strerror(err)}" if err
+            else f"mounted {m.fstype} on {target}")
 
 
 def _norm(name: str) -> str:

@@ -9,18 +9,18 @@ console carry it; only "on" means the boot chain was verified.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import functools
 import os
 from pathlib import Path
+
+from zosnode.agent import pid1
 
 EFI_DIR = Path("/sys/firmware/efi")
 EFIVARS = EFI_DIR / "efivars"
 # EFI_GLOBAL_VARIABLE's SecureBoot: 4 bytes of attributes, then one byte, 1 = enforcing.
 SECURE_BOOT_VAR = "SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"
 STATES = ("on", "off", "bios", "unknown")
-_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
 
 
 def state(efi: bool, efivars_mounted: bool, value: bytes | None) -> str:
@@ -39,25 +39,14 @@ def state(efi: bool, efivars_mounted: bool, value: bytes | None) -> str:
     return {0: "off", 1: "on"}.get(value[4], "unknown")
 
 
-def _mount_efivarfs() -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    flags = _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
-    if libc.mount(b"efivarfs", str(EFIVARS).encode(), b"efivarfs", ctypes.c_ulong(flags),
-                  None) != 0 and ctypes.get_errno() != errno.EBUSY:
-        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
-
-
 def read(mount: bool) -> str:
     """This machine's state; with `mount` (PID 1 only) efivarfs is mounted first if needed."""
     if not EFI_DIR.is_dir():
         return "bios"
     mounted = os.path.ismount(EFIVARS)
     if not mounted and mount and EFIVARS.is_dir():
-        try:
-            _mount_efivarfs()
-            mounted = True
-        except OSError:
-            pass
+        flags = pid1.MS_RDONLY | pid1.MS_NOSUID | pid1.MS_NODEV | pid1.MS_NOEXEC
+        mounted = pid1.mount("efivarfs", EFIVARS, "efivarfs", flags) in (0, errno.EBUSY)
     value: bytes | None = None
     if mounted:
         try:

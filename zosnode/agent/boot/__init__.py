@@ -57,7 +57,6 @@ async def after_network(
     settings: BootSettings | None = None,
     fuse_command: Sequence[str] | None = None,
     boot: BootClock | None = None,
-    task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Boot the release and keep the node up to date; never returns.
 
@@ -125,8 +124,7 @@ async def after_network(
     children = mounter.cache_counts if isinstance(mounter, FuseChildMounter) else None
     first_use = None
     if disk is not None:
-        first_use = cachedisk.FirstUse(cache, lambda: hubs.fetcher, say)
-        mounter = cachedisk.VettingMounter(mounter, first_use)
+        mounter = first_use = cachedisk.FirstUse(mounter, cache, lambda: hubs.fetcher, say)
     report = functools.partial(cachedisk.cache_report, "disk" if disk else "ram", cache, note,
                                first_use, children)
     board = StatusBoard()
@@ -155,4 +153,3 @@ async def after_network(
         nursery.start_soon(follow_network)
         await nursery.start(console_task, board, draw)
         await nursery.start(node.run)
-        task_status.started(node)

@@ -155,11 +155,8 @@ class Node:
         mounter: Mounter,
         board: StatusBoard,
         say: Say,
-        wall_clock: Callable[[], float] = time.time,
         addresses: Callable[[], Sequence[str]] = tuple,
         audit: Callable[[], Sequence[str]] = tuple,
-        rng: random.Random | None = None,
-        started_at: float | None = None,
         boot: BootClock | None = None,
         hardware: HardwareReport | None = None,
         cache_report: Callable[[], CacheReport | None] = lambda: None,
@@ -173,10 +170,10 @@ class Node:
         self.mounter = mounter
         self.board = board
         self.say = say
-        self._wall = wall_clock
+        self._wall = time.time
         self._addresses = addresses
         self._audit = audit
-        self._rng = rng or random.SystemRandom()
+        self._rng = random.SystemRandom()
         self.policy = UpgradePolicy(identity.node_id)
         self.current: Release | None = None
         # Milliseconds from agent start to each boot phase's end (the heartbeat carries them).
@@ -186,7 +183,7 @@ class Node:
         self._dhcp_refusal = dhcp_refusal
         self.refusals: dict[str, RefusalReport] = {}  # the last of each kind
         self.failed_release: int | None = None
-        self._t0 = trio.current_time() if started_at is None else started_at
+        self._t0 = trio.current_time()
         self._nursery: trio.Nursery | None = None
         self._heartbeat_now = trio.Event()
         self._last_sent = 0
@@ -201,13 +198,6 @@ class Node:
 
     def _ms(self) -> int:
         return round((trio.current_time() - self._t0) * 1000)
-
-    @property
-    def boot_timings(self) -> dict[str, int]:
-        return self.boot.ends
-
-    def _mark(self, phase: str) -> None:
-        self.boot.mark(phase)  # boot phases only, not upgrades
 
     def _error(self, text: str) -> None:
         self.say(text)
@@ -237,9 +227,6 @@ class Node:
 
         return changed
 
-    def _service_line(self, name: str, text: str) -> None:
-        self.say(f"[{name}] {text}")
-
     # -- fetching and verifying ----------------------------------------------------
 
     async def _verified(self, data: bytes) -> Manifest:
@@ -256,22 +243,36 @@ class Node:
             agent_version=self.settings.agent_version,
         ).manifest
 
-    async def _first_manifest(self) -> Manifest:
+    async def _boot(self) -> tuple[Release, str | None]:
+        """Until a verified manifest's release runs: it, with None or why it is not ready."""
         attempt = 0
         while True:
             try:
                 data = await self.hubs.manifest()
-                if data is not None:
-                    return await self._verified(data)
                 why = "hub said not modified before we had a manifest"
+                if data is not None:
+                    manifest = await self._verified(data)
+                    self.board.resolve()
+                    self.boot.mark("manifest")
+                    stage = self.policy.offer(manifest)
+                    assert isinstance(stage, Stage)  # at boot any verified version goes
+                    self.board.update(phase=f"starting release {manifest.version}")
+                    release, problem = await self._bring_up(manifest)
+                    if release.runner is not None:
+                        return release, problem
+                    # Nothing ran (an flist could not be fetched or mounted): not a
+                    # verdict on the release, so forget the attempt and start over.
+                    await release.close()
+                    self.policy = UpgradePolicy(self.identity.node_id)
+                    why = f"release {manifest.version}: {problem}"
             except HubsUnreachable as exc:
                 why = str(exc)
             except Refused as exc:
                 why = f"manifest refused: {exc}"
                 self._refused("manifest", str(exc))
             delay = self.settings.boot_backoff.delay(attempt, self._rng.random())
-            self._error(f"{why}; retry in {delay:.1f} s")
             attempt += 1
+            self._error(f"{why}; retry in {delay:.1f} s")
             await trio.sleep(delay)
 
     # -- releases ----------------------------------------------------------------------
@@ -287,13 +288,13 @@ class Node:
             with trio.fail_at(deadline):
                 await self._nursery.start(
                     release.serve, self.hubs, self.mounter,
-                    self._on_change(release), self._service_line,
+                    self._on_change(release), lambda name, line: self.say(f"[{name}] {line}"),
                 )
         except ReleaseFailed as exc:
             return release, str(exc)
         except trio.TooSlowError:
             return release, "flists not mounted within the readiness deadline"
-        self._mark("mounts")
+        self.boot.mark("mounts")
         assert release.runner is not None
         with trio.move_on_at(deadline):
             if await release.runner.wait_settled():
@@ -317,32 +318,15 @@ class Node:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            attempt = 0
-            while True:
-                manifest = await self._first_manifest()
-                self.board.resolve()
-                self._mark("manifest")
-                stage = self.policy.offer(manifest)
-                assert isinstance(stage, Stage)
-                self.board.update(phase=f"starting release {manifest.version}")
-                release, why = await self._bring_up(manifest)
-                if release.runner is not None:
-                    break
-                # Nothing ran (an flist could not be fetched or mounted): not a
-                # verdict on the release, so forget the attempt and start over.
-                await release.close()
-                self.policy = UpgradePolicy(self.identity.node_id)
-                delay = self.settings.boot_backoff.delay(attempt, self._rng.random())
-                attempt += 1
-                self._error(f"release {manifest.version}: {why}; retry in {delay:.1f} s")
-                await trio.sleep(delay)
+            release, why = await self._boot()
+            manifest = release.manifest
             self.policy.staged_ready()  # at boot there is nothing to return to
             self._became_current(release)
-            self._mark("services")
+            self.boot.mark("services")
             if why is None:
                 self.board.resolve()
                 self.board.update(phase="ready")
-                self._mark("ready")
+                self.boot.mark("ready")
                 self.say(ready_message(manifest.version, self.identity.node_id))
                 self.say(phases_message(self.boot.ends))
                 self.say(memory_message())
@@ -355,12 +339,6 @@ class Node:
             nursery.start_soon(self._heartbeats)
             task_status.started()
             await self._poll_forever()
-
-    async def stop(self) -> None:
-        if self.current is not None:
-            await self.current.close()
-        if self._nursery is not None:
-            self._nursery.cancel_scope.cancel()
 
     # -- upgrades ------------------------------------------------------------------------------
 
@@ -458,7 +436,7 @@ class Node:
             addresses=tuple(self._addresses()),
             audit=tuple(self._audit()),
             failed_release=self.failed_release,
-            boot_timings_ms=dict(self.boot_timings),
+            boot_timings_ms=dict(self.boot.ends),
             identity_source=self.identity.source,
             hardware=self.hardware,
             cache=cache,

@@ -3,7 +3,7 @@
 Processes are exec'd directly (never through a shell) from the argv that
 `resolve_exec` allows, with exactly the environment the manifest gives (the
 agent's own environment is not inherited), stdin from /dev/null, stdout and
-stderr into the service's `OutputRing`, each in its own session so a stop
+stderr cut into lines for the console (`OutputLines`), each in its own session so a stop
 signal reaches its children too. If the runner is cancelled, every process
 it started is killed before it returns: no orphan outlives its supervisor.
 """
@@ -22,7 +22,7 @@ from zosnode.agent.services import events
 from zosnode.agent.services.allowlist import resolve_exec
 from zosnode.agent.services.errors import ExecRefused, SupervisorUsageError
 from zosnode.agent.services.machine import ServiceStatus, Supervisor
-from zosnode.agent.services.ring import OutputRing
+from zosnode.agent.services.ring import OutputLines
 from zosnode.trust.manifest import ServiceSpec
 
 LineSink = Callable[[str, str], None]  # (service, line)
@@ -44,9 +44,7 @@ class ServiceRunner:
         mounts: Mapping[str, Path],
         on_line: LineSink | None = None,
         on_change: ChangeSink | None = None,
-        ring_bytes: int = 64 * 1024,
         probe_interval_ms: int = 250,
-        probe_timeout_s: float = PROBE_TIMEOUT_S,
     ) -> None:
         """`mounts` maps each verified flist's name to where it is mounted."""
         missing = sorted({s.flist for s in specs} - set(mounts))
@@ -55,10 +53,8 @@ class ServiceRunner:
         self._specs = {s.name: s for s in specs}
         self._mounts = dict(mounts)
         self._sup = Supervisor(specs, probe_interval_ms=probe_interval_ms)
-        self._rings = {s.name: OutputRing(ring_bytes) for s in specs}
         self._on_line = on_line
         self._on_change = on_change
-        self._probe_timeout = probe_timeout_s
         self._procs: dict[tuple[str, int], subprocess.Popen[bytes]] = {}
         self._send, self._recv = trio.open_memory_channel[events.Event | _Stop](256)
         self._changed = trio.Event()
@@ -69,9 +65,6 @@ class ServiceRunner:
 
     def status(self) -> tuple[ServiceStatus, ...]:
         return self._sup.status()
-
-    def output(self, name: str) -> tuple[str, ...]:
-        return self._rings[name].lines()
 
     @property
     def dead_ends(self) -> tuple[str, ...]:
@@ -175,7 +168,7 @@ class ServiceRunner:
         assert popen.stdout is not None
         stream = trio.lowlevel.FdStream(os.dup(popen.stdout.fileno()))
         popen.stdout.close()
-        ring = self._rings[name]
+        lines = OutputLines()
         self._procs[(name, run)] = popen
         try:
             async with trio.open_nursery() as inner:
@@ -184,9 +177,9 @@ class ServiceRunner:
                 async def pump() -> None:
                     try:
                         while chunk := await stream.receive_some(65536):
-                            self._emit(name, ring.feed(chunk))
+                            self._emit(name, lines.feed(chunk))
                     finally:
-                        self._emit(name, ring.close())
+                        self._emit(name, lines.close())
                         drained.set()
 
                 inner.start_soon(pump)
@@ -215,7 +208,7 @@ class ServiceRunner:
             self._emit(action.name, [f"readiness probe failed to start: {exc.strerror}"])
         else:
             try:
-                with trio.move_on_after(self._probe_timeout):
+                with trio.move_on_after(PROBE_TIMEOUT_S):
                     ok = await _wait_exit(popen) == 0
             finally:
                 if popen.poll() is None:
