@@ -216,9 +216,7 @@ class DhcpClient:
             raise NetUsageError(f"dhcp: start while {self.state.value}")
         if previous is not None:
             self._remembered = str(ipaddress.IPv4Address(previous))
-        if self._remembered is not None:
-            return self._init_reboot(now, "started with a previous address")
-        return self._discover(now, "started")
+        return self._begin(now, "started")
 
     def link_down(self, now: float) -> list[Event]:
         if self.state is State.STOPPED:
@@ -234,11 +232,7 @@ class DhcpClient:
         return out
 
     def link_up(self, now: float) -> list[Event]:
-        if self.state is not State.STOPPED:
-            return []
-        if self._remembered is not None:
-            return self._init_reboot(now, "link up")
-        return self._discover(now, "link up")
+        return self._begin(now, "link up") if self.state is State.STOPPED else []
 
     def timeout(self, now: float) -> list[Event]:
         if self.deadline is None or now < self.deadline:
@@ -340,9 +334,12 @@ class DhcpClient:
         out.append(self._transmit(opts, now, BROADCAST))
         return out
 
-    def _init_reboot(self, now: float, reason: str) -> list[Event]:
+    def _begin(self, now: float, reason: str) -> list[Event]:
+        """INIT-REBOOT if we know an address we held, else discovery."""
+        if self._remembered is None:
+            return self._discover(now, reason)
         self._new_xid(now)
-        out = self._to(State.INIT_REBOOT, reason)
+        out = self._to(State.INIT_REBOOT, f"{reason} with a previous address")
         out += self._to(State.REBOOTING, f"asking again for {self._remembered}")
         return out + self._send_request(now)
 

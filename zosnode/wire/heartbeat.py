@@ -181,10 +181,8 @@ class Heartbeat:
         kinds = [r.kind for r in self.refusals if isinstance(r, RefusalReport)]
         if len(kinds) != len(self.refusals) or len(set(kinds)) != len(kinds):
             raise WireUsageError("refusals must be RefusalReport values, one per kind")
-        object.__setattr__(self, "refusals", tuple(self.refusals))
-        object.__setattr__(self, "services", tuple(self.services))
-        object.__setattr__(self, "addresses", tuple(self.addresses))
-        object.__setattr__(self, "audit", tuple(self.audit))
+        for name in ("refusals", "services", "addresses", "audit"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = _plain(self)
