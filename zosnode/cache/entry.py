@@ -5,27 +5,18 @@
 The xxh3 sum catches accidental corruption (a flipped bit, a torn write) on
 every read at memory speed. It is no defence against someone who rewrites the
 medium on purpose: that is caught by BLAKE2b-256, which the flist layer's
-`decode_block` checks before a byte of a block is used. An entry whose sum
-is damaged but whose block still hashes to its id is accepted (FULL) and
-rewritten by the cache.
+`decode_block` checks before a byte of a block is used. A damaged entry is
+dropped and its block fetched again.
 """
 
 from __future__ import annotations
 
-from enum import Enum
-
 import xxhash
 
 from zosnode.cache.errors import CorruptEntry
-from zosnode.layout import object_id
 
 MAGIC = b"ZC1\n"
 HEADER = len(MAGIC) + 8
-
-
-class Check(Enum):
-    FAST = "fast"  # keyed xxh3 matched
-    FULL = "full"  # xxh3 did not, BLAKE2b of the block matched its id: rewrite
 
 
 def checksum(seed: int, block: bytes | memoryview) -> bytes:
@@ -36,17 +27,15 @@ def encode(seed: int, block: bytes) -> bytes:
     return MAGIC + checksum(seed, block) + block
 
 
-def decode(seed: int, block_id: str, data: bytes) -> tuple[bytes, Check]:
-    """The block held by `data`, or CorruptEntry if it fails both checks."""
+def decode(seed: int, block_id: str, data: bytes) -> bytes:
+    """The block held by `data`, or CorruptEntry."""
     return check(seed, block_id, data[:HEADER], data[HEADER:])
 
 
-def check(seed: int, block_id: str, header: bytes, block: bytes) -> tuple[bytes, Check]:
+def check(seed: int, block_id: str, header: bytes, block: bytes) -> bytes:
     """`decode` of an entry read as its header and its block (no copy of the block)."""
     if len(header) < HEADER or not header.startswith(MAGIC):
         raise CorruptEntry(f"cache entry {block_id}: bad header")
-    if checksum(seed, block) == header[len(MAGIC) : HEADER]:
-        return block, Check.FAST
-    if object_id(block) == block_id:
-        return block, Check.FULL
-    raise CorruptEntry(f"cache entry {block_id}: checksum mismatch")
+    if checksum(seed, block) != header[len(MAGIC) :]:
+        raise CorruptEntry(f"cache entry {block_id}: checksum mismatch")
+    return block

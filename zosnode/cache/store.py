@@ -136,11 +136,11 @@ class BlockCache:
         (one thread hop: read, checksum, then the caller's hash and decode).
         None if absent, corrupt, or refused by `check` (then dropped too)."""
 
-        def work() -> tuple[tuple[Block, entry.Check] | CorruptEntry | None, T | None]:
+        def work() -> tuple[Block | CorruptEntry | None, T | None]:
             found = self._read(block_id)
             if found is None or isinstance(found, CorruptEntry):
                 return found, None
-            value = check(found[0])
+            value = check(found)
             if value is None:
                 return CorruptEntry(f"cache entry {block_id}: refused by its check"), None
             return found, value
@@ -149,7 +149,7 @@ class BlockCache:
         self._account_read(block_id, found)
         return value
 
-    def _read(self, block_id: str) -> tuple[Block, entry.Check] | CorruptEntry | None:
+    def _read(self, block_id: str) -> Block | CorruptEntry | None:
         # Thread-safe: touches only the file, never the index or the stats.
         try:
             fd = os.open(self._file(block_id), os.O_RDONLY | os.O_CLOEXEC)
@@ -163,7 +163,7 @@ class BlockCache:
                 view = memoryview(mmap.mmap(fd, size, prot=mmap.PROT_READ,
                                             flags=mmap.MAP_SHARED | mmap.MAP_POPULATE))
                 if view[: len(entry.MAGIC)] == entry.MAGIC:
-                    return view[entry.HEADER :], entry.Check.FAST
+                    return view[entry.HEADER :]
             header = os.pread(fd, entry.HEADER, 0)
             block = os.pread(fd, max(0, size - entry.HEADER), entry.HEADER)
         finally:
@@ -174,7 +174,7 @@ class BlockCache:
             return exc
 
     def _account_read(
-        self, block_id: str, found: tuple[Block, entry.Check] | CorruptEntry | None
+        self, block_id: str, found: Block | CorruptEntry | None
     ) -> Block | None:
         if found is None:
             self._lru.remove(block_id)
@@ -186,13 +186,9 @@ class BlockCache:
             self._lru.remove(block_id)
             self._unlink(block_id)
             return None
-        block, check = found
         self.stats.hits += 1
-        if check is entry.Check.FULL:
-            self.put(block_id, block)
-        else:
-            self._lru.touch(block_id)
-        return block
+        self._lru.touch(block_id)
+        return found
 
     def put(self, block_id: str, block: Block) -> None:
         """Store a block the caller has verified against its id."""

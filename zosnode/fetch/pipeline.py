@@ -27,7 +27,7 @@ import trio
 from zosnode.cache.store import own_copy
 from zosnode.fetch.source import BlockSource
 from zosnode.flist.blocks import BlockRef, Buffer
-from zosnode.flist.extract import extract_blocks, read_order
+from zosnode.flist.materialize import extract_blocks, read_order
 from zosnode.flist.view import FlistView
 
 

@@ -178,8 +178,3 @@ def decode_verified(ref: BlockRef, stored: Buffer) -> Buffer:
         except nacl.exceptions.CryptoError:
             raise IntegrityError(f"block {ref.id} does not decrypt with its key") from None
     return _decompress(body, ref.compression, ref.size)
-
-
-def read_ref(ref: BlockRef, stored: Buffer) -> Buffer:
-    """The file bytes `ref` points at, from the block's stored bytes."""
-    return decode_block(ref, stored)[ref.offset : ref.offset + ref.length]

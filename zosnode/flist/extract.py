@@ -1,30 +1,23 @@
-"""Materialise an flist into a directory, and read files out of it (sync front ends).
+"""Extract an flist from a local store, and read blocks from one (sync front ends).
 
-Every block is verified (decode_block) before a byte of it is written.
-Nothing can land outside the target: names are checked by the format (no
-'/', '.', '..'), each directory is opened relative to its parent's file
-descriptor with O_NOFOLLOW, files are created with O_EXCL|O_NOFOLLOW, and the
-target must be empty, so neither a hostile flist nor something planted in the
-target can redirect a write. Symlinks are created as stored, never followed.
+A node never reads a local store: its extracts are `zosnode.fetch.pipeline`'s,
+over `zosnode.flist.materialize`, which writes for both. Every block is
+verified (`decode_block`) before a byte of it is used.
 """
 
 from __future__ import annotations
 
-import errno
 import os
 from collections import OrderedDict
 from collections.abc import Callable
-from contextlib import ExitStack
 from typing import Protocol
 
-from zosnode.atomicfile import new_tree
 from zosnode.flist.blocks import BlockRef, Buffer, decode_block
-from zosnode.flist.errors import FlistInputError, UnsafeTargetError
-from zosnode.flist.format import Entry, Kind
+from zosnode.flist.materialize import DecodedBlocks, extract_blocks, read_order
 from zosnode.flist.view import FlistView
 
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+__all__ = ["BlockReader", "DecodedBlocks", "StoredBlocks", "extract", "extract_blocks",
+           "read_order"]
 
 
 class StoredBlocks(Protocol):
@@ -33,14 +26,6 @@ class StoredBlocks(Protocol):
 
     def get(self, ref: BlockRef) -> bytes:
         """The STORED bytes of the block `ref` names; the caller verifies them."""
-        ...
-
-
-class DecodedBlocks(Protocol):
-    """What the writer reads: whole decoded blocks, each verified against its id."""
-
-    def block(self, ref: BlockRef) -> Buffer:
-        """The decoded block `ref` names, checked (`decode_block`) before it is returned."""
         ...
 
 
@@ -66,71 +51,6 @@ class BlockReader:
         return data
 
 
-class _Privilege:
-    """What this process may do. Without root, owners are not set, and device
-    nodes and xattrs the kernel refuses (security.*, trusted.*) are skipped and
-    listed, so an image still extracts on a workstation."""
-
-    def __init__(self, skipped: list[str] | None) -> None:
-        self.root = os.geteuid() == 0
-        self.skipped = skipped if skipped is not None else []
-
-    def setxattrs(self, target: str | bytes | int, entry: Entry, where: bytes,
-                  follow: bool = True) -> None:
-        for name, value in entry.xattrs:
-            try:
-                os.setxattr(target, name, value, follow_symlinks=follow)
-            except PermissionError:
-                if self.root:
-                    raise
-                self.skipped.append(f"xattr {name.decode(errors='replace')} of "
-                                    f"{where.decode(errors='replace')}")
-
-    def apply(self, fd: int, entry: Entry, where: bytes) -> None:
-        # Owner before mode (chown clears set-id bits) and before xattrs (it
-        # clears security.capability); times last (xattrs do not change mtime).
-        if self.root:
-            os.fchown(fd, entry.uid, entry.gid)
-        os.fchmod(fd, entry.mode)
-        self.setxattrs(fd, entry, where)
-        os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
-
-
-def read_order(view: FlistView) -> list[BlockRef]:
-    """The blocks `extract` asks for, in the order it asks (a block read for
-    consecutive pieces counted once): what a pipeline fetches ahead of it."""
-    order: list[BlockRef] = []
-    last = ""
-
-    def walk(d: Entry) -> None:
-        nonlocal last
-        for e in view.children(d):
-            if e.kind is Kind.DIR:
-                walk(e)
-            elif e.kind is Kind.REG:
-                for p in view.plan_read(e, 0, e.size):
-                    if p.ref is not None and p.ref.id != last:
-                        order.append(p.ref)
-                        last = p.ref.id
-
-    walk(view.root)
-    return order
-
-
-def _write_file(fd: int, view: FlistView, entry: Entry, reader: DecodedBlocks) -> None:
-    pos = 0
-    for p in view.plan_read(entry, 0, entry.size):
-        if p.ref is not None:
-            mv = memoryview(reader.block(p.ref))[p.start : p.start + p.length]
-            while mv:
-                n = os.pwrite(fd, mv, pos)
-                mv = mv[n:]
-                pos += n
-        else:
-            pos += p.length  # a hole: leave it unwritten, truncate sets the size
-    os.ftruncate(fd, entry.size)
-
-
 def extract(
     view: FlistView,
     source: StoredBlocks,
@@ -141,167 +61,7 @@ def extract(
 ) -> int:
     """Write the whole image into `target` (absent or empty); return bytes written.
 
-    Without root, what needs privilege is left out and described in `skipped`.
-
-    An absent target appears only when complete: the tree is built under a
-    temporary sibling name and renamed (`atomicfile.new_tree`). An existing
-    empty directory (a mount point) is filled in place.
+    See `extract_blocks`.
     """
     return extract_blocks(view, BlockReader(source), target, progress=progress,
                           skipped=skipped)
-
-
-def extract_blocks(
-    view: FlistView,
-    blocks: DecodedBlocks,
-    target: str | os.PathLike[str],
-    *,
-    progress: Callable[[int, int], None] | None = None,
-    skipped: list[str] | None = None,
-) -> int:
-    """`extract` from verified decoded blocks (a pipeline's: `zosnode.fetch.eager`),
-    asked for in `read_order`."""
-    tpath = os.path.abspath(os.fspath(target))
-    if os.path.lexists(tpath):
-        return _extract_at(view, blocks, tpath, progress, _Privilege(skipped))
-    with ExitStack() as stack:
-        try:
-            tmp = stack.enter_context(new_tree(tpath))
-        except OSError as exc:
-            raise FlistInputError(f"cannot create {tpath}: {exc.strerror}") from None
-        return _extract_at(view, blocks, tmp, progress, _Privilege(skipped))
-
-
-def _extract_at(
-    view: FlistView, blocks: DecodedBlocks, tpath: str,
-    progress: Callable[[int, int], None] | None, priv: _Privilege,
-) -> int:
-    try:
-        root_fd = os.open(tpath, _DIR_FLAGS)
-    except OSError as exc:
-        raise UnsafeTargetError(f"{tpath} is not a directory we can open: {exc.strerror}") from None
-    try:
-        if os.listdir(root_fd):
-            raise UnsafeTargetError(f"{tpath} is not empty")
-        return _extract_into(view, blocks, root_fd, progress, priv)
-    finally:
-        os.close(root_fd)
-
-
-def _extract_into(
-    view: FlistView, reader: DecodedBlocks, root_fd: int,
-    progress: Callable[[int, int], None] | None, priv: _Privilege,
-) -> int:
-    total = sum(e.size for e in view.entries)
-    written = 0
-    # A hardlink whose target is not written yet (never, for flists our builder
-    # makes: targets come first) is linked at the end.
-    deferred: list[Entry] = []
-    created: set[int] = set()
-
-    def walk(dir_fd: int, dentry: Entry) -> None:
-        nonlocal written
-        for e in view.children(dentry):
-            name = e.name
-            try:
-                if e.kind is Kind.DIR:
-                    os.mkdir(name, 0o700, dir_fd=dir_fd)
-                    fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
-                    try:
-                        walk(fd, e)
-                        priv.apply(fd, e, view.path_of(e))
-                    finally:
-                        os.close(fd)
-                elif e.kind is Kind.REG:
-                    fd = os.open(name, _FILE_FLAGS, 0o600, dir_fd=dir_fd)
-                    try:
-                        _write_file(fd, view, e, reader)
-                        priv.apply(fd, e, view.path_of(e))
-                    finally:
-                        os.close(fd)
-                    written += e.size
-                    if progress is not None:
-                        progress(written, total)
-                elif e.kind is Kind.SYMLINK:
-                    os.symlink(e.target, name, dir_fd=dir_fd)
-                    if priv.root:
-                        os.chown(name, e.uid, e.gid, dir_fd=dir_fd, follow_symlinks=False)
-                    if e.xattrs:
-                        priv.setxattrs(f"/proc/self/fd/{dir_fd}/".encode() + name, e,
-                                       view.path_of(e), follow=False)
-                    os.utime(name, ns=(e.mtime_ns, e.mtime_ns), dir_fd=dir_fd,
-                             follow_symlinks=False)
-                elif e.kind is Kind.HARDLINK:
-                    if e.link in created:
-                        _link(view, root_fd, e, dir_fd)
-                    else:
-                        deferred.append(e)
-                elif e.kind in (Kind.CHR, Kind.BLK) and not priv.root:
-                    priv.skipped.append(f"device {view.path_of(e).decode(errors='replace')}")
-                    continue
-                else:
-                    fmt = {Kind.CHR: 0o020000, Kind.BLK: 0o060000, Kind.FIFO: 0o010000}[e.kind]
-                    os.mknod(name, fmt | 0o600, e.rdev, dir_fd=dir_fd)
-                    fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-                    try:
-                        # O_PATH fds do not take fchown/fchmod; /proc/self/fd does.
-                        proc = f"/proc/self/fd/{fd}"
-                        if priv.root:
-                            os.chown(proc, e.uid, e.gid)
-                        os.chmod(proc, e.mode)
-                        priv.setxattrs(proc, e, view.path_of(e))
-                        os.utime(proc, ns=(e.mtime_ns, e.mtime_ns))
-                    finally:
-                        os.close(fd)
-                created.add(e.index)
-            except FileExistsError:
-                raise UnsafeTargetError(
-                    f"{view.path_of(e)!r} already exists in the target"
-                ) from None
-            except OSError as exc:
-                if exc.errno == errno.ELOOP:
-                    raise UnsafeTargetError(f"{view.path_of(e)!r}: symlink in the way") from None
-                raise FlistInputError(f"cannot write {view.path_of(e)!r}: {exc}") from None
-
-    walk(root_fd, view.root)
-    for e in deferred:
-        assert e.parent is not None
-        if e.link not in created:
-            # Its target was skipped (a device node, without root).
-            priv.skipped.append(f"hardlink {view.path_of(e).decode(errors='replace')}")
-            continue
-        dst_fd = _open_dir(view, root_fd, view.entries[e.parent])
-        try:
-            _link(view, root_fd, e, dst_fd)
-            # Linking touched the directory's times; put them back.
-            parent = view.entries[e.parent]
-            os.utime(dst_fd, ns=(parent.mtime_ns, parent.mtime_ns))
-        finally:
-            os.close(dst_fd)
-    priv.apply(root_fd, view.root, b"/")
-    return written
-
-
-def _link(view: FlistView, root_fd: int, e: Entry, dst_fd: int) -> None:
-    target = view.resolve(e)
-    assert target.parent is not None
-    src_fd = _open_dir(view, root_fd, view.entries[target.parent])
-    try:
-        os.link(target.name, e.name, src_dir_fd=src_fd, dst_dir_fd=dst_fd,
-                follow_symlinks=False)
-    finally:
-        os.close(src_fd)
-
-
-def _open_dir(view: FlistView, root_fd: int, entry: Entry) -> int:
-    chain = []
-    e: Entry | None = entry
-    while e is not None and e.parent is not None:
-        chain.append(e.name)
-        e = view.entries[e.parent]
-    fd = os.dup(root_fd)
-    for name in reversed(chain):
-        nfd = os.open(name, _DIR_FLAGS, dir_fd=fd)
-        os.close(fd)
-        fd = nfd
-    return fd
