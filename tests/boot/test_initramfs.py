@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import subprocess
 import sys
 import zipfile
@@ -10,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.boot.conftest import TOP, BootFiles, build_initramfs, require_debian_tools
-from zosnode.bootmedia import cpio
+from zosnode.bootmedia import cpio, profile
 from zosnode.bootmedia.compression import decompress
 from zosnode.bootmedia.cpio import Kind
 from zosnode.bootmedia.debs import parse_lock
@@ -26,8 +29,27 @@ def test_contents(boot_files: BootFiles) -> None:
     entries = _entries(boot_files)
     init = entries["init"]
     assert init.kind is Kind.FILE and init.perm == 0o755
-    assert init.data == boot_files.zipapp.read_bytes()
+    # /init is the artifact's node profile: a subset of its files, each the
+    # artifact's bytes, each listed in initramfs.json (profile.py).
+    artifact = boot_files.zipapp.read_bytes()
+    assert init.data != artifact and profile.check(init.data, artifact) == []
     assert init.data.startswith(b"#!/usr/bin/python3.11\n")
+    info = json.loads((boot_files.out / "initramfs.json").read_text())["node_profile"]
+    with zipfile.ZipFile(io.BytesIO(init.data)) as zf:
+        held = {n: hashlib.sha256(zf.read(n)).hexdigest() for n in zf.namelist()}
+        assert all(i.compress_type == zipfile.ZIP_STORED for i in zf.infolist())
+    assert held == info["files"]
+    assert info["artifact_sha256"] == hashlib.sha256(artifact).hexdigest()
+    # The node's paths are in it; the builder's and hub's are not.
+    for kept in ("zosnode/agent/boot/__init__.pyc", "zosnode/mount/child.pyc",
+                 "zosnode/artifact/unpack.pyc", "zosnode/_artifact.json", "__main__.pyc",
+                 "pyroute2/iproute/linux.pyc"):
+        assert kept in held, kept
+    assert any(n.startswith("_native/pyfuse3/") for n in held)
+    for dropped in ("zosnode/hub/", "zosnode/bootmedia/", "zosnode/cli/hub_cmd",
+                    "_native/pyfastcdc/"):
+        assert not [n for n in held if n.startswith(dropped)], dropped
+    assert not [n for n in held if n.endswith(".py") and not n.startswith("_native/")]
     assert entries["usr/bin/python3.11"].kind is Kind.FILE
     assert entries["lib64/ld-linux-x86-64.so.2"].kind is Kind.SYMLINK
     assert entries["dev/console"].rdev == (5, 1) and entries["dev/urandom"].rdev == (1, 9)
@@ -75,7 +97,8 @@ def test_no_shell_busybox_or_other_interpreter(boot_files: BootFiles) -> None:
     assert list(parts) == ["interpreter", "programs", "stdlib", "libraries", "artifact",
                            "modules", "other"]
     assert int(parts["programs"].split()[0]) == 1  # mke2fs, for zos.cache.format=
-    assert int(parts["artifact"].split()[1]) == len(boot_files.zipapp.read_bytes())
+    init = _entries(boot_files)["init"].data
+    assert int(parts["artifact"].split()[1]) == len(init)
 
 
 def test_forbidden_detector_catches_a_shell() -> None:

@@ -72,12 +72,12 @@ def verify_tree(root: Path, expected: dict[str, str]) -> str | None:
     return None
 
 
-def _extract(zf: zipfile.ZipFile, record: Record, dest: Path) -> None:
-    for rel in sorted(record.native_files):
+def _extract(zf: zipfile.ZipFile, expected: dict[str, str], dest: Path) -> None:
+    for rel in sorted(expected):
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         data = zf.read(NATIVE_PREFIX + rel)
-        if hashlib.sha256(data).hexdigest() != record.native_files[rel]:
+        if hashlib.sha256(data).hexdigest() != expected[rel]:
             raise ArtifactError(f"artifact member {rel} does not match its record")
         with open(target, "wb") as f:
             f.write(data)
@@ -91,11 +91,14 @@ def ensure_native(archive: Path, base: Path | None = None) -> tuple[Path, Record
     base = base or runtime_base()
     with zipfile.ZipFile(archive) as zf:
         record = Record.from_json(zf.read(RECORD_NAME))
+        # A node profile (bootmedia/profile.py) holds only the natives a node loads.
+        held = set(zf.namelist())
+        expected = {r: h for r, h in record.native_files.items() if NATIVE_PREFIX + r in held}
         base.mkdir(mode=0o700, parents=True, exist_ok=True)
         final = base / record.build_id[:32]
         for _ in range(_ATTEMPTS):
             if final.exists():
-                problem = verify_tree(final, record.native_files)
+                problem = verify_tree(final, expected)
                 if problem is None:
                     return final, record
                 print(
@@ -106,7 +109,7 @@ def ensure_native(archive: Path, base: Path | None = None) -> tuple[Path, Record
                 continue
             try:
                 with new_tree(final) as tmp:
-                    _extract(zf, record, Path(tmp))
+                    _extract(zf, expected, Path(tmp))
             except OSError:
                 # Another starter won the rename (or left a tree): check theirs.
                 continue

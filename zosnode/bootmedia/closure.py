@@ -111,11 +111,14 @@ def native_names(data: bytes) -> Iterator[str]:
         yield from _with_parents(m.group().decode("ascii"))
 
 
-def artifact_roots(zipapp: bytes) -> set[str]:
-    """Module names the artifact's own files import (relative imports stay inside it)."""
+def artifact_roots(zipapp: bytes, only: frozenset[str] | None = None) -> set[str]:
+    """Module names the artifact's own files import (relative imports stay inside it);
+    given `only` (the node profile's members), from those modules' sources alone."""
     roots: set[str] = set()
     with zipfile.ZipFile(BytesIO(zipapp)) as zf:
         for name in sorted(zf.namelist()):
+            if only is not None and name not in only and name + "c" not in only:
+                continue
             if name.endswith(".py"):
                 is_package = name.endswith("__init__.py")
                 stem = name.removeprefix("_native/")[:-3].removesuffix("__init__").rstrip("/")
@@ -172,12 +175,15 @@ def artifact_modules(zipapp: bytes) -> list[str]:
         names = zf.namelist()
     out = []
     for name in sorted(names):
+        # A source, or a sourceless pyc (a node profile keeps only those).
+        if name.endswith(".pyc") and "__pycache__" not in name:
+            name = name[:-1]
         if not name.endswith(".py") or name.endswith("__main__.py"):
             continue
         stem = name.removeprefix(NATIVE_PREFIX)[:-3].removesuffix("/__init__")
         if "-" not in stem and "." not in stem:
             out.append(stem.replace("/", "."))
-    return out
+    return sorted(set(out))
 
 
 def traced(roots: Iterable[str], runtime: Path, python: str, loader: str,

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
 
-from zosnode.bootmedia import closure, compression, debs, kmod
+from zosnode.bootmedia import closure, compression, debs, kmod, profile
 from zosnode.bootmedia.cpio import Entry, Kind, Tree, encode
 from zosnode.bootmedia.errors import BuildInputError
 from zosnode.bootmedia.ipxe import NATIVE_DIR
-from zosnode.bootmedia.runtime import PROGRAMS, PYTHON, STDLIB, collect
+from zosnode.bootmedia.runtime import LIB_DIRS, LOADER, PROGRAMS, PYTHON, STDLIB, collect
 
 INTERPRETER = "/" + PYTHON
 STDLIB_DIR = STDLIB + "/"
@@ -67,6 +67,7 @@ class Result:
     members: int
     modules: tuple[str, ...]
     libraries: tuple[str, ...]
+    node_profile: dict[str, object]  # profile.describe: the artifact, each /init file's sha256
 
     def info(self, compression_name: str) -> dict[str, object]:
         return {
@@ -80,6 +81,7 @@ class Result:
             "kernel_size": len(self.kernel),
             "modules": list(self.modules),
             "libraries": list(self.libraries),
+            "node_profile": self.node_profile,
         }
 
 
@@ -183,7 +185,7 @@ def build(inputs: Inputs) -> Result:
     pins = debs.parse_lock(inputs.lock.read_text(), str(inputs.lock))
     wanted = kmod.parse_list(inputs.modules_list.read_text())
     zipapp = inputs.zipapp.read_bytes()
-    natives = check_zipapp(zipapp)
+    check_zipapp(zipapp)
     debs_dir = inputs.cache / "initramfs-debs"
     files = {pin: debs.fetch(pin, debs_dir) for pin in pins}
 
@@ -193,8 +195,13 @@ def build(inputs: Inputs) -> Result:
         kernel_root = Path(tmp) / "kernel"
         for pin, deb in files.items():
             debs.extract(deb, kernel_root if pin.role == "kernel" else runtime_root)
-        report = collect(runtime_root, tree, natives, closure.artifact_roots(zipapp),
-                         zipapp)
+        loaded = profile.probe(zipapp, runtime_root, PYTHON, LOADER, LIB_DIRS)
+        with zipfile.ZipFile(BytesIO(zipapp)) as zf:
+            members = profile.select(zf.namelist(), loaded)
+        node_init = profile.write(zipapp, members)
+        natives = check_zipapp(node_init)
+        report = collect(runtime_root, tree, natives,
+                         closure.artifact_roots(zipapp, frozenset(members)), node_init)
         version, kernel, moddir = _kernel_parts(kernel_root)
         modules = _add_modules(tree, moddir, version, wanted)
     for d in DIRS:
@@ -202,10 +209,11 @@ def build(inputs: Inputs) -> Result:
     tree.mkdir(NATIVE_DIR.lstrip("/"), 0o700)
     for name, major, minor, perm in DEVICES:
         tree.add(Entry(name, Kind.CHAR, perm, rdev=(major, minor)))
-    tree.add(Entry("init", Kind.FILE, 0o755, data=zipapp))
+    tree.add(Entry("init", Kind.FILE, 0o755, data=node_init))
     tree.add(Entry("etc/zosnode-initramfs.json", Kind.FILE, 0o644, data=json.dumps(
         {"packages": {p.name: p.version for p in pins}, "kernel": version,
-         "init_sha256": hashlib.sha256(zipapp).hexdigest()},
+         "init_sha256": hashlib.sha256(node_init).hexdigest(),
+         "artifact_sha256": hashlib.sha256(zipapp).hexdigest()},
         sort_keys=True, indent=1).encode() + b"\n"))
     entries = tree.entries()
     bad = forbidden_members(e.path for e in entries)
@@ -214,4 +222,5 @@ def build(inputs: Inputs) -> Result:
     raw = encode(entries, inputs.mtime)
     return Result(image=compression.compress(raw, inputs.compression), kernel=kernel,
                   kernel_version=version, unpacked_size=len(raw), members=len(entries),
-                  modules=modules, libraries=report.libraries)
+                  modules=modules, libraries=report.libraries,
+                  node_profile=profile.describe(zipapp, node_init))

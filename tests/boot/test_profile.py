@@ -1,0 +1,84 @@
+"""The node profile (bootmedia/profile.py): which members, written how, checked how."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from zosnode.artifact.record import RECORD_NAME, ArtifactError
+from zosnode.artifact.unpack import ensure_native
+from zosnode.bootmedia import profile
+
+
+def _zipapp(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(zipfile.ZipInfo(name, date_time=(2020, 1, 2, 3, 4, 6)), data,
+                        compress_type=zipfile.ZIP_DEFLATED)
+    return b"#!/usr/bin/python3.11\n" + buf.getvalue()
+
+
+NAMES = ["zosnode/agent.py", "zosnode/agent.pyc", "zosnode/hub.py", "zosnode/hub.pyc",
+         "zosnode/_artifact.json", "pkg-1.0.dist-info/METADATA",
+         "_native/fuse/__init__.py", "_native/fuse/__pycache__/__init__.cpython-311.pyc",
+         "_native/fuse/_fuse.cpython-311-x86_64-linux-gnu.so", "_native/cdc/fast.so",
+         "_native/cdc/py.typed", "_native/fuse/py.typed", "zosnode/web/site.css",
+         "zosnode/web/__init__.pyc", "README"]
+
+
+def test_select_keeps_loaded_modules_as_the_importer_finds_them_and_all_data() -> None:
+    loaded = ["zosnode/agent.py", "_native/fuse/__init__.py",
+              "_native/fuse/_fuse.cpython-311-x86_64-linux-gnu.so"]
+    assert profile.select(NAMES, loaded) == sorted([
+        "zosnode/agent.pyc",  # the pyc, not the source, in the zip part
+        "zosnode/_artifact.json", "pkg-1.0.dist-info/METADATA", "README",
+        "_native/fuse/py.typed",  # beside a loaded module; cdc's and web's are not
+        "_native/fuse/__init__.py", "_native/fuse/__pycache__/__init__.cpython-311.pyc",
+        "_native/fuse/_fuse.cpython-311-x86_64-linux-gnu.so"])
+
+
+def test_written_profile_is_stored_and_byte_identical_and_check_catches_a_change() -> None:
+    app = _zipapp({n: n.encode() * 50 for n in NAMES})
+    members = ["zosnode/agent.pyc", "zosnode/_artifact.json"]
+    node = profile.write(app, members)
+    assert profile.write(app, members) == node  # reproducible
+    with zipfile.ZipFile(io.BytesIO(node)) as zf:
+        assert zf.namelist() == sorted(members)
+        assert all(i.compress_type == zipfile.ZIP_STORED for i in zf.infolist())
+        assert zf.getinfo("zosnode/agent.pyc").date_time == (2020, 1, 2, 3, 4, 6)
+    assert profile.check(node, app) == []
+    info = profile.describe(app, node)
+    assert sorted(info["files"]) == sorted(members)  # type: ignore[call-overload]
+    tampered = profile.write(_zipapp({**{n: n.encode() * 50 for n in NAMES},
+                                      "zosnode/agent.pyc": b"evil"}), members)
+    assert profile.check(tampered, app) == ["zosnode/agent.pyc differs from the artifact's"]
+    foreign = profile.write(_zipapp({"x.pyc": b"x"}), ["x.pyc"])
+    assert profile.check(foreign, app) == ["x.pyc is not in the artifact"]
+
+
+def test_a_profile_unpacks_the_natives_it_holds_checked_against_the_record(
+        tmp_path: Path) -> None:
+    fuse, cdc = b"\x7fELF fuse", b"\x7fELF cdc"
+    record = {"build_id": "ab" * 32, "source_date_epoch": 0, "python_tag": "cp311",
+              "packages": [], "native_files": {
+                  "fuse/_fuse.so": hashlib.sha256(fuse).hexdigest(),
+                  "cdc/fast.so": hashlib.sha256(cdc).hexdigest()}}
+    app = _zipapp({RECORD_NAME: json.dumps(record).encode(),
+                   "_native/fuse/_fuse.so": fuse, "_native/cdc/fast.so": cdc})
+    node = tmp_path / "init"
+    node.write_bytes(profile.write(app, [RECORD_NAME, "_native/fuse/_fuse.so"]))
+    native_dir, _ = ensure_native(node, tmp_path / "rt")
+    assert sorted(p.name for p in native_dir.rglob("*") if p.is_file()) == ["_fuse.so"]
+    # A member that differs from the record is still refused.
+    bad = tmp_path / "bad"
+    bad.write_bytes(profile.write(_zipapp({RECORD_NAME: json.dumps(record).encode(),
+                                           "_native/fuse/_fuse.so": b"other"}),
+                                  [RECORD_NAME, "_native/fuse/_fuse.so"]))
+    with pytest.raises(ArtifactError):
+        ensure_native(bad, tmp_path / "rt2")

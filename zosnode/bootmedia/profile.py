@@ -1,0 +1,258 @@
+"""The node profile of the artifact: the files a node's entry points can load.
+
+The initramfs's `/init` is not the whole workstation artifact but a zip of
+the subset of its files that `node run`, the FUSE mount child and `version`
+can import, each member byte-identical to the artifact's file (sha256 listed
+in `initramfs.json`, `check` compares the two archives). Builder, hub and
+boot-media code, and the vendored code only they use (pyfastcdc, most of
+pyroute2, pycparser, ...), stay on the workstation. docs/boot.md has the
+trade-off.
+
+Which files, found at build time by running the artifact (`_PROBE`, in the
+pinned interpreter, like closure.traced): import the entry points, then
+follow every import a loaded module names, ours or vendored, at any depth
+(lazy imports still run on a node; `if TYPE_CHECKING:` blocks do not), the
+literal names given to `importlib.import_module`, and every `from P import
+N` once more as `getattr(P, N)` (so a package's `__getattr__` facade, such
+as the one zosnode.net.netlink leaves on pyroute2, runs here if a node path
+could run it), until nothing new loads. A module's source is dropped from the zip where
+its unchecked-hash .pyc is there (zipimport loads the .pyc first; tracebacks
+on the node show file and line without the source text). Data files go with
+the modules of their directory, metadata (dist-info) always. The native part
+keeps its sources: a directory on disk loads `__pycache__` only beside them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import posixpath
+import subprocess
+import tempfile
+import zipfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from zosnode.bootmedia.errors import BuildInputError
+
+NATIVE_PREFIX = "_native/"  # as in zosnode/artifact/record.py
+# entry point -> (CLI groups whose parser is built, modules imported by name);
+# the first two are zosnode.cli.audit_tcb.ENTRY_POINTS, the trusted code base.
+ENTRY_POINTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "start-up": ((), ("zosnode.artifact.unpack",)),  # what __main__ runs before any command
+    "node run": (("node",), ("zosnode.agent.boot",)),
+    "mount child": ((), ("zosnode.mount.child",)),
+    "version": (("version",), ()),
+}
+# Called before the entry points are imported: the node imports pyroute2's
+# two submodules with its package registered but its __init__ (the facade
+# importing every protocol pyroute2 has) not run. A missing name fails the build.
+PREPARE = ("zosnode.net.netlink._register_package",)
+_MODULE_SUFFIXES = (".py", ".pyc", ".so")
+PROBE_TIMEOUT_S = 300
+
+# argv: app (the .pyz), native dir, entry points, PREPARE (JSON). Prints the loaded
+# modules' files, relative to app or native dir (JSON list).
+_PROBE = r"""
+import ast, importlib, importlib.util, json, sys
+app, native = sys.argv[1], sys.argv[2]
+entries, prepare = json.loads(sys.argv[3]), json.loads(sys.argv[4])
+sys.path[:0] = [native, app]
+sys.dont_write_bytecode = True
+import zosnode.cli
+for hook in prepare:  # e.g. pyroute2 registered without its __init__, as on a node
+    module, _, func = hook.rpartition(".")
+    getattr(importlib.import_module(module), func)()
+for groups, modules in entries:
+    for g in groups:
+        zosnode.cli.build_parser(only=g)
+    for m in modules:
+        importlib.import_module(m)
+
+def ours(m):
+    f = getattr(m, "__file__", None) or ""
+    return f.startswith((app + "/", native + "/"))
+
+def type_checking(t):
+    return (isinstance(t, ast.Name) and t.id == "TYPE_CHECKING") or (
+        isinstance(t, ast.Attribute) and t.attr == "TYPE_CHECKING")
+
+def named(module, tree):
+    is_pkg = hasattr(module, "__path__")
+    mods, attrs, todo = [], [], [tree]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.If) and type_checking(node.test):
+            todo.extend(node.orelse)
+            continue
+        if isinstance(node, ast.Import):
+            mods += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = module.__name__.split(".")
+                parts = parts if is_pkg else parts[:-1]
+                parts = parts[:len(parts) - node.level + 1]
+                base = ".".join(parts + ([base] if base else []))
+            mods.append(base)
+            for a in node.names:
+                mods.append(base + "." + a.name)
+                attrs.append((base, a.name))
+        elif (isinstance(node, ast.Call) and node.args
+              and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)
+              and getattr(node.func, "attr", getattr(node.func, "id", "")) == "import_module"):
+            mods.append(node.args[0].value)
+        todo.extend(ast.iter_child_nodes(node))
+    return mods, attrs
+
+def try_import(name):
+    try:
+        if importlib.util.find_spec(name) is not None:
+            importlib.import_module(name)
+    except Exception:
+        pass  # another platform's module, or a name that is an attribute
+
+# A package registered without running its __init__ (PREPARE) is followed
+# only once something runs it: its __init__'s imports are not the node's.
+_SPEC = {"__name__", "__doc__", "__package__", "__loader__", "__spec__", "__path__",
+         "__file__", "__cached__", "__getattr__", "__builtins__"}
+
+def executed(m):
+    return any(k not in _SPEC and not isinstance(v, type(sys)) for k, v in vars(m).items())
+
+done = set()
+while True:
+    new = [n for n, m in list(sys.modules.items())
+           if m and n not in done and ours(m) and executed(m)]
+    if not new:
+        break
+    for name in new:
+        done.add(name)
+        module = sys.modules[name]
+        try:
+            source = module.__loader__.get_source(name)
+        except Exception:
+            source = None
+        if not source:
+            continue
+        mods, attrs = named(module, ast.parse(source))
+        for target in mods:
+            if target not in sys.modules:
+                try_import(target)
+        for base, attr in attrs:
+            package = sys.modules.get(base)
+            if package is not None and attr != "*":
+                try:
+                    getattr(package, attr)
+                except Exception:
+                    pass
+files = sorted({m.__file__ for m in list(sys.modules.values()) if m and ours(m)})
+print(json.dumps([f[len(app) + 1:] if f.startswith(app + "/") else
+                  "_native/" + f[len(native) + 1:] for f in files]))
+"""
+
+
+def probe(zipapp: bytes, runtime: Path, python: str, loader: str,
+          lib_dirs: Iterable[str]) -> list[str]:
+    """Artifact members holding the modules the node's entry points can load."""
+    libpath = ":".join(str(runtime / d) for d in lib_dirs)
+    with tempfile.TemporaryDirectory(prefix="zosnode-profile-") as tmp:
+        app, native = Path(tmp) / "app.pyz", Path(tmp) / "native"
+        app.write_bytes(zipapp)
+        with zipfile.ZipFile(io.BytesIO(zipapp)) as zf:
+            for member in zf.namelist():
+                if member.startswith(NATIVE_PREFIX) and not member.endswith("/"):
+                    dest = native / member[len(NATIVE_PREFIX):]
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    dest.write_bytes(zf.read(member))
+        argv = [str(runtime / loader), "--library-path", libpath, str(runtime / python), "-I",
+                "-c", _PROBE, str(app), str(native), json.dumps(list(ENTRY_POINTS.values())),
+                json.dumps(PREPARE)]
+        try:
+            proc = subprocess.run(argv, capture_output=True, timeout=PROBE_TIMEOUT_S,
+                                  stdin=subprocess.DEVNULL, cwd=tmp,
+                                  env={"PATH": os.defpath, "LANG": "C.UTF-8"})
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise BuildInputError(f"finding the node profile: {exc}") from exc
+        if proc.returncode != 0:
+            raise BuildInputError(f"finding the node profile failed (exit {proc.returncode}): "
+                                  f"{proc.stderr.decode(errors='replace')[-300:]}")
+        loaded: list[str] = json.loads(proc.stdout)
+    return [*loaded, "__main__.py"]
+
+
+def _pycache_of(member: str) -> str:
+    head, _, tail = member.rpartition("/")
+    return f"{head}/__pycache__/{tail[:-3]}.cpython-311.pyc"
+
+
+def select(names: Iterable[str], loaded: Iterable[str]) -> list[str]:
+    """The members of the profile: loaded modules (as the importer finds them)
+    and the data files beside them."""
+    names = set(names)
+    keep: set[str] = set()
+    for member in loaded:
+        if member.startswith(NATIVE_PREFIX):
+            keep.add(member)
+            if member.endswith(".py"):
+                keep.add(_pycache_of(member))
+        elif member.endswith(".py") and member + "c" in names:
+            keep.add(member + "c")  # a source file loaded: the pyc beside it serves
+        else:
+            keep.add(member)
+    # A data file goes where a module of its directory goes (pyfuse3's
+    # py.typed, the trust anchor); metadata outside any package (dist-info)
+    # always.
+    dirs = {posixpath.dirname(n) for n in keep}
+    tops = {_top(n) for n in names if n.endswith(_MODULE_SUFFIXES)}
+    keep.update(n for n in names if not n.endswith(_MODULE_SUFFIXES)
+                and (posixpath.dirname(n) in dirs or _top(n) not in tops))
+    return sorted(keep & names)
+
+
+def _top(member: str) -> str:
+    """The top-level directory of a member ("" at the root)."""
+    head, _, rest = member.removeprefix(NATIVE_PREFIX).partition("/")
+    return head if rest else ""
+
+
+def write(zipapp: bytes, members: Iterable[str]) -> bytes:
+    """The profile as a zipapp: the artifact's shebang, then `members` stored
+    uncompressed (the initramfs is compressed as a whole) with their bytes and
+    time stamps."""
+    shebang = zipapp.split(b"\n", 1)[0] + b"\n"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(zipapp)) as src, zipfile.ZipFile(buf, "w") as out:
+        for name in sorted(members):
+            old = src.getinfo(name)
+            info = zipfile.ZipInfo(name, date_time=old.date_time)
+            info.compress_type = zipfile.ZIP_STORED
+            info.create_system = 3
+            info.external_attr = old.external_attr
+            out.writestr(info, src.read(name))
+    return shebang + buf.getvalue()
+
+
+def describe(zipapp: bytes, profile: bytes) -> dict[str, object]:
+    """What `initramfs.json` records: the artifact and each profile file's sha256."""
+    with zipfile.ZipFile(io.BytesIO(profile)) as zf:
+        files = {n: hashlib.sha256(zf.read(n)).hexdigest() for n in sorted(zf.namelist())}
+    return {"artifact_sha256": hashlib.sha256(zipapp).hexdigest(),
+            "profile_sha256": hashlib.sha256(profile).hexdigest(), "files": files}
+
+
+def check(profile: bytes, zipapp: bytes) -> list[str]:
+    """What makes `profile` not a node profile of `zipapp` (empty: it is one)."""
+    problems = []
+    if profile.split(b"\n", 1)[0] != zipapp.split(b"\n", 1)[0]:
+        problems.append("the shebangs differ")
+    with zipfile.ZipFile(io.BytesIO(profile)) as p, zipfile.ZipFile(io.BytesIO(zipapp)) as a:
+        whole = set(a.namelist())
+        for name in p.namelist():
+            if name not in whole:
+                problems.append(f"{name} is not in the artifact")
+            elif p.read(name) != a.read(name):
+                problems.append(f"{name} differs from the artifact's")
+    return problems
