@@ -176,18 +176,23 @@ class Bringup:
         elif isinstance(ev, Refused):
             self.network.last_refusal = (f"{nic.name}: {ev.describe()}", time.time())
         elif isinstance(ev, LeaseLost):
-            lease = ev.lease
-            self.network.leases.pop(nic.name, None)
             chosen = self.network.chosen == nic
-            self._unconfigure(nic, lease, chosen)
-            self.say(f"{nic.name}: lease on {lease.address} lost ({ev.reason}); address removed")
+            self._unconfigure(nic, ev.lease, chosen)
+            self.say(f"{nic.name}: lease on {ev.lease.address} lost ({ev.reason}); "
+                     "address removed")
             if chosen:
-                self.network.chosen = None
-                self.network.lease = None
                 self.say(f"{nic.name}: no longer the chosen NIC")
-                if self._settled:
-                    await self._rechoose()
-            self.network._bump()
+            await self._forget(nic, chosen)
+
+    async def _forget(self, nic: Nic, chosen: bool) -> None:
+        """`nic` holds no lease any more; if it was the chosen one, choose again."""
+        self.network.leases.pop(nic.name, None)
+        if chosen:
+            self.network.chosen = None
+            self.network.lease = None
+            if self._settled:
+                await self._rechoose()
+        self.network._bump()
 
     async def _renewed(self, nic: Nic, lease: Lease) -> None:
         old = self.network.leases.get(nic.name)
@@ -199,15 +204,9 @@ class Bringup:
                 if chosen:
                     self._configure_chosen(nic, lease, old)
             except NetSystemError as exc:
-                self.network.leases.pop(nic.name, None)
                 self._unconfigure(nic, old, chosen)
                 self._refuse(nic, lease, exc, chosen)
-                if chosen:
-                    self.network.chosen = None
-                    self.network.lease = None
-                    if self._settled:
-                        await self._rechoose()
-                self.network._bump()
+                await self._forget(nic, chosen)
                 return
             self.say(f"{nic.name}: lease renewed with new terms: {lease.describe()}")
         else:

@@ -16,15 +16,17 @@ MAX_CMDLINE = 4096  # the kernel's COMMAND_LINE_SIZE on x86_64 is 2048; be gener
 MAX_HUBS = 8
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _IFNAME = re.compile(r"[A-Za-z0-9_.:-]{1,15}")
-# zos.<field>=<text>: the pattern a value must match, and what a bad one is told.
-_TEXT_KEYS = {
-    "zos.farm": (_NAME, "want 1-64 of A-Z a-z 0-9 _ . -"),
-    "zos.channel": (_NAME, "want 1-64 of A-Z a-z 0-9 _ . -"),
-    "zos.net": (_IFNAME, "not an interface name"),
-}
 # zos.cache=auto | LABEL=<label> | UUID=<uuid>: which filesystem is the block cache.
 _CACHE = re.compile(r"auto|LABEL=[A-Za-z0-9_.-]{1,16}|UUID=[0-9a-fA-F-]{32,36}")
 _DEVICE = re.compile(r"/dev/[a-z][a-z0-9]{1,31}")  # a whole disk, by kernel name
+# zos.<key>=<text>: the Config field, the pattern a value must match, what a bad one is told.
+_TEXT_KEYS = {
+    "zos.farm": ("farm", _NAME, "want 1-64 of A-Z a-z 0-9 _ . -"),
+    "zos.channel": ("channel", _NAME, "want 1-64 of A-Z a-z 0-9 _ . -"),
+    "zos.net": ("net", _IFNAME, "not an interface name"),
+    "zos.cache": ("cache", _CACHE, "want auto, LABEL=<label> or UUID=<uuid>"),
+    "zos.cache.format": ("cache_format", _DEVICE, "want a disk as /dev/<name>"),
+}
 _TRUST_KEYS = ("zos.root", "zos.trust", "zos.key", "zos.keys", "zos.anchor", "zos.pubkey",
                "zos.floor")
 
@@ -134,24 +136,13 @@ def parse(text: str, defaults: Config = DEFAULTS) -> Parsed:
                 hubs.append(value)
             continue
         if key in _TEXT_KEYS:
-            pattern, want = _TEXT_KEYS[key]
+            field, pattern, want = _TEXT_KEYS[key]
             if not eq or not pattern.fullmatch(value) or value in (".", ".."):
                 notes.append(f"ignored {key}={_show(value)}: {want}")
                 continue
-            if key[4:] in fields:
-                notes.append(f"{key} given again: using {value!r}")
-            fields[key[4:]] = value
-            continue
-        if key in ("zos.cache", "zos.cache.format"):
-            pattern = _CACHE if key == "zos.cache" else _DEVICE
-            if not eq or not pattern.fullmatch(value):
-                want = ("want auto, LABEL=<label> or UUID=<uuid>" if key == "zos.cache"
-                        else "want a disk as /dev/<name>")
-                notes.append(f"ignored {key}={_show(value)}: {want}")
-                continue
-            field = "cache" if key == "zos.cache" else "cache_format"
             if field in fields:
                 notes.append(f"{key} given again: using {value!r}")
+            # (only zos.cache's pattern admits "=": its UUID is kept in one case)
             fields[field] = "UUID=" + value[5:].lower() if value.startswith("UUID=") else value
             continue
         if key == "zos.debug":
