@@ -298,3 +298,19 @@ async def test_crash_loop_timeline_under_the_mock_clock(autojump_clock: trio.abc
         pending = sup.tick(now())
     gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
     assert gaps == [250, 450, 850, 1650, 1650, 1650]
+
+
+def test_a_restart_waits_for_a_dependency_that_is_itself_restarting() -> None:
+    # Found by test_machine_random: db and web both crash; web's restart came
+    # due while db was still coming back, and web was spawned before db was up.
+    sup = Supervisor([svc("db", restart_initial_ms=100, restart_max_ms=1000),
+                      svc("web", after=("db",), restart_initial_ms=10, restart_max_ms=1000)])
+    assert [s.name for s in spawns(sup.start(0))] == ["db"]
+    assert [s.name for s in spawns(start_one(sup, "db", 1, 1))] == ["web"]
+    sup.handle(Spawned("web", 1, 101), 2)
+    sup.handle(Exited("db", 1, 1), 3)  # db: backoff 100 ms
+    sup.handle(Exited("web", 1, 1), 4)  # web: backoff 10 ms, due first
+    assert spawns(sup.tick(14)) == []
+    assert sup.state("web") is State.WAITING and "db" in sup.status()[1].detail
+    assert [s.name for s in spawns(sup.tick(103))] == ["db"]
+    assert [s.name for s in spawns(sup.handle(Spawned("db", 2, 102), 104))] == ["web"]

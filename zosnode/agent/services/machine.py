@@ -183,7 +183,12 @@ class Supervisor:
                 continue
             svc.deadline = None
             if svc.state is State.BACKOFF:
-                self._spawn(svc, now, out)
+                down = [d for d in svc.spec.after if self._svcs[d].state not in SATISFIED]
+                if down:
+                    # A restart is a start: it waits for its dependencies like the first.
+                    self._set(svc, State.WAITING, f"restart waits for {down[0]}", now, out)
+                else:
+                    self._spawn(svc, now, out)
             elif svc.state is State.RUNNING and not svc.probing:
                 self._probe(svc, out)
             elif svc.state is State.STOPPING:
