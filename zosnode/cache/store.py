@@ -25,6 +25,7 @@ import os
 import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -80,7 +81,7 @@ class BlockCache:
         self._lru = LruIndex(max_bytes)
         # Fixed, so every process sharing the directory reads the same sums.
         self._seed = SEED
-        self._inflight: dict[str, Flight] = {}
+        self._inflight = Flights()
         self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.trusted = in_node_ram(self.path)
         self._adopt_existing()
@@ -229,31 +230,10 @@ class BlockCache:
     async def get_or_fetch(
         self, block_id: str, fetch: Callable[[], Awaitable[bytes]], *, looked: bool = False
     ) -> Block:
-        """The block from the cache, else from `fetch()` (verified by it), fetched once.
+        """The block from the cache, else from `fetch()` (verified by it), fetched
+        once (`Flights`). `looked`: the caller has just found it missing."""
 
-        `looked`: the caller has just found it missing; the first look is skipped.
-
-        Readers that arrive while a fetch is in flight wait for it and share
-        its outcome: its block, or its failure, raised in every one of them at
-        once (each waiting again would put them in a queue, one deadline
-        each). Only if the fetching reader was cancelled does a waiter fetch.
-        """
-        while True:
-            if not looked:
-                block = await self.get_async(block_id)
-                if block is not None:
-                    return block
-            looked = False
-            flight = self._inflight.get(block_id)
-            if flight is None:
-                break
-            await flight.done.wait()
-            if flight.result is not None:
-                return flight.result
-            if flight.error is not None:
-                raise own_copy(flight.error)
-        flight = self._inflight[block_id] = Flight()
-        try:
+        async def work() -> Block:
             self.stats.fetches += 1
             block = await fetch()
             try:
@@ -261,20 +241,52 @@ class BlockCache:
             except OSError:
                 # A full or failing cache medium costs a refetch later, not this read.
                 self.stats.write_errors += 1
-            flight.result = block
             return block
+
+        return await self._inflight.run(block_id, work, partial(self.get_async, block_id),
+                                        looked=looked)
+
+
+class Flights:
+    """Work in progress per block (a fetch here, a decode in `fetch.source`).
+
+    Readers that arrive while a block's work runs wait for it and share its
+    outcome: its block, or its failure, raised in every one of them at once
+    (each trying again would put them in a queue, one deadline each). Only if
+    the working reader was cancelled does a waiter look and work again.
+    """
+
+    def __init__(self) -> None:
+        self._running: dict[str, _Flight] = {}
+
+    async def run(self, key: str, work: Callable[[], Awaitable[Block]],
+                  look: Callable[[], Awaitable[Block | None]], *, looked: bool = False) -> Block:
+        """`look()`'s block if it has one (skipped first when `looked`), else `work()`'s."""
+        while True:
+            if not looked and (found := await look()) is not None:
+                return found
+            looked = False
+            flight = self._running.get(key)
+            if flight is None:
+                break
+            await flight.done.wait()
+            if flight.result is not None:
+                return flight.result
+            if flight.error is not None:
+                raise own_copy(flight.error)
+        flight = self._running[key] = _Flight()
+        try:
+            flight.result = await work()
+            return flight.result
         except Exception as exc:
             flight.error = exc
             raise
         finally:
-            del self._inflight[block_id]
+            del self._running[key]
             flight.done.set()
 
 
-class Flight:
-    """One fetch (or decode: `fetch.source`) in progress, shared by every reader
-    of the same block."""
-
+class _Flight:
     def __init__(self) -> None:
         self.done = trio.Event()
         self.result: Block | None = None

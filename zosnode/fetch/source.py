@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from zosnode.cache.store import BlockCache, Flight, own_copy
+from zosnode.cache.store import BlockCache, Flights
 from zosnode.fetch.fetcher import Fetcher
 from zosnode.fetch.workers import cpu_limiter, on_cpu
 from zosnode.flist.blocks import BlockRef, Buffer, decode_block, decode_verified
@@ -52,7 +52,7 @@ class BlockSource:
         self._hot: OrderedDict[str, Buffer] = OrderedDict()
         self._hot_used = 0
         self._hot_max = hot_bytes
-        self._decoding: dict[str, Flight] = {}
+        self._decoding = Flights()
         self.first_use: dict[str, None] = {}  # block ids in the order first asked for
         self.decodes = 0  # blocks hashed and decoded (each costs one BLAKE2b)
         self.fetched_blocks = 0  # from the mirrors, and their stored bytes
@@ -76,33 +76,21 @@ class BlockSource:
         `keep`: into the hot set)."""
         if record:
             self.first_use.setdefault(ref.id, None)
-        while True:
-            hot = self._hot.get(ref.id)
-            if hot is not None:
-                self._hot.move_to_end(ref.id)
-                return hot
-            flight = self._decoding.get(ref.id)
-            if flight is None:
-                break
-            await flight.done.wait()
-            if flight.result is not None:
-                return flight.result
-            if flight.error is not None:
-                raise own_copy(flight.error)
-            # The decoding reader was cancelled: try again ourselves.
-        flight = self._decoding[ref.id] = Flight()
-        try:
+        hot = self._hot.get(ref.id)
+        if hot is not None:  # every read of a warm block: no more than this
+            self._hot.move_to_end(ref.id)
+            return hot
+
+        async def look() -> Buffer | None:
+            return self._hot.get(ref.id)
+
+        async def work() -> Buffer:
             data = await self._load(ref)
             if keep:
                 self._keep(ref.id, data)
-            flight.result = data
             return data
-        except Exception as exc:
-            flight.error = exc
-            raise
-        finally:
-            del self._decoding[ref.id]
-            flight.done.set()
+
+        return await self._decoding.run(ref.id, work, look, looked=True)
 
     async def _load(self, ref: BlockRef) -> Buffer:
         self.decodes += 1
