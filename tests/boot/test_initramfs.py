@@ -99,6 +99,25 @@ def test_no_shell_busybox_or_other_interpreter(boot_files: BootFiles) -> None:
     assert int(parts["programs"].split()[0]) == 1  # mke2fs, for zos.cache.format=
     init = _entries(boot_files)["init"].data
     assert int(parts["artifact"].split()[1]) == len(init)
+    # An auditor checks /init against the audited artifact, and a different one fails.
+    check = [sys.executable, "-m", "zosnode", "initramfs", "list", str(boot_files.initramfs),
+             "--artifact"]
+    proc = subprocess.run([*check, str(boot_files.zipapp)], capture_output=True, text=True,
+                          timeout=120, cwd=TOP)
+    assert proc.returncode == 0 and "node profile of" in proc.stdout, proc.stderr
+    with zipfile.ZipFile(boot_files.zipapp) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    members["zosnode/agent/boot/__init__.pyc"] = b"not the audited bytes"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    other = boot_files.out / "other.pyz"
+    other.write_bytes(b"#!/usr/bin/python3.11\n" + buf.getvalue())
+    proc = subprocess.run([*check, str(other)], capture_output=True, text=True, timeout=120,
+                          cwd=TOP)
+    assert proc.returncode == 1, proc.stderr
+    assert "zosnode/agent/boot/__init__.pyc differs" in proc.stderr, proc.stderr
 
 
 def test_forbidden_detector_catches_a_shell() -> None:

@@ -6,6 +6,8 @@ import argparse
 import json
 import os
 import sys
+import zipfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,9 @@ def register(sub: Any) -> None:
                    help="time stamp of every member (default SOURCE_DATE_EPOCH or 0)")
     p = add_command(commands, "list", "list an initramfs and check it for shells", _list)
     p.add_argument("image", type=Path)
+    p.add_argument("--artifact", type=Path,
+                   help="also check that /init is this artifact's node profile (each file "
+                        "the artifact's bytes)")
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -85,4 +90,26 @@ def _list(args: argparse.Namespace) -> int:
     if bad:
         print(f"zosnode: forbidden member in the initramfs: {', '.join(bad)}", file=sys.stderr)
         return 1
+    if args.artifact is not None:
+        return _check_profile(entries, args.artifact)
+    return 0
+
+
+def _check_profile(entries: Iterable[Any], artifact: Path) -> int:
+    from zosnode.bootmedia import profile
+
+    try:
+        whole = artifact.read_bytes()
+    except OSError as exc:
+        raise UserError(f"{artifact}: {exc.strerror}") from exc
+    init = next((e.data for e in entries if e.path == "init"), b"")
+    try:
+        problems = profile.check(init, whole)
+    except zipfile.BadZipFile as exc:
+        raise UserError(f"/init or {artifact} is not a zip archive: {exc}") from exc
+    if problems:
+        print(f"zosnode: /init is not a node profile of {artifact}: {problems[0]}",
+              file=sys.stderr)
+        return 1
+    print(f"/init: node profile of {artifact}, every file the artifact's")
     return 0
