@@ -162,9 +162,12 @@ def _run(args: argparse.Namespace, say: pid1.Say, is_init: bool) -> int:
     after: AfterNetwork | None = None
     if not (args.exit_after_bringup or args.network_only):
         from zosnode.agent.boot import after_network
+        from zosnode.agent.boot.mounters import start_spare
 
         fuse = _fuse_command(args.mounts)
         say(f"flists: {'FUSE mounts' if fuse else 'verified extraction'}")
+        if fuse:  # its start-up overlaps the network's bring-up
+            start_spare(fuse)
         after = functools.partial(after_network, fuse_command=fuse, boot=boot)
     options = bringup.Options(resolv_conf=args.resolv_conf)
 

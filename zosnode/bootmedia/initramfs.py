@@ -195,9 +195,11 @@ def build(inputs: Inputs) -> Result:
         kernel_root = Path(tmp) / "kernel"
         for pin, deb in files.items():
             debs.extract(deb, kernel_root if pin.role == "kernel" else runtime_root)
-        loaded = profile.probe(zipapp, runtime_root, PYTHON, LOADER, LIB_DIRS)
         with zipfile.ZipFile(BytesIO(zipapp)) as zf:
-            members = profile.select(zf.namelist(), loaded)
+            members = zf.namelist()
+        if profile.RECORD_NAME in members:  # else not ours (a benchmark's floor): all of it
+            loaded = profile.probe(zipapp, runtime_root, PYTHON, LOADER, LIB_DIRS)
+            members = profile.select(members, loaded)
         node_init = profile.write(zipapp, members)
         natives = check_zipapp(node_init)
         report = collect(runtime_root, tree, natives,

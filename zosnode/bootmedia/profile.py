@@ -38,6 +38,7 @@ from pathlib import Path
 from zosnode.bootmedia.errors import BuildInputError
 
 NATIVE_PREFIX = "_native/"  # as in zosnode/artifact/record.py
+RECORD_NAME = "zosnode/_artifact.json"  # likewise: only a zosnode artifact has one
 # entry point -> (CLI groups whose parser is built, modules imported by name);
 # the first two are zosnode.cli.audit_tcb.ENTRY_POINTS, the trusted code base.
 ENTRY_POINTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {

@@ -183,6 +183,10 @@ def main(argv: Sequence[str], stdin: int = 0) -> int:
         print(f"zosnode: error: _mount-child: report fd {argv[0]} is not open", file=sys.stderr)
         return EXIT_USAGE
     reporter = _Reporter(int(argv[0]))
+    try:  # Loaded before the request comes: the agent may start us ahead of it.
+        import zosnode.mount.service  # noqa: F401
+    except ImportError:
+        pass  # serve() reports it as a FUSE failure
     try:
         request = decode_request(_read_request(stdin))
     except ProtocolRefused as exc:

@@ -133,6 +133,52 @@ class MountChildFailed(ReleaseFailed):
         self.kind = kind
 
 
+# Mount children started ahead of their request (`start_spare`), by command:
+# the child and the read end of its report pipe.
+_spares: dict[tuple[str, ...], tuple[subprocess.Popen[bytes], int]] = {}
+
+
+def start_spare(command: Sequence[str]) -> None:
+    """Start one mount child now, before the network is up: it starts its
+    interpreter and imports the data path while the agent waits for DHCP and
+    the manifest, then blocks reading its request. The first mount takes it."""
+    read_fd, write_fd = os.pipe()
+    try:
+        popen = subprocess.Popen([*command, str(write_fd)], stdin=subprocess.PIPE,
+                                 pass_fds=(write_fd,))
+    except OSError:
+        os.close(read_fd)
+        return  # the first mount starts its own child, and reports why it cannot
+    finally:
+        os.close(write_fd)
+    _spares[tuple(command)] = popen, read_fd
+
+
+class _Child:
+    """A mount child, awaited through a pidfd (so PID 1's reaper leaves it to us)."""
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        assert popen.stdin is not None
+        self.pid, self.terminate, self.kill = popen.pid, popen.terminate, popen.kill
+        self.popen = popen
+        self.stdin = trio.lowlevel.FdStream(os.dup(popen.stdin.fileno()))
+        popen.stdin.close()
+
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.poll()
+
+    async def wait(self) -> int:
+        while self.popen.poll() is None:
+            fd = os.pidfd_open(self.pid)
+            try:
+                await trio.lowlevel.wait_readable(fd)
+            finally:
+                trio.lowlevel.notify_closing(fd)
+                os.close(fd)
+        return self.popen.returncode
+
+
 class FuseChildMounter:
     """Mount each flist through FUSE in a child process of its own.
 
@@ -197,18 +243,22 @@ class FuseChildMounter:
             frame = encode_request(self.request(flist, where))
         except ProtocolUsageError as exc:
             raise MountChildFailed(FailureKind.REQUEST, f"mount of {pin.name}: {exc}") from None
-        read_fd, write_fd = os.pipe()
-        try:
-            proc = await trio.lowlevel.open_process(
-                [*self.command, str(write_fd)], stdin=subprocess.PIPE, pass_fds=(write_fd,),
+        spare = _spares.pop(tuple(self.command), None)
+        if spare is not None:
+            popen, read_fd = spare
+        else:
+            read_fd, write_fd = os.pipe()
+            try:
                 # Same process group as the agent: a signal to the group reaches it too.
                 # Its stdout and stderr are the agent's: a crash shows on the console.
-            )
-        except BaseException:
-            os.close(read_fd)
-            raise
-        finally:
-            os.close(write_fd)  # the child holds its end; EOF here means it is gone
+                popen = subprocess.Popen([*self.command, str(write_fd)],
+                                         stdin=subprocess.PIPE, pass_fds=(write_fd,))
+            except BaseException:
+                os.close(read_fd)
+                raise
+            finally:
+                os.close(write_fd)  # the child holds its end; EOF here means it is gone
+        proc = _Child(popen)
         reports = trio.lowlevel.FdStream(read_fd)
         reader = ReportReader()
         mine = False  # only a mount this child made is ours to detach
@@ -224,7 +274,7 @@ class FuseChildMounter:
             mine = True
             if self.say is not None:
                 self.say(f"flist {pin.name} {pin.id[:12]}: FUSE mount at {where} "
-                         f"(pid {proc.pid})")
+                         f"(pid {proc.pid}){', started ahead' if spare else ''}")
             task_status.started()
             ended = await self._watch(reports, reader, proc.pid)
             await proc.wait()
@@ -240,13 +290,13 @@ class FuseChildMounter:
                                              for n in COUNTS})
             with trio.CancelScope(shield=True):
                 await reports.aclose()
+                await proc.stdin.aclose()
                 await _end_child(proc)
                 if mine and os.path.ismount(where):
                     detach(where)
 
-    async def _first_report(self, proc: trio.Process, frame: bytes,
+    async def _first_report(self, proc: _Child, frame: bytes,
                             reports: trio.lowlevel.FdStream, reader: ReportReader) -> Report:
-        assert proc.stdin is not None
         with trio.move_on_after(self.start_timeout_s):
             try:
                 await proc.stdin.send_all(frame)
@@ -289,7 +339,7 @@ class FuseChildMounter:
         return fatal
 
 
-async def _end_child(proc: trio.Process) -> None:
+async def _end_child(proc: _Child) -> None:
     if proc.returncode is None:
         proc.terminate()
         with trio.move_on_after(5):
