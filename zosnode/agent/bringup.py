@@ -65,12 +65,15 @@ class Network:
     """What the rest of the node sees: the chosen NIC and its lease, kept current."""
 
     chosen: Nic | None = None
-    lease: Lease | None = None
-    leases: dict[str, Lease] = field(default_factory=dict)
+    leases: dict[str, Lease] = field(default_factory=dict)  # by NIC name
     changed: trio.Event = field(default_factory=trio.Event)
     audit_findings: list[audit.Finding] = field(default_factory=list)
     # The last DHCP reply refused, with the wall-clock time (for the heartbeat).
     last_refusal: tuple[str, float] | None = None
+
+    @property
+    def lease(self) -> Lease | None:
+        return None if self.chosen is None else self.leases.get(self.chosen.name)
 
     def _bump(self) -> None:
         self.changed.set()
@@ -189,7 +192,6 @@ class Bringup:
         self.network.leases.pop(nic.name, None)
         if chosen:
             self.network.chosen = None
-            self.network.lease = None
             if self._settled:
                 await self._rechoose()
         self.network._bump()
@@ -212,8 +214,6 @@ class Bringup:
         else:
             self.say(f"{nic.name}: lease renewed for {lease.lease_s}s")
         self.network.leases[nic.name] = lease
-        if chosen:
-            self.network.lease = lease
 
     def _notes(self, nic: Nic, lease: Lease) -> None:
         for note in lease.notes:
@@ -303,12 +303,10 @@ class Bringup:
                 # Not this NIC, then: its lease goes back, the others are tried.
                 self.network.leases.pop(nic.name, None)
                 self.network.chosen = None
-                self.network.lease = None
                 self._refuse(nic, lease, exc, chosen=True)
                 self.network._bump()
                 continue
             self.network.chosen = nic
-            self.network.lease = lease
             gw = lease.routers[0] if lease.routers else "none (on-link only)"
             self.say(f"chose {nic.name} ({choice.reason}): address {lease.address}/"
                      f"{lease.prefixlen} gateway {gw} dns {','.join(lease.dns) or 'none'}")

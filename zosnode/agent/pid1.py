@@ -320,9 +320,8 @@ def fatal(exc: BaseException, say: Say, delay_s: float, debug: bool = False) -> 
 
 
 def run_node(main: Callable[[], Awaitable[None]], say: Say, fatal_delay_s: float,
-             pid1: bool | None = None, debug: bool = False) -> int:
+             pid1: bool, debug: bool = False) -> int:
     """Run the agent under PID 1 rules. Returns an exit status only outside PID 1."""
-    pid1 = is_pid1() if pid1 is None else pid1
     if pid1:
         # Ctrl-alt-del becomes SIGINT to us instead of an immediate reboot.
         _libc().reboot(CMD_CAD_OFF)  # glibc supplies the magic numbers
