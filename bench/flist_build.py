@@ -10,10 +10,13 @@
 4. Dedupe between two related trees (minbase, then minbase + curl, less,
    procps): bytes a node holding the first must fetch for the second, against
    casync's chunk store on the same pair (skipped with --no-plus).
-5. A large file (1 GiB) with 4 KiB inserted in its middle: the bytes a node
+5. A large file (1 GiB) with 4 KiB inserted at nine points: the bytes a node
    holding the old version fetches (blocks of the new flist not in the old),
    against casync (bytes of the new chunks in the .castr store), and the
-   content-defined chunk size's trade-off (bytes fetched against requests).
+   content-defined chunk size's trade-off (bytes fetched against requests);
+   then the same chunkers at 300 insertion points of a 256 MiB file (chunking
+   only the few MiB around each point, from a cut of the old version on), as
+   nine points are too few to tell 0.9x from 1.1x.
 6. Requests needed to read every file once (distinct blocks / chunks).
 7. The fixed block-size sweep behind the small-file packing (not --quick).
 
@@ -278,7 +281,7 @@ def dedupe_table(base: Path, plus: Path, work: Path, rows: list[str]) -> None:
 
 def insert_table(work: Path, image_mib: int, rows: list[str]) -> None:
     size = image_mib * MiB
-    where = (0.25, 0.5, 0.75)
+    where = tuple(i / 10 for i in range(1, 10))
     d1 = work / "img-v1"
     d1.mkdir()
     write_image(d1 / "disk.img", size, None)
@@ -288,17 +291,16 @@ def insert_table(work: Path, image_mib: int, rows: list[str]) -> None:
     c1 = casync_make(d1 / "disk.img", cstore, work / "v1.caibx", "zstd")
     v1, f1 = load(store, v1_doc["id"]), load(fixed_store, f1_doc["id"])
     old = set(caidx_chunks(work / "v1.caibx"))
-    sweep = [(16, 64, 256), (64, 256, 1024), (256, 1024, 4096)]
+    sweep = [(256, 1024, 4096, 1), (16, 64, 256, 1), (8, 64, 256, 2)]
     sweep_v1 = {}
-    for lo, avg, hi in sweep:
-        opts = BuildOptions(compression=Compression.NONE, cdc_min=lo * 1024,
-                            cdc_avg=avg * 1024, cdc_max=hi * 1024)
-        sweep_v1[avg] = (opts, ours(d1, work / f"img-sweep-{avg}", opts)[0])
+    for cfg in sweep:
+        opts = _cdc_options(*cfg)
+        sweep_v1[cfg] = (opts, ours(d1, work / f"img-sweep-{cfg[1]}-{cfg[3]}", opts)[0])
     ours_fetch, fixed_fetch, ca_fetch = [], [], []
-    sweep_fetch: dict[int, list[tuple[int, int, int]]] = {avg: [] for _, avg, _ in sweep}
+    sweep_fetch: dict[tuple[int, ...], list[tuple[int, int, int]]] = {c: [] for c in sweep}
     t2 = c2 = 0.0
     rss = 0.0
-    v2_blocks = ca_chunks = fixed_total = 0
+    v2_blocks = ca_chunks = fixed_total = flist_size = caibx_size = 0
     for i, w in enumerate(where):
         d2 = work / f"img-v2-{i}"
         d2.mkdir()
@@ -308,6 +310,7 @@ def insert_table(work: Path, image_mib: int, rows: list[str]) -> None:
         v2 = load(store, v2_doc["id"])
         ours_fetch.append(fetch_bytes(v1, v2))
         v2_blocks = flist_stats(v2).blocks
+        flist_size = len(encode(v2))
         f2_doc, _ = cli_create(d2, fixed_store, "--chunking", "fixed")
         f2 = load(fixed_store, f2_doc["id"])
         fixed_fetch.append(fetch_bytes(f1, f2))
@@ -317,13 +320,14 @@ def insert_table(work: Path, image_mib: int, rows: list[str]) -> None:
         sizes = chunk_sizes(cstore)
         new = caidx_chunks(index)
         ca_chunks = len(new)
+        caibx_size = index.stat().st_size
         fresh = set(new) - old
         ca_fetch.append((len(fresh), sum(sizes[c] for c in fresh)))
-        for _, avg, _ in sweep:
-            opts, a = sweep_v1[avg]
-            b, _, _ = ours(d2, work / f"img-sweep-{avg}", opts)
+        for cfg in sweep:
+            opts, a = sweep_v1[cfg]
+            b, _, _ = ours(d2, work / f"img-sweep-{cfg[1]}-{cfg[3]}", opts)
             n, nb = fetch_bytes(a, b)
-            sweep_fetch[avg].append((n, nb, flist_stats(b).blocks))
+            sweep_fetch[cfg].append((n, nb, flist_stats(b).blocks))
         shutil.rmtree(d2)
 
     def mean(xs: list[tuple[int, int]], k: int) -> float:
@@ -332,13 +336,14 @@ def insert_table(work: Path, image_mib: int, rows: list[str]) -> None:
     ours_mb, ca_mb = mean(ours_fetch, 1) / MB, mean(ca_fetch, 1) / MB
     rows.append(f"## A {image_mib} MiB file with 4 KiB inserted\n")
     rows.append("Pseudo-random (incompressible) bytes, seeded; version 2 is version 1 with "
-                "4 KiB of other bytes inserted at a quarter, the middle, or three quarters "
-                "of the file (three pairs, means below). Fetched = the stored bytes of the "
+                "4 KiB of other bytes inserted at a tenth, two tenths, ... nine tenths "
+                "of the file (nine pairs, means below). Fetched = the stored bytes of the "
                 "blocks of version 2's flist that version 1's lacks (what a node holding "
                 "version 1 downloads); for casync the bytes of the new chunks in the .castr "
                 "store (chunks of v2.caibx not in v1.caibx). One build each: "
                 f"zosnode {t1:.1f} s then {t2:.1f} s (peak RSS {rss:.0f} MiB), casync "
-                f"{c1:.1f} s then {c2:.1f} s.\n")
+                f"{c1:.1f} s then {c2:.1f} s. The index a node fetches besides: zosnode's "
+                f"flist {flist_size / MB:.2f} MB, casync's .caibx {caibx_size / MB:.2f} MB.\n")
     rows.append("| | fetched MB (each pair) | mean MB | new blocks / chunks "
                 "| blocks / chunks in the file |")
     rows.append("|---|---:|---:|---:|---:|")
@@ -346,7 +351,7 @@ def insert_table(work: Path, image_mib: int, rows: list[str]) -> None:
     def each(xs: list[tuple[int, int]]) -> str:
         return " / ".join(f"{x[1] / MB:.3f}" for x in xs)
 
-    rows.append(f"| zosnode flist create (CDC 256 KiB / 1 MiB / 4 MiB, default) | "
+    rows.append(f"| zosnode flist create (default; from 64 MiB: CDC 8 / 48 / 256 KiB, NC 2) | "
                 f"{each(ours_fetch)} | {ours_mb:.3f} | {mean(ours_fetch, 0):.1f} | "
                 f"{v2_blocks} |")
     rows.append(f"| zosnode flist create --chunking fixed (1.0's 1 MiB offsets) | "
@@ -359,20 +364,114 @@ def insert_table(work: Path, image_mib: int, rows: list[str]) -> None:
     # The trade-off: smaller content-defined chunks fetch fewer bytes after an
     # insertion and cost more requests to read the file.
     rows.append("Content-defined chunk size against bytes fetched and requests (in process, "
-                "no compression; the same three pairs, means):\n")
-    rows.append("| CDC min / avg / max KiB | fetched MB | new blocks | blocks per GiB "
+                "no compression; the same nine pairs, means; NC = FastCDC's normalisation):\n")
+    rows.append("| CDC min / avg / max KiB, NC | fetched MB | new blocks | blocks per GiB "
                 "| fetched / casync |")
     rows.append("|---:|---:|---:|---:|---:|")
-    for lo, avg, hi in sweep:
-        xs = sweep_fetch[avg]
+    for cfg in sweep:
+        lo, avg, hi, nc = cfg
+        xs = sweep_fetch[cfg]
         blocks = xs[-1][2]
         fetched = sum(x[1] for x in xs) / len(xs) / MB
-        rows.append(f"| {lo} / {avg} / {hi} | {fetched:.3f} | "
+        rows.append(f"| {lo} / {avg} / {hi}, {nc} | {fetched:.3f} | "
                     f"{sum(x[0] for x in xs) / len(xs):.1f} | {blocks * 1024 / image_mib:.0f} | "
                     f"{fetched / max(ca_mb, 1e-9):.2f}x |")
     rows.append("")
-    for p in (d1, store, cstore, fixed_store, *(work / f"img-sweep-{a}" for _, a, _ in sweep)):
+    for p in (d1, store, cstore, fixed_store,
+              *(work / f"img-sweep-{c[1]}-{c[3]}" for c in sweep)):
         shutil.rmtree(p, ignore_errors=True)
+
+
+def _cdc_options(lo: int, avg: int, hi: int, nc: int) -> BuildOptions:
+    """One set of content-defined sizes (KiB) for every large file, no compression."""
+    return BuildOptions(compression=Compression.NONE, cdc_min=lo * 1024, cdc_avg=avg * 1024,
+                        cdc_max=hi * 1024, cdc_normalization=nc, cdc_fine_from=None)
+
+
+def _ca_cuts(work: Path, data: bytes) -> list[tuple[int, int]]:
+    """casync's (offset, length) chunks of `data`, from the end offsets in its .caibx."""
+    img, index = work / "pts.img", work / "pts.caibx"
+    img.write_bytes(data)
+    subprocess.run(["casync", "make", f"--store={work / 'pts-castr'}", str(index), str(img)],
+                   check=True, capture_output=True)
+    body = index.read_bytes()[64:-40]
+    out, prev = [], 0
+    for i in range(0, len(body), 40):
+        end = int.from_bytes(body[i:i + 8], "little")
+        out.append((prev, end - prev))
+        prev = end
+    img.unlink()
+    index.unlink()
+    return out
+
+
+def points_table(work: Path, rows: list[str], n: int = 300) -> None:
+    """Many insertion points, cheaply: each tool's cuts of version 1 once, then for
+    each point only [a cut 1 MiB before it, a cut 3 MiB after it) of version 2 is
+    chunked (both chunkers start afresh after a cut, so these are the cuts the whole
+    file would get, checked for casync below); fetched = raw bytes of its chunks that
+    version 1 lacks."""
+    import bisect
+    import hashlib
+
+    from pyfastcdc import FastCDC
+
+    size = 256 * MiB
+    r = random.Random(1)
+    base = b"".join(r.randbytes(64 * MiB) for _ in range(size // (64 * MiB)))
+    ins = random.Random(2).randbytes(4096)
+    pts = [random.Random(3 + i).randrange(4 * MiB, size - 8 * MiB) for i in range(n)]
+
+    def h(b: bytes) -> bytes:
+        return hashlib.blake2b(b, digest_size=16).digest()
+
+    def run(chunk: Any, full: list[tuple[int, int]]) -> tuple[float, float, float, int]:
+        ends = [o + ln for o, ln in full]
+        tb = tn = most = 0
+        for p in pts:
+            i = bisect.bisect_left(ends, p - MiB)
+            j = bisect.bisect_left(ends, p + 3 * MiB)
+            old = {h(base[o:o + ln]) for o, ln in full[i + 1:j + 1]}
+            seg = base[ends[i]:p] + ins + base[p:ends[j]]
+            new = [ln for o, ln in chunk(seg) if h(seg[o:o + ln]) not in old]
+            tb, tn, most = tb + sum(new), tn + len(new), max(most, len(new))
+        return tb / n / MB, tn / n, len(full) * 1024 * MiB / size, most
+
+    def cdc(cfg: tuple[int, int, int, int]) -> Any:
+        lo, avg, hi, nc = cfg
+        return lambda b: [(c.offset, c.length) for c in FastCDC(
+            avg * 1024, min_size=lo * 1024, max_size=hi * 1024, normalized_chunking=nc,  # type: ignore[arg-type]
+        ).cut_buf(b)]
+
+    full = _ca_cuts(work, base)
+    ends = [o + ln for o, ln in full]
+    part = _ca_cuts(work, base[ends[100]:ends[100] + 4 * MiB])
+    if [o + ends[100] for o, _ in part[:-1]] != [o for o, _ in full[101:100 + len(part)]]:
+        raise RuntimeError("casync's cuts of a slice from a cut differ from the whole file's")
+    results = [("casync (16 / 64 / 256 KiB)", run(lambda b: _ca_cuts(work, b), full))]
+    for cfg in [(256, 1024, 4096, 1), (16, 64, 256, 0), (16, 64, 256, 1), (16, 64, 256, 2),
+                (16, 64, 256, 3), (8, 64, 256, 2), (8, 48, 256, 1), (8, 48, 256, 2),
+                (16, 32, 256, 1)]:
+        mark = " (default from 64 MiB)" if cfg == (8, 48, 256, 2) else (
+            " (default below 64 MiB)" if cfg == (256, 1024, 4096, 1) else "")
+        results.append((f"FastCDC {cfg[0]} / {cfg[1]} / {cfg[2]} KiB, NC {cfg[3]}{mark}",
+                        run(cdc(cfg), cdc(cfg)(base))))
+    shutil.rmtree(work / "pts-castr", ignore_errors=True)
+    ca_mb = results[0][1][0]
+    rows.append(f"## 4 KiB inserted at {n} points of a 256 MiB file\n")
+    rows.append("Pseudo-random bytes; each point chunked as described in `points_table` "
+                "(bench/flist_build.py); raw bytes, no compression. The chunk an insertion "
+                "lands in is a size-biased pick (large chunks are hit more often), so a "
+                "narrower spread of sizes (FastCDC's normalisation, NC) fetches less for the "
+                "same chunk count, until NC 3, whose non-nested masks make a cut pushed "
+                "across the target size vanish and the chunks after it differ too.\n")
+    rows.append("| chunker | fetched MB (mean) | new chunks (mean) | most new chunks "
+                "| chunks per GiB | fetched / casync |")
+    rows.append("|---|---:|---:|---:|---:|---:|")
+    for name, (mb, nb, per_gib, most) in results:
+        rows.append(f"| {name} | {mb:.4f} | {nb:.2f} | {most} | {per_gib:.0f} | "
+                    f"{mb / ca_mb:.2f}x |")
+    rows.append("")
 
 
 def main() -> int:
@@ -383,6 +482,8 @@ def main() -> int:
                     help="skip the dedupe pair (needs a second debootstrap, cached)")
     ap.add_argument("--image-mib", type=int, default=1024,
                     help="size of the large file of the insertion test (default 1024)")
+    ap.add_argument("--points", type=int, default=300,
+                    help="insertion points of the 256 MiB file (default 300)")
     args = ap.parse_args()
     if shutil.which("casync") is None:
         print("casync is not installed (apt-get install casync)", file=sys.stderr)
@@ -401,6 +502,7 @@ def main() -> int:
             warm(plus)
             dedupe_table(base, plus, work, rows)
         insert_table(work, args.image_mib, rows)
+        points_table(work, rows, args.points)
 
         st = flist_stats(base_flist)
         a_chunks = set(caidx_chunks(work / "base-zstd.caidx"))

@@ -16,7 +16,7 @@ import pytest
 from zosnode.flist.blocks import BlockRef, Compression
 from zosnode.flist.cdc import CdcSizes, cut
 from zosnode.flist.errors import FlistInputError
-from zosnode.flist.format import Hole, Kind
+from zosnode.flist.format import Flist, Hole, Kind
 from zosnode.flist.pack import BuildOptions, build
 from zosnode.flist.stats import fetch_bytes
 from zosnode.flist.tree import Content, Node, Tree
@@ -82,6 +82,56 @@ def test_chunks_respect_bounds_and_cover_the_file() -> None:
     # The cuts do not depend on how the source hands out its bytes.
     again = list(cut(io.BufferedReader(io.BytesIO(data), 5000), len(data), sizes))
     assert [len(c) for c in again] == [len(c) for c in chunks]
+
+
+def _chunk_lengths(flist_: Flist, name: bytes) -> list[int]:
+    entry = next(e for e in flist_.entries if e.name == name)
+    return [x.length for x in entry.extents if isinstance(x, BlockRef)]
+
+
+def test_files_past_the_threshold_are_cut_finer() -> None:
+    # The threshold lowered to 1 MiB so the test stays small; the sizes are the defaults.
+    opts = BuildOptions(compression=Compression.NONE, cdc_fine_from=1 << 20)
+    big, mid = _image(4 << 20, seed=1), _image(900 * 1024, seed=2)
+    flist, _ = build(_tree({b"big": big, b"mid": mid}), _Sink(), opts)
+    fine = _chunk_lengths(flist, b"big")
+    assert sum(fine) == len(big)
+    assert all(len_ <= opts.cdc_fine_max for len_ in fine)
+    assert all(len_ >= opts.cdc_fine_min for len_ in fine[:-1])
+    # About 4 MiB / ~60 KiB; the coarse sizes (min 256 KiB) would give at most 16.
+    assert len(fine) > 40, len(fine)
+    coarse = _chunk_lengths(flist, b"mid")
+    assert sum(coarse) == len(mid) and len(coarse) <= 3, coarse
+    # None: every large file gets the coarse sizes.
+    off = BuildOptions(compression=Compression.NONE, cdc_fine_from=None)
+    assert len(_chunk_lengths(build(_tree({b"big": big}), _Sink(), off)[0], b"big")) <= 16
+    print(f"fine: {len(fine)} chunks of a 4 MiB file, mean {len(big) // len(fine)} bytes")
+
+
+def test_insertion_into_a_finely_cut_file_fetches_little() -> None:
+    opts = BuildOptions(compression=Compression.NONE, cdc_fine_from=1 << 20)
+    v1 = _image(8 << 20)
+    total = 0
+    for i, where in enumerate((0.2, 0.4, 0.6, 0.8)):
+        at = int(len(v1) * where)
+        v2 = v1[:at] + _image(4096, seed=99 + i) + v1[at:]
+        a, _ = build(_tree({b"disk.img": v1}), _Sink(), opts)
+        b, _ = build(_tree({b"disk.img": v2}), _Sink(), opts)
+        blocks, nbytes = fetch_bytes(a, b)
+        assert 1 <= blocks <= 8 and nbytes <= 4 * opts.cdc_fine_max, (blocks, nbytes)
+        total += nbytes
+    # The coarse sizes fetch about 1 MiB per insertion; the fine ones about 0.1 MB.
+    assert total / 4 < 400_000, total
+    print(f"fine chunks: {total / 4:.0f} bytes fetched per 4 KiB insertion (mean of 4)")
+
+
+def test_chunk_parameters_are_checked() -> None:
+    with pytest.raises(FlistInputError, match="normalization 4"):
+        CdcSizes(16 * 1024, 64 * 1024, 256 * 1024, 4)
+    with pytest.raises(FlistInputError, match="cdc_fine_from"):
+        BuildOptions(cdc_fine_from=64 * 1024)
+    with pytest.raises(FlistInputError, match="out of range"):
+        BuildOptions(cdc_fine_min=64 * 1024, cdc_fine_avg=48 * 1024)
 
 
 def test_file_shorter_than_stated_is_refused() -> None:

@@ -95,13 +95,15 @@ def _create(args: argparse.Namespace) -> int:
     store = LocalStore(args.store)
     store.init()
     sizes: dict[str, int] = {}
+    fine_from = BuildOptions.cdc_fine_from
     if args.chunk_kib is not None:
         n = args.chunk_kib * 1024
         sizes = {"chunk_size": n} if args.chunking == "fixed" else {
             "cdc_min": n // 4, "cdc_avg": n, "cdc_max": n * 4}
+        fine_from = None  # one size for every large file
     options = BuildOptions(
         compression=_COMPRESSIONS[args.compression], encrypt=args.encrypt, level=args.level,
-        chunking=args.chunking, **sizes,
+        chunking=args.chunking, cdc_fine_from=fine_from, **sizes,
     )
     meter = Meter.on_stderr()
     meter.phase("create", 0, 0, unit="files")
@@ -314,7 +316,8 @@ def register(commands: Any) -> None:
                    help="large files cut by content (default) or at fixed 1 MiB offsets")
     p.add_argument("--chunk-kib", type=int, metavar="KIB",
                    help="large files' chunk size: the content-defined target (min a quarter, "
-                        "max four times; default 1024) or the fixed size")
+                        "max four times; default 1024, and 48 for files of 64 MiB or "
+                        "more), then the same for every large file; or the fixed size")
     p.add_argument("--json", action="store_true",
                    help="print a JSON summary on stdout instead of the id")
     p.add_argument("--encrypt", action="store_true",
