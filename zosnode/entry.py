@@ -20,9 +20,7 @@ from zosnode.errors import UsageError, UserError
 CHILD_COMMAND = "_mount-child"
 NODE_RUN = ["node", "run"]
 
-EXIT_OK = 0
-EXIT_INTERNAL = 1
-EXIT_USER = 2
+EXIT_INTERNAL, EXIT_USER = 1, 2
 
 
 class CliParser(argparse.ArgumentParser):
