@@ -102,6 +102,12 @@ def test_files_past_the_threshold_are_cut_finer() -> None:
     assert len(fine) > 40, len(fine)
     coarse = _chunk_lengths(flist, b"mid")
     assert sum(coarse) == len(mid) and len(coarse) <= 3, coarse
+    # From cdc_fine_below on, coarse again (the flist's size and block cap).
+    assert opts.cdc_sizes(opts.cdc_fine_below - 1).avg == opts.cdc_fine_avg
+    assert opts.cdc_sizes(opts.cdc_fine_below).avg == opts.cdc_avg
+    capped = BuildOptions(compression=Compression.NONE, cdc_fine_from=1 << 20,
+                          cdc_fine_below=2 << 20)
+    assert len(_chunk_lengths(build(_tree({b"big": big}), _Sink(), capped)[0], b"big")) <= 16
     # None: every large file gets the coarse sizes.
     off = BuildOptions(compression=Compression.NONE, cdc_fine_from=None)
     assert len(_chunk_lengths(build(_tree({b"big": big}), _Sink(), off)[0], b"big")) <= 16
@@ -130,6 +136,8 @@ def test_chunk_parameters_are_checked() -> None:
         CdcSizes(16 * 1024, 64 * 1024, 256 * 1024, 4)
     with pytest.raises(FlistInputError, match="cdc_fine_from"):
         BuildOptions(cdc_fine_from=64 * 1024)
+    with pytest.raises(FlistInputError, match="cdc_fine_below"):
+        BuildOptions(cdc_fine_from=1 << 30, cdc_fine_below=1 << 30)
     with pytest.raises(FlistInputError, match="out of range"):
         BuildOptions(cdc_fine_min=64 * 1024, cdc_fine_avg=48 * 1024)
 

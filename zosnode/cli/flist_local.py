@@ -316,8 +316,8 @@ def register(commands: Any) -> None:
                    help="large files cut by content (default) or at fixed 1 MiB offsets")
     p.add_argument("--chunk-kib", type=int, metavar="KIB",
                    help="large files' chunk size: the content-defined target (min a quarter, "
-                        "max four times; default 1024, and 48 for files of 64 MiB or "
-                        "more), then the same for every large file; or the fixed size")
+                        "max four times; default 1024, and 48 for files of 64 MiB to "
+                        "4 GiB), then the same for every large file; or the fixed size")
     p.add_argument("--json", action="store_true",
                    help="print a JSON summary on stdout instead of the id")
     p.add_argument("--encrypt", action="store_true",

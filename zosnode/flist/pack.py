@@ -6,8 +6,8 @@ has its low bits zero (once the pack is past a minimum), or at a maximum. Cuts
 therefore depend on content, not on position, and a file added or changed in
 a new version disturbs only the pack it lands in. Large files are cut where
 their content says (FastCDC, `zosnode.flist.cdc`), so bytes inserted into a
-file change only the chunks around them (files of 64 MiB and more, finer
-chunks: see BuildOptions); all-zero chunks become holes. The
+file change only the chunks around them (files from 64 MiB to 4 GiB: finer
+chunks, see BuildOptions); all-zero chunks become holes. The
 fixed-offset cutting of format 1.0 stays available (`chunking="fixed"`).
 docs/flist-format.md records the measurements behind the sizes.
 
@@ -60,8 +60,13 @@ class BuildOptions:
     # costs a node no more bytes than casync's 64 KiB chunks would (measured
     # in bench/flist.md: 8 / 48 / 256 KiB with NC 2 fetch 0.8x casync's bytes
     # at about casync's chunk count). Below it the coarse sizes keep a rootfs at
-    # few requests; None: every large file is cut with the coarse sizes.
+    # few requests; None: every large file is cut with the coarse sizes. From
+    # cdc_fine_below on, coarse again: fine chunks cost about 57 bytes of flist
+    # each (1 MB per GiB, which a node fetches and decodes before it mounts) and
+    # an flist holds at most format.MAX_BLOCKS blocks (a file at most
+    # MAX_EXTENTS extents), which fine chunks would reach at about 57 GiB.
     cdc_fine_from: int | None = 64 * 1024 * 1024
+    cdc_fine_below: int = 4 * 1024 * 1024 * 1024
     cdc_fine_min: int = 8 * 1024
     cdc_fine_avg: int = 48 * 1024
     cdc_fine_max: int = 256 * 1024
@@ -85,8 +90,9 @@ class BuildOptions:
             raise FlistInputError(f"unknown chunking {self.chunking!r}")
         if self.cdc_max > MAX_BLOCK_SIZE:
             raise FlistInputError(f"content-defined chunks may not exceed {MAX_BLOCK_SIZE} bytes")
-        if self.cdc_fine_from is not None and self.cdc_fine_from <= self.small_max:
-            raise FlistInputError("cdc_fine_from must exceed small_max")
+        if self.cdc_fine_from is not None and not (
+                self.small_max < self.cdc_fine_from < self.cdc_fine_below):
+            raise FlistInputError("need small_max < cdc_fine_from < cdc_fine_below")
         if self.cdc_fine_max > MAX_BLOCK_SIZE:
             raise FlistInputError(f"content-defined chunks may not exceed {MAX_BLOCK_SIZE} bytes")
         # Validated here, not at the first large file.
@@ -101,7 +107,8 @@ class BuildOptions:
 
     def cdc_sizes(self, file_size: int) -> CdcSizes:
         """The content-defined sizes for a large file of `file_size` bytes."""
-        if self.cdc_fine_from is not None and file_size >= self.cdc_fine_from:
+        if self.cdc_fine_from is not None and (
+                self.cdc_fine_from <= file_size < self.cdc_fine_below):
             return CdcSizes(self.cdc_fine_min, self.cdc_fine_avg, self.cdc_fine_max,
                             self.cdc_fine_normalization)
         return CdcSizes(self.cdc_min, self.cdc_avg, self.cdc_max, self.cdc_normalization)
