@@ -33,6 +33,7 @@ from examples import demo_os  # noqa: E402
 from tests.boot.conftest import NODE_PYTHON, build_initramfs  # noqa: E402
 from tests.lab import qemu  # noqa: E402
 from tests.lab.bootlab import BOOT, HUB, TAP, boot_lab  # noqa: E402
+from zosnode.bootmedia import compression  # noqa: E402
 
 NODE_PHASES = (
     ("firmware, iPXE DHCP+TFTP", r"zosnode: trying "),
@@ -97,7 +98,7 @@ def main() -> int:
         node_app = build_zipapp(args.tree, work / "node.pyz", kit.anchor)
         www = work / "lab" / "www" / "boot"
         for channel, app in ((demo_os.CHANNEL, node_app), ("floor", floor_zipapp(work / "f.pyz"))):
-            proc = build_initramfs(app, www / channel)
+            proc = build_initramfs(app, www / channel, compression.DEFAULT)
             if proc.returncode != 0:
                 raise SystemExit(proc.stderr)
         sizes = {c: (www / c / "initramfs.img").stat().st_size for c in (demo_os.CHANNEL, "floor")}

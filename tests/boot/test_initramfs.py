@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.boot.conftest import TOP, BootFiles, build_initramfs, require_debian_tools
-from zosnode.bootmedia import cpio, profile
+from zosnode.bootmedia import compression, cpio, profile
 from zosnode.bootmedia.compression import decompress
 from zosnode.bootmedia.cpio import Kind
 from zosnode.bootmedia.debs import parse_lock
@@ -134,6 +134,18 @@ def test_two_builds_give_identical_bytes(boot_files: BootFiles, tmp_path: Path) 
     assert (tmp_path / "vmlinuz").read_bytes() == boot_files.kernel.read_bytes()
     assert (tmp_path / "initramfs.json").read_bytes() == (
         boot_files.out / "initramfs.json").read_bytes()
+    # The default (zstd): the same cpio inside, and the same bytes when compressed again.
+    default = tmp_path / "default"
+    proc = subprocess.run(
+        [sys.executable, "-m", "zosnode", "initramfs", "build", "--zipapp",
+         str(boot_files.zipapp), "-o", str(default), "--cache", str(TOP / "work/cache")],
+        capture_output=True, text=True, timeout=900, cwd=TOP)
+    assert proc.returncode == 0, proc.stderr
+    image = (default / "initramfs.img").read_bytes()
+    assert image[:4] == b"\x28\xb5\x2f\xfd"
+    raw = decompress(image)
+    assert raw == decompress(boot_files.initramfs.read_bytes())
+    assert compression.compress(raw, "zstd") == image
 
 
 def _cli(*argv: str) -> subprocess.CompletedProcess[str]:

@@ -13,7 +13,9 @@ import subprocess
 from zosnode.bootmedia.errors import BuildInputError
 
 METHODS = ("gzip", "xz", "zstd", "none")
-DEFAULT = "gzip"  # bench/boot_compression.py: fastest to unpack and build; zstd only 13% smaller
+# bench/boot_compression.py: with the artifact stored raw in the cpio, zstd -19
+# is 20% smaller than gzip -9 and the kernel unpacks both in the same time.
+DEFAULT = "zstd"
 _TIMEOUT_S = 300
 
 
