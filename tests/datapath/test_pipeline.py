@@ -153,6 +153,41 @@ async def test_a_fresh_reader_of_a_ram_cache_hashes_nothing_and_of_a_disk_everyt
     assert all(mirror.requests[block_path(r.id)] == 1 for r in refs)
 
 
+async def test_a_mount_keeps_blocks_decoded_in_ram_and_a_later_mount_only_maps_them(
+    tmp_path: Path, ram: Path, data_dir: Path, mirror: FaultyMirror, hashes: list[int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    raw, _ = build_flist(random_tree(tmp_path / "src", 2, 3 * MiB), data_dir, options=BuildOptions(
+        compression=Compression.ZSTD, chunking="fixed", chunk_size=512 * 1024))
+    refs = refs_of(raw)
+    first = BlockSource(Fetcher([mirror.url]), BlockCache(ram / "c", 1 << 30), decoded_cache=True)
+    want = {r.id: bytes(await first.decoded(r)) for r in refs}
+    # An older process's stored entry beside them: another form, so a miss, not a wrong byte.
+    old = refs[0]
+    (ram / "c" / old.id[:2] / old.id).write_bytes(
+        entry.encode(SEED, (data_dir / block_path(old.id)).read_bytes()))
+    decodes = [0]
+    real = blocks_mod._decompress
+
+    def counting(*args: Any) -> Any:
+        decodes[0] += 1
+        return real(*args)
+
+    monkeypatch.setattr(blocks_mod, "_decompress", counting)
+    hashes[0] = 0
+    later = BlockSource(Fetcher([mirror.url]), BlockCache(ram / "c", 1 << 30), decoded_cache=True)
+    for r in refs:
+        assert bytes(await later.decoded(r)) == want[r.id]
+    # On main: every block hashed and decompressed again by the later mount.
+    assert hashes[0] == decodes[0] == 1  # the old-form entry, fetched again
+    assert mirror.requests[block_path(old.id)] == 2
+    assert all(mirror.requests[block_path(r.id)] == 1 for r in refs[1:])
+    # An extract's source reads the stored form: the decoded entries are misses to it.
+    extract = BlockSource(Fetcher([mirror.url]), BlockCache(ram / "c", 1 << 30), hot_bytes=0)
+    assert bytes(await extract.decoded(refs[1], keep=False)) == want[refs[1].id]
+    assert mirror.requests[block_path(refs[1].id)] == 2
+
+
 class CountingFetcher(Fetcher):
     """How many block fetches are out at once."""
 

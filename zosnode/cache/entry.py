@@ -16,6 +16,8 @@ import xxhash
 from zosnode.cache.errors import CorruptEntry
 
 MAGIC = b"ZC1\n"
+# In a trusted (RAM) cache only: the entry holds the block decoded (`BlockCache`).
+DECODED = b"ZD1\n"
 HEADER = len(MAGIC) + 8
 
 
@@ -23,8 +25,8 @@ def checksum(seed: int, block: bytes | memoryview) -> bytes:
     return xxhash.xxh3_64_digest(block, seed=seed)
 
 
-def encode(seed: int, block: bytes) -> bytes:
-    return MAGIC + checksum(seed, block) + block
+def encode(seed: int, block: bytes, magic: bytes = MAGIC) -> bytes:
+    return magic + checksum(seed, block) + block
 
 
 def decode(seed: int, block_id: str, data: bytes) -> bytes:

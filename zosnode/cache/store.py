@@ -12,8 +12,10 @@ A cache in the node's RAM (tmpfs or ramfs, its directory writable by this
 user alone) is `trusted`: it cannot outlive the boot, and only `put` writes
 it, after the caller verified the block; so its entries need no second hash
 (one BLAKE2b per block per boot) and no checksum (RAM, like the process's
-own). Anywhere else (a disk, any medium another boot or user could change)
-every read is checksummed and the reader hashes what it decodes.
+own), and it may hold a block `decoded` (a FUSE mount's: a later mount maps
+it and serves it as it is). Anywhere else (a disk, any medium another boot or
+user could change) every read is checksummed and the reader hashes what it
+decodes.
 """
 
 from __future__ import annotations
@@ -124,9 +126,9 @@ class BlockCache:
         """The cached block, checked; None if absent or found corrupt (then dropped)."""
         return self._account_read(block_id, self._read(block_id))
 
-    async def get_async(self, block_id: str) -> Block | None:
-        """`get`, with the file read and checksum in a worker thread."""
-        found = await trio.to_thread.run_sync(self._read, block_id)
+    async def get_async(self, block_id: str, decoded: bool = False) -> Block | None:
+        """`get` (`decoded`: of a decoded entry), the file read in a worker thread."""
+        found = await trio.to_thread.run_sync(self._read, block_id, decoded)
         return self._account_read(block_id, found)
 
     async def get_checked(
@@ -150,8 +152,10 @@ class BlockCache:
         self._account_read(block_id, found)
         return value
 
-    def _read(self, block_id: str) -> Block | CorruptEntry | None:
+    def _read(self, block_id: str, decoded: bool = False) -> Block | CorruptEntry | None:
         # Thread-safe: touches only the file, never the index or the stats.
+        if decoded and not self.trusted:
+            raise CacheUsageError("only a trusted cache holds decoded blocks")
         try:
             fd = os.open(self._file(block_id), os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
@@ -163,8 +167,11 @@ class BlockCache:
                 # replace a file (rename), never change it, so the bytes stay.
                 view = memoryview(mmap.mmap(fd, size, prot=mmap.PROT_READ,
                                             flags=mmap.MAP_SHARED | mmap.MAP_POPULATE))
-                if view[: len(entry.MAGIC)] == entry.MAGIC:
+                magic = view[: len(entry.MAGIC)]
+                if magic == (entry.DECODED if decoded else entry.MAGIC):
                     return view[entry.HEADER :]
+                if magic in (entry.MAGIC, entry.DECODED):
+                    return None  # the other form: a miss, replaced by the fetch
             header = os.pread(fd, entry.HEADER, 0)
             block = os.pread(fd, max(0, size - entry.HEADER), entry.HEADER)
         finally:
@@ -195,19 +202,21 @@ class BlockCache:
         """Store a block the caller has verified against its id."""
         self._account_write(block_id, self._write(block_id, block))
 
-    async def put_async(self, block_id: str, block: Block) -> None:
-        """`put`, with the file write in a worker thread."""
-        size = await trio.to_thread.run_sync(self._write, block_id, block)
+    async def put_async(self, block_id: str, block: Block, decoded: bool = False) -> None:
+        """`put` (`decoded`: the block decoded), with the file write in a worker thread."""
+        size = await trio.to_thread.run_sync(self._write, block_id, block, decoded)
         self._account_write(block_id, size)
 
-    def _write(self, block_id: str, block: Block) -> int | None:
+    def _write(self, block_id: str, block: Block, decoded: bool = False) -> int | None:
         # Thread-safe: touches only files, never the index or the stats.
+        if decoded and not self.trusted:
+            raise CacheUsageError("only a trusted cache holds decoded blocks")
         path = self._file(block_id)
         if len(block) + entry.HEADER > self._lru.max_bytes:
             return None
         path.parent.mkdir(exist_ok=True)
         with open_atomic(path, mode=0o600, durable=self.durable) as f:
-            f.write(entry.MAGIC + entry.checksum(self._seed, block))
+            f.write((entry.DECODED if decoded else entry.MAGIC) + entry.checksum(self._seed, block))
             f.write(block)
         return len(block) + entry.HEADER
 
@@ -228,23 +237,25 @@ class BlockCache:
         self._file(block_id).unlink(missing_ok=True)
 
     async def get_or_fetch(
-        self, block_id: str, fetch: Callable[[], Awaitable[bytes]], *, looked: bool = False
+        self, block_id: str, fetch: Callable[[], Awaitable[Block]], *, looked: bool = False,
+        decoded: bool = False,
     ) -> Block:
         """The block from the cache, else from `fetch()` (verified by it), fetched
-        once (`Flights`). `looked`: the caller has just found it missing."""
+        once (`Flights`). `looked`: the caller has just found it missing;
+        `decoded`: the block decoded (a trusted cache's form for FUSE mounts)."""
 
         async def work() -> Block:
             self.stats.fetches += 1
             block = await fetch()
             try:
-                await self.put_async(block_id, block)
+                await self.put_async(block_id, block, decoded)
             except OSError:
                 # A full or failing cache medium costs a refetch later, not this read.
                 self.stats.write_errors += 1
             return block
 
-        return await self._inflight.run(block_id, work, partial(self.get_async, block_id),
-                                        looked=looked)
+        return await self._inflight.run(f"{block_id}/{decoded}", work,
+                                        partial(self.get_async, block_id, decoded), looked=looked)
 
 
 class Flights:

@@ -8,7 +8,9 @@ decompresses a byte, and that is the one BLAKE2b the block costs: a fetched
 block is checked and decoded in the same pass (`Fetcher.fetch_checked`), so
 the fetcher does not hash it first. A cached copy that fails the check is
 dropped and fetched anew. A trusted cache's copy (`BlockCache.trusted`: in
-RAM, so verified this boot before it was put) is decoded without a hash.
+RAM, so verified this boot before it was put) is decoded without a hash; a
+FUSE mount's source (`decoded_cache`) keeps blocks there decoded, so that a
+later mount of a release maps them and serves them as they are.
 
 Hashing, decryption and decompression run in the CPU workers
 (`zosnode.fetch.workers`), one per core. Readers of a block being decoded
@@ -45,28 +47,31 @@ class BlockSource:
 
     def __init__(
         self, fetcher: Fetcher, cache: BlockCache | None, *,
-        hot_bytes: int = 64 * 1024 * 1024,
+        hot_bytes: int = 64 * 1024 * 1024, decoded_cache: bool = False,
     ) -> None:
         self.fetcher = fetcher
         self.cache = cache
+        # Blocks kept decoded in a trusted cache: more RAM each, no work to read.
+        self._decoded_cache = decoded_cache and cache is not None and cache.trusted
         self._hot: OrderedDict[str, Buffer] = OrderedDict()
         self._hot_used = 0
         self._hot_max = hot_bytes
         self._decoding = Flights()
         self.first_use: dict[str, None] = {}  # block ids in the order first asked for
-        self.decodes = 0  # blocks hashed and decoded (each costs one BLAKE2b)
+        self.decodes = 0  # blocks loaded from the cache or the mirrors
         self.fetched_blocks = 0  # from the mirrors, and their stored bytes
         self.fetched_bytes = 0
 
-    async def stored(self, ref: BlockRef) -> Buffer:
-        """The block's stored bytes, from the cache or a mirror (verified)."""
+    async def warm(self, ref: BlockRef) -> None:
+        """Bring the block into the cache, in the form this source reads."""
 
         async def fetch() -> bytes:
             return await self.fetcher.fetch_block(ref.id, max_size=ref.stored_size)
 
-        if self.cache is None:
-            return await fetch()
-        return await self.cache.get_or_fetch(ref.id, fetch)
+        if self.cache is None or self._decoded_cache:
+            await self.decoded(ref, record=False, keep=False)
+        else:
+            await self.cache.get_or_fetch(ref.id, fetch)
 
     def is_hot(self, block_id: str) -> bool:
         return block_id in self._hot
@@ -114,6 +119,14 @@ class BlockSource:
         if self.cache is None:
             await fetch()
             return fetched[0]
+        if self._decoded_cache:
+            # A hit is the decoded block, mapped; a miss is fetched, checked and
+            # decoded, and kept decoded.
+            async def fetch_decoded() -> Buffer:
+                await fetch()
+                return fetched[0]
+
+            return await self.cache.get_or_fetch(ref.id, fetch_decoded, decoded=True)
         # A cached copy: read, checksummed, hashed and decoded in one worker;
         # from a trusted cache (RAM, this boot's, verified when it came in),
         # read and decoded only.

@@ -37,7 +37,7 @@ async def follow_hint(
     async def one(bid: str) -> None:
         try:
             with trio.move_on_after(source.fetcher.deadline_s):
-                await source.stored(refs[bid])
+                await source.warm(refs[bid])
                 report.fetched += 1
                 return
         except (FetchError, FlistError):

@@ -87,7 +87,7 @@ async def serve_flist(
         raise MountpointUnusable(f"{mp} is already a mount point")
     if _live:
         raise MountUsageError("this process already serves a FUSE mount (pyfuse3 allows one)")
-    source = BlockSource(fetcher, cache, hot_bytes=hot_bytes)
+    source = BlockSource(fetcher, cache, hot_bytes=hot_bytes, decoded_cache=True)
     async with trio.open_nursery() as background:
         limit = trio.CapacityLimiter(4)
 
