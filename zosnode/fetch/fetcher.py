@@ -65,9 +65,10 @@ T = TypeVar("T")
 Check = Callable[[bytes], T | None]
 
 
-def _check_id(oid: str) -> None:
+def _checked(oid: str) -> str:
     if not is_hex_id(oid):
         raise FetchUsageError(f"not a 64-hex-digit object id: {oid!r}")
+    return oid
 
 
 class Fetcher:
@@ -109,37 +110,27 @@ class Fetcher:
         await self.client.aclose()
 
     async def fetch_block(self, block_id: str, *, max_size: int = MAX_BLOCK_BYTES) -> bytes:
-        _check_id(block_id)
-        return await self.fetch_object(block_path(block_id), block_id, max_size=max_size)
+        """The block `block_id` from some mirror, verified to hash to its id."""
+        return (await self._fetch(block_path(_checked(block_id)), block_id, max_size, None))[0]
 
     async def fetch_flist(self, flist_id: str, *, max_size: int) -> bytes:
-        _check_id(flist_id)
-        return await self.fetch_object(flist_path(flist_id), flist_id, max_size=max_size)
-
-    async def fetch_object(
-        self, path: str, oid: str, *, max_size: int, deadline_s: float | None = None
-    ) -> bytes:
-        """The object at `path` on some mirror, verified to hash to `oid`."""
-        return (await self._fetch(path, oid, max_size, deadline_s, None))[0]
+        return (await self._fetch(flist_path(_checked(flist_id)), flist_id, max_size, None))[0]
 
     async def fetch_checked(
-        self, path: str, oid: str, check: Check[T], *, max_size: int,
-        deadline_s: float | None = None,
+        self, path: str, oid: str, check: Check[T], *, max_size: int
     ) -> tuple[bytes, T]:
-        """Like `fetch_object`, with `check` (run in a CPU worker) deciding whether
+        """Like `fetch_block`, with `check` (run in a CPU worker) deciding whether
         a copy is the object instead of the fetcher's own hash: a check that
         hashes and decodes in one pass saves hashing each block twice. Returns the
         bytes and what `check` made of them."""
-        return await self._fetch(path, oid, max_size, deadline_s, check)
+        return await self._fetch(path, _checked(oid), max_size, check)
 
     async def _fetch(
-        self, path: str, oid: str, max_size: int, deadline_s: float | None,
-        check: Check[Any] | None,
+        self, path: str, oid: str, max_size: int, check: Check[Any] | None
     ) -> tuple[bytes, Any]:
-        _check_id(oid)
         if max_size < 0:
             raise FetchUsageError("max_size must not be negative")
-        total = deadline_s or self.deadline_s
+        total = self.deadline_s
         give_up = trio.current_time() + min(self.give_up_s, total)
         last: Exception | None = None
         with trio.move_on_after(total):

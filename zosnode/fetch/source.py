@@ -20,6 +20,7 @@ wait for that one decode (readahead and a read of the same block share it).
 from __future__ import annotations
 
 from collections import OrderedDict
+from functools import partial
 
 from zosnode.cache.store import BlockCache, Flights
 from zosnode.fetch.fetcher import Fetcher
@@ -99,44 +100,36 @@ class BlockSource:
 
     async def _load(self, ref: BlockRef) -> Buffer:
         self.decodes += 1
-        fetched: list[Buffer] = []
-
-        def check(stored: Buffer) -> Buffer | None:
-            return checked_decode(ref, stored)
-
-        def trusted(stored: Buffer) -> Buffer | None:
-            return decode_verified(ref, stored)
+        got: list[Buffer] = []  # the decoded block, if this reader fetched it
 
         async def fetch() -> bytes:
-            got: tuple[bytes, Buffer] = await self.fetcher.fetch_checked(
-                block_path(ref.id), ref.id, check, max_size=ref.stored_size)
-            stored, data = got
+            pair: tuple[bytes, Buffer] = await self.fetcher.fetch_checked(
+                block_path(ref.id), ref.id, partial(checked_decode, ref),
+                max_size=ref.stored_size)
             self.fetched_blocks += 1
-            self.fetched_bytes += len(stored)
-            fetched.append(data)
-            return stored
+            self.fetched_bytes += len(pair[0])
+            got.append(pair[1])
+            return pair[0]
+
+        async def fetch_decoded() -> Buffer:
+            await fetch()
+            return got[0]
 
         if self.cache is None:
-            await fetch()
-            return fetched[0]
+            return await fetch_decoded()
         if self._decoded_cache:
-            # A hit is the decoded block, mapped; a miss is fetched, checked and
-            # decoded, and kept decoded.
-            async def fetch_decoded() -> Buffer:
-                await fetch()
-                return fetched[0]
-
+            # A hit is the decoded block, mapped; a miss is kept decoded.
             return await self.cache.get_or_fetch(ref.id, fetch_decoded, decoded=True)
         # A cached copy: read, checksummed, hashed and decoded in one worker;
-        # from a trusted cache (RAM, this boot's, verified when it came in),
-        # read and decoded only.
-        data: Buffer | None = await self.cache.get_checked(
-            ref.id, trusted if self.cache.trusted else check, cpu_limiter())
+        # from a trusted cache, read and decoded only.
+        decode = decode_verified if self.cache.trusted else checked_decode
+        data: Buffer | None = await self.cache.get_checked(ref.id, partial(decode, ref),
+                                                            cpu_limiter())
         if data is not None:
             return data
         stored = await self.cache.get_or_fetch(ref.id, fetch, looked=True)
-        if fetched:
-            return fetched[0]
+        if got:
+            return got[0]
         # Another reader's fetch (a prefetch of the stored block) brought it.
         return await on_cpu(decode_block, ref, stored, size=ref.size)
 

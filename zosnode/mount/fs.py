@@ -35,12 +35,6 @@ READAHEAD_BYTES = 16 * 1024 * 1024
 MAX_READ = 1024 * 1024  # the largest request the kernel sends (mount.service)
 
 
-class _Open:
-    def __init__(self, entry: Entry, window: int) -> None:
-        self.entry = entry
-        self.pattern = ReadPattern(window)
-
-
 class FlistFS(pyfuse3.Operations):
     enable_writeback_cache = False
     supports_dot_lookup = True
@@ -59,7 +53,7 @@ class FlistFS(pyfuse3.Operations):
         self.readahead_bytes = readahead_bytes
         # Background work (readahead) goes to the mount service's nursery.
         self._spawn = spawn
-        self._handles: dict[int, _Open] = {}
+        self._handles: dict[int, tuple[Entry, ReadPattern]] = {}
         self._fh = itertools.count(1)
         self._warming: set[str] = set()
         # pyfuse3 copies a read's answer into its reply before any other task
@@ -157,22 +151,22 @@ class FlistFS(pyfuse3.Operations):
         if e.kind is not Kind.REG:
             raise pyfuse3.FUSEError(errno.EISDIR if e.kind is Kind.DIR else errno.EINVAL)
         fh = next(self._fh)
-        self._handles[fh] = _Open(e, self.readahead_bytes)
+        self._handles[fh] = (e, ReadPattern(self.readahead_bytes))
         return pyfuse3.FileInfo(fh=fh, keep_cache=True)
 
     async def read(self, fh: int, off: int, size: int) -> bytes | memoryview:  # type: ignore[override]
         # The kernel asks up to 1 MiB at a time (max_read, the bdi's readahead);
         # the answer is a view of a verified decoded block (copied once, by
         # libfuse), or of the pieces of two joined in one buffer.
-        h = self._handles.get(fh)
-        if h is None:
+        if fh not in self._handles:
             raise pyfuse3.FUSEError(errno.EBADF)
-        pieces = self.view.plan_read(h.entry, off, size)
+        entry, pattern = self._handles[fh]
+        pieces = self.view.plan_read(entry, off, size)
         # Observed as the request comes, not when its data is ready: the
         # kernel's readahead requests are in order, their answers need not be.
-        ahead = h.pattern.observe(off, sum(p.length for p in pieces), h.entry.size)
+        ahead = pattern.observe(off, sum(p.length for p in pieces), entry.size)
         if ahead is not None and self._spawn is not None:
-            self._read_ahead(h.entry, ahead[0], ahead[1])
+            self._read_ahead(entry, ahead[0], ahead[1])
         try:
             views = await self.source.views([(p.ref, p.start, p.length) for p in pieces])
         except (ZosError, OSError):
