@@ -42,6 +42,8 @@ from zosnode.layout import is_hex_id, sharded
 SEED = 0x7A6F736E6F6465
 T = TypeVar("T")
 _RAM_FS = (0x01021994, 0x858458F6)  # statfs f_type of tmpfs and ramfs
+# A trusted cache maps an entry this big or more (`_read`); a smaller one is read.
+MAP_FROM = 256 * 1024
 # A block as read: bytes, or a trusted cache's mapped file (`BlockCache.trusted`).
 Block = bytes | memoryview
 
@@ -127,7 +129,10 @@ class BlockCache:
         return self._account_read(block_id, self._read(block_id))
 
     async def get_async(self, block_id: str, decoded: bool = False) -> Block | None:
-        """`get` (`decoded`: of a decoded entry), the file read in a worker thread."""
+        """`get` (`decoded`: of a decoded entry), the file read in a worker thread
+        (in RAM: at once, as a thread hop would cost more than the read)."""
+        if self.trusted:
+            return self._account_read(block_id, self._read(block_id, decoded))
         found = await trio.to_thread.run_sync(self._read, block_id, decoded)
         return self._account_read(block_id, found)
 
@@ -162,20 +167,21 @@ class BlockCache:
             return None
         try:
             size = os.fstat(fd).st_size
-            if self.trusted and size > entry.HEADER:
+            block: Block
+            if self.trusted and size > MAP_FROM:
                 # The RAM's own pages, mapped: no copy, no fresh memory. Writers
                 # replace a file (rename), never change it, so the bytes stay.
-                view = memoryview(mmap.mmap(fd, size, prot=mmap.PROT_READ,
-                                            flags=mmap.MAP_SHARED | mmap.MAP_POPULATE))
-                magic = view[: len(entry.MAGIC)]
-                if magic == (entry.DECODED if decoded else entry.MAGIC):
-                    return view[entry.HEADER :]
-                if magic in (entry.MAGIC, entry.DECODED):
-                    return None  # the other form: a miss, replaced by the fetch
-            header = os.pread(fd, entry.HEADER, 0)
-            block = os.pread(fd, max(0, size - entry.HEADER), entry.HEADER)
+                mapped = memoryview(mmap.mmap(fd, size, prot=mmap.PROT_READ,
+                                              flags=mmap.MAP_SHARED | mmap.MAP_POPULATE))
+                header, block = bytes(mapped[: entry.HEADER]), mapped[entry.HEADER :]
+            else:
+                header, block = os.pread(fd, entry.HEADER, 0), os.pread(fd, size, entry.HEADER)
         finally:
             os.close(fd)
+        magic = header[: len(entry.MAGIC)]
+        if self.trusted and magic in (entry.MAGIC, entry.DECODED):
+            # Trusted: no checksum. The other form is a miss, replaced by the fetch.
+            return block if magic == (entry.DECODED if decoded else entry.MAGIC) else None
         try:
             return entry.check(self._seed, block_id, header, block)
         except CorruptEntry as exc:
