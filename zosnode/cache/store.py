@@ -80,6 +80,7 @@ class BlockCache:
         self, directory: str | os.PathLike[str], max_bytes: int, *, durable: bool = False
     ) -> None:
         self.path = Path(directory)
+        self._dir = os.fspath(self.path)
         self.durable = durable
         self.stats = CacheStats()
         self._lru = LruIndex(max_bytes)
@@ -98,10 +99,13 @@ class BlockCache:
     def used_bytes(self) -> int:
         return self._lru.used
 
-    def _file(self, block_id: str) -> Path:
+    def _name(self, block_id: str) -> str:
         if not is_hex_id(block_id):
             raise CacheUsageError(f"not a block id: {block_id!r}")
-        return self.path / sharded(block_id)
+        return f"{self._dir}/{sharded(block_id)}"
+
+    def _file(self, block_id: str) -> Path:
+        return Path(self._name(block_id))
 
     def _adopt_existing(self) -> None:
         # Entries from an earlier run count towards the bound, oldest first;
@@ -162,20 +166,24 @@ class BlockCache:
         if decoded and not self.trusted:
             raise CacheUsageError("only a trusted cache holds decoded blocks")
         try:
-            fd = os.open(self._file(block_id), os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(self._name(block_id), os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             return None
         try:
-            size = os.fstat(fd).st_size
+            # One read takes a small entry whole; a large one in RAM is mapped:
+            # the RAM's own pages, no copy, no fresh memory (writers replace a
+            # file by a rename, never change it, so the bytes stay).
+            data = os.read(fd, MAP_FROM)
             block: Block
-            if self.trusted and size > MAP_FROM:
-                # The RAM's own pages, mapped: no copy, no fresh memory. Writers
-                # replace a file (rename), never change it, so the bytes stay.
-                mapped = memoryview(mmap.mmap(fd, size, prot=mmap.PROT_READ,
+            if len(data) < MAP_FROM:
+                header, block = data[: entry.HEADER], data[entry.HEADER :]
+            elif self.trusted:
+                mapped = memoryview(mmap.mmap(fd, 0, prot=mmap.PROT_READ,
                                               flags=mmap.MAP_SHARED | mmap.MAP_POPULATE))
-                header, block = bytes(mapped[: entry.HEADER]), mapped[entry.HEADER :]
+                header, block = data[: entry.HEADER], mapped[entry.HEADER :]
             else:
-                header, block = os.pread(fd, entry.HEADER, 0), os.pread(fd, size, entry.HEADER)
+                header, block = data[: entry.HEADER], os.pread(fd, os.fstat(fd).st_size,
+                                                               entry.HEADER)
         finally:
             os.close(fd)
         magic = header[: len(entry.MAGIC)]
