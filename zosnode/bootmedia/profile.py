@@ -15,9 +15,11 @@ follow every import a loaded module names, ours or vendored, at any depth
 literal names given to `importlib.import_module`, and every `from P import
 N` once more as `getattr(P, N)` (so a package's `__getattr__` facade, such
 as the one zosnode.net.netlink leaves on pyroute2, runs here if a node path
-could run it), until nothing new loads. A module's source is dropped from the zip where
-its unchecked-hash .pyc is there (zipimport loads the .pyc first; tracebacks
-on the node show file and line without the source text). Data files go with
+could run it), until nothing new loads. A package registered without its
+`__init__` having run (`PREPARE`) is followed only once something runs it.
+A module's source is dropped from the zip where its unchecked-hash .pyc is
+there (zipimport loads the .pyc first; tracebacks on the node show file and
+line without the source text). Data files go with
 the modules of their directory, metadata (dist-info) always. The native part
 keeps its sources: a directory on disk loads `__pycache__` only beside them.
 """
@@ -40,7 +42,7 @@ from zosnode.bootmedia.errors import BuildInputError
 NATIVE_PREFIX = "_native/"  # as in zosnode/artifact/record.py
 RECORD_NAME = "zosnode/_artifact.json"  # likewise: only a zosnode artifact has one
 # entry point -> (CLI groups whose parser is built, modules imported by name);
-# the first two are zosnode.cli.audit_tcb.ENTRY_POINTS, the trusted code base.
+# "node run" and "mount child" are zosnode.cli.audit_tcb.ENTRY_POINTS (the TCB).
 ENTRY_POINTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "start-up": ((), ("zosnode.artifact.unpack",)),  # what __main__ runs before any command
     "node run": (("node",), ("zosnode.agent.boot",)),
