@@ -46,9 +46,12 @@ def test_contents(boot_files: BootFiles) -> None:
                  "pyroute2/iproute/linux.pyc"):
         assert kept in held, kept
     assert any(n.startswith("_native/pyfuse3/") for n in held)
+    # Nor pyroute2's facade: the node registers the package without its __init__
+    # (zosnode/net/netlink.py), so NDB and its sqlite3 stay out.
     for dropped in ("zosnode/hub/", "zosnode/bootmedia/", "zosnode/cli/hub_cmd",
-                    "_native/pyfastcdc/"):
+                    "_native/pyfastcdc/", "pyroute2/ndb/", "pyroute2/ipdb/"):
         assert not [n for n in held if n.startswith(dropped)], dropped
+    assert not [p for p in entries if "sqlite3" in p]
     assert not [n for n in held if n.endswith(".py") and not n.startswith("_native/")]
     assert entries["usr/bin/python3.11"].kind is Kind.FILE
     assert entries["lib64/ld-linux-x86-64.so.2"].kind is Kind.SYMLINK
