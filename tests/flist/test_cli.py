@@ -82,6 +82,8 @@ def test_create_inspect_ls_cat_verify_extract(tmp_path: Path, capsys: pytest.Cap
         (["flist", "create", "{tmp}/garbage", "--store", "{tmp}/s"], "neither a directory"),
         (["flist", "create", "{tmp}", "--store", "{tmp}/garbage"], "garbage"),
         (["flist", "extract", "{tmp}/garbage", "{tmp}/x", "--store", "{tmp}"], "canonical"),
+        (["flist", "create", "{tmp}", "--store", "{tmp}/s", "--fine-chunks", "--chunk-kib",
+          "64"], "give one"),
     ],
 )
 def test_user_mistakes_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -193,3 +195,22 @@ def test_extract_without_root_skips_only_what_needs_privilege(
         assert (out_dir / "setuid").stat().st_mode & 0o7777 == 0o4755
     finally:
         shutil.rmtree(shared, ignore_errors=True)
+
+
+def test_fine_chunks_are_asked_for(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A 64 MiB image keeps the coarse cuts unless `--fine-chunks` asks otherwise."""
+    import json
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "disk.img").write_bytes(os.urandom(64 * 1024 * 1024))
+    counts = {}
+    for flag in ((), ("--fine-chunks",)):
+        rc, out, err = _run(capsys, "flist", "create", str(src), "--store",
+                            str(tmp_path / f"s{len(flag)}"), "--compression", "none",
+                            "--json", *flag)
+        assert rc == 0, err
+        counts[flag] = json.loads(out)["blocks"]
+    # Coarse: about 1 MiB average (max 4 MiB); fine: about 48 KiB average.
+    assert 16 <= counts[()] <= 128, counts
+    assert counts[("--fine-chunks",)] >= 600, counts

@@ -41,6 +41,10 @@ _LEVELS = {Compression.NONE: (0, 0), Compression.ZLIB: (0, 9), Compression.LZMA:
            Compression.BZ2: (1, 9), Compression.ZSTD: (-7, 22)}
 
 
+# Where `flist create --fine-chunks` starts cutting large files finer.
+FINE_FROM = 64 * 1024 * 1024
+
+
 @dataclass(frozen=True)
 class BuildOptions:
     compression: Compression = Compression.ZSTD
@@ -56,16 +60,18 @@ class BuildOptions:
     cdc_max: int = 4 * 1024 * 1024
     cdc_normalization: int = 1
     # Files of at least cdc_fine_from bytes (disk images, databases: what is
-    # edited in place and shipped again) are cut finer, so that an insertion
+    # edited in place and shipped again) may be cut finer, so that an insertion
     # costs a node no more bytes than casync's 64 KiB chunks would (measured
     # in bench/flist.md: 8 / 48 / 256 KiB with NC 2 fetch 0.8x casync's bytes
-    # at about casync's chunk count). Below it the coarse sizes keep a rootfs at
-    # few requests; None: every large file is cut with the coarse sizes. From
+    # at about casync's chunk count). Off by default (None; `flist create
+    # --fine-chunks` sets FINE_FROM): a node fetches and checks a block per
+    # request, so fine chunks cost reading the file about 20 times the requests
+    # (bench/datapath.md: warm FUSE 1,041 -> 537 MB/s, cold 300 -> 65 MB/s). From
     # cdc_fine_below on, coarse again: fine chunks cost about 57 bytes of flist
     # each (1 MB per GiB, which a node fetches and decodes before it mounts) and
     # an flist holds at most format.MAX_BLOCKS blocks (a file at most
     # MAX_EXTENTS extents), which fine chunks would reach at about 57 GiB.
-    cdc_fine_from: int | None = 64 * 1024 * 1024
+    cdc_fine_from: int | None = None
     cdc_fine_below: int = 4 * 1024 * 1024 * 1024
     cdc_fine_min: int = 8 * 1024
     cdc_fine_avg: int = 48 * 1024
@@ -97,7 +103,8 @@ class BuildOptions:
             raise FlistInputError(f"content-defined chunks may not exceed {MAX_BLOCK_SIZE} bytes")
         # Validated here, not at the first large file.
         self.cdc_sizes(0)
-        self.cdc_sizes(self.cdc_fine_from or 0)
+        CdcSizes(self.cdc_fine_min, self.cdc_fine_avg, self.cdc_fine_max,
+                 self.cdc_fine_normalization)
         if self.level is not None:
             low, high = _LEVELS[self.compression]
             if not low <= self.level <= high:
