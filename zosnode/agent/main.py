@@ -13,16 +13,17 @@ line from a string or file and can stop after bring-up (tests, benchmarks).
 from __future__ import annotations
 
 import argparse
-import functools
+import importlib
 import importlib.util
 import os
 import sys
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import trio
 
-from zosnode.agent import bringup, cmdline, phases, pid1, secureboot, settings
+from zosnode.agent import bringup, cmdline, phases, pid1, secureboot, settings, spare
 from zosnode.entry import CHILD_COMMAND, CliParser
 from zosnode.errors import UserError
 
@@ -96,6 +97,41 @@ def _fuse_command(mode: str) -> list[str] | None:
     return [*me, CHILD_COMMAND]
 
 
+class BootStage:
+    """The boot stage, imported by a thread while the network comes up.
+
+    Its import (the hub client, the data path, trust, heartbeats) is CPU work
+    that needs nothing from the network: started before the bring-up, it fills
+    the bring-up's waits (carrier, DHCP, router advertisements) instead of
+    coming before them. Joined once the network is up; a failed import raises
+    there, as it would have before the network.
+    """
+
+    MODULE = "zosnode.agent.boot"
+
+    def __init__(self, fuse_command: list[str] | None, boot: phases.BootClock) -> None:
+        self.fuse_command, self.boot = fuse_command, boot
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._load, name="boot-stage-import",
+                                        daemon=True)
+        self._thread.start()
+
+    def _load(self) -> None:
+        try:
+            importlib.import_module(self.MODULE)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the agent's task
+            self._error = exc
+
+    async def after_network(self, config: cmdline.Config, network: bringup.Network,
+                            say: pid1.Say) -> None:
+        await trio.to_thread.run_sync(self._thread.join)
+        if self._error is not None:
+            raise self._error
+        stage = sys.modules[self.MODULE]
+        await stage.after_network(config, network, say, fuse_command=self.fuse_command,
+                                  boot=self.boot)
+
+
 def run(args: argparse.Namespace) -> int:
     say = pid1.console_writer(sys.stdout)
     if not pid1.is_pid1():
@@ -161,14 +197,11 @@ def _run(args: argparse.Namespace, say: pid1.Say, is_init: bool) -> int:
     boot.mark("modules")
     after: AfterNetwork | None = None
     if not (args.exit_after_bringup or args.network_only):
-        from zosnode.agent.boot import after_network
-        from zosnode.agent.boot.mounters import start_spare
-
         fuse = _fuse_command(args.mounts)
         say(f"flists: {'FUSE mounts' if fuse else 'verified extraction'}")
         if fuse:  # its start-up overlaps the network's bring-up
-            start_spare(fuse)
-        after = functools.partial(after_network, fuse_command=fuse, boot=boot)
+            spare.start(fuse)
+        after = BootStage(fuse, boot).after_network
     options = bringup.Options(resolv_conf=args.resolv_conf)
 
     async def main() -> None:

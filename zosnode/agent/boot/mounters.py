@@ -13,6 +13,7 @@ from typing import Protocol
 
 import trio
 
+from zosnode.agent import spare
 from zosnode.agent.boot.errors import ReleaseFailed
 from zosnode.cache.store import BlockCache
 from zosnode.fetch.fetcher import Fetcher
@@ -133,25 +134,10 @@ class MountChildFailed(ReleaseFailed):
         self.kind = kind
 
 
-# Mount children started ahead of their request (`start_spare`), by command:
-# the child and the read end of its report pipe.
-_spares: dict[tuple[str, ...], tuple[subprocess.Popen[bytes], int]] = {}
-
-
-def start_spare(command: Sequence[str]) -> None:
-    """Start one mount child now, before the network is up: it starts its
-    interpreter and imports the data path while the agent waits for DHCP and
-    the manifest, then blocks reading its request. The first mount takes it."""
-    read_fd, write_fd = os.pipe()
-    try:
-        popen = subprocess.Popen([*command, str(write_fd)], stdin=subprocess.PIPE,
-                                 pass_fds=(write_fd,))
-    except OSError:
-        os.close(read_fd)
-        return  # the first mount starts its own child, and reports why it cannot
-    finally:
-        os.close(write_fd)
-    _spares[tuple(command)] = popen, read_fd
+# Mount children started ahead of their request live in `zosnode.agent.spare`, which
+# the agent imports before this module (the data path) to start one during DHCP.
+_spares = spare.spares
+start_spare = spare.start
 
 
 class _Child:

@@ -1,0 +1,32 @@
+"""The FUSE mount child started ahead of its request, before the network is up.
+
+Apart from `zosnode.agent.boot.mounters` (which takes the child for the first
+mount) so that starting it needs nothing of the data path: the agent starts
+the child first and imports the boot stage while DHCP runs.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Sequence
+
+# Mount children started ahead of their request (`start`), by command:
+# the child and the read end of its report pipe.
+spares: dict[tuple[str, ...], tuple[subprocess.Popen[bytes], int]] = {}
+
+
+def start(command: Sequence[str]) -> None:
+    """Start one mount child now, before the network is up: it starts its
+    interpreter and imports the data path while the agent waits for DHCP and
+    the manifest, then blocks reading its request. The first mount takes it."""
+    read_fd, write_fd = os.pipe()
+    try:
+        popen = subprocess.Popen([*command, str(write_fd)], stdin=subprocess.PIPE,
+                                 pass_fds=(write_fd,))
+    except OSError:
+        os.close(read_fd)
+        return  # the first mount starts its own child, and reports why it cannot
+    finally:
+        os.close(write_fd)
+    spares[tuple(command)] = popen, read_fd
