@@ -75,7 +75,11 @@ class BlockSource:
             await self.cache.get_or_fetch(ref.id, fetch)
 
     def is_hot(self, block_id: str) -> bool:
-        return block_id in self._hot
+        """Whether a read of the block needs no fetch and no decode: in the hot
+        set, or decoded in a trusted cache (a tmpfs read costs less than the
+        readahead task that would bring it into the hot set)."""
+        return block_id in self._hot or (
+            self._decoded_cache and self.cache is not None and block_id in self.cache)
 
     async def decoded(self, ref: BlockRef, *, record: bool = True, keep: bool = True) -> Buffer:
         """The whole decoded block `ref` names (`record`: a real read, not readahead;
