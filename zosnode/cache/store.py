@@ -128,9 +128,10 @@ class BlockCache:
         """Whether this process holds the block (no read, no check)."""
         return block_id in self._lru
 
-    def get(self, block_id: str) -> Block | None:
-        """The cached block, checked; None if absent or found corrupt (then dropped)."""
-        return self._account_read(block_id, self._read(block_id))
+    def get(self, block_id: str, decoded: bool = False) -> Block | None:
+        """The cached block, checked; None if absent or found corrupt (then dropped).
+        `decoded`: of a decoded entry (a trusted cache's)."""
+        return self._account_read(block_id, self._read(block_id, decoded))
 
     async def get_async(self, block_id: str, decoded: bool = False) -> Block | None:
         """`get` (`decoded`: of a decoded entry), the file read in a worker thread

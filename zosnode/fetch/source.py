@@ -90,6 +90,16 @@ class BlockSource:
         if hot is not None:  # every read of a warm block: no more than this
             self._hot.move_to_end(ref.id)
             return hot
+        if self.is_hot(ref.id):
+            # Decoded in the trusted RAM cache: mapped at once, no flight (a
+            # fetch in flight is not in the cache's index until it is put).
+            assert self.cache is not None
+            hot = self.cache.get(ref.id, decoded=True)
+            if hot is not None:
+                self.decodes += 1
+                if keep:
+                    self._keep(ref.id, hot)
+                return hot
 
         async def look() -> Buffer | None:
             return self._hot.get(ref.id)
