@@ -37,7 +37,7 @@ import trio
 
 from zosnode.http.errors import HttpError, HttpUsageError
 
-_READ_CHUNK = 256 * 1024
+_READ_CHUNK = 1024 * 1024
 _SEND_CHUNK = 64 * 1024
 USER_AGENT = "zosnode"
 
@@ -404,7 +404,7 @@ class HttpClient:
                 received += len(event.data)
                 if received > max_size:
                     raise HttpOversize(f"{url}: body passed the {max_size}-byte cap")
-                parts.append(bytes(event.data))
+                parts.append(event.data)  # h11's own slice of its buffer: no second copy
                 continue
             if isinstance(event, h11.EndOfMessage):
                 break
