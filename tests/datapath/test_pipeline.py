@@ -188,6 +188,30 @@ async def test_a_mount_keeps_blocks_decoded_in_ram_and_a_later_mount_only_maps_t
     assert mirror.requests[block_path(refs[1].id)] == 2
 
 
+async def test_a_block_decoded_in_the_ram_cache_needs_no_readahead_and_no_fetch(
+    tmp_path: Path, ram: Path, data_dir: Path, mirror: FaultyMirror,
+) -> None:
+    raw = raw_flist(random_tree(tmp_path / "src", 1, 2 * MiB), data_dir)
+    refs = refs_of(raw)
+    first = BlockSource(Fetcher([mirror.url]), BlockCache(ram / "c", 1 << 30), decoded_cache=True)
+    want = {r.id: bytes(await first.decoded(r)) for r in refs[1:]}
+    later = BlockSource(Fetcher([mirror.url]), BlockCache(ram / "c", 1 << 30), hot_bytes=0,
+                        decoded_cache=True)
+    # On main: False, so FUSE readahead spawned a task per block to map it.
+    assert all(later.is_hot(r.id) for r in refs[1:])
+    assert not later.is_hot(refs[0].id)  # never fetched: readahead's work
+    for r in refs[1:]:
+        assert bytes(await later.decoded(r)) == want[r.id]
+    assert all(mirror.requests[block_path(r.id)] == 1 for r in refs[1:])
+    # A disk cache's copies are hashed by every reader: readahead does that work.
+    disk = BlockCache(tmp_path / "d", 1 << 30)
+    if disk.trusted:  # tmp_path on a tmpfs of this user's: no disk here
+        return
+    await BlockSource(Fetcher([mirror.url]), disk, decoded_cache=True).decoded(refs[1])
+    assert refs[1].id in disk
+    assert not BlockSource(Fetcher([mirror.url]), disk, decoded_cache=True).is_hot(refs[1].id)
+
+
 class CountingFetcher(Fetcher):
     """How many block fetches are out at once."""
 
