@@ -13,7 +13,9 @@ Every figure comes from one run, on loopback, caches and copies on tmpfs:
   default compression), every file read with dd;
 * random 4 KiB reads (pread at aligned random offsets) for a fixed time,
   against tmpfs and a fresh warm mount;
-* the mount process's peak RSS (VmHWM) over the cold read of SIZE_MIB.
+* the mount process's peak RSS (VmHWM) over the cold read of SIZE_MIB;
+* each file system process's CPU time per MiB read (steadier than MB/s
+  when other work shares the cores).
 
 Each mount is fresh, so the kernel's page cache serves nothing.
 
@@ -137,6 +139,12 @@ def random_iops(path: Path, seconds: float) -> float:
         os.close(fd)
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process `pid` so far (every thread)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -172,16 +180,22 @@ def run(args: argparse.Namespace, work: Path, shm: Path) -> None:
             add("tmpfs", size / dd([shm / "file"]))
             mnt = fresh("t")
             with mount([PY, str(TOP / "bench" / "_fuse_trivial.py"), str(mnt),
-                        str(args.size_mib)], mnt, b"ready"):
+                        str(args.size_mib)], mnt, b"ready") as proc:
+                c0 = cpu_s(proc.pid)
                 add("trivial", size / dd([mnt / "file"]))
+                add("cpu_trivial", (cpu_s(proc.pid) - c0) / args.size_mib)
             cache = Path(tempfile.mkdtemp(dir=shm))
             mnt = fresh("c")
             with zos_mount(big_fl, mnt, server.url, cache, cache_mib) as proc:
+                c0 = cpu_s(proc.pid)
                 add("cold", size / dd([mnt / "file"]))
+                add("cpu_cold", (cpu_s(proc.pid) - c0) / args.size_mib)
                 add("rss", peak_rss_mib(proc.pid))
             mnt = fresh("w")
-            with zos_mount(big_fl, mnt, server.url, cache, cache_mib):
+            with zos_mount(big_fl, mnt, server.url, cache, cache_mib) as proc:
+                c0 = cpu_s(proc.pid)
                 add("warm", size / dd([mnt / "file"]))
+                add("cpu_warm", (cpu_s(proc.pid) - c0) / args.size_mib)
             mnt = fresh("r")
             with zos_mount(big_fl, mnt, server.url, cache, cache_mib):
                 add("iops", random_iops(mnt / "file", args.iops_s))
@@ -212,6 +226,10 @@ def run(args: argparse.Namespace, work: Path, shm: Path) -> None:
     print(f"  zosnode, cold (nginx)    {mbs('cold')}   {med('cold') / triv:.2f} x trivial")
     print(f"  mount process peak RSS over the cold read: {med('rss'):.0f} MiB"
           f" ({', '.join(f'{v:.0f}' for v in rows['rss'])})")
+    # CPU per MiB holds steadier than MB/s on a machine shared with other work.
+    print(f"  file system process CPU per MiB read (user+sys, all threads): trivial"
+          f" {med('cpu_trivial') * 1e3:.2f} ms, zosnode warm {med('cpu_warm') * 1e3:.2f} ms"
+          f" ({med('cpu_warm') / med('cpu_trivial'):.1f} x), cold {med('cpu_cold') * 1e3:.2f} ms")
     print(f"random 4 KiB preads, {args.iops_s:.0f} s each:")
     print(f"  tmpfs                    {med('iops_tmpfs'):8.0f} IOPS")
     print(f"  zosnode, warm cache      {med('iops'):8.0f} IOPS")
