@@ -20,10 +20,8 @@ from __future__ import annotations
 import argparse
 import email.parser
 import hashlib
-import importlib.util
 import io
 import json
-import marshal
 import os
 import re
 import subprocess
@@ -37,6 +35,7 @@ TOP = Path(__file__).resolve().parent
 sys.path.insert(0, str(TOP))
 
 from zosnode.artifact.record import NATIVE_PREFIX, RECORD_NAME, Package, Record  # noqa: E402
+from zosnode.bootmedia.pyc import sourceless_pyc  # noqa: E402
 
 PYC_TAG = f"cpython-{sys.version_info.major}{sys.version_info.minor}"
 ANCHOR_NAME = "zosnode/trust/anchor.cbor"
@@ -82,7 +81,9 @@ class BuildError(Exception):
 # is 5.3 MB with it, 0.6 MB without): dropped at build time, so the build
 # record's sha256 per native file names the stripped bytes the node checks,
 # while the package's own sha256 still names the wheel they came from.
-# `strip --strip-debug` keeps every symbol the loader and Python resolve.
+# `strip --strip-unneeded` also drops the static symbol table (.symtab,
+# .strtab: 0.4 MB of cbor2's Rust module), keeping the dynamic symbols, which
+# are all the loader and Python resolve (PyInit_*, the libraries' imports).
 _SHARED_OBJECT = re.compile(r"\.so(\.[0-9.]+)?$")
 
 
@@ -91,12 +92,12 @@ def strip_debug(data: bytes, name: str) -> bytes:
         src, dst = Path(tmp, "in.so"), Path(tmp, "out.so")
         src.write_bytes(data)
         try:
-            proc = subprocess.run(["strip", "--strip-debug", "-o", str(dst), str(src)],
+            proc = subprocess.run(["strip", "--strip-unneeded", "-o", str(dst), str(src)],
                                   capture_output=True, text=True)
         except FileNotFoundError:
             raise BuildError("strip not found: install binutils") from None
         if proc.returncode != 0:
-            raise BuildError(f"strip --strip-debug {name}: {proc.stderr.strip()}")
+            raise BuildError(f"strip --strip-unneeded {name}: {proc.stderr.strip()}")
         return dst.read_bytes()
 
 
@@ -113,12 +114,9 @@ def source_date_epoch() -> int:
 
 
 def pyc_bytes(source: bytes, display_name: str) -> bytes:
-    """An unchecked-hash pyc: deterministic, and trusted without the source."""
-    code = compile(source, display_name, "exec", dont_inherit=True, optimize=0)
-    source_hash = importlib.util.source_hash(source)
-    flags = 0b01  # hash-based, check_source off
-    return (importlib.util.MAGIC_NUMBER + flags.to_bytes(4, "little")
-            + source_hash + marshal.dumps(code))
+    """An unchecked-hash pyc: deterministic, trusted without the source, and
+    without docstrings (asserts kept; zosnode/bootmedia/pyc.py says why)."""
+    return sourceless_pyc(source, display_name)
 
 
 def add_python(members: dict[str, bytes], name: str, data: bytes, in_zip: bool) -> None:

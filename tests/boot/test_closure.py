@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import marshal
 import zipfile
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from zosnode.bootmedia import closure
 from zosnode.bootmedia.cpio import Entry, Kind
 from zosnode.bootmedia.initramfs import part_of, part_sizes
+from zosnode.bootmedia.pyc import sourceless_pyc
 
 HOST_STDLIB = Path("/usr/lib/python3.11")
 
@@ -99,3 +101,20 @@ def test_traced_runs_the_artifact_modules_import_time_code(tmp_path: Path) -> No
     data = app.read_bytes()
     assert "email.parser" in closure.traced(closure.artifact_roots(data), *args, zipapp=data)
     assert "email.parser" not in closure.traced(closure.artifact_roots(data), *args)
+
+
+def test_bytecode_leaves_docstrings_out_and_keeps_asserts_and_lines() -> None:
+    source = (b'"""Module doc."""\n'
+              b'def f(x):\n    """Function doc."""\n    assert x, "kept"\n    return 1 / x\n'
+              b'class C:\n    """Only a docstring."""\n')
+    ns: dict[str, object] = {}
+    exec(marshal.loads(sourceless_pyc(source, "m.py")[16:]), ns)  # noqa: S102 - our source
+    f, c = ns["f"], ns["C"]
+    assert "__doc__" not in ns and f.__doc__ is None and c.__doc__ is None
+    with pytest.raises(AssertionError, match="kept"):
+        f(0)  # type: ignore[operator]
+    try:
+        f("x")  # type: ignore[operator]
+    except TypeError as exc:
+        assert exc.__traceback__ is not None
+        assert exc.__traceback__.tb_next.tb_lineno == 5  # type: ignore[union-attr]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import marshal
 import subprocess
 import sys
 import zipfile
@@ -52,6 +53,21 @@ def test_contents(boot_files: BootFiles) -> None:
                     "_native/pyfastcdc/", "pyroute2/ndb/", "pyroute2/ipdb/"):
         assert not [n for n in held if n.startswith(dropped)], dropped
     assert not [p for p in entries if "sqlite3" in p]
+    # Nor cffi's compiler (cffi, pycparser): only trio's fallback for an os
+    # without waitid imports it, and this interpreter has waitid. The backend
+    # PyNaCl's compiled module imports stays.
+    for dropped in ("_native/cffi/", "pycparser/"):
+        assert not [n for n in held if n.startswith(dropped)], dropped
+    assert any(n.startswith("_native/_cffi_backend.") for n in held)
+    # Nor backports.zstd's tarfile and zipfile (profile.NOT_FOLLOWED).
+    assert "_native/backports/zstd/_zstdfile.py" in held
+    assert not [n for n in held if "/zstd/tarfile" in n or "/zstd/zipfile" in n]
+    # Bytecode without docstrings (pyc.py), ours and the standard library's.
+    # A module with a docstring stores __doc__ at its top level.
+    with zipfile.ZipFile(io.BytesIO(init.data)) as zf:
+        ours = zf.read("zosnode/entry.pyc")
+    for pyc in (ours, entries["usr/lib/python3.11/os.pyc"].data):
+        assert "__doc__" not in marshal.loads(pyc[16:]).co_names
     assert not [n for n in held if n.endswith(".py") and not n.startswith("_native/")]
     assert entries["usr/bin/python3.11"].kind is Kind.FILE
     assert entries["lib64/ld-linux-x86-64.so.2"].kind is Kind.SYMLINK

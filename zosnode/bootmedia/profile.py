@@ -53,15 +53,26 @@ ENTRY_POINTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 # two submodules with its package registered but its __init__ (the facade
 # importing every protocol pyroute2 has) not run. A missing name fails the build.
 PREPARE = ("zosnode.net.netlink._register_package",)
+# Modules named only inside a vendored function that nothing on a node calls,
+# not followed (a node path importing one would fail with ImportError; the VM
+# tests run every node path): backports.zstd's register_shutil(), for
+# applications that want shutil's archive formats with zstd, is what brings
+# its copies of tarfile and zipfile (0.5 MB); zosnode never calls it
+# (tests/boot/test_profile.py checks).
+NOT_FOLLOWED = ("backports.zstd._shutil",)
 _MODULE_SUFFIXES = (".py", ".pyc", ".so")
 PROBE_TIMEOUT_S = 300
 
-# argv: app (the .pyz), native dir, entry points, PREPARE (JSON). Prints the loaded
+# argv: app (the .pyz), native dir, entry points, PREPARE, NOT_FOLLOWED (JSON). Prints the loaded
 # modules' files, relative to app or native dir (JSON list).
 _PROBE = r"""
 import ast, importlib, importlib.util, json, sys
 app, native = sys.argv[1], sys.argv[2]
 entries, prepare = json.loads(sys.argv[3]), json.loads(sys.argv[4])
+not_followed = tuple(json.loads(sys.argv[5]))
+
+def skipped(name):
+    return any(name == n or name.startswith(n + ".") for n in not_followed)
 sys.path[:0] = [native, app]
 sys.dont_write_bytecode = True
 import zosnode.cli
@@ -82,23 +93,65 @@ def type_checking(t):
     return (isinstance(t, ast.Name) and t.id == "TYPE_CHECKING") or (
         isinstance(t, ast.Attribute) and t.attr == "TYPE_CHECKING")
 
+def absolute(module, node):
+    base = node.module or ""
+    if node.level:
+        parts = module.__name__.split(".")
+        parts = parts if hasattr(module, "__path__") else parts[:-1]
+        parts = parts[:len(parts) - node.level + 1]
+        base = ".".join(parts + ([base] if base else []))
+    return base
+
+_IMPORT_ERRORS = {"ImportError", "ModuleNotFoundError"}
+_PLAIN = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef,
+          ast.Pass)
+
+def resolves(module, node):
+    try:
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                importlib.import_module(a.name)
+            return True
+        base = absolute(module, node)
+        target = importlib.import_module(base)
+        for a in node.names:
+            if a.name == "*" or hasattr(target, a.name):
+                continue
+            importlib.import_module(base + "." + a.name)
+        return True
+    except Exception:
+        return False
+
+def fallback_unreachable(module, node):
+    # `try: <imports> except ImportError: <fallback>` whose imports succeed in
+    # this interpreter succeed on the node (same interpreter, same platform):
+    # the fallback (trio's cffi waitid for an os without waitid) never runs.
+    names = set()
+    for h in node.handlers:
+        kinds = h.type.elts if isinstance(h.type, ast.Tuple) else [h.type]
+        names |= {getattr(k, "id", None) for k in kinds}
+    if not node.handlers or not names <= _IMPORT_ERRORS:
+        return False
+    if not all(isinstance(s, _PLAIN) and not getattr(s, "decorator_list", ())
+               for s in node.body):
+        return False
+    return all(resolves(module, s) for s in node.body
+               if isinstance(s, (ast.Import, ast.ImportFrom)))
+
 def named(module, tree):
-    is_pkg = hasattr(module, "__path__")
     mods, attrs, todo = [], [], [tree]
     while todo:
         node = todo.pop()
         if isinstance(node, ast.If) and type_checking(node.test):
             todo.extend(node.orelse)
             continue
+        if isinstance(node, ast.Try) and fallback_unreachable(module, node):
+            todo.extend(node.body + node.orelse + node.finalbody)
+            continue
         if isinstance(node, ast.Import):
             mods += [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parts = module.__name__.split(".")
-                parts = parts if is_pkg else parts[:-1]
-                parts = parts[:len(parts) - node.level + 1]
-                base = ".".join(parts + ([base] if base else []))
+            base = absolute(module, node)
             mods.append(base)
             for a in node.names:
                 mods.append(base + "." + a.name)
@@ -142,7 +195,7 @@ while True:
             continue
         mods, attrs = named(module, ast.parse(source))
         for target in mods:
-            if target not in sys.modules:
+            if target not in sys.modules and not skipped(target):
                 try_import(target)
         for base, attr in attrs:
             package = sys.modules.get(base)
@@ -172,7 +225,7 @@ def probe(zipapp: bytes, runtime: Path, python: str, loader: str,
                     dest.write_bytes(zf.read(member))
         argv = [str(runtime / loader), "--library-path", libpath, str(runtime / python), "-I",
                 "-c", _PROBE, str(app), str(native), json.dumps(list(ENTRY_POINTS.values())),
-                json.dumps(PREPARE)]
+                json.dumps(PREPARE), json.dumps(NOT_FOLLOWED)]
         try:
             proc = subprocess.run(argv, capture_output=True, timeout=PROBE_TIMEOUT_S,
                                   stdin=subprocess.DEVNULL, cwd=tmp,
