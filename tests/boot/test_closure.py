@@ -106,11 +106,13 @@ def test_traced_runs_the_artifact_modules_import_time_code(tmp_path: Path) -> No
 def test_bytecode_leaves_docstrings_out_and_keeps_asserts_and_lines() -> None:
     source = (b'"""Module doc."""\n'
               b'def f(x):\n    """Function doc."""\n    assert x, "kept"\n    return 1 / x\n'
-              b'class C:\n    """Only a docstring."""\n')
+              b'class C:\n    """Only a docstring."""\n'
+              b'@staticmethod\nclass D:\n    """Kept: a decorator may read it."""\n')
     ns: dict[str, object] = {}
     exec(marshal.loads(sourceless_pyc(source, "m.py")[16:]), ns)  # noqa: S102 - our source
     f, c = ns["f"], ns["C"]
     assert "__doc__" not in ns and f.__doc__ is None and c.__doc__ is None
+    assert ns["D"].__doc__ == "Kept: a decorator may read it."
     with pytest.raises(AssertionError, match="kept"):
         f(0)  # type: ignore[operator]
     try:
