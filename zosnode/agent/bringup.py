@@ -86,6 +86,9 @@ class Options:
     timing: Timing = Timing()
     proc_sys: Path = Path("/proc/sys")
     arp_timing: arp.ProbeTiming = arp.ProbeTiming()
+    # Called once the firewall is on, the links are up and DHCP is running: from
+    # here the bring-up mostly waits, so CPU work started now fills its waits.
+    on_waiting: Callable[[], None] | None = None
 
 
 class Bringup:
@@ -139,6 +142,8 @@ class Bringup:
                     await nursery.start(dhcp_io.run_nic, nic, client, links, self._on_event,
                                         self.say, 0.25, float(self.config.carrier_timeout_s),
                                         ctl)
+                if self.options.on_waiting is not None:
+                    self.options.on_waiting()
                 await self._first_lease.wait()
                 with trio.move_on_after(self.config.settle_s):
                     while True:

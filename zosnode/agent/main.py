@@ -101,10 +101,11 @@ class BootStage:
     """The boot stage, imported by a thread while the network comes up.
 
     Its import (the hub client, the data path, trust, heartbeats) is CPU work
-    that needs nothing from the network: started before the bring-up, it fills
-    the bring-up's waits (carrier, DHCP, router advertisements) instead of
-    coming before them. Joined once the network is up; a failed import raises
-    there, as it would have before the network.
+    that needs nothing from the network. It starts (`start`) once the bring-up
+    waits (DHCP, the address probe, the NIC choice), not before: a thread
+    importing while the firewall and links are set up would hold the GIL
+    against each of their many netlink calls and only delay them. Joined once
+    the network is up; a failed import raises there, as it would have before.
     """
 
     MODULE = "zosnode.agent.boot"
@@ -114,7 +115,10 @@ class BootStage:
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._load, name="boot-stage-import",
                                         daemon=True)
-        self._thread.start()
+
+    def start(self) -> None:
+        if self._thread.ident is None:
+            self._thread.start()
 
     def _load(self) -> None:
         try:
@@ -124,6 +128,7 @@ class BootStage:
 
     async def after_network(self, config: cmdline.Config, network: bringup.Network,
                             say: pid1.Say) -> None:
+        self.start()
         await trio.to_thread.run_sync(self._thread.join)
         if self._error is not None:
             raise self._error
@@ -196,13 +201,16 @@ def _run(args: argparse.Namespace, say: pid1.Say, is_init: bool) -> int:
         say(f"secure boot: {secureboot.node_state()}")
     boot.mark("modules")
     after: AfterNetwork | None = None
+    on_waiting: Callable[[], None] | None = None
     if not (args.exit_after_bringup or args.network_only):
         fuse = _fuse_command(args.mounts)
         say(f"flists: {'FUSE mounts' if fuse else 'verified extraction'}")
         if fuse:  # its start-up overlaps the network's bring-up
             spare.start(fuse)
-        after = BootStage(fuse, boot).after_network
-    options = bringup.Options(resolv_conf=args.resolv_conf)
+        stage = BootStage(fuse, boot)
+        after = stage.after_network
+        on_waiting = stage.start
+    options = bringup.Options(resolv_conf=args.resolv_conf, on_waiting=on_waiting)
 
     async def main() -> None:
         await run_agent(config, say, options, after, args.exit_after_bringup)
