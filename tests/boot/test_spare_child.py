@@ -1,4 +1,4 @@
-"""The FUSE mount child started ahead of its request (`mounters.start_spare`).
+"""The FUSE mount child started ahead of its request (`zosnode.agent.spare`).
 
 The agent starts one child before the network is up, so its interpreter start
 and imports overlap DHCP; the first mount hands its request to that child.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import trio
 
-from zosnode.agent.boot import mounters
+from zosnode.agent import spare
 from zosnode.agent.boot.mounters import FuseChildMounter
 from zosnode.mount.protocol import Ready, encode_report
 from zosnode.trust.manifest import FlistPin
@@ -42,7 +42,7 @@ async def _serve_once(mounter: FuseChildMounter, tmp: Path) -> None:
 
 async def test_the_first_mount_takes_the_child_started_ahead(tmp_path: Path) -> None:
     command = _fake(tmp_path)
-    mounters.start_spare(command)
+    spare.start(command)
     with trio.fail_after(20):
         while not _pids(tmp_path):  # it runs before any request exists
             await trio.sleep(0.05)
@@ -68,14 +68,14 @@ async def test_the_first_mount_takes_the_child_started_ahead(tmp_path: Path) -> 
 async def test_a_spare_for_another_command_is_left_alone(tmp_path: Path) -> None:
     other = tmp_path / "other"
     other.mkdir()
-    mounters.start_spare(_fake(other))
+    spare.start(_fake(other))
     said: list[str] = []
     mounter = FuseChildMounter(_fake(tmp_path), mirrors=lambda: ["http://127.0.0.1:9"],
                                cache_dir=tmp_path / "blocks", say=said.append)
     with trio.fail_after(20):
         await _serve_once(mounter, tmp_path)
-    assert len(_pids(tmp_path)) == 1 and len(mounters._spares) == 1
-    popen, read_fd = mounters._spares.pop(tuple(_fake(other)))
+    assert len(_pids(tmp_path)) == 1 and len(spare.spares) == 1
+    popen, read_fd = spare.spares.pop(tuple(_fake(other)))
     popen.kill()
     popen.wait()
     os.close(read_fd)

@@ -16,17 +16,27 @@ from collections.abc import Sequence
 spares: dict[tuple[str, ...], tuple[subprocess.Popen[bytes], int]] = {}
 
 
-def start(command: Sequence[str]) -> None:
-    """Start one mount child now, before the network is up: it starts its
-    interpreter and imports the data path while the agent waits for DHCP and
-    the manifest, then blocks reading its request. The first mount takes it."""
+def spawn(command: Sequence[str]) -> tuple[subprocess.Popen[bytes], int]:
+    """A mount child and the read end of its report pipe. Same process group as
+    the agent: a signal to the group reaches it too. Its stdout and stderr are
+    the agent's: a crash shows on the console."""
     read_fd, write_fd = os.pipe()
     try:
         popen = subprocess.Popen([*command, str(write_fd)], stdin=subprocess.PIPE,
                                  pass_fds=(write_fd,))
-    except OSError:
+    except BaseException:
         os.close(read_fd)
-        return  # the first mount starts its own child, and reports why it cannot
+        raise
     finally:
-        os.close(write_fd)
-    spares[tuple(command)] = popen, read_fd
+        os.close(write_fd)  # the child holds its end; EOF here means it is gone
+    return popen, read_fd
+
+
+def start(command: Sequence[str]) -> None:
+    """Start one mount child now, before the network is up: it starts its
+    interpreter and imports the data path while the agent waits for DHCP and
+    the manifest, then blocks reading its request. The first mount takes it."""
+    try:
+        spares[tuple(command)] = spawn(command)
+    except OSError:
+        return  # the first mount starts its own child, and reports why it cannot

@@ -169,6 +169,39 @@ class TraceError(Exception):
     pass
 
 
+def lay_out(zipapp: bytes, app: Path, native: Path) -> None:
+    """The artifact at `app` and its natives under `native`, as a node loads them."""
+    app.write_bytes(zipapp)
+    native.mkdir(exist_ok=True)
+    with zipfile.ZipFile(BytesIO(zipapp)) as zf:
+        for member in zf.namelist():
+            if member.startswith(NATIVE_PREFIX) and not member.endswith("/"):
+                dest = native / member[len(NATIVE_PREFIX):]
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(zf.read(member))
+
+
+def run_pinned(runtime: Path, python: str, loader: str, lib_dirs: Iterable[str],
+               script: str, args: list[str], cwd: str, timeout: float, what: str,
+               error: type[Exception]) -> subprocess.CompletedProcess[bytes]:
+    """`script` run by `runtime/python` through the runtime's own dynamic loader
+    and libraries (so the host's Python and libc play no part), isolated (-I);
+    a failure to run or a non-zero exit is `error` naming `what`."""
+    libpath = ":".join(str(runtime / d) for d in lib_dirs)
+    argv = [str(runtime / loader), "--library-path", libpath, str(runtime / python), "-I",
+            "-c", script, *args]
+    try:
+        proc = subprocess.run(argv, capture_output=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL, cwd=cwd,
+                              env={"PATH": os.defpath, "LANG": "C.UTF-8"})
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise error(f"{what}: {exc}") from exc
+    if proc.returncode != 0:
+        raise error(f"{what} failed (exit {proc.returncode}): "
+                    f"{proc.stderr.decode(errors='replace')[-300:]}")
+    return proc
+
+
 def artifact_modules(zipapp: bytes) -> list[str]:
     """Every module of the artifact, by the name it is imported under (natives unprefixed)."""
     with zipfile.ZipFile(BytesIO(zipapp)) as zf:
@@ -204,31 +237,20 @@ def traced(roots: Iterable[str], runtime: Path, python: str, loader: str,
     traced_always = {n for n in always if not _CJK.match(n)}
     base_names = sorted({n for n in roots if n in index and n.split(".")[0] not in _NO_TRACE}
                         | traced_always)
-    libpath = ":".join(str(runtime / d) for d in lib_dirs)
     with tempfile.TemporaryDirectory(prefix="zosnode-trace-") as tmp:
         names_file, out_file = Path(tmp) / "names.json", Path(tmp) / "out.json"
         app, native = Path(tmp) / "app.pyz", Path(tmp) / "native"
         native.mkdir()
         if zipapp is not None:
-            app.write_bytes(zipapp)
-            with zipfile.ZipFile(BytesIO(zipapp)) as zf:
-                for member in zf.namelist():
-                    if member.startswith(NATIVE_PREFIX) and not member.endswith("/"):
-                        dest = native / member[len(NATIVE_PREFIX):]
-                        dest.parent.mkdir(parents=True, exist_ok=True)
-                        dest.write_bytes(zf.read(member))
+            lay_out(zipapp, app, native)
             base_names += artifact_modules(zipapp)
         names_file.write_text(json.dumps(base_names))
-        argv = [str(runtime / loader), "--library-path", libpath, str(runtime / python),
-                "-I", "-c", _TRACER, str(names_file), str(out_file), str(app), str(native)]
-        try:
-            proc = subprocess.run(argv, capture_output=True, timeout=TRACE_TIMEOUT_S,
-                                  stdin=subprocess.DEVNULL, cwd=tmp,
-                                  env={"PATH": os.defpath, "LANG": "C.UTF-8"})
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise TraceError(f"tracing the artifact's imports: {exc}") from exc
-        if proc.returncode != 0 or not out_file.exists():
-            raise TraceError(f"tracing the artifact's imports failed (exit {proc.returncode}): "
+        what = "tracing the artifact's imports"
+        proc = run_pinned(runtime, python, loader, lib_dirs, _TRACER,
+                          [str(names_file), str(out_file), str(app), str(native)],
+                          tmp, TRACE_TIMEOUT_S, what, TraceError)
+        if not out_file.exists():
+            raise TraceError(f"{what} failed (exit 0): "
                              f"{proc.stderr.decode(errors='replace')[-300:]}")
         loaded = json.loads(out_file.read_text())
     wanted = {n for n in loaded if n in index} | always

@@ -29,20 +29,20 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import posixpath
-import subprocess
 import tempfile
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from zosnode.bootmedia import closure
 from zosnode.bootmedia.errors import BuildInputError
 
 NATIVE_PREFIX = "_native/"  # as in zosnode/artifact/record.py
 RECORD_NAME = "zosnode/_artifact.json"  # likewise: only a zosnode artifact has one
 # entry point -> (CLI groups whose parser is built, modules imported by name);
-# "node run" and "mount child" are zosnode.cli.audit_tcb.ENTRY_POINTS (the TCB).
+# "node run" and "mount child" hold zosnode.cli.audit_tcb.ENTRY_POINTS (the TCB)
+# and the node group's CLI parser besides (`zosnode --debug node run`).
 ENTRY_POINTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "start-up": ((), ("zosnode.artifact.unpack",)),  # what __main__ runs before any command
     "node run": (("node",), ("zosnode.agent.boot",)),
@@ -213,28 +213,14 @@ print(json.dumps([f[len(app) + 1:] if f.startswith(app + "/") else
 def probe(zipapp: bytes, runtime: Path, python: str, loader: str,
           lib_dirs: Iterable[str]) -> list[str]:
     """Artifact members holding the modules the node's entry points can load."""
-    libpath = ":".join(str(runtime / d) for d in lib_dirs)
     with tempfile.TemporaryDirectory(prefix="zosnode-profile-") as tmp:
         app, native = Path(tmp) / "app.pyz", Path(tmp) / "native"
-        app.write_bytes(zipapp)
-        with zipfile.ZipFile(io.BytesIO(zipapp)) as zf:
-            for member in zf.namelist():
-                if member.startswith(NATIVE_PREFIX) and not member.endswith("/"):
-                    dest = native / member[len(NATIVE_PREFIX):]
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    dest.write_bytes(zf.read(member))
-        argv = [str(runtime / loader), "--library-path", libpath, str(runtime / python), "-I",
-                "-c", _PROBE, str(app), str(native), json.dumps(list(ENTRY_POINTS.values())),
-                json.dumps(PREPARE), json.dumps(NOT_FOLLOWED)]
-        try:
-            proc = subprocess.run(argv, capture_output=True, timeout=PROBE_TIMEOUT_S,
-                                  stdin=subprocess.DEVNULL, cwd=tmp,
-                                  env={"PATH": os.defpath, "LANG": "C.UTF-8"})
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise BuildInputError(f"finding the node profile: {exc}") from exc
-        if proc.returncode != 0:
-            raise BuildInputError(f"finding the node profile failed (exit {proc.returncode}): "
-                                  f"{proc.stderr.decode(errors='replace')[-300:]}")
+        closure.lay_out(zipapp, app, native)
+        proc = closure.run_pinned(
+            runtime, python, loader, lib_dirs, _PROBE,
+            [str(app), str(native), json.dumps(list(ENTRY_POINTS.values())),
+             json.dumps(PREPARE), json.dumps(NOT_FOLLOWED)],
+            tmp, PROBE_TIMEOUT_S, "finding the node profile", BuildInputError)
         loaded: list[str] = json.loads(proc.stdout)
     return [*loaded, "__main__.py"]
 

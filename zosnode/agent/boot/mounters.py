@@ -136,8 +136,6 @@ class MountChildFailed(ReleaseFailed):
 
 # Mount children started ahead of their request live in `zosnode.agent.spare`, which
 # the agent imports before this module (the data path) to start one during DHCP.
-_spares = spare.spares
-start_spare = spare.start
 
 
 class _Child:
@@ -229,21 +227,8 @@ class FuseChildMounter:
             frame = encode_request(self.request(flist, where))
         except ProtocolUsageError as exc:
             raise MountChildFailed(FailureKind.REQUEST, f"mount of {pin.name}: {exc}") from None
-        spare = _spares.pop(tuple(self.command), None)
-        if spare is not None:
-            popen, read_fd = spare
-        else:
-            read_fd, write_fd = os.pipe()
-            try:
-                # Same process group as the agent: a signal to the group reaches it too.
-                # Its stdout and stderr are the agent's: a crash shows on the console.
-                popen = subprocess.Popen([*self.command, str(write_fd)],
-                                         stdin=subprocess.PIPE, pass_fds=(write_fd,))
-            except BaseException:
-                os.close(read_fd)
-                raise
-            finally:
-                os.close(write_fd)  # the child holds its end; EOF here means it is gone
+        ahead = spare.spares.pop(tuple(self.command), None)
+        popen, read_fd = ahead if ahead is not None else spare.spawn(self.command)
         proc = _Child(popen)
         reports = trio.lowlevel.FdStream(read_fd)
         reader = ReportReader()
@@ -260,7 +245,7 @@ class FuseChildMounter:
             mine = True
             if self.say is not None:
                 self.say(f"flist {pin.name} {pin.id[:12]}: FUSE mount at {where} "
-                         f"(pid {proc.pid}){', started ahead' if spare else ''}")
+                         f"(pid {proc.pid}){', started ahead' if ahead else ''}")
             task_status.started()
             ended = await self._watch(reports, reader, proc.pid)
             await proc.wait()
