@@ -1,22 +1,17 @@
-"""What the node agent and a FUSE mount child say to each other (sans-IO).
+"""What the node agent and a FUSE mount child say to each other (sans-IO; docs/datapath.md).
 
-The agent starts one child per flist (`zosnode _mount-child FD`). It writes one
-`MountRequest` frame on the child's stdin and closes it; the child answers on
-the inherited pipe FD with `Ready` once the mount serves, or a `Failure`; after
-`Ready` it sends `CacheCounts` whenever its block cache's counts changed (at
-most every few seconds, for the heartbeat) and may send one `Failure` (the
-mount ended: fatal). Nothing follows a `Failure`.
-
-A frame is a 4-byte big-endian length, then that many bytes of one canonical
-CBOR map whose "type" names the message. Decoding refuses a short frame, an
-oversize one, trailing bytes, unknown or missing fields and out-of-range
-values; no text is ever matched to learn what happened.
+The agent writes one `MountRequest` frame on the child's stdin and closes it; the child
+answers on its report pipe with `Ready` once the mount serves, or a `Failure`; after `Ready`,
+`CacheCounts` when they changed (for the heartbeat) and at most one `Failure` (the mount
+ended). A frame is a 4-byte big-endian length, then one canonical CBOR map whose "type"
+names the message. Decoding refuses a short, oversize or trailing frame, unknown or missing
+fields and out-of-range values; no text is ever matched to learn what happened.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import Enum
 from typing import Any
 
@@ -47,23 +42,20 @@ class FailureKind(Enum):
     INTERNAL = "internal"  # anything else: the child's bug
 
 
-def _path(name: str, value: object) -> str:
+def _path(name: str, value: object) -> None:
     if not isinstance(value, str) or not value.startswith("/") or "\0" in value \
             or len(value) > MAX_PATH:
         raise ProtocolUsageError(f"{name} must be an absolute path of at most {MAX_PATH} bytes")
-    return value
 
 
-def _positive(name: str, value: object, hi: int = 2**63 - 1) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= hi:
-        raise ProtocolUsageError(f"{name} must be an integer in 1..{hi}")
-    return value
+def _int(name: str, value: object, lo: int = 1, hi: int = 2**63 - 1) -> None:
+    if type(value) is not int or not lo <= value <= hi:
+        raise ProtocolUsageError(f"{name} must be an integer in {lo}..{hi}")
 
 
-def _flag(name: str, value: object) -> bool:
+def _flag(name: str, value: object) -> None:
     if not isinstance(value, bool):
         raise ProtocolUsageError(f"{name} must be a boolean")
-    return value
 
 
 @dataclass(frozen=True)
@@ -90,9 +82,9 @@ class MountRequest:
         for hub in self.hubs:
             if not isinstance(hub, str) or not _URL.fullmatch(hub):
                 raise ProtocolUsageError(f"hub {hub!r} is not an http(s) URL")
-        _positive("cache_bytes", self.cache_bytes)
-        _positive("block_deadline_ms", self.block_deadline_ms, 24 * 3600 * 1000)
-        _positive("hot_bytes", self.hot_bytes)
+        _int("cache_bytes", self.cache_bytes)
+        _int("block_deadline_ms", self.block_deadline_ms, hi=24 * 3600 * 1000)
+        _int("hot_bytes", self.hot_bytes)
         _flag("durable", self.durable)
         _flag("prefetch", self.prefetch)
 
@@ -142,119 +134,90 @@ class CacheCounts:
 
     def __post_init__(self) -> None:
         for name in COUNTS:
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**63:
-                raise ProtocolUsageError(f"{name} must be an integer in 0..2^63-1")
+            _int(name, getattr(self, name), 0)
 
 
 Report = Ready | Failure | CacheCounts
+Message = MountRequest | Report
+_TYPES: dict[str, type[Message]] = {
+    "mount": MountRequest, "ready": Ready, "failure": Failure, "counts": CacheCounts,
+}
+_TAGS = {cls: tag for tag, cls in _TYPES.items()}
+_KINDS = {k.value: k for k in FailureKind}
 
-# -- encoding -------------------------------------------------------------------------------
 
-
-def _frame(body: dict[str, Any], cap: int) -> bytes:
-    payload = canonical.dumps(body)
+def _encode(message: Message, cap: int, **extra: object) -> bytes:
+    body: dict[str, Any] = {"type": _TAGS[type(message)]}
+    for f in fields(message):
+        value = getattr(message, f.name)
+        body[f.name] = list(value) if isinstance(value, tuple) else \
+            value.value if isinstance(value, Enum) else value
+    payload = canonical.dumps(body | extra)
     if len(payload) > cap:
         raise ProtocolUsageError(f"a {len(payload)}-byte message is over the {cap}-byte cap")
     return len(payload).to_bytes(HEADER, "big") + payload
 
 
 def encode_request(request: MountRequest) -> bytes:
-    return _frame({
-        "type": "mount", "v": VERSION, "flist": request.flist,
-        "mountpoint": request.mountpoint, "hubs": list(request.hubs),
-        "cache_dir": request.cache_dir, "cache_bytes": request.cache_bytes,
-        "durable": request.durable, "block_deadline_ms": request.block_deadline_ms,
-        "hot_bytes": request.hot_bytes, "prefetch": request.prefetch,
-    }, MAX_REQUEST)
+    return _encode(request, MAX_REQUEST, v=VERSION)
 
 
 def encode_report(report: Report) -> bytes:
-    if isinstance(report, Ready):
-        return _frame({"type": "ready", "flist_id": report.flist_id}, MAX_REPORT)
-    if isinstance(report, CacheCounts):
-        return _frame({"type": "counts", **{n: getattr(report, n) for n in COUNTS}}, MAX_REPORT)
-    return _frame({"type": "failure", "kind": report.kind.value, "message": report.message},
-                  MAX_REPORT)
+    return _encode(report, MAX_REPORT)
 
 
-# -- decoding -------------------------------------------------------------------------------
-
-
-def _load(payload: bytes, cap: int) -> dict[Any, Any]:
+def _decode(payload: bytes, cap: int, *want: str) -> Message:
+    """The message in `payload` if its type is one of `want` and its fields are exactly its
+    own (their values: the message's own checks)."""
     try:
         value = canonical.loads(payload, max_size=cap, max_depth=2)
     except canonical.CanonicalError as exc:
         raise ProtocolRefused(f"not one canonical message: {exc}") from None
     if not isinstance(value, dict):
         raise ProtocolRefused("a message is a map")
-    return value
+    kind = value.pop("type", None)
+    if kind not in want:
+        raise ProtocolRefused(f"unexpected message type {kind!r}")
+    cls = _TYPES[kind]
+    names = [f.name for f in fields(cls)]
+    if kind == "mount":
+        version = value.pop("v", None)
+        if type(version) is not int or version != VERSION:
+            raise ProtocolRefused(f"request version {version!r} is not {VERSION}")
+    if set(value) != set(names):
+        raise ProtocolRefused(f"{kind!r} message: fields {sorted(map(str, value))} "
+                              f"are not {sorted(names)}")
+    # The two fields whose wire form differs; a wrong one is left to the message's check.
+    if isinstance(value.get("hubs"), list):
+        value["hubs"] = tuple(value["hubs"])
+    if isinstance(value.get("kind"), str):
+        value["kind"] = _KINDS.get(value["kind"], value["kind"])
+    try:
+        return cls(**value)
+    except ProtocolUsageError as exc:
+        raise ProtocolRefused(f"{kind} message: {exc}") from None
 
 
-def _fields(value: dict[Any, Any], *fields: str) -> dict[str, Any]:
-    """`value` holds exactly `type` and `fields` (their types: the message's own checks)."""
-    if set(value) != set(fields) | {"type"}:
-        raise ProtocolRefused(f"{value.get('type')!r} message: fields "
-                              f"{sorted(map(str, value))} are not {sorted(fields)}")
-    return value
+def _header(data: bytes | bytearray, cap: int) -> int:
+    """The size a frame's header announces, refused from the header alone if over `cap`."""
+    size = int.from_bytes(data[:HEADER], "big")
+    if size > cap:
+        raise ProtocolRefused(f"a {size}-byte frame is over the {cap}-byte cap")
+    return size
 
 
 def decode_request(data: bytes) -> MountRequest:
     """The one request frame that is the whole of `data` (the child's stdin)."""
-    payload = _one_frame(data, MAX_REQUEST)
-    value = _load(payload, MAX_REQUEST)
-    if value.get("type") != "mount":
-        raise ProtocolRefused(f"expected a mount request, got {value.get('type')!r}")
-    _fields(value, "v", *MountRequest.__dataclass_fields__)
-    if type(value["v"]) is not int or value["v"] != VERSION:
-        raise ProtocolRefused(f"request version {value['v']!r} is not {VERSION}")
-    if not isinstance(value["hubs"], list):
-        raise ProtocolRefused("mount request: hubs is not a list")
-    try:
-        return MountRequest(
-            flist=value["flist"], mountpoint=value["mountpoint"],
-            hubs=tuple(value["hubs"]), cache_dir=value["cache_dir"],
-            cache_bytes=value["cache_bytes"], durable=value["durable"],
-            block_deadline_ms=value["block_deadline_ms"], hot_bytes=value["hot_bytes"],
-            prefetch=value["prefetch"],
-        )
-    except ProtocolUsageError as exc:
-        raise ProtocolRefused(f"mount request: {exc}") from None
-
-
-def _one_frame(data: bytes, cap: int) -> bytes:
     if len(data) < HEADER:
         raise ProtocolRefused(f"truncated: {len(data)} bytes is not even a frame header")
-    size = int.from_bytes(data[:HEADER], "big")
-    if size > cap:
-        raise ProtocolRefused(f"a {size}-byte frame is over the {cap}-byte cap")
+    size = _header(data, MAX_REQUEST)
     if len(data) < HEADER + size:
         raise ProtocolRefused(f"truncated: {len(data) - HEADER} of {size} bytes")
     if len(data) > HEADER + size:
         raise ProtocolRefused(f"{len(data) - HEADER - size} bytes after the frame")
-    return data[HEADER:]
-
-
-def decode_report(payload: bytes) -> Report:
-    """One report from a frame's payload (without its length header)."""
-    value = _load(payload, MAX_REPORT)
-    kind = value.get("type")
-    try:
-        if kind == "ready":
-            return Ready(_fields(value, "flist_id")["flist_id"])
-        if kind == "failure":
-            body = _fields(value, "kind", "message")
-            try:
-                failure_kind = FailureKind(body["kind"])
-            except (ValueError, TypeError):
-                raise ProtocolRefused(f"unknown failure kind {body['kind']!r}") from None
-            return Failure(failure_kind, body["message"])
-        if kind == "counts":
-            body = _fields(value, *COUNTS)
-            return CacheCounts(**{n: body[n] for n in COUNTS})
-    except ProtocolUsageError as exc:
-        raise ProtocolRefused(f"{kind} report: {exc}") from None
-    raise ProtocolRefused(f"unknown report type {kind!r}")
+    request = _decode(data[HEADER:], MAX_REQUEST, "mount")
+    assert isinstance(request, MountRequest)
+    return request
 
 
 class ReportReader:
@@ -278,20 +241,19 @@ class ReportReader:
         out: list[Report] = []
         try:
             while len(self._buf) >= HEADER:
-                size = int.from_bytes(self._buf[:HEADER], "big")
-                if size > MAX_REPORT:
-                    raise ProtocolRefused(f"a {size}-byte report is over the {MAX_REPORT} cap")
-                if len(self._buf) < HEADER + size:
+                end = HEADER + _header(self._buf, MAX_REPORT)
+                if len(self._buf) < end:
                     break
-                payload = bytes(self._buf[HEADER:HEADER + size])
-                del self._buf[:HEADER + size]
-                out.append(self._accept(decode_report(payload)))
+                report = _decode(bytes(self._buf[HEADER:end]), MAX_REPORT,
+                                 "ready", "failure", "counts")
+                del self._buf[:end]
+                out.append(self._accept(report))
         except ProtocolRefused as exc:
             self._broken = exc
             raise
         return out
 
-    def _accept(self, report: Report) -> Report:
+    def _accept(self, report: Message) -> Report:
         if self.failed:
             raise ProtocolRefused("a report after a failure")
         if isinstance(report, Ready):
@@ -302,14 +264,14 @@ class ReportReader:
             if not self.ready:
                 raise ProtocolRefused("cache counts before ready")
         else:
+            assert isinstance(report, Failure)
             self.failed = True
         return report
 
     def eof(self) -> None:
         """The pipe closed: refuse a frame left half-sent."""
-        if self._broken is not None:
-            raise self._broken
-        if self._buf:
+        if self._broken is None and self._buf:
             self._broken = ProtocolRefused(f"truncated: the pipe closed {len(self._buf)} "
                                            "bytes into a report")
+        if self._broken is not None:
             raise self._broken
