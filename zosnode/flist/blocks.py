@@ -1,16 +1,8 @@
-"""Blocks: how file bytes become stored bytes and back.
+"""Blocks: stored bytes = encrypt(compress(decoded)), both optional (encoding: `writer`).
 
-A block's decoded bytes are either one slice of a large file or several
-small files packed end to end. Stored bytes = encrypt(compress(decoded)),
-both steps optional. The block id is BLAKE2b-256 of the *stored* bytes, so a
-store or mirror can be checked without any key, and a node checks a block
-before it decrypts or decompresses a single byte of it.
-
-Convergent encryption: the key is a keyed hash of the compressed plaintext,
-so equal blocks still deduplicate, and the key is kept only in the flist.
-Because a key only ever encrypts the one plaintext it was derived from, the
-nonce may be derived from the key as well; that keeps builds reproducible.
-(Encoding is the builder's: `zosnode.flist.writer`.)
+A decoded block is one slice of a large file or several small files end to end. Its id
+is BLAKE2b-256 of the *stored* bytes, so a store or mirror is checked without any key,
+and a node checks a block before it decrypts or decompresses a single byte of it.
 """
 
 from __future__ import annotations
@@ -21,20 +13,22 @@ import hashlib
 import lzma
 import sys
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import nacl.exceptions
 import nacl.secret
 
+# The writer imports zstd from here: it compresses with the module the reader trusts.
 if sys.version_info >= (3, 14):  # the standard library's; before, the pinned backport
-    from compression import zstd
+    from compression import zstd as zstd
 else:
-    from backports import zstd
+    from backports import zstd as zstd
 
 from zosnode import layout
 from zosnode.flist.errors import FormatError, IntegrityError
-
-__all__ = ["zstd"]  # re-exported: the writer compresses with the module the reader trusts
 
 KEY_SIZE = nacl.secret.SecretBox.KEY_SIZE
 # A decoded block never exceeds this: it bounds memory and decompression.
@@ -68,12 +62,8 @@ def check_id(value: str) -> str:
 
 @dataclass(frozen=True)
 class BlockRef:
-    """Where some file bytes live: `length` bytes at `offset` in a decoded block.
-
-    `size` (the decoded size of the whole block), `stored_size`, the
-    compression and the key describe the block itself and are the same in every
-    reference to it.
-    """
+    """`length` bytes at `offset` in a decoded block; the other fields describe the
+    block itself (`size` is its decoded size), the same in every reference to it."""
 
     id: str
     offset: int
@@ -100,49 +90,39 @@ class BlockRef:
 
 
 def _decompress(data: Buffer, compression: Compression, size: int) -> Buffer:
-    # Every decompressor is told the most it may produce, so a hostile block
-    # cannot balloon past the size its reference promised.
-    try:
-        if compression is Compression.NONE:
-            out = data
-        elif compression is Compression.ZSTD:
-            out = _unzstd(data, size)
-        elif compression is Compression.ZLIB:
-            z = zlib.decompressobj()
-            out = z.decompress(data, size + 1)
-            if not z.eof or z.unused_data or z.unconsumed_tail:
-                raise IntegrityError("zlib block is not one complete stream of the stated size")
-        elif compression is Compression.LZMA:
-            lz = lzma.LZMADecompressor()
-            out = lz.decompress(data, size + 1)
-            if not lz.eof or lz.unused_data:
-                raise IntegrityError("lzma block is not one complete stream of the stated size")
-        else:
-            bz = bz2.BZ2Decompressor()
-            out = bz.decompress(data, size + 1)
-            if not bz.eof or bz.unused_data:
-                raise IntegrityError("bz2 block is not one complete stream of the stated size")
-    except (zlib.error, lzma.LZMAError, zstd.ZstdError, OSError, EOFError) as exc:
-        raise IntegrityError(f"block does not decompress: {exc}") from None
+    # Every decompressor is told the most it may produce (one past the promise shows a
+    # liar), so a hostile block cannot balloon past the size its reference promised; it
+    # must be one complete stream with nothing after it.
+    if compression is Compression.NONE:
+        out = data
+    else:
+        d = _DECOMPRESSORS[compression]()
+        try:
+            out = d.decompress(data, size + 1)
+        except (zlib.error, lzma.LZMAError, zstd.ZstdError, OSError, EOFError) as exc:
+            raise IntegrityError(f"block does not decompress: {exc}") from None
+        if not d.eof or d.unused_data or getattr(d, "unconsumed_tail", b""):
+            raise IntegrityError(f"{compression.name.lower()} block is not one complete "
+                                 "stream of the stated size")
     if len(out) != size:
         raise IntegrityError(f"block decodes to {len(out)} bytes, its reference says {size}")
     return out
 
 
-def _unzstd(data: Buffer, size: int) -> bytes:
-    # One frame, at most size + 1 bytes out (one past the promise shows a
-    # liar), no trailing bytes. The frame header's own content size is not
-    # trusted: max_length bounds the output, and the window (the decoder's
-    # other allocation) may not exceed the largest block (a frame asking for
-    # more is refused, not obeyed).
-    z = zstd.ZstdDecompressor(options=_ZSTD_LIMITS)
-    out: bytes = z.decompress(data, max_length=size + 1)
-    if not z.eof or z.unused_data:
-        raise IntegrityError("zstd block is not one complete frame of the stated size")
-    return out
+# A zstd frame header's own content size is not trusted (max_length bounds the output),
+# and its window (the decoder's other allocation) may not exceed the largest block: a
+# frame asking for more is refused, not obeyed.
+_DECOMPRESSORS: dict[Compression, Callable[[], Any]] = {
+    Compression.ZLIB: zlib.decompressobj,
+    Compression.LZMA: lzma.LZMADecompressor,
+    Compression.BZ2: bz2.BZ2Decompressor,
+    Compression.ZSTD: partial(zstd.ZstdDecompressor, options=_ZSTD_LIMITS),
+}
 
 
 def nonce(key: bytes) -> bytes:
+    # A convergent key only ever encrypts the one plaintext it was derived from, so the
+    # nonce may come from the key too: builds stay reproducible.
     return hashlib.blake2b(
         key, digest_size=nacl.secret.SecretBox.NONCE_SIZE, person=NONCE_PERSON
     ).digest()
@@ -153,10 +133,7 @@ Buffer = bytes | memoryview
 
 
 def decode_block(ref: BlockRef, stored: Buffer) -> Buffer:
-    """Return the whole decoded block named by `ref`, after checking `stored` is it.
-
-    The hash is checked first; nothing is decrypted or decompressed before.
-    """
+    """The whole decoded block `ref` names, once `stored` is checked (first) to be it."""
     if len(stored) != ref.stored_size:
         raise IntegrityError(
             f"block {ref.id} is {len(stored)} bytes, its reference says {ref.stored_size}"
