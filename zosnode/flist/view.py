@@ -1,15 +1,14 @@
-"""One read-only view of an flist: the core every front end shares.
+"""One read-only view of an flist: what extract, cat, ls, diff and the FUSE mount share.
 
-extract, cat, ls, diff and the FUSE mount all list children and plan reads
-here; they differ only in how they obtain and use blocks. (Resolving a path
-given as text is the command line's: `zosnode.flist.browse`.)
-Inode numbers are entry index + 1 (so the root is 1, FUSE's root inode);
-a hardlink entry resolves to the inode of the file it links to.
+Inode numbers are entry index + 1 (the root is 1, FUSE's root inode); a hardlink entry
+resolves to the file it links to. (Paths given as text: `zosnode.flist.browse`.)
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
+from itertools import accumulate
 
 from zosnode.flist.blocks import BlockRef
 from zosnode.flist.errors import FlistInputError
@@ -97,11 +96,8 @@ class FlistView:
     def _extent_offsets(self, entry: Entry) -> tuple[int, ...]:
         offs = self._offsets[entry.index]
         if offs is None:
-            pos, acc = 0, []
-            for x in entry.extents:
-                acc.append(pos)
-                pos += x.length
-            offs = self._offsets[entry.index] = tuple(acc)
+            lengths = (x.length for x in entry.extents)
+            offs = self._offsets[entry.index] = (0, *accumulate(lengths))[:-1]
         return offs
 
     def plan_read(self, entry: Entry, offset: int, size: int) -> list[ReadPiece]:
@@ -115,17 +111,9 @@ class FlistView:
         if offset >= end:
             return []
         offs = self._extent_offsets(entry)
-        # Binary search for the first extent that reaches past `offset`.
-        lo, hi = 0, len(offs) - 1
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if offs[mid] <= offset:
-                lo = mid
-            else:
-                hi = mid - 1
         pieces = []
         pos = offset
-        i = lo
+        i = bisect_right(offs, offset) - 1  # the extent that holds `offset`
         while pos < end:
             x = entry.extents[i]
             within = pos - offs[i]
