@@ -1,19 +1,12 @@
 """Everything before the node talks to a hub: firewall, NICs, DHCP, the choice.
 
-Order matters: the firewall is applied before any NIC comes up, so there is
-no instant in which the node accepts inbound traffic. Then every Ethernet NIC
-is brought up and runs DHCP in parallel; after the first lease, other NICs get
-up to `settle_s` to answer (no wait once every NIC with carrier holds a lease,
-or the tie-winning one's lease reaches a hub), and `zosnode.net.choose` picks
-the NIC that carries the default route (metric 0) and whose DNS servers go
-into resolv.conf. Other leased NICs keep their address and a default route of
-a higher metric, which is also what lets the hub probe run through each NIC.
-Lost leases and link flaps are followed for as long as the node runs.
-
-Nothing a DHCP server sends can stop the node: a lease the kernel refuses
-(an address, a route, resolv.conf) is removed again and declined, and the
-NIC starts over; `zosnode.net.lease_check` refuses most such leases before
-they get here.
+The firewall is applied before any NIC comes up, so the node never accepts inbound traffic.
+Every Ethernet NIC runs DHCP; after the first lease the others get `settle_s` to answer (no
+wait once every NIC with carrier holds a lease, or the tie-winner's lease reaches a hub), then
+`zosnode.net.choose` picks the NIC of the metric-0 default route and of resolv.conf. Other
+leased NICs keep a default route of a higher metric (the hub probe runs through each NIC).
+Nothing a DHCP server sends can stop the node: a lease the kernel refuses is removed again
+and declined (`zosnode.net.lease_check` refuses most before they get here).
 """
 
 from __future__ import annotations
@@ -34,18 +27,9 @@ import trio
 
 from zosnode.agent.cmdline import Config
 from zosnode.net import arp, audit, dhcp_io
+from zosnode.net import dhcp_client as dhcp
 from zosnode.net.choose import Candidate, choose, decided, preferred
-from zosnode.net.dhcp_client import (
-    Bound,
-    DhcpClient,
-    Event,
-    LeaseLost,
-    Refused,
-    Renewed,
-    StateChanged,
-    Timing,
-)
-from zosnode.net.dhcp_client import Lease as Lease
+from zosnode.net.dhcp_client import Lease
 from zosnode.net.errors import NetSystemError
 from zosnode.net.firewall import Firewall
 from zosnode.net.links import Links, Nic, accept_router_adverts, resolv_conf_text, write_atomically
@@ -75,6 +59,9 @@ class Network:
     def lease(self) -> Lease | None:
         return None if self.chosen is None else self.leases.get(self.chosen.name)
 
+    def addresses(self) -> list[str]:
+        return [f"{lease.address}/{lease.prefixlen}" for lease in self.leases.values()]
+
     def _bump(self) -> None:
         self.changed.set()
         self.changed = trio.Event()
@@ -83,7 +70,7 @@ class Network:
 @dataclass(frozen=True)
 class Options:
     resolv_conf: Path = Path("/etc/resolv.conf")
-    timing: Timing = Timing()
+    timing: dhcp.Timing = dhcp.Timing()
     proc_sys: Path = Path("/proc/sys")
     arp_timing: arp.ProbeTiming = arp.ProbeTiming()
     # Called once the firewall is on, the links are up and DHCP is running: from
@@ -120,8 +107,7 @@ class Bringup:
                 pinned = [n for n in nics if n.name == self.config.net]
                 if not pinned:
                     self.say(f"zos.net={self.config.net}: no such NIC; using all of them")
-                else:
-                    nics = pinned
+                nics = pinned or nics
             if not nics:
                 self.say("no Ethernet NIC found")
             self._nics = {n.name: n for n in nics}
@@ -135,13 +121,12 @@ class Bringup:
                     self.say(f"{nic.name}: up (mac {nic.mac.hex(':')}"
                              f"{', IPv6 SLAAC on' if slaac else ''})")
                 for nic in nics:
-                    client = DhcpClient(nic.mac, random.Random(self.rng.getrandbits(64)),
-                                        self.options.timing)
-                    ctl = dhcp_io.NicControl(self.options.arp_timing)
-                    self._controls[nic.name] = ctl
-                    await nursery.start(dhcp_io.run_nic, nic, client, links, self._on_event,
-                                        self.say, 0.25, float(self.config.carrier_timeout_s),
-                                        ctl)
+                    rng = random.Random(self.rng.getrandbits(64))
+                    ctl = self._controls[nic.name] = dhcp_io.NicControl(self.options.arp_timing)
+                    await nursery.start(dhcp_io.run_nic, nic,
+                                        dhcp.DhcpClient(nic.mac, rng, self.options.timing),
+                                        links, self._on_event, self.say, 0.25,
+                                        float(self.config.carrier_timeout_s), ctl)
                 if self.options.on_waiting is not None:
                     self.options.on_waiting()
                 await self._first_lease.wait()
@@ -160,12 +145,10 @@ class Bringup:
             links.close()
             firewall.close()
 
-    # -- events from the DHCP tasks --------------------------------------
-
-    async def _on_event(self, nic: Nic, ev: Event) -> None:
-        if isinstance(ev, StateChanged):
+    async def _on_event(self, nic: Nic, ev: dhcp.Event) -> None:
+        if isinstance(ev, dhcp.StateChanged):
             self.say(f"{nic.name}: dhcp {ev.old.value} -> {ev.new.value} ({ev.reason})")
-        elif isinstance(ev, Bound):
+        elif isinstance(ev, dhcp.Bound):
             lease = ev.lease
             self._notes(nic, lease)
             try:
@@ -179,11 +162,11 @@ class Bringup:
             self.network._bump()
             if self._settled and (self.network.chosen is None):
                 await self._rechoose()
-        elif isinstance(ev, Renewed):
+        elif isinstance(ev, dhcp.Renewed):
             await self._renewed(nic, ev.lease)
-        elif isinstance(ev, Refused):
+        elif isinstance(ev, dhcp.Refused):
             self.network.last_refusal = (f"{nic.name}: {ev.describe()}", time.time())
-        elif isinstance(ev, LeaseLost):
+        elif isinstance(ev, dhcp.LeaseLost):
             chosen = self.network.chosen == nic
             self._unconfigure(nic, ev.lease, chosen)
             self.say(f"{nic.name}: lease on {ev.lease.address} lost ({ev.reason}); "
@@ -225,10 +208,7 @@ class Bringup:
             self.say(f"{nic.name}: lease {lease.address}: {note}")
 
     def _configure(self, nic: Nic, lease: Lease, old: Lease | None) -> None:
-        """Address, option 121 routes (on-link ones first) and the backup default route.
-
-        `old` is the same address's previous lease when a renewal changed its terms.
-        """
+        """Address, option 121 routes and the backup default route (`old`: a renewal's)."""
         assert self._links is not None
         links, metric = self._links, BACKUP_METRIC_BASE + nic.index
         links.add_address(nic, lease.address, lease.prefixlen)
@@ -260,7 +240,7 @@ class Bringup:
                              resolv_conf_text(lease.dns, lease.search_domains))
 
     def _unconfigure(self, nic: Nic, lease: Lease, chosen: bool) -> None:
-        """Undo `_configure` (and `_configure_chosen`), step by step; never raises."""
+        """Undo `_configure` (and `_configure_chosen`) step by step; never raises."""
         assert self._links is not None
         links, metric = self._links, BACKUP_METRIC_BASE + nic.index
         steps = [functools.partial(links.del_route, nic, DEFAULT_ROUTE, m)
@@ -285,10 +265,9 @@ class Bringup:
         while True:
             probes = {name: await self._reaches_hub(self._nics[name], lease)
                       for name, lease in sorted(self.network.leases.items())}
-            cands = [Candidate(n.name, n.name in self.network.leases, probes.get(n.name, False),
-                               bool(self.network.leases.get(n.name) and
-                                    self.network.leases[n.name].routers))
-                     for n in self._nics.values()]
+            leases = self.network.leases
+            cands = [Candidate(n, n in leases, probes.get(n, False),
+                               n in leases and bool(leases[n].routers)) for n in self._nics]
             choice = choose(cands, self.config.net if self.config.net in self._nics else None)
             old = self.network.chosen
             if choice.name is None:
@@ -343,8 +322,6 @@ class Bringup:
                 return True
         return False
 
-    # -- watchdogs ----------------------------------------------------------
-
     async def _guard_firewall(self, firewall: Firewall) -> None:
         while True:
             await trio.sleep(FIREWALL_CHECK_EVERY)
@@ -354,7 +331,6 @@ class Bringup:
                          f"(table {firewall.table})")
 
     async def _watch_ipv6(self, nics: list[Nic]) -> None:
-        """Report global IPv6 addresses as router advertisements give or take them."""
         assert self._links is not None
         known: dict[str, set[str]] = {n.name: set() for n in nics}
         while True:

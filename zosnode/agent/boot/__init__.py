@@ -1,8 +1,4 @@
-"""The boot stage of the agent: what `zosnode node run` does once the network is up.
-
-`after_network` is the hook the bring-up calls. The sequence itself is
-`node.Node`; the hubs (`hubs`) and the way flists become directories
-(`mounters`) are small protocols with real implementations beside them."""
+"""The boot stage: what `zosnode node run` does once the network is up (`after_network`)."""
 
 from __future__ import annotations
 
@@ -26,48 +22,20 @@ from zosnode.agent.phases import BootClock
 from zosnode.cache.store import BlockCache
 from zosnode.fetch.fetcher import Fetcher
 from zosnode.trust.anchor import Anchor, load_embedded
-from zosnode.wire.heartbeat import RefusalReport
-
-__all__ = ["BootSettings", "after_network"]
-
-
-# -- the hook `zosnode node run` calls once the network is up -------------------------------
-
-
-def _lease_addresses(network: Network) -> list[str]:
-    return [f"{lease.address}/{lease.prefixlen}" for lease in network.leases.values()]
-
-
-def _dhcp_refusal(network: Network) -> RefusalReport | None:
-    if network.last_refusal is None:
-        return None
-    why, at = network.last_refusal
-    return RefusalReport("dhcp", why[:256], max(0, int(at)))
 
 
 async def after_network(
-    config: Config,
-    network: Network,
-    say: Say,
-    *,
-    anchor: Anchor | None = None,
-    run_dir: Path = Path("/run/zosnode"),
-    cache_dir: Path | None = None,
-    cache_bytes: int = 512 * 1024 * 1024,
-    settings: BootSettings | None = None,
-    fuse_command: Sequence[str] | None = None,
-    boot: BootClock | None = None,
+    config: Config, network: Network, say: Say, *, anchor: Anchor | None = None,
+    run_dir: Path = Path("/run/zosnode"), cache_dir: Path | None = None,
+    cache_bytes: int = 512 * 1024 * 1024, settings: BootSettings | None = None,
+    fuse_command: Sequence[str] | None = None, boot: BootClock | None = None,
 ) -> None:
     """Boot the release and keep the node up to date; never returns.
 
-    The trust anchor is the one compiled into the artifact; `anchor` exists for
-    callers that embed the agent (tests, benchmarks), never for the command
-    line. `cache_dir` is a disk cache when the node has one: it then also keeps
-    the node key; without it the node id lives in RAM. With `fuse_command`
-    flists are FUSE mounts served by child processes (`FuseChildMounter`);
-    without it they are extracted into `run_dir` (a tmpfs on a node).
-    `zos.cache=` on the command line finds the cache disk (`cachedisk`),
-    which then takes `cache_dir`'s place; `boot` holds the phases so far.
+    `anchor` replaces the compiled-in one for callers that embed the agent (tests, benchmarks),
+    never on the command line. `cache_dir` (or the disk `zos.cache=` finds) also keeps the node
+    key; without one the node id lives in RAM. With `fuse_command` flists are FUSE mounts served
+    by child processes; without it they are extracted into `run_dir` (a tmpfs on a node).
     """
     boot = boot or BootClock()
     boot.mark("network")
@@ -76,10 +44,8 @@ async def after_network(
         raise BootError("this build carries no trust anchor (build_zipapp.py --anchor)")
     if not config.hubs:
         raise BootError("no hub given: boot with zos.hub=http://HOST:PORT")
-    settings = settings or BootSettings(
-        channel=config.channel, farm=config.farm or "", run_dir=run_dir,
-        agent_version=__version__,
-    )
+    settings = settings or BootSettings(channel=config.channel, farm=config.farm or "",
+                                        run_dir=run_dir, agent_version=__version__)
     disk: cachedisk.CacheDisk | None = None
     note = ""
     if config.cache or config.cache_format:
@@ -102,7 +68,6 @@ async def after_network(
     if pid1.is_pid1():
         pid1.set_hostname(identity.node_id, say)
     run_dir.mkdir(parents=True, exist_ok=True)
-    # The block cache, sharded like the layout's blocks/ (`layout.sharded`).
     blocks_dir = (cache_dir or run_dir) / layout.BLOCKS
     try:
         cache = BlockCache(blocks_dir, cache_bytes, durable=cache_dir is not None)
@@ -111,34 +76,29 @@ async def after_network(
         say(f"cache: {note}; blocks are kept in RAM")
         disk, cache_dir, blocks_dir = None, None, run_dir / layout.BLOCKS
         cache = BlockCache(blocks_dir, cache_bytes)
-    fetcher = Fetcher(config.hubs)
-    hubs = HubClient(config.hubs, config.channel, fetcher=fetcher,
+    hubs = HubClient(config.hubs, config.channel, fetcher=Fetcher(config.hubs),
                      flist_dir=disk.path / layout.FLISTS if disk else None)
     mounter: Mounter
+    children = None
     if fuse_command:
         mounter = FuseChildMounter(fuse_command, mirrors=lambda: hubs.sources,
                                    cache_dir=blocks_dir, cache_bytes=cache_bytes,
                                    durable=cache_dir is not None, say=say)
+        children = mounter.cache_counts
     else:
         mounter = ExtractMounter(lambda: hubs.fetcher, cache, say)
-    children = mounter.cache_counts if isinstance(mounter, FuseChildMounter) else None
     first_use = None
     if disk is not None:
         mounter = first_use = cachedisk.FirstUse(mounter, cache, lambda: hubs.fetcher, say)
     report = functools.partial(cachedisk.cache_report, "disk" if disk else "ram", cache, note,
                                first_use, children)
     board = StatusBoard()
-    board.update(addresses=tuple(_lease_addresses(network)),
+    board.update(addresses=tuple(network.addresses()),
                  cache=(f"disk {disk.fs.device}, up to {disk.size_bytes >> 20} MiB" if disk
                         else f"RAM{' (' + note + ')' if note else ''}"))
-    node = Node(
-        settings, anchor=trusted, identity=identity, hubs=hubs,
-        mounter=mounter, board=board, say=say,
-        addresses=lambda: _lease_addresses(network),
-        audit=lambda: [f.describe() for f in network.audit_findings],
-        boot=boot, hardware=hardware, cache_report=report,
-        dhcp_refusal=lambda: _dhcp_refusal(network),
-    )
+    node = Node(settings, anchor=trusted, identity=identity, hubs=hubs, mounter=mounter,
+                board=board, say=say, network=network, boot=boot, hardware=hardware,
+                cache_report=report)
 
     def draw(text: str) -> None:
         for line in text.splitlines():
@@ -147,7 +107,7 @@ async def after_network(
     async def follow_network() -> None:
         while True:
             await network.changed.wait()
-            board.update(addresses=tuple(_lease_addresses(network)))
+            board.update(addresses=tuple(network.addresses()))
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(follow_network)

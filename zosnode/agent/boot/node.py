@@ -1,21 +1,8 @@
 """After the network is up: manifest -> mounts -> services -> ready -> heartbeats, then upgrades.
 
-`Node.run` is a trio service. It asks the hubs for the channel's signed
-manifest until one answers with something the `Verifier` accepts (backing
-off between rounds: a hub down at boot only delays the boot), mounts the
-pinned flists, starts the services, waits for readiness, prints
-`zosnode: ready <release> <node-id>` and reports `started()`. From then on it
-sends signed heartbeats and polls for upgrades on a jittered interval with
-conditional requests; `UpgradePolicy` decides what to do with what it finds.
-
-Each release is mounted under `run_dir/<version>/<flist name>`, so a new one
-comes up beside the old; the manifest's `mount` is the flist's logical place
-and relative argv resolve against the flist's directory. A release lives in
-its own cancel scope: cancelling it unmounts, after its runner has stopped.
-
-The I/O this module needs is the hubs (manifest, roots, flists, heartbeats;
-`boot.hubs.HubClient`) and a `Mounter` (one flist at one directory, as a
-trio service; `boot.mounters`).
+A hub down at boot only delays the boot (rounds back off). Each release is mounted under
+`run_dir/<version>/<flist name>`, so a new one comes up beside the old; relative argv resolve
+against the flist's directory. `UpgradePolicy` decides what to do with a newer manifest.
 """
 
 from __future__ import annotations
@@ -23,7 +10,7 @@ from __future__ import annotations
 import random
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,19 +19,14 @@ import trio
 from zosnode.agent.boot.errors import HubsUnreachable, ReleaseFailed
 from zosnode.agent.boot.hubs import HubClient
 from zosnode.agent.boot.mounters import Mounter
+from zosnode.agent.bringup import Network
 from zosnode.agent.console import StatusBoard, ready_message
 from zosnode.agent.identity import NodeIdentity
 from zosnode.agent.phases import BootClock, memory_message, phases_message
 from zosnode.agent.secureboot import node_state as secure_boot_state
 from zosnode.agent.services.events import StateChanged
 from zosnode.agent.services.runner import ServiceRunner
-from zosnode.agent.upgrade import (
-    Ignore,
-    IgnoreWhy,
-    PollSchedule,
-    Stage,
-    UpgradePolicy,
-)
+from zosnode.agent.upgrade import Ignore, IgnoreWhy, PollSchedule, Stage, UpgradePolicy
 from zosnode.errors import ZosError
 from zosnode.fetch.backoff import Backoff
 from zosnode.fetch.errors import FetchError
@@ -54,19 +36,9 @@ from zosnode.trust.anchor import Anchor
 from zosnode.trust.errors import Refused, TrustError
 from zosnode.trust.manifest import Manifest
 from zosnode.trust.verifier import Verifier, effective_now
-from zosnode.wire.heartbeat import (
-    CacheReport,
-    HardwareReport,
-    Heartbeat,
-    RefusalReport,
-    ServiceState,
-    encode_signed,
-)
+from zosnode.wire import heartbeat as wire
 
 Say = Callable[[str], None]
-
-
-# -- settings -------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -82,7 +54,8 @@ class BootSettings:
     boot_backoff: Backoff = field(default_factory=lambda: Backoff(base_s=0.5, cap_s=30.0))
 
 
-# -- one release: its mounts and its services -------------------------------------
+def refusal(kind: str, why: str, at: float) -> wire.RefusalReport:
+    return wire.RefusalReport(kind, why[:256], max(0, int(at)))
 
 
 class Release:
@@ -96,15 +69,10 @@ class Release:
         self._scope = trio.CancelScope()
         self._gone = trio.Event()
 
-    async def serve(
-        self,
-        hubs: HubClient,
-        mounter: Mounter,
-        on_change: Callable[[StateChanged], None],
-        on_line: Callable[[str, str], None],
-        *,
-        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
+    async def serve(self, hubs: HubClient, mounter: Mounter,
+                    on_change: Callable[[StateChanged], None],
+                    on_line: Callable[[str, str], None], *,
+                    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Fetch and mount every flist, start the services, report started; run until closed."""
         try:
             with self._scope:
@@ -120,12 +88,8 @@ class Release:
                             await nursery.start(mounter.serve, pin, data, where)
                         except (FlistError, FetchError, OSError) as exc:
                             raise ReleaseFailed(f"mount {pin.name}: {exc}") from None
-                    self.runner = ServiceRunner(
-                        self.manifest.services,
-                        mounts=self.mounts,
-                        on_change=on_change,
-                        on_line=on_line,
-                    )
+                    self.runner = ServiceRunner(self.manifest.services, mounts=self.mounts,
+                                                on_change=on_change, on_line=on_line)
                     await nursery.start(self.runner.run)
                     task_status.started()
                     await trio.sleep_forever()
@@ -141,27 +105,11 @@ class Release:
         await self._gone.wait()
 
 
-# -- the node --------------------------------------------------------------------
-
-
 class Node:
-    def __init__(
-        self,
-        settings: BootSettings,
-        *,
-        anchor: Anchor,
-        identity: NodeIdentity,
-        hubs: HubClient,
-        mounter: Mounter,
-        board: StatusBoard,
-        say: Say,
-        addresses: Callable[[], Sequence[str]] = tuple,
-        audit: Callable[[], Sequence[str]] = tuple,
-        boot: BootClock | None = None,
-        hardware: HardwareReport | None = None,
-        cache_report: Callable[[], CacheReport | None] = lambda: None,
-        dhcp_refusal: Callable[[], RefusalReport | None] = lambda: None,
-    ) -> None:
+    def __init__(self, settings: BootSettings, *, anchor: Anchor, identity: NodeIdentity,
+                 hubs: HubClient, mounter: Mounter, board: StatusBoard, say: Say,
+                 network: Network, boot: BootClock, hardware: wire.HardwareReport,
+                 cache_report: Callable[[], wire.CacheReport | None]) -> None:
         self.settings = settings
         self.anchor = anchor
         self.verifier = Verifier(anchor)
@@ -170,31 +118,22 @@ class Node:
         self.mounter = mounter
         self.board = board
         self.say = say
-        self._wall = time.time
-        self._addresses = addresses
-        self._audit = audit
+        self.network = network
+        self.boot = boot  # each phase's end, in ms from the agent's start (heartbeats carry it)
+        self.hardware = hardware
+        self._cache_report = cache_report  # blocking: run in a thread
         self._rng = random.SystemRandom()
         self.policy = UpgradePolicy(identity.node_id)
         self.current: Release | None = None
-        # Milliseconds from agent start to each boot phase's end (the heartbeat carries them).
-        self.boot = boot or BootClock()
-        self.hardware = hardware
-        self._cache_report = cache_report  # blocking: run in a thread
-        self._dhcp_refusal = dhcp_refusal
-        self.refusals: dict[str, RefusalReport] = {}  # the last of each kind
+        self.refusals: dict[str, wire.RefusalReport] = {}  # the last of each kind
         self.failed_release: int | None = None
         self._t0 = trio.current_time()
         self._nursery: trio.Nursery | None = None
         self._heartbeat_now = trio.Event()
         self._last_sent = 0
         self._pending: Manifest | None = None  # verified, not staged yet (hubs failed us)
-        board.update(
-            node_id=identity.node_id, identity=identity.source,
-            farm=settings.farm, channel=settings.channel,
-            phase="fetching manifest",
-        )
-
-    # -- helpers ---------------------------------------------------------------
+        board.update(node_id=identity.node_id, identity=identity.source, farm=settings.farm,
+                     channel=settings.channel, phase="fetching manifest")
 
     def _ms(self) -> int:
         return round((trio.current_time() - self._t0) * 1000)
@@ -203,21 +142,8 @@ class Node:
         self.say(text)
         self.board.fail(text, trio.current_time())
 
-    def _refused(self, kind: str, why: str) -> None:
-        self.refusals[kind] = RefusalReport(kind, why[:256], max(0, int(self._wall())))
-
-    def _mirror_refusal(self) -> RefusalReport | None:
-        """The last wrong copy a hub or mirror served the agent's fetcher, in wall time."""
-        incidents = self.hubs.fetcher.health.incidents
-        if not incidents:
-            return None
-        last = incidents[-1]
-        at = self._wall() - (trio.current_time() - last.at)
-        why = f"{last.mirror} served a wrong copy of {last.object_id}"
-        return RefusalReport("mirror", why[:256], max(0, int(at)))
-
     def _now(self) -> int:
-        return effective_now(int(self._wall()), self.anchor)
+        return effective_now(int(time.time()), self.anchor)
 
     def _on_change(self, release: Release) -> Callable[[StateChanged], None]:
         def changed(ch: StateChanged) -> None:
@@ -226,8 +152,6 @@ class Node:
             self.say(f"v{release.manifest.version} {ch.name}: {ch.state.value} ({ch.detail})")
 
         return changed
-
-    # -- fetching and verifying ----------------------------------------------------
 
     async def _verified(self, data: bytes) -> Manifest:
         """Refresh the root from the hubs, then verify `data` (raises `Refused`)."""
@@ -240,8 +164,7 @@ class Node:
         refresh.finish(self._now())
         return self.verifier.verify_manifest(
             data, channel=self.settings.channel, now=self._now(),
-            agent_version=self.settings.agent_version,
-        ).manifest
+            agent_version=self.settings.agent_version).manifest
 
     async def _boot(self) -> tuple[Release, str | None]:
         """Until a verified manifest's release runs: it, with None or why it is not ready."""
@@ -269,13 +192,11 @@ class Node:
                 why = str(exc)
             except Refused as exc:
                 why = f"manifest refused: {exc}"
-                self._refused("manifest", str(exc))
+                self.refusals["manifest"] = refusal("manifest", str(exc), time.time())
             delay = self.settings.boot_backoff.delay(attempt, self._rng.random())
             attempt += 1
             self._error(f"{why}; retry in {delay:.1f} s")
             await trio.sleep(delay)
-
-    # -- releases ----------------------------------------------------------------------
 
     async def _bring_up(self, manifest: Manifest) -> tuple[Release, str | None]:
         """Start `manifest` beside whatever runs; return it with None, or with why it failed."""
@@ -287,24 +208,22 @@ class Node:
         try:
             with trio.fail_at(deadline):
                 await self._nursery.start(
-                    release.serve, self.hubs, self.mounter,
-                    self._on_change(release), lambda name, line: self.say(f"[{name}] {line}"),
-                )
+                    release.serve, self.hubs, self.mounter, self._on_change(release),
+                    lambda name, line: self.say(f"[{name}] {line}"))
         except ReleaseFailed as exc:
             return release, str(exc)
         except trio.TooSlowError:
             return release, "flists not mounted within the readiness deadline"
         self.boot.mark("mounts")
-        assert release.runner is not None
+        runner = release.runner
+        assert runner is not None
         with trio.move_on_at(deadline):
-            if await release.runner.wait_settled():
+            if await runner.wait_settled():
                 return release, None
             return release, "services never became ready: " + ", ".join(
                 f"{s.name} {s.state.value} ({s.detail})"
-                for s in release.runner.status() if s.name in release.runner.dead_ends
-            )
-        waiting = [s.name for s in release.runner.status() if s.state.value != "ready"
-                   and s.state.value != "done"]
+                for s in runner.status() if s.name in runner.dead_ends)
+        waiting = [s.name for s in runner.status() if s.state.value not in ("ready", "done")]
         return release, (f"not ready within {self.settings.readiness_deadline_ms} ms: "
                          + ", ".join(waiting))
 
@@ -312,8 +231,6 @@ class Node:
         self.current = release
         assert release.runner is not None
         self.board.update(release=release.manifest.version, services=release.runner.status())
-
-    # -- the service -------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -338,23 +255,18 @@ class Node:
                 self.say(f"degraded {manifest.version} {self.identity.node_id}")
             nursery.start_soon(self._heartbeats)
             task_status.started()
-            await self._poll_forever()
+            while True:
+                at = self.settings.poll.next_poll(self._ms(), self._rng.random())
+                await trio.sleep_until(self._t0 + at / 1000)
+                try:
+                    await self.poll_once()
+                except ZosError as exc:
+                    # A typed failure of one poll is reported, never a reason to drop
+                    # the running release (bugs, untyped, still end the agent).
+                    self._error(f"upgrade poll failed: {type(exc).__name__}: {exc}")
 
-    # -- upgrades ------------------------------------------------------------------------------
-
-    async def _poll_forever(self) -> None:
-        while True:
-            at = self.settings.poll.next_poll(self._ms(), self._rng.random())
-            await trio.sleep_until(self._t0 + at / 1000)
-            try:
-                await self.poll_once()
-            except ZosError as exc:
-                # A typed failure of one poll is reported, never a reason to drop
-                # the running release (bugs, untyped, still end the agent).
-                self._error(f"upgrade poll failed: {type(exc).__name__}: {exc}")
-
-    async def poll_once(self) -> str:
-        """One upgrade poll; returns what happened, in words (also on the console)."""
+    async def poll_once(self) -> None:
+        """One upgrade poll."""
         try:
             data = await self.hubs.manifest()
             # Unchanged: a release we could not stage (its flist or blocks were
@@ -362,28 +274,25 @@ class Node:
             manifest = self._pending if data is None else await self._verified(data)
         except HubsUnreachable as exc:
             self._error(f"upgrade poll: {exc}; keeping release {self.policy.current}")
-            return "unreachable"
+            return
         except Refused as exc:
-            why = f"manifest refused: {type(exc).__name__}: {exc}"
-            self._refused("manifest", f"{type(exc).__name__}: {exc}")
-            self._error(why)
-            return "refused"
+            why = f"{type(exc).__name__}: {exc}"
+            self.refusals["manifest"] = refusal("manifest", why, time.time())
+            self._error(f"manifest refused: {why}")
+            return
         self.board.resolve()  # the hubs answered and what they sent passed
         if manifest is None:
-            return "not modified"
-        return await self._offer(manifest)
-
-    async def _offer(self, manifest: Manifest) -> str:
+            return
         self._pending = None
         decision = self.policy.offer(manifest)
         if isinstance(decision, Ignore):
             if decision.why in (IgnoreWhy.OUTSIDE_ROLLOUT, IgnoreWhy.FAILED_BEFORE,
                                 IgnoreWhy.PAUSED):
                 self.say(decision.describe())
-            return decision.why.name.lower()
-        return await self._upgrade(manifest)
+            return
+        await self._upgrade(manifest)
 
-    async def _upgrade(self, manifest: Manifest) -> str:
+    async def _upgrade(self, manifest: Manifest) -> None:
         old = self.current
         self.board.update(phase=f"upgrading to {manifest.version}")
         self.say(f"upgrading {self.policy.current} -> {manifest.version}")
@@ -396,7 +305,7 @@ class Node:
             self.board.update(phase="ready")
             self.say(ready_message(manifest.version, self.identity.node_id))
             self._heartbeat_now.set()
-            return "switched"
+            return
         await new.close()
         if old is not None:
             self.hubs.adopt(old.manifest)
@@ -408,76 +317,61 @@ class Node:
             self._pending = manifest
             self._error(f"release {manifest.version} could not be staged: {why}; keeping "
                         f"release {self.policy.current}, retrying at the next poll")
-            return "deferred"
+            return
         rollback = self.policy.staged_failed(why)
         self.failed_release = rollback.version
         self._error(f"release {rollback.version} failed, back on {rollback.to_version}: {why}")
         self._heartbeat_now.set()
-        return "rolled back"
 
-    # -- heartbeats --------------------------------------------------------------------------
-
-    def heartbeat(self, cache: CacheReport | None = None) -> Heartbeat:
-        services: tuple[ServiceState, ...] = ()
-        if self.current is not None and self.current.runner is not None:
-            services = tuple(
-                ServiceState(s.name, s.state.value, s.restarts)
-                for s in self.current.runner.status()
-            )
-        return Heartbeat(
-            node_id=self.identity.node_id,
-            farm=self.settings.farm,
-            channel=self.settings.channel,
-            release=self.policy.current or 0,
-            agent_version=self.settings.agent_version,
-            sent_at=self._sent_at(),
+    def heartbeat(self, cache: wire.CacheReport | None = None) -> wire.Heartbeat:
+        running = self.current.runner if self.current is not None else None
+        return wire.Heartbeat(
+            node_id=self.identity.node_id, farm=self.settings.farm,
+            channel=self.settings.channel, release=self.policy.current or 0,
+            agent_version=self.settings.agent_version, sent_at=self._sent_at(),
             uptime_s=self._ms() // 1000,
-            services=services,
-            addresses=tuple(self._addresses()),
-            audit=tuple(self._audit()),
-            failed_release=self.failed_release,
-            boot_timings_ms=dict(self.boot.ends),
-            identity_source=self.identity.source,
-            hardware=self.hardware,
-            cache=cache,
-            refusals=self._all_refusals(),
-            secure_boot=secure_boot_state(),
+            services=tuple(wire.ServiceState(s.name, s.state.value, s.restarts)
+                           for s in (running.status() if running is not None else ())),
+            addresses=tuple(self.network.addresses()),
+            audit=tuple(f.describe() for f in self.network.audit_findings),
+            failed_release=self.failed_release, boot_timings_ms=dict(self.boot.ends),
+            identity_source=self.identity.source, hardware=self.hardware, cache=cache,
+            refusals=self._all_refusals(), secure_boot=secure_boot_state(),
         )
 
-    def _all_refusals(self) -> tuple[RefusalReport, ...]:
+    def _all_refusals(self) -> tuple[wire.RefusalReport, ...]:
         found = dict(self.refusals)
-        for r in (self._dhcp_refusal(), self._mirror_refusal()):
-            if r is not None:
-                found[r.kind] = r
+        if self.network.last_refusal is not None:
+            found["dhcp"] = refusal("dhcp", *self.network.last_refusal)
+        if incidents := self.hubs.fetcher.health.incidents:
+            # The last wrong copy a hub or mirror served the fetcher, in wall time.
+            last = incidents[-1]
+            found["mirror"] = refusal(
+                "mirror", f"{last.mirror} served a wrong copy of {last.object_id}",
+                time.time() - (trio.current_time() - last.at))
         return tuple(found[k] for k in sorted(found))
 
     def _sent_at(self) -> int:
         # The hub keeps only a heartbeat newer than the last: two in one second
         # (an upgrade's right after a periodic one) must still differ.
-        self._last_sent = max(int(self._wall()), self._last_sent + 1)
+        self._last_sent = max(int(time.time()), self._last_sent + 1)
         return self._last_sent
-
-    async def send_heartbeat(self) -> bool:
-        try:
-            cache = await trio.to_thread.run_sync(self._cache_report)
-        except (OSError, ZosError) as exc:
-            self.say(f"cache report: {exc}")
-            cache = None
-        hb = self.heartbeat(cache)
-        try:
-            await self.hubs.heartbeat(encode_signed(hb, self.identity.signing_key))
-        except HubsUnreachable as exc:
-            self._error(f"heartbeat: {exc}")
-            return False
-        if self.board.status.error is not None and self.board.status.error.startswith(
-                "heartbeat:"):
-            self.board.resolve()
-        return True
 
     async def _heartbeats(self) -> None:
         while True:
-            await self.send_heartbeat()
+            try:
+                cache = await trio.to_thread.run_sync(self._cache_report)
+            except (OSError, ZosError) as exc:
+                self.say(f"cache report: {exc}")
+                cache = None
+            try:
+                signed = wire.encode_signed(self.heartbeat(cache), self.identity.signing_key)
+                await self.hubs.heartbeat(signed)
+            except HubsUnreachable as exc:
+                self._error(f"heartbeat: {exc}")
+            else:
+                if (self.board.status.error or "").startswith("heartbeat:"):
+                    self.board.resolve()
             with trio.move_on_after(self.settings.heartbeat_interval_s):
                 await self._heartbeat_now.wait()
             self._heartbeat_now = trio.Event()
-
