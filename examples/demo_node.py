@@ -26,7 +26,7 @@ from zosnode.agent import bringup, cmdline  # noqa: E402
 from zosnode.agent.boot import BootSettings, after_network  # noqa: E402
 from zosnode.agent.main import run_agent  # noqa: E402
 from zosnode.agent.upgrade import PollSchedule  # noqa: E402
-from zosnode.trust.anchor import load_file  # noqa: E402
+from zosnode.trust.signing import load_anchor  # noqa: E402
 
 FUSE_CHILD = [sys.executable, "-m", "zosnode", "_mount-child"]
 IMPORTS_MS = round((time.monotonic() - T0) * 1000)
@@ -59,7 +59,7 @@ def main() -> None:
         poll=PollSchedule(args.poll_ms, args.poll_ms // 4),
         readiness_deadline_ms=args.readiness_ms, heartbeat_interval_s=args.heartbeat_s,
     )
-    anchor = load_file(args.anchor)
+    anchor = load_anchor(args.anchor)
 
     async def after(config: cmdline.Config, network: bringup.Network, say_: bringup.Say) -> None:
         say(f"timing imports_ms={IMPORTS_MS} network_ms="

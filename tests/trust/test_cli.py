@@ -14,6 +14,7 @@ from zosnode.cli import main
 from zosnode.flist.store import LocalStore
 from zosnode.layout import object_id
 from zosnode.trust import anchor as anchor_mod
+from zosnode.trust.signing import load_anchor
 
 RELEASE = """\
 channel = "stable"
@@ -156,7 +157,7 @@ def test_full_offline_workflow(
     anchor = tmp_path / "anchor.cbor"
     assert cli(capsys, "release", "anchor", "--root", root1, "--floor", "1",
                "--build-time", "1700000000", "-o", anchor)[0] == 0
-    loaded = anchor_mod.load_file(anchor)
+    loaded = load_anchor(anchor)
     assert loaded.floor == 1 and loaded.root.threshold == 2 and loaded.build_time == 1700000000
 
     toml = tmp_path / "release.toml"

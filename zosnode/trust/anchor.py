@@ -1,22 +1,20 @@
-"""The trust anchor compiled into the artifact: initial root, floor, build time.
+"""The trust anchor compiled into the artifact:
 
-    {"spec": 1, "root": <bstr: a signed root envelope>,
-     "floor": minimum manifest version, "build_time": unix s}
+    {"spec": 1, "root": <bstr: a signed root envelope>, "floor": minimum manifest
+     version, "build_time": unix s}
 
-The anchor's root must carry a threshold of its own signatures (a root that
-does not verify is a build mistake, caught here rather than on a node). The
-build time is the earliest `now` a node will ever use: a node whose clock is
-unset (1970) or behind still refuses anything that expired before the build.
+Its root must carry a threshold of its own signatures (a root that does not
+verify is a build mistake, caught here rather than on a node). The build time is
+the earliest `now` a node ever uses: a node whose clock is unset (1970) or
+behind still refuses anything that expired before the build.
 """
 
 from __future__ import annotations
 
 import pkgutil
 from dataclasses import dataclass
-from pathlib import Path
 
 from zosnode.trust import envelope
-from zosnode.trust.errors import TrustUsageError
 from zosnode.trust.root import MAX_ROOT_BYTES, Root, decode_body
 from zosnode.trust.schema import versioned
 
@@ -42,18 +40,9 @@ def verify_self_signed(root_bytes: bytes) -> Root:
 def decode(data: bytes) -> Anchor:
     f = versioned(data, "anchor", ("spec", "root", "floor", "build_time"), spec=SPEC,
                   max_size=MAX_ANCHOR_BYTES, max_depth=4)
-    root_bytes = f.blob("root")
+    root_bytes = f.get("root", bytes)
     floor, build_time = f.integer("floor"), f.integer("build_time")
     return Anchor(root_bytes, verify_self_signed(root_bytes), floor, build_time)
-
-
-def load_file(path: Path) -> Anchor:
-    """An anchor from a file (tests, workstations). Missing file: TrustUsageError."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise TrustUsageError(f"{path}: {exc.strerror or exc}") from None
-    return decode(data)
 
 
 def load_embedded() -> Anchor | None:

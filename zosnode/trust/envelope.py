@@ -1,17 +1,16 @@
 """The signed envelope around every root and manifest.
 
-    {"kind": "root" | "manifest",
-     "signed": <bstr: canonical CBOR of the body>,
+    {"kind": "root" | "manifest", "signed": <bstr: canonical CBOR of the body>,
      "signatures": [{"keyid": <hex>, "sig": <bstr 64>}, ...]}   sorted by keyid
 
-The body travels as bytes and signatures cover those exact bytes (prefixed by
-the kind, see `keys.signed_message`), so verification never depends on
-re-encoding anything. Signatures are checked before the body is parsed.
+Signatures cover the body's exact bytes (prefixed by the kind, see
+`keys.signed_message`), so verifying never depends on re-encoding anything, and
+they are checked before the body is parsed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from zosnode import canonical
@@ -54,7 +53,6 @@ class Envelope:
         need(len(ids) <= MAX_SIGNATURES, f"more than {MAX_SIGNATURES} signatures")
 
 
-
 def decode(data: bytes, *, max_size: int, kind: str) -> Envelope:
     """Parse an envelope of `kind`; refuses oversize or malformed input."""
     if len(data) > max_size:
@@ -64,60 +62,41 @@ def decode(data: bytes, *, max_size: int, kind: str) -> Envelope:
     except canonical.CanonicalError as exc:
         raise MalformedError(f"{kind}: {exc}") from None
     fields = Fields(value, kind, ("kind", "signed", "signatures"))
-    got_kind = fields.text("kind")
+    got_kind = fields.get("kind", str)
     if got_kind != kind:
         raise MalformedError(f"expected a {kind}, got a {got_kind!r} document")
-    body = fields.blob("signed")
-    raw = fields.array("signatures")
+    body = fields.get("signed", bytes)
+    raw = fields.get("signatures", list)
+    # Checked before any entry is read: at most MAX_SIGNATURES are ever parsed.
     if len(raw) > MAX_SIGNATURES:
         raise MalformedError(f"{kind}: {len(raw)} signatures is over the cap of {MAX_SIGNATURES}")
-    sigs = []
-    for i, item in enumerate(raw):
-        entry = Fields(item, f"{kind}.signatures[{i}]", ("keyid", "sig"))
-        try:
-            sigs.append(Signature(entry.text("keyid"), entry.blob("sig")))
-        except TrustUsageError as exc:
-            raise MalformedError(f"{kind}.signatures[{i}]: {exc}") from None
     try:
-        return Envelope(kind, body, tuple(sigs))
+        entries = [Fields(item, f"{kind}.signatures[{i}]", ("keyid", "sig"))
+                   for i, item in enumerate(raw)]
+        sigs = tuple(Signature(e.get("keyid", str), e.get("sig", bytes)) for e in entries)
+        return Envelope(kind, body, sigs)
     except TrustUsageError as exc:
         raise MalformedError(f"{kind}: {exc}") from None
-
-
-def valid_signers(env: Envelope, trusted: Collection[str]) -> frozenset[str]:
-    """The trusted keys whose signature over this envelope's body verifies."""
-    return frozenset(
-        s.keyid
-        for s in env.signatures
-        if s.keyid in trusted and keys.signature_valid(s.keyid, env.kind, env.body, s.sig)
-    )
 
 
 def require_threshold(
     env: Envelope, trusted: Collection[str], threshold: int, by: str
 ) -> frozenset[str]:
-    """Refuse unless at least `threshold` of `trusted` signed this body.
+    """The trusted keys whose signature over the body verifies, if at least `threshold`.
 
-    Extra, unknown or broken signatures are ignored when the threshold is met
-    (anyone can append garbage; that must not matter); the valid signers are
-    returned. When it is not met, the
-    error type says why: a trusted key signed other bytes, or the signatures
-    came from keys `by` does not list, or there were simply too few.
+    Extra, unknown or broken signatures are ignored once the threshold is met
+    (anyone can append garbage). Below it, the error type says why: a trusted
+    key signed other bytes, signers `by` does not list, or simply too few.
     """
-    good = valid_signers(env, trusted)
+    good = frozenset(s.keyid for s in env.signatures if s.keyid in trusted
+                     and keys.signature_valid(s.keyid, env.kind, env.body, s.sig))
     if len(good) >= threshold:
         return good
-    unknown = sorted(s.keyid for s in env.signatures if s.keyid not in trusted)
-    bad = sorted(s.keyid for s in env.signatures if s.keyid in trusted and s.keyid not in good)
-    summary = f"{len(good)} valid signature(s) from {by}, {threshold} required"
+    unknown = [s.keyid[:16] for s in env.signatures if s.keyid not in trusted]
+    bad = [s.keyid[:16] for s in env.signatures if s.keyid in trusted and s.keyid not in good]
+    summary = f"{env.kind}: {len(good)} valid signature(s) from {by}, {threshold} required"
     if bad:
-        raise BadSignatureError(
-            f"{env.kind}: {summary}; signature by {_short(bad)} is over other bytes"
-        )
+        raise BadSignatureError(f"{summary}; signature by {', '.join(bad)} is over other bytes")
     if unknown:
-        raise UnknownKeyError(f"{env.kind}: {summary}; signed by unknown key(s) {_short(unknown)}")
-    raise ThresholdError(f"{env.kind}: {summary}")
-
-
-def _short(ids: Iterable[str]) -> str:
-    return ", ".join(i[:16] for i in ids)
+        raise UnknownKeyError(f"{summary}; signed by unknown key(s) {', '.join(unknown)}")
+    raise ThresholdError(summary)

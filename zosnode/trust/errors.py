@@ -1,9 +1,6 @@
-"""The trust layer's errors: one base, our mistakes apart from the peer's.
-
-`TrustUsageError` means WE built something invalid (a bad field value when
-constructing a manifest, a bad key file). Every `Refused` subclass means the
-PEER (hub, mirror, signer, network) sent something we will not trust; each
-attack class has its own type so callers and tests can tell them apart.
+"""The trust layer's errors: `TrustUsageError` is OUR invalid input (a bad field
+when building a document, a bad key file); each `Refused` subclass is one kind
+of attack by the PEER (hub, mirror, signer, network).
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """ed25519 keys as the trust layer sees them: a key id is the public key in hex.
 
-Pure code: no files here (see `keyfile`). Signatures are over a
-domain-separated message so a root signature can never pass as a manifest
-signature or anything else signed with the same key.
+Signatures are over a domain-separated message, so a root signature can never
+pass as a manifest signature or as anything else signed with the same key.
 """
 
 from __future__ import annotations
@@ -17,11 +16,8 @@ SIGNATURE_LEN = 64
 _DOMAIN = b"zosnode-signed-v1\x00"
 # Documents a key may sign; the kind is part of the signed message.
 KINDS = ("root", "manifest")
-
-
-def is_key_id(value: object) -> bool:
-    """A key id: the public key in hex, spelled like every 256-bit id (`zosnode.layout`)."""
-    return is_hex_id(value)
+# A key id is spelled like every 256-bit id (`zosnode.layout`).
+is_key_id = is_hex_id
 
 
 def key_id(key: SigningKey | VerifyKey) -> str:
@@ -37,11 +33,11 @@ def signed_message(kind: str, body: bytes) -> bytes:
 
 def signature_valid(kid: str, kind: str, body: bytes, signature: bytes) -> bool:
     """True only if `signature` is `kid`'s over exactly (kind, body)."""
-    if not is_key_id(kid) or len(signature) != SIGNATURE_LEN:
+    if not is_key_id(kid):  # bytes.fromhex would take spaces and capitals
         return False
     try:
         VerifyKey(bytes.fromhex(kid)).verify(signed_message(kind, body), signature)
     except (NaclBadSignature, ValueError):
-        # ValueError: a key id that is not a point on the curve.
+        # ValueError: a key id not on the curve, a signature not 64 bytes long.
         return False
     return True

@@ -1,27 +1,18 @@
-"""The release manifest: everything a node runs, in one signed document.
+"""The release manifest: everything a node runs, in one signed document (kind "manifest").
 
-Body (canonical CBOR, kind "manifest"):
-
-    {"spec": 1, "channel": str, "version": int, "issued_at": int,
-     "expires_at": int, "min_agent_version": "1.2.3", "rollout_ppm": int,
-     "hubs": [url], "mirrors": [url],
-     "flists": [{"name", "id", "size", "mount"}],
-     "services": [{"name", "flist", "argv", "env", "after", "oneshot",
-                   "ready", "restart_initial_ms", "restart_max_ms",
-                   "stop_signal", "stop_timeout_ms"}],
-     "metadata": {...}}
-
-No floats anywhere (canonical CBOR refuses them): durations are integer ms,
-the rollout fraction is parts per million. Every value is checked when the
-dataclass is built, so a `Manifest` in hand is always a sane one. Encoding
-one is the publisher's business (`zosnode.trust.signing`).
+The body is canonical CBOR of a map of `Manifest`'s fields and "spec": 1; each
+flist and service is the map of its dataclass's fields (a service's `ready` null
+or an argv). No floats (canonical CBOR refuses them): durations are integer ms,
+the rollout fraction parts per million. Every value is checked when the
+dataclass is built, so a `Manifest` in hand is a sane one; encoding is the
+publisher's (`zosnode.trust.signing`).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any
 
@@ -43,20 +34,9 @@ AGENT_VERSION_RE = re.compile(r"\d{1,9}(\.\d{1,9}){0,3}")
 URL_RE = re.compile(r"https?://[^\s\x00]{1,2040}")
 STOP_SIGNALS = ("SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGKILL", "SIGUSR1", "SIGUSR2")
 
-_TOP = (
-    "spec", "channel", "version", "issued_at", "expires_at", "min_agent_version",
-    "rollout_ppm", "hubs", "mirrors", "flists", "services", "metadata",
-)
-_PIN = ("name", "id", "size", "mount")
-_SERVICE = (
-    "name", "flist", "argv", "env", "after", "oneshot", "ready",
-    "restart_initial_ms", "restart_max_ms", "stop_signal", "stop_timeout_ms",
-)
-
 
 def _name(what: str, value: str) -> None:
-    need(NAME_RE.fullmatch(value) is not None,
-          f"{what} {value!r} must match {NAME_RE.pattern}")
+    need(NAME_RE.fullmatch(value) is not None, f"{what} {value!r} must match {NAME_RE.pattern}")
 
 
 def _argv(what: str, argv: tuple[str, ...]) -> None:
@@ -80,8 +60,7 @@ class FlistPin:
 
     def __post_init__(self) -> None:
         _name("flist name", self.name)
-        need(is_hex_id(self.id),
-              f"flist {self.name}: id {self.id!r} is not 64 lowercase hex digits")
+        need(is_hex_id(self.id), f"flist {self.name}: id {self.id!r} is not 64 lowercase hex")
         need(isinstance(self.size, int) and 1 <= self.size <= MAX_FLIST_BYTES,
               f"flist {self.name}: size {self.size} is outside 1..{MAX_FLIST_BYTES}")
         parts = self.mount.split("/")
@@ -177,13 +156,16 @@ class Manifest:
         raise KeyError(name)
 
 
+_PIN = tuple(f.name for f in fields(FlistPin))
+_SERVICE = tuple(f.name for f in fields(ServiceSpec))
+_TOP = ("spec", *(f.name for f in fields(Manifest)))
+
 
 def start_order(services: Sequence[ServiceSpec]) -> tuple[str, ...]:
     """Service names, each after those it depends on, otherwise in manifest order.
 
-    Refuses repeated names, unknown dependencies and cycles (the one check of
-    them, for the manifest and the supervisor alike).
-    """
+    The one check of repeated names, unknown dependencies and cycles, for the
+    manifest and the supervisor alike."""
     by_name = {s.name: s for s in services}
     need(len(by_name) == len(services), "two services share a name")
     order: list[str] = []
@@ -209,29 +191,23 @@ def start_order(services: Sequence[ServiceSpec]) -> tuple[str, ...]:
 def decode_body(body: bytes) -> Manifest:
     """Parse a manifest body that has already passed signature checks."""
     f = versioned(body, "manifest", _TOP, spec=SPEC, max_size=MAX_MANIFEST_BYTES, max_depth=32)
-    metadata = f.mapping("metadata")
+    metadata = f.get("metadata", dict)
     size = len(canonical.dumps(metadata))
     if size > MAX_METADATA_BYTES:
         raise OversizeError(
             f"manifest metadata is {size} bytes, over the {MAX_METADATA_BYTES}-byte cap"
         )
     try:
-        pins = tuple(_decode_pin(i, v) for i, v in enumerate(f.array("flists")[: MAX_FLISTS + 1]))
-        services = tuple(
-            _decode_service(i, v) for i, v in enumerate(f.array("services")[: MAX_SERVICES + 1])
-        )
+        pins = tuple(_decode_pin(i, v)
+                     for i, v in enumerate(f.get("flists", list)[: MAX_FLISTS + 1]))
+        services = tuple(_decode_service(i, v)
+                         for i, v in enumerate(f.get("services", list)[: MAX_SERVICES + 1]))
         return Manifest(
-            channel=f.text("channel"),
-            version=f.integer("version", lo=1),
-            issued_at=f.integer("issued_at"),
-            expires_at=f.integer("expires_at"),
-            min_agent_version=f.text("min_agent_version"),
-            rollout_ppm=f.integer("rollout_ppm", hi=PPM),
-            hubs=f.str_list("hubs"),
-            mirrors=f.str_list("mirrors"),
-            flists=pins,
-            services=services,
-            metadata=metadata,
+            channel=f.get("channel", str), version=f.integer("version", lo=1),
+            issued_at=f.integer("issued_at"), expires_at=f.integer("expires_at"),
+            min_agent_version=f.get("min_agent_version", str),
+            rollout_ppm=f.integer("rollout_ppm", hi=PPM), hubs=f.str_list("hubs"),
+            mirrors=f.str_list("mirrors"), flists=pins, services=services, metadata=metadata,
         )
     except TrustUsageError as exc:
         raise MalformedError(f"manifest: {exc}") from None
@@ -239,21 +215,16 @@ def decode_body(body: bytes) -> Manifest:
 
 def _decode_pin(i: int, value: Any) -> FlistPin:
     f = Fields(value, f"manifest.flists[{i}]", _PIN)
-    return FlistPin(f.text("name"), f.text("id"), f.integer("size", lo=1), f.text("mount"))
+    return FlistPin(f.get("name", str), f.get("id", str), f.integer("size", lo=1),
+                    f.get("mount", str))
 
 
 def _decode_service(i: int, value: Any) -> ServiceSpec:
     f = Fields(value, f"manifest.services[{i}]", _SERVICE)
     return ServiceSpec(
-        name=f.text("name"),
-        flist=f.text("flist"),
-        argv=f.str_list("argv"),
-        env=f.str_map("env"),
-        after=f.str_list("after"),
-        oneshot=f.flag("oneshot"),
-        ready=f.optional_str_list("ready"),
-        restart_initial_ms=f.integer("restart_initial_ms"),
-        restart_max_ms=f.integer("restart_max_ms"),
-        stop_signal=f.text("stop_signal"),
+        name=f.get("name", str), flist=f.get("flist", str), argv=f.str_list("argv"),
+        env=f.str_map("env"), after=f.str_list("after"), oneshot=f.get("oneshot", bool),
+        ready=f.optional_str_list("ready"), restart_initial_ms=f.integer("restart_initial_ms"),
+        restart_max_ms=f.integer("restart_max_ms"), stop_signal=f.get("stop_signal", str),
         stop_timeout_ms=f.integer("stop_timeout_ms"),
     )

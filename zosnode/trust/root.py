@@ -1,15 +1,12 @@
-"""Root metadata: which keys sign releases, how many must agree, until when.
-
-A root is one signed document (kind "root") whose body is:
+"""Root metadata (kind "root"): which keys sign, how many must agree, until when.
 
     {"spec": 1, "version": N, "expires_at": unix s, "threshold": k,
      "keys": [hex key id, ...] sorted, "manifest_floor": M}
 
-The same k-of-n keys sign manifests and the next root. `manifest_floor` is
-the lowest manifest version nodes may accept once this root is trusted. A
-rotation to new keys that raises it makes nodes forget the versions they
-remember (which compromised keys may have pushed up: fast-forward) while
-still refusing anything below it.
+The same k-of-n keys sign manifests and the next root. `manifest_floor` is the
+lowest manifest version nodes accept under this root; a rotation to new keys
+that raises it makes nodes forget the versions they remember (which
+compromised keys may have pushed up: fast-forward).
 """
 
 from __future__ import annotations
@@ -55,12 +52,7 @@ class Root:
 def decode_body(body: bytes) -> Root:
     f = versioned(body, "root", _FIELDS, spec=SPEC, max_size=MAX_ROOT_BYTES, max_depth=4)
     try:
-        return Root(
-            version=f.integer("version", lo=1),
-            expires_at=f.integer("expires_at"),
-            threshold=f.integer("threshold", lo=1),
-            keys=f.str_list("keys"),
-            manifest_floor=f.integer("manifest_floor"),
-        )
+        return Root(f.integer("version", lo=1), f.integer("expires_at"),
+                    f.integer("threshold", lo=1), f.str_list("keys"), f.integer("manifest_floor"))
     except TrustUsageError as exc:
         raise MalformedError(f"root: {exc}") from None

@@ -1,30 +1,27 @@
-"""Typed reads of decoded CBOR maps, refusing what the format does not allow.
-
-A decoded document is a plain dict from a peer; `Fields` takes values out of
-it with their type and range checked, so the dataclasses downstream are only
-ever built from well-typed values. Unknown field names are refused unless
-they start with "x-": that prefix marks a non-critical extension a verifier
-may ignore; every other unknown field is critical (TUF's rule that a client
-must not silently skip what it does not understand).
+"""Typed reads of decoded CBOR maps from a peer, so dataclasses are only built from
+well-typed values. Unknown fields are refused unless they start with "x-" (a
+non-critical extension): TUF's rule that a client must not skip what it does not know.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
-from typing import Any
+from collections.abc import Collection
+from typing import Any, TypeVar
 
 from zosnode import canonical
 from zosnode.trust.errors import MalformedError
 
 EXTENSION_PREFIX = "x-"
 MAX_INT = 2**63 - 1
+_EXPECTED = {int: "an integer", str: "a text string", bytes: "a byte string",
+             bool: "a boolean", list: "an array", dict: "a map"}
+T = TypeVar("T")
 
 
 def versioned(
     data: bytes, where: str, known: Collection[str], *, spec: int, max_size: int, max_depth: int
 ) -> Fields:
-    """The fields of a document in format version `spec`: canonical CBOR within the
-    caps, a map of known fields, and a "spec" this code reads (no other)."""
+    """A document's fields: canonical CBOR within the caps, known fields, this "spec" only."""
     try:
         value = canonical.loads(data, max_size=max_size, max_depth=max_depth)
     except canonical.CanonicalError as exc:
@@ -48,68 +45,34 @@ class Fields:
         self._map: dict[str, Any] = value
         self._where = where
 
-    def _get(self, name: str) -> Any:
-        try:
-            return self._map[name]
-        except KeyError:
-            raise MalformedError(f"{self._where}: missing field {name!r}") from None
-
-    def _bad(self, name: str, expected: str) -> MalformedError:
-        got = type(self._map.get(name)).__name__
-        return MalformedError(f"{self._where}.{name}: expected {expected}, got {got}")
+    def get(self, name: str, kind: type[T]) -> T:
+        """The field `name`, refused unless present and of type `kind`."""
+        if name not in self._map:
+            raise MalformedError(f"{self._where}: missing field {name!r}")
+        value = self._map[name]
+        # bool is an int subclass; a CBOR true is not a number.
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+            got = type(value).__name__
+            raise MalformedError(f"{self._where}.{name}: expected {_EXPECTED[kind]}, got {got}")
+        return value
 
     def integer(self, name: str, lo: int = 0, hi: int = MAX_INT) -> int:
-        value = self._get(name)
-        # bool is an int subclass; a CBOR true is not a number.
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise self._bad(name, "an integer")
+        value = self.get(name, int)
         if not lo <= value <= hi:
             raise MalformedError(f"{self._where}.{name}: {value} is outside {lo}..{hi}")
         return value
 
-    def text(self, name: str) -> str:
-        value = self._get(name)
-        if not isinstance(value, str):
-            raise self._bad(name, "a text string")
-        return value
-
-    def blob(self, name: str) -> bytes:
-        value = self._get(name)
-        if not isinstance(value, bytes):
-            raise self._bad(name, "a byte string")
-        return value
-
-    def flag(self, name: str) -> bool:
-        value = self._get(name)
-        if not isinstance(value, bool):
-            raise self._bad(name, "a boolean")
-        return value
-
-    def array(self, name: str) -> list[Any]:
-        value = self._get(name)
-        if not isinstance(value, list):
-            raise self._bad(name, "an array")
-        return value
-
     def str_list(self, name: str) -> tuple[str, ...]:
-        items = self.array(name)
+        items = self.get(name, list)
         if not all(isinstance(item, str) for item in items):
             raise MalformedError(f"{self._where}.{name}: expected an array of text strings")
         return tuple(items)
 
     def optional_str_list(self, name: str) -> tuple[str, ...] | None:
-        if self._get(name) is None:
-            return None
-        return self.str_list(name)
+        return None if self.get(name, object) is None else self.str_list(name)
 
-    def mapping(self, name: str) -> dict[Any, Any]:
-        value = self._get(name)
-        if not isinstance(value, dict):
-            raise self._bad(name, "a map")
-        return value
-
-    def str_map(self, name: str) -> Mapping[str, str]:
-        value = self.mapping(name)
+    def str_map(self, name: str) -> dict[str, str]:
+        value = self.get(name, dict)
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
             raise MalformedError(f"{self._where}.{name}: expected a map of text to text")
         return value

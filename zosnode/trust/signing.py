@@ -7,6 +7,7 @@ and tests, so it lives here, out of the node's trusted code.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from nacl.signing import SigningKey
@@ -14,7 +15,7 @@ from nacl.signing import SigningKey
 from zosnode import canonical
 from zosnode.trust import keys
 from zosnode.trust.anchor import SPEC as ANCHOR_SPEC
-from zosnode.trust.anchor import Anchor, verify_self_signed
+from zosnode.trust.anchor import Anchor, decode, verify_self_signed
 from zosnode.trust.envelope import Envelope, Signature
 from zosnode.trust.errors import TrustUsageError
 from zosnode.trust.manifest import SPEC as MANIFEST_SPEC
@@ -121,3 +122,12 @@ def encode_anchor(anchor: Anchor) -> bytes:
         {"spec": ANCHOR_SPEC, "root": anchor.root_bytes, "floor": anchor.floor,
          "build_time": anchor.build_time}
     )
+
+
+def load_anchor(path: Path) -> Anchor:
+    """An anchor from a file (tests, workstations). Missing file: TrustUsageError."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise TrustUsageError(f"{path}: {exc.strerror or exc}") from None
+    return decode(data)

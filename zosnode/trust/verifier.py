@@ -1,19 +1,15 @@
-"""The one verifier of roots and release manifests, for node and hub alike.
+"""The one verifier of roots and release manifests, for node and hub alike (sans-IO):
+bytes and `now` in, a parsed document or a typed `Refused` out; it remembers what
+it trusts (the current root, the highest manifest per channel) in memory.
 
-Sans-IO: the caller fetches bytes and passes them in with `now`; the verifier
-answers with a parsed document or a typed `Refused` error, and remembers what
-it has trusted (the current root, the highest manifest per channel) in memory.
+Callers pass `now = effective_now(clock, anchor)`, never before the artifact's
+build time: a node booting with its clock at 1970 still refuses anything that
+expired before its artifact was built; a clock running ahead fails closed.
 
-The clock rule: callers pass `now = effective_now(clock, anchor)`, i.e. never
-earlier than the artifact's build time. A node that boots with its clock at
-1970 therefore still refuses anything that expired before its artifact was
-built, and a node whose clock runs ahead refuses early (fails closed).
-
-Root refresh (TUF 5.3): ask the hub for root version N+1 until it says "not
-found"; each new root must be signed by a threshold of the trusted root's
-keys AND a threshold of its own, and carry exactly version N+1. One refresh
-follows at most `max_rotations` roots. After it, the trusted root must not be
-expired.
+Root refresh (TUF 5.3): ask for root N+1 until "not found"; each new root must
+be signed by a threshold of the trusted root's keys AND of its own, and carry
+exactly version N+1. One refresh follows at most `max_rotations` roots; after
+it, the trusted root must not be expired.
 """
 
 from __future__ import annotations
@@ -51,8 +47,8 @@ def effective_now(clock: int, anchor: Anchor) -> int:
 
 @dataclass(frozen=True)
 class Seen:
-    """The highest manifest version trusted on a channel, and the digest of its
-    signed body (equivocation is judged by the body, not the signatures)."""
+    """A channel's highest trusted version and its body's digest (equivocation is
+    judged by the body, not the signatures)."""
 
     version: int
     digest: bytes
@@ -88,8 +84,6 @@ class Verifier:
     def seen(self, channel: str) -> Seen | None:
         return self._seen.get(channel)
 
-    # -- roots -------------------------------------------------------------
-
     def refresh(self) -> RootRefresh:
         return RootRefresh(self)
 
@@ -103,9 +97,7 @@ class Verifier:
         if new.version <= old.version:
             raise RollbackError(f"root v{new.version} is not newer than trusted v{old.version}")
         if new.version != old.version + 1:
-            raise RotationError(
-                f"root v{new.version} skips versions after trusted v{old.version}"
-            )
+            raise RotationError(f"root v{new.version} skips versions after trusted v{old.version}")
         envelope.require_threshold(env, new.keys, new.threshold, f"root v{new.version}'s own keys")
         if set(new.keys) != set(old.keys) and new.manifest_floor > old.manifest_floor:
             # Keys rotated with a raised floor: versions seen under the old
@@ -119,94 +111,65 @@ class Verifier:
 
     def check_root_fresh(self, now: int) -> None:
         if self._root.expired(now):
-            raise ExpiredError(
-                f"trusted root v{self._root.version} expired at {self._root.expires_at} "
-                f"(now {now}); no newer root was found"
-            )
+            raise ExpiredError(f"trusted root v{self._root.version} expired at "
+                               f"{self._root.expires_at} (now {now}); no newer root was found")
 
-    # -- manifests ---------------------------------------------------------
-
-    def verify_manifest(
-        self, data: bytes, *, channel: str, now: int, agent_version: str | None = None
-    ) -> Verified:
+    def verify_manifest(self, data: bytes, *, channel: str, now: int,
+                        agent_version: str | None = None) -> Verified:
         """Verify a signed manifest for `channel` and remember it as trusted.
 
-        Checks, in order: size cap, envelope shape, signature threshold of the
-        trusted root (before reading the body), body schema, channel, rollback
-        against the floor and the highest seen version, same-version
-        equivocation, expiry of the manifest and of the trusted root, and the
-        minimum agent version when `agent_version` is given.
-        """
+        In order: size cap, envelope, the trusted root's threshold (before the
+        body is read), body schema, channel, rollback (floor, highest seen),
+        equivocation, expiry of manifest and root, and the minimum agent version
+        when `agent_version` is given."""
         root = self._root
         env = envelope.decode(data, max_size=MAX_MANIFEST_BYTES, kind="manifest")
-        signers = envelope.require_threshold(
-            env, root.keys, root.threshold, f"trusted root v{root.version}"
-        )
+        signers = envelope.require_threshold(env, root.keys, root.threshold,
+                                             f"trusted root v{root.version}")
         manifest = decode_manifest_body(env.body)
         if manifest.channel != channel:
-            raise WrongChannelError(
-                f"manifest is for channel {manifest.channel!r}, not {channel!r}"
-            )
+            raise WrongChannelError(f"manifest is for channel {manifest.channel!r}, "
+                                    f"not {channel!r}")
         if manifest.version < self._floor:
-            raise RollbackError(
-                f"manifest v{manifest.version} is below the version floor {self._floor}"
-            )
+            raise RollbackError(f"manifest v{manifest.version} is below the version floor "
+                                f"{self._floor}")
         digest = hashlib.blake2b(env.body, digest_size=32).digest()
         seen = self._seen.get(channel)
         if seen is not None:
             if manifest.version < seen.version:
-                raise RollbackError(
-                    f"manifest v{manifest.version} is older than v{seen.version} already "
-                    f"trusted on {channel!r}"
-                )
+                raise RollbackError(f"manifest v{manifest.version} is older than v{seen.version} "
+                                    f"already trusted on {channel!r}")
             if manifest.version == seen.version and digest != seen.digest:
-                raise EquivocationError(
-                    f"manifest v{manifest.version} on {channel!r} differs from the "
-                    f"v{seen.version} already trusted"
-                )
+                raise EquivocationError(f"manifest v{manifest.version} on {channel!r} differs "
+                                        f"from the v{seen.version} already trusted")
         if now >= manifest.expires_at:
-            raise ExpiredError(
-                f"manifest v{manifest.version} expired at {manifest.expires_at} (now {now})"
-            )
+            raise ExpiredError(f"manifest v{manifest.version} expired at {manifest.expires_at} "
+                               f"(now {now})")
         self.check_root_fresh(now)
-        if agent_version is not None and agent_version_tuple(
-            agent_version
-        ) < agent_version_tuple(manifest.min_agent_version):
-            raise AgentTooOldError(
-                f"manifest v{manifest.version} needs agent {manifest.min_agent_version}, "
-                f"this is {agent_version}"
-            )
+        need = agent_version_tuple(manifest.min_agent_version)
+        if agent_version is not None and agent_version_tuple(agent_version) < need:
+            raise AgentTooOldError(f"manifest v{manifest.version} needs agent "
+                                   f"{manifest.min_agent_version}, this is {agent_version}")
         self._seen[channel] = Seen(manifest.version, digest)
         return Verified(manifest, data, signers)
 
 
 class RootRefresh:
-    """One root refresh as a sans-IO exchange.
-
-        refresh = verifier.refresh()
-        while (version := refresh.wanted()) is not None:
-            data = fetch(f"roots/{version}.root")   # None on 404
-            if data is None:
-                break
-            refresh.received(data)
-        root = refresh.finish(now)
-    """
+    """One root refresh as a sans-IO exchange: while `wanted()` names a version,
+    pass the hub's `roots/<version>.root` to `received` (stop at a 404), then
+    `finish(now)`."""
 
     def __init__(self, verifier: Verifier) -> None:
         self._verifier = verifier
         self.followed = 0
 
-    @property
-    def capped(self) -> bool:
-        return self.followed >= self._verifier.max_rotations
-
     def wanted(self) -> int | None:
-        if self.capped:
+        if self.followed >= self._verifier.max_rotations:
             return None
         return self._verifier.root.version + 1
 
     def received(self, data: bytes) -> Root:
-        if self.capped:
+        if self.wanted() is None:
             raise TrustUsageError(f"already followed {self.followed} rotations, the cap")
         root = self._verifier.accept_root(data)
         self.followed += 1
