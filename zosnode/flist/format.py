@@ -1,18 +1,8 @@
-"""The flist wire format, version 1 (docs/flist-format.md is the spec).
+"""The flist wire format, version 1: one canonical CBOR map (docs/flist-format.md).
 
-An flist is one canonical CBOR map:
-
-    {"version": [1, minor],
-     "blocks":  [[id(32 bytes), stored_size, size, compression, key|null], ...],
-     "entries": [[parent|null, name, type, mode, uid, gid, mtime_ns, xattrs, data], ...],
-     "prefetch": [block index, ...],
-     "meta": {str: value}}
-
-Entries are a flat list in tree pre-order; entry 0 is the root directory and
-every other entry names a parent that comes before it, so the tree can have no
-cycles and its depth costs no CBOR nesting. A regular file's data is a list of
-extents, each [block index, offset, length] or [null, 0, length] for a hole.
-Decoding checks every limit before the result is handed to anyone.
+Entries are a flat list in tree pre-order: entry 0 is the root directory and every other
+names a parent before it, so the tree can have no cycles and its depth costs no CBOR
+nesting. Decoding checks every limit before the result is handed to anyone.
 """
 
 from __future__ import annotations
@@ -92,7 +82,7 @@ def _check_int(what: str, value: object, lo: int, hi: int) -> int:
 
 @dataclass(frozen=True)
 class Entry:
-    """One node of the tree. `index` is its position; its inode number is index + 1."""
+    """One node of the tree, at position `index`."""
 
     index: int
     parent: int | None
@@ -219,9 +209,6 @@ class Flist:
 
 def flist_id(data: bytes) -> str:
     return layout.object_id(data)
-
-
-# --- decoding -------------------------------------------------------------
 
 
 def decode(data: bytes) -> Flist:

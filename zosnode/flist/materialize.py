@@ -1,14 +1,11 @@
-"""Materialise an flist into a directory from verified decoded blocks.
+"""Materialise an flist into a directory from verified decoded blocks: the writer of
+every extract (the node's fallback, `flist extract --hub` via `fetch.pipeline`, and
+`flist.extract`).
 
-The writer of every extract: the node's extraction fallback and `flist
-extract --hub` (through `zosnode.fetch.pipeline`), and the local one
-(`zosnode.flist.extract`). Every block is verified before a byte of it is
-written (the caller's `DecodedBlocks` promise). Nothing can land outside the
-target: names are checked by the format (no '/', '.', '..'), each directory
-is opened relative to its parent's file descriptor with O_NOFOLLOW, files are
-created with O_EXCL|O_NOFOLLOW, and the target must be empty, so neither a
-hostile flist nor something planted in the target can redirect a write.
-Symlinks are created as stored, never followed.
+Nothing can land outside the target, whatever the flist or the target holds: names are
+checked by the format (no '/', '.', '..'), each directory is opened relative to its
+parent's descriptor with O_NOFOLLOW, files are created O_EXCL|O_NOFOLLOW, the target
+must be empty, and symlinks are created as stored, never followed.
 """
 
 from __future__ import annotations
@@ -30,11 +27,8 @@ _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXE
 
 
 class DecodedBlocks(Protocol):
-    """What the writer reads: whole decoded blocks, each verified against its id."""
-
     def block(self, ref: BlockRef) -> Buffer:
         """The decoded block `ref` names, checked (`decode_block`) before it is returned."""
-        ...
 
 
 class _Privilege:
@@ -57,19 +51,19 @@ class _Privilege:
                 self.skipped.append(f"xattr {name.decode(errors='replace')} of "
                                     f"{where.decode(errors='replace')}")
 
-    def apply(self, fd: int, entry: Entry, where: bytes) -> None:
+    def apply(self, target: str | int, entry: Entry, where: bytes) -> None:
         # Owner before mode (chown clears set-id bits) and before xattrs (it
         # clears security.capability); times last (xattrs do not change mtime).
         if self.root:
-            os.fchown(fd, entry.uid, entry.gid)
-        os.fchmod(fd, entry.mode)
-        self.setxattrs(fd, entry, where)
-        os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
+            os.chown(target, entry.uid, entry.gid)
+        os.chmod(target, entry.mode)
+        self.setxattrs(target, entry, where)
+        os.utime(target, ns=(entry.mtime_ns, entry.mtime_ns))
 
 
 def read_order(view: FlistView) -> list[BlockRef]:
-    """The blocks `extract` asks for, in the order it asks (a block read for
-    consecutive pieces counted once): what a pipeline fetches ahead of it."""
+    """The blocks extract asks for, in order, a run of one block once: what a pipeline
+    fetches ahead of it."""
     order: list[BlockRef] = []
     last = ""
 
@@ -110,39 +104,24 @@ def extract_blocks(
     progress: Callable[[int, int], None] | None = None,
     skipped: list[str] | None = None,
 ) -> int:
-    """Write the whole image into `target` (absent or empty) from verified decoded
-    blocks, asked for in `read_order`; return bytes written.
-
-    Without root, what needs privilege is left out and described in `skipped`.
-    An absent target appears only when complete: the tree is built under a
-    temporary sibling name and renamed (`atomicfile.new_tree`). An existing
-    empty directory (a mount point) is filled in place.
-    """
+    """Write the image into `target` (absent or empty: a mount point is filled in place);
+    return bytes written. An absent target appears only when complete (`new_tree`)."""
     tpath = os.path.abspath(os.fspath(target))
-    if os.path.lexists(tpath):
-        return _extract_at(view, blocks, tpath, progress, _Privilege(skipped))
     with ExitStack() as stack:
+        if not os.path.lexists(tpath):
+            try:
+                tpath = stack.enter_context(new_tree(tpath))
+            except OSError as exc:
+                raise FlistInputError(f"cannot create {tpath}: {exc.strerror}") from None
         try:
-            tmp = stack.enter_context(new_tree(tpath))
+            root_fd = os.open(tpath, _DIR_FLAGS)
         except OSError as exc:
-            raise FlistInputError(f"cannot create {tpath}: {exc.strerror}") from None
-        return _extract_at(view, blocks, tmp, progress, _Privilege(skipped))
-
-
-def _extract_at(
-    view: FlistView, blocks: DecodedBlocks, tpath: str,
-    progress: Callable[[int, int], None] | None, priv: _Privilege,
-) -> int:
-    try:
-        root_fd = os.open(tpath, _DIR_FLAGS)
-    except OSError as exc:
-        raise UnsafeTargetError(f"{tpath} is not a directory we can open: {exc.strerror}") from None
-    try:
+            raise UnsafeTargetError(
+                f"{tpath} is not a directory we can open: {exc.strerror}") from None
+        stack.callback(os.close, root_fd)  # before new_tree renames the tree into place
         if os.listdir(root_fd):
             raise UnsafeTargetError(f"{tpath} is not empty")
-        return _extract_into(view, blocks, root_fd, progress, priv)
-    finally:
-        os.close(root_fd)
+        return _extract_into(view, blocks, root_fd, progress, _Privilege(skipped))
 
 
 def _extract_into(
@@ -202,12 +181,7 @@ def _extract_into(
                     fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
                     try:
                         # O_PATH fds do not take fchown/fchmod; /proc/self/fd does.
-                        proc = f"/proc/self/fd/{fd}"
-                        if priv.root:
-                            os.chown(proc, e.uid, e.gid)
-                        os.chmod(proc, e.mode)
-                        priv.setxattrs(proc, e, view.path_of(e))
-                        os.utime(proc, ns=(e.mtime_ns, e.mtime_ns))
+                        priv.apply(f"/proc/self/fd/{fd}", e, view.path_of(e))
                     finally:
                         os.close(fd)
                 created.add(e.index)
@@ -251,13 +225,8 @@ def _link(view: FlistView, root_fd: int, e: Entry, dst_fd: int) -> None:
 
 
 def _open_dir(view: FlistView, root_fd: int, entry: Entry) -> int:
-    chain = []
-    e: Entry | None = entry
-    while e is not None and e.parent is not None:
-        chain.append(e.name)
-        e = view.entries[e.parent]
     fd = os.dup(root_fd)
-    for name in reversed(chain):
+    for name in filter(None, view.path_of(entry).split(b"/")):
         nfd = os.open(name, _DIR_FLAGS, dir_fd=fd)
         os.close(fd)
         fd = nfd
