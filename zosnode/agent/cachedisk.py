@@ -1,20 +1,13 @@
 """The local disk as an untrusted block cache, used only when asked and only if labelled.
 
-`zos.cache=auto` takes the first ext4 filesystem labelled `ZOSCACHE` (by the
-kernel's device name order), `zos.cache=LABEL=x` / `UUID=u` a named one. The
-superblocks are read here (no blkid): a disk whose filesystem does not carry
-that label is never mounted, never written. `zos.cache.format=/dev/X` makes
-the cache on X with mke2fs, only if X is blank: no byte other than zero in its
-first and last MiB, so no partition table and no filesystem signature of any
-kind (the known ones are named in the refusal).
-
-Nothing on the disk is trusted. The node key kept there is a key, not a
-secret anyone else's trust rests on (docs/node-run.md); a cached block is
-checked against its BLAKE2b id once per boot before its first use
-(`FirstUse`), an altered one dropped, fetched again and counted. Anything
-wrong with the disk (absent, read-only, full, failing) leaves the node on its
-RAM cache with one console line and a note in the heartbeat, never a failed
-boot.
+`zos.cache=auto` takes the first ext4 filesystem labelled `ZOSCACHE` (by device name),
+`zos.cache=LABEL=x` / `UUID=u` a named one; the superblocks are read here (no blkid), and a
+filesystem without that label is never mounted, never written. `zos.cache.format=/dev/X` runs
+mke2fs on X only if its first and last MiB are all zero (no partition table, no signature).
+Nothing on the disk is trusted (the node key kept there is no secret anyone's trust rests on,
+docs/node-run.md): a cached block is checked against its id once per boot before
+its first use (`FirstUse`). Anything wrong with the disk leaves the node on its RAM cache with
+one console line and a heartbeat note, never a failed boot.
 """
 
 from __future__ import annotations
@@ -65,11 +58,6 @@ _SIGNATURES = (
 )
 
 
-class CacheDiskError(OSError):
-    """The cache disk cannot be used (the node goes on with its RAM cache)."""
-
-
-# -- pure: what the bytes on a disk say ----------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -117,7 +105,6 @@ def bound(configured: int, fs_bytes: int) -> int:
     return max(1, min(configured, fs_bytes * 9 // 10))
 
 
-# -- the disk, through /sys and /dev -------------------------------------------------------
 
 
 def _whole_disk(sys_block: Path, name: str) -> str:
@@ -127,21 +114,21 @@ def _whole_disk(sys_block: Path, name: str) -> str:
     return name
 
 
-def _skipped(name: str) -> bool:
-    return name.startswith(("loop", "ram", "zram", "sr", "fd", "nbd", "dm-", "md"))
+def _disks(sys_block: Path) -> list[str]:
+    """The block devices that may be disks, by kernel name (none if /sys cannot be read)."""
+    try:
+        names = sorted(p.name for p in sys_block.iterdir())
+    except OSError:
+        return []
+    return [n for n in names if not n.startswith(("loop", "ram", "zram", "sr", "fd", "nbd",
+                                                    "dm-", "md"))]
 
 
 def filesystems(sys_block: Path = Path("/sys/class/block"), dev: Path = Path("/dev")
                 ) -> list[Filesystem]:
     """Every ext2/3/4 filesystem on a block device (read only: 2 KiB of each)."""
     out = []
-    try:
-        names = sorted(p.name for p in sys_block.iterdir())
-    except OSError:
-        return []
-    for name in names:
-        if _skipped(name):
-            continue
+    for name in _disks(sys_block):
         try:
             with open(dev / name, "rb") as f:
                 ident = ext4_identity(f.read(2048))
@@ -153,7 +140,6 @@ def filesystems(sys_block: Path = Path("/sys/class/block"), dev: Path = Path("/d
 
 
 def blank_check(device: Path) -> list[str]:
-    """`signatures` of `device`'s first and last MiB."""
     with open(device, "rb") as f:
         head = f.read(MIB)
         size = f.seek(0, os.SEEK_END)
@@ -192,17 +178,6 @@ def format_blank(device: Path, say: Say, mkfs: str = "/sbin/mke2fs") -> bool:
     return True
 
 
-def _mount(device: Path, target: Path) -> None:
-    target.mkdir(parents=True, exist_ok=True)
-    # errors=remount-ro: a failing disk turns read-only (writes then fail and are
-    # counted) instead of being written on.
-    err = pid1.mount(device, target, "ext4",
-                     pid1.MS_NOSUID | pid1.MS_NODEV | pid1.MS_NOEXEC | pid1.MS_NOATIME,
-                     "errors=remount-ro")
-    if err:
-        raise CacheDiskError(err, f"cannot mount {device}: {os.strerror(err)}")
-
-
 def _probe(target: Path) -> None:
     """Write, sync and remove a small file: a read-only or full disk shows here."""
     probe = target / ".probe"
@@ -222,16 +197,14 @@ class CacheDisk:
     size_bytes: int  # the cache's bound on it
 
 
-def open_cache(spec: str | None, format_device: str | None, configured_bytes: int,
-               say: Say, *, wait_s: float = 3.0, mountpoint: Path = MOUNTPOINT,
-               sys_block: Path = Path("/sys/class/block"), dev: Path = Path("/dev"),
+def open_cache(spec: str | None, format_device: str | None, configured_bytes: int, say: Say,
+               *, wait_s: float = 3.0, mountpoint: Path = MOUNTPOINT,
+               sys_block: Path = Path("/sys/class/block"), dev: Path = Path("/dev")
                ) -> CacheDisk | str:
-    """Find, (format,) mount and probe the cache filesystem; blocking.
+    """Find, (format,) mount and probe the cache filesystem, or say why there is none; blocking.
 
-    Returns the mounted cache, or why there is none (the node stays on RAM).
-    Disks can show up a little after their driver loads (AHCI, NVMe scan
-    asynchronously): a wanted filesystem is looked for up to `wait_s`.
-    """
+    Disks show up a little after their driver loads (AHCI, NVMe scan asynchronously): a wanted
+    filesystem is looked for up to `wait_s`."""
     spec = spec or "auto"
     if format_device is not None:
         name = format_device.removeprefix("/dev/")
@@ -244,10 +217,12 @@ def open_cache(spec: str | None, format_device: str | None, configured_bytes: in
         time.sleep(0.2)
     if _read(sys_block / fs.device / "ro") == "1":
         return f"{fs.device} is read-only"
-    try:
-        _mount(dev / fs.device, mountpoint)
-    except CacheDiskError as exc:
-        return exc.strerror or str(exc)
+    mountpoint.mkdir(parents=True, exist_ok=True)
+    # errors=remount-ro: a failing disk turns read-only (writes then fail and are
+    # counted) instead of being written on.
+    flags = pid1.MS_NOSUID | pid1.MS_NODEV | pid1.MS_NOEXEC | pid1.MS_NOATIME
+    if err := pid1.mount(dev / fs.device, mountpoint, "ext4", flags, "errors=remount-ro"):
+        return f"cannot mount {dev / fs.device}: {os.strerror(err)}"
     try:
         _probe(mountpoint)
         st = os.statvfs(mountpoint)
@@ -259,7 +234,6 @@ def open_cache(spec: str | None, format_device: str | None, configured_bytes: in
     return CacheDisk(fs, mountpoint, size)
 
 
-# -- the hardware report -------------------------------------------------------------------
 
 
 def _read(path: Path) -> str:
@@ -277,12 +251,8 @@ def hardware(cache_disk: str | None, sys_block: Path = Path("/sys/block"),
         if line.startswith("MemTotal:"):
             mem = int(line.split()[1]) * 1024
     disks = []
-    try:
-        names = sorted(p.name for p in sys_block.iterdir())
-    except OSError:
-        names = []
-    for name in names:
-        if _skipped(name) or not (sys_block / name / "device").exists():
+    for name in _disks(sys_block):
+        if not (sys_block / name / "device").exists():
             continue
         sectors = _read(sys_block / name / "size")
         model = _read(sys_block / name / "device" / "model")  # none on virtio
@@ -291,20 +261,14 @@ def hardware(cache_disk: str | None, sys_block: Path = Path("/sys/block"),
     return HardwareReport(os.cpu_count() or 0, mem, tuple(disks[:64]))
 
 
-# -- blocks from the disk: checked once per boot before their first use --------------------
 
 
 class FirstUse:
-    """A `Mounter` that first checks the flist's cached blocks against their ids.
+    """A `Mounter` that first hashes the flist's blocks the untrusted disk holds, once a boot.
 
-    The disk is untrusted, so before a release's first read each of its blocks
-    the disk holds is hashed (BLAKE2b, its id); one that does not match (or
-    whose entry is damaged) is dropped, fetched again from the hubs and
-    counted. A block checked once is not checked again in this boot (the
-    readers still hash what they decode: this pass is what detects and
-    reports). `own` is what this pass added to the cache's counts, which are
-    the readers' otherwise.
-    """
+    One that does not match its id (or whose entry is damaged) is dropped, fetched again and
+    counted (the readers still hash what they decode: this pass detects and reports). `own` is
+    what this pass added to the cache's counts, which are the readers' otherwise."""
 
     def __init__(self, inner: Mounter, cache: BlockCache, fetcher: Callable[[], Fetcher],
                  say: Say) -> None:
@@ -360,9 +324,8 @@ def _counts(stats: object) -> Counter[str]:
 
 def cache_report(place: str, cache: BlockCache, note: str, first_use: FirstUse | None,
                  children: Callable[[], CacheCounts] | None) -> CacheReport:
-    """The heartbeat's cache state: the readers' hits and misses (the agent's own and
-    the FUSE children's), blocks found altered (at boot or by a reader) and fetched
-    again. Blocking: sums the directory, which the children write too."""
+    """The heartbeat's cache state: the readers' (agent's and FUSE children's) hits and misses,
+    blocks found altered and fetched again. Blocking: sums the directory."""
     readers = _counts(cache.stats)
     refetched = 0
     if first_use is not None:

@@ -20,65 +20,33 @@ from zosnode.fetch.fetcher import Fetcher
 from zosnode.fetch.pipeline import extract_view
 from zosnode.fetch.source import BlockSource
 from zosnode.flist.view import FlistView
+from zosnode.mount import protocol
 from zosnode.mount.errors import ProtocolRefused, ProtocolUsageError
 from zosnode.mount.mountpoint import detach, libc
-from zosnode.mount.protocol import (
-    COUNTS,
-    CacheCounts,
-    Failure,
-    FailureKind,
-    MountRequest,
-    Ready,
-    Report,
-    ReportReader,
-    encode_request,
-)
+from zosnode.mount.protocol import COUNTS, CacheCounts, Failure, FailureKind, ReportReader
 from zosnode.trust.manifest import FlistPin
 
 Say = Callable[[str], None]
 
 
 class Mounter(Protocol):
-    async def serve(
-        self,
-        pin: FlistPin,
-        flist: bytes,
-        where: Path,
-        *,
-        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
+    async def serve(self, pin: FlistPin, flist: bytes, where: Path, *,
+                    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Make `flist` readable at `where`, `started()`, and undo it when cancelled."""
 
 
-# -- real I/O: materialising an flist ---------------------------------------------------------
-
-
 class ExtractMounter:
-    """Materialise an flist into a directory (tmpfs on a node) through the block cache.
+    """Extract an flist, verified, into a directory (tmpfs on a node) through the block cache,
+    so an upgrade fetches only its changed blocks (`zosnode.fetch.pipeline`)."""
 
-    Blocks the cache already holds are not fetched again, which is what makes
-    an upgrade cost only its changed blocks. The data path's one extract
-    engine (`zosnode.fetch.pipeline`) writes it: pipelined, a bounded number of
-    decoded bytes in memory, every block hashed against its id before a byte
-    of it is written.
-    """
-
-    def __init__(
-        self, fetcher: Callable[[], Fetcher], cache: BlockCache, say: Say | None = None
-    ) -> None:
-        """`fetcher()` is asked at each mount: the sources follow the running manifest."""
-        self.fetcher = fetcher
+    def __init__(self, fetcher: Callable[[], Fetcher], cache: BlockCache,
+                 say: Say | None = None) -> None:
+        self.fetcher = fetcher  # asked at each mount: the sources follow the running manifest
         self.cache = cache
         self.say = say
 
-    async def serve(
-        self,
-        pin: FlistPin,
-        flist: bytes,
-        where: Path,
-        *,
-        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
+    async def serve(self, pin: FlistPin, flist: bytes, where: Path, *,
+                    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         view = FlistView.from_bytes(flist)
         source = BlockSource(self.fetcher(), self.cache, hot_bytes=0)
         sealed = False
@@ -134,10 +102,6 @@ class MountChildFailed(ReleaseFailed):
         self.kind = kind
 
 
-# Mount children started ahead of their request live in `zosnode.agent.spare`, which
-# the agent imports before this module (the data path) to start one during DHCP.
-
-
 class _Child:
     """A mount child, awaited through a pidfd (so PID 1's reaper leaves it to us)."""
 
@@ -164,31 +128,18 @@ class _Child:
 
 
 class FuseChildMounter:
-    """Mount each flist through FUSE in a child process of its own.
+    """Mount each flist through FUSE in a child process of its own (`zosnode.mount.protocol`).
 
-    pyfuse3 serves one mount per process, and an upgrade needs the old and
-    the new release mounted at once, so each flist gets a child: `command`
-    (the argv of `zosnode _mount-child` from this artifact) plus the number of
-    the pipe it reports on. The child reads one `MountRequest` (the flist,
-    already checked against its pin, the mountpoint, the hubs, the cache) on
-    stdin and answers `Ready` or a typed `Failure` (zosnode.mount.protocol);
-    no output is parsed. It unmounts on SIGTERM. Children share the block
-    cache directory, so a block one release fetched is not fetched again.
+    pyfuse3 serves one mount per process, and an upgrade needs the old and the new release
+    mounted at once. `command` is `zosnode _mount-child`'s argv; the child reads one
+    `MountRequest` on stdin, answers `Ready` or a typed `Failure` on the pipe whose number
+    follows `command`, and unmounts on SIGTERM. Children share the block cache directory.
     """
 
-    def __init__(
-        self,
-        command: Sequence[str],
-        *,
-        mirrors: Callable[[], Sequence[str]],
-        cache_dir: Path,
-        cache_bytes: int = 512 * 1024 * 1024,
-        durable: bool = False,
-        say: Say | None = None,
-        start_timeout_s: float = 30.0,
-        block_deadline_s: float = 30.0,
-        hot_bytes: int = 64 * 1024 * 1024,
-    ) -> None:
+    def __init__(self, command: Sequence[str], *, mirrors: Callable[[], Sequence[str]],
+                 cache_dir: Path, cache_bytes: int = 512 * 1024 * 1024, durable: bool = False,
+                 say: Say | None = None, start_timeout_s: float = 30.0,
+                 block_deadline_s: float = 30.0, hot_bytes: int = 64 * 1024 * 1024) -> None:
         self.command = list(command)
         self.mirrors = mirrors  # asked at each mount: they follow the running manifest
         self.cache_dir = cache_dir
@@ -204,27 +155,20 @@ class FuseChildMounter:
         self._ended = CacheCounts(0, 0, 0, 0, 0, 0)
 
     def cache_counts(self) -> CacheCounts:
-        every = [self._ended, *self._counts.values()]
-        return CacheCounts(**{n: sum(getattr(c, n) for c in every) for n in COUNTS})
+        return _sum([self._ended, *self._counts.values()])
 
-    def request(self, flist: bytes, where: Path) -> MountRequest:
-        return MountRequest(
+    def request(self, flist: bytes, where: Path) -> protocol.MountRequest:
+        return protocol.MountRequest(
             flist=flist, mountpoint=str(Path(where).absolute()), hubs=tuple(self.mirrors()),
             cache_dir=str(self.cache_dir.absolute()), cache_bytes=self.cache_bytes,
             durable=self.durable, block_deadline_ms=round(self.block_deadline_s * 1000),
             hot_bytes=self.hot_bytes, prefetch=True,
         )
 
-    async def serve(
-        self,
-        pin: FlistPin,
-        flist: bytes,
-        where: Path,
-        *,
-        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
+    async def serve(self, pin: FlistPin, flist: bytes, where: Path, *,
+                    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         try:
-            frame = encode_request(self.request(flist, where))
+            frame = protocol.encode_request(self.request(flist, where))
         except ProtocolUsageError as exc:
             raise MountChildFailed(FailureKind.REQUEST, f"mount of {pin.name}: {exc}") from None
         ahead = spare.spares.pop(tuple(self.command), None)
@@ -238,7 +182,7 @@ class FuseChildMounter:
             if isinstance(first, Failure):
                 raise MountChildFailed(first.kind, f"FUSE mount of {pin.name} at {where}: "
                                        f"{first.kind.value}: {first.message}")
-            assert isinstance(first, Ready)  # the reader takes nothing else first
+            assert isinstance(first, protocol.Ready)  # the reader takes nothing else first
             if first.flist_id != pin.id:
                 raise MountChildFailed(ChildLost.GARBLED, f"FUSE mount of {pin.name}: the "
                                        f"child serves {first.flist_id[:12]}, not {pin.id[:12]}")
@@ -257,8 +201,7 @@ class FuseChildMounter:
         finally:
             last = self._counts.pop(proc.pid, None)
             if last is not None:
-                self._ended = CacheCounts(**{n: getattr(self._ended, n) + getattr(last, n)
-                                             for n in COUNTS})
+                self._ended = _sum([self._ended, last])
             with trio.CancelScope(shield=True):
                 await reports.aclose()
                 await proc.stdin.aclose()
@@ -266,8 +209,8 @@ class FuseChildMounter:
                 if mine and os.path.ismount(where):
                     detach(where)
 
-    async def _first_report(self, proc: _Child, frame: bytes,
-                            reports: trio.lowlevel.FdStream, reader: ReportReader) -> Report:
+    async def _first_report(self, proc: _Child, frame: bytes, reports: trio.lowlevel.FdStream,
+                            reader: ReportReader) -> protocol.Report:
         with trio.move_on_after(self.start_timeout_s):
             try:
                 await proc.stdin.send_all(frame)
@@ -308,6 +251,10 @@ class FuseChildMounter:
         except ProtocolRefused as exc:
             return f"garbled report: {exc}"
         return fatal
+
+
+def _sum(counts: list[CacheCounts]) -> CacheCounts:
+    return CacheCounts(**{n: sum(getattr(c, n) for c in counts) for n in COUNTS})
 
 
 async def _end_child(proc: _Child) -> None:
