@@ -9,7 +9,8 @@ from zosnode.fetch.errors import FetchUsageError
 
 @dataclass(frozen=True)
 class Backoff:
-    """Delay before retry `attempt` (0-based) is uniform in [0, min(cap, base*2^n)]."""
+    """Delay before retry `attempt` (0-based): uniform in [0, min(cap, base*2^n)] as
+    `draw`, in [0, 1), from the caller's random source."""
 
     base_s: float = 0.05
     cap_s: float = 2.0
@@ -19,7 +20,6 @@ class Backoff:
             raise FetchUsageError("backoff needs 0 < base <= cap")
 
     def delay(self, attempt: int, draw: float) -> float:
-        """`draw` in [0, 1) comes from the caller's random source."""
         if attempt < 0 or not 0.0 <= draw < 1.0:
             raise FetchUsageError("attempt must be >= 0 and draw in [0, 1)")
         ceiling = min(self.cap_s, self.base_s * float(2 ** min(attempt, 32)))

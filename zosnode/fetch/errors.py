@@ -22,5 +22,4 @@ class CircuitOpen(FetchError):
 
 
 class WrongCopy(FetchError):
-    """A mirror served bytes that do not hash to the id asked for. (A block that
-    does not decode is the flist layer's `IntegrityError`.)"""
+    """Bytes that do not hash to the id asked for (an undecodable block is `IntegrityError`)."""

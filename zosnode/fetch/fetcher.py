@@ -1,28 +1,17 @@
 """Fetch content-addressed objects from several mirrors; trust only the hash.
 
-Any mirror may lie, stall, drip or die. For each object we ask the mirrors
-whose circuit is closed, healthiest first, fail over on any fault, resume a
-cut-short body with a range request, and back off with jitter between
-rounds. A fault opens the mirror's circuit (`health.Breaker`): nobody asks
-it again until its cool-down ends, and then one trial request decides.
-
-Time bounds (defaults; docs/datapath.md has the table):
-
-* fault detection: connect 2 s, no byte for 2 s, the whole head 2.5 s, under
-  32 KiB in any 2 s of the body, 10 s for a whole attempt;
-* no new attempt starts later than `give_up_s` (7.5 s) after the fetch
-  began, and when no mirror may be asked before then the fetch fails at
-  once: so with every mirror faulty, `Unavailable` comes within 10 s
-  (7.5 s + one detection), and at once while every circuit is open;
-* a fetch that finds every circuit open fails at once, unless a trial is
-  out (it waits for that one outcome, shared); a fetch that has sent
-  requests itself waits for the next trial within its window, so a hub
-  restarting under a read costs time, not the read;
-* `deadline_s` caps everything, even a slow transfer that keeps progressing.
-
-Bytes leave this module only after their BLAKE2b-256 matches the id asked
-for; a mirror that served a wrong copy is demoted, reported, and never asked
-for that object again.
+Any mirror may lie, stall, drip or die. An object is asked of the mirrors whose
+circuit is closed, healthiest first, failing over on any fault, resuming a
+cut-short body with a range request, backing off with jitter between rounds; a
+fault opens the mirror's circuit (`health.Breaker`). Bounds (docs/datapath.md,
+Timings): no attempt starts later than `give_up_s` after the fetch began, so
+with every mirror faulty `Unavailable` comes within 10 s (7.5 s + one fault
+detection); a fetch that finds every circuit open fails at once unless a trial
+is out (it shares that outcome); one that has sent requests itself waits for
+the next trial within its window (a hub restarting under a read costs time,
+not the read); `deadline_s` caps everything, even a slow steady transfer.
+Bytes leave only once they match the id asked for; a mirror that served a
+wrong copy is demoted, reported, and never asked for that object again.
 """
 
 from __future__ import annotations
@@ -53,15 +42,13 @@ from zosnode.layout import block_path, flist_path, is_hex_id, object_id
 # flist format's largest block plus compression/encryption overhead.
 MAX_BLOCK_BYTES = 8 * 1024 * 1024 + 4096
 
-# Per request, whatever client the fetcher shares: a mirror that sends no
-# byte for 2 s, or drips under 16 KiB/s, is stalled.
+# Per request, whatever client the fetcher shares: no byte for 2 s, or under 16 KiB/s, is a stall.
 FETCH_TIMEOUTS = Timeouts(connect=2.0, head=2.5, body_idle=2.0, window_bytes=32 * 1024)
 
 T = TypeVar("T")
 
-# A check of fetched bytes: what they decode to, or None if they are not the
-# object asked for (a wrong copy). It may raise for a faithful copy that is
-# unusable (not the mirror's fault: the caller's reference is wrong).
+# What fetched bytes decode to, or None for a wrong copy; it may raise for a faithful
+# copy that is unusable (the caller's reference is wrong, not the mirror).
 Check = Callable[[bytes], T | None]
 
 
@@ -97,8 +84,7 @@ class Fetcher:
         self.give_up_s = give_up_s
         self._backoff = backoff or Backoff()
         self._draw = draw
-        # Set (and replaced) whenever a mirror's outcome is reported, so that
-        # fetches waiting for a circuit wake on a trial's result.
+        # Set (and replaced) on every reported outcome: waiters wake on a trial's result.
         self._changed = trio.Event()
         self._slots: dict[str, trio.Semaphore] = {}
 
@@ -119,10 +105,8 @@ class Fetcher:
     async def fetch_checked(
         self, path: str, oid: str, check: Check[T], *, max_size: int
     ) -> tuple[bytes, T]:
-        """Like `fetch_block`, with `check` (run in a CPU worker) deciding whether
-        a copy is the object instead of the fetcher's own hash: a check that
-        hashes and decodes in one pass saves hashing each block twice. Returns the
-        bytes and what `check` made of them."""
+        """The bytes and what `check` (in a CPU worker, instead of the fetcher's hash)
+        made of them: a check that hashes and decodes in one pass hashes a block once."""
         return await self._fetch(path, _checked(oid), max_size, check)
 
     async def _fetch(
@@ -210,17 +194,11 @@ class Fetcher:
         headers: Mapping[str, str] | None = None, ok: tuple[int, ...] = (200,),
         early: bool = False,
     ) -> Reply:
-        """One GET of `path` at `mirror`, for what no hash can check (a manifest,
-        a root: their signatures are checked by the caller).
-
-        It goes through the fetcher's own machinery: the mirror's circuit (an
-        open one raises `CircuitOpen` without a request), its request slots,
-        the short timeouts and the attempt bound; the outcome is reported to
-        the same breaker the fetcher's reads use. A status outside `ok` raises
-        `HttpStatusError` (a 4xx says the mirror works; a 5xx is a fault).
-        `early`: an open circuit's trial may go before its cool-down ends
-        (`Breaker.admit`), for a caller that has nobody else to ask.
-        """
+        """One GET of `path` at `mirror` for what no hash checks (a manifest, a root: the
+        caller checks their signatures), through the same circuit (`CircuitOpen`),
+        slots, timeouts, attempt bound and breaker as the reads. A status outside
+        `ok` raises `HttpStatusError` (a 4xx says the mirror works; a 5xx is a
+        fault). `early`: see `Breaker.admit`."""
         if mirror not in self.health.mirrors:
             raise FetchUsageError(f"{mirror} is not one of this fetcher's mirrors")
         async with self._admitted(mirror, early=early) as grant:
@@ -241,12 +219,9 @@ class Fetcher:
         self, mirror: str, path: str, oid: str, max_size: int,
         partial: bytes, partial_from: set[str], check: Check[Any] | None,
     ) -> tuple[bytes, Any]:
-        """One attempt at `mirror` if its circuit lets it, hash-checked; the outcome
-        goes to the mirror's breaker.
-
-        Raises `CircuitOpen`, what the attempt raised (`HttpTruncated` keeps
-        the bytes that came), `WrongCopy` for a wrong copy, or `_StartOver`.
-        """
+        """One checked attempt at `mirror`, its outcome to its breaker. Raises
+        `CircuitOpen`, the request's error (`HttpTruncated` keeps what came),
+        `WrongCopy`, or `_StartOver`."""
         async with self._admitted(mirror) as grant:
             outcome: Fault | None | str = "abandoned"  # no verdict yet (cancelled)
             url = f"{mirror}/{path}"
@@ -301,8 +276,7 @@ class Fetcher:
         self._changed = trio.Event()
 
     async def _get(self, url: str, **kw: Any) -> Reply:
-        """A GET with the fetcher's timeouts within the attempt bound (an overrun is
-        an `HttpTimeout`, a stall)."""
+        """A GET with the fetcher's timeouts within the attempt bound (an overrun: a stall)."""
         try:
             with trio.fail_after(self.attempt_s):
                 return await self.client.get(url, timeouts=self.timeouts, **kw)

@@ -1,19 +1,11 @@
-"""Mirror health: pure bookkeeping, time passed in by the caller.
+"""Mirror health, pure (time passed in): a circuit breaker per mirror, ranking, bans.
 
-Two mechanisms, both sans-IO:
-
-* A circuit breaker per mirror decides whether the mirror may be asked at
-  all. One fault (a stall, a drip, a body cut short, a 5xx, a refused or
-  silent connection, a wrong copy) opens it: the mirror is left alone for a
-  cool-down, then exactly one trial request is let through (half-open); its
-  success closes the circuit, its failure opens it again for twice as long
-  (up to a cap). So a dead mirror costs one fault detection, not one per
-  block, and a mirror that comes back is used again without anyone's help.
-* Decaying penalties rank the mirrors that may be asked: each failure adds a
-  penalty that halves every `half_life_s`.
-
-A mirror that served a wrong copy of an object is never asked for that
-object again, and the incident is kept for reporting.
+One fault opens a mirror's circuit: nobody asks it for a cool-down, then one
+trial decides (success closes, failure re-opens for twice as long, capped), so
+a dead mirror costs one fault detection, not one per block, and one that comes
+back is used again by itself. Decaying penalties (halved every `half_life_s`)
+rank the mirrors that may be asked. A mirror that served a wrong copy of an
+object is never asked for it again; the incident is kept for reporting.
 """
 
 from __future__ import annotations
@@ -38,8 +30,7 @@ class Fault(enum.Enum):
         return _PENALTY[self]
 
     @property
-    def trips(self) -> bool:
-        """Whether the fault says the mirror is broken (opens its circuit)."""
+    def trips(self) -> bool:  # whether it says the mirror is broken (opens its circuit)
         return self is not Fault.MISSING
 
 
@@ -62,11 +53,9 @@ class Pass(enum.Enum):
 
 @dataclass(frozen=True)
 class BreakerPolicy:
-    """Cool-down after the first fault, its doubling cap, and the trial's lease.
-
-    The lease only matters if a trial's outcome is never reported (a bug);
-    a cancelled trial is reported as abandoned and frees the slot at once.
-    """
+    """Cool-down after the first fault, its doubling cap, and the trial's lease (which
+    matters only if a trial's outcome is never reported, a bug: a cancelled one is
+    reported abandoned and frees the slot at once)."""
 
     cooldown_s: float = 1.0
     max_cooldown_s: float = 30.0
@@ -81,10 +70,7 @@ class BreakerPolicy:
 
 class Breaker:
     """closed -> open on a fault -> half-open after the cool-down -> closed on success.
-
-    Only the trial's outcome moves a half-open or open circuit: reports from
-    requests let through before it opened are stale and ignored.
-    """
+    Only the trial's outcome moves an open circuit: earlier requests' are stale."""
 
     def __init__(self, policy: BreakerPolicy) -> None:
         self.policy = policy
@@ -94,12 +80,9 @@ class Breaker:
         self.opened = 0  # times it went from closed to open
 
     def admit(self, now: float, *, early: bool = False) -> Pass | None:
-        """A pass, or None while cooling down (or while the trial is out).
-
-        `early`: the trial may start before the cool-down ends, for a caller
-        with nobody else to ask that paces its own retries (the node's
-        manifest polls); one trial at a time still.
-        """
+        """A pass, or None while cooling down or the trial is out. `early`: the trial may
+        start before the cool-down ends (still one at a time), for a caller with nobody
+        else to ask that paces its own retries (the node's manifest polls)."""
         if self.state is Circuit.CLOSED:
             return Pass.NORMAL
         if self.state is Circuit.HALF_OPEN and now < self._until:
@@ -150,12 +133,6 @@ class Incident:
     at: float
 
 
-@dataclass
-class _State:
-    penalty: float = 0.0
-    updated: float = 0.0
-
-
 class MirrorHealth:
     def __init__(
         self,
@@ -171,7 +148,7 @@ class MirrorHealth:
         self._half_life = half_life_s
         self._policy = breaker or BreakerPolicy()
         self.mirrors: tuple[str, ...] = ()
-        self._state: dict[str, _State] = {}
+        self._penalty: dict[str, tuple[float, float]] = {}  # mirror -> (penalty, as of)
         self._breakers: dict[str, Breaker] = {}
         self.set_mirrors(mirrors)
         # (mirror, object id) pairs never to ask again; bounded, oldest dropped.
@@ -180,21 +157,19 @@ class MirrorHealth:
         self.incidents: deque[Incident] = deque(maxlen=max_incidents)
 
     def set_mirrors(self, mirrors: Sequence[str]) -> None:
-        """Ask `mirrors` from now on. One a caller knew already keeps its circuit and
-        penalty (a hub found dead at boot stays demoted when a manifest names it
-        again); a new one starts closed; one left out is forgotten."""
+        """Ask `mirrors` from now on; a known one keeps its circuit and penalty (a hub
+        found dead at boot stays demoted when a manifest names it again)."""
         if not mirrors:
             raise FetchUsageError("at least one mirror is needed")
         if len(set(mirrors)) != len(mirrors):
             raise FetchUsageError("mirrors must be distinct")
         self.mirrors = tuple(mirrors)
-        self._state = {m: self._state.get(m) or _State() for m in mirrors}
+        self._penalty = {m: self._penalty.get(m, (0.0, 0.0)) for m in mirrors}
         self._breakers = {m: self._breakers.get(m) or Breaker(self._policy) for m in mirrors}
 
     def penalty(self, mirror: str, now: float) -> float:
-        st = self._state[mirror]
-        elapsed = max(0.0, now - st.updated)
-        return float(st.penalty * 0.5 ** (elapsed / self._half_life))
+        penalty, updated = self._penalty[mirror]
+        return float(penalty * 0.5 ** (max(0.0, now - updated) / self._half_life))
 
     def circuit(self, mirror: str) -> Circuit:
         return self._breakers[mirror].state
@@ -227,20 +202,16 @@ class MirrorHealth:
         return min(times) if times else None
 
     def trial_pending(self, object_id: str) -> bool:
-        """Whether a trial is out to a mirror usable for `object_id` (its outcome may
-        close a circuit before `ready_at`)."""
+        """Whether a trial is out to a mirror usable for `object_id` (it may close a
+        circuit before `ready_at`)."""
         return any(self._breakers[m].trial_pending for m in self._usable(object_id))
 
     def succeeded(self, mirror: str, now: float, grant: Pass = Pass.NORMAL) -> None:
-        st = self._state[mirror]
-        st.penalty = self.penalty(mirror, now) / 2
-        st.updated = now
+        self._penalty[mirror] = (self.penalty(mirror, now) / 2, now)
         self._breakers[mirror].succeeded(now, grant)
 
     def failed(self, mirror: str, fault: Fault, now: float, grant: Pass = Pass.NORMAL) -> None:
-        st = self._state[mirror]
-        st.penalty = self.penalty(mirror, now) + fault.penalty
-        st.updated = now
+        self._penalty[mirror] = (self.penalty(mirror, now) + fault.penalty, now)
         if fault.trips:
             self._breakers[mirror].failed(now, grant)
         elif grant is Pass.TRIAL:

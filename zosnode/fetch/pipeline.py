@@ -1,19 +1,13 @@
 """The one extract engine: an flist from hubs into a directory, pipelined, in bounded memory.
 
-Used by `flist extract --hub` and eager fetch (`zosnode.fetch.eager`) and by
-the node's extraction fallback (`zosnode.agent.boot.mounters.ExtractMounter`).
-The flist layer's `extract_blocks` writes (safe paths, attributes,
-hardlinks) in a worker thread and asks for blocks in `read_order`.
-Meanwhile a feed fetches them in that order, `parallel` at a time, and has
-them hashed and decoded in the CPU workers (one BLAKE2b each:
-`BlockSource`), so the writer, the network and both cores work at once.
-
-Memory is bounded: the feed holds at most `ahead_bytes` of decoded blocks
-(those fetched or in flight and not yet written), plus one block larger than
-that if the image has one; a block goes as soon as the writer has used it
-for the last time in the window. A mirror that sends more than a block's
-stored size is cut off at that size (`Fetcher`), and a slow one at its
-deadline: the writer then fails with the fetch's error.
+For `flist extract --hub`, eager fetch and the node's `ExtractMounter`. The flist
+layer's `extract_blocks` writes (safe paths, attributes, hardlinks) in a thread
+and asks for blocks in `read_order`; a feed fetches them in that order,
+`parallel` at a time, decoded on the CPU workers, so the writer, the network and
+the cores work at once. The feed holds at most `ahead_bytes` of decoded blocks
+not yet written (plus one block larger than that, alone); a block goes once the
+writer used it for the last time. A mirror sending more than a block's stored
+size is cut off at it, a slow one at its deadline: the writer fails with that error.
 """
 
 from __future__ import annotations
@@ -33,7 +27,7 @@ from zosnode.flist.view import FlistView
 
 @dataclass
 class PipelineReport:
-    """What an extract held: the most decoded bytes at once, and how many blocks."""
+    """The most decoded bytes an extract held at once, and its blocks."""
 
     peak_held: int = 0
     blocks: int = 0
@@ -121,8 +115,8 @@ class _WriterBlocks:
         self._last: tuple[str, Buffer] | None = None
 
     def block(self, ref: BlockRef) -> Buffer:
-        # Consecutive pieces of one block (packed small files) take it once,
-        # as `read_order` counts it.
+        # Consecutive pieces of one block (packed small files) take it once, as
+        # `read_order` counts it.
         if self._last is not None and self._last[0] == ref.id:
             return self._last[1]
         data = trio.from_thread.run(self._feed.take, ref)

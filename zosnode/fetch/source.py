@@ -1,20 +1,14 @@
-"""Decoded, verified blocks for readers: a small RAM hot set, the cache, the mirrors.
+"""Decoded, verified blocks for the FUSE mount and the extract: hot set, cache, mirrors.
 
-This is what the FUSE mount and the eager extract read through. A block
-comes from the hot set of decoded blocks (process memory, trusted: it was
-checked when it came in), else from the block cache, else from the mirrors.
-Either way `decode_block` hashes it against its id before it decrypts or
-decompresses a byte, and that is the one BLAKE2b the block costs: a fetched
-block is checked and decoded in the same pass (`Fetcher.fetch_checked`), so
-the fetcher does not hash it first. A cached copy that fails the check is
-dropped and fetched anew. A trusted cache's copy (`BlockCache.trusted`: in
-RAM, so verified this boot before it was put) is decoded without a hash; a
-FUSE mount's source (`decoded_cache`) keeps blocks there decoded, so that a
-later mount of a release maps them and serves them as they are.
-
-Hashing, decryption and decompression run in the CPU workers
-(`zosnode.fetch.workers`), one per core. Readers of a block being decoded
-wait for that one decode (readahead and a read of the same block share it).
+The hot set holds decoded blocks (process memory, checked when they came in).
+Otherwise `decode_block` hashes a block against its id before it decrypts or
+decompresses a byte: the one BLAKE2b it costs (a fetched block is checked and
+decoded in one pass, `Fetcher.fetch_checked`). A cached copy that fails is
+dropped and fetched anew; a trusted cache's (`BlockCache.trusted`: RAM,
+verified this boot before it was put) is decoded without a hash, and a FUSE
+mount's source (`decoded_cache`) keeps blocks there decoded so a later mount
+maps and serves them as they are. The work runs on the CPU workers; readers of
+a block being decoded share that one decode (readahead and reads alike).
 """
 
 from __future__ import annotations
@@ -31,9 +25,8 @@ from zosnode.layout import block_path, object_id
 
 
 def checked_decode(ref: BlockRef, stored: Buffer) -> Buffer | None:
-    """The decoded block, None if `stored` is not the block `ref` names (a
-    wrong copy); IntegrityError if it is the block but does not decode (the
-    reference is wrong, no mirror's fault). For `Fetcher.fetch_checked`."""
+    """For `Fetcher.fetch_checked`: the decoded block, None for a wrong copy, or
+    IntegrityError if it is the block but does not decode (a wrong reference)."""
     try:
         return decode_block(ref, stored)
     except IntegrityError:
@@ -75,15 +68,13 @@ class BlockSource:
             await self.cache.get_or_fetch(ref.id, fetch)
 
     def is_hot(self, block_id: str) -> bool:
-        """Whether a read of the block needs no fetch and no decode: in the hot
-        set, or decoded in a trusted cache (a tmpfs read costs less than the
-        readahead task that would bring it into the hot set)."""
+        """Whether a read needs no fetch and no decode: in the hot set, or decoded in a
+        trusted cache (a tmpfs read costs less than a readahead task)."""
         return block_id in self._hot or (
             self._decoded_cache and self.cache is not None and block_id in self.cache)
 
     async def decoded(self, ref: BlockRef, *, record: bool = True, keep: bool = True) -> Buffer:
-        """The whole decoded block `ref` names (`record`: a real read, not readahead;
-        `keep`: into the hot set)."""
+        """The decoded block (`record`: a real read, not readahead; `keep`: in the hot set)."""
         if record:
             self.first_use.setdefault(ref.id, None)
         hot = self._hot.get(ref.id)
@@ -91,8 +82,8 @@ class BlockSource:
             self._hot.move_to_end(ref.id)
             return hot
         if self.is_hot(ref.id):
-            # Decoded in the trusted RAM cache: mapped at once, no flight (a
-            # fetch in flight is not in the cache's index until it is put).
+            # Decoded in the RAM cache: mapped at once, no flight (a fetch in flight is
+            # not in the cache's index until it is put).
             assert self.cache is not None
             hot = self.cache.get(ref.id, decoded=True)
             if hot is not None:
@@ -157,8 +148,7 @@ class BlockSource:
             self._hot_used -= len(old)
 
     async def views(self, pieces: list[tuple[BlockRef | None, int, int]]) -> list[Buffer]:
-        """The (ref, start, length) pieces as views of decoded blocks, without a
-        copy; a None ref is a run of zeros."""
+        """(ref, start, length) pieces as views of decoded blocks; a None ref is zeros."""
         out: list[Buffer] = []
         for ref, start, length in pieces:
             if ref is None:

@@ -1,10 +1,6 @@
-"""The worker threads that hash, decrypt and decompress blocks: one per core.
-
-hashlib (BLAKE2b over 2 KiB), zlib, lzma, bz2, zstd and PyNaCl (through cffi)
-let go of the GIL while they work, so these threads run beside the event
-loop and beside each other. More of them than cores would only queue on the
-CPU and hold more blocks in memory at once.
-"""
+"""The threads that hash, decrypt and decompress blocks, one per core: hashlib
+(over 2 KiB), zlib, lzma, bz2, zstd and PyNaCl let go of the GIL, so they run
+beside the loop; more than cores would only queue and hold more blocks."""
 
 from __future__ import annotations
 

@@ -1,26 +1,16 @@
-"""zosnode's one HTTP/1.1 client: trio + h11, keep-alive pool, deadlines, size caps.
+"""zosnode's one HTTP/1.1 client: a trio shell around h11, keep-alive pool, deadlines, caps.
 
-The node's data path (the fetcher, the hub client) uses it; the hub's tools use
-`zosnode.http.command.ToolClient` (any method, every status). h11 is the
-sans-IO protocol core; this module is the thin I/O shell around it. One `HttpClient`
-keeps idle keep-alive connections per origin and bounds the requests in
-flight per origin. Every network wait has a deadline: connect, the whole
-response head, and byte progress: a request body must go out `_SEND_CHUNK`
-bytes per `body_idle`, no byte for `body_idle` seconds before the response
-head is a stall, and in the body every `body_idle` window must bring
-`window_bytes` (so a peer dripping a byte a second is cut off, not only one
-that goes silent). A body is never read past `max_size`: a Content-Length
-over the cap is refused before a byte of the body is read.
-
-Response framing follows RFC 9112 §6.3 strictly, since a lenient reading is
-what request smuggling and desynchronised keep-alive connections feed on: a
-head with both Transfer-Encoding and Content-Length, several Content-Length
-values, a transfer coding other than chunked, or obsolete line folding is
-refused (`HttpMalformed`) and its connection closed, never reused.
-
-Errors: `HttpUsageError` is our mistake (a URL we cannot use); every
-`HttpPeerError` is the peer's (refused connection, bad status, stall,
-truncation, oversize, garbage). Retries across mirrors belong to the fetcher.
+The node's fetcher and hub client use it; the hub's tools use
+`zosnode.http.command.ToolClient`. Requests in flight are bounded per origin.
+Every network wait has a deadline: connect, the whole response head, and byte
+progress: a request body goes out `_SEND_CHUNK` bytes per `body_idle`; no byte
+for `body_idle` before the head is a stall; in the body every `body_idle` window
+must bring `window_bytes`, so a drip is cut off like silence. A body is never
+read past `max_size`, and a Content-Length over it is refused before the body.
+Framing follows RFC 9112 §6.3 strictly (`framing_fault`), since a lenient
+reading is what request smuggling and desynchronised keep-alive connections
+feed on. `HttpUsageError` is our mistake, every `HttpPeerError` the peer's;
+retries across mirrors are the fetcher's.
 """
 
 from __future__ import annotations
@@ -51,8 +41,7 @@ class HttpTimeout(HttpPeerError):
 
 
 class HttpMalformed(HttpPeerError):
-    """A response head we cannot parse or refuse to frame (RFC 9112 §6.3); its
-    connection is closed, never reused."""
+    """A response head we cannot parse or refuse to frame: its connection is not reused."""
 
 
 class HttpStatusError(HttpPeerError):
@@ -116,8 +105,8 @@ def split_url(url: str) -> tuple[Origin, str]:
 
 @dataclass(frozen=True)
 class Timeouts:
-    """Seconds for each network wait (`head`: the whole response head, from the
-    request sent), and the byte-progress rule of the module docstring."""
+    """Seconds for each wait (`head`: the whole head, from the request sent) and the
+    byte-progress rule of the module docstring."""
 
     connect: float = 5.0
     head: float = 10.0
@@ -133,12 +122,8 @@ class Timeouts:
 
 @dataclass
 class ByteProgress:
-    """The body's byte-progress rule, pure: time is passed in.
-
-    A window opens at `start`; once it has brought `min_bytes` the next one
-    opens. A window that closes short of its quota is a stall: a silent peer
-    and a dripping one fail the same way, within one window.
-    """
+    """The body's byte-progress rule, pure: a window opens at `start`, the next once it
+    brought `min_bytes`; one that closes short is a stall (silence or a drip alike)."""
 
     window_s: float
     min_bytes: int
@@ -177,23 +162,16 @@ class HttpClient:
     """A keep-alive pool with at most `per_origin` requests in flight per origin."""
 
     def __init__(
-        self,
-        *,
-        timeouts: Timeouts | None = None,
-        per_origin: int = 4,
+        self, *, timeouts: Timeouts | None = None, per_origin: int = 4,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if per_origin < 1:
             raise HttpUsageError("per_origin must be at least 1")
         self.timeouts = timeouts or Timeouts()
-        self._per_origin = per_origin
+        self.per_origin = per_origin
         self._ssl = ssl_context
         self._idle: dict[Origin, list[_Conn]] = {}
         self._limits: dict[Origin, trio.Semaphore] = {}
-
-    @property
-    def per_origin(self) -> int:
-        return self._per_origin
 
     async def aclose(self) -> None:
         idle, self._idle = self._idle, {}
@@ -208,24 +186,14 @@ class HttpClient:
         await self.aclose()
 
     async def get(
-        self,
-        url: str,
-        *,
-        max_size: int,
-        byte_range: tuple[int, int] | None = None,
-        headers: Mapping[str, str] | None = None,
-        timeouts: Timeouts | None = None,
+        self, url: str, *, max_size: int, byte_range: tuple[int, int] | None = None,
+        headers: Mapping[str, str] | None = None, timeouts: Timeouts | None = None,
         ok: tuple[int, ...] | None = None,
     ) -> Reply:
-        """GET `url`; 200 (or 206 for a range) with a body of at most `max_size`.
-
-        `byte_range` is (first, last) inclusive. Any other status (or one
-        outside `ok`, when given: a conditional GET takes 304) raises
-        `HttpStatusError`; a body cut short (or stalled) raises `HttpTruncated`
-        with the bytes received so far, so the caller can resume with a range.
-        `timeouts` replaces the client's for this request (the fetcher's are
-        tighter than those of the hub client it may share a pool with).
-        """
+        """GET `url`: 200 (206 for `byte_range`, (first, last) inclusive; or a status in
+        `ok`: a conditional GET takes 304), else `HttpStatusError`. A body cut short
+        or stalled raises `HttpTruncated` with what came, to resume with a range.
+        `timeouts` replaces the client's (the fetcher's are tighter)."""
         own = [("Accept-Encoding", "identity")]
         if byte_range is not None:
             first, last = byte_range
@@ -237,17 +205,10 @@ class HttpClient:
                                 timeouts)
 
     async def post(
-        self,
-        url: str,
-        body: bytes,
-        *,
-        max_size: int,
-        headers: Mapping[str, str] | None = None,
-        ok: tuple[int, ...] = (200, 201, 204),
+        self, url: str, body: bytes, *, max_size: int,
+        headers: Mapping[str, str] | None = None, ok: tuple[int, ...] = (200, 201, 204),
     ) -> Reply:
-        """POST `body` to `url` (the node's signed heartbeats); a status outside
-        `ok` raises `HttpStatusError`. Same pool, deadlines and response cap as
-        `get`, and the byte-progress rule for the body sent too."""
+        """POST `body` (the node's signed heartbeats); as `get`, a status outside `ok` raises."""
         own = [("Content-Length", str(len(body)))]
         return await self._send("POST", url, own, headers, max_size, None, body, ok, None)
 
@@ -262,14 +223,14 @@ class HttpClient:
         req_headers = [("Host", origin.host_header), ("User-Agent", USER_AGENT), *own,
                        *(headers or {}).items()]
         request = h11.Request(method=method, target=target, headers=req_headers)
-        limit = self._limits.setdefault(origin, trio.Semaphore(self._per_origin))
+        limit = self._limits.setdefault(origin, trio.Semaphore(self.per_origin))
         async with limit:
             call = _Call(request, max_size, byte_range, body, wanted, timeouts or self.timeouts)
             return await self._exchange(url, origin, call)
 
     async def _exchange(self, url: str, origin: Origin, call: _Call) -> Reply:
-        # A pooled connection may have been closed by the server while idle;
-        # if it fails before any response byte, retry once on a fresh one.
+        # A pooled connection the server closed while idle fails before any response
+        # byte: retry once on a fresh one.
         idle = self._idle.get(origin)
         conn = idle.pop() if idle else None
         if conn is not None:
@@ -417,7 +378,7 @@ class HttpClient:
 
 @dataclass(frozen=True)
 class _Call:
-    """One request as it travels through the pool: what to send and what to accept."""
+    """One request through the pool: what to send and what to accept."""
 
     request: h11.Request
     max_size: int
@@ -428,8 +389,7 @@ class _Call:
 
 
 async def _send_all(stream: trio.abc.Stream, data: bytes, url: str, t: Timeouts) -> None:
-    """Send under the byte-progress rule: each `_SEND_CHUNK` within `body_idle` (a
-    peer that stops reading a large body is a stall, not a hang)."""
+    """Send each `_SEND_CHUNK` within `body_idle`: a peer that stops reading is a stall."""
     view = memoryview(data)
     for start in range(0, len(view), _SEND_CHUNK):
         with trio.move_on_after(t.body_idle) as window:
@@ -458,13 +418,11 @@ def final_head(raw: bytes, informational: int) -> bytes:
 
 
 def framing_fault(head: bytes) -> str | None:
-    """Why a response head must be refused under RFC 9112 §6.3 / §5.2, or None.
+    """Why a response head must be refused under RFC 9112 §6.3 / §5.2, or None. Pure.
 
-    Pure. h11 is lenient where the RFC allows it (it merges identical
-    Content-Length values, lets Transfer-Encoding win over Content-Length
-    and unfolds obs-fold lines); a client behind which nothing else parses
-    the stream can afford to refuse all of these, so it does.
-    """
+    h11 is lenient where the RFC allows (it merges identical Content-Length values,
+    lets Transfer-Encoding win, unfolds obs-fold lines); with nothing else parsing
+    the stream behind us, we can afford to refuse all of these."""
     fields: dict[bytes, list[bytes]] = {}
     for line in head.split(b"\n")[1:]:
         line = line.removesuffix(b"\r")

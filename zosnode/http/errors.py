@@ -1,10 +1,6 @@
-"""The HTTP layer's errors, client and server alike.
-
-`HttpUsageError` is ours: a URL or argument the client cannot use, or a
-response the server must not send. Everything the peer (or the network to
-it) does wrong is an `HttpPeerError` on the client (`zosnode.http.client`)
-and an `HttpRefused` on the server (`zosnode.http.requesthead`).
-"""
+"""The HTTP layer's errors: `HttpUsageError` is ours (a URL we cannot use, a reply
+the server must not send); the peer's are `HttpPeerError` (client) and `HttpRefused`
+(server, `zosnode.http.requesthead`)."""
 
 from __future__ import annotations
 
@@ -16,5 +12,4 @@ class HttpError(ZosError):
 
 
 class HttpUsageError(HttpError, UsageError):
-    """We asked the HTTP layer for something it cannot do (a bug, or a bad URL a
-    user gave us)."""
+    """We asked the HTTP layer for something it cannot do (a bug, or a user's bad URL)."""
