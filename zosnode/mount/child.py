@@ -1,17 +1,9 @@
-"""The FUSE mount child: one process serving one flist for the node agent.
+"""The FUSE mount child: `zosnode _mount-child REPORT_FD`, one per flist (pyfuse3 serves
+one mount per process), started by the agent, never by hand (docs/datapath.md).
 
-    zosnode _mount-child REPORT_FD      (started by the agent, never by hand)
-
-pyfuse3 serves one mount per process, so the agent starts one of these per
-flist. It reads one `MountRequest` frame from stdin (to EOF), mounts, and
-reports on the inherited pipe REPORT_FD: `Ready` once the mount serves, or a
-`Failure` of a closed kind; a `Failure` after `Ready` means the mount ended.
-SIGTERM or SIGINT unmounts and exits 0. See `zosnode.mount.protocol` and
-docs/datapath.md.
-
-This module imports the data path only (fetch, cache, mount, the flist view,
-the HTTP client): no builder, hub or other command, so that what a node runs
-stays small (`zosnode audit --tcb`).
+It reads one `MountRequest` from stdin, mounts and reports on REPORT_FD
+(`zosnode.mount.protocol`); SIGTERM or SIGINT unmounts and exits 0. It imports the data
+path only, no builder, hub or other command: what a node runs stays small.
 """
 
 from __future__ import annotations
@@ -38,6 +30,7 @@ from zosnode.mount.errors import (
 )
 from zosnode.mount.protocol import (
     COUNTS,
+    HEADER,
     MAX_REQUEST,
     CacheCounts,
     Failure,
@@ -70,23 +63,20 @@ class _Reporter:
             pass
 
 
+_KIND_OF = ((InvalidFlist, FailureKind.FLIST), (MountpointUnusable, FailureKind.MOUNTPOINT),
+            (MountFailed, FailureKind.FUSE))
+
+
 def _failure_of(exc: BaseException) -> Failure:
     """The kind of a failure before Ready, by exception type (never by its text)."""
-    if isinstance(exc, InvalidFlist):
-        kind = FailureKind.FLIST
-    elif isinstance(exc, MountpointUnusable):
-        kind = FailureKind.MOUNTPOINT
-    elif isinstance(exc, MountFailed):
-        kind = FailureKind.FUSE
-    elif isinstance(exc, ZosError):
-        kind = FailureKind.INTERNAL
-    else:
+    if not isinstance(exc, ZosError):
         return Failure.of(FailureKind.INTERNAL, f"{type(exc).__name__}: {exc}")
+    kind = next((k for t, k in _KIND_OF if isinstance(exc, t)), FailureKind.INTERNAL)
     return Failure.of(kind, str(exc))
 
 
 async def _send_counts(cache: BlockCache, reporter: _Reporter) -> None:
-    """The cache's counts to the agent when they changed (its heartbeat's hit rate)."""
+    """The cache's counts when they changed (the heartbeat's hit rate)."""
     sent = None
     while True:
         counts = CacheCounts(**{n: getattr(cache.stats, n) for n in COUNTS})
@@ -94,12 +84,6 @@ async def _send_counts(cache: BlockCache, reporter: _Reporter) -> None:
             reporter.send(counts)
             sent = counts
         await trio.sleep(COUNTS_EVERY_S)
-
-
-def _cache(request: MountRequest) -> BlockCache:
-    path = Path(request.cache_dir)
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return BlockCache(path, request.cache_bytes, durable=request.durable)
 
 
 async def serve(request: MountRequest, reporter: _Reporter) -> int:
@@ -111,7 +95,8 @@ async def serve(request: MountRequest, reporter: _Reporter) -> int:
         reporter.send(Failure.of(FailureKind.FUSE, f"no FUSE support: {exc}"))
         return EXIT_FAILED
     try:
-        cache = _cache(request)
+        Path(request.cache_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
+        cache = BlockCache(Path(request.cache_dir), request.cache_bytes, durable=request.durable)
     except (OSError, CacheError) as exc:
         reporter.send(Failure.of(FailureKind.CACHE, f"{request.cache_dir}: {exc}"))
         return EXIT_FAILED
@@ -161,15 +146,10 @@ def _unwrap(exc: BaseException) -> BaseException:
 
 
 def _read_request(stdin: int) -> bytes:
-    chunks: list[bytes] = []
-    total = 0
-    while total <= MAX_REQUEST + 4:
-        chunk = os.read(stdin, 1 << 20)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        total += len(chunk)
-    return b"".join(chunks)
+    data = bytearray()  # to EOF, or one byte past the largest frame: decoding refuses it
+    while len(data) <= MAX_REQUEST + HEADER and (chunk := os.read(stdin, 1 << 20)):
+        data += chunk
+    return bytes(data)
 
 
 def main(argv: Sequence[str], stdin: int = 0) -> int:

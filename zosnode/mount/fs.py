@@ -1,11 +1,8 @@
 """The pyfuse3 operations over an FlistView: read-only, lazily fetched.
 
-The image is immutable, so the kernel may cache entries, attributes and file
-data for as long as it likes (long timeouts, keep_cache). Every byte handed
-to the kernel comes from a verified block (`BlockSource`). A block that
-cannot be had within the fetcher's deadline is EIO; anything that would
-change the tree is EROFS (the mount is also `ro`, so the kernel refuses most
-writes before they reach us).
+The image is immutable, so the kernel may cache entries, attributes and data as long as
+it likes. Every byte handed to the kernel comes from a verified block (`BlockSource`);
+one not had within the fetcher's deadline is EIO; whatever would write is EROFS.
 """
 
 from __future__ import annotations
@@ -14,6 +11,7 @@ import errno
 import itertools
 import os
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pyfuse3
@@ -60,8 +58,6 @@ class FlistFS(pyfuse3.Operations):
         # runs, so one buffer serves every read that spans blocks.
         self._joined = bytearray(MAX_READ)
         self.read_errors = 0
-
-    # --- lookups and attributes ------------------------------------------
 
     def _entry(self, ino: int) -> Entry:
         try:
@@ -122,8 +118,6 @@ class FlistFS(pyfuse3.Operations):
         st.f_namemax = 255
         return st
 
-    # --- directories -------------------------------------------------------
-
     async def opendir(self, inode: int, ctx: Any) -> int:
         e = self._entry(inode)
         if e.kind is not Kind.DIR:
@@ -141,8 +135,6 @@ class FlistFS(pyfuse3.Operations):
 
     async def releasedir(self, fh: int) -> None:
         return None
-
-    # --- files ---------------------------------------------------------------
 
     async def open(self, inode: int, flags: int, ctx: Any) -> pyfuse3.FileInfo:
         e = self.view.resolve(self._entry(inode))
@@ -193,13 +185,23 @@ class FlistFS(pyfuse3.Operations):
             if ref.id not in self._warming and not self.source.is_hot(ref.id):
                 self._warming.add(ref.id)
                 assert self._spawn is not None
-                self._spawn(_warm(self.source, ref, self._warming))
+                self._spawn(partial(self._warm, ref))
+
+    async def _warm(self, ref: BlockRef) -> None:
+        # Readahead is a hint: a failure here shows up, if at all, when the
+        # block is really read. Decoded, so the read finds it in RAM.
+        try:
+            with trio.move_on_after(self.source.fetcher.deadline_s):
+                await self.source.decoded(ref, record=False)
+        except (ZosError, OSError):
+            pass
+        finally:
+            self._warming.discard(ref.id)
 
     async def release(self, fh: int) -> None:
         self._handles.pop(fh, None)
 
-    # --- everything that writes is refused, by one definition --------------
-
+    # Everything that writes is refused, by one definition.
     async def _read_only(self, *args: Any, **kwargs: Any) -> Any:
         raise pyfuse3.FUSEError(errno.EROFS)
 
@@ -207,17 +209,3 @@ class FlistFS(pyfuse3.Operations):
     create = mkdir = mknod = symlink = link = _read_only
     unlink = rmdir = rename = _read_only
 
-
-def _warm(source: BlockSource, ref: BlockRef, warming: set[str]) -> Callable[[], Any]:
-    async def run() -> None:
-        # Readahead is a hint: a failure here shows up, if at all, when the
-        # block is really read. Decoded, so the read finds it in RAM.
-        try:
-            with trio.move_on_after(source.fetcher.deadline_s):
-                await source.decoded(ref, record=False)
-        except (ZosError, OSError):
-            pass
-        finally:
-            warming.discard(ref.id)
-
-    return run

@@ -1,11 +1,7 @@
-"""Mount an flist at a directory for as long as a trio task runs.
+"""Mount an flist at a directory for as long as a trio task runs (`serve_flist`).
 
-`serve_flist` is a long-running service: it reports `started()` once the
-mount is live and unmounts when cancelled or when someone unmounts it from
-outside. A mountpoint left dead by a crashed process (ENOTCONN) is detached
-first. pyfuse3 keeps one session per process, so one process serves one
-mount at a time; a second mount runs in another process and can share the
-cache directory.
+pyfuse3 keeps one session per process, so a process serves one mount at a time; a
+second runs in another process and may share the cache directory.
 """
 
 from __future__ import annotations
@@ -30,7 +26,7 @@ from zosnode.mount.errors import (
     MountpointUnusable,
     MountUsageError,
 )
-from zosnode.mount.fs import READAHEAD_BYTES, FlistFS
+from zosnode.mount.fs import MAX_READ, READAHEAD_BYTES, FlistFS
 from zosnode.mount.mountpoint import recover_stale
 from zosnode.mount.prefetch import PrefetchReport, follow_hint
 
@@ -47,12 +43,9 @@ class MountedFlist:
     prefetch_done: trio.Event = field(default_factory=trio.Event)
 
 
-# Read requests of up to 1 MiB (libfuse's largest, its max_pages), with the
-# page cache kept (keep_cache, no direct_io) so executables can be mmapped.
-# (No max_read mount option: libfuse refuses one pyfuse3's init() does not repeat.)
-MAX_READ = 1024 * 1024
-
-
+# Reads of up to MAX_READ (libfuse's largest, its max_pages), with the page cache kept
+# (keep_cache, no direct_io) so executables can be mmapped. (No max_read mount option:
+# libfuse refuses one pyfuse3's init() does not repeat.)
 def _options() -> set[str]:
     opts = {"ro", "fsname=zosnode", "subtype=flist", "default_permissions"}
     if os.geteuid() == 0:
@@ -70,10 +63,9 @@ async def serve_flist(
     hot_bytes: int = 64 * 1024 * 1024,
     task_status: trio.TaskStatus[MountedFlist] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve the flist at `mountpoint` until cancelled or unmounted from outside.
-
-    `flist_bytes` must already be checked against the id the caller trusts.
-    """
+    """Serve the flist (already checked against the id the caller trusts) at `mountpoint`;
+    report `started()` once live; unmount when cancelled. Returns if unmounted from outside;
+    a mountpoint left dead by a crash (ENOTCONN) is detached first."""
     global _live
     mp = Path(mountpoint)
     try:
@@ -131,12 +123,10 @@ async def serve_flist(
 async def _raise_readahead(mp: Path) -> None:
     """Let the kernel read ahead (and so ask) up to MAX_READ at a time.
 
-    A FUSE mount's bdi starts at 128 KiB of readahead, and the INIT reply can
-    only lower it, so it is raised through sysfs once INIT is done: a stat of
-    the mountpoint (in a thread: this loop answers it) returns only then. A
-    file takes its window when it is opened, so this comes before the mount
-    is reported live. Not root, or no sysfs: reads stay at 128 KiB, slower but
-    the same bytes.
+    A FUSE bdi starts at 128 KiB of readahead and the INIT reply can only lower it, so it
+    is raised through sysfs once INIT is done: when a stat of the mountpoint (in a thread:
+    this loop answers it) returns. Not root, or no sysfs: 128 KiB reads, slower but the
+    same bytes.
     """
     with trio.move_on_after(10):
         try:
