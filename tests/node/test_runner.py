@@ -230,4 +230,4 @@ async def test_cancelling_the_runner_kills_its_processes(mount: Path) -> None:
 def test_unmounted_flist_is_a_usage_error(mount: Path) -> None:
     s = ServiceSpec(name="x", flist="other", argv=("python", "hello.py"))
     with pytest.raises(SupervisorUsageError, match="not mounted: other"):
-        ServiceRunner([s], mounts={"demo": mount})
+        ServiceRunner([s], mounts={"demo": mount}, on_line=print, on_change=print)

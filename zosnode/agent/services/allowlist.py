@@ -1,12 +1,9 @@
-"""The exec allow-list: a service may only start a file from a verified mount.
-
-The check is on the resolved real path (symlinks followed), so a link inside
-a mount that points outside it is refused. One exception, and only one: the
-artifact's own interpreter may run a *script* whose real path is inside a
-mount. It is named `python` in a manifest's argv (the interpreter's path
-differs between a workstation and the initramfs) and runs in isolated mode
-(`-I`: no PYTHON* environment, no user site); interpreter options such as
-`-c` or `-m` are refused because they would run code no flist describes.
+"""The exec allow-list (docs/node-run.md, "Services"): a service may only start a
+file whose real path (symlinks followed) is inside a verified mount. The one
+exception: the artifact's interpreter, named `python` in a manifest's argv (its
+path differs between a workstation and the initramfs), may run a script from a
+mount, in isolated mode (`-I`); interpreter options such as `-c` or `-m` would
+run code no flist describes, so they are refused.
 """
 
 from __future__ import annotations
@@ -40,18 +37,10 @@ def _locate(arg: str, home: Path, mounts: Sequence[str], what: str) -> str:
     return real
 
 
-def resolve_exec(
-    argv: Sequence[str],
-    *,
-    home: Path,
-    mounts: Sequence[Path],
-    interpreter: str = sys.executable,
-) -> tuple[str, ...]:
-    """The argv to exec for a service's `argv`, or `ExecRefused`.
-
-    `home` is the mount of the service's own flist (relative paths resolve
-    against it); `mounts` are every verified mount of the release.
-    """
+def resolve_exec(argv: Sequence[str], *, home: Path, mounts: Sequence[Path],
+                 interpreter: str = sys.executable) -> tuple[str, ...]:
+    """The argv to exec for a service's `argv`, or `ExecRefused`; relative paths
+    resolve against `home`, its own flist's mount."""
     if not argv or not argv[0]:
         raise ExecRefused("empty argv")
     roots = [os.path.realpath(m) for m in mounts]
@@ -63,10 +52,8 @@ def resolve_exec(
             first = INTERPRETER
     if first == INTERPRETER:
         if len(argv) < 2 or argv[1].startswith("-"):
-            raise ExecRefused(
-                "the interpreter may only run a script from a verified mount "
-                f"(got {list(argv[:2])!r})"
-            )
+            raise ExecRefused("the interpreter may only run a script from a verified mount "
+                              f"(got {list(argv[:2])!r})")
         script = _locate(argv[1], home, roots, "script")
         return (interp, "-I", script, *argv[2:])
     real = _locate(first, home, roots, "program")

@@ -1,9 +1,4 @@
-"""Errors of the service layer.
-
-`SupervisorUsageError` is our own mistake (an event for a service the release
-does not have, a time that runs backwards). `ExecRefused` is the manifest's: it
-asked to run something that does not live in a verified flist mount.
-"""
+"""Errors of the service layer: our own mistakes apart from the manifest's."""
 
 from __future__ import annotations
 

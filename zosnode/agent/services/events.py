@@ -1,8 +1,6 @@
-"""What goes into the supervisor (events) and what comes out (actions).
-
-Times are integer milliseconds on the caller's monotonic clock. Every event
-about a process carries the `run` number the supervisor gave in its `Spawn`
-(or `Probe`), so that late news about an earlier run is recognised and dropped.
+"""What goes into the supervisor (events) and what comes out (actions). Times are
+integer ms on the caller's monotonic clock. Every event about a process carries
+the `run` of its `Spawn` (or `Probe`), so late news about an earlier run is dropped.
 """
 
 from __future__ import annotations
@@ -31,7 +29,6 @@ SATISFIED = frozenset({State.READY, State.DONE})
 TERMINAL = frozenset({State.FAILED, State.REFUSED, State.BLOCKED, State.STOPPED})
 
 
-# -- events in ---------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -66,7 +63,6 @@ class ProbeResult:
 Event = Spawned | SpawnFailed | Exited | ProbeResult
 
 
-# -- actions out -------------------------------------------------------------
 
 
 @dataclass(frozen=True)

@@ -1,23 +1,7 @@
-"""The supervisor of one release's services, as a sans-IO state machine.
-
-Events in (`Spawned`, `SpawnFailed`, `Exited`, `ProbeResult`), the clock as an
-argument, actions out (`Spawn`, `Probe`, `Signal`, `StateChanged`). The caller
-sleeps until `next_deadline()` and then calls `tick(now)`; nothing in here
-reads a clock, touches a process or sleeps, so every path is tested with
-plain integers.
-
-Rules:
-- A service starts once every service in its `after` is satisfied: a
-  long-running one READY, a one-shot DONE.
-- A long-running service is READY when started if it has no probe, else once
-  its probe exits 0; failed probes repeat every `probe_interval_ms`.
-- A long-running service that exits (whatever the code) restarts after
-  `restart_initial_ms * 2**(n-1)` capped at `restart_max_ms`, n being its
-  consecutive failures; a run that lasted at least `restart_max_ms` resets n.
-- A one-shot that exits non-zero, or any service whose exec is refused, is
-  terminal; services that (transitively) depend on it become BLOCKED.
-- `stop()` stops dependants before their dependencies: stop signal, then
-  SIGKILL once `stop_timeout_ms` has passed.
+"""The supervisor of one release's services, as a sans-IO state machine: events in,
+the clock as an argument, actions out. The caller sleeps until `next_deadline()`,
+then calls `tick(now)`. The rules (start order, readiness, restart back-off, dead
+ends, stop order) are docs/node-run.md, "Services".
 """
 
 from __future__ import annotations
@@ -26,22 +10,9 @@ import signal as _signal
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from zosnode.agent.services import events
 from zosnode.agent.services.errors import SupervisorUsageError
-from zosnode.agent.services.events import (
-    SATISFIED,
-    TERMINAL,
-    Action,
-    Event,
-    Exited,
-    Probe,
-    ProbeResult,
-    Signal,
-    Spawn,
-    Spawned,
-    SpawnFailed,
-    State,
-    StateChanged,
-)
+from zosnode.agent.services.events import SATISFIED, TERMINAL, Action, Event, State
 from zosnode.trust.errors import TrustUsageError
 from zosnode.trust.manifest import ServiceSpec, start_order
 
@@ -110,21 +81,11 @@ class Supervisor:
         self._started = False
         self._stopping = False
 
-    # -- queries -----------------------------------------------------------
 
     def status(self) -> tuple[ServiceStatus, ...]:
-        return tuple(
-            ServiceStatus(
-                name=s.spec.name,
-                state=s.state,
-                oneshot=s.spec.oneshot,
-                pid=s.pid,
-                restarts=s.restarts,
-                last_exit=s.last_exit,
-                detail=s.detail,
-            )
-            for s in (self._svcs[n] for n in self._order)
-        )
+        return tuple(ServiceStatus(s.spec.name, s.state, s.spec.oneshot, s.pid, s.restarts,
+                                   s.last_exit, s.detail)
+                     for s in (self._svcs[n] for n in self._order))
 
     def state(self, name: str) -> State:
         return self._get(name).state
@@ -147,7 +108,6 @@ class Supervisor:
         deadlines = [s.deadline for s in self._svcs.values() if s.deadline is not None]
         return min(deadlines) if deadlines else None
 
-    # -- inputs ------------------------------------------------------------
 
     def start(self, now: int) -> list[Action]:
         self._advance(now)
@@ -164,13 +124,13 @@ class Supervisor:
         out: list[Action] = []
         if event.run != svc.run:
             return out  # news about an earlier run
-        if isinstance(event, Spawned):
+        if isinstance(event, events.Spawned):
             self._on_spawned(svc, event, now, out)
-        elif isinstance(event, SpawnFailed):
+        elif isinstance(event, events.SpawnFailed):
             self._on_spawn_failed(svc, event, now, out)
-        elif isinstance(event, Exited):
+        elif isinstance(event, events.Exited):
             self._on_exited(svc, event.code, now, out)
-        elif isinstance(event, ProbeResult):
+        elif isinstance(event, events.ProbeResult):
             self._on_probe(svc, event.ok, now, out)
         return out
 
@@ -192,7 +152,7 @@ class Supervisor:
             elif svc.state is State.RUNNING and not svc.probing:
                 self._probe(svc, out)
             elif svc.state is State.STOPPING:
-                out.append(Signal(name, svc.run, "SIGKILL"))
+                out.append(events.Signal(name, svc.run, "SIGKILL"))
                 self._set(svc, State.STOPPING, f"no exit after {svc.spec.stop_timeout_ms} ms: "
                           "SIGKILL", now, out)
         return out
@@ -205,13 +165,12 @@ class Supervisor:
         self._stop_eligible(now, out)
         return out
 
-    # -- transitions -------------------------------------------------------
 
-    def _on_spawned(self, svc: _Svc, ev: Spawned, now: int, out: list[Action]) -> None:
+    def _on_spawned(self, svc: _Svc, ev: events.Spawned, now: int, out: list[Action]) -> None:
         if svc.state is State.STOPPING:
             # The stop raced the spawn: the signal went nowhere, send it again.
             svc.pid = ev.pid
-            out.append(Signal(svc.spec.name, svc.run, svc.spec.stop_signal))
+            out.append(events.Signal(svc.spec.name, svc.run, svc.spec.stop_signal))
             return
         if svc.state is not State.STARTING:
             return
@@ -226,7 +185,8 @@ class Supervisor:
             self._set(svc, State.RUNNING, f"pid {ev.pid}, waiting for readiness", now, out)
             self._probe(svc, out)
 
-    def _on_spawn_failed(self, svc: _Svc, ev: SpawnFailed, now: int, out: list[Action]) -> None:
+    def _on_spawn_failed(self, svc: _Svc, ev: events.SpawnFailed, now: int,
+                         out: list[Action]) -> None:
         if svc.state is State.STOPPING:
             self._stopped(svc, f"never started: {ev.reason}", now, out)
             return
@@ -298,7 +258,6 @@ class Supervisor:
         if self._stopping:
             self._stop_eligible(now, out)
 
-    # -- helpers -----------------------------------------------------------
 
     def _start_eligible(self, now: int, out: list[Action]) -> None:
         if self._stopping or not self._started:
@@ -320,7 +279,7 @@ class Supervisor:
             ):
                 continue
             if svc.state in _LIVE:
-                out.append(Signal(name, svc.run, svc.spec.stop_signal))
+                out.append(events.Signal(name, svc.run, svc.spec.stop_signal))
                 svc.deadline = now + svc.spec.stop_timeout_ms
                 self._set(svc, State.STOPPING, f"sent {svc.spec.stop_signal}", now, out)
             else:
@@ -341,19 +300,19 @@ class Supervisor:
         svc.probing = False
         svc.started_at = now
         out.append(
-            Spawn(svc.spec.name, svc.run, svc.spec.argv, tuple(sorted(svc.spec.env.items())))
+            events.Spawn(svc.spec.name, svc.run, svc.spec.argv, tuple(sorted(svc.spec.env.items())))
         )
         self._set(svc, State.STARTING, f"run {svc.run}", now, out)
 
     def _probe(self, svc: _Svc, out: list[Action]) -> None:
         assert svc.spec.ready is not None
         svc.probing = True
-        out.append(Probe(svc.spec.name, svc.run, svc.spec.ready))
+        out.append(events.Probe(svc.spec.name, svc.run, svc.spec.ready))
 
     def _set(self, svc: _Svc, state: State, detail: str, now: int, out: list[Action]) -> None:
         svc.state = state
         svc.detail = detail
-        out.append(StateChanged(svc.spec.name, state, detail, now))
+        out.append(events.StateChanged(svc.spec.name, state, detail, now))
 
     def _get(self, name: str) -> _Svc:
         try:

@@ -1,15 +1,12 @@
-"""The trio shell around `Supervisor`: real processes, output capture, probes.
-
-Processes are exec'd directly (never through a shell) from the argv that
-`resolve_exec` allows, with exactly the environment the manifest gives (the
-agent's own environment is not inherited), stdin from /dev/null, stdout and
-stderr cut into lines for the console (`OutputLines`), each in its own session so a stop
-signal reaches its children too. If the runner is cancelled, every process
-it started is killed before it returns: no orphan outlives its supervisor.
+"""The trio shell around `Supervisor`: real processes, output capture, probes
+(docs/node-run.md, "Services"). If the runner is cancelled, every process it
+started is killed before it returns: no orphan outlives its supervisor.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import signal
 import subprocess
@@ -37,15 +34,8 @@ class _Stop:
 
 
 class ServiceRunner:
-    def __init__(
-        self,
-        specs: Sequence[ServiceSpec],
-        *,
-        mounts: Mapping[str, Path],
-        on_line: LineSink | None = None,
-        on_change: ChangeSink | None = None,
-        probe_interval_ms: int = 250,
-    ) -> None:
+    def __init__(self, specs: Sequence[ServiceSpec], *, mounts: Mapping[str, Path],
+                 on_line: LineSink, on_change: ChangeSink, probe_interval_ms: int = 250) -> None:
         """`mounts` maps each verified flist's name to where it is mounted."""
         missing = sorted({s.flist for s in specs} - set(mounts))
         if missing:
@@ -61,7 +51,6 @@ class ServiceRunner:
         self._t0 = 0.0
         self._done = trio.Event()
 
-    # -- queries -----------------------------------------------------------
 
     def status(self) -> tuple[ServiceStatus, ...]:
         return self._sup.status()
@@ -82,7 +71,6 @@ class ServiceRunner:
                 return True
             await self._changed.wait()
 
-    # -- control -----------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Start the services; return once `stop()` has stopped them all."""
@@ -101,7 +89,6 @@ class ServiceRunner:
         await self._send.send(_Stop())
         await self._done.wait()
 
-    # -- the loop ----------------------------------------------------------
 
     def _now(self) -> int:
         return round((trio.current_time() - self._t0) * 1000)
@@ -110,11 +97,8 @@ class ServiceRunner:
         while not self._sup.all_stopped:
             deadline = self._sup.next_deadline()
             item: events.Event | _Stop | None = None
-            if deadline is None:
+            with trio.move_on_at(math.inf if deadline is None else self._t0 + deadline / 1000):
                 item = await self._recv.receive()
-            else:
-                with trio.move_on_at(self._t0 + deadline / 1000):
-                    item = await self._recv.receive()
             if item is None:
                 actions = self._sup.tick(max(self._now(), deadline or 0))
             elif isinstance(item, _Stop):
@@ -136,14 +120,11 @@ class ServiceRunner:
             elif isinstance(action, events.StateChanged):
                 self._changed.set()
                 self._changed = trio.Event()
-                if self._on_change is not None:
-                    self._on_change(action)
+                self._on_change(action)
 
     def _exec(self, name: str, argv: Sequence[str], env: dict[str, str],
               output: int) -> subprocess.Popen[bytes]:
-        """Start `argv` for service `name`: only a program in a verified mount, from
-        its flist's mount, with exactly `env`, stdout and stderr to `output`, in a
-        session of its own. Raises ExecRefused, or OSError if the kernel refuses."""
+        """Start `argv` of service `name` from its flist's mount; ExecRefused or OSError."""
         home = self._mounts[self._specs[name].flist]
         resolved = resolve_exec(argv, home=home, mounts=list(self._mounts.values()))
         # Popen, not trio.lowlevel.open_process: it is synchronous, so the
@@ -193,9 +174,8 @@ class ServiceRunner:
         await self._send.send(events.Exited(name, run, code))
 
     def _emit(self, name: str, lines: list[str]) -> None:
-        if self._on_line is not None:
-            for line in lines:
-                self._on_line(name, line)
+        for line in lines:
+            self._on_line(name, line)
 
     async def _probe(self, action: events.Probe) -> None:
         ok = False
@@ -211,28 +191,26 @@ class ServiceRunner:
                 with trio.move_on_after(PROBE_TIMEOUT_S):
                     ok = await _wait_exit(popen) == 0
             finally:
-                if popen.poll() is None:
-                    _killpg(popen, signal.SIGKILL)
-                    popen.wait()
+                _killpg(popen, signal.SIGKILL)
+                popen.wait()
         await self._send.send(events.ProbeResult(action.name, action.run, ok))
 
     def _signal(self, action: events.Signal) -> None:
         popen = self._procs.get((action.name, action.run))
-        if popen is not None and popen.poll() is None:
+        if popen is not None:
             _killpg(popen, signal.Signals[action.signal])
 
     def _kill_all(self) -> None:
         for popen in list(self._procs.values()):
-            if popen.poll() is None:
-                _killpg(popen, signal.SIGKILL)
-                popen.wait()
+            _killpg(popen, signal.SIGKILL)
+            popen.wait()
 
 
 def _killpg(popen: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    try:
-        os.killpg(popen.pid, sig)
-    except ProcessLookupError:
-        pass
+    """Signal the session of a child that has not been reaped (its pid is still its own)."""
+    if popen.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(popen.pid, sig)
 
 
 async def _wait_exit(popen: subprocess.Popen[bytes]) -> int:
