@@ -1,20 +1,13 @@
 """Whole-or-nothing writes, the one way zosnode puts a file or a tree in place.
 
-A file: a temporary name beside the target, fsync, then rename (or, when the
-target must not be overwritten, a hard link, which fails if the name exists
-even against a racing writer), then fsync the directory. A reader sees the
-old file or the new one, never half of either; a crash leaves at most a
-`.tmp-` file behind. `durable=False` skips both fsyncs, for what a crash may
-lose anyway (a tmpfs block cache): the rename still keeps readers from
-seeing half a file.
-
-A tree: built under a temporary sibling directory and renamed into place
-(`new_tree`), or renamed aside before it is deleted (`remove_tree`), so
-nobody sees half of one.
-
-Temporary names come from `tempfile` (O_CREAT|O_EXCL|O_NOFOLLOW, random), so
-nothing planted beside the target can redirect a write. Nothing here creates
-missing parent directories: that is the caller's decision.
+A file: a temporary name beside it, fsync, rename (or, not to overwrite, a hard
+link, which fails if the name exists even against a racing writer), fsync the
+directory: readers see the old file or the new, a crash leaves at most a `.tmp-`
+file. `durable=False` skips the fsyncs (for what a crash may lose anyway: a tmpfs
+cache). A tree is built beside and renamed in (`new_tree`), or renamed aside
+then deleted (`remove_tree`). Temporary names come from `tempfile` (O_EXCL,
+O_NOFOLLOW, random): nothing planted beside can redirect a write. Missing
+parents are the caller's decision.
 """
 
 from __future__ import annotations
@@ -40,10 +33,8 @@ def _parent(path: StrPath) -> str:
 def open_atomic(
     path: StrPath, *, mode: int = 0o644, overwrite: bool = True, durable: bool = True
 ) -> Iterator[BinaryIO]:
-    """A file to write `path` through: it appears whole when the block ends, else never.
-
-    FileExistsError at the end if `overwrite` is off and `path` exists.
-    """
+    """A file to write `path` through: whole when the block ends, else never
+    (FileExistsError then if `overwrite` is off and `path` exists)."""
     parent = _parent(path)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=parent)
     try:
@@ -85,13 +76,9 @@ def copy_atomic(src: StrPath, dest: StrPath, *, mode: int = 0o644) -> None:
 
 @contextmanager
 def new_tree(path: StrPath) -> Iterator[str]:
-    """A temporary directory (mode 0700) to build `path` in; renamed to `path` at the end.
-
-    On an error the temporary tree is deleted. The rename fails (OSError) if
-    `path` has meanwhile become a file or a non-empty directory. Nothing in
-    the tree is fsynced: callers build trees they can rebuild (an extracted
-    flist, the native runtime).
-    """
+    """A temporary directory (0700) renamed to `path` at the end, deleted on an error;
+    the rename fails (OSError) if `path` became a file or a non-empty directory. No
+    fsync: callers build trees they can rebuild (an extracted flist, the runtime)."""
     tmp = tempfile.mkdtemp(prefix=TMP_PREFIX, dir=_parent(path))
     try:
         yield tmp
@@ -102,10 +89,8 @@ def new_tree(path: StrPath) -> Iterator[str]:
 
 
 def remove_tree(path: StrPath) -> None:
-    """Delete the tree at `path`, first renaming it aside so no reader sees it half gone.
-
-    Someone else having removed it already is not an error.
-    """
+    """Delete the tree at `path` (gone already is no error), renamed aside first so no
+    reader sees it half gone."""
     aside = tempfile.mkdtemp(prefix=TMP_PREFIX, dir=_parent(path))
     try:
         os.rename(path, os.path.join(aside, "tree"))

@@ -1,21 +1,14 @@
-"""Canonical CBOR: the one encoding of signed and content-addressed data.
+"""Canonical CBOR (RFC 8949 core deterministic encoding): the one encoding of signed data.
 
-Manifests, roots and flists are hashed or signed as bytes, so each value must
-have exactly one encoding. We encode with cbor2's canonical mode (RFC 8949
-core deterministic encoding: shortest forms, sorted map keys, definite
-lengths) and, when decoding, refuse anything that does not re-encode to the
-very same bytes. That single check rejects non-shortest integers, unsorted or
-duplicate map keys (they collapse on decode), indefinite lengths and trailing
-data.
-
-Before cbor2 sees the bytes, one linear pass over the item headers refuses
-what must never reach it: tags (cbor2 acts on some of them: tags 28/29 share
-values, so 135 bytes can expand to a DAG of 2**22 nodes that any walk or
-re-encode takes seconds, or forever, to visit; tag 2 makes an integer of a
-byte string), floats and simple values other than false/true/null, map keys
-that are neither text nor integers, nesting past the depth cap, and lengths
-that run past the end. Integers are the CBOR major types, so -2**64 ..
-2**64-1; `dumps` refuses anything wider rather than emit a bignum tag.
+Manifests, roots and flists are hashed or signed as bytes, so a value has one
+encoding: decoding refuses what does not re-encode to the very same bytes
+(non-shortest forms, unsorted or duplicate keys, indefinite lengths, trailing
+data). First, one linear pass over the item headers (`_scan`) refuses what must
+never reach cbor2: tags (tags 28/29 share values, so 135 bytes can expand to a
+DAG of 2**22 nodes any walk takes seconds or forever to visit; tag 2 makes an
+integer of a byte string), floats and simple values but false/true/null, keys
+neither text nor integers, nesting past the cap, lengths past the end. Integers
+are the major types' (-2**64 .. 2**64-1): `dumps` refuses a bignum tag's.
 """
 
 from __future__ import annotations
@@ -24,8 +17,7 @@ from typing import Any
 
 import cbor2
 
-# Types a canonical document may contain; anything else (tags, floats,
-# undefined, ...) has no place in our formats.
+# Types a canonical document may contain (no tags, floats, undefined, ...).
 _ALLOWED = (dict, list, str, bytes, int, bool, type(None))
 
 
@@ -66,7 +58,6 @@ _SIMPLE_OK = (0xF4, 0xF5, 0xF6)
 
 
 def _scan(data: bytes, max_depth: int) -> None:
-    """One pass over the item headers; see the module docstring for what it refuses."""
     end = len(data)
     pos = 0
     # Per open container: items still to read, and whether it is a map.

@@ -13,15 +13,11 @@ same relative paths, which are also the URL paths a node asks for:
     boot/<channel>/vmlinuz, initramfs.img      what iPXE and GRUB load
     boot/<channel>/zosnode.efi                 the signed UKI (UEFI, Secure Boot)
 
-An object id is BLAKE2b-256 of the object's bytes in 64 lowercase hex
-digits. Every 256-bit id zosnode writes (ed25519 key ids, SHA-256 pins of
-Debian packages and OCI layers) is spelled the same way, so `is_hex_id` is
-the one check of that spelling.
-
-Pure: no I/O. The builders check every part, so a path built here stays in
-its folder (no "..", "/" or absolute name reaches a storage backend or a
-URL). Their inverse, which a hub needs and a node does not, is
-`zosnode.hub.objects.parse_path`: built on these names and builders.
+An object id is BLAKE2b-256 of its bytes in 64 lowercase hex digits, as every
+256-bit id zosnode writes (key ids, SHA-256 pins): `is_hex_id` is the one check.
+Pure. The builders check every part, so a path stays in its folder (no "..", "/"
+or absolute name reaches a storage backend or a URL); their inverse, the hub's,
+is `zosnode.hub.objects.parse_path`.
 """
 
 from __future__ import annotations
@@ -48,22 +44,19 @@ RELEASE_SUFFIX = ".manifest"
 KERNEL = "vmlinuz"
 INITRD = "initramfs.img"
 UKI = "zosnode.efi"  # the signed unified kernel image (`zosnode bootstrap uki`)
-# What `zosnode initramfs build` and `bootstrap uki` write; the operator places
-# them in the data directory (they are not published through the API).
+# What `initramfs build` and `bootstrap uki` write; the operator places them (no API).
 BOOT_FILES = (KERNEL, INITRD, UKI)
 
 _HEX_ID = re.compile(r"[0-9a-f]{64}")
 _CHANNEL = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 # The flist store's tag names: a tag file is named by its tag.
 _TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-# The trust documents' integer bound (zosnode.trust.schema), so every version a
-# root or manifest may have has a path.
+# The trust documents' integer bound (zosnode.trust.schema): every version has a path.
 MAX_VERSION = 2**63 - 1
 
 
 class LayoutError(UsageError):
-    """A name that is not a valid object id, version, channel, tag or boot file: the
-    caller asked for a path that cannot exist."""
+    """Not a valid id, version, channel, tag or boot file: a path that cannot exist."""
 
 
 def object_id(data: bytes | memoryview) -> str:
@@ -108,9 +101,6 @@ def _check_version(version: int) -> int:
             or not 0 < version <= MAX_VERSION:
         raise LayoutError(f"version out of range: {version!r}")
     return version
-
-
-# -- paths -----------------------------------------------------------------------------
 
 
 def block_path(block_id: str) -> str:

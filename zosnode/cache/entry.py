@@ -1,12 +1,7 @@
-"""The on-disk form of one cached block: a checksummed envelope, pure code.
+"""One cached block on disk, pure: magic "ZC1\\n" | xxh3-64(seed, block), 8 bytes BE | block.
 
-    magic "ZC1\\n" | xxh3-64(seed, block) as 8 big-endian bytes | block
-
-The xxh3 sum catches accidental corruption (a flipped bit, a torn write) on
-every read at memory speed. It is no defence against someone who rewrites the
-medium on purpose: that is caught by BLAKE2b-256, which the flist layer's
-`decode_block` checks before a byte of a block is used. A damaged entry is
-dropped and its block fetched again.
+xxh3 catches accidents (a flipped bit, a torn write) at memory speed, not a
+deliberate rewrite: that is BLAKE2b's, which `decode_block` checks before use.
 """
 
 from __future__ import annotations

@@ -1,25 +1,20 @@
-"""The block cache: a directory (tmpfs for RAM, or a disk), bounded, LRU.
+"""The block cache: DIR/<id[:2]>/<id>, checksummed entries (`cache.entry`), bounded, LRU.
 
-Layout: DIR/<id[:2]>/<id>, each file a checksummed entry (`cache.entry`).
-Writes go to a temporary name, then rename, so a crash leaves whole entries
-or none; a disk cache (`durable=True`) also fsyncs. Every read re-checks the
-entry; a corrupt one is deleted and the block fetched again. Concurrent
-readers of a missing block share one fetch. Several processes may share one
-directory (a second mount of an image); each bounds what it adds, and a file
-another process evicted is simply a miss.
-
-A cache in the node's RAM (tmpfs or ramfs, its directory writable by this
-user alone) is `trusted`: it cannot outlive the boot, and only `put` writes
-it, after the caller verified the block; so its entries need no second hash
-(one BLAKE2b per block per boot) and no checksum (RAM, like the process's
-own), and it may hold a block `decoded` (a FUSE mount's: a later mount maps
-it and serves it as it is). Anywhere else (a disk, any medium another boot or
-user could change) every read is checksummed and the reader hashes what it
-decodes.
+Writes are atomic (a crash leaves whole entries or none; `durable` also fsyncs,
+for a disk). A corrupt entry is deleted and fetched again; readers of a missing
+block share one fetch. Processes may share a directory (a second mount): each
+bounds what it adds, and an entry another evicted is a miss. The trust rule: a
+cache in the node's RAM (tmpfs or ramfs, writable by this user alone) is
+`trusted`: it cannot outlive the boot and only `put` writes it, after the
+caller verified the block, so its entries need no checksum and no second hash
+(RAM, like the process's own), and may hold a block `decoded` (a later mount
+maps it and serves it as it is). Anywhere else (a disk, a medium another boot
+or user could change) every read is checksummed and the reader hashes it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import ctypes
 import mmap
@@ -27,7 +22,6 @@ import os
 import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -39,7 +33,7 @@ from zosnode.cache.errors import CacheUsageError, CorruptEntry
 from zosnode.cache.lru import LruIndex
 from zosnode.layout import is_hex_id, sharded
 
-SEED = 0x7A6F736E6F6465
+SEED = 0x7A6F736E6F6465  # fixed: every process sharing a directory reads the same sums
 T = TypeVar("T")
 _RAM_FS = (0x01021994, 0x858458F6)  # statfs f_type of tmpfs and ramfs
 # A trusted cache maps an entry this big or more (`_read`); a smaller one is read.
@@ -60,11 +54,10 @@ def in_node_ram(path: Path) -> bool:
 
 @dataclass
 class CacheStats:
-    """This process's counts since the cache was opened. A corrupt entry is also a
-    miss (it is dropped and fetched again); a fetch is one call of `fetch()`, and a
-    write error a fetched block the medium would not keep (the read still got it);
-    discarded, an entry whose fast checksum held but a later check (its BLAKE2b id)
-    refused: rewritten on purpose, since an accident fails the checksum."""
+    """This process's counts. A corrupt entry is a miss too; a write error, a fetched
+    block the medium would not keep (the read still got it); discarded, an entry whose
+    checksum held but its BLAKE2b did not: rewritten on purpose (an accident fails the
+    checksum)."""
 
     hits: int = 0
     misses: int = 0
@@ -84,8 +77,6 @@ class BlockCache:
         self.durable = durable
         self.stats = CacheStats()
         self._lru = LruIndex(max_bytes)
-        # Fixed, so every process sharing the directory reads the same sums.
-        self._seed = SEED
         self._inflight = Flights()
         self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.trusted = in_node_ram(self.path)
@@ -104,12 +95,8 @@ class BlockCache:
             raise CacheUsageError(f"not a block id: {block_id!r}")
         return f"{self._dir}/{sharded(block_id)}"
 
-    def _file(self, block_id: str) -> Path:
-        return Path(self._name(block_id))
-
     def _adopt_existing(self) -> None:
-        # Entries from an earlier run count towards the bound, oldest first;
-        # their checksums are checked when they are read.
+        # An earlier run's entries count towards the bound, oldest first; read, checked.
         found: list[tuple[float, str, int]] = []
         for shard in self.path.iterdir():
             if not shard.is_dir() or len(shard.name) != 2:
@@ -129,25 +116,16 @@ class BlockCache:
         return block_id in self._lru
 
     def get(self, block_id: str, decoded: bool = False) -> Block | None:
-        """The cached block, checked; None if absent or found corrupt (then dropped).
-        `decoded`: of a decoded entry (a trusted cache's)."""
+        """The cached block, checked (`decoded`: a trusted cache's decoded entry); None if
+        absent or corrupt (then dropped)."""
         return self._account_read(block_id, self._read(block_id, decoded))
-
-    async def get_async(self, block_id: str, decoded: bool = False) -> Block | None:
-        """`get` (`decoded`: of a decoded entry), the file read in a worker thread
-        (in RAM: at once, as a thread hop would cost more than the read)."""
-        if self.trusted:
-            return self._account_read(block_id, self._read(block_id, decoded))
-        found = await trio.to_thread.run_sync(self._read, block_id, decoded)
-        return self._account_read(block_id, found)
 
     async def get_checked(
         self, block_id: str, check: Callable[[Block], T | None],
         limiter: trio.CapacityLimiter | None = None,
     ) -> T | None:
-        """`check(block)` of the cached block, in the worker thread that read it
-        (one thread hop: read, checksum, then the caller's hash and decode).
-        None if absent, corrupt, or refused by `check` (then dropped too)."""
+        """`check(block)` in the worker thread that read it (one hop: read, checksum, the
+        caller's hash and decode); None if absent, corrupt, or refused (then dropped)."""
 
         def work() -> tuple[Block | CorruptEntry | None, T | None]:
             found = self._read(block_id)
@@ -192,7 +170,7 @@ class BlockCache:
             # Trusted: no checksum. The other form is a miss, replaced by the fetch.
             return block if magic == (entry.DECODED if decoded else entry.MAGIC) else None
         try:
-            return entry.check(self._seed, block_id, header, block)
+            return entry.check(SEED, block_id, header, block)
         except CorruptEntry as exc:
             return exc
 
@@ -217,21 +195,16 @@ class BlockCache:
         """Store a block the caller has verified against its id."""
         self._account_write(block_id, self._write(block_id, block))
 
-    async def put_async(self, block_id: str, block: Block, decoded: bool = False) -> None:
-        """`put` (`decoded`: the block decoded), with the file write in a worker thread."""
-        size = await trio.to_thread.run_sync(self._write, block_id, block, decoded)
-        self._account_write(block_id, size)
-
     def _write(self, block_id: str, block: Block, decoded: bool = False) -> int | None:
         # Thread-safe: touches only files, never the index or the stats.
         if decoded and not self.trusted:
             raise CacheUsageError("only a trusted cache holds decoded blocks")
-        path = self._file(block_id)
+        path = self._name(block_id)
         if len(block) + entry.HEADER > self._lru.max_bytes:
             return None
-        path.parent.mkdir(exist_ok=True)
+        Path(path).parent.mkdir(exist_ok=True)
         with open_atomic(path, mode=0o600, durable=self.durable) as f:
-            f.write((entry.DECODED if decoded else entry.MAGIC) + entry.checksum(self._seed, block))
+            f.write((entry.DECODED if decoded else entry.MAGIC) + entry.checksum(SEED, block))
             f.write(block)
         return len(block) + entry.HEADER
 
@@ -249,38 +222,42 @@ class BlockCache:
         self._unlink(block_id)
 
     def _unlink(self, block_id: str) -> None:
-        self._file(block_id).unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._name(block_id))
 
     async def get_or_fetch(
         self, block_id: str, fetch: Callable[[], Awaitable[Block]], *, looked: bool = False,
         decoded: bool = False,
     ) -> Block:
-        """The block from the cache, else from `fetch()` (verified by it), fetched
-        once (`Flights`). `looked`: the caller has just found it missing;
-        `decoded`: the block decoded (a trusted cache's form for FUSE mounts)."""
+        """The block from the cache, else from `fetch()` (verified by it), fetched once
+        (`Flights`). `looked`: the caller just found it missing; `decoded`: the block
+        decoded (a trusted cache's form for FUSE mounts)."""
+
+        async def look() -> Block | None:
+            # In RAM the read costs less than a thread hop.
+            if self.trusted:
+                return self._account_read(block_id, self._read(block_id, decoded))
+            found = await trio.to_thread.run_sync(self._read, block_id, decoded)
+            return self._account_read(block_id, found)
 
         async def work() -> Block:
             self.stats.fetches += 1
             block = await fetch()
             try:
-                await self.put_async(block_id, block, decoded)
+                size = await trio.to_thread.run_sync(self._write, block_id, block, decoded)
+                self._account_write(block_id, size)
             except OSError:
                 # A full or failing cache medium costs a refetch later, not this read.
                 self.stats.write_errors += 1
             return block
 
-        return await self._inflight.run(f"{block_id}/{decoded}", work,
-                                        partial(self.get_async, block_id, decoded), looked=looked)
+        return await self._inflight.run(f"{block_id}/{decoded}", work, look, looked=looked)
 
 
 class Flights:
-    """Work in progress per block (a fetch here, a decode in `fetch.source`).
-
-    Readers that arrive while a block's work runs wait for it and share its
-    outcome: its block, or its failure, raised in every one of them at once
-    (each trying again would put them in a queue, one deadline each). Only if
-    the working reader was cancelled does a waiter look and work again.
-    """
+    """Work in progress per block (a fetch here, a decode in `fetch.source`): readers that
+    arrive meanwhile share its block or its failure, raised in all at once (each trying
+    again would queue them, one deadline each); only after a cancel do they work again."""
 
     def __init__(self) -> None:
         self._running: dict[str, _Flight] = {}
@@ -320,8 +297,8 @@ class _Flight:
 
 
 def own_copy(exc: Exception) -> Exception:
-    """A waiter's own instance of the shared failure: one instance raised in
-    several tasks would collect all their tracebacks and contexts."""
+    """A waiter's own instance of a shared failure (one raised in several tasks would
+    collect all their tracebacks)."""
     try:
         return copy.copy(exc)
     except Exception:  # noqa: BLE001 - an exception type copy cannot rebuild
