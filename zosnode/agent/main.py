@@ -1,13 +1,8 @@
 """`zosnode node run`: the node agent (runs as /init), entered by `zosnode.entry`.
 
-It does PID 1 duties (when PID 1), reads the kernel command line,
-brings the network up (zosnode.agent.bringup) and then awaits the boot stage,
-`zosnode.agent.boot.after_network(config, network, say, fuse_command=...)`,
-which talks to the hub and never returns; `fuse_command` is the argv of a FUSE
-mount child, or None to extract flists (`--mounts`). With `--network-only`
-the boot stage is not even imported and the network just stays up. Outside
-PID 1 it must run in a network namespace of its own, can read the command
-line from a string or file and can stop after bring-up (tests, benchmarks).
+PID 1 duties, the kernel command line, the network (`bringup`), then the boot stage
+(`zosnode.agent.boot.after_network`), which never returns. Outside PID 1 it must run in a network
+namespace of its own and may stop after the bring-up (tests, benchmarks).
 """
 
 from __future__ import annotations
@@ -98,15 +93,11 @@ def _fuse_command(mode: str) -> list[str] | None:
 
 
 class BootStage:
-    """The boot stage, imported by a thread while the network comes up.
+    """The boot stage, imported by a thread once the bring-up waits (DHCP, the NIC choice).
 
-    Its import (the hub client, the data path, trust, heartbeats) is CPU work
-    that needs nothing from the network. It starts (`start`) once the bring-up
-    waits (DHCP, the address probe, the NIC choice), not before: a thread
-    importing while the firewall and links are set up would hold the GIL
-    against each of their many netlink calls and only delay them. Joined once
-    the network is up; a failed import raises there, as it would have before.
-    """
+    Not before: a thread importing while the firewall and links are set up holds the GIL
+    against their many netlink calls. Joined once the network is up; a failed import raises
+    there."""
 
     MODULE = "zosnode.agent.boot"
 
@@ -149,29 +140,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _in_own_netns(run_netns: Path = Path("/run/netns")) -> bool:
-    """True only if we can show we are not in the host's network namespace.
-
-    Either our namespace is one `ip netns` created (a bind mount under
-    /run/netns), or PID 1's namespace is visible and differs from ours. When
-    neither can be shown, the answer is no: guessing wrong would replace a
-    workstation's firewall and routes.
-    """
+    """True only if our namespace is one `ip netns` made, or PID 1's differs from it: guessing
+    wrong would replace a workstation's firewall and routes."""
     try:
         mine = os.stat("/proc/self/ns/net")
     except OSError:
         return False
     try:
-        for entry in run_netns.iterdir():
-            st = os.stat(entry)
-            if (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino):
-                return True
+        if any(os.path.samestat(os.stat(entry), mine) for entry in run_netns.iterdir()):
+            return True
     except OSError:
         pass
     try:
-        init = os.stat("/proc/1/ns/net")
+        return not os.path.samestat(os.stat("/proc/1/ns/net"), mine)
     except OSError:
         return False
-    return (init.st_dev, init.st_ino) != (mine.st_dev, mine.st_ino)
 
 
 def _run(args: argparse.Namespace, say: pid1.Say, is_init: bool) -> int:
@@ -196,7 +179,7 @@ def _run(args: argparse.Namespace, say: pid1.Say, is_init: bool) -> int:
     if is_init:
         moddir = Path("/lib/modules") / os.uname().release
         pid1.load_modules(moddir, config.modules or _initramfs_modules(), say)
-        pid1.seed_entropy(os.uname().nodename.encode() + os.urandom(0), say)
+        pid1.seed_entropy(os.uname().nodename.encode(), say)
         # After the modules (efivarfs); "on" means the firmware checked this image.
         say(f"secure boot: {secureboot.node_state()}")
     boot.mark("modules")

@@ -1,10 +1,8 @@
 """PID 1 duties: pseudo filesystems, modules, entropy, hostname, reaping, signals, reboot.
 
-Only PID 1 mounts, loads modules or reboots. Outside PID 1 (a test in a
-network namespace, a workstation) `run_node` runs the same agent and turns a
-signal or a fatal error into an exit status instead. As PID 1 it never
-returns: a fatal error is shown on the console and the machine reboots after
-a delay, because an init that exits panics the kernel.
+Outside PID 1 (a test in a network namespace) `run_node` runs the same agent and turns a signal
+or a fatal error into an exit status. As PID 1 it never returns: a fatal error is shown on the
+console and the machine reboots after a delay, because an init that exits panics the kernel.
 """
 
 from __future__ import annotations
@@ -19,7 +17,6 @@ import sys
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn, TextIO
 
@@ -58,33 +55,25 @@ def mount(source: str | Path, target: Path, fstype: str, flags: int, data: str =
     return 0
 
 
-@dataclass(frozen=True)
-class Mount:
-    source: str
-    target: str  # relative to the root
-    fstype: str
-    flags: int
-    data: str = ""
-
-
+# (source, target relative to the root, fstype, flags, data)
 PSEUDO_MOUNTS = (
-    Mount("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC),
-    Mount("sysfs", "sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC),
-    Mount("devtmpfs", "dev", "devtmpfs", MS_NOSUID, "mode=0755"),
-    Mount("tmpfs", "run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755"),
-    Mount("tmpfs", STATE_DIR, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700"),
+    ("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, ""),
+    ("sysfs", "sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, ""),
+    ("devtmpfs", "dev", "devtmpfs", MS_NOSUID, "mode=0755"),
+    ("tmpfs", "run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755"),
+    ("tmpfs", STATE_DIR, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700"),
 )
 
 
-def mount_pseudo(root: Path, say: Say, mounts: Iterable[Mount] = PSEUDO_MOUNTS) -> None:
-    for m in mounts:
-        target = root / m.target
+def mount_pseudo(root: Path, say: Say) -> None:
+    for source, where, fstype, flags, data in PSEUDO_MOUNTS:
+        target = root / where
         target.mkdir(parents=True, exist_ok=True)
-        err = mount(m.source, target, m.fstype, m.flags, m.data)
+        err = mount(source, target, fstype, flags, data)
         if err == errno.EBUSY:
             continue  # already mounted (the kernel mounts devtmpfs itself sometimes)
-        say(f"mount {m.fstype} on {target} failed: {os.strerror(err)}" if err
-            else f"mounted {m.fstype} on {target}")
+        say(f"mount {fstype} on {target} failed: {os.strerror(err)}" if err
+            else f"mounted {fstype} on {target}")
 
 
 def _norm(name: str) -> str:
@@ -96,11 +85,8 @@ def _norm(name: str) -> str:
 
 
 def module_order(modules_dep: str, wanted: Iterable[str]) -> tuple[list[str], list[str]]:
-    """Paths to load so every dependency comes first, and the names not found.
-
-    modules.dep lines read `path: dep1 dep2 ...`; dependencies are visited
-    depth first, so a module is always preceded by what it needs.
-    """
+    """Paths to load, each after its dependencies (modules.dep: `path: dep1 dep2 ...`, visited
+    depth first), and the names not found."""
     deps: dict[str, tuple[str, list[str]]] = {}
     for line in modules_dep.splitlines():
         path, colon, rest = line.partition(":")
@@ -198,12 +184,9 @@ def set_hostname(node_id: str, say: Say) -> None:
 class Reaper:
     """Reaps zombies left to us (orphans re-parented to PID 1 or a subreaper).
 
-    Children the agent spawned itself (trio.Process) are reaped by their
-    owner, who needs the exit status; reaping them here would turn every
-    status into 0. So a zombie is reaped only after it has stayed a zombie
-    for `grace` seconds (an owner waiting on a pidfd reaps at once), and never
-    if its pid is in `spare`.
-    """
+    The agent's own children are reaped by their owner, who needs the exit status, so a zombie
+    is reaped only after `grace` seconds (an owner waiting on a pidfd reaps at once), and never
+    if its pid is in `spare`."""
 
     def __init__(self, grace: float = 2.0, proc: Path = Path("/proc")) -> None:
         self.grace = grace

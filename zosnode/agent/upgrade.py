@@ -1,33 +1,15 @@
 """When to upgrade, and whether to keep the new release: a sans-IO policy.
 
-The agent polls the hub on a jittered interval (`PollSchedule`), passes every
-manifest the `Verifier` accepted to `UpgradePolicy.offer`, and acts on the
-decision it gets back:
+`offer` a verified manifest: `Ignore` it (same, older, failed here before, outside the rollout,
+paused) or `Stage` it beside the running release, then report `staged_ready()` (`Switch`),
+`staged_failed()` (`Rollback`: never staged again) or `abandon()` (it never ran: no verdict).
 
-- `Ignore`: same or older version, a version that already failed readiness on
-  this node, or a release whose staged rollout does not include this node.
-- `Stage`: mount the new flists beside the old, start the new services, and
-  report `staged_ready()` or `staged_failed()` (the agent holds the readiness
-  deadline: `BootSettings.readiness_deadline_ms`).
-- `Switch`: the new release is up; stop and unmount the old one.
-- `Rollback`: stop and unmount the new one, keep the old, report the failure.
-  A failed version is never staged again; a newer one may be.
-- `abandon()`: the staged release never ran (its flists were out of reach);
-  no verdict is kept and it may be offered again.
-
-Rollout: a node takes a release when `rollout_slot(node_id, channel, version)`
-(a stable hash into [0, 1_000_000)) is below the manifest's `rollout_ppm`.
-The slot includes the version so that each release's first wave is a
-different set of nodes.
-
-Steering a rollout (`zosnode release rollout|pause|resume`) re-issues the
-release as a newer manifest with the same contents and, in its signed
-metadata, `"zos.rollout": {"of": V, "paused": bool}`: V is the version it
-re-issues. The slot is then drawn for V, so raising the fraction only adds
-nodes; a node already running V (or a re-issue of it) ignores the re-issue
-as the release it runs; and a paused one is not staged by a node that runs
-an older release. The pause is part of the signed manifest, so a mirror
-cannot forge one (nor drop one: it would be serving an older manifest).
+A node takes a release when `rollout_slot(node_id, channel, version)` is below the manifest's
+`rollout_ppm`; the version is in the hash so that each release's first wave differs. Steering
+a rollout re-issues the release as a newer manifest with, in its signed metadata,
+`"zos.rollout": {"of": V, "paused": bool}`: the slot is drawn for V, so raising the fraction
+only adds nodes, and a node running V ignores the re-issue as the release it runs. Being
+signed, a pause cannot be forged by a mirror (nor dropped: that is an older manifest).
 """
 
 from __future__ import annotations
@@ -61,8 +43,7 @@ def _rollout_meta(manifest: Manifest) -> Mapping[str, object]:
 
 
 def rollout_release(manifest: Manifest) -> int:
-    """The version whose contents and rollout this manifest carries (itself unless
-    it is a re-issue; anything malformed counts as a plain release)."""
+    """The version whose contents this manifest carries (malformed: a plain release)."""
     of = _rollout_meta(manifest).get("of")
     if isinstance(of, int) and not isinstance(of, bool) and 1 <= of <= manifest.version:
         return of
@@ -107,8 +88,6 @@ class IgnoreWhy(enum.Enum):
 
 @dataclass(frozen=True)
 class Ignore:
-    """Leave the offered manifest alone, and say why."""
-
     version: int
     why: IgnoreWhy
 
@@ -118,23 +97,17 @@ class Ignore:
 
 @dataclass(frozen=True)
 class Stage:
-    """Mount and start this release beside the running one."""
-
     manifest: Manifest
 
 
 @dataclass(frozen=True)
 class Switch:
-    """The staged release became ready: it is now the running one."""
-
     from_version: int | None
     to_version: int
 
 
 @dataclass(frozen=True)
 class Rollback:
-    """The staged release failed: stop it, keep `to_version`, remember the failure."""
-
     version: int
     to_version: int | None
     reason: str

@@ -22,33 +22,16 @@ from zosnode.trust.root import MAX_ROOT_BYTES
 class HubClient:
     """The hubs of the kernel command line, then the running manifest's, tried in turn.
 
-    Hubs are asked starting with the one that answered last; the manifest's
-    mirrors (static copies, possibly stale) only when no hub answers, and
-    never for heartbeats. Manifest polls are conditional (If-None-Match with
-    that source's ETag): an unchanged manifest costs a 304 and no body.
-
-    Everything GET goes through `fetcher`: flists and blocks by hash, the
-    manifest and roots (signed, checked by the caller) through `Fetcher.ask`.
-    So one circuit breaker per source decides for all of them, with the
-    fetcher's short byte-progress timeouts: a hub that stalls the manifest
-    costs one fault detection (seconds), then nobody asks it while a source
-    with a closed circuit answers. When every circuit is open, each call still
-    asks one source (the trial, early): the boot loop and the upgrade poll
-    pace their own retries, so a hub that comes back is seen at the next one
-    rather than after its cool-down as well. Adopting a manifest
-    changes the fetcher's sources in place: a source known already keeps its
-    circuit, so a dead hub the manifest names again stays demoted.
+    Hubs are asked from the one that answered last; the manifest's mirrors (static copies,
+    possibly stale) only when no hub answers, never for heartbeats. Manifest polls are
+    conditional (If-None-Match): an unchanged manifest costs a 304. Every GET goes through
+    `fetcher`, so one circuit breaker per source decides for all of them: a hub that stalls
+    costs one fault detection, then nobody asks it while another answers. Adopting a manifest
+    keeps a known source's circuit, so a dead hub the manifest names again stays demoted.
     """
 
-    def __init__(
-        self,
-        hubs: Sequence[str],
-        channel: str,
-        *,
-        fetcher: Fetcher,
-        client: HttpClient | None = None,
-        flist_dir: Path | None = None,
-    ) -> None:
+    def __init__(self, hubs: Sequence[str], channel: str, *, fetcher: Fetcher,
+                 client: HttpClient | None = None, flist_dir: Path | None = None) -> None:
         if not hubs:
             raise BootError("no hub configured")
         self.hubs = list(dict.fromkeys(h.rstrip("/") for h in hubs))
@@ -85,8 +68,7 @@ class HubClient:
             self.fetcher.set_mirrors(self.sources)
 
     def _order(self, *, mirrors: bool = True) -> list[str]:
-        """Hubs from the one that answered last, then mirrors; within each, the
-        sources whose circuit is closed first (the rest by when they may be asked)."""
+        """Hubs from the one that answered last, then mirrors; closed circuits first in each."""
         now = trio.current_time()
         health = self.fetcher.health
 
@@ -149,8 +131,7 @@ class HubClient:
 
     async def manifest(self) -> bytes | None:
         """The channel's manifest; None if unchanged since the last answer."""
-        return await self._get(self._manifest_path, MAX_MANIFEST_BYTES,
-                               conditional=True)
+        return await self._get(self._manifest_path, MAX_MANIFEST_BYTES, conditional=True)
 
     async def root(self, version: int) -> bytes | None:
         """Signed root `version`, or None when the hubs have none (404)."""
@@ -187,10 +168,8 @@ class HubClient:
         errors = []
         for hub in self._order(mirrors=False):
             try:
-                await self.client.post(
-                    f"{hub}/api/v1/heartbeat", data, max_size=64 * 1024,
-                    headers={"Content-Type": "application/cbor"},
-                )
+                await self.client.post(f"{hub}/api/v1/heartbeat", data, max_size=64 * 1024,
+                                       headers={"Content-Type": "application/cbor"})
                 return
             except HttpError as exc:
                 errors.append(str(exc))
