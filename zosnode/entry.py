@@ -1,34 +1,24 @@
-"""What `zosnode ARGS` runs, and the one error policy every command shares.
+"""What `zosnode ARGS` runs, and the one error policy every command shares (stdlib only).
 
-A node runs two commands: `node run` (its /init) and the FUSE mount child.
-Both are dispatched here by name, before argparse or any command group is
-loaded, so a node never imports the command line (`zosnode audit --tcb`);
-everything else goes to `zosnode.cli`. Standard library only.
+A node runs two commands, `node run` (its /init) and the FUSE mount child: both are
+dispatched here by name, before argparse or any command group is loaded, so a node never
+imports the command line (`zosnode.cli`, which gets everything else).
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
 import traceback
 from collections.abc import Callable, Sequence
 
-from zosnode.errors import UsageError, UserError
+from zosnode.errors import UsageError
 
 # The agent's FUSE mount child (zosnode.mount.child): not a command for people.
 CHILD_COMMAND = "_mount-child"
 NODE_RUN = ["node", "run"]
 
 EXIT_INTERNAL, EXIT_USER = 1, 2
-
-
-class CliParser(argparse.ArgumentParser):
-    """argparse with our error policy: one line on stderr, exit 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        where = self.prog.removeprefix("zosnode").strip()
-        raise UserError(f"{where}: {message}" if where else message)
 
 
 def guarded(command: Callable[[], int], debug: bool) -> int:

@@ -19,7 +19,8 @@ from pathlib import Path
 import trio
 
 from zosnode.agent import bringup, cmdline, phases, pid1, secureboot, settings, spare
-from zosnode.entry import CHILD_COMMAND, CliParser
+from zosnode.cliparser import CliParser
+from zosnode.entry import CHILD_COMMAND
 from zosnode.errors import UserError
 
 AfterNetwork = Callable[[cmdline.Config, bringup.Network, pid1.Say], Awaitable[None]]

@@ -14,7 +14,8 @@ import sys
 from collections.abc import Sequence
 
 from zosnode import entry
-from zosnode.entry import CHILD_COMMAND, EXIT_USER, NODE_RUN, CliParser, guarded
+from zosnode.cliparser import CliParser
+from zosnode.entry import CHILD_COMMAND, EXIT_USER, NODE_RUN, guarded
 
 # Order is the order shown in --help. Only the group a command line names is
 # imported (its module pulls in trio, pyroute2, ...); the others appear in
