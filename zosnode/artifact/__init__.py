@@ -1,5 +1,2 @@
-"""The single-file artifact: its build record and its native-code unpacker.
-
-Everything in this package is standard library only: `unpack` runs before
-any third-party module can be imported.
-"""
+"""The single-file artifact: its build record and its native-code unpacker (stdlib only:
+`unpack` runs before any third-party module can be imported)."""

@@ -1,12 +1,7 @@
-"""The flist layer's errors.
+"""The flist layer's errors: `FlistError`, whose two branches say whose fault it is.
 
-`FlistError` is the one type this layer raises. Its two branches say whose
-fault it is: `FlistInputError` means the caller asked for something wrong (a
-path that is not in the image, a source that cannot be read); `FlistDataError`
-means bytes handed to us (an flist, a block, an archive) are wrong, which on a
-node means a hub, mirror or disk lied. On the CLI both are the user's: an
-input error is a `UsageError` and reaches the user on its own; a data error
-is about a file they named, which the command says (`zosnode.errors`).
+On the CLI both are the user's: an input error is a `UsageError`; a data error is about
+a file they named, which the command says (`zosnode.errors`).
 """
 
 from __future__ import annotations
@@ -23,7 +18,8 @@ class FlistInputError(FlistError, UsageError):
 
 
 class FlistDataError(FlistError):
-    """Bytes we were given are wrong; the peer, the store or the archive is at fault."""
+    """Bytes we were given (an flist, a block, an archive) are wrong: on a node, a hub,
+    mirror or disk lied."""
 
 
 class FormatError(FlistDataError):

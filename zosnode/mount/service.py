@@ -16,6 +16,7 @@ import pyfuse3
 import trio
 
 from zosnode.cache.store import BlockCache
+from zosnode.fetch.errors import FetchError
 from zosnode.fetch.fetcher import Fetcher
 from zosnode.fetch.source import BlockSource
 from zosnode.flist.errors import FlistError
@@ -28,9 +29,15 @@ from zosnode.mount.errors import (
 )
 from zosnode.mount.fs import MAX_READ, READAHEAD_BYTES, FlistFS
 from zosnode.mount.mountpoint import recover_stale
-from zosnode.mount.prefetch import PrefetchReport, follow_hint
 
 _live = False
+
+
+@dataclass
+class PrefetchReport:
+    wanted: int = 0
+    fetched: int = 0
+    failed: int = 0
 
 
 @dataclass
@@ -138,9 +145,33 @@ async def _raise_readahead(mp: Path) -> None:
             pass
 
 
-async def _prefetch(source: BlockSource, handle: MountedFlist) -> None:
+async def _prefetch(source: BlockSource, handle: MountedFlist, parallel: int = 4) -> None:
+    """Warm the cache with the flist's boot-order hint, in order, `parallel` at a time, so
+    the common boot path is local before it is read (the hint: `flist record-prefetch`)."""
+    refs = handle.view.flist.blocks()
+    ids = [b for b in handle.view.flist.prefetch if b in refs]
+    report = handle.prefetch
+    report.wanted = len(ids)
+    limit = trio.Semaphore(parallel)
+
+    async def one(bid: str) -> None:
+        try:
+            with trio.move_on_after(source.fetcher.deadline_s):
+                await source.warm(refs[bid])
+                report.fetched += 1
+                return
+        except (FetchError, FlistError):
+            pass
+        finally:
+            limit.release()
+        report.failed += 1
+
     try:
-        await follow_hint(source, handle.view.flist, handle.prefetch)
+        async with trio.open_nursery() as nursery:
+            for bid in ids:
+                # Acquire before spawning, so blocks start in hint order.
+                await limit.acquire()
+                nursery.start_soon(one, bid)
     finally:
         handle.prefetch_done.set()
 
