@@ -1,3 +1,1 @@
-"""A TPM 2.0 as the node's identity root: a sans-IO command codec (`codec`)
-and a thin device shell (`device`) that derives the node seed inside the TPM.
-See docs/identity.md."""
+"""The TPM 2.0 the node identity comes from: codec (sans-IO), device; docs/identity.md."""

@@ -1,6 +1,2 @@
-"""Trust: keys, signed roots and release manifests, and the one verifier.
-
-Everything here except `keyfile`, `atomicfile` and `anchor.load_*` is pure
-code: bytes and integers in, frozen dataclasses or typed errors out. Time is
-always an argument (`now`, unix seconds), never read from a clock.
-"""
+"""Keys, signed roots and manifests, the one verifier: pure code (all but `keyfile`,
+`atomicfile`, `anchor.load_embedded`), time always an argument, never read from a clock."""

@@ -1,15 +1,10 @@
-"""The signed node heartbeat: what a node tells the hub about itself.
-
-On the wire: canonical CBOR `{"body": <bytes>, "sig": <64 bytes>}` where body
-is the canonical CBOR of the fields and sig is the node's ed25519 signature
-over `DOMAIN + body`. The node id IS the hex public key, so the hub needs no
-enrolment: a heartbeat proves it came from the holder of that id, and
-`sent_at` lets the hub refuse one older than the last it kept (replays).
-The hub decodes and checks it with `zosnode.wire.heartbeat_verify`.
-
-The fields after `boot_timings_ms` came later: `to_dict` leaves each out while
-it holds its default, so an old hub still takes a heartbeat that says nothing
-new, and the hub takes an old node's heartbeat with them absent.
+"""The signed node heartbeat: canonical CBOR `{"body": <bytes>, "sig": <64 bytes>}`,
+body the canonical CBOR of the fields, sig the node's ed25519 signature over
+`DOMAIN + body`. The node id IS the hex public key, so the hub needs no enrolment,
+and `sent_at` lets it refuse one older than the last it kept (replays). The hub's
+half is `zosnode.wire.heartbeat_verify`. The fields after `boot_timings_ms` came
+later: `to_dict` leaves each out while it holds its default, so old hubs and
+nodes still understand each other.
 """
 
 from __future__ import annotations
@@ -32,16 +27,19 @@ _MAX_TEXT = 256
 _MAX_ITEMS = 256
 
 
-def _text(name: str, value: object, max_len: int = _MAX_TEXT) -> str:
+def _text(name: str, value: object, max_len: int = _MAX_TEXT) -> None:
     if not isinstance(value, str) or len(value) > max_len:
         raise WireUsageError(f"{name} must be a string of at most {max_len} characters")
-    return value
 
 
-def _count(name: str, value: object) -> int:
+def _count(name: str, value: object) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**63:
         raise WireUsageError(f"{name} must be a non-negative integer")
-    return value
+
+
+def _one_of(name: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise WireUsageError(f"{name} must be one of {', '.join(allowed)}")
 
 
 @dataclass(frozen=True)
@@ -56,16 +54,6 @@ class ServiceState:
         _count("restarts", self.restarts)
 
 
-def _one_of(name: str, value: object, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise WireUsageError(f"{name} must be one of {', '.join(allowed)}")
-    return str(value)
-
-
-IDENTITY_SOURCES = ("tpm", "disk", "ram", "unknown")
-DISK_ROLES = ("cache", "untouched")
-REFUSAL_KINDS = ("dhcp", "manifest", "mirror")
-CACHE_PLACES = ("disk", "ram")
 
 
 @dataclass(frozen=True)
@@ -79,7 +67,7 @@ class DiskReport:
         _text("disk name", self.name, 32)
         _count("disk size", self.size_bytes)
         _text("disk model", self.model, 64)
-        _one_of("disk role", self.role, DISK_ROLES)
+        _one_of("disk role", self.role, ("cache", "untouched"))
 
 
 @dataclass(frozen=True)
@@ -109,7 +97,7 @@ class CacheReport:
     note: str = ""  # why it is in RAM, when it fell back
 
     def __post_init__(self) -> None:
-        _one_of("cache place", self.place, CACHE_PLACES)
+        _one_of("cache place", self.place, ("disk", "ram"))
         for name in ("size_bytes", "used_bytes", "hits", "misses", "refetched"):
             _count(f"cache {name}", getattr(self, name))
         _text("cache note", self.note)
@@ -124,7 +112,7 @@ class RefusalReport:
     at: int
 
     def __post_init__(self) -> None:
-        _one_of("refusal kind", self.kind, REFUSAL_KINDS)
+        _one_of("refusal kind", self.kind, ("dhcp", "manifest", "mirror"))
         _text("refusal reason", self.reason)
         _count("refusal time", self.at)
 
@@ -173,11 +161,10 @@ class Heartbeat:
             _count(f"timing {k}", v)
         object.__setattr__(self, "boot_timings_ms", MappingProxyType(timings))
         _text("secure_boot", self.secure_boot, 32)
-        _one_of("identity_source", self.identity_source, IDENTITY_SOURCES)
-        if self.hardware is not None and not isinstance(self.hardware, HardwareReport):
-            raise WireUsageError("hardware must be a HardwareReport")
-        if self.cache is not None and not isinstance(self.cache, CacheReport):
-            raise WireUsageError("cache must be a CacheReport")
+        _one_of("identity_source", self.identity_source, ("tpm", "disk", "ram", "unknown"))
+        if not (isinstance(self.hardware, HardwareReport | None)
+                and isinstance(self.cache, CacheReport | None)):
+            raise WireUsageError("hardware and cache must be a HardwareReport and a CacheReport")
         kinds = [r.kind for r in self.refusals if isinstance(r, RefusalReport)]
         if len(kinds) != len(self.refusals) or len(set(kinds)) != len(kinds):
             raise WireUsageError("refusals must be RefusalReport values, one per kind")
@@ -185,16 +172,13 @@ class Heartbeat:
             object.__setattr__(self, name, tuple(getattr(self, name)))
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = _plain(self)
-        for name, default in _OPTIONAL.items():  # see the module docstring
-            if getattr(self, name) == default:
-                del out[name]
-        return out
+        out: dict[str, Any] = _plain(self)  # absent while at the default: see the docstring
+        return {k: v for k, v in out.items() if k not in _OPTIONAL or v != _OPTIONAL[k]}
 
 
 # The fields an old hub does not know, and the default that leaves each out.
 _OPTIONAL: dict[str, object] = {"secure_boot": "unknown", "identity_source": "unknown",
-                                "hardware": None, "cache": None, "refusals": ()}
+                                "hardware": None, "cache": None, "refusals": []}
 
 
 def _plain(value: Any) -> Any:
