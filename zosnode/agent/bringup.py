@@ -26,7 +26,7 @@ from pathlib import Path
 import trio
 
 from zosnode.agent.cmdline import Config
-from zosnode.net import arp, audit, dhcp_io
+from zosnode.net import audit, dhcp_io
 from zosnode.net import dhcp_client as dhcp
 from zosnode.net.choose import Candidate, choose, decided, preferred
 from zosnode.net.dhcp_client import Lease
@@ -70,21 +70,17 @@ class Network:
 @dataclass(frozen=True)
 class Options:
     resolv_conf: Path = Path("/etc/resolv.conf")
-    timing: dhcp.Timing = dhcp.Timing()
-    proc_sys: Path = Path("/proc/sys")
-    arp_timing: arp.ProbeTiming = arp.ProbeTiming()
     # Called once the firewall is on, the links are up and DHCP is running: from
     # here the bring-up mostly waits, so CPU work started now fills its waits.
     on_waiting: Callable[[], None] | None = None
 
 
 class Bringup:
-    def __init__(self, config: Config, say: Say, options: Options | None = None,
-                 rng: random.Random | None = None) -> None:
+    def __init__(self, config: Config, say: Say, options: Options | None = None) -> None:
         self.config = config
         self.say = say
         self.options = options or Options()
-        self.rng = rng or random.SystemRandom()
+        self.rng = random.SystemRandom()
         self.network = Network()
         self._nics: dict[str, Nic] = {}
         self._controls: dict[str, dhcp_io.NicControl] = {}
@@ -116,16 +112,15 @@ class Bringup:
                 nursery.start_soon(self._audit_loop)
                 nursery.start_soon(self._watch_ipv6, nics)
                 for nic in nics:
-                    slaac = accept_router_adverts(nic, self.options.proc_sys)
+                    slaac = accept_router_adverts(nic)
                     links.set_up(nic)
                     self.say(f"{nic.name}: up (mac {nic.mac.hex(':')}"
                              f"{', IPv6 SLAAC on' if slaac else ''})")
                 for nic in nics:
                     rng = random.Random(self.rng.getrandbits(64))
-                    ctl = self._controls[nic.name] = dhcp_io.NicControl(self.options.arp_timing)
-                    await nursery.start(dhcp_io.run_nic, nic,
-                                        dhcp.DhcpClient(nic.mac, rng, self.options.timing),
-                                        links, self._on_event, self.say, 0.25,
+                    ctl = self._controls[nic.name] = dhcp_io.NicControl()
+                    await nursery.start(dhcp_io.run_nic, nic, dhcp.DhcpClient(nic.mac, rng), links,
+                                        self._on_event, self.say, 0.25,
                                         float(self.config.carrier_timeout_s), ctl)
                 if self.options.on_waiting is not None:
                     self.options.on_waiting()

@@ -1,12 +1,8 @@
 """The console status view: pure rendering plus a trio task that redraws on change.
 
-The node has no shell and no login; the console is the only place a farmer
-looks. It shows who the node is, where it is on the network, what it runs,
-each service's state, the error now in the way (if any) and the last one
-resolved, with how long ago it happened, and is redrawn when any of that
-changes (at most every `min_interval_s`, so a crash loop cannot flood it; an
-age alone changing is no reason to redraw). Times are the agent's monotonic
-clock (trio's), in seconds.
+The node has no shell and no login: the console is the only place a farmer looks. It is
+redrawn at most every `min_interval_s` (a crash loop cannot flood it; an age alone changing is
+no reason to redraw). Times are the agent's monotonic clock (trio's), in seconds.
 """
 
 from __future__ import annotations
@@ -23,8 +19,7 @@ Write = Callable[[str], None]
 
 
 def ready_message(release: int, node_id: str) -> str:
-    """What the agent says at ready; the console writer's prefix makes it the line
-    tests and farmers wait for: `zosnode: ready <release> <node-id>`."""
+    """With the console's prefix, the line tests and farmers wait for: `zosnode: ready R ID`."""
     return f"ready {release} {node_id}"
 
 
@@ -86,28 +81,24 @@ class StatusBoard:
     """The current `NodeStatus`; every update wakes the console task."""
 
     def __init__(self, status: NodeStatus | None = None) -> None:
-        self._status = status or NodeStatus()
+        self.status = status or NodeStatus()
         self._changed = trio.Event()
 
-    @property
-    def status(self) -> NodeStatus:
-        return self._status
-
     def update(self, **changes: Any) -> None:
-        new = replace(self._status, **changes)
-        if new != self._status:
-            self._status = new
+        new = replace(self.status, **changes)
+        if new != self.status:
+            self.status = new
             self._changed.set()
             self._changed = trio.Event()
 
     def fail(self, text: str, now: float) -> None:
         """`text` is what is wrong now (the same error again keeps its first time)."""
-        st = self._status
+        st = self.status
         self.update(error=text, error_at=st.error_at if st.error == text else now)
 
     def resolve(self) -> None:
         """Whatever was wrong is no more: it becomes the last error, keeping its time."""
-        st = self._status
+        st = self.status
         if st.error is not None:
             self.update(error=None, last_error=st.error, last_error_at=st.error_at)
 

@@ -1,20 +1,10 @@
-"""The node's ed25519 identity: its node id is the hex public key.
+"""The node's ed25519 identity: its node id is the hex public key (docs/identity.md).
 
-The seed comes from the first source that works, and `NodeIdentity.source`
-says which (docs/identity.md):
-
-- `tpm`: a TPM 2.0 at /dev/tpmrm0 computes it as HMAC(a primary key derived
-  from its owner seed, a fixed label), so the same machine gets the same id at
-  every boot and the seed is written nowhere; the cache disk is then not used
-  for it at all.
-- `disk`: a cache disk keeps it at `<cache>/node.key` (the 32-byte seed, mode
-  0600, written whole or not at all: `atomicfile`). Local disks are
-  untrusted: a key file that is not exactly a seed is replaced by a new
-  identity rather than trusted in part.
-- `ram`: neither, so a new id at every boot.
-
-`detail` says how (the TPM's maker, "loaded", "created", "replaced: why",
-and why a TPM that is there could not be used).
+The seed comes from the first source that works (`NodeIdentity.source`): `tpm`, a TPM 2.0
+derives it as HMAC(a primary key from its owner seed, a fixed label), so a machine keeps its
+id and the seed is written nowhere; `disk`, the cache disk's `node.key` (32 bytes, mode 0600,
+written whole or not at all), untrusted: a file that is not exactly a seed is replaced by a
+new identity; `ram`, a new id at every boot. `detail` says how.
 """
 
 from __future__ import annotations

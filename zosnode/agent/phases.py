@@ -1,8 +1,6 @@
-"""Boot time by phase: when each phase ended, from the agent process's start.
+"""Boot time by phase, from the agent process's start: printed at ready, carried by heartbeats.
 
-The console prints it at ready and the heartbeats carry it, so a real machine
-reports where its boot time goes. Light on imports: `node run` marks the
-first phases before the boot stage is imported.
+Light on imports: `node run` marks the first phases before the boot stage is imported.
 """
 
 from __future__ import annotations
@@ -12,8 +10,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-# The boot phases in the order they end (`Node.boot_timings` holds each one's end,
-# in ms from the agent's start); "cache" is finding and checking the cache disk.
+# The boot phases in the order they end; "cache" is finding and checking the cache disk.
 PHASES = ("modules", "network", "cache", "manifest", "mounts", "services", "ready")
 
 
@@ -31,11 +28,10 @@ def process_start(stat: Path = Path("/proc/self/stat")) -> float | None:
 
 
 class BootClock:
-    """When each boot phase ended, in ms from the agent's start (the process's, so
-    the interpreter's start and the imports count as they do on a real node)."""
+    """When each boot phase ended, in ms from the agent process's start (so the interpreter's
+    start and the imports count as they do on a real node)."""
 
-    def __init__(self, clock: Callable[[], float] = _boottime,
-                 start: float | None = None) -> None:
+    def __init__(self, clock: Callable[[], float] = _boottime, start: float | None = None) -> None:
         self._clock = clock
         self.start = start if start is not None else (process_start() or clock())
         self.ends: dict[str, int] = {}
@@ -46,8 +42,7 @@ class BootClock:
 
 
 def phases_message(ends_ms: Mapping[str, int]) -> str:
-    """`boot phases: modules 0.4s network 1.9s ...; ready 5.2s after the agent started`:
-    each phase's own duration, from the end times of those that happened."""
+    """`boot phases: modules 0.4s network 1.9s ...; ready 5.2s after the agent started`."""
     parts, before = [], 0
     for name in PHASES:
         if name in ends_ms:
@@ -58,8 +53,7 @@ def phases_message(ends_ms: Mapping[str, int]) -> str:
 
 
 def memory_message(status: Path = Path("/proc/self/status")) -> str:
-    """`agent memory: 38.2 MiB resident, peak 40.1 MiB` (the agent's own process; the
-    mount children are separate), or what could not be read."""
+    """`agent memory: 38.2 MiB resident, peak 40.1 MiB` (not the mount children's)."""
     try:
         kib = {k: int(v.split()[0]) for k, _, v in
                (line.partition(":") for line in status.read_text().splitlines())

@@ -1,10 +1,8 @@
 """Did the firmware verify what it booted? Secure Boot state from the EFI variables.
 
-"on": UEFI with Secure Boot enforcing, so the firmware checked the signed
-kernel image (docs/boot-trust.md). "off": UEFI without it. "bios": no EFI at
-all (no /sys/firmware/efi), so nothing checked the kernel and initramfs.
-"unknown": UEFI, but the variable could not be read. The heartbeat and the
-console carry it; only "on" means the boot chain was verified.
+"on": UEFI enforcing Secure Boot, so the firmware checked the signed kernel image
+(docs/boot-trust.md); "off": UEFI without it; "bios": no EFI, nothing checked the kernel;
+"unknown": the variable could not be read. Only "on" means the boot chain was verified.
 """
 
 from __future__ import annotations
@@ -24,10 +22,7 @@ STATES = ("on", "off", "bios", "unknown")
 
 
 def state(efi: bool, efivars_mounted: bool, value: bytes | None) -> str:
-    """The state from what the system shows. Pure.
-
-    `value` is the variable file's bytes, None when it does not exist.
-    """
+    """The state from what the system shows (`value`: the variable's bytes, or None). Pure."""
     if not efi:
         return "bios"
     if not efivars_mounted:

@@ -1,16 +1,11 @@
 """Per-farm settings beside a signed kernel image: farm, channel, hubs.
 
-A signed unified kernel image carries its own command line, the same for
-every farm, and under Secure Boot the systemd stub ignores any other. The
-farm's settings come as a file the stub adds to the initramfs: it packs every
-`*.cred` file found in `<image>.extra.d/` beside the image into
-`/.extra/credentials/` (iPXE hands the file over that way), and those in
-`loader/credentials/` on the image's volume into `/.extra/global_credentials/`
-(where the boot media put `zosnode.cred`). The file holds command-line words and is read with
-the command line's own parser, so a value is validated exactly as on the
-command line and a trust key is refused the same way. It is not signed and so
-says nothing about trust: only the per-farm keys below are taken from it, and
-the command line wins over it where both set a key.
+Under Secure Boot the systemd stub ignores any command line but the signed image's own, the
+same for every farm. It packs `*.cred` files from `<image>.extra.d/` into
+`/.extra/credentials/` and from `loader/credentials/` into `/.extra/global_credentials/`
+(where the boot media put `zosnode.cred`). The file holds command-line words, parsed by the
+command line's parser (same validation, trust keys refused); unsigned, so only per-farm keys
+are taken, and the command line wins where both set one.
 """
 
 from __future__ import annotations

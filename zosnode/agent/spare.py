@@ -1,8 +1,6 @@
 """The FUSE mount child started ahead of its request, before the network is up.
 
-Apart from `zosnode.agent.boot.mounters` (which takes the child for the first
-mount) so that starting it needs nothing of the data path: the agent starts
-the child first and imports the boot stage while DHCP runs.
+Apart from `boot.mounters` so that starting it needs nothing of the data path.
 """
 
 from __future__ import annotations
@@ -17,9 +15,8 @@ spares: dict[tuple[str, ...], tuple[subprocess.Popen[bytes], int]] = {}
 
 
 def spawn(command: Sequence[str]) -> tuple[subprocess.Popen[bytes], int]:
-    """A mount child and the read end of its report pipe. Same process group as
-    the agent: a signal to the group reaches it too. Its stdout and stderr are
-    the agent's: a crash shows on the console."""
+    """A mount child and the read end of its report pipe. In the agent's process group (a
+    signal to the group reaches it) with its stdout and stderr (a crash shows on the console)."""
     read_fd, write_fd = os.pipe()
     try:
         popen = subprocess.Popen([*command, str(write_fd)], stdin=subprocess.PIPE,
@@ -33,9 +30,8 @@ def spawn(command: Sequence[str]) -> tuple[subprocess.Popen[bytes], int]:
 
 
 def start(command: Sequence[str]) -> None:
-    """Start one mount child now, before the network is up: it starts its
-    interpreter and imports the data path while the agent waits for DHCP and
-    the manifest, then blocks reading its request. The first mount takes it."""
+    """Start one mount child now: it imports the data path while the agent waits for DHCP,
+    then blocks reading its request. The first mount takes it."""
     try:
         spares[tuple(command)] = spawn(command)
     except OSError:

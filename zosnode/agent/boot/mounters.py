@@ -138,8 +138,7 @@ class FuseChildMounter:
 
     def __init__(self, command: Sequence[str], *, mirrors: Callable[[], Sequence[str]],
                  cache_dir: Path, cache_bytes: int = 512 * 1024 * 1024, durable: bool = False,
-                 say: Say | None = None, start_timeout_s: float = 30.0,
-                 block_deadline_s: float = 30.0, hot_bytes: int = 64 * 1024 * 1024) -> None:
+                 say: Say | None = None, start_timeout_s: float = 30.0) -> None:
         self.command = list(command)
         self.mirrors = mirrors  # asked at each mount: they follow the running manifest
         self.cache_dir = cache_dir
@@ -147,8 +146,6 @@ class FuseChildMounter:
         self.durable = durable
         self.say = say
         self.start_timeout_s = start_timeout_s
-        self.block_deadline_s = block_deadline_s
-        self.hot_bytes = hot_bytes
         # The children's block cache counts: the running ones' last report, and
         # the sum of those that ended (this boot's totals, for the heartbeat).
         self._counts: dict[int, CacheCounts] = {}
@@ -161,9 +158,7 @@ class FuseChildMounter:
         return protocol.MountRequest(
             flist=flist, mountpoint=str(Path(where).absolute()), hubs=tuple(self.mirrors()),
             cache_dir=str(self.cache_dir.absolute()), cache_bytes=self.cache_bytes,
-            durable=self.durable, block_deadline_ms=round(self.block_deadline_s * 1000),
-            hot_bytes=self.hot_bytes, prefetch=True,
-        )
+            durable=self.durable, block_deadline_ms=30_000, hot_bytes=64 << 20, prefetch=True)
 
     async def serve(self, pin: FlistPin, flist: bytes, where: Path, *,
                     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
