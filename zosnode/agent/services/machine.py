@@ -7,7 +7,7 @@ ends, stop order) are docs/node-run.md, "Services".
 from __future__ import annotations
 
 import signal as _signal
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from zosnode.agent.services import events
@@ -66,9 +66,8 @@ def describe_exit(code: int) -> str:
 
 
 class Supervisor:
-    def __init__(
-        self, specs: Sequence[ServiceSpec], *, probe_interval_ms: int = PROBE_INTERVAL_MS
-    ) -> None:
+    def __init__(self, specs: Sequence[ServiceSpec], *,
+                 probe_interval_ms: int = PROBE_INTERVAL_MS) -> None:
         if probe_interval_ms < 1:
             raise SupervisorUsageError("probe_interval_ms must be at least 1")
         try:
@@ -77,10 +76,10 @@ class Supervisor:
             raise SupervisorUsageError(str(exc)) from None
         self._svcs = {s.name: _Svc(s) for s in specs}
         self._probe_interval = probe_interval_ms
-        self._now: int | None = None
+        self._now = -(1 << 63)  # no step yet: any time goes
+        self._out: list[Action] = []
         self._started = False
         self._stopping = False
-
 
     def status(self) -> tuple[ServiceStatus, ...]:
         return tuple(ServiceStatus(s.spec.name, s.state, s.spec.oneshot, s.pid, s.restarts,
@@ -108,35 +107,31 @@ class Supervisor:
         deadlines = [s.deadline for s in self._svcs.values() if s.deadline is not None]
         return min(deadlines) if deadlines else None
 
-
     def start(self, now: int) -> list[Action]:
-        self._advance(now)
+        out = self._step(now)
         if self._started:
             raise SupervisorUsageError("the supervisor was already started")
         self._started = True
-        out: list[Action] = []
-        self._start_eligible(now, out)
+        self._start_eligible()
         return out
 
     def handle(self, event: Event, now: int) -> list[Action]:
-        self._advance(now)
+        out = self._step(now)
         svc = self._get(event.name)
-        out: list[Action] = []
         if event.run != svc.run:
             return out  # news about an earlier run
         if isinstance(event, events.Spawned):
-            self._on_spawned(svc, event, now, out)
+            self._on_spawned(svc, event)
         elif isinstance(event, events.SpawnFailed):
-            self._on_spawn_failed(svc, event, now, out)
+            self._on_spawn_failed(svc, event)
         elif isinstance(event, events.Exited):
-            self._on_exited(svc, event.code, now, out)
+            self._on_exited(svc, event.code)
         elif isinstance(event, events.ProbeResult):
-            self._on_probe(svc, event.ok, now, out)
+            self._on_probe(svc, event.ok)
         return out
 
     def tick(self, now: int) -> list[Action]:
-        self._advance(now)
-        out: list[Action] = []
+        out = self._step(now)
         for name in self._order:
             svc = self._svcs[name]
             if svc.deadline is None or svc.deadline > now:
@@ -146,106 +141,112 @@ class Supervisor:
                 down = [d for d in svc.spec.after if self._svcs[d].state not in SATISFIED]
                 if down:
                     # A restart is a start: it waits for its dependencies like the first.
-                    self._set(svc, State.WAITING, f"restart waits for {down[0]}", now, out)
+                    self._set(svc, State.WAITING, f"restart waits for {down[0]}")
                 else:
-                    self._spawn(svc, now, out)
+                    self._spawn(svc)
             elif svc.state is State.RUNNING and not svc.probing:
-                self._probe(svc, out)
+                self._probe(svc)
             elif svc.state is State.STOPPING:
                 out.append(events.Signal(name, svc.run, "SIGKILL"))
-                self._set(svc, State.STOPPING, f"no exit after {svc.spec.stop_timeout_ms} ms: "
-                          "SIGKILL", now, out)
+                self._set(svc, State.STOPPING,
+                          f"no exit after {svc.spec.stop_timeout_ms} ms: SIGKILL")
         return out
 
     def stop(self, now: int) -> list[Action]:
         """Stop every service, dependants first. Idempotent."""
-        self._advance(now)
+        out = self._step(now)
         self._stopping = True
-        out: list[Action] = []
-        self._stop_eligible(now, out)
+        self._stop_eligible()
         return out
 
+    def _step(self, now: int) -> list[Action]:
+        """Begin a step at `now`: the transitions append their actions to the list returned."""
+        if now < self._now:
+            raise SupervisorUsageError(f"time went backwards: {now} < {self._now}")
+        self._now = now
+        self._out = []
+        return self._out
 
-    def _on_spawned(self, svc: _Svc, ev: events.Spawned, now: int, out: list[Action]) -> None:
+    def _on_spawned(self, svc: _Svc, ev: events.Spawned) -> None:
         if svc.state is State.STOPPING:
             # The stop raced the spawn: the signal went nowhere, send it again.
             svc.pid = ev.pid
-            out.append(events.Signal(svc.spec.name, svc.run, svc.spec.stop_signal))
+            self._out.append(events.Signal(svc.spec.name, svc.run, svc.spec.stop_signal))
             return
         if svc.state is not State.STARTING:
             return
         svc.pid = ev.pid
-        svc.started_at = now
+        svc.started_at = self._now
         if svc.spec.oneshot:
-            self._set(svc, State.RUNNING, f"pid {ev.pid}", now, out)
+            self._set(svc, State.RUNNING, f"pid {ev.pid}")
         elif svc.spec.ready is None:
-            self._set(svc, State.READY, f"pid {ev.pid}", now, out)
-            self._start_eligible(now, out)
+            self._set(svc, State.READY, f"pid {ev.pid}")
+            self._start_eligible()
         else:
-            self._set(svc, State.RUNNING, f"pid {ev.pid}, waiting for readiness", now, out)
-            self._probe(svc, out)
+            self._set(svc, State.RUNNING, f"pid {ev.pid}, waiting for readiness")
+            self._probe(svc)
 
-    def _on_spawn_failed(self, svc: _Svc, ev: events.SpawnFailed, now: int,
-                         out: list[Action]) -> None:
+    def _on_spawn_failed(self, svc: _Svc, ev: events.SpawnFailed) -> None:
         if svc.state is State.STOPPING:
-            self._stopped(svc, f"never started: {ev.reason}", now, out)
+            self._stopped(svc, f"never started: {ev.reason}")
             return
         if svc.state is not State.STARTING:
             return
         svc.pid = None
         if ev.refused:
-            self._dead_end(svc, State.REFUSED, f"exec refused: {ev.reason}", now, out)
+            self._dead_end(svc, State.REFUSED, f"exec refused: {ev.reason}")
         else:
-            self._crashed(svc, f"could not start: {ev.reason}", 127, now, out)
+            self._crashed(svc, f"could not start: {ev.reason}", 127)
 
-    def _on_exited(self, svc: _Svc, code: int, now: int, out: list[Action]) -> None:
+    def _on_exited(self, svc: _Svc, code: int) -> None:
         svc.pid = None
         svc.probing = False
         svc.last_exit = code
         if svc.state is State.STOPPING or self._stopping:
-            self._stopped(svc, describe_exit(code), now, out)
+            self._stopped(svc, describe_exit(code))
             return
         if svc.state not in (State.STARTING, State.RUNNING, State.READY):
             return
         if svc.spec.oneshot and code == 0:
             svc.failures = 0
-            self._set(svc, State.DONE, "exited with code 0", now, out)
-            self._start_eligible(now, out)
+            self._set(svc, State.DONE, "exited with code 0")
+            self._start_eligible()
             return
-        self._crashed(svc, describe_exit(code), code, now, out)
+        self._crashed(svc, describe_exit(code), code)
 
-    def _crashed(self, svc: _Svc, why: str, code: int, now: int, out: list[Action]) -> None:
+    def _crashed(self, svc: _Svc, why: str, code: int) -> None:
         svc.last_exit = code
         if svc.spec.oneshot:
-            self._dead_end(svc, State.FAILED, why, now, out)
+            self._dead_end(svc, State.FAILED, why)
             return
-        if now - svc.started_at >= svc.spec.restart_max_ms and svc.state is not State.STARTING:
+        ran_ms = self._now - svc.started_at
+        if ran_ms >= svc.spec.restart_max_ms and svc.state is not State.STARTING:
             svc.failures = 0  # it ran long enough: this is a new crash, not a crash loop
         svc.failures += 1
         delay = restart_delay_ms(svc.spec, svc.failures)
-        svc.deadline = now + delay
-        self._set(svc, State.BACKOFF, f"{why}; restart in {delay} ms", now, out)
+        svc.deadline = self._now + delay
+        self._set(svc, State.BACKOFF, f"{why}; restart in {delay} ms")
 
-    def _on_probe(self, svc: _Svc, ok: bool, now: int, out: list[Action]) -> None:
+    def _on_probe(self, svc: _Svc, ok: bool) -> None:
         svc.probing = False
         if svc.state is not State.RUNNING or svc.spec.oneshot:
             return
         if ok:
             svc.deadline = None
-            self._set(svc, State.READY, f"pid {svc.pid}, ready", now, out)
-            self._start_eligible(now, out)
+            self._set(svc, State.READY, f"pid {svc.pid}, ready")
+            self._start_eligible()
         else:
-            svc.deadline = now + self._probe_interval
+            svc.deadline = self._now + self._probe_interval
 
-    def _stopped(self, svc: _Svc, why: str, now: int, out: list[Action]) -> None:
+    def _stopped(self, svc: _Svc, why: str) -> None:
         svc.deadline = None
         svc.pid = None
-        self._set(svc, State.STOPPED, why, now, out)
-        self._stop_eligible(now, out)
+        self._set(svc, State.STOPPED, why)
+        self._stop_eligible()
 
-    def _dead_end(self, svc: _Svc, state: State, why: str, now: int, out: list[Action]) -> None:
+    def _dead_end(self, svc: _Svc, state: State, why: str) -> None:
         svc.deadline = None
-        self._set(svc, state, why, now, out)
+        self._set(svc, state, why)
         # Block dependants transitively; the order is topological, so one pass suffices.
         for name in self._order:
             other = self._svcs[name]
@@ -254,73 +255,60 @@ class Supervisor:
             bad = [d for d in other.spec.after if self._svcs[d].state in _DEAD_END]
             if bad:
                 self._set(other, State.BLOCKED, f"dependency {bad[0]} "
-                          f"{self._svcs[bad[0]].state.value}", now, out)
+                          f"{self._svcs[bad[0]].state.value}")
         if self._stopping:
-            self._stop_eligible(now, out)
+            self._stop_eligible()
 
-
-    def _start_eligible(self, now: int, out: list[Action]) -> None:
+    def _start_eligible(self) -> None:
         if self._stopping or not self._started:
             return
         for name in self._order:
             svc = self._svcs[name]
-            if svc.state is State.WAITING and all(
-                self._svcs[d].state in SATISFIED for d in svc.spec.after
-            ):
-                self._spawn(svc, now, out)
+            if svc.state is State.WAITING and all(self._svcs[d].state in SATISFIED
+                                                  for d in svc.spec.after):
+                self._spawn(svc)
 
-    def _stop_eligible(self, now: int, out: list[Action]) -> None:
+    def _stop_eligible(self) -> None:
         for name in reversed(self._order):
             svc = self._svcs[name]
             if svc.state in TERMINAL or svc.state is State.STOPPING:
                 continue
-            if any(
-                self._svcs[d].state not in TERMINAL for d in self._dependants(name)
-            ):
-                continue
+            if any(s.state not in TERMINAL for s in self._svcs.values() if name in s.spec.after):
+                continue  # a dependant still runs
             if svc.state in _LIVE:
-                out.append(events.Signal(name, svc.run, svc.spec.stop_signal))
-                svc.deadline = now + svc.spec.stop_timeout_ms
-                self._set(svc, State.STOPPING, f"sent {svc.spec.stop_signal}", now, out)
+                self._out.append(events.Signal(name, svc.run, svc.spec.stop_signal))
+                svc.deadline = self._now + svc.spec.stop_timeout_ms
+                self._set(svc, State.STOPPING, f"sent {svc.spec.stop_signal}")
             else:
                 svc.deadline = None
-                self._set(svc, State.STOPPED, f"stopped while {svc.state.value}", now, out)
+                self._set(svc, State.STOPPED, f"stopped while {svc.state.value}")
                 # Its dependencies may now be stoppable: walk again.
-                self._stop_eligible(now, out)
+                self._stop_eligible()
                 return
 
-    def _dependants(self, name: str) -> Iterable[str]:
-        return (n for n, s in self._svcs.items() if name in s.spec.after)
-
-    def _spawn(self, svc: _Svc, now: int, out: list[Action]) -> None:
+    def _spawn(self, svc: _Svc) -> None:
         if svc.run > 0:
             svc.restarts += 1
         svc.run += 1
         svc.deadline = None
         svc.probing = False
-        svc.started_at = now
-        out.append(
-            events.Spawn(svc.spec.name, svc.run, svc.spec.argv, tuple(sorted(svc.spec.env.items())))
-        )
-        self._set(svc, State.STARTING, f"run {svc.run}", now, out)
+        svc.started_at = self._now
+        env = tuple(sorted(svc.spec.env.items()))
+        self._out.append(events.Spawn(svc.spec.name, svc.run, svc.spec.argv, env))
+        self._set(svc, State.STARTING, f"run {svc.run}")
 
-    def _probe(self, svc: _Svc, out: list[Action]) -> None:
+    def _probe(self, svc: _Svc) -> None:
         assert svc.spec.ready is not None
         svc.probing = True
-        out.append(events.Probe(svc.spec.name, svc.run, svc.spec.ready))
+        self._out.append(events.Probe(svc.spec.name, svc.run, svc.spec.ready))
 
-    def _set(self, svc: _Svc, state: State, detail: str, now: int, out: list[Action]) -> None:
+    def _set(self, svc: _Svc, state: State, detail: str) -> None:
         svc.state = state
         svc.detail = detail
-        out.append(events.StateChanged(svc.spec.name, state, detail, now))
+        self._out.append(events.StateChanged(svc.spec.name, state, detail, self._now))
 
     def _get(self, name: str) -> _Svc:
         try:
             return self._svcs[name]
         except KeyError:
             raise SupervisorUsageError(f"no service named {name!r} in this release") from None
-
-    def _advance(self, now: int) -> None:
-        if self._now is not None and now < self._now:
-            raise SupervisorUsageError(f"time went backwards: {now} < {self._now}")
-        self._now = now
