@@ -46,10 +46,30 @@ ALWAYS = frozenset({
     "_compat_pickle", "linecache", "tokenize", "traceback", "_weakrefset", "types",
     "_sysconfigdata__x86_64-linux-gnu", "_sysconfigdata__linux_x86_64-linux-gnu",
 })
-ALWAYS_PACKAGES = ("encodings",)  # every submodule, not only the package
+# The codecs a node can look up by name, of the 122 `encodings` holds: the
+# interpreter's own (UTF-8 mode, ASCII, Latin-1 and their aliases), JSON's
+# detection (UTF-16/32), zipfile's name decoding (cp437, for members without
+# the UTF-8 flag: the artifact's, importlib.metadata's), host names
+# (idna, punycode), the escapes, and the bytes-to-bytes codecs the stdlib
+# names (hex, base64). No node path names another (docs/boot.md); one looked
+# up anyway fails with LookupError ("unknown encoding"), as an unknown name
+# does everywhere. Regional code pages, Mac, CJK and Windows-only codecs stay out.
+ENCODINGS = frozenset({
+    "encodings", "encodings.aliases", "encodings.utf_8", "encodings.utf_8_sig",
+    "encodings.ascii", "encodings.latin_1", "encodings.utf_16", "encodings.utf_16_le",
+    "encodings.utf_16_be", "encodings.utf_32", "encodings.utf_32_le", "encodings.utf_32_be",
+    "encodings.cp437", "encodings.idna", "encodings.punycode", "encodings.raw_unicode_escape",
+    "encodings.unicode_escape", "encodings.charmap", "encodings.hex_codec",
+    "encodings.base64_codec",
+})
+# The interpreter finds its standard library by this module's file
+# (getpath's landmark, os.py or os.pyc): kept even though it is frozen.
+LANDMARK = "os"
 NATIVE_PREFIX = "_native/"  # as in zosnode/artifact/record.py (not imported: build side)
-_CJK = re.compile(r"encodings\.(big5|cp932|cp949|cp950|euc_|gb|hz|iso2022_|johab|shift_jis)")
 _NAME = re.compile(rb"[A-Za-z_][A-Za-z0-9_.\-]{1,80}")
+_TAIL = re.compile(rb"([A-Za-z0-9_.\-]{2,80})\0")  # the name characters ending a C string
+_NAME_START = re.compile(r"[A-Za-z_]")
+_RUST = b"/rustc/"  # the standard library's source paths in its panic messages
 
 
 def stdlib_index(base: Path) -> dict[str, str]:
@@ -106,9 +126,23 @@ def _with_parents(name: str) -> Iterator[str]:
 
 
 def native_names(data: bytes) -> Iterator[str]:
-    """Candidate module names in an ELF file's strings (imports made from C)."""
-    for m in _NAME.finditer(data):
-        yield from _with_parents(m.group().decode("ascii"))
+    """Candidate module names in an ELF file's strings (imports made from C).
+
+    A C string literal ends in NUL, and the linker may store one as the tail
+    of a longer one ("decimal" inside "_decimal"): every name ending a string
+    is a candidate, and a word inside a message ("compression statistics ...",
+    backports.zstd's) is not. Rust (pyo3) stores its literals unterminated and
+    side by side ("string referencedatetime.combine"), so in a Rust native
+    every run of name characters is one."""
+    if _RUST in data:
+        for m in _NAME.finditer(data):
+            yield from _with_parents(m.group().decode("ascii"))
+        return
+    for m in _TAIL.finditer(data):
+        run = m.group(1).decode("ascii")
+        for i in range(len(run) - 1):
+            if _NAME_START.match(run, i):  # any suffix: the linker may have shared it
+                yield from _with_parents(run[i:])
 
 
 def artifact_roots(zipapp: bytes, only: frozenset[str] | None = None) -> set[str]:
@@ -128,26 +162,6 @@ def artifact_roots(zipapp: bytes, only: frozenset[str] | None = None) -> set[str
     return roots
 
 
-def closure(roots: Iterable[str], base: Path, index: dict[str, str]) -> frozenset[str]:
-    """The stdlib modules (keys of `index`) reachable from `roots`."""
-    wanted = set(ALWAYS)
-    wanted.update(n for n in index if n.startswith(tuple(p + "." for p in ALWAYS_PACKAGES)))
-    stack = [n for n in set(roots) | wanted if n in index]
-    seen: set[str] = set()
-    while stack:
-        name = stack.pop()
-        if name in seen or name not in index:
-            continue
-        seen.add(name)
-        stack.extend(p for p in _with_parents(name) if p not in seen)
-        rel = index[name]
-        data = (base / rel).read_bytes()
-        found = (native_names(data) if rel.endswith(".so")
-                 else imports_of(data, name, rel.endswith("/__init__.py")))
-        stack.extend(n for n in found if n in index and n not in seen)
-    return frozenset(seen)
-
-
 # Roots never imported by the tracer: importing them has effects (prints,
 # opens a browser) and the artifact never needs them at run time.
 _NO_TRACE = frozenset({"this", "antigravity", "idlelib", "tkinter", "turtle"})
@@ -160,7 +174,11 @@ for name in names:
         __import__(name)
     except BaseException:
         pass
-json.dump(sorted(sys.modules), open(sys.argv[2], "w"))
+# A frozen module (os, site, codecs, importlib's bootstrap, ...) is loaded
+# from the interpreter's own image, never from its file.
+frozen = [n for n, m in sys.modules.items()
+          if getattr(getattr(m, "__spec__", None), "origin", None) == "frozen"]
+json.dump({"loaded": sorted(sys.modules), "frozen": sorted(frozen)}, open(sys.argv[2], "w"))
 """
 TRACE_TIMEOUT_S = 300
 
@@ -229,14 +247,12 @@ def traced(roots: Iterable[str], runtime: Path, python: str, loader: str,
     Runs `runtime/python` through the runtime's own dynamic loader and
     libraries (so the host's Python and libc play no part), isolated (-I).
     """
-    always = {n for n in ALWAYS if n in index}
-    always.update(n for n in index if n.startswith(tuple(p + "." for p in ALWAYS_PACKAGES)))
+    always = {n for n in ALWAYS | ENCODINGS if n in index}
     # What `ALWAYS` imports in turn is traced too (encodings.idna needs
-    # stringprep and unicodedata), except the CJK codecs' C tables: their
-    # encodings.* stubs stay, and a lookup of one answers "unknown encoding".
-    traced_always = {n for n in always if not _CJK.match(n)}
+    # stringprep and unicodedata). Other codecs are not roots: the tracer's
+    # imports do not look any up.
     base_names = sorted({n for n in roots if n in index and n.split(".")[0] not in _NO_TRACE}
-                        | traced_always)
+                        | always)
     with tempfile.TemporaryDirectory(prefix="zosnode-trace-") as tmp:
         names_file, out_file = Path(tmp) / "names.json", Path(tmp) / "out.json"
         app, native = Path(tmp) / "app.pyz", Path(tmp) / "native"
@@ -252,8 +268,9 @@ def traced(roots: Iterable[str], runtime: Path, python: str, loader: str,
         if not out_file.exists():
             raise TraceError(f"{what} failed (exit 0): "
                              f"{proc.stderr.decode(errors='replace')[-300:]}")
-        loaded = json.loads(out_file.read_text())
-    wanted = {n for n in loaded if n in index} | always
+        found = json.loads(out_file.read_text())
+    wanted = {n for n in found["loaded"] if n in index} | always
     for name in list(wanted):
         wanted.update(p for p in _with_parents(name) if p in index)
-    return frozenset(wanted)
+    # A package's __init__ stays for its submodules (importlib's is not frozen).
+    return frozenset(wanted - (set(found["frozen"]) - {LANDMARK}))

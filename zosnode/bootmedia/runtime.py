@@ -154,6 +154,9 @@ def collect(root: Path, tree: Tree, natives: Iterable[bytes],
     keep: frozenset[str] | None = None
     if roots is not None:
         index = closure.stdlib_index(base)
+        # An excluded module is not in the image, so what importing it would
+        # load is not needed for it (`trace` alone brought sysconfig).
+        roots = {r for r in roots if not _excluded(r.split(".", 1)[0])}
         try:
             mods = closure.traced(roots, root, PYTHON, LOADER, LIB_DIRS, index, zipapp)
         except closure.TraceError as exc:
