@@ -1,8 +1,5 @@
-"""The build record every artifact carries (`zosnode/_artifact.json`).
-
-Written by build_zipapp.py; read by the unpacker (to check native files
-before loading them) and by `zosnode audit` (`read_record`).
-"""
+"""The build record every artifact carries (`zosnode/_artifact.json`), written by
+build_zipapp.py, read by the unpacker (to check native files) and `zosnode audit`."""
 
 from __future__ import annotations
 
@@ -61,8 +58,5 @@ def running_archive() -> Path | None:
 
 
 def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()

@@ -1,15 +1,9 @@
-"""Place the artifact's native extensions on disk, verified, before use.
+"""Place the artifact's native extensions (`_native/`: a zip cannot hold them) on disk.
 
-Native modules cannot be imported from a zip. The artifact carries them under
-`_native/`; at start we make sure `<runtime>/<build id>/` holds exactly those
-files with exactly the recorded sha256, and put that directory first on
-sys.path. A directory that differs in any way (missing, extra, truncated or
-altered file, a symlink) is never imported from: it is rebuilt.
-
-The directory is built under a temporary name and renamed into place
-(`zosnode.atomicfile`, standard library only like this module), so a
-concurrent starter sees either nothing or a complete tree. Two processes
-racing both succeed: the loser of the rename verifies the winner's tree.
+`<runtime>/<build id>/` must hold exactly those files with exactly the recorded sha256
+before it goes first on sys.path; one that differs in any way (missing, extra, altered
+file, a symlink) is rebuilt, never imported from. It is built under a temporary name and
+renamed into place, so two starters racing both succeed: the loser verifies the winner's.
 """
 
 from __future__ import annotations
@@ -32,7 +26,7 @@ def runtime_base() -> Path:
     if explicit:
         return Path(explicit)
     system = Path("/run/zosnode")
-    if _writable_or_creatable(system):
+    if os.access(system if system.exists() else system.parent, os.W_OK | os.X_OK):
         return system
     xdg = os.environ.get("XDG_RUNTIME_DIR")
     if xdg and os.access(xdg, os.W_OK):
@@ -41,12 +35,6 @@ def runtime_base() -> Path:
         os.path.expanduser("~"), ".cache"
     )
     return Path(cache) / "zosnode"
-
-
-def _writable_or_creatable(path: Path) -> bool:
-    if path.exists():
-        return os.access(path, os.W_OK | os.X_OK)
-    return os.access(path.parent, os.W_OK | os.X_OK)
 
 
 def verify_tree(root: Path, expected: dict[str, str]) -> str | None:
