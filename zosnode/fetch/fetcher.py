@@ -62,17 +62,10 @@ class Fetcher:
     """Verified GETs over `mirrors` (base URLs of hubs or static mirrors)."""
 
     def __init__(
-        self,
-        mirrors: Sequence[str],
-        *,
-        client: HttpClient | None = None,
-        timeouts: Timeouts = FETCH_TIMEOUTS,
-        deadline_s: float = 30.0,
-        attempt_s: float = 10.0,
-        give_up_s: float = 7.5,
-        breaker: BreakerPolicy | None = None,
-        backoff: Backoff | None = None,
-        draw: Callable[[], float] = random.random,
+        self, mirrors: Sequence[str], *, client: HttpClient | None = None,
+        timeouts: Timeouts = FETCH_TIMEOUTS, deadline_s: float = 30.0, attempt_s: float = 10.0,
+        give_up_s: float = 7.5, breaker: BreakerPolicy | None = None,
+        backoff: Backoff | None = None, draw: Callable[[], float] = random.random,
     ) -> None:
         if min(deadline_s, attempt_s, give_up_s) <= 0:
             raise FetchUsageError("deadlines must be positive")
@@ -174,8 +167,13 @@ class Fetcher:
                           f" (last: {last})")
 
     @asynccontextmanager
-    async def _admitted(self, mirror: str, *, early: bool = False) -> AsyncIterator[Pass]:
-        """A request slot to `mirror` and its breaker's pass, or `CircuitOpen`."""
+    async def _attempt(
+        self, mirror: str, oid: str = "", partial_from: set[str] | None = None, *,
+        early: bool = False,
+    ) -> AsyncIterator[None]:
+        """A request slot to `mirror` and its breaker's pass (else `CircuitOpen`); how the
+        block ends goes to the breaker: a peer error is a fault, `WrongCopy` a wrong
+        copy, anything else (a cancel, our bug) no verdict, which frees a trial."""
         breaker = self.health.breaker(mirror)
         if (breaker.trial_pending or not early) \
                 and breaker.ready_at(trio.current_time()) > trio.current_time():
@@ -187,7 +185,18 @@ class Fetcher:
             grant = self.health.admit(mirror, trio.current_time(), early=early)
             if grant is None:
                 raise CircuitOpen(f"{mirror}: circuit open")
-            yield grant
+            outcome: Fault | None | str = "abandoned"
+            try:
+                yield
+                outcome = None
+            except HttpPeerError as exc:
+                outcome = _fault(exc)
+                raise
+            except WrongCopy:
+                outcome = Fault.CORRUPT
+                raise
+            finally:
+                self._report(mirror, grant, oid, outcome, partial_from or set())
 
     async def ask(
         self, mirror: str, path: str, *, max_size: int,
@@ -201,19 +210,9 @@ class Fetcher:
         fault). `early`: see `Breaker.admit`."""
         if mirror not in self.health.mirrors:
             raise FetchUsageError(f"{mirror} is not one of this fetcher's mirrors")
-        async with self._admitted(mirror, early=early) as grant:
-            outcome: Fault | None | str = "abandoned"
-            url = f"{mirror}/{path}"
-            try:
-                try:
-                    reply = await self._get(url, max_size=max_size, headers=headers, ok=ok)
-                except HttpPeerError as exc:
-                    outcome = _fault(exc)
-                    raise
-                outcome = None
-                return reply
-            finally:
-                self._report(mirror, grant, "", outcome, set())
+        async with self._attempt(mirror, early=early):
+            reply = await self._get(f"{mirror}/{path}", max_size=max_size, headers=headers, ok=ok)
+        return reply
 
     async def _try(
         self, mirror: str, path: str, oid: str, max_size: int,
@@ -222,36 +221,28 @@ class Fetcher:
         """One checked attempt at `mirror`, its outcome to its breaker. Raises
         `CircuitOpen`, the request's error (`HttpTruncated` keeps what came),
         `WrongCopy`, or `_StartOver`."""
-        async with self._admitted(mirror) as grant:
-            outcome: Fault | None | str = "abandoned"  # no verdict yet (cancelled)
+        unusable: Exception | None = None  # a faithful copy the caller cannot use: no fault
+        async with self._attempt(mirror, oid, partial_from):
             url = f"{mirror}/{path}"
-            try:
+            if partial:
+                data = partial + await self._resume(url, max_size, partial)
+            else:
+                data = (await self._get(url, max_size=max_size)).body
+            # hashlib lets go of the GIL: big bodies hash beside the loop.
+            value: Any = True
+            if check is None:
+                ok = await on_cpu(object_id, data, size=len(data)) == oid
+            else:
                 try:
-                    if partial:
-                        data = partial + await self._resume(url, max_size, partial)
-                    else:
-                        data = (await self._get(url, max_size=max_size)).body
-                except HttpPeerError as exc:
-                    outcome = _fault(exc)
-                    raise
-                # hashlib lets go of the GIL: big bodies hash beside the loop.
-                if check is None:
-                    ok = await on_cpu(object_id, data, size=len(data)) == oid
-                    value: Any = True
-                else:
-                    try:
-                        value = await on_cpu(check, data, size=len(data))
-                    except Exception:
-                        outcome = None  # a faithful copy the caller cannot use
-                        raise
-                    ok = value is not None
-                if ok:
-                    outcome = None
-                    return data, value
-                outcome = Fault.CORRUPT
+                    value = await on_cpu(check, data, size=len(data))
+                except Exception as exc:  # noqa: BLE001 - raised below, once reported
+                    unusable = exc
+                ok = unusable is not None or value is not None
+            if not ok:
                 raise WrongCopy(f"{url}: bytes do not match the id")
-            finally:
-                self._report(mirror, grant, oid, outcome, partial_from)
+        if unusable is not None:
+            raise unusable
+        return data, value
 
     def _report(
         self, mirror: str, grant: Pass, oid: str, outcome: Fault | None | str,

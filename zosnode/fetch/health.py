@@ -135,13 +135,8 @@ class Incident:
 
 class MirrorHealth:
     def __init__(
-        self,
-        mirrors: Sequence[str],
-        *,
-        half_life_s: float = 30.0,
-        breaker: BreakerPolicy | None = None,
-        max_banned: int = 65536,
-        max_incidents: int = 256,
+        self, mirrors: Sequence[str], *, half_life_s: float = 30.0,
+        breaker: BreakerPolicy | None = None, max_banned: int = 65536, max_incidents: int = 256,
     ) -> None:
         if half_life_s <= 0:
             raise FetchUsageError("half_life_s must be positive")

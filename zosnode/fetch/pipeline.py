@@ -34,7 +34,8 @@ class PipelineReport:
 
 
 class _Feed:
-    """Decoded blocks fetched ahead of a synchronous writer, in its order."""
+    """Decoded blocks fetched ahead of a synchronous writer, in its order (its
+    `DecodedBlocks`: `block` runs in the writer's thread, one hop into trio a block)."""
 
     def __init__(self, source: BlockSource, order: list[BlockRef], ahead_bytes: int) -> None:
         self.source = source
@@ -46,9 +47,9 @@ class _Feed:
         self._scheduled = 0  # the feed's
         self._uses: dict[str, int] = {}  # scheduled uses not yet taken
         self._done: dict[str, trio.Event] = {}
-        self._data: dict[str, Buffer] = {}
-        self._error: dict[str, Exception] = {}
+        self._got: dict[str, Buffer | Exception] = {}
         self._moved = trio.Event()  # the writer took a block, or the feed scheduled one
+        self._last: tuple[str, Buffer] | None = None  # the writer's last block
 
     def _poke(self) -> None:
         self._moved.set()
@@ -76,9 +77,9 @@ class _Feed:
 
     async def _one(self, ref: BlockRef, limit: trio.Semaphore) -> None:
         try:
-            self._data[ref.id] = await self.source.decoded(ref, record=False, keep=False)
+            self._got[ref.id] = await self.source.decoded(ref, record=False, keep=False)
         except Exception as exc:  # noqa: BLE001 - raised in the writer, which reports it
-            self._error[ref.id] = exc
+            self._got[ref.id] = exc
         finally:
             limit.release()
             self._done[ref.id].set()
@@ -92,47 +93,30 @@ class _Feed:
         while self._scheduled <= pos:
             await self._moved.wait()
         await self._done[ref.id].wait()
-        error = self._error.get(ref.id)
-        data = self._data.get(ref.id)
+        got = self._got[ref.id]
         self._uses[ref.id] -= 1
         if not self._uses[ref.id]:
-            del self._uses[ref.id], self._done[ref.id]
-            self._data.pop(ref.id, None)
-            self._error.pop(ref.id, None)
+            del self._uses[ref.id], self._done[ref.id], self._got[ref.id]
             self.held -= ref.size
             self._poke()
-        if error is not None:
-            raise own_copy(error)
-        assert data is not None
-        return data
-
-
-class _WriterBlocks:
-    """`DecodedBlocks` for the writer thread: one hop into trio per block."""
-
-    def __init__(self, feed: _Feed) -> None:
-        self._feed = feed
-        self._last: tuple[str, Buffer] | None = None
+        if isinstance(got, Exception):
+            raise own_copy(got)
+        return got
 
     def block(self, ref: BlockRef) -> Buffer:
         # Consecutive pieces of one block (packed small files) take it once, as
         # `read_order` counts it.
         if self._last is not None and self._last[0] == ref.id:
             return self._last[1]
-        data = trio.from_thread.run(self._feed.take, ref)
+        data = trio.from_thread.run(self.take, ref)
         self._last = (ref.id, data)
         return data
 
 
 async def extract_view(
-    view: FlistView,
-    target: str | os.PathLike[str],
-    source: BlockSource,
-    *,
-    parallel: int = 8,
-    ahead_bytes: int = 64 * 1024 * 1024,
-    progress: Callable[[int, int], None] | None = None,
-    skipped: list[str] | None = None,
+    view: FlistView, target: str | os.PathLike[str], source: BlockSource, *,
+    parallel: int = 8, ahead_bytes: int = 64 * 1024 * 1024,
+    progress: Callable[[int, int], None] | None = None, skipped: list[str] | None = None,
     report: PipelineReport | None = None,
 ) -> int:
     """Write the whole image into `target` (absent or empty) from `source`; bytes written."""
@@ -141,8 +125,7 @@ async def extract_view(
         report.blocks = len(feed.order)
 
     def work() -> int:
-        return extract_blocks(view, _WriterBlocks(feed), target, progress=progress,
-                              skipped=skipped)
+        return extract_blocks(view, feed, target, progress=progress, skipped=skipped)
 
     try:
         async with trio.open_nursery() as nursery:
