@@ -86,7 +86,7 @@ class Bringup:
         self._controls: dict[str, dhcp_io.NicControl] = {}
         self._first_lease = trio.Event()
         self._settled = False
-        self._links: Links | None = None
+        self._links: Links  # from run()
 
     async def run(self, *, task_status: trio.TaskStatus[Network] = trio.TASK_STATUS_IGNORED
                   ) -> None:
@@ -204,7 +204,6 @@ class Bringup:
 
     def _configure(self, nic: Nic, lease: Lease, old: Lease | None) -> None:
         """Address, option 121 routes and the backup default route (`old`: a renewal's)."""
-        assert self._links is not None
         links, metric = self._links, BACKUP_METRIC_BASE + nic.index
         links.add_address(nic, lease.address, lease.prefixlen)
         if old is not None and old.prefixlen != lease.prefixlen:
@@ -224,7 +223,6 @@ class Bringup:
 
     def _configure_chosen(self, nic: Nic, lease: Lease, old: Lease | None) -> None:
         """The metric-0 default route and resolv.conf of the chosen NIC."""
-        assert self._links is not None
         if lease.routers:
             self._links.set_route(nic, DEFAULT_ROUTE, lease.routers[0], CHOSEN_METRIC)
         elif old is not None and old.routers:
@@ -236,14 +234,12 @@ class Bringup:
 
     def _unconfigure(self, nic: Nic, lease: Lease, chosen: bool) -> None:
         """Undo `_configure` (and `_configure_chosen`) step by step; never raises."""
-        assert self._links is not None
         links, metric = self._links, BACKUP_METRIC_BASE + nic.index
-        steps = [functools.partial(links.del_route, nic, DEFAULT_ROUTE, m)
-                 for m in ((CHOSEN_METRIC, metric) if chosen else (metric,))]
+        metrics = (CHOSEN_METRIC, metric) if chosen else (metric,)
+        steps = [functools.partial(links.del_route, nic, DEFAULT_ROUTE, m) for m in metrics]
         steps += [functools.partial(links.del_route, nic, r.destination, metric)
                   for r in lease.routes]
-        steps.append(functools.partial(links.del_address, nic, lease.address,
-                                       lease.prefixlen))
+        steps.append(functools.partial(links.del_address, nic, lease.address, lease.prefixlen))
         for step in steps:
             try:
                 step()
@@ -271,7 +267,6 @@ class Bringup:
             nic = self._nics[choice.name]
             lease = self.network.leases[nic.name]
             if old is not None and old != nic:
-                assert self._links is not None
                 try:
                     self._links.del_route(old, DEFAULT_ROUTE, CHOSEN_METRIC)
                 except NetSystemError as exc:
@@ -294,7 +289,6 @@ class Bringup:
 
     async def _decided(self) -> bool:
         """No other lease can change the choice (`zosnode.net.choose.decided`)."""
-        assert self._links is not None
         carrier: set[str] = set()
         for name, nic in self._nics.items():
             try:
@@ -326,7 +320,6 @@ class Bringup:
                          f"(table {firewall.table})")
 
     async def _watch_ipv6(self, nics: list[Nic]) -> None:
-        assert self._links is not None
         known: dict[str, set[str]] = {n.name: set() for n in nics}
         while True:
             for nic in nics:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
 import subprocess
@@ -13,7 +12,7 @@ from typing import Protocol
 
 import trio
 
-from zosnode.agent import spare
+from zosnode.agent import pid1, spare
 from zosnode.agent.boot.errors import ReleaseFailed
 from zosnode.cache.store import BlockCache
 from zosnode.fetch.fetcher import Fetcher
@@ -22,7 +21,7 @@ from zosnode.fetch.source import BlockSource
 from zosnode.flist.view import FlistView
 from zosnode.mount import protocol
 from zosnode.mount.errors import ProtocolRefused, ProtocolUsageError
-from zosnode.mount.mountpoint import detach, libc
+from zosnode.mount.mountpoint import detach
 from zosnode.mount.protocol import COUNTS, CacheCounts, Failure, FailureKind, ReportReader
 from zosnode.trust.manifest import FlistPin
 
@@ -67,20 +66,16 @@ class ExtractMounter:
             shutil.rmtree(where, ignore_errors=True)
 
 
-_MS_RDONLY, _MS_REMOUNT, _MS_BIND = 1, 32, 4096
+MS_REMOUNT, MS_BIND = 32, 4096
 
 
 def seal_readonly(path: Path) -> bool:
     """Bind-mount `path` onto itself read-only; False when not root (nothing to seal with)."""
     if os.geteuid() != 0:
         return False
-    c = libc()
-    target = os.fsencode(path)
-    if c.mount(target, target, None, _MS_BIND, None) != 0:
-        err = ctypes.get_errno()
+    if err := pid1.mount(path, path, "", MS_BIND):
         raise OSError(err, f"bind mount of {path}: {os.strerror(err)}")
-    if c.mount(None, target, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY, None) != 0:
-        err = ctypes.get_errno()
+    if err := pid1.mount(path, path, "", MS_BIND | MS_REMOUNT | pid1.MS_RDONLY):
         detach(path)
         raise OSError(err, f"read-only remount of {path}: {os.strerror(err)}")
     return True

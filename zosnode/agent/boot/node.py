@@ -266,7 +266,6 @@ class Node:
                     self._error(f"upgrade poll failed: {type(exc).__name__}: {exc}")
 
     async def poll_once(self) -> None:
-        """One upgrade poll."""
         try:
             data = await self.hubs.manifest()
             # Unchanged: a release we could not stage (its flist or blocks were
