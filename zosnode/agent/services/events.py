@@ -29,61 +29,51 @@ SATISFIED = frozenset({State.READY, State.DONE})
 TERMINAL = frozenset({State.FAILED, State.REFUSED, State.BLOCKED, State.STOPPED})
 
 
+@dataclass(frozen=True)
+class _OfRun:
+    """About run number `run` of service `name`."""
+
+    name: str
+    run: int
 
 
 @dataclass(frozen=True)
-class Spawned:
-    name: str
-    run: int
+class Spawned(_OfRun):
     pid: int
 
 
 @dataclass(frozen=True)
-class SpawnFailed:
-    name: str
-    run: int
+class SpawnFailed(_OfRun):
     reason: str
     refused: bool  # True: the allow-list said no; terminal, never retried
 
 
 @dataclass(frozen=True)
-class Exited:
-    name: str
-    run: int
+class Exited(_OfRun):
     code: int  # negative: killed by that signal number
 
 
 @dataclass(frozen=True)
-class ProbeResult:
-    name: str
-    run: int
+class ProbeResult(_OfRun):
     ok: bool
 
 
 Event = Spawned | SpawnFailed | Exited | ProbeResult
 
 
-
-
 @dataclass(frozen=True)
-class Spawn:
-    name: str
-    run: int
+class Spawn(_OfRun):
     argv: tuple[str, ...]
     env: tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True)
-class Probe:
-    name: str
-    run: int
+class Probe(_OfRun):
     argv: tuple[str, ...]
 
 
 @dataclass(frozen=True)
-class Signal:
-    name: str
-    run: int
+class Signal(_OfRun):
     signal: str  # "SIGTERM", ... ; "SIGKILL" when the stop timeout passed
 
 

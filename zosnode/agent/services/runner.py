@@ -26,7 +26,7 @@ LineSink = Callable[[str, str], None]  # (service, line)
 ChangeSink = Callable[[events.StateChanged], None]
 
 PROBE_TIMEOUT_S = 5.0
-DRAIN_GRACE_S = 1.0  # how long output may trail a process's exit (children holding the pipe)
+DRAIN_GRACE_S = 1.0
 
 
 class _Stop:
@@ -149,29 +149,25 @@ class ServiceRunner:
         assert popen.stdout is not None
         stream = trio.lowlevel.FdStream(os.dup(popen.stdout.fileno()))
         popen.stdout.close()
-        lines = OutputLines()
         self._procs[(name, run)] = popen
         try:
             async with trio.open_nursery() as inner:
-                drained = trio.Event()
-
-                async def pump() -> None:
-                    try:
-                        while chunk := await stream.receive_some(65536):
-                            self._emit(name, lines.feed(chunk))
-                    finally:
-                        self._emit(name, lines.close())
-                        drained.set()
-
-                inner.start_soon(pump)
+                inner.start_soon(self._pump, name, stream)
                 code = await _wait_exit(popen)
-                with trio.move_on_after(DRAIN_GRACE_S):
-                    await drained.wait()
-                inner.cancel_scope.cancel()
+                # Output may trail the exit (children holding the pipe), for a while.
+                inner.cancel_scope.deadline = trio.current_time() + DRAIN_GRACE_S
         finally:
             await stream.aclose()
             self._procs.pop((name, run), None)
         await self._send.send(events.Exited(name, run, code))
+
+    async def _pump(self, name: str, stream: trio.lowlevel.FdStream) -> None:
+        lines = OutputLines()
+        try:
+            while chunk := await stream.receive_some(65536):
+                self._emit(name, lines.feed(chunk))
+        finally:
+            self._emit(name, lines.close())
 
     def _emit(self, name: str, lines: list[str]) -> None:
         for line in lines:
@@ -217,14 +213,12 @@ async def _wait_exit(popen: subprocess.Popen[bytes]) -> int:
     """Wait for the child without blocking trio: pidfd where the kernel has it."""
     try:
         fd = os.pidfd_open(popen.pid)
-    except (AttributeError, OSError):
-        fd = -1
-    if fd >= 0:
+    except (AttributeError, OSError):  # no pidfd, or the child was already reaped by a poll()
+        while popen.poll() is None:
+            await trio.sleep(0.05)
+    else:
         try:
             await trio.lowlevel.wait_readable(fd)
         finally:
             os.close(fd)
-    else:  # no pidfd, or the child was already reaped by a poll()
-        while popen.poll() is None:
-            await trio.sleep(0.05)
     return popen.wait()
