@@ -1,29 +1,21 @@
-"""DHCPv4 client state machine (RFC 2131 §4.4), sans-IO.
+"""DHCPv4 client state machine (RFC 2131 §4.4), sans-IO: events in with `now`, events out.
 
-Events in: `start`, `receive(bytes)`, `timeout`, `link_down`, `link_up`,
-`probed` (the ARP probe's answer), `decline` (the node could not use the
-lease), each with `now` (seconds on any monotonic clock). Events out:
-`Transmit` (bytes to send to a destination), `Probe` (check an address with
-ARP, then call `probed`), `Bound`, `Renewed`, `LeaseLost`, `Refused` (a reply
-for us that we did not use, with the reason), `StateChanged`. The caller
-sleeps until `deadline` or the next packet, whichever comes first.
-
-Every reply is judged as a whole by `zosnode.net.lease_check` before use: an
-unusable OFFER is ignored, an unusable ACK is declined (DHCPDECLINE, then
-discovery again after `decline_wait`, doubling up to `decline_max`), and so is
-an ACK whose address another host answers for (RFC 2131 §3.1 step 5).
+The caller sleeps until `deadline` or the next packet. Replies are judged by
+`lease_check` first: an unusable OFFER is ignored; an unusable ACK, or one
+whose address another host answers for (RFC 2131 §3.1 step 5), is declined.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import operator
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 from zosnode.net import dhcp_wire as wire
 from zosnode.net import lease_check
-from zosnode.net.dhcp_wire import Message, MsgType, Opt, Route
+from zosnode.net.dhcp_wire import Message, MsgType, Opt
 from zosnode.net.errors import NetUsageError, PacketError
 from zosnode.net.lease_check import Terms
 
@@ -49,15 +41,13 @@ class State(Enum):
 
 # States in which a REQUEST is out and an ACK or NAK is awaited.
 _REQUESTED = frozenset({State.REQUESTING, State.REBOOTING, State.RENEWING, State.REBINDING})
+_EXTENDING = (State.RENEWING, State.REBINDING)
 
 
 @dataclass(frozen=True)
 class Timing:
-    """Retransmission policy. RFC 2131 §4.1: 4 s doubling to 64 s, ±1 s random.
-
-    A node with no network is useless, so the discovery cap defaults lower
-    than 64 s: a server that comes back is found within `max_backoff` + 1 s.
-    """
+    """RFC 2131 §4.1: 4 s doubling to 64 s, ±1 s random; but a node with no
+    network is useless, so discovery is capped lower (found within cap + 1 s)."""
 
     initial: float = 4.0
     max_backoff: float = 8.0
@@ -78,26 +68,20 @@ class Timing:
             raise NetUsageError("dhcp timing: need 0 < decline_wait <= decline_max")
 
 
+# What a renewal must keep for the node to leave its configuration alone.
+_CONFIG = operator.attrgetter("address", "prefixlen", "routers", "routes", "dns", "domain",
+                              "search")
+
+
 @dataclass(frozen=True)
-class Lease:
-    address: str
-    prefixlen: int
-    server: str
-    routers: tuple[str, ...]
-    dns: tuple[str, ...]
-    domain: str | None
+class Lease(Terms):
     lease_s: int  # INFINITE for a permanent lease
     t1_s: int
     t2_s: int
-    start: float  # when the REQUEST that earned it was sent (RFC §4.4.1)
-    routes: tuple[Route, ...] = ()  # option 121 routes besides the default
-    search: tuple[str, ...] = ()
-    notes: tuple[str, ...] = ()  # what `lease_check` dropped, one line each
+    start: float = field(kw_only=True)  # when the REQUEST that earned it went out (§4.4.1)
 
     def __post_init__(self) -> None:
-        ipaddress.IPv4Address(self.address)
-        if not 0 <= self.prefixlen <= 32:
-            raise NetUsageError(f"lease: bad prefix length {self.prefixlen}")
+        super().__post_init__()
         if not 0 < self.t1_s <= self.t2_s <= self.lease_s:
             raise NetUsageError("lease: need 0 < T1 <= T2 <= lease time")
 
@@ -130,11 +114,7 @@ class Lease:
         return tuple(dict.fromkeys(((self.domain,) if self.domain else ()) + self.search))
 
     def same_terms(self, other: Lease) -> bool:
-        """Same configuration (timers aside)."""
-        return ((self.address, self.prefixlen, self.routers, self.routes, self.dns,
-                 self.domain, self.search) == (other.address, other.prefixlen, other.routers,
-                                               other.routes, other.dns, other.domain,
-                                               other.search))
+        return bool(_CONFIG(self) == _CONFIG(other))
 
 
 @dataclass(frozen=True)
@@ -161,16 +141,12 @@ class LeaseLost:
 
 @dataclass(frozen=True)
 class Probe:
-    """Check with ARP that nobody holds `address`, then call `DhcpClient.probed`."""
-
-    address: str
+    address: str  # check with ARP that nobody holds it, then call `DhcpClient.probed`
 
 
 @dataclass(frozen=True)
 class Refused:
-    """A reply meant for us that we did not use (one console line)."""
-
-    what: str  # "OFFER of 10.0.0.5 from 10.0.0.1", "reply", ...
+    what: str  # a reply meant for us that we did not use: "OFFER of 10.0.0.5 from 10.0.0.1"
     reason: str
 
     def describe(self) -> str:
@@ -188,14 +164,12 @@ Event = Transmit | Probe | Bound | Renewed | LeaseLost | Refused | StateChanged
 
 
 class DhcpClient:
-    def __init__(self, mac: bytes, rng: random.Random, timing: Timing | None = None,
-                 hostname: str | None = None) -> None:
+    def __init__(self, mac: bytes, rng: random.Random, timing: Timing | None = None) -> None:
         if len(mac) != 6:
             raise NetUsageError("dhcp: a MAC address is 6 bytes")
         self.mac = mac
         self.rng = rng
         self.timing = timing or Timing()
-        self.hostname = hostname
         self.state = State.STOPPED
         self.lease: Lease | None = None
         self.deadline: float | None = None
@@ -203,8 +177,7 @@ class DhcpClient:
         self._tries = 0
         self._began = 0.0  # start of this exchange, for `secs`
         self._sent_at = 0.0
-        self._offer: Terms | None = None
-        self._checking: Terms | None = None  # the ACK whose address is being probed
+        self._terms: Terms | None = None  # the OFFER being requested, or the ACK being probed
         self._declines = 0  # in a row, for the backoff
         self._remembered: str | None = None  # address to ask for in INIT-REBOOT
 
@@ -221,15 +194,11 @@ class DhcpClient:
     def link_down(self, now: float) -> list[Event]:
         if self.state is State.STOPPED:
             return []
-        out: list[Event] = []
         if self.lease is not None:
             self._remembered = self.lease.address
-            out.append(LeaseLost(self.lease, "link down"))
-            self.lease = None
-        self._checking = None
-        out += self._to(State.STOPPED, "link down")
-        self.deadline = None
-        return out
+        out = self._lose("link down")
+        self._terms = self.deadline = None
+        return out + self._to(State.STOPPED, "link down")
 
     def link_up(self, now: float) -> list[Event]:
         return self._begin(now, "link up") if self.state is State.STOPPED else []
@@ -237,7 +206,7 @@ class DhcpClient:
     def timeout(self, now: float) -> list[Event]:
         if self.deadline is None or now < self.deadline:
             return []
-        s = self.state
+        s, lease = self.state, self.lease
         if s in (State.INIT, State.SELECTING):
             return self._discover(now, "no offer", retry=s is State.SELECTING)
         if s in (State.REQUESTING, State.REBOOTING):
@@ -245,28 +214,17 @@ class DhcpClient:
                 self._remembered = None
                 return self._discover(now, "no answer to REQUEST")
             return self._send_request(now)
+        if lease is None:  # only BOUND, RENEWING and REBINDING are left with a deadline
+            return []
         if s is State.BOUND:
-            assert self.lease is not None
-            out = self._to(State.RENEWING, "T1 reached")
             self._declines = 0  # this lease has proven usable
-            self._new_xid(now)  # every exchange has its own transaction id
-            return out + self._send_request(now)
-        if s is State.RENEWING:
-            assert self.lease is not None
-            if now >= self.lease.rebind_at:
-                out = self._to(State.REBINDING, "T2 reached")
-                self._new_xid(now)
-                return out + self._send_request(now)
-            return self._send_request(now)
-        if s is State.REBINDING:
-            assert self.lease is not None
-            if now >= self.lease.expires_at:
-                lost = self.lease
-                self.lease = None
-                self._remembered = None
-                return [LeaseLost(lost, "lease expired")] + self._discover(now, "lease expired")
-            return self._send_request(now)
-        return []
+            return self._exchange(State.RENEWING, "T1 reached", now)
+        if s is State.RENEWING and now >= lease.rebind_at:
+            return self._exchange(State.REBINDING, "T2 reached", now)
+        if s is State.REBINDING and now >= lease.expires_at:
+            self._remembered = None
+            return self._lose("lease expired") + self._discover(now, "lease expired")
+        return self._send_request(now)
 
     def receive(self, data: bytes, now: float) -> list[Event]:
         """A datagram arrived on port 68. Anything not for us is dropped silently."""
@@ -290,26 +248,30 @@ class DhcpClient:
 
     def probed(self, conflict: str | None, now: float) -> list[Event]:
         """The ARP probe of `Probe.address` ended: None if nobody answered."""
-        if self.state is not State.CHECKING or self._checking is None:
+        terms = self._terms
+        if self.state is not State.CHECKING or terms is None:
             return []
-        terms, self._checking = self._checking, None
         if conflict is not None:
             return self._decline(terms.address, terms.server, f"address {conflict}", now)
         return self._bind(terms, now)
 
     def decline(self, reason: str, now: float) -> list[Event]:
         """The node could not use the lease it holds (the kernel refused it): give it back."""
-        if self.lease is None:
+        lease = self.lease
+        if lease is None:
             return []
-        lease, self.lease = self.lease, None
-        return [LeaseLost(lease, f"declined: {reason}")] + self._decline(
-            lease.address, lease.server, reason, now)
+        return self._lose(f"declined: {reason}") + self._decline(lease.address, lease.server,
+                                                                 reason, now)
 
     # -- transitions ----------------------------------------------------------
 
     def _to(self, new: State, reason: str) -> list[Event]:
         old, self.state = self.state, new
         return [StateChanged(old, new, reason)] if old is not new else []
+
+    def _lose(self, reason: str) -> list[Event]:
+        lost, self.lease = self.lease, None
+        return [] if lost is None else [LeaseLost(lost, reason)]
 
     def _backoff(self) -> float:
         doublings = min(max(self._tries - 1, 0), 16)
@@ -323,107 +285,97 @@ class DhcpClient:
         self._tries = 0
         self._began = now
 
+    def _exchange(self, new: State, reason: str, now: float) -> list[Event]:
+        """A new exchange (its own transaction id) whose first REQUEST goes out now."""
+        self._new_xid(now)
+        return self._to(new, reason) + self._send_request(now)
+
     def _discover(self, now: float, reason: str, retry: bool = False) -> list[Event]:
         out: list[Event] = []
         if not retry:
             self._new_xid(now)
-            self._offer = None
-            out += self._to(State.INIT, reason)
-            out += self._to(State.SELECTING, "sending DISCOVER")
-        opts: list[tuple[int, bytes]] = [(Opt.MESSAGE_TYPE, bytes((MsgType.DISCOVER,)))]
-        out.append(self._transmit(opts, now, BROADCAST))
-        return out
+            self._terms = None
+            out += self._to(State.INIT, reason) + self._to(State.SELECTING, "sending DISCOVER")
+        opts = [(Opt.MESSAGE_TYPE, bytes((MsgType.DISCOVER,)))]
+        return out + [self._transmit(opts, now, BROADCAST)]
 
     def _begin(self, now: float, reason: str) -> list[Event]:
         """INIT-REBOOT if we know an address we held, else discovery."""
         if self._remembered is None:
             return self._discover(now, reason)
-        self._new_xid(now)
-        out = self._to(State.INIT_REBOOT, f"{reason} with a previous address")
-        out += self._to(State.REBOOTING, f"asking again for {self._remembered}")
-        return out + self._send_request(now)
+        return self._to(State.INIT_REBOOT, f"{reason} with a previous address") + self._exchange(
+            State.REBOOTING, f"asking again for {self._remembered}", now)
 
     def _send_request(self, now: float) -> list[Event]:
         s = self.state
-        opts: list[tuple[int, bytes]] = [(Opt.MESSAGE_TYPE, bytes((MsgType.REQUEST,)))]
-        ciaddr = "0.0.0.0"
-        dest = BROADCAST
+        opts = [(Opt.MESSAGE_TYPE, bytes((MsgType.REQUEST,)))]
+        ciaddr, dest = "0.0.0.0", BROADCAST
         if s is State.REQUESTING:
-            assert self._offer is not None
-            opts += [(Opt.REQUESTED_IP, ipaddress.IPv4Address(self._offer.address).packed),
-                     (Opt.SERVER_ID, ipaddress.IPv4Address(self._offer.server).packed)]
+            assert self._terms is not None
+            opts += [(Opt.REQUESTED_IP, _packed(self._terms.address)),
+                     (Opt.SERVER_ID, _packed(self._terms.server))]
         elif s is State.REBOOTING:
             assert self._remembered is not None
-            opts.append((Opt.REQUESTED_IP, ipaddress.IPv4Address(self._remembered).packed))
+            opts.append((Opt.REQUESTED_IP, _packed(self._remembered)))
         else:  # RENEWING unicasts to the server, REBINDING broadcasts (§4.4.5)
             assert self.lease is not None
             ciaddr = self.lease.address
             if s is State.RENEWING:
                 dest = self.lease.server
         out: list[Event] = [self._transmit(opts, now, dest, ciaddr)]
-        if s in (State.RENEWING, State.REBINDING):
-            assert self.lease is not None
+        if self.lease is not None and s in _EXTENDING:
             # §4.4.5: wait half the time remaining, but not less than a floor,
             # and never past the next boundary (T2 or expiry).
             edge = self.lease.rebind_at if s is State.RENEWING else self.lease.expires_at
-            wait = max((edge - now) / 2, self.timing.renew_floor)
-            self.deadline = min(now + wait, edge)
+            self.deadline = min(now + max((edge - now) / 2, self.timing.renew_floor), edge)
         return out
 
-    def _transmit(self, opts: list[tuple[int, bytes]], now: float, dest: str,
+    def _transmit(self, opts: list[tuple[Opt, bytes]], now: float, dest: str,
                   ciaddr: str = "0.0.0.0") -> Transmit:
         self._tries += 1
-        if self._tries == 1 or self.state in (State.RENEWING, State.REBINDING):
+        extending = self.state in _EXTENDING
+        if self._tries == 1 or extending:
             self._sent_at = now
-        opts = opts + [(Opt.CLIENT_ID, b"\x01" + self.mac), (Opt.PARAM_LIST, PARAMS),
-                       (Opt.MAX_SIZE, (1500).to_bytes(2, "big"))]
-        if self.hostname:
-            opts.append((Opt.HOST_NAME, self.hostname.encode()[:63]))
-        secs = min(int(now - self._began), 0xFFFF)
+        if not extending:
+            self.deadline = now + self._backoff()
+        secs = min(max(int(now - self._began), 0), 0xFFFF)
         # Without an address we cannot receive unicast: ask for broadcast replies.
         flags = 0 if ciaddr != "0.0.0.0" else wire.FLAG_BROADCAST
+        opts += [(Opt.CLIENT_ID, b"\x01" + self.mac), (Opt.PARAM_LIST, PARAMS),
+                 (Opt.MAX_SIZE, (1500).to_bytes(2, "big"))]
         msg = Message(op=wire.BOOTREQUEST, xid=self._xid, chaddr=self.mac, options=tuple(opts),
-                      secs=max(secs, 0), flags=flags, ciaddr=ciaddr)
-        if self.state not in (State.RENEWING, State.REBINDING):
-            self.deadline = now + self._backoff()
+                      secs=secs, flags=flags, ciaddr=ciaddr)
         return Transmit(wire.encode(msg), dest)
 
     def _on_offer(self, msg: Message, now: float) -> list[Event]:
         verdict = lease_check.check(msg)
         if isinstance(verdict, lease_check.Unusable):
             return [Refused(_what(msg), verdict.reason)]  # §4.4.1: wait for another offer
-        terms = verdict.terms
-        self._offer = terms
+        self._terms = terms = verdict.terms
         self._tries = 0
-        out = self._to(State.REQUESTING, f"offer of {terms.address} from {terms.server}")
-        return out + self._send_request(now)
+        return self._to(State.REQUESTING, f"offer of {terms.address} from {terms.server}"
+                        ) + self._send_request(now)
 
     def _on_ack(self, msg: Message, now: float) -> list[Event]:
         server = msg.addr(Opt.SERVER_ID)
         if self.state is State.REQUESTING:
-            assert self._offer is not None
-            if server != self._offer.server:
-                return [Refused(_what(msg), f"we asked {self._offer.server}")]
+            assert self._terms is not None
+            if server != self._terms.server:
+                return [Refused(_what(msg), f"we asked {self._terms.server}")]
         verdict = lease_check.check(msg)
         if isinstance(verdict, lease_check.Unusable):
             refused: list[Event] = [Refused(_what(msg), verdict.reason)]
-            if server is None or not _unicast(server) or not _unicast(msg.yiaddr):
+            if server is None or not all(map(lease_check.unicast, (server, msg.yiaddr))):
                 return refused  # nobody to give it back to: ignore it
-            lost: list[Event] = []
-            if self.lease is not None:
-                lost.append(LeaseLost(self.lease, f"refused ACK: {verdict.reason}"))
-                self.lease = None
-            return refused + lost + self._decline(msg.yiaddr, server, verdict.reason, now)
+            return (refused + self._lose(f"refused ACK: {verdict.reason}")
+                    + self._decline(msg.yiaddr, server, verdict.reason, now))
         terms = verdict.terms
-        out: list[Event] = []
-        if self.lease is not None:
-            if terms.address == self.lease.address:
-                return self._bind(terms, now)  # a renewal: the address is ours already
-            # A server that moves us is treated as loss of the old lease.
-            out.append(LeaseLost(self.lease, "server changed our address"))
-            self.lease = None
-        # A new address: nobody else may hold it (RFC 2131 §4.4.1, RFC 5227).
-        self._checking = terms
+        if self.lease is not None and terms.address == self.lease.address:
+            return self._bind(terms, now)  # a renewal: the address is ours already
+        # A server that moves us is treated as loss of the old lease; nobody else
+        # may hold the new address (RFC 2131 §4.4.1, RFC 5227).
+        out = self._lose("server changed our address")
+        self._terms = terms
         out += self._to(State.CHECKING, f"ACK of {terms.address} from {terms.server}")
         self.deadline = None
         return out + [Probe(terms.address)]
@@ -431,15 +383,13 @@ class DhcpClient:
     def _decline(self, address: str, server: str, reason: str, now: float) -> list[Event]:
         """DHCPDECLINE, then discovery again after a wait that doubles in a row."""
         opts = ((Opt.MESSAGE_TYPE, bytes((MsgType.DECLINE,))),
-                (Opt.REQUESTED_IP, ipaddress.IPv4Address(address).packed),
-                (Opt.SERVER_ID, ipaddress.IPv4Address(server).packed),
+                (Opt.REQUESTED_IP, _packed(address)), (Opt.SERVER_ID, _packed(server)),
                 (Opt.CLIENT_ID, b"\x01" + self.mac))
         decline = Message(op=wire.BOOTREQUEST, xid=self._xid, chaddr=self.mac, options=opts)
         t = self.timing
         wait = min(t.decline_wait * float(1 << min(self._declines, 16)), t.decline_max)
         self._declines += 1
-        self._offer = self._checking = None
-        self._remembered = None
+        self._terms = self._remembered = None
         self._new_xid(now)
         out: list[Event] = [Transmit(wire.encode(decline), BROADCAST)]
         out += self._to(State.INIT, f"declined {address}: {reason}; discovering again in "
@@ -448,44 +398,33 @@ class DhcpClient:
         return out
 
     def _bind(self, terms: Terms, now: float) -> list[Event]:
-        t = self.timing
         raw = terms.lease_s
         assert raw is not None  # an ACK's terms always carry one
-        lease_s = raw if raw == INFINITE else max(raw, t.min_lease)
+        lease_s = raw if raw == INFINITE else max(raw, self.timing.min_lease)
         t1, t2 = terms.t1_s, terms.t2_s
         if lease_s == INFINITE:
             t1 = t2 = INFINITE
         elif not (t1 and t2 and 0 < t1 <= t2 <= lease_s):
             t1, t2 = lease_s // 2 or 1, max(lease_s * 7 // 8, lease_s // 2 or 1)
-        lease = Lease(
-            address=terms.address, prefixlen=terms.prefixlen, server=terms.server,
-            routers=terms.routers, dns=terms.dns, domain=terms.domain, lease_s=lease_s,
-            t1_s=t1, t2_s=t2, start=self._sent_at, routes=terms.routes, search=terms.search,
-            notes=terms.notes,
-        )
         renewed = self.lease is not None  # only RENEWING/REBINDING hold one here
-        self.lease = lease
+        self.lease = lease = Lease(**{**vars(terms), "lease_s": lease_s, "t1_s": t1, "t2_s": t2},
+                                   start=self._sent_at)
         self._remembered = lease.address
         out = self._to(State.BOUND, f"ACK from {terms.server}")
-        self.deadline = None if lease.infinite else lease.renew_at
-        if self.deadline is not None and self.deadline <= now:
-            self.deadline = now  # a reply so late that T1 already passed
-        out.append(Renewed(lease) if renewed else Bound(lease))
-        return out
+        # A reply so late that T1 already passed renews at once.
+        self.deadline = None if lease.infinite else max(lease.renew_at, now)
+        return out + [Renewed(lease) if renewed else Bound(lease)]
 
     def _on_nak(self, msg: Message, now: float) -> list[Event]:
         expected = None
-        if self.state is State.REQUESTING and self._offer is not None:
-            expected = self._offer.server
+        if self.state is State.REQUESTING and self._terms is not None:
+            expected = self._terms.server
         elif self.lease is not None:
             expected = self.lease.server
         server = msg.addr(Opt.SERVER_ID)
         if expected is not None and server not in (None, expected):
             return [Refused(f"NAK from {server}", f"we asked {expected}")]
-        out: list[Event] = []
-        if self.lease is not None:
-            out.append(LeaseLost(self.lease, "NAK"))
-            self.lease = None
+        out = self._lose("NAK")
         self._remembered = None
         self._new_xid(now)
         out += self._to(State.INIT, "NAK")
@@ -501,6 +440,6 @@ def _what(msg: Message) -> str:
     return f"{kind.name if kind else 'reply'}{of}{' from ' + server if server else ''}"
 
 
-def _unicast(addr: str) -> bool:
-    a = ipaddress.IPv4Address(addr)
-    return not (a.is_unspecified or a.is_multicast or a.is_reserved or a.is_loopback)
+def _packed(addr: str) -> bytes:
+    return ipaddress.IPv4Address(addr).packed
+

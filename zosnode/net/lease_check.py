@@ -1,16 +1,16 @@
 """Is an OFFER or ACK usable as a whole? A pure verdict, with the reason.
 
-The DHCP server is not trusted: anyone on the segment can answer. A reply
-the kernel would refuse (a router it cannot reach) or that would hurt the
-node or its neighbours (the server's own address, the subnet's broadcast
-address, a resolv.conf line of 1,200 bytes) is refused here, before any of
-it reaches netlink. The rules are listed in docs/network-bringup.md.
+Anyone on the segment can answer DHCP: a reply the kernel would refuse or that
+would hurt the node or its neighbours is refused here, before any of it
+reaches netlink (the rules: docs/network-bringup.md).
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from zosnode.net import dhcp_wire as wire
 from zosnode.net.dhcp_wire import Message, MsgType, Opt, Route
@@ -23,11 +23,11 @@ MAX_SEARCH = 6  # nor more than 6 search domains (before glibc 2.26)
 MAX_ROUTES = 64  # option 121 fits ~130 in a packet; more than this is no real network
 MAX_NAME = 253  # RFC 1035: text form of a name, no trailing dot
 MAX_LABEL = 63
-LIMITED_BROADCAST = IPv4("255.255.255.255")
+LIMITED_BROADCAST = IPv4("255.255.255.255")  # `is_reserved` (240/4) covers it elsewhere
 THIS_NETWORK = ipaddress.IPv4Network("0.0.0.0/8")
-LINK_LOCAL = ipaddress.IPv4Network("169.254.0.0/16")
 # Destinations no DHCP route may claim: loopback, and multicast with class E.
 NOT_ROUTABLE = (ipaddress.IPv4Network("127.0.0.0/8"), ipaddress.IPv4Network("224.0.0.0/3"))
+T = TypeVar("T")
 
 
 class Refusal(Exception):
@@ -36,20 +36,20 @@ class Refusal(Exception):
 
 @dataclass(frozen=True)
 class Terms:
-    """What a usable reply gives us; `lease_s` is None in an OFFER without one."""
+    """What a usable reply gives us; the timers are None in an OFFER without them."""
 
     address: str
     prefixlen: int
     server: str
     routers: tuple[str, ...]  # default gateways, first one used
-    routes: tuple[Route, ...]  # option 121 routes other than the default
     dns: tuple[str, ...]
     domain: str | None
-    search: tuple[str, ...]
     lease_s: int | None
     t1_s: int | None
     t2_s: int | None
-    notes: tuple[str, ...]  # what was dropped, one line each
+    routes: tuple[Route, ...] = ()  # option 121 routes other than the default
+    search: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # what was dropped, one line each
 
     def __post_init__(self) -> None:
         IPv4(self.address)
@@ -83,8 +83,7 @@ def _terms(msg: Message) -> Terms:
     if kind not in (MsgType.OFFER, MsgType.ACK):
         raise Refusal(f"not an OFFER or ACK ({kind.name if kind else 'no message type'})")
     addr = IPv4(msg.yiaddr)
-    if (addr.is_unspecified or addr in THIS_NETWORK or addr.is_loopback or addr.is_multicast
-            or addr.is_reserved or addr == LIMITED_BROADCAST or addr in LINK_LOCAL):
+    if not unicast(addr) or addr in THIS_NETWORK or addr.is_link_local:
         raise Refusal(f"address {addr} is not a host address")
     server = _one_addr(msg, Opt.SERVER_ID, "server identifier")
     if server is None:
@@ -111,16 +110,39 @@ def _terms(msg: Message) -> Terms:
             raise Refusal(f"address {addr} is the broadcast address of {subnet}")
     routers, routes = _routing(msg, addr, subnet)
     notes: list[str] = []
-    dns = _dns(msg, notes)
-    domain = _domain(msg)
-    search = _search(msg, notes)
+    given = _addr_list(msg, Opt.DNS, "DNS server")
+    dns = _kept(given, [a for a in given if not (a in THIS_NETWORK or a.is_multicast
+                                                 or a.is_reserved)],
+                MAX_DNS, notes, "dns", "servers", "unusable")
+    raw = msg.get(Opt.DOMAIN_NAME)  # some servers NUL-terminate it
+    domain = None if raw is None else _name_ok(raw.rstrip(b"\x00").decode("latin-1"),
+                                                "domain name")
+    names = _search(msg)
+    search = _kept(names, [n for n in names if n], MAX_SEARCH, notes, "search", "domains",
+                   "empty")
     lease_s = _u32(msg, Opt.LEASE_TIME, "lease time")
     if kind is MsgType.ACK and lease_s is None:
         raise Refusal("ACK without a lease time")
     return Terms(address=str(addr), prefixlen=prefix, server=str(server), routers=routers,
-                 routes=routes, dns=dns, domain=domain, search=search, lease_s=lease_s,
+                 dns=tuple(map(str, dns)), domain=domain or None, lease_s=lease_s,
                  t1_s=_u32(msg, Opt.RENEWAL_T1, "T1"), t2_s=_u32(msg, Opt.REBINDING_T2, "T2"),
-                 notes=tuple(notes))
+                 routes=routes, search=search, notes=tuple(notes))
+
+
+def unicast(addr: IPv4 | str) -> bool:
+    """An address one host may hold and answer for."""
+    a = IPv4(addr)
+    return not (a.is_unspecified or a.is_multicast or a.is_reserved or a.is_loopback)
+
+
+def _kept(given: Sequence[T], usable: list[T], limit: int, notes: list[str], what: str,
+          noun: str, why: str) -> tuple[T, ...]:
+    """`usable` without repeats, at most `limit`; a note when anything was dropped."""
+    kept = tuple(dict.fromkeys(usable))[:limit]
+    if len(kept) < len(given):
+        notes.append(f"{what}: kept {len(kept)} of {len(given)} {noun} ({len(given) - len(kept)}"
+                     f" dropped: {why}, repeated or over {limit})")
+    return kept
 
 
 def _one_addr(msg: Message, code: int, what: str) -> IPv4 | None:
@@ -154,7 +176,7 @@ def _routing(msg: Message, addr: IPv4, subnet: ipaddress.IPv4Network
         routers = _addr_list(msg, Opt.ROUTER, "router")
         for r in routers:
             _gateway_ok(r, addr, subnet, (), "router")
-        return tuple(str(r) for r in routers), ()
+        return tuple(map(str, routers)), ()
     try:
         routes = wire.classless_routes(raw)
     except PacketError as exc:
@@ -185,58 +207,29 @@ def _gateway_ok(gw: IPv4, addr: IPv4, subnet: ipaddress.IPv4Network,
                 on_link: tuple[ipaddress.IPv4Network, ...], what: str) -> None:
     if gw == addr:
         raise Refusal(f"{what} {gw} is the offered address itself")
-    if (gw.is_unspecified or gw.is_multicast or gw.is_loopback or gw == LIMITED_BROADCAST
-            or gw.is_reserved):
+    if not unicast(gw):
         raise Refusal(f"{what} {gw} is not a unicast address")
     if gw in subnet:
         if subnet.prefixlen <= 30 and gw in (subnet.network_address, subnet.broadcast_address):
             raise Refusal(f"{what} {gw} is the network or broadcast address of {subnet}")
-        return
-    if not any(gw in net for net in on_link):
+    elif not any(gw in net for net in on_link):
         raise Refusal(f"{what} {gw} is outside {subnet} and no classless static route "
                       "reaches it")
 
 
-def _dns(msg: Message, notes: list[str]) -> tuple[str, ...]:
-    given = _addr_list(msg, Opt.DNS, "DNS server")
-    usable = [a for a in given if not (a.is_unspecified or a.is_multicast or a.is_reserved
-                                       or a == LIMITED_BROADCAST or a in THIS_NETWORK)]
-    kept = list(dict.fromkeys(usable))[:MAX_DNS]
-    if len(kept) < len(given):
-        notes.append(f"dns: kept {len(kept)} of {len(given)} servers "
-                     f"({len(given) - len(kept)} dropped: unusable, repeated or over "
-                     f"{MAX_DNS})")
-    return tuple(str(a) for a in kept)
-
-
-def _domain(msg: Message) -> str | None:
-    raw = msg.get(Opt.DOMAIN_NAME)
-    if raw is None:
-        return None
-    name = raw.rstrip(b"\x00")  # some servers NUL-terminate it
-    text = name.decode("latin-1")
-    return _name_ok(text, "domain name") or None
-
-
-def _search(msg: Message, notes: list[str]) -> tuple[str, ...]:
+def _search(msg: Message) -> list[str]:
     raw = msg.get(Opt.DOMAIN_SEARCH)
     if raw is None:
-        return ()
+        return []
     try:
-        names = wire.domain_search(raw)
+        return [_name_ok(n, "domain search name") for n in wire.domain_search(raw)]
     except PacketError as exc:
         raise Refusal(str(exc).removeprefix("dhcp: ")) from None
-    out = [_name_ok(n, "domain search name") for n in names]
-    kept = list(dict.fromkeys(n for n in out if n))[:MAX_SEARCH]
-    if len(kept) < len(names):
-        notes.append(f"search: kept {len(kept)} of {len(names)} domains "
-                     f"({len(names) - len(kept)} dropped: empty, repeated or over {MAX_SEARCH})")
-    return tuple(kept)
 
 
 def _name_ok(text: str, what: str) -> str:
     """A host name as resolv.conf may carry it: LDH labels (and `_`), RFC 1035 lengths."""
-    name = text[:-1] if text.endswith(".") else text
+    name = text.removesuffix(".")
     if len(name) > MAX_NAME:
         raise Refusal(f"{what} of {len(name)} bytes (at most {MAX_NAME})")
     if not name:
@@ -247,12 +240,7 @@ def _name_ok(text: str, what: str) -> str:
         if len(label) > MAX_LABEL:
             raise Refusal(f"{what} has a label of {len(label)} bytes (at most {MAX_LABEL})")
         if not all(c.isascii() and (c.isalnum() or c in "-_") for c in label):
-            raise Refusal(f"{what} {_shown(name)} has characters outside letters, digits, "
+            shown = repr(name[:40] + ("..." if len(name) > 40 else ""))  # safe for one line
+            raise Refusal(f"{what} {shown} has characters outside letters, digits, "
                           "'-' and '_'")
     return name
-
-
-def _shown(text: str) -> str:
-    """A peer's text, safe for one console line."""
-    cut = text[:40]
-    return repr(cut + ("..." if len(text) > 40 else ""))
