@@ -1,13 +1,10 @@
 """TPM 2.0 commands (TCG TPM 2.0 Library, Part 3) as bytes: a strict codec, no I/O.
 
 Only what the node identity needs: CreatePrimary of one fixed keyedHash HMAC
-template under the owner hierarchy, HMAC with it, FlushContext, and
-GetCapability for the manufacturer. Authorisation is one password session
-with the empty password (TPM_RS_PW), the owner hierarchy's default. Each
-`parse_*` takes one whole response: a response code becomes
-`TpmResponseError` with its TCG name, any byte out of place (wrong size,
-unknown tag, a non-empty password-session HMAC, trailing data) becomes
-`TpmFormatError`, and a command we cannot encode is `TpmUsageError`.
+template under the owner hierarchy (empty password session, TPM_RS_PW), HMAC,
+FlushContext, GetCapability for the manufacturer. A response code becomes
+`TpmResponseError` with its TCG name; any byte out of place (size, tag, a
+password-session HMAC, trailing data), `TpmFormatError`.
 """
 
 from __future__ import annotations
@@ -122,17 +119,11 @@ class _Reader:
         self.pos += n
         return self.data[self.pos - n:self.pos]
 
-    def u8(self) -> int:
-        return self.take(1)[0]
-
-    def u16(self) -> int:
-        return int.from_bytes(self.take(2), "big")
-
-    def u32(self) -> int:
-        return int.from_bytes(self.take(4), "big")
+    def uint(self, size: int) -> int:
+        return int.from_bytes(self.take(size), "big")
 
     def b(self) -> bytes:
-        return self.take(self.u16())
+        return self.take(self.uint(2))
 
     def end(self) -> None:
         if self.pos != len(self.data):
@@ -145,7 +136,7 @@ def _response(what: str, data: bytes, handles: int, auth: bool) -> tuple[list[in
     if len(data) > MAX_RESPONSE:
         raise TpmFormatError(f"{what} response of {len(data)} bytes is larger than any TPM's")
     r = _Reader(data, what)
-    tag, size, rc = r.u16(), r.u32(), r.u32()
+    tag, size, rc = r.uint(2), r.uint(4), r.uint(4)
     if size != len(data):
         raise TpmFormatError(f"{what} response says {size} bytes but holds {len(data)}")
     if tag not in (ST_NO_SESSIONS, ST_SESSIONS):
@@ -155,19 +146,16 @@ def _response(what: str, data: bytes, handles: int, auth: bool) -> tuple[list[in
         raise TpmResponseError(what, rc, rc_name(rc))
     if tag != (ST_SESSIONS if auth else ST_NO_SESSIONS):
         raise TpmFormatError(f"{what} response tag 0x{tag:04x} does not match the command's")
-    found = [r.u32() for _ in range(handles)]
+    found = [r.uint(4) for _ in range(handles)]
     if not auth:
         return found, r
-    params = _Reader(r.take(r.u32()), what)
+    params = _Reader(r.take(r.uint(4)), what)
     # The password session's answer: empty nonce, attributes, empty HMAC.
-    nonce, _, mac = r.b(), r.u8(), r.b()
+    nonce, _, mac = r.b(), r.uint(1), r.b()
     if nonce or mac:
         raise TpmFormatError(f"{what} response has a password session with a nonce or HMAC")
     r.end()
     return found, params
-
-
-# -- the commands ------------------------------------------------------------------------
 
 
 def create_primary_hmac() -> bytes:
@@ -187,9 +175,8 @@ class Primary:
 
 def parse_create_primary(data: bytes) -> Primary:
     (handle,), r = _response("CreatePrimary", data, handles=1, auth=True)
-    r.b()  # outPublic
-    r.b()  # creationData
-    r.b()  # creationHash
+    for _ in range(3):  # outPublic, creationData, creationHash
+        r.b()
     r.take(6)  # creationTicket: tag, hierarchy
     r.b()  # creationTicket digest
     name = r.b()
@@ -232,12 +219,12 @@ def get_manufacturer() -> bytes:
 def parse_manufacturer(data: bytes) -> str:
     """'IBM SW TPM': the manufacturer id and the vendor string, runs of blanks made one."""
     _, r = _response("GetCapability", data, handles=0, auth=False)
-    r.u8()  # moreData: we asked for all we want
-    if r.u32() != CAP_TPM_PROPERTIES:
+    r.uint(1)  # moreData: we asked for all we want
+    if r.uint(4) != CAP_TPM_PROPERTIES:
         raise TpmFormatError("GetCapability answered about another capability")
     props: dict[int, bytes] = {}
-    for _ in range(r.u32()):
-        prop = r.u32()
+    for _ in range(r.uint(4)):
+        prop = r.uint(4)
         props[prop] = r.take(4)
     r.end()
     if PT_MANUFACTURER not in props:

@@ -1,10 +1,7 @@
-"""The thin shell around `codec`: send a command to a TPM and read its response
-within a deadline, and derive a secret from the node's TPM.
-
-`Device` is the kernel's resource-managed `/dev/tpmrm0` (the kernel flushes
-whatever we leave loaded when the file closes); tests and the benchmark use
-swtpm's socket instead (`tests/tpm/swtpm.py`). Both carry raw TPM 2.0
-command and response bytes.
+"""The thin shell around `codec`: a command to a TPM and its response within a
+deadline, and the secret the node derives from its TPM. `Device` is the kernel's
+resource-managed `/dev/tpmrm0` (closing it flushes whatever we left loaded); tests
+use swtpm's socket (`tests/tpm/swtpm.py`).
 """
 
 from __future__ import annotations
@@ -75,10 +72,8 @@ def call(tpm: Transport, command: bytes, parse: Callable[[bytes], T],
 
 
 def derive(tpm: Transport, label: bytes) -> bytes:
-    """HMAC-SHA256(the identity primary key, label): computed inside the TPM, stored nowhere.
-
-    The key exists in the TPM only while this runs: created from the owner
-    seed and the fixed template, used once, flushed."""
+    """HMAC-SHA256(the identity primary key, label), inside the TPM: the key exists only
+    while this runs, made from the owner seed and the fixed template, then flushed."""
     primary = call(tpm, codec.create_primary_hmac(), codec.parse_create_primary)
     try:
         digest = call(tpm, codec.hmac(primary.handle, label), codec.parse_hmac)
