@@ -1,12 +1,8 @@
 """Everything before the node talks to a hub: firewall, NICs, DHCP, the choice.
 
-The firewall is applied before any NIC comes up, so the node never accepts inbound traffic.
-Every Ethernet NIC runs DHCP; after the first lease the others get `settle_s` to answer (no
-wait once every NIC with carrier holds a lease, or the tie-winner's lease reaches a hub), then
-`zosnode.net.choose` picks the NIC of the metric-0 default route and of resolv.conf. Other
-leased NICs keep a default route of a higher metric (the hub probe runs through each NIC).
-Nothing a DHCP server sends can stop the node: a lease the kernel refuses is removed again
-and declined (`zosnode.net.lease_check` refuses most before they get here).
+docs/network-bringup.md. The firewall is applied before any NIC comes up, so the node never
+accepts inbound traffic. Nothing a DHCP server sends can stop the node: a lease the kernel
+refuses is removed again and declined.
 """
 
 from __future__ import annotations

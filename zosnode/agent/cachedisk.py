@@ -1,13 +1,8 @@
 """The local disk as an untrusted block cache, used only when asked and only if labelled.
 
-`zos.cache=auto` takes the first ext4 filesystem labelled `ZOSCACHE` (by device name),
-`zos.cache=LABEL=x` / `UUID=u` a named one; the superblocks are read here (no blkid), and a
-filesystem without that label is never mounted, never written. `zos.cache.format=/dev/X` runs
-mke2fs on X only if its first and last MiB are all zero (no partition table, no signature).
-Nothing on the disk is trusted (the node key kept there is no secret anyone's trust rests on,
-docs/node-run.md): a cached block is checked against its id once per boot before
-its first use (`FirstUse`). Anything wrong with the disk leaves the node on its RAM cache with
-one console line and a heartbeat note, never a failed boot.
+docs/node-run.md, The cache disk: a filesystem without the label is never mounted, a disk not
+blank never formatted; a cached block is checked against its id once per boot before its first
+use (`FirstUse`); a disk that fails leaves the node on its RAM cache, never a failed boot.
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
 """Node configuration: the kernel command line over compiled-in defaults.
 
-Only `zos.*` keys are ours. A bad value is reported and ignored, never fatal:
-a node that cannot parse one flag should still boot with its defaults. Keys
-that try to say whom to trust (a root, a key, an anchor) are refused and
-reported: the trust root comes only from the artifact.
+A bad value is reported and ignored, never fatal (a node should still boot with its defaults);
+keys that try to say whom to trust are refused: the trust root comes only from the artifact.
 """
 
 from __future__ import annotations
@@ -27,6 +25,8 @@ _TEXT_KEYS = {
     "zos.cache": ("cache", _CACHE, "want auto, LABEL=<label> or UUID=<uuid>"),
     "zos.cache.format": ("cache_format", _DEVICE, "want a disk as /dev/<name>"),
 }
+# A word: runs of non-space, a double-quoted run (closed or not) counting as non-space.
+_TOKEN = re.compile(r'(?:[^\s"]+|"[^"]*"?)+')
 _TRUST_KEYS = ("zos.root", "zos.trust", "zos.key", "zos.keys", "zos.anchor", "zos.pubkey",
                "zos.floor")
 
@@ -64,24 +64,7 @@ class Parsed:
 
 def tokens(text: str) -> list[str]:
     """Split like the kernel's next_arg(): spaces separate, double quotes group."""
-    out: list[str] = []
-    cur: list[str] = []
-    quoted = False
-    started = False
-    for ch in text:
-        if ch == '"':
-            quoted = not quoted
-            started = True
-        elif ch.isspace() and not quoted:
-            if started:
-                out.append("".join(cur))
-            cur, started = [], False
-        else:
-            cur.append(ch)
-            started = True
-    if started:
-        out.append("".join(cur))
-    return out
+    return [t.replace('"', "") for t in _TOKEN.findall(text)]
 
 
 def _hub_problem(url: str) -> str | None:

@@ -1,8 +1,7 @@
-"""The console status view: pure rendering plus a trio task that redraws on change.
+"""The console status view (the only place a farmer looks): pure rendering plus a redraw task.
 
-The node has no shell and no login: the console is the only place a farmer looks. It is
-redrawn at most every `min_interval_s` (a crash loop cannot flood it; an age alone changing is
-no reason to redraw). Times are the agent's monotonic clock (trio's), in seconds.
+Redrawn on change, at most every `min_interval_s` (a crash loop cannot flood it). Times are
+trio's clock, in seconds.
 """
 
 from __future__ import annotations

@@ -1,10 +1,7 @@
 """The node's ed25519 identity: its node id is the hex public key (docs/identity.md).
 
-The seed comes from the first source that works (`NodeIdentity.source`): `tpm`, a TPM 2.0
-derives it as HMAC(a primary key from its owner seed, a fixed label), so a machine keeps its
-id and the seed is written nowhere; `disk`, the cache disk's `node.key` (32 bytes, mode 0600,
-written whole or not at all), untrusted: a file that is not exactly a seed is replaced by a
-new identity; `ram`, a new id at every boot. `detail` says how.
+The seed comes from the first source that works: the TPM (derived, written nowhere), the cache
+disk's `node.key` (untrusted: anything but exactly a seed is replaced), or RAM.
 """
 
 from __future__ import annotations

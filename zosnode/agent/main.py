@@ -1,8 +1,7 @@
 """`zosnode node run`: the node agent (runs as /init), entered by `zosnode.entry`.
 
-PID 1 duties, the kernel command line, the network (`bringup`), then the boot stage
-(`zosnode.agent.boot.after_network`), which never returns. Outside PID 1 it must run in a network
-namespace of its own and may stop after the bring-up (tests, benchmarks).
+PID 1 duties, the command line, the network (`bringup`), then the boot stage, which never
+returns (docs/network-bringup.md). Outside PID 1 it must run in its own network namespace.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """PID 1 duties: pseudo filesystems, modules, entropy, hostname, reaping, signals, reboot.
 
-Outside PID 1 (a test in a network namespace) `run_node` runs the same agent and turns a signal
-or a fatal error into an exit status. As PID 1 it never returns: a fatal error is shown on the
-console and the machine reboots after a delay, because an init that exits panics the kernel.
+As PID 1 `run_node` never returns: a fatal error is shown and the machine reboots after a delay
+(an init that exits panics the kernel); outside PID 1 it becomes an exit status.
 """
 
 from __future__ import annotations

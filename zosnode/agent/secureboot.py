@@ -1,8 +1,7 @@
 """Did the firmware verify what it booted? Secure Boot state from the EFI variables.
 
-"on": UEFI enforcing Secure Boot, so the firmware checked the signed kernel image
-(docs/boot-trust.md); "off": UEFI without it; "bios": no EFI, nothing checked the kernel;
-"unknown": the variable could not be read. Only "on" means the boot chain was verified.
+"on", "off", "bios" or "unknown" (docs/boot-trust.md): only "on" means the boot chain was
+verified.
 """
 
 from __future__ import annotations

@@ -1,11 +1,7 @@
-"""Per-farm settings beside a signed kernel image: farm, channel, hubs.
+"""Per-farm settings beside a signed kernel image, `zosnode.cred` (docs/boot-trust.md).
 
-Under Secure Boot the systemd stub ignores any command line but the signed image's own, the
-same for every farm. It packs `*.cred` files from `<image>.extra.d/` into
-`/.extra/credentials/` and from `loader/credentials/` into `/.extra/global_credentials/`
-(where the boot media put `zosnode.cred`). The file holds command-line words, parsed by the
-command line's parser (same validation, trust keys refused); unsigned, so only per-farm keys
-are taken, and the command line wins where both set one.
+Command-line words, parsed by the command line's parser (same validation, trust keys refused);
+unsigned, so only per-farm keys are taken, and the command line wins where both set one.
 """
 
 from __future__ import annotations

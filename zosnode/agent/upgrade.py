@@ -1,15 +1,8 @@
 """When to upgrade, and whether to keep the new release: a sans-IO policy.
 
-`offer` a verified manifest: `Ignore` it (same, older, failed here before, outside the rollout,
-paused) or `Stage` it beside the running release, then report `staged_ready()` (`Switch`),
-`staged_failed()` (`Rollback`: never staged again) or `abandon()` (it never ran: no verdict).
-
-A node takes a release when `rollout_slot(node_id, channel, version)` is below the manifest's
-`rollout_ppm`; the version is in the hash so that each release's first wave differs. Steering
-a rollout re-issues the release as a newer manifest with, in its signed metadata,
-`"zos.rollout": {"of": V, "paused": bool}`: the slot is drawn for V, so raising the fraction
-only adds nodes, and a node running V ignores the re-issue as the release it runs. Being
-signed, a pause cannot be forged by a mirror (nor dropped: that is an older manifest).
+`offer` a verified manifest: `Ignore` it, or `Stage` it beside the running release, then report
+`staged_ready()`, `staged_failed()` (never staged again) or `abandon()` (it never ran: no
+verdict). Rollouts and their signed steering (`zos.rollout`): docs/hub-api.md.
 """
 
 from __future__ import annotations
