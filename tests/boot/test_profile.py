@@ -43,6 +43,33 @@ def test_select_keeps_loaded_modules_as_the_importer_finds_them_and_all_data() -
         "_native/fuse/_fuse.cpython-311-x86_64-linux-gnu.so"])
 
 
+def test_metadata_goes_with_its_distribution_and_without_record() -> None:
+    records = {
+        "_native/fuse-3.5.dist-info/RECORD": b"fuse/__init__.py,sha256=x,1\n"
+                                              b"fuse-3.5.dist-info/METADATA,,\n",
+        "_native/cdc-0.3.dist-info/RECORD": b"cdc/fast.so,sha256=y,2\n",
+        "_native/cffi-2.1.dist-info/RECORD": b"_cffi_backend.cpython-311-x86_64-linux-gnu.so,,\n"
+                                              b"cffi/api.py,,\n",
+    }
+    dists = profile.distributions(_zipapp(records))
+    assert dists == {"_native/fuse-3.5.dist-info": {"fuse"}, "_native/cdc-0.3.dist-info": {"cdc"},
+                     "_native/cffi-2.1.dist-info": {"_cffi_backend", "cffi"}}
+    names = [*NAMES, *records, "_native/fuse-3.5.dist-info/METADATA",
+             "_native/fuse-3.5.dist-info/licenses/LICENSE", "_native/cdc-0.3.dist-info/METADATA",
+             "_native/cffi-2.1.dist-info/METADATA", "_native/_cffi_backend.cpython-311.so"]
+    loaded = ["_native/fuse/__init__.py", "_native/_cffi_backend.cpython-311.so"]
+    held = set(profile.select(names, loaded, dists))
+    # pyfuse3 reads its version from METADATA at import: a held distribution's
+    # metadata and license stay, its RECORD (stale: the natives are stripped) goes.
+    assert {"_native/fuse-3.5.dist-info/METADATA", "_native/fuse-3.5.dist-info/licenses/LICENSE",
+            "_native/cffi-2.1.dist-info/METADATA"} <= held
+    assert not {n for n in held if n.endswith("/RECORD")}
+    # A distribution with no module on the node has no metadata there.
+    assert not {n for n in held if n.startswith("_native/cdc-0.3.dist-info/")}
+    # Without the distributions, every dist-info member stays, as before.
+    assert set(records) <= set(profile.select(names, loaded))
+
+
 def test_written_profile_is_stored_and_byte_identical_and_check_catches_a_change() -> None:
     app = _zipapp({n: n.encode() * 50 for n in NAMES})
     members = ["zosnode/agent.pyc", "zosnode/_artifact.json"]

@@ -199,7 +199,7 @@ def build(inputs: Inputs) -> Result:
             members = zf.namelist()
         if profile.RECORD_NAME in members:  # else not ours (a benchmark's floor): all of it
             loaded = profile.probe(zipapp, runtime_root, PYTHON, LOADER, LIB_DIRS)
-            members = profile.select(members, loaded)
+            members = profile.select(members, loaded, profile.distributions(zipapp))
         node_init = profile.write(zipapp, members)
         natives = check_zipapp(node_init)
         report = collect(runtime_root, tree, natives,

@@ -230,9 +230,35 @@ def _pycache_of(member: str) -> str:
     return f"{head}/__pycache__/{tail[:-3]}.cpython-311.pyc"
 
 
-def select(names: Iterable[str], loaded: Iterable[str]) -> list[str]:
+def distributions(zipapp: bytes) -> dict[str, frozenset[str]]:
+    """Each dist-info directory of the artifact -> the names its files live
+    under (`_key`), from its RECORD."""
+    out: dict[str, frozenset[str]] = {}
+    with zipfile.ZipFile(io.BytesIO(zipapp)) as zf:
+        for name in zf.namelist():
+            head, _, base = name.rpartition("/")
+            if base == "RECORD" and head.endswith(".dist-info"):
+                paths = (line.split(",", 1)[0] for line in
+                         zf.read(name).decode("utf-8", "replace").splitlines())
+                prefix = NATIVE_PREFIX if name.startswith(NATIVE_PREFIX) else ""
+                out[head] = frozenset(_key(prefix + p) for p in paths
+                                      if p and ".dist-info/" not in p)
+    return out
+
+
+def _key(member: str) -> str:
+    """The top-level name a member lives under: its first directory, or a
+    top-level file's name up to its first dot (`_cffi_backend`)."""
+    rel = member.removeprefix(NATIVE_PREFIX)
+    head, sep, _ = rel.partition("/")
+    return head if sep else rel.split(".", 1)[0]
+
+
+def select(names: Iterable[str], loaded: Iterable[str],
+           dists: dict[str, frozenset[str]] | None = None) -> list[str]:
     """The members of the profile: loaded modules (as the importer finds them)
-    and the data files beside them."""
+    and the data files beside them. Given `dists` (`distributions`), a
+    dist-info goes only with a module of its distribution, and without RECORD."""
     names = set(names)
     keep: set[str] = set()
     for member in loaded:
@@ -251,6 +277,17 @@ def select(names: Iterable[str], loaded: Iterable[str]) -> list[str]:
     tops = {_top(n) for n in names if n.endswith(_MODULE_SUFFIXES)}
     keep.update(n for n in names if not n.endswith(_MODULE_SUFFIXES)
                 and (posixpath.dirname(n) in dirs or _top(n) not in tops))
+    if dists is not None:
+        # RECORD (the wheel's file list and hashes) is read only by
+        # importlib.metadata.files(), which nothing on a node calls, and the
+        # artifact's stripped natives no longer match it; a distribution none
+        # of whose modules is on the node (pycparser, pyfastcdc) has no metadata there.
+        held = {_key(n) for n in keep if n.endswith(_MODULE_SUFFIXES)}
+        for dist, under in dists.items():
+            if under & held:
+                keep.discard(dist + "/RECORD")
+            else:
+                keep = {n for n in keep if not n.startswith(dist + "/")}
     return sorted(keep & names)
 
 
