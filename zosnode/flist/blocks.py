@@ -54,6 +54,14 @@ def block_id(stored: bytes | memoryview) -> str:
     return layout.object_id(stored)
 
 
+def check_int(what: str, value: object, lo: int, hi: int) -> int:
+    # `type(...) is int`, not isinstance: a CBOR true is an int to Python, and
+    # accepting it where a number belongs would give one tree two encodings.
+    if type(value) is not int or not lo <= value < hi:
+        raise FormatError(f"{what} {value!r} is not an integer in [{lo}, {hi})")
+    return value
+
+
 def check_id(value: str) -> str:
     if not layout.is_hex_id(value):
         raise FormatError(f"{value!r} is not a 64-digit lowercase hex block id")
@@ -75,18 +83,14 @@ class BlockRef:
 
     def __post_init__(self) -> None:
         check_id(self.id)
-        if not 0 < self.size <= MAX_BLOCK_SIZE:
-            raise FormatError(f"block size {self.size} outside 1..{MAX_BLOCK_SIZE}")
-        if self.offset < 0 or self.length <= 0 or self.offset + self.length > self.size:
-            raise FormatError(
-                f"slice {self.offset}+{self.length} does not fit a {self.size}-byte block"
-            )
-        if not 0 < self.stored_size <= MAX_BLOCK_SIZE + 1024 * 1024:
-            raise FormatError(f"stored size {self.stored_size} is out of range")
+        check_int("block size", self.size, 1, MAX_BLOCK_SIZE + 1)
+        check_int("slice offset", self.offset, 0, self.size)
+        check_int("slice length", self.length, 1, self.size - self.offset + 1)
+        check_int("stored size", self.stored_size, 1, MAX_BLOCK_SIZE + 1024 * 1024 + 1)
         if not isinstance(self.compression, Compression):
             raise FormatError(f"unknown compression {self.compression!r}")
-        if self.key is not None and len(self.key) != KEY_SIZE:
-            raise FormatError(f"a block key is {KEY_SIZE} bytes, not {len(self.key)}")
+        if self.key is not None and (type(self.key) is not bytes or len(self.key) != KEY_SIZE):
+            raise FormatError(f"a block key is {KEY_SIZE} bytes")
 
 
 def _decompress(data: Buffer, compression: Compression, size: int) -> Buffer:

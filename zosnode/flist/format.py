@@ -14,7 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from zosnode import canonical, layout
-from zosnode.flist.blocks import BlockRef, Compression
+from zosnode.flist.blocks import BlockRef, Compression, check_int
 from zosnode.flist.errors import FormatError, UnsupportedVersionError
 
 MAJOR = 1
@@ -54,7 +54,7 @@ class Hole:
     length: int
 
     def __post_init__(self) -> None:
-        _check_int("hole length", self.length, 1, MAX_FILE_SIZE + 1)
+        check_int("hole length", self.length, 1, MAX_FILE_SIZE + 1)
 
 
 Extent = BlockRef | Hole
@@ -70,14 +70,6 @@ def check_name(name: bytes) -> bytes:
     if len(name) > MAX_NAME:
         raise FormatError(f"name of {len(name)} bytes is over {MAX_NAME}")
     return name
-
-
-def _check_int(what: str, value: object, lo: int, hi: int) -> int:
-    # `type(...) is int`, not isinstance: a CBOR true is an int to Python, and
-    # accepting it where a number belongs would give one tree two encodings.
-    if type(value) is not int or not lo <= value < hi:
-        raise FormatError(f"{what} {value!r} is not an integer in [{lo}, {hi})")
-    return value
 
 
 @dataclass(frozen=True)
@@ -100,19 +92,19 @@ class Entry:
     size: int = field(init=False)
 
     def __post_init__(self) -> None:
-        _check_int("entry index", self.index, 0, MAX_ENTRIES)
+        check_int("entry index", self.index, 0, MAX_ENTRIES)
         if self.index == 0:
             if self.parent is not None or self.name != b"" or self.kind is not Kind.DIR:
                 raise FormatError("entry 0 must be the root directory, with no name or parent")
         else:
-            _check_int("parent", self.parent, 0, self.index)
+            check_int("parent", self.parent, 0, self.index)
             check_name(self.name)
         if not isinstance(self.kind, Kind):
             raise FormatError(f"unknown entry type {self.kind!r}")
-        _check_int("mode", self.mode, 0, 0o10000)
-        _check_int("uid", self.uid, 0, _U32)
-        _check_int("gid", self.gid, 0, _U32)
-        _check_int("mtime", self.mtime_ns, -_I64, _I64)
+        check_int("mode", self.mode, 0, 0o10000)
+        check_int("uid", self.uid, 0, _U32)
+        check_int("gid", self.gid, 0, _U32)
+        check_int("mtime", self.mtime_ns, -_I64, _I64)
         if len(self.xattrs) > MAX_XATTRS:
             raise FormatError(f"more than {MAX_XATTRS} xattrs")
         last = b""
@@ -141,13 +133,13 @@ class Entry:
         elif self.target:
             raise FormatError("only symlinks have a target")
         if self.kind is Kind.HARDLINK:
-            _check_int("hardlink target", self.link, 0, self.index)
+            check_int("hardlink target", self.link, 0, self.index)
             if self.mode or self.uid or self.gid or self.mtime_ns or self.xattrs:
                 raise FormatError("a hardlink carries no attributes of its own")
         elif self.link is not None:
             raise FormatError("only hardlinks have a link")
         if self.kind in (Kind.CHR, Kind.BLK):
-            _check_int("rdev", self.rdev, 0, 1 << 64)
+            check_int("rdev", self.rdev, 0, 1 << 64)
         elif self.rdev:
             raise FormatError("only device nodes have an rdev")
         object.__setattr__(self, "size", size)
@@ -167,7 +159,7 @@ class Flist:
     minor: int = MINOR
 
     def __post_init__(self) -> None:
-        _check_int("minor version", self.minor, 0, 1 << 64)
+        check_int("minor version", self.minor, 0, 1 << 64)
         if not 0 < len(self.entries) <= MAX_ENTRIES:
             raise FormatError(f"entry count {len(self.entries)} outside 1..{MAX_ENTRIES}")
         depth = [0] * len(self.entries)
@@ -255,7 +247,7 @@ def _decode_doc(doc: dict[str, Any], minor: int) -> Flist:
     wire_blocks = _list("blocks", doc["blocks"])
     if len(wire_blocks) > MAX_BLOCKS:
         raise FormatError(f"more than {MAX_BLOCKS} blocks")
-    blocks: list[tuple[str, int, int, Compression, bytes | None]] = []
+    blocks: list[BlockRef] = []  # each a template: an extent's is it with its own slice
     seen_ids: set[str] = set()
     for wb in wire_blocks:
         raw, stored_size, size, comp, key = _list("block", wb, 5)
@@ -267,13 +259,7 @@ def _decode_doc(doc: dict[str, Any], minor: int) -> Flist:
         seen_ids.add(bid)
         if type(comp) is not int or comp not in Compression._value2member_map_:
             raise FormatError(f"unknown compression code {comp!r}")
-        if key is not None and not isinstance(key, bytes):
-            raise FormatError("a block key is bytes or null")
-        _check_int("stored size", stored_size, 0, 1 << 64)
-        _check_int("block size", size, 0, 1 << 64)
-        # Checked here once so each reference below only checks its slice.
-        BlockRef(bid, 0, 1, size, stored_size, Compression(comp), key)
-        blocks.append((bid, stored_size, size, Compression(comp), key))
+        blocks.append(BlockRef(bid, 0, 1, size, stored_size, Compression(comp), key))
     used = [False] * len(blocks)
     wire_entries = _list("entries", doc["entries"])
     if not 0 < len(wire_entries) <= MAX_ENTRIES:
@@ -302,12 +288,11 @@ def _decode_doc(doc: dict[str, Any], minor: int) -> Flist:
                         raise FormatError("a hole has offset 0")
                     exts.append(Hole(length))
                     continue
-                _check_int("block index", bi, 0, len(blocks))
-                _check_int("extent offset", off, 0, 1 << 64)
-                _check_int("extent length", length, 0, 1 << 64)
+                check_int("block index", bi, 0, len(blocks))
                 used[bi] = True
-                bid, ss, size, comp, key = blocks[bi]
-                exts.append(BlockRef(bid, off, length, size, ss, comp, key))
+                b = blocks[bi]
+                exts.append(BlockRef(b.id, off, length, b.size, b.stored_size, b.compression,
+                                     b.key))
             kw["extents"] = tuple(exts)
         elif k is Kind.SYMLINK:
             if not isinstance(data, bytes):
@@ -330,8 +315,8 @@ def _decode_doc(doc: dict[str, Any], minor: int) -> Flist:
         raise FormatError("the block table lists a block no file uses")
     prefetch = []
     for bi in _list("prefetch", doc["prefetch"]):
-        _check_int("prefetch index", bi, 0, len(blocks))
-        prefetch.append(blocks[bi][0])
+        check_int("prefetch index", bi, 0, len(blocks))
+        prefetch.append(blocks[bi].id)
     meta = doc["meta"]
     if not isinstance(meta, dict) or not all(isinstance(k, str) for k in meta):
         raise FormatError("meta must be a map with text keys")
@@ -341,6 +326,6 @@ def _decode_doc(doc: dict[str, Any], minor: int) -> Flist:
         raise FormatError(f"free-form metadata of {meta_size} bytes is over {MAX_META}")
     flist = Flist(tuple(entries), tuple(prefetch), meta, minor)
     # Block table order is first-use order; anything else is a second encoding.
-    if list(flist.blocks()) != [b[0] for b in blocks]:
+    if list(flist.blocks()) != [b.id for b in blocks]:
         raise FormatError("the block table is not in first-use order")
     return flist
