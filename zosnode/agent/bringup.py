@@ -66,8 +66,7 @@ class Network:
 @dataclass(frozen=True)
 class Options:
     resolv_conf: Path = Path("/etc/resolv.conf")
-    # Called once the firewall is on, the links are up and DHCP is running: from
-    # here the bring-up mostly waits, so CPU work started now fills its waits.
+    # Called when the bring-up starts to wait (firewall on, links up, DHCP running).
     on_waiting: Callable[[], None] | None = None
 
 
@@ -335,8 +334,7 @@ class Bringup:
         reported: set[tuple[str, str, int]] = set()
         me = os.getpid()
         while True:
-            # Our own DHCP client must listen on UDP 68 (the firewall admits
-            # only server replies to it); anything else is worth reporting.
+            # Our DHCP client listens on UDP 68 (only server replies get in); others are news.
             findings = [f for f in audit.scan()
                         if not (f.proto.startswith("udp") and f.port == 68 and f.pids == (me,))]
             self.network.audit_findings = findings

@@ -157,8 +157,7 @@ def format_blank(device: Path, say: Say, mkfs: str = "/sbin/mke2fs") -> bool:
         say(f"cache: not formatting {device}: no {mkfs} in this image")
         return False
     try:
-        # No mke2fs.conf in the initramfs: its built-in defaults define ext4
-        # (an empty config would not). It says why it failed on stdout.
+        # No mke2fs.conf in the initramfs: its built-in defaults define ext4; why it failed: stdout.
         done = subprocess.run([mkfs, "-q", "-t", "ext4", "-L", LABEL, "-m", "0", str(device)],
                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, check=False, timeout=300, env={})
@@ -213,8 +212,7 @@ def open_cache(spec: str | None, format_device: str | None, configured_bytes: in
     if _read(sys_block / fs.device / "ro") == "1":
         return f"{fs.device} is read-only"
     mountpoint.mkdir(parents=True, exist_ok=True)
-    # errors=remount-ro: a failing disk turns read-only (writes then fail and are
-    # counted) instead of being written on.
+    # errors=remount-ro: a failing disk turns read-only instead of being written on.
     flags = pid1.MS_NOSUID | pid1.MS_NODEV | pid1.MS_NOEXEC | pid1.MS_NOATIME
     if err := pid1.mount(dev / fs.device, mountpoint, "ext4", flags, "errors=remount-ro"):
         return f"cannot mount {dev / fs.device}: {os.strerror(err)}"

@@ -52,8 +52,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "the run directory (auto: FUSE when /dev/fuse and pyfuse3 are there)")
 
 
-# The initramfs builder lists the modules it packed here (one name a line):
-# the image that booted decides what the node loads, not the command line.
+# The modules the initramfs packed, one a line: the image decides what loads, not the cmdline.
 INITRAMFS_MODULES = Path("/etc/zosnode/modules")
 
 

@@ -234,8 +234,7 @@ class Reaper:
             task_status.started()
             while True:
                 self.reap_once(trio.current_time())
-                # Wake on SIGCHLD, and again after the grace period for zombies
-                # seen but not yet old enough.
+                # Wake on SIGCHLD, and after the grace period for zombies not yet old enough.
                 with trio.move_on_after(self.grace if self._first_seen else math.inf):
                     await signals.__anext__()
 
@@ -266,8 +265,7 @@ async def _supervise(main: Callable[[], Awaitable[None]], say: Say, pid1: bool) 
         async def watch_signals(*, task_status: trio.TaskStatus[None]) -> None:
             nonlocal action
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                # Handlers are in place before the agent runs: PID 1 ignores any
-                # signal it has no handler for.
+                # In place before the agent runs: PID 1 ignores a signal it has no handler for.
                 task_status.started()
                 async for signum in signals:
                     # SIGINT is what the kernel sends init on ctrl-alt-del.

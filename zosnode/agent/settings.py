@@ -13,8 +13,7 @@ from zosnode.agent import cmdline
 # The first that exists is read.
 SETTINGS_FILES = (Path("/.extra/credentials/zosnode.cred"),
                   Path("/.extra/global_credentials/zosnode.cred"))
-# What differs per farm and may therefore come unsigned. Everything else
-# (zos.cache.format, say) can only be set on the command line.
+# What differs per farm and so may come unsigned (zos.cache.format, say, may not).
 PER_FARM = ("zos.farm", "zos.channel", "zos.hub", "zos.net", "zos.debug")
 NONE = cmdline.Parsed(cmdline.DEFAULTS, ())
 

@@ -9,8 +9,7 @@ import os
 import subprocess
 from collections.abc import Sequence
 
-# Mount children started ahead of their request (`start`), by command:
-# the child and the read end of its report pipe.
+# Children started ahead of their request, by command: (child, its report pipe's read end).
 spares: dict[tuple[str, ...], tuple[subprocess.Popen[bytes], int]] = {}
 
 

@@ -110,8 +110,7 @@ class UpgradePolicy:
     def __init__(self, node_id: str, *, current: int | None = None) -> None:
         self.node_id = node_id
         self.current = current
-        # The release the running manifest carries (rollout_release): a
-        # re-issue of it is the same release, not an upgrade.
+        # rollout_release of the running manifest: a re-issue of it is no upgrade.
         self.current_release = current
         self._staged: Stage | None = None
         self._failed: dict[int, str] = {}  # version -> why it failed here
@@ -128,8 +127,7 @@ class UpgradePolicy:
             return Ignore(v, IgnoreWhy.OLDER)
         if v in self._failed or release in self._failed:
             return Ignore(v, IgnoreWhy.FAILED_BEFORE)
-        # The first release at boot is taken whatever the rollout: a node must
-        # run something; rollout stages upgrades.
+        # At boot any release goes, whatever the rollout: a node must run something.
         if self.current is not None and rollout_paused(manifest):
             return Ignore(v, IgnoreWhy.PAUSED)
         if self.current is not None and not in_rollout(self.node_id, manifest):

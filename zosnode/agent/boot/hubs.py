@@ -84,50 +84,36 @@ class HubClient:
         errors: list[str] = []
         order = self._order()
         before = self.requests
-        for source in order:
-            try:
-                return await self._ask(source, path, max_size, conditional, errors)
-            except _Failed:
-                continue
-        if self.requests == before:
-            # Every circuit is open: nobody else to ask. The first in order (the
-            # one whose cool-down ends first) gets its trial now; our callers pace
-            # their retries, so a hub that comes back is seen at the next one.
-            try:
-                return await self._ask(order[0], path, max_size, conditional, errors,
-                                       early=True)
-            except _Failed:
-                pass
-        raise HubsUnreachable(f"no hub served {path}: " + "; ".join(errors))
-
-    async def _ask(self, source: str, path: str, max_size: int, conditional: bool,
-                   errors: list[str], *, early: bool = False) -> bytes | None:
-        headers = {}
-        if conditional and source in self._etags:
-            headers["If-None-Match"] = self._etags[source]
         # 404 answers "no such root"; 304 "manifest unchanged".
         ok = (200, 304) if conditional else (200, 404)
-        try:
-            resp = await self.fetcher.ask(source, path, max_size=max_size, headers=headers,
-                                          ok=ok, early=early)
-        except CircuitOpen:
-            if not early:
-                errors.append(f"{source}: not asked (circuit open)")
-            raise _Failed from None
-        except HttpError as exc:
+        # Every circuit open, nobody asked: the first in order gets its trial now (callers
+        # pace their retries, so a hub that comes back is seen at the next one).
+        for source, early in [*((s, False) for s in order), (order[0], True)]:
+            if early and self.requests != before:
+                break
+            etag = self._etags.get(source) if conditional else None
+            try:
+                resp = await self.fetcher.ask(
+                    source, path, max_size=max_size, ok=ok, early=early,
+                    headers={"If-None-Match": etag} if etag else {})
+            except CircuitOpen:
+                if not early:
+                    errors.append(f"{source}: not asked (circuit open)")
+                continue
+            except HttpError as exc:
+                self.requests += 1
+                why = f"HTTP {exc.status}" if isinstance(exc, HttpStatusError) else str(exc)
+                errors.append(f"{source}: {why}")
+                continue
             self.requests += 1
-            why = f"HTTP {exc.status}" if isinstance(exc, HttpStatusError) else str(exc)
-            errors.append(f"{source}: {why}")
-            raise _Failed from None
-        self.requests += 1
-        if source in self.hubs:
-            self._good = self.hubs.index(source)
-        if resp.status in (304, 404):
-            return None
-        etag = resp.headers.get("etag")
-        if conditional and etag:
-            self._etags[source] = etag
-        return resp.body
+            if source in self.hubs:
+                self._good = self.hubs.index(source)
+            if resp.status in (304, 404):
+                return None
+            if conditional and (etag := resp.headers.get("etag")):
+                self._etags[source] = etag
+            return resp.body
+        raise HubsUnreachable(f"no hub served {path}: " + "; ".join(errors))
 
     async def manifest(self) -> bytes | None:
         """The channel's manifest; None if unchanged since the last answer."""
@@ -174,7 +160,3 @@ class HubClient:
             except HttpError as exc:
                 errors.append(str(exc))
         raise HubsUnreachable("heartbeat not accepted: " + "; ".join(errors))
-
-
-class _Failed(Exception):
-    """This source did not answer (why is in the caller's list)."""

@@ -55,8 +55,7 @@ class ExtractMounter:
                 self.say(f"flist {pin.name} {pin.id[:12]}: {len(view.flist.blocks())} blocks,"
                          f" fetched {source.fetched_blocks} ({source.fetched_bytes} bytes),"
                          " the rest from the cache")
-            # Root (every service on a node) could otherwise rewrite verified
-            # files after the check: the tree becomes a read-only bind mount.
+            # Root (every service) could rewrite verified files: seal with a read-only bind.
             sealed = seal_readonly(where)
             task_status.started()
             await trio.sleep_forever()
@@ -141,8 +140,7 @@ class FuseChildMounter:
         self.durable = durable
         self.say = say
         self.start_timeout_s = start_timeout_s
-        # The children's block cache counts: the running ones' last report, and
-        # the sum of those that ended (this boot's totals, for the heartbeat).
+        # The running children's last cache counts, and the sum of those that ended.
         self._counts: dict[int, CacheCounts] = {}
         self._ended = CacheCounts(0, 0, 0, 0, 0, 0)
 

@@ -183,8 +183,7 @@ class Node:
                     release, problem = await self._bring_up(manifest)
                     if release.runner is not None:
                         return release, problem
-                    # Nothing ran (an flist could not be fetched or mounted): not a
-                    # verdict on the release, so forget the attempt and start over.
+                    # Nothing ran (flists out of reach): no verdict on the release; start over.
                     await release.close()
                     self.policy = UpgradePolicy(self.identity.node_id)
                     why = f"release {manifest.version}: {problem}"
@@ -261,15 +260,13 @@ class Node:
                 try:
                     await self.poll_once()
                 except ZosError as exc:
-                    # A typed failure of one poll is reported, never a reason to drop
-                    # the running release (bugs, untyped, still end the agent).
+                    # Reported, never a reason to drop the release (bugs still end the agent).
                     self._error(f"upgrade poll failed: {type(exc).__name__}: {exc}")
 
     async def poll_once(self) -> None:
         try:
             data = await self.hubs.manifest()
-            # Unchanged: a release we could not stage (its flist or blocks were
-            # out of reach) is tried again.
+            # Unchanged: a release we could not stage (out of reach) is tried again.
             manifest = self._pending if data is None else await self._verified(data)
         except HubsUnreachable as exc:
             self._error(f"upgrade poll: {exc}; keeping release {self.policy.current}")
@@ -310,8 +307,7 @@ class Node:
             self.hubs.adopt(old.manifest)
         self.board.update(phase="ready")
         if new.runner is None:
-            # Nothing of it ran: the hubs failed us, not the release. Keep the
-            # current one and retry at the next poll; do not remember it as failed.
+            # Nothing of it ran: the hubs failed us, not the release; retry at the next poll.
             self.policy.abandon()
             self._pending = manifest
             self._error(f"release {manifest.version} could not be staged: {why}; keeping "
@@ -351,8 +347,7 @@ class Node:
         return tuple(found[k] for k in sorted(found))
 
     def _sent_at(self) -> int:
-        # The hub keeps only a heartbeat newer than the last: two in one second
-        # (an upgrade's right after a periodic one) must still differ.
+        # The hub keeps only a heartbeat newer than the last: two in one second must differ.
         self._last_sent = max(int(time.time()), self._last_sent + 1)
         return self._last_sent
 
