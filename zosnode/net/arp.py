@@ -1,18 +1,10 @@
-"""Address conflict detection (RFC 5227) before a leased address is used, sans-IO.
+"""Address conflict detection (RFC 5227), sans-IO: is a leased address held already
+(a stale lease, a static address, a rogue)? Probes carry sender IP 0.0.0.0, so no
+neighbour cache learns from them.
 
-A server can lease an address another host already holds (a stale lease
-file, a static address typed by hand, a rogue). Before configuring it the
-node sends a few ARP probes (sender IP 0.0.0.0, so no neighbour cache learns
-anything from them) and listens: an ARP packet whose sender IP is the
-address, or another host probing for the same address, is a conflict, and
-the lease is declined.
-
-RFC 5227 §1.1 times the probes for a host that may be a laptop on a busy
-Wi-Fi: a random wait up to PROBE_WAIT (1 s), PROBE_NUM (3) probes PROBE_MIN
-to PROBE_MAX (1-2 s) apart, then ANNOUNCE_WAIT (2 s): up to 7 s. A node on a
-wired segment hears an ARP answer within milliseconds, and a node without a
-network is useless, so `ProbeTiming` scales every interval by 1/10 (0.4 to
-0.7 s in all) while keeping the RFC's shape.
+RFC 5227 §1.1 times probes for a laptop on busy Wi-Fi (up to 7 s); a wired segment
+answers within milliseconds and a node without a network is useless, so
+`ProbeTiming` scales every interval by 1/10 (0.4 to 0.7 s in all), keeping the shape.
 """
 
 from __future__ import annotations
@@ -20,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import random
 import struct
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 from zosnode.net.errors import NetUsageError
 
@@ -72,8 +64,7 @@ class Packet:
 
 
 def encode(p: Packet) -> bytes:
-    return ARP.pack(1, 0x0800, 6, 4, p.op, p.sender_mac, p.sender_ip, p.target_mac,
-                    p.target_ip)
+    return ARP.pack(1, 0x0800, 6, 4, *astuple(p))
 
 
 def decode(data: bytes) -> Packet | None:
@@ -108,8 +99,7 @@ class ArpProbe:
         if self.sent < t.count:
             self.sent += 1
             last = self.sent == t.count
-            self.deadline = now + (t.last_wait if last else self.rng.uniform(t.gap_min,
-                                                                             t.gap_max))
+            self.deadline = now + (t.last_wait if last else self.rng.uniform(t.gap_min, t.gap_max))
             return [encode(Packet(REQUEST, self.mac, ZERO_IP, bytes(6), self._ip))]
         self.verdict = Clear(self.sent)
         self.deadline = None

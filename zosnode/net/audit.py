@@ -1,15 +1,12 @@
-"""Listening-socket audit: every socket bound to a non-loopback address.
-
-The firewall already drops inbound traffic; the audit reports any process
-that would accept it anyway, so a mistake is seen before it matters.
-`parse` is pure (the text of /proc/net/<proto>); `scan` reads the files.
+"""Every socket listening on a non-loopback address, with its pids: the firewall drops
+inbound traffic, but a process that would accept it is a mistake to see before it matters.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from zosnode.net.errors import PacketError
@@ -46,7 +43,7 @@ def _address(hexaddr: str) -> str:
 
 
 def parse(proto: str, text: str) -> list[Finding]:
-    """Sockets in one /proc/net table that listen on a non-loopback address."""
+    """Pure: sockets in one /proc/net table that listen on a non-loopback address."""
     if proto not in PROTOCOLS:
         raise ValueError(f"audit: unknown protocol {proto!r}")
     want = TCP_LISTEN if proto.startswith("tcp") else UDP_UNCONNECTED
@@ -59,16 +56,12 @@ def parse(proto: str, text: str) -> list[Finding]:
             local_hex, port_hex = fields[1].split(":")
             remote_port = int(fields[2].split(":")[1], 16)
             state = int(fields[3], 16)
-            inode = int(fields[9])
-            address = _address(local_hex)
-            port = int(port_hex, 16)
+            found = Finding(proto, _address(local_hex), int(port_hex, 16), int(fields[9]))
         except (ValueError, IndexError, PacketError):
             continue
-        if state != want or (proto.startswith("udp") and remote_port != 0):
-            continue
-        if ipaddress.ip_address(address).is_loopback:
-            continue
-        out.append(Finding(proto, address, port, inode))
+        loopback = ipaddress.ip_address(found.address).is_loopback
+        if state == want and not loopback and (proto.startswith("tcp") or remote_port == 0):
+            out.append(found)
     return out
 
 
@@ -103,5 +96,4 @@ def scan(proc: Path = Path("/proc")) -> list[Finding]:
     if not found:
         return found
     owners = _owners(proc)
-    return [Finding(f.proto, f.address, f.port, f.inode,
-                    tuple(sorted(set(owners.get(f.inode, ()))))) for f in found]
+    return [replace(f, pids=tuple(sorted(set(owners.get(f.inode, ()))))) for f in found]

@@ -1,15 +1,6 @@
-"""Which NIC carries the node's default route: a pure, deterministic rule.
-
-1. If `zos.net=` pins a NIC, only that NIC is considered.
-2. Only NICs holding a lease are candidates.
-3. A NIC from which a configured hub answered a TCP connect ranks first.
-4. Then a NIC whose lease names a gateway.
-5. Ties go to the lowest interface name (byte order), so the same wiring
-   gives the same choice on every boot.
-
-The choice waits (at most the settle window) only while another lease could
-still change it: not once every NIC with carrier holds a lease, nor once
-the NIC that wins every tie holds a lease that reaches a hub (`decided`).
+"""Which NIC carries the node's default route: a pure rule, the same choice for the same
+wiring on every boot (docs/network-bringup.md): the pinned NIC only (`zos.net=`), leased
+NICs only, then one a hub answered through, then one with a gateway, then the lowest name.
 """
 
 from __future__ import annotations
@@ -46,27 +37,27 @@ def choose(candidates: Iterable[Candidate], pinned: str | None = None) -> Choice
         why = "pinned by zos.net"
     elif best.reaches_hub:
         why = "reaches a hub"
+    elif len(leased) == 1:
+        why = "only lease"
     elif best.has_gateway:
-        why = "no NIC reaches a hub; first with a gateway" if len(leased) > 1 else "only lease"
+        why = "no NIC reaches a hub; first with a gateway"
     else:
-        why = "only lease" if len(leased) == 1 else "first leased NIC by name"
+        why = "first leased NIC by name"
     others = len(leased) - 1
     return Choice(best.name, why + (f" ({others} other lease{'s' * (others != 1)})"
                                     if others else ""))
 
 
 def preferred(carrier: Iterable[str]) -> str | None:
-    """The NIC no other can outrank once its lease reaches a hub: the lowest name
-    among those with carrier (rules 3 and 5)."""
+    """The NIC no other outranks once its lease reaches a hub: the lowest name with carrier."""
     return min(carrier, key=str.encode, default=None)
 
 
 def decided(leased: Collection[str], carrier: Collection[str],
             preferred_reaches_hub: bool) -> bool:
-    """Whether waiting for more leases could no longer change `choose`'s answer.
+    """Whether more leases could no longer change `choose`'s answer, so the settle wait ends.
 
-    `preferred_reaches_hub`: `preferred(carrier)` holds a lease from which a
-    hub answered. A NIC without carrier cannot lease, so it is not waited for
-    (one that gains carrier later is taken by the next re-choice).
+    A NIC without carrier cannot lease, so it is not waited for (one that gains
+    carrier later is taken by the next re-choice).
     """
     return set(carrier) <= set(leased) or preferred_reaches_hub

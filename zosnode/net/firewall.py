@@ -1,15 +1,11 @@
 """The node's nftables ruleset, set through netlink (pyroute2), and its drift check.
 
-Policy: inbound dropped except loopback, replies to connections the node
-opened (conntrack established/related), DHCPv4 replies (udp 67 -> 68) and
-the IPv6 neighbour-discovery messages SLAAC needs (router advertisement,
-neighbour solicitation/advertisement, only with hop limit 255 so they cannot
-come from off-link). Forwarding dropped. Outbound allowed.
-
-In nftables a drop in any base chain is final while an accept only ends its
-own chain, so another table cannot open a hole in ours; drift is therefore
-checked on our table alone. Re-applying adds a fresh table before deleting
-the old one, so the node is never unfiltered in between.
+Inbound dropped except loopback, replies to what the node opened (conntrack),
+DHCPv4 replies (udp 67 -> 68) and the neighbour discovery SLAAC needs, with hop
+limit 255 (so on-link only); forwarding dropped; outbound allowed. A drop in any
+base chain is final while an accept only ends its own chain, so no other table
+can open a hole in ours and drift is checked on ours alone. Re-applying adds a
+fresh table before deleting the old one: never unfiltered in between.
 """
 
 from __future__ import annotations
@@ -17,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from zosnode.net import netlink
@@ -26,7 +21,6 @@ from zosnode.net.errors import NetSystemError
 TABLE_PREFIX = "zosnode"
 FAMILY_INET = 1
 NF_DROP, NF_ACCEPT = 0, 1
-HOOK_INPUT, HOOK_FORWARD = "input", "forward"
 _META_IIF, _META_NFPROTO, _META_L4PROTO = 4, 15, 16
 _CT_STATE = 0
 _CT_ESTABLISHED, _CT_RELATED = 2, 4
@@ -34,64 +28,52 @@ _BASE_NETWORK, _BASE_TRANSPORT = 1, 2
 _CMP_EQ, _CMP_NEQ = 0, 1
 _LOOPBACK_IFINDEX = 1  # "lo" is ifindex 1 in every network namespace
 _ND_TYPES = (134, 135, 136)  # router advert, neighbour solicit, neighbour advert
+Expr = dict[str, Any]
 
-def _genex(name: str, **kwargs: Any) -> dict[str, Any]:
+
+def _genex(name: str, **kwargs: Any) -> Expr:
     data = [(f"NFTA_{name.upper()}_{key.upper()}", value) for key, value in kwargs.items()]
     return {"attrs": [("NFTA_EXPR_NAME", name), ("NFTA_EXPR_DATA", {"attrs": data})]}
 
 
-def _value(raw: bytes) -> dict[str, Any]:
+def _value(raw: bytes) -> Expr:
     return {"attrs": [("NFTA_DATA_VALUE", raw)]}
 
 
-def _cmp(raw: bytes, op: int = _CMP_EQ) -> dict[str, Any]:
+def _cmp(raw: bytes, op: int = _CMP_EQ) -> Expr:
     return _genex("cmp", sreg=1, op=op, data=_value(raw))
 
 
-def _meta(key: int) -> dict[str, Any]:
-    return _genex("meta", key=key, dreg=1)
+def _meta(key: int, raw: bytes) -> list[Expr]:
+    return [_genex("meta", key=key, dreg=1), _cmp(raw)]
 
 
-def _payload(base: int, offset: int, length: int) -> dict[str, Any]:
-    return _genex("payload", dreg=1, base=base, offset=offset, len=length)
+def _payload(base: int, offset: int, raw: bytes) -> list[Expr]:
+    return [_genex("payload", dreg=1, base=base, offset=offset, len=len(raw)), _cmp(raw)]
 
 
-def _verdict(code: int) -> dict[str, Any]:
-    data = {"attrs": [("NFTA_DATA_VERDICT", {"attrs": [("NFTA_VERDICT_CODE", code)]})]}
-    return _genex("immediate", dreg=0, data=data)
+_ACCEPT = _genex("immediate", dreg=0, data={"attrs": [("NFTA_DATA_VERDICT", {"attrs": [
+    ("NFTA_VERDICT_CODE", NF_ACCEPT)]})]})
 
 
-@dataclass(frozen=True)
-class Rule:
-    """One input rule: a readable label and its netlink expressions."""
-
-    label: str
-    exprs: tuple[dict[str, Any], ...]
-
-
-def input_rules() -> tuple[Rule, ...]:
-    accept = _verdict(NF_ACCEPT)
+def input_rules() -> list[list[Expr]]:
+    """The input chain's accepting rules, each a list of netlink expressions."""
+    established = (_CT_ESTABLISHED | _CT_RELATED).to_bytes(4, "little")
     rules = [
-        Rule("loopback", (_meta(_META_IIF), _cmp(_LOOPBACK_IFINDEX.to_bytes(4, "little")),
-                          accept)),
-        Rule("replies to our connections", (
-            _genex("ct", key=_CT_STATE, dreg=1),
-            _genex("bitwise", sreg=1, dreg=1, len=4,
-                   mask=_value((_CT_ESTABLISHED | _CT_RELATED).to_bytes(4, "little")),
-                   xor=_value(bytes(4))),
-            _cmp(bytes(4), _CMP_NEQ), accept)),
-        Rule("dhcpv4 replies", (
-            _meta(_META_NFPROTO), _cmp(bytes((socket.AF_INET,))),
-            _meta(_META_L4PROTO), _cmp(bytes((socket.IPPROTO_UDP,))),
-            _payload(_BASE_TRANSPORT, 0, 4), _cmp(b"\x00\x43\x00\x44"), accept)),
+        _meta(_META_IIF, _LOOPBACK_IFINDEX.to_bytes(4, "little")),
+        [_genex("ct", key=_CT_STATE, dreg=1),  # replies to our connections
+         _genex("bitwise", sreg=1, dreg=1, len=4, mask=_value(established),
+                xor=_value(bytes(4))),
+         _cmp(bytes(4), _CMP_NEQ)],
+        [*_meta(_META_NFPROTO, bytes((socket.AF_INET,))),  # DHCPv4 replies
+         *_meta(_META_L4PROTO, bytes((socket.IPPROTO_UDP,))),
+         *_payload(_BASE_TRANSPORT, 0, b"\x00\x43\x00\x44")],
     ]
-    for icmp_type in _ND_TYPES:
-        rules.append(Rule(f"icmpv6 type {icmp_type} (neighbour discovery)", (
-            _meta(_META_NFPROTO), _cmp(bytes((socket.AF_INET6,))),
-            _meta(_META_L4PROTO), _cmp(bytes((socket.IPPROTO_ICMPV6,))),
-            _payload(_BASE_NETWORK, 7, 1), _cmp(b"\xff"),  # hop limit 255: on-link only
-            _payload(_BASE_TRANSPORT, 0, 1), _cmp(bytes((icmp_type,))), accept)))
-    return tuple(rules)
+    rules += [[*_meta(_META_NFPROTO, bytes((socket.AF_INET6,))),
+               *_meta(_META_L4PROTO, bytes((socket.IPPROTO_ICMPV6,))),
+               *_payload(_BASE_NETWORK, 7, b"\xff"),  # hop limit 255: on-link only
+               *_payload(_BASE_TRANSPORT, 0, bytes((icmp_type,)))] for icmp_type in _ND_TYPES]
+    return [rule + [_ACCEPT] for rule in rules]
 
 
 class Firewall:
@@ -115,11 +97,11 @@ class Firewall:
             if new in existing:
                 self._nft.table("del", name=new)
             self._nft.table("add", name=new)
-            for hook, name in ((HOOK_INPUT, "input"), (HOOK_FORWARD, "forward")):
-                self._nft.chain("add", table=new, name=name, hook=hook, type="filter",
+            for hook in ("input", "forward"):
+                self._nft.chain("add", table=new, name=hook, hook=hook, type="filter",
                                 priority=0, policy=NF_DROP)
             for rule in input_rules():
-                self._nft.rule("add", table=new, chain="input", expressions=[list(rule.exprs)])
+                self._nft.rule("add", table=new, chain="input", expressions=[rule])
             for old in existing:
                 if old != new:
                     self._nft.table("del", name=old)

@@ -1,7 +1,5 @@
-"""Links, addresses, routes and resolv.conf through netlink (pyroute2), plus SLAAC sysctls.
-
-Calls are local kernel requests that answer in microseconds, so they run
-inline on the trio thread; nothing here waits on the network.
+"""Links, addresses, routes (netlink), SLAAC sysctls and resolv.conf. Netlink calls answer
+in microseconds, so they run inline on the trio thread: nothing here waits on the network.
 """
 
 from __future__ import annotations
@@ -36,11 +34,6 @@ class Nic:
             raise NetUsageError(f"nic {self.name}: bad MAC or index")
 
 
-def _kind(link: Any) -> str | None:
-    info = link.get_attr("IFLA_LINKINFO")
-    return None if info is None else info.get_attr("IFLA_INFO_KIND")
-
-
 @contextmanager
 def _netlink(what: str, gone: tuple[str, ...] = ()) -> Iterator[None]:
     """A pyroute2 failure as NetSystemError; one saying the object is `gone` is no failure."""
@@ -64,13 +57,11 @@ class Links:
         with _netlink("listing links"):
             links = list(self._ipr.get_links())
         for link in links:
-            if link["ifi_type"] != ARPHRD_ETHER or _kind(link) in VIRTUAL_KINDS:
-                continue
-            mac = link.get_attr("IFLA_ADDRESS")
-            if not mac:
-                continue
-            out.append(Nic(link.get_attr("IFLA_IFNAME"), link["index"],
-                           bytes.fromhex(mac.replace(":", ""))))
+            info, mac = link.get_attr("IFLA_LINKINFO"), link.get_attr("IFLA_ADDRESS")
+            kind = None if info is None else info.get_attr("IFLA_INFO_KIND")
+            if link["ifi_type"] == ARPHRD_ETHER and kind not in VIRTUAL_KINDS and mac:
+                out.append(Nic(link.get_attr("IFLA_IFNAME"), link["index"],
+                               bytes.fromhex(mac.replace(":", ""))))
         return sorted(out, key=lambda n: n.name)
 
     def set_up(self, nic: Nic) -> None:
@@ -81,10 +72,9 @@ class Links:
         with _netlink(f"reading {nic.name}"):
             (link,) = self._ipr.get_links(nic.index)
         carrier = link.get_attr("IFLA_CARRIER")
-        up = bool(link["flags"] & IFF_UP)
-        if carrier is not None:
-            return up and bool(carrier)
-        return up and bool(link["flags"] & IFF_LOWER_UP)
+        if carrier is None:  # older kernels: the lower-layer flag says the same
+            carrier = link["flags"] & IFF_LOWER_UP
+        return bool(link["flags"] & IFF_UP) and bool(carrier)
 
     def add_address(self, nic: Nic, address: str, prefixlen: int) -> None:
         with _netlink(f"adding {address}/{prefixlen} to {nic.name}"):
@@ -103,13 +93,9 @@ class Links:
     def set_route(self, nic: Nic, destination: str, gateway: str | None, metric: int) -> None:
         """A route through this NIC; without a gateway it is on-link (scope link)."""
         where = f"via {gateway}" if gateway else "on-link"
+        via: dict[str, Any] = {"gateway": gateway} if gateway else {"scope": 253}  # RT_SCOPE_LINK
         with _netlink(f"route {destination} {where} on {nic.name}"):
-            if gateway is None:
-                self._ipr.route("replace", dst=destination, oif=nic.index, priority=metric,
-                                scope=253)  # RT_SCOPE_LINK
-            else:
-                self._ipr.route("replace", dst=destination, gateway=gateway, oif=nic.index,
-                                priority=metric)
+            self._ipr.route("replace", dst=destination, oif=nic.index, priority=metric, **via)
 
     def del_route(self, nic: Nic, destination: str, metric: int) -> None:
         with _netlink(f"removing the route {destination} on {nic.name}", gone=("No such",)):
@@ -130,8 +116,8 @@ def accept_router_adverts(nic: Nic, proc_sys: Path = Path("/proc/sys")) -> bool:
 
 
 def resolv_conf_text(nameservers: tuple[str, ...], search: tuple[str, ...]) -> str:
-    """The names were judged by `lease_check`; this refuses anything unsafe once more,
-    since one stray newline would let a server add lines of its own."""
+    """`lease_check` judged the names; one stray newline would let a server add lines of its
+    own, so anything unsafe is refused once more."""
     lines = ["# written by zosnode from its DHCP lease"]
     safe = [d for d in search if d and len(d) <= 253
             and all(c.isascii() and (c.isalnum() or c in ".-_") for c in d)]

@@ -1,10 +1,8 @@
-"""A bound on console lines caused by peers: at most `burst` per `interval`.
+"""At most `burst` console lines per `interval` for what peers make us refuse (pure).
 
 Anyone on the segment can make the node refuse packets as fast as the link
-carries them; each refusal is worth a line, but a flood must not drown the
-console. Pure: the caller passes the time. Fixed windows: the first `burst`
-lines of a window are shown, the rest counted, and the count is reported in
-one summary line once the window is over (at the next line or `flush`).
+carries them: the first `burst` lines of a fixed window are shown, the rest
+counted and reported in one summary line once the window is over.
 """
 
 from __future__ import annotations
@@ -27,30 +25,22 @@ class LineLimit:
         self.burst = burst
         self.interval = interval
         self._window_end: float | None = None
-        self._shown = 0
-        self._dropped = 0
+        self._shown = self._dropped = 0
 
     def admit(self, now: float) -> Admit:
         """One line wants out at `now`."""
         suppressed = self.flush(now)
         if self._window_end is None:
             self._window_end = now + self.interval
-            self._shown = 0
-        if self._shown < self.burst:
-            self._shown += 1
-            return Admit(True, suppressed)
-        self._dropped += 1
-        return Admit(False, suppressed)
+        show = self._shown < self.burst
+        self._shown += show
+        self._dropped += not show
+        return Admit(show, suppressed)
 
     def flush(self, now: float) -> int:
         """If the window is over, close it: the count of lines it dropped (report if > 0)."""
         if self._window_end is None or now < self._window_end:
             return 0
-        dropped, self._dropped = self._dropped, 0
-        self._window_end = None
+        dropped = self._dropped
+        self._window_end, self._shown, self._dropped = None, 0, 0
         return dropped
-
-    @property
-    def pending(self) -> int:
-        """Lines dropped in the current window so far."""
-        return self._dropped

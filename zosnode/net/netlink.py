@@ -1,12 +1,9 @@
 """pyroute2's two sockets the node uses, without pyroute2's package facade.
 
-`import pyroute2` (or any `pyroute2.x`, which runs the package first) runs a
-facade that imports every protocol pyroute2 speaks: NDB with sqlite3, IPDB,
-WireGuard, nl80211, plan9, ... On a node that needs rtnetlink and nftables
-that is 62 modules and 5.7 MB of RSS for nothing. So the package is
-registered without running its `__init__`, and only the two submodules are
-imported. Anything that later wants the facade still gets it: a first
-attribute that is not a submodule runs the real `__init__` (PEP 562).
+`import pyroute2` runs a facade importing every protocol it speaks (NDB with
+sqlite3, IPDB, WireGuard, ...): 62 modules and 5.7 MB of RSS on a node that
+needs rtnetlink and nftables. So the package is registered without running
+its `__init__`; a first attribute that is not a submodule still runs it (PEP 562).
 """
 
 from __future__ import annotations
@@ -14,7 +11,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
-from types import ModuleType
 from typing import Any
 
 _PACKAGE = "pyroute2"
@@ -40,15 +36,16 @@ def _register_package() -> None:
     sys.modules[_PACKAGE] = package
 
 
+def _module(name: str) -> Any:
+    _register_package()
+    return importlib.import_module(f"{_PACKAGE}.{name}")
+
+
 def iproute() -> Any:
     """A new rtnetlink socket (pyroute2's `IPRoute`) in this network namespace."""
-    _register_package()
-    module: ModuleType = importlib.import_module("pyroute2.iproute.linux")
-    return module.IPRoute()
+    return _module("iproute.linux").IPRoute()
 
 
 def nftables(family: int) -> Any:
     """A new nftables socket (pyroute2's `NFTables`) for `family`."""
-    _register_package()
-    module: ModuleType = importlib.import_module("pyroute2.nftables.main")
-    return module.NFTables(nfgen_family=family)
+    return _module("nftables.main").NFTables(nfgen_family=family)
