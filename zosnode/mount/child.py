@@ -22,12 +22,7 @@ from zosnode.cache.store import BlockCache
 from zosnode.errors import ZosError
 from zosnode.fetch.fetcher import Fetcher
 from zosnode.flist.format import flist_id
-from zosnode.mount.errors import (
-    InvalidFlist,
-    MountFailed,
-    MountpointUnusable,
-    ProtocolRefused,
-)
+from zosnode.mount.errors import InvalidFlist, MountFailed, MountpointUnusable, ProtocolRefused
 from zosnode.mount.protocol import (
     COUNTS,
     HEADER,

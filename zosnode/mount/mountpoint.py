@@ -1,8 +1,5 @@
-"""Mountpoints as the kernel sees them: dead FUSE mounts, lazy detach.
-
-Kept apart from the FUSE service (no pyfuse3 here): the agent detaches what
-its mount children leave behind without loading the FUSE front end itself.
-"""
+"""Dead FUSE mounts and lazy detach; no pyfuse3 here: the agent detaches what its mount
+children leave behind without loading the FUSE front end."""
 
 from __future__ import annotations
 
@@ -18,12 +15,8 @@ _MNT_DETACH = 2
 
 
 def libc() -> ctypes.CDLL:
-    """libc's functions, from the symbols already loaded into this process.
-
-    `ctypes.util.find_library("c")` would ask ldconfig, gcc or ld, and a node's
-    initramfs has none of them: it would run three failing programs and then
-    return None, which is this very call.
-    """
+    """libc's functions, from the symbols already in this process: `find_library("c")`
+    would run ldconfig, gcc and ld, which an initramfs lacks, and return None: this call."""
     return ctypes.CDLL(None, use_errno=True)
 
 

@@ -1,4 +1,4 @@
-"""Sequential-read detection for readahead: pure, per open file."""
+"""Sequential-read detection for readahead (pure)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,8 @@ from dataclasses import dataclass
 
 @dataclass
 class ReadPattern:
-    """Tracks one open file; says which byte range to fetch ahead, if any.
-
-    Two reads in a row that continue each other make a stream; each read in
-    a stream asks for `window` bytes past its end, but only the part not
-    already asked for, so a stream fetches every block ahead once.
-    """
+    """One open file's reads. Two in a row that continue each other make a stream; each
+    read in it asks for `window` bytes past its end, the part not yet asked for only."""
 
     window: int
     _next: int = 0  # a read from the start opens a stream

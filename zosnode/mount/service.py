@@ -21,12 +21,7 @@ from zosnode.fetch.fetcher import Fetcher
 from zosnode.fetch.source import BlockSource
 from zosnode.flist.errors import FlistError
 from zosnode.flist.view import FlistView
-from zosnode.mount.errors import (
-    InvalidFlist,
-    MountFailed,
-    MountpointUnusable,
-    MountUsageError,
-)
+from zosnode.mount.errors import InvalidFlist, MountFailed, MountpointUnusable, MountUsageError
 from zosnode.mount.fs import MAX_READ, READAHEAD_BYTES, FlistFS
 from zosnode.mount.mountpoint import recover_stale
 
