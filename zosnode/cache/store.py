@@ -54,10 +54,9 @@ def in_node_ram(path: Path) -> bool:
 
 @dataclass
 class CacheStats:
-    """This process's counts. A corrupt entry is a miss too; a write error, a fetched
-    block the medium would not keep (the read still got it); discarded, an entry whose
-    checksum held but its BLAKE2b did not: rewritten on purpose (an accident fails the
-    checksum)."""
+    """This process's counts. A corrupt entry is a miss too; a write error, a fetched block
+    the medium would not keep; discarded, an entry whose checksum held but its BLAKE2b
+    did not: rewritten on purpose (an accident fails the checksum)."""
 
     hits: int = 0
     misses: int = 0
@@ -153,16 +152,16 @@ class BlockCache:
             # the RAM's own pages, no copy, no fresh memory (writers replace a
             # file by a rename, never change it, so the bytes stay).
             data = os.read(fd, MAP_FROM)
+            header = data[: entry.HEADER]
             block: Block
             if len(data) < MAP_FROM:
-                header, block = data[: entry.HEADER], data[entry.HEADER :]
+                block = data[entry.HEADER :]
             elif self.trusted:
-                mapped = memoryview(mmap.mmap(fd, 0, prot=mmap.PROT_READ,
-                                              flags=mmap.MAP_SHARED | mmap.MAP_POPULATE))
-                header, block = data[: entry.HEADER], mapped[entry.HEADER :]
+                mapped = mmap.mmap(fd, 0, prot=mmap.PROT_READ,
+                                   flags=mmap.MAP_SHARED | mmap.MAP_POPULATE)
+                block = memoryview(mapped)[entry.HEADER :]
             else:
-                header, block = data[: entry.HEADER], os.pread(fd, os.fstat(fd).st_size,
-                                                               entry.HEADER)
+                block = os.pread(fd, os.fstat(fd).st_size, entry.HEADER)
         finally:
             os.close(fd)
         magic = header[: len(entry.MAGIC)]
@@ -174,18 +173,13 @@ class BlockCache:
         except CorruptEntry as exc:
             return exc
 
-    def _account_read(
-        self, block_id: str, found: Block | CorruptEntry | None
-    ) -> Block | None:
-        if found is None:
-            self._lru.remove(block_id)
-            self.stats.misses += 1
-            return None
-        if isinstance(found, CorruptEntry):
-            self.stats.corrupt += 1
+    def _account_read(self, block_id: str, found: Block | CorruptEntry | None) -> Block | None:
+        if found is None or isinstance(found, CorruptEntry):
             self.stats.misses += 1
             self._lru.remove(block_id)
-            self._unlink(block_id)
+            if found is not None:
+                self.stats.corrupt += 1
+                self._unlink(block_id)
             return None
         self.stats.hits += 1
         self._lru.touch(block_id)

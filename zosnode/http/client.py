@@ -1,20 +1,16 @@
 """zosnode's one HTTP/1.1 client: a trio shell around h11, keep-alive pool, deadlines, caps.
 
-The node's fetcher and hub client use it; the hub's tools use
-`zosnode.http.command.ToolClient`. Requests in flight are bounded per origin.
-Every network wait has a deadline: connect, the whole response head, and byte
-progress: a request body goes out `_SEND_CHUNK` bytes per `body_idle`; no byte
-for `body_idle` before the head is a stall; in the body every `body_idle` window
-must bring `window_bytes`, so a drip is cut off like silence. A body is never
-read past `max_size`, and a Content-Length over it is refused before the body.
-Framing follows RFC 9112 §6.3 strictly (`framing_fault`), since a lenient
-reading is what request smuggling and desynchronised keep-alive connections
-feed on. `HttpUsageError` is our mistake, every `HttpPeerError` the peer's;
-retries across mirrors are the fetcher's.
+Used by the node's fetcher and hub client, and the hub's tools (`ToolClient`). Each
+wait has a deadline (connect, the whole head, byte progress: `Timeouts`, so a drip
+is cut off like silence); a body is never read past `max_size`. Framing follows
+RFC 9112 §6.3 strictly (`framing_fault`): a lenient reading is what request
+smuggling and desynchronised keep-alive connections feed on. `HttpUsageError` is
+our mistake, every `HttpPeerError` the peer's; retries are the fetcher's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import ssl
 from collections.abc import Container, Mapping
@@ -105,8 +101,8 @@ def split_url(url: str) -> tuple[Origin, str]:
 
 @dataclass(frozen=True)
 class Timeouts:
-    """Seconds for each wait (`head`: the whole head, from the request sent) and the
-    byte-progress rule of the module docstring."""
+    """Seconds for each wait (`head`: the whole head, from the request sent); `body_idle`
+    allows no byte before the head, and needs `_SEND_CHUNK` sent or `window_bytes` got."""
 
     connect: float = 5.0
     head: float = 10.0
@@ -231,13 +227,9 @@ class HttpClient:
     async def _exchange(self, url: str, origin: Origin, call: _Call) -> Reply:
         # A pooled connection the server closed while idle fails before any response
         # byte: retry once on a fresh one.
-        idle = self._idle.get(origin)
-        conn = idle.pop() if idle else None
-        if conn is not None:
-            try:
-                return await self._on_conn(url, origin, conn, call)
-            except _StaleConnection:
-                pass
+        if idle := self._idle.get(origin):
+            with contextlib.suppress(_StaleConnection):
+                return await self._on_conn(url, origin, idle.pop(), call)
         conn = await self._connect(origin, call.timeouts)
         try:
             return await self._on_conn(url, origin, conn, call)
@@ -264,10 +256,8 @@ class HttpClient:
         try:
             response = await self._roundtrip(url, conn, call)
             # Bytes after the body would be read as the next response: drop it.
-            reusable = (
-                conn.proto.our_state is h11.DONE and conn.proto.their_state is h11.DONE
-                and not conn.proto.trailing_data[0]
-            )
+            p = conn.proto
+            reusable = p.our_state is p.their_state is h11.DONE and not p.trailing_data[0]
             return response
         finally:
             if reusable:
