@@ -94,12 +94,6 @@ class Stage:
 
 
 @dataclass(frozen=True)
-class Switch:
-    from_version: int | None
-    to_version: int
-
-
-@dataclass(frozen=True)
 class Rollback:
     version: int
     to_version: int | None
@@ -135,12 +129,10 @@ class UpgradePolicy:
         self._staged = Stage(manifest)
         return self._staged
 
-    def staged_ready(self) -> Switch:
+    def staged_ready(self) -> None:
         stage = self._take()
-        decision = Switch(self.current, stage.manifest.version)
         self.current = stage.manifest.version
         self.current_release = rollout_release(stage.manifest)
-        return decision
 
     def staged_failed(self, reason: str) -> Rollback:
         stage = self._take()
