@@ -1,23 +1,12 @@
 """The shared data layout and its identifiers: the one spelling for node, hub and store.
 
-A hub's data directory, the S3 bucket behind a hub, a static mirror (nginx
-serving a copy of that directory) and a local flist store keep objects at the
-same relative paths, which are also the URL paths a node asks for:
-
-    blocks/<id[:2]>/<id>                       stored block bytes
-    flists/<id>                                an encoded flist
-    tags/<name>                                an flist id and a newline
-    roots/<version>.root                       a signed root
-    channels/<channel>/manifest                the channel's current signed manifest
-    channels/<channel>/releases/<v>.manifest   every manifest the channel has had
-    boot/<channel>/vmlinuz, initramfs.img      what iPXE and GRUB load
-    boot/<channel>/zosnode.efi                 the signed UKI (UEFI, Secure Boot)
-
-An object id is BLAKE2b-256 of its bytes in 64 lowercase hex digits, as every
-256-bit id zosnode writes (key ids, SHA-256 pins): `is_hex_id` is the one check.
-Pure. The builders check every part, so a path stays in its folder (no "..", "/"
-or absolute name reaches a storage backend or a URL); their inverse, the hub's,
-is `zosnode.hub.objects.parse_path`.
+A hub's data directory, its S3 bucket, a static mirror and a local flist store
+keep objects at the same relative paths, the URLs a node asks for (the table:
+docs/hub-api.md, Static paths). An object id is BLAKE2b-256 of its bytes in 64
+lowercase hex digits, as every 256-bit id zosnode writes (key ids, SHA-256 pins):
+`is_hex_id` is the one check. Pure. The builders check every part, so a path
+stays in its folder (no "..", "/" or absolute name reaches a storage backend or
+a URL); their inverse, the hub's, is `zosnode.hub.objects.parse_path`.
 """
 
 from __future__ import annotations
@@ -131,11 +120,7 @@ def release_path(channel: str, version: int) -> str:
     return f"{releases_folder(channel)}/{_check_version(version)}{RELEASE_SUFFIX}"
 
 
-def boot_folder(channel: str) -> str:
-    return f"{BOOT}/{check_channel(channel)}"
-
-
 def boot_path(channel: str, name: str) -> str:
     if name not in BOOT_FILES:
         raise LayoutError(f"not a boot file: {name[:40]!r}")
-    return f"{boot_folder(channel)}/{name}"
+    return f"{BOOT}/{check_channel(channel)}/{name}"
