@@ -40,11 +40,8 @@ def guarded(command: Callable[[], int], debug: bool) -> int:
         if debug:
             traceback.print_exc()
         else:
-            print(
-                f"zosnode: internal error: {type(exc).__name__}: {_one_line(str(exc))}"
-                " (run with --debug for a traceback)",
-                file=sys.stderr,
-            )
+            print(f"zosnode: internal error: {type(exc).__name__}: {_one_line(str(exc))}"
+                  " (run with --debug for a traceback)", file=sys.stderr)
         return EXIT_INTERNAL
 
 

@@ -66,10 +66,9 @@ class FlistFS(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.ENOENT) from None
 
     def _attr(self, entry: Entry) -> pyfuse3.EntryAttributes:
-        out = pyfuse3.EntryAttributes()
+        out = pyfuse3.EntryAttributes()  # generation 0: inode numbers are never reused
         for name, value in attrs_of(self.view, entry).items():
             setattr(out, name, value)
-        out.generation = 0
         out.entry_timeout = CACHE_TIMEOUT_S
         out.attr_timeout = CACHE_TIMEOUT_S
         return out
@@ -107,14 +106,10 @@ class FlistFS(pyfuse3.Operations):
         return [n for n, _ in self.view.resolve(self._entry(inode)).xattrs]
 
     async def statfs(self, ctx: Any) -> pyfuse3.StatvfsData:
-        st = pyfuse3.StatvfsData()
-        st.f_bsize = BLKSIZE
-        st.f_frsize = BLKSIZE
-        total = sum(e.size for e in self.view.entries)
-        st.f_blocks = (total + BLKSIZE - 1) // BLKSIZE
-        st.f_bfree = st.f_bavail = 0
+        st = pyfuse3.StatvfsData()  # zeroed: no block or inode is free
+        st.f_bsize = st.f_frsize = BLKSIZE
+        st.f_blocks = (sum(e.size for e in self.view.entries) + BLKSIZE - 1) // BLKSIZE
         st.f_files = len(self.view.entries)
-        st.f_ffree = st.f_favail = 0
         st.f_namemax = 255
         return st
 
@@ -134,7 +129,7 @@ class FlistFS(pyfuse3.Operations):
                 return
 
     async def releasedir(self, fh: int) -> None:
-        return None
+        pass
 
     async def open(self, inode: int, flags: int, ctx: Any) -> pyfuse3.FileInfo:
         e = self.view.resolve(self._entry(inode))

@@ -208,11 +208,9 @@ def _header(data: bytes | bytearray, cap: int) -> int:
 
 def decode_request(data: bytes) -> MountRequest:
     """The one request frame that is the whole of `data` (the child's stdin)."""
-    if len(data) < HEADER:
-        raise ProtocolRefused(f"truncated: {len(data)} bytes is not even a frame header")
-    size = _header(data, MAX_REQUEST)
-    if len(data) < HEADER + size:
-        raise ProtocolRefused(f"truncated: {len(data) - HEADER} of {size} bytes")
+    size = _header(data, MAX_REQUEST) if len(data) >= HEADER else None
+    if size is None or len(data) < HEADER + size:
+        raise ProtocolRefused(f"truncated: {len(data)} bytes, not one whole request frame")
     if len(data) > HEADER + size:
         raise ProtocolRefused(f"{len(data) - HEADER - size} bytes after the frame")
     request = _decode(data[HEADER:], MAX_REQUEST, "mount")
