@@ -1,17 +1,16 @@
 """Fetch content-addressed objects from several mirrors; trust only the hash.
 
 Any mirror may lie, stall, drip or die. An object is asked of the mirrors whose
-circuit is closed, healthiest first, failing over on any fault, resuming a
-cut-short body with a range request, backing off with jitter between rounds; a
-fault opens the mirror's circuit (`health.Breaker`). Bounds (docs/datapath.md,
-Timings): no attempt starts later than `give_up_s` after the fetch began, so
-with every mirror faulty `Unavailable` comes within 10 s (7.5 s + one fault
-detection); a fetch that finds every circuit open fails at once unless a trial
-is out (it shares that outcome); one that has sent requests itself waits for
-the next trial within its window (a hub restarting under a read costs time,
-not the read); `deadline_s` caps everything, even a slow steady transfer.
-Bytes leave only once they match the id asked for; a mirror that served a
-wrong copy is demoted, reported, and never asked for that object again.
+circuit is closed, healthiest first, failing over on any fault (which opens the
+mirror's circuit, `health.Breaker`), resuming a cut-short body with a range
+request, with jittered backoff between rounds. No attempt starts later than
+`give_up_s` after the fetch began, so with every mirror faulty `Unavailable`
+comes within 10 s (docs/datapath.md, Timings). A fetch that finds every circuit
+open fails at once unless a trial is out (it shares that outcome); one that has
+sent requests itself waits for the next trial in its window (a hub restarting
+under a read costs time, not the read); `deadline_s` caps everything. Bytes
+leave only once they match the id; a mirror that served a wrong copy is
+demoted, reported, and never asked for that object again.
 """
 
 from __future__ import annotations
@@ -38,8 +37,7 @@ from zosnode.http.client import (
 )
 from zosnode.layout import block_path, flist_path, is_hex_id, object_id
 
-# A stored block is at most this big unless the caller says otherwise: the
-# flist format's largest block plus compression/encryption overhead.
+# The flist format's largest block plus compression/encryption overhead.
 MAX_BLOCK_BYTES = 8 * 1024 * 1024 + 4096
 
 # Per request, whatever client the fetcher shares: no byte for 2 s, or under 16 KiB/s, is a stall.
@@ -77,8 +75,7 @@ class Fetcher:
         self.give_up_s = give_up_s
         self._backoff = backoff or Backoff()
         self._draw = draw
-        # Set (and replaced) on every reported outcome: waiters wake on a trial's result.
-        self._changed = trio.Event()
+        self._changed = trio.Event()  # set and replaced on each outcome (`_report`)
         self._slots: dict[str, trio.Semaphore] = {}
 
     def set_mirrors(self, mirrors: Sequence[str]) -> None:
@@ -98,8 +95,8 @@ class Fetcher:
     async def fetch_checked(
         self, path: str, oid: str, check: Check[T], *, max_size: int
     ) -> tuple[bytes, T]:
-        """The bytes and what `check` (in a CPU worker, instead of the fetcher's hash)
-        made of them: a check that hashes and decodes in one pass hashes a block once."""
+        """The bytes and what `check` made of them, in a CPU worker instead of the hash
+        (a check that hashes and decodes in one pass hashes a block once)."""
         return await self._fetch(path, _checked(oid), max_size, check)
 
     async def _fetch(
@@ -151,10 +148,7 @@ class Fetcher:
                                          give_up - now))
                     attempt += 1
                     continue
-                # Every circuit is open. A trial that is out decides for everyone
-                # waiting; a fetch that has sent requests itself may wait for the
-                # next trial within its window (a hub restarting under a read); a
-                # fetch that found every circuit already open fails at once.
+                # Every circuit open: see the module docstring.
                 ready = self.health.ready_at(oid, now)
                 if ready is None:
                     raise Unavailable(f"{path}: every mirror served a wrong copy")
@@ -218,9 +212,7 @@ class Fetcher:
         self, mirror: str, path: str, oid: str, max_size: int,
         partial: bytes, partial_from: set[str], check: Check[Any] | None,
     ) -> tuple[bytes, Any]:
-        """One checked attempt at `mirror`, its outcome to its breaker. Raises
-        `CircuitOpen`, the request's error (`HttpTruncated` keeps what came),
-        `WrongCopy`, or `_StartOver`."""
+        """One checked attempt; `HttpTruncated` keeps what came."""
         unusable: Exception | None = None  # a faithful copy the caller cannot use: no fault
         async with self._attempt(mirror, oid, partial_from):
             url = f"{mirror}/{path}"
@@ -260,10 +252,9 @@ class Fetcher:
         elif isinstance(outcome, Fault):
             self.health.failed(mirror, outcome, now, grant)
         else:
-            # Cancelled mid-attempt (or our own bug): no verdict; a trial slot is freed.
+            # No verdict (a cancel, our bug): a trial slot is freed.
             self.health.abandoned(mirror, now, grant)
-        # Fetches waiting for a circuit look again.
-        self._changed.set()
+        self._changed.set()  # fetches waiting for a circuit look again
         self._changed = trio.Event()
 
     async def _get(self, url: str, **kw: Any) -> Reply:
@@ -276,7 +267,6 @@ class Fetcher:
 
     async def _resume(self, url: str, max_size: int, partial: bytes) -> bytes:
         if len(partial) >= max_size:
-            # Not the mirror's doing: start over without a verdict on it.
             raise _StartOver(f"{url}: partial body already at the cap")
         # The total is unknown to a range request; ask for the rest up to the cap.
         resp = await self._get(url, max_size=max_size - len(partial),
@@ -285,7 +275,7 @@ class Fetcher:
 
 
 class _StartOver(Exception):
-    """The pieces gathered so far cannot be resumed (they already fill the cap)."""
+    """The pieces gathered already fill the cap: no verdict, start over."""
 
 
 def _fault(exc: HttpPeerError) -> Fault:
