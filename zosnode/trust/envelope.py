@@ -14,16 +14,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from zosnode import canonical
-from zosnode.trust import keys
-from zosnode.trust.errors import (
-    BadSignatureError,
-    MalformedError,
-    OversizeError,
-    ThresholdError,
-    TrustUsageError,
-    UnknownKeyError,
-    need,
-)
+from zosnode.trust import errors, keys
+from zosnode.trust.errors import MalformedError, TrustUsageError, need
 from zosnode.trust.schema import Fields
 
 MAX_SIGNATURES = 64
@@ -56,7 +48,7 @@ class Envelope:
 def decode(data: bytes, *, max_size: int, kind: str) -> Envelope:
     """Parse an envelope of `kind`; refuses oversize or malformed input."""
     if len(data) > max_size:
-        raise OversizeError(f"{kind}: {len(data)} bytes is over the {max_size}-byte cap")
+        raise errors.OversizeError(f"{kind}: {len(data)} bytes is over the {max_size}-byte cap")
     try:
         value = canonical.loads(data, max_size=max_size, max_depth=8)
     except canonical.CanonicalError as exc:
@@ -96,7 +88,8 @@ def require_threshold(
     bad = [s.keyid[:16] for s in env.signatures if s.keyid in trusted and s.keyid not in good]
     summary = f"{env.kind}: {len(good)} valid signature(s) from {by}, {threshold} required"
     if bad:
-        raise BadSignatureError(f"{summary}; signature by {', '.join(bad)} is over other bytes")
+        raise errors.BadSignatureError(f"{summary}; signature by {', '.join(bad)} is over "
+                                       "other bytes")
     if unknown:
-        raise UnknownKeyError(f"{summary}; signed by unknown key(s) {', '.join(unknown)}")
-    raise ThresholdError(summary)
+        raise errors.UnknownKeyError(f"{summary}; signed by unknown key(s) {', '.join(unknown)}")
+    raise errors.ThresholdError(summary)

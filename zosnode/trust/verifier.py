@@ -18,16 +18,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from zosnode.trust import envelope
-from zosnode.trust.errors import (
-    AgentTooOldError,
-    EquivocationError,
-    ExpiredError,
-    RollbackError,
-    RotationError,
-    TrustUsageError,
-    WrongChannelError,
-)
+from zosnode.trust import envelope, errors
+from zosnode.trust.errors import TrustUsageError
 from zosnode.trust.manifest import MAX_MANIFEST_BYTES, Manifest, agent_version_tuple
 from zosnode.trust.manifest import decode_body as decode_manifest_body
 from zosnode.trust.root import MAX_ROOT_BYTES, Root
@@ -95,9 +87,11 @@ class Verifier:
         envelope.require_threshold(env, old.keys, old.threshold, f"trusted root v{old.version}")
         new = decode_root_body(env.body)
         if new.version <= old.version:
-            raise RollbackError(f"root v{new.version} is not newer than trusted v{old.version}")
+            raise errors.RollbackError(f"root v{new.version} is not newer than trusted "
+                                       f"v{old.version}")
         if new.version != old.version + 1:
-            raise RotationError(f"root v{new.version} skips versions after trusted v{old.version}")
+            raise errors.RotationError(f"root v{new.version} skips versions after trusted "
+                                       f"v{old.version}")
         envelope.require_threshold(env, new.keys, new.threshold, f"root v{new.version}'s own keys")
         if set(new.keys) != set(old.keys) and new.manifest_floor > old.manifest_floor:
             # Keys rotated with a raised floor: versions seen under the old
@@ -111,8 +105,8 @@ class Verifier:
 
     def check_root_fresh(self, now: int) -> None:
         if self._root.expired(now):
-            raise ExpiredError(f"trusted root v{self._root.version} expired at "
-                               f"{self._root.expires_at} (now {now}); no newer root was found")
+            raise errors.ExpiredError(f"trusted root v{self._root.version} expired at "
+                                      f"{self._root.expires_at} (now {now}); no newer root")
 
     def verify_manifest(self, data: bytes, *, channel: str, now: int,
                         agent_version: str | None = None) -> Verified:
@@ -128,28 +122,28 @@ class Verifier:
                                              f"trusted root v{root.version}")
         manifest = decode_manifest_body(env.body)
         if manifest.channel != channel:
-            raise WrongChannelError(f"manifest is for channel {manifest.channel!r}, "
-                                    f"not {channel!r}")
+            raise errors.WrongChannelError(f"manifest is for channel {manifest.channel!r}, "
+                                           f"not {channel!r}")
         if manifest.version < self._floor:
-            raise RollbackError(f"manifest v{manifest.version} is below the version floor "
-                                f"{self._floor}")
+            raise errors.RollbackError(f"manifest v{manifest.version} is below the version "
+                                       f"floor {self._floor}")
         digest = hashlib.blake2b(env.body, digest_size=32).digest()
         seen = self._seen.get(channel)
         if seen is not None:
             if manifest.version < seen.version:
-                raise RollbackError(f"manifest v{manifest.version} is older than v{seen.version} "
-                                    f"already trusted on {channel!r}")
+                raise errors.RollbackError(f"manifest v{manifest.version} is older than "
+                                           f"v{seen.version} already trusted on {channel!r}")
             if manifest.version == seen.version and digest != seen.digest:
-                raise EquivocationError(f"manifest v{manifest.version} on {channel!r} differs "
-                                        f"from the v{seen.version} already trusted")
+                raise errors.EquivocationError(f"manifest v{manifest.version} on {channel!r} "
+                                               f"differs from the v{seen.version} already trusted")
         if now >= manifest.expires_at:
-            raise ExpiredError(f"manifest v{manifest.version} expired at {manifest.expires_at} "
-                               f"(now {now})")
+            raise errors.ExpiredError(f"manifest v{manifest.version} expired at "
+                                      f"{manifest.expires_at} (now {now})")
         self.check_root_fresh(now)
         need = agent_version_tuple(manifest.min_agent_version)
         if agent_version is not None and agent_version_tuple(agent_version) < need:
-            raise AgentTooOldError(f"manifest v{manifest.version} needs agent "
-                                   f"{manifest.min_agent_version}, this is {agent_version}")
+            raise errors.AgentTooOldError(f"manifest v{manifest.version} needs agent "
+                                          f"{manifest.min_agent_version}, this is {agent_version}")
         self._seen[channel] = Seen(manifest.version, digest)
         return Verified(manifest, data, signers)
 
