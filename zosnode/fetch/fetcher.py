@@ -125,20 +125,17 @@ class Fetcher:
                                                partial_from, check)
                     except CircuitOpen:
                         continue
-                    except HttpTruncated as exc:
+                    except (HttpPeerError, WrongCopy, _StartOver) as exc:
                         tried = True
                         last = exc
-                        if exc.expected is not None and exc.received:
+                        if not isinstance(exc, HttpTruncated):
+                            # A failed resume (416, a 200, a dead mirror) starts over.
+                            partial, partial_from = b"", set()
+                        elif exc.expected is not None and exc.received:
                             partial_from.add(mirror)
                             partial += exc.received
-                        continue
-                    except (HttpPeerError, WrongCopy, _StartOver) as exc:
-                        # A failed resume (416, a 200, a dead mirror) starts over.
-                        tried = True
-                        last = exc
-                        partial, partial_from = b"", set()
-                        continue
-                    return data
+                    else:
+                        return data
                 now = trio.current_time()
                 if now > give_up:
                     break
