@@ -1,10 +1,5 @@
-"""TPM 2.0 commands (TCG TPM 2.0 Library, Part 3) as bytes: a strict codec, no I/O.
-
-Only what the node identity needs: CreatePrimary of one fixed keyedHash HMAC
-template under the owner hierarchy (empty password session, TPM_RS_PW), HMAC,
-FlushContext, GetCapability for the manufacturer. A response code becomes
-`TpmResponseError` with its TCG name; any byte out of place (size, tag, a
-password-session HMAC, trailing data), `TpmFormatError`.
+"""The TPM 2.0 commands the node identity needs (TCG TPM 2.0 Library, Part 3) as bytes:
+a strict codec, no I/O. The commands, the template and the errors: docs/identity.md.
 """
 
 from __future__ import annotations
@@ -24,14 +19,11 @@ HEADER = struct.Struct(">HII")  # tag, size, command or response code
 MAX_BUFFER = 1024  # TPM2B_MAX_BUFFER, the most TPM2_HMAC takes in one call
 MAX_RESPONSE = 4096  # no response of ours comes near; a larger one is refused
 
-# objectAttributes: fixedTPM | fixedParent | sensitiveDataOrigin | userWithAuth
-# | noDA | sign. sensitiveDataOrigin makes the TPM generate the key; for a
-# primary object it draws it from the owner seed by a KDF over the template,
-# so the same template gives the same key until the owner seed changes
-# (TPM2_Clear). fixedTPM: the key can never leave this TPM (no duplication).
+# fixedTPM | fixedParent | sensitiveDataOrigin | userWithAuth | noDA | sign: the TPM
+# derives the key from the owner seed and the template (the same key until TPM2_Clear),
+# and it can never leave this TPM.
 KEY_ATTRIBUTES = 0x2 | 0x10 | 0x20 | 0x40 | 0x400 | 0x40000
-# The template's `unique` field is KDF input: it makes this key ours rather
-# than any other program's empty-unique HMAC primary.
+# KDF input too: this key is ours, not any other program's empty-unique HMAC primary.
 KEY_UNIQUE = hashlib.sha256(b"zosnode node identity key v1").digest()
 # One password session: handle, empty nonce, attributes, empty password.
 PW_SESSION = struct.pack(">IHBH", RS_PW, 0, 0, 0)

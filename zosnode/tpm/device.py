@@ -1,7 +1,5 @@
-"""The thin shell around `codec`: a command to a TPM and its response within a
-deadline, and the secret the node derives from its TPM. `Device` is the kernel's
-resource-managed `/dev/tpmrm0` (closing it flushes whatever we left loaded); tests
-use swtpm's socket (`tests/tpm/swtpm.py`).
+"""The thin shell around `codec`: commands to a TPM within a deadline, and the node's
+secret derived in it (docs/identity.md). Tests use swtpm's socket (`tests/tpm/swtpm.py`).
 """
 
 from __future__ import annotations

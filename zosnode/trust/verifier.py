@@ -1,15 +1,7 @@
 """The one verifier of roots and release manifests, for node and hub alike (sans-IO):
-bytes and `now` in, a parsed document or a typed `Refused` out; it remembers what
-it trusts (the current root, the highest manifest per channel) in memory.
-
-Callers pass `now = effective_now(clock, anchor)`, never before the artifact's
-build time: a node booting with its clock at 1970 still refuses anything that
-expired before its artifact was built; a clock running ahead fails closed.
-
-Root refresh (TUF 5.3): ask for root N+1 until "not found"; each new root must
-be signed by a threshold of the trusted root's keys AND of its own, and carry
-exactly version N+1. One refresh follows at most `max_rotations` roots; after
-it, the trusted root must not be expired.
+bytes and `now = effective_now(clock, anchor)` in, a parsed document or a typed
+`Refused` out; it remembers the current root and the highest manifest per channel.
+The rules (root refresh as TUF 5.3, the clock, rollback): docs/threat-model.md.
 """
 
 from __future__ import annotations
