@@ -118,30 +118,26 @@ class Entry:
             if name <= last:
                 raise FormatError("xattrs must be sorted by name without duplicates")
             last = name
-        size = 0
-        if self.kind is Kind.REG:
-            if len(self.extents) > MAX_EXTENTS:
-                raise FormatError(f"more than {MAX_EXTENTS} extents")
-            size = sum(e.length for e in self.extents)
-            if size > MAX_FILE_SIZE:
-                raise FormatError(f"file size {size} over {MAX_FILE_SIZE}")
-        elif self.extents:
-            raise FormatError("only regular files have extents")
-        if self.kind is Kind.SYMLINK:
-            if not 0 < len(self.target) <= MAX_TARGET or b"\0" in self.target:
-                raise FormatError("a symlink target is 1..4095 bytes without NUL")
-        elif self.target:
-            raise FormatError("only symlinks have a target")
+        # Each kind carries its own data, and no other kind's.
+        own = {Kind.REG: "extents", Kind.SYMLINK: "target", Kind.HARDLINK: "link",
+               Kind.CHR: "rdev", Kind.BLK: "rdev"}.get(self.kind)
+        for data, empty in (("extents", ()), ("target", b""), ("link", None), ("rdev", 0)):
+            if data != own and getattr(self, data) != empty:
+                raise FormatError(f"a {self.kind.name.lower()} entry has no {data}")
+        if self.kind is Kind.REG and len(self.extents) > MAX_EXTENTS:
+            raise FormatError(f"more than {MAX_EXTENTS} extents")
+        size = sum(e.length for e in self.extents)
+        if size > MAX_FILE_SIZE:
+            raise FormatError(f"file size {size} over {MAX_FILE_SIZE}")
+        if self.kind is Kind.SYMLINK and (not 0 < len(self.target) <= MAX_TARGET
+                                          or b"\0" in self.target):
+            raise FormatError("a symlink target is 1..4095 bytes without NUL")
         if self.kind is Kind.HARDLINK:
             check_int("hardlink target", self.link, 0, self.index)
             if self.mode or self.uid or self.gid or self.mtime_ns or self.xattrs:
                 raise FormatError("a hardlink carries no attributes of its own")
-        elif self.link is not None:
-            raise FormatError("only hardlinks have a link")
-        if self.kind in (Kind.CHR, Kind.BLK):
+        if own == "rdev":
             check_int("rdev", self.rdev, 0, 1 << 64)
-        elif self.rdev:
-            raise FormatError("only device nodes have an rdev")
         object.__setattr__(self, "size", size)
 
     @property
