@@ -89,8 +89,7 @@ def _hub_problem(url: str) -> str | None:
 
 
 def _show(value: str) -> str:
-    shown = value if len(value) <= 60 else value[:57] + "..."
-    return repr(shown)
+    return repr(value if len(value) <= 60 else value[:57] + "...")
 
 
 def parse(text: str, defaults: Config = DEFAULTS) -> Parsed:

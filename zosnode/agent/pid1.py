@@ -251,11 +251,8 @@ def reboot(command: int) -> NoReturn:
         time.sleep(3600)
 
 
-Action = str  # "exit", "reboot" or "poweroff"
-
-
-async def _supervise(main: Callable[[], Awaitable[None]], say: Say, pid1: bool) -> Action:
-    action: Action = "exit"
+async def _supervise(main: Callable[[], Awaitable[None]], say: Say, pid1: bool) -> str:
+    action = "exit"  # or "reboot", "poweroff"
     async with trio.open_nursery() as nursery:
         reaper = Reaper()
         if not pid1:

@@ -56,7 +56,6 @@ class HubClient:
 
     @property
     def sources(self) -> list[str]:
-        """Everything GETs may go to: hubs, then mirrors."""
         return self.hubs + self.mirrors
 
     def adopt(self, manifest: Manifest) -> None:

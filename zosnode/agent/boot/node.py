@@ -128,7 +128,7 @@ class Node:
         self.refusals: dict[str, wire.RefusalReport] = {}  # the last of each kind
         self.failed_release: int | None = None
         self._t0 = trio.current_time()
-        self._nursery: trio.Nursery | None = None
+        self._nursery: trio.Nursery  # from run()
         self._heartbeat_now = trio.Event()
         self._last_sent = 0
         self._pending: Manifest | None = None  # verified, not staged yet (hubs failed us)
@@ -199,7 +199,6 @@ class Node:
 
     async def _bring_up(self, manifest: Manifest) -> tuple[Release, str | None]:
         """Start `manifest` beside whatever runs; return it with None, or with why it failed."""
-        assert self._nursery is not None
         # Its own hubs and mirrors serve its flists (it is signed; hashes decide).
         self.hubs.adopt(manifest)
         release = Release(manifest, self.settings.run_dir)
