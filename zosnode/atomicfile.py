@@ -12,6 +12,7 @@ parents are the caller's decision.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -52,10 +53,8 @@ def open_atomic(
         if durable:
             _fsync_dir(parent)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
 
 
@@ -92,10 +91,8 @@ def remove_tree(path: StrPath) -> None:
     """Delete the tree at `path` (gone already is no error), renamed aside first so no
     reader sees it half gone."""
     aside = tempfile.mkdtemp(prefix=TMP_PREFIX, dir=_parent(path))
-    try:
+    with contextlib.suppress(OSError):
         os.rename(path, os.path.join(aside, "tree"))
-    except OSError:
-        pass
     shutil.rmtree(aside, ignore_errors=True)
 
 

@@ -18,9 +18,6 @@ class LruIndex:
     def __contains__(self, key: str) -> bool:
         return key in self._sizes
 
-    def __len__(self) -> int:
-        return len(self._sizes)
-
     def touch(self, key: str) -> None:
         if key in self._sizes:
             self._sizes.move_to_end(key)
