@@ -85,9 +85,7 @@ class Breaker:
         else to ask that paces its own retries (the node's manifest polls)."""
         if self.state is Circuit.CLOSED:
             return Pass.NORMAL
-        if self.state is Circuit.HALF_OPEN and now < self._until:
-            return None
-        if now < self._until and not early:
+        if now < self._until and (self.state is Circuit.HALF_OPEN or not early):
             return None
         self.state = Circuit.HALF_OPEN
         self._until = now + self.policy.trial_lease_s
