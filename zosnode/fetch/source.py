@@ -58,13 +58,10 @@ class BlockSource:
 
     async def warm(self, ref: BlockRef) -> None:
         """Bring the block into the cache, in the form this source reads."""
-
-        async def fetch() -> bytes:
-            return await self.fetcher.fetch_block(ref.id, max_size=ref.stored_size)
-
         if self.cache is None or self._decoded_cache:
             await self.decoded(ref, record=False, keep=False)
         else:
+            fetch = partial(self.fetcher.fetch_block, ref.id, max_size=ref.stored_size)
             await self.cache.get_or_fetch(ref.id, fetch)
 
     def is_hot(self, block_id: str) -> bool:
@@ -149,10 +146,6 @@ class BlockSource:
 
     async def views(self, pieces: list[tuple[BlockRef | None, int, int]]) -> list[Buffer]:
         """(ref, start, length) pieces as views of decoded blocks; a None ref is zeros."""
-        out: list[Buffer] = []
-        for ref, start, length in pieces:
-            if ref is None:
-                out.append(bytes(length))
-            else:
-                out.append(memoryview(await self.decoded(ref))[start : start + length])
-        return out
+        return [bytes(length) if ref is None
+                else memoryview(await self.decoded(ref))[start : start + length]
+                for ref, start, length in pieces]
