@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -41,21 +41,19 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 COUNTS_EVERY_S = 2.0
 
 
-class _Reporter:
-    """Writes reports on the pipe; a reader that is gone (the agent died) is not an error."""
+Send = Callable[[Report], None]
 
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
 
-    def send(self, report: Report) -> None:
-        frame = memoryview(encode_report(report))
-        try:
-            # A report is at most ~2 KiB (512 characters of message): the pipe
-            # takes it in one write, blocking only if the agent stopped reading.
-            while frame:
-                frame = frame[os.write(self.fd, frame):]
-        except OSError:
-            pass
+def _send(fd: int, report: Report) -> None:
+    """One report on the pipe; a reader that is gone (the agent died) is not an error."""
+    frame = memoryview(encode_report(report))
+    try:
+        # A report is at most ~2 KiB (512 characters of message): the pipe
+        # takes it in one write, blocking only if the agent stopped reading.
+        while frame:
+            frame = frame[os.write(fd, frame):]
+    except OSError:
+        pass
 
 
 _KIND_OF = ((InvalidFlist, FailureKind.FLIST), (MountpointUnusable, FailureKind.MOUNTPOINT),
@@ -70,30 +68,30 @@ def _failure_of(exc: BaseException) -> Failure:
     return Failure.of(kind, str(exc))
 
 
-async def _send_counts(cache: BlockCache, reporter: _Reporter) -> None:
+async def _send_counts(cache: BlockCache, send: Send) -> None:
     """The cache's counts when they changed (the heartbeat's hit rate)."""
     sent = None
     while True:
         counts = CacheCounts(**{n: getattr(cache.stats, n) for n in COUNTS})
         if counts != sent:
-            reporter.send(counts)
+            send(counts)
             sent = counts
         await trio.sleep(COUNTS_EVERY_S)
 
 
-async def serve(request: MountRequest, reporter: _Reporter) -> int:
+async def serve(request: MountRequest, send: Send) -> int:
     """Mount, report Ready, serve until a signal (0) or the mount ends (fatal, 1)."""
     # pyfuse3 is loaded only here: a missing one is a FUSE failure, reported.
     try:
         from zosnode.mount.service import serve_flist
     except ImportError as exc:
-        reporter.send(Failure.of(FailureKind.FUSE, f"no FUSE support: {exc}"))
+        send(Failure.of(FailureKind.FUSE, f"no FUSE support: {exc}"))
         return EXIT_FAILED
     try:
         Path(request.cache_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
         cache = BlockCache(Path(request.cache_dir), request.cache_bytes, durable=request.durable)
     except (OSError, CacheError) as exc:
-        reporter.send(Failure.of(FailureKind.CACHE, f"{request.cache_dir}: {exc}"))
+        send(Failure.of(FailureKind.CACHE, f"{request.cache_dir}: {exc}"))
         return EXIT_FAILED
     fetcher = Fetcher(list(request.hubs), deadline_s=request.block_deadline_ms / 1000)
     stopped = False
@@ -116,19 +114,19 @@ async def serve(request: MountRequest, reporter: _Reporter) -> int:
                         serve_flist, request.flist, request.mountpoint, fetcher, cache,
                         prefetch=request.prefetch, hot_bytes=request.hot_bytes))
                     ready = True
-                    reporter.send(Ready(flist_id(request.flist)))
-                    nursery.start_soon(_send_counts, cache, reporter)
+                    send(Ready(flist_id(request.flist)))
+                    nursery.start_soon(_send_counts, cache, send)
                 # serve_flist returned by itself: the mount was taken away from outside.
                 scope.cancel()
     except Exception as exc:  # noqa: BLE001 - every failure is reported, typed
         failure = _failure_of(_unwrap(exc))
         if ready:
             failure = Failure.of(FailureKind.INTERNAL, failure.message)
-        reporter.send(failure)
+        send(failure)
         return EXIT_FAILED
     if stopped:
         return EXIT_OK
-    reporter.send(Failure.of(FailureKind.UNMOUNTED,
+    send(Failure.of(FailureKind.UNMOUNTED,
                              f"{request.mountpoint} was unmounted from outside"))
     return EXIT_FAILED
 
@@ -157,7 +155,7 @@ def main(argv: Sequence[str], stdin: int = 0) -> int:
     except OSError:
         print(f"zosnode: error: _mount-child: report fd {argv[0]} is not open", file=sys.stderr)
         return EXIT_USAGE
-    reporter = _Reporter(int(argv[0]))
+    send = partial(_send, int(argv[0]))
     try:  # Loaded before the request comes: the agent may start us ahead of it.
         import zosnode.mount.service  # noqa: F401
     except ImportError:
@@ -165,9 +163,9 @@ def main(argv: Sequence[str], stdin: int = 0) -> int:
     try:
         request = decode_request(_read_request(stdin))
     except ProtocolRefused as exc:
-        reporter.send(Failure.of(FailureKind.REQUEST, str(exc)))
+        send(Failure.of(FailureKind.REQUEST, str(exc)))
         return EXIT_USAGE
     except OSError as exc:
-        reporter.send(Failure.of(FailureKind.REQUEST, f"reading the request: {exc}"))
+        send(Failure.of(FailureKind.REQUEST, f"reading the request: {exc}"))
         return EXIT_USAGE
-    return trio.run(serve, request, reporter)
+    return trio.run(serve, request, send)
