@@ -13,10 +13,9 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from zosnode import canonical
 from zosnode.trust import errors, keys
 from zosnode.trust.errors import MalformedError, TrustUsageError, need
-from zosnode.trust.schema import Fields
+from zosnode.trust.schema import Fields, load
 
 MAX_SIGNATURES = 64
 
@@ -49,11 +48,7 @@ def decode(data: bytes, *, max_size: int, kind: str) -> Envelope:
     """Parse an envelope of `kind`; refuses oversize or malformed input."""
     if len(data) > max_size:
         raise errors.OversizeError(f"{kind}: {len(data)} bytes is over the {max_size}-byte cap")
-    try:
-        value = canonical.loads(data, max_size=max_size, max_depth=8)
-    except canonical.CanonicalError as exc:
-        raise MalformedError(f"{kind}: {exc}") from None
-    fields = Fields(value, kind, ("kind", "signed", "signatures"))
+    fields = load(data, kind, ("kind", "signed", "signatures"), max_size=max_size, max_depth=8)
     got_kind = fields.get("kind", str)
     if got_kind != kind:
         raise MalformedError(f"expected a {kind}, got a {got_kind!r} document")

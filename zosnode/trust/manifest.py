@@ -85,26 +85,24 @@ class ServiceSpec:
 
     def __post_init__(self) -> None:
         _name("service name", self.name)
-        _name(f"service {self.name}: flist", self.flist)
-        _argv(f"service {self.name}: argv", self.argv)
+        it = f"service {self.name}:"
+        _name(f"{it} flist", self.flist)
+        _argv(f"{it} argv", self.argv)
         if self.ready is not None:
-            _argv(f"service {self.name}: ready", self.ready)
+            _argv(f"{it} ready", self.ready)
         for k, v in self.env.items():
             need(isinstance(k, str) and isinstance(v, str) and k != "" and "=" not in k
-                  and "\x00" not in k + v,
-                  f"service {self.name}: bad environment entry {k!r}")
+                 and "\x00" not in k + v, f"{it} bad environment entry {k!r}")
         object.__setattr__(self, "env", MappingProxyType(dict(self.env)))
         for dep in self.after:
-            _name(f"service {self.name}: dependency", dep)
+            _name(f"{it} dependency", dep)
         need(len(set(self.after)) == len(self.after) and self.name not in self.after,
-              f"service {self.name}: dependencies repeat or name itself")
+             f"{it} dependencies repeat or name itself")
         need(0 <= self.restart_initial_ms <= self.restart_max_ms <= 86_400_000,
-              f"service {self.name}: need 0 <= restart_initial_ms <= restart_max_ms <= 1 day")
+             f"{it} need 0 <= restart_initial_ms <= restart_max_ms <= 1 day")
         need(self.stop_signal in STOP_SIGNALS,
-              f"service {self.name}: stop_signal {self.stop_signal!r} is not one of "
-              + ", ".join(STOP_SIGNALS))
-        need(0 <= self.stop_timeout_ms <= 3_600_000,
-              f"service {self.name}: stop_timeout_ms must be 0..3600000")
+             f"{it} stop_signal {self.stop_signal!r} is not one of {', '.join(STOP_SIGNALS)}")
+        need(0 <= self.stop_timeout_ms <= 3_600_000, f"{it} stop_timeout_ms must be 0..3600000")
 
 
 @dataclass(frozen=True)

@@ -18,15 +18,20 @@ _EXPECTED = {int: "an integer", str: "a text string", bytes: "a byte string",
 T = TypeVar("T")
 
 
-def versioned(
-    data: bytes, where: str, known: Collection[str], *, spec: int, max_size: int, max_depth: int
-) -> Fields:
-    """A document's fields: canonical CBOR within the caps, known fields, this "spec" only."""
+def load(data: bytes, where: str, known: Collection[str], *, max_size: int,
+         max_depth: int) -> Fields:
+    """A document's fields: canonical CBOR within the caps, a map of known fields."""
     try:
         value = canonical.loads(data, max_size=max_size, max_depth=max_depth)
     except canonical.CanonicalError as exc:
         raise MalformedError(f"{where}: {exc}") from None
-    fields = Fields(value, where, known)
+    return Fields(value, where, known)
+
+
+def versioned(data: bytes, where: str, known: Collection[str], *, spec: int, max_size: int,
+              max_depth: int) -> Fields:
+    """`load`, and a "spec" this code reads (no other)."""
+    fields = load(data, where, known, max_size=max_size, max_depth=max_depth)
     got = fields.integer("spec")
     if got != spec:
         raise MalformedError(f"{where}: spec version {got} is not supported (want {spec})")

@@ -23,10 +23,8 @@ class State(enum.Enum):
     STOPPED = "stopped"
 
 
-#: States that satisfy a dependant's `after=`.
-SATISFIED = frozenset({State.READY, State.DONE})
-#: States from which nothing more happens until a stop.
-TERMINAL = frozenset({State.FAILED, State.REFUSED, State.BLOCKED, State.STOPPED})
+SATISFIED = frozenset({State.READY, State.DONE})  # what a dependant's `after` waits for
+TERMINAL = frozenset({State.FAILED, State.REFUSED, State.BLOCKED, State.STOPPED})  # until a stop
 
 
 @dataclass(frozen=True)

@@ -43,8 +43,7 @@ class ServiceRunner:
         self._specs = {s.name: s for s in specs}
         self._mounts = dict(mounts)
         self._sup = Supervisor(specs, probe_interval_ms=probe_interval_ms)
-        self._on_line = on_line
-        self._on_change = on_change
+        self._on_line, self._on_change = on_line, on_change
         self._procs: dict[tuple[str, int], subprocess.Popen[bytes]] = {}
         self._send, self._recv = trio.open_memory_channel[events.Event | _Stop](256)
         self._changed = trio.Event()
@@ -130,8 +129,7 @@ class ServiceRunner:
         # Popen, not trio.lowlevel.open_process: it is synchronous, so the
         # machine learns the pid in the same step that asked for it.
         return subprocess.Popen(resolved, env=env, cwd=home, stdin=subprocess.DEVNULL,
-                                stdout=output, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
 
     def _spawn(self, nursery: trio.Nursery, action: events.Spawn) -> list[events.Action]:
         name, run, now = action.name, action.run, self._now()
@@ -176,8 +174,8 @@ class ServiceRunner:
     async def _probe(self, action: events.Probe) -> None:
         ok = False
         try:
-            env = dict(self._specs[action.name].env)
-            popen = self._exec(action.name, action.argv, env, subprocess.DEVNULL)
+            popen = self._exec(action.name, action.argv, dict(self._specs[action.name].env),
+                               subprocess.DEVNULL)
         except ExecRefused as exc:
             self._emit(action.name, [f"readiness probe refused: {exc}"])
         except OSError as exc:
