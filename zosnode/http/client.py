@@ -92,11 +92,8 @@ def split_url(url: str) -> tuple[Origin, str]:
     scheme = parts.scheme.lower()
     if port is None:
         port = 443 if scheme == "https" else 80
-    origin = Origin(scheme, parts.hostname or "", port)
-    target = parts.path or "/"
-    if parts.query:
-        target += "?" + parts.query
-    return origin, target
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return Origin(scheme, parts.hostname or "", port), target
 
 
 @dataclass(frozen=True)
