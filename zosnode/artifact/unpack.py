@@ -31,9 +31,7 @@ def runtime_base() -> Path:
     xdg = os.environ.get("XDG_RUNTIME_DIR")
     if xdg and os.access(xdg, os.W_OK):
         return Path(xdg) / "zosnode"
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(
-        os.path.expanduser("~"), ".cache"
-    )
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
     return Path(cache) / "zosnode"
 
 
@@ -54,10 +52,8 @@ def verify_tree(root: Path, expected: dict[str, str]) -> str | None:
             if file_sha256(full) != expected[rel]:
                 return f"{rel} does not match its recorded sha256"
             seen.add(rel)
-    missing = set(expected) - seen
-    if missing:
-        return f"missing {sorted(missing)[0]}"
-    return None
+    missing = sorted(set(expected) - seen)
+    return f"missing {missing[0]}" if missing else None
 
 
 def _extract(zf: zipfile.ZipFile, expected: dict[str, str], dest: Path) -> None:
@@ -89,10 +85,8 @@ def ensure_native(archive: Path, base: Path | None = None) -> tuple[Path, Record
                 problem = verify_tree(final, expected)
                 if problem is None:
                     return final, record
-                print(
-                    f"zosnode: runtime {final} rejected ({problem}); rebuilding",
-                    file=sys.stderr,
-                )
+                print(f"zosnode: runtime {final} rejected ({problem}); rebuilding",
+                      file=sys.stderr)
                 remove_tree(final)
                 continue
             try:
