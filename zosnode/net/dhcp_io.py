@@ -1,9 +1,9 @@
-"""The trio shell around `DhcpClient`: one UDP socket per NIC, carrier polling,
-ARP probes, refusal lines under a rate limit.
+"""The trio shell around `DhcpClient`: a UDP socket, carrier polling, ARP probes and
+rate-limited refusal lines, per NIC.
 
-A socket bound to port 68 with SO_BINDTODEVICE receives the broadcast
-replies we ask for while the NIC has no address, and the unicast replies to
-renewals once it has one; one socket per NIC lets every NIC run at once.
+A socket on port 68 with SO_BINDTODEVICE gets the broadcast replies we ask for
+while the NIC has no address and the unicast ones to renewals after; one per NIC
+lets every NIC run at once.
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ from zosnode.net.loglimit import LineLimit
 SERVER_PORT, CLIENT_PORT = 67, 68
 MAX_DATAGRAM = 2048  # larger datagrams are truncated, then refused by the codec
 PACKET_OUTGOING = 4  # sll_pkttype of a frame we sent ourselves
-# At most this many refusal lines per NIC per interval, then one summary line.
-REFUSALS_BURST, REFUSALS_INTERVAL = 10, 10.0
+# A link that just went away: the carrier poll will notice.
+LINK_GONE = (errno.ENETUNREACH, errno.ENETDOWN, errno.EHOSTUNREACH, errno.ENXIO, errno.ENODEV,
+             errno.EADDRNOTAVAIL)
 
 OnEvent = Callable[[Nic, Event], Awaitable[None]]
 Say = Callable[[str], None]
@@ -37,9 +38,8 @@ Say = Callable[[str], None]
 class NicControl:
     """How the rest of the node talks to one NIC's DHCP task: give the lease back."""
 
-    arp_timing: arp.ProbeTiming = field(default_factory=arp.ProbeTiming)
-    limit: LineLimit = field(default_factory=lambda: LineLimit(REFUSALS_BURST,
-                                                               REFUSALS_INTERVAL))
+    # At most 10 refusal lines per NIC per 10 s, then one summary line.
+    limit: LineLimit = field(default_factory=lambda: LineLimit(10, 10.0))
     _declines: list[str] = field(default_factory=list)
     _wake: trio.CancelScope | None = None
 
@@ -48,21 +48,6 @@ class NicControl:
         self._declines.append(reason)
         if self._wake is not None:
             self._wake.cancel()
-
-    def _take(self) -> str | None:
-        return self._declines.pop(0) if self._declines else None
-
-
-def open_socket(nic: Nic) -> trio.socket.SocketType:
-    sock = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, nic.name.encode())
-    except BaseException:
-        sock.close()
-        raise
-    return sock
 
 
 def _carrier(links: Links, nic: Nic, say: Say) -> bool:
@@ -80,10 +65,13 @@ async def run_nic(nic: Nic, client: DhcpClient, links: Links, on_event: OnEvent,
                   *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     """Run DHCP on one NIC forever: follows carrier, feeds the client, acts on events."""
     ctl = control or NicControl()
-    with open_socket(nic) as sock:
+    with trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for opt, value in ((socket.SO_REUSEADDR, 1), (socket.SO_BROADCAST, 1),
+                           (socket.SO_BINDTODEVICE, nic.name.encode())):
+            sock.setsockopt(socket.SOL_SOCKET, opt, value)
         await sock.bind(("0.0.0.0", CLIENT_PORT))
         task_status.started()
-        act = _Actor(nic, sock, client, on_event, say, ctl)
+        act = _Actor(nic, sock, client, on_event, say, ctl.limit)
         up = _carrier(links, nic, say)
         if not up:
             say(f"{nic.name}: waiting for carrier (up to {carrier_timeout:g}s)")
@@ -98,14 +86,12 @@ async def run_nic(nic: Nic, client: DhcpClient, links: Links, on_event: OnEvent,
         await act(client.start(trio.current_time()))
         next_poll = trio.current_time() + carrier_poll
         while True:
-            reason = ctl._take()
-            if reason is not None:
-                await act(client.decline(reason, trio.current_time()))
+            if ctl._declines:
+                await act(client.decline(ctl._declines.pop(0), trio.current_time()))
                 continue
-            deadline = min(client.deadline if client.deadline is not None else math.inf,
-                           next_poll)
             data = None
-            with trio.move_on_at(deadline) as ctl._wake:
+            deadline = math.inf if client.deadline is None else client.deadline
+            with trio.move_on_at(min(deadline, next_poll)) as ctl._wake:
                 data = await sock.recv(MAX_DATAGRAM)
             ctl._wake = None
             if data is not None:
@@ -115,7 +101,7 @@ async def run_nic(nic: Nic, client: DhcpClient, links: Links, on_event: OnEvent,
                 continue
             now = trio.current_time()
             await act(client.timeout(now))
-            act.flush(now)
+            act.summary(ctl.limit.flush(now))
             if now >= next_poll:
                 next_poll = now + carrier_poll
                 was, up = up, _carrier(links, nic, say)
@@ -131,50 +117,39 @@ class _Actor:
     """Carries out the client's events: send, probe, log (limited), hand the rest on."""
 
     def __init__(self, nic: Nic, sock: trio.socket.SocketType, client: DhcpClient,
-                 on_event: OnEvent, say: Say, ctl: NicControl) -> None:
+                 on_event: OnEvent, say: Say, limit: LineLimit) -> None:
         self.nic, self.sock, self.client = nic, sock, client
-        self.on_event, self.say, self.ctl = on_event, say, ctl
+        self.on_event, self.say, self.limit = on_event, say, limit
 
     async def __call__(self, events: list[Event]) -> None:
         for ev in events:
             if isinstance(ev, Transmit):
-                await self._send(ev)
-            elif isinstance(ev, Refused):
-                self._refused(ev.describe())
-                await self.on_event(self.nic, ev)  # the last one goes into the heartbeat
+                try:
+                    await self.sock.sendto(ev.data, (ev.destination, SERVER_PORT))
+                except OSError as exc:
+                    if exc.errno not in LINK_GONE:
+                        raise
             elif isinstance(ev, Probe):
-                conflict = await arp_probe(self.nic, ev.address, self.client.rng,
-                                           self.ctl.arp_timing, self.say)
+                conflict = await arp_probe(self.nic, ev.address, self.client.rng, self.say)
                 await self(self.client.probed(conflict, trio.current_time()))
             else:
-                await self.on_event(self.nic, ev)
+                if isinstance(ev, Refused):
+                    self.refused(ev.describe(), trio.current_time())
+                await self.on_event(self.nic, ev)  # the last refusal goes into the heartbeat
 
-    async def _send(self, ev: Transmit) -> None:
-        try:
-            await self.sock.sendto(ev.data, (ev.destination, SERVER_PORT))
-        except OSError as exc:
-            # A link that just went away: the carrier poll will notice.
-            if exc.errno not in (errno.ENETUNREACH, errno.ENETDOWN, errno.EHOSTUNREACH,
-                                 errno.ENXIO, errno.ENODEV, errno.EADDRNOTAVAIL):
-                raise
-
-    def _refused(self, line: str) -> None:
-        verdict = self.ctl.limit.admit(trio.current_time())
-        self._summary(verdict.suppressed)
+    def refused(self, line: str, now: float) -> None:
+        verdict = self.limit.admit(now)
+        self.summary(verdict.suppressed)
         if verdict.show:
             self.say(f"{self.nic.name}: dhcp {line}")
 
-    def flush(self, now: float) -> None:
-        self._summary(self.ctl.limit.flush(now))
-
-    def _summary(self, suppressed: int) -> None:
+    def summary(self, suppressed: int) -> None:
         if suppressed:
             self.say(f"{self.nic.name}: dhcp: {suppressed} more refusals suppressed (at most "
-                     f"{self.ctl.limit.burst} lines per {self.ctl.limit.interval:g}s)")
+                     f"{self.limit.burst} lines per {self.limit.interval:g}s)")
 
 
-async def arp_probe(nic: Nic, address: str, rng: random.Random, timing: arp.ProbeTiming,
-                    say: Say) -> str | None:
+async def arp_probe(nic: Nic, address: str, rng: random.Random, say: Say) -> str | None:
     """RFC 5227 probes on an AF_PACKET socket: a conflict's description, or None."""
     try:
         sock = trio.socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM,
@@ -182,7 +157,7 @@ async def arp_probe(nic: Nic, address: str, rng: random.Random, timing: arp.Prob
     except OSError as exc:
         say(f"{nic.name}: cannot probe {address} with ARP ({exc.strerror}); using it unprobed")
         return None
-    probe = arp.ArpProbe(nic.mac, address, rng, trio.current_time(), timing)
+    probe = arp.ArpProbe(nic.mac, address, rng, trio.current_time())
     with sock:
         try:
             await sock.bind((nic.name, arp.ETH_P_ARP))
@@ -200,8 +175,4 @@ async def arp_probe(nic: Nic, address: str, rng: random.Random, timing: arp.Prob
             # The link went away mid-probe: the carrier poll will notice.
             say(f"{nic.name}: ARP probe of {address} failed ({exc.strerror}); using it unprobed")
             return None
-    verdict = probe.verdict
-    if isinstance(verdict, arp.Conflict):
-        return verdict.describe()
-    return None
-
+    return probe.verdict.describe() if isinstance(probe.verdict, arp.Conflict) else None
