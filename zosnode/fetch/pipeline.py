@@ -1,13 +1,11 @@
 """The one extract engine: an flist from hubs into a directory, pipelined, in bounded memory.
 
-For `flist extract --hub`, eager fetch and the node's `ExtractMounter`. The flist
-layer's `extract_blocks` writes (safe paths, attributes, hardlinks) in a thread
-and asks for blocks in `read_order`; a feed fetches them in that order,
-`parallel` at a time, decoded on the CPU workers, so the writer, the network and
-the cores work at once. The feed holds at most `ahead_bytes` of decoded blocks
-not yet written (plus one block larger than that, alone); a block goes once the
-writer used it for the last time. A mirror sending more than a block's stored
-size is cut off at it, a slow one at its deadline: the writer fails with that error.
+For `flist extract --hub`, eager fetch and the node's `ExtractMounter`: the flist
+layer's `extract_blocks` writes in a thread, asking for blocks in `read_order`,
+while a feed fetches them in that order, `parallel` at a time, decoded on the CPU
+workers. The feed holds at most `ahead_bytes` of decoded blocks not yet written
+(a larger block goes alone); a block goes once the writer used it for the last time.
+A block over its stored size is cut off at it: the writer fails with the fetch's error.
 """
 
 from __future__ import annotations

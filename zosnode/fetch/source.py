@@ -1,14 +1,10 @@
 """Decoded, verified blocks for the FUSE mount and the extract: hot set, cache, mirrors.
 
-The hot set holds decoded blocks (process memory, checked when they came in).
-Otherwise `decode_block` hashes a block against its id before it decrypts or
-decompresses a byte: the one BLAKE2b it costs (a fetched block is checked and
-decoded in one pass, `Fetcher.fetch_checked`). A cached copy that fails is
-dropped and fetched anew; a trusted cache's (`BlockCache.trusted`: RAM,
-verified this boot before it was put) is decoded without a hash, and a FUSE
-mount's source (`decoded_cache`) keeps blocks there decoded so a later mount
-maps and serves them as they are. The work runs on the CPU workers; readers of
-a block being decoded share that one decode (readahead and reads alike).
+`decode_block` hashes a block against its id before it decrypts or decompresses a
+byte: the one BLAKE2b it costs (docs/datapath.md). A fetch is checked and decoded
+in one pass (`Fetcher.fetch_checked`); a trusted cache's copy is not hashed again,
+and a FUSE mount's source (`decoded_cache`) keeps blocks there decoded, so a later
+mount maps and serves them as they are. Readers of a block share one decode.
 """
 
 from __future__ import annotations
