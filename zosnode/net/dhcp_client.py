@@ -181,10 +181,8 @@ class DhcpClient:
         self._declines = 0  # in a row, for the backoff
         self._remembered: str | None = None  # address to ask for in INIT-REBOOT
 
-    # -- events in ----------------------------------------------------------
-
     def start(self, now: float, previous: str | None = None) -> list[Event]:
-        """Begin: INIT-REBOOT if we know an address we held, else discovery."""
+        """Begin: INIT-REBOOT if we know an address we held (`previous`), else discovery."""
         if self.state is not State.STOPPED:
             raise NetUsageError(f"dhcp: start while {self.state.value}")
         if previous is not None:
@@ -263,8 +261,6 @@ class DhcpClient:
         return self._lose(f"declined: {reason}") + self._decline(lease.address, lease.server,
                                                                  reason, now)
 
-    # -- transitions ----------------------------------------------------------
-
     def _to(self, new: State, reason: str) -> list[Event]:
         old, self.state = self.state, new
         return [StateChanged(old, new, reason)] if old is not new else []
@@ -300,7 +296,6 @@ class DhcpClient:
         return out + [self._transmit(opts, now, BROADCAST)]
 
     def _begin(self, now: float, reason: str) -> list[Event]:
-        """INIT-REBOOT if we know an address we held, else discovery."""
         if self._remembered is None:
             return self._discover(now, reason)
         return self._to(State.INIT_REBOOT, f"{reason} with a previous address") + self._exchange(

@@ -1,9 +1,7 @@
 """DHCPv4 messages (RFC 2131/2132): a strict codec, no sockets.
 
-pyroute2 ships a DHCP codec, but it decodes a truncated option list without
-complaint and raises untyped errors on hostile input; a node facing an
-untrusted network needs every malformed packet refused with one error type,
-so the small subset we speak is encoded and decoded here.
+pyroute2's codec decodes a truncated option list without complaint and raises
+untyped errors on hostile input; here every malformed packet is a PacketError.
 """
 
 from __future__ import annotations
@@ -30,7 +28,6 @@ class Opt(IntEnum):
     SUBNET_MASK = 1
     ROUTER = 3
     DNS = 6
-    HOST_NAME = 12
     DOMAIN_NAME = 15
     BROADCAST = 28
     REQUESTED_IP = 50
@@ -39,7 +36,6 @@ class Opt(IntEnum):
     MESSAGE_TYPE = 53
     SERVER_ID = 54
     PARAM_LIST = 55
-    MESSAGE = 56
     MAX_SIZE = 57
     RENEWAL_T1 = 58
     REBINDING_T2 = 59
@@ -80,21 +76,21 @@ class Message:
     def __post_init__(self) -> None:
         if self.op not in (BOOTREQUEST, BOOTREPLY):
             raise NetUsageError(f"dhcp: op must be 1 or 2, not {self.op}")
-        if not 0 <= self.xid < 2**32 or not 0 <= self.secs < 2**16:
-            raise NetUsageError("dhcp: xid or secs out of range")
-        if not 0 <= self.flags < 2**16:
-            raise NetUsageError("dhcp: flags out of range")
+        if not (0 <= self.xid < 2**32 and 0 <= self.secs < 2**16 and 0 <= self.flags < 2**16):
+            raise NetUsageError("dhcp: xid, secs or flags out of range")
         if len(self.chaddr) != 6:
             raise NetUsageError("dhcp: chaddr must be a 6-byte Ethernet address")
-        for addr in (self.ciaddr, self.yiaddr, self.siaddr, self.giaddr):
+        for addr in self._addresses:
             ipaddress.IPv4Address(addr)  # raises ValueError on nonsense
         for code, value in self.options:
             if not 0 < code < 255 or len(value) > 255:
                 raise NetUsageError(f"dhcp: option {code} is not encodable")
-        index = self._index
-        for code, value in self.options:
             # RFC 3396: repeated instances of one option are concatenated.
-            index[code] = index.get(code, b"") + value
+            self._index[code] = self._index.get(code, b"") + value
+
+    @property
+    def _addresses(self) -> tuple[str, str, str, str]:
+        return self.ciaddr, self.yiaddr, self.siaddr, self.giaddr
 
     def get(self, code: int) -> bytes | None:
         return self._index.get(code)
@@ -219,17 +215,11 @@ def peek(data: bytes) -> tuple[int, bytes] | None:
 
 
 def encode(msg: Message) -> bytes:
-    body = FIXED.pack(
-        msg.op, 1, 6, 0, msg.xid, msg.secs, msg.flags,
-        ipaddress.IPv4Address(msg.ciaddr).packed, ipaddress.IPv4Address(msg.yiaddr).packed,
-        ipaddress.IPv4Address(msg.siaddr).packed, ipaddress.IPv4Address(msg.giaddr).packed,
-        msg.chaddr + bytes(10), bytes(64), bytes(128), MAGIC,
-    )
-    opts = bytearray()
-    for code, value in msg.options:
-        opts += bytes((code, len(value))) + value
-    opts.append(Opt.END)
-    out = body + bytes(opts)
+    addresses = (ipaddress.IPv4Address(a).packed for a in msg._addresses)
+    out = FIXED.pack(msg.op, 1, 6, 0, msg.xid, msg.secs, msg.flags, *addresses,
+                     msg.chaddr + bytes(10), bytes(64), bytes(128), MAGIC)
+    out += b"".join(bytes((code, len(value))) + value for code, value in msg.options)
+    out += bytes((Opt.END,))
     # Some relays drop BOOTP packets shorter than the historical 300 bytes.
     return out + bytes(max(0, 300 - len(out)))
 
@@ -285,10 +275,7 @@ def decode(data: bytes) -> Message:
                     raise PacketError(f"dhcp: overloaded {where} field has no END")
                 options += extra
     try:
-        return Message(
-            op=op, xid=xid, chaddr=chaddr[:6], options=tuple(options), secs=secs, flags=flags,
-            ciaddr=str(ipaddress.IPv4Address(ci)), yiaddr=str(ipaddress.IPv4Address(yi)),
-            siaddr=str(ipaddress.IPv4Address(si)), giaddr=str(ipaddress.IPv4Address(gi)),
-        )
+        return Message(op, xid, chaddr[:6], tuple(options), secs, flags,
+                       *(str(ipaddress.IPv4Address(a)) for a in (ci, yi, si, gi)))
     except NetUsageError as exc:
         raise PacketError(str(exc)) from None

@@ -102,9 +102,9 @@ class Links:
             self._ipr.route("del", dst=destination, oif=nic.index, priority=metric)
 
 
-def accept_router_adverts(nic: Nic, proc_sys: Path = Path("/proc/sys")) -> bool:
+def accept_router_adverts(nic: Nic) -> bool:
     """Turn on SLAAC for a NIC before it comes up. False if IPv6 is absent."""
-    conf = proc_sys / "net" / "ipv6" / "conf" / nic.name
+    conf = Path("/proc/sys/net/ipv6/conf") / nic.name
     if not conf.is_dir():
         return False
     for key, value in (("disable_ipv6", "0"), ("accept_ra", "1"), ("autoconf", "1")):
