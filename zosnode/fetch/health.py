@@ -29,10 +29,6 @@ class Fault(enum.Enum):
     def penalty(self) -> float:
         return _PENALTY[self]
 
-    @property
-    def trips(self) -> bool:  # whether it says the mirror is broken (opens its circuit)
-        return self is not Fault.MISSING
-
 
 _PENALTY = {Fault.ERROR: 1.0, Fault.STALL: 2.0, Fault.TRUNCATED: 1.0, Fault.CORRUPT: 16.0,
             Fault.MISSING: 0.5}
@@ -205,7 +201,7 @@ class MirrorHealth:
 
     def failed(self, mirror: str, fault: Fault, now: float, grant: Pass = Pass.NORMAL) -> None:
         self._penalty[mirror] = (self.penalty(mirror, now) + fault.penalty, now)
-        if fault.trips:
+        if fault is not Fault.MISSING:  # the mirror is broken: open its circuit
             self._breakers[mirror].failed(now, grant)
         elif grant is Pass.TRIAL:
             # The mirror answered: it works, even if it lacks this object.
