@@ -239,6 +239,20 @@ def test_no_restart_and_no_new_start_while_stopping() -> None:
     assert sup.all_stopped
 
 
+def test_a_backoff_left_waiting_for_its_dependant_to_stop_is_not_restarted() -> None:
+    # Found by test_machine_random: a crashed service whose dependant was still
+    # stopping kept its restart deadline, and the next tick spawned it after stop().
+    sup = Supervisor([svc("a", restart_initial_ms=0), svc("b", after=("a",))])
+    sup.start(0)
+    start_one(sup, "a", 1, 0)
+    start_one(sup, "b", 1, 0)
+    sup.handle(Exited("a", 1, 1), 1)  # a backs off, b still runs
+    sup.stop(2)  # signals b; a waits for b to be gone
+    assert spawns(sup.tick(3)) == [] and sup.state("a") is State.BACKOFF
+    sup.handle(Exited("b", 1, -15), 4)
+    assert sup.state("a") is State.STOPPED and sup.all_stopped
+
+
 def test_stop_racing_a_spawn_resends_the_signal() -> None:
     sup = Supervisor([svc("a")])
     sup.start(0)

@@ -137,6 +137,8 @@ class Supervisor:
             if svc.deadline is None or svc.deadline > now:
                 continue
             svc.deadline = None
+            if svc.state is State.BACKOFF and self._stopping:
+                continue  # no restart: it stops once its dependants have (_stop_eligible)
             if svc.state is State.BACKOFF:
                 down = [d for d in svc.spec.after if self._svcs[d].state not in SATISFIED]
                 if down:
