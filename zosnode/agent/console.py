@@ -50,16 +50,15 @@ class NodeStatus:
 
 def render(status: NodeStatus, now: float | None = None) -> str:
     """The status screen; `now` (same clock as the errors' times) adds their ages."""
-    release = "none" if status.release is None else str(status.release)
+    identity = f" ({status.identity})" if status.identity else ""
     lines = [
         "---- zosnode status ----",
-        f"node     {status.node_id or '-'}"
-        + (f" ({status.identity})" if status.identity else ""),
+        f"node     {status.node_id or '-'}{identity}",
         f"farm     {status.farm or '-'}   channel {status.channel or '-'}",
         f"phase    {status.phase}",
         f"network  {', '.join(status.addresses) or '-'}",
         f"cache    {status.cache or '-'}",
-        f"release  {release}",
+        f"release  {'none' if status.release is None else status.release}",
     ]
     for s in status.services:
         extra = f" restarts={s.restarts}" if s.restarts else ""
