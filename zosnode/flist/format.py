@@ -8,6 +8,7 @@ nesting. Decoding checks every limit before the result is handed to anyone.
 from __future__ import annotations
 
 import enum
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -45,6 +46,11 @@ class Kind(enum.IntEnum):
     CHR = 5
     BLK = 6
     FIFO = 7
+
+
+# The stat(2) file type of each kind (a hardlink is its target's).
+TYPE_BITS = {Kind.DIR: stat.S_IFDIR, Kind.REG: stat.S_IFREG, Kind.SYMLINK: stat.S_IFLNK,
+             Kind.CHR: stat.S_IFCHR, Kind.BLK: stat.S_IFBLK, Kind.FIFO: stat.S_IFIFO}
 
 
 @dataclass(frozen=True)

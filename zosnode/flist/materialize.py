@@ -19,7 +19,7 @@ from typing import Protocol
 from zosnode.atomicfile import new_tree
 from zosnode.flist.blocks import BlockRef, Buffer
 from zosnode.flist.errors import FlistInputError, UnsafeTargetError
-from zosnode.flist.format import Entry, Kind
+from zosnode.flist.format import TYPE_BITS, Entry, Kind
 from zosnode.flist.view import FlistView
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -176,8 +176,7 @@ def _extract_into(
                     priv.skipped.append(f"device {view.path_of(e).decode(errors='replace')}")
                     continue
                 else:
-                    fmt = {Kind.CHR: 0o020000, Kind.BLK: 0o060000, Kind.FIFO: 0o010000}[e.kind]
-                    os.mknod(name, fmt | 0o600, e.rdev, dir_fd=dir_fd)
+                    os.mknod(name, TYPE_BITS[e.kind] | 0o600, e.rdev, dir_fd=dir_fd)
                     fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
                     try:
                         # O_PATH fds do not take fchown/fchmod; /proc/self/fd does.

@@ -2,19 +2,9 @@
 
 from __future__ import annotations
 
-import stat
-
-from zosnode.flist.format import Entry, Kind
+from zosnode.flist.format import TYPE_BITS, Entry, Kind
 from zosnode.flist.view import FlistView
 
-TYPE_BITS = {
-    Kind.DIR: stat.S_IFDIR,
-    Kind.REG: stat.S_IFREG,
-    Kind.SYMLINK: stat.S_IFLNK,
-    Kind.CHR: stat.S_IFCHR,
-    Kind.BLK: stat.S_IFBLK,
-    Kind.FIFO: stat.S_IFIFO,
-}
 BLKSIZE = 128 * 1024
 
 
