@@ -1,6 +1,5 @@
-"""The HTTP layer's errors: `HttpUsageError` is ours (a URL we cannot use, a reply
-the server must not send); the peer's are `HttpPeerError` (client) and `HttpRefused`
-(server, `zosnode.http.requesthead`)."""
+"""The HTTP layer's errors: ours (`HttpUsageError`) apart from the peer's (`HttpPeerError`
+on the client, `HttpRefused` on the server)."""
 
 from __future__ import annotations
 
