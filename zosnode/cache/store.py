@@ -97,15 +97,12 @@ class BlockCache:
     def _adopt_existing(self) -> None:
         # An earlier run's entries count towards the bound, oldest first; read, checked.
         found: list[tuple[float, str, int]] = []
-        for shard in self.path.iterdir():
-            if not shard.is_dir() or len(shard.name) != 2:
-                continue
-            for f in shard.iterdir():
-                if f.name.startswith(TMP_PREFIX):
-                    f.unlink(missing_ok=True)
-                elif is_hex_id(f.name):
-                    st = f.stat()
-                    found.append((st.st_mtime, f.name, st.st_size))
+        for f in self.path.glob("??/*"):
+            if f.name.startswith(TMP_PREFIX):
+                f.unlink(missing_ok=True)
+            elif is_hex_id(f.name):
+                st = f.stat()
+                found.append((st.st_mtime, f.name, st.st_size))
         for _, name, size in sorted(found):
             for old in self._lru.add(name, size):
                 self._unlink(old)
@@ -228,9 +225,8 @@ class BlockCache:
         decoded (a trusted cache's form for FUSE mounts)."""
 
         async def look() -> Block | None:
-            # In RAM the read costs less than a thread hop.
-            if self.trusted:
-                return self._account_read(block_id, self._read(block_id, decoded))
+            if self.trusted:  # in RAM the read costs less than a thread hop
+                return self.get(block_id, decoded)
             found = await trio.to_thread.run_sync(self._read, block_id, decoded)
             return self._account_read(block_id, found)
 
