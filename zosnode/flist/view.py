@@ -73,9 +73,7 @@ class FlistView:
 
     def child(self, parent: Entry, name: bytes) -> Entry | None:
         kids = self._children[parent.index]
-        if kids is None:
-            return None
-        i = kids.get(name)
+        i = None if kids is None else kids.get(name)
         return None if i is None else self.entries[i]
 
     def children(self, entry: Entry) -> list[Entry]:
@@ -83,14 +81,13 @@ class FlistView:
         kids = self._children[entry.index]
         if kids is None:
             raise FlistInputError(f"{self.path_of(entry)!r} is not a directory")
-        return [self.entries[i] for i in sorted(kids.values(), key=lambda i: self.entries[i].name)]
+        return [self.entries[kids[name]] for name in sorted(kids)]
 
     def path_of(self, entry: Entry) -> bytes:
         parts = []
-        e: Entry | None = entry
-        while e is not None and e.parent is not None:
-            parts.append(e.name)
-            e = self.entries[e.parent]
+        while entry.parent is not None:
+            parts.append(entry.name)
+            entry = self.entries[entry.parent]
         return b"/" + b"/".join(reversed(parts))
 
     def _extent_offsets(self, entry: Entry) -> tuple[int, ...]:
