@@ -70,8 +70,7 @@ class Message:
     yiaddr: str = "0.0.0.0"
     siaddr: str = "0.0.0.0"
     giaddr: str = "0.0.0.0"
-    _index: dict[int, bytes] = field(default_factory=dict, init=False, repr=False,
-                                     compare=False)
+    _index: dict[int, bytes] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.op not in (BOOTREQUEST, BOOTREPLY):
@@ -107,9 +106,7 @@ class Message:
 
     def addr(self, code: int) -> str | None:
         raw = self.get(code)
-        if raw is None or len(raw) != 4:
-            return None
-        return str(ipaddress.IPv4Address(raw))
+        return str(ipaddress.IPv4Address(raw)) if raw is not None and len(raw) == 4 else None
 
 
 @dataclass(frozen=True)
@@ -224,8 +221,8 @@ def encode(msg: Message) -> bytes:
     return out + bytes(max(0, 300 - len(out)))
 
 
-def _walk(region: bytes, where: str) -> tuple[list[tuple[int, bytes]], bool]:
-    """Options of one region, and whether END was seen. Refuses overruns."""
+def _walk(region: bytes, where: str) -> list[tuple[int, bytes]]:
+    """Options of one region up to its END; refuses overruns and a missing END."""
     out: list[tuple[int, bytes]] = []
     i = 0
     while i < len(region):
@@ -234,16 +231,15 @@ def _walk(region: bytes, where: str) -> tuple[list[tuple[int, bytes]], bool]:
             i += 1
             continue
         if code == Opt.END:
-            return out, True
+            return out
         if i + 1 >= len(region):
             raise PacketError(f"dhcp: option {code} in {where} has no length byte")
-        length = region[i + 1]
-        end = i + 2 + length
+        end = i + 2 + region[i + 1]
         if end > len(region):
             raise PacketError(f"dhcp: option {code} in {where} runs past the end")
         out.append((code, region[i + 2:end]))
         i = end
-    return out, False
+    raise PacketError(f"dhcp: no END in {where}")
 
 
 def decode(data: bytes) -> Message:
@@ -260,9 +256,7 @@ def decode(data: bytes) -> Message:
         raise PacketError(f"dhcp: bad op {op}")
     if htype != 1 or hlen != 6:
         raise PacketError("dhcp: not an Ethernet hardware address")
-    options, ended = _walk(data[FIXED.size:], "options")
-    if not ended:
-        raise PacketError("dhcp: options have no END")
+    options = _walk(data[FIXED.size:], "options")
     overload = [v for c, v in options if c == Opt.OVERLOAD]
     if overload:
         if len(overload) != 1 or len(overload[0]) != 1 or overload[0][0] not in (1, 2, 3):
@@ -270,10 +264,7 @@ def decode(data: bytes) -> Message:
         # RFC 2131 §4.1: file first, then sname.
         for bit, region, where in ((1, bfile, "file"), (2, sname, "sname")):
             if overload[0][0] & bit:
-                extra, ended = _walk(region, where)
-                if not ended:
-                    raise PacketError(f"dhcp: overloaded {where} field has no END")
-                options += extra
+                options += _walk(region, f"overloaded {where} field")
     try:
         return Message(op, xid, chaddr[:6], tuple(options), secs, flags,
                        *(str(ipaddress.IPv4Address(a)) for a in (ci, yi, si, gi)))
