@@ -1,9 +1,6 @@
-"""The trio shell around `DhcpClient`: a UDP socket, carrier polling, ARP probes and
-rate-limited refusal lines, per NIC.
-
-A socket on port 68 with SO_BINDTODEVICE gets the broadcast replies we ask for
-while the NIC has no address and the unicast ones to renewals after; one per NIC
-lets every NIC run at once.
+"""The trio shell around `DhcpClient`, per NIC: carrier polling, ARP probes, refusal lines
+under a rate limit, and a UDP socket on port 68 bound to the NIC (SO_BINDTODEVICE), which
+gets broadcast replies before the NIC has an address and unicast ones to renewals after.
 """
 
 from __future__ import annotations

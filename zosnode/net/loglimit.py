@@ -28,7 +28,6 @@ class LineLimit:
         self._shown = self._dropped = 0
 
     def admit(self, now: float) -> Admit:
-        """One line wants out at `now`."""
         suppressed = self.flush(now)
         if self._window_end is None:
             self._window_end = now + self.interval
