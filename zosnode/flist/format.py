@@ -214,24 +214,18 @@ def decode(data: bytes) -> Flist:
     if not isinstance(doc, dict):
         raise FormatError("flist is not a CBOR map")
     version = doc.get("version")
-    if (
-        not isinstance(version, list)
-        or len(version) != 2
-        or not all(type(v) is int and v >= 0 for v in version)
-    ):
+    if not (isinstance(version, list) and len(version) == 2
+            and all(type(v) is int and v >= 0 for v in version)):
         raise FormatError("flist has no [major, minor] version")
     if version[0] != MAJOR:
-        raise UnsupportedVersionError(
-            f"flist format {version[0]}.{version[1]} is not supported (this reads {MAJOR}.x)"
-        )
+        raise UnsupportedVersionError(f"flist format {version[0]}.{version[1]} is not "
+                                      f"supported (this reads {MAJOR}.x)")
     if set(doc) != _FIELDS:
         # Keys may be integers as well as text: name them by repr, never sort both.
         odd = sorted(repr(k) for k in set(doc) ^ _FIELDS)
         raise FormatError(f"flist has unexpected or missing fields: {', '.join(odd)}")
     try:
         return _decode_doc(doc, version[1])
-    except FormatError:
-        raise
     except (TypeError, ValueError, IndexError, KeyError) as exc:
         raise FormatError(f"malformed flist: {exc}") from None
 
@@ -250,19 +244,14 @@ def _decode_doc(doc: dict[str, Any], minor: int) -> Flist:
     if len(wire_blocks) > MAX_BLOCKS:
         raise FormatError(f"more than {MAX_BLOCKS} blocks")
     blocks: list[BlockRef] = []  # each a template: an extent's is it with its own slice
-    seen_ids: set[str] = set()
     for wb in wire_blocks:
         raw, stored_size, size, comp, key = _list("block", wb, 5)
         if not isinstance(raw, bytes) or len(raw) != 32:
             raise FormatError("a block id is 32 bytes")
         bid = raw.hex()
-        if bid in seen_ids:
-            raise FormatError(f"block {bid} is listed twice")
-        seen_ids.add(bid)
         if type(comp) is not int or comp not in Compression._value2member_map_:
             raise FormatError(f"unknown compression code {comp!r}")
         blocks.append(BlockRef(bid, 0, 1, size, stored_size, Compression(comp), key))
-    used = [False] * len(blocks)
     wire_entries = _list("entries", doc["entries"])
     if not 0 < len(wire_entries) <= MAX_ENTRIES:
         raise FormatError(f"entry count {len(wire_entries)} outside 1..{MAX_ENTRIES}")
@@ -272,9 +261,7 @@ def _decode_doc(doc: dict[str, Any], minor: int) -> Flist:
         if type(kind) is not int or kind not in Kind._value2member_map_:
             raise FormatError(f"entry {i} has unknown type {kind!r}")
         k = Kind(kind)
-        xa = tuple(
-            (n, v) for n, v in (_list("xattr", x, 2) for x in _list("xattrs", xattrs))
-        )
+        xa = tuple(tuple(_list("xattr", x, 2)) for x in _list("xattrs", xattrs))
         if len(xa) > MAX_XATTRS:
             raise FormatError(f"entry {i} has more than {MAX_XATTRS} xattrs")
         kw: dict[str, Any] = {}
@@ -291,7 +278,6 @@ def _decode_doc(doc: dict[str, Any], minor: int) -> Flist:
                     exts.append(Hole(length))
                     continue
                 check_int("block index", bi, 0, len(blocks))
-                used[bi] = True
                 b = blocks[bi]
                 exts.append(BlockRef(b.id, off, length, b.size, b.stored_size, b.compression,
                                      b.key))
@@ -312,9 +298,6 @@ def _decode_doc(doc: dict[str, Any], minor: int) -> Flist:
                 mtime_ns=mtime, xattrs=xa, **kw,
             )
         )
-    if not all(used):
-        # Every listed block must be used, so the block table has one form.
-        raise FormatError("the block table lists a block no file uses")
     prefetch = []
     for bi in _list("prefetch", doc["prefetch"]):
         check_int("prefetch index", bi, 0, len(blocks))
@@ -327,7 +310,8 @@ def _decode_doc(doc: dict[str, Any], minor: int) -> Flist:
     if meta_size > MAX_META:
         raise FormatError(f"free-form metadata of {meta_size} bytes is over {MAX_META}")
     flist = Flist(tuple(entries), tuple(prefetch), meta, minor)
-    # Block table order is first-use order; anything else is a second encoding.
+    # The table is exactly the blocks files use, each once, in first-use order: anything
+    # else (an unused, repeated or misplaced block) would be a second encoding.
     if list(flist.blocks()) != [b.id for b in blocks]:
-        raise FormatError("the block table is not in first-use order")
+        raise FormatError("the block table is not the used blocks, once each, in first-use order")
     return flist
