@@ -36,28 +36,30 @@ class _Privilege:
     nodes and xattrs the kernel refuses (security.*, trusted.*) are skipped and
     listed, so an image still extracts on a workstation."""
 
-    def __init__(self, skipped: list[str] | None) -> None:
+    def __init__(self, view: FlistView, skipped: list[str] | None) -> None:
         self.root = os.geteuid() == 0
+        self.view = view
         self.skipped = skipped if skipped is not None else []
 
-    def setxattrs(self, target: str | bytes | int, entry: Entry, where: bytes,
-                  follow: bool = True) -> None:
+    def skip(self, what: str, entry: Entry) -> None:
+        self.skipped.append(f"{what} {self.view.path_of(entry).decode(errors='replace')}")
+
+    def setxattrs(self, target: str | bytes | int, entry: Entry, follow: bool = True) -> None:
         for name, value in entry.xattrs:
             try:
                 os.setxattr(target, name, value, follow_symlinks=follow)
             except PermissionError:
                 if self.root:
                     raise
-                self.skipped.append(f"xattr {name.decode(errors='replace')} of "
-                                    f"{where.decode(errors='replace')}")
+                self.skip(f"xattr {name.decode(errors='replace')} of", entry)
 
-    def apply(self, target: str | int, entry: Entry, where: bytes) -> None:
+    def apply(self, target: str | int, entry: Entry) -> None:
         # Owner before mode (chown clears set-id bits) and before xattrs (it
         # clears security.capability); times last (xattrs do not change mtime).
         if self.root:
             os.chown(target, entry.uid, entry.gid)
         os.chmod(target, entry.mode)
-        self.setxattrs(target, entry, where)
+        self.setxattrs(target, entry)
         os.utime(target, ns=(entry.mtime_ns, entry.mtime_ns))
 
 
@@ -121,7 +123,7 @@ def extract_blocks(
         stack.callback(os.close, root_fd)  # before new_tree renames the tree into place
         if os.listdir(root_fd):
             raise UnsafeTargetError(f"{tpath} is not empty")
-        return _extract_into(view, blocks, root_fd, progress, _Privilege(skipped))
+        return _extract_into(view, blocks, root_fd, progress, _Privilege(view, skipped))
 
 
 def _extract_into(
@@ -145,14 +147,14 @@ def _extract_into(
                     fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
                     try:
                         walk(fd, e)
-                        priv.apply(fd, e, view.path_of(e))
+                        priv.apply(fd, e)
                     finally:
                         os.close(fd)
                 elif e.kind is Kind.REG:
                     fd = os.open(name, _FILE_FLAGS, 0o600, dir_fd=dir_fd)
                     try:
                         _write_file(fd, view, e, reader)
-                        priv.apply(fd, e, view.path_of(e))
+                        priv.apply(fd, e)
                     finally:
                         os.close(fd)
                     written += e.size
@@ -163,8 +165,7 @@ def _extract_into(
                     if priv.root:
                         os.chown(name, e.uid, e.gid, dir_fd=dir_fd, follow_symlinks=False)
                     if e.xattrs:
-                        priv.setxattrs(f"/proc/self/fd/{dir_fd}/".encode() + name, e,
-                                       view.path_of(e), follow=False)
+                        priv.setxattrs(f"/proc/self/fd/{dir_fd}/".encode() + name, e, False)
                     os.utime(name, ns=(e.mtime_ns, e.mtime_ns), dir_fd=dir_fd,
                              follow_symlinks=False)
                 elif e.kind is Kind.HARDLINK:
@@ -173,14 +174,14 @@ def _extract_into(
                     else:
                         deferred.append(e)
                 elif e.kind in (Kind.CHR, Kind.BLK) and not priv.root:
-                    priv.skipped.append(f"device {view.path_of(e).decode(errors='replace')}")
+                    priv.skip("device", e)
                     continue
                 else:
                     os.mknod(name, TYPE_BITS[e.kind] | 0o600, e.rdev, dir_fd=dir_fd)
                     fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
                     try:
                         # O_PATH fds do not take fchown/fchmod; /proc/self/fd does.
-                        priv.apply(f"/proc/self/fd/{fd}", e, view.path_of(e))
+                        priv.apply(f"/proc/self/fd/{fd}", e)
                     finally:
                         os.close(fd)
                 created.add(e.index)
@@ -198,7 +199,7 @@ def _extract_into(
         assert e.parent is not None
         if e.link not in created:
             # Its target was skipped (a device node, without root).
-            priv.skipped.append(f"hardlink {view.path_of(e).decode(errors='replace')}")
+            priv.skip("hardlink", e)
             continue
         dst_fd = _open_dir(view, root_fd, view.entries[e.parent])
         try:
@@ -208,7 +209,7 @@ def _extract_into(
             os.utime(dst_fd, ns=(parent.mtime_ns, parent.mtime_ns))
         finally:
             os.close(dst_fd)
-    priv.apply(root_fd, view.root, b"/")
+    priv.apply(root_fd, view.root)
     return written
 
 
