@@ -30,6 +30,28 @@ def test_round_trip_and_sorted() -> None:
     assert data == cpio.encode(SAMPLE, mtime=1234)  # input order does not matter
 
 
+def test_a_key_orders_the_members() -> None:
+    def files_first(e: Entry) -> tuple[int, str]:
+        return (0 if e.kind is Kind.FILE else 1, e.path)
+
+    data = cpio.encode(reversed(SAMPLE), mtime=1234, key=files_first)
+    assert cpio.decode(data) == tuple(sorted(SAMPLE, key=files_first)) != SAMPLE
+    assert data == cpio.encode(SAMPLE, mtime=1234, key=files_first)
+
+
+def test_the_image_order_puts_directories_first_and_like_beside_like() -> None:
+    from zosnode.bootmedia.initramfs import stream_order
+
+    entries = [Entry("usr/lib/python3.11/os.pyc", Kind.FILE, 0o644, data=b"\xa7\r\r\n"),
+               Entry("usr", Kind.DIR, 0o755), Entry("init", Kind.FILE, 0o755, data=b"#!"),
+               Entry("lib/modules/6.1/fuse.ko", Kind.FILE, 0o644, data=b"\x7fELF"),
+               Entry("usr/bin/python3.11", Kind.FILE, 0o755, data=b"\x7fELF"),
+               Entry("a", Kind.DIR, 0o755), Entry("dev/null", Kind.CHAR, 0o666, rdev=(1, 3))]
+    order = [e.path for e in sorted(entries, key=stream_order)]
+    assert order == ["a", "usr", "usr/bin/python3.11", "init", "usr/lib/python3.11/os.pyc",
+                     "lib/modules/6.1/fuse.ko", "dev/null"]
+
+
 def test_every_truncation_is_refused() -> None:
     data = cpio.encode(SAMPLE)
     end = len(data)

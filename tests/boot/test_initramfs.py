@@ -86,6 +86,18 @@ def test_contents(boot_files: BootFiles) -> None:
     for dropped in ("xml/dom/minidom.pyc", "zoneinfo/__init__.pyc", "mimetypes.pyc"):
         assert f"usr/lib/python3.11/{dropped}" not in entries, dropped
     assert not [p for p in stdlib if "/_codecs_jp." in p or "/_multibytecodec." in p]
+    # Nor what the interpreter has frozen in (but os, the landmark it finds
+    # the standard library by), codecs no node path names, or what a word in
+    # a native's message named (statistics, and decimal with it).
+    for dropped in ("site.pyc", "codecs.pyc", "importlib/_bootstrap_external.pyc",
+                    "encodings/cp1252.pyc", "encodings/shift_jis.pyc", "statistics.pyc",
+                    "decimal.pyc", "sysconfig.pyc"):
+        assert f"usr/lib/python3.11/{dropped}" not in entries, dropped
+    assert "usr/lib/python3.11/encodings/cp437.pyc" in entries  # zipfile's names
+    # Metadata: a held distribution's, without RECORD; none for one not held.
+    assert [n for n in held if n.startswith("_native/pyfuse3-") and n.endswith("/METADATA")]
+    assert not [n for n in held if n.endswith(".dist-info/RECORD")]
+    assert not [n for n in held if n.startswith(("pycparser-", "_native/pyfastcdc-"))]
     mods = [p for p in entries if p.startswith("lib/modules/")]
     dep = next(entries[p].data.decode() for p in mods if p.endswith("/modules.dep"))
     for needed in ("virtio_net.ko:", "fuse.ko:", "nf_tables.ko:", "tun.ko:"):

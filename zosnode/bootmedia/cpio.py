@@ -1,7 +1,8 @@
 """The cpio "newc" format the kernel unpacks into its rootfs: write and read.
 
-Reproducible by construction: entries are sorted by path, inode numbers are
-assigned in that order, owner is root and every time is the one given.
+Reproducible by construction: entries are sorted (by path, or by a key
+the caller gives that ends in the path), inode numbers are assigned in that
+order, owner is root and every time is the one given.
 Pure code: bytes in, bytes out.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import posixpath
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -78,9 +79,16 @@ def _header(ino: int, mode: int, nlink: int, mtime: int, size: int,
     return MAGIC + b"".join(b"%08X" % v for v in fields)
 
 
-def encode(entries: Iterable[Entry], mtime: int = 0) -> bytes:
-    """The archive, entries sorted by path, ending with the trailer."""
-    ordered = sorted(entries, key=lambda e: e.path)
+def by_path(entry: Entry) -> tuple[int, str]:
+    return (0, entry.path)
+
+
+def encode(entries: Iterable[Entry], mtime: int = 0,
+           key: Callable[[Entry], tuple[int, str]] = by_path) -> bytes:
+    """The archive, entries sorted by `key`, ending with the trailer. The
+    kernel creates each entry as it comes, so a key must put a directory
+    before what is in it (sorting by path does)."""
+    ordered = sorted(entries, key=key)
     out: list[bytes] = []
     seen: set[str] = set()
     for ino, entry in enumerate(ordered, start=1):

@@ -116,6 +116,25 @@ def part_sizes(entries: Iterable[Entry]) -> dict[str, tuple[int, int, int]]:
     return {p: (s[0], s[1], s[2]) for p, s in sizes.items()}
 
 
+def stream_order(entry: Entry) -> tuple[int, str]:
+    """The image's member order: directories first (by path, so a parent
+    before its children), then ELF programs and libraries, `/init`, the
+    stdlib's bytecode, kernel modules, the rest; by path within each. Like
+    beside like in the one compression stream: 49 KB smaller than by path
+    alone at zstd -19 (bench/boot.md)."""
+    if entry.kind is Kind.DIR:
+        return (0, entry.path)
+    if entry.path.startswith("lib/modules/"):
+        return (4, entry.path)
+    if entry.data[:4] == b"\x7fELF":
+        return (1, entry.path)
+    if entry.path == "init":
+        return (2, entry.path)
+    if entry.path.endswith(".pyc"):
+        return (3, entry.path)
+    return (5, entry.path)
+
+
 def forbidden_members(paths: Iterable[str]) -> list[str]:
     """Members that are a shell, a package manager or another interpreter."""
     return sorted(p for p in paths if _FORBIDDEN.search(p))
@@ -221,7 +240,7 @@ def build(inputs: Inputs) -> Result:
     bad = forbidden_members(e.path for e in entries)
     if bad:
         raise BuildInputError(f"the initramfs would contain {bad[0]}: refusing")
-    raw = encode(entries, inputs.mtime)
+    raw = encode(entries, inputs.mtime, key=stream_order)
     return Result(image=compression.compress(raw, inputs.compression), kernel=kernel,
                   kernel_version=version, unpacked_size=len(raw), members=len(entries),
                   modules=modules, libraries=report.libraries,
