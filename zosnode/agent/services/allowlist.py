@@ -24,8 +24,7 @@ def _inside(real: str, mounts: Sequence[str]) -> bool:
 
 
 def _locate(arg: str, home: Path, mounts: Sequence[str], what: str) -> str:
-    path = arg if os.path.isabs(arg) else os.path.join(home, arg)
-    real = os.path.realpath(path)
+    real = os.path.realpath(os.path.join(home, arg))  # an absolute `arg` replaces `home`
     if not _inside(real, mounts):
         raise ExecRefused(f"{what} {arg!r} resolves to {real}, outside the verified mounts")
     try:
@@ -46,10 +45,9 @@ def resolve_exec(argv: Sequence[str], *, home: Path, mounts: Sequence[Path],
     roots = [os.path.realpath(m) for m in mounts]
     interp = os.path.realpath(interpreter)
     first = argv[0]
-    if first != INTERPRETER:
-        path = first if os.path.isabs(first) else os.path.join(home, first)
-        if os.path.realpath(path) == interp and not _inside(interp, roots):
-            first = INTERPRETER
+    real_first = os.path.realpath(os.path.join(home, first))
+    if real_first == interp and not _inside(interp, roots):
+        first = INTERPRETER  # the interpreter by its own path
     if first == INTERPRETER:
         if len(argv) < 2 or argv[1].startswith("-"):
             raise ExecRefused("the interpreter may only run a script from a verified mount "
