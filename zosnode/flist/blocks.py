@@ -127,9 +127,8 @@ _DECOMPRESSORS: dict[Compression, Callable[[], Any]] = {
 def nonce(key: bytes) -> bytes:
     # A convergent key only ever encrypts the one plaintext it was derived from, so the
     # nonce may come from the key too: builds stay reproducible.
-    return hashlib.blake2b(
-        key, digest_size=nacl.secret.SecretBox.NONCE_SIZE, person=NONCE_PERSON
-    ).digest()
+    size = nacl.secret.SecretBox.NONCE_SIZE
+    return hashlib.blake2b(key, digest_size=size, person=NONCE_PERSON).digest()
 
 
 # Bytes, or a view of them (a trusted cache's mapped file): decoded as they are.

@@ -292,12 +292,8 @@ def _decode_doc(doc: dict[str, Any], minor: int) -> Flist:
             kw["rdev"] = data
         elif data is not None:
             raise FormatError(f"entry {i} of type {k.name} carries data")
-        entries.append(
-            Entry(
-                index=i, parent=parent, name=name, kind=k, mode=mode, uid=uid, gid=gid,
-                mtime_ns=mtime, xattrs=xa, **kw,
-            )
-        )
+        entries.append(Entry(index=i, parent=parent, name=name, kind=k, mode=mode, uid=uid,
+                             gid=gid, mtime_ns=mtime, xattrs=xa, **kw))
     prefetch = []
     for bi in _list("prefetch", doc["prefetch"]):
         check_int("prefetch index", bi, 0, len(blocks))

@@ -98,14 +98,9 @@ def _write_file(fd: int, view: FlistView, entry: Entry, reader: DecodedBlocks) -
     os.ftruncate(fd, entry.size)
 
 
-def extract_blocks(
-    view: FlistView,
-    blocks: DecodedBlocks,
-    target: str | os.PathLike[str],
-    *,
-    progress: Callable[[int, int], None] | None = None,
-    skipped: list[str] | None = None,
-) -> int:
+def extract_blocks(view: FlistView, blocks: DecodedBlocks, target: str | os.PathLike[str], *,
+                   progress: Callable[[int, int], None] | None = None,
+                   skipped: list[str] | None = None) -> int:
     """Write the image into `target` (absent or empty: a mount point is filled in place);
     return bytes written. An absent target appears only when complete (`new_tree`)."""
     tpath = os.path.abspath(os.fspath(target))

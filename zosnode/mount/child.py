@@ -126,8 +126,7 @@ async def serve(request: MountRequest, send: Send) -> int:
         return EXIT_FAILED
     if stopped:
         return EXIT_OK
-    send(Failure.of(FailureKind.UNMOUNTED,
-                             f"{request.mountpoint} was unmounted from outside"))
+    send(Failure.of(FailureKind.UNMOUNTED, f"{request.mountpoint} was unmounted from outside"))
     return EXIT_FAILED
 
 

@@ -37,14 +37,9 @@ class FlistFS(pyfuse3.Operations):
     enable_writeback_cache = False
     supports_dot_lookup = True
 
-    def __init__(
-        self,
-        view: FlistView,
-        source: BlockSource,
-        *,
-        readahead_bytes: int = READAHEAD_BYTES,
-        spawn: Callable[[Callable[[], Any]], None] | None = None,
-    ) -> None:
+    def __init__(self, view: FlistView, source: BlockSource, *,
+                 readahead_bytes: int = READAHEAD_BYTES,
+                 spawn: Callable[[Callable[[], Any]], None] | None = None) -> None:
         super().__init__()
         self.view = view
         self.source = source

@@ -45,24 +45,9 @@ class MountedFlist:
     prefetch_done: trio.Event = field(default_factory=trio.Event)
 
 
-# Reads of up to MAX_READ (libfuse's largest, its max_pages), with the page cache kept
-# (keep_cache, no direct_io) so executables can be mmapped. (No max_read mount option:
-# libfuse refuses one pyfuse3's init() does not repeat.)
-def _options() -> set[str]:
-    opts = {"ro", "fsname=zosnode", "subtype=flist", "default_permissions"}
-    if os.geteuid() == 0:
-        opts.add("allow_other")
-    return opts
-
-
 async def serve_flist(
-    flist_bytes: bytes,
-    mountpoint: str | os.PathLike[str],
-    fetcher: Fetcher,
-    cache: BlockCache,
-    *,
-    prefetch: bool = True,
-    hot_bytes: int = 64 * 1024 * 1024,
+    flist_bytes: bytes, mountpoint: str | os.PathLike[str], fetcher: Fetcher,
+    cache: BlockCache, *, prefetch: bool = True, hot_bytes: int = 64 * 1024 * 1024,
     task_status: trio.TaskStatus[MountedFlist] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the flist (already checked against the id the caller trusts) at `mountpoint`;
@@ -92,8 +77,14 @@ async def serve_flist(
         # evict what it fetched before it is read.
         fs = FlistFS(view, source, spawn=spawn,
                      readahead_bytes=min(READAHEAD_BYTES, max(hot_bytes // 4, 1)))
+        # Reads of up to MAX_READ (libfuse's largest, its max_pages), with the page cache
+        # kept (keep_cache, no direct_io) so executables can be mmapped. (No max_read
+        # option: libfuse refuses one pyfuse3's init() does not repeat.)
+        opts = {"ro", "fsname=zosnode", "subtype=flist", "default_permissions"}
+        if os.geteuid() == 0:
+            opts.add("allow_other")
         try:
-            pyfuse3.init(fs, os.fspath(mp), _options())
+            pyfuse3.init(fs, os.fspath(mp), opts)
         except RuntimeError as exc:
             raise MountFailed(f"cannot mount at {mp}: {exc}") from None
         _live = True
