@@ -12,20 +12,10 @@ def attrs_of(view: FlistView, entry: Entry) -> dict[str, int]:
     """The stat fields of `entry` by their `pyfuse3.EntryAttributes` names; a hardlink
     reports those of the file it names. The image never changes: a, m, c times are one."""
     e = view.resolve(entry)
-    size = e.size if e.kind is Kind.REG else len(e.target) if e.kind is Kind.SYMLINK else 0
-    if e.kind is Kind.DIR:
-        size = 4096
+    size = {Kind.REG: e.size, Kind.SYMLINK: len(e.target), Kind.DIR: 4096}.get(e.kind, 0)
     return {
-        "st_ino": e.ino,
-        "st_mode": TYPE_BITS[e.kind] | e.mode,
-        "st_nlink": view.nlink(e),
-        "st_uid": e.uid,
-        "st_gid": e.gid,
-        "st_rdev": e.rdev,
-        "st_size": size,
-        "st_blksize": BLKSIZE,
-        "st_blocks": (size + 511) // 512,
-        "st_atime_ns": e.mtime_ns,
-        "st_mtime_ns": e.mtime_ns,
-        "st_ctime_ns": e.mtime_ns,
+        "st_ino": e.ino, "st_mode": TYPE_BITS[e.kind] | e.mode, "st_nlink": view.nlink(e),
+        "st_uid": e.uid, "st_gid": e.gid, "st_rdev": e.rdev,
+        "st_size": size, "st_blksize": BLKSIZE, "st_blocks": (size + 511) // 512,
+        "st_atime_ns": e.mtime_ns, "st_mtime_ns": e.mtime_ns, "st_ctime_ns": e.mtime_ns,
     }
