@@ -115,11 +115,9 @@ class FlistFS(pyfuse3.Operations):
         return inode
 
     async def readdir(self, fh: int, start_id: int, token: Any) -> None:
-        # start_id is the index of the next child to list: stable, since the
-        # tree never changes.
+        # start_id is the index of the next child to list: stable, the tree never changes.
         children = self.view.children(self._entry(fh))
-        for i in range(start_id, len(children)):
-            c = children[i]
+        for i, c in enumerate(children[start_id:], start_id):
             if not pyfuse3.readdir_reply(token, c.name, self._attr(c), i + 1):
                 return
 
