@@ -138,9 +138,8 @@ Buffer = bytes | memoryview
 def decode_block(ref: BlockRef, stored: Buffer) -> Buffer:
     """The whole decoded block `ref` names, once `stored` is checked (first) to be it."""
     if len(stored) != ref.stored_size:
-        raise IntegrityError(
-            f"block {ref.id} is {len(stored)} bytes, its reference says {ref.stored_size}"
-        )
+        raise IntegrityError(f"block {ref.id} is {len(stored)} bytes, "
+                             f"its reference says {ref.stored_size}")
     if block_id(stored) != ref.id:
         raise IntegrityError(f"block {ref.id} does not match its hash")
     return decode_verified(ref, stored)

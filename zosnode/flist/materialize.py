@@ -181,9 +181,7 @@ def _extract_into(
                         os.close(fd)
                 created.add(e.index)
             except FileExistsError:
-                raise UnsafeTargetError(
-                    f"{view.path_of(e)!r} already exists in the target"
-                ) from None
+                raise UnsafeTargetError(f"{view.path_of(e)!r} is already in the target") from None
             except OSError as exc:
                 if exc.errno == errno.ELOOP:
                     raise UnsafeTargetError(f"{view.path_of(e)!r}: symlink in the way") from None
@@ -196,11 +194,11 @@ def _extract_into(
             # Its target was skipped (a device node, without root).
             priv.skip("hardlink", e)
             continue
-        dst_fd = _open_dir(view, root_fd, view.entries[e.parent])
+        parent = view.entries[e.parent]
+        dst_fd = _open_dir(view, root_fd, parent)
         try:
             _link(view, root_fd, e, dst_fd)
             # Linking touched the directory's times; put them back.
-            parent = view.entries[e.parent]
             os.utime(dst_fd, ns=(parent.mtime_ns, parent.mtime_ns))
         finally:
             os.close(dst_fd)
