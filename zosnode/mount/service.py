@@ -37,7 +37,6 @@ class PrefetchReport:
 
 @dataclass
 class MountedFlist:
-    mountpoint: Path
     view: FlistView
     source: BlockSource
     fs: FlistFS
@@ -89,7 +88,7 @@ async def serve_flist(
             raise MountFailed(f"cannot mount at {mp}: {exc}") from None
         _live = True
         try:
-            handle = MountedFlist(mp, view, source, fs)
+            handle = MountedFlist(view, source, fs)
             # pyfuse3.main and its workers must be gone before close() frees
             # the session, so they live in a nursery that ends first.
             async with trio.open_nursery() as session:
