@@ -37,15 +37,17 @@ def _register_package() -> None:
 
 
 def _module(name: str) -> Any:
+    # `name` is spelt whole at each call: the initramfs profile finds the
+    # submodules a node needs by their full names in our code.
     _register_package()
-    return importlib.import_module(f"{_PACKAGE}.{name}")
+    return importlib.import_module(name)
 
 
 def iproute() -> Any:
     """A new rtnetlink socket (pyroute2's `IPRoute`) in this network namespace."""
-    return _module("iproute.linux").IPRoute()
+    return _module("pyroute2.iproute.linux").IPRoute()
 
 
 def nftables(family: int) -> Any:
     """A new nftables socket (pyroute2's `NFTables`) for `family`."""
-    return _module("nftables.main").NFTables(nfgen_family=family)
+    return _module("pyroute2.nftables.main").NFTables(nfgen_family=family)
