@@ -66,9 +66,8 @@ def decode(data: bytes, *, max_size: int, kind: str) -> Envelope:
         raise MalformedError(f"{kind}: {exc}") from None
 
 
-def require_threshold(
-    env: Envelope, trusted: Collection[str], threshold: int, by: str
-) -> frozenset[str]:
+def require_threshold(env: Envelope, trusted: Collection[str], threshold: int,
+                      by: str) -> frozenset[str]:
     """The trusted keys whose signature over the body verifies, if at least `threshold`.
 
     Extra, unknown or broken signatures are ignored once the threshold is met

@@ -192,21 +192,19 @@ def decode_body(body: bytes) -> Manifest:
     metadata = f.get("metadata", dict)
     size = len(canonical.dumps(metadata))
     if size > MAX_METADATA_BYTES:
-        raise OversizeError(
-            f"manifest metadata is {size} bytes, over the {MAX_METADATA_BYTES}-byte cap"
-        )
+        raise OversizeError(f"manifest metadata is {size} bytes, over the "
+                            f"{MAX_METADATA_BYTES}-byte cap")
     try:
         pins = tuple(_decode_pin(i, v)
                      for i, v in enumerate(f.get("flists", list)[: MAX_FLISTS + 1]))
         services = tuple(_decode_service(i, v)
                          for i, v in enumerate(f.get("services", list)[: MAX_SERVICES + 1]))
-        return Manifest(
-            channel=f.get("channel", str), version=f.integer("version", lo=1),
-            issued_at=f.integer("issued_at"), expires_at=f.integer("expires_at"),
-            min_agent_version=f.get("min_agent_version", str),
-            rollout_ppm=f.integer("rollout_ppm", hi=PPM), hubs=f.str_list("hubs"),
-            mirrors=f.str_list("mirrors"), flists=pins, services=services, metadata=metadata,
-        )
+        return Manifest(channel=f.get("channel", str), version=f.integer("version", lo=1),
+                        issued_at=f.integer("issued_at"), expires_at=f.integer("expires_at"),
+                        min_agent_version=f.get("min_agent_version", str),
+                        rollout_ppm=f.integer("rollout_ppm", hi=PPM), hubs=f.str_list("hubs"),
+                        mirrors=f.str_list("mirrors"), flists=pins, services=services,
+                        metadata=metadata)
     except TrustUsageError as exc:
         raise MalformedError(f"manifest: {exc}") from None
 
