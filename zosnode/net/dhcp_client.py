@@ -258,8 +258,8 @@ class DhcpClient:
         lease = self.lease
         if lease is None:
             return []
-        return self._lose(f"declined: {reason}") + self._decline(lease.address, lease.server,
-                                                                 reason, now)
+        out = self._lose(f"declined: {reason}")
+        return out + self._decline(lease.address, lease.server, reason, now)
 
     def _to(self, new: State, reason: str) -> list[Event]:
         old, self.state = self.state, new
@@ -298,8 +298,8 @@ class DhcpClient:
     def _begin(self, now: float, reason: str) -> list[Event]:
         if self._remembered is None:
             return self._discover(now, reason)
-        return self._to(State.INIT_REBOOT, f"{reason} with a previous address") + self._exchange(
-            State.REBOOTING, f"asking again for {self._remembered}", now)
+        out = self._to(State.INIT_REBOOT, f"{reason} with a previous address")
+        return out + self._exchange(State.REBOOTING, f"asking again for {self._remembered}", now)
 
     def _send_request(self, now: float) -> list[Event]:
         s = self.state
@@ -348,8 +348,8 @@ class DhcpClient:
             return [Refused(_what(msg), verdict.reason)]  # §4.4.1: wait for another offer
         self._terms = terms = verdict.terms
         self._tries = 0
-        return self._to(State.REQUESTING, f"offer of {terms.address} from {terms.server}"
-                        ) + self._send_request(now)
+        out = self._to(State.REQUESTING, f"offer of {terms.address} from {terms.server}")
+        return out + self._send_request(now)
 
     def _on_ack(self, msg: Message, now: float) -> list[Event]:
         server = msg.addr(Opt.SERVER_ID)
