@@ -172,12 +172,10 @@ class MirrorHealth:
     def order(self, object_id: str, now: float) -> list[str]:
         """Mirrors to try for `object_id`: closed circuits healthiest first, then the
         rest by when they may be tried; liars for this object left out."""
-        rank = {m: i for i, m in enumerate(self.mirrors)}
 
-        def key(m: str) -> tuple[bool, float, float, int]:
+        def key(m: str) -> tuple[bool, float, float]:  # ties keep the given order (stable)
             b = self._breakers[m]
-            return (b.state is not Circuit.CLOSED, b.ready_at(now),
-                    round(self.penalty(m, now), 3), rank[m])
+            return b.state is not Circuit.CLOSED, b.ready_at(now), round(self.penalty(m, now), 3)
 
         return sorted(self._usable(object_id), key=key)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import trio
 
@@ -121,9 +122,7 @@ async def extract_view(
     feed = _Feed(source, read_order(view), ahead_bytes)
     if report is not None:
         report.blocks = len(feed.order)
-
-    def work() -> int:
-        return extract_blocks(view, feed, target, progress=progress, skipped=skipped)
+    work = partial(extract_blocks, view, feed, target, progress=progress, skipped=skipped)
 
     try:
         async with trio.open_nursery() as nursery:
