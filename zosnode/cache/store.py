@@ -14,7 +14,6 @@ or user could change) every read is checksummed and the reader hashes it.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import ctypes
 import mmap
@@ -213,8 +212,7 @@ class BlockCache:
         self._unlink(block_id)
 
     def _unlink(self, block_id: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._name(block_id))
+        Path(self._name(block_id)).unlink(missing_ok=True)
 
     async def get_or_fetch(
         self, block_id: str, fetch: Callable[[], Awaitable[Block]], *, looked: bool = False,
