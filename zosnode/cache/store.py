@@ -53,9 +53,9 @@ def in_node_ram(path: Path) -> bool:
 
 @dataclass
 class CacheStats:
-    """This process's counts. A corrupt entry is a miss too; a write error, a fetched block
-    the medium would not keep; discarded, an entry whose checksum held but its BLAKE2b
-    did not: rewritten on purpose (an accident fails the checksum)."""
+    """This process's counts. A corrupt entry is a miss too; a fetch, one `fetch()`; a write
+    error, a fetched block the medium would not keep; discarded, an entry whose checksum
+    held but its BLAKE2b did not: rewritten on purpose (an accident fails the checksum)."""
 
     hits: int = 0
     misses: int = 0
