@@ -22,14 +22,12 @@ _ATTEMPTS = 5
 
 
 def runtime_base() -> Path:
-    explicit = os.environ.get(RUNTIME_ENV)
-    if explicit:
+    if explicit := os.environ.get(RUNTIME_ENV):
         return Path(explicit)
     system = Path("/run/zosnode")
     if os.access(system if system.exists() else system.parent, os.W_OK | os.X_OK):
         return system
-    xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if xdg and os.access(xdg, os.W_OK):
+    if (xdg := os.environ.get("XDG_RUNTIME_DIR")) and os.access(xdg, os.W_OK):
         return Path(xdg) / "zosnode"
     cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
     return Path(cache) / "zosnode"

@@ -113,13 +113,10 @@ async def serve_flist(
 
 
 async def _raise_readahead(mp: Path) -> None:
-    """Let the kernel read ahead (and so ask) up to MAX_READ at a time.
-
-    A FUSE bdi starts at 128 KiB of readahead and the INIT reply can only lower it, so it
-    is raised through sysfs once INIT is done: when a stat of the mountpoint (in a thread:
-    this loop answers it) returns. Not root, or no sysfs: 128 KiB reads, slower but the
-    same bytes.
-    """
+    """Let the kernel read ahead (and so ask) up to MAX_READ at a time. A FUSE bdi starts
+    at 128 KiB and the INIT reply can only lower it, so sysfs raises it once INIT is done:
+    when a stat of the mountpoint (in a thread: this loop answers it) returns. Not root,
+    or no sysfs: 128 KiB reads, slower but the same bytes."""
     with trio.move_on_after(10):
         try:
             st = await trio.to_thread.run_sync(os.stat, mp, abandon_on_cancel=True)
