@@ -45,8 +45,9 @@ RECORD_NAME = "zosnode/_artifact.json"  # likewise: only a zosnode artifact has 
 # and the node group's CLI parser besides (`zosnode --debug node run`).
 ENTRY_POINTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "start-up": ((), ("zosnode.artifact.unpack",)),  # what __main__ runs before any command
-    # zosnode.net.netlink imports pyroute2's two sockets by a computed name
-    # (`_module(name)`), which the probe cannot follow: named here.
+    # zosnode.net.netlink imports pyroute2's two sockets through its own
+    # `_module(name)`, whose `import_module(name)` the probe cannot follow:
+    # named here (tests/boot/test_profile.py checks they stay so).
     "node run": (("node",), ("zosnode.agent.boot", "pyroute2.iproute.linux",
                              "pyroute2.nftables.main")),
     "mount child": ((), ("zosnode.mount.child",)),
