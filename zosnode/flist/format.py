@@ -53,6 +53,11 @@ TYPE_BITS = {Kind.DIR: stat.S_IFDIR, Kind.REG: stat.S_IFREG, Kind.SYMLINK: stat.
              Kind.CHR: stat.S_IFCHR, Kind.BLK: stat.S_IFBLK, Kind.FIFO: stat.S_IFIFO}
 
 
+# The field that holds each kind's data (an entry's last wire field), if it has any.
+_DATA = {Kind.REG: "extents", Kind.SYMLINK: "target", Kind.HARDLINK: "link",
+         Kind.CHR: "rdev", Kind.BLK: "rdev"}
+
+
 @dataclass(frozen=True)
 class Hole:
     """`length` zero bytes that are not stored anywhere (a sparse region)."""
@@ -125,8 +130,7 @@ class Entry:
                 raise FormatError("xattrs must be sorted by name without duplicates")
             last = name
         # Each kind carries its own data, and no other kind's.
-        own = {Kind.REG: "extents", Kind.SYMLINK: "target", Kind.HARDLINK: "link",
-               Kind.CHR: "rdev", Kind.BLK: "rdev"}.get(self.kind)
+        own = _DATA.get(self.kind)
         for data, empty in (("extents", ()), ("target", b""), ("link", None), ("rdev", 0)):
             if data != own and getattr(self, data) != empty:
                 raise FormatError(f"a {self.kind.name.lower()} entry has no {data}")
@@ -135,8 +139,8 @@ class Entry:
         size = sum(e.length for e in self.extents)
         if size > MAX_FILE_SIZE:
             raise FormatError(f"file size {size} over {MAX_FILE_SIZE}")
-        if self.kind is Kind.SYMLINK and (not 0 < len(self.target) <= MAX_TARGET
-                                          or b"\0" in self.target):
+        if self.kind is Kind.SYMLINK and (type(self.target) is not bytes or b"\0" in self.target
+                                          or not 0 < len(self.target) <= MAX_TARGET):
             raise FormatError("a symlink target is 1..4095 bytes without NUL")
         if self.kind is Kind.HARDLINK:
             check_int("hardlink target", self.link, 0, self.index)
@@ -264,7 +268,7 @@ def _decode_doc(doc: dict[str, Any], minor: int) -> Flist:
         xa = tuple(tuple(_list("xattr", x, 2)) for x in _list("xattrs", xattrs))
         if len(xa) > MAX_XATTRS:
             raise FormatError(f"entry {i} has more than {MAX_XATTRS} xattrs")
-        kw: dict[str, Any] = {}
+        own = _DATA.get(k)
         if k is Kind.REG:
             wext = _list("extents", data)
             if len(wext) > MAX_EXTENTS:
@@ -281,19 +285,11 @@ def _decode_doc(doc: dict[str, Any], minor: int) -> Flist:
                 b = blocks[bi]
                 exts.append(BlockRef(b.id, off, length, b.size, b.stored_size, b.compression,
                                      b.key))
-            kw["extents"] = tuple(exts)
-        elif k is Kind.SYMLINK:
-            if not isinstance(data, bytes):
-                raise FormatError(f"symlink {i} target must be bytes")
-            kw["target"] = data
-        elif k is Kind.HARDLINK:
-            kw["link"] = data
-        elif k in (Kind.CHR, Kind.BLK):
-            kw["rdev"] = data
-        elif data is not None:
+            data = tuple(exts)
+        elif own is None and data is not None:
             raise FormatError(f"entry {i} of type {k.name} carries data")
         entries.append(Entry(index=i, parent=parent, name=name, kind=k, mode=mode, uid=uid,
-                             gid=gid, mtime_ns=mtime, xattrs=xa, **kw))
+                             gid=gid, mtime_ns=mtime, xattrs=xa, **({own: data} if own else {})))
     prefetch = []
     for bi in _list("prefetch", doc["prefetch"]):
         check_int("prefetch index", bi, 0, len(blocks))
