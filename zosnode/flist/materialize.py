@@ -67,18 +67,15 @@ def read_order(view: FlistView) -> list[BlockRef]:
     """The blocks extract asks for, in order, a run of one block once: what a pipeline
     fetches ahead of it."""
     order: list[BlockRef] = []
-    last = ""
 
     def walk(d: Entry) -> None:
-        nonlocal last
         for e in view.children(d):
             if e.kind is Kind.DIR:
                 walk(e)
             elif e.kind is Kind.REG:
                 for p in view.plan_read(e, 0, e.size):
-                    if p.ref is not None and p.ref.id != last:
+                    if p.ref is not None and (not order or order[-1].id != p.ref.id):
                         order.append(p.ref)
-                        last = p.ref.id
 
     walk(view.root)
     return order
