@@ -55,9 +55,6 @@ def preferred(carrier: Iterable[str]) -> str | None:
 
 def decided(leased: Collection[str], carrier: Collection[str],
             preferred_reaches_hub: bool) -> bool:
-    """Whether more leases could no longer change `choose`'s answer, so the settle wait ends.
-
-    A NIC without carrier cannot lease, so it is not waited for (one that gains
-    carrier later is taken by the next re-choice).
-    """
+    """Whether more leases could no longer change `choose`'s answer (the settle wait ends).
+    A NIC without carrier cannot lease, so it is not waited for (the next re-choice takes it)."""
     return set(carrier) <= set(leased) or preferred_reaches_hub

@@ -157,11 +157,8 @@ def classless_routes(raw: bytes) -> tuple[Route, ...]:
 
 
 def domain_search(raw: bytes) -> tuple[str, ...]:
-    """Option 119 (RFC 3397): DNS names with compression, pointers only backwards.
-
-    Names come back as text (latin-1, so one character is one wire byte) for
-    the caller to judge; only the encoding is checked here.
-    """
+    """Option 119 (RFC 3397), pointers only backwards: names as latin-1 text (one character
+    per wire byte) for the caller to judge; only the encoding is checked here."""
     names: list[str] = []
     i = 0
     while i < len(raw):
