@@ -94,19 +94,16 @@ async def serve(request: MountRequest, send: Send) -> int:
         send(Failure.of(FailureKind.CACHE, f"{request.cache_dir}: {exc}"))
         return EXIT_FAILED
     fetcher = Fetcher(list(request.hubs), deadline_s=request.block_deadline_ms / 1000)
-    stopped = False
-    ready = False
+    unmounted = ready = False
     try:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as received, \
                 trio.CancelScope() as scope:
             async with trio.open_nursery() as nursery:
 
                 async def watch() -> None:
-                    nonlocal stopped
                     async for _ in received:
-                        stopped = True
-                        scope.cancel()
-                        return
+                        break
+                    scope.cancel()
 
                 nursery.start_soon(watch)
                 async with trio.open_nursery() as mount:
@@ -117,6 +114,7 @@ async def serve(request: MountRequest, send: Send) -> int:
                     send(Ready(flist_id(request.flist)))
                     nursery.start_soon(_send_counts, cache, send)
                 # serve_flist returned by itself: the mount was taken away from outside.
+                unmounted = True
                 scope.cancel()
     except Exception as exc:  # noqa: BLE001 - every failure is reported, typed
         failure = _failure_of(_unwrap(exc))
@@ -124,7 +122,7 @@ async def serve(request: MountRequest, send: Send) -> int:
             failure = Failure.of(FailureKind.INTERNAL, failure.message)
         send(failure)
         return EXIT_FAILED
-    if stopped:
+    if not unmounted:  # a signal
         return EXIT_OK
     send(Failure.of(FailureKind.UNMOUNTED, f"{request.mountpoint} was unmounted from outside"))
     return EXIT_FAILED
