@@ -41,12 +41,12 @@ import nacl.signing  # noqa: E402
 
 from zosnode.hub.registry_db import SqliteRegistry  # noqa: E402
 from zosnode.trust.envelope import Envelope  # noqa: E402
-from zosnode.trust.keys import key_id  # noqa: E402
 from zosnode.trust.manifest import Manifest  # noqa: E402
 from zosnode.trust.signing import (  # noqa: E402
     encode_envelope,
     encode_manifest,
     encode_root,
+    key_id,  # noqa: E402
     make_root,
     with_signature,
 )

@@ -28,12 +28,13 @@ from nacl.signing import SigningKey, VerifyKey
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from zosnode.trust.envelope import Envelope  # noqa: E402
-from zosnode.trust.keys import key_id, signed_message  # noqa: E402
+from zosnode.trust.keys import signed_message
 from zosnode.trust.manifest import FlistPin, Manifest, ServiceSpec  # noqa: E402
 from zosnode.trust.signing import (
     encode_envelope,
     encode_manifest,
     encode_root,
+    key_id,  # noqa: E402
     make_anchor,
     make_root,
     with_signature,

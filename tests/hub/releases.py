@@ -15,12 +15,12 @@ from zosnode.flist.source_dir import tree_from_dir
 from zosnode.flist.store import LocalStore
 from zosnode.flist.writer import EncodedBlock, encode
 from zosnode.trust.envelope import Envelope
-from zosnode.trust.keys import key_id
 from zosnode.trust.manifest import FlistPin, Manifest
 from zosnode.trust.signing import (
     encode_envelope,
     encode_manifest,
     encode_root,
+    key_id,
     make_root,
     with_signature,
 )

@@ -17,13 +17,13 @@ from nacl.signing import SigningKey
 from zosnode.layout import object_id
 from zosnode.trust.anchor import Anchor
 from zosnode.trust.envelope import Envelope
-from zosnode.trust.keys import key_id
 from zosnode.trust.manifest import FlistPin, Manifest, ServiceSpec
 from zosnode.trust.root import Root
 from zosnode.trust.signing import (
     encode_envelope,
     encode_manifest,
     encode_root,
+    key_id,
     make_anchor,
     make_root,
     with_signature,

@@ -10,7 +10,6 @@ from tests.trust.repo_sim import NOW, RepoSim, key
 from zosnode import canonical
 from zosnode.trust import envelope
 from zosnode.trust.errors import MalformedError, TrustError, TrustUsageError
-from zosnode.trust.keys import key_id
 from zosnode.trust.manifest import FlistPin, ServiceSpec
 from zosnode.trust.manifest import decode_body as decode_manifest
 from zosnode.trust.root import decode_body as decode_root
@@ -19,6 +18,7 @@ from zosnode.trust.signing import (
     encode_envelope,
     encode_manifest,
     encode_root,
+    key_id,
     make_root,
 )
 

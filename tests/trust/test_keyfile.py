@@ -9,7 +9,7 @@ import pytest
 
 from zosnode.trust import keyfile
 from zosnode.trust.errors import TrustUsageError
-from zosnode.trust.keys import key_id
+from zosnode.trust.signing import key_id
 
 
 def test_round_trip(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import pytest
 
 from tests.trust.repo_sim import NOW, RepoSim, key
 from zosnode.trust.errors import RollbackError, ThresholdError, UnknownKeyError
-from zosnode.trust.keys import key_id
+from zosnode.trust.signing import key_id
 from zosnode.trust.verifier import Verifier
 
 

@@ -23,9 +23,8 @@ from tests.hub.releases import key, signed_root
 from zosnode.http.server import Limits
 from zosnode.hub.storage import LocalStorage
 from zosnode.trust.envelope import Envelope
-from zosnode.trust.keys import key_id
 from zosnode.trust.manifest import Manifest
-from zosnode.trust.signing import encode_envelope, encode_manifest, with_signature
+from zosnode.trust.signing import encode_envelope, encode_manifest, key_id, with_signature
 from zosnode.wire.heartbeat import Heartbeat, ServiceState, encode_signed
 from zosnode.wire.publish_auth import sign_request
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from zosnode.cli.group import add_command, add_group
 from zosnode.trust import keyfile
-from zosnode.trust.keys import key_id
+from zosnode.trust.signing import key_id
 
 
 def register(sub: Any) -> None:

@@ -49,7 +49,7 @@ from zosnode.trust import envelope, keyfile, release_toml
 from zosnode.trust.atomicfile import write_atomic
 from zosnode.trust.download import verify_pinned
 from zosnode.trust.errors import Refused
-from zosnode.trust.keys import is_key_id, key_id
+from zosnode.trust.keys import is_key_id
 from zosnode.trust.manifest import MAX_MANIFEST_BYTES, PPM, Manifest
 from zosnode.trust.manifest import decode_body as decode_manifest
 from zosnode.trust.root import MAX_ROOT_BYTES, Root
@@ -59,6 +59,7 @@ from zosnode.trust.signing import (
     encode_envelope,
     encode_manifest,
     encode_root,
+    key_id,
     make_anchor,
     make_root,
     with_signature,

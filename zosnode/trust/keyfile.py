@@ -16,7 +16,7 @@ from nacl.signing import SigningKey
 
 from zosnode.trust.atomicfile import write_atomic
 from zosnode.trust.errors import TrustUsageError
-from zosnode.trust.keys import key_id
+from zosnode.trust.signing import key_id
 
 HEADER = "zosnode-ed25519-secret-v1"
 MAX_KEY_FILE = 4096

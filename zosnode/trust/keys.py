@@ -7,7 +7,7 @@ pass as a manifest signature or as anything else signed with the same key.
 from __future__ import annotations
 
 from nacl.exceptions import BadSignatureError as NaclBadSignature
-from nacl.signing import SigningKey, VerifyKey
+from nacl.signing import VerifyKey
 
 from zosnode.layout import is_hex_id
 from zosnode.trust.errors import TrustUsageError
@@ -18,11 +18,6 @@ _DOMAIN = b"zosnode-signed-v1\x00"
 KINDS = ("root", "manifest")
 # A key id is spelled like every 256-bit id (`zosnode.layout`).
 is_key_id = is_hex_id
-
-
-def key_id(key: SigningKey | VerifyKey) -> str:
-    verify = key.verify_key if isinstance(key, SigningKey) else key
-    return bytes(verify).hex()
 
 
 def signed_message(kind: str, body: bytes) -> bytes:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from nacl.signing import SigningKey
+from nacl.signing import SigningKey, VerifyKey
 
 from zosnode import canonical
 from zosnode.trust import keys
@@ -22,6 +22,11 @@ from zosnode.trust.manifest import SPEC as MANIFEST_SPEC
 from zosnode.trust.manifest import Manifest, ServiceSpec
 from zosnode.trust.root import SPEC as ROOT_SPEC
 from zosnode.trust.root import Root
+
+
+def key_id(key: SigningKey | VerifyKey) -> str:
+    verify = key.verify_key if isinstance(key, SigningKey) else key
+    return bytes(verify).hex()
 
 
 def make_root(
@@ -100,7 +105,7 @@ def sign(key: SigningKey, kind: str, body: bytes) -> bytes:
 
 def with_signature(env: Envelope, key: SigningKey) -> Envelope:
     """`env` plus `key`'s signature (replacing an older one by it)."""
-    kid = keys.key_id(key)
+    kid = key_id(key)
     fresh = Signature(kid, sign(key, env.kind, env.body))
     others = [s for s in env.signatures if s.keyid != kid]
     return Envelope(env.kind, env.body, tuple(sorted([*others, fresh], key=_by_id)))
