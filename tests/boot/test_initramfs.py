@@ -62,6 +62,8 @@ def test_contents(boot_files: BootFiles) -> None:
     # Nor backports.zstd's tarfile and zipfile (profile.NOT_FOLLOWED).
     assert "_native/backports/zstd/_zstdfile.py" in held
     assert not [n for n in held if "/zstd/tarfile" in n or "/zstd/zipfile" in n]
+    assert not [n for n in held if n.startswith("trio/testing/")]  # its hypothesis hook's
+    assert "trio/_core/_run.pyc" in held
     # Bytecode without docstrings (pyc.py), ours and the standard library's.
     # A module with a docstring stores __doc__ at its top level.
     with zipfile.ZipFile(io.BytesIO(init.data)) as zf:

@@ -62,8 +62,11 @@ PREPARE = ("zosnode.net.netlink._register_package",)
 # tests run every node path): backports.zstd's register_shutil(), for
 # applications that want shutil's archive formats with zstd, is what brings
 # its copies of tarfile and zipfile (0.5 MB); zosnode never calls it
-# (tests/boot/test_profile.py checks).
-NOT_FOLLOWED = ("backports.zstd._shutil",)
+# (tests/boot/test_profile.py checks). trio.testing (27 KB of the image) is
+# imported only by trio's hypothesis plugin hook (`_core._run.
+# _hypothesis_plugin_setup`, which hypothesis's entry point calls; hypothesis
+# is not in the artifact); trio's own package leaves it out at run time.
+NOT_FOLLOWED = ("backports.zstd._shutil", "trio.testing")
 _MODULE_SUFFIXES = (".py", ".pyc", ".so")
 PROBE_TIMEOUT_S = 300
 
