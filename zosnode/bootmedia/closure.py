@@ -1,13 +1,13 @@
 """Which standard-library modules the initramfs needs: the artifact's import closure.
 
 Computed at build time in two steps. The roots, statically: every import
-statement in every Python file of the artifact, at any depth (in functions,
-in `try` blocks), all of it, not only the node's paths (the one artifact also
-holds the builder and hub commands, so their stdlib needs come along, see
-docs/boot.md), plus the names its native extensions import from C (string
-constants in the ELF file). Then, by running: the pinned runtime's own
-interpreter imports each root that is a stdlib module (`traced`), and every
-module that import loads is kept, plus `ALWAYS`.
+statement in every Python file of the node profile, at any depth (in
+functions, in `try` blocks), plus the names its native extensions import
+from C (string constants in the ELF file, `native_names`). Then, by running:
+the pinned runtime's own interpreter imports each root that is a stdlib
+module and every module of the profile (`traced`), and every module that
+loads is kept, plus `ALWAYS` and the codecs in `ENCODINGS`, less what the
+interpreter has frozen into its own image (but `LANDMARK`).
 
 The tracer runs the import-time code of every module of the artifact on the
 build machine (isolated: -I, an empty environment but PATH and LANG, a
