@@ -36,7 +36,7 @@ from zosnode.trust.errors import (
     UnknownKeyError,
     WrongChannelError,
 )
-from zosnode.trust.manifest import MAX_MANIFEST_BYTES
+from zosnode.trust.manifest import MAX_MANIFEST_BYTES, FlistPin, Manifest
 from zosnode.trust.root import MAX_ROOT_BYTES
 from zosnode.trust.signing import (
     encode_envelope,
@@ -50,6 +50,10 @@ from zosnode.trust.verifier import Verifier, effective_now
 
 def verify(v: Verifier, data: bytes, now: int = NOW, channel: str = "stable") -> Any:
     return v.verify_manifest(data, channel=channel, now=now, agent_version="0.1.0")
+
+
+def pin(m: Manifest, name: str) -> FlistPin:
+    return next(p for p in m.flists if p.name == name)
 
 
 def raw_body(sim: RepoSim, **changes: Any) -> dict[str, Any]:
@@ -142,19 +146,19 @@ def other_channel(sim: RepoSim) -> None:
 def flist_mix_and_match(sim: RepoSim) -> None:
     m = verify(sim.verifier(), sim.signed_manifest(sim.manifest(version=2))).manifest
     old = flist_bytes("base", 1)  # same size, an older release's flist
-    download.verify_pinned(m.pin("base"), old)
+    download.verify_pinned(pin(m, "base"), old)
 
 
 def flist_wrong_software(sim: RepoSim) -> None:
     m = verify(sim.verifier(), sim.signed_manifest()).manifest
     data = bytearray(flist_bytes("app"))
     data[3] ^= 1
-    download.verify_pinned(m.pin("app"), bytes(data))
+    download.verify_pinned(pin(m, "app"), bytes(data))
 
 
 def flist_endless_data(sim: RepoSim) -> None:
     m = verify(sim.verifier(), sim.signed_manifest()).manifest
-    dl = download.for_pin(m.pin("base"))
+    dl = download.for_pin(pin(m, "base"))
     for _ in range(1000):  # a mirror that never stops sending
         dl.feed(b"\x00" * 4096)
 

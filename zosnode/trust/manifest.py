@@ -147,12 +147,6 @@ class Manifest:
               f"metadata is {len(encoded)} bytes, over the {MAX_METADATA_BYTES}-byte cap")
         object.__setattr__(self, "metadata", MappingProxyType(dict(self.metadata)))
 
-    def pin(self, name: str) -> FlistPin:
-        for p in self.flists:
-            if p.name == name:
-                return p
-        raise KeyError(name)
-
 
 _PIN = tuple(f.name for f in fields(FlistPin))
 _SERVICE = tuple(f.name for f in fields(ServiceSpec))
