@@ -19,8 +19,13 @@ def test_once_trusted_older_or_conflicting_manifests_are_refused() -> None:
         hub.verify_manifest(sim.signed_manifest(sim.manifest(version=5, rollout_ppm=7)),
                             channel="stable", now=NOW)
     hub.verify_manifest(sim.signed_manifest(sim.manifest(version=6)), channel="stable", now=NOW)
-    seen = hub.seen("stable")
-    assert seen is not None and seen.version == 6
+    # Version 6 is now the one remembered: 5 is a rollback, a different 6 equivocation.
+    with pytest.raises(RollbackError):
+        hub.verify_manifest(sim.signed_manifest(sim.manifest(version=5)), channel="stable",
+                            now=NOW)
+    with pytest.raises(EquivocationError):
+        hub.verify_manifest(sim.signed_manifest(sim.manifest(version=6, rollout_ppm=7)),
+                            channel="stable", now=NOW)
 
 
 def test_channels_are_tracked_apart() -> None:

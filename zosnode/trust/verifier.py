@@ -65,9 +65,6 @@ class Verifier:
     def root_bytes(self) -> bytes:
         return self._root_bytes
 
-    def seen(self, channel: str) -> Seen | None:
-        return self._seen.get(channel)
-
     def refresh(self) -> RootRefresh:
         return RootRefresh(self)
 
