@@ -35,6 +35,10 @@ def kinds(actions: list[Action]) -> list[str]:
     return [type(a).__name__ for a in actions if not isinstance(a, StateChanged)]
 
 
+def state(sup: Supervisor, name: str) -> State:
+    return next(s.state for s in sup.status() if s.name == name)
+
+
 def start_one(sup: Supervisor, name: str, run: int, now: int, pid: int = 100) -> list[Action]:
     return sup.handle(Spawned(name, run, pid), now)
 
@@ -44,7 +48,7 @@ def test_independent_services_all_spawn_at_start() -> None:
     out = sup.start(0)
     assert [s.name for s in spawns(out)] == ["a", "b"]
     assert spawns(out)[0].argv == ("bin/a",)
-    assert sup.state("a") is State.STARTING
+    assert state(sup, "a") is State.STARTING
 
 
 def test_env_is_passed_sorted() -> None:
@@ -57,10 +61,10 @@ def test_dependant_waits_for_readiness_then_starts() -> None:
     sup = Supervisor([svc("web", after=("db",)), svc("db", ready=("bin/ping",))])
     out = sup.start(0)
     assert [s.name for s in spawns(out)] == ["db"]
-    assert sup.state("web") is State.WAITING
+    assert state(sup, "web") is State.WAITING
     out = start_one(sup, "db", 1, 10)
     assert kinds(out) == ["Probe"]
-    assert sup.state("db") is State.RUNNING
+    assert state(sup, "db") is State.RUNNING
     out = sup.handle(ProbeResult("db", 1, False), 20)
     assert spawns(out) == [] and sup.next_deadline() == 20 + 250
     assert sup.tick(100) == []  # not yet
@@ -68,7 +72,7 @@ def test_dependant_waits_for_readiness_then_starts() -> None:
     assert out == [Probe("db", 1, ("bin/ping",))]
     assert sup.next_deadline() is None  # one probe in flight at a time
     out = sup.handle(ProbeResult("db", 1, True), 300)
-    assert sup.state("db") is State.READY
+    assert state(sup, "db") is State.READY
     assert [s.name for s in spawns(out)] == ["web"]
 
 
@@ -76,7 +80,7 @@ def test_no_probe_means_ready_once_started() -> None:
     sup = Supervisor([svc("a"), svc("b", after=("a",))])
     sup.start(0)
     out = start_one(sup, "a", 1, 5)
-    assert sup.state("a") is State.READY
+    assert state(sup, "a") is State.READY
     assert [s.name for s in spawns(out)] == ["b"]
     start_one(sup, "b", 1, 6)
     assert sup.all_ready
@@ -86,10 +90,10 @@ def test_oneshot_success_satisfies_dependants() -> None:
     sup = Supervisor([svc("init", oneshot=True), svc("app", after=("init",))])
     sup.start(0)
     start_one(sup, "init", 1, 1)
-    assert sup.state("init") is State.RUNNING
+    assert state(sup, "init") is State.RUNNING
     assert not sup.all_ready
     out = sup.handle(Exited("init", 1, 0), 50)
-    assert sup.state("init") is State.DONE
+    assert state(sup, "init") is State.DONE
     assert [s.name for s in spawns(out)] == ["app"]
 
 
@@ -103,9 +107,9 @@ def test_oneshot_failure_blocks_dependants_transitively_and_is_reported() -> Non
     sup.start(0)
     start_one(sup, "init", 1, 1)
     out = sup.handle(Exited("init", 1, 3), 2)
-    assert sup.state("init") is State.FAILED
-    assert sup.state("app") is State.BLOCKED and sup.state("ui") is State.BLOCKED
-    assert sup.state("other") is State.STARTING
+    assert state(sup, "init") is State.FAILED
+    assert state(sup, "app") is State.BLOCKED and state(sup, "ui") is State.BLOCKED
+    assert state(sup, "other") is State.STARTING
     assert spawns(out) == [] and sup.next_deadline() is None  # never retried
     assert sup.dead_ends == ("init", "app", "ui")
     changes = {a.name: a.detail for a in out if isinstance(a, StateChanged)}
@@ -120,8 +124,8 @@ def test_refused_exec_is_terminal_and_blocks() -> None:
     sup = Supervisor([svc("evil"), svc("dep", after=("evil",))])
     sup.start(0)
     out = sup.handle(SpawnFailed("evil", 1, "/bin/sh is outside the verified mounts", True), 1)
-    assert sup.state("evil") is State.REFUSED
-    assert sup.state("dep") is State.BLOCKED
+    assert state(sup, "evil") is State.REFUSED
+    assert state(sup, "dep") is State.BLOCKED
     assert spawns(out) == [] and sup.next_deadline() is None
     assert "outside the verified mounts" in sup.status()[0].detail
 
@@ -130,7 +134,7 @@ def test_spawn_failure_that_is_not_refusal_is_retried() -> None:
     sup = Supervisor([svc("a", restart_initial_ms=100, restart_max_ms=1000)])
     sup.start(0)
     sup.handle(SpawnFailed("a", 1, "ENOENT", False), 1)
-    assert sup.state("a") is State.BACKOFF and sup.next_deadline() == 101
+    assert state(sup, "a") is State.BACKOFF and sup.next_deadline() == 101
 
 
 def test_crash_loop_backs_off_exponentially_to_the_cap() -> None:
@@ -170,7 +174,7 @@ def test_long_running_exit_zero_is_restarted_too() -> None:
     sup.start(0)
     start_one(sup, "a", 1, 0)
     sup.handle(Exited("a", 1, 0), 5)
-    assert sup.state("a") is State.BACKOFF
+    assert state(sup, "a") is State.BACKOFF
 
 
 def test_stale_events_from_an_earlier_run_are_ignored() -> None:
@@ -181,7 +185,7 @@ def test_stale_events_from_an_earlier_run_are_ignored() -> None:
     sup.tick(1)
     assert sup.handle(ProbeResult("a", 1, True), 2) == []
     assert sup.handle(Exited("a", 1, 0), 2) == []
-    assert sup.state("a") is State.STARTING
+    assert state(sup, "a") is State.STARTING
 
 
 def test_probe_result_after_crash_does_not_make_ready() -> None:
@@ -190,7 +194,7 @@ def test_probe_result_after_crash_does_not_make_ready() -> None:
     start_one(sup, "a", 1, 0)
     sup.handle(Exited("a", 1, 1), 1)
     sup.handle(ProbeResult("a", 1, True), 2)
-    assert sup.state("a") is State.BACKOFF
+    assert state(sup, "a") is State.BACKOFF
 
 
 def test_stop_goes_dependants_first_and_kills_after_timeout() -> None:
@@ -203,13 +207,13 @@ def test_stop_goes_dependants_first_and_kills_after_timeout() -> None:
     start_one(sup, "web", 1, 0, pid=2)
     out = sup.stop(100)
     assert [a for a in out if isinstance(a, Signal)] == [Signal("web", 1, "SIGINT")]
-    assert sup.state("db") is State.READY
+    assert state(sup, "db") is State.READY
     assert sup.next_deadline() == 600
     out = sup.tick(600)
     assert [a for a in out if isinstance(a, Signal)] == [Signal("web", 1, "SIGKILL")]
     assert sup.next_deadline() is None
     out = sup.handle(Exited("web", 1, -9), 610)
-    assert sup.state("web") is State.STOPPED
+    assert state(sup, "web") is State.STOPPED
     assert [a for a in out if isinstance(a, Signal)] == [Signal("db", 1, "SIGTERM")]
     out = sup.handle(Exited("db", 1, 0), 620)
     assert sup.all_stopped
@@ -223,7 +227,7 @@ def test_stop_with_nothing_running_is_immediate_and_idempotent() -> None:
     sup.handle(SpawnFailed("c", 1, "no", False), 1)  # c in backoff
     sup.stop(2)
     assert sup.all_stopped
-    assert sup.state("a") is State.FAILED and sup.state("c") is State.STOPPED
+    assert state(sup, "a") is State.FAILED and state(sup, "c") is State.STOPPED
     assert sup.stop(3) == []
 
 
@@ -234,7 +238,7 @@ def test_no_restart_and_no_new_start_while_stopping() -> None:
     start_one(sup, "b", 1, 0)
     sup.stop(10)  # signals b only
     out = sup.handle(Exited("a", 1, 1), 11)  # a crashes meanwhile
-    assert spawns(out) == [] and sup.state("a") is State.STOPPED
+    assert spawns(out) == [] and state(sup, "a") is State.STOPPED
     sup.handle(Exited("b", 1, 0), 12)
     assert sup.all_stopped
 
@@ -248,9 +252,9 @@ def test_a_backoff_left_waiting_for_its_dependant_to_stop_is_not_restarted() -> 
     start_one(sup, "b", 1, 0)
     sup.handle(Exited("a", 1, 1), 1)  # a backs off, b still runs
     sup.stop(2)  # signals b; a waits for b to be gone
-    assert spawns(sup.tick(3)) == [] and sup.state("a") is State.BACKOFF
+    assert spawns(sup.tick(3)) == [] and state(sup, "a") is State.BACKOFF
     sup.handle(Exited("b", 1, -15), 4)
-    assert sup.state("a") is State.STOPPED and sup.all_stopped
+    assert state(sup, "a") is State.STOPPED and sup.all_stopped
 
 
 def test_stop_racing_a_spawn_resends_the_signal() -> None:
@@ -325,6 +329,6 @@ def test_a_restart_waits_for_a_dependency_that_is_itself_restarting() -> None:
     sup.handle(Exited("db", 1, 1), 3)  # db: backoff 100 ms
     sup.handle(Exited("web", 1, 1), 4)  # web: backoff 10 ms, due first
     assert spawns(sup.tick(14)) == []
-    assert sup.state("web") is State.WAITING and "db" in sup.status()[1].detail
+    assert state(sup, "web") is State.WAITING and "db" in sup.status()[1].detail
     assert [s.name for s in spawns(sup.tick(103))] == ["db"]
     assert [s.name for s in spawns(sup.handle(Spawned("db", 2, 102), 104))] == ["web"]

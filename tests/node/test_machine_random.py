@@ -55,8 +55,9 @@ class Model:
             if isinstance(a, Spawn):
                 assert not self.stopped, "spawned after stop"
                 assert a.name not in self.pending and a.name not in self.alive, "two runs"
+                states = {s.name: s.state for s in self.sup.status()}
                 for dep in self.specs[a.name].after:
-                    assert self.sup.state(dep) in SATISFIED, f"{a.name} before {dep}"
+                    assert states[dep] in SATISFIED, f"{a.name} before {dep}"
                 self.pending[a.name] = a.run
             elif isinstance(a, Probe):
                 self.probes[a.name] = a.run

@@ -86,9 +86,6 @@ class Supervisor:
                                    s.last_exit, s.detail)
                      for s in (self._svcs[n] for n in self._order))
 
-    def state(self, name: str) -> State:
-        return self._get(name).state
-
     @property
     def all_ready(self) -> bool:
         """Every service is READY or DONE: the release is up."""
