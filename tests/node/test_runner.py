@@ -29,12 +29,18 @@ class Recorder:
     def __init__(self) -> None:
         self.lines: list[tuple[str, str]] = []
         self.changes: list[StateChanged] = []
+        self._changed = trio.Event()
 
     def line(self, name: str, text: str) -> None:
         self.lines.append((name, text))
 
     def change(self, ch: StateChanged) -> None:
         self.changes.append(ch)
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait_changed(self) -> None:
+        await self._changed.wait()
 
     def output(self, name: str) -> list[str]:
         return [text for who, text in self.lines if who == name]
@@ -139,7 +145,7 @@ async def test_crashing_service_restarts_with_growing_delays(mount: Path) -> Non
         async with trio.open_nursery() as n:
             await n.start(r.run)
             while r.status()[0].restarts < 5:
-                await r.wait_changed()
+                await rec.wait_changed()
             await r.stop()
     backoffs = [c for c in rec.changes if c.state is State.BACKOFF]
     scheduled = [int(c.detail.split("restart in ")[1].split()[0]) for c in backoffs]

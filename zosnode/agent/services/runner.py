@@ -58,9 +58,6 @@ class ServiceRunner:
     def dead_ends(self) -> tuple[str, ...]:
         return self._sup.dead_ends
 
-    async def wait_changed(self) -> None:
-        await self._changed.wait()
-
     async def wait_settled(self) -> bool:
         """True once every service is up; False as soon as one never will be."""
         while True:
