@@ -17,7 +17,6 @@ EFI_DIR = Path("/sys/firmware/efi")
 EFIVARS = EFI_DIR / "efivars"
 # EFI_GLOBAL_VARIABLE's SecureBoot: 4 bytes of attributes, then one byte, 1 = enforcing.
 SECURE_BOOT_VAR = "SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"
-STATES = ("on", "off", "bios", "unknown")
 
 
 def state(efi: bool, efivars_mounted: bool, value: bytes | None) -> str:
