@@ -6,7 +6,8 @@ docs/hub-api.md, Static paths). An object id is BLAKE2b-256 of its bytes in 64
 lowercase hex digits, as every 256-bit id zosnode writes (key ids, SHA-256 pins):
 `is_hex_id` is the one check. Pure. The builders check every part, so a path
 stays in its folder (no "..", "/" or absolute name reaches a storage backend or
-a URL); their inverse, the hub's, is `zosnode.hub.objects.parse_path`.
+a URL); their inverse, the hub's, is `zosnode.hub.objects.parse_path`. The paths
+only hubs and their tools use (tags, releases, boot files) are `zosnode.hub.paths`.
 """
 
 from __future__ import annotations
@@ -19,27 +20,15 @@ from zosnode.errors import UsageError
 # Top-level folders of the layout.
 BLOCKS = "blocks"
 FLISTS = "flists"
-TAGS = "tags"
 ROOTS = "roots"
 CHANNELS = "channels"
-BOOT = "boot"
 
-# Names inside a channel's folder, and the suffixes of versioned files.
+# A channel's manifest, and the suffix of a root.
 MANIFEST = "manifest"
-RELEASES = "releases"
 ROOT_SUFFIX = ".root"
-RELEASE_SUFFIX = ".manifest"
-
-KERNEL = "vmlinuz"
-INITRD = "initramfs.img"
-UKI = "zosnode.efi"  # the signed unified kernel image (`zosnode bootstrap uki`)
-# What `initramfs build` and `bootstrap uki` write; the operator places them (no API).
-BOOT_FILES = (KERNEL, INITRD, UKI)
 
 _HEX_ID = re.compile(r"[0-9a-f]{64}")
 _CHANNEL = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
-# The flist store's tag names: a tag file is named by its tag.
-_TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 # The trust documents' integer bound (zosnode.trust.schema): every version has a path.
 MAX_VERSION = 2**63 - 1
 
@@ -75,17 +64,7 @@ def check_channel(value: str) -> str:
     return value
 
 
-def check_tag(value: str) -> str:
-    if _TAG.fullmatch(value) is None:
-        raise LayoutError(f"bad tag name: {value[:80]!r}")
-    return value
-
-
-def is_tag(value: str) -> bool:
-    return _TAG.fullmatch(value) is not None
-
-
-def _check_version(version: int) -> int:
+def check_version(version: int) -> int:
     if isinstance(version, bool) or not isinstance(version, int) \
             or not 0 < version <= MAX_VERSION:
         raise LayoutError(f"version out of range: {version!r}")
@@ -100,27 +79,10 @@ def flist_path(flist_id: str) -> str:
     return f"{FLISTS}/{check_id(flist_id)}"
 
 
-def tag_path(name: str) -> str:
-    return f"{TAGS}/{check_tag(name)}"
-
-
 def root_path(version: int) -> str:
-    return f"{ROOTS}/{_check_version(version)}{ROOT_SUFFIX}"
+    return f"{ROOTS}/{check_version(version)}{ROOT_SUFFIX}"
 
 
 def manifest_path(channel: str) -> str:
     return f"{CHANNELS}/{check_channel(channel)}/{MANIFEST}"
 
-
-def releases_folder(channel: str) -> str:
-    return f"{CHANNELS}/{check_channel(channel)}/{RELEASES}"
-
-
-def release_path(channel: str, version: int) -> str:
-    return f"{releases_folder(channel)}/{_check_version(version)}{RELEASE_SUFFIX}"
-
-
-def boot_path(channel: str, name: str) -> str:
-    if name not in BOOT_FILES:
-        raise LayoutError(f"not a boot file: {name[:40]!r}")
-    return f"{BOOT}/{check_channel(channel)}/{name}"

@@ -1,4 +1,5 @@
-"""One spelling of the shared data layout and its ids: `zosnode.layout`.
+"""One spelling of the shared data layout and its ids: `zosnode.layout` (the node's
+part) and `zosnode.hub.paths` (tags, releases, boot files: hub and tools only).
 
 The layout's paths and the hub's parser of them (`zosnode.hub.objects`, built
 on the layout's names), then a guard: no other module under zosnode/
@@ -21,7 +22,7 @@ from hypothesis import strategies as st
 import zosnode
 from zosnode import layout
 from zosnode.errors import UsageError
-from zosnode.hub import objects
+from zosnode.hub import objects, paths
 from zosnode.hub.objects import ObjectKind
 from zosnode.layout import LayoutError
 
@@ -40,11 +41,11 @@ ALLOWED: dict[tuple[str, str], str] = {}
 def test_builders() -> None:
     assert layout.block_path(ID) == f"blocks/ab/{ID}"
     assert layout.flist_path(ID) == f"flists/{ID}"
-    assert layout.tag_path("base-os") == "tags/base-os"
+    assert paths.tag_path("base-os") == "tags/base-os"
     assert layout.root_path(7) == "roots/7.root"
     assert layout.manifest_path("edge-1") == "channels/edge-1/manifest"
-    assert layout.release_path("edge-1", 3) == "channels/edge-1/releases/3.manifest"
-    assert layout.boot_path("stable", "vmlinuz") == "boot/stable/vmlinuz"
+    assert paths.release_path("edge-1", 3) == "channels/edge-1/releases/3.manifest"
+    assert paths.boot_path("stable", "vmlinuz") == "boot/stable/vmlinuz"
     assert layout.sharded(ID) == f"ab/{ID}"
     assert layout.object_id(b"") == (
         "0e5751c026e543b2e8ab2eb06099daa1d1e5df47778f7787faab45cdf12fe3a8")
@@ -52,12 +53,12 @@ def test_builders() -> None:
 
 @pytest.mark.parametrize("build", [
     lambda: layout.block_path("../" + ID[3:]), lambda: layout.block_path(ID.upper()),
-    lambda: layout.flist_path(ID + "0"), lambda: layout.tag_path("../x"),
-    lambda: layout.tag_path(".hidden"), lambda: layout.root_path(0),
+    lambda: layout.flist_path(ID + "0"), lambda: paths.tag_path("../x"),
+    lambda: paths.tag_path(".hidden"), lambda: layout.root_path(0),
     lambda: layout.root_path(True), lambda: layout.root_path(2**63),
     lambda: layout.manifest_path("Stable"), lambda: layout.manifest_path("a..b"),
-    lambda: layout.manifest_path("a/b"), lambda: layout.boot_path("stable", "grub.cfg"),
-    lambda: layout.release_path("stable", -1), lambda: layout.check_id(None),  # type: ignore[arg-type]
+    lambda: layout.manifest_path("a/b"), lambda: paths.boot_path("stable", "grub.cfg"),
+    lambda: paths.release_path("stable", -1), lambda: layout.check_id(None),  # type: ignore[arg-type]
 ])
 def test_builders_refuse_what_cannot_be_a_path(build: object) -> None:
     with pytest.raises(LayoutError):
@@ -117,10 +118,10 @@ def test_every_built_path_parses_back(digest: bytes, version: int, channel: str)
                        (layout.flist_path(oid), ObjectKind.FLIST),
                        (layout.root_path(version), ObjectKind.ROOT),
                        (layout.manifest_path(channel), ObjectKind.MANIFEST),
-                       (layout.release_path(channel, version), ObjectKind.RELEASE)):
+                       (paths.release_path(channel, version), ObjectKind.RELEASE)):
         parsed = objects.parse_path(path)
         assert parsed is not None and (parsed.kind, parsed.path) == (kind, path)
-    release = objects.parse_path(layout.release_path(channel, version))
+    release = objects.parse_path(paths.release_path(channel, version))
     assert release is not None and (release.channel, release.version) == (channel, version)
     assert objects.root_version(f"{version}.root") == version
     assert objects.release_version(f"{version}.manifest") == version
@@ -199,7 +200,8 @@ def test_no_module_spells_the_layout_but_the_layout() -> None:
             found.append(f"zosnode/{rel}:{line}: {what}")
     assert not found, (
         "build layout paths and check ids with zosnode.layout (block_path, flist_path, "
-        "root_path, manifest_path, ..., is_hex_id, object_id), or extend it:\n  "
+        "root_path, manifest_path, ..., is_hex_id, object_id) or zosnode.hub.paths "
+        "(tag_path, release_path, boot_path), or extend them:\n  "
         + "\n  ".join(found))
     stale = set(ALLOWED) - seen_allowed
     assert not stale, f"allow-list entries no longer needed: {sorted(stale)}"

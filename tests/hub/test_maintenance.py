@@ -27,7 +27,7 @@ from zosnode.flist.pack import build
 from zosnode.flist.source_dir import tree_from_dir
 from zosnode.flist.store import LocalStore
 from zosnode.flist.writer import EncodedBlock, encode
-from zosnode.hub import inventory
+from zosnode.hub import inventory, paths
 from zosnode.hub.gc import GcPolicy, Lock, collect, retained_versions
 from zosnode.hub.mirror import mirror
 from zosnode.hub.publish import Publisher, PublishRefused, stored_manifest
@@ -131,7 +131,7 @@ async def test_gc_deletes_only_what_nothing_retained_needs(tmp_path: Path) -> No
     await release(hub, 1, a)
     await release(hub, 2, b)
     await upload(hub, tagged)
-    await hub.pub.put(layout.tag_path("base"), f"{tagged.flist_id}\n".encode(), int(time.time()))
+    await hub.pub.put(paths.tag_path("base"), f"{tagged.flist_id}\n".encode(), int(time.time()))
     await upload(hub, orphan)
     age_everything(hub.dir, 2 * DAY)
     young = image_of(random_tree(tmp_path / "y", 2, 5), tmp_path / "sy")
@@ -213,7 +213,7 @@ async def test_gc_racing_a_publish_keeps_every_block_the_new_release_needs(
     report = await verify(hub.storage)
     assert report.problems == []
     # Every retained release's flists have all their blocks, sound (flist verify's check).
-    for record in (hub.dir / layout.releases_folder("stable")).iterdir():
+    for record in (hub.dir / paths.releases_folder("stable")).iterdir():
         for pin in stored_manifest(record.read_bytes()).flists:
             flist = decode((hub.dir / layout.flist_path(pin.id)).read_bytes())
             for bid in flist.blocks():
@@ -409,7 +409,7 @@ async def test_a_manifest_reusing_a_doomed_flist_waits_then_is_refused(tmp_path:
     assert refused == ["missing-flists"]
     assert stored_manifest((hub.dir / layout.manifest_path("stable")).read_bytes()).version == 2
     assert report.lost == [] and report.deleted['flists'] == 1
-    for record in (hub.dir / layout.releases_folder("stable")).iterdir():
+    for record in (hub.dir / paths.releases_folder("stable")).iterdir():
         for pin in stored_manifest(record.read_bytes()).flists:
             assert (hub.dir / layout.flist_path(pin.id)).exists()
     assert_every_flist_whole(hub.dir)
@@ -562,7 +562,7 @@ async def test_mirror_refuses_a_bad_block_and_what_needs_it(tmp_path: Path) -> N
     refused = {line.split(":")[0] for line in report.refused}
     # the block, the flist that needs it, the release and the channel pointer
     assert refused == {layout.block_path(a.block_ids[0]), layout.flist_path(a.flist_id),
-                       layout.release_path("stable", 1), layout.manifest_path("stable")}
+                       paths.release_path("stable", 1), layout.manifest_path("stable")}
     assert not (tmp_path / "mirror" / layout.manifest_path("stable")).exists()
 
 
@@ -901,7 +901,7 @@ def test_after_gc_the_retained_release_boots_a_node_in_the_namespace_lab(
         lab.publish(1, first=True)
         lab.publish(2)
         data = lab.hub_data
-        (data / layout.tag_path("demo-1")).unlink()
+        (data / paths.tag_path("demo-1")).unlink()
         for sub in (layout.BLOCKS, layout.FLISTS, layout.CHANNELS, layout.ROOTS):
             age_everything(data / sub, 3 * DAY)
         store = LocalStore(kit.store)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from zosnode import layout
 from zosnode.bootmedia.errors import BuildInputError
 from zosnode.bootmedia.ipxe import BootConfig, kernel_cmdline
+from zosnode.hub import paths as layout
 
 MODULES = ("normal", "configfile", "echo", "sleep", "test", "true", "net", "efinet", "http",
            "linux", "part_gpt", "fat", "iso9660", "all_video")

@@ -44,6 +44,7 @@ from typing import Any
 from zosnode import canonical, layout
 from zosnode.cli.group import add_command, add_group
 from zosnode.errors import UserError
+from zosnode.hub import paths
 from zosnode.trust import anchor as anchor_mod
 from zosnode.trust import envelope, keyfile, release_toml
 from zosnode.trust.atomicfile import write_atomic
@@ -555,7 +556,7 @@ def run_promote(args: argparse.Namespace) -> int:
     if args.release is None:
         src = _current(args, args.source)
     else:
-        path = "/" + layout.release_path(args.source, args.release)
+        path = "/" + paths.release_path(args.source, args.release)
         data = _hub_get(args.hub, path)
         src = _trusted(args, data, args.source, path, as_issued=True) if data else None
     if src is None:

@@ -18,6 +18,7 @@ from zosnode.atomicfile import write_atomic
 from zosnode.flist.blocks import BlockRef, block_id, check_id
 from zosnode.flist.errors import FlistDataError, FlistInputError, IntegrityError
 from zosnode.flist.format import MAX_METADATA, flist_id
+from zosnode.hub import paths
 
 
 class MissingBlockError(FlistDataError):
@@ -34,7 +35,7 @@ class LocalStore:
         self._dirs_made: set[str] = set()
 
     def init(self) -> None:
-        for sub in (layout.BLOCKS, layout.FLISTS, layout.TAGS):
+        for sub in (layout.BLOCKS, layout.FLISTS, paths.TAGS):
             (self.path / sub).mkdir(parents=True, exist_ok=True)
 
     # blocks ---------------------------------------------------------------
@@ -96,17 +97,17 @@ class LocalStore:
     # tags -----------------------------------------------------------------
 
     def set_tag(self, name: str, fid: str) -> None:
-        if not layout.is_tag(name):
+        if not paths.is_tag(name):
             raise FlistInputError(f"tag {name!r} is not [A-Za-z0-9._-], up to 128 characters")
         check_id(fid)
-        (self.path / layout.TAGS).mkdir(parents=True, exist_ok=True)
-        write_atomic(self.path / layout.tag_path(name), fid.encode() + b"\n")
+        (self.path / paths.TAGS).mkdir(parents=True, exist_ok=True)
+        write_atomic(self.path / paths.tag_path(name), fid.encode() + b"\n")
 
     def get_tag(self, name: str) -> str | None:
-        if not layout.is_tag(name):
+        if not paths.is_tag(name):
             return None
         try:
-            text = (self.path / layout.tag_path(name)).read_text().strip()
+            text = (self.path / paths.tag_path(name)).read_text().strip()
         except FileNotFoundError:
             return None
         check_id(text)

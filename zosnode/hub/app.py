@@ -22,6 +22,7 @@ from zosnode.bootmedia.ipxe import SETTINGS_NAME, BootConfig, render_ipxe, rende
 from zosnode.flist.blocks import MAX_BLOCK_SIZE
 from zosnode.flist.format import MAX_METADATA as MAX_FLIST_BYTES
 from zosnode.http.messages import Request, Response, text_response
+from zosnode.hub import paths
 from zosnode.hub.metrics import HubMetrics
 from zosnode.hub.objects import (
     ObjectKind,
@@ -168,7 +169,7 @@ class HubApp:
                                      route="/api/v1/channels")
             case ["channels", channel, "releases"]:
                 try:
-                    folder = layout.releases_folder(channel)
+                    folder = paths.releases_folder(channel)
                 except layout.LayoutError:
                     return text_response(404, "no such channel", route="not-found")
                 names = await self.storage.list(folder)
@@ -180,11 +181,11 @@ class HubApp:
                          if layout.is_hex_id(n)]
                 return json_response(200, {"flists": names}, route="/api/v1/flists")
             case ["tags"]:
-                names = await self.storage.list(layout.TAGS)
+                names = await self.storage.list(paths.TAGS)
                 tags = {}
                 for name in names:
-                    obj = (await self.storage.get(layout.tag_path(name))
-                           if layout.is_tag(name) else None)
+                    obj = (await self.storage.get(paths.tag_path(name))
+                           if paths.is_tag(name) else None)
                     if obj is not None and isinstance(obj.body, bytes):
                         tags[name] = obj.body.decode("ascii", "replace").strip()
                 return json_response(200, {"tags": tags}, route="/api/v1/tags")
@@ -208,7 +209,7 @@ class HubApp:
         host = r.authority or r.header("host") or ""
         try:
             cfg = BootConfig(farm=farm, channel=channel, hubs=(f"http://{host}",))
-            uki = await self.storage.exists(layout.boot_path(channel, layout.UKI))
+            uki = await self.storage.exists(paths.boot_path(channel, paths.UKI))
         except (BuildInputError, layout.LayoutError) as exc:
             return text_response(400, str(exc), route=route)
         text = render_settings(cfg) if settings else render_ipxe(replace(cfg, uki=uki))

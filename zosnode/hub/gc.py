@@ -56,7 +56,7 @@ from zosnode import layout
 from zosnode.errors import ZosError
 from zosnode.flist import format as flist_format
 from zosnode.flist.errors import FlistError
-from zosnode.hub import inventory
+from zosnode.hub import inventory, paths
 from zosnode.hub.inventory import Listed
 from zosnode.hub.objects import ObjectKind, parse_path, release_version
 from zosnode.hub.publish import stored_manifest
@@ -199,19 +199,19 @@ class _Marker:
                 self.manifests += 1
                 for fid in (p.id for p in m.flists):
                     await self.mark_flist(fid)
-            names = await inventory.names(storage, layout.releases_folder(channel))
+            names = await inventory.names(storage, paths.releases_folder(channel))
             versions = [v for v in map(release_version, names) if v is not None]
             for v in retained_versions(versions, head, self.policy.keep):
-                key = layout.release_path(channel, v)
+                key = paths.release_path(channel, v)
                 if key not in self.releases:
                     self.releases.add(key)
                     self.manifests += 1
                     for fid in await self._manifest_flists(key):
                         await self.mark_flist(fid)
-        for name in await inventory.names(storage, layout.TAGS):
-            if not layout.is_tag(name):
+        for name in await inventory.names(storage, paths.TAGS):
+            if not paths.is_tag(name):
                 continue
-            data = await self._bytes(layout.tag_path(name))
+            data = await self._bytes(paths.tag_path(name))
             if data is not None and len(data) == 65 and layout.is_hex_id(data[:64].decode()):
                 await self.mark_flist(data[:64].decode())
         if flists is None:

@@ -27,13 +27,14 @@ from typing import TypeVar
 import trio
 
 from zosnode import layout
+from zosnode.hub import paths
 from zosnode.hub.s3 import S3Storage
 from zosnode.hub.storage import LocalStorage, Storage, StorageError
 
 # The layout's folders, in the order a copy must follow so that nothing
 # points at what is not there yet: content first, pointers last.
-FOLDERS = (layout.BLOCKS, layout.FLISTS, layout.ROOTS, layout.CHANNELS, layout.TAGS,
-           layout.BOOT)
+FOLDERS = (layout.BLOCKS, layout.FLISTS, layout.ROOTS, layout.CHANNELS, paths.TAGS,
+           paths.BOOT)
 _NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 # A bucket may answer a passing 500 ("please try again": SeaweedFS does, right
 # after a volume is added); every operation here is idempotent, so it is retried.

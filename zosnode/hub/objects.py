@@ -13,6 +13,7 @@ import enum
 from dataclasses import dataclass
 
 from zosnode import layout
+from zosnode.hub import paths
 from zosnode.layout import LayoutError
 
 
@@ -22,11 +23,11 @@ class ObjectKind(enum.Enum):
 
     BLOCK = layout.BLOCKS
     FLIST = layout.FLISTS
-    TAG = layout.TAGS
+    TAG = paths.TAGS
     ROOT = layout.ROOTS
     MANIFEST = f"{layout.CHANNELS}/{layout.MANIFEST}"
-    RELEASE = f"{layout.CHANNELS}/{layout.RELEASES}"
-    BOOT = layout.BOOT
+    RELEASE = f"{layout.CHANNELS}/{paths.RELEASES}"
+    BOOT = paths.BOOT
 
     @property
     def folder(self) -> str:
@@ -68,7 +69,7 @@ def root_version(name: str) -> int | None:
 
 def release_version(name: str) -> int | None:
     """The version a file name in a channel's releases/ holds (`7.manifest`), or None."""
-    return _version_of(name, layout.RELEASE_SUFFIX)
+    return _version_of(name, paths.RELEASE_SUFFIX)
 
 
 def _version_of(name: str, suffix: str) -> int | None:
@@ -92,18 +93,18 @@ def parse_path(path: str) -> ObjectPath | None:
             case [layout.ROOTS, name] if name.endswith(layout.ROOT_SUFFIX):
                 version = parse_version(name.removesuffix(layout.ROOT_SUFFIX))
                 return ObjectPath(ObjectKind.ROOT, layout.root_path(version), version=version)
-            case [layout.TAGS, name]:
-                return ObjectPath(ObjectKind.TAG, layout.tag_path(name), name=name)
-            case [layout.BOOT, channel, name]:
-                return ObjectPath(ObjectKind.BOOT, layout.boot_path(channel, name),
+            case [paths.TAGS, name]:
+                return ObjectPath(ObjectKind.TAG, paths.tag_path(name), name=name)
+            case [paths.BOOT, channel, name]:
+                return ObjectPath(ObjectKind.BOOT, paths.boot_path(channel, name),
                                   channel=channel, name=name)
             case [layout.CHANNELS, channel, layout.MANIFEST]:
                 return ObjectPath(ObjectKind.MANIFEST, layout.manifest_path(channel),
                                   channel=channel)
-            case [layout.CHANNELS, channel, layout.RELEASES, name] \
-                    if name.endswith(layout.RELEASE_SUFFIX):
-                version = parse_version(name.removesuffix(layout.RELEASE_SUFFIX))
-                return ObjectPath(ObjectKind.RELEASE, layout.release_path(channel, version),
+            case [layout.CHANNELS, channel, paths.RELEASES, name] \
+                    if name.endswith(paths.RELEASE_SUFFIX):
+                version = parse_version(name.removesuffix(paths.RELEASE_SUFFIX))
+                return ObjectPath(ObjectKind.RELEASE, paths.release_path(channel, version),
                                   version=version, channel=channel)
     except LayoutError:
         return None

@@ -33,6 +33,7 @@ from zosnode import layout
 from zosnode.flist import format as flist_format
 from zosnode.flist.errors import FlistError
 from zosnode.http.messages import Body
+from zosnode.hub import paths
 from zosnode.hub.objects import ObjectKind, ObjectPath, parse_path
 from zosnode.hub.storage import Storage, StorageError
 from zosnode.trust import envelope
@@ -246,7 +247,7 @@ class Publisher:
         if missing:
             raise PublishRefused("missing-flists",
                                  f"manifest pins {len(missing)} flist(s) not on this hub")
-        release = layout.release_path(channel, manifest.version)
+        release = paths.release_path(channel, manifest.version)
         # The release record first: the channel pointer never names a version
         # whose record is missing.
         await self.storage.put(release, body)

@@ -26,6 +26,7 @@ from zosnode.flist.format import flist_id
 from zosnode.flist.store import LocalStore
 from zosnode.http.client import HttpPeerError, Reply, Timeouts, split_url
 from zosnode.http.command import ToolClient, base_url
+from zosnode.hub import paths
 from zosnode.hub.publish import flist_block_ids, stored_manifest
 from zosnode.progress import Progress as Meter
 from zosnode.trust import envelope
@@ -154,10 +155,10 @@ async def push(
             if fid in missing_flists:
                 await sender.flist(fid)
         for name, fid in sorted(tags.items()):
-            have = await hub.call("GET", "/" + layout.tag_path(name))
+            have = await hub.call("GET", "/" + paths.tag_path(name))
             if have.status == 200 and have.body == f"{fid}\n".encode():
                 continue
-            await sender.again_if_lost(layout.tag_path(name), f"{fid}\n".encode(), [fid])
+            await sender.again_if_lost(paths.tag_path(name), f"{fid}\n".encode(), [fid])
             report.tags_sent += 1
             progress(f"tag {name} -> {fid[:16]}…")
         if manifest is not None:
@@ -184,10 +185,10 @@ def _all_flists(store_path: str) -> list[str]:
 
 def _all_tags(store_path: str) -> list[str]:
     try:
-        names = os.listdir(os.path.join(store_path, layout.TAGS))
+        names = os.listdir(os.path.join(store_path, paths.TAGS))
     except FileNotFoundError:
         return []
-    return [name for name in sorted(names) if layout.is_tag(name)]
+    return [name for name in sorted(names) if paths.is_tag(name)]
 
 
 async def _missing(hub: _Hub, kind: str, ids: list[str]) -> list[str]:

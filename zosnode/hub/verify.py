@@ -28,7 +28,7 @@ import trio
 from zosnode import layout
 from zosnode.flist import format as flist_format
 from zosnode.flist.errors import FlistError
-from zosnode.hub import inventory
+from zosnode.hub import inventory, paths
 from zosnode.hub.inventory import Listed
 from zosnode.hub.objects import ObjectKind, ObjectPath, parse_path
 from zosnode.hub.storage import Storage
@@ -210,7 +210,7 @@ async def verify(storage: Storage, *, progress: Progress | None = None,
             if kind is ObjectKind.RELEASE:
                 releases[obj.key] = data
             else:
-                record = layout.release_path(parsed.channel, manifest.version)
+                record = paths.release_path(parsed.channel, manifest.version)
                 if releases.get(record) != data:
                     bad(Problem(obj.key, f"differs from {record} (or it is missing)"))
     for obj, _parsed in by_kind[ObjectKind.TAG]:

@@ -28,6 +28,7 @@ import trio
 
 from zosnode import layout
 from zosnode.http.messages import FileBody, Request, Response
+from zosnode.hub import paths
 from zosnode.hub.publish import stored_manifest
 from zosnode.hub.registry import Registry, fleet_row
 from zosnode.hub.storage import LocalStorage, Storage
@@ -159,12 +160,12 @@ class WebSite:
 
     async def _channels(self) -> list[str]:
         names = set(await self.storage.list(layout.CHANNELS))
-        names |= set(await self.storage.list(layout.BOOT))
+        names |= set(await self.storage.list(paths.BOOT))
         return sorted(n for n in names if _is_channel(n))
 
     async def _known_channel(self, channel: str) -> bool:
         return (await self.storage.exists(layout.manifest_path(channel))
-                or await self.storage.exists(layout.boot_path(channel, layout.KERNEL)))
+                or await self.storage.exists(paths.boot_path(channel, paths.KERNEL)))
 
     async def _preview(self, r: Request, api: bool) -> Response:
         req = parse_query(r.query)
@@ -204,8 +205,8 @@ class WebSite:
 
     async def _boot_file_hashes(self, channel: str) -> tuple[str, str]:
         out = []
-        for name in layout.BOOT_FILES:
-            obj = await self.storage.get(layout.boot_path(channel, name))
+        for name in paths.BOOT_FILES:
+            obj = await self.storage.get(paths.boot_path(channel, name))
             if obj is None:
                 out.append("absent")
             elif isinstance(obj.body, bytes):
@@ -307,11 +308,11 @@ class WebSite:
         for name in await self.storage.list(layout.CHANNELS):
             if not _is_channel(name):
                 continue
-            versions = sorted((v for n in await self.storage.list(layout.releases_folder(name))
+            versions = sorted((v for n in await self.storage.list(paths.releases_folder(name))
                                if (v := release_version(n))), reverse=True)
             history = []
             for v in versions[:HISTORY_SHOWN]:
-                m = await self._manifest(layout.release_path(name, v))
+                m = await self._manifest(paths.release_path(name, v))
                 if m is not None:
                     history.append(pages.ReleaseInfo(
                         m.version, m.issued_at, m.rollout_ppm, rollout_paused(m),
