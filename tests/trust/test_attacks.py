@@ -19,6 +19,7 @@ import pytest
 from tests.trust.repo_sim import BUILD_TIME, DAY, NOW, RepoSim, flist_bytes, key, sign
 from zosnode import canonical
 from zosnode.trust import download
+from zosnode.trust.download import HashMismatchError
 from zosnode.trust.envelope import Envelope
 from zosnode.trust.envelope import decode as decode_envelope
 from zosnode.trust.errors import (
@@ -26,7 +27,6 @@ from zosnode.trust.errors import (
     BadSignatureError,
     EquivocationError,
     ExpiredError,
-    HashMismatchError,
     MalformedError,
     OversizeError,
     Refused,

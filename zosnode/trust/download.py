@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import hashlib
 
-from zosnode.trust.errors import HashMismatchError, OversizeError, TrustUsageError
+from zosnode.trust.errors import OversizeError, Refused, TrustUsageError
 from zosnode.trust.manifest import FlistPin
+
+
+class HashMismatchError(Refused):
+    """Bytes that do not hash to the id the manifest pins."""
 
 
 class BoundedDownload:

@@ -62,10 +62,6 @@ class WrongChannelError(Refused):
     """A manifest signed for another channel."""
 
 
-class HashMismatchError(Refused):
-    """Bytes that do not hash to the id the manifest pins."""
-
-
 class RotationError(Refused):
     """A new root that does not chain from the trusted one (version gap, type)."""
 
