@@ -62,12 +62,6 @@ def check_int(what: str, value: object, lo: int, hi: int) -> int:
     return value
 
 
-def check_id(value: str) -> str:
-    if not layout.is_hex_id(value):
-        raise FormatError(f"{value!r} is not a 64-digit lowercase hex block id")
-    return value
-
-
 @dataclass(frozen=True)
 class BlockRef:
     """`length` bytes at `offset` in a decoded block; the other fields describe the
@@ -82,7 +76,8 @@ class BlockRef:
     key: bytes | None = None
 
     def __post_init__(self) -> None:
-        check_id(self.id)
+        if not layout.is_hex_id(self.id):
+            raise FormatError(f"{self.id!r} is not a 64-digit lowercase hex block id")
         check_int("block size", self.size, 1, MAX_BLOCK_SIZE + 1)
         check_int("slice offset", self.offset, 0, self.size)
         check_int("slice length", self.length, 1, self.size - self.offset + 1)

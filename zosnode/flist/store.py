@@ -15,10 +15,17 @@ from pathlib import Path
 
 from zosnode import layout
 from zosnode.atomicfile import write_atomic
-from zosnode.flist.blocks import BlockRef, block_id, check_id
-from zosnode.flist.errors import FlistDataError, FlistInputError, IntegrityError
+from zosnode.flist.blocks import BlockRef, block_id
+from zosnode.flist.errors import FlistDataError, FlistInputError, FormatError, IntegrityError
 from zosnode.flist.format import MAX_METADATA, flist_id
 from zosnode.hub import paths
+
+
+def _check_id(value: str) -> str:
+    # A data error, not layout.check_id's usage error: a tag file's content is one.
+    if not layout.is_hex_id(value):
+        raise FormatError(f"{value!r} is not a 64-digit lowercase hex id")
+    return value
 
 
 class MissingBlockError(FlistDataError):
@@ -41,7 +48,7 @@ class LocalStore:
     # blocks ---------------------------------------------------------------
 
     def block_path(self, bid: str) -> Path:
-        check_id(bid)
+        _check_id(bid)
         return self.path / layout.block_path(bid)
 
     def put_block(self, stored: bytes, known_id: str | None = None) -> tuple[str, bool]:
@@ -84,7 +91,7 @@ class LocalStore:
         return fid
 
     def get_flist(self, fid: str) -> bytes:
-        check_id(fid)
+        _check_id(fid)
         try:
             with open(self.path / layout.flist_path(fid), "rb") as f:
                 data = f.read(MAX_METADATA + 1)
@@ -99,7 +106,7 @@ class LocalStore:
     def set_tag(self, name: str, fid: str) -> None:
         if not paths.is_tag(name):
             raise FlistInputError(f"tag {name!r} is not [A-Za-z0-9._-], up to 128 characters")
-        check_id(fid)
+        _check_id(fid)
         (self.path / paths.TAGS).mkdir(parents=True, exist_ok=True)
         write_atomic(self.path / paths.tag_path(name), fid.encode() + b"\n")
 
@@ -110,7 +117,7 @@ class LocalStore:
             text = (self.path / paths.tag_path(name)).read_text().strip()
         except FileNotFoundError:
             return None
-        check_id(text)
+        _check_id(text)
         return text
 
     def resolve(self, name: str) -> bytes:
