@@ -21,10 +21,11 @@ from tests.lab.faulty_mirror import FaultyMirror
 from zosnode.cache import entry
 from zosnode.cache.store import SEED, BlockCache
 from zosnode.fetch import fetcher as fetcher_mod
+from zosnode.fetch import pipeline
 from zosnode.fetch.eager import extract_from_hubs
 from zosnode.fetch.errors import FetchError
 from zosnode.fetch.fetcher import Fetcher
-from zosnode.fetch.pipeline import PipelineReport, extract_view
+from zosnode.fetch.pipeline import extract_view
 from zosnode.fetch.source import BlockSource
 from zosnode.flist import blocks as blocks_mod
 from zosnode.flist.blocks import BlockRef, Compression
@@ -238,8 +239,16 @@ class CountingFetcher(Fetcher):
 
 
 async def test_extract_is_pipelined_in_bounded_memory(
-    tmp_path: Path, data_dir: Path
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    feeds: list[pipeline._Feed] = []
+
+    class Watched(pipeline._Feed):  # the feed keeps its peak of decoded bytes held
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            feeds.append(self)
+
+    monkeypatch.setattr(pipeline, "_Feed", Watched)
     src = random_tree(tmp_path / "src", 6, 2 * MiB)
     raw = raw_flist(src, data_dir)
     view = FlistView.from_bytes(raw)
@@ -248,16 +257,14 @@ async def test_extract_is_pipelined_in_bounded_memory(
         slow = FaultyMirror(data_dir, latency_s=0.02)
         await slow.start(nursery)
         fetcher = CountingFetcher([slow.url])
-        report = PipelineReport()
         source = BlockSource(fetcher, None, hot_bytes=0)
-        await extract_view(view, tmp_path / "out", source, parallel=4, ahead_bytes=2 * MiB,
-                           report=report)
+        await extract_view(view, tmp_path / "out", source, parallel=4, ahead_bytes=2 * MiB)
         nursery.cancel_scope.cancel()
     assert snapshot(tmp_path / "out") == snapshot(src)
     print(f"\npipeline: {len(read_order(view))} blocks, {fetcher.most} fetches at once,"
-          f" peak {report.peak_held} decoded bytes held (bound {max(2 * MiB, biggest)})")
+          f" peak {feeds[0].peak} decoded bytes held (bound {max(2 * MiB, biggest)})")
     assert 2 <= fetcher.most <= 4
-    assert report.peak_held <= max(2 * MiB, biggest)
+    assert len(feeds) == 1 and feeds[0].peak <= max(2 * MiB, biggest)
     assert source.decodes == len(read_order(view))
 
 

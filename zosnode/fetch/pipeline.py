@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
 
 import trio
@@ -24,14 +23,6 @@ from zosnode.flist.materialize import extract_blocks, read_order
 from zosnode.flist.view import FlistView
 
 
-@dataclass
-class PipelineReport:
-    """The most decoded bytes an extract held at once, and its blocks."""
-
-    peak_held: int = 0
-    blocks: int = 0
-
-
 class _Feed:
     """Decoded blocks fetched ahead of a synchronous writer, in its order (its
     `DecodedBlocks`: `block` runs in the writer's thread, one hop into trio a block)."""
@@ -41,7 +32,7 @@ class _Feed:
         self.order = order
         self.ahead_bytes = ahead_bytes
         self.held = 0  # decoded bytes fetched or in flight, not yet used up
-        self.peak = 0
+        self.peak = 0  # the most `held` was (tests check the bound)
         self._pos = 0  # the writer's position in `order`
         self._scheduled = 0  # the feed's
         self._uses: dict[str, int] = {}  # scheduled uses not yet taken
@@ -116,12 +107,9 @@ async def extract_view(
     view: FlistView, target: str | os.PathLike[str], source: BlockSource, *,
     parallel: int = 8, ahead_bytes: int = 64 * 1024 * 1024,
     progress: Callable[[int, int], None] | None = None, skipped: list[str] | None = None,
-    report: PipelineReport | None = None,
 ) -> int:
     """Write the whole image into `target` (absent or empty) from `source`; bytes written."""
     feed = _Feed(source, read_order(view), ahead_bytes)
-    if report is not None:
-        report.blocks = len(feed.order)
     work = partial(extract_blocks, view, feed, target, progress=progress, skipped=skipped)
 
     try:
@@ -135,7 +123,4 @@ async def extract_view(
         if len(group.exceptions) == 1 and isinstance(group.exceptions[0], Exception):
             raise group.exceptions[0] from None
         raise
-    finally:
-        if report is not None:
-            report.peak_held = feed.peak
     return written
