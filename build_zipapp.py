@@ -21,7 +21,6 @@ import argparse
 import email.parser
 import hashlib
 import io
-import json
 import os
 import re
 import subprocess
@@ -34,7 +33,8 @@ from pathlib import Path
 TOP = Path(__file__).resolve().parent
 sys.path.insert(0, str(TOP))
 
-from zosnode.artifact.record import NATIVE_PREFIX, RECORD_NAME, Package, Record  # noqa: E402
+from zosnode.artifact.record import NATIVE_PREFIX, RECORD_NAME  # noqa: E402
+from zosnode.artifact.sbom import BuildRecord, Package  # noqa: E402
 from zosnode.bootmedia.pyc import sourceless_pyc  # noqa: E402
 
 PYC_TAG = f"cpython-{sys.version_info.major}{sys.version_info.minor}"
@@ -184,19 +184,7 @@ def collect(wheelhouse: Path, anchor: Path | None) -> tuple[dict[str, bytes], li
     return members, packages
 
 
-def record_json(record: Record) -> bytes:
-    """The build record as the artifact carries it (`Record.from_json` reads it)."""
-    data = {
-        "build_id": record.build_id,
-        "source_date_epoch": record.source_date_epoch,
-        "python_tag": record.python_tag,
-        "packages": [p.__dict__ for p in record.packages],
-        "native_files": dict(sorted(record.native_files.items())),
-    }
-    return json.dumps(data, indent=1, sort_keys=True).encode() + b"\n"
-
-
-def build(output: Path, shebang: str, wheelhouse: Path, anchor: Path | None) -> Record:
+def build(output: Path, shebang: str, wheelhouse: Path, anchor: Path | None) -> BuildRecord:
     members, packages = collect(wheelhouse, anchor)
     native_files = {
         n[len(NATIVE_PREFIX):]: hashlib.sha256(d).hexdigest()
@@ -207,14 +195,14 @@ def build(output: Path, shebang: str, wheelhouse: Path, anchor: Path | None) -> 
         ident.update(n.encode() + b"\0" + hashlib.sha256(members[n]).digest())
     ident.update(shebang.encode())
     epoch = source_date_epoch()
-    record = Record(
+    record = BuildRecord(
         build_id=ident.hexdigest(),
+        native_files=native_files,
         source_date_epoch=epoch,
         python_tag=f"cp{sys.version_info.major}{sys.version_info.minor}",
         packages=tuple(packages),
-        native_files=native_files,
     )
-    members[RECORD_NAME] = record_json(record)
+    members[RECORD_NAME] = record.to_json()
 
     stamp = time.gmtime(max(epoch, 315532800))[:6]
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,6 @@
 """The build record every artifact carries (`zosnode/_artifact.json`), written by
-build_zipapp.py, read by the unpacker (to check native files) and `zosnode audit`."""
+build_zipapp.py, read by the unpacker (to check native files) and `zosnode audit`:
+here the part the node reads, the rest (the SBOM) in `zosnode.artifact.sbom`."""
 
 from __future__ import annotations
 
@@ -17,20 +18,8 @@ class ArtifactError(Exception):
 
 
 @dataclass(frozen=True)
-class Package:
-    name: str
-    version: str
-    license: str
-    sha256: str  # of the wheel or sdist that was vendored
-    native: bool
-
-
-@dataclass(frozen=True)
 class Record:
     build_id: str
-    source_date_epoch: int
-    python_tag: str
-    packages: tuple[Package, ...]
     native_files: dict[str, str]  # path under _native/ -> sha256
 
     @classmethod
@@ -39,9 +28,6 @@ class Record:
             data = json.loads(raw)
             return cls(
                 build_id=str(data["build_id"]),
-                source_date_epoch=int(data["source_date_epoch"]),
-                python_tag=str(data["python_tag"]),
-                packages=tuple(Package(**p) for p in data["packages"]),
                 native_files={str(k): str(v) for k, v in data["native_files"].items()},
             )
         except (ValueError, KeyError, TypeError) as exc:

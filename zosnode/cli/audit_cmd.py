@@ -13,21 +13,16 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from zosnode.artifact.record import (
-    RECORD_NAME,
-    ArtifactError,
-    Record,
-    file_sha256,
-    running_archive,
-)
+from zosnode.artifact.record import RECORD_NAME, ArtifactError, file_sha256, running_archive
+from zosnode.artifact.sbom import BuildRecord
 from zosnode.errors import UserError
 
 
-def read_record(archive: Path) -> Record:
+def read_record(archive: Path) -> BuildRecord:
     """The build record an artifact carries."""
     try:
         with zipfile.ZipFile(archive) as zf:
-            return Record.from_json(zf.read(RECORD_NAME))
+            return BuildRecord.from_json(zf.read(RECORD_NAME))
     except (OSError, zipfile.BadZipFile, KeyError) as exc:
         raise ArtifactError(f"{archive}: cannot read build record: {exc}") from exc
 
