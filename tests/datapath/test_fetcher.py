@@ -222,11 +222,11 @@ async def test_fetch_from_nginx(tmp_path: Path, data_dir: Path, blobs: dict[str,
 def test_set_mirrors_keeps_what_it_knows() -> None:
     h = MirrorHealth(["a", "b"])
     h.failed("a", Health.STALL, 10.0)
-    assert h.circuit("a") is Circuit.OPEN
+    assert h.breaker("a").state is Circuit.OPEN
     h.set_mirrors(["c", "a"])
     # "a" keeps its open circuit and penalty; "c" starts closed; "b" is gone.
-    assert h.mirrors == ("c", "a") and h.circuit("a") is Circuit.OPEN
-    assert h.circuit("c") is Circuit.CLOSED and h.penalty("a", 10.0) == Health.STALL.penalty
+    assert h.mirrors == ("c", "a") and h.breaker("a").state is Circuit.OPEN
+    assert h.breaker("c").state is Circuit.CLOSED and h.penalty("a", 10.0) == Health.STALL.penalty
     assert h.order("0" * 64, 10.0) == ["c", "a"]
     for bad in ([], ["a", "a"]):
         with pytest.raises(FetchUsageError):
@@ -242,12 +242,12 @@ async def test_ask_shares_the_breaker_of_reads(mirror: FaultyMirror, data_dir: P
     with pytest.raises(HttpStatusError):
         await f.ask(mirror.url, "roots/2.root", max_size=10)
     assert (await f.ask(mirror.url, "roots/2.root", max_size=10, ok=(200, 404))).status == 404
-    assert f.health.circuit(mirror.url) is Circuit.CLOSED
+    assert f.health.breaker(mirror.url).state is Circuit.CLOSED
     # A 5xx is a fault: the circuit opens, and the next ask sends nothing.
     mirror.fail("roots/1.root", Fault.ERROR_503, times=1)
     with pytest.raises(HttpStatusError):
         await f.ask(mirror.url, "roots/1.root", max_size=10)
-    assert f.health.circuit(mirror.url) is Circuit.OPEN
+    assert f.health.breaker(mirror.url).state is Circuit.OPEN
     asked = mirror.requests["roots/1.root"]
     with pytest.raises(CircuitOpen):
         await f.ask(mirror.url, "roots/1.root", max_size=10)
@@ -264,4 +264,4 @@ def test_an_early_trial_goes_before_the_cool_down_one_at_a_time() -> None:
     assert h.admit("a", 10.1, early=True) is Pass.TRIAL
     assert h.admit("a", 10.2, early=True) is None  # the trial is out
     h.succeeded("a", 10.3, Pass.TRIAL)
-    assert h.circuit("a") is Circuit.CLOSED
+    assert h.breaker("a").state is Circuit.CLOSED

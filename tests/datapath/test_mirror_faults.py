@@ -145,13 +145,13 @@ def test_breaker_policy_validated() -> None:
 def test_missing_object_does_not_trip_a_circuit() -> None:
     h = MirrorHealth(["a", "b"])
     h.failed("a", Health.MISSING, 0.0)
-    assert h.circuit("a") is Circuit.CLOSED and h.order("x", 0.1) == ["b", "a"]
+    assert h.breaker("a").state is Circuit.CLOSED and h.order("x", 0.1) == ["b", "a"]
     h.failed("a", Health.STALL, 0.2)
-    assert h.circuit("a") is Circuit.OPEN
+    assert h.breaker("a").state is Circuit.OPEN
     # A trial answered (even with a 404) shows the mirror works again.
     assert h.admit("a", 1.2) is Pass.TRIAL
     h.failed("a", Health.MISSING, 1.3, Pass.TRIAL)
-    assert h.circuit("a") is Circuit.CLOSED
+    assert h.breaker("a").state is Circuit.CLOSED
 
 
 def test_open_circuits_rank_after_closed_ones_by_when_they_may_be_tried() -> None:
@@ -540,7 +540,7 @@ async def test_readers_of_one_block_share_one_failure_then_fail_fast_then_recove
     assert ready is not None
     await trio.sleep_until(ready)
     assert await read() == data
-    assert f.health.circuit(mirror.url) is Circuit.CLOSED
+    assert f.health.breaker(mirror.url).state is Circuit.CLOSED
 
 
 async def test_read_in_flight_survives_a_short_outage(

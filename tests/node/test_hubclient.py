@@ -150,12 +150,12 @@ async def test_a_stalled_hub_costs_one_fault_detection_at_boot(tmp_path: Path) -
             assert await hubs.root(5) == b"root five"
             assert await hubs.root(6) is None
             assert await hubs.flist(pins[0]) == flists[0]
-            assert hubs.fetcher.health.circuit(stalled.url) is not Circuit.CLOSED
+            assert hubs.fetcher.health.breaker(stalled.url).state is not Circuit.CLOSED
             # The running manifest names a mirror too: the sources change, the
             # stalled hub's circuit does not.
             hubs.adopt(Manifest(channel="demo", version=1, issued_at=0, expires_at=10,
                                 hubs=(stalled.url,), mirrors=(dead_url(),)))
-            assert hubs.fetcher.health.circuit(stalled.url) is not Circuit.CLOSED
+            assert hubs.fetcher.health.breaker(stalled.url).state is not Circuit.CLOSED
             await trio.sleep(1.5)  # past the first cool-down: still not asked while
             assert await hubs.manifest() is None  # a closed source answers
             assert await hubs.flist(pins[1]) == flists[1]
@@ -196,7 +196,7 @@ async def test_a_hub_that_comes_back_is_seen_at_the_next_poll(tmp_path: Path) ->
             assert hubs.requests == 3  # each call asked, open circuit or not
             await hub.restart()
             assert await hubs.manifest() == b"signed manifest"
-            assert hubs.fetcher.health.circuit(hub.url) is Circuit.CLOSED
+            assert hubs.fetcher.health.breaker(hub.url).state is Circuit.CLOSED
             assert await hubs.flist(pin) == flist
             nursery.cancel_scope.cancel()
 

@@ -160,9 +160,6 @@ class MirrorHealth:
         penalty, updated = self._penalty[mirror]
         return float(penalty * 0.5 ** (max(0.0, now - updated) / self._half_life))
 
-    def circuit(self, mirror: str) -> Circuit:
-        return self._breakers[mirror].state
-
     def breaker(self, mirror: str) -> Breaker:
         return self._breakers[mirror]
 
