@@ -14,8 +14,6 @@ from zosnode.flist.blocks import BlockRef
 from zosnode.flist.errors import FlistInputError
 from zosnode.flist.format import Entry, Flist, Hole, Kind, decode
 
-ROOT_INO = 1
-
 
 @dataclass(frozen=True)
 class ReadPiece:
