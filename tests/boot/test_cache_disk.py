@@ -30,10 +30,10 @@ import pytest
 
 from examples import demo_os
 from tests.boot.conftest import BootFiles
+from tests.datapath.conftest import cache_entry
 from tests.lab import qemu
 from tests.lab.bootlab import HUB, TAP, BootLab, boot_lab
 from zosnode.bootmedia.ipxe import BootConfig, kernel_cmdline
-from zosnode.cache import entry
 from zosnode.cache.store import SEED
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("root_lab"),
@@ -195,7 +195,7 @@ def test_cache_disk_keeps_blocks_and_identity_catches_tampering_and_spares_other
         with mounted(cache, tmp_path / "mnt") as mnt:
             assert (mnt / "node.key").stat().st_size == 32
             victim = sorted((mnt / "blocks").glob("*/*"))[0]
-            victim.write_bytes(entry.encode(SEED, b"not the block you are looking for"))
+            victim.write_bytes(cache_entry(SEED, b"not the block you are looking for"))
         t2 = time.time()
         vm, third_id, _, s3 = boot(lab, "3")
         try:

@@ -11,6 +11,17 @@ import pytest
 import trio
 
 from tests.lab.faulty_mirror import FaultyMirror
+from zosnode.cache import entry
+
+
+def cache_entry(seed: int, block: bytes) -> bytes:
+    """A block cache entry as `BlockCache` writes one (tests forge them)."""
+    return entry.MAGIC + entry.checksum(seed, block) + block
+
+
+def read_entry(seed: int, block_id: str, data: bytes) -> bytes | memoryview:
+    """The block a whole entry holds, checked as the cache checks it."""
+    return entry.check(seed, block_id, data[:entry.HEADER], data[entry.HEADER:])
 
 
 def put_block(data_dir: Path, stored: bytes) -> str:

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import trio
 
+from tests.datapath.conftest import cache_entry, read_entry
 from zosnode.cache import entry
 from zosnode.cache.errors import CacheUsageError, CorruptEntry
 from zosnode.cache.lru import LruIndex
-from zosnode.cache.store import BlockCache
+from zosnode.cache.store import SEED, BlockCache
 
 
 def _block(n: int) -> tuple[str, bytes]:
@@ -22,19 +23,19 @@ def _block(n: int) -> tuple[str, bytes]:
 
 def test_entry_roundtrip_and_every_flipped_byte_caught() -> None:
     bid, data = _block(64)
-    enc = entry.encode(7, data)
-    assert entry.decode(7, bid, enc) == data
+    enc = cache_entry(7, data)
+    assert read_entry(7, bid, enc) == data
     for i in range(len(enc)):
         bad = bytearray(enc)
         bad[i] ^= 0x40
         with pytest.raises(CorruptEntry):
-            entry.decode(7, bid, bytes(bad))
+            read_entry(7, bid, bytes(bad))
     with pytest.raises(CorruptEntry):
-        entry.decode(7, bid, enc + b"x")  # trailing data
+        read_entry(7, bid, enc + b"x")  # trailing data
     with pytest.raises(CorruptEntry):
-        entry.decode(7, bid, enc[:-1])
+        read_entry(7, bid, enc[:-1])
     with pytest.raises(CorruptEntry):
-        entry.decode(8, bid, enc)  # another seed's sum
+        read_entry(8, bid, enc)  # another seed's sum
 
 
 def test_lru_evicts_oldest_first() -> None:
@@ -54,6 +55,8 @@ def test_put_get(tmp_path: Path) -> None:
     cache.put(bid, data)
     assert cache.get(bid) == data
     assert (cache.stats.hits, cache.stats.misses) == (1, 1)
+    # The entry on disk is what the tests' forger writes (tests.datapath.conftest).
+    assert (tmp_path / "c" / bid[:2] / bid).read_bytes() == cache_entry(SEED, data)
     with pytest.raises(CacheUsageError):
         cache.get("../../x")
 

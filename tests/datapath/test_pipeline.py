@@ -15,10 +15,9 @@ from typing import Any
 import pytest
 import trio
 
-from tests.datapath.conftest import build_flist, make_tree
+from tests.datapath.conftest import build_flist, cache_entry, make_tree, read_entry
 from tests.datapath.fuse import require_fuse, snapshot
 from tests.lab.faulty_mirror import FaultyMirror
-from zosnode.cache import entry
 from zosnode.cache.store import SEED, BlockCache
 from zosnode.fetch import fetcher as fetcher_mod
 from zosnode.fetch import pipeline
@@ -102,11 +101,11 @@ async def test_a_cache_entry_forged_with_a_valid_checksum_is_refused(
     forged = bytes(b ^ 0xFF for b in true)
     path = tmp_path / "c" / ref.id[:2] / ref.id
     path.parent.mkdir(parents=True)
-    path.write_bytes(entry.encode(SEED, forged))
+    path.write_bytes(cache_entry(SEED, forged))
     source = BlockSource(Fetcher([mirror.url]), cache)
     assert await source.decoded(ref) == true  # stored raw: decoded == stored
     assert cache.stats.corrupt == 1 and mirror.requests[block_path(ref.id)] == 1
-    assert entry.decode(SEED, ref.id, path.read_bytes()) == true
+    assert read_entry(SEED, ref.id, path.read_bytes()) == true
 
 
 @pytest.fixture
@@ -166,7 +165,7 @@ async def test_a_mount_keeps_blocks_decoded_in_ram_and_a_later_mount_only_maps_t
     # An older process's stored entry beside them: another form, so a miss, not a wrong byte.
     old = refs[0]
     (ram / "c" / old.id[:2] / old.id).write_bytes(
-        entry.encode(SEED, (data_dir / block_path(old.id)).read_bytes()))
+        cache_entry(SEED, (data_dir / block_path(old.id)).read_bytes()))
     decodes = [0]
     real = blocks_mod._decompress
 

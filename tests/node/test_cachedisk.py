@@ -13,10 +13,9 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.datapath.conftest import build_flist
+from tests.datapath.conftest import build_flist, cache_entry
 from zosnode.agent import cachedisk
 from zosnode.agent.cachedisk import Filesystem, FirstUse, choose, ext4_identity, signatures
-from zosnode.cache import entry
 from zosnode.cache.store import SEED, BlockCache
 from zosnode.flist.format import decode as decode_flist
 from zosnode.mount.protocol import CacheCounts
@@ -213,7 +212,7 @@ def test_first_use_finds_altered_blocks_once_per_boot(tmp_path: Path) -> None:
         cache.put(bid, (tmp_path / "store" / "blocks" / bid[:2] / bid).read_bytes())
     # An attacker rewrites one entry whole (its fast checksum matches the new bytes);
     # an accident flips a byte of another; a third is simply gone.
-    (cache.path / ids[0][:2] / ids[0]).write_bytes(entry.encode(SEED, b"evil bytes"))
+    (cache.path / ids[0][:2] / ids[0]).write_bytes(cache_entry(SEED, b"evil bytes"))
     damaged = cache.path / ids[1][:2] / ids[1]
     raw = bytearray(damaged.read_bytes())
     raw[-1] ^= 1

@@ -20,17 +20,8 @@ def checksum(seed: int, block: bytes | memoryview) -> bytes:
     return xxhash.xxh3_64_digest(block, seed=seed)
 
 
-def encode(seed: int, block: bytes, magic: bytes = MAGIC) -> bytes:
-    return magic + checksum(seed, block) + block
-
-
-def decode(seed: int, block_id: str, data: bytes) -> bytes | memoryview:
-    """The block held by `data`, or CorruptEntry."""
-    return check(seed, block_id, data[:HEADER], data[HEADER:])
-
-
 def check(seed: int, block_id: str, header: bytes, block: bytes | memoryview) -> bytes | memoryview:
-    """`decode` of an entry read as its header and its block (no copy of the block)."""
+    """The block of an entry read as its header and its block (no copy), or CorruptEntry."""
     if len(header) < HEADER or not header.startswith(MAGIC):
         raise CorruptEntry(f"cache entry {block_id}: bad header")
     if checksum(seed, block) != header[len(MAGIC) :]:
