@@ -11,21 +11,18 @@ from zosnode.trust.errors import EquivocationError, RollbackError
 def test_once_trusted_older_or_conflicting_manifests_are_refused() -> None:
     sim = RepoSim()
     hub = sim.verifier()
-    hub.verify_manifest(sim.signed_manifest(sim.manifest(version=5)), channel="stable", now=NOW)
-    with pytest.raises(RollbackError):
-        hub.verify_manifest(sim.signed_manifest(sim.manifest(version=4)), channel="stable",
-                            now=NOW)
-    with pytest.raises(EquivocationError):
-        hub.verify_manifest(sim.signed_manifest(sim.manifest(version=5, rollout_ppm=7)),
+    for version in (5, 6):
+        hub.verify_manifest(sim.signed_manifest(sim.manifest(version=version)),
                             channel="stable", now=NOW)
-    hub.verify_manifest(sim.signed_manifest(sim.manifest(version=6)), channel="stable", now=NOW)
-    # Version 6 is now the one remembered: 5 is a rollback, a different 6 equivocation.
-    with pytest.raises(RollbackError):
-        hub.verify_manifest(sim.signed_manifest(sim.manifest(version=5)), channel="stable",
-                            now=NOW)
-    with pytest.raises(EquivocationError):
-        hub.verify_manifest(sim.signed_manifest(sim.manifest(version=6, rollout_ppm=7)),
-                            channel="stable", now=NOW)
+        # `version` is now the one remembered: one less is a rollback, a different
+        # manifest of the same version equivocation.
+        with pytest.raises(RollbackError):
+            hub.verify_manifest(sim.signed_manifest(sim.manifest(version=version - 1)),
+                                channel="stable", now=NOW)
+        with pytest.raises(EquivocationError):
+            hub.verify_manifest(sim.signed_manifest(sim.manifest(version=version,
+                                                                 rollout_ppm=7)),
+                                channel="stable", now=NOW)
 
 
 def test_channels_are_tracked_apart() -> None:
