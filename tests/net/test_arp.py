@@ -26,20 +26,20 @@ def run_silent(probe: arp.ArpProbe) -> list[tuple[float, bytes]]:
 
 
 def test_probes_have_zero_sender_ip_and_the_rfc_shape_scaled_down() -> None:
-    t = arp.ProbeTiming()
     for seed in range(20):
         probe = arp.ArpProbe(MAC, ADDR, random.Random(seed), 100.0)
-        assert probe.deadline is not None and 100.0 <= probe.deadline <= 100.0 + t.wait
+        assert probe.deadline is not None and 100.0 <= probe.deadline <= 100.0 + arp.PROBE_WAIT
         assert probe.timeout(99.0) == []  # too early: nothing yet
         frames = run_silent(probe)
-        assert probe.verdict == arp.Clear(3) and len(frames) == t.count
+        assert probe.verdict == arp.Clear(3) and len(frames) == arp.PROBE_NUM
         times = [when for when, _ in frames]
         gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-        assert all(t.gap_min <= g <= t.gap_max for g in gaps)
+        assert all(arp.PROBE_MIN <= g <= arp.PROBE_MAX for g in gaps)
         for _, frame in frames:
             p = arp.decode(frame)
             assert p == arp.Packet(arp.REQUEST, MAC, bytes(4), bytes(6), IP)
-        total = t.wait + (t.count - 1) * t.gap_max + t.last_wait  # the longest probe
+        # the longest probe
+        total = arp.PROBE_WAIT + (arp.PROBE_NUM - 1) * arp.PROBE_MAX + arp.ANNOUNCE_WAIT
         assert total == pytest.approx(0.7)  # RFC 5227's 7 s, scaled by 1/10
 
 

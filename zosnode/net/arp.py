@@ -1,10 +1,9 @@
-"""Address conflict detection (RFC 5227), sans-IO: is a leased address held already
-(a stale lease, a static address, a rogue)? Probes carry sender IP 0.0.0.0, so no
-neighbour cache learns from them.
+"""Address conflict detection (RFC 5227), sans-IO: is a leased address held already (a stale
+lease, a static address, a rogue)? Probes carry sender IP 0.0.0.0: no neighbour cache learns.
 
-RFC 5227 §1.1 times probes for a laptop on busy Wi-Fi (up to 7 s); a wired segment
-answers within milliseconds and a node without a network is useless, so
-`ProbeTiming` scales every interval by 1/10 (0.4 to 0.7 s in all), keeping the shape.
+RFC 5227 §1.1 times probes for a laptop on busy Wi-Fi (up to 7 s); a wired segment answers
+within milliseconds and a node without a network is useless, so every interval here is
+scaled by 1/10 (0.4 to 0.7 s in all), keeping the shape.
 """
 
 from __future__ import annotations
@@ -21,14 +20,11 @@ ARP = struct.Struct("!HHBBH6s4s6s4s")  # Ethernet/IPv4 ARP, 28 bytes
 REQUEST, REPLY = 1, 2
 ZERO_IP = bytes(4)
 
-
-@dataclass(frozen=True)
-class ProbeTiming:
-    wait: float = 0.1  # PROBE_WAIT / 10
-    count: int = 3  # PROBE_NUM
-    gap_min: float = 0.1  # PROBE_MIN / 10
-    gap_max: float = 0.2  # PROBE_MAX / 10
-    last_wait: float = 0.2  # ANNOUNCE_WAIT / 10
+PROBE_WAIT = 0.1  # RFC 5227 §1.1's values, the times divided by 10
+PROBE_NUM = 3
+PROBE_MIN = 0.1
+PROBE_MAX = 0.2
+ANNOUNCE_WAIT = 0.2
 
 
 @dataclass(frozen=True)
@@ -80,19 +76,18 @@ class ArpProbe:
         self.mac = mac
         self._ip = ipaddress.IPv4Address(address).packed
         self.rng = rng
-        self.timing = ProbeTiming()
         self.sent = 0
         self.verdict: Verdict | None = None
-        self.deadline: float | None = now + rng.uniform(0, self.timing.wait)
+        self.deadline: float | None = now + rng.uniform(0, PROBE_WAIT)
 
     def timeout(self, now: float) -> list[bytes]:
         if self.verdict is not None or self.deadline is None or now < self.deadline:
             return []
-        t = self.timing
-        if self.sent < t.count:
+        if self.sent < PROBE_NUM:
             self.sent += 1
-            last = self.sent == t.count
-            self.deadline = now + (t.last_wait if last else self.rng.uniform(t.gap_min, t.gap_max))
+            last = self.sent == PROBE_NUM
+            gap = ANNOUNCE_WAIT if last else self.rng.uniform(PROBE_MIN, PROBE_MAX)
+            self.deadline = now + gap
             return [encode(Packet(REQUEST, self.mac, ZERO_IP, bytes(6), self._ip))]
         self.verdict = Clear(self.sent)
         self.deadline = None

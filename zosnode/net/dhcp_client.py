@@ -1,7 +1,6 @@
 """DHCPv4 client state machine (RFC 2131 §4.4), sans-IO: events in with `now`, events out.
 
-The caller sleeps until `deadline` or the next packet. Replies are judged by
-`lease_check` first: an unusable OFFER is ignored; an unusable ACK, or one
+Replies are judged by `lease_check`: an unusable OFFER is ignored; an unusable ACK, or one
 whose address another host answers for (RFC 2131 §3.1 step 5), is declined.
 """
 
@@ -110,7 +109,6 @@ class Lease(Terms):
 
     @property
     def search_domains(self) -> tuple[str, ...]:
-        """The domain name first, then the search list, without repeats."""
         return tuple(dict.fromkeys(((self.domain,) if self.domain else ()) + self.search))
 
     def same_terms(self, other: Lease) -> bool:
@@ -212,8 +210,7 @@ class DhcpClient:
                 self._remembered = None
                 return self._discover(now, "no answer to REQUEST")
             return self._send_request(now)
-        if lease is None:  # only BOUND, RENEWING and REBINDING are left with a deadline
-            return []
+        assert lease is not None  # only BOUND, RENEWING and REBINDING are left with a deadline
         if s is State.BOUND:
             self._declines = 0  # this lease has proven usable
             return self._exchange(State.RENEWING, "T1 reached", now)
@@ -313,17 +310,15 @@ class DhcpClient:
             assert self._remembered is not None
             opts.append((Opt.REQUESTED_IP, _packed(self._remembered)))
         else:  # RENEWING unicasts to the server, REBINDING broadcasts (§4.4.5)
-            assert self.lease is not None
-            ciaddr = self.lease.address
-            if s is State.RENEWING:
-                dest = self.lease.server
-        out: list[Event] = [self._transmit(opts, now, dest, ciaddr)]
-        if self.lease is not None and s in _EXTENDING:
+            lease = self.lease
+            assert lease is not None
+            ciaddr = lease.address
+            dest = lease.server if s is State.RENEWING else BROADCAST
             # §4.4.5: wait half the time remaining, but not less than a floor,
             # and never past the next boundary (T2 or expiry).
-            edge = self.lease.rebind_at if s is State.RENEWING else self.lease.expires_at
+            edge = lease.rebind_at if s is State.RENEWING else lease.expires_at
             self.deadline = min(now + max((edge - now) / 2, self.timing.renew_floor), edge)
-        return out
+        return [self._transmit(opts, now, dest, ciaddr)]
 
     def _transmit(self, opts: list[tuple[Opt, bytes]], now: float, dest: str,
                   ciaddr: str = "0.0.0.0") -> Transmit:
@@ -411,11 +406,8 @@ class DhcpClient:
         return out + [Renewed(lease) if renewed else Bound(lease)]
 
     def _on_nak(self, msg: Message, now: float) -> list[Event]:
-        expected = None
-        if self.state is State.REQUESTING and self._terms is not None:
-            expected = self._terms.server
-        elif self.lease is not None:
-            expected = self.lease.server
+        held = self._terms if self.state is State.REQUESTING else self.lease
+        expected = None if held is None else held.server
         server = msg.addr(Opt.SERVER_ID)
         if expected is not None and server not in (None, expected):
             return [Refused(f"NAK from {server}", f"we asked {expected}")]

@@ -79,7 +79,7 @@ class Message:
             raise NetUsageError("dhcp: xid, secs or flags out of range")
         if len(self.chaddr) != 6:
             raise NetUsageError("dhcp: chaddr must be a 6-byte Ethernet address")
-        for addr in self._addresses:
+        for addr in (self.ciaddr, self.yiaddr, self.siaddr, self.giaddr):
             ipaddress.IPv4Address(addr)  # raises ValueError on nonsense
         for code, value in self.options:
             if not 0 < code < 255 or len(value) > 255:
@@ -87,22 +87,15 @@ class Message:
             # RFC 3396: repeated instances of one option are concatenated.
             self._index[code] = self._index.get(code, b"") + value
 
-    @property
-    def _addresses(self) -> tuple[str, str, str, str]:
-        return self.ciaddr, self.yiaddr, self.siaddr, self.giaddr
-
     def get(self, code: int) -> bytes | None:
         return self._index.get(code)
 
     @property
     def msg_type(self) -> MsgType | None:
         raw = self.get(Opt.MESSAGE_TYPE)
-        if raw is None or len(raw) != 1:
+        if raw is None or len(raw) != 1 or raw[0] not in frozenset(MsgType):
             return None
-        try:
-            return MsgType(raw[0])
-        except ValueError:
-            return None
+        return MsgType(raw[0])
 
     def addr(self, code: int) -> str | None:
         raw = self.get(code)
@@ -209,7 +202,8 @@ def peek(data: bytes) -> tuple[int, bytes] | None:
 
 
 def encode(msg: Message) -> bytes:
-    addresses = (ipaddress.IPv4Address(a).packed for a in msg._addresses)
+    addresses = (ipaddress.IPv4Address(a).packed for a in (msg.ciaddr, msg.yiaddr, msg.siaddr,
+                                                           msg.giaddr))
     out = FIXED.pack(msg.op, 1, 6, 0, msg.xid, msg.secs, msg.flags, *addresses,
                      msg.chaddr + bytes(10), bytes(64), bytes(128), MAGIC)
     out += b"".join(bytes((code, len(value))) + value for code, value in msg.options)
@@ -249,8 +243,6 @@ def decode(data: bytes) -> Message:
      magic) = FIXED.unpack_from(data)
     if magic != MAGIC:
         raise PacketError("dhcp: bad magic cookie")
-    if op not in (BOOTREQUEST, BOOTREPLY):
-        raise PacketError(f"dhcp: bad op {op}")
     if htype != 1 or hlen != 6:
         raise PacketError("dhcp: not an Ethernet hardware address")
     options = _walk(data[FIXED.size:], "options")

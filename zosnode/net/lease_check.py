@@ -1,8 +1,7 @@
 """Is an OFFER or ACK usable as a whole? A pure verdict, with the reason.
 
-Anyone on the segment can answer DHCP: a reply the kernel would refuse or that
-would hurt the node or its neighbours is refused here, before any of it
-reaches netlink (the rules: docs/network-bringup.md).
+Anyone on the segment can answer DHCP: what the kernel would refuse, or what would hurt the
+node or its neighbours, is refused here before it reaches netlink (docs/network-bringup.md).
 """
 
 from __future__ import annotations
@@ -184,23 +183,16 @@ def _routing(msg: Message, addr: IPv4, subnet: ipaddress.IPv4Network
     if len(routes) > MAX_ROUTES:
         raise Refusal(f"{len(routes)} classless static routes (at most {MAX_ROUTES})")
     on_link = tuple(r.network for r in routes if r.gateway is None)
-    defaults: list[str] = []
-    others: list[Route] = []
     for route in routes:
         net = route.network
         if any(net.subnet_of(bad) for bad in NOT_ROUTABLE):
             raise Refusal(f"classless static route to {net} (loopback, multicast or reserved)")
-        if route.gateway is None:
-            if net.prefixlen == 0:
-                raise Refusal("classless static route makes the whole Internet on-link")
-            others.append(route)
-            continue
-        _gateway_ok(IPv4(route.gateway), addr, subnet, on_link, f"route {net} gateway")
-        if net.prefixlen == 0:
-            defaults.append(route.gateway)
-        else:
-            others.append(route)
-    return tuple(defaults), tuple(others)
+        if route.gateway is not None:
+            _gateway_ok(IPv4(route.gateway), addr, subnet, on_link, f"route {net} gateway")
+        elif net.prefixlen == 0:
+            raise Refusal("classless static route makes the whole Internet on-link")
+    defaults = tuple(r.gateway for r in routes if r.gateway and r.network.prefixlen == 0)
+    return defaults, tuple(r for r in routes if r.network.prefixlen)
 
 
 def _gateway_ok(gw: IPv4, addr: IPv4, subnet: ipaddress.IPv4Network,
