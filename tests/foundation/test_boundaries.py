@@ -34,7 +34,7 @@ PURE_CORES = (
     "zosnode.agent.services.ring", "zosnode.agent.upgrade", "zosnode.agent.cmdline",
     "zosnode.fetch.health", "zosnode.fetch.backoff",
     "zosnode.cache.lru", "zosnode.cache.entry",
-    "zosnode.mount.attrs", "zosnode.mount.readahead", "zosnode.mount.protocol",
+    "zosnode.mount.readahead", "zosnode.mount.protocol",
     "zosnode.wire.heartbeat", "zosnode.wire.heartbeat_verify", "zosnode.wire.publish_auth",
     "zosnode.http.messages", "zosnode.http.semantics", "zosnode.http.requesthead",
     "zosnode.hub.replay", "zosnode.layout", "zosnode.hub.objects", "zosnode.hub.sigv4",

@@ -1,7 +1,7 @@
 """One read-only view of an flist: what extract, cat, ls, diff and the FUSE mount share.
 
-Inode numbers are entry index + 1 (the root is 1, FUSE's root inode); a hardlink entry
-resolves to the file it links to. (Paths given as text: `zosnode.flist.browse`.)
+Inode numbers are entry index + 1 (the root is 1, FUSE's); a hardlink resolves to the file
+it links to. (Paths given as text: `zosnode.flist.browse`.)
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from itertools import accumulate
 
 from zosnode.flist.blocks import BlockRef
 from zosnode.flist.errors import FlistInputError
-from zosnode.flist.format import Entry, Flist, Hole, Kind, decode
+from zosnode.flist.format import TYPE_BITS, Entry, Flist, Hole, Kind, decode
+
+BLKSIZE = 128 * 1024
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,18 @@ class FlistView:
 
     def nlink(self, entry: Entry) -> int:
         return self._nlink[self.resolve(entry).index]
+
+    def stat(self, entry: Entry) -> dict[str, int]:
+        """stat(2) fields by their `pyfuse3.EntryAttributes` names; a hardlink reports its
+        file's. The image never changes: a, m, c times are one."""
+        e = self.resolve(entry)
+        size = {Kind.REG: e.size, Kind.SYMLINK: len(e.target), Kind.DIR: 4096}.get(e.kind, 0)
+        return {
+            "st_ino": e.ino, "st_mode": TYPE_BITS[e.kind] | e.mode, "st_nlink": self.nlink(e),
+            "st_uid": e.uid, "st_gid": e.gid, "st_rdev": e.rdev,
+            "st_size": size, "st_blksize": BLKSIZE, "st_blocks": (size + 511) // 512,
+            "st_atime_ns": e.mtime_ns, "st_mtime_ns": e.mtime_ns, "st_ctime_ns": e.mtime_ns,
+        }
 
     def child(self, parent: Entry, name: bytes) -> Entry | None:
         kids = self._children[parent.index]

@@ -1,8 +1,8 @@
 """The pyfuse3 operations over an FlistView: read-only, lazily fetched.
 
-The image is immutable, so the kernel may cache entries, attributes and data as long as
-it likes. Every byte handed to the kernel comes from a verified block (`BlockSource`);
-one not had within the fetcher's deadline is EIO; whatever would write is EROFS.
+The image is immutable: the kernel may cache entries, attributes and data for as long as
+it likes. Every byte it gets is from a verified block (`BlockSource`); one not had within
+the fetcher's deadline is EIO; whatever would write is EROFS.
 """
 
 from __future__ import annotations
@@ -22,8 +22,7 @@ from zosnode.fetch.source import BlockSource
 from zosnode.flist.blocks import BlockRef
 from zosnode.flist.errors import FlistError
 from zosnode.flist.format import Entry, Kind
-from zosnode.flist.view import FlistView
-from zosnode.mount.attrs import BLKSIZE, attrs_of
+from zosnode.flist.view import BLKSIZE, FlistView
 from zosnode.mount.readahead import ReadPattern
 
 CACHE_TIMEOUT_S = 86400.0
@@ -62,7 +61,7 @@ class FlistFS(pyfuse3.Operations):
 
     def _attr(self, entry: Entry) -> pyfuse3.EntryAttributes:
         out = pyfuse3.EntryAttributes()  # generation 0: inode numbers are never reused
-        for name, value in attrs_of(self.view, entry).items():
+        for name, value in self.view.stat(entry).items():
             setattr(out, name, value)
         out.entry_timeout = CACHE_TIMEOUT_S
         out.attr_timeout = CACHE_TIMEOUT_S
