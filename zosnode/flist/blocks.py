@@ -1,8 +1,7 @@
 """Blocks: stored bytes = encrypt(compress(decoded)), both optional (encoding: `writer`).
 
-A decoded block is one slice of a large file or several small files end to end. Its id
-is BLAKE2b-256 of the *stored* bytes, so a store or mirror is checked without any key,
-and a node checks a block before it decrypts or decompresses a single byte of it.
+The id is BLAKE2b-256 of the *stored* bytes: a store or mirror is checked without any
+key, and a node checks a block before it decrypts or decompresses a byte of it.
 """
 
 from __future__ import annotations
@@ -50,8 +49,7 @@ class Compression(enum.IntEnum):
     ZSTD = 4
 
 
-def block_id(stored: bytes | memoryview) -> str:
-    return layout.object_id(stored)
+block_id = layout.object_id
 
 
 def check_int(what: str, value: object, lo: int, hi: int) -> int:
@@ -64,8 +62,7 @@ def check_int(what: str, value: object, lo: int, hi: int) -> int:
 
 @dataclass(frozen=True)
 class BlockRef:
-    """`length` bytes at `offset` in a decoded block; the other fields describe the
-    block itself (`size` is its decoded size), the same in every reference to it."""
+    """`length` bytes at `offset` in a decoded block; the other fields: the block itself."""
 
     id: str
     offset: int
@@ -89,9 +86,8 @@ class BlockRef:
 
 
 def _decompress(data: Buffer, compression: Compression, size: int) -> Buffer:
-    # Every decompressor is told the most it may produce (one past the promise shows a
-    # liar), so a hostile block cannot balloon past the size its reference promised; it
-    # must be one complete stream with nothing after it.
+    # Each decompressor may produce one byte past the promised size (which shows a liar),
+    # so a hostile block cannot balloon; it must be one complete stream, nothing after.
     if compression is Compression.NONE:
         out = data
     else:
@@ -108,9 +104,8 @@ def _decompress(data: Buffer, compression: Compression, size: int) -> Buffer:
     return out
 
 
-# A zstd frame header's own content size is not trusted (max_length bounds the output),
-# and its window (the decoder's other allocation) may not exceed the largest block: a
-# frame asking for more is refused, not obeyed.
+# A zstd frame's content size is not trusted (max_length bounds the output) and its
+# window (the decoder's other allocation) may not exceed the largest block: refused.
 _DECOMPRESSORS: dict[Compression, Callable[[], Any]] = {
     Compression.ZLIB: zlib.decompressobj,
     Compression.LZMA: lzma.LZMADecompressor,
@@ -141,8 +136,7 @@ def decode_block(ref: BlockRef, stored: Buffer) -> Buffer:
 
 
 def decode_verified(ref: BlockRef, stored: Buffer) -> Buffer:
-    """`decode_block` of bytes already checked against `ref.id` in this boot
-    (a trusted cache's: `zosnode.cache.store`); a raw block is not copied."""
+    """`decode_block` of bytes checked in this boot (`cache.store`); raw: not copied."""
     body = stored
     if ref.key is not None:
         if len(stored) < _OVERHEAD:

@@ -1,9 +1,6 @@
-"""The FUSE mount child: `zosnode _mount-child REPORT_FD`, one per flist (pyfuse3 serves
-one mount per process), started by the agent, never by hand (docs/datapath.md).
-
-It reads one `MountRequest` from stdin, mounts and reports on REPORT_FD
-(`zosnode.mount.protocol`); SIGTERM or SIGINT unmounts and exits 0. It imports the data
-path only, no builder, hub or other command: what a node runs stays small.
+"""The FUSE mount child `zosnode _mount-child REPORT_FD`, started by the agent, one per flist
+(pyfuse3 serves one mount per process; docs/datapath.md): one `MountRequest` on stdin,
+reports on REPORT_FD; SIGTERM or SIGINT unmounts, exit 0. It imports the data path only.
 """
 
 from __future__ import annotations
@@ -48,8 +45,7 @@ def _send(fd: int, report: Report) -> None:
     """One report on the pipe; a reader that is gone (the agent died) is not an error."""
     frame = memoryview(encode_report(report))
     try:
-        # A report is at most ~2 KiB (512 characters of message): the pipe
-        # takes it in one write, blocking only if the agent stopped reading.
+        # At most ~2 KiB: one write, blocking only if the agent stopped reading.
         while frame:
             frame = frame[os.write(fd, frame):]
     except OSError:
@@ -60,16 +56,18 @@ _KIND_OF = ((InvalidFlist, FailureKind.FLIST), (MountpointUnusable, FailureKind.
             (MountFailed, FailureKind.FUSE))
 
 
-def _failure_of(exc: BaseException) -> Failure:
-    """The kind of a failure before Ready, by exception type (never by its text)."""
-    if not isinstance(exc, ZosError):
-        return Failure.of(FailureKind.INTERNAL, f"{type(exc).__name__}: {exc}")
+def _failure_of(exc: BaseException, ready: bool) -> Failure:
+    """The first real error inside nested groups, its kind by its type (never by its text);
+    after Ready, any is internal."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
     kind = next((k for t, k in _KIND_OF if isinstance(exc, t)), FailureKind.INTERNAL)
-    return Failure.of(kind, str(exc))
+    text = str(exc) if isinstance(exc, ZosError) else f"{type(exc).__name__}: {exc}"
+    return Failure.of(FailureKind.INTERNAL if ready else kind, text)
 
 
 async def _send_counts(cache: BlockCache, send: Send) -> None:
-    """The cache's counts when they changed (the heartbeat's hit rate)."""
+    """The cache's counts when they change (the heartbeat's hit rate)."""
     sent = None
     while True:
         counts = CacheCounts(**{n: getattr(cache.stats, n) for n in COUNTS})
@@ -117,22 +115,12 @@ async def serve(request: MountRequest, send: Send) -> int:
                 unmounted = True
                 scope.cancel()
     except Exception as exc:  # noqa: BLE001 - every failure is reported, typed
-        failure = _failure_of(_unwrap(exc))
-        if ready:
-            failure = Failure.of(FailureKind.INTERNAL, failure.message)
-        send(failure)
+        send(_failure_of(exc, ready))
         return EXIT_FAILED
     if not unmounted:  # a signal
         return EXIT_OK
     send(Failure.of(FailureKind.UNMOUNTED, f"{request.mountpoint} was unmounted from outside"))
     return EXIT_FAILED
-
-
-def _unwrap(exc: BaseException) -> BaseException:
-    """The first real error inside nested exception groups."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    return exc
 
 
 def _read_request(stdin: int) -> bytes:

@@ -1,11 +1,8 @@
 """What the node agent and a FUSE mount child say to each other (sans-IO; docs/datapath.md).
 
-The agent writes one `MountRequest` frame on the child's stdin and closes it; the child
-answers on its report pipe with `Ready` once the mount serves, or a `Failure`; after `Ready`,
-`CacheCounts` when they changed (for the heartbeat) and at most one `Failure` (the mount
-ended). A frame is a 4-byte big-endian length, then one canonical CBOR map whose "type"
-names the message. Decoding refuses a short, oversize or trailing frame, unknown or missing
-fields and out-of-range values; no text is ever matched to learn what happened.
+A frame is a 4-byte big-endian length, then one canonical CBOR map whose "type" names the
+message; decoding refuses a short, oversize or trailing frame, unknown or missing fields and
+out-of-range values. No text is ever matched to learn what happened.
 """
 
 from __future__ import annotations
@@ -53,11 +50,6 @@ def _int(name: str, value: object, lo: int = 1, hi: int = 2**63 - 1) -> None:
         raise ProtocolUsageError(f"{name} must be an integer in {lo}..{hi}")
 
 
-def _flag(name: str, value: object) -> None:
-    if not isinstance(value, bool):
-        raise ProtocolUsageError(f"{name} must be a boolean")
-
-
 @dataclass(frozen=True)
 class MountRequest:
     """Everything a child needs: the flist itself (already checked against its pin) and where."""
@@ -85,8 +77,9 @@ class MountRequest:
         _int("cache_bytes", self.cache_bytes)
         _int("block_deadline_ms", self.block_deadline_ms, hi=24 * 3600 * 1000)
         _int("hot_bytes", self.hot_bytes)
-        _flag("durable", self.durable)
-        _flag("prefetch", self.prefetch)
+        for flag in ("durable", "prefetch"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ProtocolUsageError(f"{flag} must be a boolean")
 
 
 @dataclass(frozen=True)
@@ -139,9 +132,8 @@ class CacheCounts:
 
 Report = Ready | Failure | CacheCounts
 Message = MountRequest | Report
-_TYPES: dict[str, type[Message]] = {
-    "mount": MountRequest, "ready": Ready, "failure": Failure, "counts": CacheCounts,
-}
+_TYPES: dict[str, type[Message]] = {"mount": MountRequest, "ready": Ready, "failure": Failure,
+                                    "counts": CacheCounts}
 _TAGS = {cls: tag for tag, cls in _TYPES.items()}
 _KINDS = {k.value: k for k in FailureKind}
 
@@ -167,8 +159,7 @@ def encode_report(report: Report) -> bytes:
 
 
 def _decode(payload: bytes, cap: int, *want: str) -> Message:
-    """The message in `payload` if its type is one of `want` and its fields are exactly its
-    own (their values: the message's own checks)."""
+    """The message in `payload` if its type is one of `want`, with exactly its own fields."""
     try:
         value = canonical.loads(payload, max_size=cap, max_depth=2)
     except canonical.CanonicalError as exc:
@@ -219,12 +210,9 @@ def decode_request(data: bytes) -> MountRequest:
 
 
 class ReportReader:
-    """The agent's side of the report pipe: bytes in, reports out, in the allowed order.
-
-    `Ready` or `Failure` first; after `Ready` any number of `CacheCounts` and at
-    most one `Failure`; nothing after a `Failure`. Any violation, or a frame cut
-    short by `eof()`, is `ProtocolRefused`, and the reader stays refused.
-    """
+    """The agent's side of the report pipe: `Ready` or `Failure` first; after `Ready` any
+    `CacheCounts` and at most one `Failure`; then nothing. Any violation, or a frame cut
+    short by `eof()`, is `ProtocolRefused`, and the reader stays refused."""
 
     def __init__(self) -> None:
         self._buf = bytearray()

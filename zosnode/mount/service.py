@@ -1,8 +1,7 @@
 """Mount an flist at a directory for as long as a trio task runs (`serve_flist`).
 
-pyfuse3 keeps one session per process, so a process serves one mount at a time; a
-second runs in another process and may share the cache directory.
-"""
+pyfuse3 keeps one session per process: a second mount runs in another process (it may
+share the cache directory)."""
 
 from __future__ import annotations
 
@@ -49,9 +48,8 @@ async def serve_flist(
     cache: BlockCache, *, prefetch: bool = True, hot_bytes: int = 64 * 1024 * 1024,
     task_status: trio.TaskStatus[MountedFlist] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve the flist (already checked against the id the caller trusts) at `mountpoint`;
-    report `started()` once live; unmount when cancelled. Returns if unmounted from outside;
-    a mountpoint left dead by a crash (ENOTCONN) is detached first."""
+    """Serve the flist (checked by the caller against the id it trusts) at `mountpoint` until
+    cancelled, or unmounted from outside (returns); a mount left dead by a crash is detached."""
     global _live
     mp = Path(mountpoint)
     try:
@@ -76,9 +74,9 @@ async def serve_flist(
         # evict what it fetched before it is read.
         fs = FlistFS(view, source, spawn=spawn,
                      readahead_bytes=min(READAHEAD_BYTES, max(hot_bytes // 4, 1)))
-        # Reads of up to MAX_READ (libfuse's largest, its max_pages), with the page cache
-        # kept (keep_cache, no direct_io) so executables can be mmapped. (No max_read
-        # option: libfuse refuses one pyfuse3's init() does not repeat.)
+        # Reads of up to MAX_READ (libfuse's max_pages), page cache kept (keep_cache, no
+        # direct_io) so executables can be mmapped. No max_read: libfuse refuses one
+        # pyfuse3's init() does not repeat.
         opts = {"ro", "fsname=zosnode", "subtype=flist", "default_permissions"}
         if os.geteuid() == 0:
             opts.add("allow_other")
@@ -113,10 +111,9 @@ async def serve_flist(
 
 
 async def _raise_readahead(mp: Path) -> None:
-    """Let the kernel read ahead (and so ask) up to MAX_READ at a time. A FUSE bdi starts
-    at 128 KiB and the INIT reply can only lower it, so sysfs raises it once INIT is done:
-    when a stat of the mountpoint (in a thread: this loop answers it) returns. Not root,
-    or no sysfs: 128 KiB reads, slower but the same bytes."""
+    """Let the kernel read ahead (and so ask) MAX_READ at a time: a FUSE bdi starts at 128 KiB
+    and INIT can only lower it, so sysfs raises it once a stat of the mountpoint (in a thread:
+    this loop answers it) shows INIT done. Not root, or no sysfs: 128 KiB reads, same bytes."""
     with trio.move_on_after(10):
         try:
             st = await trio.to_thread.run_sync(os.stat, mp, abandon_on_cancel=True)
@@ -128,8 +125,7 @@ async def _raise_readahead(mp: Path) -> None:
 
 
 async def _prefetch(source: BlockSource, handle: MountedFlist, parallel: int = 4) -> None:
-    """Warm the cache with the flist's boot-order hint, in order, `parallel` at a time, so
-    the common boot path is local before it is read (the hint: `flist record-prefetch`)."""
+    """Warm the cache with the boot-order hint (`flist record-prefetch`), in order."""
     refs = handle.view.flist.blocks()
     ids = [b for b in handle.view.flist.prefetch if b in refs]
     report = handle.prefetch
