@@ -1,4 +1,4 @@
-"""The hub's side of the heartbeat: decode one and check its signature.
+"""The hub's side of the heartbeat: decode one, check every field and the signature.
 
 A node only encodes heartbeats (`zosnode.wire.heartbeat`); this half runs on
 the hub, so the node's trusted code does not carry it.
@@ -13,6 +13,7 @@ import nacl.exceptions
 import nacl.signing
 
 from zosnode import canonical
+from zosnode.layout import is_hex_id
 from zosnode.wire.errors import WireRefused, WireUsageError
 from zosnode.wire.heartbeat import (
     DOMAIN,
@@ -25,6 +26,8 @@ from zosnode.wire.heartbeat import (
     ServiceState,
 )
 
+_MAX_TEXT = 256
+_MAX_ITEMS = 256
 _FIELDS = {
     "node_id", "farm", "channel", "release", "agent_version", "sent_at",
     "uptime_s", "services", "addresses", "audit", "failed_release",
@@ -36,6 +39,72 @@ _DISK = {"name", "size_bytes", "model", "role"}
 _HARDWARE = {"cpus", "memory_bytes", "disks"}
 _CACHE = {"place", "size_bytes", "used_bytes", "hits", "misses", "refetched", "note"}
 _REFUSAL = {"kind", "reason", "at"}
+
+
+def _text(name: str, value: object, max_len: int = _MAX_TEXT) -> None:
+    if not isinstance(value, str) or len(value) > max_len:
+        raise WireUsageError(f"{name} must be a string of at most {max_len} characters")
+
+
+def _count(name: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**63:
+        raise WireUsageError(f"{name} must be a non-negative integer")
+
+
+def _one_of(name: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise WireUsageError(f"{name} must be one of {', '.join(allowed)}")
+
+
+def _check_reports(hb: Heartbeat) -> None:
+    for s in hb.services:
+        _text("service name", s.name)
+        _text("service state", s.state, 32)
+        _count("restarts", s.restarts)
+    if hb.hardware is not None:
+        _count("cpus", hb.hardware.cpus)
+        _count("memory", hb.hardware.memory_bytes)
+        if len(hb.hardware.disks) > 64:
+            raise WireUsageError("disks must be at most 64 DiskReport values")
+        for disk in hb.hardware.disks:
+            _text("disk name", disk.name, 32)
+            _count("disk size", disk.size_bytes)
+            _text("disk model", disk.model, 64)
+            _one_of("disk role", disk.role, ("cache", "untouched"))
+    if hb.cache is not None:
+        _one_of("cache place", hb.cache.place, ("disk", "ram"))
+        for name in ("size_bytes", "used_bytes", "hits", "misses", "refetched"):
+            _count(f"cache {name}", getattr(hb.cache, name))
+        _text("cache note", hb.cache.note)
+    for r in hb.refusals:
+        _one_of("refusal kind", r.kind, ("dhcp", "manifest", "mirror"))
+        _text("refusal reason", r.reason)
+        _count("refusal time", r.at)
+    if len({r.kind for r in hb.refusals}) != len(hb.refusals):
+        raise WireUsageError("refusals must be RefusalReport values, one per kind")
+
+
+def _check(hb: Heartbeat) -> None:
+    """Every field within its bounds (the node builds its heartbeat unchecked)."""
+    if not is_hex_id(hb.node_id):
+        raise WireUsageError("node_id must be 64 lowercase hex digits")
+    for name in ("farm", "channel", "agent_version"):
+        _text(name, getattr(hb, name))
+    for name in ("release", "sent_at", "uptime_s"):
+        _count(name, getattr(hb, name))
+    if hb.failed_release is not None:
+        _count("failed_release", hb.failed_release)
+    for name in ("services", "addresses", "audit", "boot_timings_ms"):
+        if len(getattr(hb, name)) > _MAX_ITEMS:
+            raise WireUsageError(f"more than {_MAX_ITEMS} {name}")
+    for a in (*hb.addresses, *hb.audit):
+        _text("address or audit finding", a)
+    for k, v in hb.boot_timings_ms.items():
+        _text("timing name", k, 64)
+        _count(f"timing {k}", v)
+    _text("secure_boot", hb.secure_boot, 32)
+    _one_of("identity_source", hb.identity_source, ("tpm", "disk", "ram", "unknown"))
+    _check_reports(hb)
 
 
 def _shaped(name: str, value: object, keys: set[str]) -> dict[str, Any]:
@@ -89,6 +158,7 @@ def from_dict(d: Mapping[str, Any]) -> Heartbeat:
         refusals=tuple(RefusalReport(**_shaped("refusal", r, _REFUSAL))
                        for r in _list("refusals", d.get("refusals", []))),
     )
+    _check(hb)
     if set(hb.to_dict()) != set(d):
         # One encoding per heartbeat: an optional field is absent, not its default.
         raise WireUsageError("an optional field holds its default value")
