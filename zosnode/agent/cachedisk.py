@@ -1,9 +1,8 @@
 """The local disk as an untrusted block cache, used only when asked and only if labelled.
 
-docs/node-run.md, The cache disk: a filesystem without the label is never mounted, a disk not
-blank never formatted; a cached block is checked against its id once per boot before its first
-use (`FirstUse`); a disk that fails leaves the node on its RAM cache, never a failed boot.
-"""
+docs/node-run.md, The cache disk: an unlabelled filesystem is never mounted, a non-blank disk
+never formatted, each cached block checked against its id once per boot before first use
+(`FirstUse`); a failing disk leaves the node on its RAM cache, never a failed boot."""
 
 from __future__ import annotations
 
@@ -73,16 +72,11 @@ def ext4_identity(head: bytes) -> tuple[str, str] | None:
     return label, f"{u[:8]}-{u[8:12]}-{u[12:16]}-{u[16:20]}-{u[20:]}"
 
 
-def matches(spec: str, fs: Filesystem) -> bool:
-    """Whether `fs` is the one `zos.cache=<spec>` names."""
-    if spec == "auto":
-        return fs.label == LABEL
-    kind, _, value = spec.partition("=")
-    return fs.label == value if kind == "LABEL" else fs.uuid == value
-
-
 def choose(spec: str, found: Sequence[Filesystem]) -> Filesystem | None:
-    return next((fs for fs in sorted(found, key=lambda f: f.device) if matches(spec, fs)), None)
+    """The first, by device, that `zos.cache=<spec>` names (auto: LABEL=ZOSCACHE)."""
+    kind, _, value = (f"LABEL={LABEL}" if spec == "auto" else spec).partition("=")
+    return next((fs for fs in sorted(found, key=lambda f: f.device)
+                 if (fs.label if kind == "LABEL" else fs.uuid) == value), None)
 
 
 def signatures(head: bytes, tail: bytes) -> list[str]:
@@ -104,9 +98,7 @@ def bound(configured: int, fs_bytes: int) -> int:
 
 def _whole_disk(sys_block: Path, name: str) -> str:
     entry = sys_block / name
-    if (entry / "partition").exists():
-        return entry.resolve().parent.name
-    return name
+    return entry.resolve().parent.name if (entry / "partition").exists() else name
 
 
 def _disks(sys_block: Path) -> list[str]:
@@ -196,9 +188,7 @@ def open_cache(spec: str | None, format_device: str | None, configured_bytes: in
                sys_block: Path = Path("/sys/class/block"), dev: Path = Path("/dev")
                ) -> CacheDisk | str:
     """Find, (format,) mount and probe the cache filesystem, or say why there is none; blocking.
-
-    Disks show up a little after their driver loads (AHCI, NVMe scan asynchronously): a wanted
-    filesystem is looked for up to `wait_s`."""
+    Looks up to `wait_s`: AHCI and NVMe scan asynchronously, so disks show up late."""
     spec = spec or "auto"
     if format_device is not None:
         name = format_device.removeprefix("/dev/")
@@ -258,10 +248,8 @@ def hardware(cache_disk: str | None, sys_block: Path = Path("/sys/block"),
 
 class FirstUse:
     """A `Mounter` that first hashes the flist's blocks the untrusted disk holds, once a boot.
-
-    One that does not match its id (or whose entry is damaged) is dropped, fetched again and
-    counted (the readers still hash what they decode: this pass detects and reports). `own` is
-    what this pass added to the cache's counts, which are the readers' otherwise."""
+    A mismatched or damaged one is dropped, fetched again, counted (readers still hash what they
+    decode: this pass detects and reports). `own`: this pass's share of the cache's counts."""
 
     def __init__(self, inner: Mounter, cache: BlockCache, fetcher: Callable[[], Fetcher],
                  say: Say) -> None:
@@ -317,8 +305,8 @@ def _counts(stats: object) -> Counter[str]:
 
 def cache_report(place: str, cache: BlockCache, note: str, first_use: FirstUse | None,
                  children: Callable[[], CacheCounts] | None) -> CacheReport:
-    """The heartbeat's cache state: the readers' (agent's and FUSE children's) hits and misses,
-    blocks found altered and fetched again. Blocking: sums the directory."""
+    """The heartbeat's cache state (the agent's and FUSE children's counts); blocking: sums the
+    directory."""
     readers = _counts(cache.stats)
     refetched = 0
     if first_use is not None:

@@ -1,8 +1,7 @@
 """The console status view (the only place a farmer looks): pure rendering plus a redraw task.
 
 Redrawn on change, at most every `min_interval_s` (a crash loop cannot flood it). Times are
-trio's clock, in seconds.
-"""
+trio's clock, in seconds."""
 
 from __future__ import annotations
 
@@ -14,8 +13,6 @@ import trio
 
 from zosnode.agent.services.machine import ServiceStatus
 
-Write = Callable[[str], None]
-
 
 def ready_message(release: int, node_id: str) -> str:
     """With the console's prefix, the line tests and farmers wait for: `zosnode: ready R ID`."""
@@ -24,11 +21,7 @@ def ready_message(release: int, node_id: str) -> str:
 
 def _ago(seconds: float) -> str:
     s = max(0, int(seconds))
-    if s < 120:
-        return f"{s} s ago"
-    if s < 7200:
-        return f"{s // 60} min ago"
-    return f"{s // 3600} h ago"
+    return f"{s} s ago" if s < 120 else f"{s // 60} min ago" if s < 7200 else f"{s // 3600} h ago"
 
 
 @dataclass(frozen=True)
@@ -77,7 +70,6 @@ def render(status: NodeStatus, now: float | None = None) -> str:
 
 class StatusBoard:
     """The current `NodeStatus`; every update wakes the console task."""
-
     def __init__(self, status: NodeStatus | None = None) -> None:
         self.status = status or NodeStatus()
         self._changed = trio.Event()
@@ -104,13 +96,9 @@ class StatusBoard:
         await self._changed.wait()
 
 
-async def console_task(
-    board: StatusBoard,
-    write: Write,
-    *,
-    min_interval_s: float = 0.5,
-    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-) -> None:
+async def console_task(board: StatusBoard, write: Callable[[str], None], *,
+                       min_interval_s: float = 0.5,
+                       task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     """Draw the board now and after each change, never more often than the interval."""
     shown: NodeStatus | None = None
     task_status.started()

@@ -129,7 +129,7 @@ class BootStage:
 
 def run(args: argparse.Namespace) -> int:
     say = pid1.console_writer(sys.stdout)
-    if not pid1.is_pid1():
+    if os.getpid() != 1:
         return _run(args, say, False)
     try:
         return _run(args, say, True)

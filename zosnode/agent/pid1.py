@@ -1,8 +1,7 @@
 """PID 1 duties: pseudo filesystems, modules, entropy, hostname, reaping, signals, reboot.
 
-As PID 1 `run_node` never returns: a fatal error is shown and the machine reboots after a delay
-(an init that exits panics the kernel); outside PID 1 it becomes an exit status.
-"""
+As PID 1 `run_node` never returns (an init that exits panics the kernel): a fatal error is shown,
+then the machine reboots after a delay; outside PID 1 it becomes an exit status."""
 
 from __future__ import annotations
 
@@ -10,6 +9,7 @@ import ctypes
 import errno
 import math
 import os
+import re
 import signal
 import socket
 import sys
@@ -30,10 +30,6 @@ CMD_RESTART, CMD_POWER_OFF, CMD_CAD_OFF = 0x01234567, 0x4321FEDC, 0
 STATE_DIR = "var/lib/zosnode"
 
 Say = Callable[[str], None]
-
-
-def is_pid1() -> bool:
-    return os.getpid() == 1
 
 
 def console_writer(stream: TextIO) -> Say:
@@ -76,11 +72,7 @@ def mount_pseudo(root: Path, say: Say) -> None:
 
 
 def _norm(name: str) -> str:
-    base = name.rsplit("/", 1)[-1]
-    for ext in (".ko.xz", ".ko.zst", ".ko.gz", ".ko"):
-        if base.endswith(ext):
-            base = base[: -len(ext)]
-    return base.replace("-", "_")
+    return re.sub(r"\.ko(\.xz|\.zst|\.gz)?$", "", name.rsplit("/", 1)[-1]).replace("-", "_")
 
 
 def module_order(modules_dep: str, wanted: Iterable[str]) -> tuple[list[str], list[str]]:
@@ -181,11 +173,9 @@ def set_hostname(node_id: str, say: Say) -> None:
 
 
 class Reaper:
-    """Reaps zombies left to us (orphans re-parented to PID 1 or a subreaper).
-
-    The agent's own children are reaped by their owner, who needs the exit status, so a zombie
-    is reaped only after `grace` seconds (an owner waiting on a pidfd reaps at once), and never
-    if its pid is in `spare`."""
+    """Reaps zombies left to us (orphans re-parented to PID 1 or a subreaper). The agent's own
+    children are their owner's (it needs the exit status): a zombie is reaped only after `grace`
+    seconds (an owner waiting on a pidfd reaps at once), never if its pid is in `spare`."""
 
     def __init__(self, grace: float = 2.0, proc: Path = Path("/proc")) -> None:
         self.grace = grace

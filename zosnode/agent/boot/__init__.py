@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,13 +31,9 @@ async def after_network(
     cache_bytes: int = 512 * 1024 * 1024, settings: BootSettings | None = None,
     fuse_command: Sequence[str] | None = None, boot: BootClock | None = None,
 ) -> None:
-    """Boot the release and keep the node up to date; never returns.
-
-    `anchor` replaces the compiled-in one for callers that embed the agent (tests, benchmarks),
-    never on the command line. `cache_dir` (or the disk `zos.cache=` finds) also keeps the node
-    key; without one the node id lives in RAM. With `fuse_command` flists are FUSE mounts served
-    by child processes; without it they are extracted into `run_dir` (a tmpfs on a node).
-    """
+    """Boot the release and keep the node up to date; never returns. `anchor`: for callers that
+    embed the agent (tests, benchmarks), never from the command line. `cache_dir` (or the disk
+    `zos.cache=` finds) keeps the node key too. Without `fuse_command` flists are extracted."""
     boot = boot or BootClock()
     boot.mark("network")
     trusted = anchor if anchor is not None else load_embedded()
@@ -65,7 +62,7 @@ async def after_network(
                      for d in hardware.disks) or "-"))
     identity = load_or_create(cache_dir)
     say(f"node id {identity.node_id} (identity from {identity.describe()})")
-    if pid1.is_pid1():
+    if os.getpid() == 1:
         pid1.set_hostname(identity.node_id, say)
     run_dir.mkdir(parents=True, exist_ok=True)
     blocks_dir = (cache_dir or run_dir) / layout.BLOCKS

@@ -20,15 +20,11 @@ from zosnode.trust.root import MAX_ROOT_BYTES
 
 
 class HubClient:
-    """The hubs of the kernel command line, then the running manifest's, tried in turn.
-
-    Hubs are asked from the one that answered last; the manifest's mirrors (static copies,
-    possibly stale) only when no hub answers, never for heartbeats. Manifest polls are
-    conditional (If-None-Match): an unchanged manifest costs a 304. Every GET goes through
-    `fetcher`, so one circuit breaker per source decides for all of them: a hub that stalls
-    costs one fault detection, then nobody asks it while another answers. Adopting a manifest
-    keeps a known source's circuit, so a dead hub the manifest names again stays demoted.
-    """
+    """The command line's hubs, then the running manifest's, from the one that answered last;
+    its mirrors (static, maybe stale) only when no hub answers, never for heartbeats. Manifest
+    polls are conditional (an unchanged one costs a 304). Every GET goes through `fetcher`: one
+    circuit breaker per source, so a stalling hub costs one fault detection, and one a manifest
+    names again keeps its circuit (a dead hub stays demoted)."""
 
     def __init__(self, hubs: Sequence[str], channel: str, *, fetcher: Fetcher,
                  client: HttpClient | None = None, flist_dir: Path | None = None) -> None:
@@ -115,7 +111,7 @@ class HubClient:
         raise HubsUnreachable(f"no hub served {path}: " + "; ".join(errors))
 
     async def manifest(self) -> bytes | None:
-        """The channel's manifest; None if unchanged since the last answer."""
+        """None if unchanged since the last answer."""
         return await self._get(self._manifest_path, MAX_MANIFEST_BYTES, conditional=True)
 
     async def root(self, version: int) -> bytes | None:
@@ -127,7 +123,6 @@ class HubClient:
         return await self._get(path, MAX_ROOT_BYTES, conditional=False)
 
     async def flist(self, pin: FlistPin) -> bytes:
-        """The flist bytes `pin` names, hash-checked against `pin.id`."""
         kept = self.flist_dir / pin.id if self.flist_dir is not None else None
         if kept is not None:
             try:
@@ -149,7 +144,7 @@ class HubClient:
         return data
 
     async def heartbeat(self, data: bytes) -> None:
-        """Deliver a signed heartbeat to a hub (never to a mirror)."""
+        """To a hub, never to a mirror."""
         errors = []
         for hub in self._order(mirrors=False):
             try:

@@ -96,39 +96,22 @@ class MountChildFailed(ReleaseFailed):
         self.kind = kind
 
 
-class _Child:
-    """A mount child, awaited through a pidfd (so PID 1's reaper leaves it to us)."""
-
-    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
-        assert popen.stdin is not None
-        self.pid, self.terminate, self.kill = popen.pid, popen.terminate, popen.kill
-        self.popen = popen
-        self.stdin = trio.lowlevel.FdStream(os.dup(popen.stdin.fileno()))
-        popen.stdin.close()
-
-    @property
-    def returncode(self) -> int | None:
-        return self.popen.poll()
-
-    async def wait(self) -> int:
-        while self.popen.poll() is None:
-            fd = os.pidfd_open(self.pid)
-            try:
-                await trio.lowlevel.wait_readable(fd)
-            finally:
-                trio.lowlevel.notify_closing(fd)
-                os.close(fd)
-        return self.popen.returncode
+async def _wait(child: subprocess.Popen[bytes]) -> None:
+    """Through a pidfd, so that PID 1's reaper leaves the child to us."""
+    while child.poll() is None:
+        fd = os.pidfd_open(child.pid)
+        try:
+            await trio.lowlevel.wait_readable(fd)
+        finally:
+            trio.lowlevel.notify_closing(fd)
+            os.close(fd)
 
 
 class FuseChildMounter:
-    """Mount each flist through FUSE in a child process of its own (`zosnode.mount.protocol`).
-
-    pyfuse3 serves one mount per process, and an upgrade needs the old and the new release
-    mounted at once. `command` is `zosnode _mount-child`'s argv; the child reads one
-    `MountRequest` on stdin, answers `Ready` or a typed `Failure` on the pipe whose number
-    follows `command`, and unmounts on SIGTERM. Children share the block cache directory.
-    """
+    """Each flist a FUSE mount in a child of its own (`zosnode.mount.protocol`): pyfuse3 serves
+    one mount a process, an upgrade needs two. The child (argv `command`) reads a `MountRequest`
+    on stdin, answers `Ready` or a typed `Failure` on the pipe whose number follows `command`,
+    unmounts on SIGTERM. Children share the block cache directory."""
 
     def __init__(self, command: Sequence[str], *, mirrors: Callable[[], Sequence[str]],
                  cache_dir: Path, cache_bytes: int = 512 * 1024 * 1024, durable: bool = False,
@@ -160,13 +143,15 @@ class FuseChildMounter:
         except ProtocolUsageError as exc:
             raise MountChildFailed(FailureKind.REQUEST, f"mount of {pin.name}: {exc}") from None
         ahead = spare.spares.pop(tuple(self.command), None)
-        popen, read_fd = ahead if ahead is not None else spare.spawn(self.command)
-        proc = _Child(popen)
+        proc, read_fd = ahead if ahead is not None else spare.spawn(self.command)
+        assert proc.stdin is not None
+        stdin = trio.lowlevel.FdStream(os.dup(proc.stdin.fileno()))
+        proc.stdin.close()
         reports = trio.lowlevel.FdStream(read_fd)
         reader = ReportReader()
         mine = False  # only a mount this child made is ours to detach
         try:
-            first = await self._first_report(proc, frame, reports, reader)
+            first = await self._first_report(proc.pid, stdin, frame, reports, reader)
             if isinstance(first, Failure):
                 raise MountChildFailed(first.kind, f"FUSE mount of {pin.name} at {where}: "
                                        f"{first.kind.value}: {first.message}")
@@ -180,7 +165,7 @@ class FuseChildMounter:
                          f"(pid {proc.pid}){', started ahead' if ahead else ''}")
             task_status.started()
             ended = await self._watch(reports, reader, proc.pid)
-            await proc.wait()
+            await _wait(proc)
             # Not fatal to the agent: the release's services will fail and be reported.
             if self.say is not None:
                 self.say(f"flist {pin.name}: FUSE mount at {where} ended "
@@ -192,17 +177,18 @@ class FuseChildMounter:
                 self._ended = _sum([self._ended, last])
             with trio.CancelScope(shield=True):
                 await reports.aclose()
-                await proc.stdin.aclose()
+                await stdin.aclose()
                 await _end_child(proc)
                 if mine and os.path.ismount(where):
                     detach(where)
 
-    async def _first_report(self, proc: _Child, frame: bytes, reports: trio.lowlevel.FdStream,
-                            reader: ReportReader) -> protocol.Report:
+    async def _first_report(self, pid: int, stdin: trio.lowlevel.FdStream, frame: bytes,
+                            reports: trio.lowlevel.FdStream, reader: ReportReader
+                            ) -> protocol.Report:
         with trio.move_on_after(self.start_timeout_s):
             try:
-                await proc.stdin.send_all(frame)
-                await proc.stdin.aclose()
+                await stdin.send_all(frame)
+                await stdin.aclose()
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass  # it died early; what it reported (if anything) says why
             while True:
@@ -219,7 +205,7 @@ class FuseChildMounter:
                 if got:
                     for later in got[1:]:  # counts that came in the same read
                         if isinstance(later, CacheCounts):
-                            self._counts[proc.pid] = later
+                            self._counts[pid] = later
                     return got[0]
         raise MountChildFailed(ChildLost.TIMEOUT,
                                f"no report from the FUSE mount child in {self.start_timeout_s:g} s")
@@ -245,11 +231,11 @@ def _sum(counts: list[CacheCounts]) -> CacheCounts:
     return CacheCounts(**{n: sum(getattr(c, n) for c in counts) for n in COUNTS})
 
 
-async def _end_child(proc: _Child) -> None:
-    if proc.returncode is None:
+async def _end_child(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
         proc.terminate()
         with trio.move_on_after(5):
-            await proc.wait()
-    if proc.returncode is None:
+            await _wait(proc)
+    if proc.poll() is None:
         proc.kill()
-        await proc.wait()
+        await _wait(proc)

@@ -2,8 +2,7 @@
 
 A hub down at boot only delays the boot (rounds back off). Each release is mounted under
 `run_dir/<version>/<flist name>`, so a new one comes up beside the old; relative argv resolve
-against the flist's directory. `UpgradePolicy` decides what to do with a newer manifest.
-"""
+against the flist's directory."""
 
 from __future__ import annotations
 
@@ -73,7 +72,6 @@ class Release:
                     on_change: Callable[[StateChanged], None],
                     on_line: Callable[[str, str], None], *,
                     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Fetch and mount every flist, start the services, report started; run until closed."""
         try:
             with self._scope:
                 async with trio.open_nursery() as nursery:
