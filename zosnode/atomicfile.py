@@ -1,13 +1,10 @@
 """Whole-or-nothing writes, the one way zosnode puts a file or a tree in place.
 
-A file: a temporary name beside it, fsync, rename (or, not to overwrite, a hard
-link, which fails if the name exists even against a racing writer), fsync the
-directory: readers see the old file or the new, a crash leaves at most a `.tmp-`
-file. `durable=False` skips the fsyncs (for what a crash may lose anyway: a tmpfs
-cache). A tree is built beside and renamed in (`new_tree`), or renamed aside
-then deleted (`remove_tree`). Temporary names come from `tempfile` (O_EXCL,
-O_NOFOLLOW, random): nothing planted beside can redirect a write. Missing
-parents are the caller's decision.
+A file: a temporary name beside it, fsync, rename (not to overwrite: a hard link, which
+fails if the name exists even against a racing writer), fsync the directory; a crash
+leaves at most a `.tmp-` file. `durable=False` skips the fsyncs (a tmpfs cache). Trees
+are renamed in or aside. `tempfile` names (O_EXCL, O_NOFOLLOW, random): nothing planted
+beside can redirect a write. Missing parents are the caller's decision.
 """
 
 from __future__ import annotations
@@ -34,8 +31,8 @@ def _parent(path: StrPath) -> str:
 def open_atomic(
     path: StrPath, *, mode: int = 0o644, overwrite: bool = True, durable: bool = True
 ) -> Iterator[BinaryIO]:
-    """A file to write `path` through: whole when the block ends, else never
-    (FileExistsError then if `overwrite` is off and `path` exists)."""
+    """A file to write `path` through: whole when the block ends, else never (FileExistsError
+    if `overwrite` is off and `path` exists)."""
     parent = _parent(path)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=parent)
     try:
@@ -75,9 +72,8 @@ def copy_atomic(src: StrPath, dest: StrPath, *, mode: int = 0o644) -> None:
 
 @contextmanager
 def new_tree(path: StrPath) -> Iterator[str]:
-    """A temporary directory (0700) renamed to `path` at the end, deleted on an error;
-    the rename fails (OSError) if `path` became a file or a non-empty directory. No
-    fsync: callers build trees they can rebuild (an extracted flist, the runtime)."""
+    """A temporary directory (0700) renamed to `path` at the end (OSError if `path` became a
+    file or a non-empty directory), deleted on an error. No fsync: trees are rebuildable."""
     tmp = tempfile.mkdtemp(prefix=TMP_PREFIX, dir=_parent(path))
     try:
         yield tmp
@@ -88,8 +84,7 @@ def new_tree(path: StrPath) -> Iterator[str]:
 
 
 def remove_tree(path: StrPath) -> None:
-    """Delete the tree at `path` (gone already is no error), renamed aside first so no
-    reader sees it half gone."""
+    """Delete the tree at `path` (if there), renamed aside first: no reader sees it half gone."""
     aside = tempfile.mkdtemp(prefix=TMP_PREFIX, dir=_parent(path))
     with contextlib.suppress(OSError):
         os.rename(path, os.path.join(aside, "tree"))

@@ -1,14 +1,11 @@
 """Canonical CBOR (RFC 8949 core deterministic encoding): the one encoding of signed data.
 
-Manifests, roots and flists are hashed or signed as bytes, so a value has one
-encoding: decoding refuses what does not re-encode to the very same bytes
-(non-shortest forms, unsorted or duplicate keys, indefinite lengths, trailing
-data). First, one linear pass over the item headers (`_scan`) refuses what must
-never reach cbor2: tags (tags 28/29 share values, so 135 bytes can expand to a
-DAG of 2**22 nodes any walk takes seconds or forever to visit; tag 2 makes an
-integer of a byte string), floats and simple values but false/true/null, keys
-neither text nor integers, nesting past the cap, lengths past the end. Integers
-are the major types' (-2**64 .. 2**64-1); `dumps` checks its output the same way.
+Signed bytes need one encoding per value: `loads` refuses what does not re-encode to the
+same bytes. First one linear pass over the headers (`_scan`) refuses what must never reach
+cbor2: tags (28/29 share values: 135 bytes can expand to a DAG of 2**22 nodes any walk
+takes seconds or forever to visit; tag 2 makes an integer of bytes), floats and simple
+values but false/true/null, keys neither text nor integers, nesting past the cap, lengths
+past the end. Integers: -2**64 .. 2**64-1; `dumps` checks its output the same way.
 """
 
 from __future__ import annotations

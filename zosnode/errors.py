@@ -1,15 +1,10 @@
-"""The root of zosnode's errors, and the one way a usage error reaches the CLI.
+"""The root of zosnode's errors; stdlib only, so any layer (and the start-up) may import it.
 
-Stdlib only, no imports of ours, so any layer (and the start-up) may import it.
-Each layer's error types sit below `ZosError`, split by whose fault it is; its
-"the caller asked for something invalid" class also subclasses `UsageError`,
-which the one policy (`zosnode.entry.guarded`) shows as the user's mistake (one
-line, exit 2), as only a command knows its caller is a person: so no command
-translates one by hand (`tests/foundation/test_usage_errors.py`), and its message
-names the file, argument or field. A peer's error (`Refused`, `CanonicalError`,
-...) blames whoever supplied the bytes (on a node: a hub, a mirror, a disk); a
-command that read them from a file the user named raises `UserError` naming it.
-Anything else reaching `main` is internal (exit 1).
+Each layer's errors split by whose fault: its "caller asked for something invalid" class
+also subclasses `UsageError`, which `zosnode.entry.guarded` alone shows as the user's
+mistake (one line, exit 2; tests/foundation/test_usage_errors.py). A peer's error blames
+whoever supplied the bytes; a command that read them from a user's file raises `UserError`
+naming it. Anything else reaching `main` is internal (exit 1).
 """
 
 

@@ -1,13 +1,8 @@
-"""The shared data layout and its identifiers: the one spelling for node, hub and store.
-
-A hub's data directory, its S3 bucket, a static mirror and a local flist store
-keep objects at the same relative paths, the URLs a node asks for (the table:
-docs/hub-api.md, Static paths). An object id is BLAKE2b-256 of its bytes in 64
-lowercase hex digits, as every 256-bit id zosnode writes (key ids, SHA-256 pins):
-`is_hex_id` is the one check. Pure. The builders check every part, so a path
-stays in its folder (no "..", "/" or absolute name reaches a storage backend or
-a URL); their inverse, the hub's, is `zosnode.hub.objects.parse_path`. The paths
-only hubs and their tools use (tags, releases, boot files) are `zosnode.hub.paths`.
+"""The shared data layout, pure: the relative paths a hub, S3, a mirror and a local store
+share, the URLs a node asks for (docs/hub-api.md, Static paths). Each builder checks
+every part, so no "..", "/" or absolute name reaches a backend or a URL (the inverse:
+`zosnode.hub.objects.parse_path`; hub-only paths: `zosnode.hub.paths`). An id is 64
+lowercase hex digits, as every 256-bit id zosnode writes: `is_hex_id` is the one check.
 """
 
 from __future__ import annotations

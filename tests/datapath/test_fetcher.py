@@ -52,7 +52,7 @@ def test_health_orders_and_decays() -> None:
     # Its circuit opened: it stays last until a trial succeeds; then, after
     # many half-lives, the penalty is forgotten too.
     assert h.order("x", 1000.0) == ["b", "c", "a"]
-    assert h.admit("a", 1000.0) is Pass.TRIAL
+    assert h.breaker("a").admit(1000.0) is Pass.TRIAL
     h.succeeded("a", 1000.0, Pass.TRIAL)
     assert h.order("x", 2000.0) == ["a", "b", "c"]
     h.served_wrong("b", "x", 2000.0)
@@ -260,8 +260,8 @@ async def test_ask_shares_the_breaker_of_reads(mirror: FaultyMirror, data_dir: P
 def test_an_early_trial_goes_before_the_cool_down_one_at_a_time() -> None:
     h = MirrorHealth(["a"])
     h.failed("a", Health.ERROR, 10.0)
-    assert h.admit("a", 10.1) is None  # cooling down (1 s)
-    assert h.admit("a", 10.1, early=True) is Pass.TRIAL
-    assert h.admit("a", 10.2, early=True) is None  # the trial is out
+    assert h.breaker("a").admit(10.1) is None  # cooling down (1 s)
+    assert h.breaker("a").admit(10.1, early=True) is Pass.TRIAL
+    assert h.breaker("a").admit(10.2, early=True) is None  # the trial is out
     h.succeeded("a", 10.3, Pass.TRIAL)
     assert h.breaker("a").state is Circuit.CLOSED

@@ -1,16 +1,12 @@
-"""Fetch content-addressed objects from several mirrors; trust only the hash.
-
-Any mirror may lie, stall, drip or die. An object is asked of the mirrors whose
-circuit is closed, healthiest first, failing over on any fault (which opens the
-mirror's circuit, `health.Breaker`), resuming a cut-short body with a range
-request, with jittered backoff between rounds. No attempt starts later than
-`give_up_s` after the fetch began, so with every mirror faulty `Unavailable`
-comes within 10 s (docs/datapath.md, Timings). A fetch that finds every circuit
-open fails at once unless a trial is out (it shares that outcome); one that has
-sent requests itself waits for the next trial in its window (a hub restarting
-under a read costs time, not the read); `deadline_s` caps everything. Bytes
-leave only once they match the id; a mirror that served a wrong copy is
-demoted, reported, and never asked for that object again.
+"""Fetch content-addressed objects from several mirrors, any of which may lie, stall, drip
+or die; trust only the hash. Closed circuits are asked healthiest first, failing over on
+any fault (which opens the circuit, `health.Breaker`), a cut-short body resumed with a
+range, jittered backoff between rounds. No attempt starts past `give_up_s`: with every
+mirror faulty, `Unavailable` within 10 s (docs/datapath.md, Timings). Every circuit open:
+fail at once unless a trial is out (share its outcome); a fetch that sent requests itself
+waits for the next trial in its window (a hub restarting under a read costs time, not the
+read); `deadline_s` caps all. A mirror that served a wrong copy is demoted, reported, and
+never asked for that object again.
 """
 
 from __future__ import annotations
@@ -162,9 +158,9 @@ class Fetcher:
         self, mirror: str, oid: str = "", partial_from: set[str] | None = None, *,
         early: bool = False,
     ) -> AsyncIterator[None]:
-        """A request slot to `mirror` and its breaker's pass (else `CircuitOpen`); how the
-        block ends goes to the breaker: a peer error is a fault, `WrongCopy` a wrong
-        copy, anything else (a cancel, our bug) no verdict, which frees a trial."""
+        """A request slot to `mirror` and its breaker's pass (else `CircuitOpen`); the block's
+        end is the verdict: a peer error a fault, `WrongCopy` a wrong copy, else (a cancel,
+        our bug) none, which frees a trial."""
         breaker = self.health.breaker(mirror)
         if (breaker.trial_pending or not early) \
                 and breaker.ready_at(trio.current_time()) > trio.current_time():
@@ -173,7 +169,7 @@ class Fetcher:
         # behind ones that just tripped the circuit are not sent at all.
         slot = self._slots.setdefault(mirror, trio.Semaphore(self.client.per_origin))
         async with slot:
-            grant = self.health.admit(mirror, trio.current_time(), early=early)
+            grant = self.health.breaker(mirror).admit(trio.current_time(), early=early)
             if grant is None:
                 raise CircuitOpen(f"{mirror}: circuit open")
             outcome: Fault | None | str = "abandoned"
@@ -194,16 +190,13 @@ class Fetcher:
         headers: Mapping[str, str] | None = None, ok: tuple[int, ...] = (200,),
         early: bool = False,
     ) -> Reply:
-        """One GET of `path` at `mirror` for what no hash checks (a manifest, a root: the
-        caller checks their signatures), through the same circuit (`CircuitOpen`),
-        slots, timeouts, attempt bound and breaker as the reads. A status outside
-        `ok` raises `HttpStatusError` (a 4xx says the mirror works; a 5xx is a
-        fault). `early`: see `Breaker.admit`."""
+        """One GET for what no hash checks (a manifest, a root: signed), through the reads'
+        circuit, slots, timeouts and bound. A status outside `ok` raises `HttpStatusError`
+        (a 4xx says the mirror works; a 5xx is a fault). `early`: see `Breaker.admit`."""
         if mirror not in self.health.mirrors:
             raise FetchUsageError(f"{mirror} is not one of this fetcher's mirrors")
         async with self._attempt(mirror, early=early):
-            reply = await self._get(f"{mirror}/{path}", max_size=max_size, headers=headers, ok=ok)
-        return reply
+            return await self._get(f"{mirror}/{path}", max_size=max_size, headers=headers, ok=ok)
 
     async def _try(
         self, mirror: str, path: str, oid: str, max_size: int,
@@ -214,7 +207,12 @@ class Fetcher:
         async with self._attempt(mirror, oid, partial_from):
             url = f"{mirror}/{path}"
             if partial:
-                data = partial + await self._resume(url, max_size, partial)
+                if len(partial) >= max_size:
+                    raise _StartOver(f"{url}: partial body already at the cap")
+                # The total is unknown to a range request; ask for the rest up to the cap.
+                rest = await self._get(url, max_size=max_size - len(partial),
+                                       byte_range=(len(partial), max_size - 1))
+                data = partial + rest.body
             else:
                 data = (await self._get(url, max_size=max_size)).body
             # hashlib lets go of the GIL: big bodies hash beside the loop.
@@ -250,7 +248,7 @@ class Fetcher:
             self.health.failed(mirror, outcome, now, grant)
         else:
             # No verdict (a cancel, our bug): a trial slot is freed.
-            self.health.abandoned(mirror, now, grant)
+            self.health.breaker(mirror).abandoned(now, grant)
         self._changed.set()  # fetches waiting for a circuit look again
         self._changed = trio.Event()
 
@@ -261,14 +259,6 @@ class Fetcher:
                 return await self.client.get(url, timeouts=self.timeouts, **kw)
         except trio.TooSlowError:
             raise HttpTimeout(f"{url}: no full answer within {self.attempt_s}s") from None
-
-    async def _resume(self, url: str, max_size: int, partial: bytes) -> bytes:
-        if len(partial) >= max_size:
-            raise _StartOver(f"{url}: partial body already at the cap")
-        # The total is unknown to a range request; ask for the rest up to the cap.
-        resp = await self._get(url, max_size=max_size - len(partial),
-                               byte_range=(len(partial), max_size - 1))
-        return resp.body
 
 
 class _StartOver(Exception):

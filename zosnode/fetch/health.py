@@ -1,11 +1,9 @@
 """Mirror health, pure (time passed in): a circuit breaker per mirror, ranking, bans.
 
-One fault opens a mirror's circuit: nobody asks it for a cool-down, then one
-trial decides (success closes, failure re-opens for twice as long, capped), so
-a dead mirror costs one fault detection, not one per block, and one that comes
-back is used again by itself. Decaying penalties (halved every `half_life_s`)
-rank the mirrors that may be asked. A mirror that served a wrong copy of an
-object is never asked for it again; the incident is kept for reporting.
+One fault opens a circuit: nobody asks for a cool-down, then one trial decides (success
+closes, failure re-opens for twice as long, capped): a dead mirror costs one fault
+detection, not one per block, and one that comes back is used again by itself. Decaying
+penalties rank the rest. A mirror that served a wrong copy is never asked for it again.
 """
 
 from __future__ import annotations
@@ -49,9 +47,8 @@ class Pass(enum.Enum):
 
 @dataclass(frozen=True)
 class BreakerPolicy:
-    """Cool-down after the first fault, its doubling cap, and the trial's lease (which
-    matters only if a trial's outcome is never reported, a bug: a cancelled one is
-    reported abandoned and frees the slot at once)."""
+    """Cool-down after the first fault, its doubling cap, and the trial's lease (for a trial
+    never reported, a bug: a cancelled one is reported abandoned and frees the slot)."""
 
     cooldown_s: float = 1.0
     max_cooldown_s: float = 30.0
@@ -73,12 +70,10 @@ class Breaker:
         self.state = Circuit.CLOSED
         self._until = 0.0  # OPEN: end of the cool-down; HALF_OPEN: end of the lease
         self._cooldown = policy.cooldown_s
-        self.opened = 0  # times it went from closed to open
 
     def admit(self, now: float, *, early: bool = False) -> Pass | None:
-        """A pass, or None while cooling down or the trial is out. `early`: the trial may
-        start before the cool-down ends (still one at a time), for a caller with nobody
-        else to ask that paces its own retries (the node's manifest polls)."""
+        """A pass, or None while cooling down or the trial is out. `early`: the trial may start
+        before the cool-down ends, for a caller that paces its own retries (manifest polls)."""
         if self.state is Circuit.CLOSED:
             return Pass.NORMAL
         if now < self._until and (self.state is Circuit.HALF_OPEN or not early):
@@ -105,7 +100,6 @@ class Breaker:
             self.state = Circuit.OPEN
             self._cooldown = self.policy.cooldown_s
             self._until = now + self._cooldown
-            self.opened += 1
         elif grant is Pass.TRIAL:
             self.state = Circuit.OPEN
             self._cooldown = min(self._cooldown * 2, self.policy.max_cooldown_s)
@@ -120,7 +114,7 @@ class Breaker:
 
 @dataclass(frozen=True)
 class Incident:
-    """A mirror served a wrong copy of `object_id` at time `at` (caller's clock)."""
+    """A mirror served a wrong copy of `object_id` at `at` (caller's clock)."""
 
     mirror: str
     object_id: str
@@ -146,8 +140,8 @@ class MirrorHealth:
         self.incidents: deque[Incident] = deque(maxlen=max_incidents)
 
     def set_mirrors(self, mirrors: Sequence[str]) -> None:
-        """Ask `mirrors` from now on; a known one keeps its circuit and penalty (a hub
-        found dead at boot stays demoted when a manifest names it again)."""
+        """A known mirror keeps its circuit and penalty (a hub found dead at boot stays
+        demoted when a manifest names it again)."""
         if not mirrors:
             raise FetchUsageError("at least one mirror is needed")
         if len(set(mirrors)) != len(mirrors):
@@ -167,8 +161,7 @@ class MirrorHealth:
         return [m for m in self.mirrors if (m, object_id) not in self._banned]
 
     def order(self, object_id: str, now: float) -> list[str]:
-        """Mirrors to try for `object_id`: closed circuits healthiest first, then the
-        rest by when they may be tried; liars for this object left out."""
+        """Closed circuits healthiest first, then by when they may be tried; no liars."""
 
         def key(m: str) -> tuple[bool, float, float]:  # ties keep the given order (stable)
             b = self._breakers[m]
@@ -176,18 +169,13 @@ class MirrorHealth:
 
         return sorted(self._usable(object_id), key=key)
 
-    def admit(self, mirror: str, now: float, *, early: bool = False) -> Pass | None:
-        """Whether `mirror` may be asked now; a TRIAL must be reported like any pass."""
-        return self._breakers[mirror].admit(now, early=early)
-
     def ready_at(self, object_id: str, now: float) -> float | None:
         """When some mirror usable for `object_id` may next be asked; None: none is."""
         times = [self._breakers[m].ready_at(now) for m in self._usable(object_id)]
         return min(times) if times else None
 
     def trial_pending(self, object_id: str) -> bool:
-        """Whether a trial is out to a mirror usable for `object_id` (it may close a
-        circuit before `ready_at`)."""
+        """Whether a trial is out to a mirror usable for `object_id` (it may close early)."""
         return any(self._breakers[m].trial_pending for m in self._usable(object_id))
 
     def succeeded(self, mirror: str, now: float, grant: Pass = Pass.NORMAL) -> None:
@@ -201,9 +189,6 @@ class MirrorHealth:
         elif grant is Pass.TRIAL:
             # The mirror answered: it works, even if it lacks this object.
             self._breakers[mirror].succeeded(now, grant)
-
-    def abandoned(self, mirror: str, now: float, grant: Pass) -> None:
-        self._breakers[mirror].abandoned(now, grant)
 
     def served_wrong(
         self, mirror: str, object_id: str, now: float, grant: Pass = Pass.NORMAL

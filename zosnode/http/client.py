@@ -1,11 +1,9 @@
 """zosnode's one HTTP/1.1 client: a trio shell around h11, keep-alive pool, deadlines, caps.
 
-Used by the node's fetcher and hub client, and the hub's tools (`ToolClient`). Each
-wait has a deadline (connect, the whole head, byte progress: `Timeouts`, so a drip
-is cut off like silence); a body is never read past `max_size`. Framing follows
-RFC 9112 §6.3 strictly (`framing_fault`): a lenient reading is what request
-smuggling and desynchronised keep-alive connections feed on. `HttpUsageError` is
-our mistake, every `HttpPeerError` the peer's; retries are the fetcher's.
+Each wait has a deadline (connect, the whole head, byte progress: a drip is cut off like
+silence); a body is never read past `max_size`. Framing follows RFC 9112 §6.3 strictly
+(`framing_fault`): request smuggling and desynchronised keep-alive connections feed on a
+lenient reading. `HttpUsageError` is ours, `HttpPeerError` the peer's; retries: the fetcher's.
 """
 
 from __future__ import annotations
@@ -183,10 +181,8 @@ class HttpClient:
         headers: Mapping[str, str] | None = None, timeouts: Timeouts | None = None,
         ok: tuple[int, ...] | None = None,
     ) -> Reply:
-        """GET `url`: 200 (206 for `byte_range`, (first, last) inclusive; or a status in
-        `ok`: a conditional GET takes 304), else `HttpStatusError`. A body cut short
-        or stalled raises `HttpTruncated` with what came, to resume with a range.
-        `timeouts` replaces the client's (the fetcher's are tighter)."""
+        """GET `url`: 200 (206 for `byte_range`, inclusive; or a status in `ok`, as 304), else
+        `HttpStatusError`; a body cut short or stalled: `HttpTruncated`, to resume with a range."""
         own = [("Accept-Encoding", "identity")]
         if byte_range is not None:
             first, last = byte_range
@@ -201,7 +197,7 @@ class HttpClient:
         self, url: str, body: bytes, *, max_size: int,
         headers: Mapping[str, str] | None = None, ok: tuple[int, ...] = (200, 201, 204),
     ) -> Reply:
-        """POST `body` (the node's signed heartbeats); as `get`, a status outside `ok` raises."""
+        """POST `body` (the node's signed heartbeats); a status outside `ok` raises."""
         own = [("Content-Length", str(len(body)))]
         return await self._send("POST", url, own, headers, max_size, None, body, ok, None)
 
@@ -216,22 +212,18 @@ class HttpClient:
         req_headers = [("Host", origin.host_header), ("User-Agent", USER_AGENT), *own,
                        *(headers or {}).items()]
         request = h11.Request(method=method, target=target, headers=req_headers)
-        limit = self._limits.setdefault(origin, trio.Semaphore(self.per_origin))
-        async with limit:
-            call = _Call(request, max_size, byte_range, body, wanted, timeouts or self.timeouts)
-            return await self._exchange(url, origin, call)
-
-    async def _exchange(self, url: str, origin: Origin, call: _Call) -> Reply:
-        # A pooled connection the server closed while idle fails before any response
-        # byte: retry once on a fresh one.
-        if idle := self._idle.get(origin):
-            with contextlib.suppress(_StaleConnection):
-                return await self._on_conn(url, origin, idle.pop(), call)
-        conn = await self._connect(origin, call.timeouts)
-        try:
-            return await self._on_conn(url, origin, conn, call)
-        except _StaleConnection:
-            raise HttpPeerError(f"{url}: connection closed before a response") from None
+        call = _Call(request, max_size, byte_range, body, wanted, timeouts or self.timeouts)
+        async with self._limits.setdefault(origin, trio.Semaphore(self.per_origin)):
+            # A pooled connection the server closed while idle fails before any response
+            # byte: retry once on a fresh one.
+            if idle := self._idle.get(origin):
+                with contextlib.suppress(_StaleConnection):
+                    return await self._on_conn(url, origin, idle.pop(), call)
+            conn = await self._connect(origin, call.timeouts)
+            try:
+                return await self._on_conn(url, origin, conn, call)
+            except _StaleConnection:
+                raise HttpPeerError(f"{url}: connection closed before a response") from None
 
     async def _connect(self, origin: Origin, timeouts: Timeouts) -> _Conn:
         try:
@@ -406,10 +398,8 @@ def final_head(raw: bytes, informational: int) -> bytes:
 
 def framing_fault(head: bytes) -> str | None:
     """Why a response head must be refused under RFC 9112 §6.3 / §5.2, or None. Pure.
-
-    h11 is lenient where the RFC allows (it merges identical Content-Length values,
-    lets Transfer-Encoding win, unfolds obs-fold lines); with nothing else parsing
-    the stream behind us, we can afford to refuse all of these."""
+    h11 merges identical Content-Length values, lets Transfer-Encoding win and unfolds
+    obs-fold lines, as the RFC allows; with nothing parsing behind us, we refuse them."""
     fields: dict[bytes, list[bytes]] = {}
     for line in head.split(b"\n")[1:]:
         line = line.removesuffix(b"\r")
