@@ -4,6 +4,7 @@ inbound traffic, but a process that would accept it is a mistake to see before i
 
 from __future__ import annotations
 
+import glob
 import ipaddress
 import os
 from dataclasses import dataclass, replace
@@ -44,8 +45,6 @@ def _address(hexaddr: str) -> str:
 
 def parse(proto: str, text: str) -> list[Finding]:
     """Pure: sockets in one /proc/net table that listen on a non-loopback address."""
-    if proto not in PROTOCOLS:
-        raise ValueError(f"audit: unknown protocol {proto!r}")
     want = TCP_LISTEN if proto.startswith("tcp") else UDP_UNCONNECTED
     out: list[Finding] = []
     for line in text.splitlines()[1:]:
@@ -65,22 +64,16 @@ def parse(proto: str, text: str) -> list[Finding]:
     return out
 
 
-def _owners(proc: Path) -> dict[int, list[int]]:
-    owners: dict[int, list[int]] = {}
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
+def _owners(proc: Path) -> dict[int, set[int]]:
+    owners: dict[int, set[int]] = {}
+    # glob skips a directory it cannot read: a process that exits mid-scan is no error.
+    for fd in glob.glob(f"{glob.escape(str(proc))}/[0-9]*/fd/*"):
         try:
-            fds = list((entry / "fd").iterdir())
+            target = os.readlink(fd)
         except OSError:
             continue
-        for fd in fds:
-            try:
-                target = os.readlink(fd)
-            except OSError:
-                continue
-            if target.startswith("socket:["):
-                owners.setdefault(int(target[8:-1]), []).append(int(entry.name))
+        if target.startswith("socket:["):
+            owners.setdefault(int(target[8:-1]), set()).add(int(fd.split("/")[-3]))
     return owners
 
 
@@ -96,4 +89,4 @@ def scan(proc: Path = Path("/proc")) -> list[Finding]:
     if not found:
         return found
     owners = _owners(proc)
-    return [replace(f, pids=tuple(sorted(set(owners.get(f.inode, ()))))) for f in found]
+    return [replace(f, pids=tuple(sorted(owners.get(f.inode, ())))) for f in found]

@@ -36,7 +36,7 @@ class NicControl:
     """How the rest of the node talks to one NIC's DHCP task: give the lease back."""
 
     # At most 10 refusal lines per NIC per 10 s, then one summary line.
-    limit: LineLimit = field(default_factory=lambda: LineLimit(10, 10.0))
+    limit: LineLimit = field(default_factory=LineLimit)
     _declines: list[str] = field(default_factory=list)
     _wake: trio.CancelScope | None = None
 
@@ -56,12 +56,10 @@ def _carrier(links: Links, nic: Nic, say: Say) -> bool:
         return False
 
 
-async def run_nic(nic: Nic, client: DhcpClient, links: Links, on_event: OnEvent,
-                  say: Say, carrier_poll: float = 0.25,
-                  carrier_timeout: float = 10.0, control: NicControl | None = None,
+async def run_nic(nic: Nic, client: DhcpClient, links: Links, on_event: OnEvent, say: Say,
+                  carrier_poll: float, carrier_timeout: float, ctl: NicControl,
                   *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     """Run DHCP on one NIC forever: follows carrier, feeds the client, acts on events."""
-    ctl = control or NicControl()
     with trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         for opt, value in ((socket.SO_REUSEADDR, 1), (socket.SO_BROADCAST, 1),
                            (socket.SO_BINDTODEVICE, nic.name.encode())):

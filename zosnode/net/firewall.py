@@ -88,8 +88,8 @@ class Firewall:
     def close(self) -> None:
         self._nft.close()
 
-    def apply(self) -> str:
-        """Install the ruleset (replacing ours if present); returns its fingerprint."""
+    def apply(self) -> None:
+        """Install the ruleset, replacing ours if present."""
         self._generation += 1
         new = f"{TABLE_PREFIX}{self._generation}"
         try:
@@ -109,7 +109,6 @@ class Firewall:
             raise NetSystemError(f"firewall: nftables refused the ruleset: {exc}") from None
         self.table = new
         self.fingerprint = self.current_fingerprint()
-        return self.fingerprint
 
     def _our_tables(self) -> list[str]:
         return [t.get_attr("NFTA_TABLE_NAME") for t in self._nft.get_tables()

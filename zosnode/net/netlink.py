@@ -44,10 +44,8 @@ def _module(name: str) -> Any:
 
 
 def iproute() -> Any:
-    """A new rtnetlink socket (pyroute2's `IPRoute`) in this network namespace."""
     return _module("pyroute2.iproute.linux").IPRoute()
 
 
 def nftables(family: int) -> Any:
-    """A new nftables socket (pyroute2's `NFTables`) for `family`."""
     return _module("pyroute2.nftables.main").NFTables(nfgen_family=family)
