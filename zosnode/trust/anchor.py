@@ -3,10 +3,9 @@
     {"spec": 1, "root": <bstr: a signed root envelope>, "floor": minimum manifest
      version, "build_time": unix s}
 
-Its root must carry a threshold of its own signatures (a root that does not
-verify is a build mistake, caught here rather than on a node). The build time is
-the earliest `now` a node ever uses: a node whose clock is unset (1970) or
-behind still refuses anything that expired before the build.
+Its root must carry a threshold of its own signatures (else a build mistake). The
+build time is the earliest `now` a node ever uses: a node whose clock is unset
+(1970) or behind still refuses anything that expired before the build.
 """
 
 from __future__ import annotations

@@ -3,9 +3,8 @@
     {"kind": "root" | "manifest", "signed": <bstr: canonical CBOR of the body>,
      "signatures": [{"keyid": <hex>, "sig": <bstr 64>}, ...]}   sorted by keyid
 
-Signatures cover the body's exact bytes (prefixed by the kind, see
-`keys.signed_message`), so verifying never depends on re-encoding anything, and
-they are checked before the body is parsed.
+Signatures cover the body's exact bytes (prefixed by the kind: `keys.signed_message`),
+so verifying never re-encodes anything, and they are checked before the body is parsed.
 """
 
 from __future__ import annotations
@@ -45,7 +44,6 @@ class Envelope:
 
 
 def decode(data: bytes, *, max_size: int, kind: str) -> Envelope:
-    """Parse an envelope of `kind`; refuses oversize or malformed input."""
     if len(data) > max_size:
         raise errors.OversizeError(f"{kind}: {len(data)} bytes is over the {max_size}-byte cap")
     fields = load(data, kind, ("kind", "signed", "signatures"), max_size=max_size, max_depth=8)
@@ -69,11 +67,8 @@ def decode(data: bytes, *, max_size: int, kind: str) -> Envelope:
 def require_threshold(env: Envelope, trusted: Collection[str], threshold: int,
                       by: str) -> frozenset[str]:
     """The trusted keys whose signature over the body verifies, if at least `threshold`.
-
-    Extra, unknown or broken signatures are ignored once the threshold is met
-    (anyone can append garbage). Below it, the error type says why: a trusted
-    key signed other bytes, signers `by` does not list, or simply too few.
-    """
+    Others are ignored once it is met (anyone can append garbage); below it, the error
+    type says why: a trusted key signed other bytes, unknown signers, or too few."""
     good = frozenset(s.keyid for s in env.signatures if s.keyid in trusted
                      and keys.signature_valid(s.keyid, env.kind, env.body, s.sig))
     if len(good) >= threshold:

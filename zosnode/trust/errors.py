@@ -17,7 +17,6 @@ class TrustUsageError(TrustError, UsageError):
 
 
 def need(ok: bool, message: str) -> None:
-    """The check of every field a trust document is built with."""
     if not ok:
         raise TrustUsageError(message)
 

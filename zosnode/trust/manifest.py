@@ -1,11 +1,8 @@
-"""The release manifest: everything a node runs, in one signed document (kind "manifest").
-
-The body is canonical CBOR of a map of `Manifest`'s fields and "spec": 1; each
-flist and service is the map of its dataclass's fields (a service's `ready` null
-or an argv). No floats (canonical CBOR refuses them): durations are integer ms,
-the rollout fraction parts per million. Every value is checked when the
-dataclass is built, so a `Manifest` in hand is a sane one; encoding is the
-publisher's (`zosnode.trust.signing`).
+"""The release manifest (kind "manifest"): everything a node runs, in one signed document.
+Its body is canonical CBOR of `Manifest`'s fields and "spec": 1, each flist and service
+the map of its dataclass's fields. No floats (canonical CBOR refuses them): durations are
+integer ms, the rollout fraction parts per million. Every value is checked when the
+dataclass is built; encoding is the publisher's (`zosnode.trust.signing`).
 """
 
 from __future__ import annotations
@@ -154,10 +151,8 @@ _TOP = ("spec", *(f.name for f in fields(Manifest)))
 
 
 def start_order(services: Sequence[ServiceSpec]) -> tuple[str, ...]:
-    """Service names, each after those it depends on, otherwise in manifest order.
-
-    The one check of repeated names, unknown dependencies and cycles, for the
-    manifest and the supervisor alike."""
+    """Service names, each after its dependencies, else in manifest order: the one check
+    of repeated names, unknown dependencies and cycles, for manifest and supervisor."""
     by_name = {s.name: s for s in services}
     need(len(by_name) == len(services), "two services share a name")
     order: list[str] = []

@@ -3,10 +3,9 @@
     {"spec": 1, "version": N, "expires_at": unix s, "threshold": k,
      "keys": [hex key id, ...] sorted, "manifest_floor": M}
 
-The same k-of-n keys sign manifests and the next root. `manifest_floor` is the
-lowest manifest version nodes accept under this root; a rotation to new keys
-that raises it makes nodes forget the versions they remember (which
-compromised keys may have pushed up: fast-forward).
+The same k-of-n keys sign manifests and the next root. `manifest_floor` is the lowest
+manifest version nodes accept under it; a rotation to new keys that raises it makes
+nodes forget the versions they remember (compromised keys may have pushed them up).
 """
 
 from __future__ import annotations

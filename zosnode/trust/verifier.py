@@ -31,8 +31,7 @@ def effective_now(clock: int, anchor: Anchor) -> int:
 
 @dataclass(frozen=True)
 class Seen:
-    """A channel's highest trusted version and its body's digest (equivocation is
-    judged by the body, not the signatures)."""
+    """A channel's highest trusted version and its body's digest (equivocation is by body)."""
 
     version: int
     digest: bytes
@@ -83,10 +82,9 @@ class Verifier:
                                        f"v{old.version}")
         envelope.require_threshold(env, new.keys, new.threshold, f"root v{new.version}'s own keys")
         if set(new.keys) != set(old.keys) and new.manifest_floor > old.manifest_floor:
-            # Keys rotated with a raised floor: versions seen under the old
-            # keys may have been pushed up by compromised keys (fast-forward);
-            # the new floor takes their place. Without a raised floor they
-            # are kept, so a partial rotation cannot open a rollback.
+            # Keys rotated with a raised floor: versions seen under the old keys may have
+            # been pushed up by compromised keys (fast-forward); the new floor replaces
+            # them. Without a raised floor they stay: a partial rotation opens no rollback.
             self._seen.clear()
         self._floor = max(self._floor, new.manifest_floor)
         self._root, self._root_bytes = new, data
@@ -99,12 +97,8 @@ class Verifier:
 
     def verify_manifest(self, data: bytes, *, channel: str, now: int,
                         agent_version: str | None = None) -> Verified:
-        """Verify a signed manifest for `channel` and remember it as trusted.
-
-        In order: size cap, envelope, the trusted root's threshold (before the
-        body is read), body schema, channel, rollback (floor, highest seen),
-        equivocation, expiry of manifest and root, and the minimum agent version
-        when `agent_version` is given."""
+        """Verify a signed manifest for `channel` (signatures before its body is read) and
+        remember it as trusted; the minimum agent version only when `agent_version` is given."""
         root = self._root
         env = envelope.decode(data, max_size=MAX_MANIFEST_BYTES, kind="manifest")
         signers = envelope.require_threshold(env, root.keys, root.threshold,
@@ -138,9 +132,8 @@ class Verifier:
 
 
 class RootRefresh:
-    """One root refresh as a sans-IO exchange: while `wanted()` names a version,
-    pass the hub's `roots/<version>.root` to `received` (stop at a 404), then
-    `finish(now)`."""
+    """One root refresh, sans-IO: while `wanted()` names a version, pass the hub's
+    `roots/<version>.root` to `received` (stop at a 404), then `finish(now)`."""
 
     def __init__(self, verifier: Verifier) -> None:
         self._verifier = verifier

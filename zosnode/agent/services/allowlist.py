@@ -36,14 +36,13 @@ def _locate(arg: str, home: Path, mounts: Sequence[str], what: str) -> str:
     return real
 
 
-def resolve_exec(argv: Sequence[str], *, home: Path, mounts: Sequence[Path],
-                 interpreter: str = sys.executable) -> tuple[str, ...]:
+def resolve_exec(argv: Sequence[str], *, home: Path, mounts: Sequence[Path]) -> tuple[str, ...]:
     """The argv to exec for a service's `argv`, or `ExecRefused`; relative paths
     resolve against `home`, its own flist's mount."""
     if not argv or not argv[0]:
         raise ExecRefused("empty argv")
     roots = [os.path.realpath(m) for m in mounts]
-    interp = os.path.realpath(interpreter)
+    interp = os.path.realpath(sys.executable)
     first = argv[0]
     real_first = os.path.realpath(os.path.join(home, first))
     if real_first == interp and not _inside(interp, roots):

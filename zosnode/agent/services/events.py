@@ -29,8 +29,6 @@ TERMINAL = frozenset({State.FAILED, State.REFUSED, State.BLOCKED, State.STOPPED}
 
 @dataclass(frozen=True)
 class _OfRun:
-    """About run number `run` of service `name`."""
-
     name: str
     run: int
 

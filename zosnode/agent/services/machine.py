@@ -1,7 +1,6 @@
-"""The supervisor of one release's services, as a sans-IO state machine: events in,
-the clock as an argument, actions out. The caller sleeps until `next_deadline()`,
-then calls `tick(now)`. The rules (start order, readiness, restart back-off, dead
-ends, stop order) are docs/node-run.md, "Services".
+"""The supervisor of one release's services, a sans-IO state machine: events and the
+clock in, actions out; the caller sleeps until `next_deadline()`, then calls `tick(now)`.
+The rules (start order, readiness, back-off, dead ends, stop order): docs/node-run.md.
 """
 
 from __future__ import annotations
@@ -34,19 +33,19 @@ class ServiceStatus:
     detail: str
 
 
+@dataclass
 class _Svc:
-    def __init__(self, spec: ServiceSpec) -> None:
-        self.spec = spec
-        self.state = State.WAITING
-        self.detail = ""
-        self.run = 0
-        self.pid: int | None = None
-        self.started_at = 0
-        self.failures = 0
-        self.restarts = 0
-        self.last_exit: int | None = None
-        self.deadline: int | None = None
-        self.probing = False
+    spec: ServiceSpec
+    state: State = State.WAITING
+    detail: str = ""
+    run: int = 0
+    pid: int | None = None
+    started_at: int = 0
+    failures: int = 0
+    restarts: int = 0
+    last_exit: int | None = None
+    deadline: int | None = None
+    probing: bool = False
 
 
 def restart_delay_ms(spec: ServiceSpec, failures: int) -> int:
@@ -88,12 +87,10 @@ class Supervisor:
 
     @property
     def all_ready(self) -> bool:
-        """Every service is READY or DONE: the release is up."""
         return all(s.state in SATISFIED for s in self._svcs.values())
 
     @property
     def dead_ends(self) -> tuple[str, ...]:
-        """Services that will never come up in this release (failed, refused, blocked)."""
         return tuple(n for n in self._order if self._svcs[n].state in _DEAD_END)
 
     @property
@@ -114,7 +111,9 @@ class Supervisor:
 
     def handle(self, event: Event, now: int) -> list[Action]:
         out = self._step(now)
-        svc = self._get(event.name)
+        svc = self._svcs.get(event.name)
+        if svc is None:
+            raise SupervisorUsageError(f"no service named {event.name!r} in this release")
         if event.run != svc.run:
             return out  # news about an earlier run
         if isinstance(event, events.Spawned):
@@ -134,9 +133,8 @@ class Supervisor:
             if svc.deadline is None or svc.deadline > now:
                 continue
             svc.deadline = None
-            if svc.state is State.BACKOFF and self._stopping:
-                continue  # no restart: it stops once its dependants have (_stop_eligible)
-            if svc.state is State.BACKOFF:
+            # While stopping, no restart: it stops once its dependants have (_stop_eligible).
+            if svc.state is State.BACKOFF and not self._stopping:
                 down = [d for d in svc.spec.after if self._svcs[d].state not in SATISFIED]
                 if down:
                     # A restart is a start: it waits for its dependencies like the first.
@@ -305,9 +303,3 @@ class Supervisor:
         svc.state = state
         svc.detail = detail
         self._out.append(events.StateChanged(svc.spec.name, state, detail, self._now))
-
-    def _get(self, name: str) -> _Svc:
-        try:
-            return self._svcs[name]
-        except KeyError:
-            raise SupervisorUsageError(f"no service named {name!r} in this release") from None
