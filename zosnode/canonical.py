@@ -32,7 +32,6 @@ def dumps(value: Any) -> bytes:
 
 
 def loads(data: bytes, *, max_size: int, max_depth: int = DEPTH) -> Any:
-    """Decode one canonical document of at most `max_size` bytes."""
     if len(data) > max_size:
         raise CanonicalError(f"{len(data)} bytes is over the {max_size}-byte cap")
     _scan(data, max_depth)  # empty input is truncated

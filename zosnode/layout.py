@@ -33,12 +33,10 @@ class LayoutError(UsageError):
 
 
 def object_id(data: bytes | memoryview) -> str:
-    """The id of a block or an flist: BLAKE2b-256 of its bytes, in hex."""
     return hashlib.blake2b(data, digest_size=32).hexdigest()
 
 
 def is_hex_id(value: object) -> bool:
-    """64 lowercase hex digits: how every 256-bit id here is written."""
     return isinstance(value, str) and _HEX_ID.fullmatch(value) is not None
 
 

@@ -1,8 +1,6 @@
 """One cached block on disk, pure: magic "ZC1\\n" | xxh3-64(seed, block), 8 bytes BE | block.
-
-xxh3 catches accidents (a flipped bit, a torn write) at memory speed, not a
-deliberate rewrite: that is BLAKE2b's, which `decode_block` checks before use.
-"""
+xxh3 catches accidents (a flipped bit, a torn write) at memory speed; a deliberate rewrite
+is BLAKE2b's to catch (`decode_block`)."""
 
 from __future__ import annotations
 

@@ -1,15 +1,13 @@
 """The block cache: DIR/<id[:2]>/<id>, checksummed entries (`cache.entry`), bounded, LRU.
 
-Writes are atomic (a crash leaves whole entries or none; `durable` also fsyncs,
-for a disk). A corrupt entry is deleted and fetched again; readers of a missing
-block share one fetch. Processes may share a directory (a second mount): each
-bounds what it adds, and an entry another evicted is a miss. The trust rule: a
-cache in the node's RAM (tmpfs or ramfs, writable by this user alone) is
-`trusted`: it cannot outlive the boot and only `put` writes it, after the
-caller verified the block, so its entries need no checksum and no second hash
-(RAM, like the process's own), and may hold a block `decoded` (a later mount
-maps it and serves it as it is). Anywhere else (a disk, a medium another boot
-or user could change) every read is checksummed and the reader hashes it.
+Writes are atomic (`durable` also fsyncs, for a disk); a corrupt entry is deleted and
+fetched again; readers of a missing block share one fetch. Processes sharing a directory
+(a second mount) each bound what they add; an entry another evicted is a miss. Trust: a
+cache in the node's RAM (tmpfs/ramfs, writable by this user alone) is `trusted`: it cannot
+outlive the boot and only `put` writes it, verified, so its entries need no checksum and
+no second hash, and may hold a block `decoded` (a later mount maps and serves it as it
+is). Anywhere else (a disk another boot or user could change) every read is checksummed
+and the reader hashes it.
 """
 
 from __future__ import annotations
@@ -53,8 +51,7 @@ def in_node_ram(path: Path) -> bool:
 
 @dataclass
 class CacheStats:
-    """This process's counts. A corrupt entry is a miss too; a fetch, one `fetch()`; a write
-    error, a fetched block the medium would not keep; discarded, an entry whose checksum
+    """This process's counts (a corrupt entry is a miss too). Discarded: an entry whose checksum
     held but its BLAKE2b did not: rewritten on purpose (an accident fails the checksum)."""
 
     hits: int = 0
@@ -111,16 +108,15 @@ class BlockCache:
         return block_id in self._lru
 
     def get(self, block_id: str, decoded: bool = False) -> Block | None:
-        """The cached block, checked (`decoded`: a trusted cache's decoded entry); None if
-        absent or corrupt (then dropped)."""
+        """The cached block, checked; None if absent or corrupt (then dropped)."""
         return self._account_read(block_id, self._read(block_id, decoded))
 
     async def get_checked(
         self, block_id: str, check: Callable[[Block], T | None],
         limiter: trio.CapacityLimiter | None = None,
     ) -> T | None:
-        """`check(block)` in the worker thread that read it (one hop: read, checksum, the
-        caller's hash and decode); None if absent, corrupt, or refused (then dropped)."""
+        """`check(block)` in the thread that read it (one hop: read, checksum, the caller's
+        hash and decode); None if absent, corrupt, or refused (then dropped)."""
 
         def work() -> tuple[Block | CorruptEntry | None, T | None]:
             found = self._read(block_id)
@@ -144,9 +140,8 @@ class BlockCache:
         except FileNotFoundError:
             return None
         try:
-            # One read takes a small entry whole; a large one in RAM is mapped:
-            # the RAM's own pages, no copy, no fresh memory (writers replace a
-            # file by a rename, never change it, so the bytes stay).
+            # One read takes a small entry whole; a large one in RAM is mapped: its own pages,
+            # no copy (writers rename a new file in, never change one, so the bytes stay).
             data = os.read(fd, MAP_FROM)
             header = data[: entry.HEADER]
             block: Block
@@ -218,9 +213,8 @@ class BlockCache:
         self, block_id: str, fetch: Callable[[], Awaitable[Block]], *, looked: bool = False,
         decoded: bool = False,
     ) -> Block:
-        """The block from the cache, else from `fetch()` (verified by it), fetched once
-        (`Flights`). `looked`: the caller just found it missing; `decoded`: the block
-        decoded (a trusted cache's form for FUSE mounts)."""
+        """The block from the cache, else from `fetch()` (verified by it), fetched once.
+        `looked`: the caller just found it missing; `decoded`: a trusted cache's form."""
 
         async def look() -> Block | None:
             if self.trusted:  # in RAM the read costs less than a thread hop
@@ -243,9 +237,8 @@ class BlockCache:
 
 
 class Flights:
-    """Work in progress per block (a fetch here, a decode in `fetch.source`): readers that
-    arrive meanwhile share its block or its failure, raised in all at once (each trying
-    again would queue them, one deadline each); only after a cancel do they work again."""
+    """Work in progress per block (a fetch, a decode): readers arriving meanwhile share its
+    block or failure (each retrying would queue them, one deadline each); after a cancel, not."""
 
     def __init__(self) -> None:
         self._running: dict[str, _Flight] = {}
@@ -285,8 +278,7 @@ class _Flight:
 
 
 def own_copy(exc: Exception) -> Exception:
-    """A waiter's own instance of a shared failure (one raised in several tasks would
-    collect all their tracebacks)."""
+    """A waiter's own copy of a shared error (one raised in many tasks gathers every traceback)."""
     try:
         return copy.copy(exc)
     except Exception:  # noqa: BLE001 - an exception type copy cannot rebuild

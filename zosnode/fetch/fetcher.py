@@ -75,7 +75,6 @@ class Fetcher:
         self._slots: dict[str, trio.Semaphore] = {}
 
     def set_mirrors(self, mirrors: Sequence[str]) -> None:
-        """Fetch from `mirrors` from now on; the ones known already keep their health."""
         self.health.set_mirrors([m.rstrip("/") for m in mirrors])
 
     async def aclose(self) -> None:
@@ -165,8 +164,7 @@ class Fetcher:
         if (breaker.trial_pending or not early) \
                 and breaker.ready_at(trio.current_time()) > trio.current_time():
             raise CircuitOpen(f"{mirror}: circuit open")
-        # Admission is decided once a request slot is ours: requests queued
-        # behind ones that just tripped the circuit are not sent at all.
+        # Admitted once a slot is ours: requests queued behind a tripping one are not sent.
         slot = self._slots.setdefault(mirror, trio.Semaphore(self.client.per_origin))
         async with slot:
             grant = self.health.breaker(mirror).admit(trio.current_time(), early=early)
@@ -266,7 +264,6 @@ class _StartOver(Exception):
 
 
 def _fault(exc: HttpPeerError) -> Fault:
-    """What a failed request says about the mirror."""
     if isinstance(exc, HttpTruncated):
         return Fault.TRUNCATED
     if isinstance(exc, HttpTimeout):

@@ -1,11 +1,9 @@
 """The one extract engine: an flist from hubs into a directory, pipelined, in bounded memory.
 
-For `flist extract --hub`, eager fetch and the node's `ExtractMounter`: the flist
-layer's `extract_blocks` writes in a thread, asking for blocks in `read_order`,
-while a feed fetches them in that order, `parallel` at a time, decoded on the CPU
-workers. The feed holds at most `ahead_bytes` of decoded blocks not yet written
-(a larger block goes alone); a block goes once the writer used it for the last time.
-A block over its stored size is cut off at it: the writer fails with the fetch's error.
+`extract_blocks` writes in a thread, asking for blocks in `read_order`, while a feed
+fetches them in that order, `parallel` at a time, decoded on the CPU workers, holding at
+most `ahead_bytes` not yet written (a larger block goes alone) until their last use. A
+block over its stored size is cut off at it: the writer fails with the fetch's error.
 """
 
 from __future__ import annotations
@@ -24,8 +22,7 @@ from zosnode.flist.view import FlistView
 
 
 class _Feed:
-    """Decoded blocks fetched ahead of a synchronous writer, in its order (its
-    `DecodedBlocks`: `block` runs in the writer's thread, one hop into trio a block)."""
+    """The writer's `DecodedBlocks`: `block` runs in its thread, one hop into trio a block."""
 
     def __init__(self, source: BlockSource, order: list[BlockRef], ahead_bytes: int) -> None:
         self.source = source
@@ -52,8 +49,7 @@ class _Feed:
                 if ref.id in self._uses:
                     self._uses[ref.id] += 1  # held already, for a later use too
                 else:
-                    # Over budget: wait for the writer, unless nothing is held (a
-                    # block bigger than the whole budget still goes, alone).
+                    # Over budget: wait for the writer, unless nothing is held.
                     while self.held and self.held + ref.size > self.ahead_bytes:
                         await self._moved.wait()
                     await limit.acquire()
@@ -94,8 +90,7 @@ class _Feed:
         return got
 
     def block(self, ref: BlockRef) -> Buffer:
-        # Consecutive pieces of one block (packed small files) take it once, as
-        # `read_order` counts it.
+        # Consecutive pieces of one block (packed small files) take it once, as `read_order`.
         if self._last is not None and self._last[0] == ref.id:
             return self._last[1]
         data = trio.from_thread.run(self.take, ref)
@@ -118,8 +113,7 @@ async def extract_view(
             written = await trio.to_thread.run_sync(work)
             nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
-        # Only the writer fails (the feed keeps fetch errors for it): callers
-        # get its error itself, as from the flist layer's extract.
+        # Only the writer fails (it gets the feed's errors): raise its own, as flist extract does.
         if len(group.exceptions) == 1 and isinstance(group.exceptions[0], Exception):
             raise group.exceptions[0] from None
         raise

@@ -1,10 +1,9 @@
 """Decoded, verified blocks for the FUSE mount and the extract: hot set, cache, mirrors.
 
-`decode_block` hashes a block against its id before it decrypts or decompresses a
-byte: the one BLAKE2b it costs (docs/datapath.md). A fetch is checked and decoded
-in one pass (`Fetcher.fetch_checked`); a trusted cache's copy is not hashed again,
-and a FUSE mount's source (`decoded_cache`) keeps blocks there decoded, so a later
-mount maps and serves them as they are. Readers of a block share one decode.
+`decode_block` hashes a block against its id before it decrypts or decompresses a byte:
+its one BLAKE2b (docs/datapath.md). A fetch is checked and decoded in one pass; a trusted
+cache's copy is not hashed again, and may keep blocks decoded (`decoded_cache`: a later
+mount maps and serves them as they are). Readers of a block share one decode.
 """
 
 from __future__ import annotations
@@ -21,8 +20,8 @@ from zosnode.layout import block_path, object_id
 
 
 def checked_decode(ref: BlockRef, stored: Buffer) -> Buffer | None:
-    """For `Fetcher.fetch_checked`: the decoded block, None for a wrong copy, or
-    IntegrityError if it is the block but does not decode (a wrong reference)."""
+    """The decoded block, None for a wrong copy, or IntegrityError: the block, undecodable
+    (a wrong reference)."""
     try:
         return decode_block(ref, stored)
     except IntegrityError:
@@ -61,8 +60,8 @@ class BlockSource:
             await self.cache.get_or_fetch(ref.id, fetch)
 
     def is_hot(self, block_id: str) -> bool:
-        """Whether a read needs no fetch and no decode: in the hot set, or decoded in a
-        trusted cache (a tmpfs read costs less than a readahead task)."""
+        """Whether a read needs no fetch or decode (a tmpfs read costs less than a readahead
+        task)."""
         return block_id in self._hot or (
             self._decoded_cache and self.cache is not None and block_id in self.cache)
 
@@ -75,8 +74,7 @@ class BlockSource:
             self._hot.move_to_end(ref.id)
             return hot
         if self.is_hot(ref.id):
-            # Decoded in the RAM cache: mapped at once, no flight (a fetch in flight is
-            # not in the cache's index until it is put).
+            # Mapped at once, no flight (a block in flight is not in the index until put).
             assert self.cache is not None
             hot = self.cache.get(ref.id, decoded=True)
             if hot is not None:
@@ -118,8 +116,7 @@ class BlockSource:
         if self._decoded_cache:
             # A hit is the decoded block, mapped; a miss is kept decoded.
             return await self.cache.get_or_fetch(ref.id, fetch_decoded, decoded=True)
-        # A cached copy: read, checksummed, hashed and decoded in one worker;
-        # from a trusted cache, read and decoded only.
+        # Read, checksummed, hashed and decoded in one worker (trusted: read and decoded).
         decode = decode_verified if self.cache.trusted else checked_decode
         data: Buffer | None = await self.cache.get_checked(ref.id, partial(decode, ref),
                                                             cpu_limiter())

@@ -1,6 +1,5 @@
-"""The threads that hash, decrypt and decompress blocks, one per core: hashlib
-(over 2 KiB), zlib, lzma, bz2, zstd and PyNaCl let go of the GIL, so they run
-beside the loop; more than cores would only queue and hold more blocks."""
+"""Threads that hash, decrypt and decompress blocks, one per core: hashlib (over 2 KiB),
+zlib, lzma, bz2, zstd and PyNaCl let go of the GIL; more would only queue and hold blocks."""
 
 from __future__ import annotations
 
@@ -19,7 +18,6 @@ _LIMITER: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar("zos
 
 
 def cpu_limiter() -> trio.CapacityLimiter:
-    """This trio run's limiter for CPU work: as many threads as cores."""
     try:
         return _LIMITER.get()
     except LookupError:

@@ -81,7 +81,6 @@ class Origin:
 
 
 def split_url(url: str) -> tuple[Origin, str]:
-    """An absolute URL as (origin, request target)."""
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -214,8 +213,7 @@ class HttpClient:
         request = h11.Request(method=method, target=target, headers=req_headers)
         call = _Call(request, max_size, byte_range, body, wanted, timeouts or self.timeouts)
         async with self._limits.setdefault(origin, trio.Semaphore(self.per_origin)):
-            # A pooled connection the server closed while idle fails before any response
-            # byte: retry once on a fresh one.
+            # A pooled connection closed while idle fails before a byte: retry once fresh.
             if idle := self._idle.get(origin):
                 with contextlib.suppress(_StaleConnection):
                     return await self._on_conn(url, origin, idle.pop(), call)
@@ -302,8 +300,7 @@ class HttpClient:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in event.headers}
         if event.status_code not in call.wanted:
             raise HttpStatusError(url, event.status_code)
-        # A HEAD, a 204 and a 304 have no body, whatever Content-Length says
-        # (it may give the size of what a GET would bring); h11 reads none.
+        # HEAD, 204 and 304 have no body whatever Content-Length says; h11 reads none.
         bodiless = request.method == b"HEAD" or event.status_code in (204, 304)
         expected = None if bodiless else _expected_length(url, headers, call.byte_range)
         if expected is not None and expected > call.max_size:
