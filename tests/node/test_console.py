@@ -23,7 +23,7 @@ def test_render_shows_everything_a_farmer_needs() -> None:
         addresses=("10.0.0.5/24",), release=3,
         services=(ServiceStatus("web", State.BACKOFF, False, None, 2, 1, "exited with code 1"),),
         error="hub http://h1 unreachable",
-    ))
+    ), 0.0)
     for want in ("cd" * 32 + " (disk)", "cache    disk vda, up to 49 MiB", "farm1", "stable",
                  "ready", "10.0.0.5/24", "release  3", "web", "backoff", "restarts=2",
                  "exited with code 1", "hub http://h1"):
@@ -66,7 +66,6 @@ def test_a_resolved_error_moves_to_last_error_with_its_age() -> None:
     text = render(board.status, 7400.0)
     assert "error    heartbeat: no hub (2 h ago)" in text and "(2 h ago)" in text
     assert "last     manifest refused" in text
-    assert "(" not in render(board.status).splitlines()[-1]  # no clock: no age
 
 
 async def test_an_age_alone_does_not_redraw(autojump_clock: trio.abc.Clock) -> None:

@@ -1,9 +1,8 @@
 """Everything before the node talks to a hub: firewall, NICs, DHCP, the choice.
 
-docs/network-bringup.md. The firewall is applied before any NIC comes up, so the node never
-accepts inbound traffic. Nothing a DHCP server sends can stop the node: a lease the kernel
-refuses is removed again and declined.
-"""
+docs/network-bringup.md. The firewall goes in before any NIC comes up: the node never accepts
+inbound traffic. Nothing a DHCP server sends can stop the node: a lease the kernel refuses is
+removed again and declined."""
 
 from __future__ import annotations
 
@@ -166,7 +165,6 @@ class Bringup:
             await self._forget(nic, chosen)
 
     async def _forget(self, nic: Nic, chosen: bool) -> None:
-        """`nic` holds no lease any more; if it was the chosen one, choose again."""
         self.network.leases.pop(nic.name, None)
         if chosen:
             self.network.chosen = None
@@ -347,11 +345,9 @@ class Bringup:
 
 
 async def _tcp_probe(nic: Nic, source: str, host: str, port: int) -> bool:
-    """Can a TCP connection to host:port be opened through this NIC?"""
     with trio.move_on_after(HUB_PROBE_TIMEOUT):
         try:
-            infos = await trio.socket.getaddrinfo(host, port, socket.AF_INET,
-                                                  socket.SOCK_STREAM)
+            infos = await trio.socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_STREAM)
         except OSError:
             return False
         for _family, _type, _proto, _name, addr in infos:

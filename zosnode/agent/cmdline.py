@@ -1,8 +1,7 @@
 """Node configuration: the kernel command line over compiled-in defaults.
 
 A bad value is reported and ignored, never fatal (a node should still boot with its defaults);
-keys that try to say whom to trust are refused: the trust root comes only from the artifact.
-"""
+keys that try to say whom to trust are refused: the trust root comes only from the artifact."""
 
 from __future__ import annotations
 

@@ -41,8 +41,8 @@ class NodeStatus:
     last_error_at: float = 0.0
 
 
-def render(status: NodeStatus, now: float | None = None) -> str:
-    """The status screen; `now` (same clock as the errors' times) adds their ages."""
+def render(status: NodeStatus, now: float) -> str:
+    """The status screen; `now`, on the errors' clock, gives their ages."""
     identity = f" ({status.identity})" if status.identity else ""
     lines = [
         "---- zosnode status ----",
@@ -58,9 +58,7 @@ def render(status: NodeStatus, now: float | None = None) -> str:
         detail = f" ({s.detail})" if s.detail else ""
         lines.append(f"  {s.name:<20} {s.state.value:<9}{extra}{detail}")
     def aged(text: str | None, at: float) -> str:
-        if text is None:
-            return "-"
-        return text if now is None else f"{text} ({_ago(now - at)})"
+        return "-" if text is None else f"{text} ({_ago(now - at)})"
 
     lines.append(f"error    {aged(status.error, status.error_at)}")
     if status.last_error is not None:

@@ -1,8 +1,7 @@
 """The node's ed25519 identity: its node id is the hex public key (docs/identity.md).
 
 The seed comes from the first source that works: the TPM (derived, written nowhere), the cache
-disk's `node.key` (untrusted: anything but exactly a seed is replaced), or RAM.
-"""
+disk's `node.key` (untrusted: anything but exactly a seed is replaced), or RAM."""
 
 from __future__ import annotations
 
@@ -23,8 +22,6 @@ SEED_BYTES = 32
 SOURCES = ("tpm", "disk", "ram")
 # What the TPM's HMAC key is applied to. Changing it changes every node id.
 TPM_LABEL = b"zosnode node identity v1"
-
-Tpm = Path | Callable[[], Transport] | None
 
 
 class IdentityError(ZosError):
@@ -93,11 +90,10 @@ def on_disk(cache: Path, note: str = "") -> NodeIdentity:
     return NodeIdentity(key, "disk", (f"replaced: {why}" if why else "created") + note)
 
 
-def load_or_create(cache: Path | None, tpm: Tpm = TPM_DEVICE) -> NodeIdentity:
-    """The TPM's identity if there is one that works, else the cache disk's, else RAM's.
-
-    `tpm` is the device path (absent: no TPM), a function opening a transport
-    (tests: swtpm), or None to use none."""
+def load_or_create(cache: Path | None, tpm: Path | Callable[[], Transport] | None = TPM_DEVICE
+                   ) -> NodeIdentity:
+    """The TPM's identity if one works, else the cache disk's, else RAM's. `tpm`: the device
+    path (absent: no TPM), a function opening a transport (tests: swtpm), or None."""
     note = ""
     if isinstance(tpm, Path):
         path = tpm

@@ -1,8 +1,7 @@
 """`zosnode node run`: the node agent (runs as /init), entered by `zosnode.entry`.
 
 PID 1 duties, the command line, the network (`bringup`), then the boot stage, which never
-returns (docs/network-bringup.md). Outside PID 1 it must run in its own network namespace.
-"""
+returns (docs/network-bringup.md). Outside PID 1 it must run in its own network namespace."""
 
 from __future__ import annotations
 
@@ -92,19 +91,16 @@ def _fuse_command(mode: str) -> list[str] | None:
 
 
 class BootStage:
-    """The boot stage, imported by a thread once the bring-up waits (DHCP, the NIC choice).
-
-    Not before: a thread importing while the firewall and links are set up holds the GIL
-    against their many netlink calls. Joined once the network is up; a failed import raises
-    there."""
+    """The boot stage, imported by a thread once the bring-up waits (DHCP, the NIC choice), not
+    before: an importing thread holds the GIL against the firewall's and links' many netlink
+    calls. Joined once the network is up; a failed import raises there."""
 
     MODULE = "zosnode.agent.boot"
 
     def __init__(self, fuse_command: list[str] | None, boot: phases.BootClock) -> None:
         self.fuse_command, self.boot = fuse_command, boot
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._load, name="boot-stage-import",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._load, name="boot-stage-import", daemon=True)
 
     def start(self) -> None:
         if self._thread.ident is None:
@@ -167,8 +163,7 @@ def _run(args: argparse.Namespace, say: pid1.Say, is_init: bool) -> int:
     if is_init:
         pid1.mount_pseudo(Path("/"), say)
     # A signed kernel image's farm settings (zosnode.agent.settings); never with --cmdline.
-    extra = settings.load() if args.cmdline is None and args.cmdline_file is None \
-        else settings.NONE
+    extra = settings.load() if args.cmdline is None and args.cmdline_file is None else settings.NONE
     parsed = cmdline.parse(_read_cmdline(args), extra.config)
     for note in (*extra.notes, *parsed.notes):
         say(f"cmdline: {note}")
@@ -206,8 +201,7 @@ async def run_agent(config: cmdline.Config, say: pid1.Say, options: bringup.Opti
     """Bring the network up, then hand over to the boot stage; the network keeps running."""
     async with trio.open_nursery() as nursery:
         started = trio.current_time()
-        network: bringup.Network = await nursery.start(
-            bringup.Bringup(config, say, options).run)
+        network: bringup.Network = await nursery.start(bringup.Bringup(config, say, options).run)
         lease = network.lease
         assert network.chosen is not None and lease is not None
         say(f"network up on {network.chosen.name}: {lease.address}/{lease.prefixlen} "

@@ -1,7 +1,6 @@
 """Boot time by phase, from the agent process's start: printed at ready, carried by heartbeats.
 
-Light on imports: `node run` marks the first phases before the boot stage is imported.
-"""
+Light on imports: `node run` marks the first phases before the boot stage is imported."""
 
 from __future__ import annotations
 

@@ -177,9 +177,8 @@ class Reaper:
     children are their owner's (it needs the exit status): a zombie is reaped only after `grace`
     seconds (an owner waiting on a pidfd reaps at once), never if its pid is in `spare`."""
 
-    def __init__(self, grace: float = 2.0, proc: Path = Path("/proc")) -> None:
+    def __init__(self, grace: float = 2.0) -> None:
         self.grace = grace
-        self.proc = proc
         self.spare: set[int] = set()
         self.reaped = 0
         self._first_seen: dict[int, float] = {}
@@ -187,7 +186,7 @@ class Reaper:
     def _zombies(self) -> list[int]:
         me = os.getpid()
         out = []
-        for entry in self.proc.iterdir():
+        for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
                 continue
             try:
@@ -218,8 +217,7 @@ class Reaper:
                 out.append((got, status))
         return out
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-                  ) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         with trio.open_signal_receiver(signal.SIGCHLD) as signals:
             task_status.started()
             while True:

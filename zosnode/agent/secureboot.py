@@ -1,8 +1,5 @@
-"""Did the firmware verify what it booted? Secure Boot state from the EFI variables.
-
-"on", "off", "bios" or "unknown" (docs/boot-trust.md): only "on" means the boot chain was
-verified.
-"""
+"""Did the firmware verify what it booted? Secure Boot state from the EFI variables: "on" (the
+only state meaning a verified boot chain), "off", "bios" or "unknown" (docs/boot-trust.md)."""
 
 from __future__ import annotations
 
@@ -45,7 +42,7 @@ def read(mount: bool) -> str:
         try:
             value = (EFIVARS / SECURE_BOOT_VAR).read_bytes()
         except FileNotFoundError:
-            value = None
+            pass
         except OSError:
             return "unknown"
     return state(True, mounted, value)

@@ -1,8 +1,7 @@
 """Per-farm settings beside a signed kernel image, `zosnode.cred` (docs/boot-trust.md).
 
 Command-line words, parsed by the command line's parser (same validation, trust keys refused);
-unsigned, so only per-farm keys are taken, and the command line wins where both set one.
-"""
+unsigned, so only per-farm keys are taken, and the command line wins where both set one."""
 
 from __future__ import annotations
 
@@ -37,8 +36,7 @@ def parse(text: str, defaults: cmdline.Config = cmdline.DEFAULTS) -> cmdline.Par
         else:
             notes.append(f"ignored {key[:40]!r}: the settings carry zos.* keys only")
     parsed = cmdline.parse(" ".join(kept), defaults)
-    return cmdline.Parsed(parsed.config,
-                          tuple(f"settings: {n}" for n in (*notes, *parsed.notes)))
+    return cmdline.Parsed(parsed.config, tuple(f"settings: {n}" for n in (*notes, *parsed.notes)))
 
 
 def load(paths: tuple[Path, ...] = SETTINGS_FILES) -> cmdline.Parsed:

@@ -2,8 +2,7 @@
 
 `offer` a verified manifest: `Ignore` it, or `Stage` it beside the running release, then report
 `staged_ready()`, `staged_failed()` (never staged again) or `abandon()` (it never ran: no
-verdict). Rollouts and their signed steering (`zos.rollout`): docs/hub-api.md.
-"""
+verdict). Rollouts and their signed steering (`zos.rollout`): docs/hub-api.md."""
 
 from __future__ import annotations
 

@@ -210,8 +210,7 @@ class FuseChildMounter:
         raise MountChildFailed(ChildLost.TIMEOUT,
                                f"no report from the FUSE mount child in {self.start_timeout_s:g} s")
 
-    async def _watch(self, reports: trio.lowlevel.FdStream, reader: ReportReader,
-                     pid: int) -> str:
+    async def _watch(self, reports: trio.lowlevel.FdStream, reader: ReportReader, pid: int) -> str:
         """Follow the reports after Ready until the pipe closes; the fatal error, if any."""
         fatal = ""
         try:
