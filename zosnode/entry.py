@@ -1,9 +1,7 @@
 """What `zosnode ARGS` runs, and the one error policy every command shares (stdlib only).
 
-A node runs two commands, `node run` (its /init) and the FUSE mount child: both are
-dispatched here by name, before argparse or any command group is loaded, so a node never
-imports the command line (`zosnode.cli`, which gets everything else).
-"""
+A node's two commands, `node run` (its /init) and the FUSE mount child, are dispatched by
+name here, so a node never imports the command line (`zosnode.cli`: everything else)."""
 
 from __future__ import annotations
 
@@ -14,8 +12,7 @@ from collections.abc import Callable, Sequence
 
 from zosnode.errors import UsageError
 
-# The agent's FUSE mount child (zosnode.mount.child): not a command for people.
-CHILD_COMMAND = "_mount-child"
+CHILD_COMMAND = "_mount-child"  # the agent's FUSE mount child: not a command for people
 NODE_RUN = ["node", "run"]
 
 EXIT_INTERNAL, EXIT_USER = 1, 2

@@ -1,2 +1,1 @@
-"""The single-file artifact: its build record and its native-code unpacker (stdlib only:
-`unpack` runs before any third-party module can be imported)."""
+"""The single-file artifact's build record and native-code unpacker (stdlib only: first)."""

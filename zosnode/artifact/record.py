@@ -1,6 +1,5 @@
-"""The build record every artifact carries (`zosnode/_artifact.json`), written by
-build_zipapp.py, read by the unpacker (to check native files) and `zosnode audit`:
-here the part the node reads, the rest (the SBOM) in `zosnode.artifact.sbom`."""
+"""The build record every artifact carries (`zosnode/_artifact.json`, by build_zipapp.py):
+the part the node reads; the SBOM is in `zosnode.artifact.sbom`."""
 
 from __future__ import annotations
 

@@ -1,10 +1,8 @@
 """Place the artifact's native extensions (`_native/`: a zip cannot hold them) on disk.
 
-`<runtime>/<build id>/` must hold exactly those files with exactly the recorded sha256
-before it goes first on sys.path; one that differs in any way (missing, extra, altered
-file, a symlink) is rebuilt, never imported from. It is built under a temporary name and
-renamed into place, so two starters racing both succeed: the loser verifies the winner's.
-"""
+`<runtime>/<build id>/` goes first on sys.path only if it holds exactly the recorded files
+and sha256s; else it is rebuilt, under a temporary name renamed into place, so two racing
+starters both succeed: the loser verifies the winner's."""
 
 from __future__ import annotations
 

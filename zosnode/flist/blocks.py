@@ -1,8 +1,7 @@
 """Blocks: stored bytes = encrypt(compress(decoded)), both optional (encoding: `writer`).
 
 The id is BLAKE2b-256 of the *stored* bytes: a store or mirror is checked without any
-key, and a node checks a block before it decrypts or decompresses a byte of it.
-"""
+key, and a node checks a block before it decrypts or decompresses a byte of it."""
 
 from __future__ import annotations
 
@@ -32,11 +31,7 @@ from zosnode.flist.errors import FormatError, IntegrityError
 KEY_SIZE = nacl.secret.SecretBox.KEY_SIZE
 # A decoded block never exceeds this: it bounds memory and decompression.
 MAX_BLOCK_SIZE = 8 * 1024 * 1024
-_OVERHEAD = nacl.secret.SecretBox.MACBYTES
 NONCE_PERSON = b"zosnode-cvg-nce"
-_ZSTD_LIMITS: dict[int, int] = {
-    zstd.DecompressionParameter.window_log_max: MAX_BLOCK_SIZE.bit_length() - 1
-}
 
 
 class Compression(enum.IntEnum):
@@ -53,8 +48,7 @@ block_id = layout.object_id
 
 
 def check_int(what: str, value: object, lo: int, hi: int) -> int:
-    # `type(...) is int`, not isinstance: a CBOR true is an int to Python, and
-    # accepting it where a number belongs would give one tree two encodings.
+    # Not isinstance: a CBOR true is an int to Python, and would give a tree two encodings.
     if type(value) is not int or not lo <= value < hi:
         raise FormatError(f"{what} {value!r} is not an integer in [{lo}, {hi})")
     return value
@@ -110,13 +104,13 @@ _DECOMPRESSORS: dict[Compression, Callable[[], Any]] = {
     Compression.ZLIB: zlib.decompressobj,
     Compression.LZMA: lzma.LZMADecompressor,
     Compression.BZ2: bz2.BZ2Decompressor,
-    Compression.ZSTD: partial(zstd.ZstdDecompressor, options=_ZSTD_LIMITS),
+    Compression.ZSTD: partial(zstd.ZstdDecompressor, options={
+        zstd.DecompressionParameter.window_log_max: MAX_BLOCK_SIZE.bit_length() - 1}),
 }
 
 
 def nonce(key: bytes) -> bytes:
-    # A convergent key only ever encrypts the one plaintext it was derived from, so the
-    # nonce may come from the key too: builds stay reproducible.
+    # A convergent key encrypts only the plaintext it came from: the nonce may come from it.
     size = nacl.secret.SecretBox.NONCE_SIZE
     return hashlib.blake2b(key, digest_size=size, person=NONCE_PERSON).digest()
 
@@ -139,7 +133,7 @@ def decode_verified(ref: BlockRef, stored: Buffer) -> Buffer:
     """`decode_block` of bytes checked in this boot (`cache.store`); raw: not copied."""
     body = stored
     if ref.key is not None:
-        if len(stored) < _OVERHEAD:
+        if len(stored) < nacl.secret.SecretBox.MACBYTES:
             raise IntegrityError(f"block {ref.id} is too short to be encrypted")
         try:
             body = nacl.secret.SecretBox(ref.key).decrypt(bytes(stored), nonce(ref.key))

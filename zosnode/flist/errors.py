@@ -1,8 +1,5 @@
-"""The flist layer's errors: `FlistError`, whose two branches say whose fault it is.
-
-On the CLI both are the user's: an input error is a `UsageError`; a data error is about
-a file they named, which the command says (`zosnode.errors`).
-"""
+"""The flist layer's errors: two branches say whose fault it is (on the CLI both are the
+user's: bad input, or a file they named; `zosnode.errors`)."""
 
 from __future__ import annotations
 
@@ -18,8 +15,7 @@ class FlistInputError(FlistError, UsageError):
 
 
 class FlistDataError(FlistError):
-    """Bytes we were given (an flist, a block, an archive) are wrong: on a node, a hub,
-    mirror or disk lied."""
+    """Bytes we were given are wrong: on a node, a hub, mirror or disk lied."""
 
 
 class FormatError(FlistDataError):

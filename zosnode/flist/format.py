@@ -1,8 +1,7 @@
 """The flist wire format, version 1: one canonical CBOR map (docs/flist-format.md).
 
 Entries are a flat pre-order list, each naming a parent before it: no cycles, and depth
-costs no CBOR nesting. Decoding checks every limit before the result is handed to anyone.
-"""
+costs no CBOR nesting. Decoding checks every limit before the result is handed to anyone."""
 
 from __future__ import annotations
 
@@ -159,8 +158,7 @@ class Flist:
     entries: tuple[Entry, ...]
     prefetch: tuple[str, ...] = ()
     metadata: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-    # The minor version it was read at (a reader keeps what it does not know
-    # in `metadata`), so re-encoding a decoded flist gives back its very bytes.
+    # The minor version read at (unknowns kept in `metadata`): re-encoding gives its bytes.
     minor: int = MINOR
 
     def __post_init__(self) -> None:
@@ -293,8 +291,7 @@ def _decode_doc(doc: dict[str, Any], minor: int) -> Flist:
     if meta_size > MAX_META:
         raise FormatError(f"free-form metadata of {meta_size} bytes is over {MAX_META}")
     flist = Flist(tuple(entries), tuple(prefetch), meta, minor)
-    # The table is exactly the blocks files use, each once, in first-use order: anything
-    # else (an unused, repeated or misplaced block) would be a second encoding.
+    # The block table is the used blocks, once each, in first-use order: no second encoding.
     if list(flist.blocks()) != [b.id for b in blocks]:
         raise FormatError("the block table is not the used blocks, once each, in first-use order")
     return flist

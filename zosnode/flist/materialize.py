@@ -1,12 +1,8 @@
-"""Materialise an flist into a directory from verified decoded blocks: the writer of
-every extract (the node's fallback, `flist extract --hub` via `fetch.pipeline`, and
-`flist.extract`).
+"""Write an flist into a directory from verified decoded blocks: every extract's writer.
 
-Nothing can land outside the target, whatever the flist or the target holds: names are
-checked by the format (no '/', '.', '..'), each directory is opened relative to its
-parent's descriptor with O_NOFOLLOW, files are created O_EXCL|O_NOFOLLOW, the target
-must be empty, and symlinks are created as stored, never followed.
-"""
+Nothing lands outside the target, whatever the flist or the target holds: names are
+checked by the format, each directory is opened at its parent's fd with O_NOFOLLOW, files
+O_EXCL|O_NOFOLLOW, the target must be empty, symlinks are made as stored, never followed."""
 
 from __future__ import annotations
 
@@ -32,9 +28,8 @@ class DecodedBlocks(Protocol):
 
 
 class _Privilege:
-    """What this process may do. Without root, owners are not set, and device
-    nodes and xattrs the kernel refuses (security.*, trusted.*) are skipped and
-    listed, so an image still extracts on a workstation."""
+    """Without root, owners are not set, and device nodes and xattrs the kernel refuses
+    (security.*, trusted.*) are skipped and listed: an image still extracts on a laptop."""
 
     def __init__(self, view: FlistView, skipped: list[str] | None) -> None:
         self.root = os.geteuid() == 0
@@ -64,8 +59,7 @@ class _Privilege:
 
 
 def read_order(view: FlistView) -> list[BlockRef]:
-    """The blocks extract asks for, in order, a run of one block once: what a pipeline
-    fetches ahead of it."""
+    """The blocks extract asks for, in order (a run of one block once): to fetch ahead."""
     order: list[BlockRef] = []
 
     def walk(d: Entry) -> None:
@@ -124,8 +118,7 @@ def _extract_into(
 ) -> int:
     total = sum(e.size for e in view.entries)
     written = 0
-    # A hardlink whose target is not written yet (never, for flists our builder
-    # makes: targets come first) is linked at the end.
+    # A hardlink to a file not written yet (never, from our builder) is linked at the end.
     deferred: list[Entry] = []
     created: set[int] = set()
 

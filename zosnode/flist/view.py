@@ -1,8 +1,7 @@
 """One read-only view of an flist: what extract, cat, ls, diff and the FUSE mount share.
 
 Inode numbers are entry index + 1 (the root is 1, FUSE's); a hardlink resolves to the file
-it links to. (Paths given as text: `zosnode.flist.browse`.)
-"""
+it links to. (Paths given as text: `zosnode.flist.browse`.)"""
 
 from __future__ import annotations
 

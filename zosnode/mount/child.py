@@ -1,7 +1,6 @@
 """The FUSE mount child `zosnode _mount-child REPORT_FD`, started by the agent, one per flist
 (pyfuse3 serves one mount per process; docs/datapath.md): one `MountRequest` on stdin,
-reports on REPORT_FD; SIGTERM or SIGINT unmounts, exit 0. It imports the data path only.
-"""
+reports on REPORT_FD; SIGTERM or SIGINT unmounts, exit 0. It imports the data path only."""
 
 from __future__ import annotations
 

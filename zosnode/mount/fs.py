@@ -1,9 +1,7 @@
 """The pyfuse3 operations over an FlistView: read-only, lazily fetched.
 
-The image is immutable: the kernel may cache entries, attributes and data for as long as
-it likes. Every byte it gets is from a verified block (`BlockSource`); one not had within
-the fetcher's deadline is EIO; whatever would write is EROFS.
-"""
+The image is immutable: the kernel may cache everything for as long as it likes. Every byte
+it gets is from a verified block; one not had by the fetcher's deadline is EIO; writes EROFS."""
 
 from __future__ import annotations
 
@@ -26,16 +24,12 @@ from zosnode.flist.view import BLKSIZE, FlistView
 from zosnode.mount.readahead import ReadPattern
 
 CACHE_TIMEOUT_S = 86400.0
-# Past a sequential reader's position, fetched and decoded before it asks:
-# enough blocks in flight to keep the fetch pipeline and both cores busy.
+# Fetched and decoded ahead of a sequential reader: keeps the pipeline and both cores busy.
 READAHEAD_BYTES = 16 * 1024 * 1024
 MAX_READ = 1024 * 1024  # the largest request the kernel sends (mount.service)
 
 
 class FlistFS(pyfuse3.Operations):
-    enable_writeback_cache = False
-    supports_dot_lookup = True
-
     def __init__(self, view: FlistView, source: BlockSource, *,
                  readahead_bytes: int = READAHEAD_BYTES,
                  spawn: Callable[[Callable[[], Any]], None] | None = None) -> None:
@@ -43,13 +37,11 @@ class FlistFS(pyfuse3.Operations):
         self.view = view
         self.source = source
         self.readahead_bytes = readahead_bytes
-        # Background work (readahead) goes to the mount service's nursery.
-        self._spawn = spawn
+        self._spawn = spawn  # readahead, in the mount service's nursery
         self._handles: dict[int, tuple[Entry, ReadPattern]] = {}
         self._fh = itertools.count(1)
         self._warming: set[str] = set()
-        # pyfuse3 copies a read's answer into its reply before any other task
-        # runs, so one buffer serves every read that spans blocks.
+        # pyfuse3 copies a read's answer before any other task runs: one buffer serves all.
         self._joined = bytearray(MAX_READ)
         self.read_errors = 0
 
@@ -63,8 +55,7 @@ class FlistFS(pyfuse3.Operations):
         out = pyfuse3.EntryAttributes()  # generation 0: inode numbers are never reused
         for name, value in self.view.stat(entry).items():
             setattr(out, name, value)
-        out.entry_timeout = CACHE_TIMEOUT_S
-        out.attr_timeout = CACHE_TIMEOUT_S
+        out.entry_timeout = out.attr_timeout = CACHE_TIMEOUT_S
         return out
 
     async def lookup(self, parent_inode: int, name: bytes, ctx: Any) -> pyfuse3.EntryAttributes:
@@ -134,22 +125,19 @@ class FlistFS(pyfuse3.Operations):
         return pyfuse3.FileInfo(fh=fh, keep_cache=True)
 
     async def read(self, fh: int, off: int, size: int) -> bytes | memoryview:  # type: ignore[override]
-        # The kernel asks up to 1 MiB at a time (max_read, the bdi's readahead);
-        # the answer is a view of a verified decoded block (copied once, by
-        # libfuse), or of the pieces of two joined in one buffer.
+        # Up to 1 MiB (the bdi's readahead): a view of one verified decoded block (copied
+        # once, by libfuse), or the pieces of two joined in one buffer.
         if fh not in self._handles:
             raise pyfuse3.FUSEError(errno.EBADF)
         entry, pattern = self._handles[fh]
         pieces = self.view.plan_read(entry, off, size)
-        # Observed as the request comes, not when its data is ready: the
-        # kernel's readahead requests are in order, their answers need not be.
+        # Observed as the request comes: readahead requests are in order, answers need not be.
         ahead = pattern.observe(off, sum(p.length for p in pieces), entry.size)
         if ahead is not None and self._spawn is not None:
             self._read_ahead(entry, ahead[0], ahead[1])
         try:
             views = await self.source.views([(p.ref, p.start, p.length) for p in pieces])
-        except (ZosError, OSError):
-            # Unavailable, refused by its hash, or the cache medium failed.
+        except (ZosError, OSError):  # unavailable, refused by its hash, or the cache failed
             self.read_errors += 1
             raise pyfuse3.FUSEError(errno.EIO) from None
         if len(views) == 1:
@@ -175,8 +163,7 @@ class FlistFS(pyfuse3.Operations):
                 self._spawn(partial(self._warm, ref))
 
     async def _warm(self, ref: BlockRef) -> None:
-        # Readahead is a hint: a failure here shows up, if at all, when the
-        # block is really read. Decoded, so the read finds it in RAM.
+        # A hint: a failure shows when the block is really read. Decoded: the read finds it.
         try:
             with trio.move_on_after(self.source.fetcher.deadline_s):
                 await self.source.decoded(ref, record=False)

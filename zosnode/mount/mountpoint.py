@@ -21,8 +21,7 @@ def libc() -> ctypes.CDLL:
 
 
 def is_stale(mountpoint: Path) -> bool:
-    # statfs always reaches the FUSE server; stat may be answered from the
-    # kernel's attribute cache long after the server died.
+    # statfs always reaches the FUSE server; stat may come from the kernel's attribute cache.
     try:
         os.statvfs(mountpoint)
     except OSError as exc:

@@ -2,8 +2,7 @@
 
 A frame is a 4-byte big-endian length, then one canonical CBOR map whose "type" names the
 message; decoding refuses a short, oversize or trailing frame, unknown or missing fields and
-out-of-range values. No text is ever matched to learn what happened.
-"""
+out-of-range values. No text is ever matched to learn what happened."""
 
 from __future__ import annotations
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 @dataclass
 class ReadPattern:
-    """One open file's reads. Two in a row that continue each other make a stream; each
-    read in it asks for `window` bytes past its end, the part not yet asked for only."""
+    """One open file's reads: in a stream (reads that continue each other), each asks for
+    `window` bytes past its end, the part not yet asked for only."""
 
     window: int
     _next: int = 0  # a read from the start opens a stream

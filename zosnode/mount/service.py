@@ -70,13 +70,11 @@ async def serve_flist(
         def spawn(fn: Callable[[], Any]) -> None:
             background.start_soon(_limited, limit, fn)
 
-        # Readahead lands in the hot set: a window past a quarter of it would
-        # evict what it fetched before it is read.
+        # Readahead lands in the hot set: past a quarter of it, it evicts itself before read.
         fs = FlistFS(view, source, spawn=spawn,
                      readahead_bytes=min(READAHEAD_BYTES, max(hot_bytes // 4, 1)))
-        # Reads of up to MAX_READ (libfuse's max_pages), page cache kept (keep_cache, no
-        # direct_io) so executables can be mmapped. No max_read: libfuse refuses one
-        # pyfuse3's init() does not repeat.
+        # Reads up to MAX_READ (libfuse's max_pages); page cache kept (no direct_io): mmap
+        # works. No max_read: libfuse refuses one pyfuse3's init() does not repeat.
         opts = {"ro", "fsname=zosnode", "subtype=flist", "default_permissions"}
         if os.geteuid() == 0:
             opts.add("allow_other")
@@ -87,13 +85,11 @@ async def serve_flist(
         _live = True
         try:
             handle = MountedFlist(view, source, fs)
-            # pyfuse3.main and its workers must be gone before close() frees
-            # the session, so they live in a nursery that ends first.
+            # pyfuse3.main and its workers must be gone before close() frees the session.
             async with trio.open_nursery() as session:
 
                 async def run_main() -> None:
-                    await pyfuse3.main()
-                    # Unmounted from outside: the service is over.
+                    await pyfuse3.main()  # returns when unmounted from outside: over
                     session.cancel_scope.cancel()
 
                 session.start_soon(run_main)
