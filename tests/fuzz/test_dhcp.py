@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from tests.fuzz.budget import Target, fuzz, replay
 from tests.fuzz.mutate import mutated
-from zosnode.net import arp, lease_check
+from zosnode.net import arp, dhcp_client, lease_check
 from zosnode.net import dhcp_wire as w
 from zosnode.net.dhcp_client import DhcpClient, Event, Probe, State, Timing, Transmit
 from zosnode.net.errors import PacketError
@@ -36,8 +36,21 @@ def _reply(kind: w.MsgType, xid: int = 1, extra: tuple[tuple[int, bytes], ...] =
                               yiaddr="10.9.0.50"))
 
 
+def _terms_ok(t: lease_check.Terms) -> None:
+    """What `lease_check` promises of every reply it passes (checked at that one boundary)."""
+    ip(t.address)
+    assert lease_check.MIN_PREFIX <= t.prefixlen <= 32 and len(t.dns) <= lease_check.MAX_DNS
+    for route in t.routes:
+        ipaddress.IPv4Network(route.destination)
+        assert route.gateway is None or ip(route.gateway)
+
+
 def _events_ok(events: list[Event]) -> None:
     assert isinstance(events, list)
+    for e in events:
+        if isinstance(e, dhcp_client.Bound | dhcp_client.Renewed):
+            _terms_ok(e.lease)
+            assert 0 < e.lease.t1_s <= e.lease.t2_s <= e.lease.lease_s
 
 
 def _as_reply_to(data: bytes, xid: int) -> bytes:
@@ -82,6 +95,8 @@ def check_dhcp(data: bytes) -> None:
         assert isinstance(verdict, lease_check.Usable | lease_check.Unusable)
         if isinstance(verdict, lease_check.Unusable):
             assert verdict.reason
+        else:
+            _terms_ok(verdict.terms)
     for state in (State.SELECTING, State.REQUESTING, State.RENEWING):
         c, xid = _client_in(state)
         events = c.receive(_as_reply_to(data, xid), 1.0)

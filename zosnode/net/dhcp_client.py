@@ -79,11 +79,6 @@ class Lease(Terms):
     t2_s: int
     start: float = field(kw_only=True)  # when the REQUEST that earned it went out (§4.4.1)
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not 0 < self.t1_s <= self.t2_s <= self.lease_s:
-            raise NetUsageError("lease: need 0 < T1 <= T2 <= lease time")
-
     @property
     def infinite(self) -> bool:
         return self.lease_s == INFINITE

@@ -109,14 +109,6 @@ class Route:
     destination: str  # "a.b.c.d/n", host bits zero
     gateway: str | None
 
-    def __post_init__(self) -> None:
-        try:
-            ipaddress.IPv4Network(self.destination)
-            if self.gateway is not None:
-                ipaddress.IPv4Address(self.gateway)
-        except ValueError as exc:
-            raise NetUsageError(f"dhcp route: {exc}") from None
-
     @property
     def network(self) -> ipaddress.IPv4Network:
         return ipaddress.IPv4Network(self.destination)

@@ -13,7 +13,7 @@ from typing import TypeVar
 
 from zosnode.net import dhcp_wire as wire
 from zosnode.net.dhcp_wire import Message, MsgType, Opt, Route
-from zosnode.net.errors import NetUsageError, PacketError
+from zosnode.net.errors import PacketError
 
 IPv4 = ipaddress.IPv4Address
 MIN_PREFIX = 8  # a wider subnet would put a quarter of the Internet on-link
@@ -49,11 +49,6 @@ class Terms:
     routes: tuple[Route, ...] = ()  # option 121 routes other than the default
     search: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()  # what was dropped, one line each
-
-    def __post_init__(self) -> None:
-        IPv4(self.address)
-        if not MIN_PREFIX <= self.prefixlen <= 32 or len(self.dns) > MAX_DNS:
-            raise NetUsageError("lease terms: bad prefix length or too many DNS servers")
 
 
 @dataclass(frozen=True)
