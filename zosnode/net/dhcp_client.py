@@ -309,8 +309,7 @@ class DhcpClient:
             assert lease is not None
             ciaddr = lease.address
             dest = lease.server if s is State.RENEWING else BROADCAST
-            # §4.4.5: wait half the time remaining, but not less than a floor,
-            # and never past the next boundary (T2 or expiry).
+            # §4.4.5: half the time left, at least the floor, never past the next edge (T2, expiry).
             edge = lease.rebind_at if s is State.RENEWING else lease.expires_at
             self.deadline = min(now + max((edge - now) / 2, self.timing.renew_floor), edge)
         return [self._transmit(opts, now, dest, ciaddr)]
@@ -357,8 +356,7 @@ class DhcpClient:
         terms = verdict.terms
         if self.lease is not None and terms.address == self.lease.address:
             return self._bind(terms, now)  # a renewal: the address is ours already
-        # A server that moves us is treated as loss of the old lease; nobody else
-        # may hold the new address (RFC 2131 §4.4.1, RFC 5227).
+        # Moved: the old lease is lost; nobody may hold the new one (RFC 2131 §4.4.1, RFC 5227).
         out = self._lose("server changed our address")
         self._terms = terms
         out += self._to(State.CHECKING, f"ACK of {terms.address} from {terms.server}")

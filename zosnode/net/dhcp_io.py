@@ -90,8 +90,7 @@ async def run_nic(nic: Nic, client: DhcpClient, links: Links, on_event: OnEvent,
                 data = await sock.recv(MAX_DATAGRAM)
             ctl._wake = None
             if data is not None:
-                # Acting happens outside the receive deadline: a slow handler (the
-                # hub probe) must not be cancelled by the next carrier poll.
+                # Outside the receive deadline: a carrier poll must not cancel a slow hub probe.
                 await act(client.receive(data, trio.current_time()))
                 continue
             now = trio.current_time()

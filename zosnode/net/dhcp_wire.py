@@ -17,8 +17,7 @@ BOOTREQUEST = 1
 BOOTREPLY = 2
 MAGIC = b"\x63\x82\x53\x63"
 FIXED = struct.Struct("!BBBBIHH4s4s4s4s16s64s128s4s")  # 240 bytes, magic included
-# A reply larger than this is refused: RFC 2131 clients need only accept 576,
-# and a padded Ethernet frame cannot carry more than 1500.
+# RFC 2131 clients need only accept 576 bytes; a padded Ethernet frame carries at most 1500.
 MAX_MESSAGE = 1500
 FLAG_BROADCAST = 0x8000
 

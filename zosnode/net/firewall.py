@@ -1,11 +1,10 @@
 """The node's nftables ruleset, set through netlink (pyroute2), and its drift check.
 
-Inbound dropped except loopback, replies to what the node opened (conntrack),
-DHCPv4 replies (udp 67 -> 68) and the neighbour discovery SLAAC needs, with hop
-limit 255 (so on-link only); forwarding dropped; outbound allowed. A drop in any
-base chain is final while an accept only ends its own chain, so no other table
-can open a hole in ours and drift is checked on ours alone. Re-applying adds a
-fresh table before deleting the old one: never unfiltered in between.
+Inbound dropped except loopback, replies to what the node opened (conntrack), DHCPv4 replies
+(udp 67 -> 68) and the neighbour discovery SLAAC needs, with hop limit 255 (on-link only);
+forwarding dropped; outbound allowed. A drop in any base chain is final while an accept only
+ends its own chain, so no other table can open a hole in ours: drift is checked on ours alone.
+Re-applying adds a fresh table before deleting the old one: never unfiltered in between.
 """
 
 from __future__ import annotations
@@ -57,7 +56,6 @@ _ACCEPT = _genex("immediate", dreg=0, data={"attrs": [("NFTA_DATA_VERDICT", {"at
 
 
 def input_rules() -> list[list[Expr]]:
-    """The input chain's accepting rules, each a list of netlink expressions."""
     established = (_CT_ESTABLISHED | _CT_RELATED).to_bytes(4, "little")
     rules = [
         _meta(_META_IIF, _LOOPBACK_IFINDEX.to_bytes(4, "little")),
@@ -89,7 +87,6 @@ class Firewall:
         self._nft.close()
 
     def apply(self) -> None:
-        """Install the ruleset, replacing ours if present."""
         self._generation += 1
         new = f"{TABLE_PREFIX}{self._generation}"
         try:

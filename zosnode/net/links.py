@@ -17,8 +17,7 @@ from zosnode.net.errors import NetSystemError, NetUsageError
 ARPHRD_ETHER = 1
 IFF_UP = 0x1
 IFF_LOWER_UP = 0x10000
-# Kinds the node never treats as a NIC to configure: they are built on top
-# of NICs. A veth is the cable of a test namespace, so it counts as a NIC.
+# Built on top of NICs, so never configured as one; a veth (a test namespace's cable) is a NIC.
 VIRTUAL_KINDS = frozenset({"bridge", "bond", "vlan", "macvlan", "macvtap", "ipvlan", "tun",
                            "dummy", "vxlan", "wireguard", "gre", "gretap", "team", "ifb"})
 

@@ -1,9 +1,9 @@
 """pyroute2's two sockets the node uses, without pyroute2's package facade.
 
-`import pyroute2` runs a facade importing every protocol it speaks (NDB with
-sqlite3, IPDB, WireGuard, ...): 62 modules and 5.7 MB of RSS on a node that
-needs rtnetlink and nftables. So the package is registered without running
-its `__init__`; a first attribute that is not a submodule still runs it (PEP 562).
+`import pyroute2` runs a facade importing every protocol it speaks (NDB with sqlite3, IPDB,
+WireGuard, ...): 62 modules and 5.7 MB of RSS on a node that needs rtnetlink and nftables. So
+the package is registered without running its `__init__`; a first attribute that is not a
+submodule still runs it (PEP 562).
 """
 
 from __future__ import annotations
@@ -37,8 +37,7 @@ def _register_package() -> None:
 
 
 def _module(name: str) -> Any:
-    # `name` is spelt whole at each call: the initramfs profile finds the
-    # submodules a node needs by their full names in our code.
+    # `name` is spelt whole at each call: the initramfs profile finds the submodules by it.
     _register_package()
     return importlib.import_module(name)
 
