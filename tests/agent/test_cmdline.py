@@ -96,8 +96,6 @@ def test_long_values_are_shortened_in_notes() -> None:
 def test_config_refuses_bad_values_when_built() -> None:
     with pytest.raises(ValueError):
         Config(hubs=("gopher://x",))
-    with pytest.raises(ValueError):
-        Config(fatal_reboot_delay_s=-1)
 
 
 @pytest.mark.parametrize(("text", "cache", "fmt"), [

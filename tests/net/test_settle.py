@@ -8,7 +8,7 @@ from collections.abc import Callable
 from tests.net.conftest import Lan, NodeProc
 
 HUB = "zos.hub=http://10.77.0.1:8080 zos.farm=f1"
-SETTLE_S = 2.0  # cmdline.Config.settle_s: what the node waited here before
+SETTLE_S = 2.0  # bringup.SETTLE_S: what the node waited here before
 Start = Callable[..., NodeProc]
 
 

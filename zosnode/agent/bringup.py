@@ -33,6 +33,8 @@ Say = Callable[[str], None]
 CHOSEN_METRIC = 0
 BACKUP_METRIC_BASE = 1000
 HUB_PROBE_TIMEOUT = 1.5
+CARRIER_TIMEOUT_S = 10.0
+SETTLE_S = 2.0  # after the first lease, how long other NICs may still answer
 FIREWALL_CHECK_EVERY = 10.0
 AUDIT_EVERY = 60.0
 SLAAC_POLL_EVERY = 1.0
@@ -114,12 +116,11 @@ class Bringup:
                     rng = random.Random(self.rng.getrandbits(64))
                     ctl = self._controls[nic.name] = dhcp_io.NicControl()
                     await nursery.start(dhcp_io.run_nic, nic, dhcp.DhcpClient(nic.mac, rng), links,
-                                        self._on_event, self.say, 0.25,
-                                        float(self.config.carrier_timeout_s), ctl)
+                                        self._on_event, self.say, 0.25, CARRIER_TIMEOUT_S, ctl)
                 if self.options.on_waiting is not None:
                     self.options.on_waiting()
                 await self._first_lease.wait()
-                with trio.move_on_after(self.config.settle_s):
+                with trio.move_on_after(SETTLE_S):
                     while True:
                         changed = self.network.changed  # a change during the probe counts
                         if await self._decided():
@@ -215,7 +216,6 @@ class Bringup:
                 links.del_route(nic, DEFAULT_ROUTE, metric)
 
     def _configure_chosen(self, nic: Nic, lease: Lease, old: Lease | None) -> None:
-        """The metric-0 default route and resolv.conf of the chosen NIC."""
         if lease.routers:
             self._links.set_route(nic, DEFAULT_ROUTE, lease.routers[0], CHOSEN_METRIC)
         elif old is not None and old.routers:
@@ -240,7 +240,6 @@ class Bringup:
                 self.say(f"{nic.name}: {exc}")
 
     def _refuse(self, nic: Nic, lease: Lease, exc: NetSystemError, chosen: bool) -> None:
-        """The kernel would not take this lease: undo what went in, give it back."""
         self.say(f"{nic.name}: cannot use the lease on {lease.address} ({exc}); declining it")
         self._unconfigure(nic, lease, chosen)
         self._controls[nic.name].decline(str(exc))

@@ -90,7 +90,6 @@ def signatures(head: bytes, tail: bytes) -> list[str]:
 
 
 def bound(configured: int, fs_bytes: int) -> int:
-    """The cache's size bound: what was asked, at most 90 % of the filesystem."""
     return max(1, min(configured, fs_bytes * 9 // 10))
 
 
@@ -102,7 +101,6 @@ def _whole_disk(sys_block: Path, name: str) -> str:
 
 
 def _disks(sys_block: Path) -> list[str]:
-    """The block devices that may be disks, by kernel name (none if /sys cannot be read)."""
     try:
         names = sorted(p.name for p in sys_block.iterdir())
     except OSError:
@@ -113,7 +111,7 @@ def _disks(sys_block: Path) -> list[str]:
 
 def filesystems(sys_block: Path = Path("/sys/class/block"), dev: Path = Path("/dev")
                 ) -> list[Filesystem]:
-    """Every ext2/3/4 filesystem on a block device (read only: 2 KiB of each)."""
+    """Every ext2/3/4 filesystem on a block device."""
     out = []
     for name in _disks(sys_block):
         try:
@@ -305,8 +303,7 @@ def _counts(stats: object) -> Counter[str]:
 
 def cache_report(place: str, cache: BlockCache, note: str, first_use: FirstUse | None,
                  children: Callable[[], CacheCounts] | None) -> CacheReport:
-    """The heartbeat's cache state (the agent's and FUSE children's counts); blocking: sums the
-    directory."""
+    """The heartbeat's cache state, the agent's and FUSE children's; blocking (sums files)."""
     readers = _counts(cache.stats)
     refetched = 0
     if first_use is not None:
@@ -322,7 +319,6 @@ def cache_report(place: str, cache: BlockCache, note: str, first_use: FirstUse |
 
 
 def used_bytes(directory: Path, limit: int = 1_000_000) -> int:
-    """The bytes of the files in a cache directory's shards (at most `limit` files)."""
     total = n = 0
     try:
         with os.scandir(directory) as shards:

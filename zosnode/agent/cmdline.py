@@ -37,10 +37,6 @@ class Config:
     channel: str = "stable"
     net: str | None = None  # pin this NIC
     debug: bool = False
-    modules: tuple[str, ...] = ()  # kernel modules to load, by name
-    fatal_reboot_delay_s: int = 30
-    carrier_timeout_s: int = 10
-    settle_s: int = 2  # after the first lease, how long other NICs may still answer
     cache: str | None = None  # "auto", "LABEL=..." or "UUID=...": the disk block cache
     cache_format: str | None = None  # a blank disk to make the cache on (/dev/...)
 
@@ -48,8 +44,6 @@ class Config:
         for hub in self.hubs:
             if _hub_problem(hub):
                 raise ValueError(f"config: bad hub {hub!r}: {_hub_problem(hub)}")
-        if self.fatal_reboot_delay_s < 0 or self.carrier_timeout_s < 0 or self.settle_s < 0:
-            raise ValueError("config: delays must not be negative")
 
 
 DEFAULTS = Config()

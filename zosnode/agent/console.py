@@ -97,7 +97,6 @@ class StatusBoard:
 async def console_task(board: StatusBoard, write: Callable[[str], None], *,
                        min_interval_s: float = 0.5,
                        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-    """Draw the board now and after each change, never more often than the interval."""
     shown: NodeStatus | None = None
     task_status.started()
     while True:

@@ -44,8 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="after bring-up keep the network up and skip the boot stage (tests)")
     p.add_argument("--resolv-conf", metavar="FILE", type=Path, default=Path("/etc/resolv.conf"),
                    help="where to write the chosen lease's DNS servers")
-    p.add_argument("--fatal-delay", metavar="SECONDS", type=int, default=None,
-                   help="delay before rebooting after a fatal error (PID 1)")
+    p.add_argument("--fatal-delay", metavar="SECONDS", type=int, default=30,
+                   help="delay before rebooting after a fatal error (PID 1; default 30)")
     p.add_argument("--mounts", choices=("auto", "fuse", "extract"), default="auto",
                    help="serve flists lazily through FUSE, or extract them verified into "
                         "the run directory (auto: FUSE when /dev/fuse and pyfuse3 are there)")
@@ -130,8 +130,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         return _run(args, say, True)
     except BaseException as exc:  # noqa: BLE001 - an init that exits panics the kernel
-        delay = 30 if args.fatal_delay is None else args.fatal_delay
-        pid1.fatal(exc, say, delay, args.debug)
+        pid1.fatal(exc, say, args.fatal_delay, args.debug)
 
 
 def _in_own_netns(run_netns: Path = Path("/run/netns")) -> bool:
@@ -157,7 +156,6 @@ def _run(args: argparse.Namespace, say: pid1.Say, is_init: bool) -> int:
     if is_init and args.exit_after_bringup:
         raise UserError("--exit-after-bringup makes no sense as PID 1")
     if not is_init and not _in_own_netns():
-        # The agent replaces the firewall, addresses and routes of its namespace.
         raise UserError("node run outside PID 1 must run in its own network namespace "
                         "(ip netns exec NAME zosnode node run ...)")
     if is_init:
@@ -172,7 +170,7 @@ def _run(args: argparse.Namespace, say: pid1.Say, is_init: bool) -> int:
         f"hubs {' '.join(config.hubs) or '-'}{' net ' + config.net if config.net else ''}")
     if is_init:
         moddir = Path("/lib/modules") / os.uname().release
-        pid1.load_modules(moddir, config.modules or _initramfs_modules(), say)
+        pid1.load_modules(moddir, _initramfs_modules(), say)
         pid1.seed_entropy(os.uname().nodename.encode(), say)
         # After the modules (efivarfs); "on" means the firmware checked this image.
         say(f"secure boot: {secureboot.node_state()}")
@@ -192,13 +190,12 @@ def _run(args: argparse.Namespace, say: pid1.Say, is_init: bool) -> int:
     async def main() -> None:
         await run_agent(config, say, options, after, args.exit_after_bringup)
 
-    delay = config.fatal_reboot_delay_s if args.fatal_delay is None else args.fatal_delay
-    return pid1.run_node(main, say, delay, pid1=is_init, debug=config.debug or args.debug)
+    return pid1.run_node(main, say, args.fatal_delay, pid1=is_init,
+                         debug=config.debug or args.debug)
 
 
 async def run_agent(config: cmdline.Config, say: pid1.Say, options: bringup.Options,
                     after: AfterNetwork | None, exit_after_bringup: bool = False) -> None:
-    """Bring the network up, then hand over to the boot stage; the network keeps running."""
     async with trio.open_nursery() as nursery:
         started = trio.current_time()
         network: bringup.Network = await nursery.start(bringup.Bringup(config, say, options).run)

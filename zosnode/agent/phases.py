@@ -41,7 +41,6 @@ class BootClock:
 
 
 def phases_message(ends_ms: Mapping[str, int]) -> str:
-    """`boot phases: modules 0.4s network 1.9s ...; ready 5.2s after the agent started`."""
     parts, before = [], 0
     for name in PHASES:
         if name in ends_ms:

@@ -50,8 +50,7 @@ def mount(source: str | Path, target: Path, fstype: str, flags: int, data: str =
     return 0
 
 
-# (source, target relative to the root, fstype, flags, data)
-PSEUDO_MOUNTS = (
+PSEUDO_MOUNTS = (  # (source, target under the root, fstype, flags, data)
     ("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, ""),
     ("sysfs", "sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, ""),
     ("devtmpfs", "dev", "devtmpfs", MS_NOSUID, "mode=0755"),
@@ -107,7 +106,6 @@ def module_order(modules_dep: str, wanted: Iterable[str]) -> tuple[list[str], li
 
 
 def load_modules(moddir: Path, names: Iterable[str], say: Say) -> int:
-    """finit_module every module (and its dependencies); returns how many loaded."""
     names = list(names)
     if not names:
         return 0
@@ -175,11 +173,10 @@ def set_hostname(node_id: str, say: Say) -> None:
 class Reaper:
     """Reaps zombies left to us (orphans re-parented to PID 1 or a subreaper). The agent's own
     children are their owner's (it needs the exit status): a zombie is reaped only after `grace`
-    seconds (an owner waiting on a pidfd reaps at once), never if its pid is in `spare`."""
+    seconds (an owner waiting on a pidfd reaps at once)."""
 
     def __init__(self, grace: float = 2.0) -> None:
         self.grace = grace
-        self.spare: set[int] = set()
         self.reaped = 0
         self._first_seen: dict[int, float] = {}
 
@@ -201,7 +198,7 @@ class Reaper:
 
     def reap_once(self, now: float) -> list[tuple[int, int]]:
         """Reap zombies first seen at least `grace` ago; returns (pid, status) pairs."""
-        zombies = [z for z in self._zombies() if z not in self.spare]
+        zombies = self._zombies()
         self._first_seen = {z: self._first_seen.get(z, now) for z in zombies}
         out = []
         for pid in zombies:

@@ -9,8 +9,7 @@ from pathlib import Path
 
 from zosnode.agent import cmdline
 
-# The first that exists is read.
-SETTINGS_FILES = (Path("/.extra/credentials/zosnode.cred"),
+SETTINGS_FILES = (Path("/.extra/credentials/zosnode.cred"),  # the first that exists is read
                   Path("/.extra/global_credentials/zosnode.cred"))
 # What differs per farm and so may come unsigned (zos.cache.format, say, may not).
 PER_FARM = ("zos.farm", "zos.channel", "zos.hub", "zos.net", "zos.debug")
@@ -40,7 +39,6 @@ def parse(text: str, defaults: cmdline.Config = cmdline.DEFAULTS) -> cmdline.Par
 
 
 def load(paths: tuple[Path, ...] = SETTINGS_FILES) -> cmdline.Parsed:
-    """The settings file if the boot put one there; none is no error."""
     for path in paths:
         try:
             with open(path, "rb") as f:

@@ -53,8 +53,6 @@ def in_rollout(node_id: str, manifest: Manifest) -> bool:
 
 @dataclass(frozen=True)
 class PollSchedule:
-    """Poll every `interval_ms`, give or take `jitter_ms` (uniform)."""
-
     interval_ms: int = 60_000
     jitter_ms: int = 10_000
 

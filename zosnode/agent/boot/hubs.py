@@ -42,7 +42,6 @@ class HubClient:
                             "a-z 0-9 . _ -)") from None
         self.fetcher = fetcher
         self.fetcher.set_mirrors(self.sources)
-        # Heartbeats (POSTs) share the fetcher's pool unless told otherwise.
         self.client = client or fetcher.client
         self._etags: dict[str, str] = {}
         self._good = 0  # index of the hub that answered last
