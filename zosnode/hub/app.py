@@ -38,7 +38,7 @@ from zosnode.hub.storage import Storage, StorageError
 from zosnode.hub.web.site import WebSite
 from zosnode.trust.manifest import MAX_MANIFEST_BYTES
 from zosnode.trust.root import MAX_ROOT_BYTES
-from zosnode.wire import heartbeat, heartbeat_verify
+from zosnode.wire import heartbeat_verify
 from zosnode.wire.errors import WireRefused
 from zosnode.wire.publish_auth import MAX_SKEW_S, verify_request
 
@@ -92,7 +92,7 @@ class HubApp:
             static = parse_url_path(head.path)
             return BODY_CAPS.get(static.kind, 0) if static is not None else 0
         if head.method == "POST":
-            return {"/api/v1/heartbeat": heartbeat.MAX_BYTES,
+            return {"/api/v1/heartbeat": heartbeat_verify.MAX_BYTES,
                     "/api/v1/missing": MISSING_QUERY_BYTES}.get(head.path, 0)
         return 0
 

@@ -17,7 +17,6 @@ from zosnode.layout import is_hex_id
 from zosnode.wire.errors import WireRefused, WireUsageError
 from zosnode.wire.heartbeat import (
     DOMAIN,
-    MAX_BYTES,
     CacheReport,
     DiskReport,
     HardwareReport,
@@ -26,6 +25,7 @@ from zosnode.wire.heartbeat import (
     ServiceState,
 )
 
+MAX_BYTES = 64 * 1024  # the fullest heartbeat within every bound fits (a test proves it)
 _MAX_TEXT = 256
 _MAX_ITEMS = 256
 _FIELDS = {
