@@ -222,7 +222,9 @@ def test_init_reboot_after_link_flap_and_nak_fallback() -> None:
 
 def test_init_reboot_gives_up_after_tries() -> None:
     c = client(request_tries=2)
-    ev = c.start(0.0, previous="10.9.0.9")
+    bind(c)
+    c.link_down(10.0)
+    ev = c.link_up(20.0)
     assert c.state is State.REBOOTING and len(sent(ev)) == 1
     assert len(sent(c.timeout(c.deadline or 0))) == 1
     ev = c.timeout(c.deadline or 0)

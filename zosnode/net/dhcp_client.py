@@ -174,12 +174,9 @@ class DhcpClient:
         self._declines = 0  # in a row, for the backoff
         self._remembered: str | None = None  # address to ask for in INIT-REBOOT
 
-    def start(self, now: float, previous: str | None = None) -> list[Event]:
-        """Begin: INIT-REBOOT if we know an address we held (`previous`), else discovery."""
+    def start(self, now: float) -> list[Event]:
         if self.state is not State.STOPPED:
             raise NetUsageError(f"dhcp: start while {self.state.value}")
-        if previous is not None:
-            self._remembered = str(ipaddress.IPv4Address(previous))
         return self._begin(now, "started")
 
     def link_down(self, now: float) -> list[Event]:

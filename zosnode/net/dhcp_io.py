@@ -128,14 +128,11 @@ class _Actor:
                 await self(self.client.probed(conflict, trio.current_time()))
             else:
                 if isinstance(ev, Refused):
-                    self.refused(ev.describe(), trio.current_time())
+                    verdict = self.limit.admit(trio.current_time())
+                    self.summary(verdict.suppressed)
+                    if verdict.show:
+                        self.say(f"{self.nic.name}: dhcp {ev.describe()}")
                 await self.on_event(self.nic, ev)  # the last refusal goes into the heartbeat
-
-    def refused(self, line: str, now: float) -> None:
-        verdict = self.limit.admit(now)
-        self.summary(verdict.suppressed)
-        if verdict.show:
-            self.say(f"{self.nic.name}: dhcp {line}")
 
     def summary(self, suppressed: int) -> None:
         if suppressed:
