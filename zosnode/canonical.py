@@ -5,8 +5,7 @@ same bytes. First one linear pass over the headers (`_scan`) refuses what must n
 cbor2: tags (28/29 share values: 135 bytes can expand to a DAG of 2**22 nodes any walk
 takes seconds or forever to visit; tag 2 makes an integer of bytes), floats and simple
 values but false/true/null, keys neither text nor integers, nesting past the cap, lengths
-past the end. Integers: -2**64 .. 2**64-1; `dumps` checks its output the same way.
-"""
+past the end. Integers: -2**64 .. 2**64-1; `dumps` checks its output the same way."""
 
 from __future__ import annotations
 

@@ -4,8 +4,7 @@ Each layer's errors split by whose fault: its "caller asked for something invali
 also subclasses `UsageError`, which `zosnode.entry.guarded` alone shows as the user's
 mistake (one line, exit 2; tests/foundation/test_usage_errors.py). A peer's error blames
 whoever supplied the bytes; a command that read them from a user's file raises `UserError`
-naming it. Anything else reaching `main` is internal (exit 1).
-"""
+naming it. Anything else reaching `main` is internal (exit 1)."""
 
 
 class ZosError(Exception):

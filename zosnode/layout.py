@@ -2,8 +2,7 @@
 share, the URLs a node asks for (docs/hub-api.md, Static paths). Each builder checks
 every part, so no "..", "/" or absolute name reaches a backend or a URL (the inverse:
 `zosnode.hub.objects.parse_path`; hub-only paths: `zosnode.hub.paths`). An id is 64
-lowercase hex digits, as every 256-bit id zosnode writes: `is_hex_id` is the one check.
-"""
+lowercase hex digits, as every 256-bit id zosnode writes: `is_hex_id` is the one check."""
 
 from __future__ import annotations
 

@@ -7,8 +7,7 @@ cache in the node's RAM (tmpfs/ramfs, writable by this user alone) is `trusted`:
 outlive the boot and only `put` writes it, verified, so its entries need no checksum and
 no second hash, and may hold a block `decoded` (a later mount maps and serves it as it
 is). Anywhere else (a disk another boot or user could change) every read is checksummed
-and the reader hashes it.
-"""
+and the reader hashes it."""
 
 from __future__ import annotations
 

@@ -6,8 +6,7 @@ mirror faulty, `Unavailable` within 10 s (docs/datapath.md, Timings). Every circ
 fail at once unless a trial is out (share its outcome); a fetch that sent requests itself
 waits for the next trial in its window (a hub restarting under a read costs time, not the
 read); `deadline_s` caps all. A mirror that served a wrong copy is demoted, reported, and
-never asked for that object again.
-"""
+never asked for that object again."""
 
 from __future__ import annotations
 
@@ -108,11 +107,8 @@ class Fetcher:
             partial_from: set[str] = set()
             attempted = False  # this fetch sent a request (so it may wait out a cool-down)
             while True:
-                mirrors = self.health.order(oid, trio.current_time())
-                if not mirrors:
-                    raise Unavailable(f"{path}: every mirror served a wrong copy")
                 tried = False
-                for mirror in mirrors:
+                for mirror in self.health.order(oid, trio.current_time()):
                     if trio.current_time() > give_up:
                         break
                     try:
@@ -140,7 +136,7 @@ class Fetcher:
                                          give_up - now))
                     attempt += 1
                     continue
-                # Every circuit open: see the module docstring.
+                # Every circuit open (see the module docstring), or no mirror left.
                 ready = self.health.ready_at(oid, now)
                 if ready is None:
                     raise Unavailable(f"{path}: every mirror served a wrong copy")

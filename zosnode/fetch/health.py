@@ -3,8 +3,7 @@
 One fault opens a circuit: nobody asks for a cool-down, then one trial decides (success
 closes, failure re-opens for twice as long, capped): a dead mirror costs one fault
 detection, not one per block, and one that comes back is used again by itself. Decaying
-penalties rank the rest. A mirror that served a wrong copy is never asked for it again.
-"""
+penalties rank the rest. A mirror that served a wrong copy is never asked for it again."""
 
 from __future__ import annotations
 

@@ -3,8 +3,7 @@
 `extract_blocks` writes in a thread, asking for blocks in `read_order`, while a feed
 fetches them in that order, `parallel` at a time, decoded on the CPU workers, holding at
 most `ahead_bytes` not yet written (a larger block goes alone) until their last use. A
-block over its stored size is cut off at it: the writer fails with the fetch's error.
-"""
+block over its stored size is cut off at it: the writer fails with the fetch's error."""
 
 from __future__ import annotations
 

@@ -3,8 +3,7 @@
 `decode_block` hashes a block against its id before it decrypts or decompresses a byte:
 its one BLAKE2b (docs/datapath.md). A fetch is checked and decoded in one pass; a trusted
 cache's copy is not hashed again, and may keep blocks decoded (`decoded_cache`: a later
-mount maps and serves them as they are). Readers of a block share one decode.
-"""
+mount maps and serves them as they are). Readers of a block share one decode."""
 
 from __future__ import annotations
 

@@ -3,8 +3,7 @@
 Each wait has a deadline (connect, the whole head, byte progress: a drip is cut off like
 silence); a body is never read past `max_size`. Framing follows RFC 9112 §6.3 strictly
 (`framing_fault`): request smuggling and desynchronised keep-alive connections feed on a
-lenient reading. `HttpUsageError` is ours, `HttpPeerError` the peer's; retries: the fetcher's.
-"""
+lenient reading. `HttpUsageError` is ours, `HttpPeerError` the peer's; retries: the fetcher's."""
 
 from __future__ import annotations
 
@@ -256,7 +255,6 @@ class HttpClient:
     async def _roundtrip(self, url: str, conn: _Conn, call: _Call) -> Reply:
         request, t = call.request, call.timeouts
         proto = conn.proto
-        got_any = False
         raw = bytearray()  # what came before the head was complete, to check its framing
         informational = 0
         try:
@@ -273,9 +271,8 @@ class HttpClient:
                             chunk = await conn.stream.receive_some(_READ_CHUNK)
                         if idle.cancelled_caught:
                             raise HttpTimeout(f"{url}: no byte for {t.body_idle}s")
-                        if not chunk and not got_any:
+                        if not chunk and not raw:
                             raise _StaleConnection
-                        got_any = True
                         raw += chunk
                         proto.receive_data(bytes(chunk))
                         continue
@@ -288,7 +285,7 @@ class HttpClient:
         except trio.TooSlowError:
             raise HttpTimeout(f"{url}: no response head within {t.head}s") from None
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            if not got_any:
+            if not raw:  # nothing came: the connection was stale
                 raise _StaleConnection from None
             raise HttpPeerError(f"{url}: connection failed: {exc}") from None
         except h11.RemoteProtocolError as exc:
