@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from typing import Protocol
 
 from zosnode.atomicfile import new_tree
@@ -129,19 +129,13 @@ def _extract_into(
             try:
                 if e.kind is Kind.DIR:
                     os.mkdir(name, 0o700, dir_fd=dir_fd)
-                    fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
-                    try:
+                    with _opened(name, _DIR_FLAGS, dir_fd) as fd:
                         walk(fd, e)
                         priv.apply(fd, e)
-                    finally:
-                        os.close(fd)
                 elif e.kind is Kind.REG:
-                    fd = os.open(name, _FILE_FLAGS, 0o600, dir_fd=dir_fd)
-                    try:
+                    with _opened(name, _FILE_FLAGS, dir_fd) as fd:
                         _write_file(fd, view, e, reader)
                         priv.apply(fd, e)
-                    finally:
-                        os.close(fd)
                     written += e.size
                     if progress is not None:
                         progress(written, total)
@@ -163,12 +157,9 @@ def _extract_into(
                     continue
                 else:
                     os.mknod(name, TYPE_BITS[e.kind] | 0o600, e.rdev, dir_fd=dir_fd)
-                    fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-                    try:
+                    with _opened(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd) as fd:
                         # O_PATH fds do not take fchown/fchmod; /proc/self/fd does.
                         priv.apply(f"/proc/self/fd/{fd}", e)
-                    finally:
-                        os.close(fd)
                 created.add(e.index)
             except FileExistsError:
                 raise UnsafeTargetError(f"{view.path_of(e)!r} is already in the target") from None
@@ -185,13 +176,10 @@ def _extract_into(
             priv.skip("hardlink", e)
             continue
         parent = view.entries[e.parent]
-        dst_fd = _open_dir(view, root_fd, parent)
-        try:
+        with _open_dir(view, root_fd, parent) as dst_fd:
             _link(view, root_fd, e, dst_fd)
             # Linking touched the directory's times; put them back.
             os.utime(dst_fd, ns=(parent.mtime_ns, parent.mtime_ns))
-        finally:
-            os.close(dst_fd)
     priv.apply(root_fd, view.root)
     return written
 
@@ -199,18 +187,25 @@ def _extract_into(
 def _link(view: FlistView, root_fd: int, e: Entry, dst_fd: int) -> None:
     target = view.resolve(e)
     assert target.parent is not None
-    src_fd = _open_dir(view, root_fd, view.entries[target.parent])
-    try:
+    with _open_dir(view, root_fd, view.entries[target.parent]) as src_fd:
         os.link(target.name, e.name, src_dir_fd=src_fd, dst_dir_fd=dst_fd,
                 follow_symlinks=False)
+
+
+@contextmanager
+def _opened(name: bytes, flags: int, dir_fd: int) -> Iterator[int]:
+    fd = os.open(name, flags, 0o600, dir_fd=dir_fd)
+    try:
+        yield fd
     finally:
-        os.close(src_fd)
-
-
-def _open_dir(view: FlistView, root_fd: int, entry: Entry) -> int:
-    fd = os.dup(root_fd)
-    for name in filter(None, view.path_of(entry).split(b"/")):
-        nfd = os.open(name, _DIR_FLAGS, dir_fd=fd)
         os.close(fd)
-        fd = nfd
-    return fd
+
+
+@contextmanager
+def _open_dir(view: FlistView, root_fd: int, entry: Entry) -> Iterator[int]:
+    """`entry`'s directory, opened from the root a component at a time (O_NOFOLLOW)."""
+    with ExitStack() as stack:
+        fd = root_fd
+        for name in filter(None, view.path_of(entry).split(b"/")):
+            fd = stack.enter_context(_opened(name, _DIR_FLAGS, fd))
+        yield fd

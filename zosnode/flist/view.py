@@ -30,7 +30,7 @@ class FlistView:
         self.flist = flist
         self.entries = flist.entries
         n = len(self.entries)
-        self._children: list[dict[bytes, int] | None] = [None] * n
+        self._children: list[dict[bytes, Entry] | None] = [None] * n
         self._nlink = [1] * n
         self._offsets: list[tuple[int, ...] | None] = [None] * n
         for e in self.entries:
@@ -40,7 +40,7 @@ class FlistView:
             if e.parent is not None:
                 kids = self._children[e.parent]
                 assert kids is not None
-                kids[e.name] = e.index
+                kids[e.name] = e
                 if e.kind is Kind.DIR:
                     self._nlink[e.parent] += 1
             if e.kind is Kind.HARDLINK:
@@ -84,15 +84,14 @@ class FlistView:
 
     def child(self, parent: Entry, name: bytes) -> Entry | None:
         kids = self._children[parent.index]
-        i = None if kids is None else kids.get(name)
-        return None if i is None else self.entries[i]
+        return None if kids is None else kids.get(name)
 
     def children(self, entry: Entry) -> list[Entry]:
         """Children in name order (the order the builder wrote them)."""
         kids = self._children[entry.index]
         if kids is None:
             raise FlistInputError(f"{self.path_of(entry)!r} is not a directory")
-        return [self.entries[kids[name]] for name in sorted(kids)]
+        return [kids[name] for name in sorted(kids)]
 
     def path_of(self, entry: Entry) -> bytes:
         parts = []

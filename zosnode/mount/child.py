@@ -93,14 +93,13 @@ async def serve(request: MountRequest, send: Send) -> int:
     fetcher = Fetcher(list(request.hubs), deadline_s=request.block_deadline_ms / 1000)
     unmounted = ready = False
     try:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as received, \
-                trio.CancelScope() as scope:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as received:
             async with trio.open_nursery() as nursery:
 
                 async def watch() -> None:
                     async for _ in received:
                         break
-                    scope.cancel()
+                    nursery.cancel_scope.cancel()
 
                 nursery.start_soon(watch)
                 async with trio.open_nursery() as mount:
@@ -112,7 +111,7 @@ async def serve(request: MountRequest, send: Send) -> int:
                     nursery.start_soon(_send_counts, cache, send)
                 # serve_flist returned by itself: the mount was taken away from outside.
                 unmounted = True
-                scope.cancel()
+                nursery.cancel_scope.cancel()
     except Exception as exc:  # noqa: BLE001 - every failure is reported, typed
         send(_failure_of(exc, ready))
         return EXIT_FAILED
