@@ -30,14 +30,6 @@ def effective_now(clock: int, anchor: Anchor) -> int:
 
 
 @dataclass(frozen=True)
-class Seen:
-    """A channel's highest trusted version and its body's digest (equivocation is by body)."""
-
-    version: int
-    digest: bytes
-
-
-@dataclass(frozen=True)
 class Verified:
     """A manifest that passed every check, with the exact bytes that did."""
 
@@ -50,26 +42,20 @@ class Verifier:
     def __init__(self, anchor: Anchor, *, max_rotations: int = MAX_ROTATIONS) -> None:
         if max_rotations < 1:
             raise TrustUsageError("max_rotations must be at least 1")
-        self._root = anchor.root
-        self._root_bytes = anchor.root_bytes
+        self.root = anchor.root
+        self.root_bytes = anchor.root_bytes
         self._floor = max(anchor.floor, anchor.root.manifest_floor)
-        self._seen: dict[str, Seen] = {}
+        # Per channel: the highest trusted version, and its body's digest (equivocation
+        # is judged by the body, not the signatures).
+        self._seen: dict[str, tuple[int, bytes]] = {}
         self.max_rotations = max_rotations
-
-    @property
-    def root(self) -> Root:
-        return self._root
-
-    @property
-    def root_bytes(self) -> bytes:
-        return self._root_bytes
 
     def refresh(self) -> RootRefresh:
         return RootRefresh(self)
 
     def accept_root(self, data: bytes) -> Root:
         """Trust the root after the current one, if it chains correctly."""
-        old = self._root
+        old = self.root
         env = envelope.decode(data, max_size=MAX_ROOT_BYTES, kind="root")
         # The old keys vouch for the new root before we read a field of it.
         envelope.require_threshold(env, old.keys, old.threshold, f"trusted root v{old.version}")
@@ -87,19 +73,19 @@ class Verifier:
             # them. Without a raised floor they stay: a partial rotation opens no rollback.
             self._seen.clear()
         self._floor = max(self._floor, new.manifest_floor)
-        self._root, self._root_bytes = new, data
+        self.root, self.root_bytes = new, data
         return new
 
     def check_root_fresh(self, now: int) -> None:
-        if self._root.expired(now):
-            raise errors.ExpiredError(f"trusted root v{self._root.version} expired at "
-                                      f"{self._root.expires_at} (now {now}); no newer root")
+        if self.root.expired(now):
+            raise errors.ExpiredError(f"trusted root v{self.root.version} expired at "
+                                      f"{self.root.expires_at} (now {now}); no newer root")
 
     def verify_manifest(self, data: bytes, *, channel: str, now: int,
                         agent_version: str | None = None) -> Verified:
         """Verify a signed manifest for `channel` (signatures before its body is read) and
         remember it as trusted; the minimum agent version only when `agent_version` is given."""
-        root = self._root
+        root = self.root
         env = envelope.decode(data, max_size=MAX_MANIFEST_BYTES, kind="manifest")
         signers = envelope.require_threshold(env, root.keys, root.threshold,
                                              f"trusted root v{root.version}")
@@ -111,14 +97,13 @@ class Verifier:
             raise errors.RollbackError(f"manifest v{manifest.version} is below the version "
                                        f"floor {self._floor}")
         digest = hashlib.blake2b(env.body, digest_size=32).digest()
-        seen = self._seen.get(channel)
-        if seen is not None:
-            if manifest.version < seen.version:
-                raise errors.RollbackError(f"manifest v{manifest.version} is older than "
-                                           f"v{seen.version} already trusted on {channel!r}")
-            if manifest.version == seen.version and digest != seen.digest:
-                raise errors.EquivocationError(f"manifest v{manifest.version} on {channel!r} "
-                                               f"differs from the v{seen.version} already trusted")
+        seen, seen_digest = self._seen.get(channel, (0, digest))  # versions start at 1
+        if manifest.version < seen:
+            raise errors.RollbackError(f"manifest v{manifest.version} is older than "
+                                       f"v{seen} already trusted on {channel!r}")
+        if manifest.version == seen and digest != seen_digest:
+            raise errors.EquivocationError(f"manifest v{manifest.version} on {channel!r} "
+                                           f"differs from the v{seen} already trusted")
         if now >= manifest.expires_at:
             raise errors.ExpiredError(f"manifest v{manifest.version} expired at "
                                       f"{manifest.expires_at} (now {now})")
@@ -127,7 +112,7 @@ class Verifier:
         if agent_version is not None and agent_version_tuple(agent_version) < need:
             raise errors.AgentTooOldError(f"manifest v{manifest.version} needs agent "
                                           f"{manifest.min_agent_version}, this is {agent_version}")
-        self._seen[channel] = Seen(manifest.version, digest)
+        self._seen[channel] = (manifest.version, digest)
         return Verified(manifest, data, signers)
 
 
