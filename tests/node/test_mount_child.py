@@ -65,6 +65,7 @@ async def hub(tmp_path: Path, image: object) -> AsyncIterator[RunningHub]:
 
 def _mounter(tmp_path: Path, hub_url: str, command: list[str] = CHILD,
              **kw: object) -> FuseChildMounter:
+    kw.setdefault("say", print)
     return FuseChildMounter(command, mirrors=lambda: [hub_url], cache_dir=tmp_path / "blocks",
                             **kw)  # type: ignore[arg-type]
 

@@ -42,8 +42,8 @@ class Config:
 
     def __post_init__(self) -> None:
         for hub in self.hubs:
-            if _hub_problem(hub):
-                raise ValueError(f"config: bad hub {hub!r}: {_hub_problem(hub)}")
+            if problem := _hub_problem(hub):
+                raise ValueError(f"config: bad hub {hub!r}: {problem}")
 
 
 DEFAULTS = Config()

@@ -97,13 +97,10 @@ class StatusBoard:
 async def console_task(board: StatusBoard, write: Callable[[str], None], *,
                        min_interval_s: float = 0.5,
                        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-    shown: NodeStatus | None = None
     task_status.started()
     while True:
-        status = board.status
-        if status != shown:
-            write(render(status, trio.current_time()))
-            shown = status
+        shown = board.status
+        write(render(shown, trio.current_time()))
         await trio.sleep(min_interval_s)
         if board.status == shown:
             await board.wait_changed()

@@ -139,7 +139,7 @@ def load_modules(moddir: Path, names: Iterable[str], say: Say) -> int:
     return loaded
 
 
-def seed_entropy(extra: bytes, say: Say, urandom: Path = Path("/dev/urandom")) -> bool:
+def seed_entropy(extra: bytes, say: Say, urandom: Path = Path("/dev/urandom")) -> None:
     """Mix boot-unique bytes into the pool (uncredited); report if the CRNG is ready."""
     try:
         with open(urandom, "wb", buffering=0) as f:
@@ -149,12 +149,9 @@ def seed_entropy(extra: bytes, say: Say, urandom: Path = Path("/dev/urandom")) -
         say(f"entropy: cannot write {urandom}: {exc.strerror}")
     try:
         os.getrandom(1, os.GRND_NONBLOCK)
-        ready = True
+        say("entropy: kernel random pool ready")
     except BlockingIOError:
-        ready = False
-    say("entropy: kernel random pool ready" if ready else
-        "entropy: kernel random pool not yet initialised; key generation will wait for it")
-    return ready
+        say("entropy: kernel random pool not yet initialised; key generation will wait for it")
 
 
 def hostname_for(node_id: str) -> str:

@@ -28,8 +28,6 @@ class HubClient:
 
     def __init__(self, hubs: Sequence[str], channel: str, *, fetcher: Fetcher,
                  client: HttpClient | None = None, flist_dir: Path | None = None) -> None:
-        if not hubs:
-            raise BootError("no hub configured")
         self.hubs = list(dict.fromkeys(h.rstrip("/") for h in hubs))
         self._base = list(self.hubs)  # the command line's: always kept, always first
         self.mirrors: list[str] = []

@@ -38,8 +38,7 @@ class ExtractMounter:
     """Extract an flist, verified, into a directory (tmpfs on a node) through the block cache,
     so an upgrade fetches only its changed blocks (`zosnode.fetch.pipeline`)."""
 
-    def __init__(self, fetcher: Callable[[], Fetcher], cache: BlockCache,
-                 say: Say | None = None) -> None:
+    def __init__(self, fetcher: Callable[[], Fetcher], cache: BlockCache, say: Say) -> None:
         self.fetcher = fetcher  # asked at each mount: the sources follow the running manifest
         self.cache = cache
         self.say = say
@@ -51,10 +50,9 @@ class ExtractMounter:
         sealed = False
         try:
             await extract_view(view, where, source)
-            if self.say is not None:
-                self.say(f"flist {pin.name} {pin.id[:12]}: {len(view.flist.blocks())} blocks,"
-                         f" fetched {source.fetched_blocks} ({source.fetched_bytes} bytes),"
-                         " the rest from the cache")
+            self.say(f"flist {pin.name} {pin.id[:12]}: {len(view.flist.blocks())} blocks,"
+                     f" fetched {source.fetched_blocks} ({source.fetched_bytes} bytes),"
+                     " the rest from the cache")
             # Root (every service) could rewrite verified files: seal with a read-only bind.
             sealed = seal_readonly(where)
             task_status.started()
@@ -114,8 +112,8 @@ class FuseChildMounter:
     unmounts on SIGTERM. Children share the block cache directory."""
 
     def __init__(self, command: Sequence[str], *, mirrors: Callable[[], Sequence[str]],
-                 cache_dir: Path, cache_bytes: int = 512 * 1024 * 1024, durable: bool = False,
-                 say: Say | None = None, start_timeout_s: float = 30.0) -> None:
+                 cache_dir: Path, say: Say, cache_bytes: int = 512 * 1024 * 1024,
+                 durable: bool = False, start_timeout_s: float = 30.0) -> None:
         self.command = list(command)
         self.mirrors = mirrors  # asked at each mount: they follow the running manifest
         self.cache_dir = cache_dir
@@ -160,16 +158,14 @@ class FuseChildMounter:
                 raise MountChildFailed(ChildLost.GARBLED, f"FUSE mount of {pin.name}: the "
                                        f"child serves {first.flist_id[:12]}, not {pin.id[:12]}")
             mine = True
-            if self.say is not None:
-                self.say(f"flist {pin.name} {pin.id[:12]}: FUSE mount at {where} "
-                         f"(pid {proc.pid}){', started ahead' if ahead else ''}")
+            self.say(f"flist {pin.name} {pin.id[:12]}: FUSE mount at {where} "
+                     f"(pid {proc.pid}){', started ahead' if ahead else ''}")
             task_status.started()
             ended = await self._watch(reports, reader, proc.pid)
             await _wait(proc)
             # Not fatal to the agent: the release's services will fail and be reported.
-            if self.say is not None:
-                self.say(f"flist {pin.name}: FUSE mount at {where} ended "
-                         f"(exit {proc.returncode}{': ' + ended if ended else ''})")
+            self.say(f"flist {pin.name}: FUSE mount at {where} ended "
+                     f"(exit {proc.returncode}{': ' + ended if ended else ''})")
             await trio.sleep_forever()
         finally:
             last = self._counts.pop(proc.pid, None)
