@@ -64,7 +64,7 @@ def test_same_and_older_are_ignored() -> None:
 def test_failed_readiness_rolls_back_and_is_not_retried_until_a_newer_one() -> None:
     p = booted(5)
     assert isinstance(p.offer(manifest(6)), Stage)
-    assert p.staged_failed("service web failed") == Rollback(6, 5, "service web failed")
+    assert p.staged_failed() == Rollback(6, 5)
     assert p.current == 5
     assert p.offer(manifest(6)) == Ignore(6, IgnoreWhy.FAILED_BEFORE)
     assert isinstance(p.offer(manifest(7)), Stage)
@@ -106,7 +106,7 @@ def test_usage_errors() -> None:
     with pytest.raises(UpgradeUsageError):
         p.staged_ready()
     with pytest.raises(UpgradeUsageError):
-        p.staged_failed("x")
+        p.staged_failed()
 
 
 def test_abandoned_stage_leaves_no_verdict() -> None:

@@ -94,17 +94,16 @@ class Stage:
 class Rollback:
     version: int
     to_version: int | None
-    reason: str
 
 
 class UpgradePolicy:
-    def __init__(self, node_id: str, *, current: int | None = None) -> None:
+    def __init__(self, node_id: str) -> None:
         self.node_id = node_id
-        self.current = current
+        self.current: int | None = None
         # rollout_release of the running manifest: a re-issue of it is no upgrade.
-        self.current_release = current
+        self.current_release: int | None = None
         self._staged: Stage | None = None
-        self._failed: dict[int, str] = {}  # version -> why it failed here
+        self._failed: set[int] = set()  # versions and releases that failed here
 
     def offer(self, manifest: Manifest) -> Ignore | Stage:
         """A verified manifest arrived (at boot, `current` is None: any version goes)."""
@@ -131,11 +130,10 @@ class UpgradePolicy:
         self.current = stage.manifest.version
         self.current_release = rollout_release(stage.manifest)
 
-    def staged_failed(self, reason: str) -> Rollback:
+    def staged_failed(self) -> Rollback:
         stage = self._take()
-        self._failed[stage.manifest.version] = reason
-        self._failed[rollout_release(stage.manifest)] = reason
-        return Rollback(stage.manifest.version, self.current, reason)
+        self._failed.update((stage.manifest.version, rollout_release(stage.manifest)))
+        return Rollback(stage.manifest.version, self.current)
 
     def abandon(self) -> Manifest:
         """Drop the staged release without a verdict (it never ran: the hubs failed)."""

@@ -310,7 +310,7 @@ class Node:
             self._error(f"release {manifest.version} could not be staged: {why}; keeping "
                         f"release {self.policy.current}, retrying at the next poll")
             return
-        rollback = self.policy.staged_failed(why)
+        rollback = self.policy.staged_failed()
         self.failed_release = rollback.version
         self._error(f"release {rollback.version} failed, back on {rollback.to_version}: {why}")
         self._heartbeat_now.set()
