@@ -114,22 +114,15 @@ class Firewall:
 
     def current_fingerprint(self) -> str:
         """A hash over our tables, chains (hook, policy) and rules as the kernel has them."""
-        parts: list[str] = []
         try:
             tables = sorted(self._our_tables())
-            parts.append(repr(tables))
-            for chain in self._nft.get_chains():
-                if chain.get_attr("NFTA_CHAIN_TABLE") in tables:
-                    parts.append(repr((chain.get_attr("NFTA_CHAIN_TABLE"),
-                                       chain.get_attr("NFTA_CHAIN_NAME"),
-                                       chain.get_attr("NFTA_CHAIN_POLICY"),
-                                       _hook(chain))))
-            for rule in self._nft.get_rules():
-                if rule.get_attr("NFTA_RULE_TABLE") in tables:
-                    parts.append(repr((rule.get_attr("NFTA_RULE_CHAIN"),
-                                       _strip(rule.get_attr("NFTA_RULE_EXPRESSIONS")))))
+            chains = [(c.get_attr("NFTA_CHAIN_TABLE"), c.get_attr("NFTA_CHAIN_NAME"),
+                       c.get_attr("NFTA_CHAIN_POLICY"), _hook(c)) for c in self._nft.get_chains()]
+            rules = [(r.get_attr("NFTA_RULE_TABLE"), r.get_attr("NFTA_RULE_CHAIN"),
+                      _strip(r.get_attr("NFTA_RULE_EXPRESSIONS"))) for r in self._nft.get_rules()]
         except Exception as exc:  # noqa: BLE001
             raise NetSystemError(f"firewall: cannot read nftables state: {exc}") from None
+        parts = [repr(tables)] + [repr(x) for x in chains + rules if x[0] in tables]
         return hashlib.blake2b("\n".join(sorted(parts)).encode(), digest_size=16).hexdigest()
 
     def check(self) -> bool:
@@ -147,10 +140,9 @@ def _strip(exprs: Sequence[Any] | None) -> list[Any]:
     """Expressions as plain data, without counters that change per packet."""
     out: list[Any] = []
     for e in exprs or ():
-        name = e.get_attr("NFTA_EXPR_NAME")
         data = e.get_attr("NFTA_EXPR_DATA")
         attrs = [] if data is None else [(a[0], repr(a[1])) for a in data["attrs"]]
-        out.append((name, attrs))
+        out.append((e.get_attr("NFTA_EXPR_NAME"), attrs))
     return out
 
 
