@@ -34,14 +34,8 @@ MAX_BLOCK_SIZE = 8 * 1024 * 1024
 NONCE_PERSON = b"zosnode-cvg-nce"
 
 
-class Compression(enum.IntEnum):
-    """Wire codes of the compressors (zstd since format 1.1; the rest are 1.0's)."""
-
-    NONE = 0
-    ZLIB = 1
-    LZMA = 2
-    BZ2 = 3
-    ZSTD = 4
+# The compressors by wire code 0..4 in this order (zstd since format 1.1; append only).
+Compression = enum.IntEnum("Compression", "NONE ZLIB LZMA BZ2 ZSTD", start=0)
 
 
 block_id = layout.object_id

@@ -8,7 +8,7 @@ from __future__ import annotations
 import enum
 import stat
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -36,14 +36,8 @@ _U32 = 1 << 32
 _I64 = 1 << 63
 
 
-class Kind(enum.IntEnum):
-    DIR = 1
-    REG = 2
-    SYMLINK = 3
-    HARDLINK = 4
-    CHR = 5
-    BLK = 6
-    FIFO = 7
+# An entry's type, by its wire code 1..7 in this order (append only).
+Kind = enum.IntEnum("Kind", "DIR REG SYMLINK HARDLINK CHR BLK FIFO")
 
 
 # The stat(2) file type of each kind (a hardlink is its target's).
@@ -248,10 +242,9 @@ def _decode_doc(doc: dict[str, Any], minor: int) -> Flist:
         raw, stored_size, size, comp, key = _list("block", wb, 5)
         if not isinstance(raw, bytes) or len(raw) != 32:
             raise FormatError("a block id is 32 bytes")
-        bid = raw.hex()
         if type(comp) is not int or comp not in Compression._value2member_map_:
             raise FormatError(f"unknown compression code {comp!r}")
-        blocks.append(BlockRef(bid, 0, 1, size, stored_size, Compression(comp), key))
+        blocks.append(BlockRef(raw.hex(), 0, 1, size, stored_size, Compression(comp), key))
     # Counts of entries, xattrs and extents: Entry's and Flist's own checks.
     entries = []
     for i, we in enumerate(_list("entries", doc["entries"])):
@@ -271,9 +264,7 @@ def _decode_doc(doc: dict[str, Any], minor: int) -> Flist:
                     exts.append(Hole(length))
                     continue
                 check_int("block index", bi, 0, len(blocks))
-                b = blocks[bi]
-                exts.append(BlockRef(b.id, off, length, b.size, b.stored_size, b.compression,
-                                     b.key))
+                exts.append(replace(blocks[bi], offset=off, length=length))
             data = tuple(exts)
         elif own is None and data is not None:
             raise FormatError(f"entry {i} of type {k.name} carries data")
