@@ -6,8 +6,15 @@ import ast
 import hashlib
 import io
 import json
+import os
+import platform
+import sys
+import textwrap
+import types
+import typing
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -156,3 +163,110 @@ def test_every_import_by_computed_name_is_accounted_for() -> None:
     assert found == set(COMPUTED_IMPORTS)
     assert sockets and sockets <= set(profile.ENTRY_POINTS["node run"][1])
     assert "zosnode.agent.boot" in profile.ENTRY_POINTS["node run"][1]
+
+
+# The probe's import following (profile._FOLLOW) run in this interpreter: it
+# reads the node's facts from the one running it, CPython 3.11 on Linux.
+NODE_LIKE = pytest.mark.skipif(
+    sys.platform != "linux" or sys.version_info[:2] != (3, 11)
+    or sys.implementation.name != "cpython",
+    reason="the node's facts are read from the running interpreter: needs CPython 3.11 on Linux")
+
+
+def _follow(source: str, ours: tuple[str, ...] = (), **globs: Any) -> set[str]:
+    """The module names the probe follows in `source`, as module `pkg.mod`
+    whose module-level names are `globs` (sys, os, platform by default)."""
+    ns: dict[str, Any] = {}
+    exec(profile._FOLLOW, ns)  # noqa: S102 (our own source)
+    ns["OURS"] = ours
+    module = types.ModuleType("pkg.mod")
+    vars(module).update({"sys": sys, "os": os, "platform": platform, **globs})
+    mods, _ = ns["named"](module, ast.parse(textwrap.dedent(source)))
+    return {m.split(".")[0] for m in mods if m.startswith("m_")}
+
+
+# (condition, whether its body runs on a node): each as `if C: import m_body
+# else: import m_else`, at module level and inside a function.
+DECIDABLE = [
+    ('sys.platform == "win32"', False), ('sys.platform != "linux"', False),
+    ('sys.platform == "linux"', True), ('sys.platform == "darwin"', False),
+    ('sys.platform.startswith("win")', False), ('sys.platform.startswith(("linux", "x"))', True),
+    ('os.name == "nt"', False), ('os.name == "posix"', True),
+    ("sys.version_info < (3, 11)", False), ("sys.version_info >= (3, 11)", True),
+    ("sys.version_info >= (3, 12)", False), ("sys.version_info[:2] == (3, 11)", True),
+    ("sys.version_info.minor >= 12", False), ("sys.hexversion < 0x030B0000", False),
+    ("(3, 13, 8) <= sys.version_info < (3, 14)", False),
+    ("sys.version_info >= (3, 11, 99)", False),  # the pinned interpreter's micro is the node's
+    ('sys.implementation.name == "cpython"', True), ('platform.system() == "Windows"', False),
+    ("TYPE_CHECKING", False), ("typing.TYPE_CHECKING", False), ("not typing.TYPE_CHECKING", True),
+    # a module the probe cannot find is never in sys.modules on a node
+    ('"sphinx.ext.autodoc" in sys.modules', False), ('"sphinx" not in sys.modules', True),
+    # one operand decides and/or whatever the others are (trio's imports)
+    ('sys.platform == "win32" or (not typing.TYPE_CHECKING and "sphinx.ext.autodoc" in '
+     "sys.modules)", False),
+    ('sys.platform != "linux" and hasattr(select, "epoll")', False),
+    ('sys.platform == "linux" or hasattr(select, "epoll")', True),
+]
+
+
+@NODE_LIKE
+@pytest.mark.parametrize(("test", "runs"), DECIDABLE)
+def test_a_branch_that_can_never_run_on_a_node_is_not_followed(test: str, runs: bool) -> None:
+    taken = {"m_body"} if runs else {"m_else"}
+    globs: dict[str, Any] = {"typing": typing, "TYPE_CHECKING": False}
+    assert _follow(f"if {test}:\n    import m_body\nelse:\n    import m_else\n",
+                   **globs) == taken
+    assert _follow(f"def f():\n    if {test}:\n        from m_body import x\n"
+                   f"    else:\n        from m_else import y\n", **globs) == taken
+
+
+UNDECIDABLE = [
+    'hasattr(select, "kqueue")', 'typing.TYPE_CHECKING or hasattr(select, "kqueue")',
+    '"asyncio" in sys.modules',  # importable: something may have imported it
+    'config.uname[0][-3:] == "BSD"',  # not a module of the artifact (OURS empty)
+    'sys.argv[0] == "x"', 'os.environ.get("X") == "1"', 'sys.platform == foo()',
+    "PY_3_14_PLUS",
+]
+
+
+@NODE_LIKE
+@pytest.mark.parametrize("test", UNDECIDABLE)
+def test_a_branch_that_can_run_is_followed(test: str) -> None:
+    config = types.ModuleType("config")
+    config.uname = platform.uname()  # type: ignore[attr-defined]
+    globs: dict[str, Any] = {"typing": typing, "select": __import__("select"),
+                             "config": config, "foo": lambda: "linux", "PY_3_14_PLUS": False}
+    # `elif 1` is decided true: the else after it is dropped, the undecided body kept.
+    source = (f"if {test}:\n    import m_body\nelif 1:\n    import m_elif\n"
+              "else:\n    import m_else\n")
+    assert _follow(source, **globs) == {"m_body", "m_elif"}
+
+
+@NODE_LIKE
+def test_only_the_module_a_name_is_bound_to_counts() -> None:
+    src = 'if sys.platform == "win32":\n    import m_win\nelse:\n    import m_other\n'
+    assert _follow(src.replace("sys.", "_sys."), _sys=sys) == {"m_other"}  # import sys as _sys
+    # A name bound to something else (or not at all) decides nothing.
+    assert _follow(src, sys=types.SimpleNamespace(platform="win32")) == {"m_win", "m_other"}
+    assert _follow(src.replace("sys.", "nosuch.")) == {"m_win", "m_other"}
+    # elif chains: only the branch a node takes (pyroute2.iproute's __init__).
+    chain = ('if sys.platform.startswith("win"):\n    import m_win\n'
+             'elif sys.platform.startswith("darwin"):\n    import m_mac\n'
+             "else:\n    import m_linux\n")
+    assert _follow(chain) == {"m_linux"}
+
+
+@NODE_LIKE
+def test_platform_uname_held_by_a_module_of_the_artifact_is_the_nodes_system(
+        tmp_path: Path) -> None:
+    config = types.ModuleType("cfg")
+    config.__file__ = str(tmp_path / "cfg.py")
+    config.uname = platform.uname()  # type: ignore[attr-defined]
+    src = 'if config.uname[0][-3:] == "BSD":\n    import m_bsd\nelse:\n    import m_linux\n'
+    assert _follow(src, (str(tmp_path),), config=config) == {"m_linux"}
+    # Its other fields (host name, kernel release) are the build machine's, not the node's.
+    other = src.replace("uname[0][-3:]", "uname[2]")
+    assert _follow(other, (str(tmp_path),), config=config) == {"m_bsd", "m_linux"}
+    # A tuple of the same strings (pyroute2's, built field by field) is not known to be uname.
+    config.uname = tuple(platform.uname())  # type: ignore[attr-defined]
+    assert _follow(src, (str(tmp_path),), config=config) == {"m_bsd", "m_linux"}

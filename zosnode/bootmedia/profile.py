@@ -66,39 +66,151 @@ PREPARE = ("zosnode.net.netlink._register_package",)
 # imported only by trio's hypothesis plugin hook (`_core._run.
 # _hypothesis_plugin_setup`, which hypothesis's entry point calls; hypothesis
 # is not in the artifact); trio's own package leaves it out at run time.
-NOT_FOLLOWED = ("backports.zstd._shutil", "trio.testing")
+# pyroute2.iproute.bsd (and through it pyroute2.bsd, 49 KB of .pyc) is
+# imported only by pyroute2.iproute's __init__ under `elif
+# config.uname[0][-3:] == 'BSD'`: config.uname[0] is platform.uname().system,
+# "Linux" on every node, but the probe cannot tell that tuple (our pyroute2
+# patch builds it field by field) from any other.
+NOT_FOLLOWED = ("backports.zstd._shutil", "trio.testing", "pyroute2.iproute.bsd")
 _MODULE_SUFFIXES = (".py", ".pyc", ".so")
 PROBE_TIMEOUT_S = 300
 
-# argv: app (the .pyz), native dir, entry points, PREPARE, NOT_FOLLOWED (JSON). Prints the loaded
-# modules' files, relative to app or native dir (JSON list).
-_PROBE = r"""
-import ast, importlib, importlib.util, json, sys
-app, native = sys.argv[1], sys.argv[2]
-entries, prepare = json.loads(sys.argv[3]), json.loads(sys.argv[4])
-not_followed = tuple(json.loads(sys.argv[5]))
+# How the probe reads a module's imports: functions only, no effects (the tests
+# run them in their own interpreter). Run in the pinned interpreter, they
+# read the node's facts from it: that binary runs only on Linux x86_64, so its
+# sys.platform, os.name, sys.version_info, sys.implementation and
+# platform.system() are the node's.
+_FOLLOW = r"""
+import ast, importlib, importlib.util, operator, os, platform, sys
 
-def skipped(name):
-    return any(name == n or name.startswith(n + ".") for n in not_followed)
-sys.path[:0] = [native, app]
-sys.dont_write_bytecode = True
-import zosnode.cli
-for hook in prepare:  # e.g. pyroute2 registered without its __init__, as on a node
-    module, _, func = hook.rpartition(".")
-    getattr(importlib.import_module(module), func)()
-for groups, modules in entries:
-    for g in groups:
-        zosnode.cli.build_parser(only=g)
-    for m in modules:
-        importlib.import_module(m)
-
-def ours(m):
-    f = getattr(m, "__file__", None) or ""
-    return f.startswith((app + "/", native + "/"))
+UNKNOWN = object()
+# The node's interpreter and system, read from the one running this.
+_SYS_FACTS = ("platform", "version_info", "hexversion", "implementation", "byteorder",
+              "maxsize")
+_COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt,
+            ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge}
 
 def type_checking(t):
     return (isinstance(t, ast.Name) and t.id == "TYPE_CHECKING") or (
         isinstance(t, ast.Attribute) and t.attr == "TYPE_CHECKING")
+
+class Uname:
+    # platform.uname()'s result, of which only the system ("Linux") is the node's.
+    def __getitem__(self, i):
+        return platform.system() if i == 0 else UNKNOWN
+
+def value(module, t):
+    # The value `t` has on every node, or UNKNOWN. Only the interpreter's and
+    # system's facts, constants and pure operations on them are known; a
+    # name counts only as the module-level binding of the module it names
+    # (`import sys as _sys` too), read from the executed module.
+    g = vars(module)
+    if isinstance(t, ast.Constant):
+        return t.value
+    if type_checking(t):
+        return False  # typing.TYPE_CHECKING is False at run time
+    if isinstance(t, ast.Tuple):
+        items = [value(module, e) for e in t.elts]
+        return UNKNOWN if any(i is UNKNOWN for i in items) else tuple(items)
+    if isinstance(t, ast.Name):
+        return g.get(t.id, UNKNOWN) if isinstance(g.get(t.id), type(sys)) else UNKNOWN
+    if isinstance(t, ast.Attribute):
+        base = value(module, t.value)
+        if base is sys:
+            return getattr(sys, t.attr) if t.attr in _SYS_FACTS else (
+                sys.modules if t.attr == "modules" else UNKNOWN)
+        if base is os:
+            return os.name if t.attr == "name" else UNKNOWN
+        if base is platform:
+            return platform.system if t.attr == "system" else UNKNOWN
+        if base is sys.implementation and t.attr == "name":
+            return sys.implementation.name
+        if base is sys.version_info and t.attr in ("major", "minor"):
+            return getattr(sys.version_info, t.attr)
+        if isinstance(base, type(sys)) and ours(base):
+            # A module's attribute holding platform.uname()'s result (pyroute2.config.uname).
+            # Read from its dict: a package's __getattr__ facade must not run here.
+            held = vars(base).get(t.attr)
+            return Uname() if isinstance(held, platform.uname_result) else UNKNOWN
+        return UNKNOWN
+    if isinstance(t, ast.Subscript):
+        base, index = value(module, t.value), value(module, t.slice)
+        if base is UNKNOWN or index is UNKNOWN or not isinstance(
+                base, (str, tuple, Uname)) and base is not sys.version_info:
+            return UNKNOWN
+        try:
+            return base[index]
+        except Exception:
+            return UNKNOWN
+    if isinstance(t, ast.Slice):
+        parts = [None if p is None else value(module, p) for p in (t.lower, t.upper, t.step)]
+        return UNKNOWN if UNKNOWN in parts else slice(*parts)
+    if isinstance(t, ast.UnaryOp) and isinstance(t.op, ast.USub):
+        v = value(module, t.operand)
+        return -v if type(v) is int else UNKNOWN
+    if isinstance(t, ast.UnaryOp) and isinstance(t.op, ast.Not):
+        v = truth(value(module, t.operand))
+        return UNKNOWN if v is UNKNOWN else not v
+    if isinstance(t, ast.BoolOp):
+        # and: one false operand decides; or: one true one (whatever the others are).
+        vs = [truth(value(module, e)) for e in t.values]
+        stop = isinstance(t.op, ast.Or)
+        if stop in vs:
+            return stop
+        return UNKNOWN if UNKNOWN in vs else not stop
+    if isinstance(t, ast.Compare):
+        return compare(module, t)
+    if isinstance(t, ast.Call) and not t.keywords:
+        if isinstance(t.func, ast.Attribute) and t.func.attr in ("startswith", "endswith"):
+            s, args = value(module, t.func.value), [value(module, a) for a in t.args]
+            if isinstance(s, str) and args and all(isinstance(a, (str, tuple)) for a in args):
+                return getattr(s, t.func.attr)(*args)
+        elif value(module, t.func) is platform.system and not t.args:
+            return platform.system()
+    return UNKNOWN
+
+def truth(v):
+    return v if v is UNKNOWN else bool(v) if isinstance(v, (bool, int, str, tuple)) else UNKNOWN
+
+def importable(name):
+    try:
+        return importlib.util.find_spec(name.split(".")[0]) is not None
+    except Exception:
+        return True
+
+def compare(module, t):
+    left = value(module, t.left)
+    for op, right_node in zip(t.ops, t.comparators):
+        right = value(module, right_node)
+        if isinstance(op, (ast.In, ast.NotIn)) and right is sys.modules:
+            # Nothing on the node imports a module the probe cannot even
+            # find (sphinx): it is never in sys.modules. One it can find may be.
+            if not isinstance(left, str) or importable(left):
+                return UNKNOWN
+            ok = isinstance(op, ast.NotIn)
+        elif type(op) in _COMPARE and left is not UNKNOWN and right is not UNKNOWN and all(
+                isinstance(v, (int, str, tuple)) for v in (left, right)):
+            try:
+                ok = _COMPARE[type(op)](left, right)
+            except TypeError:
+                return UNKNOWN
+        else:
+            return UNKNOWN
+        if not ok:
+            return False
+        left = right
+    return True
+
+def decided(module, test):
+    # True or False where `test` has that value on every node; else None.
+    v = truth(value(module, test))
+    return None if v is UNKNOWN else v
+
+def ours(m):
+    f = getattr(m, "__file__", None) or ""
+    return f.startswith(tuple(p + "/" for p in OURS))
+
+OURS = ()  # the probe sets it: the artifact's app and native dir
 
 def absolute(module, node):
     base = node.module or ""
@@ -149,9 +261,11 @@ def named(module, tree):
     mods, attrs, todo = [], [], [tree]
     while todo:
         node = todo.pop()
-        if isinstance(node, ast.If) and type_checking(node.test):
-            todo.extend(node.orelse)
-            continue
+        if isinstance(node, ast.If):
+            taken = decided(module, node.test)
+            if taken is not None:  # the other branch never runs on a node
+                todo.extend(node.body if taken else node.orelse)
+                continue
         if isinstance(node, ast.Try) and fallback_unreachable(module, node):
             todo.extend(node.body + node.orelse + node.finalbody)
             continue
@@ -169,6 +283,31 @@ def named(module, tree):
             mods.append(node.args[0].value)
         todo.extend(ast.iter_child_nodes(node))
     return mods, attrs
+
+"""
+
+# argv: app (the .pyz), native dir, entry points, PREPARE, NOT_FOLLOWED (JSON). Prints the loaded
+# modules' files, relative to app or native dir (JSON list).
+_PROBE = _FOLLOW + r"""
+import json
+app, native = sys.argv[1], sys.argv[2]
+OURS = (app, native)
+entries, prepare = json.loads(sys.argv[3]), json.loads(sys.argv[4])
+not_followed = tuple(json.loads(sys.argv[5]))
+
+def skipped(name):
+    return any(name == n or name.startswith(n + ".") for n in not_followed)
+sys.path[:0] = [native, app]
+sys.dont_write_bytecode = True
+import zosnode.cli
+for hook in prepare:  # e.g. pyroute2 registered without its __init__, as on a node
+    module, _, func = hook.rpartition(".")
+    getattr(importlib.import_module(module), func)()
+for groups, modules in entries:
+    for g in groups:
+        zosnode.cli.build_parser(only=g)
+    for m in modules:
+        importlib.import_module(m)
 
 def try_import(name):
     try:
