@@ -47,7 +47,11 @@ def open_atomic(
             os.link(tmp, path)
             os.unlink(tmp)
         if durable:
-            _fsync_dir(parent)
+            dir_fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -88,11 +92,3 @@ def remove_tree(path: StrPath) -> None:
     with contextlib.suppress(OSError):
         os.rename(path, os.path.join(aside, "tree"))
     shutil.rmtree(aside, ignore_errors=True)
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

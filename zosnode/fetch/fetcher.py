@@ -19,7 +19,7 @@ import trio
 
 from zosnode.fetch.backoff import Backoff
 from zosnode.fetch.errors import CircuitOpen, FetchUsageError, Unavailable, WrongCopy
-from zosnode.fetch.health import BreakerPolicy, Fault, MirrorHealth, Pass
+from zosnode.fetch.health import Fault, MirrorHealth, Pass
 from zosnode.fetch.workers import on_cpu
 from zosnode.http.client import (
     HttpClient,
@@ -57,19 +57,17 @@ class Fetcher:
     def __init__(
         self, mirrors: Sequence[str], *, client: HttpClient | None = None,
         timeouts: Timeouts = FETCH_TIMEOUTS, deadline_s: float = 30.0, attempt_s: float = 10.0,
-        give_up_s: float = 7.5, breaker: BreakerPolicy | None = None,
-        backoff: Backoff | None = None, draw: Callable[[], float] = random.random,
+        give_up_s: float = 7.5,
     ) -> None:
         if min(deadline_s, attempt_s, give_up_s) <= 0:
             raise FetchUsageError("deadlines must be positive")
-        self.health = MirrorHealth([m.rstrip("/") for m in mirrors], breaker=breaker)
+        self.health = MirrorHealth([m.rstrip("/") for m in mirrors])
         self.client = client or HttpClient()
         self.timeouts = timeouts
         self.deadline_s = deadline_s
         self.attempt_s = attempt_s
         self.give_up_s = give_up_s
-        self._backoff = backoff or Backoff()
-        self._draw = draw
+        self._backoff = Backoff()
         self._changed = trio.Event()  # set and replaced on each outcome (`_report`)
         self._slots: dict[str, trio.Semaphore] = {}
 
@@ -132,7 +130,7 @@ class Fetcher:
                     break
                 attempted = attempted or tried
                 if tried:
-                    await trio.sleep(min(self._backoff.delay(attempt, self._draw()),
+                    await trio.sleep(min(self._backoff.delay(attempt, random.random()),
                                          give_up - now))
                     attempt += 1
                     continue

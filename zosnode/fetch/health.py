@@ -123,7 +123,7 @@ class Incident:
 class MirrorHealth:
     def __init__(
         self, mirrors: Sequence[str], *, half_life_s: float = 30.0,
-        breaker: BreakerPolicy | None = None, max_banned: int = 65536, max_incidents: int = 256,
+        breaker: BreakerPolicy | None = None,
     ) -> None:
         if half_life_s <= 0:
             raise FetchUsageError("half_life_s must be positive")
@@ -133,10 +133,9 @@ class MirrorHealth:
         self._penalty: dict[str, tuple[float, float]] = {}  # mirror -> (penalty, as of)
         self._breakers: dict[str, Breaker] = {}
         self.set_mirrors(mirrors)
-        # (mirror, object id) pairs never to ask again; bounded, oldest dropped.
+        # (mirror, object id) pairs never to ask again; bounded (`served_wrong`), oldest dropped.
         self._banned: dict[tuple[str, str], None] = {}
-        self._max_banned = max_banned
-        self.incidents: deque[Incident] = deque(maxlen=max_incidents)
+        self.incidents: deque[Incident] = deque(maxlen=256)
 
     def set_mirrors(self, mirrors: Sequence[str]) -> None:
         """A known mirror keeps its circuit and penalty (a hub found dead at boot stays
@@ -194,6 +193,6 @@ class MirrorHealth:
     ) -> None:
         self.failed(mirror, Fault.CORRUPT, now, grant)
         self._banned[(mirror, object_id)] = None
-        if len(self._banned) > self._max_banned:
+        if len(self._banned) > 65536:
             del self._banned[next(iter(self._banned))]
         self.incidents.append(Incident(mirror, object_id, now))
