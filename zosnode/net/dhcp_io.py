@@ -40,8 +40,7 @@ class NicControl:
     _declines: list[str] = field(default_factory=list)
     _wake: trio.CancelScope | None = None
 
-    def decline(self, reason: str) -> None:
-        """The lease could not be used (the kernel refused it): DECLINE it and start over."""
+    def decline(self, reason: str) -> None:  # see DhcpClient.decline
         self._declines.append(reason)
         if self._wake is not None:
             self._wake.cancel()

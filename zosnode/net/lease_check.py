@@ -97,11 +97,10 @@ def _terms(msg: Message) -> Terms:
     if prefix < MIN_PREFIX:
         raise Refusal(f"subnet mask {mask} (/{prefix}) is wider than /{MIN_PREFIX}")
     subnet = ipaddress.IPv4Network(f"{addr}/{prefix}", strict=False)
-    if prefix <= 30:  # /31 (RFC 3021) and /32 have no network or broadcast address
-        if addr == subnet.network_address:
-            raise Refusal(f"address {addr} is the network address of {subnet}")
-        if addr == subnet.broadcast_address:
-            raise Refusal(f"address {addr} is the broadcast address of {subnet}")
+    # /31 (RFC 3021) and /32 have no network or broadcast address.
+    if prefix <= 30 and addr in (subnet.network_address, subnet.broadcast_address):
+        which = "network" if addr == subnet.network_address else "broadcast"
+        raise Refusal(f"address {addr} is the {which} address of {subnet}")
     routers, routes = _routing(msg, addr, subnet)
     notes: list[str] = []
     given = _addr_list(msg, Opt.DNS, "DNS server")
