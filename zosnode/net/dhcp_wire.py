@@ -44,15 +44,13 @@ class Opt(IntEnum):
     END = 255
 
 
-class MsgType(IntEnum):
+class MsgType(IntEnum):  # those the node sends or accepts (RFC 2132 §9.6): no RELEASE, INFORM
     DISCOVER = 1
     OFFER = 2
     REQUEST = 3
     DECLINE = 4
     ACK = 5
     NAK = 6
-    RELEASE = 7
-    INFORM = 8
 
 
 @dataclass(frozen=True)
