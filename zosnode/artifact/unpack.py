@@ -71,8 +71,7 @@ def ensure_native(archive: Path, base: Path | None = None) -> tuple[Path, Record
     base = base or runtime_base()
     with zipfile.ZipFile(archive) as zf:
         record = Record.from_json(zf.read(RECORD_NAME))
-        # A node profile (bootmedia/profile.py) holds only the natives a node loads.
-        held = set(zf.namelist())
+        held = set(zf.namelist())  # a node profile holds only the natives a node loads
         expected = {r: h for r, h in record.native_files.items() if NATIVE_PREFIX + r in held}
         base.mkdir(mode=0o700, parents=True, exist_ok=True)
         final = base / record.build_id[:32]
@@ -89,8 +88,7 @@ def ensure_native(archive: Path, base: Path | None = None) -> tuple[Path, Record
                 with new_tree(final) as tmp:
                     _extract(zf, expected, Path(tmp))
             except OSError:
-                # Another starter won the rename (or left a tree): check theirs.
-                continue
+                continue  # another starter won the rename (or left a tree): check theirs
         raise ArtifactError(f"could not prepare native runtime under {base}")
 
 

@@ -29,8 +29,7 @@ from zosnode import layout
 from zosnode.flist.errors import FormatError, IntegrityError
 
 KEY_SIZE = nacl.secret.SecretBox.KEY_SIZE
-# A decoded block never exceeds this: it bounds memory and decompression.
-MAX_BLOCK_SIZE = 8 * 1024 * 1024
+MAX_BLOCK_SIZE = 8 * 1024 * 1024  # no decoded block is larger: bounds memory and decompression
 NONCE_PERSON = b"zosnode-cvg-nce"
 
 
@@ -109,8 +108,7 @@ def nonce(key: bytes) -> bytes:
     return hashlib.blake2b(key, digest_size=size, person=NONCE_PERSON).digest()
 
 
-# Bytes, or a view of them (a trusted cache's mapped file): decoded as they are.
-Buffer = bytes | memoryview
+Buffer = bytes | memoryview  # a view: a trusted cache's mapped file, decoded as it is
 
 
 def decode_block(ref: BlockRef, stored: Buffer) -> Buffer:

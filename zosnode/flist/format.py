@@ -121,8 +121,7 @@ class Entry:
             if name <= last:
                 raise FormatError("xattrs must be sorted by name without duplicates")
             last = name
-        # Each kind carries its own data, and no other kind's.
-        own = _DATA.get(self.kind)
+        own = _DATA.get(self.kind)  # each kind carries its own data, and no other kind's
         for data, empty in (("extents", ()), ("target", b""), ("link", None), ("rdev", 0)):
             if data != own and getattr(self, data) != empty:
                 raise FormatError(f"a {self.kind.name.lower()} entry has no {data}")
@@ -152,8 +151,7 @@ class Flist:
     entries: tuple[Entry, ...]
     prefetch: tuple[str, ...] = ()
     metadata: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-    # The minor version read at (unknowns kept in `metadata`): re-encoding gives its bytes.
-    minor: int = MINOR
+    minor: int = MINOR  # read at (unknowns kept in `metadata`): re-encoding gives its bytes
 
     def __post_init__(self) -> None:
         check_int("minor version", self.minor, 0, 1 << 64)
@@ -277,8 +275,7 @@ def _decode_doc(doc: dict[str, Any], minor: int) -> Flist:
     meta = doc["meta"]
     if not isinstance(meta, dict) or not all(isinstance(k, str) for k in meta):
         raise FormatError("meta must be a map with text keys")
-    # The same cap encode() applies, so whatever decodes also encodes.
-    meta_size = len(canonical.dumps(meta))
+    meta_size = len(canonical.dumps(meta))  # encode()'s cap: whatever decodes also encodes
     if meta_size > MAX_META:
         raise FormatError(f"free-form metadata of {meta_size} bytes is over {MAX_META}")
     flist = Flist(tuple(entries), tuple(prefetch), meta, minor)

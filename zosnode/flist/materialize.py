@@ -172,8 +172,7 @@ def _extract_into(
     for e in deferred:
         assert e.parent is not None
         if e.link not in created:
-            # Its target was skipped (a device node, without root).
-            priv.skip("hardlink", e)
+            priv.skip("hardlink", e)  # its target was skipped (a device, without root)
             continue
         parent = view.entries[e.parent]
         with _open_dir(view, root_fd, parent) as dst_fd:

@@ -109,8 +109,7 @@ async def serve(request: MountRequest, send: Send) -> int:
                     ready = True
                     send(Ready(flist_id(request.flist)))
                     nursery.start_soon(_send_counts, cache, send)
-                # serve_flist returned by itself: the mount was taken away from outside.
-                unmounted = True
+                unmounted = True  # serve_flist returned by itself: unmounted from outside
                 nursery.cancel_scope.cancel()
     except Exception as exc:  # noqa: BLE001 - every failure is reported, typed
         send(_failure_of(exc, ready))

@@ -175,7 +175,6 @@ class FlistFS(pyfuse3.Operations):
     async def release(self, fh: int) -> None:
         self._handles.pop(fh, None)
 
-    # Everything that writes is refused, by one definition.
     async def _read_only(self, *args: Any, **kwargs: Any) -> Any:
         raise pyfuse3.FUSEError(errno.EROFS)
 

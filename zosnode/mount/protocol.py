@@ -239,18 +239,15 @@ class ReportReader:
         return out
 
     def _accept(self, report: Message) -> Report:
+        assert not isinstance(report, MountRequest)
         if self.failed:
             raise ProtocolRefused("a report after a failure")
-        if isinstance(report, Ready):
-            if self.ready:
-                raise ProtocolRefused("ready twice")
-            self.ready = True
-        elif isinstance(report, CacheCounts):
-            if not self.ready:
-                raise ProtocolRefused("cache counts before ready")
-        else:
-            assert isinstance(report, Failure)
-            self.failed = True
+        if isinstance(report, Ready) and self.ready:
+            raise ProtocolRefused("ready twice")
+        if isinstance(report, CacheCounts) and not self.ready:
+            raise ProtocolRefused("cache counts before ready")
+        self.ready |= isinstance(report, Ready)
+        self.failed = isinstance(report, Failure)
         return report
 
     def eof(self) -> None:

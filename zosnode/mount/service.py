@@ -140,8 +140,7 @@ async def _prefetch(handle: MountedFlist) -> None:
     try:
         async with trio.open_nursery() as nursery:
             for bid in ids:
-                # Acquire before spawning, so blocks start in hint order.
-                await limit.acquire()
+                await limit.acquire()  # before spawning: blocks start in hint order
                 nursery.start_soon(one, bid)
     finally:
         handle.prefetch_done.set()
