@@ -27,8 +27,7 @@ from nacl.signing import SigningKey, VerifyKey
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from zosnode.trust.envelope import Envelope  # noqa: E402
-from zosnode.trust.keys import signed_message
+from zosnode.trust.envelope import Envelope, signed_message  # noqa: E402
 from zosnode.trust.manifest import FlistPin, Manifest, ServiceSpec  # noqa: E402
 from zosnode.trust.signing import (
     encode_envelope,

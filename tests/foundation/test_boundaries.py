@@ -28,7 +28,7 @@ PURE_CORES = (
     "zosnode.net.dhcp_wire", "zosnode.net.dhcp_client", "zosnode.net.lease_check",
     "zosnode.net.arp", "zosnode.net.choose", "zosnode.net.loglimit",
     "zosnode.trust.verifier", "zosnode.trust.manifest", "zosnode.trust.root",
-    "zosnode.trust.envelope", "zosnode.trust.schema", "zosnode.trust.keys",
+    "zosnode.trust.envelope", "zosnode.trust.schema",
     "zosnode.flist.format", "zosnode.flist.blocks", "zosnode.flist.view", "zosnode.flist.diff",
     "zosnode.agent.services.machine", "zosnode.agent.services.events",
     "zosnode.agent.services.ring", "zosnode.agent.upgrade", "zosnode.agent.cmdline",

@@ -26,8 +26,8 @@ from zosnode.hub.registry_db import open_backend
 from zosnode.hub.s3 import S3Storage
 from zosnode.hub.service import RunningHub, run_hub
 from zosnode.hub.storage import LocalStorage, Storage, StorageError
+from zosnode.layout import is_hex_id
 from zosnode.trust import keyfile
-from zosnode.trust.keys import is_key_id
 
 
 def register(sub: Any) -> None:
@@ -92,7 +92,7 @@ def _publishers(args: argparse.Namespace) -> list[str]:
         ids += [line.split("#")[0].strip() for line in text.splitlines()
                 if line.split("#")[0].strip()]
     for kid in ids:
-        if not is_key_id(kid):
+        if not is_hex_id(kid):
             raise UserError(f"publisher key {kid[:80]!r} is not 64 lowercase hex digits")
     return ids
 

@@ -50,7 +50,6 @@ from zosnode.trust import envelope, keyfile, release_toml
 from zosnode.trust.atomicfile import write_atomic
 from zosnode.trust.download import verify_pinned
 from zosnode.trust.errors import Refused
-from zosnode.trust.keys import is_key_id
 from zosnode.trust.manifest import MAX_MANIFEST_BYTES, PPM, Manifest
 from zosnode.trust.manifest import decode_body as decode_manifest
 from zosnode.trust.root import MAX_ROOT_BYTES, Root
@@ -249,7 +248,7 @@ def run_build(args: argparse.Namespace) -> int:
 def run_root(args: argparse.Namespace) -> int:
     ids = []
     for k in args.keys:
-        if is_key_id(k):
+        if layout.is_hex_id(k):
             ids.append(k)
         elif not os.path.lexists(k):
             raise UserError(f"--key {k}: not a key id, and no such key file")

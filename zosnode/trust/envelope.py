@@ -1,10 +1,12 @@
-"""The signed envelope around every root and manifest.
+"""The signed envelope around every root and manifest, and its ed25519 signatures.
 
     {"kind": "root" | "manifest", "signed": <bstr: canonical CBOR of the body>,
      "signatures": [{"keyid": <hex>, "sig": <bstr 64>}, ...]}   sorted by keyid
 
-Signatures cover the body's exact bytes (prefixed by the kind: `keys.signed_message`),
-so verifying never re-encodes anything, and they are checked before the body is parsed.
+A key id is the public key in hex. Signatures cover the body's exact bytes, so verifying
+never re-encodes anything, and they are checked before the body is parsed. The signed
+message is domain-separated (`signed_message`), so a root signature can never pass as a
+manifest signature or as anything else signed with the same key.
 """
 
 from __future__ import annotations
@@ -12,11 +14,36 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from zosnode.trust import errors, keys
+from nacl.exceptions import BadSignatureError as NaclBadSignature
+from nacl.signing import VerifyKey
+
+from zosnode.layout import is_hex_id
+from zosnode.trust import errors
 from zosnode.trust.errors import MalformedError, TrustUsageError, need
 from zosnode.trust.schema import Fields, load
 
 MAX_SIGNATURES = 64
+SIGNATURE_LEN = 64
+_DOMAIN = b"zosnode-signed-v1\x00"
+KINDS = ("root", "manifest")  # documents a key may sign; the kind is in the signed message
+
+
+def signed_message(kind: str, body: bytes) -> bytes:
+    if kind not in KINDS:
+        raise TrustUsageError(f"unknown document kind {kind!r}")
+    return _DOMAIN + kind.encode() + b"\x00" + body
+
+
+def signature_valid(kid: str, kind: str, body: bytes, signature: bytes) -> bool:
+    """True only if `signature` is `kid`'s over exactly (kind, body)."""
+    if not is_hex_id(kid):  # bytes.fromhex would take spaces and capitals
+        return False
+    try:
+        VerifyKey(bytes.fromhex(kid)).verify(signed_message(kind, body), signature)
+    except (NaclBadSignature, ValueError):
+        # ValueError: a key id not on the curve, a signature not 64 bytes long.
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -25,9 +52,9 @@ class Signature:
     sig: bytes
 
     def __post_init__(self) -> None:
-        need(keys.is_key_id(self.keyid), f"key id {self.keyid!r} is not 64 lowercase hex digits")
-        need(len(self.sig) == keys.SIGNATURE_LEN,
-             f"a signature is {keys.SIGNATURE_LEN} bytes, not {len(self.sig)}")
+        need(is_hex_id(self.keyid), f"key id {self.keyid!r} is not 64 lowercase hex digits")
+        need(len(self.sig) == SIGNATURE_LEN,
+             f"a signature is {SIGNATURE_LEN} bytes, not {len(self.sig)}")
 
 
 @dataclass(frozen=True)
@@ -37,7 +64,7 @@ class Envelope:
     signatures: tuple[Signature, ...] = ()
 
     def __post_init__(self) -> None:
-        need(self.kind in keys.KINDS, f"unknown document kind {self.kind!r}")
+        need(self.kind in KINDS, f"unknown document kind {self.kind!r}")
         ids = [s.keyid for s in self.signatures]
         need(ids == sorted(set(ids)), "signatures must be sorted by key id, one per key")
         need(len(ids) <= MAX_SIGNATURES, f"more than {MAX_SIGNATURES} signatures")
@@ -70,7 +97,7 @@ def require_threshold(env: Envelope, trusted: Collection[str], threshold: int,
     Others are ignored once it is met (anyone can append garbage); below it, the error
     type says why: a trusted key signed other bytes, unknown signers, or too few."""
     good = frozenset(s.keyid for s in env.signatures if s.keyid in trusted
-                     and keys.signature_valid(s.keyid, env.kind, env.body, s.sig))
+                     and signature_valid(s.keyid, env.kind, env.body, s.sig))
     if len(good) >= threshold:
         return good
     unknown = [s.keyid[:16] for s in env.signatures if s.keyid not in trusted]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from zosnode.trust import keys
+from zosnode.layout import is_hex_id
 from zosnode.trust.errors import MalformedError, TrustUsageError, need
 from zosnode.trust.schema import MAX_INT, versioned
 
@@ -39,7 +39,7 @@ class Root:
         need(bool(self.keys) and len(self.keys) <= MAX_KEYS,
              f"a root lists 1 to {MAX_KEYS} keys, not {len(self.keys)}")
         for kid in self.keys:
-            need(keys.is_key_id(kid), f"key id {kid!r} is not 64 lowercase hex digits")
+            need(is_hex_id(kid), f"key id {kid!r} is not 64 lowercase hex digits")
         need(list(self.keys) == sorted(set(self.keys)), "root keys must be sorted and distinct")
         need(1 <= self.threshold <= len(self.keys),
              f"threshold {self.threshold} must be between 1 and the {len(self.keys)} keys")

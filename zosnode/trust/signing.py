@@ -13,10 +13,9 @@ from typing import Any
 from nacl.signing import SigningKey, VerifyKey
 
 from zosnode import canonical
-from zosnode.trust import keys
 from zosnode.trust.anchor import SPEC as ANCHOR_SPEC
 from zosnode.trust.anchor import Anchor, decode, verify_self_signed
-from zosnode.trust.envelope import Envelope, Signature
+from zosnode.trust.envelope import Envelope, Signature, signed_message
 from zosnode.trust.errors import TrustUsageError
 from zosnode.trust.manifest import SPEC as MANIFEST_SPEC
 from zosnode.trust.manifest import Manifest, ServiceSpec
@@ -100,7 +99,7 @@ def encode_envelope(env: Envelope) -> bytes:
 
 
 def sign(key: SigningKey, kind: str, body: bytes) -> bytes:
-    return bytes(key.sign(keys.signed_message(kind, body)).signature)
+    return bytes(key.sign(signed_message(kind, body)).signature)
 
 
 def with_signature(env: Envelope, key: SigningKey) -> Envelope:
