@@ -49,8 +49,7 @@ class Network:
     leases: dict[str, Lease] = field(default_factory=dict)  # by NIC name
     changed: trio.Event = field(default_factory=trio.Event)
     audit_findings: list[audit.Finding] = field(default_factory=list)
-    # The last DHCP reply refused, with the wall-clock time (for the heartbeat).
-    last_refusal: tuple[str, float] | None = None
+    last_refusal: tuple[str, float] | None = None  # the last DHCP reply refused, at wall time
 
     @property
     def lease(self) -> Lease | None:
@@ -67,8 +66,7 @@ class Network:
 @dataclass(frozen=True)
 class Options:
     resolv_conf: Path = Path("/etc/resolv.conf")
-    # Called when the bring-up starts to wait (firewall on, links up, DHCP running).
-    on_waiting: Callable[[], None] | None = None
+    on_waiting: Callable[[], None] | None = None  # once firewall, links and DHCP run
 
 
 class Bringup:

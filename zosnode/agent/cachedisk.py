@@ -227,10 +227,8 @@ def _read(path: Path) -> str:
 def hardware(cache_disk: str | None, sys_block: Path = Path("/sys/block"),
              meminfo: Path = Path("/proc/meminfo")) -> HardwareReport:
     """CPUs, memory and every real disk (size, model, and whether the node writes it)."""
-    mem = 0
-    for line in _read(meminfo).splitlines():
-        if line.startswith("MemTotal:"):
-            mem = int(line.split()[1]) * 1024
+    mem = next((int(line.split()[1]) * 1024 for line in _read(meminfo).splitlines()
+                if line.startswith("MemTotal:")), 0)
     disks = []
     for name in _disks(sys_block):
         if not (sys_block / name / "device").exists():

@@ -13,7 +13,6 @@ MAX_CMDLINE = 4096  # the kernel's COMMAND_LINE_SIZE on x86_64 is 2048; be gener
 MAX_HUBS = 8
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _IFNAME = re.compile(r"[A-Za-z0-9_.:-]{1,15}")
-# zos.cache=auto | LABEL=<label> | UUID=<uuid>: which filesystem is the block cache.
 _CACHE = re.compile(r"auto|LABEL=[A-Za-z0-9_.-]{1,16}|UUID=[0-9a-fA-F-]{32,36}")
 _DEVICE = re.compile(r"/dev/[a-z][a-z0-9]{1,31}")  # a whole disk, by kernel name
 # zos.<key>=<text>: the Config field, the pattern a value must match, what a bad one is told.

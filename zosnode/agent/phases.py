@@ -27,8 +27,7 @@ def process_start(stat: Path = Path("/proc/self/stat")) -> float | None:
 
 
 class BootClock:
-    """When each boot phase ended, in ms from the agent process's start (so the interpreter's
-    start and the imports count as they do on a real node)."""
+    """Each boot phase's end, in ms from the process's start (the interpreter's start counts)."""
 
     def __init__(self, clock: Callable[[], float] = _boottime, start: float | None = None) -> None:
         self._clock = clock

@@ -75,8 +75,7 @@ def _norm(name: str) -> str:
 
 
 def module_order(modules_dep: str, wanted: Iterable[str]) -> tuple[list[str], list[str]]:
-    """Paths to load, each after its dependencies (modules.dep: `path: dep1 dep2 ...`, visited
-    depth first), and the names not found."""
+    """Paths to load, dependencies first (modules.dep: `path: dep1 dep2 ...`), names not found."""
     deps: dict[str, tuple[str, list[str]]] = {}
     for line in modules_dep.splitlines():
         path, colon, rest = line.partition(":")

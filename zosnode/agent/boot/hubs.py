@@ -44,8 +44,7 @@ class HubClient:
         self._etags: dict[str, str] = {}
         self._good = 0  # index of the hub that answered last
         self.requests = 0
-        # A cache disk's flists/: kept across reboots, checked against the pin before use.
-        self.flist_dir = flist_dir
+        self.flist_dir = flist_dir  # a cache disk's flists/, kept across reboots, checked
 
     @property
     def sources(self) -> list[str]:

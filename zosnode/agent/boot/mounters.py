@@ -35,8 +35,7 @@ class Mounter(Protocol):
 
 
 class ExtractMounter:
-    """Extract an flist, verified, into a directory (tmpfs on a node) through the block cache,
-    so an upgrade fetches only its changed blocks (`zosnode.fetch.pipeline`)."""
+    """Extract an flist, verified, through the block cache: an upgrade fetches new blocks only."""
 
     def __init__(self, fetcher: Callable[[], Fetcher], cache: BlockCache, say: Say) -> None:
         self.fetcher = fetcher  # asked at each mount: the sources follow the running manifest

@@ -287,21 +287,20 @@ class Node:
 
     async def _upgrade(self, manifest: Manifest) -> None:
         old = self.current
+        assert old is not None  # run() makes the boot's release current before any poll
         self.board.update(phase=f"upgrading to {manifest.version}")
         self.say(f"upgrading {self.policy.current} -> {manifest.version}")
         new, why = await self._bring_up(manifest)
         if why is None:
             self.policy.staged_ready()
             self._became_current(new)
-            if old is not None:
-                await old.close()
+            await old.close()
             self.board.update(phase="ready")
             self.say(ready_message(manifest.version, self.identity.node_id))
             self._heartbeat_now.set()
             return
         await new.close()
-        if old is not None:
-            self.hubs.adopt(old.manifest)
+        self.hubs.adopt(old.manifest)
         self.board.update(phase="ready")
         if new.runner is None:
             # Nothing of it ran: the hubs failed us, not the release; retry at the next poll.
