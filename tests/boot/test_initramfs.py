@@ -58,6 +58,16 @@ def test_contents(boot_files: BootFiles) -> None:
     # PyNaCl's compiled module imports stays.
     for dropped in ("_native/cffi/", "pycparser/"):
         assert not [n for n in held if n.startswith(dropped)], dropped
+    # Nor what only another platform or Python imports (profile._FOLLOW's
+    # decided branches): the node's epoll, waitid and Linux backends stay.
+    for kept in ("trio/_core/_io_epoll.pyc", "trio/_core/_generated_io_epoll.pyc",
+                 "trio/_subprocess_platform/waitid.pyc", "pyroute2/iproute/__init__.pyc"):
+        assert kept in held, kept
+    for dropped in ("typing_extensions.pyc", "trio/_core/_generated_io_windows",
+                    "trio/_core/_generated_io_kqueue", "trio/_subprocess_platform/kqueue",
+                    "pyroute2/iproute/windows", "pyroute2/iproute/darwin",
+                    "pyroute2/iproute/bsd", "pyroute2/bsd/"):
+        assert not [n for n in held if n.startswith(dropped)], dropped
     assert any(n.startswith("_native/_cffi_backend.") for n in held)
     # Nor backports.zstd's tarfile and zipfile (profile.NOT_FOLLOWED).
     assert "_native/backports/zstd/_zstdfile.py" in held
