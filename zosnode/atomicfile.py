@@ -16,8 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import BinaryIO
 
-# Every temporary name starts so; a store that finds one after a crash may delete it.
-TMP_PREFIX = ".tmp-"
+TMP_PREFIX = ".tmp-"  # of every temporary name: one found after a crash may be deleted
 
 StrPath = str | os.PathLike[str]
 
@@ -30,8 +29,7 @@ def _parent(path: StrPath) -> str:
 def open_atomic(
     path: StrPath, *, mode: int = 0o644, overwrite: bool = True, durable: bool = True
 ) -> Iterator[BinaryIO]:
-    """A file to write `path` through: whole when the block ends, else never (FileExistsError
-    if `overwrite` is off and `path` exists)."""
+    """A file to write `path` through: whole when the block ends, else never."""
     parent = _parent(path)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=parent)
     try:

@@ -47,8 +47,7 @@ def loads(data: bytes, *, max_size: int, max_depth: int = DEPTH) -> Any:
     return value
 
 
-# Initial bytes of the three simple values we allow: false, true, null.
-_SIMPLE_OK = (0xF4, 0xF5, 0xF6)
+_SIMPLE_OK = (0xF4, 0xF5, 0xF6)  # initial bytes of the simple values allowed: false, true, null
 
 
 def _scan(data: bytes, max_depth: int) -> None:

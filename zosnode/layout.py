@@ -11,20 +11,17 @@ import re
 
 from zosnode.errors import UsageError
 
-# Top-level folders of the layout.
 BLOCKS = "blocks"
 FLISTS = "flists"
 ROOTS = "roots"
 CHANNELS = "channels"
 
-# A channel's manifest, and the suffix of a root.
 MANIFEST = "manifest"
 ROOT_SUFFIX = ".root"
 
 _HEX_ID = re.compile(r"[0-9a-f]{64}")
 _CHANNEL = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
-# The trust documents' integer bound (zosnode.trust.schema): every version has a path.
-MAX_VERSION = 2**63 - 1
+MAX_VERSION = 2**63 - 1  # trust.schema's integer bound: every version has a path
 
 
 class LayoutError(UsageError):

@@ -9,8 +9,7 @@ import xxhash
 from zosnode.cache.errors import CorruptEntry
 
 MAGIC = b"ZC1\n"
-# In a trusted (RAM) cache only: the entry holds the block decoded (`BlockCache`).
-DECODED = b"ZD1\n"
+DECODED = b"ZD1\n"  # in a trusted (RAM) cache only: the block decoded (`BlockCache`)
 HEADER = len(MAGIC) + 8
 
 

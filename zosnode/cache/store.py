@@ -32,8 +32,7 @@ from zosnode.layout import is_hex_id, sharded
 SEED = 0x7A6F736E6F6465  # fixed: every process sharing a directory reads the same sums
 T = TypeVar("T")
 _RAM_FS = (0x01021994, 0x858458F6)  # statfs f_type of tmpfs and ramfs
-# A trusted cache maps an entry this big or more (`_read`); a smaller one is read.
-MAP_FROM = 256 * 1024
+MAP_FROM = 256 * 1024  # a trusted cache maps an entry this big or more (`_read`)
 # A block as read: bytes, or a trusted cache's mapped file (`BlockCache.trusted`).
 Block = bytes | memoryview
 
@@ -111,8 +110,7 @@ class BlockCache:
         return self._account_read(block_id, self._read(block_id, decoded))
 
     async def get_checked(
-        self, block_id: str, check: Callable[[Block], T | None],
-        limiter: trio.CapacityLimiter | None = None,
+        self, block_id: str, check: Callable[[Block], T | None], limiter: trio.CapacityLimiter
     ) -> T | None:
         """`check(block)` in the thread that read it (one hop: read, checksum, the caller's
         hash and decode); None if absent, corrupt, or refused (then dropped)."""
@@ -212,8 +210,7 @@ class BlockCache:
         self, block_id: str, fetch: Callable[[], Awaitable[Block]], *, looked: bool = False,
         decoded: bool = False,
     ) -> Block:
-        """The block from the cache, else from `fetch()` (verified by it), fetched once.
-        `looked`: the caller just found it missing; `decoded`: a trusted cache's form."""
+        """From the cache, else from `fetch()` (which verifies it), once; `looked`: just missed."""
 
         async def look() -> Block | None:
             if self.trusted:  # in RAM the read costs less than a thread hop

@@ -40,8 +40,7 @@ FETCH_TIMEOUTS = Timeouts(connect=2.0, head=2.5, body_idle=2.0, window_bytes=32 
 
 T = TypeVar("T")
 
-# What fetched bytes decode to, or None for a wrong copy; it may raise for a faithful
-# copy that is unusable (the caller's reference is wrong, not the mirror).
+# What fetched bytes decode to, None for a wrong copy; it raises for a faithful, unusable copy.
 Check = Callable[[bytes], T | None]
 
 
@@ -87,8 +86,7 @@ class Fetcher:
     async def fetch_checked(
         self, path: str, oid: str, check: Check[T], *, max_size: int
     ) -> tuple[bytes, T]:
-        """The bytes and what `check` made of them, in a CPU worker instead of the hash
-        (a check that hashes and decodes in one pass hashes a block once)."""
+        """The bytes and what `check` (run instead of the hash: one hash a block) made of them."""
         return await self._fetch(path, _checked(oid), max_size, check)
 
     async def _fetch(
@@ -151,9 +149,8 @@ class Fetcher:
         self, mirror: str, oid: str = "", partial_from: set[str] | None = None, *,
         early: bool = False,
     ) -> AsyncIterator[None]:
-        """A request slot to `mirror` and its breaker's pass (else `CircuitOpen`); the block's
-        end is the verdict: a peer error a fault, `WrongCopy` a wrong copy, else (a cancel,
-        our bug) none, which frees a trial."""
+        """A slot and a pass (else `CircuitOpen`); the block's end is the verdict: a peer error
+        a fault, `WrongCopy` a wrong copy, else (a cancel, our bug) none: a trial is freed."""
         breaker = self.health.breaker(mirror)
         if (breaker.trial_pending or not early) \
                 and breaker.ready_at(trio.current_time()) > trio.current_time():

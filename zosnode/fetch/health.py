@@ -138,8 +138,7 @@ class MirrorHealth:
         self.incidents: deque[Incident] = deque(maxlen=256)
 
     def set_mirrors(self, mirrors: Sequence[str]) -> None:
-        """A known mirror keeps its circuit and penalty (a hub found dead at boot stays
-        demoted when a manifest names it again)."""
+        """A known mirror keeps its health (a hub dead at boot stays demoted when named again)."""
         if not mirrors:
             raise FetchUsageError("at least one mirror is needed")
         if len(set(mirrors)) != len(mirrors):

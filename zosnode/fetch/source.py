@@ -19,8 +19,7 @@ from zosnode.layout import block_path, object_id
 
 
 def checked_decode(ref: BlockRef, stored: Buffer) -> Buffer | None:
-    """The decoded block, None for a wrong copy, or IntegrityError: the block, undecodable
-    (a wrong reference)."""
+    """The decoded block, None for a wrong copy, IntegrityError for a wrong reference."""
     try:
         return decode_block(ref, stored)
     except IntegrityError:
@@ -59,8 +58,7 @@ class BlockSource:
             await self.cache.get_or_fetch(ref.id, fetch)
 
     def is_hot(self, block_id: str) -> bool:
-        """Whether a read needs no fetch or decode (a tmpfs read costs less than a readahead
-        task)."""
+        """No fetch or decode needed (a tmpfs read costs less than a readahead task)."""
         return block_id in self._hot or (
             self._decoded_cache and self.cache is not None and block_id in self.cache)
 

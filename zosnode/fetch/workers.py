@@ -11,8 +11,7 @@ import trio
 
 T = TypeVar("T")
 
-# Up to this, a thread hop costs more than the work (about 50 µs a hop).
-INLINE_UP_TO = 64 * 1024
+INLINE_UP_TO = 64 * 1024  # up to this, a thread hop (about 50 µs) costs more than the work
 
 _LIMITER: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar("zosnode_cpu")
 
