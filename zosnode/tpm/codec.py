@@ -19,9 +19,8 @@ HEADER = struct.Struct(">HII")  # tag, size, command or response code
 MAX_BUFFER = 1024  # TPM2B_MAX_BUFFER, the most TPM2_HMAC takes in one call
 MAX_RESPONSE = 4096  # no response of ours comes near; a larger one is refused
 
-# fixedTPM | fixedParent | sensitiveDataOrigin | userWithAuth | noDA | sign: the TPM
-# derives the key from the owner seed and the template (the same key until TPM2_Clear),
-# and it can never leave this TPM.
+# fixedTPM | fixedParent | sensitiveDataOrigin | userWithAuth | noDA | sign: derived from
+# the owner seed and the template (the same key until TPM2_Clear), it never leaves this TPM.
 KEY_ATTRIBUTES = 0x2 | 0x10 | 0x20 | 0x40 | 0x400 | 0x40000
 # KDF input too: this key is ours, not any other program's empty-unique HMAC primary.
 KEY_UNIQUE = hashlib.sha256(b"zosnode node identity key v1").digest()
@@ -214,10 +213,7 @@ def parse_manufacturer(data: bytes) -> str:
     r.uint(1)  # moreData: we asked for all we want
     if r.uint(4) != CAP_TPM_PROPERTIES:
         raise TpmFormatError("GetCapability answered about another capability")
-    props: dict[int, bytes] = {}
-    for _ in range(r.uint(4)):
-        prop = r.uint(4)
-        props[prop] = r.take(4)
+    props = dict((r.uint(4), r.take(4)) for _ in range(r.uint(4)))  # (property, value)
     r.end()
     if PT_MANUFACTURER not in props:
         raise TpmFormatError("GetCapability did not return the manufacturer")

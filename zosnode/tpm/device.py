@@ -33,8 +33,7 @@ class Device:
 
     def __init__(self, path: Path = TPM_DEVICE) -> None:
         try:
-            # Non-blocking: the kernel runs the command in the background and
-            # poll() says when the response is there, so the wait has a deadline.
+            # Non-blocking: the kernel runs the command in the background; poll() bounds the wait.
             self.fd = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError as exc:
             raise TpmDeviceError(f"{path}: {exc.strerror}") from None

@@ -30,7 +30,6 @@ def load(data: bytes, where: str, known: Collection[str], *, max_size: int,
 
 def versioned(data: bytes, where: str, known: Collection[str], *, spec: int, max_size: int,
               max_depth: int) -> Fields:
-    """`load`, and a "spec" this code reads (no other)."""
     fields = load(data, where, known, max_size=max_size, max_depth=max_depth)
     got = fields.integer("spec")
     if got != spec:
@@ -51,7 +50,6 @@ class Fields:
         self._where = where
 
     def get(self, name: str, kind: type[T]) -> T:
-        """The field `name`, refused unless present and of type `kind`."""
         if name not in self._map:
             raise MalformedError(f"{self._where}: missing field {name!r}")
         value = self._map[name]

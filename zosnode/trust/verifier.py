@@ -45,8 +45,7 @@ class Verifier:
         self.root = anchor.root
         self.root_bytes = anchor.root_bytes
         self._floor = max(anchor.floor, anchor.root.manifest_floor)
-        # Per channel: the highest trusted version, and its body's digest (equivocation
-        # is judged by the body, not the signatures).
+        # Per channel: the highest trusted version, its body's digest (equivocation is by body).
         self._seen: dict[str, tuple[int, bytes]] = {}
         self.max_rotations = max_rotations
 
@@ -54,7 +53,6 @@ class Verifier:
         return RootRefresh(self)
 
     def accept_root(self, data: bytes) -> Root:
-        """Trust the root after the current one, if it chains correctly."""
         old = self.root
         env = envelope.decode(data, max_size=MAX_ROOT_BYTES, kind="root")
         # The old keys vouch for the new root before we read a field of it.

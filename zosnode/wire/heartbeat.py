@@ -76,8 +76,7 @@ class Heartbeat:
     uptime_s: int
     services: tuple[ServiceState, ...] = ()
     addresses: tuple[str, ...] = ()
-    # Findings of the node's listening-socket audit (empty = nothing listens).
-    audit: tuple[str, ...] = ()
+    audit: tuple[str, ...] = ()  # the listening-socket audit's findings (empty: none listens)
     failed_release: int | None = None
     boot_timings_ms: Mapping[str, int] = field(default_factory=dict)
     # Optional on the wire (see the module docstring).

@@ -98,8 +98,8 @@ class Supervisor:
         return self._stopping and all(s.state in TERMINAL for s in self._svcs.values())
 
     def next_deadline(self) -> int | None:
-        deadlines = [s.deadline for s in self._svcs.values() if s.deadline is not None]
-        return min(deadlines) if deadlines else None
+        return min((s.deadline for s in self._svcs.values() if s.deadline is not None),
+                   default=None)
 
     def start(self, now: int) -> list[Action]:
         out = self._step(now)

@@ -14,7 +14,6 @@ class OutputLines:
         self._partial = bytearray()
 
     def feed(self, data: bytes) -> list[str]:
-        """Take a chunk of output; return the lines it completed."""
         self._partial += data
         done: list[str] = []
         while True:

@@ -81,7 +81,6 @@ class ServiceRunner:
             self._done.set()
 
     async def stop(self) -> None:
-        """Stop every service (dependants first) and wait until they are gone."""
         await self._send.send(_Stop())
         await self._done.wait()
 
@@ -123,8 +122,7 @@ class ServiceRunner:
         """Start `argv` of service `name` from its flist's mount; ExecRefused or OSError."""
         home = self._mounts[self._specs[name].flist]
         resolved = resolve_exec(argv, home=home, mounts=list(self._mounts.values()))
-        # Popen, not trio.lowlevel.open_process: it is synchronous, so the
-        # machine learns the pid in the same step that asked for it.
+        # Popen, not trio's open_process: synchronous, so the machine learns the pid in the step.
         return subprocess.Popen(resolved, env=env, cwd=home, stdin=subprocess.DEVNULL,
                                 stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
 
