@@ -86,8 +86,7 @@ class Bringup:
                   ) -> None:
         """Bring the network up; `started(network)` once a NIC is chosen; runs forever."""
         firewall = Firewall()
-        links = Links()
-        self._links = links
+        links = self._links = Links()
         try:
             firewall.apply()
             self.say(f"firewall applied (table {firewall.table}): inbound dropped except "

@@ -6,6 +6,7 @@ returns (docs/network-bringup.md). Outside PID 1 it must run in its own network 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import importlib.util
 import os
@@ -169,8 +170,7 @@ def _run(args: argparse.Namespace, say: pid1.Say, is_init: bool) -> int:
     say(f"config: farm {config.farm or '-'} channel {config.channel} "
         f"hubs {' '.join(config.hubs) or '-'}{' net ' + config.net if config.net else ''}")
     if is_init:
-        moddir = Path("/lib/modules") / os.uname().release
-        pid1.load_modules(moddir, _initramfs_modules(), say)
+        pid1.load_modules(Path("/lib/modules") / os.uname().release, _initramfs_modules(), say)
         pid1.seed_entropy(os.uname().nodename.encode(), say)
         # After the modules (efivarfs); "on" means the firmware checked this image.
         say(f"secure boot: {secureboot.node_state()}")
@@ -186,11 +186,8 @@ def _run(args: argparse.Namespace, say: pid1.Say, is_init: bool) -> int:
         after = stage.after_network
         on_waiting = stage.start
     options = bringup.Options(resolv_conf=args.resolv_conf, on_waiting=on_waiting)
-
-    async def main() -> None:
-        await run_agent(config, say, options, after, args.exit_after_bringup)
-
-    return pid1.run_node(main, say, args.fatal_delay, pid1=is_init,
+    agent = functools.partial(run_agent, config, say, options, after, args.exit_after_bringup)
+    return pid1.run_node(agent, say, args.fatal_delay, pid1=is_init,
                          debug=config.debug or args.debug)
 
 

@@ -27,7 +27,6 @@ MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_NOATIME = 0x1, 0x2, 0x4, 0x8, 0x40
 SYS_FINIT_MODULE = 313  # x86_64
 MODULE_INIT_COMPRESSED_FILE = 4
 CMD_RESTART, CMD_POWER_OFF, CMD_CAD_OFF = 0x01234567, 0x4321FEDC, 0
-STATE_DIR = "var/lib/zosnode"
 
 Say = Callable[[str], None]
 
@@ -55,7 +54,7 @@ PSEUDO_MOUNTS = (  # (source, target under the root, fstype, flags, data)
     ("sysfs", "sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, ""),
     ("devtmpfs", "dev", "devtmpfs", MS_NOSUID, "mode=0755"),
     ("tmpfs", "run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755"),
-    ("tmpfs", STATE_DIR, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700"),
+    ("tmpfs", "var/lib/zosnode", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700"),
 )
 
 
