@@ -67,7 +67,6 @@ def _extract(zf: zipfile.ZipFile, expected: dict[str, str], dest: Path) -> None:
 
 
 def ensure_native(archive: Path, base: Path | None = None) -> tuple[Path, Record]:
-    """Return the verified native directory for `archive`, creating it if needed."""
     base = base or runtime_base()
     with zipfile.ZipFile(archive) as zf:
         record = Record.from_json(zf.read(RECORD_NAME))

@@ -40,11 +40,10 @@ Compression = enum.IntEnum("Compression", "NONE ZLIB LZMA BZ2 ZSTD", start=0)
 block_id = layout.object_id
 
 
-def check_int(what: str, value: object, lo: int, hi: int) -> int:
+def check_int(what: str, value: object, lo: int, hi: int) -> None:
     # Not isinstance: a CBOR true is an int to Python, and would give a tree two encodings.
     if type(value) is not int or not lo <= value < hi:
         raise FormatError(f"{what} {value!r} is not an integer in [{lo}, {hi})")
-    return value
 
 
 @dataclass(frozen=True)
@@ -73,8 +72,7 @@ class BlockRef:
 
 
 def _decompress(data: Buffer, compression: Compression, size: int) -> Buffer:
-    # Each decompressor may produce one byte past the promised size (which shows a liar),
-    # so a hostile block cannot balloon; it must be one complete stream, nothing after.
+    # Output capped one past the promised size (shows a liar); one whole stream, nothing after.
     if compression is Compression.NONE:
         out = data
     else:
@@ -91,8 +89,7 @@ def _decompress(data: Buffer, compression: Compression, size: int) -> Buffer:
     return out
 
 
-# A zstd frame's content size is not trusted (max_length bounds the output) and its
-# window (the decoder's other allocation) may not exceed the largest block: refused.
+# zstd: a frame's content size is not trusted; a window over the largest block is refused.
 _DECOMPRESSORS: dict[Compression, Callable[[], Any]] = {
     Compression.ZLIB: zlib.decompressobj,
     Compression.LZMA: lzma.LZMADecompressor,

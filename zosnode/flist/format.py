@@ -63,7 +63,7 @@ class Hole:
 Extent = BlockRef | Hole
 
 
-def check_name(name: bytes) -> bytes:
+def check_name(name: bytes) -> None:
     if not isinstance(name, bytes):
         raise FormatError("a name must be bytes")
     if not name or name in (b".", b".."):
@@ -72,13 +72,10 @@ def check_name(name: bytes) -> bytes:
         raise FormatError(f"name {name!r} contains '/' or NUL")
     if len(name) > MAX_NAME:
         raise FormatError(f"name of {len(name)} bytes is over {MAX_NAME}")
-    return name
 
 
 @dataclass(frozen=True)
 class Entry:
-    """One node of the tree, at position `index`."""
-
     index: int
     parent: int | None
     name: bytes
@@ -198,7 +195,6 @@ flist_id = layout.object_id
 
 
 def decode(data: bytes) -> Flist:
-    """Parse and validate an encoded flist; raise FormatError on anything wrong."""
     try:
         doc = canonical.loads(data, max_size=MAX_METADATA)
     except canonical.CanonicalError as exc:

@@ -71,8 +71,7 @@ class FlistView:
         return self._nlink[self.resolve(entry).index]
 
     def stat(self, entry: Entry) -> dict[str, int]:
-        """stat(2) fields by their `pyfuse3.EntryAttributes` names; a hardlink reports its
-        file's. The image never changes: a, m, c times are one."""
+        """stat(2) fields, named as pyfuse3's; a hardlink's are its file's; a, m, c times one."""
         e = self.resolve(entry)
         size = {Kind.REG: e.size, Kind.SYMLINK: len(e.target), Kind.DIR: 4096}.get(e.kind, 0)
         return {

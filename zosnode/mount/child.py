@@ -56,8 +56,7 @@ _KIND_OF = ((InvalidFlist, FailureKind.FLIST), (MountpointUnusable, FailureKind.
 
 
 def _failure_of(exc: BaseException, ready: bool) -> Failure:
-    """The first real error inside nested groups, its kind by its type (never by its text);
-    after Ready, any is internal."""
+    """The first real error in nested groups, typed by class (never text); after Ready: internal."""
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
     kind = next((k for t, k in _KIND_OF if isinstance(exc, t)), FailureKind.INTERNAL)

@@ -62,9 +62,8 @@ class FlistFS(pyfuse3.Operations):
         parent = self._entry(parent_inode)
         if name == b".":
             return self._attr(parent)
-        if name == b"..":
-            up = parent.parent if parent.parent is not None else parent.index
-            return self._attr(self.view.entries[up])
+        if name == b"..":  # the root's parent is the root
+            return self._attr(self.view.entries[parent.parent or 0])
         if parent.kind is not Kind.DIR:
             raise pyfuse3.FUSEError(errno.ENOTDIR)
         child = self.view.child(parent, name)
@@ -125,8 +124,7 @@ class FlistFS(pyfuse3.Operations):
         return pyfuse3.FileInfo(fh=fh, keep_cache=True)
 
     async def read(self, fh: int, off: int, size: int) -> bytes | memoryview:  # type: ignore[override]
-        # Up to 1 MiB (the bdi's readahead): a view of one verified decoded block (copied
-        # once, by libfuse), or the pieces of two joined in one buffer.
+        # <= 1 MiB: a view of a verified decoded block (libfuse copies it), or of two joined.
         if fh not in self._handles:
             raise pyfuse3.FUSEError(errno.EBADF)
         entry, pattern = self._handles[fh]

@@ -37,11 +37,9 @@ def detach(mountpoint: Path) -> None:
                    capture_output=True, check=False)
 
 
-def recover_stale(mountpoint: Path) -> bool:
-    """Detach a dead FUSE mount left at `mountpoint` by a crash; True if there was one."""
-    if not is_stale(mountpoint):
-        return False
-    detach(mountpoint)
+def recover_stale(mountpoint: Path) -> None:
+    """Detach a dead FUSE mount left at `mountpoint` by a crash."""
     if is_stale(mountpoint):
-        raise MountpointUnusable(f"{mountpoint}: a dead mount is there and will not detach")
-    return True
+        detach(mountpoint)
+        if is_stale(mountpoint):
+            raise MountpointUnusable(f"{mountpoint}: a dead mount is there and will not detach")

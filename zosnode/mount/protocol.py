@@ -83,8 +83,6 @@ class MountRequest:
 
 @dataclass(frozen=True)
 class Ready:
-    """The mount at the request's mountpoint serves the flist with this id."""
-
     flist_id: str
 
     def __post_init__(self) -> None:
@@ -209,9 +207,8 @@ def decode_request(data: bytes) -> MountRequest:
 
 
 class ReportReader:
-    """The agent's side of the report pipe: `Ready` or `Failure` first; after `Ready` any
-    `CacheCounts` and at most one `Failure`; then nothing. Any violation, or a frame cut
-    short by `eof()`, is `ProtocolRefused`, and the reader stays refused."""
+    """The agent's side: `Ready` or `Failure`, then any `CacheCounts` and one `Failure` at most;
+    a violation or a frame cut short by `eof()` is `ProtocolRefused`, for good."""
 
     def __init__(self) -> None:
         self._buf = bytearray()

@@ -106,16 +106,15 @@ async def serve_flist(
 
 
 async def _raise_readahead(mp: Path) -> None:
-    """Let the kernel read ahead (and so ask) MAX_READ at a time: a FUSE bdi starts at 128 KiB
-    and INIT can only lower it, so sysfs raises it once a stat of the mountpoint (in a thread:
-    this loop answers it) shows INIT done. Not root, or no sysfs: 128 KiB reads, same bytes."""
+    """Let the kernel read ahead (so ask) MAX_READ at once: a FUSE bdi starts at 128 KiB and INIT
+    only lowers it, so sysfs raises it once a stat (in a thread: we answer it) shows INIT done."""
     with trio.move_on_after(10):
         try:
             st = await trio.to_thread.run_sync(os.stat, mp, abandon_on_cancel=True)
             knob = Path(f"/sys/class/bdi/{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
                         "/read_ahead_kb")
             knob.write_text(str(MAX_READ // 1024))
-        except OSError:
+        except OSError:  # not root, or no sysfs: 128 KiB reads, the same bytes
             pass
 
 
