@@ -13,7 +13,7 @@ from tests.lab.nginx import nginx
 from zosnode.fetch.backoff import Backoff
 from zosnode.fetch.errors import CircuitOpen, FetchUsageError, Unavailable
 from zosnode.fetch.fetcher import Fetcher
-from zosnode.fetch.health import Circuit, MirrorHealth, Pass
+from zosnode.fetch.health import PENALTY, Circuit, MirrorHealth, Pass
 from zosnode.fetch.health import Fault as Health
 from zosnode.http.client import HttpStatusError, Timeouts
 from zosnode.layout import block_path
@@ -226,7 +226,7 @@ def test_set_mirrors_keeps_what_it_knows() -> None:
     h.set_mirrors(["c", "a"])
     # "a" keeps its open circuit and penalty; "c" starts closed; "b" is gone.
     assert h.mirrors == ("c", "a") and h.breaker("a").state is Circuit.OPEN
-    assert h.breaker("c").state is Circuit.CLOSED and h.penalty("a", 10.0) == Health.STALL.penalty
+    assert h.breaker("c").state is Circuit.CLOSED and h.penalty("a", 10.0) == PENALTY[Health.STALL]
     assert h.order("0" * 64, 10.0) == ["c", "a"]
     for bad in ([], ["a", "a"]):
         with pytest.raises(FetchUsageError):

@@ -22,12 +22,8 @@ class Fault(enum.Enum):
     CORRUPT = "corrupt"  # bytes that do not hash to the id
     MISSING = "missing"  # a 4xx: this object is not there; the mirror itself works
 
-    @property
-    def penalty(self) -> float:
-        return _PENALTY[self]
 
-
-_PENALTY = {Fault.ERROR: 1.0, Fault.STALL: 2.0, Fault.TRUNCATED: 1.0, Fault.CORRUPT: 16.0,
+PENALTY = {Fault.ERROR: 1.0, Fault.STALL: 2.0, Fault.TRUNCATED: 1.0, Fault.CORRUPT: 16.0,
             Fault.MISSING: 0.5}
 
 
@@ -180,7 +176,7 @@ class MirrorHealth:
         self._breakers[mirror].succeeded(now, grant)
 
     def failed(self, mirror: str, fault: Fault, now: float, grant: Pass = Pass.NORMAL) -> None:
-        self._penalty[mirror] = (self.penalty(mirror, now) + fault.penalty, now)
+        self._penalty[mirror] = (self.penalty(mirror, now) + PENALTY[fault], now)
         if fault is not Fault.MISSING:  # the mirror is broken: open its circuit
             self._breakers[mirror].failed(now, grant)
         elif grant is Pass.TRIAL:

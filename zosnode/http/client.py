@@ -22,7 +22,6 @@ from zosnode.http.errors import HttpError, HttpUsageError
 
 _READ_CHUNK = 1024 * 1024
 _SEND_CHUNK = 64 * 1024
-USER_AGENT = "zosnode"
 
 
 class HttpPeerError(HttpError):
@@ -207,7 +206,7 @@ class HttpClient:
         if max_size < 0:
             raise HttpUsageError("max_size must not be negative")
         origin, target = split_url(url)
-        req_headers = [("Host", origin.host_header), ("User-Agent", USER_AGENT), *own,
+        req_headers = [("Host", origin.host_header), ("User-Agent", "zosnode"), *own,
                        *(headers or {}).items()]
         request = h11.Request(method=method, target=target, headers=req_headers)
         call = _Call(request, max_size, byte_range, body, wanted, timeouts or self.timeouts)
