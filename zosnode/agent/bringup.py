@@ -1,8 +1,7 @@
-"""Everything before the node talks to a hub: firewall, NICs, DHCP, the choice.
+"""Before the node talks to a hub: firewall, NICs, DHCP, the choice (docs/network-bringup.md).
 
-docs/network-bringup.md. The firewall goes in before any NIC comes up: the node never accepts
-inbound traffic. Nothing a DHCP server sends can stop the node: a lease the kernel refuses is
-removed again and declined."""
+The firewall goes in before any NIC comes up: the node never accepts inbound traffic. Nothing a
+DHCP server sends can stop the node: a lease the kernel refuses is removed again and declined."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """The console status view (the only place a farmer looks): pure rendering plus a redraw task.
 
-Redrawn on change, at most every `min_interval_s` (a crash loop cannot flood it). Times are
-trio's clock, in seconds."""
+Redrawn on change, at most every `min_interval_s` (a crash loop cannot flood it); trio's clock."""
 
 from __future__ import annotations
 

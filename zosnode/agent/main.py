@@ -92,9 +92,8 @@ def _fuse_command(mode: str) -> list[str] | None:
 
 
 class BootStage:
-    """The boot stage, imported by a thread once the bring-up waits (DHCP, the NIC choice), not
-    before: an importing thread holds the GIL against the firewall's and links' many netlink
-    calls. Joined once the network is up; a failed import raises there."""
+    """Imports the boot stage in a thread once the bring-up waits (DHCP), not before (it would hold
+    the GIL against the firewall's and links' netlink calls); a failed import raises when joined."""
 
     MODULE = "zosnode.agent.boot"
 

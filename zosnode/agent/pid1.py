@@ -166,9 +166,8 @@ def set_hostname(node_id: str, say: Say) -> None:
 
 
 class Reaper:
-    """Reaps zombies left to us (orphans re-parented to PID 1 or a subreaper). The agent's own
-    children are their owner's (it needs the exit status): a zombie is reaped only after `grace`
-    seconds (an owner waiting on a pidfd reaps at once)."""
+    """Reaps orphans' zombies (re-parented to PID 1 or a subreaper) only after `grace` seconds: an
+    owner needs its child's exit status, and one waiting on a pidfd reaps at once."""
 
     def __init__(self, grace: float = 2.0) -> None:
         self.grace = grace

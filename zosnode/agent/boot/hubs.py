@@ -20,11 +20,10 @@ from zosnode.trust.root import MAX_ROOT_BYTES
 
 
 class HubClient:
-    """The command line's hubs, then the running manifest's, from the one that answered last;
-    its mirrors (static, maybe stale) only when no hub answers, never for heartbeats. Manifest
-    polls are conditional (an unchanged one costs a 304). Every GET goes through `fetcher`: one
-    circuit breaker per source, so a stalling hub costs one fault detection, and one a manifest
-    names again keeps its circuit (a dead hub stays demoted)."""
+    """The command line's hubs, then the running manifest's, from the one that answered last; its
+    mirrors (static, maybe stale) only when no hub answers, never for heartbeats. Manifest polls
+    are conditional (unchanged: a 304). Every GET passes `fetcher`'s per-source circuit breaker: a
+    stalling hub costs one fault detection, and stays demoted when a new manifest names it."""
 
     def __init__(self, hubs: Sequence[str], channel: str, *, fetcher: Fetcher,
                  client: HttpClient | None = None, flist_dir: Path | None = None) -> None:

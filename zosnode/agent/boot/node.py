@@ -1,8 +1,7 @@
 """After the network is up: manifest -> mounts -> services -> ready -> heartbeats, then upgrades.
 
-A hub down at boot only delays the boot (rounds back off). Each release is mounted under
-`run_dir/<version>/<flist name>`, so a new one comes up beside the old; relative argv resolve
-against the flist's directory."""
+A hub down at boot only delays it (rounds back off). Each release mounts beside the others, at
+`run_dir/<version>/<flist name>`; relative argv resolve against the flist's directory."""
 
 from __future__ import annotations
 
