@@ -3,10 +3,9 @@
     {"kind": "root" | "manifest", "signed": <bstr: canonical CBOR of the body>,
      "signatures": [{"keyid": <hex>, "sig": <bstr 64>}, ...]}   sorted by keyid
 
-A key id is the public key in hex. Signatures cover the body's exact bytes, so verifying
-never re-encodes anything, and they are checked before the body is parsed. The signed
-message is domain-separated (`signed_message`), so a root signature can never pass as a
-manifest signature or as anything else signed with the same key.
+A key id is the public key in hex. Signatures cover the body's exact bytes (so verifying
+never re-encodes), are checked before the body is parsed, and are domain-separated by
+kind (`signed_message`): a root's never passes as a manifest's or as anything else's.
 """
 
 from __future__ import annotations

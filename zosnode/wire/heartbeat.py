@@ -1,10 +1,9 @@
-"""The signed node heartbeat: canonical CBOR `{"body": <bytes>, "sig": <64 bytes>}`,
-body the canonical CBOR of the fields, sig the node's ed25519 signature over
-`DOMAIN + body`. The node id IS the hex public key (no enrolment); `sent_at` lets
-the hub refuse replays. The hub (`zosnode.wire.heartbeat_verify`) checks every
-field, the size and the signature; the node only builds its report. Fields after
-`boot_timings_ms` came later: `to_dict` leaves each out at its default, so old hubs
-and nodes understand each other.
+"""The signed node heartbeat: canonical CBOR `{"body": <bytes>, "sig": <64 bytes>}`, body
+the canonical CBOR of the fields, sig the node's ed25519 signature over `DOMAIN + body`.
+The node id IS the hex public key (no enrolment); `sent_at` lets the hub refuse replays.
+The hub (`zosnode.wire.heartbeat_verify`) checks every field, the size and the signature.
+Fields after `boot_timings_ms` came later: `to_dict` leaves each out at its default, so
+old hubs and nodes understand each other.
 """
 
 from __future__ import annotations
@@ -45,8 +44,6 @@ class HardwareReport:
 
 @dataclass(frozen=True)
 class CacheReport:
-    """The block cache: where it lives, its bound and use, and what it caught."""
-
     place: str  # "disk" or "ram" (no usable cache disk, or it failed)
     size_bytes: int  # the bound
     used_bytes: int
@@ -58,11 +55,9 @@ class CacheReport:
 
 @dataclass(frozen=True)
 class RefusalReport:
-    """The last thing of one kind the node refused, why, and when (unix seconds)."""
-
-    kind: str  # "dhcp", "manifest" or "mirror"
+    kind: str  # "dhcp", "manifest" or "mirror": the last of each the node refused
     reason: str
-    at: int
+    at: int  # unix seconds
 
 
 @dataclass(frozen=True)

@@ -29,10 +29,6 @@ PROBE_TIMEOUT_S = 5.0
 DRAIN_GRACE_S = 1.0
 
 
-class _Stop:
-    pass
-
-
 class ServiceRunner:
     def __init__(self, specs: Sequence[ServiceSpec], *, mounts: Mapping[str, Path],
                  on_line: LineSink, on_change: ChangeSink, probe_interval_ms: int = 250) -> None:
@@ -45,7 +41,8 @@ class ServiceRunner:
         self._sup = Supervisor(specs, probe_interval_ms=probe_interval_ms)
         self._on_line, self._on_change = on_line, on_change
         self._procs: dict[tuple[str, int], subprocess.Popen[bytes]] = {}
-        self._send, self._recv = trio.open_memory_channel[events.Event | _Stop](256)
+        # Events for the machine; None asks it to stop.
+        self._send, self._recv = trio.open_memory_channel[events.Event | None](256)
         self._changed = trio.Event()
         self._t0 = 0.0
         self._done = trio.Event()
@@ -81,7 +78,7 @@ class ServiceRunner:
             self._done.set()
 
     async def stop(self) -> None:
-        await self._send.send(_Stop())
+        await self._send.send(None)
         await self._done.wait()
 
 
@@ -91,12 +88,12 @@ class ServiceRunner:
     async def _loop(self, nursery: trio.Nursery) -> None:
         while not self._sup.all_stopped:
             deadline = self._sup.next_deadline()
-            item: events.Event | _Stop | None = None
-            with trio.move_on_at(math.inf if deadline is None else self._t0 + deadline / 1000):
+            at = math.inf if deadline is None else self._t0 + deadline / 1000
+            with trio.move_on_at(at) as waiting:
                 item = await self._recv.receive()
-            if item is None:
+            if waiting.cancelled_caught:
                 actions = self._sup.tick(max(self._now(), deadline or 0))
-            elif isinstance(item, _Stop):
+            elif item is None:
                 actions = self._sup.stop(self._now())
             else:
                 actions = self._sup.handle(item, self._now())
