@@ -32,9 +32,6 @@ from zosnode.http.client import (
 )
 from zosnode.layout import block_path, flist_path, is_hex_id, object_id
 
-# The flist format's largest block plus compression/encryption overhead.
-MAX_BLOCK_BYTES = 8 * 1024 * 1024 + 4096
-
 # Per request, whatever client the fetcher shares: no byte for 2 s, or under 16 KiB/s, is a stall.
 FETCH_TIMEOUTS = Timeouts(connect=2.0, head=2.5, body_idle=2.0, window_bytes=32 * 1024)
 
@@ -76,7 +73,7 @@ class Fetcher:
     async def aclose(self) -> None:
         await self.client.aclose()
 
-    async def fetch_block(self, block_id: str, *, max_size: int = MAX_BLOCK_BYTES) -> bytes:
+    async def fetch_block(self, block_id: str, *, max_size: int) -> bytes:
         """The block `block_id` from some mirror, verified to hash to its id."""
         return (await self._fetch(block_path(_checked(block_id)), block_id, max_size, None))[0]
 
