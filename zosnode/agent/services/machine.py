@@ -70,10 +70,11 @@ class Supervisor:
         if probe_interval_ms < 1:
             raise SupervisorUsageError("probe_interval_ms must be at least 1")
         try:
-            self._order = start_order(specs)
+            order = start_order(specs)
         except TrustUsageError as exc:
             raise SupervisorUsageError(str(exc)) from None
-        self._svcs = {s.name: _Svc(s) for s in specs}
+        by_name = {s.name: s for s in specs}
+        self._svcs = {name: _Svc(by_name[name]) for name in order}  # in start order
         self._probe_interval = probe_interval_ms
         self._now = -(1 << 63)  # no step yet: any time goes
         self._out: list[Action] = []
@@ -83,7 +84,7 @@ class Supervisor:
     def status(self) -> tuple[ServiceStatus, ...]:
         return tuple(ServiceStatus(s.spec.name, s.state, s.spec.oneshot, s.pid, s.restarts,
                                    s.last_exit, s.detail)
-                     for s in (self._svcs[n] for n in self._order))
+                     for s in self._svcs.values())
 
     @property
     def all_ready(self) -> bool:
@@ -91,7 +92,7 @@ class Supervisor:
 
     @property
     def dead_ends(self) -> tuple[str, ...]:
-        return tuple(n for n in self._order if self._svcs[n].state in _DEAD_END)
+        return tuple(n for n, s in self._svcs.items() if s.state in _DEAD_END)
 
     @property
     def all_stopped(self) -> bool:
@@ -128,8 +129,7 @@ class Supervisor:
 
     def tick(self, now: int) -> list[Action]:
         out = self._step(now)
-        for name in self._order:
-            svc = self._svcs[name]
+        for name, svc in self._svcs.items():
             if svc.deadline is None or svc.deadline > now:
                 continue
             svc.deadline = None
@@ -245,8 +245,7 @@ class Supervisor:
         svc.deadline = None
         self._set(svc, state, why)
         # Block dependants transitively; the order is topological, so one pass suffices.
-        for name in self._order:
-            other = self._svcs[name]
+        for other in self._svcs.values():
             if other.state is not State.WAITING:
                 continue
             bad = [d for d in other.spec.after if self._svcs[d].state in _DEAD_END]
@@ -259,15 +258,13 @@ class Supervisor:
     def _start_eligible(self) -> None:
         if self._stopping or not self._started:
             return
-        for name in self._order:
-            svc = self._svcs[name]
+        for svc in self._svcs.values():
             if svc.state is State.WAITING and all(self._svcs[d].state in SATISFIED
                                                   for d in svc.spec.after):
                 self._spawn(svc)
 
     def _stop_eligible(self) -> None:
-        for name in reversed(self._order):
-            svc = self._svcs[name]
+        for name, svc in reversed(self._svcs.items()):
             if svc.state in TERMINAL or svc.state is State.STOPPING:
                 continue
             if any(s.state not in TERMINAL for s in self._svcs.values() if name in s.spec.after):
