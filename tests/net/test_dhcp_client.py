@@ -207,13 +207,13 @@ def test_init_reboot_after_link_flap_and_nak_fallback() -> None:
     ev = c.link_down(10.0)
     assert [type(e) for e in ev if not isinstance(e, StateChanged)] == [LeaseLost]
     assert c.state is State.STOPPED and c.deadline is None and c.timeout(1e9) == []
-    ev = c.link_up(20.0)
+    ev = c.start(20.0)
     assert c.state is State.REBOOTING
     (req,) = sent(ev)
     assert req.addr(50) == "10.9.0.50" and req.get(54) is None and req.ciaddr == "0.0.0.0"
     assert any(isinstance(e, Bound) for e in recv(c, answer(req, w.MsgType.ACK), 20.5))
     c.link_down(30.0)
-    (req,) = sent(c.link_up(31.0))
+    (req,) = sent(c.start(31.0))
     recv(c, answer(req, w.MsgType.NAK), 31.1)
     assert c.state is State.INIT
     (disc,) = sent(c.timeout(40.0))
@@ -224,7 +224,7 @@ def test_init_reboot_gives_up_after_tries() -> None:
     c = client(request_tries=2)
     bind(c)
     c.link_down(10.0)
-    ev = c.link_up(20.0)
+    ev = c.start(20.0)
     assert c.state is State.REBOOTING and len(sent(ev)) == 1
     assert len(sent(c.timeout(c.deadline or 0))) == 1
     ev = c.timeout(c.deadline or 0)
@@ -240,12 +240,13 @@ def test_requesting_gives_up_after_tries() -> None:
     assert sent(c.timeout(c.deadline or 0))[0].msg_type is w.MsgType.DISCOVER
 
 
-def test_link_up_without_history_discovers() -> None:
+def test_link_back_without_history_discovers() -> None:
     c = client()
     c.start(0.0)
     c.link_down(1.0)
-    assert c.link_up(2.0) and c.state is State.SELECTING
-    assert c.link_up(3.0) == []  # already running: nothing
+    assert c.start(2.0) and c.state is State.SELECTING
+    with pytest.raises(NetUsageError):  # already running
+        c.start(3.0)
 
 
 def test_misuse_is_our_error() -> None:

@@ -175,9 +175,13 @@ class DhcpClient:
         self._remembered: str | None = None  # address to ask for in INIT-REBOOT
 
     def start(self, now: float) -> list[Event]:
+        """Begin, or begin again once the link is back (INIT-REBOOT for the address held)."""
         if self.state is not State.STOPPED:
             raise NetUsageError(f"dhcp: start while {self.state.value}")
-        return self._begin(now, "started")
+        if self._remembered is None:
+            return self._discover(now, "started")
+        out = self._to(State.INIT_REBOOT, "started with a previous address")
+        return out + self._exchange(State.REBOOTING, f"asking again for {self._remembered}", now)
 
     def link_down(self, now: float) -> list[Event]:
         if self.state is State.STOPPED:
@@ -187,9 +191,6 @@ class DhcpClient:
         out = self._lose("link down")
         self._terms = self.deadline = None
         return out + self._to(State.STOPPED, "link down")
-
-    def link_up(self, now: float) -> list[Event]:
-        return self._begin(now, "link up") if self.state is State.STOPPED else []
 
     def timeout(self, now: float) -> list[Event]:
         if self.deadline is None or now < self.deadline:
@@ -283,12 +284,6 @@ class DhcpClient:
             out += self._to(State.INIT, reason) + self._to(State.SELECTING, "sending DISCOVER")
         opts = [(Opt.MESSAGE_TYPE, bytes((MsgType.DISCOVER,)))]
         return out + [self._transmit(opts, now, BROADCAST)]
-
-    def _begin(self, now: float, reason: str) -> list[Event]:
-        if self._remembered is None:
-            return self._discover(now, reason)
-        out = self._to(State.INIT_REBOOT, f"{reason} with a previous address")
-        return out + self._exchange(State.REBOOTING, f"asking again for {self._remembered}", now)
 
     def _send_request(self, now: float) -> list[Event]:
         s = self.state

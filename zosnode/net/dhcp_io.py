@@ -66,19 +66,11 @@ async def run_nic(nic: Nic, client: DhcpClient, links: Links, on_event: OnEvent,
         await sock.bind(("0.0.0.0", CLIENT_PORT))
         task_status.started()
         act = _Actor(nic, sock, client, on_event, say, ctl.limit)
-        up = _carrier(links, nic, say)
-        if not up:
+        up = False  # the first poll, at once, starts the client if the carrier is up
+        if not _carrier(links, nic, say):
             say(f"{nic.name}: waiting for carrier (up to {carrier_timeout:g}s)")
         give_up: float | None = trio.current_time() + carrier_timeout
-        while not up:
-            await trio.sleep(carrier_poll)
-            up = _carrier(links, nic, say)
-            if not up and give_up is not None and trio.current_time() >= give_up:
-                say(f"{nic.name}: no carrier after {carrier_timeout:g}s; still watching")
-                give_up = None
-        say(f"{nic.name}: carrier up")
-        await act(client.start(trio.current_time()))
-        next_poll = trio.current_time() + carrier_poll
+        next_poll = trio.current_time()
         while True:
             if ctl._declines:
                 await act(client.decline(ctl._declines.pop(0), trio.current_time()))
@@ -103,7 +95,11 @@ async def run_nic(nic: Nic, client: DhcpClient, links: Links, on_event: OnEvent,
                     await act(client.link_down(now))
                 elif up and not was:
                     say(f"{nic.name}: carrier up")
-                    await act(client.link_up(now))
+                    give_up = None
+                    await act(client.start(now))
+                elif not up and give_up is not None and now >= give_up:
+                    say(f"{nic.name}: no carrier after {carrier_timeout:g}s; still watching")
+                    give_up = None
 
 
 class _Actor:
