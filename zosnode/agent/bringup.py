@@ -5,6 +5,7 @@ DHCP server sends can stop the node: a lease the kernel refuses is removed again
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import ipaddress
@@ -279,11 +280,9 @@ class Bringup:
         """No other lease can change the choice (`zosnode.net.choose.decided`)."""
         carrier: set[str] = set()
         for name, nic in self._nics.items():
-            try:
+            with contextlib.suppress(NetSystemError):  # gone, unreadable: no carrier, as for DHCP
                 if self._links.carrier(nic):
                     carrier.add(name)
-            except NetSystemError:
-                pass  # gone or unreadable: no carrier, as the DHCP task treats it
         leased = self.network.leases
         best = preferred(carrier)
         if carrier <= leased.keys() or best is None or best not in leased:

@@ -6,6 +6,7 @@ leaves the node on its RAM cache, never a failed boot."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import os
@@ -318,17 +319,14 @@ def cache_report(place: str, cache: BlockCache, note: str, first_use: FirstUse |
 
 def used_bytes(directory: Path, limit: int = 1_000_000) -> int:
     total = n = 0
-    try:
-        with os.scandir(directory) as shards:
-            for shard in shards:
-                if not shard.is_dir(follow_symlinks=False):
-                    continue
-                with os.scandir(shard.path) as files:
-                    for f in files:
-                        total += f.stat(follow_symlinks=False).st_size
-                        n += 1
-                        if n >= limit:
-                            return total
-    except OSError:
-        pass
+    with contextlib.suppress(OSError), os.scandir(directory) as shards:
+        for shard in shards:
+            if not shard.is_dir(follow_symlinks=False):
+                continue
+            with os.scandir(shard.path) as files:
+                for f in files:
+                    total += f.stat(follow_symlinks=False).st_size
+                    n += 1
+                    if n >= limit:
+                        return total
     return total

@@ -6,6 +6,7 @@ returns (docs/network-bringup.md). Outside PID 1 it must run in its own network 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import importlib
 import importlib.util
@@ -140,11 +141,9 @@ def _in_own_netns(run_netns: Path = Path("/run/netns")) -> bool:
         mine = os.stat("/proc/self/ns/net")
     except OSError:
         return False
-    try:
+    with contextlib.suppress(OSError):
         if any(os.path.samestat(os.stat(entry), mine) for entry in run_netns.iterdir()):
             return True
-    except OSError:
-        pass
     try:
         return not os.path.samestat(os.stat("/proc/1/ns/net"), mine)
     except OSError:

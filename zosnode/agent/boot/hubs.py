@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -120,22 +121,17 @@ class HubClient:
     async def flist(self, pin: FlistPin) -> bytes:
         kept = self.flist_dir / pin.id if self.flist_dir is not None else None
         if kept is not None:
-            try:
-                with kept.open("rb") as f:
-                    data = f.read(pin.size + 1)
+            with contextlib.suppress(OSError), kept.open("rb") as f:
+                data = f.read(pin.size + 1)
                 if object_id(data) == pin.id:
                     return data
-            except OSError:
-                pass
         data = await self.fetcher.fetch_flist(pin.id, max_size=pin.size)
         if kept is not None:
-            try:
+            with contextlib.suppress(OSError):  # a full or failing disk: fetched again next boot
                 kept.parent.mkdir(parents=True, exist_ok=True)
                 for old in sorted(kept.parent.iterdir(), key=lambda p: p.stat().st_mtime)[:-63]:
                     old.unlink()  # the newest 64 only: a bounded cost on the disk
                 write_atomic(kept, data, mode=0o600)
-            except OSError:
-                pass  # a full or failing disk: fetched again next boot
         return data
 
     async def heartbeat(self, data: bytes) -> None:

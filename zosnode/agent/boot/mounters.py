@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -181,11 +182,10 @@ class FuseChildMounter:
                             reports: trio.lowlevel.FdStream, reader: ReportReader
                             ) -> protocol.Report:
         with trio.move_on_after(self.start_timeout_s):
-            try:
+            # It may have died early: what it reported (if anything) says why.
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                 await stdin.send_all(frame)
                 await stdin.aclose()
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass  # it died early; what it reported (if anything) says why
             while True:
                 chunk = await reports.receive_some(4096)
                 try:
