@@ -25,10 +25,8 @@ class Record:
     def from_json(cls, raw: bytes) -> Record:
         try:
             data = json.loads(raw)
-            return cls(
-                build_id=str(data["build_id"]),
-                native_files={str(k): str(v) for k, v in data["native_files"].items()},
-            )
+            files = {str(k): str(v) for k, v in data["native_files"].items()}
+            return cls(build_id=str(data["build_id"]), native_files=files)
         except (ValueError, KeyError, TypeError) as exc:
             raise ArtifactError(f"build record is malformed: {exc}") from exc
 
