@@ -1,8 +1,6 @@
 """argparse with our error policy, for `node run` and the CLI: kept out of `zosnode.entry`
 so that the FUSE mount child, which parses no options, does not import argparse."""
 
-from __future__ import annotations
-
 import argparse
 
 from zosnode.errors import UserError

@@ -3,8 +3,6 @@
 A node's two commands, `node run` (its /init) and the FUSE mount child, are dispatched by
 name here, so a node never imports the command line (`zosnode.cli`: everything else)."""
 
-from __future__ import annotations
-
 import importlib
 import sys
 import traceback

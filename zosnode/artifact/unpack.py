@@ -4,8 +4,6 @@
 and sha256s; else it is rebuilt, under a temporary name renamed into place, so two racing
 starters both succeed: the loser verifies the winner's."""
 
-from __future__ import annotations
-
 import hashlib
 import os
 import sys

@@ -1,8 +1,6 @@
 """The flist layer's errors: two branches say whose fault it is (on the CLI both are the
 user's: bad input, or a file they named; `zosnode.errors`)."""
 
-from __future__ import annotations
-
 from zosnode.errors import UsageError, ZosError
 
 

@@ -3,8 +3,6 @@
 Entries are a flat pre-order list, each naming a parent before it: no cycles, and depth
 costs no CBOR nesting. Decoding checks every limit before the result is handed to anyone."""
 
-from __future__ import annotations
-
 import enum
 import stat
 from collections.abc import Mapping, Sequence

@@ -4,8 +4,6 @@ Nothing lands outside the target, whatever the flist or the target holds: names 
 checked by the format, each directory is opened at its parent's fd with O_NOFOLLOW, files
 O_EXCL|O_NOFOLLOW, the target must be empty, symlinks are made as stored, never followed."""
 
-from __future__ import annotations
-
 import errno
 import os
 from collections.abc import Callable, Iterator

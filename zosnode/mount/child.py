@@ -2,8 +2,6 @@
 (pyfuse3 serves one mount per process; docs/datapath.md): one `MountRequest` on stdin,
 reports on REPORT_FD; SIGTERM or SIGINT unmounts, exit 0. It imports the data path only."""
 
-from __future__ import annotations
-
 import os
 import signal
 import sys

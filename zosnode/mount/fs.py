@@ -3,8 +3,6 @@
 The image is immutable: the kernel may cache everything for as long as it likes. Every byte
 it gets is from a verified block; one not had by the fetcher's deadline is EIO; writes EROFS."""
 
-from __future__ import annotations
-
 import errno
 import itertools
 import os

@@ -1,8 +1,6 @@
 """Dead FUSE mounts and lazy detach; no pyfuse3 here: the agent detaches what its mount
 children leave behind without loading the FUSE front end."""
 
-from __future__ import annotations
-
 import ctypes
 import errno
 import os

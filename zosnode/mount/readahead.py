@@ -1,7 +1,5 @@
 """Sequential-read detection for readahead (pure)."""
 
-from __future__ import annotations
-
 from dataclasses import dataclass
 
 

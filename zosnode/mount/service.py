@@ -3,8 +3,6 @@
 pyfuse3 keeps one session per process: a second mount runs in another process (it may
 share the cache directory)."""
 
-from __future__ import annotations
-
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
