@@ -58,10 +58,10 @@ def parse(proto: str, text: str) -> list[Finding]:
     return out
 
 
-def _owners(proc: Path) -> dict[int, set[int]]:
+def _owners() -> dict[int, set[int]]:
     owners: dict[int, set[int]] = {}
     # glob skips a directory it cannot read: a process that exits mid-scan is no error.
-    for fd in glob.glob(f"{glob.escape(str(proc))}/[0-9]*/fd/*"):
+    for fd in glob.glob("/proc/[0-9]*/fd/*"):
         try:
             target = os.readlink(fd)
         except OSError:
@@ -71,16 +71,16 @@ def _owners(proc: Path) -> dict[int, set[int]]:
     return owners
 
 
-def scan(proc: Path = Path("/proc")) -> list[Finding]:
+def scan() -> list[Finding]:
     """Findings for this process's network namespace, with owning pids."""
     found: list[Finding] = []
     for proto in PROTOCOLS:
         try:
-            text = (proc / "net" / proto).read_text()
+            text = Path("/proc/net", proto).read_text()
         except OSError:
             continue  # e.g. no IPv6 in this kernel
         found += parse(proto, text)
     if not found:
         return found
-    owners = _owners(proc)
+    owners = _owners()
     return [replace(f, pids=tuple(sorted(owners.get(f.inode, ())))) for f in found]

@@ -103,8 +103,6 @@ async def run_nic(nic: Nic, client: DhcpClient, links: Links, on_event: OnEvent,
 
 
 class _Actor:
-    """Carries out the client's events: send, probe, log (limited), hand the rest on."""
-
     def __init__(self, nic: Nic, sock: trio.socket.SocketType, client: DhcpClient,
                  on_event: OnEvent, say: Say, limit: LineLimit) -> None:
         self.nic, self.sock, self.client = nic, sock, client
