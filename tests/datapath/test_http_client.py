@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import ssl
 import subprocess
+from contextlib import aclosing
 from functools import partial
 from pathlib import Path
 
@@ -41,7 +42,7 @@ def _path(bid: str) -> str:
 
 
 async def test_get_and_keepalive_reuse(mirror: FaultyMirror, blobs: dict[str, bytes]) -> None:
-    async with HttpClient() as client:
+    async with aclosing(HttpClient()) as client:
         for bid, data in blobs.items():
             resp = await client.get(f"{mirror.url}/{_path(bid)}", max_size=len(data))
             assert resp.body == data and resp.status == 200
@@ -51,20 +52,20 @@ async def test_get_and_keepalive_reuse(mirror: FaultyMirror, blobs: dict[str, by
 
 async def test_range_request(mirror: FaultyMirror, blobs: dict[str, bytes]) -> None:
     bid, data = max(blobs.items(), key=lambda kv: len(kv[1]))
-    async with HttpClient() as client:
+    async with aclosing(HttpClient()) as client:
         resp = await client.get(f"{mirror.url}/{_path(bid)}", max_size=100, byte_range=(10, 109))
     assert resp.status == 206 and resp.body == data[10:110]
 
 
 async def test_oversize_refused_before_body(mirror: FaultyMirror, blobs: dict[str, bytes]) -> None:
     bid, data = max(blobs.items(), key=lambda kv: len(kv[1]))
-    async with HttpClient() as client:
+    async with aclosing(HttpClient()) as client:
         with pytest.raises(HttpOversize):
             await client.get(f"{mirror.url}/{_path(bid)}", max_size=len(data) - 1)
 
 
 async def test_status_error(mirror: FaultyMirror) -> None:
-    async with HttpClient() as client:
+    async with aclosing(HttpClient()) as client:
         with pytest.raises(HttpStatusError) as info:
             await client.get(f"{mirror.url}/blocks/00/none", max_size=10)
     assert info.value.status == 404
@@ -75,7 +76,7 @@ async def test_truncated_body_keeps_what_came(
 ) -> None:
     bid, data = max(blobs.items(), key=lambda kv: len(kv[1]))
     mirror.fail(_path(bid), Fault.TRUNCATE)
-    async with HttpClient() as client:
+    async with aclosing(HttpClient()) as client:
         with pytest.raises(HttpTruncated) as info:
             await client.get(f"{mirror.url}/{_path(bid)}", max_size=len(data))
     assert info.value.expected == len(data)
@@ -87,7 +88,7 @@ async def test_stall_before_head_times_out(
 ) -> None:
     bid = next(iter(blobs))
     mirror.fail(_path(bid), Fault.STALL_HEAD)
-    async with HttpClient(timeouts=Timeouts(head=3.0)) as client:
+    async with aclosing(HttpClient(timeouts=Timeouts(head=3.0))) as client:
         start = trio.current_time()
         with pytest.raises(HttpTimeout):
             await client.get(f"{mirror.url}/{_path(bid)}", max_size=1 << 20)
@@ -99,14 +100,14 @@ async def test_stall_mid_body_times_out(
 ) -> None:
     bid, data = max(blobs.items(), key=lambda kv: len(kv[1]))
     mirror.fail(_path(bid), Fault.STALL_BODY)
-    async with HttpClient(timeouts=Timeouts(body_idle=2.0)) as client:
+    async with aclosing(HttpClient(timeouts=Timeouts(body_idle=2.0))) as client:
         with pytest.raises(HttpTruncated):
             await client.get(f"{mirror.url}/{_path(bid)}", max_size=len(data))
 
 
 async def test_connection_refused_is_peer_error(mirror: FaultyMirror) -> None:
     await mirror.stop()
-    async with HttpClient() as client:
+    async with aclosing(HttpClient()) as client:
         with pytest.raises(HttpPeerError):
             await client.get(f"{mirror.url}/x", max_size=10)
 
@@ -115,7 +116,7 @@ async def test_pooled_connection_closed_by_server_is_retried(
     mirror: FaultyMirror, blobs: dict[str, bytes]
 ) -> None:
     bid, data = next(iter(blobs.items()))
-    async with HttpClient() as client:
+    async with aclosing(HttpClient()) as client:
         await client.get(f"{mirror.url}/{_path(bid)}", max_size=len(data))
         await mirror.stop()  # closes the idle keep-alive connection server side
         await mirror.restart()
@@ -126,7 +127,7 @@ async def test_pooled_connection_closed_by_server_is_retried(
 async def test_parallel_requests_are_bounded(
     mirror: FaultyMirror, blobs: dict[str, bytes]
 ) -> None:
-    async with HttpClient(per_origin=2) as client:
+    async with aclosing(HttpClient(per_origin=2)) as client:
         async with trio.open_nursery() as nursery:
             for bid, data in blobs.items():
                 nursery.start_soon(partial(client.get, f"{mirror.url}/{_path(bid)}",
@@ -136,7 +137,7 @@ async def test_parallel_requests_are_bounded(
 
 async def test_against_nginx(tmp_path: Path, data_dir: Path, blobs: dict[str, bytes]) -> None:
     with nginx(data_dir, tmp_path / "nginx") as server:
-        async with HttpClient() as client:
+        async with aclosing(HttpClient()) as client:
             for bid, data in blobs.items():
                 resp = await client.get(f"{server.url}/{_path(bid)}", max_size=len(data))
                 assert resp.body == data
@@ -172,11 +173,11 @@ async def test_https_verified_and_wrong_ca_refused(
         await m.start(nursery)
         assert m.url.startswith("https://")
         trusted = ssl.create_default_context(cafile=str(cert))
-        async with HttpClient(ssl_context=trusted) as client:
+        async with aclosing(HttpClient(ssl_context=trusted)) as client:
             for _ in range(2):  # the second request reuses the TLS connection
                 resp = await client.get(f"{m.url}/{_path(bid)}", max_size=len(data))
                 assert resp.body == data
-        async with HttpClient() as client:  # system CAs: the self-signed cert is refused
+        async with aclosing(HttpClient()) as client:  # system CAs: the self-signed cert is refused
             with pytest.raises(HttpPeerError):
                 await client.get(f"{m.url}/{_path(bid)}", max_size=len(data))
         nursery.cancel_scope.cancel()
@@ -198,7 +199,7 @@ async def test_request_any_method_and_status(
     mirror: FaultyMirror, blobs: dict[str, bytes]
 ) -> None:
     bid, data = max(blobs.items(), key=lambda kv: len(kv[1]))
-    async with ToolClient() as client:
+    async with aclosing(ToolClient()) as client:
         # Every status is an answer unless `ok` says otherwise.
         missing = await client.request("GET", f"{mirror.url}/blocks/00/none", max_size=100)
         assert missing.status == 404
@@ -227,7 +228,7 @@ async def test_a_peer_that_stops_reading_a_request_body_is_a_stall(
         listeners = await nursery.start(partial(trio.serve_tcp, never_reads, 0,
                                                 host="127.0.0.1"))
         port = listeners[0].socket.getsockname()[1]
-        async with ToolClient(timeouts=Timeouts(body_idle=1.0, head=60.0)) as client:
+        async with aclosing(ToolClient(timeouts=Timeouts(body_idle=1.0, head=60.0))) as client:
             start = trio.current_time()
             # More than loopback's socket buffers can hold.
             with pytest.raises(HttpTimeout, match="took no bytes"):

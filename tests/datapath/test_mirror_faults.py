@@ -20,7 +20,7 @@ import os
 import threading
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from functools import partial
 from pathlib import Path
 
@@ -280,7 +280,7 @@ REFUSED_HEADS = {
 
 
 async def test_well_framed_responses_keep_the_connection() -> None:
-    async with raw_server([[GOOD], [GOOD_CHUNKED]]) as server, HttpClient() as client:
+    async with raw_server([[GOOD], [GOOD_CHUNKED]]) as server, aclosing(HttpClient()) as client:
         assert (await client.get(server.url, max_size=100)).body == b"hello"
         assert (await client.get(server.url, max_size=100)).body == b"hello"
         assert server.connections == 1 and server.requests == 2
@@ -288,7 +288,8 @@ async def test_well_framed_responses_keep_the_connection() -> None:
 
 @pytest.mark.parametrize("name", sorted(REFUSED_HEADS))
 async def test_ambiguous_framing_is_refused_and_the_connection_dropped(name: str) -> None:
-    async with raw_server([[REFUSED_HEADS[name]], [GOOD]]) as server, HttpClient() as client:
+    async with raw_server([[REFUSED_HEADS[name]], [GOOD]]) as server, \
+            aclosing(HttpClient()) as client:
         with pytest.raises(HttpMalformed) as info:
             await client.get(server.url, max_size=100)
         assert isinstance(info.value, HttpPeerError)
@@ -302,7 +303,7 @@ async def test_ambiguous_framing_is_refused_and_the_connection_dropped(name: str
 
 async def test_bytes_after_the_body_forbid_reuse() -> None:
     async with raw_server([[GOOD + b"HTTP/1.1 200 OK\r\n"], [GOOD]]) as server, \
-            HttpClient() as client:
+            aclosing(HttpClient()) as client:
         assert (await client.get(server.url, max_size=100)).body == b"hello"
         assert (await client.get(server.url, max_size=100)).body == b"hello"
         assert server.connections == 2
@@ -311,7 +312,7 @@ async def test_bytes_after_the_body_forbid_reuse() -> None:
 async def test_a_304_has_no_body_whatever_its_content_length() -> None:
     # RFC 9110 §8.6: a 304 may carry the Content-Length a 200 would have had.
     not_modified = b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\nContent-Length: 1000\r\n\r\n"
-    async with raw_server([[not_modified], [GOOD]]) as server, HttpClient() as client:
+    async with raw_server([[not_modified], [GOOD]]) as server, aclosing(HttpClient()) as client:
         reply = await client.get(server.url, max_size=100, ok=(200, 304))
         assert (reply.status, reply.body) == (304, b"")
         assert (await client.get(server.url, max_size=100)).body == b"hello"
@@ -328,7 +329,7 @@ async def test_dripped_body_is_cut_within_one_window(
     drip: list[bytes | float] = [_HEAD]
     for _ in range(40):
         drip += [b"x", 1.0]
-    async with raw_server([drip]) as server, HttpClient() as client:
+    async with raw_server([drip]) as server, aclosing(HttpClient()) as client:
         start = trio.current_time()
         with pytest.raises(HttpTruncated) as info:
             await client.get(server.url, max_size=100, timeouts=_T)
@@ -342,7 +343,7 @@ async def test_slow_body_above_the_quota_is_not_a_stall(
     slow: list[bytes | float] = [_HEAD]
     for _ in range(10):
         slow += [b"xxxx", 1.5]  # 4 bytes every 1.5 s: the 2 s window's quota
-    async with raw_server([slow]) as server, HttpClient() as client:
+    async with raw_server([slow]) as server, aclosing(HttpClient()) as client:
         resp = await client.get(server.url, max_size=100, timeouts=_T)
         assert resp.body == b"x" * 40
 
@@ -351,7 +352,7 @@ async def test_dripped_head_and_silence_time_out(autojump_clock: trio.testing.Mo
     drip: list[bytes | float] = []
     for i in range(len(_HEAD)):
         drip += [_HEAD[i : i + 1], 1.0]
-    async with raw_server([drip, [3600.0]]) as server, HttpClient() as client:
+    async with raw_server([drip, [3600.0]]) as server, aclosing(HttpClient()) as client:
         start = trio.current_time()
         with pytest.raises(HttpTimeout):
             await client.get(server.url, max_size=100, timeouts=_T)

@@ -17,6 +17,7 @@ socket). Property: a `Response` or an `HttpPeerError`, nothing else.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import aclosing
 
 import trio
 import trio.testing
@@ -111,7 +112,7 @@ def _fetch(data: bytes) -> list[http_client.Reply | http_client.HttpPeerError]:
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
-            async with _Canned(answer, nursery) as client:
+            async with aclosing(_Canned(answer, nursery)) as client:
                 for kind in ("get", "range", "post"):
                     try:
                         if kind == "get":

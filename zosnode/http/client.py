@@ -12,7 +12,6 @@ import re
 import ssl
 from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
-from typing import Self
 from urllib.parse import urlsplit
 
 import h11
@@ -166,12 +165,6 @@ class HttpClient:
         for conns in idle.values():
             for conn in conns:
                 await conn.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
     async def get(
         self, url: str, *, max_size: int, byte_range: tuple[int, int] | None = None,

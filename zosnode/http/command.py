@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Container, Mapping
+from contextlib import aclosing
 from urllib.parse import urlsplit
 
 import trio
@@ -73,7 +74,7 @@ def run_request(
     trio run of its own, closed after. Every status is returned; errors as `request`."""
 
     async def one() -> Reply:
-        async with ToolClient(timeouts=timeouts, ssl_context=ssl_context) as client:
+        async with aclosing(ToolClient(timeouts=timeouts, ssl_context=ssl_context)) as client:
             return await client.request(method, url, max_size=max_size, body=body,
                                         headers=headers)
 
