@@ -112,8 +112,7 @@ class BlockCache:
     async def get_checked(
         self, block_id: str, check: Callable[[Block], T | None], limiter: trio.CapacityLimiter
     ) -> T | None:
-        """`check(block)` in the thread that read it (one hop: read, checksum, the caller's
-        hash and decode); None if absent, corrupt, or refused (then dropped)."""
+        """`check(block)` in the reading thread (one hop); None if absent, corrupt or refused."""
 
         def work() -> tuple[Block | CorruptEntry | None, T | None]:
             found = self._read(block_id)

@@ -9,8 +9,7 @@ from zosnode.fetch.errors import FetchUsageError
 
 @dataclass(frozen=True)
 class Backoff:
-    """Delay before retry `attempt` (0-based): uniform in [0, min(cap, base*2^n)] as
-    `draw`, in [0, 1), from the caller's random source."""
+    """Delay before retry `attempt` (0-based): min(cap, base*2^n) times `draw`, in [0, 1)."""
 
     base_s: float = 0.05
     cap_s: float = 2.0

@@ -109,8 +109,7 @@ class Timeouts:
 
 @dataclass
 class ByteProgress:
-    """The body's byte-progress rule, pure: a window opens at `start`, the next once it
-    brought `min_bytes`; one that closes short is a stall (silence or a drip alike)."""
+    """The body's byte-progress rule, pure: a window short of `min_bytes` is a stall (or drip)."""
 
     window_s: float
     min_bytes: int
