@@ -1,8 +1,7 @@
 """Place the artifact's native extensions (`_native/`: a zip cannot hold them) on disk.
 
-`<runtime>/<build id>/` goes first on sys.path only if it holds exactly the recorded files
-and sha256s; else it is rebuilt, under a temporary name renamed into place, so two racing
-starters both succeed: the loser verifies the winner's."""
+`<runtime>/<build id>/` goes on sys.path only if it holds exactly the recorded files, else it
+is rebuilt under a temporary name renamed into place (a racing loser verifies the winner's)."""
 
 import hashlib
 import os
@@ -80,7 +79,6 @@ def ensure_native(archive: Path, base: Path | None = None) -> tuple[Path, Record
                 print(f"zosnode: runtime {final} rejected ({problem}); rebuilding",
                       file=sys.stderr)
                 remove_tree(final)
-                continue
             try:
                 with new_tree(final) as tmp:
                     _extract(zf, expected, Path(tmp))

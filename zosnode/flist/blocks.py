@@ -3,8 +3,6 @@
 The id is BLAKE2b-256 of the *stored* bytes: a store or mirror is checked without any
 key, and a node checks a block before it decrypts or decompresses a byte of it."""
 
-from __future__ import annotations
-
 import bz2
 import enum
 import hashlib
@@ -31,6 +29,7 @@ from zosnode.flist.errors import FormatError, IntegrityError
 KEY_SIZE = nacl.secret.SecretBox.KEY_SIZE
 MAX_BLOCK_SIZE = 8 * 1024 * 1024  # no decoded block is larger: bounds memory and decompression
 NONCE_PERSON = b"zosnode-cvg-nce"
+Buffer = bytes | memoryview  # a view: a trusted cache's mapped file, decoded as it is
 
 
 # The compressors by wire code 0..4 in this order (zstd since format 1.1; append only).
@@ -105,7 +104,6 @@ def nonce(key: bytes) -> bytes:
     return hashlib.blake2b(key, digest_size=size, person=NONCE_PERSON).digest()
 
 
-Buffer = bytes | memoryview  # a view: a trusted cache's mapped file, decoded as it is
 
 
 def decode_block(ref: BlockRef, stored: Buffer) -> Buffer:

@@ -1,8 +1,7 @@
 """Write an flist into a directory from verified decoded blocks: every extract's writer.
 
-Nothing lands outside the target, whatever the flist or the target holds: names are
-checked by the format, each directory is opened at its parent's fd with O_NOFOLLOW, files
-O_EXCL|O_NOFOLLOW, the target must be empty, symlinks are made as stored, never followed."""
+Nothing lands outside the target: it is empty, names are the format's, each open is at its
+parent's fd with O_NOFOLLOW (files O_EXCL), symlinks are made as stored, never followed."""
 
 import errno
 import os
@@ -47,8 +46,7 @@ class _Privilege:
                 self.skip(f"xattr {name.decode(errors='replace')} of", entry)
 
     def apply(self, target: str | int, entry: Entry) -> None:
-        # Owner before mode (chown clears set-id bits) and before xattrs (it
-        # clears security.capability); times last (xattrs do not change mtime).
+        # Owner first (chown clears set-id bits and security.capability), times last.
         if self.root:
             os.chown(target, entry.uid, entry.gid)
         os.chmod(target, entry.mode)
@@ -141,8 +139,7 @@ def _extract_into(
                     os.symlink(e.target, name, dir_fd=dir_fd)
                     if priv.root:
                         os.chown(name, e.uid, e.gid, dir_fd=dir_fd, follow_symlinks=False)
-                    if e.xattrs:
-                        priv.setxattrs(f"/proc/self/fd/{dir_fd}/".encode() + name, e, False)
+                    priv.setxattrs(f"/proc/self/fd/{dir_fd}/".encode() + name, e, False)
                     os.utime(name, ns=(e.mtime_ns, e.mtime_ns), dir_fd=dir_fd,
                              follow_symlinks=False)
                 elif e.kind is Kind.HARDLINK:

@@ -1,15 +1,12 @@
 """What the node agent and a FUSE mount child say to each other (sans-IO; docs/datapath.md).
 
-A frame is a 4-byte big-endian length, then one canonical CBOR map whose "type" names the
-message; decoding refuses a short, oversize or trailing frame, unknown or missing fields and
-out-of-range values. No text is ever matched to learn what happened."""
-
-from __future__ import annotations
+A frame: a 4-byte big-endian length, one canonical CBOR map whose "type" names the message.
+Decoding refuses bad framing, fields and values; no text is ever matched to learn a cause."""
 
 import re
 from dataclasses import dataclass, fields
 from enum import Enum
-from typing import Any
+from typing import Any, Self
 
 from zosnode import canonical
 from zosnode.flist.format import MAX_METADATA
@@ -102,7 +99,7 @@ class Failure:
             raise ProtocolUsageError(f"message must be text of at most {MAX_MESSAGE} characters")
 
     @classmethod
-    def of(cls, kind: FailureKind, message: str) -> Failure:
+    def of(cls, kind: FailureKind, message: str) -> Self:
         """A failure whose message is cut to fit (messages come from exceptions)."""
         text = " ".join(message.split()) or "(no detail)"
         return cls(kind, text[:MAX_MESSAGE])

@@ -1,7 +1,5 @@
-"""Mount an flist at a directory for as long as a trio task runs (`serve_flist`).
-
-pyfuse3 keeps one session per process: a second mount runs in another process (it may
-share the cache directory)."""
+"""Mount an flist at a directory while a trio task runs; pyfuse3 allows one per process (a
+second runs in another process, and may share the cache directory)."""
 
 import os
 from collections.abc import Callable
