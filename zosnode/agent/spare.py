@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from collections.abc import Sequence
@@ -29,7 +30,5 @@ def spawn(command: Sequence[str]) -> tuple[subprocess.Popen[bytes], int]:
 def start(command: Sequence[str]) -> None:
     """Start one mount child now: it imports the data path while the agent waits for DHCP,
     then blocks reading its request. The first mount takes it."""
-    try:
+    with contextlib.suppress(OSError):  # the first mount starts its own, and reports why it cannot
         spares[tuple(command)] = spawn(command)
-    except OSError:
-        return  # the first mount starts its own child, and reports why it cannot
