@@ -69,14 +69,14 @@ class StatusBoard:
     """The current `NodeStatus`; every update wakes the console task."""
     def __init__(self, status: NodeStatus | None = None) -> None:
         self.status = status or NodeStatus()
-        self._changed = trio.Event()
+        self.changed = trio.Event()
 
     def update(self, **changes: Any) -> None:
         new = replace(self.status, **changes)
         if new != self.status:
             self.status = new
-            self._changed.set()
-            self._changed = trio.Event()
+            self.changed.set()
+            self.changed = trio.Event()
 
     def fail(self, text: str, now: float) -> None:
         """`text` is what is wrong now (the same error again keeps its first time)."""
@@ -89,9 +89,6 @@ class StatusBoard:
         if st.error is not None:
             self.update(error=None, last_error=st.error, last_error_at=st.error_at)
 
-    async def wait_changed(self) -> None:
-        await self._changed.wait()
-
 
 async def console_task(board: StatusBoard, write: Callable[[str], None], *,
                        min_interval_s: float = 0.5,
@@ -102,4 +99,4 @@ async def console_task(board: StatusBoard, write: Callable[[str], None], *,
         write(render(shown, trio.current_time()))
         await trio.sleep(min_interval_s)
         if board.status == shown:
-            await board.wait_changed()
+            await board.changed.wait()

@@ -5,6 +5,7 @@ disk's `node.key` (untrusted: anything but exactly a seed is replaced), or RAM."
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,15 +59,12 @@ def in_ram(detail: str = "") -> NodeIdentity:
 
 def from_tpm(open_tpm: Callable[[], Transport]) -> NodeIdentity:
     """The TPM-derived identity; `TpmError` when the TPM cannot give it."""
-    tpm = open_tpm()
-    try:
+    with contextlib.closing(open_tpm()) as tpm:
         try:
             maker = device.manufacturer(tpm)
         except (TpmResponseError, TpmFormatError) as exc:  # a label only: not worth the id
             maker = f"maker unknown: {exc}"
         seed = device.derive(tpm, TPM_LABEL)
-    finally:
-        tpm.close()
     return NodeIdentity(nacl.signing.SigningKey(seed), "tpm", maker)
 
 
