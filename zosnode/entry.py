@@ -1,7 +1,5 @@
-"""What `zosnode ARGS` runs, and the one error policy every command shares (stdlib only).
-
-A node's two commands, `node run` (its /init) and the FUSE mount child, are dispatched by
-name here, so a node never imports the command line (`zosnode.cli`: everything else)."""
+"""What `zosnode ARGS` runs and the error policy every command shares (stdlib only): a node's
+`node run` and FUSE mount child are dispatched by name, so it never imports `zosnode.cli`."""
 
 import importlib
 import sys

@@ -1,5 +1,4 @@
-"""The build record every artifact carries (`zosnode/_artifact.json`, by build_zipapp.py):
-the part the node reads; the SBOM is in `zosnode.artifact.sbom`."""
+"""The node's part of the build record (`zosnode/_artifact.json`; the SBOM: `artifact.sbom`)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
-"""Place the artifact's native extensions (`_native/`: a zip cannot hold them) on disk.
-
-`<runtime>/<build id>/` goes on sys.path only if it holds exactly the recorded files, else it
-is rebuilt under a temporary name renamed into place (a racing loser verifies the winner's)."""
+"""The artifact's native extensions (a zip cannot hold them) on disk, on sys.path only if the
+tree is exactly the record's; else rebuilt and renamed in (a racing loser verifies the winner's)."""
 
 import hashlib
 import os

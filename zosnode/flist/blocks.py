@@ -1,7 +1,5 @@
-"""Blocks: stored bytes = encrypt(compress(decoded)), both optional (encoding: `writer`).
-
-The id is BLAKE2b-256 of the *stored* bytes: a store or mirror is checked without any
-key, and a node checks a block before it decrypts or decompresses a byte of it."""
+"""Blocks: stored = encrypt(compress(decoded)), both optional. The id hashes the *stored* bytes
+(BLAKE2b-256): checked without a key, before a byte of it is decrypted or decompressed."""
 
 import bz2
 import enum

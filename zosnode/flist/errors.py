@@ -1,5 +1,4 @@
-"""The flist layer's errors: two branches say whose fault it is (on the CLI both are the
-user's: bad input, or a file they named; `zosnode.errors`)."""
+"""The flist layer's errors; two branches say whose fault it is (on the CLI, both the user's)."""
 
 from zosnode.errors import UsageError, ZosError
 

@@ -1,7 +1,5 @@
-"""The flist wire format, version 1: one canonical CBOR map (docs/flist-format.md).
-
-Entries are a flat pre-order list, each naming a parent before it: no cycles, and depth
-costs no CBOR nesting. Decoding checks every limit before the result is handed to anyone."""
+"""The flist wire format 1, one canonical CBOR map (docs/flist-format.md): entries in pre-order,
+each naming a parent before it (no cycles, no nesting). Decoding checks every limit first."""
 
 import enum
 import stat

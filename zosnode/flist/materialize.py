@@ -1,7 +1,5 @@
-"""Write an flist into a directory from verified decoded blocks: every extract's writer.
-
-Nothing lands outside the target: it is empty, names are the format's, each open is at its
-parent's fd with O_NOFOLLOW (files O_EXCL), symlinks are made as stored, never followed."""
+"""Write an flist into an empty directory from verified blocks, nothing outside it: names are
+the format's, each open at its parent's fd with O_NOFOLLOW (files O_EXCL), links never followed."""
 
 import errno
 import os

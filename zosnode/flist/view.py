@@ -1,7 +1,5 @@
-"""One read-only view of an flist: what extract, cat, ls, diff and the FUSE mount share.
-
-Inode numbers are entry index + 1 (the root is 1, FUSE's); a hardlink resolves to the file
-it links to. (Paths given as text: `zosnode.flist.browse`.)"""
+"""A read-only view of an flist, shared by extract, cat, ls, diff and the FUSE mount: inode =
+entry index + 1 (FUSE's root is 1); a hardlink resolves to its file (text paths: `browse`)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
-"""The FUSE mount child `zosnode _mount-child REPORT_FD`, started by the agent, one per flist
-(pyfuse3 serves one mount per process; docs/datapath.md): one `MountRequest` on stdin,
-reports on REPORT_FD; SIGTERM or SIGINT unmounts, exit 0. It imports the data path only."""
+"""The FUSE mount child `zosnode _mount-child REPORT_FD`, one per flist, started by the agent
+(docs/datapath.md): a `MountRequest` on stdin, reports on REPORT_FD; SIGTERM/SIGINT: exit 0."""
 
 import os
 import signal
@@ -141,10 +140,7 @@ def main(argv: Sequence[str], stdin: int = 0) -> int:
         pass  # serve() reports it as a FUSE failure
     try:
         request = decode_request(_read_request(stdin))
-    except ProtocolRefused as exc:
-        send(Failure.of(FailureKind.REQUEST, str(exc)))
-        return EXIT_USAGE
-    except OSError as exc:
-        send(Failure.of(FailureKind.REQUEST, f"reading the request: {exc}"))
+    except (ProtocolRefused, OSError) as exc:
+        send(Failure.of(FailureKind.REQUEST, f"the request: {exc}"))
         return EXIT_USAGE
     return trio.run(serve, request, send)

@@ -1,7 +1,5 @@
-"""The pyfuse3 operations over an FlistView: read-only, lazily fetched.
-
-The image is immutable: the kernel may cache everything for as long as it likes. Every byte
-it gets is from a verified block; one not had by the fetcher's deadline is EIO; writes EROFS."""
+"""The pyfuse3 operations over an FlistView: read-only, so the kernel may cache all it likes;
+every byte is from a verified block (EIO past the fetcher's deadline); writes are EROFS."""
 
 import errno
 import itertools

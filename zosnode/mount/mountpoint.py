@@ -1,5 +1,4 @@
-"""Dead FUSE mounts and lazy detach; no pyfuse3 here: the agent detaches what its mount
-children leave behind without loading the FUSE front end."""
+"""Dead FUSE mounts and lazy detach, without pyfuse3: the agent cleans up after its children."""
 
 import ctypes
 import errno

@@ -1,7 +1,5 @@
-"""What the node agent and a FUSE mount child say to each other (sans-IO; docs/datapath.md).
-
-A frame: a 4-byte big-endian length, one canonical CBOR map whose "type" names the message.
-Decoding refuses bad framing, fields and values; no text is ever matched to learn a cause."""
+"""The agent / FUSE mount child messages (sans-IO; docs/datapath.md): a 4-byte big-endian length,
+a canonical CBOR map named by "type"; bad framing, fields, values refused; no text matched."""
 
 import re
 from dataclasses import dataclass, fields
