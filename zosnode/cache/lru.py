@@ -35,6 +35,4 @@ class LruIndex:
         return evicted
 
     def remove(self, key: str) -> None:
-        size = self._sizes.pop(key, None)
-        if size is not None:
-            self.used -= size
+        self.used -= self._sizes.pop(key, 0)

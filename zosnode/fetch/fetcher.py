@@ -74,7 +74,6 @@ class Fetcher:
         await self.client.aclose()
 
     async def fetch_block(self, block_id: str, *, max_size: int) -> bytes:
-        """The block `block_id` from some mirror, verified to hash to its id."""
         return (await self._fetch(block_path(_checked(block_id)), block_id, max_size, None))[0]
 
     async def fetch_flist(self, flist_id: str, *, max_size: int) -> bytes:

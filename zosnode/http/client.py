@@ -342,8 +342,6 @@ class HttpClient:
 
 @dataclass(frozen=True)
 class _Call:
-    """One request through the pool: what to send and what to accept."""
-
     request: h11.Request
     max_size: int
     byte_range: tuple[int, int] | None
