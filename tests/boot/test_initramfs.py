@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.boot.conftest import TOP, BootFiles, build_initramfs, require_debian_tools
-from zosnode.bootmedia import compression, cpio, profile
+from zosnode.bootmedia import closure, compression, cpio, profile
 from zosnode.bootmedia.compression import decompress
 from zosnode.bootmedia.cpio import Kind
 from zosnode.bootmedia.debs import parse_lock
@@ -63,6 +63,10 @@ def test_contents(boot_files: BootFiles) -> None:
     for kept in ("trio/_core/_io_epoll.pyc", "trio/_core/_generated_io_epoll.pyc",
                  "trio/_subprocess_platform/waitid.pyc", "pyroute2/iproute/__init__.pyc"):
         assert kept in held, kept
+    # sysconfig's data module goes only with sysconfig (closure.IMPORTED_BY).
+    lib = "usr/lib/python3.11/"
+    assert f"{lib}sysconfig.pyc" in entries or not [
+        p for p in entries if p.startswith(f"{lib}_sysconfigdata")]
     for dropped in ("typing_extensions.pyc", "trio/_core/_generated_io_windows",
                     "trio/_core/_generated_io_kqueue", "trio/_subprocess_platform/kqueue",
                     "pyroute2/iproute/windows", "pyroute2/iproute/darwin",
@@ -255,3 +259,15 @@ def test_missing_inputs_are_one_line_errors(tmp_path: Path) -> None:
     (tmp_path / "junk.img").write_bytes(b"070701" + b"z" * 200)
     proc = _cli("initramfs", "list", str(tmp_path / "junk.img"))
     assert proc.returncode == 2 and "not an initramfs" in proc.stderr
+
+
+@pytest.mark.skipif(not Path("/usr/bin/python3.11").exists(),
+                    reason="needs the Debian python3.11 at /usr/bin (the runtime the image pins)")
+def test_a_module_imported_by_a_computed_name_goes_only_with_its_importer() -> None:
+    index = closure.stdlib_index(Path("/usr/lib/python3.11"))
+    args = (Path("/"), "usr/bin/python3.11", "lib64/ld-linux-x86-64.so.2",
+            ("lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu"), index)
+    data = set(closure.IMPORTED_BY) & set(index)
+    assert data  # Debian's names for sysconfig's platform data
+    assert not data & closure.traced({"json"}, *args)
+    assert data <= closure.traced({"sysconfig"}, *args)

@@ -39,13 +39,20 @@ from pathlib import Path
 # Imported by name from C or under a computed name, so no import statement
 # shows them: the interpreter's start-up (encodings, site), codec lookups by
 # name (every encodings.* module), time.strptime (_strptime), pickling
-# (copyreg), sysconfig's platform data module, and the traceback printer.
+# (copyreg), and the traceback printer.
 ALWAYS = frozenset({
     "encodings", "site", "_sitebuiltins", "os", "stat", "posixpath", "genericpath",
     "_collections_abc", "io", "abc", "codecs", "warnings", "_strptime", "copyreg",
     "_compat_pickle", "linecache", "tokenize", "traceback", "_weakrefset", "types",
-    "_sysconfigdata__x86_64-linux-gnu", "_sysconfigdata__linux_x86_64-linux-gnu",
 })
+# Imported under a computed name by one module only: kept only with it.
+# sysconfig's platform data (54 KB of .pyc) is read by sysconfig alone (no
+# import in the interpreter's own frozen start-up, site or getpath); the
+# node's closure has no sysconfig since `trace` went (runtime.EXCLUDED).
+IMPORTED_BY = {
+    "_sysconfigdata__x86_64-linux-gnu": "sysconfig",
+    "_sysconfigdata__linux_x86_64-linux-gnu": "sysconfig",
+}
 # The codecs a node can look up by name, of the 122 `encodings` holds: the
 # interpreter's own (UTF-8 mode, ASCII, Latin-1 and their aliases), JSON's
 # detection (UTF-16/32), zipfile's name decoding (cp437, for members without
@@ -270,6 +277,7 @@ def traced(roots: Iterable[str], runtime: Path, python: str, loader: str,
                              f"{proc.stderr.decode(errors='replace')[-300:]}")
         found = json.loads(out_file.read_text())
     wanted = {n for n in found["loaded"] if n in index} | always
+    wanted |= {n for n, by in IMPORTED_BY.items() if by in wanted and n in index}
     for name in list(wanted):
         wanted.update(p for p in _with_parents(name) if p in index)
     # A package's __init__ stays for its submodules (importlib's is not frozen).
