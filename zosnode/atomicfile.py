@@ -2,9 +2,9 @@
 
 A file: a temporary name beside it, fsync, rename (not to overwrite: a hard link, which
 fails if the name exists even against a racing writer), fsync the directory; a crash
-leaves at most a `.tmp-` file. `durable=False` skips the fsyncs (a tmpfs cache). Trees
-are renamed in or aside. `tempfile` names (O_EXCL, O_NOFOLLOW, random): nothing planted
-beside can redirect a write. Missing parents are the caller's decision."""
+leaves at most a `.tmp-` file; `durable=False` skips the fsyncs (a tmpfs cache). Trees are
+renamed in or aside. `tempfile` names (O_EXCL, O_NOFOLLOW, random): nothing planted beside
+can redirect a write. Missing parents are the caller's decision."""
 
 from __future__ import annotations
 

@@ -1,13 +1,11 @@
 """The block cache: DIR/<id[:2]>/<id>, checksummed entries (`cache.entry`), bounded, LRU.
 
-Writes are atomic (`durable` also fsyncs, for a disk); a corrupt entry is deleted and
-fetched again; readers of a missing block share one fetch. Processes sharing a directory
-(a second mount) each bound what they add; an entry another evicted is a miss. Trust: a
-cache in the node's RAM (tmpfs/ramfs, writable by this user alone) is `trusted`: it cannot
-outlive the boot and only `put` writes it, verified, so its entries need no checksum and
-no second hash, and may hold a block `decoded` (a later mount maps and serves it as it
-is). Anywhere else (a disk another boot or user could change) every read is checksummed
-and the reader hashes it."""
+Writes are atomic (`durable` also fsyncs); a corrupt entry is deleted and fetched again;
+readers of a missing block share one fetch; processes sharing a directory each bound what
+they add (an entry another evicted is a miss). A cache in RAM (tmpfs/ramfs, writable by
+this user alone) is `trusted`: it cannot outlive the boot and holds only verified blocks,
+so no checksum, no second hash, and blocks may be kept `decoded`. Elsewhere (a disk another
+boot or user could change) every read is checksummed and the reader hashes it."""
 
 from __future__ import annotations
 
