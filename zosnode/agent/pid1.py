@@ -233,10 +233,9 @@ def reboot(command: int) -> NoReturn:
 async def _supervise(main: Callable[[], Awaitable[None]], say: Say, pid1: bool) -> str:
     action = "exit"  # or "reboot", "poweroff"
     async with trio.open_nursery() as nursery:
-        reaper = Reaper()
         if not pid1:
             become_subreaper()
-        await nursery.start(reaper.run)
+        await nursery.start(Reaper().run)
 
         async def watch_signals(*, task_status: trio.TaskStatus[None]) -> None:
             nonlocal action

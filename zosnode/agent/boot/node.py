@@ -5,6 +5,7 @@ A hub down at boot only delays it (rounds back off). Each release mounts beside 
 
 from __future__ import annotations
 
+import functools
 import random
 import shutil
 import time
@@ -142,13 +143,10 @@ class Node:
     def _now(self) -> int:
         return effective_now(int(time.time()), self.anchor)
 
-    def _on_change(self, release: Release) -> Callable[[StateChanged], None]:
-        def changed(ch: StateChanged) -> None:
-            if self.current is release and release.runner is not None:
-                self.board.update(services=release.runner.status())
-            self.say(f"v{release.manifest.version} {ch.name}: {ch.state.value} ({ch.detail})")
-
-        return changed
+    def _on_change(self, release: Release, ch: StateChanged) -> None:
+        if self.current is release and release.runner is not None:
+            self.board.update(services=release.runner.status())
+        self.say(f"v{release.manifest.version} {ch.name}: {ch.state.value} ({ch.detail})")
 
     async def _verified(self, data: bytes) -> Manifest:
         """Refresh the root from the hubs, then verify `data` (raises `Refused`)."""
@@ -203,7 +201,8 @@ class Node:
         try:
             with trio.fail_at(deadline):
                 await self._nursery.start(
-                    release.serve, self.hubs, self.mounter, self._on_change(release),
+                    release.serve, self.hubs, self.mounter,
+                    functools.partial(self._on_change, release),
                     lambda name, line: self.say(f"[{name}] {line}"))
         except ReleaseFailed as exc:
             return release, str(exc)
