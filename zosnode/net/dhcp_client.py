@@ -364,13 +364,15 @@ class DhcpClient:
         t = self.timing
         wait = min(t.decline_wait * float(1 << min(self._declines, 16)), t.decline_max)
         self._declines += 1
+        why = f"declined {address}: {reason}; discovering again in {wait:g}s"
+        return [Transmit(wire.encode(decline), BROADCAST), *self._restart(why, now, wait)]
+
+    def _restart(self, reason: str, now: float, wait: float) -> list[Event]:
+        """Back to INIT in a new exchange, forgetting the address; discovery after `wait`."""
         self._terms = self._remembered = None
         self._new_xid(now)
-        out: list[Event] = [Transmit(wire.encode(decline), BROADCAST)]
-        out += self._to(State.INIT, f"declined {address}: {reason}; discovering again in "
-                                    f"{wait:g}s")
         self.deadline = now + wait
-        return out
+        return self._to(State.INIT, reason)
 
     def _bind(self, terms: Terms, now: float) -> list[Event]:
         raw = terms.lease_s
@@ -396,13 +398,8 @@ class DhcpClient:
         server = msg.addr(Opt.SERVER_ID)
         if expected is not None and server not in (None, expected):
             return [Refused(f"NAK from {server}", f"we asked {expected}")]
-        out = self._lose("NAK")
-        self._remembered = None
-        self._new_xid(now)
-        out += self._to(State.INIT, "NAK")
         # §3.1: restart discovery, after a pause so a NAK storm cannot make us spin.
-        self.deadline = now + self.timing.nak_delay
-        return out
+        return self._lose("NAK") + self._restart("NAK", now, self.timing.nak_delay)
 
 
 def _what(msg: Message) -> str:
