@@ -112,7 +112,6 @@ def _disks(sys_block: Path) -> list[str]:
 
 def filesystems(sys_block: Path = Path("/sys/class/block"), dev: Path = Path("/dev")
                 ) -> list[Filesystem]:
-    """Every ext2/3/4 filesystem on a block device."""
     out = []
     for name in _disks(sys_block):
         try:
