@@ -135,15 +135,10 @@ class _Actor:
 
 async def arp_probe(nic: Nic, address: str, rng: random.Random, say: Say) -> str | None:
     """RFC 5227 probes on an AF_PACKET socket: a conflict's description, or None."""
-    try:
-        sock = trio.socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM,
-                                  socket.htons(arp.ETH_P_ARP))
-    except OSError as exc:
-        say(f"{nic.name}: cannot probe {address} with ARP ({exc.strerror}); using it unprobed")
-        return None
     probe = arp.ArpProbe(nic.mac, address, rng, trio.current_time())
-    with sock:
-        try:
+    try:
+        with trio.socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM,
+                                socket.htons(arp.ETH_P_ARP)) as sock:
             await sock.bind((nic.name, arp.ETH_P_ARP))
             while probe.verdict is None:
                 for frame in probe.timeout(trio.current_time()):
@@ -155,8 +150,8 @@ async def arp_probe(nic: Nic, address: str, rng: random.Random, say: Say) -> str
                         frame, where = await sock.recvfrom(128)
                         if where[2] != PACKET_OUTGOING:
                             probe.receive(frame, trio.current_time())
-        except OSError as exc:
-            # The link went away mid-probe: the carrier poll will notice.
-            say(f"{nic.name}: ARP probe of {address} failed ({exc.strerror}); using it unprobed")
-            return None
+    except OSError as exc:
+        # No packet socket (no CAP_NET_RAW), or the link went away (the carrier poll notices).
+        say(f"{nic.name}: ARP probe of {address} failed ({exc.strerror}); using it unprobed")
+        return None
     return probe.verdict.describe() if isinstance(probe.verdict, arp.Conflict) else None
