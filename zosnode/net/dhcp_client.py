@@ -186,9 +186,7 @@ class DhcpClient:
     def link_down(self, now: float) -> list[Event]:
         if self.state is State.STOPPED:
             return []
-        if self.lease is not None:
-            self._remembered = self.lease.address
-        out = self._lose("link down")
+        out = self._lose("link down")  # `_remembered` keeps its address for INIT-REBOOT
         self._terms = self.deadline = None
         return out + self._to(State.STOPPED, "link down")
 
