@@ -1,5 +1,4 @@
-"""argparse with our error policy, for `node run` and the CLI: kept out of `zosnode.entry`
-so that the FUSE mount child, which parses no options, does not import argparse."""
+"""argparse with our error policy, for `node run` and the CLI (the mount child needs none)."""
 
 import argparse
 

@@ -15,8 +15,7 @@ EXIT_INTERNAL, EXIT_USER = 1, 2
 
 
 def guarded(command: Callable[[], int], debug: bool) -> int:
-    """Run a command under the policy: a `UsageError` is the user's (one line, exit 2);
-    anything else is ours (exit 1, the traceback only with --debug)."""
+    """A `UsageError` is the user's (one line, exit 2); else ours (exit 1; traceback: --debug)."""
     try:
         return int(command() or 0)
     except UsageError as exc:
@@ -44,8 +43,7 @@ def _one_line(text: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    # By name: one process loads one of them (tests/foundation/test_boundaries.py).
-    if args[:1] == [CHILD_COMMAND]:
+    if args[:1] == [CHILD_COMMAND]:  # by name: a process loads one of them (test_boundaries)
         return int(importlib.import_module("zosnode.mount.child").main(args[1:]))
     if args[:2] == NODE_RUN:
         node = importlib.import_module("zosnode.agent.main")

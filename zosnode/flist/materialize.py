@@ -23,8 +23,7 @@ class DecodedBlocks(Protocol):
 
 
 class _Privilege:
-    """Without root, owners are not set, and device nodes and xattrs the kernel refuses
-    (security.*, trusted.*) are skipped and listed: an image still extracts on a laptop."""
+    """Not root: no owners; device nodes and refused xattrs (security.*...) skipped and listed."""
 
     def __init__(self, view: FlistView, skipped: list[str] | None) -> None:
         self.root = os.geteuid() == 0
@@ -86,8 +85,7 @@ def _write_file(fd: int, view: FlistView, entry: Entry, reader: DecodedBlocks) -
 def extract_blocks(view: FlistView, blocks: DecodedBlocks, target: str | os.PathLike[str], *,
                    progress: Callable[[int, int], None] | None = None,
                    skipped: list[str] | None = None) -> int:
-    """Write the image into `target` (absent or empty: a mount point is filled in place);
-    return bytes written. An absent target appears only when complete (`new_tree`)."""
+    """Bytes written to `target`: empty (a mount point: filled in place) or absent (made whole)."""
     tpath = os.path.abspath(os.fspath(target))
     with ExitStack() as stack:
         if not os.path.lexists(tpath):

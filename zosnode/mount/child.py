@@ -41,8 +41,7 @@ def _send(fd: int, report: Report) -> None:
     """One report on the pipe; a reader that is gone (the agent died) is not an error."""
     frame = memoryview(encode_report(report))
     try:
-        # At most ~2 KiB: one write, blocking only if the agent stopped reading.
-        while frame:
+        while frame:  # at most ~2 KiB: one write, blocking only if the agent stopped reading
             frame = frame[os.write(fd, frame):]
     except OSError:
         pass
@@ -74,8 +73,7 @@ async def _send_counts(cache: BlockCache, send: Send) -> None:
 
 async def serve(request: MountRequest, send: Send) -> int:
     """Mount, report Ready, serve until a signal (0) or the mount ends (fatal, 1)."""
-    # pyfuse3 is loaded only here: a missing one is a FUSE failure, reported.
-    try:
+    try:  # pyfuse3 is loaded only here: a missing one is a FUSE failure, reported
         from zosnode.mount.service import serve_flist
     except ImportError as exc:
         send(Failure.of(FailureKind.FUSE, f"no FUSE support: {exc}"))

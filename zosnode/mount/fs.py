@@ -100,9 +100,8 @@ class FlistFS(pyfuse3.Operations):
         return inode
 
     async def readdir(self, fh: int, start_id: int, token: Any) -> None:
-        # start_id is the index of the next child to list: stable, the tree never changes.
         children = self.view.children(self._entry(fh))
-        for i, c in enumerate(children[start_id:], start_id):
+        for i, c in enumerate(children[start_id:], start_id):  # start_id: a stable index
             if not pyfuse3.readdir_reply(token, c.name, self._attr(c), i + 1):
                 return
 

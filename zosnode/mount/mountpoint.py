@@ -12,8 +12,7 @@ _MNT_DETACH = 2
 
 
 def libc() -> ctypes.CDLL:
-    """libc's functions, from the symbols already in this process: `find_library("c")`
-    would run ldconfig, gcc and ld, which an initramfs lacks, and return None: this call."""
+    """libc from this process's symbols: `find_library("c")` needs ldconfig or gcc (not here)."""
     return ctypes.CDLL(None, use_errno=True)
 
 

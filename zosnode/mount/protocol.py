@@ -103,13 +103,11 @@ class Failure:
         return cls(kind, text[:MAX_MESSAGE])
 
 
-COUNTS = ("hits", "misses", "fetches", "corrupt", "write_errors", "discarded")
+COUNTS = ("hits", "misses", "fetches", "corrupt", "write_errors", "discarded")  # CacheStats'
 
 
 @dataclass(frozen=True)
 class CacheCounts:
-    """The child's block cache counts so far (`zosnode.cache.store.CacheStats`)."""
-
     hits: int
     misses: int
     fetches: int

@@ -5,8 +5,7 @@ from dataclasses import dataclass
 
 @dataclass
 class ReadPattern:
-    """One open file's reads: in a stream (reads that continue each other), each asks for
-    `window` bytes past its end, the part not yet asked for only."""
+    """One file handle's reads: each in a stream asks `window` bytes past it, the new part only."""
 
     window: int
     _next: int = 0  # a read from the start opens a stream

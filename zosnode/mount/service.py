@@ -88,8 +88,7 @@ async def serve_flist(
                     session.cancel_scope.cancel()
 
                 session.start_soon(run_main)
-                # Before anyone is told: a file opened earlier keeps the old window.
-                await _raise_readahead(mp)
+                await _raise_readahead(mp)  # first: an earlier open keeps the old window
                 if prefetch and view.flist.prefetch:
                     session.start_soon(_prefetch, handle)
                 else:
