@@ -2,8 +2,6 @@
 a strict codec, no I/O. The commands, the template and the errors: docs/identity.md.
 """
 
-from __future__ import annotations
-
 import hashlib
 import struct
 from dataclasses import dataclass

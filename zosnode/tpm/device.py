@@ -2,8 +2,6 @@
 secret derived in it (docs/identity.md). Tests use swtpm's socket (`tests/tpm/swtpm.py`).
 """
 
-from __future__ import annotations
-
 import contextlib
 import os
 import select

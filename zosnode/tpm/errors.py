@@ -1,7 +1,5 @@
 """Errors of the TPM layer: our malformed command, the TPM's answer, its malformed bytes."""
 
-from __future__ import annotations
-
 from zosnode.errors import UsageError, ZosError
 
 

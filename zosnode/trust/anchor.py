@@ -8,8 +8,6 @@ build time is the earliest `now` a node ever uses: a node whose clock is unset
 (1970) or behind still refuses anything that expired before the build.
 """
 
-from __future__ import annotations
-
 import pkgutil
 from dataclasses import dataclass
 

@@ -8,8 +8,6 @@ never re-encodes), are checked before the body is parsed, and are domain-separat
 kind (`signed_message`): a root's never passes as a manifest's or as anything else's.
 """
 
-from __future__ import annotations
-
 from collections.abc import Collection
 from dataclasses import dataclass
 

@@ -3,8 +3,6 @@ when building a document, a bad key file); each `Refused` subclass is one kind
 of attack by the PEER (hub, mirror, signer, network).
 """
 
-from __future__ import annotations
-
 from zosnode.errors import UsageError, ZosError
 
 

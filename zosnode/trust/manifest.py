@@ -5,8 +5,6 @@ integer ms, the rollout fraction parts per million. Every value is checked when 
 dataclass is built; encoding is the publisher's (`zosnode.trust.signing`).
 """
 
-from __future__ import annotations
-
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields

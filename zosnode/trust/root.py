@@ -8,8 +8,6 @@ manifest version nodes accept under it; a rotation to new keys that raises it ma
 nodes forget the versions they remember (compromised keys may have pushed them up).
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass
 
 from zosnode.layout import is_hex_id

@@ -6,8 +6,6 @@ Fields after `boot_timings_ms` came later: `to_dict` leaves each out at its defa
 old hubs and nodes understand each other.
 """
 
-from __future__ import annotations
-
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field

@@ -5,8 +5,6 @@ initramfs), may run a script from a mount, isolated (`-I`); options such as `-c`
 would run code no flist describes, so they are refused.
 """
 
-from __future__ import annotations
-
 import os
 import stat
 import sys

@@ -1,7 +1,5 @@
 """Errors of the service layer: our own mistakes apart from the manifest's."""
 
-from __future__ import annotations
-
 from zosnode.errors import UsageError, ZosError
 
 

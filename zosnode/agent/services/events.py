@@ -3,8 +3,6 @@ integer ms on the caller's monotonic clock. Every event about a process carries
 the `run` of its `Spawn` (or `Probe`), so late news about an earlier run is dropped.
 """
 
-from __future__ import annotations
-
 import enum
 from dataclasses import dataclass
 

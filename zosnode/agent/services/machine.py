@@ -3,8 +3,6 @@ clock in, actions out; the caller sleeps until `next_deadline()`, then calls `ti
 The rules (start order, readiness, back-off, dead ends, stop order): docs/node-run.md.
 """
 
-from __future__ import annotations
-
 import signal as _signal
 from collections.abc import Sequence
 from dataclasses import dataclass

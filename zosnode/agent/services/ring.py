@@ -3,8 +3,6 @@ beyond the line being assembled, and a line is cut at `max_line`, so a service
 that never prints a newline cannot grow the buffer without bound.
 """
 
-from __future__ import annotations
-
 
 class OutputLines:
     def __init__(self, max_line: int = 4096) -> None:

@@ -3,8 +3,6 @@
 started is killed before it returns: no orphan outlives its supervisor.
 """
 
-from __future__ import annotations
-
 import contextlib
 import math
 import os
