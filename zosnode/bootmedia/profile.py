@@ -11,7 +11,9 @@ trade-off.
 Which files, found at build time by running the artifact (`_PROBE`, in the
 pinned interpreter, like closure.traced): import the entry points, then
 follow every import a loaded module names, ours or vendored, at any depth
-(lazy imports still run on a node; `if TYPE_CHECKING:` blocks do not), the
+(lazy imports still run on a node; a branch whose test has the same value
+on every node, such as `if TYPE_CHECKING:` or `if sys.platform == "win32":`,
+only the way a node takes it: `_FOLLOW`), the
 literal names given to `importlib.import_module`, and every `from P import
 N` once more as `getattr(P, N)` (so a package's `__getattr__` facade, such
 as the one zosnode.net.netlink leaves on pyroute2, runs here if a node path
