@@ -1,6 +1,5 @@
 """The TPM 2.0 commands the node identity needs (TCG TPM 2.0 Library, Part 3) as bytes:
-a strict codec, no I/O. The commands, the template and the errors: docs/identity.md.
-"""
+a strict codec, no I/O. The commands, the template and the errors: docs/identity.md."""
 
 import hashlib
 import struct

@@ -1,6 +1,5 @@
 """The thin shell around `codec`: commands to a TPM within a deadline, and the node's
-secret derived in it (docs/identity.md). Tests use swtpm's socket (`tests/tpm/swtpm.py`).
-"""
+secret derived in it (docs/identity.md). Tests use swtpm's socket (`tests/tpm/swtpm.py`)."""
 
 import contextlib
 import os

@@ -5,8 +5,7 @@
 
 Its root must carry a threshold of its own signatures (else a build mistake). The
 build time is the earliest `now` a node ever uses: a node whose clock is unset
-(1970) or behind still refuses anything that expired before the build.
-"""
+(1970) or behind still refuses anything that expired before the build."""
 
 import pkgutil
 from dataclasses import dataclass

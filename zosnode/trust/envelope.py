@@ -5,8 +5,7 @@
 
 A key id is the public key in hex. Signatures cover the body's exact bytes (so verifying
 never re-encodes), are checked before the body is parsed, and are domain-separated by
-kind (`signed_message`): a root's never passes as a manifest's or as anything else's.
-"""
+kind (`signed_message`): a root's never passes as a manifest's or as anything else's."""
 
 from collections.abc import Collection
 from dataclasses import dataclass

@@ -1,7 +1,6 @@
 """The trust layer's errors: `TrustUsageError` is OUR invalid input (a bad field
 when building a document, a bad key file); each `Refused` subclass is one kind
-of attack by the PEER (hub, mirror, signer, network).
-"""
+of attack by the PEER (hub, mirror, signer, network)."""
 
 from zosnode.errors import UsageError, ZosError
 

@@ -2,8 +2,7 @@
 Its body is canonical CBOR of `Manifest`'s fields and "spec": 1, each flist and service
 the map of its dataclass's fields. No floats (canonical CBOR refuses them): durations are
 integer ms, the rollout fraction parts per million. Every value is checked when the
-dataclass is built; encoding is the publisher's (`zosnode.trust.signing`).
-"""
+dataclass is built; encoding is the publisher's (`zosnode.trust.signing`)."""
 
 import re
 from collections.abc import Mapping, Sequence

@@ -5,8 +5,7 @@
 
 The same k-of-n keys sign manifests and the next root. `manifest_floor` is the lowest
 manifest version nodes accept under it; a rotation to new keys that raises it makes
-nodes forget the versions they remember (compromised keys may have pushed them up).
-"""
+nodes forget the versions they remember (compromised keys may have pushed them up)."""
 
 from dataclasses import dataclass
 

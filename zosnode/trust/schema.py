@@ -1,7 +1,6 @@
 """Typed reads of decoded CBOR maps from a peer, so dataclasses are only built from
 well-typed values. Unknown fields are refused unless they start with "x-" (a
-non-critical extension): TUF's rule that a client must not skip what it does not know.
-"""
+non-critical extension): TUF's rule that a client must not skip what it does not know."""
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
 """The one verifier of roots and release manifests, for node and hub alike (sans-IO):
 bytes and `now = effective_now(clock, anchor)` in, a parsed document or a typed
 `Refused` out; it remembers the current root and the highest manifest per channel.
-The rules (root refresh as TUF 5.3, the clock, rollback): docs/threat-model.md.
-"""
+The rules (root refresh as TUF 5.3, the clock, rollback): docs/threat-model.md."""
 
 from __future__ import annotations
 

@@ -3,8 +3,7 @@ the canonical CBOR of the fields, sig the node's ed25519 signature over `DOMAIN 
 The node id IS the hex public key (no enrolment); `sent_at` lets the hub refuse replays.
 The hub (`zosnode.wire.heartbeat_verify`) checks every field, the size and the signature.
 Fields after `boot_timings_ms` came later: `to_dict` leaves each out at its default, so
-old hubs and nodes understand each other.
-"""
+old hubs and nodes understand each other."""
 
 import dataclasses
 from collections.abc import Mapping

@@ -2,8 +2,7 @@
 path (symlinks followed) is inside a verified mount. The one exception: the artifact's
 interpreter, `python` in a manifest (its path differs between a workstation and the
 initramfs), may run a script from a mount, isolated (`-I`); options such as `-c` or `-m`
-would run code no flist describes, so they are refused.
-"""
+would run code no flist describes, so they are refused."""
 
 import os
 import stat

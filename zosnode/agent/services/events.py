@@ -1,7 +1,6 @@
 """What goes into the supervisor (events) and what comes out (actions). Times are
 integer ms on the caller's monotonic clock. Every event about a process carries
-the `run` of its `Spawn` (or `Probe`), so late news about an earlier run is dropped.
-"""
+the `run` of its `Spawn` (or `Probe`), so late news about an earlier run is dropped."""
 
 import enum
 from dataclasses import dataclass

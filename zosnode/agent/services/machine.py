@@ -1,7 +1,6 @@
 """The supervisor of one release's services, a sans-IO state machine: events and the
 clock in, actions out; the caller sleeps until `next_deadline()`, then calls `tick(now)`.
-The rules (start order, readiness, back-off, dead ends, stop order): docs/node-run.md.
-"""
+The rules (start order, readiness, back-off, dead ends, stop order): docs/node-run.md."""
 
 import signal as _signal
 from collections.abc import Sequence

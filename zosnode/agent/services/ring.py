@@ -1,7 +1,6 @@
 """A service's output cut into lines for the console (sans-IO). Nothing is kept
 beyond the line being assembled, and a line is cut at `max_line`, so a service
-that never prints a newline cannot grow the buffer without bound.
-"""
+that never prints a newline cannot grow the buffer without bound."""
 
 
 class OutputLines:

@@ -1,7 +1,6 @@
 """The trio shell around `Supervisor`: real processes, output capture, probes
 (docs/node-run.md, "Services"). If the runner is cancelled, every process it
-started is killed before it returns: no orphan outlives its supervisor.
-"""
+started is killed before it returns: no orphan outlives its supervisor."""
 
 import contextlib
 import math
