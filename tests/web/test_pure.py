@@ -142,7 +142,7 @@ def test_raising_the_fraction_only_adds_nodes() -> None:
 def test_a_release_that_failed_is_not_retried_through_a_reissue() -> None:
     p = on(1)
     p.offer(m(2))
-    p.staged_failed("not ready")
+    p.staged_failed()
     assert p.offer(reissue(3, of=2, paused=False)) == Ignore(3, IgnoreWhy.FAILED_BEFORE)
 
 

@@ -20,10 +20,8 @@ class UpgradeUsageError(UsageError):
 
 
 def rollout_slot(node_id: str, channel: str, version: int) -> int:
-    digest = hashlib.blake2b(
-        f"zosnode-rollout\x00{node_id}\x00{channel}\x00{version}".encode(), digest_size=8
-    ).digest()
-    return int.from_bytes(digest, "big") % PPM
+    key = f"zosnode-rollout\x00{node_id}\x00{channel}\x00{version}".encode()
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") % PPM
 
 
 ROLLOUT_KEY = "zos.rollout"
@@ -47,8 +45,7 @@ def rollout_paused(manifest: Manifest) -> bool:
 
 
 def in_rollout(node_id: str, manifest: Manifest) -> bool:
-    slot = rollout_slot(node_id, manifest.channel, rollout_release(manifest))
-    return slot < manifest.rollout_ppm
+    return rollout_slot(node_id, manifest.channel, rollout_release(manifest)) < manifest.rollout_ppm
 
 
 @dataclass(frozen=True)
