@@ -19,7 +19,6 @@ T = TypeVar("T")
 
 def load(data: bytes, where: str, known: Collection[str], *, max_size: int,
          max_depth: int) -> Fields:
-    """A document's fields: canonical CBOR within the caps, a map of known fields."""
     try:
         value = canonical.loads(data, max_size=max_size, max_depth=max_depth)
     except canonical.CanonicalError as exc:

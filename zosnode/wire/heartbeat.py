@@ -5,9 +5,8 @@ The hub (`zosnode.wire.heartbeat_verify`) checks every field, the size and the s
 Fields after `boot_timings_ms` came later: `to_dict` leaves each out at its default, so
 old hubs and nodes understand each other."""
 
-import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 import nacl.signing
@@ -90,8 +89,8 @@ _OPTIONAL: dict[str, object] = {"secure_boot": "unknown", "identity_source": "un
 
 def _plain(value: Any) -> Any:
     """A report as data for CBOR: a dataclass as the map of its fields, tuples as arrays."""
-    if dataclasses.is_dataclass(value):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if is_dataclass(value):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
     if isinstance(value, tuple):
         return [_plain(v) for v in value]
     if isinstance(value, Mapping):
