@@ -3,8 +3,6 @@
 The firewall goes in before any NIC comes up: the node never accepts inbound traffic. Nothing a
 DHCP server sends can stop the node: a lease the kernel refuses is removed again and declined."""
 
-from __future__ import annotations
-
 import contextlib
 import errno
 import functools

@@ -4,8 +4,6 @@ docs/node-run.md: an unlabelled filesystem is never mounted, a non-blank disk ne
 a block checked against its id once per boot before first use (`FirstUse`); a failing disk
 leaves the node on its RAM cache, never a failed boot."""
 
-from __future__ import annotations
-
 import contextlib
 import errno
 import functools

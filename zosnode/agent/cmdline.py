@@ -3,8 +3,6 @@
 A bad value is reported and ignored, never fatal (a node should still boot with its defaults);
 keys that try to say whom to trust are refused: the trust root comes only from the artifact."""
 
-from __future__ import annotations
-
 import re
 import urllib.parse
 from dataclasses import dataclass, replace

@@ -2,8 +2,6 @@
 
 Redrawn on change, at most every `min_interval_s` (a crash loop cannot flood it); trio's clock."""
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any

@@ -3,8 +3,6 @@
 The seed comes from the first source that works: the TPM (derived, written nowhere), the cache
 disk's `node.key` (untrusted: anything but exactly a seed is replaced), or RAM."""
 
-from __future__ import annotations
-
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass

@@ -3,8 +3,6 @@
 PID 1 duties, the command line, the network (`bringup`), then the boot stage, which never
 returns (docs/network-bringup.md). Outside PID 1 it must run in its own network namespace."""
 
-from __future__ import annotations
-
 import argparse
 import contextlib
 import functools

@@ -2,8 +2,6 @@
 
 Light on imports: `node run` marks the first phases before the boot stage is imported."""
 
-from __future__ import annotations
-
 import os
 import time
 from collections.abc import Callable, Mapping

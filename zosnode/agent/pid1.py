@@ -3,8 +3,6 @@
 As PID 1 `run_node` never returns (an init that exits panics the kernel): a fatal error is shown,
 then the machine reboots after a delay; outside PID 1 it becomes an exit status."""
 
-from __future__ import annotations
-
 import ctypes
 import errno
 import math

@@ -1,8 +1,6 @@
 """Did the firmware verify what it booted? Secure Boot state from the EFI variables: "on" (the
 only state meaning a verified boot chain), "off", "bios" or "unknown" (docs/boot-trust.md)."""
 
-from __future__ import annotations
-
 import errno
 import functools
 import os

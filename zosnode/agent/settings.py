@@ -3,8 +3,6 @@
 Command-line words, parsed by the command line's parser (same validation, trust keys refused);
 unsigned, so only per-farm keys are taken, and the command line wins where both set one."""
 
-from __future__ import annotations
-
 from pathlib import Path
 
 from zosnode.agent import cmdline

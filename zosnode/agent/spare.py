@@ -1,8 +1,6 @@
 """The FUSE mount child started ahead of its request, before the network is up (apart from
 `boot.mounters` so that starting it needs nothing of the data path)."""
 
-from __future__ import annotations
-
 import contextlib
 import os
 import subprocess

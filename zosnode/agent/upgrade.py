@@ -4,8 +4,6 @@
 `staged_ready()`, `staged_failed()` (never staged again) or `abandon()` (it never ran: no
 verdict). Rollouts and their signed steering (`zos.rollout`): docs/hub-api.md."""
 
-from __future__ import annotations
-
 import enum
 import hashlib
 from collections.abc import Mapping

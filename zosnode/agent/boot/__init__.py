@@ -1,7 +1,5 @@
 """The boot stage: what `zosnode node run` does once the network is up (`after_network`)."""
 
-from __future__ import annotations
-
 import functools
 import os
 from collections.abc import Sequence

@@ -1,7 +1,5 @@
 """Errors of the boot sequence: ours, and what no hub or mirror gave us."""
 
-from __future__ import annotations
-
 from zosnode.errors import ZosError
 
 

@@ -1,7 +1,5 @@
 """The hubs, as the boot sequence sees them: manifests, roots, flists and heartbeats over HTTP."""
 
-from __future__ import annotations
-
 import contextlib
 from collections.abc import Sequence
 from pathlib import Path

@@ -1,7 +1,5 @@
 """Making a verified flist readable at a directory: extracted and sealed, or FUSE."""
 
-from __future__ import annotations
-
 import contextlib
 import os
 import shutil

@@ -3,8 +3,6 @@
 A hub down at boot only delays it (rounds back off). Each release mounts beside the others, at
 `run_dir/<version>/<flist name>`; relative argv resolve against the flist's directory."""
 
-from __future__ import annotations
-
 import functools
 import random
 import shutil
