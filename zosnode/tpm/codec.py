@@ -21,8 +21,7 @@ MAX_RESPONSE = 4096  # no response of ours comes near; a larger one is refused
 KEY_ATTRIBUTES = 0x2 | 0x10 | 0x20 | 0x40 | 0x400 | 0x40000
 # KDF input too: this key is ours, not any other program's empty-unique HMAC primary.
 KEY_UNIQUE = hashlib.sha256(b"zosnode node identity key v1").digest()
-# One password session: handle, empty nonce, attributes, empty password.
-PW_SESSION = struct.pack(">IHBH", RS_PW, 0, 0, 0)
+PW_SESSION = struct.pack(">IHBH", RS_PW, 0, 0, 0)  # handle, no nonce, attributes, no password
 
 _FMT1 = {
     0x01: "ASYMMETRIC", 0x02: "ATTRIBUTES", 0x03: "HASH", 0x04: "VALUE", 0x05: "HIERARCHY",
@@ -51,8 +50,7 @@ _WARN = {
     **{0x10 + i: f"REFERENCE_H{i}" for i in range(7)},
     **{0x18 + i: f"REFERENCE_S{i}" for i in range(7)},
 }
-# Warnings that mean "send the same command again".
-RETRYABLE = frozenset({0x908, 0x90A, 0x922})  # YIELDED, TESTING, RETRY
+RETRYABLE = frozenset({0x908, 0x90A, 0x922})  # YIELDED, TESTING, RETRY: send the command again
 
 
 def rc_name(rc: int) -> str:

@@ -89,9 +89,8 @@ def decode(data: bytes, *, max_size: int, kind: str) -> Envelope:
 
 def require_threshold(env: Envelope, trusted: Collection[str], threshold: int,
                       by: str) -> frozenset[str]:
-    """The trusted keys whose signature over the body verifies, if at least `threshold`.
-    Others are ignored once it is met (anyone can append garbage); below it, the error
-    type says why: a trusted key signed other bytes, unknown signers, or too few."""
+    """The trusted keys whose signature over the body verifies, if at least `threshold`
+    (others are ignored: anyone can append garbage); below it, the error type says why."""
     good = frozenset(s.keyid for s in env.signatures if s.keyid in trusted
                      and signature_valid(s.keyid, env.kind, env.body, s.sig))
     if len(good) >= threshold:

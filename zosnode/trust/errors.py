@@ -1,6 +1,5 @@
-"""The trust layer's errors: `TrustUsageError` is OUR invalid input (a bad field
-when building a document, a bad key file); each `Refused` subclass is one kind
-of attack by the PEER (hub, mirror, signer, network)."""
+"""The trust layer's errors: `TrustUsageError` is OUR invalid input (a bad field, a bad key
+file); each `Refused` subclass is one kind of attack by a PEER (hub, mirror, signer, network)."""
 
 from zosnode.errors import UsageError, ZosError
 

@@ -1,8 +1,7 @@
-"""The release manifest (kind "manifest"): everything a node runs, in one signed document.
-Its body is canonical CBOR of `Manifest`'s fields and "spec": 1, each flist and service
-the map of its dataclass's fields. No floats (canonical CBOR refuses them): durations are
-integer ms, the rollout fraction parts per million. Every value is checked when the
-dataclass is built; encoding is the publisher's (`zosnode.trust.signing`)."""
+"""The release manifest (kind "manifest"): everything a node runs, in one signed document,
+its body the canonical CBOR of the dataclasses' fields and "spec": 1. No floats (canonical
+CBOR refuses them): durations are integer ms, the rollout fraction parts per million.
+Every value is checked when its dataclass is built; encoding is `zosnode.trust.signing`'s."""
 
 import re
 from collections.abc import Mapping, Sequence

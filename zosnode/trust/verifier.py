@@ -1,7 +1,6 @@
-"""The one verifier of roots and release manifests, for node and hub alike (sans-IO):
-bytes and `now = effective_now(clock, anchor)` in, a parsed document or a typed
-`Refused` out; it remembers the current root and the highest manifest per channel.
-The rules (root refresh as TUF 5.3, the clock, rollback): docs/threat-model.md."""
+"""The one verifier of roots and manifests, node and hub alike (sans-IO): bytes and now
+(`effective_now(clock, anchor)`) in, a parsed document or a typed `Refused` out; it keeps the
+current root and each channel's highest. Rules (root refresh as TUF 5.3): docs/threat-model.md."""
 
 from __future__ import annotations
 

@@ -1,9 +1,8 @@
 """The signed node heartbeat: canonical CBOR `{"body": <bytes>, "sig": <64 bytes>}`, body
 the canonical CBOR of the fields, sig the node's ed25519 signature over `DOMAIN + body`.
 The node id IS the hex public key (no enrolment); `sent_at` lets the hub refuse replays.
-The hub (`zosnode.wire.heartbeat_verify`) checks every field, the size and the signature.
-Fields after `boot_timings_ms` came later: `to_dict` leaves each out at its default, so
-old hubs and nodes understand each other."""
+The hub (`wire.heartbeat_verify`) checks every field, the size and the signature. Fields
+after `boot_timings_ms` came later, left out at their default: old hubs and nodes agree."""
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -70,8 +69,7 @@ class Heartbeat:
     audit: tuple[str, ...] = ()  # the listening-socket audit's findings (empty: none listens)
     failed_release: int | None = None
     boot_timings_ms: Mapping[str, int] = field(default_factory=dict)
-    # Optional on the wire (see the module docstring).
-    secure_boot: str = "unknown"
+    secure_boot: str = "unknown"  # this and the fields below: optional on the wire
     identity_source: str = "unknown"  # where the node key came from: tpm, disk, ram
     hardware: HardwareReport | None = None
     cache: CacheReport | None = None

@@ -1,8 +1,7 @@
-"""The exec allow-list (docs/node-run.md): a service may only start a file whose real
-path (symlinks followed) is inside a verified mount. The one exception: the artifact's
-interpreter, `python` in a manifest (its path differs between a workstation and the
-initramfs), may run a script from a mount, isolated (`-I`); options such as `-c` or `-m`
-would run code no flist describes, so they are refused."""
+"""The exec allow-list (docs/node-run.md): a service may only start a file whose real path
+(symlinks followed) is inside a verified mount. One exception: the artifact's interpreter,
+`python` in a manifest (its path differs per machine), may run a script from a mount,
+isolated (`-I`); options such as `-c` or `-m` would run code no flist describes: refused."""
 
 import os
 import stat

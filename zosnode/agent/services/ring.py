@@ -1,6 +1,5 @@
-"""A service's output cut into lines for the console (sans-IO). Nothing is kept
-beyond the line being assembled, and a line is cut at `max_line`, so a service
-that never prints a newline cannot grow the buffer without bound."""
+"""A service's output cut into lines for the console (sans-IO): only the line being assembled
+is kept, cut at `max_line`, so a service that never prints a newline cannot grow it."""
 
 
 class OutputLines:

@@ -1,6 +1,5 @@
-"""The trio shell around `Supervisor`: real processes, output capture, probes
-(docs/node-run.md, "Services"). If the runner is cancelled, every process it
-started is killed before it returns: no orphan outlives its supervisor."""
+"""The trio shell around `Supervisor`: processes, output, probes (docs/node-run.md). If it
+is cancelled, it kills every process it started before it returns: no orphan outlives it."""
 
 import contextlib
 import math
@@ -152,13 +151,11 @@ class ServiceRunner:
         lines = OutputLines()
         try:
             while chunk := await stream.receive_some(65536):
-                self._emit(name, lines.feed(chunk))
+                for line in lines.feed(chunk):
+                    self._on_line(name, line)
         finally:
-            self._emit(name, lines.close())
-
-    def _emit(self, name: str, lines: list[str]) -> None:
-        for line in lines:
-            self._on_line(name, line)
+            for line in lines.close():
+                self._on_line(name, line)
 
     async def _probe(self, action: events.Probe) -> None:
         ok = False
@@ -166,9 +163,9 @@ class ServiceRunner:
             popen = self._exec(action.name, action.argv, dict(self._specs[action.name].env),
                                subprocess.DEVNULL)
         except ExecRefused as exc:
-            self._emit(action.name, [f"readiness probe refused: {exc}"])
+            self._on_line(action.name, f"readiness probe refused: {exc}")
         except OSError as exc:
-            self._emit(action.name, [f"readiness probe failed to start: {exc.strerror}"])
+            self._on_line(action.name, f"readiness probe failed to start: {exc.strerror}")
         else:
             try:
                 with trio.move_on_after(PROBE_TIMEOUT_S):
