@@ -4,7 +4,7 @@ import contextlib
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from enum import Enum
 from pathlib import Path
 from typing import Protocol
@@ -126,16 +126,14 @@ class FuseChildMounter:
     def cache_counts(self) -> CacheCounts:
         return _sum([self._ended, *self._counts.values()])
 
-    def request(self, flist: bytes, where: Path) -> protocol.MountRequest:
-        return protocol.MountRequest(
-            flist=flist, mountpoint=str(Path(where).absolute()), hubs=tuple(self.mirrors()),
-            cache_dir=str(self.cache_dir.absolute()), cache_bytes=self.cache_bytes,
-            durable=self.durable, block_deadline_ms=30_000, hot_bytes=64 << 20, prefetch=True)
-
     async def serve(self, pin: FlistPin, flist: bytes, where: Path, *,
                     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         try:
-            frame = protocol.encode_request(self.request(flist, where))
+            frame = protocol.encode_request(protocol.MountRequest(
+                flist=flist, mountpoint=str(where.absolute()), hubs=tuple(self.mirrors()),
+                cache_dir=str(self.cache_dir.absolute()), cache_bytes=self.cache_bytes,
+                durable=self.durable, block_deadline_ms=30_000, hot_bytes=64 << 20,
+                prefetch=True))
         except ProtocolUsageError as exc:
             raise MountChildFailed(FailureKind.REQUEST, f"mount of {pin.name}: {exc}") from None
         ahead = spare.spares.pop(tuple(self.command), None)
@@ -144,10 +142,10 @@ class FuseChildMounter:
         stdin = trio.lowlevel.FdStream(os.dup(proc.stdin.fileno()))
         proc.stdin.close()
         reports = trio.lowlevel.FdStream(read_fd)
-        reader = ReportReader()
+        stream = self._reports(reports, ReportReader(), proc.pid)
         mine = False  # only a mount this child made is ours to detach
         try:
-            first = await self._first_report(proc.pid, stdin, frame, reports, reader)
+            first = await self._first_report(stdin, frame, stream)
             if isinstance(first, Failure):
                 raise MountChildFailed(first.kind, f"FUSE mount of {pin.name} at {where}: "
                                        f"{first.kind.value}: {first.message}")
@@ -159,7 +157,13 @@ class FuseChildMounter:
             self.say(f"flist {pin.name} {pin.id[:12]}: FUSE mount at {where} "
                      f"(pid {proc.pid}){', started ahead' if ahead else ''}")
             task_status.started()
-            ended = await self._watch(reports, reader, proc.pid)
+            ended = ""
+            try:
+                async for report in stream:
+                    if isinstance(report, Failure):
+                        ended = f"{report.kind.value}: {report.message}"
+            except ProtocolRefused as exc:
+                ended = f"garbled report: {exc}"
             await _wait(proc)
             # Not fatal to the agent: the release's services will fail and be reported.
             self.say(f"flist {pin.name}: FUSE mount at {where} ended "
@@ -170,53 +174,40 @@ class FuseChildMounter:
             if last is not None:
                 self._ended = _sum([self._ended, last])
             with trio.CancelScope(shield=True):
+                await stream.aclose()
                 await reports.aclose()
                 await stdin.aclose()
                 await _end_child(proc)
                 if mine and os.path.ismount(where):
                     detach(where)
 
-    async def _first_report(self, pid: int, stdin: trio.lowlevel.FdStream, frame: bytes,
-                            reports: trio.lowlevel.FdStream, reader: ReportReader
-                            ) -> protocol.Report:
+    async def _reports(self, reports: trio.lowlevel.FdStream, reader: ReportReader, pid: int
+                       ) -> AsyncGenerator[protocol.Report, None]:
+        """The child's reports until its pipe closes, its cache counts kept (not yielded)."""
+        while chunk := await reports.receive_some(4096):
+            for report in reader.feed(chunk):
+                if isinstance(report, CacheCounts):
+                    self._counts[pid] = report
+                else:
+                    yield report
+        reader.eof()
+
+    async def _first_report(self, stdin: trio.lowlevel.FdStream, frame: bytes,
+                            stream: AsyncGenerator[protocol.Report, None]) -> protocol.Report:
         with trio.move_on_after(self.start_timeout_s):
             # It may have died early: what it reported (if anything) says why.
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                 await stdin.send_all(frame)
                 await stdin.aclose()
-            while True:
-                chunk = await reports.receive_some(4096)
-                try:
-                    if not chunk:
-                        reader.eof()
-                        raise MountChildFailed(ChildLost.EXITED,
-                                               "the FUSE mount child exited without a report")
-                    got = reader.feed(chunk)
-                except ProtocolRefused as exc:
-                    raise MountChildFailed(ChildLost.GARBLED,
-                                           f"the FUSE mount child's report: {exc}") from None
-                if got:
-                    for later in got[1:]:  # counts that came in the same read
-                        if isinstance(later, CacheCounts):
-                            self._counts[pid] = later
-                    return got[0]
+            try:
+                async for report in stream:
+                    return report
+            except ProtocolRefused as exc:
+                raise MountChildFailed(ChildLost.GARBLED,
+                                       f"the FUSE mount child's report: {exc}") from None
+            raise MountChildFailed(ChildLost.EXITED, "the FUSE mount child exited without a report")
         raise MountChildFailed(ChildLost.TIMEOUT,
                                f"no report from the FUSE mount child in {self.start_timeout_s:g} s")
-
-    async def _watch(self, reports: trio.lowlevel.FdStream, reader: ReportReader, pid: int) -> str:
-        """Follow the reports after Ready until the pipe closes; the fatal error, if any."""
-        fatal = ""
-        try:
-            while chunk := await reports.receive_some(4096):
-                for report in reader.feed(chunk):
-                    if isinstance(report, CacheCounts):
-                        self._counts[pid] = report
-                    elif isinstance(report, Failure):
-                        fatal = f"{report.kind.value}: {report.message}"
-            reader.eof()
-        except ProtocolRefused as exc:
-            return f"garbled report: {exc}"
-        return fatal
 
 
 def _sum(counts: list[CacheCounts]) -> CacheCounts:
