@@ -127,10 +127,8 @@ class ByteProgress:
 
 @dataclass(frozen=True)
 class Reply:
-    """What came back: the status, the headers (names lowercased), the whole body."""
-
     status: int
-    headers: Mapping[str, str]
+    headers: Mapping[str, str]  # names lowercased
     body: bytes
 
 
@@ -293,13 +291,11 @@ class HttpClient:
         expected = None if bodiless else _expected_length(url, headers, call.byte_range)
         if expected is not None and expected > call.max_size:
             raise HttpOversize(f"{url}: {expected} bytes offered, cap is {call.max_size}")
-        body = await self._read_body(url, conn, call.max_size, expected, t)
+        body = await self._read_body(url, conn, call, expected)
         return Reply(event.status_code, headers, body)
 
-    async def _read_body(
-        self, url: str, conn: _Conn, max_size: int, expected: int | None, t: Timeouts
-    ) -> bytes:
-        proto = conn.proto
+    async def _read_body(self, url: str, conn: _Conn, call: _Call, expected: int | None) -> bytes:
+        proto, t, max_size = conn.proto, call.timeouts, call.max_size
         parts: list[bytes] = []
         received = 0
         progress = ByteProgress(t.body_idle, t.window_bytes, trio.current_time())
