@@ -35,7 +35,7 @@ def dead_url() -> str:
 
 def client(hubs: list[str]) -> HubClient:
     http = HttpClient(timeouts=Timeouts(connect=2, head=2, body_idle=2))
-    return HubClient(hubs, "demo", fetcher=Fetcher(hubs, client=http), client=http)
+    return HubClient(hubs, "demo", fetcher=Fetcher(hubs, client=http))
 
 
 def manifest_polls(hub: RunningHub, status: int) -> int:
@@ -226,7 +226,7 @@ async def test_flists_kept_on_a_cache_disk_are_checked_before_use(tmp_path: Path
 
             http = HttpClient(timeouts=Timeouts(connect=2, head=2, body_idle=2))
             hubs = HubClient([hub.url], "demo", fetcher=Fetcher([hub.url], client=http),
-                             client=http, flist_dir=kept)
+                             flist_dir=kept)
             assert await hubs.flist(pin) == flist and await flist_gets() == 1
             assert (kept / fid).read_bytes() == flist
             assert await hubs.flist(pin) == flist and await flist_gets() == 1  # from the disk

@@ -37,8 +37,7 @@ class PollingNode:
 
     def __init__(self, hub: str, node_id: str, root: bytes) -> None:
         http = HttpClient(timeouts=Timeouts(connect=5, head=10, body_idle=10))
-        self.hubs = HubClient([hub], "stable", fetcher=Fetcher([hub], client=http),
-                              client=http)
+        self.hubs = HubClient([hub], "stable", fetcher=Fetcher([hub], client=http))
         self.verifier = Verifier(make_anchor(root, 0, 0))
         self.policy = UpgradePolicy(node_id)
 

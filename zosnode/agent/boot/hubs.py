@@ -11,7 +11,7 @@ from zosnode.atomicfile import write_atomic
 from zosnode.fetch.errors import CircuitOpen
 from zosnode.fetch.fetcher import Fetcher
 from zosnode.fetch.health import Circuit
-from zosnode.http.client import HttpClient, HttpStatusError
+from zosnode.http.client import HttpStatusError
 from zosnode.http.errors import HttpError
 from zosnode.layout import LayoutError, manifest_path, object_id, root_path
 from zosnode.trust.manifest import MAX_MANIFEST_BYTES, FlistPin, Manifest
@@ -25,11 +25,10 @@ class HubClient:
     stalling hub costs one fault detection, and stays demoted when a new manifest names it."""
 
     def __init__(self, hubs: Sequence[str], channel: str, *, fetcher: Fetcher,
-                 client: HttpClient | None = None, flist_dir: Path | None = None) -> None:
+                 flist_dir: Path | None = None) -> None:
         self.hubs = list(dict.fromkeys(h.rstrip("/") for h in hubs))
         self._base = list(self.hubs)  # the command line's: always kept, always first
         self.mirrors: list[str] = []
-        self.channel = channel
         try:
             self._manifest_path = manifest_path(channel)
         except LayoutError:
@@ -38,7 +37,6 @@ class HubClient:
                             "a-z 0-9 . _ -)") from None
         self.fetcher = fetcher
         self.fetcher.set_mirrors(self.sources)
-        self.client = client or fetcher.client
         self._etags: dict[str, str] = {}
         self._good = 0  # index of the hub that answered last
         self.requests = 0
@@ -137,7 +135,7 @@ class HubClient:
         errors = []
         for hub in self._order(mirrors=False):
             try:
-                await self.client.post(f"{hub}/api/v1/heartbeat", data, max_size=64 * 1024,
+                await self.fetcher.client.post(f"{hub}/api/v1/heartbeat", data, max_size=64 * 1024,
                                        headers={"Content-Type": "application/cbor"})
                 return
             except HttpError as exc:
