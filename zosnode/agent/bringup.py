@@ -275,7 +275,6 @@ class Bringup:
             return
 
     async def _decided(self) -> bool:
-        """No other lease can change the choice (`zosnode.net.choose.decided`)."""
         carrier: set[str] = set()
         for name, nic in self._nics.items():
             with contextlib.suppress(NetSystemError):  # gone, unreadable: no carrier, as for DHCP

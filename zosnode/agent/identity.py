@@ -56,7 +56,6 @@ def in_ram(detail: str = "") -> NodeIdentity:
 
 
 def from_tpm(open_tpm: Callable[[], Transport]) -> NodeIdentity:
-    """The TPM-derived identity; `TpmError` when the TPM cannot give it."""
     with contextlib.closing(open_tpm()) as tpm:
         try:
             maker = device.manufacturer(tpm)

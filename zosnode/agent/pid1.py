@@ -189,7 +189,6 @@ class Reaper:
         return out
 
     def reap_once(self, now: float) -> list[tuple[int, int]]:
-        """Reap zombies first seen at least `grace` ago; returns (pid, status) pairs."""
         zombies = self._zombies()
         self._first_seen = {z: self._first_seen.get(z, now) for z in zombies}
         out = []
@@ -265,7 +264,6 @@ def show_fatal(exc: BaseException, say: Say, debug: bool) -> None:
 
 
 def fatal(exc: BaseException, say: Say, delay_s: float, debug: bool = False) -> NoReturn:
-    """PID 1's answer to anything unexpected: say it, wait, reboot. Never returns."""
     show_fatal(exc, say, debug)
     say(f"rebooting in {delay_s:g}s")
     time.sleep(delay_s)
@@ -274,7 +272,6 @@ def fatal(exc: BaseException, say: Say, delay_s: float, debug: bool = False) -> 
 
 def run_node(main: Callable[[], Awaitable[None]], say: Say, fatal_delay_s: float,
              pid1: bool, debug: bool = False) -> int:
-    """Run the agent under PID 1 rules. Returns an exit status only outside PID 1."""
     if pid1:
         # Ctrl-alt-del becomes SIGINT to us instead of an immediate reboot.
         _libc().reboot(CMD_CAD_OFF)  # glibc supplies the magic numbers

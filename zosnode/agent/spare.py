@@ -26,7 +26,6 @@ def spawn(command: Sequence[str]) -> tuple[subprocess.Popen[bytes], int]:
 
 
 def start(command: Sequence[str]) -> None:
-    """Start one mount child now: it imports the data path while the agent waits for DHCP,
-    then blocks reading its request. The first mount takes it."""
+    """It imports the data path while the agent waits for DHCP; the first mount takes it."""
     with contextlib.suppress(OSError):  # the first mount starts its own, and reports why it cannot
         spares[tuple(command)] = spawn(command)

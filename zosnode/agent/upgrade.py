@@ -101,7 +101,6 @@ class UpgradePolicy:
         self._failed: set[int] = set()  # versions and releases that failed here
 
     def offer(self, manifest: Manifest) -> Ignore | Stage:
-        """A verified manifest arrived (at boot, `current` is None: any version goes)."""
         v = manifest.version
         release = rollout_release(manifest)
         if self._staged is not None:
@@ -131,7 +130,6 @@ class UpgradePolicy:
         return Rollback(stage.manifest.version, self.current)
 
     def abandon(self) -> Manifest:
-        """Drop the staged release without a verdict (it never ran: the hubs failed)."""
         return self._take().manifest
 
     def _take(self) -> Stage:

@@ -131,7 +131,6 @@ class HubClient:
         return data
 
     async def heartbeat(self, data: bytes) -> None:
-        """To a hub, never to a mirror."""
         errors = []
         for hub in self._order(mirrors=False):
             try:

@@ -94,7 +94,6 @@ class Release:
             shutil.rmtree(self.root, ignore_errors=True)
 
     async def close(self) -> None:
-        """Stop the services (dependants first), then unmount."""
         if self.runner is not None and not self._gone.is_set():
             await self.runner.stop()
         self._scope.cancel()
