@@ -1,6 +1,7 @@
 """The FUSE mount child `zosnode _mount-child REPORT_FD`, one per flist, started by the agent
 (docs/datapath.md): a `MountRequest` on stdin, reports on REPORT_FD; SIGTERM/SIGINT: exit 0."""
 
+import contextlib
 import os
 import signal
 import sys
@@ -40,11 +41,9 @@ Send = Callable[[Report], None]
 def _send(fd: int, report: Report) -> None:
     """One report on the pipe; a reader that is gone (the agent died) is not an error."""
     frame = memoryview(encode_report(report))
-    try:
+    with contextlib.suppress(OSError):
         while frame:  # at most ~2 KiB: one write, blocking only if the agent stopped reading
             frame = frame[os.write(fd, frame):]
-    except OSError:
-        pass
 
 
 _KIND_OF = ((InvalidFlist, FailureKind.FLIST), (MountpointUnusable, FailureKind.MOUNTPOINT),
@@ -132,10 +131,9 @@ def main(argv: Sequence[str], stdin: int = 0) -> int:
         print(f"zosnode: error: _mount-child: report fd {argv[0]} is not open", file=sys.stderr)
         return EXIT_USAGE
     send = partial(_send, int(argv[0]))
-    try:  # Loaded before the request comes: the agent may start us ahead of it.
+    # Loaded before the request comes (the agent may start us early); serve() reports a failure.
+    with contextlib.suppress(ImportError):
         import zosnode.mount.service  # noqa: F401
-    except ImportError:
-        pass  # serve() reports it as a FUSE failure
     try:
         request = decode_request(_read_request(stdin))
     except (ProtocolRefused, OSError) as exc:

@@ -1,6 +1,7 @@
 """Mount an flist at a directory while a trio task runs; pyfuse3 allows one per process (a
 second runs in another process, and may share the cache directory)."""
 
+import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -103,14 +104,11 @@ async def serve_flist(
 async def _raise_readahead(mp: Path) -> None:
     """Let the kernel read ahead (so ask) MAX_READ at once: a FUSE bdi starts at 128 KiB and INIT
     only lowers it, so sysfs raises it once a stat (in a thread: we answer it) shows INIT done."""
-    with trio.move_on_after(10):
-        try:
-            st = await trio.to_thread.run_sync(os.stat, mp, abandon_on_cancel=True)
-            knob = Path(f"/sys/class/bdi/{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
-                        "/read_ahead_kb")
-            knob.write_text(str(MAX_READ // 1024))
-        except OSError:  # not root, or no sysfs: 128 KiB reads, the same bytes
-            pass
+    # OSError: not root, or no sysfs: 128 KiB reads, the same bytes.
+    with trio.move_on_after(10), contextlib.suppress(OSError):
+        st = await trio.to_thread.run_sync(os.stat, mp, abandon_on_cancel=True)
+        knob = Path(f"/sys/class/bdi/{os.major(st.st_dev)}:{os.minor(st.st_dev)}/read_ahead_kb")
+        knob.write_text(str(MAX_READ // 1024))
 
 
 async def _prefetch(handle: MountedFlist) -> None:
