@@ -27,7 +27,6 @@ from zosnode.net.errors import NetSystemError
 from zosnode.net.firewall import Firewall
 from zosnode.net.links import Links, Nic, accept_router_adverts, resolv_conf_text, write_atomically
 
-Say = Callable[[str], None]
 CHOSEN_METRIC = 0
 BACKUP_METRIC_BASE = 1000
 HUB_PROBE_TIMEOUT = 1.5
@@ -68,7 +67,7 @@ class Options:
 
 
 class Bringup:
-    def __init__(self, config: Config, say: Say, options: Options | None = None) -> None:
+    def __init__(self, config: Config, say: dhcp_io.Say, options: Options | None = None) -> None:
         self.config = config
         self.say = say
         self.options = options or Options()

@@ -29,8 +29,6 @@ from zosnode.mount.protocol import COUNTS, CacheCounts
 from zosnode.trust.manifest import FlistPin
 from zosnode.wire.heartbeat import CacheReport, DiskReport, HardwareReport
 
-Say = Callable[[str], None]
-
 LABEL = "ZOSCACHE"
 MIB = 1 << 20
 MOUNTPOINT = Path("/run/zosnode-cache")
@@ -131,7 +129,7 @@ def blank_check(device: Path) -> list[str]:
     return signatures(head, tail)
 
 
-def format_blank(device: Path, say: Say, mkfs: str = "/sbin/mke2fs") -> bool:
+def format_blank(device: Path, say: pid1.Say, mkfs: str = "/sbin/mke2fs") -> bool:
     """Make an ext4 `ZOSCACHE` on `device` if it is blank; False (and why, said) otherwise."""
     try:
         found = blank_check(device)
@@ -179,7 +177,7 @@ class CacheDisk:
     size_bytes: int  # the cache's bound on it
 
 
-def open_cache(spec: str | None, format_device: str | None, configured_bytes: int, say: Say,
+def open_cache(spec: str | None, format_device: str | None, configured_bytes: int, say: pid1.Say,
                *, wait_s: float = 3.0, mountpoint: Path = MOUNTPOINT,
                sys_block: Path = Path("/sys/class/block"), dev: Path = Path("/dev")
                ) -> CacheDisk | str:
@@ -246,7 +244,7 @@ class FirstUse:
     decode: this pass detects and reports). `own`: this pass's share of the cache's counts."""
 
     def __init__(self, inner: Mounter, cache: BlockCache, fetcher: Callable[[], Fetcher],
-                 say: Say) -> None:
+                 say: pid1.Say) -> None:
         self.inner = inner
         self.cache = cache
         self.fetcher = fetcher

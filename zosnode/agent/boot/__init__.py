@@ -12,7 +12,7 @@ from zosnode.agent import cachedisk, pid1
 from zosnode.agent.boot.errors import BootError
 from zosnode.agent.boot.hubs import HubClient
 from zosnode.agent.boot.mounters import ExtractMounter, FuseChildMounter, Mounter
-from zosnode.agent.boot.node import BootSettings, Node, Say
+from zosnode.agent.boot.node import BootSettings, Node
 from zosnode.agent.bringup import Network
 from zosnode.agent.cmdline import Config
 from zosnode.agent.console import StatusBoard, console_task
@@ -24,7 +24,7 @@ from zosnode.trust.anchor import Anchor, load_embedded
 
 
 async def after_network(
-    config: Config, network: Network, say: Say, *, anchor: Anchor | None = None,
+    config: Config, network: Network, say: pid1.Say, *, anchor: Anchor | None = None,
     run_dir: Path = Path("/run/zosnode"), cache_dir: Path | None = None,
     cache_bytes: int = 512 * 1024 * 1024, settings: BootSettings | None = None,
     fuse_command: Sequence[str] | None = None, boot: BootClock | None = None,

@@ -24,8 +24,6 @@ from zosnode.mount.mountpoint import detach
 from zosnode.mount.protocol import COUNTS, CacheCounts, Failure, FailureKind, ReportReader
 from zosnode.trust.manifest import FlistPin
 
-Say = Callable[[str], None]
-
 
 class Mounter(Protocol):
     async def serve(self, pin: FlistPin, flist: bytes, where: Path, *,
@@ -36,7 +34,7 @@ class Mounter(Protocol):
 class ExtractMounter:
     """Extract an flist, verified, through the block cache: an upgrade fetches new blocks only."""
 
-    def __init__(self, fetcher: Callable[[], Fetcher], cache: BlockCache, say: Say) -> None:
+    def __init__(self, fetcher: Callable[[], Fetcher], cache: BlockCache, say: pid1.Say) -> None:
         self.fetcher = fetcher  # asked at each mount: the sources follow the running manifest
         self.cache = cache
         self.say = say
@@ -110,7 +108,7 @@ class FuseChildMounter:
     unmounts on SIGTERM. Children share the block cache directory."""
 
     def __init__(self, command: Sequence[str], *, mirrors: Callable[[], Sequence[str]],
-                 cache_dir: Path, say: Say, cache_bytes: int = 512 * 1024 * 1024,
+                 cache_dir: Path, say: pid1.Say, cache_bytes: int = 512 * 1024 * 1024,
                  durable: bool = False, start_timeout_s: float = 30.0) -> None:
         self.command = list(command)
         self.mirrors = mirrors  # asked at each mount: they follow the running manifest

@@ -20,6 +20,7 @@ from zosnode.agent.bringup import Network
 from zosnode.agent.console import StatusBoard, ready_message
 from zosnode.agent.identity import NodeIdentity
 from zosnode.agent.phases import BootClock, memory_message, phases_message
+from zosnode.agent.pid1 import Say
 from zosnode.agent.secureboot import node_state as secure_boot_state
 from zosnode.agent.services.events import StateChanged
 from zosnode.agent.services.runner import ServiceRunner
@@ -34,8 +35,6 @@ from zosnode.trust.errors import Refused, TrustError
 from zosnode.trust.manifest import Manifest
 from zosnode.trust.verifier import Verifier, effective_now
 from zosnode.wire import heartbeat as wire
-
-Say = Callable[[str], None]
 
 
 @dataclass(frozen=True)
