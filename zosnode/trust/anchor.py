@@ -1,11 +1,7 @@
-"""The trust anchor compiled into the artifact:
-
-    {"spec": 1, "root": <bstr: a signed root envelope>, "floor": minimum manifest
-     version, "build_time": unix s}
-
-Its root must carry a threshold of its own signatures (else a build mistake). The
-build time is the earliest `now` a node ever uses: a node whose clock is unset
-(1970) or behind still refuses anything that expired before the build."""
+"""The trust anchor compiled into the artifact: {"spec": 1, "root": a signed root envelope,
+"floor": the minimum manifest version, "build_time"}. Its root must carry a threshold of its
+own signatures (else a build mistake). The build time is the earliest `now` a node uses: one
+whose clock is unset (1970) or behind still refuses what expired before the build."""
 
 import pkgutil
 from dataclasses import dataclass

@@ -1,11 +1,7 @@
-"""The signed envelope around every root and manifest, and its ed25519 signatures.
-
-    {"kind": "root" | "manifest", "signed": <bstr: canonical CBOR of the body>,
-     "signatures": [{"keyid": <hex>, "sig": <bstr 64>}, ...]}   sorted by keyid
-
-A key id is the public key in hex. Signatures cover the body's exact bytes (so verifying
-never re-encodes), are checked before the body is parsed, and are domain-separated by
-kind (`signed_message`): a root's never passes as a manifest's or as anything else's."""
+"""The signed envelope of every root and manifest: {"kind", "signed": the body's canonical
+CBOR, "signatures": [{"keyid": hex public key, "sig"}] sorted by keyid}. A signature covers
+the body's exact bytes (verifying never re-encodes), is checked before the body is parsed,
+and is domain-separated by kind (`signed_message`): a root's never passes for another's."""
 
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -31,9 +27,7 @@ def signed_message(kind: str, body: bytes) -> bytes:
 
 
 def signature_valid(kid: str, kind: str, body: bytes, signature: bytes) -> bool:
-    """True only if `signature` is `kid`'s over exactly (kind, body)."""
-    if not is_hex_id(kid):  # bytes.fromhex would take spaces and capitals
-        return False
+    """True only if `signature` is `kid`'s (a `Signature`'s, so hex checked) over (kind, body)."""
     try:
         VerifyKey(bytes.fromhex(kid)).verify(signed_message(kind, body), signature)
     except (NaclBadSignature, ValueError):
@@ -48,6 +42,7 @@ class Signature:
     sig: bytes
 
     def __post_init__(self) -> None:
+        # is_hex_id, not bytes.fromhex alone: that would take spaces and capitals.
         need(is_hex_id(self.keyid), f"key id {self.keyid!r} is not 64 lowercase hex digits")
         need(len(self.sig) == SIGNATURE_LEN,
              f"a signature is {SIGNATURE_LEN} bytes, not {len(self.sig)}")

@@ -1,11 +1,6 @@
-"""Root metadata (kind "root"): which keys sign, how many must agree, until when.
-
-    {"spec": 1, "version": N, "expires_at": unix s, "threshold": k,
-     "keys": [hex key id, ...] sorted, "manifest_floor": M}
-
-The same k-of-n keys sign manifests and the next root. `manifest_floor` is the lowest
-manifest version nodes accept under it; a rotation to new keys that raises it makes
-nodes forget the versions they remember (compromised keys may have pushed them up)."""
+"""Root metadata (kind "root"; its fields `Root`'s and "spec"): which k-of-n keys sign
+manifests and the next root, until when. A rotation to new keys that raises `manifest_floor`
+(the lowest manifest version accepted) makes nodes forget the versions they remember."""
 
 from dataclasses import dataclass
 
