@@ -6,8 +6,6 @@ leaves at most a `.tmp-` file; `durable=False` skips the fsyncs (a tmpfs cache).
 renamed in or aside. `tempfile` names (O_EXCL, O_NOFOLLOW, random): nothing planted beside
 can redirect a write. Missing parents are the caller's decision."""
 
-from __future__ import annotations
-
 import contextlib
 import os
 import shutil

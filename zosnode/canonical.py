@@ -7,8 +7,6 @@ takes seconds or forever to visit; tag 2 makes an integer of bytes), floats and 
 values but false/true/null, keys neither text nor integers, nesting past the cap, lengths
 past the end. Integers: -2**64 .. 2**64-1; `dumps` checks its output the same way."""
 
-from __future__ import annotations
-
 from typing import Any
 
 import cbor2

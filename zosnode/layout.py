@@ -4,8 +4,6 @@ every part, so no "..", "/" or absolute name reaches a backend or a URL (the inv
 `zosnode.hub.objects.parse_path`; hub-only paths: `zosnode.hub.paths`). An id is 64
 lowercase hex digits, as every 256-bit id zosnode writes: `is_hex_id` is the one check."""
 
-from __future__ import annotations
-
 import hashlib
 import re
 

@@ -2,8 +2,6 @@
 xxh3 catches accidents (a flipped bit, a torn write) at memory speed; a deliberate rewrite
 is BLAKE2b's to catch (`decode_block`)."""
 
-from __future__ import annotations
-
 import xxhash
 
 from zosnode.cache.errors import CorruptEntry

@@ -1,7 +1,5 @@
 """The cache layer's errors."""
 
-from __future__ import annotations
-
 from zosnode.errors import UsageError, ZosError
 
 

@@ -1,7 +1,5 @@
 """Least-recently-used accounting by bytes: pure bookkeeping, no files."""
 
-from __future__ import annotations
-
 from collections import OrderedDict
 
 from zosnode.cache.errors import CacheUsageError

@@ -7,8 +7,6 @@ this user alone) is `trusted`: it cannot outlive the boot and holds only verifie
 so no checksum, no second hash, and blocks may be kept `decoded`. Elsewhere (a disk another
 boot or user could change) every read is checksummed and the reader hashes it."""
 
-from __future__ import annotations
-
 import copy
 import ctypes
 import mmap

@@ -1,7 +1,5 @@
 """Exponential backoff with full jitter: pure, the random draw is an argument."""
 
-from __future__ import annotations
-
 from dataclasses import dataclass
 
 from zosnode.fetch.errors import FetchUsageError

@@ -6,8 +6,6 @@ writer needs them, several at a time, hashed and decoded in one pass on every
 core, at most `ahead_bytes` of them in memory.
 """
 
-from __future__ import annotations
-
 import os
 from collections.abc import Callable
 

@@ -1,7 +1,5 @@
 """The fetch layer's errors: our mistakes apart from what mirrors did wrong."""
 
-from __future__ import annotations
-
 from zosnode.errors import UsageError, ZosError
 
 

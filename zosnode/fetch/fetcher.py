@@ -8,8 +8,6 @@ waits for the next trial in its window (a hub restarting under a read costs time
 read); `deadline_s` caps all. A mirror that served a wrong copy is demoted, reported, and
 never asked for that object again."""
 
-from __future__ import annotations
-
 import random
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager

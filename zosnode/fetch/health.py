@@ -5,8 +5,6 @@ closes, failure re-opens for twice as long, capped): a dead mirror costs one fau
 detection, not one per block, and one that comes back is used again by itself. Decaying
 penalties rank the rest. A mirror that served a wrong copy is never asked for it again."""
 
-from __future__ import annotations
-
 import enum
 from collections import deque
 from collections.abc import Sequence

@@ -5,8 +5,6 @@ fetches them in that order, `parallel` at a time, decoded on the CPU workers, ho
 most `ahead_bytes` not yet written (a larger block goes alone) until their last use. A
 block over its stored size is cut off at it: the writer fails with the fetch's error."""
 
-from __future__ import annotations
-
 import os
 from collections.abc import Callable
 from functools import partial

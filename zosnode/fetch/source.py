@@ -5,8 +5,6 @@ its one BLAKE2b (docs/datapath.md). A fetch is checked and decoded in one pass; 
 cache's copy is not hashed again, and may keep blocks decoded (`decoded_cache`: a later
 mount maps and serves them as they are). Readers of a block share one decode."""
 
-from __future__ import annotations
-
 from collections import OrderedDict
 from functools import partial
 

@@ -1,8 +1,6 @@
 """Threads that hash, decrypt and decompress blocks, one per core: hashlib (over 2 KiB),
 zlib, lzma, bz2, zstd and PyNaCl let go of the GIL; more would only queue and hold blocks."""
 
-from __future__ import annotations
-
 import os
 from collections.abc import Callable
 from typing import TypeVar

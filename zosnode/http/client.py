@@ -5,8 +5,6 @@ silence); a body is never read past `max_size`. Framing follows RFC 9112 §6.3 s
 (`framing_fault`): request smuggling and desynchronised keep-alive connections feed on a
 lenient reading. `HttpUsageError` is ours, `HttpPeerError` the peer's; retries: the fetcher's."""
 
-from __future__ import annotations
-
 import contextlib
 import re
 import ssl
@@ -140,6 +138,16 @@ class _Conn:
     async def close(self) -> None:
         with trio.CancelScope(shield=True):
             await trio.aclose_forcefully(self.stream)
+
+
+@dataclass(frozen=True)
+class _Call:
+    request: h11.Request
+    max_size: int
+    byte_range: tuple[int, int] | None
+    body: bytes
+    wanted: Container[int]
+    timeouts: Timeouts
 
 
 class HttpClient:
@@ -334,16 +342,6 @@ class HttpClient:
         if expected is not None and len(body) != expected:
             raise truncated(f"expected {expected} bytes")
         return body
-
-
-@dataclass(frozen=True)
-class _Call:
-    request: h11.Request
-    max_size: int
-    byte_range: tuple[int, int] | None
-    body: bytes
-    wanted: Container[int]
-    timeouts: Timeouts
 
 
 async def _send_all(stream: trio.abc.Stream, data: bytes, url: str, t: Timeouts) -> None:

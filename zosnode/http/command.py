@@ -6,8 +6,6 @@ and POSTs its heartbeats). `base_url` checks a base URL a user gave (`--hub`,
 an S3 endpoint); `run_request` is one request from synchronous code.
 """
 
-from __future__ import annotations
-
 import ssl
 from collections.abc import Container, Mapping
 from contextlib import aclosing

@@ -1,8 +1,6 @@
 """The HTTP layer's errors: ours (`HttpUsageError`) apart from the peer's (`HttpPeerError`
 on the client, `HttpRefused` on the server)."""
 
-from __future__ import annotations
-
 from zosnode.errors import UsageError, ZosError
 
 

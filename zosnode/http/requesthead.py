@@ -26,8 +26,6 @@ repeated Transfer-Encoding headers. What it lets through, and
   control characters or to bytes that are not UTF-8.
 """
 
-from __future__ import annotations
-
 import ipaddress
 import string
 from collections.abc import Mapping

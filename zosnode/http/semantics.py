@@ -7,8 +7,6 @@ outside the body is a 416. Multiple ranges are answered with the whole body:
 nodes never ask for them and multipart bodies are a needless attack surface.
 """
 
-from __future__ import annotations
-
 from dataclasses import replace
 
 from zosnode.http.messages import Body, Request, Response

@@ -34,8 +34,6 @@ checks of the head and target that h11 does not make are in
 in flight finish (up to `shutdown_grace_s`) and their connections close.
 """
 
-from __future__ import annotations
-
 import errno
 import math
 import os
