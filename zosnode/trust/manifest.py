@@ -1,7 +1,6 @@
-"""The release manifest (kind "manifest"): everything a node runs, in one signed document,
-its body the canonical CBOR of the dataclasses' fields and "spec": 1. No floats (canonical
-CBOR refuses them): durations are integer ms, the rollout fraction parts per million.
-Every value is checked when its dataclass is built; encoding is `zosnode.trust.signing`'s."""
+"""The release manifest (kind "manifest"): all a node runs, signed; its body the canonical CBOR of
+the dataclasses' fields and "spec": 1, no floats (canonical CBOR refuses them: durations in ms,
+rollout in ppm). Each value is checked when its dataclass is built; encoding: `trust.signing`."""
 
 import re
 from collections.abc import Mapping, Sequence

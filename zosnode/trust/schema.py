@@ -1,6 +1,5 @@
-"""Typed reads of decoded CBOR maps from a peer, so dataclasses are only built from
-well-typed values. Unknown fields are refused unless they start with "x-" (a
-non-critical extension): TUF's rule that a client must not skip what it does not know."""
+"""Typed reads of a peer's decoded CBOR maps: dataclasses are only built from well-typed values.
+Unknown fields are refused unless "x-" (non-critical): TUF's rule, never skip what is not known."""
 
 from __future__ import annotations
 

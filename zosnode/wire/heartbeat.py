@@ -1,7 +1,6 @@
-"""The signed node heartbeat: canonical CBOR `{"body": <bytes>, "sig": <64 bytes>}`, body
-the canonical CBOR of the fields, sig the node's ed25519 signature over `DOMAIN + body`.
-The node id IS the hex public key (no enrolment); `sent_at` lets the hub refuse replays.
-The hub (`wire.heartbeat_verify`) checks every field, the size and the signature. Fields
+"""The signed node heartbeat: canonical CBOR {"body": the fields' canonical CBOR, "sig": the node's
+ed25519 signature over `DOMAIN + body`}. The node id IS the hex public key (no enrolment); the hub
+(`wire.heartbeat_verify`: each field, the size, the signature) refuses replays by `sent_at`. Fields
 after `boot_timings_ms` came later, left out at their default: old hubs and nodes agree."""
 
 from collections.abc import Mapping

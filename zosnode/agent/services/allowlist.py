@@ -1,7 +1,6 @@
-"""The exec allow-list (docs/node-run.md): a service may only start a file whose real path
-(symlinks followed) is inside a verified mount. One exception: the artifact's interpreter,
-`python` in a manifest (its path differs per machine), may run a script from a mount,
-isolated (`-I`); options such as `-c` or `-m` would run code no flist describes: refused."""
+"""The exec allow-list (docs/node-run.md): a service starts only a file whose real path is in a
+verified mount, or `python` (the artifact's interpreter: its path differs per machine) running a
+script from a mount, isolated (`-I`); `-c` or `-m` would run code no flist describes: refused."""
 
 import os
 import stat
@@ -32,8 +31,7 @@ def _locate(arg: str, home: Path, mounts: Sequence[str], what: str) -> str:
 
 
 def resolve_exec(argv: Sequence[str], *, home: Path, mounts: Sequence[Path]) -> tuple[str, ...]:
-    """The argv to exec for a service's `argv`, or `ExecRefused`; relative paths
-    resolve against `home`, its own flist's mount."""
+    """The argv to exec, or ExecRefused; a relative path resolves against `home`, its mount."""
     if not argv or not argv[0]:
         raise ExecRefused("empty argv")
     roots = [os.path.realpath(m) for m in mounts]

@@ -1,6 +1,5 @@
-"""What goes into the supervisor (events) and what comes out (actions). Times are
-integer ms on the caller's monotonic clock. Every event about a process carries
-the `run` of its `Spawn` (or `Probe`), so late news about an earlier run is dropped."""
+"""Events into the supervisor, actions out; times are integer ms on the caller's monotonic clock.
+An event about a process carries its `Spawn`'s (or `Probe`'s) `run`: older runs' news is dropped."""
 
 import enum
 from dataclasses import dataclass

@@ -1,6 +1,5 @@
-"""The supervisor of one release's services, a sans-IO state machine: events and the
-clock in, actions out; the caller sleeps until `next_deadline()`, then calls `tick(now)`.
-The rules (start order, readiness, back-off, dead ends, stop order): docs/node-run.md."""
+"""The supervisor of one release's services, sans-IO: events and the clock in, actions out; the
+caller sleeps until `next_deadline()`, then calls `tick(now)`. The rules: docs/node-run.md."""
 
 import signal as _signal
 from collections.abc import Sequence
