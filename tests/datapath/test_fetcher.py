@@ -16,7 +16,7 @@ from zosnode.fetch.fetcher import Fetcher
 from zosnode.fetch.health import PENALTY, Circuit, MirrorHealth, Pass
 from zosnode.fetch.health import Fault as Health
 from zosnode.http.client import HttpStatusError, Timeouts
-from zosnode.layout import block_path
+from zosnode.layout import LayoutError, block_path
 
 
 def _largest(blobs: dict[str, bytes]) -> tuple[str, bytes]:
@@ -206,7 +206,7 @@ async def test_oversize_object_refused(
 
 async def test_bad_id_is_our_error(mirror: FaultyMirror) -> None:
     f = _fetcher(mirror.url)
-    with pytest.raises(FetchUsageError):
+    with pytest.raises(LayoutError):  # block_path's check: a UsageError
         await f.fetch_block("../../etc/passwd", max_size=1)
     await f.aclose()
 

@@ -28,7 +28,7 @@ from zosnode.http.client import (
     Reply,
     Timeouts,
 )
-from zosnode.layout import block_path, flist_path, is_hex_id, object_id
+from zosnode.layout import block_path, check_id, flist_path, object_id
 
 # Per request, whatever client the fetcher shares: no byte for 2 s, or under 16 KiB/s, is a stall.
 FETCH_TIMEOUTS = Timeouts(connect=2.0, head=2.5, body_idle=2.0, window_bytes=32 * 1024)
@@ -37,12 +37,6 @@ T = TypeVar("T")
 
 # What fetched bytes decode to, None for a wrong copy; it raises for a faithful, unusable copy.
 Check = Callable[[bytes], T | None]
-
-
-def _checked(oid: str) -> str:
-    if not is_hex_id(oid):
-        raise FetchUsageError(f"not a 64-hex-digit object id: {oid!r}")
-    return oid
 
 
 class Fetcher:
@@ -72,16 +66,16 @@ class Fetcher:
         await self.client.aclose()
 
     async def fetch_block(self, block_id: str, *, max_size: int) -> bytes:
-        return (await self._fetch(block_path(_checked(block_id)), block_id, max_size, None))[0]
+        return (await self._fetch(block_path(block_id), block_id, max_size, None))[0]
 
     async def fetch_flist(self, flist_id: str, *, max_size: int) -> bytes:
-        return (await self._fetch(flist_path(_checked(flist_id)), flist_id, max_size, None))[0]
+        return (await self._fetch(flist_path(flist_id), flist_id, max_size, None))[0]
 
     async def fetch_checked(
         self, path: str, oid: str, check: Check[T], *, max_size: int
     ) -> tuple[bytes, T]:
         """The bytes and what `check` (run instead of the hash: one hash a block) made of them."""
-        return await self._fetch(path, _checked(oid), max_size, check)
+        return await self._fetch(path, check_id(oid), max_size, check)
 
     async def _fetch(
         self, path: str, oid: str, max_size: int, check: Check[Any] | None
