@@ -1,8 +1,6 @@
-"""DHCPv4 client state machine (RFC 2131 §4.4), sans-IO: events in with `now`, events out.
-
-Replies are judged by `lease_check`: an unusable OFFER is ignored; an unusable ACK, or one
-whose address another host answers for (RFC 2131 §3.1 step 5), is declined.
-"""
+"""DHCPv4 client state machine (RFC 2131 §4.4), sans-IO. Replies are judged by `lease_check`:
+an unusable OFFER is ignored; an unusable ACK, or one whose address another host answers for
+(RFC 2131 §3.1 step 5), is declined."""
 
 from __future__ import annotations
 
@@ -40,7 +38,6 @@ class State(Enum):
 
 # States in which a REQUEST is out and an ACK or NAK is awaited.
 _REQUESTED = frozenset({State.REQUESTING, State.REBOOTING, State.RENEWING, State.REBINDING})
-_EXTENDING = (State.RENEWING, State.REBINDING)
 
 
 @dataclass(frozen=True)
@@ -270,7 +267,6 @@ class DhcpClient:
         self._began = now
 
     def _exchange(self, new: State, reason: str, now: float) -> list[Event]:
-        """A new exchange (its own transaction id) whose first REQUEST goes out now."""
         self._new_xid(now)
         return self._to(new, reason) + self._send_request(now)
 
@@ -307,7 +303,7 @@ class DhcpClient:
     def _transmit(self, opts: list[tuple[Opt, bytes]], now: float, dest: str,
                   ciaddr: str = "0.0.0.0") -> Transmit:
         self._tries += 1
-        extending = self.state in _EXTENDING
+        extending = self.state in (State.RENEWING, State.REBINDING)
         if self._tries == 1 or extending:
             self._sent_at = now
         if not extending:
@@ -366,7 +362,6 @@ class DhcpClient:
         return [Transmit(wire.encode(decline), BROADCAST), *self._restart(why, now, wait)]
 
     def _restart(self, reason: str, now: float, wait: float) -> list[Event]:
-        """Back to INIT in a new exchange, forgetting the address; discovery after `wait`."""
         self._terms = self._remembered = None
         self._new_xid(now)
         self.deadline = now + wait

@@ -1,7 +1,6 @@
 """The trio shell around `DhcpClient`, per NIC: carrier polling, ARP probes, refusal lines
-under a rate limit, and a UDP socket on port 68 bound to the NIC (SO_BINDTODEVICE), which
-gets broadcast replies before the NIC has an address and unicast ones to renewals after.
-"""
+under a rate limit, and a UDP socket on port 68 bound to the NIC (SO_BINDTODEVICE), which gets
+broadcast replies before the NIC has an address and unicast ones to renewals after."""
 
 from __future__ import annotations
 
@@ -58,7 +57,6 @@ def _carrier(links: Links, nic: Nic, say: Say) -> bool:
 async def run_nic(nic: Nic, client: DhcpClient, links: Links, on_event: OnEvent, say: Say,
                   carrier_poll: float, carrier_timeout: float, ctl: NicControl,
                   *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-    """Run DHCP on one NIC forever: follows carrier, feeds the client, acts on events."""
     with trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         for opt, value in ((socket.SO_REUSEADDR, 1), (socket.SO_BROADCAST, 1),
                            (socket.SO_BINDTODEVICE, nic.name.encode())):

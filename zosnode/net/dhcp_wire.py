@@ -1,8 +1,5 @@
-"""DHCPv4 messages (RFC 2131/2132): a strict codec, no sockets.
-
-pyroute2's codec decodes a truncated option list without complaint and raises
-untyped errors on hostile input; here every malformed packet is a PacketError.
-"""
+"""DHCPv4 messages (RFC 2131/2132), no sockets: every malformed packet is a PacketError
+(pyroute2's codec accepts a truncated option list and raises untyped errors on hostile input)."""
 
 from __future__ import annotations
 

@@ -126,7 +126,6 @@ class Firewall:
         return hashlib.blake2b("\n".join(sorted(parts)).encode(), digest_size=16).hexdigest()
 
     def check(self) -> bool:
-        """True if the kernel still holds exactly what we applied."""
         return self.fingerprint is not None and self.current_fingerprint() == self.fingerprint
 
 

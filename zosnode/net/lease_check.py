@@ -1,8 +1,6 @@
-"""Is an OFFER or ACK usable as a whole? A pure verdict, with the reason.
-
-Anyone on the segment can answer DHCP: what the kernel would refuse, or what would hurt the
-node or its neighbours, is refused here before it reaches netlink (docs/network-bringup.md).
-"""
+"""Is an OFFER or ACK usable as a whole? Anyone on the segment can answer DHCP: what the
+kernel would refuse, or what would hurt the node or its neighbours, is refused here before it
+reaches netlink (docs/network-bringup.md)."""
 
 from __future__ import annotations
 

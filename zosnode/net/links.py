@@ -1,6 +1,5 @@
-"""Links, addresses, routes (netlink), SLAAC sysctls and resolv.conf. Netlink calls answer
-in microseconds, so they run inline on the trio thread: nothing here waits on the network.
-"""
+"""Links, addresses, routes (netlink), SLAAC sysctls and resolv.conf. Netlink calls answer in
+microseconds, so they run inline on the trio thread: nothing here waits on the network."""
 
 from __future__ import annotations
 
@@ -90,7 +89,6 @@ class Links:
                     for a in self._ipr.get_addr(index=nic.index, family=family)]
 
     def set_route(self, nic: Nic, destination: str, gateway: str | None, metric: int) -> None:
-        """A route through this NIC; without a gateway it is on-link (scope link)."""
         where = f"via {gateway}" if gateway else "on-link"
         via: dict[str, Any] = {"gateway": gateway} if gateway else {"scope": 253}  # RT_SCOPE_LINK
         with _netlink(f"route {destination} {where} on {nic.name}"):
@@ -115,19 +113,15 @@ def accept_router_adverts(nic: Nic) -> bool:
 
 
 def resolv_conf_text(nameservers: tuple[str, ...], search: tuple[str, ...]) -> str:
-    """`lease_check` judged the names; one stray newline would let a server add lines of its
-    own, so anything unsafe is refused once more."""
+    """From a lease: `lease_check` refused any name with a byte outside LDH and '_'."""
     lines = ["# written by zosnode from its DHCP lease"]
-    safe = [d for d in search if d and len(d) <= 253
-            and all(c.isascii() and (c.isalnum() or c in ".-_") for c in d)]
-    if safe:
-        lines.append("search " + " ".join(safe[:6]))
+    if search:
+        lines.append("search " + " ".join(search[:6]))  # glibc < 2.26 reads at most 6
     lines += [f"nameserver {ns}" for ns in nameservers[:3]]  # glibc reads at most 3
     return "\n".join(lines) + "\n"
 
 
 def write_atomically(path: Path, text: str) -> None:
-    """Temp name, fsync, rename: a reader never sees half a file (mode 0644)."""
     try:
         write_atomic(path, text.encode())
     except OSError as exc:
