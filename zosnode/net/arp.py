@@ -1,10 +1,7 @@
 """Address conflict detection (RFC 5227), sans-IO: is a leased address held already (a stale
 lease, a static address, a rogue)? Probes carry sender IP 0.0.0.0: no neighbour cache learns.
-
-RFC 5227 §1.1 times probes for a laptop on busy Wi-Fi (up to 7 s); a wired segment answers
-within milliseconds and a node without a network is useless, so every interval here is
-scaled by 1/10 (0.4 to 0.7 s in all), keeping the shape.
-"""
+RFC 5227 §1.1 times probes for busy Wi-Fi (up to 7 s); a wired segment answers in milliseconds
+and a node without a network is useless, so each interval is a tenth (0.4 to 0.7 s in all)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
-"""Every socket listening on a non-loopback address, with its pids: the firewall drops
-inbound traffic, but a process that would accept it is a mistake to see before it matters.
-"""
+"""Every socket listening on a non-loopback address, with its pids: the firewall drops inbound
+traffic, but a process that would accept it is a mistake to see before it matters."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """Which NIC carries the node's default route: a pure rule, the same choice for the same
 wiring on every boot (docs/network-bringup.md): the pinned NIC only (`zos.net=`), leased
-NICs only, then one a hub answered through, then one with a gateway, then the lowest name.
-"""
+NICs only, then one a hub answered through, then one with a gateway, then the lowest name."""
 
 from __future__ import annotations
 

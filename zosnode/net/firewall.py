@@ -1,11 +1,9 @@
-"""The node's nftables ruleset, set through netlink (pyroute2), and its drift check.
-
-Inbound dropped except loopback, replies to what the node opened (conntrack), DHCPv4 replies
-(udp 67 -> 68) and the neighbour discovery SLAAC needs, with hop limit 255 (on-link only);
-forwarding dropped; outbound allowed. A drop in any base chain is final while an accept only
-ends its own chain, so no other table can open a hole in ours: drift is checked on ours alone.
-Re-applying adds a fresh table before deleting the old one: never unfiltered in between.
-"""
+"""The node's nftables ruleset (through pyroute2) and its drift check. Inbound dropped except
+loopback, replies to what the node opened (conntrack), DHCPv4 replies (udp 67 -> 68) and the
+neighbour discovery SLAAC needs, with hop limit 255 (on-link only); forwarding dropped; outbound
+allowed. A drop in any base chain is final while an accept only ends its own chain, so no other
+table can open a hole in ours: drift is checked on ours alone. Re-applying adds a fresh table
+before deleting the old one: never unfiltered in between."""
 
 from __future__ import annotations
 

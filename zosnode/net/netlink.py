@@ -1,10 +1,6 @@
-"""pyroute2's two sockets the node uses, without pyroute2's package facade.
-
-`import pyroute2` runs a facade importing every protocol it speaks (NDB with sqlite3, IPDB,
-WireGuard, ...): 62 modules and 5.7 MB of RSS on a node that needs rtnetlink and nftables. So
-the package is registered without running its `__init__`; a first attribute that is not a
-submodule still runs it (PEP 562).
-"""
+"""pyroute2's two sockets the node uses, without its facade: `import pyroute2` imports every
+protocol it speaks (NDB with sqlite3, IPDB, WireGuard, ...), 62 modules and 5.7 MB of RSS. So the
+package is registered without running its `__init__`; a non-module attribute runs it (PEP 562)."""
 
 from __future__ import annotations
 
