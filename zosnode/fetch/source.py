@@ -36,8 +36,8 @@ class BlockSource:
     ) -> None:
         self.fetcher = fetcher
         self.cache = cache
-        # Blocks kept decoded in a trusted cache: more RAM each, no work to read.
-        self._decoded_cache = decoded_cache and cache is not None and cache.trusted
+        # The cache, when it keeps blocks decoded (trusted only): more RAM each, no work to read.
+        self._decoded = cache if decoded_cache and cache is not None and cache.trusted else None
         self._hot: OrderedDict[str, Buffer] = OrderedDict()
         self._hot_used = 0
         self._hot_max = hot_bytes
@@ -49,7 +49,7 @@ class BlockSource:
 
     async def warm(self, ref: BlockRef) -> None:
         """Bring the block into the cache, in the form this source reads."""
-        if self.cache is None or self._decoded_cache:
+        if self.cache is None or self._decoded is not None:
             await self.decoded(ref, record=False, keep=False)
         else:
             fetch = partial(self.fetcher.fetch_block, ref.id, max_size=ref.stored_size)
@@ -57,8 +57,7 @@ class BlockSource:
 
     def is_hot(self, block_id: str) -> bool:
         """No fetch or decode needed (a tmpfs read costs less than a readahead task)."""
-        return block_id in self._hot or (
-            self._decoded_cache and self.cache is not None and block_id in self.cache)
+        return block_id in self._hot or (self._decoded is not None and block_id in self._decoded)
 
     async def decoded(self, ref: BlockRef, *, record: bool = True, keep: bool = True) -> Buffer:
         """The decoded block (`record`: a real read, not readahead; `keep`: in the hot set)."""
@@ -68,10 +67,9 @@ class BlockSource:
         if hot is not None:  # every read of a warm block: no more than this
             self._hot.move_to_end(ref.id)
             return hot
-        if self.is_hot(ref.id):
+        if self._decoded is not None and ref.id in self._decoded:
             # Mapped at once, no flight (a block in flight is not in the index until put).
-            assert self.cache is not None
-            hot = self.cache.get(ref.id, decoded=True)
+            hot = self._decoded.get(ref.id, decoded=True)
             if hot is not None:
                 self.decodes += 1
                 if keep:
@@ -108,9 +106,9 @@ class BlockSource:
 
         if self.cache is None:
             return await fetch_decoded()
-        if self._decoded_cache:
+        if self._decoded is not None:
             # A hit is the decoded block, mapped; a miss is kept decoded.
-            return await self.cache.get_or_fetch(ref.id, fetch_decoded, decoded=True)
+            return await self._decoded.get_or_fetch(ref.id, fetch_decoded, decoded=True)
         # Read, checksummed, hashed and decoded in one worker (trusted: read and decoded).
         decode = decode_verified if self.cache.trusted else checked_decode
         data: Buffer | None = await self.cache.get_checked(ref.id, partial(decode, ref),
