@@ -103,7 +103,6 @@ class Entry:
         check_int("mtime", self.mtime_ns, -_I64, _I64)
         if len(self.xattrs) > MAX_XATTRS:
             raise FormatError(f"more than {MAX_XATTRS} xattrs")
-        last = b""
         for name, value in self.xattrs:
             if not isinstance(name, bytes) or not isinstance(value, bytes):
                 raise FormatError("xattr names and values are bytes")
@@ -111,9 +110,8 @@ class Entry:
                 raise FormatError(f"bad xattr name {name!r}")
             if len(value) > MAX_XATTR_VALUE:
                 raise FormatError(f"xattr {name!r} value over {MAX_XATTR_VALUE} bytes")
-            if name <= last:
-                raise FormatError("xattrs must be sorted by name without duplicates")
-            last = name
+        if [n for n, _ in self.xattrs] != sorted({n for n, _ in self.xattrs}):
+            raise FormatError("xattrs must be sorted by name without duplicates")
         own = _DATA.get(self.kind)  # each kind carries its own data, and no other kind's
         for data, empty in (("extents", ()), ("target", b""), ("link", None), ("rdev", 0)):
             if data != own and getattr(self, data) != empty:
