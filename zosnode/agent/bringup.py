@@ -132,22 +132,8 @@ class Bringup:
     async def _on_event(self, nic: Nic, ev: dhcp.Event) -> None:
         if isinstance(ev, dhcp.StateChanged):
             self.say(f"{nic.name}: dhcp {ev.old.value} -> {ev.new.value} ({ev.reason})")
-        elif isinstance(ev, dhcp.Bound):
-            lease = ev.lease
-            self._notes(nic, lease)
-            try:
-                self._configure(nic, lease, None)
-            except NetSystemError as exc:
-                self._refuse(nic, lease, exc, chosen=False)
-                return
-            self.network.leases[nic.name] = lease
-            self.say(f"{nic.name}: lease {lease.describe()}")
-            self._first_lease.set()
-            self.network._bump()
-            if self._settled and (self.network.chosen is None):
-                await self._rechoose()
-        elif isinstance(ev, dhcp.Renewed):
-            await self._renewed(nic, ev.lease)
+        elif isinstance(ev, dhcp.Bound | dhcp.Renewed):
+            await self._leased(nic, ev.lease)
         elif isinstance(ev, dhcp.Refused):
             self.network.last_refusal = (f"{nic.name}: {ev.describe()}", time.time())
         elif isinstance(ev, dhcp.LeaseLost):
@@ -167,28 +153,32 @@ class Bringup:
                 await self._rechoose()
         self.network._bump()
 
-    async def _renewed(self, nic: Nic, lease: Lease) -> None:
+    async def _leased(self, nic: Nic, lease: Lease) -> None:
+        """Bound or renewed: configured (a renewal: what changed), or refused and declined."""
         old = self.network.leases.get(nic.name)
         chosen = self.network.chosen == nic
-        if old is not None and not old.same_terms(lease):
-            self._notes(nic, lease)
+        if old is not None and old.same_terms(lease):
+            self.say(f"{nic.name}: lease renewed for {lease.lease_s}s")
+        else:
+            for note in lease.notes:
+                self.say(f"{nic.name}: lease {lease.address}: {note}")
             try:
                 self._configure(nic, lease, old)
                 if chosen:
                     self._configure_chosen(nic, lease, old)
             except NetSystemError as exc:
-                self._unconfigure(nic, old, chosen)
+                if old is not None:
+                    self._unconfigure(nic, old, chosen)
                 self._refuse(nic, lease, exc, chosen)
                 await self._forget(nic, chosen)
                 return
-            self.say(f"{nic.name}: lease renewed with new terms: {lease.describe()}")
-        else:
-            self.say(f"{nic.name}: lease renewed for {lease.lease_s}s")
+            renewed = "renewed with new terms: " if old is not None else ""
+            self.say(f"{nic.name}: lease {renewed}{lease.describe()}")
         self.network.leases[nic.name] = lease
-
-    def _notes(self, nic: Nic, lease: Lease) -> None:
-        for note in lease.notes:
-            self.say(f"{nic.name}: lease {lease.address}: {note}")
+        self._first_lease.set()
+        self.network._bump()
+        if self._settled and self.network.chosen is None:
+            await self._rechoose()
 
     def _configure(self, nic: Nic, lease: Lease, old: Lease | None) -> None:
         """Address, option 121 routes and the backup default route (`old`: a renewal's)."""
