@@ -79,7 +79,6 @@ class Links:
             self._ipr.addr("replace", index=nic.index, address=address, prefixlen=prefixlen)
 
     def del_address(self, nic: Nic, address: str, prefixlen: int) -> None:
-        # Already gone (e.g. the link went away) is fine.
         with _netlink(f"removing {address} from {nic.name}", gone=("No such", "Cannot assign")):
             self._ipr.addr("del", index=nic.index, address=address, prefixlen=prefixlen)
 

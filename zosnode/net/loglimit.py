@@ -1,8 +1,6 @@
-"""At most `burst` console lines per `interval` for what peers make us refuse (pure).
-
-Anyone on the segment can make the node refuse packets as fast as the link carries them: the
-first `burst` lines of a fixed window are shown, the rest counted in one line after it.
-"""
+"""At most `burst` console lines per `interval` for what peers make us refuse (pure): anyone on
+the segment can make the node refuse packets as fast as the link carries them. The first `burst`
+lines of a fixed window are shown, the rest counted in one line after it."""
 
 from __future__ import annotations
 
