@@ -22,7 +22,7 @@ from pathlib import Path  # noqa: E402
 
 import trio  # noqa: E402
 
-from zosnode.agent import bringup, cmdline  # noqa: E402
+from zosnode.agent import bringup, cmdline, pid1  # noqa: E402
 from zosnode.agent.boot import BootSettings, after_network  # noqa: E402
 from zosnode.agent.main import run_agent  # noqa: E402
 from zosnode.agent.upgrade import PollSchedule  # noqa: E402
@@ -61,7 +61,7 @@ def main() -> None:
     )
     anchor = load_anchor(args.anchor)
 
-    async def after(config: cmdline.Config, network: bringup.Network, say_: bringup.Say) -> None:
+    async def after(config: cmdline.Config, network: bringup.Network, say_: pid1.Say) -> None:
         say(f"timing imports_ms={IMPORTS_MS} network_ms="
             f"{round((time.monotonic() - T0) * 1000) - IMPORTS_MS}")
         await after_network(config, network, say_, anchor=anchor, run_dir=args.run_dir,
