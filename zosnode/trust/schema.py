@@ -1,8 +1,6 @@
 """Typed reads of a peer's decoded CBOR maps: dataclasses are only built from well-typed values.
 Unknown fields are refused unless "x-" (non-critical): TUF's rule, never skip what is not known."""
 
-from __future__ import annotations
-
 from collections.abc import Collection
 from typing import Any, TypeVar
 
@@ -14,24 +12,6 @@ MAX_INT = 2**63 - 1
 _EXPECTED = {int: "an integer", str: "a text string", bytes: "a byte string",
              bool: "a boolean", list: "an array", dict: "a map"}
 T = TypeVar("T")
-
-
-def load(data: bytes, where: str, known: Collection[str], *, max_size: int,
-         max_depth: int) -> Fields:
-    try:
-        value = canonical.loads(data, max_size=max_size, max_depth=max_depth)
-    except canonical.CanonicalError as exc:
-        raise MalformedError(f"{where}: {exc}") from None
-    return Fields(value, where, known)
-
-
-def versioned(data: bytes, where: str, known: Collection[str], *, spec: int, max_size: int,
-              max_depth: int) -> Fields:
-    fields = load(data, where, known, max_size=max_size, max_depth=max_depth)
-    got = fields.integer("spec")
-    if got != spec:
-        raise MalformedError(f"{where}: spec version {got} is not supported (want {spec})")
-    return fields
 
 
 class Fields:
@@ -76,3 +56,21 @@ class Fields:
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
             raise MalformedError(f"{self._where}.{name}: expected a map of text to text")
         return value
+
+
+def load(data: bytes, where: str, known: Collection[str], *, max_size: int,
+         max_depth: int) -> Fields:
+    try:
+        value = canonical.loads(data, max_size=max_size, max_depth=max_depth)
+    except canonical.CanonicalError as exc:
+        raise MalformedError(f"{where}: {exc}") from None
+    return Fields(value, where, known)
+
+
+def versioned(data: bytes, where: str, known: Collection[str], *, spec: int, max_size: int,
+              max_depth: int) -> Fields:
+    fields = load(data, where, known, max_size=max_size, max_depth=max_depth)
+    got = fields.integer("spec")
+    if got != spec:
+        raise MalformedError(f"{where}: spec version {got} is not supported (want {spec})")
+    return fields
