@@ -149,18 +149,22 @@ class Fetcher:
             grant = self.health.breaker(mirror).admit(trio.current_time(), early=early)
             if grant is None:
                 raise CircuitOpen(f"{mirror}: circuit open")
-            outcome: Fault | None | str = "abandoned"
             try:
                 yield
-                outcome = None
             except HttpPeerError as exc:
-                outcome = _fault(exc)
+                self.health.failed(mirror, _fault(exc), trio.current_time(), grant)
                 raise
             except WrongCopy:
-                outcome = Fault.CORRUPT
+                self._wrong_copy(mirror, grant, oid, partial_from or set())
                 raise
+            except BaseException:  # no verdict
+                self.health.breaker(mirror).abandoned(trio.current_time(), grant)
+                raise
+            else:
+                self.health.succeeded(mirror, trio.current_time(), grant)
             finally:
-                self._report(mirror, grant, oid, outcome, partial_from or set())
+                self._changed.set()  # fetches waiting for a circuit look again
+                self._changed = trio.Event()
 
     async def ask(
         self, mirror: str, path: str, *, max_size: int,
@@ -208,26 +212,14 @@ class Fetcher:
             raise unusable
         return data, value
 
-    def _report(
-        self, mirror: str, grant: Pass, oid: str, outcome: Fault | None | str,
-        partial_from: set[str],
-    ) -> None:
+    def _wrong_copy(self, mirror: str, grant: Pass, oid: str, partial_from: set[str]) -> None:
         now = trio.current_time()
-        if outcome is None:
-            self.health.succeeded(mirror, now, grant)
-        elif outcome is Fault.CORRUPT and not partial_from - {mirror}:
+        if not partial_from - {mirror}:
             self.health.served_wrong(mirror, oid, now, grant)
-        elif outcome is Fault.CORRUPT:
-            # Pieces from several mirrors: the liar is unknown.
-            for m in partial_from | {mirror}:
-                self.health.failed(m, Fault.CORRUPT, now, grant if m == mirror else Pass.NORMAL)
-        elif isinstance(outcome, Fault):
-            self.health.failed(mirror, outcome, now, grant)
-        else:
-            # No verdict (a cancel, our bug): a trial slot is freed.
-            self.health.breaker(mirror).abandoned(now, grant)
-        self._changed.set()  # fetches waiting for a circuit look again
-        self._changed = trio.Event()
+            return
+        # Pieces from several mirrors: the liar is unknown.
+        for m in partial_from | {mirror}:
+            self.health.failed(m, Fault.CORRUPT, now, grant if m == mirror else Pass.NORMAL)
 
     async def _get(self, url: str, **kw: Any) -> Reply:
         """A GET with the fetcher's timeouts within the attempt bound (an overrun: a stall)."""
