@@ -98,6 +98,4 @@ def load_or_create(cache: Path | None, tpm: Path | Callable[[], Transport] | Non
             return from_tpm(tpm)
         except TpmError as exc:
             note = f"; TPM unusable: {exc}"
-    if cache is None:
-        return in_ram(note.lstrip("; "))
-    return on_disk(cache, note)
+    return in_ram(note.lstrip("; ")) if cache is None else on_disk(cache, note)

@@ -47,8 +47,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fatal-delay", metavar="SECONDS", type=int, default=30,
                    help="delay before rebooting after a fatal error (PID 1; default 30)")
     p.add_argument("--mounts", choices=("auto", "fuse", "extract"), default="auto",
-                   help="serve flists lazily through FUSE, or extract them verified into "
-                        "the run directory (auto: FUSE when /dev/fuse and pyfuse3 are there)")
+                   help="flists lazily through FUSE, or extracted verified into the run "
+                        "directory (auto: FUSE given /dev/fuse and pyfuse3)")
 
 
 # The modules the initramfs packed, one a line: the image decides what loads, not the cmdline.

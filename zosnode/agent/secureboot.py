@@ -35,15 +35,14 @@ def read(mount: bool) -> str:
     if not mounted and mount and EFIVARS.is_dir():
         flags = pid1.MS_RDONLY | pid1.MS_NOSUID | pid1.MS_NODEV | pid1.MS_NOEXEC
         mounted = pid1.mount("efivarfs", EFIVARS, "efivarfs", flags) in (0, errno.EBUSY)
-    value: bytes | None = None
-    if mounted:
-        try:
-            value = (EFIVARS / SECURE_BOOT_VAR).read_bytes()
-        except FileNotFoundError:
-            pass
-        except OSError:
-            return "unknown"
-    return state(True, mounted, value)
+    if not mounted:
+        return state(True, False, None)
+    try:
+        return state(True, True, (EFIVARS / SECURE_BOOT_VAR).read_bytes())
+    except FileNotFoundError:
+        return state(True, True, None)
+    except OSError:
+        return "unknown"
 
 
 @functools.cache
