@@ -318,10 +318,10 @@ class DhcpClient:
         return Transmit(wire.encode(msg), dest)
 
     def _on_offer(self, msg: Message, now: float) -> list[Event]:
-        verdict = lease_check.check(msg)
-        if isinstance(verdict, lease_check.Unusable):
-            return [Refused(_what(msg), verdict.reason)]  # §4.4.1: wait for another offer
-        self._terms = terms = verdict.terms
+        try:
+            self._terms = terms = lease_check.check(msg)
+        except lease_check.Refusal as exc:
+            return [Refused(_what(msg), str(exc))]  # §4.4.1: wait for another offer
         self._tries = 0
         out = self._to(State.REQUESTING, f"offer of {terms.address} from {terms.server}")
         return out + self._send_request(now)
@@ -332,14 +332,14 @@ class DhcpClient:
             assert self._terms is not None
             if server != self._terms.server:
                 return [Refused(_what(msg), f"we asked {self._terms.server}")]
-        verdict = lease_check.check(msg)
-        if isinstance(verdict, lease_check.Unusable):
-            refused: list[Event] = [Refused(_what(msg), verdict.reason)]
+        try:
+            terms = lease_check.check(msg)
+        except lease_check.Refusal as exc:
+            refused: list[Event] = [Refused(_what(msg), str(exc))]
             if server is None or not all(map(lease_check.unicast, (server, msg.yiaddr))):
                 return refused  # nobody to give it back to: ignore it
-            return (refused + self._lose(f"refused ACK: {verdict.reason}")
-                    + self._decline(msg.yiaddr, server, verdict.reason, now))
-        terms = verdict.terms
+            return (refused + self._lose(f"refused ACK: {exc}")
+                    + self._decline(msg.yiaddr, server, str(exc), now))
         if self.lease is not None and terms.address == self.lease.address:
             return self._bind(terms, now)  # a renewal: the address is ours already
         # Moved: the old lease is lost; nobody may hold the new one (RFC 2131 §4.4.1, RFC 5227).

@@ -27,8 +27,8 @@ NOT_ROUTABLE = (ipaddress.IPv4Network("127.0.0.0/8"), ipaddress.IPv4Network("224
 T = TypeVar("T")
 
 
-class Refusal(Exception):
-    """Internal: raised by a rule, caught by `check`."""
+class Refusal(PacketError):
+    """A reply the node will not use: the peer's fault, the message says why."""
 
 
 @dataclass(frozen=True)
@@ -49,28 +49,8 @@ class Terms:
     notes: tuple[str, ...] = ()  # what was dropped, one line each
 
 
-@dataclass(frozen=True)
-class Usable:
-    terms: Terms
-
-
-@dataclass(frozen=True)
-class Unusable:
-    reason: str
-
-
-Verdict = Usable | Unusable
-
-
-def check(msg: Message) -> Verdict:
-    """Judge an OFFER or ACK as a whole. Never raises on any decoded message."""
-    try:
-        return Usable(_terms(msg))
-    except Refusal as exc:
-        return Unusable(str(exc))
-
-
-def _terms(msg: Message) -> Terms:
+def check(msg: Message) -> Terms:
+    """Judge an OFFER or ACK as a whole: no other exception than Refusal on a decoded message."""
     kind = msg.msg_type
     if kind not in (MsgType.OFFER, MsgType.ACK):
         raise Refusal(f"not an OFFER or ACK ({kind.name if kind else 'no message type'})")
