@@ -239,9 +239,8 @@ def hardware(cache_disk: str | None, sys_block: Path = Path("/sys/block"),
 
 
 class FirstUse:
-    """A `Mounter` that first hashes the flist's blocks the untrusted disk holds, once a boot.
-    A mismatched or damaged one is dropped, fetched again, counted (readers still hash what they
-    decode: this pass detects and reports). `own`: this pass's share of the cache's counts."""
+    """A `Mounter` hashing the flist's blocks the untrusted disk holds first, once a boot: a bad one
+    is dropped, fetched again, counted (readers hash too; this reports). `own`: its counts."""
 
     def __init__(self, inner: Mounter, cache: BlockCache, fetcher: Callable[[], Fetcher],
                  say: pid1.Say) -> None:

@@ -29,9 +29,8 @@ async def after_network(
     cache_bytes: int = 512 * 1024 * 1024, settings: BootSettings | None = None,
     fuse_command: Sequence[str] | None = None, boot: BootClock | None = None,
 ) -> None:
-    """Boot the release and keep the node up to date; never returns. `anchor`: for callers that
-    embed the agent (tests, benchmarks), never from the command line. `cache_dir` (or the disk
-    `zos.cache=` finds) keeps the node key too. Without `fuse_command` flists are extracted."""
+    """Never returns. `anchor` only from code embedding the agent (tests), never the command line;
+    the cache dir (or disk) keeps the node key too; without `fuse_command` flists are extracted."""
     boot = boot or BootClock()
     boot.mark("network")
     trusted = anchor if anchor is not None else load_embedded()

@@ -19,10 +19,9 @@ from zosnode.trust.root import MAX_ROOT_BYTES
 
 
 class HubClient:
-    """The command line's hubs, then the running manifest's, from the one that answered last; its
-    mirrors (static, maybe stale) only when no hub answers, never for heartbeats. Manifest polls
-    are conditional (unchanged: a 304). Every GET passes `fetcher`'s per-source circuit breaker: a
-    stalling hub costs one fault detection, and stays demoted when a new manifest names it."""
+    """Hubs (the command line's, then the manifest's) from the last to answer, then mirrors (maybe
+    stale; never for heartbeats); manifest polls conditional (304). Each GET passes a per-source
+    breaker: a stalling hub costs one fault detection, and stays demoted if a manifest names it."""
 
     def __init__(self, hubs: Sequence[str], channel: str, *, fetcher: Fetcher,
                  flist_dir: Path | None = None) -> None:

@@ -102,10 +102,9 @@ async def _wait(child: subprocess.Popen[bytes]) -> None:
 
 
 class FuseChildMounter:
-    """Each flist a FUSE mount in a child of its own (`zosnode.mount.protocol`): pyfuse3 serves
-    one mount a process, an upgrade needs two. The child (argv `command`) reads a `MountRequest`
-    on stdin, answers `Ready` or a typed `Failure` on the pipe whose number follows `command`,
-    unmounts on SIGTERM. Children share the block cache directory."""
+    """Each flist a FUSE mount in a child of its own (pyfuse3 serves one mount a process, an
+    upgrade needs two), all sharing one cache directory. The child (`command`, its report pipe's
+    number) reads a `MountRequest` on stdin, reports `Ready` or `Failure`, unmounts on SIGTERM."""
 
     def __init__(self, command: Sequence[str], *, mirrors: Callable[[], Sequence[str]],
                  cache_dir: Path, say: pid1.Say, cache_bytes: int = 512 * 1024 * 1024,
