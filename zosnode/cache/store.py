@@ -29,12 +29,10 @@ SEED = 0x7A6F736E6F6465  # fixed: every process sharing a directory reads the sa
 T = TypeVar("T")
 _RAM_FS = (0x01021994, 0x858458F6)  # statfs f_type of tmpfs and ramfs
 MAP_FROM = 256 * 1024  # a trusted cache maps an entry this big or more (`_read`)
-# A block as read: bytes, or a trusted cache's mapped file (`BlockCache.trusted`).
-Block = bytes | memoryview
+Block = bytes | memoryview  # as read: bytes, or a trusted cache's mapped file
 
 
 def in_node_ram(path: Path) -> bool:
-    """Whether `path` is a directory in RAM that only this user may write."""
     buf = ctypes.create_string_buffer(256)  # struct statfs; f_type comes first
     if ctypes.CDLL(None, use_errno=True).statfs(os.fsencode(path), buf) != 0:
         return False
@@ -45,8 +43,7 @@ def in_node_ram(path: Path) -> bool:
 
 @dataclass
 class CacheStats:
-    """This process's counts (a corrupt entry is a miss too). Discarded: an entry whose checksum
-    held but its BLAKE2b did not: rewritten on purpose (an accident fails the checksum)."""
+    """This process's counts (a corrupt entry is a miss too)."""
 
     hits: int = 0
     misses: int = 0
@@ -54,7 +51,7 @@ class CacheStats:
     corrupt: int = 0
     evictions: int = 0
     write_errors: int = 0
-    discarded: int = 0
+    discarded: int = 0  # checksum held, BLAKE2b not: rewritten on purpose (not an accident)
 
 
 class BlockCache:

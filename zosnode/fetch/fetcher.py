@@ -5,8 +5,7 @@ range, jittered backoff between rounds. No attempt starts past `give_up_s`: with
 mirror faulty, `Unavailable` within 10 s (docs/datapath.md, Timings). Every circuit open:
 fail at once unless a trial is out (share its outcome); a fetch that sent requests itself
 waits for the next trial in its window (a hub restarting under a read costs time, not the
-read); `deadline_s` caps all. A mirror that served a wrong copy is demoted, reported, and
-never asked for that object again."""
+read); `deadline_s` caps all. A wrong copy: its mirror demoted, reported, banned for it."""
 
 import random
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -56,7 +55,7 @@ class Fetcher:
         self.attempt_s = attempt_s
         self.give_up_s = give_up_s
         self._backoff = Backoff()
-        self._changed = trio.Event()  # set and replaced on each outcome (`_report`)
+        self._changed = trio.Event()  # set and replaced on each outcome (`_attempt`)
         self._slots: dict[str, trio.Semaphore] = {}
 
     def set_mirrors(self, mirrors: Sequence[str]) -> None:
@@ -82,10 +81,9 @@ class Fetcher:
     ) -> tuple[bytes, Any]:
         if max_size < 0:
             raise FetchUsageError("max_size must not be negative")
-        total = self.deadline_s
-        give_up = trio.current_time() + min(self.give_up_s, total)
+        give_up = trio.current_time() + min(self.give_up_s, self.deadline_s)
         last: Exception | None = None
-        with trio.move_on_after(total):
+        with trio.move_on_after(self.deadline_s):
             attempt = 0
             partial = b""
             partial_from: set[str] = set()
@@ -129,7 +127,7 @@ class Fetcher:
                                       f" next trial in {ready - now:.1f}s; last: {last})")
                 with trio.move_on_at(min(ready, give_up)):
                     await self._changed.wait()
-        raise Unavailable(f"{path}: not fetched within {total}s or no mirror usable"
+        raise Unavailable(f"{path}: not fetched within {self.deadline_s}s or no mirror usable"
                           f" (last: {last})")
 
     @asynccontextmanager

@@ -250,8 +250,7 @@ class HttpClient:
                 await conn.close()
 
     async def _roundtrip(self, url: str, conn: _Conn, call: _Call) -> Reply:
-        request, t = call.request, call.timeouts
-        proto = conn.proto
+        request, t, proto = call.request, call.timeouts, conn.proto
         raw = bytearray()  # what came before the head was complete, to check its framing
         informational = 0
         try:
