@@ -63,7 +63,31 @@ async def run_nic(nic: Nic, client: DhcpClient, links: Links, on_event: OnEvent,
             sock.setsockopt(socket.SOL_SOCKET, opt, value)
         await sock.bind(("0.0.0.0", CLIENT_PORT))
         task_status.started()
-        act = _Actor(nic, sock, client, on_event, say, ctl.limit)
+
+        async def act(events: list[Event]) -> None:
+            for ev in events:
+                if isinstance(ev, Transmit):
+                    try:
+                        await sock.sendto(ev.data, (ev.destination, SERVER_PORT))
+                    except OSError as exc:
+                        if exc.errno not in LINK_GONE:
+                            raise
+                elif isinstance(ev, Probe):
+                    conflict = await arp_probe(nic, ev.address, client.rng, say)
+                    await act(client.probed(conflict, trio.current_time()))
+                else:
+                    if isinstance(ev, Refused):
+                        verdict = ctl.limit.admit(trio.current_time())
+                        summary(verdict.suppressed)
+                        if verdict.show:
+                            say(f"{nic.name}: dhcp {ev.describe()}")
+                    await on_event(nic, ev)  # the last refusal goes into the heartbeat
+
+        def summary(suppressed: int) -> None:
+            if suppressed:
+                say(f"{nic.name}: dhcp: {suppressed} more refusals suppressed (at most "
+                    f"{ctl.limit.burst} lines per {ctl.limit.interval:g}s)")
+
         up = False  # the first poll, at once, starts the client if the carrier is up
         if not _carrier(links, nic, say):
             say(f"{nic.name}: waiting for carrier (up to {carrier_timeout:g}s)")
@@ -84,7 +108,7 @@ async def run_nic(nic: Nic, client: DhcpClient, links: Links, on_event: OnEvent,
                 continue
             now = trio.current_time()
             await act(client.timeout(now))
-            act.summary(ctl.limit.flush(now))
+            summary(ctl.limit.flush(now))
             if now >= next_poll:
                 next_poll = now + carrier_poll
                 was, up = up, _carrier(links, nic, say)
@@ -98,37 +122,6 @@ async def run_nic(nic: Nic, client: DhcpClient, links: Links, on_event: OnEvent,
                 elif not up and give_up is not None and now >= give_up:
                     say(f"{nic.name}: no carrier after {carrier_timeout:g}s; still watching")
                     give_up = None
-
-
-class _Actor:
-    def __init__(self, nic: Nic, sock: trio.socket.SocketType, client: DhcpClient,
-                 on_event: OnEvent, say: Say, limit: LineLimit) -> None:
-        self.nic, self.sock, self.client = nic, sock, client
-        self.on_event, self.say, self.limit = on_event, say, limit
-
-    async def __call__(self, events: list[Event]) -> None:
-        for ev in events:
-            if isinstance(ev, Transmit):
-                try:
-                    await self.sock.sendto(ev.data, (ev.destination, SERVER_PORT))
-                except OSError as exc:
-                    if exc.errno not in LINK_GONE:
-                        raise
-            elif isinstance(ev, Probe):
-                conflict = await arp_probe(self.nic, ev.address, self.client.rng, self.say)
-                await self(self.client.probed(conflict, trio.current_time()))
-            else:
-                if isinstance(ev, Refused):
-                    verdict = self.limit.admit(trio.current_time())
-                    self.summary(verdict.suppressed)
-                    if verdict.show:
-                        self.say(f"{self.nic.name}: dhcp {ev.describe()}")
-                await self.on_event(self.nic, ev)  # the last refusal goes into the heartbeat
-
-    def summary(self, suppressed: int) -> None:
-        if suppressed:
-            self.say(f"{self.nic.name}: dhcp: {suppressed} more refusals suppressed (at most "
-                     f"{self.limit.burst} lines per {self.limit.interval:g}s)")
 
 
 async def arp_probe(nic: Nic, address: str, rng: random.Random, say: Say) -> str | None:
