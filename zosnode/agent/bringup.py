@@ -236,13 +236,12 @@ class Bringup:
             cands = [Candidate(n, n in leases, probes.get(n, False),
                                n in leases and bool(leases[n].routers)) for n in self._nics]
             choice = choose(cands, self.config.net if self.config.net in self._nics else None)
-            old = self.network.chosen
             if choice.name is None:
                 self.say(f"no NIC chosen yet: {choice.reason}")
                 return
             nic = self._nics[choice.name]
             lease = self.network.leases[nic.name]
-            if old is not None and old != nic:
+            if (old := self.network.chosen) is not None and old != nic:
                 try:
                     self._links.del_route(old, DEFAULT_ROUTE, CHOSEN_METRIC)
                 except NetSystemError as exc:

@@ -136,9 +136,6 @@ class Node:
         self.say(text)
         self.board.fail(text, trio.current_time())
 
-    def _now(self) -> int:
-        return effective_now(int(time.time()), self.anchor)
-
     def _on_change(self, release: Release, ch: StateChanged) -> None:
         if self.current is release and release.runner is not None:
             self.board.update(services=release.runner.status())
@@ -152,9 +149,10 @@ class Node:
             if root is None:
                 break
             refresh.received(root)
-        refresh.finish(self._now())
+        now = effective_now(int(time.time()), self.anchor)
+        refresh.finish(now)
         return self.verifier.verify_manifest(
-            data, channel=self.settings.channel, now=self._now(),
+            data, channel=self.settings.channel, now=now,
             agent_version=self.settings.agent_version).manifest
 
     async def _boot(self) -> tuple[Release, str | None]:
