@@ -89,14 +89,12 @@ class Breaker:
             self._cooldown = self.policy.cooldown_s
 
     def failed(self, now: float, grant: Pass) -> None:
-        if self.state is Circuit.CLOSED:
-            self.state = Circuit.OPEN
-            self._cooldown = self.policy.cooldown_s
-            self._until = now + self._cooldown
-        elif grant is Pass.TRIAL:
-            self.state = Circuit.OPEN
+        if self.state is not Circuit.CLOSED:
+            if grant is not Pass.TRIAL:
+                return
             self._cooldown = min(self._cooldown * 2, self.policy.max_cooldown_s)
-            self._until = now + self._cooldown
+        self.state = Circuit.OPEN  # from closed: the first cool-down (`succeeded` reset it)
+        self._until = now + self._cooldown
 
     def abandoned(self, now: float, grant: Pass) -> None:
         """A request ended without an outcome (cancelled): a trial slot is freed."""
@@ -177,8 +175,7 @@ class MirrorHealth:
         self._penalty[mirror] = (self.penalty(mirror, now) + PENALTY[fault], now)
         if fault is not Fault.MISSING:  # the mirror is broken: open its circuit
             self._breakers[mirror].failed(now, grant)
-        elif grant is Pass.TRIAL:
-            # The mirror answered: it works, even if it lacks this object.
+        else:  # the mirror answered: it works, even if it lacks this object
             self._breakers[mirror].succeeded(now, grant)
 
     def served_wrong(
