@@ -74,8 +74,7 @@ def ensure_native(archive: Path, base: Path | None = None) -> tuple[Path, Record
                 problem = verify_tree(final, expected)
                 if problem is None:
                     return final, record
-                print(f"zosnode: runtime {final} rejected ({problem}); rebuilding",
-                      file=sys.stderr)
+                print(f"zosnode: runtime {final} rejected ({problem}); rebuilding", file=sys.stderr)
                 remove_tree(final)
             try:
                 with new_tree(final) as tmp:

@@ -178,8 +178,7 @@ def _link(view: FlistView, root_fd: int, e: Entry, dst_fd: int) -> None:
     target = view.resolve(e)
     assert target.parent is not None
     with _open_dir(view, root_fd, view.entries[target.parent]) as src_fd:
-        os.link(target.name, e.name, src_dir_fd=src_fd, dst_dir_fd=dst_fd,
-                follow_symlinks=False)
+        os.link(target.name, e.name, src_dir_fd=src_fd, dst_dir_fd=dst_fd, follow_symlinks=False)
 
 
 @contextmanager
