@@ -172,9 +172,9 @@ class Reaper:
         self.reaped = 0
         self._first_seen: dict[int, float] = {}
 
-    def _zombies(self) -> list[int]:
+    def reap_once(self, now: float) -> list[tuple[int, int]]:
         me = os.getpid()
-        out = []
+        zombies = []
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
                 continue
@@ -185,11 +185,7 @@ class Reaper:
             # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
             fields = stat[stat.rfind(")") + 2:].split()
             if len(fields) >= 2 and fields[0] == "Z" and int(fields[1]) == me:
-                out.append(int(entry.name))
-        return out
-
-    def reap_once(self, now: float) -> list[tuple[int, int]]:
-        zombies = self._zombies()
+                zombies.append(int(entry.name))
         self._first_seen = {z: self._first_seen.get(z, now) for z in zombies}
         out = []
         for pid in zombies:

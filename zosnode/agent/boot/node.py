@@ -308,21 +308,6 @@ class Node:
 
     def heartbeat(self, cache: wire.CacheReport | None = None) -> wire.Heartbeat:
         running = self.current.runner if self.current is not None else None
-        return wire.Heartbeat(
-            node_id=self.identity.node_id, farm=self.settings.farm,
-            channel=self.settings.channel, release=self.policy.current or 0,
-            agent_version=self.settings.agent_version, sent_at=self._sent_at(),
-            uptime_s=self._ms() // 1000,
-            services=tuple(wire.ServiceState(s.name, s.state.value, s.restarts)
-                           for s in (running.status() if running is not None else ())),
-            addresses=tuple(self.network.addresses()),
-            audit=tuple(f.describe() for f in self.network.audit_findings),
-            failed_release=self.failed_release, boot_timings_ms=dict(self.boot.ends),
-            identity_source=self.identity.source, hardware=self.hardware, cache=cache,
-            refusals=self._all_refusals(), secure_boot=secure_boot_state(),
-        )
-
-    def _all_refusals(self) -> tuple[wire.RefusalReport, ...]:
         found = dict(self.refusals)
         if self.network.last_refusal is not None:
             found["dhcp"] = refusal("dhcp", *self.network.last_refusal)
@@ -332,12 +317,21 @@ class Node:
             found["mirror"] = refusal(
                 "mirror", f"{last.mirror} served a wrong copy of {last.object_id}",
                 time.time() - (trio.current_time() - last.at))
-        return tuple(found[k] for k in sorted(found))
-
-    def _sent_at(self) -> int:
         # The hub keeps only a heartbeat newer than the last: two in one second must differ.
         self._last_sent = max(int(time.time()), self._last_sent + 1)
-        return self._last_sent
+        return wire.Heartbeat(
+            node_id=self.identity.node_id, farm=self.settings.farm,
+            channel=self.settings.channel, release=self.policy.current or 0,
+            agent_version=self.settings.agent_version, sent_at=self._last_sent,
+            uptime_s=self._ms() // 1000,
+            services=tuple(wire.ServiceState(s.name, s.state.value, s.restarts)
+                           for s in (running.status() if running is not None else ())),
+            addresses=tuple(self.network.addresses()),
+            audit=tuple(f.describe() for f in self.network.audit_findings),
+            failed_release=self.failed_release, boot_timings_ms=dict(self.boot.ends),
+            identity_source=self.identity.source, hardware=self.hardware, cache=cache,
+            refusals=tuple(found[k] for k in sorted(found)), secure_boot=secure_boot_state(),
+        )
 
     async def _heartbeats(self) -> None:
         while True:
