@@ -9,7 +9,8 @@ import pytest
 from zosnode.net import dhcp_wire as w
 from zosnode.net import lease_check
 from zosnode.net.dhcp_wire import Route
-from zosnode.net.lease_check import Refusal, Terms
+from zosnode.net.errors import PacketError
+from zosnode.net.lease_check import Terms
 
 MAC = bytes.fromhex("525400abcdef")
 ip = ipaddress.IPv4Address
@@ -48,21 +49,21 @@ def reply(yiaddr: str = "10.9.0.50", server: str | None = "10.9.0.1",
     return w.Message(op=w.BOOTREPLY, xid=1, chaddr=MAC, options=tuple(opts), yiaddr=yiaddr)
 
 
-def check(msg: w.Message) -> Terms | Refusal:
-    """The verdict as a value: the terms, or the Refusal raised."""
+def check(msg: w.Message) -> Terms | PacketError:
+    """The verdict as a value: the terms, or the PacketError raised."""
     try:
         return lease_check.check(msg)
-    except Refusal as exc:
+    except PacketError as exc:
         return exc
 
 
-def usable(v: Terms | Refusal) -> Terms:
+def usable(v: Terms | PacketError) -> Terms:
     assert isinstance(v, Terms), v
     return v
 
 
-def refused(v: Terms | Refusal, *words: str) -> None:
-    assert isinstance(v, Refusal), v
+def refused(v: Terms | PacketError, *words: str) -> None:
+    assert isinstance(v, PacketError), v
     for word in words:
         assert word in str(v), v
 

@@ -320,8 +320,8 @@ class DhcpClient:
     def _on_offer(self, msg: Message, now: float) -> list[Event]:
         try:
             self._terms = terms = lease_check.check(msg)
-        except lease_check.Refusal as exc:
-            return [Refused(_what(msg), str(exc))]  # §4.4.1: wait for another offer
+        except PacketError as exc:  # §4.4.1: wait for another offer
+            return [Refused(_what(msg), str(exc).removeprefix("dhcp: "))]
         self._tries = 0
         out = self._to(State.REQUESTING, f"offer of {terms.address} from {terms.server}")
         return out + self._send_request(now)
@@ -334,12 +334,13 @@ class DhcpClient:
                 return [Refused(_what(msg), f"we asked {self._terms.server}")]
         try:
             terms = lease_check.check(msg)
-        except lease_check.Refusal as exc:
-            refused: list[Event] = [Refused(_what(msg), str(exc))]
+        except PacketError as exc:
+            why = str(exc).removeprefix("dhcp: ")
+            refused: list[Event] = [Refused(_what(msg), why)]
             if server is None or not all(map(lease_check.unicast, (server, msg.yiaddr))):
                 return refused  # nobody to give it back to: ignore it
-            return (refused + self._lose(f"refused ACK: {exc}")
-                    + self._decline(msg.yiaddr, server, str(exc), now))
+            return (refused + self._lose(f"refused ACK: {why}")
+                    + self._decline(msg.yiaddr, server, why, now))
         if self.lease is not None and terms.address == self.lease.address:
             return self._bind(terms, now)  # a renewal: the address is ours already
         # Moved: the old lease is lost; nobody may hold the new one (RFC 2131 §4.4.1, RFC 5227).
