@@ -281,8 +281,6 @@ class Supervisor:
             svc.restarts += 1
         svc.run += 1
         svc.deadline = None
-        svc.probing = False
-        svc.started_at = self._now
         env = tuple(sorted(svc.spec.env.items()))
         self._out.append(events.Spawn(svc.spec.name, svc.run, svc.spec.argv, env))
         self._set(svc, State.STARTING, f"run {svc.run}")
