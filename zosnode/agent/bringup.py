@@ -1,7 +1,5 @@
-"""Before the node talks to a hub: firewall, NICs, DHCP, the choice (docs/network-bringup.md).
-
-The firewall goes in before any NIC comes up: the node never accepts inbound traffic. Nothing a
-DHCP server sends can stop the node: a lease the kernel refuses is removed again and declined."""
+"""Firewall first (nothing inbound), then NICs, DHCP and the choice (docs/network-bringup.md);
+a lease the kernel refuses is removed and declined: no DHCP server can stop the node."""
 
 import contextlib
 import errno

@@ -1,8 +1,6 @@
-"""The local disk as an untrusted block cache, used only when asked and only if labelled.
-
-docs/node-run.md: an unlabelled filesystem is never mounted, a non-blank disk never formatted,
-a block checked against its id once per boot before first use (`FirstUse`); a failing disk
-leaves the node on its RAM cache, never a failed boot."""
+"""The local disk as an untrusted block cache, only when asked (docs/node-run.md): an unlabelled
+filesystem is never mounted, a non-blank disk never formatted, a block checked once per boot
+before first use (`FirstUse`); a failing disk leaves the node on its RAM cache, never failed."""
 
 import contextlib
 import errno

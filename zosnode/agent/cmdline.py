@@ -1,7 +1,5 @@
-"""Node configuration: the kernel command line over compiled-in defaults.
-
-A bad value is reported and ignored, never fatal (a node should still boot with its defaults);
-keys that try to say whom to trust are refused: the trust root comes only from the artifact."""
+"""The kernel command line over compiled-in defaults: a bad value is reported and ignored (a node
+still boots on its defaults); keys naming whom to trust are refused (only the artifact does)."""
 
 import re
 import urllib.parse

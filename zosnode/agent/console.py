@@ -1,6 +1,5 @@
-"""The console status view (the only place a farmer looks): pure rendering plus a redraw task.
-
-Redrawn on change, at most every `min_interval_s` (a crash loop cannot flood it); trio's clock."""
+"""The console status view (the only place a farmer looks), redrawn on change but at most every
+`min_interval_s` (a crash loop cannot flood it)."""
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace

@@ -1,7 +1,5 @@
-"""`zosnode node run`: the node agent (runs as /init), entered by `zosnode.entry`.
-
-PID 1 duties, the command line, the network (`bringup`), then the boot stage, which never
-returns (docs/network-bringup.md). Outside PID 1 it must run in its own network namespace."""
+"""`zosnode node run`, entered by `zosnode.entry` (as /init): PID 1 duties, the command line, the
+network, then the boot stage, which never returns; outside PID 1 only in its own netns."""
 
 import argparse
 import contextlib

@@ -1,7 +1,5 @@
-"""PID 1 duties: pseudo filesystems, modules, entropy, hostname, reaping, signals, reboot.
-
-As PID 1 `run_node` never returns (an init that exits panics the kernel): a fatal error is shown,
-then the machine reboots after a delay; outside PID 1 it becomes an exit status."""
+"""PID 1 duties: pseudo filesystems, modules, entropy, hostname, reaping, signals, reboot. As PID 1
+`run_node` never returns (an init that exits panics the kernel): fatal is shown, then a reboot."""
 
 import ctypes
 import errno

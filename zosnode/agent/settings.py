@@ -1,7 +1,5 @@
-"""Per-farm settings beside a signed kernel image, `zosnode.cred` (docs/boot-trust.md).
-
-Command-line words, parsed by the command line's parser (same validation, trust keys refused);
-unsigned, so only per-farm keys are taken, and the command line wins where both set one."""
+"""`zosnode.cred` beside a signed kernel image (docs/boot-trust.md): command-line words, parsed
+alike (trust keys refused); unsigned, so per-farm keys only, and the command line wins a tie."""
 
 from pathlib import Path
 

@@ -1,8 +1,6 @@
-"""When to upgrade, and whether to keep the new release: a sans-IO policy.
-
-`offer` a verified manifest: `Ignore` it, or `Stage` it beside the running release, then report
-`staged_ready()`, `staged_failed()` (never staged again) or `abandon()` (it never ran: no
-verdict). Rollouts and their signed steering (`zos.rollout`): docs/hub-api.md."""
+"""When to upgrade and whether to keep it, sans-IO: `offer` a verified manifest, `Ignore` it or
+`Stage` it, then `staged_ready()`, `staged_failed()` (never staged again) or `abandon()` (it never
+ran: no verdict). Rollouts and their signed steering (`zos.rollout`): docs/hub-api.md."""
 
 import enum
 import hashlib

@@ -1,7 +1,5 @@
-"""After the network is up: manifest -> mounts -> services -> ready -> heartbeats, then upgrades.
-
-A hub down at boot only delays it (rounds back off). Each release mounts beside the others, at
-`run_dir/<version>/<flist name>`; relative argv resolve against the flist's directory."""
+"""Manifest -> mounts -> services -> ready -> heartbeats, then upgrades; a hub down only delays the
+boot. Releases mount side by side at `run_dir/<version>/<flist>` (relative argv resolve there)."""
 
 import functools
 import random
