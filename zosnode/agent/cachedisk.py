@@ -90,11 +90,6 @@ def bound(configured: int, fs_bytes: int) -> int:
 
 
 
-def _whole_disk(sys_block: Path, name: str) -> str:
-    entry = sys_block / name
-    return entry.resolve().parent.name if (entry / "partition").exists() else name
-
-
 def _disks(sys_block: Path) -> list[str]:
     try:
         names = sorted(p.name for p in sys_block.iterdir())
@@ -114,7 +109,9 @@ def filesystems(sys_block: Path = Path("/sys/class/block"), dev: Path = Path("/d
         except OSError:
             continue
         if ident is not None:
-            out.append(Filesystem(name, _whole_disk(sys_block, name), *ident))
+            entry = sys_block / name
+            disk = entry.resolve().parent.name if (entry / "partition").exists() else name
+            out.append(Filesystem(name, disk, *ident))
     return out
 
 
@@ -179,8 +176,7 @@ def open_cache(spec: str | None, format_device: str | None, configured_bytes: in
                *, wait_s: float = 3.0, mountpoint: Path = MOUNTPOINT,
                sys_block: Path = Path("/sys/class/block"), dev: Path = Path("/dev")
                ) -> CacheDisk | str:
-    """Find, (format,) mount and probe the cache filesystem, or say why there is none; blocking.
-    Looks up to `wait_s`: AHCI and NVMe scan asynchronously, so disks show up late."""
+    """Mounted and probed (formatted if asked), or why not; blocking. AHCI, NVMe disks come late."""
     spec = spec or "auto"
     if format_device is not None:
         name = format_device.removeprefix("/dev/")

@@ -87,8 +87,7 @@ def on_disk(cache: Path, note: str = "") -> NodeIdentity:
 
 def load_or_create(cache: Path | None, tpm: Path | Callable[[], Transport] | None = TPM_DEVICE
                    ) -> NodeIdentity:
-    """The TPM's identity if one works, else the cache disk's, else RAM's. `tpm`: the device
-    path (absent: no TPM), a function opening a transport (tests: swtpm), or None."""
+    """`tpm`: the device path (absent: no TPM), a function opening a transport (tests), or None."""
     note = ""
     if isinstance(tpm, Path):
         path = tpm

@@ -11,8 +11,7 @@ spares: dict[tuple[str, ...], tuple[subprocess.Popen[bytes], int]] = {}
 
 
 def spawn(command: Sequence[str]) -> tuple[subprocess.Popen[bytes], int]:
-    """A mount child and the read end of its report pipe. In the agent's process group (a
-    signal to the group reaches it) with its stdout and stderr (a crash shows on the console)."""
+    """In the agent's process group (a group signal reaches it), its crashes on our console."""
     read_fd, write_fd = os.pipe()
     try:
         popen = subprocess.Popen([*command, str(write_fd)], stdin=subprocess.PIPE,
