@@ -56,12 +56,11 @@ class Timing:
     decline_max: float = 60.0  # ... doubling while every lease is declined
 
     def __post_init__(self) -> None:
-        if not (0 < self.initial <= self.max_backoff and 0 <= self.jitter < self.initial):
-            raise NetUsageError("dhcp timing: need 0 <= jitter < initial <= max_backoff")
-        if self.request_tries < 1 or self.renew_floor <= 0 or self.min_lease < 1:
-            raise NetUsageError("dhcp timing: tries, floor and minimum lease must be positive")
-        if not 0 < self.decline_wait <= self.decline_max:
-            raise NetUsageError("dhcp timing: need 0 < decline_wait <= decline_max")
+        if not (0 < self.initial <= self.max_backoff and 0 <= self.jitter < self.initial
+                and min(self.request_tries, self.renew_floor, self.min_lease) > 0
+                and 0 < self.decline_wait <= self.decline_max):
+            raise NetUsageError(f"dhcp timing: need 0 <= jitter < initial <= max_backoff, "
+                                f"0 < decline_wait <= decline_max, the rest positive: {self}")
 
 
 # What a renewal must keep for the node to leave its configuration alone.
@@ -223,10 +222,8 @@ class DhcpClient:
         kind = msg.msg_type
         if kind is MsgType.OFFER and self.state is State.SELECTING:
             return self._on_offer(msg, now)
-        if kind is MsgType.ACK and self.state in _REQUESTED:
-            return self._on_ack(msg, now)
-        if kind is MsgType.NAK and self.state in _REQUESTED:
-            return self._on_nak(msg, now)
+        if kind in (MsgType.ACK, MsgType.NAK) and self.state in _REQUESTED:
+            return (self._on_ack if kind is MsgType.ACK else self._on_nak)(msg, now)
         return [Refused(_what(msg), f"not expected while {self.state.value}")]
 
     def probed(self, conflict: str | None, now: float) -> list[Event]:

@@ -108,7 +108,6 @@ def unicast(addr: IPv4 | str) -> bool:
 
 def _kept(given: Sequence[T], usable: list[T], limit: int, notes: list[str], what: str,
           noun: str, why: str) -> tuple[T, ...]:
-    """`usable` without repeats, at most `limit`; a note when anything was dropped."""
     kept = tuple(dict.fromkeys(usable))[:limit]
     if len(kept) < len(given):
         notes.append(f"{what}: kept {len(kept)} of {len(given)} {noun} ({len(given) - len(kept)}"
