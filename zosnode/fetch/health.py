@@ -55,8 +55,7 @@ class BreakerPolicy:
 
 
 class Breaker:
-    """closed -> open on a fault -> half-open after the cool-down -> closed on success.
-    Only the trial's outcome moves an open circuit: earlier requests' are stale."""
+    """One circuit (see the module note); only the trial's outcome moves an open one."""
 
     def __init__(self, policy: BreakerPolicy) -> None:
         self.policy = policy

@@ -260,9 +260,12 @@ class HttpClient:
             data += proto.send(h11.EndOfMessage()) or b""
             await _send_all(conn.stream, data, url, t)
             with trio.fail_after(t.head):
-                while True:
-                    event = proto.next_event()
-                    if event is h11.NEED_DATA:
+                while not isinstance(event := proto.next_event(), h11.Response):
+                    if isinstance(event, h11.InformationalResponse):
+                        informational += 1
+                    elif event is not h11.NEED_DATA:
+                        raise HttpPeerError(f"{url}: unexpected {type(event).__name__}")
+                    else:
                         with trio.move_on_after(t.body_idle) as idle:
                             chunk = await conn.stream.receive_some(_READ_CHUNK)
                         if idle.cancelled_caught:
@@ -271,13 +274,6 @@ class HttpClient:
                             raise _StaleConnection
                         raw += chunk
                         proto.receive_data(bytes(chunk))
-                        continue
-                    if isinstance(event, h11.InformationalResponse):
-                        informational += 1
-                        continue
-                    if isinstance(event, h11.Response):
-                        break
-                    raise HttpPeerError(f"{url}: unexpected {type(event).__name__}")
         except trio.TooSlowError:
             raise HttpTimeout(f"{url}: no response head within {t.head}s") from None
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
@@ -327,16 +323,15 @@ class HttpClient:
                     raise truncated(f"stalled: under {t.window_bytes} bytes in {t.body_idle}s")
                 progress.received(len(chunk), trio.current_time())
                 proto.receive_data(bytes(chunk))
-                continue
-            if isinstance(event, h11.Data):
+            elif isinstance(event, h11.Data):
                 received += len(event.data)
                 if received > max_size:
                     raise HttpOversize(f"{url}: body passed the {max_size}-byte cap")
                 parts.append(event.data)  # h11's own slice of its buffer: no second copy
-                continue
-            if isinstance(event, h11.EndOfMessage):
+            elif isinstance(event, h11.EndOfMessage):
                 break
-            raise truncated(f"unexpected {type(event).__name__}")
+            else:
+                raise truncated(f"unexpected {type(event).__name__}")
         body = b"".join(parts)
         if expected is not None and len(body) != expected:
             raise truncated(f"expected {expected} bytes")

@@ -1,5 +1,4 @@
-"""The HTTP layer's errors: ours (`HttpUsageError`) apart from the peer's (`HttpPeerError`
-on the client, `HttpRefused` on the server)."""
+"""The HTTP layer's errors: ours apart from the peer's (`HttpPeerError`, `HttpRefused`)."""
 
 from zosnode.errors import UsageError, ZosError
 
