@@ -64,9 +64,8 @@ class Verifier:
                                        f"v{old.version}")
         envelope.require_threshold(env, new.keys, new.threshold, f"root v{new.version}'s own keys")
         if set(new.keys) != set(old.keys) and new.manifest_floor > old.manifest_floor:
-            # Keys rotated with a raised floor: versions seen under the old keys may have
-            # been pushed up by compromised keys (fast-forward); the new floor replaces
-            # them. Without a raised floor they stay: a partial rotation opens no rollback.
+            # New keys and a raised floor: versions seen under the old keys, maybe pushed up by
+            # compromised keys (fast-forward), yield to it; else kept: no rollback through rotation.
             self._seen.clear()
         self._floor = max(self._floor, new.manifest_floor)
         self.root, self.root_bytes = new, data
