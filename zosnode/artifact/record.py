@@ -1,7 +1,5 @@
 """The node's part of the build record (`zosnode/_artifact.json`; the SBOM: `artifact.sbom`)."""
 
-from __future__ import annotations
-
 import hashlib
 import json
 from dataclasses import dataclass
@@ -21,7 +19,7 @@ class Record:
     native_files: dict[str, str]  # path under _native/ -> sha256
 
     @classmethod
-    def from_json(cls, raw: bytes) -> Record:
+    def from_json(cls, raw: bytes) -> "Record":
         try:
             data = json.loads(raw)
             files = {str(k): str(v) for k, v in data["native_files"].items()}

@@ -1,8 +1,6 @@
 """A read-only view of an flist, shared by extract, cat, ls, diff and the FUSE mount: inode =
 entry index + 1 (FUSE's root is 1); a hardlink resolves to its file (text paths: `browse`)."""
 
-from __future__ import annotations
-
 from bisect import bisect_right
 from dataclasses import dataclass
 from itertools import accumulate
@@ -46,7 +44,7 @@ class FlistView:
                 self._nlink[e.link] += 1
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> FlistView:
+    def from_bytes(cls, data: bytes) -> "FlistView":
         return cls(decode(data))
 
     @property
