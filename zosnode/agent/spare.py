@@ -1,5 +1,4 @@
-"""The FUSE mount child started ahead of its request, before the network is up (apart from
-`boot.mounters` so that starting it needs nothing of the data path)."""
+"""A FUSE mount child started before the network is up (apart: needs nothing of the data path)."""
 
 import contextlib
 import os

@@ -15,7 +15,7 @@ from zosnode.agent.boot.mounters import ExtractMounter, FuseChildMounter, Mounte
 from zosnode.agent.boot.node import BootSettings, Node
 from zosnode.agent.bringup import Network
 from zosnode.agent.cmdline import Config
-from zosnode.agent.console import StatusBoard, console_task
+from zosnode.agent.console import NodeStatus, StatusBoard, console_task
 from zosnode.agent.identity import load_or_create
 from zosnode.agent.phases import BootClock
 from zosnode.cache.store import BlockCache
@@ -86,10 +86,11 @@ async def after_network(
         mounter = first_use = cachedisk.FirstUse(mounter, cache, lambda: hubs.fetcher, say)
     report = functools.partial(cachedisk.cache_report, "disk" if disk else "ram", cache, note,
                                first_use, children)
-    board = StatusBoard()
-    board.update(addresses=tuple(network.addresses()),
-                 cache=(f"disk {disk.fs.device}, up to {disk.size_bytes >> 20} MiB" if disk
-                        else f"RAM{' (' + note + ')' if note else ''}"))
+    board = StatusBoard(NodeStatus(
+        node_id=identity.node_id, identity=identity.source, farm=settings.farm,
+        channel=settings.channel, phase="fetching manifest", addresses=tuple(network.addresses()),
+        cache=(f"disk {disk.fs.device}, up to {disk.size_bytes >> 20} MiB" if disk
+               else f"RAM{' (' + note + ')' if note else ''}")))
     node = Node(settings, anchor=trusted, identity=identity, hubs=hubs, mounter=mounter,
                 board=board, say=say, network=network, boot=boot, hardware=hardware,
                 cache_report=report)

@@ -174,7 +174,13 @@ class FuseChildMounter:
                 await stream.aclose()
                 await reports.aclose()
                 await stdin.aclose()
-                await _end_child(proc)
+                if proc.poll() is None:
+                    proc.terminate()
+                    with trio.move_on_after(5):
+                        await _wait(proc)
+                if proc.poll() is None:
+                    proc.kill()
+                    await _wait(proc)
                 if mine and os.path.ismount(where):
                     detach(where)
 
@@ -209,13 +215,3 @@ class FuseChildMounter:
 
 def _sum(counts: list[CacheCounts]) -> CacheCounts:
     return CacheCounts(**{n: sum(getattr(c, n) for c in counts) for n in COUNTS})
-
-
-async def _end_child(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        with trio.move_on_after(5):
-            await _wait(proc)
-    if proc.poll() is None:
-        proc.kill()
-        await _wait(proc)

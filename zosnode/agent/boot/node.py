@@ -124,8 +124,6 @@ class Node:
         self._heartbeat_now = trio.Event()
         self._last_sent = 0
         self._pending: Manifest | None = None  # verified, not staged yet (hubs failed us)
-        board.update(node_id=identity.node_id, identity=identity.source, farm=settings.farm,
-                     channel=settings.channel, phase="fetching manifest")
 
     def _ms(self) -> int:
         return round((trio.current_time() - self._t0) * 1000)
