@@ -1,7 +1,5 @@
-"""The node's ed25519 identity: its node id is the hex public key (docs/identity.md).
-
-The seed comes from the first source that works: the TPM (derived, written nowhere), the cache
-disk's `node.key` (untrusted: anything but exactly a seed is replaced), or RAM."""
+"""The ed25519 identity (node id: the hex public key; docs/identity.md), seeded by the TPM (derived,
+written nowhere), else the disk's `node.key` (untrusted: not exactly a seed, replaced), else RAM."""
 
 import contextlib
 from collections.abc import Callable

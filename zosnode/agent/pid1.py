@@ -162,8 +162,7 @@ def set_hostname(node_id: str, say: Say) -> None:
 
 
 class Reaper:
-    """Reaps orphans' zombies (re-parented to PID 1 or a subreaper) only after `grace` seconds: an
-    owner needs its child's exit status, and one waiting on a pidfd reaps at once."""
+    """Reaps orphans' zombies `grace` s late: owners need the status (pidfd waiters reap fast)."""
 
     def __init__(self, grace: float = 2.0) -> None:
         self.grace = grace

@@ -267,8 +267,7 @@ class Node:
         self._pending = None
         decision = self.policy.offer(manifest)
         if isinstance(decision, Ignore):
-            if decision.why in (IgnoreWhy.OUTSIDE_ROLLOUT, IgnoreWhy.FAILED_BEFORE,
-                                IgnoreWhy.PAUSED):
+            if decision.why not in (IgnoreWhy.SAME, IgnoreWhy.OLDER, IgnoreWhy.BUSY):  # news
                 self.say(decision.describe())
             return
         await self._upgrade(manifest)
