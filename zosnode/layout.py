@@ -52,8 +52,7 @@ def check_channel(value: str) -> str:
 
 
 def check_version(version: int) -> int:
-    if isinstance(version, bool) or not isinstance(version, int) \
-            or not 0 < version <= MAX_VERSION:
+    if type(version) is not int or not 0 < version <= MAX_VERSION:  # a bool is not a version
         raise LayoutError(f"version out of range: {version!r}")
     return version
 

@@ -135,8 +135,7 @@ class Fetcher:
         self, mirror: str, oid: str = "", partial_from: set[str] | None = None, *,
         early: bool = False,
     ) -> AsyncIterator[None]:
-        """A slot and a pass (else `CircuitOpen`); the block's end is the verdict: a peer error
-        a fault, `WrongCopy` a wrong copy, else (a cancel, our bug) none: a trial is freed."""
+        """A slot and a pass (else `CircuitOpen`); how the block ends is the mirror's verdict."""
         breaker = self.health.breaker(mirror)
         if (breaker.trial_pending or not early) \
                 and breaker.ready_at(trio.current_time()) > trio.current_time():
@@ -155,7 +154,7 @@ class Fetcher:
             except WrongCopy:
                 self._wrong_copy(mirror, grant, oid, partial_from or set())
                 raise
-            except BaseException:  # no verdict
+            except BaseException:  # no verdict (a cancel, our bug): a trial is freed
                 self.health.breaker(mirror).abandoned(trio.current_time(), grant)
                 raise
             else:
@@ -170,8 +169,7 @@ class Fetcher:
         early: bool = False,
     ) -> Reply:
         """One GET for what no hash checks (a manifest, a root: signed), through the reads'
-        circuit, slots, timeouts and bound. A status outside `ok` raises `HttpStatusError`
-        (a 4xx says the mirror works; a 5xx is a fault). `early`: see `Breaker.admit`."""
+        circuit, slots, timeouts and bound; a status outside `ok` raises `HttpStatusError`."""
         if mirror not in self.health.mirrors:
             raise FetchUsageError(f"{mirror} is not one of this fetcher's mirrors")
         async with self._attempt(mirror, early=early):
