@@ -5,7 +5,6 @@ an unusable OFFER is ignored; an unusable ACK, or one whose address another host
 from __future__ import annotations
 
 import ipaddress
-import operator
 import random
 from dataclasses import dataclass, field
 from enum import Enum
@@ -63,11 +62,6 @@ class Timing:
                                 f"0 < decline_wait <= decline_max, the rest positive: {self}")
 
 
-# What a renewal must keep for the node to leave its configuration alone.
-_CONFIG = operator.attrgetter("address", "prefixlen", "routers", "routes", "dns", "domain",
-                              "search")
-
-
 @dataclass(frozen=True)
 class Lease(Terms):
     lease_s: int  # INFINITE for a permanent lease
@@ -103,7 +97,9 @@ class Lease(Terms):
         return tuple(dict.fromkeys(((self.domain,) if self.domain else ()) + self.search))
 
     def same_terms(self, other: Lease) -> bool:
-        return bool(_CONFIG(self) == _CONFIG(other))
+        """Whether a renewal keeps all the node configured from this lease."""
+        keys = ("address", "prefixlen", "routers", "routes", "dns", "domain", "search")
+        return all(getattr(self, k) == getattr(other, k) for k in keys)
 
 
 @dataclass(frozen=True)

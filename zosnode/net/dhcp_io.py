@@ -34,7 +34,6 @@ Say = Callable[[str], None]
 class NicControl:
     """How the rest of the node talks to one NIC's DHCP task: give the lease back."""
 
-    # At most 10 refusal lines per NIC per 10 s, then one summary line.
     limit: LineLimit = field(default_factory=LineLimit)
     _declines: list[str] = field(default_factory=list)
     _wake: trio.CancelScope | None = None

@@ -88,7 +88,8 @@ def check(msg: Message) -> Terms:
     raw = msg.get(Opt.DOMAIN_NAME)  # some servers NUL-terminate it
     domain = None if raw is None else _name_ok(raw.rstrip(b"\x00").decode("latin-1"),
                                                 "domain name")
-    names = _search(msg)
+    raw = msg.get(Opt.DOMAIN_SEARCH) or b""  # no names in an absent or empty option
+    names = [_name_ok(n, "domain search name") for n in wire.domain_search(raw)]
     search = _kept(names, [n for n in names if n], MAX_SEARCH, notes, "search", "domains",
                    "empty")
     lease_s = _u32(msg, Opt.LEASE_TIME, "lease time")
@@ -175,13 +176,6 @@ def _gateway_ok(gw: IPv4, addr: IPv4, subnet: ipaddress.IPv4Network,
     elif not any(gw in net for net in on_link):
         raise Refusal(f"{what} {gw} is outside {subnet} and no classless static route "
                       "reaches it")
-
-
-def _search(msg: Message) -> list[str]:
-    raw = msg.get(Opt.DOMAIN_SEARCH)
-    if raw is None:
-        return []
-    return [_name_ok(n, "domain search name") for n in wire.domain_search(raw)]
 
 
 def _name_ok(text: str, what: str) -> str:
