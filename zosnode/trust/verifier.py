@@ -2,8 +2,6 @@
 (`effective_now(clock, anchor)`) in, a parsed document or a typed `Refused` out; it keeps the
 current root and each channel's highest. Rules (root refresh as TUF 5.3): docs/threat-model.md."""
 
-from __future__ import annotations
-
 import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -22,7 +20,7 @@ if TYPE_CHECKING:
 MAX_ROTATIONS = 32
 
 
-def effective_now(clock: int, anchor: Anchor) -> int:
+def effective_now(clock: int, anchor: "Anchor") -> int:
     """The time to verify at: the clock, but never before the artifact was built."""
     return max(clock, anchor.build_time)
 
@@ -37,7 +35,7 @@ class Verified:
 
 
 class Verifier:
-    def __init__(self, anchor: Anchor, *, max_rotations: int = MAX_ROTATIONS) -> None:
+    def __init__(self, anchor: "Anchor", *, max_rotations: int = MAX_ROTATIONS) -> None:
         if max_rotations < 1:
             raise TrustUsageError("max_rotations must be at least 1")
         self.root = anchor.root
@@ -47,7 +45,7 @@ class Verifier:
         self._seen: dict[str, tuple[int, bytes]] = {}
         self.max_rotations = max_rotations
 
-    def refresh(self) -> RootRefresh:
+    def refresh(self) -> "RootRefresh":
         return RootRefresh(self)
 
     def accept_root(self, data: bytes) -> Root:
