@@ -55,8 +55,7 @@ def open_atomic(
 
 
 def write_atomic(
-    path: StrPath, data: bytes, *, mode: int = 0o644, overwrite: bool = True,
-    durable: bool = True,
+    path: StrPath, data: bytes, *, mode: int = 0o644, overwrite: bool = True, durable: bool = True
 ) -> None:
     """Write `data` to `path` atomically; FileExistsError if `overwrite` is off and it exists."""
     with open_atomic(path, mode=mode, overwrite=overwrite, durable=durable) as f:

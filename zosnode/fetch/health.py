@@ -31,11 +31,9 @@ class Circuit(enum.Enum):
     HALF_OPEN = "half-open"  # one trial request is out
 
 
-class Pass(enum.Enum):
-    """What `admit` granted: an ordinary request or the half-open trial."""
-
+class Pass(enum.Enum):  # what `admit` granted
     NORMAL = "normal"
-    TRIAL = "trial"
+    TRIAL = "trial"  # the half-open circuit's one request
 
 
 @dataclass(frozen=True)

@@ -81,11 +81,10 @@ def split_url(url: str) -> tuple[Origin, str]:
         port = parts.port
     except ValueError as exc:
         raise HttpUsageError(f"bad URL {url!r}: {exc}") from None
-    scheme = parts.scheme.lower()
-    if port is None:
-        port = 443 if scheme == "https" else 80
+    if port is None:  # urlsplit lowercases the scheme
+        port = 443 if parts.scheme == "https" else 80
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return Origin(scheme, parts.hostname or "", port), target
+    return Origin(parts.scheme, parts.hostname or "", port), target
 
 
 @dataclass(frozen=True)
