@@ -125,7 +125,6 @@ Message = MountRequest | Report
 _TYPES: dict[str, type[Message]] = {"mount": MountRequest, "ready": Ready, "failure": Failure,
                                     "counts": CacheCounts}
 _TAGS = {cls: tag for tag, cls in _TYPES.items()}
-_KINDS = {k.value: k for k in FailureKind}
 
 
 def _encode(message: Message, cap: int, **extra: object) -> bytes:
@@ -172,7 +171,7 @@ def _decode(payload: bytes, cap: int, *want: str) -> Message:
     if isinstance(value.get("hubs"), list):
         value["hubs"] = tuple(value["hubs"])
     if isinstance(value.get("kind"), str):
-        value["kind"] = _KINDS.get(value["kind"], value["kind"])
+        value["kind"] = FailureKind._value2member_map_.get(value["kind"], value["kind"])
     try:
         return cls(**value)
     except ProtocolUsageError as exc:
