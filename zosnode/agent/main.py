@@ -76,8 +76,7 @@ def _fuse_command(mode: str) -> list[str] | None:
     """The argv of the FUSE mount child from this very artifact, or None to extract."""
     if mode == "extract":
         return None
-    usable = Path("/dev/fuse").exists() and importlib.util.find_spec("pyfuse3") is not None
-    if not usable:
+    if not (Path("/dev/fuse").exists() and importlib.util.find_spec("pyfuse3") is not None):
         if mode == "fuse":
             raise UserError("--mounts fuse: no /dev/fuse or no pyfuse3 on this node")
         return None
@@ -169,18 +168,17 @@ def _run(args: argparse.Namespace, say: pid1.Say, is_init: bool) -> int:
         # After the modules (efivarfs); "on" means the firmware checked this image.
         say(f"secure boot: {secureboot.node_state()}")
     boot.mark("modules")
-    after: AfterNetwork | None = None
-    on_waiting: Callable[[], None] | None = None
+    stage: BootStage | None = None
     if not (args.exit_after_bringup or args.network_only):
         fuse = _fuse_command(args.mounts)
         say(f"flists: {'FUSE mounts' if fuse else 'verified extraction'}")
         if fuse:  # its start-up overlaps the network's bring-up
             spare.start(fuse)
         stage = BootStage(fuse, boot)
-        after = stage.after_network
-        on_waiting = stage.start
-    options = bringup.Options(resolv_conf=args.resolv_conf, on_waiting=on_waiting)
-    agent = functools.partial(run_agent, config, say, options, after, args.exit_after_bringup)
+    options = bringup.Options(resolv_conf=args.resolv_conf,
+                              on_waiting=stage.start if stage else None)
+    agent = functools.partial(run_agent, config, say, options,
+                              stage.after_network if stage else None, args.exit_after_bringup)
     return pid1.run_node(agent, say, args.fatal_delay, pid1=is_init,
                          debug=config.debug or args.debug)
 

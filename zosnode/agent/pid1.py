@@ -11,7 +11,7 @@ import socket
 import sys
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import NoReturn, TextIO
 
@@ -99,8 +99,7 @@ def module_order(modules_dep: str, wanted: Iterable[str]) -> tuple[list[str], li
     return order, missing
 
 
-def load_modules(moddir: Path, names: Iterable[str], say: Say) -> int:
-    names = list(names)
+def load_modules(moddir: Path, names: Sequence[str], say: Say) -> int:
     if not names:
         return 0
     try:

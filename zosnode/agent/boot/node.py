@@ -207,9 +207,8 @@ class Node:
             return release, "services never became ready: " + ", ".join(
                 f"{s.name} {s.state.value} ({s.detail})"
                 for s in runner.status() if s.name in runner.dead_ends)
-        waiting = [s.name for s in runner.status() if s.state.value not in ("ready", "done")]
-        return release, (f"not ready within {self.settings.readiness_deadline_ms} ms: "
-                         + ", ".join(waiting))
+        return release, f"not ready within {self.settings.readiness_deadline_ms} ms: " + ", ".join(
+            s.name for s in runner.status() if s.state.value not in ("ready", "done"))
 
     def _became_current(self, release: Release) -> None:
         self.current = release
