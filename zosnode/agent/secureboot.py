@@ -22,9 +22,7 @@ def state(efi: bool, efivars_mounted: bool, value: bytes | None) -> str:
         return "unknown"
     if value is None:
         return "off"  # firmware without Secure Boot support has no such variable
-    if len(value) != 5:
-        return "unknown"
-    return {0: "off", 1: "on"}.get(value[4], "unknown")
+    return {0: "off", 1: "on"}.get(value[4], "unknown") if len(value) == 5 else "unknown"
 
 
 def read(mount: bool) -> str:

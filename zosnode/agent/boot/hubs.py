@@ -56,10 +56,9 @@ class HubClient:
     def _order(self, *, mirrors: bool = True) -> list[str]:
         """Hubs from the one that answered last, then mirrors; closed circuits first in each."""
         now = trio.current_time()
-        health = self.fetcher.health
 
         def shut(source: str) -> tuple[bool, float]:
-            breaker = health.breaker(source)
+            breaker = self.fetcher.health.breaker(source)
             return breaker.state is not Circuit.CLOSED, breaker.ready_at(now)
 
         good = self._good % len(self.hubs)
