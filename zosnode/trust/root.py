@@ -36,9 +36,6 @@ class Root:
         need(1 <= self.threshold <= len(self.keys),
              f"threshold {self.threshold} must be between 1 and the {len(self.keys)} keys")
 
-    def expired(self, now: int) -> bool:
-        return now >= self.expires_at
-
 
 def decode_body(body: bytes) -> Root:
     f = versioned(body, "root", _FIELDS, spec=SPEC, max_size=MAX_ROOT_BYTES, max_depth=4)

@@ -70,7 +70,7 @@ class Verifier:
         return new
 
     def check_root_fresh(self, now: int) -> None:
-        if self.root.expired(now):
+        if now >= self.root.expires_at:
             raise errors.ExpiredError(f"trusted root v{self.root.version} expired at "
                                       f"{self.root.expires_at} (now {now}); no newer root")
 
