@@ -84,10 +84,9 @@ class Fetcher:
         give_up = trio.current_time() + min(self.give_up_s, self.deadline_s)
         last: Exception | None = None
         with trio.move_on_after(self.deadline_s):
-            attempt = 0
+            attempt = 0  # rounds that sent a request (one did: this fetch may wait out a cool-down)
             partial = b""
             partial_from: set[str] = set()
-            attempted = False  # this fetch sent a request (so it may wait out a cool-down)
             while True:
                 tried = False
                 for mirror in self.health.order(oid, trio.current_time()):
@@ -112,7 +111,6 @@ class Fetcher:
                 now = trio.current_time()
                 if now > give_up:
                     break
-                attempted = attempted or tried
                 if tried:
                     await trio.sleep(min(self._backoff.delay(attempt, random.random()),
                                          give_up - now))
@@ -122,7 +120,7 @@ class Fetcher:
                 ready = self.health.ready_at(oid, now)
                 if ready is None:
                     raise Unavailable(f"{path}: every mirror served a wrong copy")
-                if not self.health.trial_pending(oid) and (not attempted or ready > give_up):
+                if not self.health.trial_pending(oid) and (not attempt or ready > give_up):
                     raise Unavailable(f"{path}: no usable mirror (every circuit open;"
                                       f" next trial in {ready - now:.1f}s; last: {last})")
                 with trio.move_on_at(min(ready, give_up)):
