@@ -128,14 +128,13 @@ def format_blank(device: Path, say: pid1.Say, mkfs: str = "/sbin/mke2fs") -> boo
     """Make an ext4 `ZOSCACHE` on `device` if it is blank; False (and why, said) otherwise."""
     try:
         found = blank_check(device)
+        why = f"it holds {', '.join(found)}" if found else None
     except OSError as exc:
-        say(f"cache: not formatting {device}: {exc.strerror or exc}")
-        return False
-    if found:
-        say(f"cache: not formatting {device}: it holds {', '.join(found)}")
-        return False
-    if not Path(mkfs).exists():
-        say(f"cache: not formatting {device}: no {mkfs} in this image")
+        why = exc.strerror or str(exc)
+    if why is None and not Path(mkfs).exists():
+        why = f"no {mkfs} in this image"
+    if why is not None:
+        say(f"cache: not formatting {device}: {why}")
         return False
     try:
         # No mke2fs.conf in the initramfs: its built-in defaults define ext4; why it failed: stdout.

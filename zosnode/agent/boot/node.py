@@ -211,6 +211,7 @@ class Node:
             s.name for s in runner.status() if s.state.value not in ("ready", "done"))
 
     def _became_current(self, release: Release) -> None:
+        self.policy.staged_ready()  # at boot even if degraded: there is nothing to return to
         self.current = release
         assert release.runner is not None
         self.board.update(release=release.manifest.version, services=release.runner.status())
@@ -220,7 +221,6 @@ class Node:
             self._nursery = nursery
             release, why = await self._boot()
             manifest = release.manifest
-            self.policy.staged_ready()  # at boot there is nothing to return to
             self._became_current(release)
             self.boot.mark("services")
             if why is None:
@@ -278,7 +278,6 @@ class Node:
         self.say(f"upgrading {self.policy.current} -> {manifest.version}")
         new, why = await self._bring_up(manifest)
         if why is None:
-            self.policy.staged_ready()
             self._became_current(new)
             await old.close()
             self.board.update(phase="ready")
