@@ -62,12 +62,8 @@ async def serve_flist(
     source = BlockSource(fetcher, cache, hot_bytes=hot_bytes, decoded_cache=True)
     async with trio.open_nursery() as background:
         limit = trio.CapacityLimiter(4)
-
-        def spawn(fn: Callable[[], Any]) -> None:
-            background.start_soon(_limited, limit, fn)
-
         # Readahead lands in the hot set: past a quarter of it, it evicts itself before read.
-        fs = FlistFS(view, source, spawn=spawn,
+        fs = FlistFS(view, source, spawn=lambda fn: background.start_soon(_limited, limit, fn),
                      readahead_bytes=min(READAHEAD_BYTES, max(hot_bytes // 4, 1)))
         # Reads up to MAX_READ (libfuse's max_pages); page cache kept (no direct_io): mmap
         # works. No max_read: libfuse refuses one pyfuse3's init() does not repeat.
