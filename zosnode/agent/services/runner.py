@@ -70,7 +70,9 @@ class ServiceRunner:
                 task_status.started()
                 await self._loop(nursery)
         finally:
-            self._kill_all()
+            for popen in list(self._procs.values()):
+                _killpg(popen, signal.SIGKILL)
+                popen.wait()
             self._done.set()
 
     async def stop(self) -> None:
@@ -179,11 +181,6 @@ class ServiceRunner:
         popen = self._procs.get((action.name, action.run))
         if popen is not None:
             _killpg(popen, signal.Signals[action.signal])
-
-    def _kill_all(self) -> None:
-        for popen in list(self._procs.values()):
-            _killpg(popen, signal.SIGKILL)
-            popen.wait()
 
 
 def _killpg(popen: subprocess.Popen[bytes], sig: signal.Signals) -> None:
