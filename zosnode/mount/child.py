@@ -113,13 +113,6 @@ async def serve(request: MountRequest, send: Send) -> int:
     return EXIT_FAILED
 
 
-def _read_request(stdin: int) -> bytes:
-    data = bytearray()  # to EOF, or one byte past the largest frame: decoding refuses it
-    while len(data) <= MAX_REQUEST + HEADER and (chunk := os.read(stdin, 1 << 20)):
-        data += chunk
-    return bytes(data)
-
-
 def main(argv: Sequence[str], stdin: int = 0) -> int:
     if len(argv) != 1 or not argv[0].isdigit():
         print("zosnode: error: _mount-child is started by the node agent: "
@@ -134,8 +127,11 @@ def main(argv: Sequence[str], stdin: int = 0) -> int:
     # Loaded before the request comes (the agent may start us early); serve() reports a failure.
     with contextlib.suppress(ImportError):
         import zosnode.mount.service  # noqa: F401
+    data = bytearray()  # to EOF, or one byte past the largest frame: decoding refuses it
     try:
-        request = decode_request(_read_request(stdin))
+        while len(data) <= MAX_REQUEST + HEADER and (chunk := os.read(stdin, 1 << 20)):
+            data += chunk
+        request = decode_request(bytes(data))
     except (ProtocolRefused, OSError) as exc:
         send(Failure.of(FailureKind.REQUEST, f"the request: {exc}"))
         return EXIT_USAGE
