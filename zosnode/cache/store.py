@@ -91,8 +91,7 @@ class BlockCache:
                 st = f.stat()
                 found.append((st.st_mtime, f.name, st.st_size))
         for _, name, size in sorted(found):
-            for old in self._lru.add(name, size):
-                self._unlink(old)
+            self._account_write(name, size)
 
     def __contains__(self, block_id: str) -> bool:
         """Whether this process holds the block (no read, no check)."""
@@ -190,7 +189,6 @@ class BlockCache:
             self.stats.evictions += 1
 
     def discard(self, block_id: str) -> None:
-        """Drop an entry a later check refused."""
         self.stats.discarded += 1
         self._lru.remove(block_id)
         self._unlink(block_id)

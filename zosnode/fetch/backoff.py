@@ -19,5 +19,4 @@ class Backoff:
     def delay(self, attempt: int, draw: float) -> float:
         if attempt < 0 or not 0.0 <= draw < 1.0:
             raise FetchUsageError("attempt must be >= 0 and draw in [0, 1)")
-        ceiling = min(self.cap_s, self.base_s * float(2 ** min(attempt, 32)))
-        return ceiling * draw
+        return min(self.cap_s, self.base_s * float(2 ** min(attempt, 32))) * draw

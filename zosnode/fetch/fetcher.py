@@ -177,7 +177,6 @@ class Fetcher:
         self, mirror: str, path: str, oid: str, max_size: int,
         partial: bytes, partial_from: set[str], check: Check[Any] | None,
     ) -> tuple[bytes, Any]:
-        """One checked attempt; `HttpTruncated` keeps what came."""
         unusable: Exception | None = None  # a faithful copy the caller cannot use: no fault
         async with self._attempt(mirror, oid, partial_from):
             url = f"{mirror}/{path}"

@@ -166,9 +166,8 @@ class HttpClient:
 
     async def aclose(self) -> None:
         idle, self._idle = self._idle, {}
-        for conns in idle.values():
-            for conn in conns:
-                await conn.close()
+        for conn in [conn for conns in idle.values() for conn in conns]:
+            await conn.close()
 
     async def get(
         self, url: str, *, max_size: int, byte_range: tuple[int, int] | None = None,
@@ -303,9 +302,8 @@ class HttpClient:
         progress = ByteProgress(t.body_idle, t.window_bytes, trio.current_time())
 
         def truncated(why: str) -> HttpTruncated:
-            return HttpTruncated(
-                f"{url}: body cut short after {received} bytes: {why}", b"".join(parts), expected
-            )
+            message = f"{url}: body cut short after {received} bytes: {why}"
+            return HttpTruncated(message, b"".join(parts), expected)
 
         while True:
             try:
