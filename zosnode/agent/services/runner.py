@@ -68,7 +68,18 @@ class ServiceRunner:
             async with trio.open_nursery() as nursery:
                 self._apply(nursery, self._sup.start(self._now()))
                 task_status.started()
-                await self._loop(nursery)
+                while not self._sup.all_stopped:
+                    deadline = self._sup.next_deadline()
+                    at = math.inf if deadline is None else self._t0 + deadline / 1000
+                    with trio.move_on_at(at) as waiting:
+                        item = await self._recv.receive()
+                    if waiting.cancelled_caught:
+                        actions = self._sup.tick(max(self._now(), deadline or 0))
+                    elif item is None:
+                        actions = self._sup.stop(self._now())
+                    else:
+                        actions = self._sup.handle(item, self._now())
+                    self._apply(nursery, actions)
         finally:
             for popen in list(self._procs.values()):
                 _killpg(popen, signal.SIGKILL)
@@ -82,20 +93,6 @@ class ServiceRunner:
 
     def _now(self) -> int:
         return round((trio.current_time() - self._t0) * 1000)
-
-    async def _loop(self, nursery: trio.Nursery) -> None:
-        while not self._sup.all_stopped:
-            deadline = self._sup.next_deadline()
-            at = math.inf if deadline is None else self._t0 + deadline / 1000
-            with trio.move_on_at(at) as waiting:
-                item = await self._recv.receive()
-            if waiting.cancelled_caught:
-                actions = self._sup.tick(max(self._now(), deadline or 0))
-            elif item is None:
-                actions = self._sup.stop(self._now())
-            else:
-                actions = self._sup.handle(item, self._now())
-            self._apply(nursery, actions)
 
     def _apply(self, nursery: trio.Nursery, actions: list[events.Action]) -> None:
         queue = list(actions)
