@@ -75,8 +75,7 @@ class Heartbeat:
     refusals: tuple[RefusalReport, ...] = ()  # the last of each kind
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = _plain(self)  # absent while at the default: see the docstring
-        return {k: v for k, v in out.items() if k not in _OPTIONAL or v != _OPTIONAL[k]}
+        return {k: v for k, v in _plain(self).items() if k not in _OPTIONAL or v != _OPTIONAL[k]}
 
 
 # The fields an old hub does not know, and the default that leaves each out.
