@@ -199,14 +199,13 @@ def decode_request(data: bytes) -> MountRequest:
 
 
 class ReportReader:
-    """The agent's side: `Ready` or `Failure`, then any `CacheCounts` and one `Failure` at most;
-    a violation or a frame cut short by `eof()` is `ProtocolRefused`, for good."""
+    """The agent's side: `Ready` or `Failure`, then any `CacheCounts` and one `Failure` at most."""
 
     def __init__(self) -> None:
         self._buf = bytearray()
         self.ready = False
         self.failed = False
-        self._broken: ProtocolRefused | None = None
+        self._broken: ProtocolRefused | None = None  # a violation, or a frame eof() cut: for good
 
     def feed(self, data: bytes) -> list[Report]:
         if self._broken is not None:

@@ -44,8 +44,7 @@ async def serve_flist(
     cache: BlockCache, *, prefetch: bool = True, hot_bytes: int = 64 * 1024 * 1024,
     task_status: trio.TaskStatus[MountedFlist] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve the flist (checked by the caller against the id it trusts) at `mountpoint` until
-    cancelled, or unmounted from outside (returns); a mount left dead by a crash is detached."""
+    """Serve the flist (the caller checked its id) until cancelled or unmounted from outside."""
     global _live
     mp = Path(mountpoint)
     try:
