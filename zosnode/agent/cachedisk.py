@@ -270,8 +270,7 @@ class FirstUse:
         before = _counts(self.cache.stats)
         try:
             for bid in await trio.to_thread.run_sync(self._check, ids):
-                self.say(f"cache: block {bid[:16]} altered on the disk; dropped, fetching it "
-                         "again")
+                self.say(f"cache: block {bid[:16]} altered on the disk; dropped, fetching it again")
                 self.refetched += 1
                 fetch = functools.partial(self.fetcher().fetch_block, bid,
                                           max_size=refs[bid].stored_size)

@@ -21,8 +21,7 @@ _TEXT_KEYS = {
 }
 # A word: runs of non-space, a double-quoted run (closed or not) counting as non-space.
 _TOKEN = re.compile(r'(?:[^\s"]+|"[^"]*"?)+')
-_TRUST_KEYS = ("zos.root", "zos.trust", "zos.key", "zos.keys", "zos.anchor", "zos.pubkey",
-               "zos.floor")
+_TRUST_KEYS = ("zos.root", "zos.key", "zos.keys", "zos.anchor", "zos.pubkey", "zos.floor")
 
 
 @dataclass(frozen=True)

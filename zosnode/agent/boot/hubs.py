@@ -71,8 +71,7 @@ class HubClient:
         before = self.requests
         # 404 answers "no such root"; 304 "manifest unchanged".
         ok = (200, 304) if conditional else (200, 404)
-        # Every circuit open, nobody asked: the first in order gets its trial now (callers
-        # pace their retries, so a hub that comes back is seen at the next one).
+        # Every circuit open, nobody asked: the first gets its trial now (callers pace retries).
         for source, early in [*((s, False) for s in order), (order[0], True)]:
             if early and self.requests != before:
                 break

@@ -313,10 +313,9 @@ class Node:
         # The hub keeps only a heartbeat newer than the last: two in one second must differ.
         self._last_sent = max(int(time.time()), self._last_sent + 1)
         return wire.Heartbeat(
-            node_id=self.identity.node_id, farm=self.settings.farm,
+            node_id=self.identity.node_id, farm=self.settings.farm, uptime_s=self._ms() // 1000,
             channel=self.settings.channel, release=self.policy.current or 0,
             agent_version=self.settings.agent_version, sent_at=self._last_sent,
-            uptime_s=self._ms() // 1000,
             services=tuple(wire.ServiceState(s.name, s.state.value, s.restarts)
                            for s in (running.status() if running is not None else ())),
             addresses=tuple(self.network.addresses()),
