@@ -199,7 +199,6 @@ def encode(msg: Message) -> bytes:
 
 
 def _walk(region: bytes, where: str) -> list[tuple[int, bytes]]:
-    """Options of one region up to its END; refuses overruns and a missing END."""
     out: list[tuple[int, bytes]] = []
     i = 0
     while i < len(region):
