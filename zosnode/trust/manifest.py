@@ -183,20 +183,19 @@ def decode_body(body: bytes) -> Manifest:
                      for i, v in enumerate(f.get("flists", list)[: MAX_FLISTS + 1]))
         services = tuple(_decode_service(i, v)
                          for i, v in enumerate(f.get("services", list)[: MAX_SERVICES + 1]))
-        return Manifest(channel=f.get("channel", str), version=f.integer("version", lo=1),
+        # Ranges (version from 1, rollout to PPM, a pin's size) are the dataclasses' checks.
+        return Manifest(channel=f.get("channel", str), version=f.integer("version"),
                         issued_at=f.integer("issued_at"), expires_at=f.integer("expires_at"),
-                        min_agent_version=f.get("min_agent_version", str),
-                        rollout_ppm=f.integer("rollout_ppm", hi=PPM), hubs=f.str_list("hubs"),
-                        mirrors=f.str_list("mirrors"), flists=pins, services=services,
-                        metadata=metadata)
+                        min_agent_version=f.get("min_agent_version", str), hubs=f.str_list("hubs"),
+                        rollout_ppm=f.integer("rollout_ppm"), mirrors=f.str_list("mirrors"),
+                        flists=pins, services=services, metadata=metadata)
     except TrustUsageError as exc:
         raise MalformedError(f"manifest: {exc}") from None
 
 
 def _decode_pin(i: int, value: Any) -> FlistPin:
     f = Fields(value, f"manifest.flists[{i}]", _PIN)
-    return FlistPin(f.get("name", str), f.get("id", str), f.integer("size", lo=1),
-                    f.get("mount", str))
+    return FlistPin(f.get("name", str), f.get("id", str), f.integer("size"), f.get("mount", str))
 
 
 def _decode_service(i: int, value: Any) -> ServiceSpec:
