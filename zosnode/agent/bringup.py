@@ -137,8 +137,7 @@ class Bringup:
         elif isinstance(ev, dhcp.LeaseLost):
             chosen = self.network.chosen == nic
             self._unconfigure(nic, ev.lease, chosen)
-            self.say(f"{nic.name}: lease on {ev.lease.address} lost ({ev.reason}); "
-                     "address removed")
+            self.say(f"{nic.name}: lease on {ev.lease.address} lost ({ev.reason}); address removed")
             if chosen:
                 self.say(f"{nic.name}: no longer the chosen NIC")
             await self._forget(nic, chosen)
@@ -275,9 +274,8 @@ class Bringup:
     async def _reaches_hub(self, nic: Nic, lease: Lease) -> bool:
         for hub in self.config.hubs:
             parts = urllib.parse.urlsplit(hub)
-            host = parts.hostname or ""
             port = parts.port or (443 if parts.scheme == "https" else 80)
-            if await _tcp_probe(nic, lease.address, host, port):
+            if await _tcp_probe(nic, lease.address, parts.hostname or "", port):
                 return True
         return False
 
@@ -315,8 +313,7 @@ class Bringup:
             self.network.audit_findings = findings
             for f in findings:
                 if (f.proto, f.address, f.port) not in reported:
-                    self.say(f"audit: socket listening on a non-loopback address: "
-                             f"{f.describe()}")
+                    self.say(f"audit: socket listening on a non-loopback address: {f.describe()}")
             reported = {(f.proto, f.address, f.port) for f in findings}
             await trio.sleep(AUDIT_EVERY)
 
@@ -330,8 +327,7 @@ async def _tcp_probe(nic: Nic, source: str, host: str, port: int) -> bool:
         for _family, _type, _proto, _name, addr in infos:
             if ipaddress.ip_address(addr[0]).is_loopback:
                 continue
-            sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            with sock:
+            with trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
                 try:
                     # (inside the try: a NIC that went away is "does not reach")
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, nic.name.encode())

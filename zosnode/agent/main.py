@@ -53,13 +53,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 INITRAMFS_MODULES = Path("/etc/zosnode/modules")
 
 
-def _initramfs_modules() -> tuple[str, ...]:
-    try:
-        return tuple(INITRAMFS_MODULES.read_text().split())
-    except OSError:
-        return ()
-
-
 def _read_cmdline(args: argparse.Namespace) -> str:
     if args.cmdline is not None:
         return str(args.cmdline)
@@ -163,7 +156,11 @@ def _run(args: argparse.Namespace, say: pid1.Say, is_init: bool) -> int:
     say(f"config: farm {config.farm or '-'} channel {config.channel} "
         f"hubs {' '.join(config.hubs) or '-'}{' net ' + config.net if config.net else ''}")
     if is_init:
-        pid1.load_modules(Path("/lib/modules") / os.uname().release, _initramfs_modules(), say)
+        try:
+            wanted = INITRAMFS_MODULES.read_text().split()
+        except OSError:
+            wanted = []
+        pid1.load_modules(Path("/lib/modules") / os.uname().release, wanted, say)
         pid1.seed_entropy(os.uname().nodename.encode(), say)
         # After the modules (efivarfs); "on" means the firmware checked this image.
         say(f"secure boot: {secureboot.node_state()}")
