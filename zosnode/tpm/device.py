@@ -66,8 +66,7 @@ def call(tpm: Transport, command: bytes, parse: Callable[[bytes], T],
 
 
 def derive(tpm: Transport, label: bytes) -> bytes:
-    """HMAC-SHA256(the identity primary key, label), inside the TPM: the key exists only
-    while this runs, made from the owner seed and the fixed template, then flushed."""
+    """HMAC-SHA256(the identity primary key, label) in the TPM; the key lives only during this."""
     primary = call(tpm, codec.create_primary_hmac(), codec.parse_create_primary)
     try:
         digest = call(tpm, codec.hmac(primary.handle, label), codec.parse_hmac)

@@ -146,8 +146,7 @@ _TOP = ("spec", *(f.name for f in fields(Manifest)))
 
 
 def start_order(services: Sequence[ServiceSpec]) -> tuple[str, ...]:
-    """Service names, each after its dependencies, else in manifest order: the one check
-    of repeated names, unknown dependencies and cycles, for manifest and supervisor."""
+    """Names, dependencies first, else in manifest order; the one check of repeats and cycles."""
     by_name = {s.name: s for s in services}
     need(len(by_name) == len(services), "two services share a name")
     order: list[str] = []
