@@ -247,8 +247,7 @@ def _decode_doc(doc: dict[str, Any], minor: int) -> Flist:
             for wx in _list("extents", data):
                 bi, off, length = _list("extent", wx, 3)
                 if bi is None:
-                    if type(off) is not int or off != 0:
-                        raise FormatError("a hole has offset 0")
+                    check_int("hole offset", off, 0, 1)  # a hole has offset 0
                     exts.append(Hole(length))
                     continue
                 check_int("block index", bi, 0, len(blocks))
