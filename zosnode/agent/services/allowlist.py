@@ -37,8 +37,7 @@ def resolve_exec(argv: Sequence[str], *, home: Path, mounts: Sequence[Path]) -> 
     roots = [os.path.realpath(m) for m in mounts]
     interp = os.path.realpath(sys.executable)
     first = argv[0]
-    real_first = os.path.realpath(os.path.join(home, first))
-    if real_first == interp and not _inside(interp, roots):
+    if os.path.realpath(os.path.join(home, first)) == interp and not _inside(interp, roots):
         first = INTERPRETER  # the interpreter by its own path
     if first == INTERPRETER:
         if len(argv) < 2 or argv[1].startswith("-"):
