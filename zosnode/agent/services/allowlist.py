@@ -43,8 +43,7 @@ def resolve_exec(argv: Sequence[str], *, home: Path, mounts: Sequence[Path]) -> 
         if len(argv) < 2 or argv[1].startswith("-"):
             raise ExecRefused("the interpreter may only run a script from a verified mount "
                               f"(got {list(argv[:2])!r})")
-        script = _locate(argv[1], home, roots, "script")
-        return (interp, "-I", script, *argv[2:])
+        return (interp, "-I", _locate(argv[1], home, roots, "script"), *argv[2:])
     real = _locate(first, home, roots, "program")
     if not os.access(real, os.X_OK):
         raise ExecRefused(f"program {first!r} is not executable")
