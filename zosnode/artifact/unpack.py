@@ -22,8 +22,7 @@ def runtime_base() -> Path:
         return system
     if (xdg := os.environ.get("XDG_RUNTIME_DIR")) and os.access(xdg, os.W_OK):
         return Path(xdg) / "zosnode"
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return Path(cache) / "zosnode"
+    return Path(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")) / "zosnode"
 
 
 def verify_tree(root: Path, expected: dict[str, str]) -> str | None:
