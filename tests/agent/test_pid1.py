@@ -75,10 +75,15 @@ REAPER_SCRIPT = textwrap.dedent("""
             if os.fork() == 0:
                 os._exit(3)          # the orphan exits and becomes our zombie
             os._exit(0)
+    def stat(pid):  # state and parent; None for a process that exited since the listing
+        try:
+            with open(f'/proc/{pid}/stat') as f:
+                return f.read().rsplit(')', 1)[1].split()[:2]
+        except OSError:
+            return None
     def zombies():
         me = ['Z', str(os.getpid())]
-        return [p for p in os.listdir('/proc') if p.isdigit() and
-                open(f'/proc/{p}/stat').read().rsplit(')', 1)[1].split()[:2] == me]
+        return [p for p in os.listdir('/proc') if p.isdigit() and stat(p) == me]
     deadline = time.monotonic() + 10
     while len(zombies()) < 10 and time.monotonic() < deadline:  # 5 children, 5 orphans
         time.sleep(0.02)
