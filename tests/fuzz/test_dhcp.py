@@ -43,6 +43,9 @@ def _terms_ok(t: lease_check.Terms) -> None:
     for route in t.routes:
         ipaddress.IPv4Network(route.destination)
         assert route.gateway is None or ip(route.gateway)
+    # Names go to resolv.conf unchecked again: no newline or other byte of a line of its own.
+    for name in ((t.domain,) if t.domain else ()) + t.search:
+        assert len(name) <= 253 and all(c.isascii() and (c.isalnum() or c in ".-_") for c in name)
 
 
 def _events_ok(events: list[Event]) -> None:

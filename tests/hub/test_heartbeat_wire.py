@@ -140,7 +140,7 @@ def test_new_fields_are_checked_on_decode(bad: dict[str, object]) -> None:
 
 
 def test_the_fullest_heartbeat_fits() -> None:
-    # Every bound at its maximum still encodes under the hub's MAX_BYTES.
+    # The optional reports at their maximum still encode under the hub's MAX_BYTES.
     disks = tuple(DiskReport(f"d{i:030d}", 2**62, "m" * 64, "untouched") for i in range(64))
     hb = heartbeat(
         hardware=HardwareReport(2**20, 2**62, disks),

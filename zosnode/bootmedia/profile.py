@@ -130,15 +130,15 @@ def value(module, t):
         if base is sys.version_info and t.attr in ("major", "minor"):
             return getattr(sys.version_info, t.attr)
         if isinstance(base, type(sys)) and ours(base):
-            # A module's attribute holding platform.uname()'s result (pyroute2.config.uname).
+            # A module's attribute holding platform.uname()'s result. (pyroute2.config.uname is
+            # a tuple built field by field, not one: hence its entry in NOT_FOLLOWED.)
             # Read from its dict: a package's __getattr__ facade must not run here.
             held = vars(base).get(t.attr)
             return Uname() if isinstance(held, platform.uname_result) else UNKNOWN
         return UNKNOWN
     if isinstance(t, ast.Subscript):
         base, index = value(module, t.value), value(module, t.slice)
-        if base is UNKNOWN or index is UNKNOWN or not isinstance(
-                base, (str, tuple, Uname)) and base is not sys.version_info:
+        if base is UNKNOWN or index is UNKNOWN or not isinstance(base, (str, tuple, Uname)):
             return UNKNOWN
         try:
             return base[index]

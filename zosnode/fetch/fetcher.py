@@ -141,7 +141,7 @@ class Fetcher:
         # Admitted once a slot is ours: requests queued behind a tripping one are not sent.
         slot = self._slots.setdefault(mirror, trio.Semaphore(self.client.per_origin))
         async with slot:
-            grant = self.health.breaker(mirror).admit(trio.current_time(), early=early)
+            grant = breaker.admit(trio.current_time(), early=early)
             if grant is None:
                 raise CircuitOpen(f"{mirror}: circuit open")
             try:
@@ -153,7 +153,7 @@ class Fetcher:
                 self._wrong_copy(mirror, grant, oid, partial_from or set())
                 raise
             except BaseException:  # no verdict (a cancel, our bug): a trial is freed
-                self.health.breaker(mirror).abandoned(trio.current_time(), grant)
+                breaker.abandoned(trio.current_time(), grant)
                 raise
             else:
                 self.health.succeeded(mirror, trio.current_time(), grant)

@@ -4,7 +4,7 @@ each naming a parent before it (no cycles, no nesting). Decoding checks every li
 import enum
 import stat
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -233,9 +233,12 @@ def _decode_doc(doc: dict[str, Any], minor: int) -> Flist:
         if type(comp) is not int or comp not in Compression._value2member_map_:
             raise FormatError(f"unknown compression code {comp!r}")
         blocks.append(BlockRef(raw.hex(), 0, 1, size, stored_size, Compression(comp), key))
-    # Counts of entries, xattrs and extents: Entry's and Flist's own checks.
+    # Entry and extent counts before anything is built (Entry and Flist check them again).
+    wire_entries = _list("entries", doc["entries"])
+    if not 0 < len(wire_entries) <= MAX_ENTRIES:
+        raise FormatError(f"entry count {len(wire_entries)} outside 1..{MAX_ENTRIES}")
     entries = []
-    for i, we in enumerate(_list("entries", doc["entries"])):
+    for i, we in enumerate(wire_entries):
         parent, name, kind, mode, uid, gid, mtime, xattrs, data = _list("entry", we, 9)
         if type(kind) is not int or kind not in Kind._value2member_map_:
             raise FormatError(f"entry {i} has unknown type {kind!r}")
@@ -243,15 +246,20 @@ def _decode_doc(doc: dict[str, Any], minor: int) -> Flist:
         xa = tuple(tuple(_list("xattr", x, 2)) for x in _list("xattrs", xattrs))
         own = _DATA.get(k)
         if k is Kind.REG:
+            wext = _list("extents", data)
+            if len(wext) > MAX_EXTENTS:
+                raise FormatError(f"entry {i} has more than {MAX_EXTENTS} extents")
             exts: list[Extent] = []
-            for wx in _list("extents", data):
+            for wx in wext:
                 bi, off, length = _list("extent", wx, 3)
                 if bi is None:
                     check_int("hole offset", off, 0, 1)  # a hole has offset 0
                     exts.append(Hole(length))
                     continue
                 check_int("block index", bi, 0, len(blocks))
-                exts.append(replace(blocks[bi], offset=off, length=length))
+                b = blocks[bi]
+                exts.append(BlockRef(b.id, off, length, b.size, b.stored_size, b.compression,
+                                     b.key))
             data = tuple(exts)
         elif own is None and data is not None:
             raise FormatError(f"entry {i} of type {k.name} carries data")

@@ -87,7 +87,7 @@ class Message:
     @property
     def msg_type(self) -> MsgType | None:
         raw = self.get(Opt.MESSAGE_TYPE)
-        if raw is None or len(raw) != 1 or raw[0] not in frozenset(MsgType):
+        if raw is None or len(raw) != 1 or raw[0] not in MsgType._value2member_map_:
             return None
         return MsgType(raw[0])
 

@@ -114,13 +114,16 @@ class Firewall:
         """A hash over our tables, chains (hook, policy) and rules as the kernel has them."""
         try:
             tables = sorted(self._our_tables())
+            # Only ours are decoded: another table may hold expressions pyroute2 cannot parse.
             chains = [(c.get_attr("NFTA_CHAIN_TABLE"), c.get_attr("NFTA_CHAIN_NAME"),
-                       c.get_attr("NFTA_CHAIN_POLICY"), _hook(c)) for c in self._nft.get_chains()]
+                       c.get_attr("NFTA_CHAIN_POLICY"), _hook(c)) for c in self._nft.get_chains()
+                      if c.get_attr("NFTA_CHAIN_TABLE") in tables]
             rules = [(r.get_attr("NFTA_RULE_TABLE"), r.get_attr("NFTA_RULE_CHAIN"),
-                      _strip(r.get_attr("NFTA_RULE_EXPRESSIONS"))) for r in self._nft.get_rules()]
+                      _strip(r.get_attr("NFTA_RULE_EXPRESSIONS"))) for r in self._nft.get_rules()
+                     if r.get_attr("NFTA_RULE_TABLE") in tables]
         except Exception as exc:  # noqa: BLE001
             raise NetSystemError(f"firewall: cannot read nftables state: {exc}") from None
-        parts = [repr(tables)] + [repr(x) for x in chains + rules if x[0] in tables]
+        parts = [repr(tables)] + [repr(x) for x in chains + rules]
         return hashlib.blake2b("\n".join(sorted(parts)).encode(), digest_size=16).hexdigest()
 
     def check(self) -> bool:

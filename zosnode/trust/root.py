@@ -40,7 +40,8 @@ class Root:
 def decode_body(body: bytes) -> Root:
     f = versioned(body, "root", _FIELDS, spec=SPEC, max_size=MAX_ROOT_BYTES, max_depth=4)
     try:
-        return Root(f.integer("version", lo=1), f.integer("expires_at"),
-                    f.integer("threshold", lo=1), f.str_list("keys"), f.integer("manifest_floor"))
+        # Ranges (version and threshold from 1) are the dataclass's checks.
+        return Root(f.integer("version"), f.integer("expires_at"), f.integer("threshold"),
+                    f.str_list("keys"), f.integer("manifest_floor"))
     except TrustUsageError as exc:
         raise MalformedError(f"root: {exc}") from None

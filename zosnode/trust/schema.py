@@ -36,10 +36,10 @@ class Fields:
             raise MalformedError(f"{self._where}.{name}: expected {_EXPECTED[kind]}, got {got}")
         return value
 
-    def integer(self, name: str, lo: int = 0, hi: int = MAX_INT) -> int:
+    def integer(self, name: str) -> int:
         value = self.get(name, int)
-        if not lo <= value <= hi:
-            raise MalformedError(f"{self._where}.{name}: {value} is outside {lo}..{hi}")
+        if not 0 <= value <= MAX_INT:
+            raise MalformedError(f"{self._where}.{name}: {value} is outside 0..{MAX_INT}")
         return value
 
     def str_list(self, name: str) -> tuple[str, ...]:

@@ -25,7 +25,9 @@ from zosnode.wire.heartbeat import (
     ServiceState,
 )
 
-MAX_BYTES = 64 * 1024  # the fullest heartbeat within every bound fits (a test proves it)
+# The hub's cap: the optional reports at their maximum fit (a test); 256 addresses of 256
+# characters would not: such a heartbeat is refused (the node says "heartbeat not accepted").
+MAX_BYTES = 64 * 1024
 _MAX_TEXT = 256
 _MAX_ITEMS = 256
 _FIELDS = {
@@ -65,7 +67,7 @@ def _check_reports(hb: Heartbeat) -> None:
         _count("cpus", hb.hardware.cpus)
         _count("memory", hb.hardware.memory_bytes)
         if len(hb.hardware.disks) > 64:
-            raise WireUsageError("disks must be at most 64 DiskReport values")
+            raise WireUsageError("at most 64 disks")
         for disk in hb.hardware.disks:
             _text("disk name", disk.name, 32)
             _count("disk size", disk.size_bytes)
@@ -81,7 +83,7 @@ def _check_reports(hb: Heartbeat) -> None:
         _text("refusal reason", r.reason)
         _count("refusal time", r.at)
     if len({r.kind for r in hb.refusals}) != len(hb.refusals):
-        raise WireUsageError("refusals must be RefusalReport values, one per kind")
+        raise WireUsageError("one refusal per kind")
 
 
 def _check(hb: Heartbeat) -> None:

@@ -132,7 +132,7 @@ class HubClient:
         for hub in self._order(mirrors=False):
             try:
                 await self.fetcher.client.post(f"{hub}/api/v1/heartbeat", data, max_size=64 * 1024,
-                                       headers={"Content-Type": "application/cbor"})
+                                               headers={"Content-Type": "application/cbor"})
                 return
             except HttpError as exc:
                 errors.append(str(exc))

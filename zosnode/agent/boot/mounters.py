@@ -3,7 +3,6 @@
 import contextlib
 import os
 import shutil
-import subprocess
 from collections.abc import AsyncGenerator, Callable, Sequence
 from enum import Enum
 from pathlib import Path
@@ -13,6 +12,7 @@ import trio
 
 from zosnode.agent import pid1, spare
 from zosnode.agent.boot.errors import ReleaseFailed
+from zosnode.agent.services.runner import wait_exit
 from zosnode.cache.store import BlockCache
 from zosnode.fetch.fetcher import Fetcher
 from zosnode.fetch.pipeline import extract_view
@@ -90,17 +90,6 @@ class MountChildFailed(ReleaseFailed):
         self.kind = kind
 
 
-async def _wait(child: subprocess.Popen[bytes]) -> None:
-    """Through a pidfd, so that PID 1's reaper leaves the child to us."""
-    while child.poll() is None:
-        fd = os.pidfd_open(child.pid)
-        try:
-            await trio.lowlevel.wait_readable(fd)
-        finally:
-            trio.lowlevel.notify_closing(fd)
-            os.close(fd)
-
-
 class FuseChildMounter:
     """Each flist a FUSE mount in a child of its own (pyfuse3 serves one mount a process, an
     upgrade needs two), all sharing one cache directory. The child (`command`, its report pipe's
@@ -161,7 +150,7 @@ class FuseChildMounter:
                         ended = f"{report.kind.value}: {report.message}"
             except ProtocolRefused as exc:
                 ended = f"garbled report: {exc}"
-            await _wait(proc)
+            await wait_exit(proc)
             # Not fatal to the agent: the release's services will fail and be reported.
             self.say(f"flist {pin.name}: FUSE mount at {where} ended "
                      f"(exit {proc.returncode}{': ' + ended if ended else ''})")
@@ -177,10 +166,10 @@ class FuseChildMounter:
                 if proc.poll() is None:
                     proc.terminate()
                     with trio.move_on_after(5):
-                        await _wait(proc)
+                        await wait_exit(proc)
                 if proc.poll() is None:
                     proc.kill()
-                    await _wait(proc)
+                    await wait_exit(proc)
                 if mine and os.path.ismount(where):
                     detach(where)
 

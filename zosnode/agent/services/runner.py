@@ -138,7 +138,7 @@ class ServiceRunner:
         try:
             async with trio.open_nursery() as inner:
                 inner.start_soon(self._pump, name, stream)
-                code = await _wait_exit(popen)
+                code = await wait_exit(popen)
                 # Output may trail the exit (children holding the pipe), for a while.
                 inner.cancel_scope.deadline = trio.current_time() + DRAIN_GRACE_S
         finally:
@@ -168,7 +168,7 @@ class ServiceRunner:
         else:
             try:
                 with trio.move_on_after(PROBE_TIMEOUT_S):
-                    ok = await _wait_exit(popen) == 0
+                    ok = await wait_exit(popen) == 0
             finally:
                 _killpg(popen, signal.SIGKILL)
                 popen.wait()
@@ -187,8 +187,9 @@ def _killpg(popen: subprocess.Popen[bytes], sig: signal.Signals) -> None:
             os.killpg(popen.pid, sig)
 
 
-async def _wait_exit(popen: subprocess.Popen[bytes]) -> int:
-    """Wait for the child without blocking trio: pidfd where the kernel has it."""
+async def wait_exit(popen: subprocess.Popen[bytes]) -> int:
+    """Wait for the child without blocking trio: pidfd where the kernel has it, so we reap it
+    within PID 1's reaper's grace period."""
     try:
         fd = os.pidfd_open(popen.pid)
     except (AttributeError, OSError):  # no pidfd, or the child was already reaped by a poll()
