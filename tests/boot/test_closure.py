@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import marshal
+import subprocess
+import sys
+import types
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from zosnode.bootmedia import closure
+from zosnode.bootmedia import closure, pyc
 from zosnode.bootmedia.cpio import Entry, Kind
 from zosnode.bootmedia.initramfs import part_of, part_sizes
 from zosnode.bootmedia.pyc import sourceless_pyc
@@ -133,3 +136,37 @@ def test_bytecode_leaves_docstrings_out_and_keeps_asserts_and_lines() -> None:
     except TypeError as exc:
         assert exc.__traceback__ is not None
         assert exc.__traceback__.tb_next.tb_lineno == 5  # type: ignore[union-attr]
+
+
+_REFERENCE = """
+import marshal, sys
+source = open(sys.argv[1], "rb").read()
+sys.stdout.buffer.write(marshal.dumps(compile(source, sys.argv[1], "exec", dont_inherit=True)))
+"""
+
+
+@pytest.mark.parametrize("path", [
+    "/usr/lib/python3.11/asyncio/base_events.py",  # long, nested, multi-line expressions
+    "/usr/lib/python3.11/email/_header_value_parser.py",
+    str(Path(__file__).resolve().parents[2] / "zosnode/bootmedia/pyc.py"),
+])
+def test_bytecode_has_the_line_table_of_no_debug_ranges(path: str) -> None:
+    """Every code object's table is the one CPython writes under `-X
+    no_debug_ranges`: the same lines for every instruction, no columns."""
+    if not Path(path).exists():
+        pytest.skip(f"{path} is not on this machine")
+    source = Path(path).read_bytes()
+    ours = pyc.without_columns(compile(source, path, "exec", dont_inherit=True))
+    out = subprocess.run([sys.executable, "-X", "no_debug_ranges", "-c", _REFERENCE, path],
+                         check=True, capture_output=True).stdout
+    reference = marshal.loads(out)
+    pairs = [(ours, reference)]
+    while pairs:
+        a, b = pairs.pop()
+        assert a.co_linetable == b.co_linetable and a.co_code == b.co_code, a.co_qualname
+        assert [p[2:] for p in a.co_positions()] == [(None, None)] * len(list(a.co_positions()))
+        pairs += [(x, y) for x, y in zip(a.co_consts, b.co_consts, strict=True)
+                  if isinstance(x, types.CodeType)]
+    with_columns = compile(source, path, "exec", dont_inherit=True)
+    assert [line for *_, line in ours.co_lines()] == [line for *_, line in with_columns.co_lines()]
+    assert len(marshal.dumps(ours)) < len(marshal.dumps(with_columns))
