@@ -82,7 +82,7 @@ class BuildError(Exception):
 # record's sha256 per native file names the stripped bytes the node checks,
 # while the package's own sha256 still names the wheel they came from.
 # `strip --strip-unneeded` also drops the static symbol table (.symtab,
-# .strtab: 0.4 MB of cbor2's Rust module), keeping the dynamic symbols, which
+# .strtab: 0.4 MB of pyfuse3's and backports.zstd's), keeping the dynamic symbols, which
 # are all the loader and Python resolve (PyInit_*, the libraries' imports).
 _SHARED_OBJECT = re.compile(r"\.so(\.[0-9.]+)?$")
 

@@ -1,100 +1,137 @@
-"""Canonical CBOR (RFC 8949 core deterministic encoding): the one encoding of signed data.
+"""Canonical CBOR, the one encoding of signed data: our own codec, one pass each way.
 
-Signed bytes need one encoding per value: `loads` refuses what does not re-encode to the
-same bytes. First one linear pass over the headers (`_scan`) refuses what must never reach
-cbor2: tags (28/29 share values: 135 bytes can expand to a DAG of 2**22 nodes any walk
-takes seconds or forever to visit; tag 2 makes an integer of bytes), floats and simple
-values but false/true/null, keys neither text nor integers, nesting past the cap, lengths
-past the end. Integers: -2**64 .. 2**64-1; `dumps` checks its output the same way."""
+`loads` refuses any document `dumps` would not write byte for byte (RFC 8949 preferred form,
+keys in RFC 7049 canonical order: cbor2's `canonical=True`, which signed every release so far)
+and, before building anything, tags (28/29 let 135 bytes expand to 2**22 nodes), floats and
+simple values but false/true/null, keys neither text nor integers, integers past 64 bits,
+nesting past the cap, lengths past the end. No native parser of a peer's bytes sits in the
+node; tests/fuzz/test_canonical.py holds this one to cbor2 both ways."""
 
+from collections.abc import Iterator
 from typing import Any
 
-import cbor2
-
 DEPTH = 64  # the default nesting cap
+_SHORTEST = (24, 1 << 8, 1 << 16, 1 << 32)  # the least argument a 1-, 2-, 4-, 8-byte head may carry
+_SIMPLE = {0xF4: False, 0xF5: True, 0xF6: None}
 
 
 class CanonicalError(ValueError):
     """The bytes are not one canonical CBOR document of allowed types."""
 
 
-def dumps(value: Any) -> bytes:
-    """`value` encoded; what `loads` would refuse (a float, a bignum, ...) is refused."""
-    try:
-        data = cbor2.dumps(value, canonical=True)
-    except Exception as exc:  # noqa: BLE001 - cbor2 raises many types on what it cannot encode
-        raise CanonicalError(f"cannot encode: {exc}") from None
-    _scan(data, DEPTH)
-    return data
-
-
 def loads(data: bytes, *, max_size: int, max_depth: int = DEPTH) -> Any:
     if len(data) > max_size:
         raise CanonicalError(f"{len(data)} bytes is over the {max_size}-byte cap")
-    _scan(data, max_depth)  # empty input is truncated
-    try:
-        value = cbor2.loads(data)
-    except Exception as exc:  # noqa: BLE001 - cbor2 raises many types on garbage
-        raise CanonicalError(f"not valid CBOR: {exc}") from None
-    try:
-        again = cbor2.dumps(value, canonical=True)
-    except Exception as exc:  # noqa: BLE001
-        raise CanonicalError(f"cannot re-encode: {exc}") from None
-    if again != data:
-        raise CanonicalError("not canonical CBOR (unsorted or duplicate keys, non-shortest form)")
+    data = bytes(data)
+    value, pos = _item(data, 0, max_depth)
+    if pos != len(data):
+        raise CanonicalError("not canonical CBOR: trailing data after the document")
     return value
 
 
-_SIMPLE_OK = (0xF4, 0xF5, 0xF6)  # initial bytes of the simple values allowed: false, true, null
-
-
-def _scan(data: bytes, max_depth: int) -> None:
-    end = len(data)
-    pos = 0
-    # Per open container: items still to read, and whether it is a map.
-    left = [1]
-    is_map = [False]
-    while left:
-        if left[-1] == 0:
-            left.pop()
-            is_map.pop()
-            continue
-        key = is_map[-1] and left[-1] % 2 == 0
-        left[-1] -= 1
-        if pos >= end:
+def _item(data: bytes, pos: int, depth: int) -> tuple[Any, int]:
+    """The value at `pos` and the position after it; `depth` more non-empty containers may open."""
+    if pos >= len(data):
+        raise CanonicalError("not valid CBOR: truncated")
+    initial = data[pos]
+    pos += 1
+    major, arg = initial >> 5, initial & 0x1F
+    if initial in _SIMPLE:
+        return _SIMPLE[initial], pos
+    if major == 7 and initial < 0xFC:
+        raise CanonicalError(f"float or simple value 0x{initial:02x} is not allowed")
+    if arg >= 24:
+        if arg >= 28:
+            if arg == 31 and 2 <= major <= 5:
+                raise CanonicalError("not canonical CBOR: indefinite length")
+            raise CanonicalError(f"not valid CBOR: reserved header byte 0x{initial:02x}")
+        end = pos + (1 << (arg - 24))
+        if end > len(data):
             raise CanonicalError("not valid CBOR: truncated")
-        initial = data[pos]
-        pos += 1
-        major, arg = initial >> 5, initial & 0x1F
-        if arg >= 24:
-            if arg >= 28:
-                if arg == 31 and major in (2, 3, 4, 5):
-                    raise CanonicalError("not canonical CBOR: indefinite length")
-                raise CanonicalError(f"not valid CBOR: reserved header byte 0x{initial:02x}")
-            width = 1 << (arg - 24)
-            if pos + width > end:
-                raise CanonicalError("not valid CBOR: truncated")
-            arg = int.from_bytes(data[pos:pos + width], "big")
-            pos += width
-        if key and major not in (0, 1, 3):
+        arg, pos = int.from_bytes(data[pos:end], "big"), end
+        if arg < _SHORTEST[(initial & 0x1F) - 24]:
+            raise CanonicalError("not canonical CBOR: a head not in its shortest form")
+    if major <= 1:
+        return (-1 - arg if major else arg), pos
+    if major <= 3:
+        end = pos + arg
+        if end > len(data):
+            raise CanonicalError("not valid CBOR: truncated")
+        if major == 2:
+            return data[pos:end], end
+        try:
+            return data[pos:end].decode(), end
+        except UnicodeDecodeError:
+            raise CanonicalError("not valid CBOR: text that is not UTF-8") from None
+    if major == 6:
+        raise CanonicalError(f"tag {arg} is not allowed")
+    if (2 * arg if major == 5 else arg) > len(data) - pos:  # every item takes a byte at least
+        raise CanonicalError("not valid CBOR: truncated")
+    if arg and depth == 0:
+        raise CanonicalError("nested deeper than the cap")
+    if major == 4:
+        items: list[Any] = [None] * arg
+        for i in range(arg):
+            items[i], pos = _item(data, pos, depth - 1)
+        return items, pos
+    out: dict[Any, Any] = {}
+    last = b""
+    for _ in range(arg):
+        start = pos
+        key, pos = _item(data, pos, depth - 1)
+        if type(key) not in (str, int):
             raise CanonicalError("a map key must be text or an integer")
-        if major <= 1:
-            continue
-        if major <= 3:
-            if arg > end - pos:
-                raise CanonicalError("not valid CBOR: truncated")
-            pos += arg
-        elif major <= 5:
-            count = arg if major == 4 else 2 * arg
-            if count > end - pos:  # every item takes at least one byte
-                raise CanonicalError("not valid CBOR: truncated")
-            if count and len(left) > max_depth:  # its items would sit deeper
-                raise CanonicalError(f"nested deeper than {max_depth}")
-            left.append(count)
-            is_map.append(major == 5)
-        elif major == 6:
-            raise CanonicalError(f"tag {arg} is not allowed")
-        elif initial not in _SIMPLE_OK:
-            raise CanonicalError(f"float or simple value 0x{initial:02x} is not allowed")
-    if pos != end:
-        raise CanonicalError("not canonical CBOR: trailing data after the document")
+        raw = data[start:pos]
+        if (len(raw), raw) <= (len(last), last):
+            raise CanonicalError("not canonical CBOR (unsorted or duplicate keys)")
+        last = raw
+        out[key], pos = _item(data, pos, depth - 1)
+    return out, pos
+
+
+def dumps(value: Any) -> bytes:
+    """`value` encoded; what `loads` would refuse (a float, a bignum, ...) is refused."""
+    out = bytearray()
+    _put(out, value, DEPTH)
+    return bytes(out)
+
+
+def _head(major: int, arg: int) -> bytes:
+    if arg < 24:
+        return bytes((major << 5 | arg,))
+    for code, width in enumerate((1, 2, 4, 8), 24):
+        if arg >> 8 * width == 0:
+            return bytes((major << 5 | code,)) + arg.to_bytes(width, "big")
+    raise CanonicalError(f"cannot encode: {arg if major == 0 else -1 - arg} is out of range")
+
+
+def _put(out: bytearray, value: Any, depth: int) -> None:
+    if value is None or value is True or value is False:
+        out.append({None: 0xF6, True: 0xF5, False: 0xF4}[value])
+    elif isinstance(value, int):
+        out += _head(0, value) if value >= 0 else _head(1, -1 - value)
+    elif isinstance(value, (bytes, bytearray)):
+        out += _head(2, len(value)) + value
+    elif isinstance(value, str):
+        raw = value.encode()
+        out += _head(3, len(raw)) + raw
+    elif isinstance(value, (list, tuple, dict)):
+        if value and depth == 0:
+            raise CanonicalError("cannot encode: nested deeper than the cap")
+        out += _head(5 if isinstance(value, dict) else 4, len(value))
+        pairs = (sorted([(len(k), k, value[i]) for i, k in _keys(value)])  # by (length, bytes)
+                 if isinstance(value, dict) else [(0, b"", item) for item in value])
+        for _, key, item in pairs:
+            out += key
+            _put(out, item, depth - 1)
+    else:
+        raise CanonicalError(f"cannot encode a {type(value).__name__}")
+
+
+def _keys(value: dict[Any, Any]) -> Iterator[tuple[Any, bytes]]:
+    for key in value:
+        if isinstance(key, bool) or not isinstance(key, (int, str)):
+            raise CanonicalError("cannot encode: a map key must be text or an integer")
+        out = bytearray()
+        _put(out, key, 0)
+        yield key, bytes(out)

@@ -56,7 +56,6 @@ VENDORED_MODULES = {
     "h11": "h11",
     "pynacl": "nacl._sodium",
     "cffi": "_cffi_backend",
-    "cbor2": "cbor2._cbor2",
     "xxhash": "xxhash._xxhash",
     "backports-zstd": "backports.zstd._zstd",
     "pyfastcdc": "pyfastcdc.cy.fastcdc",
