@@ -160,3 +160,22 @@ def test_unreachable_hub_for_an_id_is_a_clear_error(tmp_path: Path) -> None:
                 "--hub", "http://127.0.0.1:9", "--deadline", "1")
     assert r.returncode == 2 and "flist abab" in r.stderr, r.stderr
     assert time.monotonic() - start < 60
+
+
+def test_flist_extract_loads_no_mount_service_builder_or_fuse() -> None:
+    # `flist extract --hub` is a node's command too: its start was a third of the eager
+    # extract (the flist group loaded pyfuse3, the mount service and the builder).
+    probe = ("import sys, contextlib, io\n"
+             "from zosnode.cli import main\n"
+             "with contextlib.redirect_stdout(io.StringIO()), "
+             "contextlib.suppress(SystemExit):\n"
+             "    main(['flist', 'extract', '--help'])\n"
+             "print(' '.join(sorted(sys.modules)))\n")
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=TOP, text=True,
+                          capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    loaded = set(proc.stdout.split())
+    assert "zosnode.cli.flist_remote" in loaded  # the probe reached the command
+    unwanted = {"pyfuse3", "zosnode.mount.service", "zosnode.flist.pack",
+                "zosnode.flist.diff", "zosnode.flist.store", "zosnode.flist.browse"}
+    assert not unwanted & loaded, sorted(unwanted & loaded)

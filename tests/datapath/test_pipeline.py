@@ -8,6 +8,8 @@ import mmap
 import os
 import shutil
 import tempfile
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ import trio
 
 from tests.datapath.conftest import build_flist, cache_entry, make_tree, read_entry
 from tests.datapath.fuse import require_fuse, snapshot
-from tests.lab.faulty_mirror import FaultyMirror
+from tests.lab.faulty_mirror import Fault, FaultyMirror
 from zosnode.cache.store import SEED, BlockCache
 from zosnode.fetch import fetcher as fetcher_mod
 from zosnode.fetch import pipeline
@@ -265,6 +267,72 @@ async def test_extract_is_pipelined_in_bounded_memory(
     assert 2 <= fetcher.most <= 4
     assert len(feeds) == 1 and feeds[0].peak <= max(2 * MiB, biggest)
     assert source.decodes == len(read_order(view))
+
+
+async def test_a_packed_block_used_far_apart_is_held_or_fetched_again_within_the_budget(
+    tmp_path: Path, data_dir: Path, mirror: FaultyMirror, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Small files of three directories share one packed block, asked for between the big
+    # files' blocks: the writer's uses of it are counted, not assumed consecutive.
+    src = tmp_path / "src"
+    for d in ("a", "b", "c"):
+        (src / d).mkdir(parents=True)
+        for i in range(3):
+            (src / d / f"s{i}").write_bytes(os.urandom(3000))
+        (src / d / "zbig").write_bytes(os.urandom(MiB))
+    raw, _ = build_flist(src, data_dir)
+    view = FlistView.from_bytes(raw)
+    order = [r.id for r in read_order(view)]
+    assert len(order) > len(set(order))  # the case: one block at several places
+    feeds: list[pipeline._Feed] = []
+
+    class Watched(pipeline._Feed):
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            feeds.append(self)
+
+    monkeypatch.setattr(pipeline, "_Feed", Watched)
+    for ahead, fetched in ((1, len(order)), (64 * MiB, len(set(order)))):
+        source = BlockSource(Fetcher([mirror.url]), None, hot_bytes=0)
+        await extract_view(view, tmp_path / f"out{ahead}", source, ahead_bytes=ahead)
+        assert snapshot(tmp_path / f"out{ahead}") == snapshot(src)
+        # One byte ahead: each block alone, dropped after its use, fetched again later.
+        assert source.decodes == fetched
+        assert feeds[-1].held == 0 and not feeds[-1]._got
+
+
+async def test_a_cancelled_extract_stops_its_writer_waiting_for_a_block(
+    tmp_path: Path, data_dir: Path, mirror: FaultyMirror, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The writer waits on a lock, not in trio: a cancel must still reach it.
+    feeds: list[pipeline._Feed] = []
+
+    class Watched(pipeline._Feed):
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            feeds.append(self)
+
+    monkeypatch.setattr(pipeline, "_Feed", Watched)
+    view = FlistView.from_bytes(raw_flist(random_tree(tmp_path / "src", 2, MiB), data_dir))
+    mirror.fail(None, Fault.STALL_HEAD)  # no block comes
+    done = threading.Event()
+
+    def unstick() -> None:  # a writer deaf to the cancel would wait for ever: bound the test
+        if not done.wait(20):
+            for feed in feeds:
+                with feed._ready:
+                    feed._got.update({r.id: FetchError("unstuck") for r in read_order(view)})
+                    feed._ready.notify()
+
+    threading.Thread(target=unstick, daemon=True).start()
+    started = time.monotonic()
+    with trio.move_on_after(0.5):
+        await extract_view(view, tmp_path / "out", BlockSource(Fetcher([mirror.url]), None))
+    took = time.monotonic() - started
+    done.set()
+    print(f"\ncancelled extract returned in {took:.2f} s")
+    assert took < 10
+    assert not (tmp_path / "out").exists()
 
 
 async def test_node_extraction_fallback_fetches_in_parallel(

@@ -1,11 +1,12 @@
 """The one extract engine: an flist from hubs into a directory, pipelined, in bounded memory.
 
-`extract_blocks` writes in a thread, asking for blocks in `read_order`, while a feed
-fetches them in that order, `parallel` at a time, decoded on the CPU workers, holding at
-most `ahead_bytes` not yet written (a larger block goes alone) until their last use. A
-block over its stored size is cut off at it: the writer fails with the fetch's error."""
+`extract_blocks` writes in a thread, asking for blocks in `read_order`, while a feed fetches
+them in that order, `parallel` at a time, decoded on the CPU workers, holding at most
+`ahead_bytes` not yet written (a larger block goes alone) until their last use. A block
+over its stored size is cut off at it: the writer fails with the fetch's error."""
 
 import os
+import threading
 from collections.abc import Callable
 from functools import partial
 
@@ -19,7 +20,8 @@ from zosnode.flist.view import FlistView
 
 
 class _Feed:
-    """The writer's `DecodedBlocks`: `block` runs in its thread, one hop into trio a block."""
+    """The writer's `DecodedBlocks`, asked in `order` (`read_order` is the writer's walk): `block`,
+    in its thread, waits on a lock, not on a hop into trio (one a block cost half the extract)."""
 
     def __init__(self, source: BlockSource, order: list[BlockRef], ahead_bytes: int) -> None:
         self.source = source
@@ -27,12 +29,13 @@ class _Feed:
         self.ahead_bytes = ahead_bytes
         self.held = 0  # decoded bytes fetched or in flight, not yet used up
         self.peak = 0  # the most `held` was (tests check the bound)
-        self._pos = 0  # the writer's position in `order`
-        self._scheduled = 0  # the feed's
-        self._uses: dict[str, int] = {}  # scheduled uses not yet taken
-        self._done: dict[str, trio.Event] = {}
+        # Under `_ready`, with `held`: uses counted not yet taken, and blocks fetched (one in
+        # `_got` when the writer reaches it has that use counted: all earlier ones are taken).
+        self._ready = threading.Condition()
+        self._uses: dict[str, int] = {}
         self._got: dict[str, Buffer | Exception] = {}
-        self._moved = trio.Event()  # the writer took a block, or the feed scheduled one
+        self._moved = trio.Event()  # the writer used a block up
+        self._token = trio.lowlevel.current_trio_token()
         self._last: tuple[str, Buffer] | None = None  # the writer's last block
 
     def _poke(self) -> None:
@@ -43,56 +46,49 @@ class _Feed:
         limit = trio.Semaphore(parallel)
         async with trio.open_nursery() as nursery:
             for ref in self.order:
-                if ref.id in self._uses:
-                    self._uses[ref.id] += 1  # held already, for a later use too
-                else:
-                    # Over budget: wait for the writer, unless nothing is held.
-                    while self.held and self.held + ref.size > self.ahead_bytes:
-                        await self._moved.wait()
-                    await limit.acquire()
+                with self._ready:
+                    if ref.id in self._uses:  # held already, for a later use too
+                        self._uses[ref.id] += 1
+                        continue
+                # Over budget: wait for the writer, unless nothing is held.
+                while self.held and self.held + ref.size > self.ahead_bytes:
+                    await self._moved.wait()
+                await limit.acquire()
+                with self._ready:
                     self._uses[ref.id] = 1
-                    self._done[ref.id] = trio.Event()
                     self.held += ref.size
-                    self.peak = max(self.peak, self.held)
-                    nursery.start_soon(self._one, ref, limit)
-                self._scheduled += 1
-                self._poke()
+                self.peak = max(self.peak, self.held)
+                nursery.start_soon(self._one, ref, limit)
 
     async def _one(self, ref: BlockRef, limit: trio.Semaphore) -> None:
         try:
-            self._got[ref.id] = await self.source.decoded(ref, record=False, keep=False)
+            got: Buffer | Exception = await self.source.decoded(ref, record=False, keep=False)
         except Exception as exc:  # noqa: BLE001 - raised in the writer, which reports it
-            self._got[ref.id] = exc
+            got = exc
         finally:
             limit.release()
-            self._done[ref.id].set()
-
-    async def take(self, ref: BlockRef) -> Buffer:
-        """The writer's next block (off the expected order: fetched for it alone)."""
-        pos = self._pos
-        if pos >= len(self.order) or self.order[pos].id != ref.id:
-            return await self.source.decoded(ref, record=False, keep=False)
-        self._pos += 1
-        while self._scheduled <= pos:
-            await self._moved.wait()
-        await self._done[ref.id].wait()
-        got = self._got[ref.id]
-        self._uses[ref.id] -= 1
-        if not self._uses[ref.id]:
-            del self._uses[ref.id], self._done[ref.id], self._got[ref.id]
-            self.held -= ref.size
-            self._poke()
-        if isinstance(got, Exception):
-            raise own_copy(got)
-        return got
+        with self._ready:
+            self._got[ref.id] = got
+            self._ready.notify()
 
     def block(self, ref: BlockRef) -> Buffer:
         # Consecutive pieces of one block (packed small files) take it once, as `read_order`.
         if self._last is not None and self._last[0] == ref.id:
             return self._last[1]
-        data = trio.from_thread.run(self.take, ref)
-        self._last = (ref.id, data)
-        return data
+        with self._ready:
+            while ref.id not in self._got:
+                self._ready.wait(0.1)
+                trio.from_thread.check_cancelled()  # a cancelled extract (the feed too) stops
+            got = self._got[ref.id]
+            self._uses[ref.id] -= 1
+            if not self._uses[ref.id]:
+                del self._uses[ref.id], self._got[ref.id]
+                self.held -= ref.size
+                self._token.run_sync_soon(self._poke)
+        if isinstance(got, Exception):
+            raise own_copy(got)
+        self._last = (ref.id, got)
+        return got
 
 
 async def extract_view(

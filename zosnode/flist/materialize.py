@@ -10,7 +10,7 @@ from typing import Protocol
 from zosnode.atomicfile import new_tree
 from zosnode.flist.blocks import BlockRef, Buffer
 from zosnode.flist.errors import FlistInputError, UnsafeTargetError
-from zosnode.flist.format import TYPE_BITS, Entry, Kind
+from zosnode.flist.format import TYPE_BITS, Entry, Hole, Kind
 from zosnode.flist.view import FlistView
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -60,26 +60,27 @@ def read_order(view: FlistView) -> list[BlockRef]:
             if e.kind is Kind.DIR:
                 walk(e)
             elif e.kind is Kind.REG:
-                for p in view.plan_read(e, 0, e.size):
-                    if p.ref is not None and (not order or order[-1].id != p.ref.id):
-                        order.append(p.ref)
+                for x in e.extents:
+                    if not isinstance(x, Hole) and (not order or order[-1].id != x.id):
+                        order.append(x)
 
     walk(view.root)
     return order
 
 
-def _write_file(fd: int, view: FlistView, entry: Entry, reader: DecodedBlocks) -> None:
+def _write_file(fd: int, entry: Entry, reader: DecodedBlocks) -> None:
     pos = 0
-    for p in view.plan_read(entry, 0, entry.size):
-        if p.ref is not None:
-            mv = memoryview(reader.block(p.ref))[p.start : p.start + p.length]
-            while mv:
-                n = os.pwrite(fd, mv, pos)
-                mv = mv[n:]
-                pos += n
-        else:
-            pos += p.length  # a hole: leave it unwritten, truncate sets the size
-    os.ftruncate(fd, entry.size)
+    for x in entry.extents:  # their lengths sum to the size; a block's slice is in it
+        if isinstance(x, Hole):
+            pos += x.length  # left unwritten; truncate sets the size
+            continue
+        mv = memoryview(reader.block(x))[x.offset : x.offset + x.length]
+        while mv:
+            n = os.pwrite(fd, mv, pos)
+            mv = mv[n:]
+            pos += n
+    if entry.extents and isinstance(entry.extents[-1], Hole):
+        os.ftruncate(fd, entry.size)
 
 
 def extract_blocks(view: FlistView, blocks: DecodedBlocks, target: str | os.PathLike[str], *,
@@ -126,7 +127,7 @@ def _extract_into(
                         priv.apply(fd, e)
                 elif e.kind is Kind.REG:
                     with _opened(name, _FILE_FLAGS, dir_fd) as fd:
-                        _write_file(fd, view, e, reader)
+                        _write_file(fd, e, reader)
                         priv.apply(fd, e)
                     written += e.size
                     if progress is not None:
