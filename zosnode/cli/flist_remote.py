@@ -200,7 +200,9 @@ def _extract_remote(args: argparse.Namespace) -> int:
             written = await extract_view(
                 view, args.target, BlockSource(fetcher, cache, hot_bytes=0),
                 parallel=args.parallel, ahead_bytes=args.ahead * 1024 * 1024, skipped=skipped,
-                progress=lambda done, total: meter.update(0, done, size=total),
+                # A call per file from the writer's thread: only when the meter is drawn.
+                progress=(lambda done, total: meter.update(0, done, size=total))
+                if meter.show else None,
             )
         except ZosError as exc:
             raise UserError(str(exc)) from None
