@@ -55,6 +55,11 @@ def file_bytes(root: Path) -> int:
     return total
 
 
+def _loadavg() -> str:
+    # The machine is shared: the ratio is the figure to compare, the load says how far.
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3)
@@ -86,6 +91,7 @@ def run(runs: int, *, casync: bool) -> int:
                             str(www / "tree.caidx"), str(src)], check=True,
                            stdout=subprocess.DEVNULL)
         zos, tar, cas = [], [], []
+        load = [_loadavg()]
         with nginx(www, work / "nginx") as server:
             for i in range(runs):
                 dest = shm / f"z{i}"
@@ -102,6 +108,7 @@ def run(runs: int, *, casync: bool) -> int:
                     cas.append(timed(["casync", "extract", f"--store={server.url}/castr",
                                       f"{server.url}/tree.caidx", str(dest)]))
                     shutil.rmtree(dest)
+        load.append(_loadavg())
         z, t = statistics.median(zos), statistics.median(tar)
         mb = payload / 1e6
 
@@ -110,7 +117,8 @@ def run(runs: int, *, casync: bool) -> int:
 
         print(f"Eager extract of Debian bookworm minbase ({mb:.0f} MB of files, "
               f"{len(flist.entries)} entries, {stored / 1e6:.0f} MB stored in"
-              f" {len(flist.blocks())} blocks), median of {runs}, loopback nginx, to tmpfs:")
+              f" {len(flist.blocks())} blocks), median of {runs}, loopback nginx, to tmpfs"
+              f" (load average {load[0]} -> {load[1]}):")
         print(f"  zosnode flist extract --hub      {z:6.2f} s  {mb / z:7.0f} MB/s  {each(zos)}")
         print(f"  curl | zstd -d | tar -x          {t:6.2f} s  {mb / t:7.0f} MB/s  {each(tar)}"
               f"   zosnode = {t / z:.2f} x")
