@@ -76,9 +76,10 @@ def _same_types(a: Any, b: Any) -> bool:
     if type(a) is not type(b):
         return False
     if isinstance(a, dict):
-        return all(_same_types(k, k2) and _same_types(a[k], b[k2]) for k, k2 in zip(a, b))
+        return all(_same_types(k, k2) and _same_types(a[k], b[k2])
+                   for k, k2 in zip(a, b, strict=True))
     if isinstance(a, list):
-        return all(_same_types(x, y) for x, y in zip(a, b))
+        return all(_same_types(x, y) for x, y in zip(a, b, strict=True))
     return True
 
 
