@@ -37,7 +37,6 @@ from zosnode.artifact.record import NATIVE_PREFIX, RECORD_NAME  # noqa: E402
 from zosnode.artifact.sbom import BuildRecord, Package  # noqa: E402
 from zosnode.bootmedia.pyc import sourceless_pyc  # noqa: E402
 
-PYC_TAG = f"cpython-{sys.version_info.major}{sys.version_info.minor}"
 ANCHOR_NAME = "zosnode/trust/anchor.cbor"
 MAIN = '''\
 # zosnode artifact entry point: standard library only until natives are verified.
@@ -120,21 +119,18 @@ def pyc_bytes(source: bytes, display_name: str) -> bytes:
 
 
 def add_python(members: dict[str, bytes], name: str, data: bytes, in_zip: bool) -> None:
-    """Add a .py with its pyc where the importer that will load it looks."""
+    """Add a .py with its pyc beside it, where zipimport looks first. A native
+    package's module, which loads from a directory, is its sourceless pyc
+    alone: a source there would be compiled instead (its pinned wheel holds it)."""
     members[name] = data
     if not name.endswith(".py"):
         return
     try:
-        pyc = pyc_bytes(data, name)
+        members[name[:-3] + ".pyc"] = pyc_bytes(data, name)
     except SyntaxError:
         return  # e.g. templates shipped as .py; imported never
-    if in_zip:
-        members[name[:-3] + ".pyc"] = pyc  # zipimport looks beside the source
-    else:
-        head, _, tail = name.rpartition("/")
-        cached = f"{head}/__pycache__/{tail[:-3]}.{PYC_TAG}.pyc" if head else \
-            f"__pycache__/{tail[:-3]}.{PYC_TAG}.pyc"
-        members[cached] = pyc
+    if not in_zip:
+        del members[name]
 
 
 def license_of(metadata: bytes) -> str:
@@ -171,6 +167,8 @@ def collect(wheelhouse: Path, anchor: Path | None) -> tuple[dict[str, bytes], li
                 data = zf.read(n)
                 if native and _SHARED_OBJECT.search(n):
                     data = strip_debug(data, n)
+                elif n == meta:
+                    data = data.split(b"\n\n", 1)[0] + b"\n"  # the headers, not the README
                 add_python(members, target, data, in_zip=not native)
 
     for path in sorted((TOP / "zosnode").rglob("*")):

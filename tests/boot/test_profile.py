@@ -34,20 +34,20 @@ def _zipapp(members: dict[str, bytes]) -> bytes:
 
 NAMES = ["zosnode/agent.py", "zosnode/agent.pyc", "zosnode/hub.py", "zosnode/hub.pyc",
          "zosnode/_artifact.json", "pkg-1.0.dist-info/METADATA",
-         "_native/fuse/__init__.py", "_native/fuse/__pycache__/__init__.cpython-311.pyc",
+         "_native/fuse/__init__.pyc",
          "_native/fuse/_fuse.cpython-311-x86_64-linux-gnu.so", "_native/cdc/fast.so",
          "_native/cdc/py.typed", "_native/fuse/py.typed", "zosnode/web/site.css",
          "zosnode/web/__init__.pyc", "README"]
 
 
 def test_select_keeps_loaded_modules_as_the_importer_finds_them_and_all_data() -> None:
-    loaded = ["zosnode/agent.py", "_native/fuse/__init__.py",
+    loaded = ["zosnode/agent.py", "_native/fuse/__init__.pyc",
               "_native/fuse/_fuse.cpython-311-x86_64-linux-gnu.so"]
     assert profile.select(NAMES, loaded) == sorted([
         "zosnode/agent.pyc",  # the pyc, not the source, in the zip part
         "zosnode/_artifact.json", "pkg-1.0.dist-info/METADATA", "README",
         "_native/fuse/py.typed",  # beside a loaded module; cdc's and web's are not
-        "_native/fuse/__init__.py", "_native/fuse/__pycache__/__init__.cpython-311.pyc",
+        "_native/fuse/__init__.pyc",  # sourceless, as the artifact holds it
         "_native/fuse/_fuse.cpython-311-x86_64-linux-gnu.so"])
 
 
@@ -65,7 +65,7 @@ def test_metadata_goes_with_its_distribution_and_without_record() -> None:
     names = [*NAMES, *records, "_native/fuse-3.5.dist-info/METADATA",
              "_native/fuse-3.5.dist-info/licenses/LICENSE", "_native/cdc-0.3.dist-info/METADATA",
              "_native/cffi-2.1.dist-info/METADATA", "_native/_cffi_backend.cpython-311.so"]
-    loaded = ["_native/fuse/__init__.py", "_native/_cffi_backend.cpython-311.so"]
+    loaded = ["_native/fuse/__init__.pyc", "_native/_cffi_backend.cpython-311.so"]
     held = set(profile.select(names, loaded, dists))
     # pyfuse3 reads its version from METADATA at import: a held distribution's
     # metadata and license stay, its RECORD (stale: the natives are stripped) goes.

@@ -53,6 +53,23 @@ def test_natives_carry_no_debug_info(artifact: Path, tmp_path: Path) -> None:
     print(f"{len(shared)} native shared objects, none with debug info")
 
 
+def test_metadata_without_readme_and_natives_without_sources(artifact: Path) -> None:
+    """A dist-info METADATA keeps its headers (a version read still works:
+    pyfuse3 reads its own at import), not the README after them; a native
+    package's Python modules are sourceless pycs, which a directory loads."""
+    with zipfile.ZipFile(artifact) as zf:
+        names = zf.namelist()
+        metas = [n for n in names if n.endswith(".dist-info/METADATA")]
+        assert len(metas) >= 10
+        for name in metas:
+            text = zf.read(name).decode()
+            assert "\n\n" not in text[:-1] and text.startswith("Metadata-Version:"), name
+            assert "\nVersion: " in text, name
+        assert "_native/nacl/signing.pyc" in names
+        assert not [n for n in names
+                    if n.startswith("_native/") and (n.endswith(".py") or "__pycache__" in n)]
+
+
 def test_audit_json_from_a_bare_interpreter_outside_the_checkout(
     artifact: Path, tmp_path: Path
 ) -> None:

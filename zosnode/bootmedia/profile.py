@@ -21,9 +21,9 @@ could run it), until nothing new loads. A package registered without its
 `__init__` having run (`PREPARE`) is followed only once something runs it.
 A module's source is dropped from the zip where its unchecked-hash .pyc is
 there (zipimport loads the .pyc first; tracebacks on the node show file and
-line without the source text). Data files go with
-the modules of their directory, metadata (dist-info) always. The native part
-keeps its sources: a directory on disk loads `__pycache__` only beside them.
+line without the source text); the native part's modules are sourceless
+pycs already (build_zipapp.py). Data files go with the modules of their
+directory, metadata (dist-info) always.
 """
 
 from __future__ import annotations
@@ -55,10 +55,9 @@ ENTRY_POINTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "mount child": ((), ("zosnode.mount.child",)),
     "version": (("version",), ()),
 }
-# Called before the entry points are imported: the node imports pyroute2's
-# two submodules with its package registered but its __init__ (the facade
-# importing every protocol pyroute2 has) not run. A missing name fails the build.
-PREPARE = ("zosnode.net.netlink._register_package",)
+# Called before the entry points are imported, as by the stdlib tracer
+# (closure.PREPARE says why). A missing name fails the build.
+PREPARE = closure.PREPARE
 # Modules named only inside a vendored function that nothing on a node calls,
 # not followed (a node path importing one would fail with ImportError; the VM
 # tests run every node path): backports.zstd's register_shutil(), for
@@ -373,11 +372,6 @@ def probe(zipapp: bytes, runtime: Path, python: str, loader: str,
     return [*loaded, "__main__.py"]
 
 
-def _pycache_of(member: str) -> str:
-    head, _, tail = member.rpartition("/")
-    return f"{head}/__pycache__/{tail[:-3]}.cpython-311.pyc"
-
-
 def distributions(zipapp: bytes) -> dict[str, frozenset[str]]:
     """Each dist-info directory of the artifact -> the names its files live
     under (`_key`), from its RECORD."""
@@ -410,11 +404,7 @@ def select(names: Iterable[str], loaded: Iterable[str],
     names = set(names)
     keep: set[str] = set()
     for member in loaded:
-        if member.startswith(NATIVE_PREFIX):
-            keep.add(member)
-            if member.endswith(".py"):
-                keep.add(_pycache_of(member))
-        elif member.endswith(".py") and member + "c" in names:
+        if member.endswith(".py") and member + "c" in names:
             keep.add(member + "c")  # a source file loaded: the pyc beside it serves
         else:
             keep.add(member)

@@ -1,6 +1,8 @@
-"""pyroute2's two sockets the node uses, without its facade: `import pyroute2` imports every
-protocol it speaks (NDB with sqlite3, IPDB, WireGuard, ...), 62 modules and 5.7 MB of RSS. So the
-package is registered without running its `__init__`; a non-module attribute runs it (PEP 562)."""
+"""pyroute2's two sockets the node uses, without two package `__init__`s: `import pyroute2`
+imports every protocol it speaks (NDB with sqlite3, IPDB, WireGuard, ...), 62 modules and 5.7 MB
+of RSS, and its iprsocket's `from unittest import mock` (one Mock in a class body) would import
+unittest's test runner, argparse and difflib. So both packages are registered without running
+their `__init__`; a non-module attribute runs it (PEP 562)."""
 
 from __future__ import annotations
 
@@ -9,27 +11,27 @@ import importlib.util
 import sys
 from typing import Any
 
-_PACKAGE = "pyroute2"
+_PACKAGES = ("pyroute2", "unittest")
 
 
 def _register_package() -> None:
-    if _PACKAGE in sys.modules:
-        return
-    spec = importlib.util.find_spec(_PACKAGE)
-    if spec is None or spec.loader is None or spec.submodule_search_locations is None:
-        raise ImportError("pyroute2 is not installed")
-    package = importlib.util.module_from_spec(spec)  # __path__ set, __init__ not run
-    loader = spec.loader
+    for name in _PACKAGES:
+        spec = importlib.util.find_spec(name)
+        if name in sys.modules or spec is None or spec.loader is None:
+            continue  # imported already (a test runner), or left to fail at its import
+        package = importlib.util.module_from_spec(spec)  # __path__ set, __init__ not run
+        package.__dict__["__getattr__"] = _facade(package, name, spec.loader)
+        sys.modules[name] = package
 
-    def facade(name: str) -> Any:
-        if importlib.util.find_spec(f"{_PACKAGE}.{name}") is not None:
-            return importlib.import_module(f"{_PACKAGE}.{name}")
+
+def _facade(package: Any, name: str, loader: Any) -> Any:
+    def facade(attr: str) -> Any:
+        if importlib.util.find_spec(f"{name}.{attr}") is not None:
+            return importlib.import_module(f"{name}.{attr}")
         del package.__dict__["__getattr__"]
         loader.exec_module(package)
-        return getattr(package, name)
-
-    package.__dict__["__getattr__"] = facade
-    sys.modules[_PACKAGE] = package
+        return getattr(package, attr)
+    return facade
 
 
 def _module(name: str) -> Any:
