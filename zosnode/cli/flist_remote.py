@@ -12,6 +12,8 @@ directory shared by every mount on this machine).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import gc
 import os
 import re
@@ -176,9 +178,20 @@ def _mount(args: argparse.Namespace) -> int:
     return _run(main)
 
 
+def _keep_heap() -> None:
+    """glibc gives freed heap back and faults it in again for the next block (a 1.6 MB GET:
+    5 `brk`, 4-5 ms of CPU against 1.4-2): a one-off extract keeps up to 64 MiB of it, and
+    its blocks and bodies (under 32 MiB) on the heap, not each in an mmap of its own."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: left as it is
+        mallopt = ctypes.CDLL(None).mallopt
+        mallopt(-2, 64 << 20)  # M_TOP_PAD
+        mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD, glibc's largest
+
+
 def _extract_remote(args: argparse.Namespace) -> int:
     # Without --cache, no cache: blocks go from the network to the writer.
     cache = _cache(args) if args.cache else None
+    _keep_heap()
     skipped: list[str] = []
 
     async def main() -> int:
