@@ -113,7 +113,10 @@ def _put(out: bytearray, value: Any, depth: int) -> None:
     elif isinstance(value, (bytes, bytearray)):
         out += _head(2, len(value)) + value
     elif isinstance(value, str):
-        raw = value.encode()
+        try:
+            raw = value.encode()
+        except UnicodeEncodeError:  # a lone surrogate (JSON "\ud800", say)
+            raise CanonicalError("cannot encode text that is not Unicode scalars") from None
         out += _head(3, len(raw)) + raw
     elif isinstance(value, (list, tuple, dict)):
         if value and depth == 0:

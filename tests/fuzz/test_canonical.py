@@ -184,11 +184,19 @@ def test_a_real_flist_decodes_to_cbor2s_value(tmp_path: Path) -> None:
     assert data == cbor2.dumps(cbor2.loads(data), canonical=True)
 
 
+def _nested(levels: int) -> list[Any]:
+    value: list[Any] = [1]
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
 def test_dumps_refuses_what_loads_would() -> None:
-    refused: tuple[Any, ...] = (2**64, -(2**64) - 1, {True: 1}, 1.5)
+    refused: tuple[Any, ...] = (2**64, -(2**64) - 1, {True: 1}, 1.5, ["\ud800"], {b"k": 1},
+                                set(), _nested(65))
     for value in refused:
         with pytest.raises(canonical.CanonicalError):
             canonical.dumps(value)
-    kept: tuple[Any, ...] = (2**64 - 1, -(2**64), {1: True, "a": None})
+    kept: tuple[Any, ...] = (2**64 - 1, -(2**64), {1: True, "a": None}, _nested(64))
     for value in kept:
         assert canonical.loads(canonical.dumps(value), max_size=MAX) == value
