@@ -107,6 +107,7 @@ async def test_stale_mount_after_crash_is_recovered_and_cache_shared(
         async with mounted(data, mnt, fetcher, BlockCache(cache, 1 << 30)) as m:
             again = await trio.to_thread.run_sync((mnt / "bin" / "f7").read_bytes)
             assert again == first
+            assert m.source.cache is not None
             assert m.source.cache.stats.fetches == 0 and m.source.cache.stats.hits > 0
     finally:
         if str(mnt) in _mounts():
