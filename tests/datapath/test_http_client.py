@@ -251,3 +251,57 @@ def test_run_request_is_the_blocking_form(tmp_path: Path) -> None:
             nursery.cancel_scope.cancel()
 
     trio.run(main)
+
+
+async def _scripted(answers: list[bytes], accepted: list[int],
+                    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+    """A loopback server answering each request head, in turn, with the next of
+    `answers`, whatever connection it comes on; counts the connections."""
+    async def handle(stream: trio.SocketStream) -> None:
+        accepted.append(1)
+        buf = b""
+        while answers:
+            while b"\r\n\r\n" not in buf:
+                chunk = await stream.receive_some(65536)
+                if not chunk:
+                    return
+                buf += chunk
+            buf = buf.split(b"\r\n\r\n", 1)[1]
+            await stream.send_all(answers.pop(0))
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    task_status.started(listeners[0].socket.getsockname()[1])
+    await trio.serve_listeners(handle, listeners)
+
+
+@pytest.mark.parametrize("second, reused", [
+    (b"", True),  # keep-alive: the second request rides the same connection
+    (b"Connection: close\r\n", False),
+])
+async def test_a_sized_body_read_past_h11_leaves_the_connection_as_the_response_says(
+        second: bytes, reused: bool) -> None:
+    body = bytes(range(256)) * 4096  # 1 MiB: read in several receives, past h11
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n" % len(body)
+    answers = [head + second + b"\r\n" + body, head + b"\r\n" + body]
+    accepted: list[int] = []
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(_scripted, answers, accepted)
+        async with aclosing(HttpClient()) as client:
+            for _ in range(2):
+                reply = await client.get(f"http://127.0.0.1:{port}/b", max_size=len(body))
+                assert reply.body == body
+        nursery.cancel_scope.cancel()
+    assert len(accepted) == (1 if reused else 2)
+
+
+async def test_bytes_past_a_sized_body_close_the_connection() -> None:
+    answers = [b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabcEXTRA",
+               b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nxyz"]
+    accepted: list[int] = []
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(_scripted, answers, accepted)
+        async with aclosing(HttpClient()) as client:
+            assert (await client.get(f"http://127.0.0.1:{port}/a", max_size=3)).body == b"abc"
+            assert not any(client._idle.values())  # not pooled: bytes past its body
+            assert (await client.get(f"http://127.0.0.1:{port}/b", max_size=3)).body == b"xyz"
+        nursery.cancel_scope.cancel()
+    assert len(accepted) == 2
