@@ -18,19 +18,11 @@ from zosnode.fetch.backoff import Backoff
 from zosnode.fetch.errors import CircuitOpen, FetchUsageError, Unavailable, WrongCopy
 from zosnode.fetch.health import Fault, MirrorHealth, Pass
 from zosnode.fetch.workers import on_cpu
-from zosnode.http.client import (
-    HttpClient,
-    HttpPeerError,
-    HttpStatusError,
-    HttpTimeout,
-    HttpTruncated,
-    Reply,
-    Timeouts,
-)
+from zosnode.http import client as http
 from zosnode.layout import block_path, check_id, flist_path, object_id
 
 # Per request, whatever client the fetcher shares: no byte for 2 s, or under 16 KiB/s, is a stall.
-FETCH_TIMEOUTS = Timeouts(connect=2.0, head=2.5, body_idle=2.0, window_bytes=32 * 1024)
+FETCH_TIMEOUTS = http.Timeouts(connect=2.0, head=2.5, body_idle=2.0, window_bytes=32 * 1024)
 
 T = TypeVar("T")
 
@@ -41,15 +33,13 @@ Check = Callable[[bytes], T | None]
 class Fetcher:
     """Verified GETs over `mirrors` (base URLs of hubs or static mirrors)."""
 
-    def __init__(
-        self, mirrors: Sequence[str], *, client: HttpClient | None = None,
-        timeouts: Timeouts = FETCH_TIMEOUTS, deadline_s: float = 30.0, attempt_s: float = 10.0,
-        give_up_s: float = 7.5,
-    ) -> None:
+    def __init__(self, mirrors: Sequence[str], *, client: http.HttpClient | None = None,
+                 timeouts: http.Timeouts = FETCH_TIMEOUTS, deadline_s: float = 30.0,
+                 attempt_s: float = 10.0, give_up_s: float = 7.5) -> None:
         if min(deadline_s, attempt_s, give_up_s) <= 0:
             raise FetchUsageError("deadlines must be positive")
         self.health = MirrorHealth([m.rstrip("/") for m in mirrors])
-        self.client = client or HttpClient()
+        self.client = client or http.HttpClient()
         self.timeouts = timeouts
         self.deadline_s = deadline_s
         self.attempt_s = attempt_s
@@ -70,15 +60,13 @@ class Fetcher:
     async def fetch_flist(self, flist_id: str, *, max_size: int) -> bytes:
         return (await self._fetch(flist_path(flist_id), flist_id, max_size, None))[0]
 
-    async def fetch_checked(
-        self, path: str, oid: str, check: Check[T], *, max_size: int
-    ) -> tuple[bytes, T]:
+    async def fetch_checked(self, path: str, oid: str, check: Check[T], *, max_size: int
+                            ) -> tuple[bytes, T]:
         """The bytes and what `check` (run instead of the hash: one hash a block) made of them."""
         return await self._fetch(path, check_id(oid), max_size, check)
 
-    async def _fetch(
-        self, path: str, oid: str, max_size: int, check: Check[Any] | None
-    ) -> tuple[bytes, Any]:
+    async def _fetch(self, path: str, oid: str, max_size: int, check: Check[Any] | None
+                     ) -> tuple[bytes, Any]:
         if max_size < 0:
             raise FetchUsageError("max_size must not be negative")
         give_up = trio.current_time() + min(self.give_up_s, self.deadline_s)
@@ -97,10 +85,10 @@ class Fetcher:
                                                partial_from, check)
                     except CircuitOpen:
                         continue
-                    except (HttpPeerError, WrongCopy, _StartOver) as exc:
+                    except (http.HttpPeerError, WrongCopy, _StartOver) as exc:
                         tried = True
                         last = exc
-                        if not isinstance(exc, HttpTruncated):
+                        if not isinstance(exc, http.HttpTruncated):
                             # A failed resume (416, a 200, a dead mirror) starts over.
                             partial, partial_from = b"", set()
                         elif exc.expected is not None and exc.received:
@@ -129,10 +117,8 @@ class Fetcher:
                           f" (last: {last})")
 
     @asynccontextmanager
-    async def _attempt(
-        self, mirror: str, oid: str = "", partial_from: set[str] | None = None, *,
-        early: bool = False,
-    ) -> AsyncIterator[None]:
+    async def _attempt(self, mirror: str, oid: str = "", partial_from: set[str] | None = None,
+                       *, early: bool = False) -> AsyncIterator[None]:
         """A slot and a pass (else `CircuitOpen`); how the block ends is the mirror's verdict."""
         breaker = self.health.breaker(mirror)
         if (breaker.trial_pending or not early) \
@@ -146,7 +132,7 @@ class Fetcher:
                 raise CircuitOpen(f"{mirror}: circuit open")
             try:
                 yield
-            except HttpPeerError as exc:
+            except http.HttpPeerError as exc:
                 self.health.failed(mirror, _fault(exc), trio.current_time(), grant)
                 raise
             except WrongCopy:
@@ -161,11 +147,9 @@ class Fetcher:
                 self._changed.set()  # fetches waiting for a circuit look again
                 self._changed = trio.Event()
 
-    async def ask(
-        self, mirror: str, path: str, *, max_size: int,
-        headers: Mapping[str, str] | None = None, ok: tuple[int, ...] = (200,),
-        early: bool = False,
-    ) -> Reply:
+    async def ask(self, mirror: str, path: str, *, max_size: int,
+                  headers: Mapping[str, str] | None = None, ok: tuple[int, ...] = (200,),
+                  early: bool = False) -> http.Reply:
         """One GET for what no hash checks (a manifest, a root: signed), through the reads'
         circuit, slots, timeouts and bound; a status outside `ok` raises `HttpStatusError`."""
         if mirror not in self.health.mirrors:
@@ -173,10 +157,8 @@ class Fetcher:
         async with self._attempt(mirror, early=early):
             return await self._get(f"{mirror}/{path}", max_size=max_size, headers=headers, ok=ok)
 
-    async def _try(
-        self, mirror: str, path: str, oid: str, max_size: int,
-        partial: bytes, partial_from: set[str], check: Check[Any] | None,
-    ) -> tuple[bytes, Any]:
+    async def _try(self, mirror: str, path: str, oid: str, max_size: int, partial: bytes,
+                   partial_from: set[str], check: Check[Any] | None) -> tuple[bytes, Any]:
         unusable: Exception | None = None  # a faithful copy the caller cannot use: no fault
         async with self._attempt(mirror, oid, partial_from):
             url = f"{mirror}/{path}"
@@ -214,24 +196,24 @@ class Fetcher:
         for m in partial_from | {mirror}:
             self.health.failed(m, Fault.CORRUPT, now, grant if m == mirror else Pass.NORMAL)
 
-    async def _get(self, url: str, **kw: Any) -> Reply:
+    async def _get(self, url: str, **kw: Any) -> http.Reply:
         """A GET with the fetcher's timeouts within the attempt bound (an overrun: a stall)."""
         try:
             with trio.fail_after(self.attempt_s):
                 return await self.client.get(url, timeouts=self.timeouts, **kw)
         except trio.TooSlowError:
-            raise HttpTimeout(f"{url}: no full answer within {self.attempt_s}s") from None
+            raise http.HttpTimeout(f"{url}: no full answer within {self.attempt_s}s") from None
 
 
 class _StartOver(Exception):
     """The pieces gathered already fill the cap: no verdict, start over."""
 
 
-def _fault(exc: HttpPeerError) -> Fault:
-    if isinstance(exc, HttpTruncated):
+def _fault(exc: http.HttpPeerError) -> Fault:
+    if isinstance(exc, http.HttpTruncated):
         return Fault.TRUNCATED
-    if isinstance(exc, HttpTimeout):
+    if isinstance(exc, http.HttpTimeout):
         return Fault.STALL
-    if isinstance(exc, HttpStatusError):
+    if isinstance(exc, http.HttpStatusError):
         return Fault.ERROR if exc.status >= 500 else Fault.MISSING
     return Fault.ERROR
