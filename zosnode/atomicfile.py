@@ -24,9 +24,8 @@ def _parent(path: StrPath) -> str:
 
 
 @contextmanager
-def open_atomic(
-    path: StrPath, *, mode: int = 0o644, overwrite: bool = True, durable: bool = True
-) -> Iterator[BinaryIO]:
+def open_atomic(path: StrPath, *, mode: int = 0o644, overwrite: bool = True,
+                durable: bool = True) -> Iterator[BinaryIO]:
     """A file to write `path` through: whole when the block ends, else never."""
     parent = _parent(path)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=parent)
@@ -54,9 +53,8 @@ def open_atomic(
         raise
 
 
-def write_atomic(
-    path: StrPath, data: bytes, *, mode: int = 0o644, overwrite: bool = True, durable: bool = True
-) -> None:
+def write_atomic(path: StrPath, data: bytes, *, mode: int = 0o644, overwrite: bool = True,
+                 durable: bool = True) -> None:
     """Write `data` to `path` atomically; FileExistsError if `overwrite` is off and it exists."""
     with open_atomic(path, mode=mode, overwrite=overwrite, durable=durable) as f:
         f.write(data)

@@ -55,9 +55,8 @@ class CacheStats:
 
 
 class BlockCache:
-    def __init__(
-        self, directory: str | os.PathLike[str], max_bytes: int, *, durable: bool = False
-    ) -> None:
+    def __init__(self, directory: str | os.PathLike[str], max_bytes: int, *,
+                 durable: bool = False) -> None:
         self.path = Path(directory)
         self._dir = os.fspath(self.path)
         self.durable = durable
@@ -101,9 +100,8 @@ class BlockCache:
         """The cached block, checked; None if absent or corrupt (then dropped)."""
         return self._account_read(block_id, self._read(block_id, decoded))
 
-    async def get_checked(
-        self, block_id: str, check: Callable[[Block], T | None], limiter: trio.CapacityLimiter
-    ) -> T | None:
+    async def get_checked(self, block_id: str, check: Callable[[Block], T | None],
+                          limiter: trio.CapacityLimiter) -> T | None:
         """`check(block)` in the reading thread (one hop); None if absent, corrupt or refused."""
 
         def work() -> tuple[Block | CorruptEntry | None, T | None]:
@@ -196,10 +194,8 @@ class BlockCache:
     def _unlink(self, block_id: str) -> None:
         Path(self._name(block_id)).unlink(missing_ok=True)
 
-    async def get_or_fetch(
-        self, block_id: str, fetch: Callable[[], Awaitable[Block]], *, looked: bool = False,
-        decoded: bool = False,
-    ) -> Block:
+    async def get_or_fetch(self, block_id: str, fetch: Callable[[], Awaitable[Block]], *,
+                           looked: bool = False, decoded: bool = False) -> Block:
         """From the cache, else from `fetch()` (which verifies it), once; `looked`: just missed."""
 
         async def look() -> Block | None:

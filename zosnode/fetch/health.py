@@ -110,10 +110,8 @@ class Incident:
 
 
 class MirrorHealth:
-    def __init__(
-        self, mirrors: Sequence[str], *, half_life_s: float = 30.0,
-        breaker: BreakerPolicy | None = None,
-    ) -> None:
+    def __init__(self, mirrors: Sequence[str], *, half_life_s: float = 30.0,
+                 breaker: BreakerPolicy | None = None) -> None:
         if half_life_s <= 0:
             raise FetchUsageError("half_life_s must be positive")
         self._half_life = half_life_s
@@ -175,9 +173,8 @@ class MirrorHealth:
         else:  # the mirror answered: it works, even if it lacks this object
             self._breakers[mirror].succeeded(now, grant)
 
-    def served_wrong(
-        self, mirror: str, object_id: str, now: float, grant: Pass = Pass.NORMAL
-    ) -> None:
+    def served_wrong(self, mirror: str, object_id: str, now: float,
+                     grant: Pass = Pass.NORMAL) -> None:
         self.failed(mirror, Fault.CORRUPT, now, grant)
         self._banned[(mirror, object_id)] = None
         if len(self._banned) > 65536:

@@ -30,10 +30,8 @@ def checked_decode(ref: BlockRef, stored: Buffer) -> Buffer | None:
 class BlockSource:
     """`cache` None: blocks come from the mirrors only (a one-off extract)."""
 
-    def __init__(
-        self, fetcher: Fetcher, cache: BlockCache | None, *,
-        hot_bytes: int = 64 * 1024 * 1024, decoded_cache: bool = False,
-    ) -> None:
+    def __init__(self, fetcher: Fetcher, cache: BlockCache | None, *,
+                 hot_bytes: int = 64 * 1024 * 1024, decoded_cache: bool = False) -> None:
         self.fetcher = fetcher
         self.cache = cache
         # The cache, when it keeps blocks decoded (trusted only): more RAM each, no work to read.
