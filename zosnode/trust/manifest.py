@@ -204,5 +204,4 @@ def _decode_service(i: int, value: Any) -> ServiceSpec:
         env=f.str_map("env"), after=f.str_list("after"), oneshot=f.get("oneshot", bool),
         ready=f.optional_str_list("ready"), restart_initial_ms=f.integer("restart_initial_ms"),
         restart_max_ms=f.integer("restart_max_ms"), stop_signal=f.get("stop_signal", str),
-        stop_timeout_ms=f.integer("stop_timeout_ms"),
-    )
+        stop_timeout_ms=f.integer("stop_timeout_ms"))

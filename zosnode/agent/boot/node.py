@@ -322,8 +322,7 @@ class Node:
             audit=tuple(f.describe() for f in self.network.audit_findings),
             failed_release=self.failed_release, boot_timings_ms=dict(self.boot.ends),
             identity_source=self.identity.source, hardware=self.hardware, cache=cache,
-            refusals=tuple(found[k] for k in sorted(found)), secure_boot=secure_boot_state(),
-        )
+            refusals=tuple(found[k] for k in sorted(found)), secure_boot=secure_boot_state())
 
     async def _heartbeats(self) -> None:
         while True:
