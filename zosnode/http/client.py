@@ -310,7 +310,8 @@ class HttpClient:
         received = len(parts[0])
         progress = ByteProgress(t.body_idle, t.window_bytes, trio.current_time())
         while received < expected:
-            chunk, why = b"", "the connection closed"
+            chunk: bytes | bytearray = b""
+            why = "the connection closed"
             try:
                 with trio.move_on_at(progress.deadline()) as window:
                     chunk = await conn.stream.receive_some(min(_READ_CHUNK, expected - received))
