@@ -107,7 +107,7 @@ def _head(major: int, arg: int) -> bytes:
 
 def _put(out: bytearray, value: Any, depth: int) -> None:
     if value is None or value is True or value is False:
-        out.append({None: 0xF6, True: 0xF5, False: 0xF4}[value])
+        out.append(0xF6 if value is None else 0xF5 if value else 0xF4)
     elif isinstance(value, int):
         out += _head(0, value) if value >= 0 else _head(1, -1 - value)
     elif isinstance(value, (bytes, bytearray)):
@@ -122,11 +122,13 @@ def _put(out: bytearray, value: Any, depth: int) -> None:
         if value and depth == 0:
             raise CanonicalError("cannot encode: nested deeper than the cap")
         out += _head(5 if isinstance(value, dict) else 4, len(value))
-        pairs = (sorted([(len(k), k, value[i]) for i, k in _keys(value)])  # by (length, bytes)
-                 if isinstance(value, dict) else [(0, b"", item) for item in value])
-        for _, key, item in pairs:
-            out += key
-            _put(out, item, depth - 1)
+        if isinstance(value, dict):  # keys by (length, bytes)
+            for _, key, item in sorted([(len(k), k, value[i]) for i, k in _keys(value)]):
+                out += key
+                _put(out, item, depth - 1)
+        else:
+            for item in value:
+                _put(out, item, depth - 1)
     else:
         raise CanonicalError(f"cannot encode a {type(value).__name__}")
 

@@ -269,6 +269,19 @@ async def test_extract_is_pipelined_in_bounded_memory(
     assert source.decodes == len(read_order(view))
 
 
+def _watched_feeds(monkeypatch: pytest.MonkeyPatch) -> list[pipeline._Feed]:
+    """Every extract's feed, as it is made."""
+    feeds: list[pipeline._Feed] = []
+
+    class Watched(pipeline._Feed):
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            feeds.append(self)
+
+    monkeypatch.setattr(pipeline, "_Feed", Watched)
+    return feeds
+
+
 async def test_a_packed_block_used_far_apart_is_held_or_fetched_again_within_the_budget(
     tmp_path: Path, data_dir: Path, mirror: FaultyMirror, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -284,14 +297,7 @@ async def test_a_packed_block_used_far_apart_is_held_or_fetched_again_within_the
     view = FlistView.from_bytes(raw)
     order = [r.id for r in read_order(view)]
     assert len(order) > len(set(order))  # the case: one block at several places
-    feeds: list[pipeline._Feed] = []
-
-    class Watched(pipeline._Feed):
-        def __init__(self, *args: Any) -> None:
-            super().__init__(*args)
-            feeds.append(self)
-
-    monkeypatch.setattr(pipeline, "_Feed", Watched)
+    feeds = _watched_feeds(monkeypatch)
     for ahead, fetched in ((1, len(order)), (64 * MiB, len(set(order)))):
         source = BlockSource(Fetcher([mirror.url]), None, hot_bytes=0)
         await extract_view(view, tmp_path / f"out{ahead}", source, ahead_bytes=ahead)
@@ -305,14 +311,7 @@ async def test_a_cancelled_extract_stops_its_writer_waiting_for_a_block(
     tmp_path: Path, data_dir: Path, mirror: FaultyMirror, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The writer waits on a lock, not in trio: a cancel must still reach it.
-    feeds: list[pipeline._Feed] = []
-
-    class Watched(pipeline._Feed):
-        def __init__(self, *args: Any) -> None:
-            super().__init__(*args)
-            feeds.append(self)
-
-    monkeypatch.setattr(pipeline, "_Feed", Watched)
+    feeds = _watched_feeds(monkeypatch)
     view = FlistView.from_bytes(raw_flist(random_tree(tmp_path / "src", 2, MiB), data_dir))
     mirror.fail(None, Fault.STALL_HEAD)  # no block comes
     done = threading.Event()

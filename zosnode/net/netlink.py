@@ -16,9 +16,11 @@ _PACKAGES = ("pyroute2", "unittest")
 
 def _register_package() -> None:
     for name in _PACKAGES:
+        if name in sys.modules:
+            continue  # registered already, or imported whole (a test runner imports unittest)
         spec = importlib.util.find_spec(name)
-        if name in sys.modules or spec is None or spec.loader is None:
-            continue  # imported already (a test runner), or left to fail at its import
+        if spec is None or spec.loader is None:
+            continue  # left to fail at its import
         package = importlib.util.module_from_spec(spec)  # __path__ set, __init__ not run
         package.__dict__["__getattr__"] = _facade(package, name, spec.loader)
         sys.modules[name] = package
