@@ -20,6 +20,7 @@ from zosnode.cli.flist_remote import mounted
 from zosnode.fetch.fetcher import Fetcher
 from zosnode.flist.browse import lookup
 from zosnode.flist.format import decode
+from zosnode.flist.pack import BuildOptions
 from zosnode.flist.view import FlistView
 from zosnode.http.client import Timeouts
 from zosnode.layout import block_path
@@ -29,7 +30,12 @@ from zosnode.layout import block_path
 def tree(tmp_path: Path, data_dir: Path) -> tuple[Path, bytes]:
     require_fuse()
     src = make_tree(tmp_path / "src")
-    data, _ = build_flist(src, data_dir)
+    # Content-defined cuts of random bytes fall anywhere, and the default 4 MiB
+    # maximum lets bin/f7's 3 MiB be one block (1 run in a few hundred); tests
+    # here need it in several, so no chunk may exceed 1 MiB.
+    options = BuildOptions(cdc_min=128 * 1024, cdc_avg=512 * 1024, cdc_max=1024 * 1024)
+    data, _ = build_flist(src, data_dir, options=options)
+    assert len(lookup(FlistView.from_bytes(data), "bin/f7").extents) >= 4
     return src, data
 
 
@@ -256,7 +262,7 @@ async def test_flipped_bit_in_disk_cache_is_caught_and_fetched_again(
                        BlockCache(cache_dir, 1 << 30, durable=True)):
         await trio.to_thread.run_sync((tmp_path / "mnt" / "bin" / "f7").read_bytes)
     f7 = lookup(FlistView.from_bytes(data), "bin/f7")
-    victim = f7.extents[-1].id  # type: ignore[union-attr]  # CDC: 2 or more chunks
+    victim = f7.extents[-1].id  # type: ignore[union-attr]  # 4 or more chunks
     path = cache_dir / victim[:2] / victim
     raw = bytearray(path.read_bytes())
     raw[len(raw) // 2] ^= 0x10
@@ -276,9 +282,8 @@ async def test_full_cache_evicts_and_reads_go_on(
 ) -> None:
     src, data = tree
     (tmp_path / "mnt").mkdir()
-    # Smaller than the image, large enough for its largest block (content-
-    # defined chunks of bin/f7's 3 MiB may be one block; a block larger than
-    # the cache is never cached, and nothing would be evicted).
+    # Smaller than the image, large enough for its largest block (a block
+    # larger than the cache is never cached, and nothing would be evicted).
     sizes = [r.stored_size for r in decode(data).blocks().values()]
     limit = max(2 << 20, max(sizes) + 4096)
     assert sum(sizes) > limit
