@@ -9,15 +9,21 @@ from __future__ import annotations
 
 import os
 import sys
+from functools import partial
 from pathlib import Path
 
 import trio
 
+from tests.datapath.conftest import build_flist
+from tests.datapath.fuse import require_fuse
 from zosnode.agent import spare
 from zosnode.agent.boot.mounters import FuseChildMounter
+from zosnode.hub.service import RunningHub, run_hub
+from zosnode.hub.storage import LocalStorage
 from zosnode.mount.protocol import Ready, encode_report
 from zosnode.trust.manifest import FlistPin
 
+TOP = Path(__file__).resolve().parents[2]
 PIN = FlistPin(name="os", id="a" * 64, size=3, mount="/")
 
 
@@ -42,7 +48,7 @@ async def _serve_once(mounter: FuseChildMounter, tmp: Path) -> None:
 
 async def test_the_first_mount_takes_the_child_started_ahead(tmp_path: Path) -> None:
     command = _fake(tmp_path)
-    spare.start(command)
+    spare.spares[tuple(command)] = spare.spawn(command)
     with trio.fail_after(20):
         while not _pids(tmp_path):  # it runs before any request exists
             await trio.sleep(0.05)
@@ -68,7 +74,7 @@ async def test_the_first_mount_takes_the_child_started_ahead(tmp_path: Path) -> 
 async def test_a_spare_for_another_command_is_left_alone(tmp_path: Path) -> None:
     other = tmp_path / "other"
     other.mkdir()
-    spare.start(_fake(other))
+    spare.spares[tuple(_fake(other))] = spare.spawn(_fake(other))
     said: list[str] = []
     mounter = FuseChildMounter(_fake(tmp_path), mirrors=lambda: ["http://127.0.0.1:9"],
                                cache_dir=tmp_path / "blocks", say=said.append)
@@ -79,3 +85,40 @@ async def test_a_spare_for_another_command_is_left_alone(tmp_path: Path) -> None
     popen.kill()
     popen.wait()
     os.close(read_fd)
+
+
+async def _forked(tmp_path: Path, flist: bytes, fid: str, hub: str) -> list[str]:
+    (tmp_path / "flist").write_bytes(flist)
+    (tmp_path / "mnt").mkdir()
+    proc = await trio.run_process(
+        [sys.executable, "-m", "tests.boot.forked_spare", str(tmp_path / "flist"), fid, hub,
+         str(tmp_path / "mnt"), str(tmp_path / "cache")],
+        cwd=TOP, capture_stdout=True, capture_stderr=True, check=False)
+    assert proc.returncode == 0, proc.stderr.decode()
+    return proc.stdout.decode().splitlines()
+
+
+async def test_the_forked_spare_is_the_real_mount_child_and_is_reaped(tmp_path: Path) -> None:
+    # No FUSE needed: the child decodes the request and refuses the flist, typed.
+    lines = await _forked(tmp_path, b"not an flist", "b" * 64, "http://127.0.0.1:9")
+    kind, pid = lines[0].split()
+    assert kind == "Forked" and int(pid) != os.getpid()
+    assert lines[1:] == ["failed: flist", "reaped"]
+
+
+async def test_a_forked_spare_serves_a_real_mount(tmp_path: Path) -> None:
+    require_fuse()
+    src = tmp_path / "src"
+    (src / "etc").mkdir(parents=True)
+    (src / "etc" / "hostname").write_text("forked\n")
+    data = tmp_path / "data"
+    raw, fid = build_flist(src, data)
+    async with trio.open_nursery() as nursery:
+        running: RunningHub = await nursery.start(
+            partial(run_hub, LocalStorage(str(data)), "127.0.0.1:0"))
+        lines = await _forked(tmp_path, raw, fid, running.url)
+        running.server.shutdown()
+        nursery.cancel_scope.cancel()
+    assert lines[0].startswith("Forked ")
+    assert f"(pid {lines[0].split()[1]}), started ahead" in lines[1]
+    assert lines[2:] == ["forked", "reaped"]

@@ -170,7 +170,7 @@ def _run(args: argparse.Namespace, say: pid1.Say, is_init: bool) -> int:
         fuse = _fuse_command(args.mounts)
         say(f"flists: {'FUSE mounts' if fuse else 'verified extraction'}")
         if fuse:  # its start-up overlaps the network's bring-up
-            spare.start(fuse)
+            spare.fork(fuse)
         stage = BootStage(fuse, boot)
     options = bringup.Options(resolv_conf=args.resolv_conf,
                               on_waiting=stage.start if stage else None)

@@ -16,6 +16,7 @@ from zosnode.agent.services.allowlist import resolve_exec
 from zosnode.agent.services.errors import ExecRefused, SupervisorUsageError
 from zosnode.agent.services.machine import ServiceStatus, Supervisor
 from zosnode.agent.services.ring import OutputLines
+from zosnode.agent.spare import Child
 from zosnode.trust.manifest import ServiceSpec
 
 LineSink = Callable[[str, str], None]  # (service, line)
@@ -187,7 +188,7 @@ def _killpg(popen: subprocess.Popen[bytes], sig: signal.Signals) -> None:
             os.killpg(popen.pid, sig)
 
 
-async def wait_exit(popen: subprocess.Popen[bytes]) -> int:
+async def wait_exit(popen: Child) -> int:
     """Wait for the child without blocking trio: pidfd where the kernel has it, so we reap it
     within PID 1's reaper's grace period."""
     try:
