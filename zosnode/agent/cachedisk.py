@@ -33,18 +33,16 @@ MOUNTPOINT = Path("/run/zosnode-cache")
 # ext2/3/4 superblock: at byte 1024; magic 0xEF53 at +56, uuid at +104, label at +120.
 _SB, _MAGIC, _UUID, _NAME = 1024, 56, 104, 120
 # (offset, bytes, name) of signatures a disk in use carries near its start.
-_SIGNATURES = (
-    (510, b"\x55\xaa", "an MBR or boot sector"),
-    (512, b"EFI PART", "a GPT"),
-    (1080, b"\x53\xef", "an ext2/3/4 filesystem"),
-    (0, b"XFSB", "an XFS filesystem"),
-    (65600, b"_BHRfS_M", "a btrfs filesystem"),
-    (0, b"LUKS\xba\xbe", "a LUKS volume"),
-    (536, b"LVM2 001", "an LVM physical volume"),
-    (4086, b"SWAPSPACE2", "swap space"),
-    (4096, b"\xfc\x4e\x2b\xa9", "an md RAID member"),
-    (32769, b"CD001", "an ISO 9660 image"),
-)
+_SIGNATURES = ((510, b"\x55\xaa", "an MBR or boot sector"),
+               (512, b"EFI PART", "a GPT"),
+               (1080, b"\x53\xef", "an ext2/3/4 filesystem"),
+               (0, b"XFSB", "an XFS filesystem"),
+               (65600, b"_BHRfS_M", "a btrfs filesystem"),
+               (0, b"LUKS\xba\xbe", "a LUKS volume"),
+               (536, b"LVM2 001", "an LVM physical volume"),
+               (4086, b"SWAPSPACE2", "swap space"),
+               (4096, b"\xfc\x4e\x2b\xa9", "an md RAID member"),
+               (32769, b"CD001", "an ISO 9660 image"))
 
 
 
@@ -200,8 +198,7 @@ def open_cache(spec: str | None, format_device: str | None, configured_bytes: in
         why = {errno.EROFS: "read-only", errno.ENOSPC: "full"}.get(exc.errno or 0, "")
         libc().umount2(os.fsencode(mountpoint), 2)  # MNT_DETACH
         return f"{fs.device} is {why or 'unusable'}: {exc.strerror or exc}"
-    size = bound(configured_bytes, st.f_blocks * st.f_frsize)
-    return CacheDisk(fs, mountpoint, size)
+    return CacheDisk(fs, mountpoint, bound(configured_bytes, st.f_blocks * st.f_frsize))
 
 
 
@@ -215,7 +212,6 @@ def _read(path: Path) -> str:
 
 def hardware(cache_disk: str | None, sys_block: Path = Path("/sys/block"),
              meminfo: Path = Path("/proc/meminfo")) -> HardwareReport:
-    """CPUs, memory and every real disk (size, model, and whether the node writes it)."""
     mem = next((int(line.split()[1]) * 1024 for line in _read(meminfo).splitlines()
                 if line.startswith("MemTotal:")), 0)
     disks = []

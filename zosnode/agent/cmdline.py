@@ -12,13 +12,11 @@ _IFNAME = re.compile(r"[A-Za-z0-9_.:-]{1,15}")
 _CACHE = re.compile(r"auto|LABEL=[A-Za-z0-9_.-]{1,16}|UUID=[0-9a-fA-F-]{32,36}")
 _DEVICE = re.compile(r"/dev/[a-z][a-z0-9]{1,31}")  # a whole disk, by kernel name
 # zos.<key>=<text>: the Config field, the pattern a value must match, what a bad one is told.
-_TEXT_KEYS = {
-    "zos.farm": ("farm", _NAME, "want 1-64 of A-Z a-z 0-9 _ . -"),
-    "zos.channel": ("channel", _NAME, "want 1-64 of A-Z a-z 0-9 _ . -"),
-    "zos.net": ("net", _IFNAME, "not an interface name"),
-    "zos.cache": ("cache", _CACHE, "want auto, LABEL=<label> or UUID=<uuid>"),
-    "zos.cache.format": ("cache_format", _DEVICE, "want a disk as /dev/<name>"),
-}
+_TEXT_KEYS = {"zos.farm": ("farm", _NAME, "want 1-64 of A-Z a-z 0-9 _ . -"),
+              "zos.channel": ("channel", _NAME, "want 1-64 of A-Z a-z 0-9 _ . -"),
+              "zos.net": ("net", _IFNAME, "not an interface name"),
+              "zos.cache": ("cache", _CACHE, "want auto, LABEL=<label> or UUID=<uuid>"),
+              "zos.cache.format": ("cache_format", _DEVICE, "want a disk as /dev/<name>")}
 # A word: runs of non-space, a double-quoted run (closed or not) counting as non-space.
 _TOKEN = re.compile(r'(?:[^\s"]+|"[^"]*"?)+')
 _TRUST_KEYS = ("zos.root", "zos.key", "zos.keys", "zos.anchor", "zos.pubkey", "zos.floor")

@@ -40,15 +40,13 @@ class NodeStatus:
 def render(status: NodeStatus, now: float) -> str:
     """The status screen; `now`, on the errors' clock, gives their ages."""
     identity = f" ({status.identity})" if status.identity else ""
-    lines = [
-        "---- zosnode status ----",
-        f"node     {status.node_id or '-'}{identity}",
-        f"farm     {status.farm or '-'}   channel {status.channel or '-'}",
-        f"phase    {status.phase}",
-        f"network  {', '.join(status.addresses) or '-'}",
-        f"cache    {status.cache or '-'}",
-        f"release  {'none' if status.release is None else status.release}",
-    ]
+    lines = ["---- zosnode status ----",
+             f"node     {status.node_id or '-'}{identity}",
+             f"farm     {status.farm or '-'}   channel {status.channel or '-'}",
+             f"phase    {status.phase}",
+             f"network  {', '.join(status.addresses) or '-'}",
+             f"cache    {status.cache or '-'}",
+             f"release  {'none' if status.release is None else status.release}"]
     for s in status.services:
         extra = f" restarts={s.restarts}" if s.restarts else ""
         detail = f" ({s.detail})" if s.detail else ""
@@ -63,7 +61,6 @@ def render(status: NodeStatus, now: float) -> str:
 
 
 class StatusBoard:
-    """The current `NodeStatus`; every update wakes the console task."""
     def __init__(self, status: NodeStatus | None = None) -> None:
         self.status = status or NodeStatus()
         self.changed = trio.Event()

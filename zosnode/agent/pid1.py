@@ -11,7 +11,7 @@ import socket
 import sys
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import NoReturn, TextIO
 
@@ -45,13 +45,12 @@ def mount(source: str | Path, target: Path, fstype: str, flags: int, data: str =
     return 0
 
 
-PSEUDO_MOUNTS = (  # (source, target under the root, fstype, flags, data)
-    ("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, ""),
-    ("sysfs", "sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, ""),
-    ("devtmpfs", "dev", "devtmpfs", MS_NOSUID, "mode=0755"),
-    ("tmpfs", "run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755"),
-    ("tmpfs", "var/lib/zosnode", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700"),
-)
+# (source, target under the root, fstype, flags, data)
+PSEUDO_MOUNTS = (("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, ""),
+                 ("sysfs", "sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, ""),
+                 ("devtmpfs", "dev", "devtmpfs", MS_NOSUID, "mode=0755"),
+                 ("tmpfs", "run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755"),
+                 ("tmpfs", "var/lib/zosnode", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700"))
 
 
 def mount_pseudo(root: Path, say: Say) -> None:
@@ -69,7 +68,7 @@ def _norm(name: str) -> str:
     return re.sub(r"\.ko(\.xz|\.zst|\.gz)?$", "", name.rsplit("/", 1)[-1]).replace("-", "_")
 
 
-def module_order(modules_dep: str, wanted: Iterable[str]) -> tuple[list[str], list[str]]:
+def module_order(modules_dep: str, wanted: Sequence[str]) -> tuple[list[str], list[str]]:
     """Paths to load, dependencies first (modules.dep: `path: dep1 dep2 ...`), names not found."""
     deps: dict[str, tuple[str, list[str]]] = {}
     for line in modules_dep.splitlines():
@@ -78,7 +77,7 @@ def module_order(modules_dep: str, wanted: Iterable[str]) -> tuple[list[str], li
             deps[_norm(path)] = (path.strip(), rest.split())
     order: list[str] = []
     seen: set[str] = set()
-    missing: list[str] = []
+    missing = [want for want in wanted if _norm(want) not in deps]
 
     def visit(name: str, depth: int) -> None:
         if name in seen or depth > 64:
@@ -91,11 +90,8 @@ def module_order(modules_dep: str, wanted: Iterable[str]) -> tuple[list[str], li
         order.append(path)
 
     for want in wanted:
-        key = _norm(want)
-        if key not in deps:
-            missing.append(want)
-        else:
-            visit(key, 0)
+        if _norm(want) in deps:
+            visit(_norm(want), 0)
     return order, missing
 
 

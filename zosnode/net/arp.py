@@ -3,8 +3,6 @@ lease, a static address, a rogue)? Probes carry sender IP 0.0.0.0: no neighbour 
 RFC 5227 §1.1 times probes for busy Wi-Fi (up to 7 s); a wired segment answers in milliseconds
 and a node without a network is useless, so each interval is a tenth (0.4 to 0.7 s in all)."""
 
-from __future__ import annotations
-
 import ipaddress
 import random
 import struct

@@ -1,8 +1,6 @@
 """Every socket listening on a non-loopback address, with its pids: the firewall drops inbound
 traffic, but a process that would accept it is a mistake to see before it matters."""
 
-from __future__ import annotations
-
 import glob
 import ipaddress
 import os
@@ -71,7 +69,6 @@ def _owners() -> dict[int, set[int]]:
 
 
 def scan() -> list[Finding]:
-    """Findings for this process's network namespace, with owning pids."""
     found: list[Finding] = []
     for proto in PROTOCOLS:
         try:

@@ -2,8 +2,6 @@
 wiring on every boot (docs/network-bringup.md): the pinned NIC only (`zos.net=`), leased
 NICs only, then one a hub answered through, then one with a gateway, then the lowest name."""
 
-from __future__ import annotations
-
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
@@ -52,8 +50,7 @@ def preferred(carrier: Iterable[str]) -> str | None:
     return min(carrier, key=str.encode, default=None)
 
 
-def decided(leased: Collection[str], carrier: Collection[str],
-            preferred_reaches_hub: bool) -> bool:
+def decided(leased: Collection[str], carrier: Collection[str], preferred_reaches_hub: bool) -> bool:
     """Whether more leases could no longer change `choose`'s answer (the settle wait ends).
     A NIC without carrier cannot lease, so it is not waited for (the next re-choice takes it)."""
     return set(carrier) <= set(leased) or preferred_reaches_hub

@@ -2,8 +2,6 @@
 an unusable OFFER is ignored; an unusable ACK, or one whose address another host answers for
 (RFC 2131 §3.1 step 5), is declined."""
 
-from __future__ import annotations
-
 import ipaddress
 import random
 from dataclasses import dataclass, field
@@ -35,8 +33,7 @@ class State(Enum):
     REBINDING = "rebinding"
 
 
-# States in which a REQUEST is out and an ACK or NAK is awaited.
-_REQUESTED = frozenset({State.REQUESTING, State.REBOOTING, State.RENEWING, State.REBINDING})
+_AWAITING_ACK = frozenset({State.REQUESTING, State.REBOOTING, State.RENEWING, State.REBINDING})
 
 
 @dataclass(frozen=True)
@@ -96,8 +93,7 @@ class Lease(Terms):
     def search_domains(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(((self.domain,) if self.domain else ()) + self.search))
 
-    def same_terms(self, other: Lease) -> bool:
-        """Whether a renewal keeps all the node configured from this lease."""
+    def same_terms(self, other: "Lease") -> bool:
         keys = ("address", "prefixlen", "routers", "routes", "dns", "domain", "search")
         return all(getattr(self, k) == getattr(other, k) for k in keys)
 
@@ -205,12 +201,11 @@ class DhcpClient:
         return self._send_request(now)
 
     def receive(self, data: bytes, now: float) -> list[Event]:
-        """A datagram arrived on port 68. Anything not for us is dropped silently."""
         try:
             msg = wire.decode(data)
         except PacketError as exc:
             if wire.peek(data) == (self._xid, self.mac) and (
-                    self.state is State.SELECTING or self.state in _REQUESTED):
+                    self.state is State.SELECTING or self.state in _AWAITING_ACK):
                 return [Refused("reply", str(exc).removeprefix("dhcp: "))]
             return []
         if msg.op != wire.BOOTREPLY or msg.xid != self._xid or msg.chaddr != self.mac:
@@ -218,7 +213,7 @@ class DhcpClient:
         kind = msg.msg_type
         if kind is MsgType.OFFER and self.state is State.SELECTING:
             return self._on_offer(msg, now)
-        if kind in (MsgType.ACK, MsgType.NAK) and self.state in _REQUESTED:
+        if kind in (MsgType.ACK, MsgType.NAK) and self.state in _AWAITING_ACK:
             return (self._on_ack if kind is MsgType.ACK else self._on_nak)(msg, now)
         return [Refused(_what(msg), f"not expected while {self.state.value}")]
 
@@ -321,10 +316,9 @@ class DhcpClient:
 
     def _on_ack(self, msg: Message, now: float) -> list[Event]:
         server = msg.addr(Opt.SERVER_ID)
-        if self.state is State.REQUESTING:
-            assert self._terms is not None
-            if server != self._terms.server:
-                return [Refused(_what(msg), f"we asked {self._terms.server}")]
+        asked = self._terms if self.state is State.REQUESTING else None
+        if asked is not None and server != asked.server:
+            return [Refused(_what(msg), f"we asked {asked.server}")]
         try:
             terms = lease_check.check(msg)
         except PacketError as exc:
@@ -344,7 +338,6 @@ class DhcpClient:
         return out + [Probe(terms.address)]
 
     def _decline(self, address: str, server: str, reason: str, now: float) -> list[Event]:
-        """DHCPDECLINE, then discovery again after a wait that doubles in a row."""
         opts = ((Opt.MESSAGE_TYPE, bytes((MsgType.DECLINE,))),
                 (Opt.REQUESTED_IP, _packed(address)), (Opt.SERVER_ID, _packed(server)),
                 (Opt.CLIENT_ID, b"\x01" + self.mac))

@@ -2,8 +2,6 @@
 under a rate limit, and a UDP socket on port 68 bound to the NIC (SO_BINDTODEVICE), which gets
 broadcast replies before the NIC has an address and unicast ones to renewals after."""
 
-from __future__ import annotations
-
 import errno
 import math
 import random
@@ -45,7 +43,6 @@ class NicControl:
 
 
 def _carrier(links: Links, nic: Nic, say: Say) -> bool:
-    """A NIC the kernel cannot report on (unplugged, renamed) has no carrier."""
     try:
         return links.carrier(nic)
     except NetSystemError as exc:

@@ -1,8 +1,6 @@
 """DHCPv4 messages (RFC 2131/2132), no sockets: every malformed packet is a PacketError
 (pyroute2's codec accepts a truncated option list and raises untyped errors on hostile input)."""
 
-from __future__ import annotations
-
 import ipaddress
 import struct
 from dataclasses import dataclass, field
@@ -123,13 +121,12 @@ def classless_routes(raw: bytes) -> tuple[Route, ...]:
         if end > len(raw):
             raise PacketError("dhcp: classless static route runs past the option")
         dest = raw[i + 1:i + 1 + significant] + bytes(4 - significant)
-        gateway = raw[i + 1 + significant:end]
         try:
             net = ipaddress.IPv4Network((dest, width))
         except ValueError:
             raise PacketError(f"dhcp: classless static route {ipaddress.IPv4Address(dest)}/"
                               f"{width} has host bits set") from None
-        gw = ipaddress.IPv4Address(gateway)
+        gw = ipaddress.IPv4Address(raw[i + 1 + significant:end])
         out.append(Route(str(net), None if gw.is_unspecified else str(gw)))
         i = end
     return tuple(out)
@@ -147,7 +144,6 @@ def domain_search(raw: bytes) -> tuple[str, ...]:
 
 
 def _dns_name(raw: bytes, start: int) -> tuple[list[str], int]:
-    """The labels of the name at `start`, and where the next name begins."""
     labels: list[str] = []
     pos, resume, floor = start, None, start
     wire_len = 0

@@ -1,7 +1,5 @@
 """Errors of the network layer: ours versus the peer's."""
 
-from __future__ import annotations
-
 from zosnode.errors import UsageError, ZosError
 
 

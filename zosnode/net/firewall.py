@@ -5,8 +5,6 @@ allowed. A drop in any base chain is final while an accept only ends its own cha
 table can open a hole in ours: drift is checked on ours alone. Re-applying adds a fresh table
 before deleting the old one: never unfiltered in between."""
 
-from __future__ import annotations
-
 import hashlib
 import socket
 from collections.abc import Sequence
@@ -58,8 +56,7 @@ def input_rules() -> list[list[Expr]]:
     rules = [
         _meta(_META_IIF, _LOOPBACK_IFINDEX.to_bytes(4, "little")),
         [_genex("ct", key=_CT_STATE, dreg=1),  # replies to our connections
-         _genex("bitwise", sreg=1, dreg=1, len=4, mask=_value(established),
-                xor=_value(bytes(4))),
+         _genex("bitwise", sreg=1, dreg=1, len=4, mask=_value(established), xor=_value(bytes(4))),
          _cmp(bytes(4), _CMP_NEQ)],
         [*_meta(_META_NFPROTO, bytes((socket.AF_INET,))),  # DHCPv4 replies
          *_meta(_META_L4PROTO, bytes((socket.IPPROTO_UDP,))),

@@ -2,8 +2,6 @@
 kernel would refuse, or what would hurt the node or its neighbours, is refused here before it
 reaches netlink (docs/network-bringup.md)."""
 
-from __future__ import annotations
-
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -86,12 +84,10 @@ def check(msg: Message) -> Terms:
                                                  or a.is_reserved)],
                 MAX_DNS, notes, "dns", "servers", "unusable")
     raw = msg.get(Opt.DOMAIN_NAME)  # some servers NUL-terminate it
-    domain = None if raw is None else _name_ok(raw.rstrip(b"\x00").decode("latin-1"),
-                                                "domain name")
+    domain = None if raw is None else _name_ok(raw.rstrip(b"\x00").decode("latin-1"), "domain name")
     raw = msg.get(Opt.DOMAIN_SEARCH) or b""  # no names in an absent or empty option
     names = [_name_ok(n, "domain search name") for n in wire.domain_search(raw)]
-    search = _kept(names, [n for n in names if n], MAX_SEARCH, notes, "search", "domains",
-                   "empty")
+    search = _kept(names, [n for n in names if n], MAX_SEARCH, notes, "search", "domains", "empty")
     lease_s = _u32(msg, Opt.LEASE_TIME, "lease time")
     if kind is MsgType.ACK and lease_s is None:
         raise Refusal("ACK without a lease time")
@@ -174,8 +170,7 @@ def _gateway_ok(gw: IPv4, addr: IPv4, subnet: ipaddress.IPv4Network,
         if subnet.prefixlen <= 30 and gw in (subnet.network_address, subnet.broadcast_address):
             raise Refusal(f"{what} {gw} is the network or broadcast address of {subnet}")
     elif not any(gw in net for net in on_link):
-        raise Refusal(f"{what} {gw} is outside {subnet} and no classless static route "
-                      "reaches it")
+        raise Refusal(f"{what} {gw} is outside {subnet} and no classless static route reaches it")
 
 
 def _name_ok(text: str, what: str) -> str:
@@ -192,6 +187,5 @@ def _name_ok(text: str, what: str) -> str:
             raise Refusal(f"{what} has a label of {len(label)} bytes (at most {MAX_LABEL})")
         if not all(c.isascii() and (c.isalnum() or c in "-_") for c in label):
             shown = repr(name[:40] + ("..." if len(name) > 40 else ""))  # safe for one line
-            raise Refusal(f"{what} {shown} has characters outside letters, digits, "
-                          "'-' and '_'")
+            raise Refusal(f"{what} {shown} has characters outside letters, digits, '-' and '_'")
     return name

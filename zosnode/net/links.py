@@ -1,8 +1,6 @@
 """Links, addresses, routes (netlink), SLAAC sysctls and resolv.conf. Netlink calls answer in
 microseconds, so they run inline on the trio thread: nothing here waits on the network."""
 
-from __future__ import annotations
-
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass

@@ -2,8 +2,6 @@
 the segment can make the node refuse packets as fast as the link carries them. The first `burst`
 lines of a fixed window are shown, the rest counted in one line after it."""
 
-from __future__ import annotations
-
 from dataclasses import dataclass
 
 from zosnode.net.errors import NetUsageError

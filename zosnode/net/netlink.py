@@ -4,8 +4,6 @@ of RSS, and its iprsocket's `from unittest import mock` (one Mock in a class bod
 unittest's test runner, argparse and difflib. So both packages are registered without running
 their `__init__`; a non-module attribute runs it (PEP 562)."""
 
-from __future__ import annotations
-
 import importlib
 import importlib.util
 import sys

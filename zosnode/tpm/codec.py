@@ -23,33 +23,26 @@ KEY_ATTRIBUTES = 0x2 | 0x10 | 0x20 | 0x40 | 0x400 | 0x40000
 KEY_UNIQUE = hashlib.sha256(b"zosnode node identity key v1").digest()
 PW_SESSION = struct.pack(">IHBH", RS_PW, 0, 0, 0)  # handle, no nonce, attributes, no password
 
-_FMT1 = {
-    0x01: "ASYMMETRIC", 0x02: "ATTRIBUTES", 0x03: "HASH", 0x04: "VALUE", 0x05: "HIERARCHY",
-    0x07: "KEY_SIZE", 0x08: "MGF", 0x09: "MODE", 0x0A: "TYPE", 0x0B: "HANDLE", 0x0C: "KDF",
-    0x0D: "RANGE", 0x0E: "AUTH_FAIL", 0x0F: "NONCE", 0x10: "PP", 0x12: "SCHEME",
-    0x15: "SIZE", 0x16: "SYMMETRIC", 0x17: "TAG", 0x18: "SELECTOR", 0x1A: "INSUFFICIENT",
-    0x1B: "SIGNATURE", 0x1C: "KEY", 0x1D: "POLICY_FAIL", 0x1F: "INTEGRITY", 0x20: "TICKET",
-    0x21: "RESERVED_BITS", 0x22: "BAD_AUTH", 0x23: "EXPIRED", 0x24: "POLICY_CC",
-    0x25: "BINDING", 0x26: "CURVE", 0x27: "ECC_POINT",
-}
-_VER1 = {
-    0x00: "INITIALIZE", 0x01: "FAILURE", 0x03: "SEQUENCE", 0x0B: "PRIVATE", 0x19: "HMAC",
-    0x20: "DISABLED", 0x21: "EXCLUSIVE", 0x24: "AUTH_TYPE", 0x25: "AUTH_MISSING",
-    0x26: "POLICY", 0x27: "PCR", 0x28: "PCR_CHANGED", 0x2D: "UPGRADE",
-    0x2E: "TOO_MANY_CONTEXTS", 0x2F: "AUTH_UNAVAILABLE", 0x30: "REBOOT", 0x31: "UNBALANCED",
-    0x42: "COMMAND_SIZE", 0x43: "COMMAND_CODE", 0x44: "AUTHSIZE", 0x45: "AUTH_CONTEXT",
-    0x46: "NV_RANGE", 0x47: "NV_SIZE", 0x48: "NV_LOCKED", 0x49: "NV_AUTHORIZATION",
-    0x4A: "NV_UNINITIALIZED", 0x4B: "NV_SPACE", 0x4C: "NV_DEFINED", 0x50: "BAD_CONTEXT",
-    0x51: "CPHASH", 0x52: "PARENT", 0x53: "NEEDS_TEST", 0x54: "NO_RESULT", 0x55: "SENSITIVE",
-}
-_WARN = {
-    0x01: "CONTEXT_GAP", 0x02: "OBJECT_MEMORY", 0x03: "SESSION_MEMORY", 0x04: "MEMORY",
-    0x05: "SESSION_HANDLES", 0x06: "OBJECT_HANDLES", 0x07: "LOCALITY", 0x08: "YIELDED",
-    0x09: "CANCELED", 0x0A: "TESTING", 0x20: "NV_RATE", 0x21: "LOCKOUT", 0x22: "RETRY",
-    0x23: "NV_UNAVAILABLE",
-    **{0x10 + i: f"REFERENCE_H{i}" for i in range(7)},
-    **{0x18 + i: f"REFERENCE_S{i}" for i in range(7)},
-}
+_FMT1 = {0x01: "ASYMMETRIC", 0x02: "ATTRIBUTES", 0x03: "HASH", 0x04: "VALUE", 0x05: "HIERARCHY",
+         0x07: "KEY_SIZE", 0x08: "MGF", 0x09: "MODE", 0x0A: "TYPE", 0x0B: "HANDLE", 0x0C: "KDF",
+         0x0D: "RANGE", 0x0E: "AUTH_FAIL", 0x0F: "NONCE", 0x10: "PP", 0x12: "SCHEME", 0x15: "SIZE",
+         0x16: "SYMMETRIC", 0x17: "TAG", 0x18: "SELECTOR", 0x1A: "INSUFFICIENT", 0x1B: "SIGNATURE",
+         0x1C: "KEY", 0x1D: "POLICY_FAIL", 0x1F: "INTEGRITY", 0x20: "TICKET", 0x21: "RESERVED_BITS",
+         0x22: "BAD_AUTH", 0x23: "EXPIRED", 0x24: "POLICY_CC", 0x25: "BINDING", 0x26: "CURVE",
+         0x27: "ECC_POINT"}
+_VER1 = {0x00: "INITIALIZE", 0x01: "FAILURE", 0x03: "SEQUENCE", 0x0B: "PRIVATE", 0x19: "HMAC",
+         0x20: "DISABLED", 0x21: "EXCLUSIVE", 0x24: "AUTH_TYPE", 0x25: "AUTH_MISSING",
+         0x26: "POLICY", 0x27: "PCR", 0x28: "PCR_CHANGED", 0x2D: "UPGRADE",
+         0x2E: "TOO_MANY_CONTEXTS", 0x2F: "AUTH_UNAVAILABLE", 0x30: "REBOOT", 0x31: "UNBALANCED",
+         0x42: "COMMAND_SIZE", 0x43: "COMMAND_CODE", 0x44: "AUTHSIZE", 0x45: "AUTH_CONTEXT",
+         0x46: "NV_RANGE", 0x47: "NV_SIZE", 0x48: "NV_LOCKED", 0x49: "NV_AUTHORIZATION",
+         0x4A: "NV_UNINITIALIZED", 0x4B: "NV_SPACE", 0x4C: "NV_DEFINED", 0x50: "BAD_CONTEXT",
+         0x51: "CPHASH", 0x52: "PARENT", 0x53: "NEEDS_TEST", 0x54: "NO_RESULT", 0x55: "SENSITIVE"}
+_WARN = {0x01: "CONTEXT_GAP", 0x02: "OBJECT_MEMORY", 0x03: "SESSION_MEMORY", 0x04: "MEMORY",
+         0x05: "SESSION_HANDLES", 0x06: "OBJECT_HANDLES", 0x07: "LOCALITY", 0x08: "YIELDED",
+         0x09: "CANCELED", 0x0A: "TESTING", 0x20: "NV_RATE", 0x21: "LOCKOUT", 0x22: "RETRY",
+         0x23: "NV_UNAVAILABLE", **{0x10 + i: f"REFERENCE_H{i}" for i in range(7)},
+         **{0x18 + i: f"REFERENCE_S{i}" for i in range(7)}}
 RETRYABLE = frozenset({0x908, 0x90A, 0x922})  # YIELDED, TESTING, RETRY: send the command again
 
 
@@ -69,12 +62,10 @@ def rc_name(rc: int) -> str:
         return f"TPM 1.2 code 0x{rc:x}"
     if rc & 0x400:
         return f"vendor code 0x{rc:x}"
-    table = _WARN if rc & 0x800 else _VER1
-    return "TPM_RC_" + table.get(rc & 0x7F, f"0x{rc:03x}")
+    return "TPM_RC_" + (_WARN if rc & 0x800 else _VER1).get(rc & 0x7F, f"0x{rc:03x}")
 
 
 def _b(data: bytes, limit: int = 0xFFFF) -> bytes:
-    """A TPM2B: a 16-bit size, then the bytes."""
     if len(data) > limit:
         raise TpmUsageError(f"a TPM2B of {len(data)} bytes exceeds its limit of {limit}")
     return struct.pack(">H", len(data)) + data
@@ -173,7 +164,6 @@ def parse_create_primary(data: bytes) -> Primary:
 
 
 def hmac(handle: int, data: bytes) -> bytes:
-    """TPM2_HMAC of `data` (at most MAX_BUFFER bytes) with the key at `handle`."""
     params = _b(data, MAX_BUFFER) + struct.pack(">H", ALG_SHA256)
     return _command(CC_HMAC, (_handle(handle),), params, auth=True)
 

@@ -26,8 +26,6 @@ class Transport(Protocol):
 
 
 class Device:
-    """A TPM character device: one write of the command, one read of the response."""
-
     def __init__(self, path: Path = TPM_DEVICE) -> None:
         try:
             # Non-blocking: the kernel runs the command in the background; poll() bounds the wait.
@@ -54,7 +52,6 @@ class Device:
 
 def call(tpm: Transport, command: bytes, parse: Callable[[bytes], T],
          timeout_s: float = TIMEOUT_S) -> T:
-    """One command and its parsed response, sent again on a retry warning."""
     for attempt in range(RETRIES + 1):
         try:
             return parse(tpm.transact(command, timeout_s))

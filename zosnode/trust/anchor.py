@@ -38,7 +38,6 @@ def decode(data: bytes) -> Anchor:
 
 
 def load_embedded() -> Anchor | None:
-    """The anchor inside the running artifact, or None when not run from one."""
     try:
         data = pkgutil.get_data("zosnode.trust", "anchor.cbor")
     except OSError:

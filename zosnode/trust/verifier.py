@@ -27,8 +27,6 @@ def effective_now(clock: int, anchor: "Anchor") -> int:
 
 @dataclass(frozen=True)
 class Verified:
-    """A manifest that passed every check, with the exact bytes that did."""
-
     manifest: Manifest
     data: bytes
     signers: frozenset[str]

@@ -84,7 +84,6 @@ _OPTIONAL: dict[str, object] = {"secure_boot": "unknown", "identity_source": "un
 
 
 def _plain(value: Any) -> Any:
-    """A report as data for CBOR: a dataclass as the map of its fields, tuples as arrays."""
     if is_dataclass(value):
         return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
     if isinstance(value, tuple):

@@ -147,9 +147,8 @@ class Node:
             refresh.received(root)
         now = effective_now(int(time.time()), self.anchor)
         refresh.finish(now)
-        return self.verifier.verify_manifest(
-            data, channel=self.settings.channel, now=now,
-            agent_version=self.settings.agent_version).manifest
+        return self.verifier.verify_manifest(data, channel=self.settings.channel, now=now,
+                                             agent_version=self.settings.agent_version).manifest
 
     async def _boot(self) -> tuple[Release, str | None]:
         """Until a verified manifest's release runs: it, with None or why it is not ready."""
@@ -305,7 +304,6 @@ class Node:
         if self.network.last_refusal is not None:
             found["dhcp"] = refusal("dhcp", *self.network.last_refusal)
         if incidents := self.hubs.fetcher.health.incidents:
-            # The last wrong copy a hub or mirror served the fetcher, in wall time.
             last = incidents[-1]
             found["mirror"] = refusal(
                 "mirror", f"{last.mirror} served a wrong copy of {last.object_id}",

@@ -18,8 +18,6 @@ _DEAD_END = frozenset({State.FAILED, State.REFUSED, State.BLOCKED})
 
 @dataclass(frozen=True)
 class ServiceStatus:
-    """A snapshot of one service, for the console and the heartbeat."""
-
     name: str
     state: State
     oneshot: bool
@@ -45,7 +43,6 @@ class _Svc:
 
 
 def restart_delay_ms(spec: ServiceSpec, failures: int) -> int:
-    """The wait before restart number `failures` (1-based) of a crashing service."""
     if failures < 1:
         raise SupervisorUsageError("failures counts from 1")
     return min(spec.restart_initial_ms << min(failures - 1, 48), spec.restart_max_ms)
@@ -161,14 +158,13 @@ class Supervisor:
         return self._out
 
     def _on_spawned(self, svc: _Svc, ev: events.Spawned) -> None:
-        if svc.state is State.STOPPING:
-            # The stop raced the spawn: the signal went nowhere, send it again.
-            svc.pid = ev.pid
-            self._out.append(events.Signal(svc.spec.name, svc.run, svc.spec.stop_signal))
-            return
-        if svc.state is not State.STARTING:
+        if svc.state not in (State.STARTING, State.STOPPING):
             return
         svc.pid = ev.pid
+        if svc.state is State.STOPPING:
+            # The stop raced the spawn: the signal went nowhere, send it again.
+            self._out.append(events.Signal(svc.spec.name, svc.run, svc.spec.stop_signal))
+            return
         svc.started_at = self._now
         if svc.spec.oneshot:
             self._set(svc, State.RUNNING, f"pid {ev.pid}")

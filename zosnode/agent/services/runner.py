@@ -53,7 +53,6 @@ class ServiceRunner:
         return self._sup.dead_ends
 
     async def wait_settled(self) -> bool:
-        """True once every service is up; False as soon as one never will be."""
         while True:
             if self._sup.dead_ends:
                 return False
