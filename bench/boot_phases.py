@@ -9,8 +9,10 @@ stops QEMU). Phase boundaries are the first console line of each stage, seen
 by polling the serial log every 20 ms (host wall clock from QEMU start).
 Runs alternate node and floor; medians are reported, and their ratio.
 
-Usage: python3 bench/boot_phases.py [--runs 3] [--tree DIR]
+Usage: python3 bench/boot_phases.py [--runs 3] [--tree DIR] [--trace DIR] [--smp N]
   --tree: build the artifact from another checkout (default: this one)
+  --trace: write each node run's console there, every line stamped with the
+    seconds from QEMU start at which it appeared (polled every 20 ms)
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -72,6 +75,28 @@ def timeline(vm: qemu.Vm, phases: tuple[tuple[str, str], ...], limit_s: float) -
     return marks
 
 
+class Stamper(threading.Thread):
+    """Stamps each console line with when it first appeared, until `stop` is set."""
+
+    def __init__(self, vm: qemu.Vm, out: Path) -> None:
+        super().__init__(daemon=True)
+        self.vm, self.out, self.stop = vm, out, threading.Event()
+
+    def run(self) -> None:
+        seen, lines = 0, []
+        while True:
+            stopping = self.stop.is_set()
+            text = self.vm.text()
+            done = text.rfind("\n") + 1
+            now = time.monotonic() - self.vm.started
+            lines += [f"{now:8.3f} {line}" for line in text[seen:done].splitlines()]
+            seen = done
+            if stopping:
+                break
+            time.sleep(0.02)
+        self.out.write_text("\n".join(lines) + "\n")
+
+
 def build_zipapp(tree: Path, out: Path, anchor: Path) -> Path:
     subprocess.run([sys.executable, str(tree / "build_zipapp.py"), "--python", NODE_PYTHON,
                     "-o", str(out), "--wheelhouse", str(TOP / "build/wheels"),
@@ -91,6 +116,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--tree", type=Path, default=TOP)
+    ap.add_argument("--trace", type=Path)
+    ap.add_argument("--smp", type=int, default=1)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="zosnode-bench-phases-") as tmp:
         work = Path(tmp)
@@ -123,11 +150,19 @@ def main() -> int:
                     script.write_text(scripts[channel])
                     console = work / f"console-{channel}-{i}.log"
                     argv = (qemu.base_argv(console, memory_mb=1024) + qemu.tap_nic_argv(TAP)
-                            + ["-boot", "n"])
+                            + ["-boot", "n", "-smp", str(args.smp)])
                     with qemu.vm(qemu.nsexec_argv(lab.ns, argv), console, 300) as vm:
+                        stamper = None
+                        if args.trace and channel == demo_os.CHANNEL:
+                            args.trace.mkdir(parents=True, exist_ok=True)
+                            stamper = Stamper(vm, args.trace / f"node-{i}.log")
+                            stamper.start()
                         runs.append(timeline(vm, phases, 240))
                         if channel == demo_os.CHANNEL:
                             _agent_report(vm, memory, agent_lines)
+                        if stamper:
+                            stamper.stop.set()
+                            stamper.join()
     print(f"{args.runs} runs each, medians; node initramfs {sizes[demo_os.CHANNEL]} bytes, "
           f"floor initramfs {sizes['floor']} bytes")
     _report("node (QEMU start to ready)", NODE_PHASES, node_runs)

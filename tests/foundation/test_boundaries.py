@@ -234,6 +234,18 @@ def test_audit_tcb_lists_what_the_node_imports() -> None:
     assert {r["module"] for r in rows} == walked
 
 
+# Issue 12's bound on what a node runs of ours: a change that adds to the node pays for it.
+TCB_CAP = 8000
+
+
+def test_the_trusted_code_base_stays_within_its_cap() -> None:
+    report = _tcb()
+    total = report["total_lines"]
+    assert isinstance(total, int) and total <= TCB_CAP, (
+        f"the trusted code base is {total} lines, over its cap of {TCB_CAP}: cut as much as "
+        "was added (`zosnode audit --tcb` lists the modules by size)")
+
+
 def test_audit_tcb_text_puts_the_total_first() -> None:
     proc = subprocess.run([sys.executable, "-m", "zosnode", "audit", "--tcb"], cwd=TOP,
                           capture_output=True, text=True, timeout=300)
