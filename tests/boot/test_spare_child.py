@@ -1,14 +1,17 @@
 """The FUSE mount child started ahead of its request (`zosnode.agent.spare`).
 
-The agent starts one child before the network is up, so its interpreter start
-and imports overlap DHCP; the first mount hands its request to that child.
-A fake child here records when it started and answers `Ready`.
+The agent starts one child before the network is up, so its start overlaps
+DHCP; the first mount hands its request to that child. A node forks it
+(`spare.fork`: the real mount child, run by a script here because pytest's
+process has threads); `spare.spawn` starts any command, and a fake child
+here records when it started and answers `Ready`.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import threading
 from functools import partial
 from pathlib import Path
 
@@ -122,3 +125,17 @@ async def test_a_forked_spare_serves_a_real_mount(tmp_path: Path) -> None:
     assert lines[0].startswith("Forked ")
     assert f"(pid {lines[0].split()[1]}), started ahead" in lines[1]
     assert lines[2:] == ["forked", "reaped"]
+
+
+def test_no_fork_once_the_agent_has_a_second_thread() -> None:
+    # A fork copies only the calling thread: with another running, the first mount starts its own.
+    command = ["never-forked"]
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        spare.fork(command)
+    finally:
+        release.set()
+        other.join()
+    assert tuple(command) not in spare.spares
