@@ -13,6 +13,7 @@ Usage: python3 bench/boot_phases.py [--runs 3] [--tree DIR] [--trace DIR] [--smp
   --tree: build the artifact from another checkout (default: this one)
   --trace: write each node run's console there, every line stamped with the
     seconds from QEMU start at which it appeared (polled every 20 ms)
+  --smp: vCPUs of both VMs (default 1; QEMU's TCG runs one host thread per vCPU)
 """
 
 from __future__ import annotations

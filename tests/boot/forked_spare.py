@@ -30,7 +30,7 @@ async def main(raw: bytes, pin: FlistPin, hub: str, where: Path, cache: Path) ->
             print(await trio.to_thread.run_sync((where / "etc" / "hostname").read_text), end="")
             nursery.cancel_scope.cancel()
     except* MountChildFailed as group:
-        print(f"failed: {group.exceptions[0].kind.value}")  # type: ignore[attr-defined]
+        print(f"failed: {group.exceptions[0].kind.value}")
     try:
         os.kill(child.pid, 0)
     except ProcessLookupError:

@@ -66,16 +66,18 @@ def fork(command: Sequence[str]) -> None:
     copies no other) and hold no secret; the first mount takes it, or starts its own."""
     if threading.active_count() > 1:
         return
-    read_fd, write_fd = os.pipe()
-    request_r, request_w = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
+    fds: list[int] = []
     try:
+        fds += os.pipe()  # the report pipe, then the request pipe
+        fds += os.pipe()
         pid = os.fork()
     except OSError:  # the first mount starts its own, and reports why it cannot
-        for fd in (read_fd, write_fd, request_r, request_w):
+        for fd in fds:
             os.close(fd)
         return
+    read_fd, write_fd, request_r, request_w = fds
     if pid == 0:  # the child: what exec would leave, fds 0-2 and the report pipe
         code = 1
         try:
