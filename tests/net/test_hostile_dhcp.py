@@ -63,6 +63,12 @@ BAD: list[tuple[str, dict[str, object], str]] = [
 ]
 
 
+def other_mac(mac: str) -> str:
+    """Another unicast MAC than `mac` (hex, no colons). "02" + mac[2:] was the node's own
+    whenever the kernel's random veth MAC began 02 (1 in 64: CI once took the offer as ours)."""
+    return f"{int(mac[:2], 16) ^ 0x04:02x}" + mac[2:]
+
+
 def assert_nothing_configured(ns: str) -> None:
     assert addresses(ns, "eth0") == []
     assert main_routes(ns) == []
@@ -81,7 +87,7 @@ def test_bad_offers_ignored_each_with_its_reason(lan: Lan, node_ns: str, start_n
     bad = [reply("OFFER", **kw) for _, kw, _ in classes]  # type: ignore[arg-type]
     # Good offers that are not ours: another transaction, another MAC, and garbage.
     strays = [reply("OFFER", "10.77.0.98", xid_delta=1),
-              reply("OFFER", "10.77.0.99", chaddr="02" + mac[2:]),
+              reply("OFFER", "10.77.0.99", chaddr=other_mac(mac)),
               reply("OFFER", "10.77.0.97", truncate=250)]
     # The sound lease at the end has more DNS servers than glibc reads, and a search list.
     dns = ("10.77.0.1", "10.77.0.2", "0.0.0.0", "10.77.0.3", "10.77.0.4")
@@ -154,7 +160,7 @@ def test_nak_floods_and_stray_replies(lan: Lan, node_ns: str, start_node: Start)
     ours = reply("NAK", count=50)
     others = reply("NAK", server="10.77.0.2", count=50)
     strays = [reply("ACK", "10.77.0.90", xid_delta=7, count=20),
-              reply("ACK", "10.77.0.91", chaddr="02" + mac[2:], count=20)]
+              reply("ACK", "10.77.0.91", chaddr=other_mac(mac), count=20)]
     the_plan = plan(lan.bridge, [
         {"offers": [reply("OFFER", GOOD)], "acks": [ours] + strays},
         {"offers": [reply("OFFER", GOOD)], "acks": [others] + strays + [reply("ACK", GOOD)]},
