@@ -127,18 +127,20 @@ class BlockCache:
             return None
         try:
             # One read takes a small entry whole; a large one in RAM is mapped: its own pages,
-            # no copy (writers rename a new file in, never change one, so the bytes stay).
-            data = os.read(fd, MAP_FROM)
-            header = data[: entry.HEADER]
+            # no copy (writers rename a new file in, never change one, so the bytes stay), and
+            # no bytes read but its header's.
+            size = os.fstat(fd).st_size
             block: Block
-            if len(data) < MAP_FROM:
-                block = data[entry.HEADER :]
+            if size < MAP_FROM:
+                data = os.read(fd, size + 1)
+                header, block = data[: entry.HEADER], data[entry.HEADER :]
             elif self.trusted:
+                header = os.pread(fd, entry.HEADER, 0)
                 mapped = mmap.mmap(fd, 0, prot=mmap.PROT_READ,
                                    flags=mmap.MAP_SHARED | mmap.MAP_POPULATE)
                 block = memoryview(mapped)[entry.HEADER :]
             else:
-                block = os.pread(fd, os.fstat(fd).st_size, entry.HEADER)
+                header, block = os.pread(fd, entry.HEADER, 0), os.pread(fd, size, entry.HEADER)
         finally:
             os.close(fd)
         magic = header[: len(entry.MAGIC)]
