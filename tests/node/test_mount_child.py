@@ -298,3 +298,20 @@ async def test_child_reports_unmounted_from_outside_as_fatal(
         # Failed before the detach: the killed child left a dead mount; never leave it.
         if where.resolve().as_posix() in Path("/proc/self/mounts").read_text():
             detach(where)
+
+
+def test_child_loads_pyfuse3_without_importlib_metadata() -> None:
+    """pyfuse3 only names its version with it; the stand-in goes, the real module still loads."""
+    script = (
+        "import os, sys\n"
+        "from zosnode.mount import child\n"
+        "r, w = os.pipe()\n"
+        "child.main([str(w)], stdin=os.open(os.devnull, os.O_RDONLY))\n"
+        "import pyfuse3\n"
+        "print('importlib.metadata' in sys.modules, pyfuse3.__version__)\n"
+        "import importlib.metadata\n"
+        "print(importlib.metadata.version('pyfuse3') != 'unknown')\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, cwd=TOP)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False", "unknown", "True"]

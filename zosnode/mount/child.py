@@ -5,6 +5,7 @@ import contextlib
 import os
 import signal
 import sys
+import types
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -125,8 +126,15 @@ def main(argv: Sequence[str], stdin: int = 0) -> int:
         return EXIT_USAGE
     send = partial(_send, int(argv[0]))
     # Loaded before the request comes (the agent may start us early); serve() reports a failure.
+    # pyfuse3 imports importlib.metadata (email, zipfile: ~0.2 s of a boot's one emulated CPU)
+    # for its __version__ alone: a stand-in, gone once it is loaded, has it "unknown".
+    stub = sys.modules.setdefault("importlib.metadata", types.ModuleType("importlib.metadata"))
+    vars(stub).setdefault("PackageNotFoundError", LookupError)
+    vars(stub).setdefault("version", {}.__getitem__)  # a KeyError for every name
     with contextlib.suppress(ImportError):
         import zosnode.mount.service  # noqa: F401
+    if not hasattr(stub, "__file__"):
+        del sys.modules["importlib.metadata"]
     data = bytearray()  # to EOF, or one byte past the largest frame: decoding refuses it
     try:
         while len(data) <= MAX_REQUEST + HEADER and (chunk := os.read(stdin, 1 << 20)):
