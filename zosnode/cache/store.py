@@ -132,13 +132,12 @@ class BlockCache:
             size = os.fstat(fd).st_size
             block: Block
             if size < MAP_FROM:
-                data = os.read(fd, size + 1)
+                data = os.read(fd, size)
                 header, block = data[: entry.HEADER], data[entry.HEADER :]
             elif self.trusted:
-                header = os.pread(fd, entry.HEADER, 0)
                 mapped = mmap.mmap(fd, 0, prot=mmap.PROT_READ,
                                    flags=mmap.MAP_SHARED | mmap.MAP_POPULATE)
-                block = memoryview(mapped)[entry.HEADER :]
+                header, block = mapped[: entry.HEADER], memoryview(mapped)[entry.HEADER :]
             else:
                 header, block = os.pread(fd, entry.HEADER, 0), os.pread(fd, size, entry.HEADER)
         finally:

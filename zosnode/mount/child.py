@@ -128,12 +128,12 @@ def main(argv: Sequence[str], stdin: int = 0) -> int:
     # Loaded before the request comes (the agent may start us early); serve() reports a failure.
     # pyfuse3 imports importlib.metadata (email, zipfile: ~0.2 s of a boot's one emulated CPU)
     # for its __version__ alone: a stand-in, gone once it is loaded, has it "unknown".
-    stub = sys.modules.setdefault("importlib.metadata", types.ModuleType("importlib.metadata"))
-    vars(stub).setdefault("PackageNotFoundError", LookupError)
-    vars(stub).setdefault("version", {}.__getitem__)  # a KeyError for every name
+    stand_in = types.ModuleType("importlib.metadata")  # version(): a KeyError for every name
+    vars(stand_in).update(PackageNotFoundError=LookupError, version={}.__getitem__)
+    sys.modules.setdefault("importlib.metadata", stand_in)  # the real one, if loaded, stays
     with contextlib.suppress(ImportError):
         import zosnode.mount.service  # noqa: F401
-    if not hasattr(stub, "__file__"):
+    if sys.modules.get("importlib.metadata") is stand_in:
         del sys.modules["importlib.metadata"]
     data = bytearray()  # to EOF, or one byte past the largest frame: decoding refuses it
     try:
