@@ -100,6 +100,8 @@ def test_part_sizes() -> None:
     assert sizes["interpreter"][:2] == (1, 4)
     assert [sizes[p][0] for p in ("stdlib", "libraries", "modules", "other")] == [1, 1, 1, 1]
     assert part_of("lib64/ld-linux-x86-64.so.2") == "libraries"
+    assert part_of("lib/zosnode/0123/pyfuse3/__init__.cpython-311-x86_64-linux-gnu.so") == \
+        "natives"
 
 
 @pytest.mark.skipif(not Path("/usr/bin/python3.11").exists(),

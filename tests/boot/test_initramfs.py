@@ -14,12 +14,14 @@ from pathlib import Path
 import pytest
 
 from tests.boot.conftest import TOP, BootFiles, build_initramfs, require_debian_tools
+from zosnode.artifact.record import NATIVE_PREFIX, RECORD_NAME, Record
+from zosnode.artifact.unpack import ensure_native
 from zosnode.bootmedia import closure, compression, cpio, profile
 from zosnode.bootmedia.compression import decompress
 from zosnode.bootmedia.cpio import Kind
 from zosnode.bootmedia.debs import parse_lock
 from zosnode.bootmedia.errors import BuildInputError
-from zosnode.bootmedia.initramfs import forbidden_members
+from zosnode.bootmedia.initramfs import NATIVES_DIR, forbidden_members
 
 
 def _entries(boot_files: BootFiles) -> dict[str, cpio.Entry]:
@@ -142,9 +144,9 @@ def test_no_shell_busybox_or_other_interpreter(boot_files: BootFiles) -> None:
                           timeout=120, cwd=TOP)
     assert proc.returncode == 0, proc.stderr
     assert " init\n" in proc.stdout
-    parts = dict(ln.split(None, 1) for ln in proc.stdout.splitlines()[-7:])
+    parts = dict(ln.split(None, 1) for ln in proc.stdout.splitlines()[-8:])
     assert list(parts) == ["interpreter", "programs", "stdlib", "libraries", "artifact",
-                           "modules", "other"]
+                           "natives", "modules", "other"]
     assert int(parts["programs"].split()[0]) == 1  # mke2fs, for zos.cache.format=
     init = _entries(boot_files)["init"].data
     assert int(parts["artifact"].split()[1]) == len(init)
@@ -167,6 +169,72 @@ def test_no_shell_busybox_or_other_interpreter(boot_files: BootFiles) -> None:
                           cwd=TOP)
     assert proc.returncode == 1, proc.stderr
     assert "zosnode/agent/boot/__init__.pyc differs" in proc.stderr, proc.stderr
+
+
+def _natives(entries: dict[str, cpio.Entry]) -> dict[str, cpio.Entry]:
+    return {p: e for p, e in entries.items()
+            if p.startswith(NATIVES_DIR) and e.kind is not Kind.DIR}
+
+
+def test_natives_are_laid_out_read_only_as_the_record_names_them(
+        boot_files: BootFiles) -> None:
+    entries = _entries(boot_files)
+    init = entries["init"].data
+    with zipfile.ZipFile(io.BytesIO(init)) as zf:
+        record = Record.from_json(zf.read(RECORD_NAME))
+        held = {n[len(NATIVE_PREFIX):]: zf.read(n) for n in zf.namelist()
+                if n.startswith(NATIVE_PREFIX)}
+    top = f"{NATIVES_DIR}{record.build_id[:32]}/"
+    laid = _natives(entries)
+    assert held and sorted(laid) == sorted(top + rel for rel in held)
+    for rel, data in held.items():
+        e = laid[top + rel]
+        assert e.data == data and hashlib.sha256(data).hexdigest() == record.native_files[rel]
+        assert e.perm == (0o555 if rel.endswith(".so") else 0o444)
+    assert entries[NATIVES_DIR.rstrip("/")].perm == 0o700
+
+
+def test_start_up_uses_the_laid_out_natives_without_writing(boot_files: BootFiles,
+                                                            tmp_path: Path) -> None:
+    entries = _entries(boot_files)
+    init = tmp_path / "init"
+    init.write_bytes(entries["init"].data)
+    base = tmp_path / "lib-zosnode"
+    for path, e in _natives(entries).items():
+        target = base / path[len(NATIVES_DIR):]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(e.data)
+        target.chmod(e.perm)
+    before = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in base.rglob("*")}
+    found, _ = ensure_native(init, base)
+    assert found.parent == base and found.is_dir()
+    assert {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in base.rglob("*")} == before
+    # A laid-out native that is not the record's is refused at start-up and rebuilt.
+    victim = next(p for p in found.rglob("*.so"))
+    victim.chmod(0o644)
+    victim.write_bytes(b"not the recorded bytes")
+    again, _ = ensure_native(init, base)
+    assert again == found and victim.read_bytes() != b"not the recorded bytes"
+
+
+def test_list_refuses_an_image_whose_laid_out_natives_are_not_inits(
+        boot_files: BootFiles, tmp_path: Path) -> None:
+    entries = list(cpio.decode(decompress(boot_files.initramfs.read_bytes())))
+    victim = next(i for i, e in enumerate(entries)
+                  if e.path.startswith(NATIVES_DIR) and e.path.endswith(".so"))
+    old = entries[victim]
+    flipped = old.data[:-1] + bytes([old.data[-1] ^ 1])
+    entries[victim] = cpio.Entry(old.path, old.kind, old.perm, data=flipped)
+    image = tmp_path / "tampered.img"
+    image.write_bytes(compression.compress(cpio.encode(entries), "gzip"))
+    proc = _cli("initramfs", "list", str(image), "--artifact", str(boot_files.zipapp))
+    assert proc.returncode == 1, proc.stderr
+    assert f"laid-out native {old.path} is not /init's" in proc.stderr, proc.stderr
+    missing = tmp_path / "missing.img"
+    missing.write_bytes(compression.compress(cpio.encode(
+        [e for i, e in enumerate(entries) if i != victim]), "gzip"))
+    proc = _cli("initramfs", "list", str(missing), "--artifact", str(boot_files.zipapp))
+    assert proc.returncode == 1 and f"laid-out native {old.path} is missing" in proc.stderr
 
 
 def test_forbidden_detector_catches_a_shell() -> None:

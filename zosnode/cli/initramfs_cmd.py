@@ -96,7 +96,9 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _check_profile(entries: Iterable[Any], artifact: Path) -> int:
-    from zosnode.bootmedia import profile
+    from zosnode.bootmedia import cpio, profile
+    from zosnode.bootmedia.errors import BuildInputError
+    from zosnode.bootmedia.initramfs import NATIVES_DIR, laid_out_natives
 
     try:
         whole = artifact.read_bytes()
@@ -111,5 +113,17 @@ def _check_profile(entries: Iterable[Any], artifact: Path) -> int:
         print(f"zosnode: /init is not a node profile of {artifact}: {problems[0]}",
               file=sys.stderr)
         return 1
-    print(f"/init: node profile of {artifact}, every file the artifact's")
+    try:
+        expected = laid_out_natives(init)
+    except BuildInputError as exc:
+        raise UserError(f"/init: {exc}") from exc
+    found = {e.path: e for e in entries
+             if e.path.startswith(NATIVES_DIR) and e.kind is not cpio.Kind.DIR}
+    for path in sorted(expected.keys() | found.keys()):
+        if path not in found or path not in expected or found[path] != expected[path]:
+            what = "missing" if path not in found else "not /init's"
+            print(f"zosnode: laid-out native {path} is {what}", file=sys.stderr)
+            return 1
+    print(f"/init: node profile of {artifact}, every file the artifact's; "
+          f"{len(found)} natives laid out, each /init's")
     return 0
