@@ -3,7 +3,6 @@ agent really running as PID 1 of a fresh PID namespace."""
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
 import signal
@@ -16,50 +15,45 @@ from pathlib import Path
 import pytest
 
 from tests.lab.netns import require_root
-from zosnode.agent.pid1 import hostname_for, module_order
+from zosnode.agent.pid1 import hostname_for, modules_to_load
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
 
-VIRTIO_NET_DEPS = ("kernel/net/core/failover.ko kernel/drivers/net/net_failover.ko "
-                   "kernel/drivers/virtio/virtio_ring.ko kernel/drivers/virtio/virtio.ko")
-DEP = f"""\
-kernel/fs/fuse/fuse.ko:
-kernel/drivers/virtio/virtio.ko: kernel/drivers/virtio/virtio_ring.ko
-kernel/drivers/virtio/virtio_ring.ko:
-kernel/drivers/net/virtio_net.ko: {VIRTIO_NET_DEPS}
-kernel/drivers/net/net_failover.ko: kernel/net/core/failover.ko
-kernel/net/core/failover.ko:
-kernel/net/netfilter/nf_tables.ko.xz: kernel/net/netfilter/nfnetlink.ko.xz
-kernel/net/netfilter/nfnetlink.ko.xz:
+LISTING = """\
+kernel/drivers/virtio/virtio_ring.ko
+kernel/drivers/virtio/virtio_pci.ko pci:v00001AF4d*sv*sd*bc*sc*i*
+kernel/drivers/net/ethernet/amazon/ena/ena.ko pci:v00001D0Fd0000EC20sv*sd*bc*sc*i* \
+pci:v00001D0Fd0000EC21sv*sd*bc*sc*i*
+kernel/drivers/net/ethernet/mellanox/mlx4/mlx4_core.ko pci:v000015B3d00001003sv*sd*bc*sc*i*
+kernel/drivers/net/ethernet/mellanox/mlx4/mlx4_en.ko pci:v000015B3d00001003sv*sd*bc*sc*i*
+
+kernel/fs/fuse/fuse.ko
+kernel/net/netfilter/nf_tables.ko.xz
 """
+# What QEMU's q35/i440fx machines show: host bridge, ISA bridge, VGA, a virtio NIC.
+QEMU_PCI = ("pci:v00008086d00001237sv00001AF4sd00001100bc06sc00i00",
+            "pci:v00008086d00007000sv00001AF4sd00001100bc06sc01i00",
+            "pci:v00001234d00001111sv00001AF4sd00001100bc03sc00i00",
+            "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00")
 
 
-def test_module_order_puts_dependencies_first() -> None:
-    order, missing = module_order(DEP, ["virtio-net", "fuse", "nf_tables", "nosuch", "fuse"])
-    assert missing == ["nosuch"]
-    names = [p.rsplit("/", 1)[1] for p in order]
-    assert len(names) == len(set(names))  # each once
-    for before, after in [("failover.ko", "net_failover.ko"), ("virtio_ring.ko", "virtio.ko"),
-                          ("virtio.ko", "virtio_net.ko"), ("net_failover.ko", "virtio_net.ko"),
-                          ("nfnetlink.ko.xz", "nf_tables.ko.xz")]:
-        assert names.index(before) < names.index(after)
+def test_modules_without_a_present_pci_device_are_left_out() -> None:
+    load, out = modules_to_load(LISTING, QEMU_PCI)
+    names = [p.rsplit("/", 1)[1] for p in load]
+    assert names == ["virtio_ring.ko", "virtio_pci.ko", "fuse.ko", "nf_tables.ko.xz"]
+    assert [p.rsplit("/", 1)[1] for p in out] == ["ena.ko", "mlx4_core.ko", "mlx4_en.ko"]
+    # A ConnectX-3 present: its driver and what needs it load, in the listing's order.
+    load, out = modules_to_load(LISTING, (*QEMU_PCI, "pci:v000015B3d00001003sv000015B3sd00000050"
+                                                     "bc02sc00i00"))
+    assert [p.rsplit("/", 1)[1] for p in load][2:4] == ["mlx4_core.ko", "mlx4_en.ko"]
+    assert [p.rsplit("/", 1)[1] for p in out] == ["ena.ko"]
 
 
-def test_module_order_survives_a_cycle() -> None:
-    order, _ = module_order("a.ko: b.ko\nb.ko: a.ko\n", ["a"])
-    assert sorted(order) == ["a.ko", "b.ko"]
-
-
-def test_module_order_on_the_installed_kernel() -> None:
-    deps = sorted(glob.glob("/lib/modules/*/modules.dep"))
-    if not deps:
-        pytest.skip("no kernel modules installed here (linux-image-cloud-amd64)")
-    text = Path(deps[-1]).read_text()
-    order, missing = module_order(text, ["virtio_net", "fuse", "nf_tables"])
-    assert missing == [] and order[-1].split("/")[-1].startswith("nf_tables")
-    names = [p.split("/")[-1].split(".ko")[0] for p in order]
-    assert names.index("virtio_net") > 0 or "virtio_net" in names
+def test_no_pci_devices_read_means_every_module_loads() -> None:
+    load, out = modules_to_load(LISTING, ())
+    assert out == [] and len(load) == 7
+    assert modules_to_load("", QEMU_PCI) == ([], [])
 
 
 def test_hostname_from_node_id() -> None:

@@ -63,6 +63,27 @@ def test_resolve_refuses_unknown_and_cycles() -> None:
         kmod.resolve(["p"], avail, frozenset())
 
 
+def test_load_list_names_the_pci_devices_a_module_serves() -> None:
+    nic = kmod.Module("nic", "kernel/nic.ko", ("core",), ())
+    core = kmod.Module("core", "kernel/core.ko", ("lib",), ("pci:v00001111d*sv*sd*bc*sc*i*",))
+    other = kmod.Module("other", "kernel/other.ko", ("lib",), ("pci:v00002222d0001*",))
+    virt = kmod.Module("virt", "kernel/virt.ko", ("lib",), ("virtio:d00000001v*",))
+    fs = kmod.Module("fs", "kernel/fs.ko", (), ("fs-fs",))
+    avail = {m.name: m for m in (nic, core, other, virt, fs, _mod("lib"))}
+    wanted = ["nic", "other", "af_packet", "fs", "nic"]
+    listing = kmod.render_load_list(kmod.resolve(wanted, avail, frozenset({"af_packet"})), wanted)
+    assert listing == ("kernel/lib.ko pci:v00001111d*sv*sd*bc*sc*i* pci:v00002222d0001*\n"
+                       "kernel/core.ko pci:v00001111d*sv*sd*bc*sc*i*\n"
+                       "kernel/nic.ko pci:v00001111d*sv*sd*bc*sc*i*\n"  # through its dependency
+                       "kernel/other.ko pci:v00002222d0001*\n"
+                       "kernel/fs.ko\n")
+    # A dependency that a module serving no PCI device needs always loads.
+    wanted = ["nic", "virt"]
+    listing = kmod.render_load_list(kmod.resolve(wanted, avail, frozenset()), wanted)
+    assert "kernel/lib.ko\n" in listing and "kernel/virt.ko\n" in listing
+    assert "kernel/core.ko pci:" in listing
+
+
 def test_module_names_and_list() -> None:
     assert kmod.module_name("kernel/drivers/net/xen-netfront.ko") == "xen_netfront"
     assert kmod.parse_list("# c\nvirtio-net  # nic\n\nfuse\n") == ("virtio_net", "fuse")

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.boot.conftest import TOP, BootFiles, build_initramfs, require_debian_tools
+from zosnode.agent.pid1 import modules_to_load
 from zosnode.artifact.record import NATIVE_PREFIX, RECORD_NAME, Record
 from zosnode.artifact.unpack import ensure_native
 from zosnode.bootmedia import closure, compression, cpio, profile
@@ -22,6 +23,7 @@ from zosnode.bootmedia.cpio import Kind
 from zosnode.bootmedia.debs import parse_lock
 from zosnode.bootmedia.errors import BuildInputError
 from zosnode.bootmedia.initramfs import NATIVES_DIR, forbidden_members
+from zosnode.bootmedia.kmod import module_name
 
 
 def _entries(boot_files: BootFiles) -> dict[str, cpio.Entry]:
@@ -169,6 +171,38 @@ def test_no_shell_busybox_or_other_interpreter(boot_files: BootFiles) -> None:
                           cwd=TOP)
     assert proc.returncode == 1, proc.stderr
     assert "zosnode/agent/boot/__init__.pyc differs" in proc.stderr, proc.stderr
+
+
+def test_the_module_list_is_resolved_and_names_the_pci_devices_each_serves(
+        boot_files: BootFiles) -> None:
+    entries = _entries(boot_files)
+    base = next(p for p in entries if p.startswith("lib/modules/") and p.count("/") == 2)
+    listing = entries["etc/zosnode/modules"].data.decode()
+    lines = {ln.split()[0]: ln.split()[1:] for ln in listing.splitlines()}
+    deps = {path: rest.split() for path, _, rest in
+            (ln.partition(":") for ln in entries[f"{base}/modules.dep"].data.decode().splitlines())}
+    order = list(lines)
+    assert set(order) == set(deps)  # every module the image has, each once
+    for path in order:
+        assert f"{base}/{path}" in entries
+        assert all(order.index(d) < order.index(path) for d in deps[path]), path
+    by_name = {module_name(p): p for p in order}
+    mlx5 = lines[by_name["mlx5_core"]]
+    assert mlx5 and all(a.startswith("pci:") for a in mlx5)
+    assert lines[by_name["mlx4_en"]] == lines[by_name["mlx4_core"]]  # through its dependency
+    for always in ("virtio_net", "virtio_ring", "fuse", "nf_tables", "hv_netvsc", "xen_netfront"):
+        assert lines[by_name[always]] == [], always
+    # On QEMU's PCI devices (host bridge, ISA bridge, VGA, virtio NIC and disk):
+    qemu = ["pci:v00008086d00001237sv00001AF4sd00001100bc06sc00i00",
+            "pci:v00008086d00007000sv00001AF4sd00001100bc06sc01i00",
+            "pci:v00001234d00001111sv00001AF4sd00001100bc03sc00i00",
+            "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00",
+            "pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00"]
+    load, out = modules_to_load(listing, qemu)
+    names = {module_name(p) for p in out}
+    assert names == {"ena", "gve", "mana", "ixgbevf", "vmxnet3", "mlx4_core", "mlx4_en",
+                     "mlx5_core", "mlxfw", "pci_hyperv_intf"}, names
+    assert by_name["virtio_pci"] in load and by_name["virtio_net"] in load
 
 
 def _natives(entries: dict[str, cpio.Entry]) -> dict[str, cpio.Entry]:

@@ -49,7 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "directory (auto: FUSE given /dev/fuse and pyfuse3)")
 
 
-# The modules the initramfs packed, one a line: the image decides what loads, not the cmdline.
+# The modules the initramfs packed, resolved by its builder: the image decides what loads.
 INITRAMFS_MODULES = Path("/etc/zosnode/modules")
 
 
@@ -157,10 +157,10 @@ def _run(args: argparse.Namespace, say: pid1.Say, is_init: bool) -> int:
         f"hubs {' '.join(config.hubs) or '-'}{' net ' + config.net if config.net else ''}")
     if is_init:
         try:
-            wanted = INITRAMFS_MODULES.read_text().split()
+            listing = INITRAMFS_MODULES.read_text()
         except OSError:
-            wanted = []
-        pid1.load_modules(Path("/lib/modules") / os.uname().release, wanted, say)
+            listing = ""
+        pid1.load_modules(Path("/lib/modules") / os.uname().release, listing, say)
         pid1.seed_entropy(os.uname().nodename.encode(), say)
         # After the modules (efivarfs); "on" means the firmware checked this image.
         say(f"secure boot: {secureboot.node_state()}")

@@ -5,13 +5,13 @@ import ctypes
 import errno
 import math
 import os
-import re
 import signal
 import socket
 import sys
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import NoReturn, TextIO
 
@@ -64,48 +64,32 @@ def mount_pseudo(root: Path, say: Say) -> None:
             else f"mounted {fstype} on {target}")
 
 
-def _norm(name: str) -> str:
-    return re.sub(r"\.ko(\.xz|\.zst|\.gz)?$", "", name.rsplit("/", 1)[-1]).replace("-", "_")
+def _name(path: str) -> str:
+    return path.rsplit("/", 1)[-1].split(".ko")[0]
 
 
-def module_order(modules_dep: str, wanted: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Paths to load, dependencies first (modules.dep: `path: dep1 dep2 ...`), names not found."""
-    deps: dict[str, tuple[str, list[str]]] = {}
-    for line in modules_dep.splitlines():
-        path, colon, rest = line.partition(":")
-        if colon:
-            deps[_norm(path)] = (path.strip(), rest.split())
-    order: list[str] = []
-    seen: set[str] = set()
-    missing = [want for want in wanted if _norm(want) not in deps]
-
-    def visit(name: str, depth: int) -> None:
-        if name in seen or depth > 64:
-            return
-        seen.add(name)
-        path, requires = deps[name]
-        for dep in requires:
-            if _norm(dep) in deps:
-                visit(_norm(dep), depth + 1)
-        order.append(path)
-
-    for want in wanted:
-        if _norm(want) in deps:
-            visit(_norm(want), 0)
-    return order, missing
+def modules_to_load(listing: str, devices: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(paths to load, in order; paths left out) of `listing`, the builder's resolution
+    (bootmedia.kmod.render_load_list): a path a line, after what it needs, then the PCI aliases
+    of the devices it serves, if only those: left out when none matches a present device's
+    modalias (PCI is enumerated before /init; no devices read: nothing is left out)."""
+    load: list[str] = []
+    out: list[str] = []
+    for path, *aliases in (line.split() for line in listing.splitlines() if line.strip()):
+        seen = not (aliases and devices) or any(fnmatchcase(d, a) for a in aliases for d in devices)
+        (load if seen else out).append(path)
+    return load, out
 
 
-def load_modules(moddir: Path, names: Sequence[str], say: Say) -> int:
-    if not names:
+def load_modules(moddir: Path, listing: str, say: Say,
+                 pci: Path = Path("/sys/bus/pci/devices")) -> int:
+    if not listing.strip():
         return 0
     try:
-        dep_text = (moddir / "modules.dep").read_text()
-    except OSError as exc:
-        say(f"modules: cannot read {moddir / 'modules.dep'}: {exc.strerror}")
-        return 0
-    order, missing = module_order(dep_text, names)
-    for name in missing:
-        say(f"modules: {name} is not in modules.dep; skipped")
+        devices = [(p / "modalias").read_text().strip() for p in pci.iterdir()]
+    except OSError:
+        devices = []
+    order, absent = modules_to_load(listing, devices)
     libc = _libc()
     loaded = 0
     for rel in order:
@@ -123,8 +107,9 @@ def load_modules(moddir: Path, names: Sequence[str], say: Say) -> int:
         if rc == 0:
             loaded += 1
         elif err != errno.EEXIST:
-            say(f"modules: loading {_norm(rel)} failed: {os.strerror(err)}")
-    say(f"modules: {loaded} loaded ({len(order)} wanted with dependencies)")
+            say(f"modules: loading {_name(rel)} failed: {os.strerror(err)}")
+    say(f"modules: {loaded} of {len(order)} loaded; "
+        f"no PCI device for {' '.join(map(_name, absent)) or '-'}")
     return loaded
 
 

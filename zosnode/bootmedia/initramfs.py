@@ -33,7 +33,7 @@ STDLIB_DIR = STDLIB + "/"
 # writable; the natives are laid out under NATIVE_DIR, not /run, which PID 1
 # mounts a tmpfs on).
 DIRS = ("dev", "proc", "sys", "run", "tmp", "mnt", "etc", "var", "root")
-MODULES_TO_LOAD = "etc/zosnode/modules"  # one module name a line
+MODULES_TO_LOAD = "etc/zosnode/modules"  # kmod.render_load_list: a path a line, in load order
 DEVICES = (  # name, major, minor, permissions
     ("dev/console", 5, 1, 0o600),
     ("dev/null", 1, 3, 0o666),
@@ -194,11 +194,9 @@ def _add_modules(tree: Tree, moddir: Path, version: str,
     tree.add(Entry(f"{base}/modules.dep", Kind.FILE, 0o644, data=kmod.render_dep(chosen).encode()))
     tree.add(Entry(f"{base}/modules.alias", Kind.FILE, 0o644,
                    data=kmod.render_alias(chosen).encode()))
-    # What PID 1 should load at boot, in the list's order (it adds dependencies
-    # from modules.dep): the module list minus what the kernel has built in.
-    load = [n for n in wanted if n not in builtin]
-    listing = "".join(f"{n}\n" for n in load).encode()
-    tree.add(Entry(MODULES_TO_LOAD, Kind.FILE, 0o644, data=listing))
+    # What PID 1 loads at boot, resolved here: it reads neither modules.dep nor modules.alias.
+    tree.add(Entry(MODULES_TO_LOAD, Kind.FILE, 0o644,
+                   data=kmod.render_load_list(chosen, wanted).encode()))
     return tuple(m.name for m in chosen)
 
 

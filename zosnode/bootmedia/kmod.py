@@ -1,15 +1,16 @@
-"""Kernel modules for the initramfs: read .modinfo, resolve, write modules.dep.
+"""Kernel modules for the initramfs: read .modinfo, resolve, write what PID 1 loads.
 
-The agent loads modules with finit_module in modules.dep order and matches
-devices through modules.alias; both files are generated here from the
-modules' own .modinfo sections, so no depmod run is needed and the output
-depends only on the module files. Pure code.
+The agent loads modules with finit_module in the order `render_load_list`
+writes, leaving out the drivers of PCI devices that are not there; it reads
+no modules.dep or modules.alias (written too, as depmod would, for people).
+All of it comes from the modules' own .modinfo sections, so no depmod run is
+needed and the output depends only on the module files. Pure code.
 """
 
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from zosnode.bootmedia.elf import section
@@ -109,6 +110,29 @@ def _all_deps(mod: Module, by_name: Mapping[str, Module]) -> list[str]:
 
     visit(mod.name)
     return list(reversed(order))
+
+
+def render_load_list(chosen: Sequence[Module], wanted: Iterable[str]) -> str:
+    """What PID 1 loads (etc/zosnode/modules): a module a line in `chosen`'s order (from
+    `resolve`: each after what it needs), its path, then, if every wanted module that needs it
+    serves only PCI devices (itself or through a dependency with PCI aliases), their PCI
+    aliases. The kernel enumerates PCI before /init, so the node leaves out a line none of
+    whose aliases matches a present device: no cloud NIC's driver where its NIC is absent."""
+    by_name = {m.name: m for m in chosen}
+    gates: dict[str, set[str] | None] = {}  # module -> PCI aliases of its users; None: always
+    for name in dict.fromkeys(module_name(w) for w in wanted):
+        if name not in by_name:
+            continue  # built into the kernel
+        needs = [name, *_all_deps(by_name[name], by_name)]
+        pci = {a for n in needs for a in by_name[n].aliases if a.startswith("pci:")}
+        for n in needs:
+            gate = gates.get(n, set())
+            gates[n] = None if gate is None or not pci else gate | pci
+    lines = []
+    for mod in chosen:
+        gate = gates.get(mod.name)
+        lines.append(" ".join([mod.path, *sorted(gate or ())]))
+    return "".join(line + "\n" for line in lines)
 
 
 def render_alias(modules: Iterable[Module]) -> str:
