@@ -50,10 +50,18 @@ def test_modules_without_a_present_pci_device_are_left_out() -> None:
     assert [p.rsplit("/", 1)[1] for p in out] == ["ena.ko"]
 
 
-def test_no_pci_devices_read_means_every_module_loads() -> None:
+def test_a_bus_of_which_no_device_was_read_decides_nothing() -> None:
     load, out = modules_to_load(LISTING, ())
     assert out == [] and len(load) == 7
     assert modules_to_load("", QEMU_PCI) == ([], [])
+    hyperv = "kernel/hv_vmbus.ko acpi*:VMBUS:* acpi*:VMBus:*\nkernel/ena.ko pci:v00001D0Fd*\n"
+    # PCI devices read, no ACPI device: the ACPI-bus driver stays, the absent PCI one goes.
+    assert modules_to_load(hyperv, QEMU_PCI) == (["kernel/hv_vmbus.ko"], ["kernel/ena.ko"])
+    assert modules_to_load(hyperv, [*QEMU_PCI, "acpi:PNP0A03:"]) == (
+        [], ["kernel/hv_vmbus.ko", "kernel/ena.ko"])
+    # On Hyper-V with no PCI device read, both stay.
+    assert modules_to_load(hyperv, ["acpi:MSFT1000:VMBus:"]) == (
+        ["kernel/hv_vmbus.ko", "kernel/ena.ko"], [])
 
 
 def test_hostname_from_node_id() -> None:

@@ -1,6 +1,7 @@
 """PID 1 duties: pseudo filesystems, modules, entropy, hostname, reaping, signals, reboot. As PID 1
 `run_node` never returns (an init that exits panics the kernel): fatal is shown, then a reboot."""
 
+import contextlib
 import ctypes
 import errno
 import math
@@ -70,25 +71,27 @@ def _name(path: str) -> str:
 
 def modules_to_load(listing: str, devices: Sequence[str]) -> tuple[list[str], list[str]]:
     """(paths to load, in order; paths left out) of `listing`, the builder's resolution
-    (bootmedia.kmod.render_load_list): a path a line, after what it needs, then the PCI aliases
-    of the devices it serves, if only those: left out when none matches a present device's
-    modalias (PCI is enumerated before /init; no devices read: nothing is left out)."""
+    (bootmedia.kmod.render_load_list): a path a line, after what it needs, then the PCI/ACPI
+    aliases of the devices it serves, if only those: left out when none matches a present
+    device's modalias (both buses are enumerated before /init; a bus of which no device was
+    read decides nothing)."""
     load: list[str] = []
     out: list[str] = []
     for path, *aliases in (line.split() for line in listing.splitlines() if line.strip()):
-        seen = not (aliases and devices) or any(fnmatchcase(d, a) for a in aliases for d in devices)
+        buses = {a.split(":")[0].rstrip("*") + ":" for a in aliases}
+        known = bool(aliases) and all(any(d.startswith(b) for d in devices) for b in buses)
+        seen = not known or any(fnmatchcase(d, a) for a in aliases for d in devices)
         (load if seen else out).append(path)
     return load, out
 
 
-def load_modules(moddir: Path, listing: str, say: Say,
-                 pci: Path = Path("/sys/bus/pci/devices")) -> int:
+def load_modules(moddir: Path, listing: str, say: Say, sysfs: Path = Path("/sys/bus")) -> int:
     if not listing.strip():
         return 0
-    try:
-        devices = [(p / "modalias").read_text().strip() for p in pci.iterdir()]
-    except OSError:
-        devices = []
+    devices = []
+    for device in (*sysfs.glob("pci/devices/*"), *sysfs.glob("acpi/devices/*")):
+        with contextlib.suppress(OSError):
+            devices.append((device / "modalias").read_text().strip())
     order, absent = modules_to_load(listing, devices)
     libc = _libc()
     loaded = 0
@@ -109,7 +112,7 @@ def load_modules(moddir: Path, listing: str, say: Say,
         elif err != errno.EEXIST:
             say(f"modules: loading {_name(rel)} failed: {os.strerror(err)}")
     say(f"modules: {loaded} of {len(order)} loaded; "
-        f"no PCI device for {' '.join(map(_name, absent)) or '-'}")
+        f"no device for {' '.join(map(_name, absent)) or '-'}")
     return loaded
 
 

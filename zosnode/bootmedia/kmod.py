@@ -112,19 +112,24 @@ def _all_deps(mod: Module, by_name: Mapping[str, Module]) -> list[str]:
     return list(reversed(order))
 
 
+# Device aliases of the buses the kernel has enumerated before /init runs.
+ENUMERATED = ("pci:", "acpi")
+
+
 def render_load_list(chosen: Sequence[Module], wanted: Iterable[str]) -> str:
     """What PID 1 loads (etc/zosnode/modules): a module a line in `chosen`'s order (from
     `resolve`: each after what it needs), its path, then, if every wanted module that needs it
-    serves only PCI devices (itself or through a dependency with PCI aliases), their PCI
-    aliases. The kernel enumerates PCI before /init, so the node leaves out a line none of
-    whose aliases matches a present device: no cloud NIC's driver where its NIC is absent."""
+    serves PCI or ACPI devices (itself or through a dependency with such aliases), those
+    aliases. Both buses are enumerated before /init, so the node leaves out a line none of
+    whose aliases matches a present device: no cloud NIC's driver where its NIC is absent,
+    no Hyper-V bus driver outside Hyper-V."""
     by_name = {m.name: m for m in chosen}
-    gates: dict[str, set[str] | None] = {}  # module -> PCI aliases of its users; None: always
+    gates: dict[str, set[str] | None] = {}  # module -> its users' aliases; None: always
     for name in dict.fromkeys(module_name(w) for w in wanted):
         if name not in by_name:
             continue  # built into the kernel
         needs = [name, *_all_deps(by_name[name], by_name)]
-        pci = {a for n in needs for a in by_name[n].aliases if a.startswith("pci:")}
+        pci = {a for n in needs for a in by_name[n].aliases if a.startswith(ENUMERATED)}
         for n in needs:
             gate = gates.get(n, set())
             gates[n] = None if gate is None or not pci else gate | pci
