@@ -1,6 +1,7 @@
 """What `zosnode ARGS` runs and the error policy every command shares (stdlib only): a node's
 `node run` and FUSE mount child are dispatched by name, so it never imports `zosnode.cli`."""
 
+import gc
 import importlib
 import sys
 import traceback
@@ -16,6 +17,7 @@ EXIT_INTERNAL, EXIT_USER = 1, 2
 
 def guarded(command: Callable[[], int], debug: bool) -> int:
     """A `UsageError` is the user's (one line, exit 2); else ours (exit 1; traceback: --debug)."""
+    gc.enable()  # the artifact's __main__ imports the command without it (build_zipapp.MAIN)
     try:
         return int(command() or 0)
     except UsageError as exc:
@@ -44,7 +46,9 @@ def _one_line(text: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == [CHILD_COMMAND]:  # by name: a process loads one of them (test_boundaries)
-        return int(importlib.import_module("zosnode.mount.child").main(args[1:]))
+        child = importlib.import_module("zosnode.mount.child")
+        gc.enable()
+        return int(child.main(args[1:]))
     if args[:2] == NODE_RUN:
         node = importlib.import_module("zosnode.agent.main")
         return guarded(lambda: int(node.main(args[2:])), debug=False)

@@ -143,3 +143,29 @@ def test_concurrent_starts_on_an_empty_runtime_dir(artifact: Path, tmp_path: Pat
         assert not any(v.startswith("FAILED") for v in imports.values())
     # Exactly one tree, no temporary leftovers.
     assert [p.name for p in runtime.iterdir()] == [read_record(artifact).build_id[:32]]
+
+
+GC_PROBE = """
+import atexit, gc, runpy, sys
+
+class Watch:  # records the collector's state as the entry module and the command's load
+    seen = {}
+    def find_spec(self, name, path=None, target=None):
+        if name in ("zosnode.entry", "zosnode.cli"):
+            self.seen[name] = gc.isenabled()
+        return None
+
+sys.meta_path.insert(0, Watch())
+atexit.register(lambda: print("gc", Watch.seen, gc.isenabled(), file=sys.stderr))
+sys.argv = [sys.argv[1], "version"]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_the_artifact_imports_without_the_collector_and_runs_with_it(
+        artifact: Path, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        ["env", "-i", f"ZOSNODE_RUNTIME_DIR={tmp_path}", "python3", "-I", "-c", GC_PROBE,
+         str(artifact)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "gc {'zosnode.entry': False, 'zosnode.cli': False} True" in proc.stderr, proc.stderr
