@@ -45,7 +45,8 @@ import os
 import sys
 
 # The cyclic collector's passes over the objects of modules being imported cost 7% of their
-# import time; zosnode.entry turns it on once the command is imported (`guarded`).
+# import time; zosnode.entry freezes those objects and turns it on once the command is
+# imported (`collector_on`).
 gc.disable()
 
 

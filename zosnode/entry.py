@@ -17,7 +17,7 @@ EXIT_INTERNAL, EXIT_USER = 1, 2
 
 def guarded(command: Callable[[], int], debug: bool) -> int:
     """A `UsageError` is the user's (one line, exit 2); else ours (exit 1; traceback: --debug)."""
-    gc.enable()  # the artifact's __main__ imports the command without it (build_zipapp.MAIN)
+    collector_on()
     try:
         return int(command() or 0)
     except UsageError as exc:
@@ -39,6 +39,14 @@ def guarded(command: Callable[[], int], debug: bool) -> int:
         return EXIT_INTERNAL
 
 
+def collector_on() -> None:
+    """The artifact's __main__ imports the command without the cyclic collector: what the start
+    made is then frozen, so no later pass walks it (nor touches its pages after a fork)."""
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
+
+
 def _one_line(text: str) -> str:
     return " ".join(text.split()) or "(no detail)"
 
@@ -47,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == [CHILD_COMMAND]:  # by name: a process loads one of them (test_boundaries)
         child = importlib.import_module("zosnode.mount.child")
-        gc.enable()
+        collector_on()
         return int(child.main(args[1:]))
     if args[:2] == NODE_RUN:
         node = importlib.import_module("zosnode.agent.main")
