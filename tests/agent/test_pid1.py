@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.lab.netns import require_root
 from zosnode.agent.pid1 import hostname_for, modules_to_load
@@ -62,6 +64,18 @@ def test_a_bus_of_which_no_device_was_read_decides_nothing() -> None:
     # On Hyper-V with no PCI device read, both stay.
     assert modules_to_load(hyperv, ["acpi:MSFT1000:VMBus:"]) == (
         ["kernel/hv_vmbus.ko", "kernel/ena.ko"], [])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(), st.lists(st.text(max_size=40), max_size=5))
+def test_any_listing_and_devices_split_every_path_once_in_order(
+        listing: str, devices: list[str]) -> None:
+    load, out = modules_to_load(listing, devices)
+    paths = [line.split()[0] for line in listing.splitlines() if line.strip()]
+    assert sorted(load + out) == sorted(paths)
+    for kept in (load, out):  # each a subsequence of the listing's order
+        rest = iter(paths)
+        assert all(any(p == q for q in rest) for p in kept)
 
 
 def test_hostname_from_node_id() -> None:
