@@ -210,7 +210,7 @@ def laid_out_natives(init: bytes) -> dict[str, Entry]:
         try:
             record = Record.from_json(zf.read(profile.RECORD_NAME))
         except (KeyError, ArtifactError) as exc:
-            raise BuildInputError(f"the zipapp's build record: {exc}") from exc
+            raise BuildInputError(f"/init's build record: {exc}") from exc
         held = set(zf.namelist())
         top = f"{NATIVES_DIR}{record.build_id[:32]}/"
         out = {}
@@ -219,7 +219,7 @@ def laid_out_natives(init: bytes) -> dict[str, Entry]:
                 continue
             data = zf.read(NATIVE_PREFIX + rel)
             if hashlib.sha256(data).hexdigest() != digest:
-                raise BuildInputError(f"the zipapp's {NATIVE_PREFIX}{rel} does not match "
+                raise BuildInputError(f"/init's {NATIVE_PREFIX}{rel} does not match "
                                       "its build record")
             out[top + rel] = Entry(top + rel, Kind.FILE, 0o555 if rel.endswith(".so") else 0o444,
                                    data=data)

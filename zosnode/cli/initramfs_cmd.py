@@ -97,7 +97,6 @@ def _list(args: argparse.Namespace) -> int:
 
 def _check_profile(entries: Iterable[Any], artifact: Path) -> int:
     from zosnode.bootmedia import cpio, profile
-    from zosnode.bootmedia.errors import BuildInputError
     from zosnode.bootmedia.initramfs import NATIVES_DIR, laid_out_natives
 
     try:
@@ -113,10 +112,7 @@ def _check_profile(entries: Iterable[Any], artifact: Path) -> int:
         print(f"zosnode: /init is not a node profile of {artifact}: {problems[0]}",
               file=sys.stderr)
         return 1
-    try:
-        expected = laid_out_natives(init)
-    except BuildInputError as exc:
-        raise UserError(f"/init: {exc}") from exc
+    expected = laid_out_natives(init)  # a BuildInputError is the user's, in its own words
     found = {e.path: e for e in entries
              if e.path.startswith(NATIVES_DIR) and e.kind is not cpio.Kind.DIR}
     for path in sorted(expected.keys() | found.keys()):
