@@ -19,6 +19,7 @@ All traffic stays inside the two namespaces (10.77.0.0/24).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -205,6 +206,13 @@ class Lab:
         for name in list(self.procs):
             self._stop(name, signal.SIGINT if name == "node" else signal.SIGTERM)
         for ns in reversed(self.namespaces):
+            # What outlived its parent there (a node's services, in sessions of their own, when
+            # the node itself needed SIGKILL) goes by its pid, before the namespace's name does.
+            left = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
+            for pid in left.stdout.split():
+                if pid.isdigit() and int(pid) != os.getpid():
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(int(pid), signal.SIGKILL)
             subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
         self.namespaces.clear()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -282,3 +283,24 @@ def test_faulty_services_are_contained_and_reported(lab: Lab) -> None:
     assert states["crasher"][0] in ("backoff", "starting", "ready")
     assert states["fine"] == ("ready", 0)
     assert node["failed_release"] == 1
+
+
+def test_close_removes_what_outlived_its_parent_in_the_namespaces(lab: Lab) -> None:
+    # A node's service runs in a session of its own: if the node itself needs SIGKILL, the
+    # service outlives it, re-parented. close() must still remove it, by its pid.
+    lab.network()
+    orphan = subprocess.run(
+        ["ip", "netns", "exec", lab.node_ns, "setsid", "--fork", "sleep", "300"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        timeout=10)
+    assert orphan.returncode == 0
+    deadline = time.monotonic() + 5
+    while not (pids := subprocess.run(["ip", "netns", "pids", lab.node_ns], capture_output=True,
+                                      text=True).stdout.split()):
+        assert time.monotonic() < deadline, "the orphan never showed in the namespace"
+        time.sleep(0.05)
+    lab.close()
+    time.sleep(0.2)
+    for pid in pids:
+        state = Path(f"/proc/{pid}/stat")
+        assert not state.exists() or state.read_text().split(") ")[1][0] == "Z", pid
