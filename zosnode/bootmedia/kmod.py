@@ -1,7 +1,7 @@
 """Kernel modules for the initramfs: read .modinfo, resolve, write what PID 1 loads.
 
 The agent loads modules with finit_module in the order `render_load_list`
-writes, leaving out the drivers of PCI devices that are not there; it reads
+writes, leaving out the drivers of PCI and ACPI devices that are not there; it reads
 no modules.dep or modules.alias (written too, as depmod would, for people).
 All of it comes from the modules' own .modinfo sections, so no depmod run is
 needed and the output depends only on the module files. Pure code.
@@ -129,10 +129,10 @@ def render_load_list(chosen: Sequence[Module], wanted: Iterable[str]) -> str:
         if name not in by_name:
             continue  # built into the kernel
         needs = [name, *_all_deps(by_name[name], by_name)]
-        pci = {a for n in needs for a in by_name[n].aliases if a.startswith(ENUMERATED)}
+        served = {a for n in needs for a in by_name[n].aliases if a.startswith(ENUMERATED)}
         for n in needs:
             gate = gates.get(n, set())
-            gates[n] = None if gate is None or not pci else gate | pci
+            gates[n] = None if gate is None or not served else gate | served
     lines = []
     for mod in chosen:
         gate = gates.get(mod.name)

@@ -116,7 +116,7 @@ def _check_profile(entries: Iterable[Any], artifact: Path) -> int:
     found = {e.path: e for e in entries
              if e.path.startswith(NATIVES_DIR) and e.kind is not cpio.Kind.DIR}
     for path in sorted(expected.keys() | found.keys()):
-        if path not in found or path not in expected or found[path] != expected[path]:
+        if found.get(path) != expected.get(path):
             what = "missing" if path not in found else "not /init's"
             print(f"zosnode: laid-out native {path} is {what}", file=sys.stderr)
             return 1
