@@ -176,36 +176,34 @@ def run(args: argparse.Namespace, work: Path, shm: Path) -> None:
         mnt = Path(tempfile.mkdtemp(prefix=tag, dir=work))
         return mnt
 
+    def read_file(name: str, proc: subprocess.Popen[bytes], mnt: Path) -> None:
+        """dd of `mnt`/file: its MB/s as `name`, `proc`'s CPU per MiB as cpu_`name`."""
+        c0 = cpu_s(proc.pid)
+        add(name, size / dd([mnt / "file"]))
+        add(f"cpu_{name}", (cpu_s(proc.pid) - c0) / args.size_mib)
+
     with nginx(store, work / "nginx") as server:
         # Not counted: the first cold read after nginx starts costs 2-3x the CPU of the later
         # ones on this host (bench/datapath.md, "Cold reads"); it is reported on its own.
         cache = Path(tempfile.mkdtemp(dir=shm))
         mnt = fresh("f")
         with zos_mount(big_fl, mnt, server.url, cache, cache_mib) as proc:
-            c0 = cpu_s(proc.pid)
-            add("cold_first", size / dd([mnt / "file"]))
-            add("cpu_cold_first", (cpu_s(proc.pid) - c0) / args.size_mib)
+            read_file("cold_first", proc, mnt)
         shutil.rmtree(cache)
         for _ in range(args.runs):
             add("tmpfs", size / dd([shm / "file"]))
             mnt = fresh("t")
             with mount([PY, str(TOP / "bench" / "_fuse_trivial.py"), str(mnt),
                         str(args.size_mib)], mnt, b"ready") as proc:
-                c0 = cpu_s(proc.pid)
-                add("trivial", size / dd([mnt / "file"]))
-                add("cpu_trivial", (cpu_s(proc.pid) - c0) / args.size_mib)
+                read_file("trivial", proc, mnt)
             cache = Path(tempfile.mkdtemp(dir=shm))
             mnt = fresh("c")
             with zos_mount(big_fl, mnt, server.url, cache, cache_mib) as proc:
-                c0 = cpu_s(proc.pid)
-                add("cold", size / dd([mnt / "file"]))
-                add("cpu_cold", (cpu_s(proc.pid) - c0) / args.size_mib)
+                read_file("cold", proc, mnt)
                 add("rss", peak_rss_mib(proc.pid))
             mnt = fresh("w")
             with zos_mount(big_fl, mnt, server.url, cache, cache_mib) as proc:
-                c0 = cpu_s(proc.pid)
-                add("warm", size / dd([mnt / "file"]))
-                add("cpu_warm", (cpu_s(proc.pid) - c0) / args.size_mib)
+                read_file("warm", proc, mnt)
             mnt = fresh("r")
             with zos_mount(big_fl, mnt, server.url, cache, cache_mib):
                 add("iops", random_iops(mnt / "file", args.iops_s))
