@@ -38,6 +38,7 @@ from zosnode.artifact.sbom import BuildRecord, Package  # noqa: E402
 from zosnode.bootmedia.pyc import sourceless_pyc  # noqa: E402
 
 ANCHOR_NAME = "zosnode/trust/anchor.cbor"
+DATACLASS_TABLE = "zosnode/_dataclass_methods.bin"
 MAIN = '''\
 # zosnode artifact entry point: standard library only until natives are verified.
 import gc
@@ -48,6 +49,37 @@ import sys
 # import time; zosnode.entry freezes those objects and turns it on once the command is
 # imported (`collector_on`).
 gc.disable()
+
+
+def _precompiled_dataclass_methods():
+    # dataclasses compiles the source of each method it writes (6 a frozen class: 15% of the
+    # node's imports). build_zipapp.py compiled each once, keyed by a BLAKE2b of its text (our
+    # own classes' text: no adversary picks it); another text, or another interpreter's table,
+    # is compiled as dataclasses would.
+    import dataclasses
+    import hashlib
+    import importlib.util
+    import marshal
+
+    try:
+        data = __loader__.get_data(os.path.join(os.path.dirname(__file__), "DATACLASS_TABLE"))
+    except (OSError, AttributeError):
+        return
+    magic = importlib.util.MAGIC_NUMBER
+    if not data.startswith(magic):
+        return
+    table = marshal.loads(data[len(magic):])
+
+    def exec_(source, globals=None, locals=None):
+        if isinstance(source, str):
+            source = table.get(hashlib.blake2b(source.encode(), digest_size=8).digest(), source)
+        exec(source, globals, locals)
+
+    exec_.table = table
+    dataclasses.exec = exec_
+
+
+_precompiled_dataclass_methods()
 
 
 def _start():
@@ -67,7 +99,47 @@ def _start():
 
 
 sys.exit(_start())
-'''
+'''.replace("DATACLASS_TABLE", DATACLASS_TABLE)
+
+# Run in the first-pass artifact (natives activated as __main__ does) by the building
+# interpreter: argv = archive, modules (JSON: the trusted code base's, as `zosnode audit
+# --tcb` finds them, lazy imports followed); each method source dataclasses compiles while
+# they are imported is recorded as its code (no line table: a generated method's traceback
+# names no line), keyed as __main__ looks it up. Left out, to keep the initramfs under 10 MB:
+# `__repr__` and `__hash__`, the least compile time per byte of the table (docs/boot.md). A
+# command beyond the node's compiles the rest of its methods itself.
+DATACLASS_LEFT_OUT = ("__repr__", "__hash__")
+RECORDER = r'''
+import dataclasses, hashlib, importlib, json, marshal, re, sys, types
+from pathlib import Path
+
+archive, modules = sys.argv[1], json.loads(sys.argv[2])
+sys.path.insert(0, archive)
+from zosnode.artifact.unpack import activate
+
+activate(Path(archive))
+table = {}
+LEFT_OUT = DATACLASS_LEFT_OUT
+
+
+def stripped(code):
+    consts = tuple(stripped(c) if isinstance(c, types.CodeType) else c for c in code.co_consts)
+    return code.replace(co_linetable=b"", co_consts=consts)
+
+
+def record(source, globals=None, locals=None):
+    method = re.search(r"\n def (\w+)\(", source) if isinstance(source, str) else None
+    if method is not None and method[1] not in LEFT_OUT:
+        key = hashlib.blake2b(source.encode(), digest_size=8).digest()
+        source = table.setdefault(key, stripped(compile(source, "<string>", "exec")))
+    exec(source, globals, locals)
+
+
+dataclasses.exec = record
+for name in modules:
+    importlib.import_module(name)
+sys.stdout.buffer.write(marshal.dumps(dict(sorted(table.items()))))
+'''.replace("DATACLASS_LEFT_OUT", repr(DATACLASS_LEFT_OUT))
 
 
 # Files of a vendored wheel that nothing imports at run time: the packages'
@@ -190,6 +262,28 @@ def collect(wheelhouse: Path, anchor: Path | None) -> tuple[dict[str, bytes], li
 
 def build(output: Path, shebang: str, wheelhouse: Path, anchor: Path | None) -> BuildRecord:
     members, packages = collect(wheelhouse, anchor)
+    epoch = source_date_epoch()
+    stamp = time.gmtime(max(epoch, 315532800))[:6]
+    record = _record(members, packages, shebang, epoch)
+    members[DATACLASS_TABLE] = dataclass_table(_archive(members, record, shebang, stamp))
+    record = _record(members, packages, shebang, epoch)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=".zosnode-", dir=output.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(_archive(members, record, shebang, stamp))
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp_name, 0o755)
+        os.replace(tmp_name, output)
+    except BaseException:
+        os.unlink(tmp_name)
+        raise
+    return record
+
+
+def _record(members: dict[str, bytes], packages: list[Package], shebang: str,
+            epoch: int) -> BuildRecord:
     native_files = {
         n[len(NATIVE_PREFIX):]: hashlib.sha256(d).hexdigest()
         for n, d in members.items() if n.startswith(NATIVE_PREFIX)
@@ -198,41 +292,57 @@ def build(output: Path, shebang: str, wheelhouse: Path, anchor: Path | None) -> 
     for n in sorted(members):
         ident.update(n.encode() + b"\0" + hashlib.sha256(members[n]).digest())
     ident.update(shebang.encode())
-    epoch = source_date_epoch()
-    record = BuildRecord(
+    return BuildRecord(
         build_id=ident.hexdigest(),
         native_files=native_files,
         source_date_epoch=epoch,
         python_tag=f"cp{sys.version_info.major}{sys.version_info.minor}",
         packages=tuple(packages),
     )
-    members[RECORD_NAME] = record.to_json()
 
-    stamp = time.gmtime(max(epoch, 315532800))[:6]
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=".zosnode-", dir=output.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(f"#!{shebang}\n".encode())
-            buf = io.BytesIO()
-            with zipfile.ZipFile(buf, "w") as zf:
-                for n in sorted(members):
-                    info = zipfile.ZipInfo(n, date_time=stamp)  # type: ignore[arg-type]
-                    info.compress_type = zipfile.ZIP_DEFLATED
-                    info.create_system = 3
-                    info.external_attr = (0o100644 << 16)
-                    zf.writestr(info, members[n], compresslevel=9)
-            f.write(buf.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-        # The shebang shifts every offset; zipfile's reader finds the central
-        # directory from the end, so a prefixed archive stays valid.
-        os.chmod(tmp_name, 0o755)
-        os.replace(tmp_name, output)
-    except BaseException:
-        os.unlink(tmp_name)
-        raise
-    return record
+
+def _archive(members: dict[str, bytes], record: BuildRecord, shebang: str,
+             stamp: tuple[int, ...]) -> bytes:
+    # The shebang shifts every offset; zipfile's reader finds the central
+    # directory from the end, so a prefixed archive stays valid.
+    buf = io.BytesIO()
+    buf.write(f"#!{shebang}\n".encode())
+    with zipfile.ZipFile(buf, "w") as zf:
+        for n, data in sorted({**members, RECORD_NAME: record.to_json()}.items()):
+            info = zipfile.ZipInfo(n, date_time=stamp)  # type: ignore[arg-type]
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.create_system = 3
+            info.external_attr = (0o100644 << 16)
+            zf.writestr(info, data, compresslevel=9)
+    return buf.getvalue()
+
+
+def dataclass_table(first_pass: bytes) -> bytes:
+    """The methods dataclasses writes for the node's classes, compiled (__main__ uses them)."""
+    import importlib.util
+    import json
+
+    from zosnode.artifact.unpack import RUNTIME_ENV
+    from zosnode.cli.audit_tcb import ENTRY_POINTS, probe
+
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = Path(tmp, "first.pyz")
+        archive.write_bytes(first_pass)
+        before = os.environ.get(RUNTIME_ENV)
+        os.environ[RUNTIME_ENV] = str(Path(tmp, "runtime"))
+        try:
+            modules = sorted({m for names in ENTRY_POINTS.values() for m in probe(archive, names)})
+            proc = subprocess.run([sys.executable, "-I", "-X", "no_debug_ranges", "-c", RECORDER,
+                                   str(archive), json.dumps(modules)], capture_output=True)
+        finally:
+            if before is None:
+                del os.environ[RUNTIME_ENV]
+            else:
+                os.environ[RUNTIME_ENV] = before
+    if proc.returncode != 0:
+        last = proc.stderr.decode(errors="replace").strip().splitlines() or ["(no output)"]
+        raise BuildError(f"recording the dataclass methods failed: {last[-1]}")
+    return importlib.util.MAGIC_NUMBER + proc.stdout
 
 
 def main() -> int:

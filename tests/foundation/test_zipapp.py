@@ -172,3 +172,84 @@ def test_the_artifact_imports_without_the_collector_and_runs_with_it_frozen_afte
     # Off while the entry module and the command load; then what they made frozen, and on.
     assert "gc {'zosnode.entry': False, 'zosnode.cli': False} True True" in proc.stderr, \
         proc.stderr
+
+
+# Runs the artifact's __main__ (`version`, so it returns), then imports the node's modules
+# through what __main__ left: argv = artifact, modules (JSON). Prints what it saw (JSON).
+_PRECOMPILED_PROBE = r"""
+import dataclasses, hashlib, importlib, json, re, runpy, sys
+pyz, modules = sys.argv[1], json.loads(sys.argv[2])
+sys.argv = [pyz, "version"]
+try:
+    runpy.run_path(pyz, run_name="__main__")
+except SystemExit:
+    pass
+sys.path.insert(0, pyz)  # run_path took it off again
+hook = getattr(dataclasses, "exec", exec)
+table = getattr(hook, "table", None)
+missed = []
+if table is not None:
+    def spy(source, globals=None, locals=None):
+        if isinstance(source, str):
+            if hashlib.blake2b(source.encode(), digest_size=8).digest() not in table:
+                missed.append(re.search(r"\n def (\w+)\(", source)[1])
+        hook(source, globals, locals)
+    dataclasses.exec = spy
+for name in modules:
+    importlib.import_module(name)
+dataclasses.exec = hook
+from zosnode.trust.envelope import Envelope  # one of the node's, from the table
+new = dataclasses.make_dataclass("New", [("x", int)], frozen=True)  # not in it: compiled
+fields = [f.name for f in dataclasses.fields(Envelope)]
+try:
+    new(1).x = 2
+    frozen = False
+except dataclasses.FrozenInstanceError:
+    frozen = True
+print(json.dumps({"hooked": table is not None, "entries": len(table or ()), "missed": missed,
+                  "new": [new(1) == new(1), new(1) != new(2), repr(new(3)), frozen],
+                  "fields": fields}))
+"""
+
+
+def _precompiled(pyz: Path, runtime: Path) -> dict[str, object]:
+    from zosnode.cli.audit_tcb import ENTRY_POINTS
+
+    modules = sorted({m for names in ENTRY_POINTS.values() for m in names})
+    proc = subprocess.run(
+        ["env", "-i", f"ZOSNODE_RUNTIME_DIR={runtime}", "python3", "-I", "-c",
+         _PRECOMPILED_PROBE, str(pyz), json.dumps(modules)],
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    seen: dict[str, object] = json.loads(proc.stdout.splitlines()[-1])
+    return seen
+
+
+def test_node_dataclass_methods_come_compiled(artifact: Path, tmp_path: Path) -> None:
+    """Every method dataclasses writes for the node's classes is in the build's table but those
+    left out on purpose; a class the table lacks is compiled as usual, and works."""
+    from build_zipapp import DATACLASS_LEFT_OUT
+
+    seen = _precompiled(artifact, tmp_path / "rt")
+    assert seen["hooked"] and int(seen["entries"]) > 200  # type: ignore[call-overload]
+    missed = seen["missed"]
+    assert isinstance(missed, list) and missed, "none left out: is the probe looking?"
+    assert set(missed) <= set(DATACLASS_LEFT_OUT)
+    assert seen["new"] == [True, True, "New(x=3)", True]
+    assert seen["fields"]
+
+
+def test_another_interpreters_table_is_ignored(artifact: Path, tmp_path: Path) -> None:
+    """A table whose magic is not this interpreter's bytecode's: unused, the artifact runs."""
+    other = tmp_path / "other.pyz"
+    with zipfile.ZipFile(artifact) as src, zipfile.ZipFile(other, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == "zosnode/_dataclass_methods.bin":
+                assert data[4:] and data[:4] != b"\0\0\0\0"
+                data = b"\0\0\0\0" + data[4:]
+            dst.writestr(info, data)
+    seen = _precompiled(other, tmp_path / "rt")
+    assert seen["hooked"] is False
+    assert seen["new"] == [True, True, "New(x=3)", True]
+    assert run_pyz(other, tmp_path / "rt2", "version").returncode == 0
