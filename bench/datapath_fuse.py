@@ -140,10 +140,11 @@ def random_iops(path: Path, seconds: float) -> float:
         os.close(fd)
 
 
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of process `pid` so far (every thread)."""
+def cpu_s(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of process `pid` so far (every thread)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -177,10 +178,13 @@ def run(args: argparse.Namespace, work: Path, shm: Path) -> None:
         return mnt
 
     def read_file(name: str, proc: subprocess.Popen[bytes], mnt: Path) -> None:
-        """dd of `mnt`/file: its MB/s as `name`, `proc`'s CPU per MiB as cpu_`name`."""
-        c0 = cpu_s(proc.pid)
+        """dd of `mnt`/file: its MB/s as `name`, `proc`'s CPU per MiB as cpu_`name` (and
+        its system share as sys_`name`: the kernel's side, new pages, copies)."""
+        u0, s0 = cpu_s(proc.pid)
         add(name, size / dd([mnt / "file"]))
-        add(f"cpu_{name}", (cpu_s(proc.pid) - c0) / args.size_mib)
+        u1, s1 = cpu_s(proc.pid)
+        add(f"cpu_{name}", (u1 - u0 + s1 - s0) / args.size_mib)
+        add(f"sys_{name}", (s1 - s0) / args.size_mib)
 
     with nginx(store, work / "nginx") as server:
         # Not counted: the first cold read after nginx starts costs 2-3x the CPU of the later
@@ -233,13 +237,15 @@ def run(args: argparse.Namespace, work: Path, shm: Path) -> None:
     print(f"  zosnode, warm cache      {mbs('warm')}   {med('warm') / triv:.2f} x trivial")
     print(f"  zosnode, cold (nginx)    {mbs('cold')}   {med('cold') / triv:.2f} x trivial")
     print(f"  zosnode, first cold read after nginx started (not in the median above):"
-          f" {med('cold_first') / 1e6:.0f} MB/s, {med('cpu_cold_first') * 1e3:.2f} ms CPU per MiB")
+          f" {med('cold_first') / 1e6:.0f} MB/s, {med('cpu_cold_first') * 1e3:.2f} ms CPU per MiB"
+          f" (system {med('sys_cold_first') * 1e3:.2f})")
     print(f"  mount process peak RSS over the cold read: {med('rss'):.0f} MiB"
           f" ({', '.join(f'{v:.0f}' for v in rows['rss'])})")
     # CPU per MiB holds steadier than MB/s on a machine shared with other work.
     print(f"  file system process CPU per MiB read (user+sys, all threads): trivial"
           f" {med('cpu_trivial') * 1e3:.2f} ms, zosnode warm {med('cpu_warm') * 1e3:.2f} ms"
-          f" ({med('cpu_warm') / med('cpu_trivial'):.1f} x), cold {med('cpu_cold') * 1e3:.2f} ms")
+          f" ({med('cpu_warm') / med('cpu_trivial'):.1f} x), cold {med('cpu_cold') * 1e3:.2f} ms"
+          f" (system {med('sys_cold') * 1e3:.2f})")
     print(f"random 4 KiB preads, {args.iops_s:.0f} s each:")
     print(f"  tmpfs                    {med('iops_tmpfs'):8.0f} IOPS")
     print(f"  zosnode, warm cache      {med('iops'):8.0f} IOPS")
