@@ -66,9 +66,12 @@ def _precompiled_dataclass_methods():
     except (OSError, AttributeError):
         return
     magic = importlib.util.MAGIC_NUMBER
-    if not data.startswith(magic):
+    try:
+        table = marshal.loads(data[len(magic):]) if data.startswith(magic) else None
+    except (ValueError, EOFError, TypeError):  # cut short: compiled as without it
+        table = None
+    if not isinstance(table, dict):
         return
-    table = marshal.loads(data[len(magic):])
 
     def exec_(source, globals=None, locals=None):
         if isinstance(source, str):

@@ -239,15 +239,16 @@ def test_node_dataclass_methods_come_compiled(artifact: Path, tmp_path: Path) ->
     assert seen["fields"]
 
 
-def test_another_interpreters_table_is_ignored(artifact: Path, tmp_path: Path) -> None:
-    """A table whose magic is not this interpreter's bytecode's: unused, the artifact runs."""
+@pytest.mark.parametrize("change", ["other magic", "cut short"])
+def test_an_unusable_table_is_ignored(artifact: Path, tmp_path: Path, change: str) -> None:
+    """A table of another interpreter's bytecode, or one cut short: unused, the artifact runs."""
     other = tmp_path / "other.pyz"
     with zipfile.ZipFile(artifact) as src, zipfile.ZipFile(other, "w") as dst:
         for info in src.infolist():
             data = src.read(info)
             if info.filename == "zosnode/_dataclass_methods.bin":
                 assert data[4:] and data[:4] != b"\0\0\0\0"
-                data = b"\0\0\0\0" + data[4:]
+                data = b"\0\0\0\0" + data[4:] if change == "other magic" else data[:1000]
             dst.writestr(info, data)
     seen = _precompiled(other, tmp_path / "rt")
     assert seen["hooked"] is False
