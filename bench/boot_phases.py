@@ -33,6 +33,8 @@ from pathlib import Path
 TOP = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TOP))
 
+import _host  # noqa: E402  (bench/, beside this script)
+
 from examples import demo_os  # noqa: E402
 from tests.boot.conftest import NODE_PYTHON, build_initramfs  # noqa: E402
 from tests.lab import qemu  # noqa: E402
@@ -119,7 +121,13 @@ def main() -> int:
     ap.add_argument("--tree", type=Path, default=TOP)
     ap.add_argument("--trace", type=Path)
     ap.add_argument("--smp", type=int, default=1)
+    _host.add_argument(ap)
     args = ap.parse_args()
+    with _host.freed_pages_held(args.hold_freed_pages):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="zosnode-bench-phases-") as tmp:
         work = Path(tmp)
         kit = demo_os.build(work / "kit")

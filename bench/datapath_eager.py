@@ -26,6 +26,8 @@ from pathlib import Path
 TOP = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TOP))
 
+import _host  # noqa: E402  (bench/, beside this script)
+
 from tests.lab.nginx import nginx  # noqa: E402
 from tests.lab.rootfs import rootfs_tarball, unpack_rootfs  # noqa: E402
 from zosnode.flist.pack import build  # noqa: E402
@@ -64,11 +66,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--no-casync", action="store_true", help="skip casync (slow)")
+    _host.add_argument(ap)
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("needs root", file=sys.stderr)
         return 2
-    return run(args.runs, casync=not args.no_casync)
+    with _host.freed_pages_held(args.hold_freed_pages):
+        return run(args.runs, casync=not args.no_casync)
 
 
 def run(runs: int, *, casync: bool) -> int:

@@ -9,7 +9,8 @@ Every figure comes from one run, on loopback, caches and copies on tmpfs:
   from `zosnode flist mount FLIST MNT --hub URL --cache DIR` (a separate
   process, as on a node) cold (empty cache, blocks from nginx) and warm
   (a fresh mount over the cache the cold run filled), after one cold read
-  not counted (the first after nginx starts is slower here: bench/datapath.md);
+  not counted (on a VM whose balloon reports free pages, the first read's
+  fresh pages are host faults: bench/_host.py, bench/datapath.md);
 * the same for a tree of shared libraries (compressible, the builder's
   default compression), every file read with dd;
 * random 4 KiB reads (pread at aligned random offsets) for a fixed time,
@@ -45,6 +46,8 @@ from pathlib import Path
 
 TOP = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TOP))
+
+import _host  # noqa: E402  (bench/, beside this script)
 
 from tests.lab.nginx import nginx  # noqa: E402
 
@@ -187,8 +190,8 @@ def run(args: argparse.Namespace, work: Path, shm: Path) -> None:
         add(f"sys_{name}", (s1 - s0) / args.size_mib)
 
     with nginx(store, work / "nginx") as server:
-        # Not counted: the first cold read after nginx starts costs 2-3x the CPU of the later
-        # ones on this host (bench/datapath.md, "Cold reads"); it is reported on its own.
+        # Not counted: the first cold read touches pages the host took back (free page
+        # reporting, bench/_host.py), 2-3x the CPU of the later ones; reported on its own.
         cache = Path(tempfile.mkdtemp(dir=shm))
         mnt = fresh("f")
         with zos_mount(big_fl, mnt, server.url, cache, cache_mib) as proc:
@@ -264,22 +267,23 @@ def main() -> int:
     ap.add_argument("--iops-s", type=float, default=3.0)
     ap.add_argument("--eager", action="store_true",
                     help="then the eager extract comparison (bench/datapath_eager.py)")
+    _host.add_argument(ap)
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("needs root (FUSE mounts)", file=sys.stderr)
         return 2
     work = Path(tempfile.mkdtemp(prefix="zosnode-bench-fuse-"))
     shm = Path(tempfile.mkdtemp(prefix="zosnode-bench-fuse-", dir="/dev/shm"))
-    try:
-        run(args, work, shm)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-        shutil.rmtree(shm, ignore_errors=True)
-    if args.eager:
-        sys.path.insert(0, str(TOP / "bench"))
-        import datapath_eager
+    with _host.freed_pages_held(args.hold_freed_pages):
+        try:
+            run(args, work, shm)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+            shutil.rmtree(shm, ignore_errors=True)
+        if args.eager:
+            import datapath_eager
 
-        return datapath_eager.run(args.runs, casync=False)
+            return datapath_eager.run(args.runs, casync=False)
     return 0
 
 
