@@ -69,7 +69,11 @@ def freed_pages_held(hold: bool) -> Iterator[None]:
         yield
         return
     before = PARAM.read_text().strip()
-    PARAM.write_text(str(_orders()))
+    try:
+        PARAM.write_text(str(_orders()))
+    except OSError as exc:
+        why = f"--hold-freed-pages: cannot write {PARAM}: {exc.strerror} (root?)"
+        raise SystemExit(why) from None
     try:
         print(state(), flush=True)
         yield

@@ -53,3 +53,12 @@ def test_hold_turns_reporting_off_and_restores_it(tmp_path: Path,
     with host.freed_pages_held(False):
         assert host.PARAM.read_text().strip() == "9"
     assert "on (" in capsys.readouterr().out
+
+
+
+def test_hold_that_cannot_write_is_a_one_line_error(tmp_path: Path) -> None:
+    host = _host(tmp_path, REPORTING, "9")
+    host.PARAM = Path("/proc/version")  # readable, refuses a write even from root
+    with pytest.raises(SystemExit, match=r"^--hold-freed-pages: cannot write /proc/version: "):
+        with host.freed_pages_held(True):
+            pytest.fail("the body runs only once the setting is written")
