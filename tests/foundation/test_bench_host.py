@@ -1,7 +1,6 @@
 """bench/_host.py: the free-page-reporting state a benchmark prints, and the switch it restores."""
 
 import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -14,7 +13,6 @@ def _host(tmp_path: Path, features: str | None, order: str | None) -> ModuleType
     spec = importlib.util.spec_from_file_location("bench_host", TOP / "bench" / "_host.py")
     assert spec is not None and spec.loader is not None
     host = importlib.util.module_from_spec(spec)
-    sys.modules.pop("bench_host", None)
     spec.loader.exec_module(host)
     virtio = tmp_path / "virtio"
     for i, (device, feats) in enumerate((("0x0001", "1" * 64), ("0x0005", features))):
@@ -53,7 +51,6 @@ def test_hold_turns_reporting_off_and_restores_it(tmp_path: Path,
     with host.freed_pages_held(False):
         assert host.PARAM.read_text().strip() == "9"
     assert "on (" in capsys.readouterr().out
-
 
 
 def test_hold_that_cannot_write_is_a_one_line_error(tmp_path: Path) -> None:
