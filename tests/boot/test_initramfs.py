@@ -48,15 +48,17 @@ def test_contents(boot_files: BootFiles) -> None:
     # The node's paths are in it; the builder's and hub's are not.
     for kept in ("zosnode/agent/boot/__init__.pyc", "zosnode/mount/child.pyc",
                  "zosnode/artifact/unpack.pyc", "zosnode/_artifact.json", "__main__.pyc",
-                 "pyroute2/iproute/linux.pyc", "pyroute2/nftables/main.pyc"):
+                 "zosnode/net/nlwire.pyc", "zosnode/net/firewall.pyc"):
         assert kept in held, kept
     assert any(n.startswith("_native/pyfuse3/") for n in held)
-    # Nor pyroute2's facade: the node registers the package without its __init__
-    # (zosnode/net/netlink.py), so NDB and its sqlite3 stay out.
+    # Nor pyroute2 (the node speaks netlink itself: zosnode/net/netlink.py), nor
+    # what only it imported (multiprocessing, unittest's mock, sqlite3).
     for dropped in ("zosnode/hub/", "zosnode/bootmedia/", "zosnode/cli/hub_cmd",
-                    "_native/pyfastcdc/", "pyroute2/ndb/", "pyroute2/ipdb/"):
+                    "_native/pyfastcdc/", "pyroute2/"):
         assert not [n for n in held if n.startswith(dropped)], dropped
-    assert not [p for p in entries if "sqlite3" in p]
+    lib = "usr/lib/python3.11/"
+    for dropped in ("sqlite3", "multiprocessing/", "unittest/"):
+        assert not [p for p in entries if p.startswith(lib + dropped)], dropped
     # Nor cffi's compiler (cffi, pycparser): only trio's fallback for an os
     # without waitid imports it, and this interpreter has waitid. The backend
     # PyNaCl's compiled module imports stays.
@@ -65,16 +67,13 @@ def test_contents(boot_files: BootFiles) -> None:
     # Nor what only another platform or Python imports (profile._FOLLOW's
     # decided branches): the node's epoll, waitid and Linux backends stay.
     for kept in ("trio/_core/_io_epoll.pyc", "trio/_core/_generated_io_epoll.pyc",
-                 "trio/_subprocess_platform/waitid.pyc", "pyroute2/iproute/__init__.pyc"):
+                 "trio/_subprocess_platform/waitid.pyc"):
         assert kept in held, kept
     # sysconfig's data module goes only with sysconfig (closure.IMPORTED_BY).
-    lib = "usr/lib/python3.11/"
     assert f"{lib}sysconfig.pyc" in entries or not [
         p for p in entries if p.startswith(f"{lib}_sysconfigdata")]
     for dropped in ("typing_extensions.pyc", "trio/_core/_generated_io_windows",
-                    "trio/_core/_generated_io_kqueue", "trio/_subprocess_platform/kqueue",
-                    "pyroute2/iproute/windows", "pyroute2/iproute/darwin",
-                    "pyroute2/iproute/bsd", "pyroute2/bsd/"):
+                    "trio/_core/_generated_io_kqueue", "trio/_subprocess_platform/kqueue"):
         assert not [n for n in held if n.startswith(dropped)], dropped
     assert any(n.startswith("_native/_cffi_backend.") for n in held)
     # Nor backports.zstd's tarfile and zipfile (profile.NOT_FOLLOWED).

@@ -134,9 +134,8 @@ def test_what_the_probe_does_not_follow_is_named_by_no_node_code() -> None:
 # zosnode modules that import by a computed name, and why the profile still
 # holds the targets. The probe follows literal names only: a new computed
 # import on a node path must be named in profile.ENTRY_POINTS (b4246a2's
-# netlink._module(name) silently left pyroute2's sockets off the node).
+# netlink._module(name) once silently left pyroute2's sockets off the node).
 COMPUTED_IMPORTS = {
-    "zosnode/net/netlink.py": "its _module() targets are node-run entry modules (below)",
     "zosnode/agent/main.py": "BootStage.MODULE, zosnode.agent.boot, is an entry module",
     "zosnode/cli/__init__.py": "the command groups, whose parsers the probe builds",
     "zosnode/cli/audit_cmd.py": "workstation only",
@@ -146,7 +145,6 @@ COMPUTED_IMPORTS = {
 def test_every_import_by_computed_name_is_accounted_for() -> None:
     top = Path(__file__).resolve().parents[2]
     found: set[str] = set()
-    sockets: set[str] = set()
     for path in sorted((top / "zosnode").rglob("*.py")):
         rel = path.relative_to(top).as_posix()
         for node in ast.walk(ast.parse(path.read_text())):
@@ -156,12 +154,7 @@ def test_every_import_by_computed_name_is_accounted_for() -> None:
             arg = node.args[0]
             if name == "import_module" and not isinstance(arg, ast.Constant):
                 found.add(rel)
-            if rel == "zosnode/net/netlink.py" and name == "_module" and isinstance(
-                    arg, ast.Constant):
-                target = str(arg.value)  # spelt whole since 1f8de1e, in parts in b4246a2
-                sockets.add(target if target.startswith("pyroute2.") else f"pyroute2.{target}")
     assert found == set(COMPUTED_IMPORTS)
-    assert sockets and sockets <= set(profile.ENTRY_POINTS["node run"][1])
     assert "zosnode.agent.boot" in profile.ENTRY_POINTS["node run"][1]
 
 

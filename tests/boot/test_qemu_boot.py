@@ -44,14 +44,13 @@ def test_artifact_runs_as_init_and_every_module_imports(boot_files: BootFiles,
     imports = [ln for ln in text.splitlines() if ln.startswith("import ")]
     assert len(imports) >= 8, text
     # /init is the node profile (bootmedia/profile.py): no node path loads the
-    # builder's chunker, nor pyroute2's facade (the node imports its rtnetlink
-    # and nftables submodules only, zosnode/net/netlink.py), nor pycparser (only
+    # builder's chunker, nor pycparser (only
     # cffi's compiler uses it, and only trio's fallback for an os without waitid
     # imports that; cffi's backend, which PyNaCl needs, imports), nor
     # typing_extensions (imported only under TYPE_CHECKING, a `try` whose
     # `typing` import succeeds, or trio's sphinx branch: profile._FOLLOW).
     failed = [ln.split()[1] for ln in imports if "FAILED" in ln]
-    assert failed == ["pycparser", "pyfastcdc", "pyroute2", "typing-extensions"], \
+    assert failed == ["pycparser", "pyfastcdc", "typing-extensions"], \
         "\n".join(imports)
     assert "/run/zosnode/" in text  # natives were unpacked into the rootfs' /run
 

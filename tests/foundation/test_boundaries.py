@@ -26,7 +26,7 @@ TOP = Path(__file__).resolve().parents[2]
 PURE_CORES = (
     "zosnode.canonical",
     "zosnode.net.dhcp_wire", "zosnode.net.dhcp_client", "zosnode.net.lease_check",
-    "zosnode.net.arp", "zosnode.net.choose", "zosnode.net.loglimit",
+    "zosnode.net.arp", "zosnode.net.choose", "zosnode.net.loglimit", "zosnode.net.nlwire",
     "zosnode.trust.verifier", "zosnode.trust.manifest", "zosnode.trust.root",
     "zosnode.trust.envelope", "zosnode.trust.schema",
     "zosnode.flist.format", "zosnode.flist.blocks", "zosnode.flist.view", "zosnode.flist.diff",

@@ -173,10 +173,10 @@ def artifact_roots(zipapp: bytes, only: frozenset[str] | None = None) -> set[str
 # opens a browser) and the artifact never needs them at run time.
 _NO_TRACE = frozenset({"this", "antigravity", "idlelib", "tkinter", "turtle"})
 # Run before an artifact's modules are imported, here and by the profile's
-# probe, as on a node: pyroute2 and unittest registered with their __init__
-# not run (zosnode/net/netlink.py), so what only those would import (pyroute2's
-# every protocol; unittest's runner, argparse, difflib) is not the node's.
-PREPARE = ("zosnode.net.netlink._register_package",)
+# probe, as on a node: functions (module.function) that register a package
+# without its __init__. None today: the node's netlink is its own since
+# pyroute2 left it (zosnode/net/netlink.py).
+PREPARE: tuple[str, ...] = ()
 _TRACER = """\
 import importlib, importlib.util, json, os, sys, zipfile
 names, app, native = json.load(open(sys.argv[1])), sys.argv[3], sys.argv[4]

@@ -4,8 +4,8 @@ The initramfs's `/init` is not the whole workstation artifact but a zip of
 the subset of its files that `node run`, the FUSE mount child and `version`
 can import, each member byte-identical to the artifact's file (sha256 listed
 in `initramfs.json`, `check` compares the two archives). Builder, hub and
-boot-media code, and the vendored code only they use (pyfastcdc, most of
-pyroute2, pycparser, ...), stay on the workstation. docs/boot.md has the
+boot-media code, and the vendored code only they use (pyfastcdc, pycparser,
+...), stay on the workstation. docs/boot.md has the
 trade-off.
 
 Which files, found at build time by running the artifact (`_PROBE`, in the
@@ -15,9 +15,8 @@ follow every import a loaded module names, ours or vendored, at any depth
 on every node, such as `if TYPE_CHECKING:` or `if sys.platform == "win32":`,
 only the way a node takes it: `_FOLLOW`), the
 literal names given to `importlib.import_module`, and every `from P import
-N` once more as `getattr(P, N)` (so a package's `__getattr__` facade, such
-as the one zosnode.net.netlink leaves on pyroute2, runs here if a node path
-could run it), until nothing new loads. A package registered without its
+N` once more as `getattr(P, N)` (so a package's `__getattr__` facade runs
+here if a node path could run it), until nothing new loads. A package registered without its
 `__init__` having run (`PREPARE`) is followed only once something runs it.
 A module's source is dropped from the zip where its unchecked-hash .pyc is
 there (zipimport loads the .pyc first; tracebacks on the node show file and
@@ -47,11 +46,7 @@ RECORD_NAME = "zosnode/_artifact.json"  # likewise: only a zosnode artifact has 
 # and the node group's CLI parser besides (`zosnode --debug node run`).
 ENTRY_POINTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "start-up": ((), ("zosnode.artifact.unpack",)),  # what __main__ runs before any command
-    # zosnode.net.netlink imports pyroute2's two sockets through its own
-    # `_module(name)`, whose `import_module(name)` the probe cannot follow:
-    # named here (tests/boot/test_profile.py checks they stay so).
-    "node run": (("node",), ("zosnode.agent.boot", "pyroute2.iproute.linux",
-                             "pyroute2.nftables.main")),
+    "node run": (("node",), ("zosnode.agent.boot",)),
     "mount child": ((), ("zosnode.mount.child",)),
     "version": (("version",), ()),
 }
@@ -67,12 +62,7 @@ PREPARE = closure.PREPARE
 # imported only by trio's hypothesis plugin hook (`_core._run.
 # _hypothesis_plugin_setup`, which hypothesis's entry point calls; hypothesis
 # is not in the artifact); trio's own package leaves it out at run time.
-# pyroute2.iproute.bsd (and through it pyroute2.bsd, 49 KB of .pyc) is
-# imported only by pyroute2.iproute's __init__ under `elif
-# config.uname[0][-3:] == 'BSD'`: config.uname[0] is platform.uname().system,
-# "Linux" on every node, but the probe cannot tell that tuple (our pyroute2
-# patch builds it field by field) from any other.
-NOT_FOLLOWED = ("backports.zstd._shutil", "trio.testing", "pyroute2.iproute.bsd")
+NOT_FOLLOWED = ("backports.zstd._shutil", "trio.testing")
 _MODULE_SUFFIXES = (".py", ".pyc", ".so")
 PROBE_TIMEOUT_S = 300
 
@@ -129,8 +119,7 @@ def value(module, t):
         if base is sys.version_info and t.attr in ("major", "minor"):
             return getattr(sys.version_info, t.attr)
         if isinstance(base, type(sys)) and ours(base):
-            # A module's attribute holding platform.uname()'s result. (pyroute2.config.uname is
-            # a tuple built field by field, not one: hence its entry in NOT_FOLLOWED.)
+            # A module's attribute holding platform.uname()'s result.
             # Read from its dict: a package's __getattr__ facade must not run here.
             held = vars(base).get(t.attr)
             return Uname() if isinstance(held, platform.uname_result) else UNKNOWN
@@ -301,7 +290,7 @@ def skipped(name):
 sys.path[:0] = [native, app]
 sys.dont_write_bytecode = True
 import zosnode.cli
-for hook in prepare:  # e.g. pyroute2 registered without its __init__, as on a node
+for hook in prepare:  # as on a node (closure.PREPARE)
     module, _, func = hook.rpartition(".")
     getattr(importlib.import_module(module), func)()
 for groups, modules in entries:

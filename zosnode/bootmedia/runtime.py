@@ -31,8 +31,8 @@ LOADER = "lib64/ld-linux-x86-64.so.2"
 PROGRAMS = ("sbin/mke2fs",)
 
 # Top-level stdlib names a node never imports. Interpreters, shells and
-# installers are excluded on principle; the rest to stay small. (pyroute2
-# imports unittest and sqlite3 at import time, so those stay.)
+# installers are excluded on principle; the rest to stay small (the
+# profile's closure leaves out what no node path imports besides).
 EXCLUDED = frozenset({
     "test", "idlelib", "tkinter", "turtledemo", "turtle", "lib2to3", "ensurepip", "venv",
     "distutils", "pydoc_data", "pydoc", "curses", "dbm", "site-packages",

@@ -60,7 +60,6 @@ VENDORED_MODULES = {
     "backports-zstd": "backports.zstd._zstd",
     "pyfastcdc": "pyfastcdc.cy.fastcdc",
     "typing-extensions": "typing_extensions",
-    "pyroute2": "pyroute2",
     "pyfuse3": "pyfuse3",
     "attrs": "attr",
     "idna": "idna",

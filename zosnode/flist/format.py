@@ -148,8 +148,7 @@ class Flist:
         check_int("minor version", self.minor, 0, 1 << 64)
         if not 0 < len(self.entries) <= MAX_ENTRIES:
             raise FormatError(f"entry count {len(self.entries)} outside 1..{MAX_ENTRIES}")
-        depth = [0] * len(self.entries)
-        plen = [0] * len(self.entries)
+        depth, plen = [0] * len(self.entries), [0] * len(self.entries)
         seen: set[tuple[int, bytes]] = set()
         for i, e in enumerate(self.entries):
             if e.index != i:

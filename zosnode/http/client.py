@@ -258,7 +258,12 @@ class HttpClient:
             if call.body:
                 data += proto.send(h11.Data(data=call.body)) or b""
             data += proto.send(h11.EndOfMessage()) or b""
-            await _send_all(conn.stream, data, url, t)
+            view = memoryview(data)  # each `_SEND_CHUNK` within `body_idle`: else a stall
+            for start in range(0, len(view), _SEND_CHUNK):
+                with trio.move_on_after(t.body_idle) as window:
+                    await conn.stream.send_all(view[start:start + _SEND_CHUNK])
+                if window.cancelled_caught:
+                    raise HttpTimeout(f"{url}: peer took no bytes for {t.body_idle}s")
             with trio.fail_after(t.head):
                 while not isinstance(event := proto.next_event(), h11.Response):
                     if isinstance(event, h11.InformationalResponse):
@@ -361,20 +366,9 @@ class HttpClient:
                     raise HttpOversize(f"{url}: body passed the {max_size}-byte cap")
                 parts.append(event.data)  # h11's own slice of its buffer: no second copy
             elif isinstance(event, h11.EndOfMessage):
-                break
+                return b"".join(parts)
             else:
                 raise truncated(f"unexpected {type(event).__name__}")
-        return b"".join(parts)
-
-
-async def _send_all(stream: trio.abc.Stream, data: bytes, url: str, t: Timeouts) -> None:
-    """Send each `_SEND_CHUNK` within `body_idle`: a peer that stops reading is a stall."""
-    view = memoryview(data)
-    for start in range(0, len(view), _SEND_CHUNK):
-        with trio.move_on_after(t.body_idle) as window:
-            await stream.send_all(view[start:start + _SEND_CHUNK])
-        if window.cancelled_caught:
-            raise HttpTimeout(f"{url}: peer took no bytes for {t.body_idle}s")
 
 
 class _StaleConnection(Exception):
@@ -425,11 +419,9 @@ def _expected_length(
     url: str, headers: Mapping[str, str], byte_range: tuple[int, int] | None
 ) -> int | None:
     raw = headers.get("content-length")
-    length: int | None = None
-    if raw is not None:
-        if not raw.isdigit():
-            raise HttpPeerError(f"{url}: bad Content-Length {raw!r}")
-        length = int(raw)
+    if raw is not None and not raw.isdigit():
+        raise HttpPeerError(f"{url}: bad Content-Length {raw!r}")
+    length = None if raw is None else int(raw)
     if byte_range is not None:
         want = byte_range[1] - byte_range[0] + 1
         crange = headers.get("content-range", "")

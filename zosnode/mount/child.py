@@ -17,20 +17,9 @@ from zosnode.cache.store import BlockCache
 from zosnode.errors import ZosError
 from zosnode.fetch.fetcher import Fetcher
 from zosnode.flist.format import flist_id
+from zosnode.mount import protocol
 from zosnode.mount.errors import InvalidFlist, MountFailed, MountpointUnusable, ProtocolRefused
-from zosnode.mount.protocol import (
-    COUNTS,
-    HEADER,
-    MAX_REQUEST,
-    CacheCounts,
-    Failure,
-    FailureKind,
-    MountRequest,
-    Ready,
-    Report,
-    decode_request,
-    encode_report,
-)
+from zosnode.mount.protocol import CacheCounts, Failure, FailureKind, MountRequest, Ready, Report
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 COUNTS_EVERY_S = 2.0
@@ -41,7 +30,7 @@ Send = Callable[[Report], None]
 
 def _send(fd: int, report: Report) -> None:
     """One report on the pipe; a reader that is gone (the agent died) is not an error."""
-    frame = memoryview(encode_report(report))
+    frame = memoryview(protocol.encode_report(report))
     with contextlib.suppress(OSError):
         while frame:  # at most ~2 KiB: one write, blocking only if the agent stopped reading
             frame = frame[os.write(fd, frame):]
@@ -64,7 +53,7 @@ async def _send_counts(cache: BlockCache, send: Send) -> None:
     """The cache's counts when they change (the heartbeat's hit rate)."""
     sent = None
     while True:
-        counts = CacheCounts(**{n: getattr(cache.stats, n) for n in COUNTS})
+        counts = CacheCounts(**{n: getattr(cache.stats, n) for n in protocol.COUNTS})
         if counts != sent:
             send(counts)
             sent = counts
@@ -136,10 +125,11 @@ def main(argv: Sequence[str], stdin: int = 0) -> int:
     if sys.modules.get("importlib.metadata") is stand_in:
         del sys.modules["importlib.metadata"]
     data = bytearray()  # to EOF, or one byte past the largest frame: decoding refuses it
+    cap = protocol.MAX_REQUEST + protocol.HEADER
     try:
-        while len(data) <= MAX_REQUEST + HEADER and (chunk := os.read(stdin, 1 << 20)):
+        while len(data) <= cap and (chunk := os.read(stdin, 1 << 20)):
             data += chunk
-        request = decode_request(bytes(data))
+        request = protocol.decode_request(bytes(data))
     except (ProtocolRefused, OSError) as exc:
         send(Failure.of(FailureKind.REQUEST, f"the request: {exc}"))
         return EXIT_USAGE

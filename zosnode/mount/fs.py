@@ -144,13 +144,9 @@ class FlistFS(pyfuse3.Operations):
         return out
 
     def _read_ahead(self, entry: Entry, start: int, end: int) -> None:
-        seen: set[str] = set()
         for p in self.view.plan_read(entry, start, end - start):
-            ref = p.ref
-            if ref is None or ref.id in seen:
-                continue
-            seen.add(ref.id)
-            if ref.id not in self._warming and not self.source.is_hot(ref.id):
+            ref = p.ref  # a block seen twice is warming already, or hot
+            if ref is not None and ref.id not in self._warming and not self.source.is_hot(ref.id):
                 self._warming.add(ref.id)
                 assert self._spawn is not None
                 self._spawn(partial(self._warm, ref))

@@ -1,19 +1,27 @@
-"""Links, addresses, routes (netlink), SLAAC sysctls and resolv.conf. Netlink calls answer in
+"""Links, addresses, routes (rtnetlink), SLAAC sysctls and resolv.conf. Netlink calls answer in
 microseconds, so they run inline on the trio thread: nothing here waits on the network."""
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import socket
+import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from zosnode.atomicfile import write_atomic
-from zosnode.net import netlink
-from zosnode.net.errors import NetSystemError, NetUsageError
+from zosnode.net import netlink, nlwire
+from zosnode.net.errors import NetSystemError, NetUsageError, PacketError
+from zosnode.net.nlwire import ACK, CREATE, DUMP, REPLACE, REQUEST
 
-ARPHRD_ETHER = 1
-IFF_UP = 0x1
-IFF_LOWER_UP = 0x10000
+ARPHRD_ETHER, IFF_UP, IFF_LOWER_UP = 1, 0x1, 0x10000
+NEWLINK, GETLINK, NEWADDR, DELADDR, GETADDR, NEWROUTE, DELROUTE = 16, 18, 20, 21, 22, 24, 25
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_LINKINFO, IFLA_CARRIER, IFLA_INFO_KIND = 1, 3, 18, 33, 1
+IFA_ADDRESS, IFA_LOCAL, RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY = 1, 2, 1, 4, 5, 6
+RT_TABLE_MAIN, RTPROT_STATIC, RTN_UNICAST, RT_SCOPE_LINK, RT_SCOPE_NOWHERE = 254, 4, 1, 253, 255
+GONE = frozenset({3, 19, 99})  # ESRCH, ENODEV, EADDRNOTAVAIL: nothing left to remove
+_IFINFO = struct.Struct("=BxHiII")  # family, type, index, flags, change
+_IFADDR = struct.Struct("=BBBBI")  # family, prefix length, flags, scope, index
+_RTMSG = struct.Struct("=8BI")  # family, dst len, src len, tos, table, protocol, scope, type; flags
 # Built on top of NICs, so never configured as one; a veth (a test namespace's cable) is a NIC.
 VIRTUAL_KINDS = frozenset({"bridge", "bond", "vlan", "macvlan", "macvtap", "ipvlan", "tun",
                            "dummy", "vxlan", "wireguard", "gre", "gretap", "team", "ifb"})
@@ -30,70 +38,101 @@ class Nic:
             raise NetUsageError(f"nic {self.name}: bad MAC or index")
 
 
-@contextmanager
-def _netlink(what: str, gone: tuple[str, ...] = ()) -> Iterator[None]:
-    """A pyroute2 failure as NetSystemError; one saying the object is `gone` is no failure."""
-    try:
-        yield
-    except Exception as exc:  # noqa: BLE001 - pyroute2 raises many kinds
-        if not any(g in str(exc) for g in gone):
-            raise NetSystemError(f"netlink: {what}: {exc}") from None
+def _split(head: struct.Struct, msg: nlwire.Message) -> tuple[tuple[int, ...], dict[int, bytes]]:
+    if len(msg.payload) < head.size:
+        raise PacketError(f"netlink: a message of type {msg.kind} too short for its header")
+    return head.unpack_from(msg.payload), nlwire.attrs(msg.payload[head.size:])
+
+
+def _nic(msg: nlwire.Message) -> Nic | None:
+    (_, kind, index, _, _), a = _split(_IFINFO, msg)
+    info = nlwire.attrs(a.get(IFLA_LINKINFO, b""))
+    if kind != ARPHRD_ETHER or not a.get(IFLA_ADDRESS) or \
+            nlwire.text(info.get(IFLA_INFO_KIND)) in VIRTUAL_KINDS:
+        return None
+    return Nic(nlwire.text(a.get(IFLA_IFNAME)) or "", index, a[IFLA_ADDRESS])
+
+
+def _carrier(msg: nlwire.Message) -> bool:
+    (_, _, _, flags, _), a = _split(_IFINFO, msg)
+    carrier = a.get(IFLA_CARRIER)  # older kernels: the lower-layer flag says the same
+    up = carrier[:1] != b"\0" if carrier else flags & IFF_LOWER_UP
+    return bool(flags & IFF_UP) and bool(up)
+
+
+def _address(nic: Nic, address: str, prefixlen: int) -> bytes:
+    raw = socket.inet_aton(address)  # a DHCPv4 lease's: IPv6 comes from SLAAC, in the kernel
+    return _IFADDR.pack(socket.AF_INET, prefixlen, 0, 0, nic.index) + \
+        nlwire.attr(IFA_LOCAL, raw) + nlwire.attr(IFA_ADDRESS, raw)
+
+
+def _route(nic: Nic, destination: str, metric: int, gateway: str | None, delete: bool) -> bytes:
+    """An IPv4 route (a lease's); deleting one matches any protocol, scope and type."""
+    address, _, length = destination.partition("/")
+    attrs = nlwire.attr(RTA_DST, socket.inet_aton(address)) if int(length) else b""
+    attrs += nlwire.attr(RTA_GATEWAY, socket.inet_aton(gateway)) if gateway else b""
+    scope = RT_SCOPE_NOWHERE if delete else 0 if gateway else RT_SCOPE_LINK
+    return _RTMSG.pack(socket.AF_INET, int(length), 0, 0, RT_TABLE_MAIN,
+                       0 if delete else RTPROT_STATIC, scope, 0 if delete else RTN_UNICAST, 0) + \
+        attrs + nlwire.u32(RTA_OIF, nic.index) + nlwire.u32(RTA_PRIORITY, metric)
 
 
 class Links:
     def __init__(self) -> None:
-        self._ipr = netlink.iproute()
+        self._nl = netlink.Socket(netlink.ROUTE)
 
     def close(self) -> None:
-        self._ipr.close()
+        self._nl.close()
+
+    def _ask(self, what: str, kind: int, flags: int, payload: bytes,
+             decode: Callable[[nlwire.Message], Any] = bool, gone: bool = False) -> list[Any]:
+        try:
+            return self._nl.exchange(f"netlink: {what}", [(kind, REQUEST | flags, payload)], decode)
+        except netlink.KernelRefused as exc:
+            if gone and exc.errno in GONE:
+                return []
+            raise
 
     def nics(self) -> list[Nic]:
         """Ethernet NICs, sorted by name (the order used for every tie)."""
-        out = []
-        with _netlink("listing links"):
-            links = list(self._ipr.get_links())
-        for link in links:
-            info, mac = link.get_attr("IFLA_LINKINFO"), link.get_attr("IFLA_ADDRESS")
-            kind = None if info is None else info.get_attr("IFLA_INFO_KIND")
-            if link["ifi_type"] == ARPHRD_ETHER and kind not in VIRTUAL_KINDS and mac:
-                out.append(Nic(link.get_attr("IFLA_IFNAME"), link["index"],
-                               bytes.fromhex(mac.replace(":", ""))))
-        return sorted(out, key=lambda n: n.name)
+        found = self._ask("listing links", GETLINK, DUMP, _IFINFO.pack(0, 0, 0, 0, 0), _nic)
+        return sorted((n for n in found if n is not None), key=lambda n: n.name)
 
     def set_up(self, nic: Nic) -> None:
-        with _netlink(f"bringing {nic.name} up"):
-            self._ipr.link("set", index=nic.index, state="up")
+        self._ask(f"bringing {nic.name} up", NEWLINK, ACK,
+                  _IFINFO.pack(0, 0, nic.index, IFF_UP, IFF_UP))
 
     def carrier(self, nic: Nic) -> bool:
-        with _netlink(f"reading {nic.name}"):
-            (link,) = self._ipr.get_links(nic.index)
-        carrier = link.get_attr("IFLA_CARRIER")
-        if carrier is None:  # older kernels: the lower-layer flag says the same
-            carrier = link["flags"] & IFF_LOWER_UP
-        return bool(link["flags"] & IFF_UP) and bool(carrier)
+        return True in self._ask(f"reading {nic.name}", GETLINK, ACK,
+                                 _IFINFO.pack(0, 0, nic.index, 0, 0), _carrier)
 
     def add_address(self, nic: Nic, address: str, prefixlen: int) -> None:
-        with _netlink(f"adding {address}/{prefixlen} to {nic.name}"):
-            self._ipr.addr("replace", index=nic.index, address=address, prefixlen=prefixlen)
+        self._ask(f"adding {address}/{prefixlen} to {nic.name}", NEWADDR, ACK | CREATE | REPLACE,
+                  _address(nic, address, prefixlen))
 
     def del_address(self, nic: Nic, address: str, prefixlen: int) -> None:
-        with _netlink(f"removing {address} from {nic.name}", gone=("No such", "Cannot assign")):
-            self._ipr.addr("del", index=nic.index, address=address, prefixlen=prefixlen)
+        self._ask(f"removing {address} from {nic.name}", DELADDR, ACK,
+                  _address(nic, address, prefixlen), gone=True)
 
     def addresses(self, nic: Nic, family: int) -> list[tuple[str, int]]:
-        with _netlink(f"reading addresses of {nic.name}"):
-            return [(a.get_attr("IFA_ADDRESS"), a["prefixlen"])
-                    for a in self._ipr.get_addr(index=nic.index, family=family)]
+        def held(msg: nlwire.Message) -> tuple[str, int] | None:
+            (fam, prefixlen, _, _, index), a = _split(_IFADDR, msg)
+            raw = a.get(IFA_ADDRESS, b"")
+            ok = index == nic.index and fam == family and len(raw) == (4 if fam == 2 else 16)
+            return (socket.inet_ntop(fam, raw), prefixlen) if ok else None
+
+        found = self._ask(f"reading addresses of {nic.name}", GETADDR, DUMP,
+                          _IFADDR.pack(family, 0, 0, 0, 0), held)
+        return [a for a in found if a is not None]
 
     def set_route(self, nic: Nic, destination: str, gateway: str | None, metric: int) -> None:
         where = f"via {gateway}" if gateway else "on-link"
-        via: dict[str, Any] = {"gateway": gateway} if gateway else {"scope": 253}  # RT_SCOPE_LINK
-        with _netlink(f"route {destination} {where} on {nic.name}"):
-            self._ipr.route("replace", dst=destination, oif=nic.index, priority=metric, **via)
+        self._ask(f"route {destination} {where} on {nic.name}", NEWROUTE, ACK | CREATE | REPLACE,
+                  _route(nic, destination, metric, gateway, delete=False))
 
     def del_route(self, nic: Nic, destination: str, metric: int) -> None:
-        with _netlink(f"removing the route {destination} on {nic.name}", gone=("No such",)):
-            self._ipr.route("del", dst=destination, oif=nic.index, priority=metric)
+        self._ask(f"removing the route {destination} on {nic.name}", DELROUTE, ACK,
+                  _route(nic, destination, metric, None, delete=True), gone=True)
 
 
 def accept_router_adverts(nic: Nic) -> bool:

@@ -1,48 +1,61 @@
-"""pyroute2's two sockets the node uses, without two package `__init__`s: `import pyroute2`
-imports every protocol it speaks (NDB with sqlite3, IPDB, WireGuard, ...), 62 modules and 5.7 MB
-of RSS, and its iprsocket's `from unittest import mock` (one Mock in a class body) would import
-unittest's test runner, argparse and difflib. So both packages are registered without running
-their `__init__`; a non-module attribute runs it (PEP 562)."""
+"""The node's netlink sockets (rtnetlink, nftables): requests and the kernel's answers. The
+kernel answers at once, so calls run inline; a socket timeout bounds every wait anyway."""
 
-import importlib
-import importlib.util
-import sys
-from typing import Any
+import os
+import socket
+from collections.abc import Callable
+from typing import TypeVar
 
-_PACKAGES = ("pyroute2", "unittest")
+from zosnode.net import nlwire
+from zosnode.net.errors import NetSystemError, PacketError
 
-
-def _register_package() -> None:
-    for name in _PACKAGES:
-        if name in sys.modules:
-            continue  # registered already, or imported whole (a test runner imports unittest)
-        spec = importlib.util.find_spec(name)
-        if spec is None or spec.loader is None:
-            continue  # left to fail at its import
-        package = importlib.util.module_from_spec(spec)  # __path__ set, __init__ not run
-        package.__dict__["__getattr__"] = _facade(package, name, spec.loader)
-        sys.modules[name] = package
+ROUTE, NETFILTER = 0, 12
+TIMEOUT_S = 5.0
+Request = tuple[int, int, bytes]  # type, flags, payload
+T = TypeVar("T")
 
 
-def _facade(package: Any, name: str, loader: Any) -> Any:
-    def facade(attr: str) -> Any:
-        if importlib.util.find_spec(f"{name}.{attr}") is not None:
-            return importlib.import_module(f"{name}.{attr}")
-        del package.__dict__["__getattr__"]
-        loader.exec_module(package)
-        return getattr(package, attr)
-    return facade
+class KernelRefused(NetSystemError):
+    def __init__(self, what: str, errno: int) -> None:
+        super().__init__(f"{what}: {os.strerror(errno)}")
+        self.errno = errno
 
 
-def _module(name: str) -> Any:
-    # `name` is spelt whole at each call: the initramfs profile finds the submodules by it.
-    _register_package()
-    return importlib.import_module(name)
+class Socket:
+    def __init__(self, protocol: int) -> None:
+        self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                                   protocol)
+        self._sock.settimeout(TIMEOUT_S)
+        self._sock.bind((0, 0))
+        self._seq = 0
 
+    def close(self) -> None:
+        self._sock.close()
 
-def iproute() -> Any:
-    return _module("pyroute2.iproute.linux").IPRoute()
-
-
-def nftables(family: int) -> Any:
-    return _module("pyroute2.nftables.main").NFTables(nfgen_family=family)
+    def exchange(self, what: str, requests: list[Request],
+                 decode: Callable[[nlwire.Message], T]) -> list[T]:
+        """Sent in one datagram (an nftables batch is one transaction); returns the answers'
+        objects, decoded, once every request asking for an ack or a dump has its ack or end.
+        A malformed answer (PacketError from `decode` too) is a NetSystemError."""
+        first, wire, pending = self._seq + 1, b"", set()
+        for kind, flags, payload in requests:
+            self._seq += 1
+            wire += nlwire.message(kind, flags, self._seq, payload)
+            if flags & (nlwire.ACK | nlwire.DUMP):
+                pending.add(self._seq)
+        out = []
+        try:
+            self._sock.send(wire)
+            while pending:
+                for msg in nlwire.parse(self._sock.recv(1 << 16)):
+                    if not first <= msg.seq <= self._seq:
+                        continue  # a late answer to an earlier, failed exchange
+                    if msg.kind == nlwire.NLMSG_ERROR and nlwire.error_of(msg):
+                        raise KernelRefused(what, nlwire.error_of(msg))
+                    if msg.kind in (nlwire.NLMSG_ERROR, nlwire.NLMSG_DONE):
+                        pending.discard(msg.seq)
+                    else:
+                        out.append(decode(msg))
+        except (OSError, PacketError) as exc:  # PacketError: the kernel's answer is garbled
+            raise NetSystemError(f"{what}: {getattr(exc, 'strerror', None) or exc}") from None
+        return out

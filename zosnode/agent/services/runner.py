@@ -53,12 +53,9 @@ class ServiceRunner:
         return self._sup.dead_ends
 
     async def wait_settled(self) -> bool:
-        while True:
-            if self._sup.dead_ends:
-                return False
-            if self._sup.all_ready:
-                return True
+        while not (self._sup.dead_ends or self._sup.all_ready):
             await self._changed.wait()
+        return not self._sup.dead_ends
 
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -103,7 +100,8 @@ class ServiceRunner:
             elif isinstance(action, events.Probe):
                 nursery.start_soon(self._probe, action)
             elif isinstance(action, events.Signal):
-                self._signal(action)
+                if (popen := self._procs.get((action.name, action.run))) is not None:
+                    _killpg(popen, signal.Signals[action.signal])
             elif isinstance(action, events.StateChanged):
                 self._changed.set()
                 self._changed = trio.Event()
@@ -173,11 +171,6 @@ class ServiceRunner:
                 _killpg(popen, signal.SIGKILL)
                 popen.wait()
         await self._send.send(events.ProbeResult(action.name, action.run, ok))
-
-    def _signal(self, action: events.Signal) -> None:
-        popen = self._procs.get((action.name, action.run))
-        if popen is not None:
-            _killpg(popen, signal.Signals[action.signal])
 
 
 def _killpg(popen: subprocess.Popen[bytes], sig: signal.Signals) -> None:
