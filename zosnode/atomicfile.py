@@ -1,10 +1,8 @@
 """Whole-or-nothing writes, the one way zosnode puts a file or a tree in place.
 
-A file: a temporary name beside it, fsync, rename (not to overwrite: a hard link, which
-fails if the name exists even against a racing writer), fsync the directory; a crash
-leaves at most a `.tmp-` file; `durable=False` skips the fsyncs (a tmpfs cache). Trees are
-renamed in or aside. `tempfile` names (O_EXCL, O_NOFOLLOW, random): nothing planted beside
-can redirect a write. Missing parents are the caller's decision."""
+A crash leaves at most a `.tmp-` file; not to overwrite, a hard link, which fails if the name
+exists even against a racing writer. `tempfile` names (O_EXCL, O_NOFOLLOW, random): nothing
+planted beside can redirect a write. Missing parents are the caller's decision."""
 
 import contextlib
 import os

@@ -33,8 +33,7 @@ def _item(data: bytes, pos: int, depth: int) -> tuple[Any, int]:
     """The value at `pos` and the position after it; `depth` more non-empty containers may open."""
     if pos >= len(data):
         raise CanonicalError("not valid CBOR: truncated")
-    initial = data[pos]
-    pos += 1
+    initial, pos = data[pos], pos + 1
     major, arg = initial >> 5, initial & 0x1F
     if initial in _SIMPLE:
         return _SIMPLE[initial], pos
@@ -137,6 +136,4 @@ def _keys(value: dict[Any, Any]) -> Iterator[tuple[Any, bytes]]:
     for key in value:
         if isinstance(key, bool) or not isinstance(key, (int, str)):
             raise CanonicalError("cannot encode: a map key must be text or an integer")
-        out = bytearray()
-        _put(out, key, 0)
-        yield key, bytes(out)
+        yield key, dumps(key)

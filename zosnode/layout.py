@@ -9,13 +9,8 @@ import re
 
 from zosnode.errors import UsageError
 
-BLOCKS = "blocks"
-FLISTS = "flists"
-ROOTS = "roots"
-CHANNELS = "channels"
-
-MANIFEST = "manifest"
-ROOT_SUFFIX = ".root"
+BLOCKS, FLISTS, ROOTS, CHANNELS = "blocks", "flists", "roots", "channels"
+MANIFEST, ROOT_SUFFIX = "manifest", ".root"
 
 _HEX_ID = re.compile(r"[0-9a-f]{64}")
 _CHANNEL = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")

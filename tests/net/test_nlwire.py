@@ -79,7 +79,7 @@ def test_error_messages() -> None:
                                                                    signed=True)))[0]
     assert w.error_of(ack) == 0 and w.error_of(refused) == 101
     with pytest.raises(PacketError):
-        w.error_of(w.Message(w.NLMSG_ERROR, 0, 3, b"\0\0"))
+        w.error_of(w.NetlinkMessage(w.NLMSG_ERROR, 0, 3, b"\0\0"))
 
 
 @given(st.binary(max_size=600))

@@ -20,19 +20,14 @@ from zosnode.agent.cmdline import Config
 from zosnode.net import audit, dhcp_io
 from zosnode.net import dhcp_client as dhcp
 from zosnode.net.choose import Candidate, choose, decided, preferred
-from zosnode.net.dhcp_client import Lease
 from zosnode.net.errors import NetSystemError
 from zosnode.net.firewall import Firewall
 from zosnode.net.links import Links, Nic, accept_router_adverts, resolv_conf_text, write_atomically
 
-CHOSEN_METRIC = 0
-BACKUP_METRIC_BASE = 1000
-HUB_PROBE_TIMEOUT = 1.5
-CARRIER_TIMEOUT_S = 10.0
+CHOSEN_METRIC, BACKUP_METRIC_BASE = 0, 1000
+HUB_PROBE_TIMEOUT, CARRIER_TIMEOUT_S = 1.5, 10.0
 SETTLE_S = 2.0  # after the first lease, how long other NICs may still answer
-FIREWALL_CHECK_EVERY = 10.0
-AUDIT_EVERY = 60.0
-SLAAC_POLL_EVERY = 1.0
+FIREWALL_CHECK_EVERY, AUDIT_EVERY, SLAAC_POLL_EVERY = 10.0, 60.0, 1.0
 DEFAULT_ROUTE = "0.0.0.0/0"
 
 
@@ -41,13 +36,13 @@ class Network:
     """What the rest of the node sees: the chosen NIC and its lease, kept current."""
 
     chosen: Nic | None = None
-    leases: dict[str, Lease] = field(default_factory=dict)  # by NIC name
+    leases: dict[str, dhcp.Lease] = field(default_factory=dict)  # by NIC name
     changed: trio.Event = field(default_factory=trio.Event)
     audit_findings: list[audit.Finding] = field(default_factory=list)
     last_refusal: tuple[str, float] | None = None  # the last DHCP reply refused, at wall time
 
     @property
-    def lease(self) -> Lease | None:
+    def lease(self) -> dhcp.Lease | None:
         return None if self.chosen is None else self.leases.get(self.chosen.name)
 
     def addresses(self) -> list[str]:
@@ -66,8 +61,7 @@ class Options:
 
 class Bringup:
     def __init__(self, config: Config, say: dhcp_io.Say, options: Options | None = None) -> None:
-        self.config = config
-        self.say = say
+        self.config, self.say = config, say
         self.options = options or Options()
         self.rng = random.SystemRandom()
         self.network = Network()
@@ -150,7 +144,7 @@ class Bringup:
                 await self._rechoose()
         self.network._bump()
 
-    async def _leased(self, nic: Nic, lease: Lease) -> None:
+    async def _leased(self, nic: Nic, lease: dhcp.Lease) -> None:
         """Bound or renewed: configured (a renewal: what changed), or refused and declined."""
         old = self.network.leases.get(nic.name)
         chosen = self.network.chosen == nic
@@ -177,7 +171,7 @@ class Bringup:
         if self._settled and self.network.chosen is None:
             await self._rechoose()
 
-    def _configure(self, nic: Nic, lease: Lease, old: Lease | None) -> None:
+    def _configure(self, nic: Nic, lease: dhcp.Lease, old: dhcp.Lease | None) -> None:
         """Address, option 121 routes and the backup default route (`old`: a renewal's)."""
         links, metric = self._links, BACKUP_METRIC_BASE + nic.index
         links.add_address(nic, lease.address, lease.prefixlen)
@@ -196,7 +190,7 @@ class Bringup:
             if old.routers and not lease.routers:
                 links.del_route(nic, DEFAULT_ROUTE, metric)
 
-    def _configure_chosen(self, nic: Nic, lease: Lease, old: Lease | None) -> None:
+    def _configure_chosen(self, nic: Nic, lease: dhcp.Lease, old: dhcp.Lease | None) -> None:
         if lease.routers:
             self._links.set_route(nic, DEFAULT_ROUTE, lease.routers[0], CHOSEN_METRIC)
         elif old is not None and old.routers:
@@ -206,7 +200,7 @@ class Bringup:
             write_atomically(self.options.resolv_conf,
                              resolv_conf_text(lease.dns, lease.search_domains))
 
-    def _unconfigure(self, nic: Nic, lease: Lease, chosen: bool) -> None:
+    def _unconfigure(self, nic: Nic, lease: dhcp.Lease, chosen: bool) -> None:
         """Undo `_configure` (and `_configure_chosen`) step by step; never raises."""
         links, metric = self._links, BACKUP_METRIC_BASE + nic.index
         metrics = (CHOSEN_METRIC, metric) if chosen else (metric,)
@@ -220,7 +214,7 @@ class Bringup:
             except NetSystemError as exc:
                 self.say(f"{nic.name}: {exc}")
 
-    def _refuse(self, nic: Nic, lease: Lease, exc: NetSystemError, chosen: bool) -> None:
+    def _refuse(self, nic: Nic, lease: dhcp.Lease, exc: NetSystemError, chosen: bool) -> None:
         self.say(f"{nic.name}: cannot use the lease on {lease.address} ({exc}); declining it")
         self._unconfigure(nic, lease, chosen)
         self._controls[nic.name].decline(str(exc))
@@ -271,7 +265,7 @@ class Bringup:
             return decided(leased, carrier, False)
         return decided(leased, carrier, await self._reaches_hub(self._nics[best], leased[best]))
 
-    async def _reaches_hub(self, nic: Nic, lease: Lease) -> bool:
+    async def _reaches_hub(self, nic: Nic, lease: dhcp.Lease) -> bool:
         for hub in self.config.hubs:
             parts = urllib.parse.urlsplit(hub)
             port = parts.port or (443 if parts.scheme == "https" else 80)

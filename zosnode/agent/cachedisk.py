@@ -233,10 +233,7 @@ class FirstUse:
 
     def __init__(self, inner: Mounter, cache: BlockCache, fetcher: Callable[[], Fetcher],
                  say: pid1.Say) -> None:
-        self.inner = inner
-        self.cache = cache
-        self.fetcher = fetcher
-        self.say = say
+        self.inner, self.cache, self.fetcher, self.say = inner, cache, fetcher, say
         self.checked: set[str] = set()
         self.refetched = 0
         self.own = Counter[str]()

@@ -156,10 +156,9 @@ def _run(args: argparse.Namespace, say: pid1.Say, is_init: bool) -> int:
     say(f"config: farm {config.farm or '-'} channel {config.channel} "
         f"hubs {' '.join(config.hubs) or '-'}{' net ' + config.net if config.net else ''}")
     if is_init:
-        try:
+        listing = ""
+        with contextlib.suppress(OSError):
             listing = INITRAMFS_MODULES.read_text()
-        except OSError:
-            listing = ""
         pid1.load_modules(Path("/lib/modules") / os.uname().release, listing, say)
         pid1.seed_entropy(os.uname().nodename.encode(), say)
         # After the modules (efivarfs); "on" means the firmware checked this image.

@@ -40,10 +40,9 @@ def console_writer(stream: TextIO) -> Say:
 
 def mount(source: str | Path, target: Path, fstype: str, flags: int, data: str = "") -> int:
     """mount(2): 0, or the errno it failed with."""
-    if _libc().mount(os.fsencode(source), os.fsencode(target), fstype.encode(),
-                     ctypes.c_ulong(flags), data.encode() or None) != 0:
-        return ctypes.get_errno()
-    return 0
+    rc = _libc().mount(os.fsencode(source), os.fsencode(target), fstype.encode(),
+                       ctypes.c_ulong(flags), data.encode() or None)
+    return ctypes.get_errno() if rc != 0 else 0
 
 
 # (source, target under the root, fstype, flags, data)
@@ -70,11 +69,10 @@ def _name(path: str) -> str:
 
 
 def modules_to_load(listing: str, devices: Sequence[str]) -> tuple[list[str], list[str]]:
-    """(paths to load, in order; paths left out) of `listing`, the builder's resolution
-    (bootmedia.kmod.render_load_list): a path a line, after what it needs, then the PCI/ACPI
-    aliases of the devices it serves, if only those: left out when none matches a present
-    device's modalias (both buses are enumerated before /init; a bus of which no device was
-    read decides nothing)."""
+    """(paths to load, in order; paths left out) of `listing` (bootmedia.kmod.render_load_list):
+    a path a line, after what it needs, then the PCI/ACPI aliases of the devices it serves, if only
+    those: out when none matches a present device's modalias (both buses are enumerated before
+    /init; a bus of which no device was read decides nothing)."""
     load: list[str] = []
     out: list[str] = []
     for path, *aliases in (line.split() for line in listing.splitlines() if line.strip()):

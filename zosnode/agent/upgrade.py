@@ -54,7 +54,6 @@ class PollSchedule:
             raise UpgradeUsageError("need 0 <= jitter_ms < interval_ms")
 
     def next_poll(self, now_ms: int, draw: float) -> int:
-        """`draw` in [0, 1) comes from the caller's random source."""
         if not 0.0 <= draw < 1.0:
             raise UpgradeUsageError("draw must be in [0, 1)")
         return now_ms + self.interval_ms - self.jitter_ms + int(2 * self.jitter_ms * draw)

@@ -32,8 +32,7 @@ def running_archive() -> Path | None:
     """The .pyz this process runs from, or None when run from a checkout."""
     import zosnode
 
-    loader = getattr(zosnode.__spec__, "loader", None)
-    archive = getattr(loader, "archive", None)
+    archive = getattr(getattr(zosnode.__spec__, "loader", None), "archive", None)
     return Path(archive) if archive else None
 
 

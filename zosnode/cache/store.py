@@ -126,9 +126,8 @@ class BlockCache:
         except FileNotFoundError:
             return None
         try:
-            # One read takes a small entry whole; a large one in RAM is mapped: its own pages,
-            # no copy (writers rename a new file in, never change one, so the bytes stay), and
-            # no bytes read but its header's.
+            # A small entry: one read; a large one in RAM: mapped, no copy, no read but its
+            # header's (writers rename a new file in, never change one, so the bytes stay).
             size = os.fstat(fd).st_size
             block: Block
             if size < MAP_FROM:

@@ -41,9 +41,7 @@ class Fetcher:
         self.health = MirrorHealth([m.rstrip("/") for m in mirrors])
         self.client = client or http.HttpClient()
         self.timeouts = timeouts
-        self.deadline_s = deadline_s
-        self.attempt_s = attempt_s
-        self.give_up_s = give_up_s
+        self.deadline_s, self.attempt_s, self.give_up_s = deadline_s, attempt_s, give_up_s
         self._backoff = Backoff()
         self._changed = trio.Event()  # set and replaced on each outcome (`_attempt`)
         self._slots: dict[str, trio.Semaphore] = {}
@@ -86,8 +84,7 @@ class Fetcher:
                     except CircuitOpen:
                         continue
                     except (http.HttpPeerError, WrongCopy, _StartOver) as exc:
-                        tried = True
-                        last = exc
+                        tried, last = True, exc
                         if not isinstance(exc, http.HttpTruncated):
                             # A failed resume (416, a 200, a dead mirror) starts over.
                             partial, partial_from = b"", set()

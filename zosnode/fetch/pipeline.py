@@ -24,9 +24,7 @@ class _Feed:
     in its thread, waits on a lock, not on a hop into trio (one a block cost half the extract)."""
 
     def __init__(self, source: BlockSource, order: list[BlockRef], ahead_bytes: int) -> None:
-        self.source = source
-        self.order = order
-        self.ahead_bytes = ahead_bytes
+        self.source, self.order, self.ahead_bytes = source, order, ahead_bytes
         self.held = 0  # decoded bytes fetched or in flight, not yet used up
         self.peak = 0  # the most `held` was (tests check the bound)
         # Under `_ready`, with `held`: uses counted not yet taken, and blocks fetched (one in

@@ -32,8 +32,7 @@ class BlockSource:
 
     def __init__(self, fetcher: Fetcher, cache: BlockCache | None, *,
                  hot_bytes: int = 64 * 1024 * 1024, decoded_cache: bool = False) -> None:
-        self.fetcher = fetcher
-        self.cache = cache
+        self.fetcher, self.cache = fetcher, cache
         # The cache, when it keeps blocks decoded (trusted only): more RAM each, no work to read.
         self._decoded = cache if decoded_cache and cache is not None and cache.trusted else None
         self._hot: OrderedDict[str, Buffer] = OrderedDict()
@@ -91,8 +90,7 @@ class BlockSource:
 
         async def fetch() -> bytes:
             pair: tuple[bytes, Buffer] = await self.fetcher.fetch_checked(
-                block_path(ref.id), ref.id, partial(checked_decode, ref),
-                max_size=ref.stored_size)
+                block_path(ref.id), ref.id, partial(checked_decode, ref), max_size=ref.stored_size)
             self.fetched_blocks += 1
             self.fetched_bytes += len(pair[0])
             got.append(pair[1])

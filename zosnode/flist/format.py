@@ -12,8 +12,7 @@ from zosnode import canonical, layout
 from zosnode.flist.blocks import BlockRef, Compression, check_int
 from zosnode.flist.errors import FormatError, UnsupportedVersionError
 
-MAJOR = 1
-MINOR = 1
+MAJOR, MINOR = 1, 1
 
 MAX_METADATA = 64 * 1024 * 1024
 MAX_ENTRIES = 1_000_000
@@ -28,8 +27,7 @@ MAX_XATTR_VALUE = 65536
 MAX_EXTENTS = 1 << 20
 MAX_FILE_SIZE = 1 << 44
 MAX_META = 1024 * 1024
-_U32 = 1 << 32
-_I64 = 1 << 63
+_U32, _I64 = 1 << 32, 1 << 63
 
 
 # An entry's type, by its wire code 1..7 in this order (append only).
@@ -165,8 +163,7 @@ class Flist:
             plen[i] = plen[e.parent] + 1 + len(e.name)
             if depth[i] > MAX_DEPTH or plen[i] > MAX_PATH:
                 raise FormatError(f"path of entry {i} is deeper or longer than allowed")
-            if e.kind is Kind.HARDLINK:
-                assert e.link is not None
+            if e.link is not None:  # a hardlink
                 kind = self.entries[e.link].kind
                 if kind in (Kind.DIR, Kind.HARDLINK):
                     raise FormatError(f"hardlink {i} points at a {kind.name.lower()}")

@@ -105,10 +105,8 @@ def extract_blocks(view: FlistView, blocks: DecodedBlocks, target: str | os.Path
         return _extract_into(view, blocks, root_fd, progress, _Privilege(view, skipped))
 
 
-def _extract_into(
-    view: FlistView, reader: DecodedBlocks, root_fd: int,
-    progress: Callable[[int, int], None] | None, priv: _Privilege,
-) -> int:
+def _extract_into(view: FlistView, reader: DecodedBlocks, root_fd: int,
+                  progress: Callable[[int, int], None] | None, priv: _Privilege) -> int:
     total = sum(e.size for e in view.entries)
     written = 0
     # A hardlink to a file not written yet (never, from our builder) is linked at the end.

@@ -39,8 +39,7 @@ class FlistView:
                 kids[e.name] = e
                 if e.kind is Kind.DIR:
                     self._nlink[e.parent] += 1
-            if e.kind is Kind.HARDLINK:
-                assert e.link is not None
+            if e.link is not None:  # a hardlink
                 self._nlink[e.link] += 1
 
     @classmethod
@@ -58,10 +57,7 @@ class FlistView:
 
     def resolve(self, entry: Entry) -> Entry:
         """The entry that holds the data and attributes (itself unless a hardlink)."""
-        if entry.kind is Kind.HARDLINK:
-            assert entry.link is not None
-            return self.entries[entry.link]
-        return entry
+        return entry if entry.link is None else self.entries[entry.link]
 
     def nlink(self, entry: Entry) -> int:
         return self._nlink[self.resolve(entry).index]
@@ -120,10 +116,8 @@ class FlistView:
             x = entry.extents[i]
             within = pos - offs[i]
             take = min(x.length - within, end - pos)
-            if isinstance(x, Hole):
-                pieces.append(ReadPiece(None, 0, take))
-            else:
-                pieces.append(ReadPiece(x, x.offset + within, take))
+            pieces.append(ReadPiece(None, 0, take) if isinstance(x, Hole)
+                          else ReadPiece(x, x.offset + within, take))
             pos += take
             i += 1
         return pieces

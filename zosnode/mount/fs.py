@@ -167,7 +167,6 @@ class FlistFS(pyfuse3.Operations):
     async def _read_only(self, *args: Any, **kwargs: Any) -> Any:
         raise pyfuse3.FUSEError(errno.EROFS)
 
-    setattr = setxattr = removexattr = write = _read_only
-    create = mkdir = mknod = symlink = link = _read_only
-    unlink = rmdir = rename = _read_only
+    setattr = setxattr = removexattr = write = create = mkdir = mknod = _read_only
+    symlink = link = unlink = rmdir = rename = _read_only
 

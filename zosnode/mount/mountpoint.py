@@ -29,8 +29,7 @@ def detach(mountpoint: Path) -> None:
     """Lazily unmount `mountpoint` (the kernel drops it once no one uses it)."""
     if os.geteuid() == 0 and libc().umount2(os.fsencode(mountpoint), _MNT_DETACH) == 0:
         return
-    subprocess.run(["fusermount3", "-u", "-z", os.fspath(mountpoint)],
-                   capture_output=True, check=False)
+    subprocess.run(["fusermount3", "-u", "-z", os.fspath(mountpoint)], capture_output=True)
 
 
 def recover_stale(mountpoint: Path) -> None:

@@ -99,8 +99,7 @@ class Failure:
     @classmethod
     def of(cls, kind: FailureKind, message: str) -> Self:
         """A failure whose message is cut to fit (messages come from exceptions)."""
-        text = " ".join(message.split()) or "(no detail)"
-        return cls(kind, text[:MAX_MESSAGE])
+        return cls(kind, (" ".join(message.split()) or "(no detail)")[:MAX_MESSAGE])
 
 
 COUNTS = ("hits", "misses", "fetches", "corrupt", "write_errors", "discarded")  # CacheStats'
@@ -203,8 +202,7 @@ class ReportReader:
 
     def __init__(self) -> None:
         self._buf = bytearray()
-        self.ready = False
-        self.failed = False
+        self.ready = self.failed = False
         self._broken: ProtocolRefused | None = None  # a violation, or a frame eof() cut: for good
 
     def feed(self, data: bytes) -> list[Report]:
@@ -239,7 +237,6 @@ class ReportReader:
         return report
 
     def eof(self) -> None:
-        """The pipe closed: refuse a frame left half-sent."""
         if self._broken is None and self._buf:
             self._broken = ProtocolRefused(f"truncated: the pipe closed {len(self._buf)} "
                                            "bytes into a report")

@@ -39,13 +39,8 @@ class Opt(IntEnum):
     END = 255
 
 
-class MsgType(IntEnum):  # those the node sends or accepts (RFC 2132 §9.6): no RELEASE, INFORM
-    DISCOVER = 1
-    OFFER = 2
-    REQUEST = 3
-    DECLINE = 4
-    ACK = 5
-    NAK = 6
+# Codes 1..6 in this order (RFC 2132 §9.6): those the node sends or accepts, no RELEASE, INFORM.
+MsgType = IntEnum("MsgType", "DISCOVER OFFER REQUEST DECLINE ACK NAK")
 
 
 @dataclass(frozen=True)
@@ -145,8 +140,7 @@ def domain_search(raw: bytes) -> tuple[str, ...]:
 
 def _dns_name(raw: bytes, start: int) -> tuple[list[str], int]:
     labels: list[str] = []
-    pos, resume, floor = start, None, start
-    wire_len = 0
+    pos, resume, floor, wire_len = start, None, start, 0
     while True:
         if pos >= len(raw):
             raise PacketError("dhcp: domain search name runs past the option")

@@ -11,7 +11,7 @@ from typing import Any
 from zosnode.atomicfile import write_atomic
 from zosnode.net import netlink, nlwire
 from zosnode.net.errors import NetSystemError, NetUsageError, PacketError
-from zosnode.net.nlwire import ACK, CREATE, DUMP, REPLACE, REQUEST
+from zosnode.net.nlwire import ACK, CREATE, DUMP, REPLACE, REQUEST, NetlinkMessage
 
 ARPHRD_ETHER, IFF_UP, IFF_LOWER_UP = 1, 0x1, 0x10000
 NEWLINK, GETLINK, NEWADDR, DELADDR, GETADDR, NEWROUTE, DELROUTE = 16, 18, 20, 21, 22, 24, 25
@@ -38,13 +38,13 @@ class Nic:
             raise NetUsageError(f"nic {self.name}: bad MAC or index")
 
 
-def _split(head: struct.Struct, msg: nlwire.Message) -> tuple[tuple[int, ...], dict[int, bytes]]:
+def _split(head: struct.Struct, msg: NetlinkMessage) -> tuple[tuple[int, ...], dict[int, bytes]]:
     if len(msg.payload) < head.size:
         raise PacketError(f"netlink: a message of type {msg.kind} too short for its header")
     return head.unpack_from(msg.payload), nlwire.attrs(msg.payload[head.size:])
 
 
-def _nic(msg: nlwire.Message) -> Nic | None:
+def _nic(msg: NetlinkMessage) -> Nic | None:
     (_, kind, index, _, _), a = _split(_IFINFO, msg)
     info = nlwire.attrs(a.get(IFLA_LINKINFO, b""))
     if kind != ARPHRD_ETHER or not a.get(IFLA_ADDRESS) or \
@@ -53,7 +53,7 @@ def _nic(msg: nlwire.Message) -> Nic | None:
     return Nic(nlwire.text(a.get(IFLA_IFNAME)) or "", index, a[IFLA_ADDRESS])
 
 
-def _carrier(msg: nlwire.Message) -> bool:
+def _carrier(msg: NetlinkMessage) -> bool:
     (_, _, _, flags, _), a = _split(_IFINFO, msg)
     carrier = a.get(IFLA_CARRIER)  # older kernels: the lower-layer flag says the same
     up = carrier[:1] != b"\0" if carrier else flags & IFF_LOWER_UP
@@ -85,7 +85,7 @@ class Links:
         self._nl.close()
 
     def _ask(self, what: str, kind: int, flags: int, payload: bytes,
-             decode: Callable[[nlwire.Message], Any] = bool, gone: bool = False) -> list[Any]:
+             decode: Callable[[NetlinkMessage], Any] = bool, gone: bool = False) -> list[Any]:
         try:
             return self._nl.exchange(f"netlink: {what}", [(kind, REQUEST | flags, payload)], decode)
         except netlink.KernelRefused as exc:
@@ -115,7 +115,7 @@ class Links:
                   _address(nic, address, prefixlen), gone=True)
 
     def addresses(self, nic: Nic, family: int) -> list[tuple[str, int]]:
-        def held(msg: nlwire.Message) -> tuple[str, int] | None:
+        def held(msg: NetlinkMessage) -> tuple[str, int] | None:
             (fam, prefixlen, _, _, index), a = _split(_IFADDR, msg)
             raw = a.get(IFA_ADDRESS, b"")
             ok = index == nic.index and fam == family and len(raw) == (4 if fam == 2 else 16)

@@ -33,7 +33,7 @@ class Socket:
         self._sock.close()
 
     def exchange(self, what: str, requests: list[Request],
-                 decode: Callable[[nlwire.Message], T]) -> list[T]:
+                 decode: Callable[[nlwire.NetlinkMessage], T]) -> list[T]:
         """Sent in one datagram (an nftables batch is one transaction); returns the answers'
         objects, decoded, once every request asking for an ack or a dump has its ack or end.
         A malformed answer (PacketError from `decode` too) is a NetSystemError."""

@@ -17,7 +17,7 @@ _ATTR = struct.Struct("=HH")  # length, type
 
 
 @dataclass(frozen=True)
-class Message:
+class NetlinkMessage:
     kind: int
     flags: int
     seq: int
@@ -58,8 +58,8 @@ def _records(data: bytes, head: struct.Struct, what: str) -> list[tuple[int, tup
     return out
 
 
-def parse(data: bytes) -> list[Message]:
-    return [Message(kind, flags, seq, data[at + _HEAD.size : at + size])
+def parse(data: bytes) -> list[NetlinkMessage]:
+    return [NetlinkMessage(kind, flags, seq, data[at + _HEAD.size : at + size])
             for at, (size, kind, flags, seq, _port) in _records(data, _HEAD, "message header")]
 
 
@@ -75,7 +75,7 @@ def text(value: bytes | None) -> str | None:
     return None if value is None else value.split(b"\0", 1)[0].decode(errors="replace")
 
 
-def error_of(msg: Message) -> int:
+def error_of(msg: NetlinkMessage) -> int:
     """The errno an NLMSG_ERROR carries; 0 is an ack."""
     if len(msg.payload) < 4:
         raise PacketError(f"netlink: an error message of {len(msg.payload)} bytes")

@@ -36,8 +36,7 @@ class Verifier:
     def __init__(self, anchor: "Anchor", *, max_rotations: int = MAX_ROTATIONS) -> None:
         if max_rotations < 1:
             raise TrustUsageError("max_rotations must be at least 1")
-        self.root = anchor.root
-        self.root_bytes = anchor.root_bytes
+        self.root, self.root_bytes = anchor.root, anchor.root_bytes
         self._floor = max(anchor.floor, anchor.root.manifest_floor)
         # Per channel: the highest trusted version, its body's digest (equivocation is by body).
         self._seen: dict[str, tuple[int, bytes]] = {}

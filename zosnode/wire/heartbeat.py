@@ -88,9 +88,7 @@ def _plain(value: Any) -> Any:
         return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
     if isinstance(value, tuple):
         return [_plain(v) for v in value]
-    if isinstance(value, Mapping):
-        return dict(value)
-    return value
+    return dict(value) if isinstance(value, Mapping) else value
 
 
 def encode_signed(hb: Heartbeat, signing_key: nacl.signing.SigningKey) -> bytes:

@@ -36,8 +36,7 @@ class ExtractMounter:
 
     def __init__(self, fetcher: Callable[[], Fetcher], cache: BlockCache, say: pid1.Say) -> None:
         self.fetcher = fetcher  # asked at each mount: the sources follow the running manifest
-        self.cache = cache
-        self.say = say
+        self.cache, self.say = cache, say
 
     async def serve(self, pin: FlistPin, flist: bytes, where: Path, *,
                     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -100,11 +99,8 @@ class FuseChildMounter:
                  durable: bool = False, start_timeout_s: float = 30.0) -> None:
         self.command = list(command)
         self.mirrors = mirrors  # asked at each mount: they follow the running manifest
-        self.cache_dir = cache_dir
-        self.cache_bytes = cache_bytes
-        self.durable = durable
-        self.say = say
-        self.start_timeout_s = start_timeout_s
+        self.cache_dir, self.cache_bytes, self.durable = cache_dir, cache_bytes, durable
+        self.say, self.start_timeout_s = say, start_timeout_s
         # The running children's last cache counts, and the sum of those that ended.
         self._counts: dict[int, CacheCounts] = {}
         self._ended = CacheCounts(0, 0, 0, 0, 0, 0)

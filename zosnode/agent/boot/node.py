@@ -21,7 +21,7 @@ from zosnode.agent.phases import BootClock, memory_message, phases_message
 from zosnode.agent.pid1 import Say
 from zosnode.agent.secureboot import node_state as secure_boot_state
 from zosnode.agent.services.events import StateChanged
-from zosnode.agent.services.runner import ServiceRunner
+from zosnode.agent.services.runner import ChangeSink, LineSink, ServiceRunner
 from zosnode.agent.upgrade import Ignore, IgnoreWhy, PollSchedule, Stage, UpgradePolicy
 from zosnode.errors import ZosError
 from zosnode.fetch.backoff import Backoff
@@ -63,9 +63,8 @@ class Release:
         self._scope = trio.CancelScope()
         self._gone = trio.Event()
 
-    async def serve(self, hubs: HubClient, mounter: Mounter,
-                    on_change: Callable[[StateChanged], None],
-                    on_line: Callable[[str, str], None], *,
+    async def serve(self, hubs: HubClient, mounter: Mounter, on_change: ChangeSink,
+                    on_line: LineSink, *,
                     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         try:
             with self._scope:
@@ -106,10 +105,7 @@ class Node:
         self.anchor = anchor
         self.verifier = Verifier(anchor)
         self.identity = identity
-        self.hubs = hubs
-        self.mounter = mounter
-        self.board = board
-        self.say = say
+        self.hubs, self.mounter, self.board, self.say = hubs, mounter, board, say
         self.network = network
         self.boot = boot  # each phase's end, in ms from the agent's start (heartbeats carry it)
         self.hardware = hardware
@@ -138,7 +134,6 @@ class Node:
         self.say(f"v{release.manifest.version} {ch.name}: {ch.state.value} ({ch.detail})")
 
     async def _verified(self, data: bytes) -> Manifest:
-        """Refresh the root from the hubs, then verify `data` (raises `Refused`)."""
         refresh = self.verifier.refresh()
         while (wanted := refresh.wanted()) is not None:
             root = await self.hubs.root(wanted)
@@ -189,10 +184,9 @@ class Node:
         deadline = trio.current_time() + self.settings.readiness_deadline_ms / 1000
         try:
             with trio.fail_at(deadline):
-                await self._nursery.start(
-                    release.serve, self.hubs, self.mounter,
-                    functools.partial(self._on_change, release),
-                    lambda name, line: self.say(f"[{name}] {line}"))
+                await self._nursery.start(release.serve, self.hubs, self.mounter,
+                                          functools.partial(self._on_change, release),
+                                          lambda name, line: self.say(f"[{name}] {line}"))
         except ReleaseFailed as exc:
             return release, str(exc)
         except trio.TooSlowError:

@@ -71,13 +71,11 @@ class Supervisor:
         self._probe_interval = probe_interval_ms
         self._now = -(1 << 63)  # no step yet: any time goes
         self._out: list[Action] = []
-        self._started = False
-        self._stopping = False
+        self._started = self._stopping = False
 
     def status(self) -> tuple[ServiceStatus, ...]:
         return tuple(ServiceStatus(s.spec.name, s.state, s.spec.oneshot, s.pid, s.restarts,
-                                   s.last_exit, s.detail)
-                     for s in self._svcs.values())
+                                   s.last_exit, s.detail) for s in self._svcs.values())
 
     @property
     def all_ready(self) -> bool:
@@ -224,8 +222,7 @@ class Supervisor:
             svc.deadline = self._now + self._probe_interval
 
     def _stopped(self, svc: _Svc, why: str) -> None:
-        svc.deadline = None
-        svc.pid = None
+        svc.deadline = svc.pid = None
         self._set(svc, State.STOPPED, why)
         self._stop_eligible()
 

@@ -29,7 +29,6 @@ DRAIN_GRACE_S = 1.0
 class ServiceRunner:
     def __init__(self, specs: Sequence[ServiceSpec], *, mounts: Mapping[str, Path],
                  on_line: LineSink, on_change: ChangeSink, probe_interval_ms: int = 250) -> None:
-        """`mounts` maps each verified flist's name to where it is mounted."""
         missing = sorted({s.flist for s in specs} - set(mounts))
         if missing:
             raise SupervisorUsageError(f"flists not mounted: {', '.join(missing)}")
