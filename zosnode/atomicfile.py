@@ -1,7 +1,7 @@
 """Whole-or-nothing writes, the one way zosnode puts a file or a tree in place.
 
-A crash leaves at most a `.tmp-` file; not to overwrite, a hard link, which fails if the name
-exists even against a racing writer. `tempfile` names (O_EXCL, O_NOFOLLOW, random): nothing
+A crash leaves at most a `.tmp-` file. Not overwriting takes a hard link, which fails if the
+name exists even against a racing writer. `tempfile` names (O_EXCL, O_NOFOLLOW, random): nothing
 planted beside can redirect a write. Missing parents are the caller's decision."""
 
 import contextlib

@@ -172,19 +172,10 @@ def artifact_roots(zipapp: bytes, only: frozenset[str] | None = None) -> set[str
 # Roots never imported by the tracer: importing them has effects (prints,
 # opens a browser) and the artifact never needs them at run time.
 _NO_TRACE = frozenset({"this", "antigravity", "idlelib", "tkinter", "turtle"})
-# Run before an artifact's modules are imported, here and by the profile's
-# probe, as on a node: functions (module.function) that register a package
-# without its __init__. None today: the node's netlink is its own since
-# pyroute2 left it (zosnode/net/netlink.py).
-PREPARE: tuple[str, ...] = ()
 _TRACER = """\
 import importlib, importlib.util, json, os, sys, zipfile
 names, app, native = json.load(open(sys.argv[1])), sys.argv[3], sys.argv[4]
 sys.path[:0] = [native, app]
-for hook in (json.loads(sys.argv[5]) if os.path.exists(app) else ()):
-    module, _, func = hook.rpartition(".")
-    if importlib.util.find_spec(module.split(".")[0]):  # a zosnode artifact (the probe insists)
-        getattr(importlib.import_module(module), func)()
 for name in names:
     try:
         __import__(name)
@@ -279,8 +270,7 @@ def traced(roots: Iterable[str], runtime: Path, python: str, loader: str,
         names_file.write_text(json.dumps(base_names))
         what = "tracing the artifact's imports"
         proc = run_pinned(runtime, python, loader, lib_dirs, _TRACER,
-                          [str(names_file), str(out_file), str(app), str(native),
-                           json.dumps(PREPARE)],
+                          [str(names_file), str(out_file), str(app), str(native)],
                           tmp, TRACE_TIMEOUT_S, what, TraceError)
         if not out_file.exists():
             raise TraceError(f"{what} failed (exit 0): "

@@ -16,8 +16,8 @@ on every node, such as `if TYPE_CHECKING:` or `if sys.platform == "win32":`,
 only the way a node takes it: `_FOLLOW`), the
 literal names given to `importlib.import_module`, and every `from P import
 N` once more as `getattr(P, N)` (so a package's `__getattr__` facade runs
-here if a node path could run it), until nothing new loads. A package registered without its
-`__init__` having run (`PREPARE`) is followed only once something runs it.
+here if a node path could run it), until nothing new loads. A package whose `__init__` has not
+run is followed only once something runs it.
 A module's source is dropped from the zip where its unchecked-hash .pyc is
 there (zipimport loads the .pyc first; tracebacks on the node show file and
 line without the source text); the native part's modules are sourceless
@@ -50,9 +50,6 @@ ENTRY_POINTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "mount child": ((), ("zosnode.mount.child",)),
     "version": (("version",), ()),
 }
-# Called before the entry points are imported, as by the stdlib tracer
-# (closure.PREPARE says why). A missing name fails the build.
-PREPARE = closure.PREPARE
 # Modules named only inside a vendored function that nothing on a node calls,
 # not followed (a node path importing one would fail with ImportError; the VM
 # tests run every node path): backports.zstd's register_shutil(), for
@@ -276,23 +273,20 @@ def named(module, tree):
 
 """
 
-# argv: app (the .pyz), native dir, entry points, PREPARE, NOT_FOLLOWED (JSON). Prints the loaded
+# argv: app (the .pyz), native dir, entry points, NOT_FOLLOWED (JSON). Prints the loaded
 # modules' files, relative to app or native dir (JSON list).
 _PROBE = _FOLLOW + r"""
 import json
 app, native = sys.argv[1], sys.argv[2]
 OURS = (app, native)
-entries, prepare = json.loads(sys.argv[3]), json.loads(sys.argv[4])
-not_followed = tuple(json.loads(sys.argv[5]))
+entries = json.loads(sys.argv[3])
+not_followed = tuple(json.loads(sys.argv[4]))
 
 def skipped(name):
     return any(name == n or name.startswith(n + ".") for n in not_followed)
 sys.path[:0] = [native, app]
 sys.dont_write_bytecode = True
 import zosnode.cli
-for hook in prepare:  # as on a node (closure.PREPARE)
-    module, _, func = hook.rpartition(".")
-    getattr(importlib.import_module(module), func)()
 for groups, modules in entries:
     for g in groups:
         zosnode.cli.build_parser(only=g)
@@ -306,8 +300,9 @@ def try_import(name):
     except Exception:
         pass  # another platform's module, or a name that is an attribute
 
-# A package registered without running its __init__ (PREPARE) is followed
-# only once something runs it: its __init__'s imports are not the node's.
+# A package whose __init__ has not run (registered bare, as a package facade
+# may be) is followed only once something runs it: until then its __init__'s
+# imports are not the node's.
 _SPEC = {"__name__", "__doc__", "__package__", "__loader__", "__spec__", "__path__",
          "__file__", "__cached__", "__getattr__", "__builtins__"}
 
@@ -355,7 +350,7 @@ def probe(zipapp: bytes, runtime: Path, python: str, loader: str,
         proc = closure.run_pinned(
             runtime, python, loader, lib_dirs, _PROBE,
             [str(app), str(native), json.dumps(list(ENTRY_POINTS.values())),
-             json.dumps(PREPARE), json.dumps(NOT_FOLLOWED)],
+             json.dumps(NOT_FOLLOWED)],
             tmp, PROBE_TIMEOUT_S, "finding the node profile", BuildInputError)
         loaded: list[str] = json.loads(proc.stdout)
     return [*loaded, "__main__.py"]

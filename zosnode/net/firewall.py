@@ -15,7 +15,8 @@ TABLE_PREFIX = "zosnode"
 FAMILY_INET, NF_DROP, NF_ACCEPT = 1, 0, 1
 _NFT = 10 << 8  # NFNL_SUBSYS_NFTABLES, a message type's high byte
 NEWTABLE, GETTABLE, DELTABLE, NEWCHAIN, GETCHAIN, NEWRULE, GETRULE = 0, 1, 2, 3, 4, 6, 7
-_BATCH = bytes((0, 0, 0, 10))  # a batch's begin (0x10) and end (0x11): AF_UNSPEC, nftables
+_BATCH_BEGIN, _BATCH_END = 0x10, 0x11
+_BATCH = bytes((0, 0, 0, 10))  # the batch messages' nfgenmsg: AF_UNSPEC, nftables' subsystem
 _HOOKS = {"input": 1, "forward": 2}  # NF_INET_LOCAL_IN, NF_INET_FORWARD
 # Attribute types: a table's name, a chain's (table, name, hook, policy, type), a rule's.
 TABLE_NAME, CHAIN_TABLE, CHAIN_NAME, CHAIN_HOOK, CHAIN_POLICY, CHAIN_TYPE = 1, 1, 3, 4, 5, 7
@@ -96,7 +97,7 @@ class Firewall:
         self._generation += 1
         new = f"{TABLE_PREFIX}{self._generation}"
         existing = self._our_tables()
-        batch = [(0x10, REQUEST, _BATCH)]
+        batch = [(_BATCH_BEGIN, REQUEST, _BATCH)]
         if new in existing:  # a table of an earlier agent's
             batch.append(_message(DELTABLE, ACK, strz(TABLE_NAME, new)))
         batch.append(_message(NEWTABLE, ACK | CREATE, strz(TABLE_NAME, new)))
@@ -109,7 +110,7 @@ class Firewall:
                            strz(RULE_CHAIN, "input") + nest(RULE_EXPRESSIONS, *rule))
                   for rule in input_rules()]
         batch += [_message(DELTABLE, ACK, strz(TABLE_NAME, old)) for old in existing if old != new]
-        batch.append((0x11, REQUEST, _BATCH))
+        batch.append((_BATCH_END, REQUEST, _BATCH))
         self._nl.exchange("firewall: nftables refused the ruleset", batch, bool)
         self.table = new
         self.fingerprint = self.current_fingerprint()

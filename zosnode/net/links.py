@@ -1,6 +1,7 @@
 """Links, addresses, routes (rtnetlink), SLAAC sysctls and resolv.conf. Netlink calls answer in
 microseconds, so they run inline on the trio thread: nothing here waits on the network."""
 
+import errno
 import socket
 import struct
 from collections.abc import Callable
@@ -18,7 +19,7 @@ NEWLINK, GETLINK, NEWADDR, DELADDR, GETADDR, NEWROUTE, DELROUTE = 16, 18, 20, 21
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_LINKINFO, IFLA_CARRIER, IFLA_INFO_KIND = 1, 3, 18, 33, 1
 IFA_ADDRESS, IFA_LOCAL, RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY = 1, 2, 1, 4, 5, 6
 RT_TABLE_MAIN, RTPROT_STATIC, RTN_UNICAST, RT_SCOPE_LINK, RT_SCOPE_NOWHERE = 254, 4, 1, 253, 255
-GONE = frozenset({3, 19, 99})  # ESRCH, ENODEV, EADDRNOTAVAIL: nothing left to remove
+GONE = frozenset({errno.ESRCH, errno.ENODEV, errno.EADDRNOTAVAIL})  # nothing left to remove
 _IFINFO = struct.Struct("=BxHiII")  # family, type, index, flags, change
 _IFADDR = struct.Struct("=BBBBI")  # family, prefix length, flags, scope, index
 _RTMSG = struct.Struct("=8BI")  # family, dst len, src len, tos, table, protocol, scope, type; flags

@@ -176,9 +176,13 @@ class Supervisor:
     def _on_spawn_failed(self, svc: _Svc, ev: events.SpawnFailed) -> None:
         if svc.state is State.STOPPING:
             self._stopped(svc, f"never started: {ev.reason}")
-        elif svc.state is State.STARTING and ev.refused:
+            return
+        if svc.state is not State.STARTING:
+            return
+        svc.pid = None
+        if ev.refused:
             self._dead_end(svc, State.REFUSED, f"exec refused: {ev.reason}")
-        elif svc.state is State.STARTING:
+        else:
             self._crashed(svc, f"could not start: {ev.reason}", 127)
 
     def _on_exited(self, svc: _Svc, code: int) -> None:
