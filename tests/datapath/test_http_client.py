@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import ssl
 import subprocess
@@ -21,7 +22,9 @@ from zosnode.http.client import (
     HttpStatusError,
     HttpTimeout,
     HttpTruncated,
+    Origin,
     Timeouts,
+    _Conn,
     split_url,
 )
 from zosnode.http.command import ToolClient, base_url, run_request
@@ -305,3 +308,51 @@ async def test_bytes_past_a_sized_body_close_the_connection() -> None:
             assert (await client.get(f"http://127.0.0.1:{port}/b", max_size=3)).body == b"xyz"
         nursery.cancel_scope.cancel()
     assert len(accepted) == 2
+
+
+async def _answered_in_pieces(response: bytes, sizes: list[int]) -> bytes | HttpPeerError:
+    """A GET answered with `response` sent in pieces of `sizes` (the last size repeats)."""
+    async def serve(stream: trio.abc.Stream) -> None:
+        await stream.receive_some(65536)
+        pos, i = 0, 0
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            while pos < len(response):  # the client may hang up first (a refused head)
+                n = sizes[min(i, len(sizes) - 1)]
+                await stream.send_all(response[pos:pos + n])
+                pos, i = pos + n, i + 1
+                await trio.sleep(0)  # each piece its own receive
+
+    class Piecewise(HttpClient):
+        async def _connect(self, origin: Origin, timeouts: Timeouts) -> _Conn:
+            mine, theirs = trio.testing.memory_stream_pair()
+            nursery.start_soon(serve, theirs)
+            return _Conn(mine)
+
+    async with trio.open_nursery() as nursery:
+        try:
+            return (await Piecewise().get("http://hub.test/b", max_size=1 << 20)).body
+        except HttpPeerError as exc:
+            return exc
+
+
+BODY = bytes(range(256)) * 160  # 40 KiB: more than a head may be
+PAD = b"X-Pad: " + b"p" * 15000 + b"\r\n"  # a head near h11's 16 KiB cap
+EARLY = b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n" + PAD + b"\r\n"
+
+
+@pytest.mark.parametrize("sizes", [[1 << 20], [97], [7 * 1024], [16383, 1, 1, 1 << 20], [16385],
+                                   [15020, 3, 40000]])
+@pytest.mark.parametrize("early", [b"", EARLY], ids=["final head only", "after a 1xx"])
+async def test_a_body_is_whole_however_the_head_and_body_arrive(
+        sizes: list[int], early: bytes) -> None:
+    response = early + b"HTTP/1.1 200 OK\r\n" + PAD + b"Content-Length: %d\r\n\r\n" % len(BODY)
+    assert await _answered_in_pieces(response + BODY, sizes) == BODY
+
+
+@pytest.mark.parametrize("sizes", [[1 << 20], [97], [9000]])
+async def test_a_doubled_length_is_refused_where_the_head_spans_pieces(sizes: list[int]) -> None:
+    # The final head starts ~15 KiB in: with [9000] it spans two receives.
+    response = EARLY + (b"HTTP/1.1 200 OK\r\n" + b"X-A: " + b"a" * 2000 + b"\r\n"
+                        b"Content-Length: 5\r\nContent-Length: 5\r\n\r\nhello")
+    got = await _answered_in_pieces(response, sizes)
+    assert isinstance(got, HttpPeerError) and "several Content-Length" in str(got)
