@@ -34,6 +34,8 @@ def _item(data: bytes, pos: int, depth: int) -> tuple[Any, int]:
     if pos >= len(data):
         raise CanonicalError("not valid CBOR: truncated")
     initial, pos = data[pos], pos + 1
+    if initial < 24:  # an integer 0..23 in the head byte: the most common item, first
+        return initial, pos
     major, arg = initial >> 5, initial & 0x1F
     if initial in _SIMPLE:
         return _SIMPLE[initial], pos

@@ -92,6 +92,28 @@ def test_refs_validated_when_built() -> None:
         BlockRef(bid, 0, 1, 9 * 1024 * 1024, 1, Compression.NONE)
 
 
+@given(st.integers(-2, 20), st.integers(-2, 20))
+def test_a_slice_is_the_ref_the_constructor_builds_or_refused_as_it(offset: int, length: int
+                                                                    ) -> None:
+    # The decoder's shortcut: every field but the slice comes from a ref already checked.
+    block = BlockRef("ab" * 32, 0, 1, 15, 12, Compression.ZSTD, bytes(32))
+    try:
+        built: BlockRef | Exception = BlockRef("ab" * 32, offset, length, 15, 12,
+                                               Compression.ZSTD, bytes(32))
+    except FormatError as exc:
+        built = exc
+    try:
+        sliced: BlockRef | Exception = block.slice(offset, length)
+    except FormatError as exc:
+        sliced = exc
+    if isinstance(built, Exception):
+        assert isinstance(sliced, FormatError) and str(sliced) == str(built)
+    else:
+        assert sliced == built and hash(sliced) == hash(built) and vars(sliced) == vars(built)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            sliced.offset = 0  # type: ignore[misc]
+
+
 @given(st.binary(min_size=1, max_size=4096), st.sampled_from(list(Compression)), st.booleans())
 def test_property_round_trip(data: bytes, compression: Compression, encrypt: bool) -> None:
     b = encode_block(data, compression, encrypt)

@@ -67,6 +67,14 @@ class BlockRef:
         if self.key is not None and (type(self.key) is not bytes or len(self.key) != KEY_SIZE):
             raise FormatError(f"a block key is {KEY_SIZE} bytes")
 
+    def slice(self, offset: int, length: int) -> "BlockRef":
+        """This block's `length` bytes at `offset`: only they are checked (the rest was, here)."""
+        check_int("slice offset", offset, 0, self.size)
+        check_int("slice length", length, 1, self.size - offset + 1)
+        ref = object.__new__(BlockRef)
+        vars(ref).update(vars(self), offset=offset, length=length)  # frozen: set once, here
+        return ref
+
 
 def _decompress(data: Buffer, compression: Compression, size: int) -> Buffer:
     # Output capped one past the promised size (shows a liar); one whole stream, nothing after.

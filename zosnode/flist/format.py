@@ -32,6 +32,7 @@ _U32, _I64 = 1 << 32, 1 << 63
 
 # An entry's type, by its wire code 1..7 in this order (append only).
 Kind = enum.IntEnum("Kind", "DIR REG SYMLINK HARDLINK CHR BLK FIFO")
+_KINDS = {k.value: k for k in Kind}  # a lookup, not Kind(code): an enum call costs a microsecond
 
 
 # The stat(2) file type of each kind (a hardlink is its target's).
@@ -42,6 +43,7 @@ TYPE_BITS = {Kind.DIR: stat.S_IFDIR, Kind.REG: stat.S_IFREG, Kind.SYMLINK: stat.
 # The field that holds each kind's data (an entry's last wire field), if it has any.
 _DATA = {Kind.REG: "extents", Kind.SYMLINK: "target", Kind.HARDLINK: "link",
          Kind.CHR: "rdev", Kind.BLK: "rdev"}
+_NO_DATA = (("extents", ()), ("target", b""), ("link", None), ("rdev", 0))
 
 
 @dataclass(frozen=True)
@@ -93,36 +95,39 @@ class Entry:
         else:
             check_int("parent", self.parent, 0, self.index)
             check_name(self.name)
-        if not isinstance(self.kind, Kind):
-            raise FormatError(f"unknown entry type {self.kind!r}")
+        kind = self.kind
+        if not isinstance(kind, Kind):
+            raise FormatError(f"unknown entry type {kind!r}")
         check_int("mode", self.mode, 0, 0o10000)
         check_int("uid", self.uid, 0, _U32)
         check_int("gid", self.gid, 0, _U32)
         check_int("mtime", self.mtime_ns, -_I64, _I64)
-        if len(self.xattrs) > MAX_XATTRS:
-            raise FormatError(f"more than {MAX_XATTRS} xattrs")
-        for name, value in self.xattrs:
-            if not isinstance(name, bytes) or not isinstance(value, bytes):
-                raise FormatError("xattr names and values are bytes")
-            if not 0 < len(name) <= MAX_XATTR_NAME or b"\0" in name:
-                raise FormatError(f"bad xattr name {name!r}")
-            if len(value) > MAX_XATTR_VALUE:
-                raise FormatError(f"xattr {name!r} value over {MAX_XATTR_VALUE} bytes")
-        if [n for n, _ in self.xattrs] != sorted({n for n, _ in self.xattrs}):
-            raise FormatError("xattrs must be sorted by name without duplicates")
-        own = _DATA.get(self.kind)  # each kind carries its own data, and no other kind's
-        for data, empty in (("extents", ()), ("target", b""), ("link", None), ("rdev", 0)):
-            if data != own and getattr(self, data) != empty:
-                raise FormatError(f"a {self.kind.name.lower()} entry has no {data}")
+        if self.xattrs:  # most entries have none: no lists to build
+            if len(self.xattrs) > MAX_XATTRS:
+                raise FormatError(f"more than {MAX_XATTRS} xattrs")
+            for name, value in self.xattrs:
+                if not isinstance(name, bytes) or not isinstance(value, bytes):
+                    raise FormatError("xattr names and values are bytes")
+                if not 0 < len(name) <= MAX_XATTR_NAME or b"\0" in name:
+                    raise FormatError(f"bad xattr name {name!r}")
+                if len(value) > MAX_XATTR_VALUE:
+                    raise FormatError(f"xattr {name!r} value over {MAX_XATTR_VALUE} bytes")
+            if [n for n, _ in self.xattrs] != sorted({n for n, _ in self.xattrs}):
+                raise FormatError("xattrs must be sorted by name without duplicates")
+        own = _DATA.get(kind)  # each kind carries its own data, and no other kind's
+        if (own != "extents" and self.extents != () or own != "target" and self.target != b""
+                or own != "link" and self.link is not None or own != "rdev" and self.rdev != 0):
+            data = next(d for d, empty in _NO_DATA if d != own and getattr(self, d) != empty)
+            raise FormatError(f"a {kind.name.lower()} entry has no {data}")
         if len(self.extents) > MAX_EXTENTS:
             raise FormatError(f"more than {MAX_EXTENTS} extents")
-        size = sum(e.length for e in self.extents)
+        size = sum([x.length for x in self.extents])
         if size > MAX_FILE_SIZE:
             raise FormatError(f"file size {size} over {MAX_FILE_SIZE}")
-        if self.kind is Kind.SYMLINK and (type(self.target) is not bytes or b"\0" in self.target
-                                          or not 0 < len(self.target) <= MAX_TARGET):
+        if kind is Kind.SYMLINK and (type(self.target) is not bytes or b"\0" in self.target
+                                     or not 0 < len(self.target) <= MAX_TARGET):
             raise FormatError("a symlink target is 1..4095 bytes without NUL")
-        if self.kind is Kind.HARDLINK:
+        if kind is Kind.HARDLINK:
             check_int("hardlink target", self.link, 0, self.index)
             if self.mode or self.uid or self.gid or self.mtime_ns or self.xattrs:
                 raise FormatError("a hardlink carries no attributes of its own")
@@ -236,10 +241,11 @@ def _decode_doc(doc: dict[str, Any], minor: int) -> Flist:
     entries = []
     for i, we in enumerate(wire_entries):
         parent, name, kind, mode, uid, gid, mtime, xattrs, data = _list("entry", we, 9)
-        if type(kind) is not int or kind not in Kind._value2member_map_:
+        if type(kind) is not int or kind not in _KINDS:
             raise FormatError(f"entry {i} has unknown type {kind!r}")
-        k = Kind(kind)
-        xa = tuple(tuple(_list("xattr", x, 2)) for x in _list("xattrs", xattrs))
+        k = _KINDS[kind]
+        xa = () if xattrs == [] else tuple(tuple(_list("xattr", x, 2))
+                                           for x in _list("xattrs", xattrs))
         own = _DATA.get(k)
         if k is Kind.REG:
             wext = _list("extents", data)
@@ -253,9 +259,7 @@ def _decode_doc(doc: dict[str, Any], minor: int) -> Flist:
                     exts.append(Hole(length))
                     continue
                 check_int("block index", bi, 0, len(blocks))
-                b = blocks[bi]
-                exts.append(BlockRef(b.id, off, length, b.size, b.stored_size, b.compression,
-                                     b.key))
+                exts.append(blocks[bi].slice(off, length))
             data = tuple(exts)
         elif own is None and data is not None:
             raise FormatError(f"entry {i} of type {k.name} carries data")

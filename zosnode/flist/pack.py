@@ -353,8 +353,7 @@ def _read_exactly(read: Callable[[int], bytes], n: int) -> bytes:
 def _resolve(x: Extent | _Slot) -> Extent:
     if isinstance(x, _Slot):
         assert x.held is not None and x.held.ref is not None
-        r = x.held.ref
-        return BlockRef(r.id, x.offset, x.length, r.size, r.stored_size, r.compression, r.key)
+        return x.held.ref.slice(x.offset, x.length)
     return x
 
 
