@@ -115,10 +115,9 @@ class Entry:
             if [n for n, _ in self.xattrs] != sorted({n for n, _ in self.xattrs}):
                 raise FormatError("xattrs must be sorted by name without duplicates")
         own = _DATA.get(kind)  # each kind carries its own data, and no other kind's
-        if (own != "extents" and self.extents != () or own != "target" and self.target != b""
-                or own != "link" and self.link is not None or own != "rdev" and self.rdev != 0):
-            data = next(d for d, empty in _NO_DATA if d != own and getattr(self, d) != empty)
-            raise FormatError(f"a {kind.name.lower()} entry has no {data}")
+        for data, empty in _NO_DATA:
+            if data != own and getattr(self, data) != empty:
+                raise FormatError(f"a {kind.name.lower()} entry has no {data}")
         if len(self.extents) > MAX_EXTENTS:
             raise FormatError(f"more than {MAX_EXTENTS} extents")
         size = sum([x.length for x in self.extents])
