@@ -9,11 +9,15 @@ stops QEMU). Phase boundaries are the first console line of each stage, seen
 by polling the serial log every 20 ms (host wall clock from QEMU start).
 Runs alternate node and floor; medians are reported, and their ratio.
 
-Usage: python3 bench/boot_phases.py [--runs 3] [--tree DIR] [--trace DIR] [--smp N]
+Usage: python3 bench/boot_phases.py [--runs 3] [--tree DIR] [--trace DIR] [--smp N] [--icount N]
   --tree: build the artifact from another checkout (default: this one)
   --trace: write each node run's console there, every line stamped with the
     seconds from QEMU start at which it appeared (polled every 20 ms)
   --smp: vCPUs of both VMs (default 1; QEMU's TCG runs one host thread per vCPU)
+  --icount: QEMU's -icount shift=N on both VMs: the guest's clock counts instructions
+    (2^N ns each) while it runs, so the agent's own `boot phases` line and the kernel's
+    timestamps measure the guest's CPU work whatever the shared host is doing (an A/B of
+    CPU changes); host wall-clock figures are slower under it and not comparable
 """
 
 from __future__ import annotations
@@ -121,6 +125,7 @@ def main() -> int:
     ap.add_argument("--tree", type=Path, default=TOP)
     ap.add_argument("--trace", type=Path)
     ap.add_argument("--smp", type=int, default=1)
+    ap.add_argument("--icount", type=int, metavar="SHIFT")
     _host.add_argument(ap)
     args = ap.parse_args()
     with _host.freed_pages_held(args.hold_freed_pages):
@@ -164,7 +169,8 @@ def _run(args: argparse.Namespace) -> int:
                 script.write_text(scripts[channel])
                 console = work / f"console-{channel}-{i}.log"
                 argv = (qemu.base_argv(console, memory_mb=1024) + qemu.tap_nic_argv(TAP)
-                        + ["-boot", "n", "-smp", str(args.smp)])
+                        + ["-boot", "n", "-smp", str(args.smp)]
+                        + ([] if args.icount is None else ["-icount", f"shift={args.icount}"]))
                 with qemu.vm(qemu.nsexec_argv(lab.ns, argv), console, 300) as vm:
                     stamper = None
                     if args.trace and channel == demo_os.CHANNEL:

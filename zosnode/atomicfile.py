@@ -58,12 +58,6 @@ def write_atomic(path: StrPath, data: bytes, *, mode: int = 0o644, overwrite: bo
         f.write(data)
 
 
-def copy_atomic(src: StrPath, dest: StrPath, *, mode: int = 0o644) -> None:
-    """Copy the file `src` to `dest` atomically (a missing `src` leaves `dest` alone)."""
-    with open(src, "rb") as s, open_atomic(dest, mode=mode) as f:
-        shutil.copyfileobj(s, f)
-
-
 @contextmanager
 def new_tree(path: StrPath) -> Iterator[str]:
     """A temporary directory (0700) renamed to `path` at the end (OSError if `path` became a

@@ -16,7 +16,7 @@ import pytest
 from tests.boot.conftest import TOP, BootFiles, build_initramfs, require_debian_tools
 from zosnode.agent.pid1 import modules_to_load
 from zosnode.artifact.record import NATIVE_PREFIX, RECORD_NAME, Record
-from zosnode.artifact.unpack import ensure_native
+from zosnode.artifact.unpack import ensure_native, image_natives
 from zosnode.bootmedia import closure, compression, cpio, profile
 from zosnode.bootmedia.compression import decompress
 from zosnode.bootmedia.cpio import Kind
@@ -254,6 +254,32 @@ def test_start_up_uses_the_laid_out_natives_without_writing(boot_files: BootFile
     victim.write_bytes(b"not the recorded bytes")
     again, _ = ensure_native(init, base)
     assert again == found and victim.read_bytes() != b"not the recorded bytes"
+
+
+def test_pid1_takes_the_images_tree_by_its_names(boot_files: BootFiles, tmp_path: Path) -> None:
+    """PID 1 (`activate` as PID 1) uses the image's tree unhashed when it holds only recorded
+    files: the builder checked it and only the kernel has written it yet; any other start
+    hashes it (ensure_native, above)."""
+    entries = _entries(boot_files)
+    init = tmp_path / "init"
+    init.write_bytes(entries["init"].data)
+    base = tmp_path / "lib-zosnode"
+    assert image_natives(init, base) is None  # no tree: the checked path builds one
+    for path, e in _natives(entries).items():
+        target = base / path[len(NATIVES_DIR):]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(e.data)
+    tree = image_natives(init, base)
+    assert tree is not None and tree.parent == base
+    assert ensure_native(init, base)[0] == tree  # the same tree passes the hashed check
+    victim = next(tree.rglob("*.so"))
+    victim.write_bytes(b"changed")  # unhashed: taken as the image holds it
+    assert image_natives(init, base) == tree
+    (tree / "planted.so").write_bytes(b"")  # a file the record does not name: refused
+    assert image_natives(init, base) is None
+    (tree / "planted.so").unlink()
+    (tree / "link").symlink_to(victim)
+    assert image_natives(init, base) is None
 
 
 def test_list_refuses_an_image_whose_laid_out_natives_are_not_inits(

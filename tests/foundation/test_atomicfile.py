@@ -55,18 +55,6 @@ def test_a_planted_symlink_is_replaced_not_followed(tmp_path: Path) -> None:
     assert not target.is_symlink() and target.read_bytes() == b"mine"
 
 
-def test_copy_of_a_missing_source_leaves_the_target(tmp_path: Path) -> None:
-    target = tmp_path / "out"
-    target.write_bytes(b"old")
-    with pytest.raises(FileNotFoundError):
-        atomicfile.copy_atomic(tmp_path / "missing", target)
-    assert names(tmp_path) == ["out"]
-    (tmp_path / "src").write_bytes(b"x" * 300_000)
-    atomicfile.copy_atomic(tmp_path / "src", target, mode=0o600)
-    assert target.read_bytes() == b"x" * 300_000
-    assert stat.S_IMODE(target.stat().st_mode) == 0o600
-
-
 def test_a_tree_appears_whole_or_not_at_all(tmp_path: Path) -> None:
     target = tmp_path / "tree"
     with pytest.raises(Boom), atomicfile.new_tree(target) as tmp:

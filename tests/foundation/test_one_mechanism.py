@@ -109,7 +109,7 @@ def test_no_module_writes_whole_files_by_hand() -> None:
             found.append(f"zosnode/{rel}:{line} in {function}: {what}")
     assert not found, (
         "write whole files or trees with zosnode.atomicfile (write_atomic, open_atomic, "
-        "copy_atomic, new_tree, remove_tree), or extend it:\n  " + "\n  ".join(found))
+        "new_tree, remove_tree), or extend it:\n  " + "\n  ".join(found))
     stale = set(ALLOWED) - seen_allowed
     assert not stale, f"allow-list entries no longer needed: {sorted(stale)}"
 

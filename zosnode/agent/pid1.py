@@ -69,10 +69,9 @@ def _name(path: str) -> str:
 
 
 def modules_to_load(listing: str, devices: Sequence[str]) -> tuple[list[str], list[str]]:
-    """(paths to load, in order; paths left out) of `listing` (bootmedia.kmod.render_load_list):
-    a path a line, after what it needs, then the PCI/ACPI aliases of the devices it serves, if only
-    those: out when none matches a present device's modalias (both buses are enumerated before
-    /init; a bus of which no device was read decides nothing)."""
+    """(paths to load in order, paths left out) of `listing` (kmod.render_load_list: a path a
+    line after what it needs, then the PCI/ACPI aliases it serves if only those): out if none
+    matches a device's modalias (both enumerated before /init; an unread bus leaves all in)."""
     load: list[str] = []
     out: list[str] = []
     for path, *aliases in (line.split() for line in listing.splitlines() if line.strip()):

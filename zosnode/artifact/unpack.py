@@ -4,11 +4,12 @@ tree is exactly the record's; else rebuilt and renamed in (a racing loser verifi
 import hashlib
 import os
 import sys
-import zipfile
+import zipimport
+from collections.abc import Callable
 from pathlib import Path
 
 from zosnode.artifact.record import NATIVE_PREFIX, RECORD_NAME, ArtifactError, Record, file_sha256
-from zosnode.atomicfile import new_tree, remove_tree
+from zosnode.atomicfile import new_tree, remove_tree, write_atomic
 
 RUNTIME_ENV = "ZOSNODE_RUNTIME_DIR"
 _ATTEMPTS = 5
@@ -25,42 +26,39 @@ def runtime_base() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")) / "zosnode"
 
 
-def verify_tree(root: Path, expected: dict[str, str]) -> str | None:
-    """None if `root` holds exactly `expected`, else what is wrong."""
+def verify_tree(root: Path, expected: dict[str, str], hashed: bool = True) -> str | None:
+    """None if `root` holds exactly `expected` (unhashed: some of it), else what is wrong."""
     seen: set[str] = set()
     for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames:
-            if os.path.islink(os.path.join(dirpath, name)):
-                return f"unexpected symlink {name}"
-        for name in filenames:
+        for name in dirnames + filenames:
             full = Path(dirpath) / name
             rel = full.relative_to(root).as_posix()
-            if rel not in expected:
-                return f"unexpected file {rel}"
             if full.is_symlink():
                 return f"unexpected symlink {rel}"
-            if file_sha256(full) != expected[rel]:
+            if name in dirnames:
+                continue
+            if rel not in expected:
+                return f"unexpected file {rel}"
+            if hashed and file_sha256(full) != expected[rel]:
                 return f"{rel} does not match its recorded sha256"
             seen.add(rel)
-    missing = sorted(set(expected) - seen)
+    missing = sorted(set(expected) - seen) if hashed else []
     return f"missing {missing[0]}" if missing else None
 
 
-def _extract(zf: zipfile.ZipFile, expected: dict[str, str], dest: Path) -> None:
+def _extract(read: Callable[[str], bytes], expected: dict[str, str], dest: Path) -> None:
     for rel in sorted(expected):
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        data = zf.read(NATIVE_PREFIX + rel)
+        data = read(NATIVE_PREFIX + rel)
         if hashlib.sha256(data).hexdigest() != expected[rel]:
             raise ArtifactError(f"artifact member {rel} does not match its record")
-        with open(target, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(target, 0o555 if rel.endswith(".so") else 0o444)
+        write_atomic(target, data, mode=0o555 if rel.endswith(".so") else 0o444, durable=False)
 
 
 def ensure_native(archive: Path, base: Path | None = None) -> tuple[Path, Record]:
+    import zipfile  # not at the top: PID 1 (image_natives) has no use for it
+
     base = base or runtime_base()
     with zipfile.ZipFile(archive) as zf:
         record = Record.from_json(zf.read(RECORD_NAME))
@@ -77,14 +75,22 @@ def ensure_native(archive: Path, base: Path | None = None) -> tuple[Path, Record
                 remove_tree(final)
             try:
                 with new_tree(final) as tmp:
-                    _extract(zf, expected, Path(tmp))
+                    _extract(zf.read, expected, Path(tmp))
             except OSError:
                 continue  # another starter won the rename (or left a tree): check theirs
         raise ArtifactError(f"could not prepare native runtime under {base}")
 
 
+def image_natives(archive: Path, base: Path | None = None) -> Path | None:
+    """PID 1's boot image's tree (its builder checked it), if it holds recorded files only: only
+    the kernel has written it yet, and the image checked against itself proves nothing."""
+    record = Record.from_json(zipimport.zipimporter(str(archive)).get_data(RECORD_NAME))
+    tree = (base or runtime_base()) / record.build_id[:32]
+    return tree if tree.is_dir() and verify_tree(tree, record.native_files, False) is None else None
+
+
 def activate(archive: Path) -> None:
     """Make the native modules of `archive` importable. Called by __main__."""
     sys.dont_write_bytecode = True  # nothing may add files beside verified ones
-    native_dir, _ = ensure_native(archive)
-    sys.path.insert(0, str(native_dir))
+    native_dir = image_natives(archive) if os.getpid() == 1 else None
+    sys.path.insert(0, str(native_dir or ensure_native(archive)[0]))

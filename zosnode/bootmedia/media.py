@@ -20,7 +20,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from zosnode.atomicfile import copy_atomic
+from zosnode.atomicfile import write_atomic
 from zosnode.bootmedia.errors import BuildInputError
 from zosnode.bootmedia.grub import MODULES, render_grub
 from zosnode.bootmedia.ipxe import SETTINGS_NAME, BootConfig, render_ipxe, render_settings
@@ -71,7 +71,7 @@ class Tools:
 
 def _place(built: Path, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
-    copy_atomic(built, out)
+    write_atomic(out, built.read_bytes())
 
 
 def _uki_efi_image(cfg: BootConfig, uki: Path, out: Path) -> None:

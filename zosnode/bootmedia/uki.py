@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zosnode import __version__
-from zosnode.atomicfile import copy_atomic
+from zosnode.atomicfile import write_atomic
 from zosnode.bootmedia import tools
 from zosnode.bootmedia.errors import BuildInputError, FormatError
 from zosnode.bootmedia.ipxe import NATIVE_DIR
@@ -185,7 +185,7 @@ def build_uki(kernel: Path, initramfs: Path, out: Path, cfg: UkiConfig = UkiConf
         tools.run([*argv, str(stub), str(built)])
         built.write_bytes(normalise(built.read_bytes()))
         out.parent.mkdir(parents=True, exist_ok=True)
-        copy_atomic(built, out)
+        write_atomic(out, built.read_bytes())
 
 
 def sign(unsigned: Path, out: Path, key: Path, cert: Path) -> None:
@@ -199,7 +199,7 @@ def sign(unsigned: Path, out: Path, key: Path, cert: Path) -> None:
         tools.run(["sbsign", "--key", str(key), "--cert", str(cert), "--output", str(signed),
               str(unsigned)])
         out.parent.mkdir(parents=True, exist_ok=True)
-        copy_atomic(signed, out)
+        write_atomic(out, signed.read_bytes())
 
 
 def verify(image: Path, cert: Path) -> bool:

@@ -169,7 +169,7 @@ def _efi(args: argparse.Namespace) -> int:
 
 
 def _dnsmasq(args: argparse.Namespace) -> int:
-    from zosnode.atomicfile import copy_atomic
+    from zosnode.atomicfile import write_atomic
     from zosnode.bootmedia import dnsmasq
     from zosnode.bootmedia.ipxe import render_ipxe
 
@@ -195,7 +195,7 @@ def _dnsmasq(args: argparse.Namespace) -> int:
             src = args.efi_loader
         if not src.exists():
             raise UserError(f"{src} is missing: install the Debian package ipxe")
-        copy_atomic(src, tftp / name)  # tftp/ exists: the script is in it
+        write_atomic(tftp / name, src.read_bytes())  # tftp/ exists: the script is in it
     _write_text(args.output / "dnsmasq.conf", conf)
     print(f"{args.output / 'dnsmasq.conf'}: run dnsmasq --no-daemon --conf-file=THAT")
     return 0
