@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -40,37 +41,80 @@ QEMU_PCI = ("pci:v00008086d00001237sv00001AF4sd00001100bc06sc00i00",
             "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00")
 
 
+def split(listing: str, devices: Sequence[str], present: Callable[[str], bool] = lambda p: False
+          ) -> tuple[list[str], list[str]]:
+    """(paths loaded, paths left out) of `listing` against a fixed device list."""
+    load: list[str] = []
+    out: list[str] = []
+    for path, wanted in modules_to_load(listing, lambda: devices, present):
+        (load if wanted else out).append(path)
+    return load, out
+
+
 def test_modules_without_a_present_pci_device_are_left_out() -> None:
-    load, out = modules_to_load(LISTING, QEMU_PCI)
+    load, out = split(LISTING, QEMU_PCI)
     names = [p.rsplit("/", 1)[1] for p in load]
     assert names == ["virtio_ring.ko", "virtio_pci.ko", "fuse.ko", "nf_tables.ko.xz"]
     assert [p.rsplit("/", 1)[1] for p in out] == ["ena.ko", "mlx4_core.ko", "mlx4_en.ko"]
     # A ConnectX-3 present: its driver and what needs it load, in the listing's order.
-    load, out = modules_to_load(LISTING, (*QEMU_PCI, "pci:v000015B3d00001003sv000015B3sd00000050"
+    load, out = split(LISTING, (*QEMU_PCI, "pci:v000015B3d00001003sv000015B3sd00000050"
                                                      "bc02sc00i00"))
     assert [p.rsplit("/", 1)[1] for p in load][2:4] == ["mlx4_core.ko", "mlx4_en.ko"]
     assert [p.rsplit("/", 1)[1] for p in out] == ["ena.ko"]
 
 
 def test_a_bus_of_which_no_device_was_read_decides_nothing() -> None:
-    load, out = modules_to_load(LISTING, ())
+    load, out = split(LISTING, ())
     assert out == [] and len(load) == 7
-    assert modules_to_load("", QEMU_PCI) == ([], [])
+    assert split("", QEMU_PCI) == ([], [])
     hyperv = "kernel/hv_vmbus.ko acpi*:VMBUS:* acpi*:VMBus:*\nkernel/ena.ko pci:v00001D0Fd*\n"
     # PCI devices read, no ACPI device: the ACPI-bus driver stays, the absent PCI one goes.
-    assert modules_to_load(hyperv, QEMU_PCI) == (["kernel/hv_vmbus.ko"], ["kernel/ena.ko"])
-    assert modules_to_load(hyperv, [*QEMU_PCI, "acpi:PNP0A03:"]) == (
+    assert split(hyperv, QEMU_PCI) == (["kernel/hv_vmbus.ko"], ["kernel/ena.ko"])
+    assert split(hyperv, [*QEMU_PCI, "acpi:PNP0A03:"]) == (
         [], ["kernel/hv_vmbus.ko", "kernel/ena.ko"])
     # On Hyper-V with no PCI device read, both stay.
-    assert modules_to_load(hyperv, ["acpi:MSFT1000:VMBus:"]) == (
+    assert split(hyperv, ["acpi:MSFT1000:VMBus:"]) == (
         ["kernel/hv_vmbus.ko", "kernel/ena.ko"], [])
+
+
+def test_each_line_is_decided_at_its_turn_by_the_devices_then_known() -> None:
+    """virtio devices appear once their transport's module is in: a virtio driver's line asks
+    for the devices only when its turn comes, after the lines before it have loaded."""
+    listing = ("kernel/virtio_pci.ko pci:v00001AF4d*\nkernel/virtio_net.ko virtio:d00000001v*\n"
+               "kernel/virtio_blk.ko virtio:d00000002v*\nkernel/fuse.ko\n")
+    devices = list(QEMU_PCI)
+    lines = modules_to_load(listing, lambda: devices, lambda p: False)
+    assert next(lines) == ("kernel/virtio_pci.ko", True)
+    devices.append("virtio:d00000001v00001AF4")  # what loading virtio_pci made
+    assert list(lines) == [("kernel/virtio_net.ko", True), ("kernel/virtio_blk.ko", False),
+                           ("kernel/fuse.ko", True)]
+    # Before any virtio device is known (none read), the bus decides nothing.
+    assert split(listing, QEMU_PCI)[1] == []
+
+
+def test_a_path_gates_by_its_presence(tmp_path: Path) -> None:
+    """A bus or firmware whose devices come too late to read: its sysfs directory decides."""
+    listing = ("kernel/xen-netfront.ko /sys/hypervisor/type\nkernel/efivarfs.ko /sys/firmware/efi\n"
+               "kernel/scsi_mod.ko /sys/bus/scsi virtio:d00000008v*\n")
+    there = {"/sys/firmware/efi"}
+    load, out = split(listing, [*QEMU_PCI, "virtio:d00000001v00001AF4"], there.__contains__)
+    assert load == ["kernel/efivarfs.ko"]
+    assert out == ["kernel/xen-netfront.ko", "kernel/scsi_mod.ko"]
+    # A virtio SCSI controller present: the SCSI core loads for it.
+    load, _ = split(listing, [*QEMU_PCI, "virtio:d00000008v00001AF4"], there.__contains__)
+    assert "kernel/scsi_mod.ko" in load
+    # The default asks the file system.
+    (tmp_path / "xen").mkdir()
+    got = list(modules_to_load(f"kernel/x.ko {tmp_path / 'xen'}\nkernel/y.ko {tmp_path / 'no'}\n",
+                               lambda: ()))
+    assert got == [("kernel/x.ko", True), ("kernel/y.ko", False)]
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.text(), st.lists(st.text(max_size=40), max_size=5))
 def test_any_listing_and_devices_split_every_path_once_in_order(
         listing: str, devices: list[str]) -> None:
-    load, out = modules_to_load(listing, devices)
+    load, out = split(listing, devices)
     paths = [line.split()[0] for line in listing.splitlines() if line.strip()]
     assert sorted(load + out) == sorted(paths)
     for kept in (load, out):  # each a subsequence of the listing's order

@@ -77,11 +77,43 @@ def test_load_list_names_the_pci_devices_a_module_serves() -> None:
                        "kernel/nic.ko pci:v00001111d*sv*sd*bc*sc*i*\n"  # through its dependency
                        "kernel/other.ko pci:v00002222d0001*\n"
                        "kernel/fs.ko\n")
-    # A dependency that a module serving no PCI device needs always loads.
-    wanted = ["nic", "virt"]
+    # A dependency that a module serving no device PID 1 can tell is absent needs always loads.
+    wanted = ["nic", "fs2"]
+    fs2 = kmod.Module("fs2", "kernel/fs2.ko", ("lib",), ("fs-fs2",))
+    avail["fs2"] = fs2
     listing = kmod.render_load_list(kmod.resolve(wanted, avail, frozenset()), wanted)
-    assert "kernel/lib.ko\n" in listing and "kernel/virt.ko\n" in listing
+    assert "kernel/lib.ko\n" in listing and "kernel/fs2.ko\n" in listing
     assert "kernel/core.ko pci:" in listing
+
+
+def test_load_list_gates_virtio_xen_scsi_and_efi_modules() -> None:
+    """A virtio driver after the transport names its virtio device; before it, it always loads
+    (no virtio device is seen yet); Xen and SCSI modules name their bus, efivarfs the EFI
+    firmware, which PID 1 finds present or not."""
+    ring = _mod("ring")
+    pci = kmod.Module("virtio_pci", "kernel/virtio_pci.ko", ("ring",), ("pci:v00001AF4d*",))
+    blk = kmod.Module("virtio_blk", "kernel/virtio_blk.ko", ("ring",), ("virtio:d00000002v*",))
+    scsi = kmod.Module("scsi_mod", "kernel/scsi_mod.ko", (), ())
+    vscsi = kmod.Module("virtio_scsi", "kernel/virtio_scsi.ko", ("scsi_mod", "ring"),
+                        ("virtio:d00000008v*",))
+    sd = kmod.Module("sd_mod", "kernel/sd_mod.ko", ("scsi_mod",), ("scsi:t-0x00*",))
+    xen = kmod.Module("xen_netfront", "kernel/xen-netfront.ko", (), ("xen:vif",))
+    efi = kmod.Module("efivarfs", "kernel/efivarfs.ko", (), ("fs-efivarfs",))
+    avail = {m.name: m for m in (ring, pci, blk, scsi, vscsi, sd, xen, efi)}
+    wanted = ["virtio_pci", "virtio_blk", "virtio_scsi", "sd_mod", "xen_netfront", "efivarfs"]
+    listing = kmod.render_load_list(kmod.resolve(wanted, avail, frozenset()), wanted)
+    assert listing == ("kernel/ring.ko\n"  # virtio_blk's too, before the transport
+                       "kernel/virtio_pci.ko pci:v00001AF4d*\n"
+                       "kernel/virtio_blk.ko virtio:d00000002v*\n"
+                       "kernel/scsi_mod.ko /sys/bus/scsi virtio:d00000008v*\n"
+                       "kernel/virtio_scsi.ko virtio:d00000008v*\n"
+                       "kernel/sd_mod.ko /sys/bus/scsi\n"
+                       "kernel/xen-netfront.ko /sys/hypervisor/type\n"
+                       "kernel/efivarfs.ko /sys/firmware/efi\n")
+    # A virtio driver listed before the transport always loads.
+    wanted = ["virtio_blk", "virtio_pci"]
+    listing = kmod.render_load_list(kmod.resolve(wanted, avail, frozenset()), wanted)
+    assert "kernel/virtio_blk.ko\n" in listing
 
 
 def test_module_names_and_list() -> None:

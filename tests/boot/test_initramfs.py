@@ -191,23 +191,34 @@ def test_the_module_list_is_resolved_and_names_the_pci_devices_each_serves(
     assert lines[by_name["mlx4_en"]] == lines[by_name["mlx4_core"]]  # through its dependency
     assert lines[by_name["hv_netvsc"]] == lines[by_name["hv_vmbus"]] == [
         "acpi*:VMBUS:*", "acpi*:VMBus:*"]  # the Hyper-V bus, an ACPI device
-    for always in ("virtio_net", "virtio_ring", "fuse", "nf_tables", "xen_netfront"):
+    for always in ("virtio_ring", "virtio", "fuse", "nf_tables"):
         assert lines[by_name[always]] == [], always
-    # On QEMU's PCI devices (host bridge, ISA bridge, VGA, virtio NIC and disk):
+    assert lines[by_name["virtio_net"]] == ["virtio:d00000001v*"]  # after virtio_pci
+    assert lines[by_name["xen_netfront"]] == ["/sys/hypervisor/type"]
+    assert lines[by_name["efivarfs"]] == ["/sys/firmware/efi"]
+    # On QEMU's PCI devices (host bridge, ISA bridge, VGA, virtio NIC and disk), BIOS firmware:
     qemu = ["pci:v00008086d00001237sv00001AF4sd00001100bc06sc00i00",
             "pci:v00008086d00007000sv00001AF4sd00001100bc06sc01i00",
             "pci:v00001234d00001111sv00001AF4sd00001100bc03sc00i00",
             "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00",
             "pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00",
-            "acpi:LNXSYSTM:", "acpi:PNP0A03:", "acpi:PNP0303:", "acpi:QEMU0002:"]
-    load, out = modules_to_load(listing, qemu)
-    names = {module_name(p) for p in out}
-    assert names == {"ena", "gve", "mana", "ixgbevf", "vmxnet3", "mlx4_core", "mlx4_en",
-                     "mlx5_core", "mlxfw", "pci_hyperv_intf", "hv_vmbus", "hv_netvsc"}, names
-    assert by_name["virtio_pci"] in load and by_name["virtio_net"] in load
+            "acpi:LNXSYSTM:", "acpi:PNP0A03:", "acpi:PNP0303:", "acpi:QEMU0002:",
+            "virtio:d00000001v00001AF4", "virtio:d00000002v00001AF4"]
+
+    def split(devices: list[str]) -> tuple[set[str], set[str]]:
+        got = list(modules_to_load(listing, lambda: devices, lambda path: False))
+        return ({module_name(p) for p, yes in got if yes},
+                {module_name(p) for p, yes in got if not yes})
+
+    load, out = split(qemu)
+    assert out == {"ena", "gve", "mana", "ixgbevf", "vmxnet3", "mlx4_core", "mlx4_en",
+                   "mlx5_core", "mlxfw", "pci_hyperv_intf", "hv_vmbus", "hv_netvsc",
+                   "scsi_common", "scsi_mod", "virtio_scsi", "sd_mod", "virtio_rng",
+                   "xen_netfront", "efivarfs"}, out
+    assert {"virtio_pci", "virtio_net", "virtio_blk", "fuse", "nf_tables"} <= load
     # On Hyper-V (its VMBus an ACPI device), the bus and its NIC driver load.
-    load, _ = modules_to_load(listing, [*qemu, "acpi:MSFT1000:VMBus:"])
-    assert by_name["hv_vmbus"] in load and by_name["hv_netvsc"] in load
+    load, _ = split([*qemu, "acpi:MSFT1000:VMBus:"])
+    assert {"hv_vmbus", "hv_netvsc"} <= load
 
 
 def _natives(entries: dict[str, cpio.Entry]) -> dict[str, cpio.Entry]:

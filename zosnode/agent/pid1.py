@@ -11,7 +11,7 @@ import socket
 import sys
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import NoReturn, TextIO
@@ -68,48 +68,54 @@ def _name(path: str) -> str:
     return path.rsplit("/", 1)[-1].split(".ko")[0]
 
 
-def modules_to_load(listing: str, devices: Sequence[str]) -> tuple[list[str], list[str]]:
-    """(paths to load in order, paths left out) of `listing` (kmod.render_load_list: a path a
-    line after what it needs, then the PCI/ACPI aliases it serves if only those): out if none
-    matches a device's modalias (both enumerated before /init; an unread bus leaves all in)."""
-    load: list[str] = []
-    out: list[str] = []
+def modules_to_load(listing: str, devices: Callable[[], Sequence[str]],
+                    present: Callable[[str], bool] = os.path.exists) -> Iterator[tuple[str, bool]]:
+    """Each path of `listing` (kmod.render_load_list) and whether it loads, decided lazily at
+    its turn (what loaded before may have made devices): unless nothing it serves is there, by
+    modalias in `devices()` (a bus of which none was read leaves all in) or a path `present`."""
     for path, *aliases in (line.split() for line in listing.splitlines() if line.strip()):
-        buses = {a.split(":")[0].rstrip("*") + ":" for a in aliases}
-        known = bool(aliases) and all(any(d.startswith(b) for d in devices) for b in buses)
-        seen = not known or any(fnmatchcase(d, a) for a in aliases for d in devices)
-        (load if seen else out).append(path)
-    return load, out
+        found = devices() if aliases else ()
+        yield path, not aliases or any(_matches(a, found, present) for a in aliases)
+
+
+def _matches(alias: str, devices: Sequence[str], present: Callable[[str], bool]) -> bool:
+    if alias.startswith("/"):
+        return present(alias)  # a bus or firmware of which the builder knows no device early
+    on_bus = [d for d in devices if d.startswith(alias.split(":")[0].rstrip("*") + ":")]
+    return not on_bus or any(fnmatchcase(d, alias) for d in on_bus)
 
 
 def load_modules(moddir: Path, listing: str, say: Say, sysfs: Path = Path("/sys/bus")) -> int:
+    def modaliases(bus: str) -> list[str]:
+        found = []
+        for device in (sysfs / bus / "devices").glob("*"):
+            with contextlib.suppress(OSError):
+                found.append((device / "modalias").read_text().strip())
+        return found
+
     if not listing.strip():
         return 0
-    devices = []
-    for device in (*sysfs.glob("pci/devices/*"), *sysfs.glob("acpi/devices/*")):
-        with contextlib.suppress(OSError):
-            devices.append((device / "modalias").read_text().strip())
-    order, absent = modules_to_load(listing, devices)
+    known = modaliases("pci") + modaliases("acpi")  # both enumerated before /init
     libc = _libc()
-    loaded = 0
-    for rel in order:
+    loaded, order, absent = 0, 0, []
+    for rel, wanted in modules_to_load(listing, lambda: known + modaliases("virtio")):
+        if not wanted:
+            absent.append(rel)
+            continue
+        order += 1
         flags = 0 if rel.endswith(".ko") else MODULE_INIT_COMPRESSED_FILE
         try:
-            fd = os.open(moddir / rel, os.O_RDONLY | os.O_CLOEXEC)
+            with open(moddir / rel, "rb", buffering=0) as f:
+                rc = libc.syscall(SYS_FINIT_MODULE, f.fileno(), b"", flags)
+                err = ctypes.get_errno() if rc != 0 else 0
         except OSError as exc:
             say(f"modules: {rel}: {exc.strerror}")
             continue
-        try:
-            rc = libc.syscall(SYS_FINIT_MODULE, fd, b"", flags)
-            err = ctypes.get_errno() if rc != 0 else 0
-        finally:
-            os.close(fd)
         if rc == 0:
             loaded += 1
         elif err != errno.EEXIST:
             say(f"modules: loading {_name(rel)} failed: {os.strerror(err)}")
-    say(f"modules: {loaded} of {len(order)} loaded; "
-        f"no device for {' '.join(map(_name, absent)) or '-'}")
+    say(f"modules: {loaded} of {order} loaded; no device for {' '.join(map(_name, absent)) or '-'}")
     return loaded
 
 

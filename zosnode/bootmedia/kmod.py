@@ -1,7 +1,7 @@
 """Kernel modules for the initramfs: read .modinfo, resolve, write what PID 1 loads.
 
 The agent loads modules with finit_module in the order `render_load_list`
-writes, leaving out the drivers of PCI and ACPI devices that are not there; it reads
+writes, leaving out the drivers of devices that are not there; it reads
 no modules.dep or modules.alias (written too, as depmod would, for people).
 All of it comes from the modules' own .modinfo sections, so no depmod run is
 needed and the output depends only on the module files. Pure code.
@@ -112,30 +112,49 @@ def _all_deps(mod: Module, by_name: Mapping[str, Module]) -> list[str]:
     return list(reversed(order))
 
 
-# Device aliases of the buses the kernel has enumerated before /init runs.
-ENUMERATED = ("pci:", "acpi")
+# What a line of the load list may name as what its module serves. A modalias pattern of a bus
+# whose devices PID 1 has all seen by the line's turn: PCI and ACPI, enumerated before /init, and
+# virtio once its transports are loaded (an earlier line that would need one always loads). Else
+# a sysfs path that exists only where such devices can: /sys/hypervisor/type only in a Xen guest
+# (CONFIG_XEN_SYS_HYPERVISOR, set in Debian's kernels; the xen bus itself is registered on any
+# host), SCSI's bus once a host driver's module made it (its disks come later); efivarfs has
+# work only with EFI firmware.
+BY_DEVICE = ("pci:", "acpi", "virtio:")
+BY_PRESENCE = {"xen:": "/sys/hypervisor/type", "scsi:": "/sys/bus/scsi"}
+FIRMWARE = {"efivarfs": "/sys/firmware/efi"}
+VIRTIO_TRANSPORTS = ("virtio_pci", "virtio_mmio")
+
+
+def _served(mod: Module) -> set[str]:
+    out = {a for a in mod.aliases if a.startswith(BY_DEVICE)}
+    out |= {path for a in mod.aliases for bus, path in BY_PRESENCE.items() if a.startswith(bus)}
+    return out | ({FIRMWARE[mod.name]} if mod.name in FIRMWARE else set())
 
 
 def render_load_list(chosen: Sequence[Module], wanted: Iterable[str]) -> str:
     """What PID 1 loads (etc/zosnode/modules): a module a line in `chosen`'s order (from
     `resolve`: each after what it needs), its path, then, if every wanted module that needs it
-    serves PCI or ACPI devices (itself or through a dependency with such aliases), those
-    aliases. Both buses are enumerated before /init, so the node leaves out a line none of
-    whose aliases matches a present device: no cloud NIC's driver where its NIC is absent,
-    no Hyper-V bus driver outside Hyper-V."""
+    serves devices PID 1 can tell are absent (itself or through a dependency), what they serve
+    (`_served`). The node leaves out a line none of whose devices is there: no cloud NIC's
+    driver where its NIC is absent, no Hyper-V or Xen bus driver outside those, no disk
+    driver without its disk, no efivarfs without EFI (pid1.modules_to_load)."""
     by_name = {m.name: m for m in chosen}
-    gates: dict[str, set[str] | None] = {}  # module -> its users' aliases; None: always
+    gates: dict[str, set[str] | None] = {}  # module -> what its users serve; None: always
     for name in dict.fromkeys(module_name(w) for w in wanted):
         if name not in by_name:
             continue  # built into the kernel
         needs = [name, *_all_deps(by_name[name], by_name)]
-        served = {a for n in needs for a in by_name[n].aliases if a.startswith(ENUMERATED)}
+        served = set().union(*(_served(by_name[n]) for n in needs))
         for n in needs:
             gate = gates.get(n, set())
             gates[n] = None if gate is None or not served else gate | served
+    transports = [i for i, m in enumerate(chosen) if m.name in VIRTIO_TRANSPORTS]
     lines = []
-    for mod in chosen:
+    for i, mod in enumerate(chosen):
         gate = gates.get(mod.name)
+        early = bool(transports) and i < transports[-1]  # before them no virtio device is seen
+        if gate and early and any(a.startswith("virtio:") for a in gate):
+            gate = None
         lines.append(" ".join([mod.path, *sorted(gate or ())]))
     return "".join(line + "\n" for line in lines)
 
