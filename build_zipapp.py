@@ -39,6 +39,23 @@ from zosnode.bootmedia.pyc import sourceless_pyc  # noqa: E402
 
 ANCHOR_NAME = "zosnode/trust/anchor.cbor"
 DATACLASS_TABLE = "zosnode/_dataclass_methods.bin"
+# How __main__ and the recorder key an attrs script: its text with a __hash__'s type hash
+# (`hash((\n        -123,`) zeroed, its file name and mode; and the number zeroed, if any.
+ATTRS_KEY = r'''
+def _attrs_key(source, filename, mode):
+    import hashlib
+    import re
+
+    found = re.search(r"hash\(\(\n *(-?\d+),", source) if isinstance(source, str) else None
+    if found is None and not isinstance(source, str):
+        return None, None
+    text = source if found is None else source[:found.start(1)] + "0" + source[found.end(1):]
+    key = hashlib.blake2b(f"{filename}\0{mode}\0{text}".encode(), digest_size=8).digest()
+    return key, None if found is None else int(found[1])
+
+
+_ATTRS_SENTINEL = (1 << 62) + 0x5EED  # the type hash in a stored __hash__: this start's replaces it
+'''.strip()
 MAIN = '''\
 # zosnode artifact entry point: standard library only until natives are verified.
 import gc
@@ -70,11 +87,13 @@ def _precompiled_dataclass_methods():
         return
     magic = importlib.util.MAGIC_NUMBER
     try:
-        table = marshal.loads(data[len(magic):]) if data.startswith(magic) else None
+        tables = marshal.loads(data[len(magic):]) if data.startswith(magic) else None
     except (ValueError, EOFError, TypeError):  # cut short: compiled as without it
-        table = None
-    if not isinstance(table, dict):
+        tables = None
+    if not (isinstance(tables, tuple) and len(tables) == 2
+            and all(isinstance(t, dict) for t in tables)):
         return
+    table, _ATTRS_TABLE[:] = tables[0], [tables[1]]
 
     def exec_(source, globals=None, locals=None):
         if isinstance(source, str):
@@ -83,6 +102,47 @@ def _precompiled_dataclass_methods():
 
     exec_.table = table
     dataclasses.exec = exec_
+
+
+_ATTRS_TABLE = []
+ATTRS_KEY
+
+
+def _precompiled_attrs_methods():
+    # attrs compiles each method it writes too (79 scripts: its own classes' and trio's). A
+    # __hash__ script embeds hash() of a name, which the hash seed changes at every start: the
+    # key zeroes it, the stored code gets this start's.
+    if not _ATTRS_TABLE or not _ATTRS_TABLE[0] or sys.argv[1:2] not in (["node"], ["_mount-child"]):
+        return
+    import builtins
+    import types
+
+    table, real = _ATTRS_TABLE[0], builtins.compile
+
+    def renumbered(c, old, new):
+        if type(c) is int:
+            return new if c == old else c
+        if isinstance(c, tuple):
+            return tuple(renumbered(x, old, new) for x in c)
+        if isinstance(c, types.CodeType):
+            return c.replace(co_consts=renumbered(c.co_consts, old, new))
+        return c
+
+    def compile_(source, filename, mode, *args, **kwargs):
+        key, number = _attrs_key(source, filename, mode)
+        hit = None if args or kwargs else table.get(key)
+        if hit is None:
+            return real(source, filename, mode, *args, **kwargs)
+        code, hashed = hit
+        return renumbered(code, _ATTRS_SENTINEL, number) if hashed and number is not None else code
+
+    compile_.table = table
+    builtins.compile = compile_  # attr's own modules write methods as they import
+    try:
+        import attr._make
+    finally:
+        builtins.compile = real
+    attr._make.compile = compile_
 
 
 class _NoSignature:
@@ -105,13 +165,14 @@ def _start():
     except (ArtifactError, OSError) as exc:
         print(f"zosnode: cannot start: {exc}", file=sys.stderr)
         return 1
+    _precompiled_attrs_methods()
     from zosnode.entry import main
 
     return main()
 
 
 sys.exit(_start())
-'''.replace("DATACLASS_TABLE", DATACLASS_TABLE)
+'''.replace("DATACLASS_TABLE", DATACLASS_TABLE).replace("ATTRS_KEY", ATTRS_KEY)
 
 # Run in the first-pass artifact (natives activated as __main__ does) by the building
 # interpreter: argv = archive, modules (JSON: the trusted code base's, as `zosnode audit
@@ -146,11 +207,36 @@ def record(source, globals=None, locals=None):
     exec(source, globals, locals)
 
 
+ATTRS_KEY
+attrs_table = {}
+
+
+real_compile = compile
+
+
+def record_attrs(source, filename, mode, *args, **kwargs):
+    key, number = _attrs_key(source, filename, mode)
+    if key is not None and not args and not kwargs and key not in attrs_table:
+        found = re.search(r"hash\(\(\n *(-?\d+),", source)
+        text = source if found is None else (
+            source[:found.start(1)] + str(_ATTRS_SENTINEL) + source[found.end(1):])
+        attrs_table[key] = (real_compile(text, filename, mode), found is not None)
+    return real_compile(source, filename, mode, *args, **kwargs)
+
+
+import builtins
+
+builtins.compile = record_attrs
+import attr._make
+
+builtins.compile = real_compile
+attr._make.compile = record_attrs
 dataclasses.exec = record
 for name in modules:
     importlib.import_module(name)
-sys.stdout.buffer.write(marshal.dumps(dict(sorted(table.items()))))
-'''.replace("DATACLASS_LEFT_OUT", repr(DATACLASS_LEFT_OUT))
+sys.stdout.buffer.write(marshal.dumps((dict(sorted(table.items())),
+                                       dict(sorted(attrs_table.items())))))
+'''.replace("DATACLASS_LEFT_OUT", repr(DATACLASS_LEFT_OUT)).replace("ATTRS_KEY", ATTRS_KEY)
 
 
 # Files of a vendored wheel that nothing imports at run time: the packages'

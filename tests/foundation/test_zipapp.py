@@ -245,6 +245,53 @@ def test_node_dataclass_methods_come_compiled(artifact: Path, tmp_path: Path) ->
     assert seen["fields"]
 
 
+_ATTRS_PROBE = r"""
+import builtins, json, runpy, sys
+pyz = sys.argv[1]
+sys.argv = [pyz, "node", "run", "--help"]
+real, missed = builtins.compile, []
+
+
+def counting(source, filename, mode, *args, **kwargs):
+    if str(filename).startswith("<attrs"):
+        missed.append(filename)
+    return real(source, filename, mode, *args, **kwargs)
+
+
+builtins.compile = counting
+try:
+    runpy.run_path(pyz, run_name="__main__")
+except SystemExit:
+    pass
+import attr
+import trio  # noqa: F401  (its classes were made from the table)
+
+# attrs' __hash__: the tuple of its class's type hash (of a name, under this start's seed)
+# and the fields; the stored script's placeholder must have become this start's.
+factory = attr.Factory(list)
+type_hash = hash(attr._make._generate_unique_filename(attr.Factory, "hash"))
+consts = attr.Factory.__hash__.__code__.co_consts
+print(json.dumps({"hooked": len(getattr(attr._make.compile, "table", ())), "missed": missed,
+                  "same_hash": hash((type_hash, list, False)) == hash(factory),
+                  "sentinel_left": (1 << 62) + 0x5EED in consts}))
+"""
+
+
+def test_attrs_methods_come_compiled_with_this_starts_type_hash(artifact: Path,
+                                                                tmp_path: Path) -> None:
+    """A node command's attrs classes (attrs' own, trio's) take their methods from the build's
+    table; a __hash__ stored with a placeholder gets this start's type hash, so it hashes as the
+    script attrs wrote at this start would."""
+    for _ in range(2):  # two starts, two hash seeds
+        proc = subprocess.run(
+            ["env", "-i", f"ZOSNODE_RUNTIME_DIR={tmp_path / 'rt'}", "python3", "-I", "-c",
+             _ATTRS_PROBE, str(artifact)], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        seen = json.loads(proc.stdout.splitlines()[-1])
+        assert seen["hooked"] > 40 and seen["missed"] == [], seen
+        assert seen["same_hash"] and not seen["sentinel_left"], seen
+
+
 @pytest.mark.parametrize("change", ["other magic", "cut short"])
 def test_an_unusable_table_is_ignored(artifact: Path, tmp_path: Path, change: str) -> None:
     """A table of another interpreter's bytecode, or one cut short: unused, the artifact runs."""
