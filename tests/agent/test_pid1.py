@@ -110,6 +110,22 @@ def test_a_path_gates_by_its_presence(tmp_path: Path) -> None:
     assert got == [("kernel/x.ko", True), ("kernel/y.ko", False)]
 
 
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet="pci:v0A*?[]!-", max_size=16),
+       st.lists(st.text(alphabet="pci:v0A*?[]!-", max_size=16), max_size=4))
+def test_a_modalias_pattern_matches_as_fnmatch_does(alias: str, devices: list[str]) -> None:
+    """The literal-prefix check before fnmatch (which compiles a regex per pattern) never
+    changes an answer."""
+    from fnmatch import fnmatchcase
+
+    from zosnode.agent.pid1 import _matches
+
+    pattern = "pci:" + alias
+    on_bus = ["pci:" + d for d in devices]
+    assert _matches(pattern, on_bus, lambda p: False) == (
+        not on_bus or any(fnmatchcase(d, pattern) for d in on_bus))
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.text(), st.lists(st.text(max_size=40), max_size=5))
 def test_any_listing_and_devices_split_every_path_once_in_order(

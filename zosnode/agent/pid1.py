@@ -82,7 +82,8 @@ def _matches(alias: str, devices: Sequence[str], present: Callable[[str], bool])
     if alias.startswith("/"):
         return present(alias)  # a bus or firmware of which the builder knows no device early
     on_bus = [d for d in devices if d.startswith(alias.split(":")[0].rstrip("*") + ":")]
-    return not on_bus or any(fnmatchcase(d, alias) for d in on_bus)
+    head = alias.split("*")[0].split("?")[0].split("[")[0]  # no regex compiled if this differs
+    return not on_bus or any(d.startswith(head) and fnmatchcase(d, alias) for d in on_bus)
 
 
 def load_modules(moddir: Path, listing: str, say: Say, sysfs: Path = Path("/sys/bus")) -> int:
@@ -96,8 +97,7 @@ def load_modules(moddir: Path, listing: str, say: Say, sysfs: Path = Path("/sys/
     if not listing.strip():
         return 0
     known = modaliases("pci") + modaliases("acpi")  # both enumerated before /init
-    libc = _libc()
-    loaded, order, absent = 0, 0, []
+    libc, loaded, order, absent = _libc(), 0, 0, list[str]()
     for rel, wanted in modules_to_load(listing, lambda: known + modaliases("virtio")):
         if not wanted:
             absent.append(rel)
