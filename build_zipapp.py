@@ -42,16 +42,24 @@ DATACLASS_TABLE = "zosnode/_dataclass_methods.bin"
 # How __main__ and the recorder key an attrs script: its text with a __hash__'s type hash
 # (`hash((\n        -123,`) zeroed, its file name and mode; and the number zeroed, if any.
 ATTRS_KEY = r'''
-def _attrs_key(source, filename, mode):
-    import hashlib
+def _attrs_split(source):
+    # (the text before a __hash__'s type hash, the number, the text after), or None
     import re
 
-    found = re.search(r"hash\(\(\n *(-?\d+),", source) if isinstance(source, str) else None
-    if found is None and not isinstance(source, str):
+    found = re.search(r"hash\(\(\n *(-?\d+),", source)
+    return None if found is None else (source[:found.start(1)], int(found[1]),
+                                       source[found.end(1):])
+
+
+def _attrs_key(source, filename, mode):
+    import hashlib
+
+    if not isinstance(source, str):
         return None, None
-    text = source if found is None else source[:found.start(1)] + "0" + source[found.end(1):]
+    parts = _attrs_split(source)
+    text = source if parts is None else parts[0] + "0" + parts[2]
     key = hashlib.blake2b(f"{filename}\0{mode}\0{text}".encode(), digest_size=8).digest()
-    return key, None if found is None else int(found[1])
+    return key, None if parts is None else parts[1]
 
 
 _ATTRS_SENTINEL = (1 << 62) + 0x5EED  # the type hash in a stored __hash__: this start's replaces it
@@ -84,7 +92,7 @@ def _precompiled_dataclass_methods():
     try:
         data = __loader__.get_data(os.path.join(os.path.dirname(__file__), "DATACLASS_TABLE"))
     except (OSError, AttributeError):
-        return
+        return {}
     magic = importlib.util.MAGIC_NUMBER
     try:
         tables = marshal.loads(data[len(magic):]) if data.startswith(magic) else None
@@ -92,8 +100,8 @@ def _precompiled_dataclass_methods():
         tables = None
     if not (isinstance(tables, tuple) and len(tables) == 2
             and all(isinstance(t, dict) for t in tables)):
-        return
-    table, _ATTRS_TABLE[:] = tables[0], [tables[1]]
+        return {}
+    table, attrs_table = tables
 
     def exec_(source, globals=None, locals=None):
         if isinstance(source, str):
@@ -102,22 +110,22 @@ def _precompiled_dataclass_methods():
 
     exec_.table = table
     dataclasses.exec = exec_
+    return attrs_table  # for _precompiled_attrs_methods, once the natives are in
 
 
-_ATTRS_TABLE = []
 ATTRS_KEY
 
 
-def _precompiled_attrs_methods():
+def _precompiled_attrs_methods(table):
     # attrs compiles each method it writes too (79 scripts: its own classes' and trio's). A
     # __hash__ script embeds hash() of a name, which the hash seed changes at every start: the
     # key zeroes it, the stored code gets this start's.
-    if not _ATTRS_TABLE or not _ATTRS_TABLE[0] or sys.argv[1:2] not in (["node"], ["_mount-child"]):
+    if not table or sys.argv[1:2] not in (["node"], ["_mount-child"]):
         return
     import builtins
     import types
 
-    table, real = _ATTRS_TABLE[0], builtins.compile
+    real = builtins.compile
 
     def renumbered(c, old, new):
         if type(c) is int:
@@ -134,7 +142,7 @@ def _precompiled_attrs_methods():
         if hit is None:
             return real(source, filename, mode, *args, **kwargs)
         code, hashed = hit
-        return renumbered(code, _ATTRS_SENTINEL, number) if hashed and number is not None else code
+        return renumbered(code, _ATTRS_SENTINEL, number) if hashed else code
 
     compile_.table = table
     builtins.compile = compile_  # attr's own modules write methods as they import
@@ -151,7 +159,7 @@ class _NoSignature:
         return ""
 
 
-_precompiled_dataclass_methods()
+_ATTRS_TABLE = _precompiled_dataclass_methods()
 
 
 def _start():
@@ -165,7 +173,7 @@ def _start():
     except (ArtifactError, OSError) as exc:
         print(f"zosnode: cannot start: {exc}", file=sys.stderr)
         return 1
-    _precompiled_attrs_methods()
+    _precompiled_attrs_methods(_ATTRS_TABLE)
     from zosnode.entry import main
 
     return main()
@@ -209,24 +217,21 @@ def record(source, globals=None, locals=None):
 
 ATTRS_KEY
 attrs_table = {}
-
-
 real_compile = compile
 
 
 def record_attrs(source, filename, mode, *args, **kwargs):
-    key, number = _attrs_key(source, filename, mode)
+    key, _ = _attrs_key(source, filename, mode)
     if key is not None and not args and not kwargs and key not in attrs_table:
-        found = re.search(r"hash\(\(\n *(-?\d+),", source)
-        text = source if found is None else (
-            source[:found.start(1)] + str(_ATTRS_SENTINEL) + source[found.end(1):])
-        attrs_table[key] = (real_compile(text, filename, mode), found is not None)
+        parts = _attrs_split(source)
+        text = source if parts is None else parts[0] + str(_ATTRS_SENTINEL) + parts[2]
+        attrs_table[key] = (real_compile(text, filename, mode), parts is not None)
     return real_compile(source, filename, mode, *args, **kwargs)
 
 
 import builtins
 
-builtins.compile = record_attrs
+builtins.compile = record_attrs  # attr's own modules write methods as they import
 import attr._make
 
 builtins.compile = real_compile
